@@ -1,0 +1,34 @@
+# Tributary. Every target installs what it needs first (scripts/setup.sh, idempotent: a second
+# run downloads nothing), so these work on a fresh machine.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+ENV = eval "$$(scripts/setup.sh)"
+
+.PHONY: demo test setup contracts lint bench
+
+## Run the whole demo on embedded defaults (anvil, lake and SQLite under .tributary/demo).
+demo:
+	$(ENV)
+	cargo build --bin tributary
+	cargo run --quiet --bin tributary -- demo $(ARGS)
+
+## Run every test: unit, integration (real anvil, Delta on disk, SQLite), end to end.
+test:
+	$(ENV)
+	cargo test --workspace --all-targets --no-fail-fast
+
+## Install tools (anvil, solc-js, torch venv, PostgreSQL) into the cache folder.
+setup:
+	scripts/setup.sh
+
+## Recompile contracts/src into the committed artifacts in contracts/out.
+contracts:
+	$(ENV)
+	node contracts/build.js
+
+## What CI checks besides the tests.
+lint:
+	$(ENV)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,41 @@
+//! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL.
+//!
+//! Today the graph answers questions about Datanets and their contributions: who contributed,
+//! the content hash, the batch it was anchored in, and the anchoring transaction and block.
+//! Reads come from the index store ([`tributary_sql::Store`]).
+//!
+//! ```no_run
+//! # async fn f(store: tributary_sql::Store) -> tributary_api::Result<()> {
+//! let schema = tributary_api::schema(store, 31337);
+//! let app = tributary_api::router(schema);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod graphql;
+
+pub use graphql::{TributarySchema, router, schema};
+
+/// Errors from the API server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding or serving the socket failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! A connection to a chain with Tributary's contracts deployed on it.
+
+use std::path::PathBuf;
+
+use alloy::contract::CallBuilder;
+use alloy::network::{Ethereum, EthereumWallet};
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::ClientBuilder;
+use alloy::rpc::types::{Filter, Log, TransactionReceipt};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::layers::RetryBackoffLayer;
+use url::Url;
+
+use crate::anvil::{AnvilOptions, LocalAnvil};
+use crate::bindings::{
+    DatanetRegistry, InferenceLedger, ModelRegistry, RewardDistributor, RewardToken,
+};
+use crate::deployment::{Deployment, deploy_all};
+use crate::keys::{ANVIL_DEV_KEY, parse_key};
+use crate::{Error, Result};
+
+/// How to reach the chain.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// JSON-RPC endpoint; `None` starts a local anvil (state kept under `data_dir/anvil`).
+    pub rpc_url: Option<Url>,
+    /// Where the deployment record (and the embedded anvil's state) live.
+    pub data_dir: PathBuf,
+    /// The signer; `None` uses anvil's first dev key, and only on a local chain (id 31337).
+    pub signer: Option<PrivateKeySigner>,
+    /// Retries of a request that failed with a transient error (429, 5xx, timeouts).
+    pub max_retries: u32,
+    /// Base backoff between retries, in milliseconds.
+    pub backoff_ms: u64,
+}
+
+impl ChainConfig {
+    /// The embedded default: a local anvil with its state in `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            rpc_url: None,
+            data_dir: data_dir.into(),
+            signer: None,
+            max_retries: 10,
+            backoff_ms: 200,
+        }
+    }
+
+    /// A remote or already-running node.
+    pub fn rpc(url: Url, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            rpc_url: Some(url),
+            ..Self::embedded(data_dir)
+        }
+    }
+}
+
+/// A connected chain: provider with signer and retries, and the deployment.
+#[derive(Debug)]
+pub struct Chain {
+    provider: DynProvider,
+    client: alloy::rpc::client::RpcClient,
+    signer: Address,
+    deployment: Deployment,
+    url: Url,
+    // Declared last: dropped after the provider, which stops the node.
+    anvil: Option<LocalAnvil>,
+}
+
+impl Chain {
+    /// Connects (starting anvil when no URL is given), then reuses the recorded deployment if
+    /// it is live on this chain, or deploys all contracts and records them.
+    pub async fn connect(config: ChainConfig) -> Result<Self> {
+        let anvil = match &config.rpc_url {
+            Some(_) => None,
+            None => {
+                let dir = config.data_dir.join("anvil");
+                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(LocalAnvil::start(&AnvilOptions {
+                    state_file: Some(dir.join("state.json")),
+                    block_time: None,
+                })?)
+            }
+        };
+        let url = match (&config.rpc_url, &anvil) {
+            (Some(u), _) => u.clone(),
+            (None, Some(a)) => a.url().clone(),
+            (None, None) => unreachable!("anvil is started when no URL is given"),
+        };
+
+        let client = ClientBuilder::default()
+            .layer(RetryBackoffLayer::new(
+                config.max_retries,
+                config.backoff_ms,
+                u64::MAX,
+            ))
+            .http(url.clone());
+        let bare = ProviderBuilder::new()
+            .connect_client(client.clone())
+            .erased();
+        let chain_id = bare.get_chain_id().await?;
+
+        let signer = match config.signer {
+            Some(s) => s,
+            None if chain_id == 31337 => parse_key(ANVIL_DEV_KEY)?,
+            None => {
+                return Err(Error::Config(format!(
+                    "chain {chain_id} is not a local dev chain: give a signer key with \
+                     TRIBUTARY_PRIVATE_KEY or --key-file"
+                )));
+            }
+        };
+        let address = signer.address();
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_client(client.clone())
+            .erased();
+
+        let deployment = match Deployment::load(&config.data_dir)? {
+            Some(d) if d.is_live_on(&provider).await? => d,
+            _ => {
+                let d = deploy_all(&provider, address).await?;
+                d.save(&config.data_dir)?;
+                d
+            }
+        };
+        Ok(Self {
+            provider,
+            client,
+            signer: address,
+            deployment,
+            url,
+            anvil,
+        })
+    }
+
+    /// The provider (with signer and retries).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The signer's address.
+    pub fn signer(&self) -> Address {
+        self.signer
+    }
+
+    /// Where the contracts are.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.deployment.chain_id
+    }
+
+    /// The RPC URL (the local anvil's when embedded).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// True when this process started the node.
+    pub fn is_embedded(&self) -> bool {
+        self.anvil.is_some()
+    }
+
+    /// The latest block number.
+    pub async fn head(&self) -> Result<u64> {
+        Ok(self.provider.get_block_number().await?)
+    }
+
+    /// The hash of block `number`.
+    pub async fn block_hash(&self, number: u64) -> Result<alloy::primitives::B256> {
+        let block = self
+            .provider
+            .get_block_by_number(number.into())
+            .await?
+            .ok_or_else(|| Error::Config(format!("the node has no block {number}")))?;
+        Ok(block.header.hash)
+    }
+
+    /// All logs of Tributary's contracts in `from..=to`.
+    pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>> {
+        let filter = Filter::new()
+            .address(self.deployment.addresses().to_vec())
+            .from_block(from)
+            .to_block(to);
+        Ok(self.provider.get_logs(&filter).await?)
+    }
+
+    /// The receipt of a transaction, if mined.
+    pub async fn receipt(
+        &self,
+        tx: alloy::primitives::TxHash,
+    ) -> Result<Option<TransactionReceipt>> {
+        Ok(self.provider.get_transaction_receipt(tx).await?)
+    }
+
+    /// DatanetRegistry, called from the signer.
+    pub fn datanet_registry(&self) -> DatanetRegistry::DatanetRegistryInstance<DynProvider> {
+        DatanetRegistry::new(self.deployment.datanet_registry, self.provider.clone())
+    }
+
+    /// ModelRegistry, called from the signer.
+    pub fn model_registry(&self) -> ModelRegistry::ModelRegistryInstance<DynProvider> {
+        ModelRegistry::new(self.deployment.model_registry, self.provider.clone())
+    }
+
+    /// InferenceLedger, called from the signer.
+    pub fn inference_ledger(&self) -> InferenceLedger::InferenceLedgerInstance<DynProvider> {
+        InferenceLedger::new(self.deployment.inference_ledger, self.provider.clone())
+    }
+
+    /// RewardToken, called from the signer.
+    pub fn reward_token(&self) -> RewardToken::RewardTokenInstance<DynProvider> {
+        RewardToken::new(self.deployment.reward_token, self.provider.clone())
+    }
+
+    /// RewardDistributor, called from the signer.
+    pub fn reward_distributor(&self) -> RewardDistributor::RewardDistributorInstance<DynProvider> {
+        RewardDistributor::new(self.deployment.reward_distributor, self.provider.clone())
+    }
+
+    /// The same contracts called from another key (for example a contributor's).
+    pub fn with_signer(&self, signer: PrivateKeySigner) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_client(self.client.clone())
+            .erased()
+    }
+}
+
+/// Sends a contract call, waits for its receipt, and fails when it reverted.
+pub async fn send<P, D>(call: CallBuilder<P, D, Ethereum>) -> Result<TransactionReceipt>
+where
+    P: Provider<Ethereum>,
+    D: alloy::contract::CallDecoder,
+{
+    let receipt = call.send().await?.get_receipt().await?;
+    if !receipt.status() {
+        return Err(Error::Reverted(receipt.transaction_hash));
+    }
+    Ok(receipt)
+}

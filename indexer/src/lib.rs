@@ -1,0 +1,41 @@
+//! Chain events to the lineage graph.
+//!
+//! The indexer reads every log of Tributary's contracts from the deployment block to the head
+//! in block ranges, decodes it with the alloy bindings, turns it into nodes and edges of the
+//! lineage graph (one handler per contract in [`events`]), and commits them to the
+//! [`tributary_sql::Store`] together with the checkpoint, so a restart resumes exactly where
+//! the last commit ended. Logs are kept raw in `chain_events` as well.
+//!
+//! `BatchAnchored` is checked against the data-availability layer: the manifest is fetched
+//! from the lake by its URI, its hash and Merkle root are recomputed, and only a batch that
+//! matches the chain brings its contributions into the graph; otherwise the batch node is
+//! marked `verified: false` with the reason.
+//!
+//! ```no_run
+//! # async fn f(chain: &tributary_chain::Chain, store: &tributary_sql::Store, lake: &tributary_lake::Lake) -> tributary_indexer::Result<()> {
+//! let stats = tributary_indexer::Indexer::new(chain, store, lake).run_to_head().await?;
+//! println!("{} events in blocks {}..={}", stats.events, stats.from_block, stats.to_block);
+//! # Ok(()) }
+//! ```
+
+pub mod events;
+mod indexer;
+
+pub use indexer::{IndexStats, Indexer, STREAM};
+
+/// Errors from indexing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The chain failed.
+    #[error(transparent)]
+    Chain(#[from] tributary_chain::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] tributary_sql::Error),
+    /// A log the node returned lacks its block or transaction position.
+    #[error("log without position (pending?): {0}")]
+    Unpositioned(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,99 @@
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+
+use crate::{Lake, Result};
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The table version holding the rows.
+    pub version: u64,
+    /// False when the same application transaction was already committed: nothing was added.
+    pub newly_committed: bool,
+}
+
+/// An append to one table, built with [`Lake::append`].
+#[derive(Debug)]
+pub struct AppendBuilder {
+    lake: Lake,
+    table: String,
+    batches: Vec<RecordBatch>,
+    txn: Option<(String, i64)>,
+}
+
+impl AppendBuilder {
+    pub(crate) fn new(lake: Lake, table: &str) -> Self {
+        Self {
+            lake,
+            table: table.to_string(),
+            batches: Vec::new(),
+            txn: None,
+        }
+    }
+
+    /// The rows to append.
+    pub fn batches(mut self, batches: Vec<RecordBatch>) -> Self {
+        self.batches = batches;
+        self
+    }
+
+    /// Makes the append idempotent: it is committed together with the Delta application
+    /// transaction `(app_id, version)`, and skipped when the table already holds that
+    /// transaction at this version or later.
+    pub fn idempotent(mut self, app_id: impl Into<String>, version: i64) -> Self {
+        self.txn = Some((app_id.into(), version));
+        self
+    }
+
+    /// Commits (one Delta commit) and returns the version holding the rows.
+    pub async fn commit(self) -> Result<Appended> {
+        let table = self.lake.table(&self.table).await?;
+        let mut props = CommitProperties::default();
+        if let Some((app_id, version)) = &self.txn {
+            let done = table
+                .snapshot()?
+                .transaction_version(&*table.log_store(), app_id)
+                .await?;
+            if done.is_some_and(|v| v >= *version) {
+                let at = committed_version(&table, app_id).await?;
+                return Ok(Appended {
+                    version: at.unwrap_or(0),
+                    newly_committed: false,
+                });
+            }
+            props = props.with_application_transaction(Transaction::new(app_id, *version));
+        }
+        let written = table
+            .write(self.batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(props)
+            .await?;
+        let version = written.version().unwrap_or(0) as u64;
+        tracing::debug!(table = %self.table, version, "appended");
+        Ok(Appended {
+            version,
+            newly_committed: true,
+        })
+    }
+}
+
+/// The version whose commit holds the application transaction `app_id`, searching the log
+/// newest first (only on the rare path of a retried append).
+async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Result<Option<u64>> {
+    let log = table.log_store();
+    let latest = table.version().unwrap_or(0);
+    for version in (0..=latest).rev() {
+        let Some(commit) = log.read_commit_entry(version).await? else {
+            continue;
+        };
+        for line in commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            if action["txn"]["appId"].as_str() == Some(app_id) {
+                return Ok(Some(version as u64));
+            }
+        }
+    }
+    Ok(None)
+}

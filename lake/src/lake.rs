@@ -1,0 +1,154 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::StructField;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tributary_schemas::tables;
+use url::Url;
+
+use crate::append::AppendBuilder;
+use crate::{Error, Result};
+
+/// A lake: Delta tables and objects under one root URL.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+}
+
+impl Lake {
+    /// Opens the lake at `root`: a local path (created if missing) or a URL.
+    pub fn open(root: &str) -> Result<Self> {
+        let root = if root.contains("://") {
+            Url::parse(root).map_err(|e| Error::Config(format!("lake root {root:?}: {e}")))?
+        } else {
+            std::fs::create_dir_all(root)
+                .map_err(|e| Error::Config(format!("cannot create lake directory {root}: {e}")))?;
+            let abs = Path::new(root)
+                .canonicalize()
+                .map_err(|e| Error::Config(format!("lake directory {root}: {e}")))?;
+            Url::from_directory_path(&abs)
+                .map_err(|()| Error::Config(format!("lake directory {root} is not absolute")))?
+        };
+        let root = ensure_trailing_slash(root);
+        let (store, prefix) = object_store::parse_url(&root)?;
+        Ok(Self {
+            root,
+            store: Arc::from(store),
+            prefix,
+        })
+    }
+
+    /// The root URL (always ending in `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL of table `name`.
+    pub fn table_url(&self, name: &str) -> Url {
+        self.root
+            .join(&format!("{name}/"))
+            .expect("table names are valid URL segments")
+    }
+
+    /// Opens table `name`, creating it with its schema from `tributary_schemas` if missing.
+    pub async fn table(&self, name: &str) -> Result<DeltaTable> {
+        let schema = schema_of(name)?;
+        let url = self.table_url(name);
+        let mut table = DeltaTableBuilder::from_url(url.clone())?.build()?;
+        let exists = match url.to_file_path() {
+            // Local: look before loading, since Delta refuses (and logs) a missing location.
+            Ok(dir) => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+                dir.join("_delta_log").is_dir()
+            }
+            Err(()) => true,
+        };
+        if exists {
+            match table.load().await {
+                Ok(()) => return Ok(table),
+                Err(deltalake::DeltaTableError::NotATable(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let columns: Vec<StructField> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().try_into_kernel())
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Config(format!("schema of {name}: {e}")))?;
+        let created = table
+            .create()
+            .with_table_name(name)
+            .with_columns(columns)
+            .with_partition_columns(tables::partition_columns(name).iter().copied())
+            .with_save_mode(deltalake::protocol::SaveMode::Ignore)
+            .await?;
+        Ok(created)
+    }
+
+    /// Starts an append of record batches to table `name`.
+    pub fn append(&self, name: &str) -> AppendBuilder {
+        AppendBuilder::new(self.clone(), name)
+    }
+
+    /// All rows of table `name` as of `version` (the latest when `None`).
+    pub async fn read(&self, name: &str, version: Option<u64>) -> Result<Vec<RecordBatch>> {
+        let mut table = self.table(name).await?;
+        if let Some(v) = version {
+            table.load_version(v).await?;
+        }
+        let (_, stream) = table.scan_table().await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Writes an object at `key` (relative to the root) and returns its URI.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<Url> {
+        let path = self.object_path(key);
+        self.store.put(&path, bytes.into()).await?;
+        Ok(self.root.join(key).expect("keys are valid URL paths"))
+    }
+
+    /// Reads the object at `uri`, which must be under this lake's root.
+    pub async fn get(&self, uri: &str) -> Result<Vec<u8>> {
+        let key = uri
+            .strip_prefix(self.root.as_str())
+            .ok_or_else(|| Error::Config(format!("{uri} is not in the lake at {}", self.root)))?;
+        let bytes = self
+            .store
+            .get(&self.object_path(key))
+            .await?
+            .bytes()
+            .await?;
+        Ok(bytes.to_vec())
+    }
+
+    fn object_path(&self, key: &str) -> ObjectPath {
+        let key = ObjectPath::from(key);
+        self.prefix.parts().chain(key.parts()).collect()
+    }
+}
+
+/// The Arrow schema Tributary declares for table `name`.
+pub(crate) fn schema_of(name: &str) -> Result<SchemaRef> {
+    match name {
+        tables::names::CONTRIBUTIONS => Ok(tables::contributions()),
+        other => Err(Error::UnknownTable(other.to_string())),
+    }
+}
+
+fn ensure_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    url
+}

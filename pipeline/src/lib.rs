@@ -1,0 +1,47 @@
+//! Tributary's batch pipelines. Today: signing and ingesting contributions into a Datanet.
+//!
+//! An ingest takes signed contributions, verifies every signature against the registry's
+//! EIP-712 domain, writes the good ones to the `contributions` Delta table in one idempotent
+//! commit, writes the batch manifest to the lake, and anchors the batch's Merkle root on chain
+//! with `BatchAnchored`. Batch ids are derived from the contribution ids, so re-running the
+//! same input adds nothing and anchors nothing twice.
+//!
+//! - [`datanet`]: register a Datanet on chain (idempotent by name).
+//! - [`sign`]: EIP-712 signing of contributions.
+//! - [`ingest`]: verify, write, anchor.
+//! - [`sample`]: the sample Datanet the demo ships (generated, deterministic).
+//!
+//! ```no_run
+//! # async fn f(chain: &tributary_chain::Chain, lake: &tributary_lake::Lake, signed: Vec<tributary_pipeline::sign::Signed>) -> tributary_pipeline::Result<()> {
+//! let report = tributary_pipeline::ingest::ingest(chain, lake, 1, signed).await?;
+//! println!("batch {} anchored in tx {}", report.batch_id, report.anchor_tx);
+//! # Ok(()) }
+//! ```
+
+pub mod datanet;
+pub mod ingest;
+pub mod sample;
+pub mod sign;
+
+/// Errors from pipelines.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's input is wrong; the message names the problem and the fix.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The chain failed.
+    #[error(transparent)]
+    Chain(#[from] tributary_chain::Error),
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(#[from] tributary_lake::Error),
+    /// Building records failed; this is a bug.
+    #[error(transparent)]
+    Schemas(#[from] tributary_schemas::Error),
+    /// Arrow failed; this is a bug.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,66 @@
+//! The demo's sample Datanet: kitchen unit conversions, generated deterministically.
+//!
+//! Each record is a question and its answer about converting a quantity of an ingredient
+//! between kitchen units. The text is small, regular and learnable, which is what the demo's
+//! tiny models need.
+
+use serde_json::{Value, json};
+
+/// Name of the sample Datanet.
+pub const NAME: &str = "kitchen-conversions";
+/// Its domain.
+pub const DOMAIN: &str = "cooking";
+/// The license every sample record is given under.
+pub const LICENSE: &str = "CC-BY-4.0";
+
+/// (ingredient, grams per US cup)
+const INGREDIENTS: &[(&str, f64)] = &[
+    ("all-purpose flour", 125.0),
+    ("granulated sugar", 200.0),
+    ("brown sugar", 220.0),
+    ("butter", 227.0),
+    ("water", 237.0),
+    ("milk", 245.0),
+    ("rolled oats", 90.0),
+    ("rice", 185.0),
+    ("honey", 340.0),
+    ("cocoa powder", 85.0),
+    ("powdered sugar", 120.0),
+    ("olive oil", 216.0),
+];
+
+const AMOUNTS: &[(f64, &str)] = &[
+    (0.25, "1/4 cup"),
+    (0.5, "1/2 cup"),
+    (0.75, "3/4 cup"),
+    (1.0, "1 cup"),
+    (1.5, "1 1/2 cups"),
+    (2.0, "2 cups"),
+    (3.0, "3 cups"),
+    (4.0, "4 cups"),
+];
+
+/// The first `n` sample records (at most 12 × 8 × 3 = 288 distinct ones).
+pub fn records(n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (ingredient, per_cup) in INGREDIENTS {
+        for (cups, label) in AMOUNTS {
+            let grams = (per_cup * cups).round();
+            let tbsp = cups * 16.0;
+            out.push(json!({
+                "question": format!("How many grams is {label} of {ingredient}?"),
+                "answer": format!("{label} of {ingredient} weighs about {grams} grams."),
+            }));
+            out.push(json!({
+                "question": format!("How many tablespoons are in {label} of {ingredient}?"),
+                "answer": format!("{label} of {ingredient} is {tbsp} tablespoons."),
+            }));
+            out.push(json!({
+                "question": format!("I have {grams} grams of {ingredient}. How many cups is that?"),
+                "answer": format!("{grams} grams of {ingredient} is about {label}."),
+            }));
+        }
+    }
+    out.truncate(n);
+    out
+}

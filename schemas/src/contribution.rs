@@ -1,0 +1,80 @@
+//! The EIP-712 typed data a contributor signs.
+//!
+//! Domain: `{ name: "Tributary", version: "1", chainId, verifyingContract: DatanetRegistry }`.
+//! Type (any EIP-712 wallet can sign it with `eth_signTypedData_v4`):
+//!
+//! ```text
+//! Contribution(uint256 datanetId,address contributor,bytes32 contentHash,string license,
+//!              uint64 timestamp,uint64 nonce,uint64 deadline)
+//! ```
+//!
+//! The contribution id is the struct hash; the signer must be `contributor`.
+
+use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::sol;
+use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
+
+use crate::{Error, Result};
+
+sol! {
+    /// A contribution as signed by its contributor (EIP-712 struct).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Contribution {
+        uint256 datanetId;
+        address contributor;
+        bytes32 contentHash;
+        string license;
+        uint64 timestamp;
+        uint64 nonce;
+        uint64 deadline;
+    }
+}
+
+/// Half the secp256k1 group order: signatures with a larger `s` are malleable and refused.
+const SECP256K1_HALF_N: U256 = U256::from_limbs([
+    0xDFE92F46681B20A0,
+    0x5D576E7357A4501D,
+    0xFFFFFFFFFFFFFFFF,
+    0x7FFFFFFFFFFFFFFF,
+]);
+
+/// The EIP-712 domain of contributions to the registry at `registry` on chain `chain_id`.
+pub fn domain(chain_id: u64, registry: Address) -> Eip712Domain {
+    eip712_domain! {
+        name: "Tributary",
+        version: "1",
+        chain_id: chain_id,
+        verifying_contract: registry,
+    }
+}
+
+impl Contribution {
+    /// The contribution id: the EIP-712 struct hash.
+    pub fn id(&self) -> B256 {
+        self.eip712_hash_struct()
+    }
+
+    /// The digest a wallet signs under `domain`.
+    pub fn signing_hash(&self, domain: &Eip712Domain) -> B256 {
+        self.eip712_signing_hash(domain)
+    }
+
+    /// Checks that `signature` is a low-s signature by `self.contributor` under `domain`.
+    pub fn verify(&self, domain: &Eip712Domain, signature: &Signature) -> Result<()> {
+        if signature.s() > SECP256K1_HALF_N {
+            return Err(Error::InvalidSignature(
+                "high-s (malleable) signature; normalise s to the lower half".into(),
+            ));
+        }
+        let signer = signature
+            .recover_address_from_prehash(&self.signing_hash(domain))
+            .map_err(|e| Error::InvalidSignature(e.to_string()))?;
+        if signer != self.contributor {
+            return Err(Error::InvalidSignature(format!(
+                "signed by {signer}, but the contribution names {} as contributor",
+                self.contributor
+            )));
+        }
+        Ok(())
+    }
+}

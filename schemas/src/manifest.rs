@@ -1,0 +1,72 @@
+//! The batch manifest: what a `BatchAnchored` event commits to. It is written to the lake as
+//! JSON; the chain holds its URI and `keccak256` of its bytes, and the batch's Merkle root over
+//! the contribution ids it lists.
+
+use alloy::primitives::{Address, B256, keccak256};
+use serde::{Deserialize, Serialize};
+
+use crate::merkle::{MerkleTree, leaf_bytes32};
+
+/// One contribution as listed in a batch manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Contribution id (EIP-712 struct hash).
+    pub id: B256,
+    /// The signer.
+    pub contributor: Address,
+    /// keccak256 of the canonical content.
+    pub content_hash: B256,
+    /// SPDX license id.
+    pub license: String,
+    /// Contributor's timestamp, seconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// A batch of contributions committed to the lake in one Delta commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchManifest {
+    /// On-chain Datanet id.
+    pub datanet_id: u64,
+    /// Deterministic batch id: keccak256 over the sorted contribution ids.
+    pub batch_id: B256,
+    /// The Delta table the rows were committed to.
+    pub table: String,
+    /// The Delta version of that commit.
+    pub lake_version: u64,
+    /// The contributions, sorted by id.
+    pub contributions: Vec<ManifestEntry>,
+}
+
+impl BatchManifest {
+    /// The deterministic batch id for a set of contribution ids (order does not matter).
+    pub fn batch_id_of(datanet_id: u64, ids: &[B256]) -> B256 {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        let mut buf = Vec::with_capacity(8 + 32 * sorted.len());
+        buf.extend_from_slice(&datanet_id.to_be_bytes());
+        for id in &sorted {
+            buf.extend_from_slice(id.as_slice());
+        }
+        keccak256(buf)
+    }
+
+    /// The Merkle tree over the contribution ids.
+    pub fn merkle_tree(&self) -> MerkleTree {
+        MerkleTree::new(
+            self.contributions
+                .iter()
+                .map(|c| leaf_bytes32(c.id))
+                .collect(),
+        )
+    }
+
+    /// The manifest's bytes as written to the lake (pretty JSON, stable field order).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always serialises")
+    }
+
+    /// keccak256 of [`Self::to_bytes`].
+    pub fn hash(&self) -> B256 {
+        keccak256(self.to_bytes())
+    }
+}

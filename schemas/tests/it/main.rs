@@ -1,0 +1,4 @@
+//! Integration tests of the pure types.
+
+mod contribution;
+mod merkle;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what Tributary needs to build, test and run, idempotently, into a cache folder
+# outside the clone. A second run downloads nothing.
+#
+#   TRIBUTARY_CACHE   where tools live (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tributary)
+#
+# Prints `export` lines for the environment the build needs (see the Makefile).
+set -euo pipefail
+
+ANVIL_VERSION=1.7.1
+SOLC_VERSION=0.8.37
+TORCH_VERSION=2.11.0
+
+cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
+mkdir -p "$cache"
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- anvil and solc-js from the npm registry --------------------------------------------
+tools="$cache/npm"
+stamp="$tools/.installed-anvil-$ANVIL_VERSION-solc-$SOLC_VERSION"
+if [ ! -f "$stamp" ]; then
+  command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
+  log "installing anvil $ANVIL_VERSION and solc $SOLC_VERSION into $tools"
+  mkdir -p "$tools"
+  [ -f "$tools/package.json" ] || echo '{"name":"tributary-tools","private":true}' > "$tools/package.json"
+  npm install --silent --no-audit --no-fund --prefix "$tools" \
+    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
+  touch "$stamp"
+fi
+anvil_bin=$(find "$tools/node_modules/@foundry-rs/anvil-linux-amd64" -type f -name anvil | head -1)
+chmod +x "$anvil_bin"
+
+# --- libtorch through PyPI's torch wheel, in a venv --------------------------------------
+venv="$cache/venv"
+stamp="$venv/.installed-torch-$TORCH_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing torch==$TORCH_VERSION into $venv (about 3 GB, once)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" >&2
+  touch "$stamp"
+fi
+torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
+
+# --- PostgreSQL server binaries (tests start a private server) ---------------------------
+if ! pg_bin=$(dirname "$(dpkg -L postgresql-15 2>/dev/null | grep '/bin/initdb$' | head -1)" 2>/dev/null) || [ ! -x "$pg_bin/initdb" ]; then
+  if [ "${TRIBUTARY_SKIP_POSTGRES:-0}" != 1 ]; then
+    log "installing postgresql-15 (Debian package)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >&2
+    pg_bin=$(dirname "$(dpkg -L postgresql-15 | grep '/bin/initdb$' | head -1)")
+  fi
+fi
+
+cat <<OUT
+export TRIBUTARY_ANVIL=$anvil_bin
+export TRIBUTARY_SOLC_JS=$tools/node_modules/solc
+export TRIBUTARY_PG_BIN=${pg_bin:-}
+export LIBTORCH_USE_PYTORCH=1
+export TRIBUTARY_TORCH_LIB=$torch_lib
+export PATH=$venv/bin:\$PATH
+OUT

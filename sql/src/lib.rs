@@ -1,0 +1,36 @@
+//! Everything SQL in Tributary. Today: the index store.
+//!
+//! [`Store`] is the sqlx store of the lineage graph and the indexer's checkpoints: SQLite by
+//! default (a file in the data directory), PostgreSQL for several processes and machines. Both
+//! run the same logical schema from `sql/migrations/{sqlite,postgres}`, applied on connect.
+//!
+//! ```no_run
+//! # async fn f() -> tributary_sql::Result<()> {
+//! let store = tributary_sql::Store::connect("sqlite://./.tributary/index.db").await?;
+//! let rows = store.datanet_contributions(31337, 1, 100).await?;
+//! # Ok(()) }
+//! ```
+
+mod store;
+
+pub use store::{Checkpoint, ContributionRow, DatanetRow, RawEvent, Store};
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store URL is not usable; the message says how to fix it.
+    #[error("{0}")]
+    Config(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not what Tributary wrote: a bug or a foreign writer.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,208 @@
+//! `tributary demo`: the whole slice on embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tributary_chain::keys::dev_contributor;
+use tributary_indexer::Indexer;
+use tributary_pipeline::datanet::{self, DatanetSpec};
+use tributary_pipeline::sign::{Terms, sign};
+use tributary_pipeline::{ingest, sample};
+use tributary_schemas::canonical::{content_hash, to_canonical_json};
+use tributary_schemas::contribution::domain;
+
+use crate::Common;
+
+/// Marks a directory the demo created, so it only ever wipes its own.
+const MARKER: &str = ".tributary-demo";
+
+/// The query whose answer the demo prints.
+pub(crate) const QUERY: &str = "{ datanet(name: \"kitchen-conversions\") { id name domain owner \
+     contributions(first: 1000) { id contributor contentHash license batch txHash block } } }";
+
+/// Flags of `tributary demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Demo data directory; emptied at start (only if empty or made by an earlier demo).
+    #[arg(long, default_value = ".tributary/demo")]
+    data_dir: PathBuf,
+    /// Stop after printing the answer instead of serving GraphQL until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+    /// Number of sample records (at most 288).
+    #[arg(long, default_value_t = 240)]
+    records: usize,
+    /// Number of dev contributors signing them.
+    #[arg(long, default_value_t = 6)]
+    contributors: usize,
+    /// Address to serve GraphQL on (a free port is used when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.contributors == 0 {
+        bail!("--contributors must be at least 1");
+    }
+    fresh_dir(&args.data_dir)?;
+    let common = Common {
+        data_dir: args.data_dir.clone(),
+        rpc_url: None,
+        key_file: None,
+        store: None,
+    };
+
+    let chain = super::chain(&common).await?;
+    let d = chain.deployment();
+    println!(
+        "chain {} at {} (anvil); contracts deployed in block {}",
+        d.chain_id,
+        chain.url(),
+        d.start_block
+    );
+    println!(
+        "  DatanetRegistry {}  ModelRegistry {}",
+        d.datanet_registry, d.model_registry
+    );
+    println!(
+        "  InferenceLedger {}  RewardDistributor {}  RewardToken {}",
+        d.inference_ledger, d.reward_distributor, d.reward_token
+    );
+    let lake = super::lake(&args.data_dir)?;
+    let store = super::store(&common).await?;
+
+    // The Datanet's manifest: its schema hash goes on chain, the document into the lake.
+    let manifest = serde_json::json!({
+        "name": sample::NAME,
+        "domain": sample::DOMAIN,
+        "fields": { "question": "text", "answer": "text" },
+        "licenses": [sample::LICENSE],
+    });
+    let metadata_uri = lake
+        .put(
+            &format!("datanets/{}.json", sample::NAME),
+            to_canonical_json(&manifest).into_bytes(),
+        )
+        .await?;
+    let spec = DatanetSpec {
+        name: sample::NAME.into(),
+        domain: sample::DOMAIN.into(),
+        schema_hash: content_hash(&manifest),
+        metadata_uri: metadata_uri.to_string(),
+    };
+    let datanet_id = datanet::create(&chain, &spec).await?;
+    println!(
+        "Datanet {} ({}) created with id {datanet_id}",
+        spec.name, spec.domain
+    );
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let eip712 = domain(chain.chain_id(), d.datanet_registry);
+    let keys: Vec<_> = (0..args.contributors).map(dev_contributor).collect();
+    let signed = sample::records(args.records)
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let terms = Terms {
+                datanet_id,
+                license: sample::LICENSE.into(),
+                timestamp: now,
+                nonce: (i / keys.len()) as u64,
+                deadline: now + 86_400,
+            };
+            sign(&keys[i % keys.len()], &eip712, &terms, record)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "{} records signed (EIP-712) by {} contributors",
+        signed.len(),
+        keys.len()
+    );
+
+    let report = ingest::ingest(&chain, &lake, datanet_id, signed).await?;
+    println!(
+        "batch {}: {} accepted, {} rejected; Delta version {}; Merkle root {} anchored in tx {} (block {})",
+        report.batch_id,
+        report.accepted,
+        report.rejected.len(),
+        report.lake_version,
+        report.merkle_root,
+        report.anchor_tx,
+        report.anchor_block
+    );
+    for r in &report.rejected {
+        println!("  rejected record {}: {}", r.index, r.reason);
+    }
+
+    let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
+    let (nodes, edges) = store.counts(chain.chain_id()).await?;
+    println!(
+        "indexed blocks {}..={}: {} events -> {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events
+    );
+
+    let schema = tributary_api::schema(store, chain.chain_id());
+    let answer = schema.execute(QUERY).await;
+    if !answer.errors.is_empty() {
+        bail!("GraphQL query failed: {:?}", answer.errors);
+    }
+    println!("\nGraphQL query:\n{QUERY}\n--- GraphQL answer ---");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer.data.into_json()?)?
+    );
+    println!("--- end ---");
+
+    if args.exit {
+        return Ok(());
+    }
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "note: {} is unavailable ({e}); using a free port",
+                args.listen
+            );
+            tokio::net::TcpListener::bind((args.listen.ip(), 0))
+                .await
+                .context("binding a free port")?
+        }
+    };
+    println!(
+        "GraphQL (GraphiQL in a browser): http://{}/graphql",
+        listener.local_addr()?
+    );
+    println!("chain RPC: {}", chain.url());
+    println!("Ctrl-C to stop.");
+    tributary_api::serve(
+        listener,
+        tributary_api::router(schema),
+        super::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Empties `dir` if the demo made it (or it is empty), and marks it as the demo's.
+fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        let empty = entries.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            bail!(
+                "{} is not empty and was not made by `tributary demo`: pass an empty or new --data-dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        b"made by tributary demo; emptied by the next one\n",
+    )?;
+    Ok(())
+}

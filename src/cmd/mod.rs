@@ -1,0 +1,67 @@
+//! One module per command.
+
+pub(crate) mod demo;
+pub(crate) mod doctor;
+pub(crate) mod index;
+pub(crate) mod serve;
+
+use std::path::Path;
+
+use anyhow::Context;
+use tributary_chain::{Chain, ChainConfig, keys};
+use tributary_lake::Lake;
+use tributary_sql::Store;
+
+use crate::Common;
+
+/// Connects to the chain the flags name (starting anvil when none is given).
+pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
+    let mut config = match &common.rpc_url {
+        Some(url) => ChainConfig::rpc(url.clone(), &common.data_dir),
+        None => ChainConfig::embedded(&common.data_dir),
+    };
+    config.signer = match (&common.key_file, std::env::var("TRIBUTARY_PRIVATE_KEY")) {
+        (Some(path), _) => Some(keys::key_from_file(path)?),
+        (None, Ok(hex)) => Some(keys::parse_key(&hex).context("TRIBUTARY_PRIVATE_KEY")?),
+        (None, Err(_)) => None,
+    };
+    Chain::connect(config)
+        .await
+        .context("connecting to the chain")
+}
+
+/// Opens the lake in the data directory.
+pub(crate) fn lake(data_dir: &Path) -> anyhow::Result<Lake> {
+    let root = data_dir.join("lake");
+    Ok(Lake::open(&root.to_string_lossy())?)
+}
+
+/// Opens the index store the flags name (SQLite in the data directory by default).
+pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
+    let url = match &common.store {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", common.data_dir.join("index.db").display()),
+    };
+    Store::connect(&url)
+        .await
+        .with_context(|| format!("opening the index store {url}"))
+}
+
+/// Resolves when the user presses Ctrl-C or the process gets SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

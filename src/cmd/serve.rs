@@ -1,0 +1,38 @@
+//! `tributary serve`.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tributary_chain::Deployment;
+
+use crate::Common;
+
+/// Flags of `tributary serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let deployment = Deployment::load(&args.common.data_dir)?.with_context(|| {
+        format!(
+            "no deployment record in {}: run `tributary demo` or `tributary index` first",
+            args.common.data_dir.display()
+        )
+    })?;
+    let store = super::store(&args.common).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
+    println!(
+        "GraphQL (GraphiQL in a browser): http://{}/graphql",
+        listener.local_addr()?
+    );
+    let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id));
+    tributary_api::serve(listener, router, super::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `tributary`: the command-line interface. A thin layer: it parses flags, wires the crates
+//! together and prints results; the work happens in the library crates.
+
+mod cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Traceable, community-owned AI data and models.
+///
+/// Datanet contributions are signed by their contributors, land in Delta tables and are
+/// anchored on an EVM chain; the indexer rebuilds the lineage graph from chain events; a
+/// GraphQL API answers who contributed what.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `tributary_indexer=debug`.
+    #[arg(long, global = true, env = "TRIBUTARY_LOG", default_value = "warn")]
+    log: String,
+}
+
+/// Where state lives and which chain to use.
+#[derive(Debug, Clone, clap::Args)]
+struct Common {
+    /// Data directory: deployment record, lake, index store, embedded anvil state.
+    #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = ".tributary")]
+    data_dir: PathBuf,
+    /// JSON-RPC URL of the chain; without it a local anvil is started (state in the data dir).
+    #[arg(long, env = "TRIBUTARY_RPC_URL")]
+    rpc_url: Option<url::Url>,
+    /// File holding the signer's hex private key (else TRIBUTARY_PRIVATE_KEY, else anvil's dev
+    /// key on a local chain).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Index store URL: sqlite://PATH or postgres://… (default: sqlite in the data dir).
+    #[arg(long, env = "TRIBUTARY_STORE")]
+    store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole flow on embedded defaults: anvil, deploy, a sample Datanet signed by dev
+    /// contributors, Delta write, on-chain anchor, index, GraphQL answer; then serve GraphQL.
+    Demo(cmd::demo::Args),
+    /// Index chain events into the lineage graph, from the last checkpoint to the head.
+    Index(cmd::index::Args),
+    /// Serve the GraphQL API (with GraphiQL) over the index store.
+    Serve(cmd::serve::Args),
+    /// Check the installed tools: anvil, the chain connection, libtorch.
+    Doctor(cmd::doctor::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(a) => cmd::demo::run(a).await,
+            Command::Index(a) => cmd::index::run(a).await,
+            Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Doctor(a) => cmd::doctor::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

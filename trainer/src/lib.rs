@@ -1,0 +1,91 @@
+//! Tributary's trainer: libtorch through tch.
+//!
+//! Today this crate checks that libtorch loads and computes on the chosen device
+//! ([`check`]); models, LoRA and training build on it. The binary links libtorch from the
+//! project's venv (PyPI `torch==2.11.0`) with an rpath, so it runs without `LD_LIBRARY_PATH`.
+//!
+//! ```no_run
+//! let report = tributary_trainer::check(tributary_trainer::DeviceChoice::Auto).unwrap();
+//! println!("{report}");
+//! ```
+
+use std::fmt;
+
+use tch::{Device, Kind, Tensor};
+
+/// Errors from the trainer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user asked for a device that is not there.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// libtorch failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which device to compute on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device; an error when there is none.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// Resolves the choice to a tch device.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(Error::InvalidInput(
+                "--device cuda: no CUDA device is visible to libtorch; use --device cpu".into(),
+            )),
+        }
+    }
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchReport {
+    /// The device used.
+    pub device: String,
+    /// CUDA devices visible.
+    pub cuda_devices: i64,
+    /// CPU threads libtorch uses.
+    pub threads: i32,
+    /// Result of the test computation (must be 0).
+    pub max_error: f64,
+}
+
+impl fmt::Display for TorchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "libtorch ok on {} ({} CUDA device(s), {} CPU threads, matmul error {:.1e})",
+            self.device, self.cuda_devices, self.threads, self.max_error
+        )
+    }
+}
+
+/// Runs a small matmul on the device and checks it against the exact answer.
+pub fn check(choice: DeviceChoice) -> Result<TorchReport> {
+    let device = choice.device()?;
+    // (I · 2) @ ones = 2 everywhere: exact in floating point, so any error is a real fault.
+    let a = Tensor::eye(64, (Kind::Float, device)) * 2.0;
+    let b = Tensor::ones([64, 64], (Kind::Float, device));
+    let max_error = (a.f_matmul(&b)? - 2.0).abs().max().double_value(&[]);
+    Ok(TorchReport {
+        device: format!("{device:?}"),
+        cuda_devices: tch::Cuda::device_count(),
+        threads: tch::get_num_threads(),
+        max_error,
+    })
+}
