@@ -31,6 +31,8 @@ pub struct AnvilOptions {
     pub state_file: Option<PathBuf>,
     /// Mine a block every this many seconds instead of one per transaction.
     pub block_time: Option<u64>,
+    /// Chain id (anvil's default is 31337).
+    pub chain_id: Option<u64>,
 }
 
 /// A running anvil; stopped (SIGTERM, so it can dump its state) when dropped.
@@ -57,6 +59,9 @@ impl LocalAnvil {
                 cmd.arg("--state")
                     .arg(state)
                     .args(["--state-interval", "1"]);
+            }
+            if let Some(id) = options.chain_id {
+                cmd.args(["--chain-id", &id.to_string()]);
             }
             if let Some(t) = options.block_time {
                 cmd.args(["--block-time", &t.to_string()]);

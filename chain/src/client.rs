@@ -82,7 +82,7 @@ impl Chain {
                 })?;
                 Some(LocalAnvil::start(&AnvilOptions {
                     state_file: Some(dir.join("state.json")),
-                    block_time: None,
+                    ..AnvilOptions::default()
                 })?)
             }
         };
@@ -115,10 +115,7 @@ impl Chain {
             }
         };
         let address = signer.address();
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
-            .connect_client(client.clone())
-            .erased();
+        let provider = signing_provider(signer, client.clone());
 
         let deployment = match Deployment::load(&config.data_dir)? {
             Some(d) if d.is_live_on(&provider).await? => d,
@@ -227,22 +224,57 @@ impl Chain {
 
     /// The same contracts called from another key (for example a contributor's).
     pub fn with_signer(&self, signer: PrivateKeySigner) -> DynProvider {
-        ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
-            .connect_client(self.client.clone())
-            .erased()
+        signing_provider(signer, self.client.clone())
     }
 }
 
+/// A provider that fills gas, chain id and nonce and signs with `signer`.
+///
+/// The nonce is read from the node for every transaction: a cached nonce would advance on a
+/// call that fails before broadcast (a revert at gas estimation) and leave a gap that stalls
+/// every later transaction.
+fn signing_provider(
+    signer: PrivateKeySigner,
+    client: alloy::rpc::client::RpcClient,
+) -> DynProvider {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(signer))
+        .connect_client(client)
+        .erased()
+}
+
+/// How long [`send`] waits for a receipt before giving up.
+const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Sends a contract call, waits for its receipt, and fails when it reverted.
+///
+/// The receipt is polled directly (20 ms doubling to 1 s) rather than through a new-block
+/// watcher, which can miss a block mined before it starts.
 pub async fn send<P, D>(call: CallBuilder<P, D, Ethereum>) -> Result<TransactionReceipt>
 where
     P: Provider<Ethereum>,
     D: alloy::contract::CallDecoder,
 {
-    let receipt = call.send().await?.get_receipt().await?;
-    if !receipt.status() {
-        return Err(Error::Reverted(receipt.transaction_hash));
+    let pending = call.send().await?;
+    let hash = *pending.tx_hash();
+    let provider = pending.provider().clone();
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(20);
+    loop {
+        if let Some(receipt) = provider.get_transaction_receipt(hash).await? {
+            if !receipt.status() {
+                return Err(Error::Reverted(hash));
+            }
+            return Ok(receipt);
+        }
+        if started.elapsed() > RECEIPT_TIMEOUT {
+            return Err(Error::ReceiptTimeout(hash));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(1));
     }
-    Ok(receipt)
 }

@@ -40,12 +40,12 @@ pub enum Error {
     /// A transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(alloy::primitives::TxHash),
+    /// A sent transaction was not mined in time.
+    #[error("transaction {0} was not mined within 5 minutes")]
+    ReceiptTimeout(alloy::primitives::TxHash),
     /// The RPC endpoint failed (after retries).
     #[error("rpc: {0}")]
     Rpc(#[from] alloy::transports::TransportError),
-    /// Waiting for a receipt failed.
-    #[error("pending transaction: {0}")]
-    Pending(#[from] alloy::providers::PendingTransactionError),
     /// Reading or writing the deployment record failed.
     #[error("{path}: {source}")]
     Io {

@@ -1,0 +1,315 @@
+use alloy::primitives::{B256, U256, keccak256};
+use alloy::signers::SignerSync;
+use alloy::sol_types::SolStruct;
+use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryErrors as E};
+use tributary_chain::send;
+use tributary_schemas::contribution::{Contribution, domain};
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
+
+use crate::common::{ALICE, BOB, env, event, key, revert};
+
+#[tokio::test]
+async fn datanets_batches_validations_and_their_access_rules() {
+    let env = env().await;
+    let owner = env.chain.signer();
+    let reg = env.chain.datanet_registry();
+    let (alice_p, alice) = env.as_key(ALICE);
+    let as_alice = DatanetRegistry::new(*reg.address(), alice_p);
+
+    // create: event fields; names are unique and non-empty
+    let r = send(reg.createDatanet(
+        "recipes".into(),
+        "cooking".into(),
+        B256::repeat_byte(7),
+        "file:///m.json".into(),
+    ))
+    .await
+    .unwrap();
+    let ev: DatanetRegistry::DatanetCreated = event(&r);
+    assert_eq!(
+        (
+            ev.id,
+            ev.owner,
+            ev.name.as_str(),
+            ev.domain.as_str(),
+            ev.schemaHash,
+            ev.metadataURI.as_str()
+        ),
+        (
+            U256::from(1),
+            owner,
+            "recipes",
+            "cooking",
+            B256::repeat_byte(7),
+            "file:///m.json"
+        )
+    );
+    assert!(matches!(
+        revert::<E, _>(
+            send(reg.createDatanet("recipes".into(), "x".into(), B256::ZERO, "".into())).await
+        ),
+        E::NameTaken(_)
+    ));
+    assert!(matches!(
+        revert::<E, _>(send(reg.createDatanet("".into(), "x".into(), B256::ZERO, "".into())).await),
+        E::EmptyName(_)
+    ));
+    let id = U256::from(1);
+
+    // anchor: only anchorers; a batch id once; never empty; only known Datanets
+    macro_rules! anchor {
+        ($r:expr, $batch:expr, $count:expr) => {
+            $r.anchorBatch(
+                id,
+                B256::repeat_byte($batch),
+                B256::repeat_byte(0xee),
+                U256::from($count),
+                "uri".into(),
+                B256::repeat_byte(3),
+                4,
+            )
+        };
+    }
+    match revert::<E, _>(send(anchor!(as_alice, 1, 1)).await) {
+        E::NotAnchorer(e) => assert_eq!((e.id, e.account), (id, alice)),
+        other => panic!("{other:?}"),
+    }
+    let r = send(anchor!(reg, 1, 5)).await.unwrap();
+    let ev: DatanetRegistry::BatchAnchored = event(&r);
+    assert_eq!(
+        (
+            ev.datanetId,
+            ev.batchId,
+            ev.merkleRoot,
+            ev.count,
+            ev.manifestURI.as_str(),
+            ev.manifestHash,
+            ev.lakeVersion
+        ),
+        (
+            id,
+            B256::repeat_byte(1),
+            B256::repeat_byte(0xee),
+            U256::from(5),
+            "uri",
+            B256::repeat_byte(3),
+            4
+        )
+    );
+    assert!(matches!(
+        revert::<E, _>(send(anchor!(reg, 1, 5)).await),
+        E::BatchAlreadyAnchored(_)
+    ));
+    assert!(matches!(
+        revert::<E, _>(send(anchor!(reg, 2, 0)).await),
+        E::EmptyBatch(_)
+    ));
+    let unknown = reg.anchorBatch(
+        U256::from(9),
+        B256::ZERO,
+        B256::ZERO,
+        U256::from(1),
+        "".into(),
+        B256::ZERO,
+        0,
+    );
+    assert!(matches!(
+        revert::<E, _>(send(unknown).await),
+        E::UnknownDatanet(_)
+    ));
+
+    // roles per Datanet: only its owner grants them
+    match revert::<E, _>(send(as_alice.setAnchorer(id, alice, true)).await) {
+        E::NotDatanetOwner(e) => assert_eq!((e.id, e.account), (id, alice)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        revert::<E, _>(send(as_alice.setValidator(id, alice, true)).await),
+        E::NotDatanetOwner(_)
+    ));
+    let r = send(reg.setAnchorer(id, alice, true)).await.unwrap();
+    let ev: DatanetRegistry::AnchorerSet = event(&r);
+    assert_eq!((ev.datanetId, ev.account, ev.allowed), (id, alice, true));
+    send(anchor!(as_alice, 2, 1))
+        .await
+        .expect("an appointed anchorer may anchor");
+
+    // validations: only validators, only on anchored batches of that Datanet
+    macro_rules! validate {
+        ($r:expr, $batch:expr) => {
+            $r.recordValidation(
+                id,
+                B256::repeat_byte($batch),
+                B256::repeat_byte(9),
+                U256::from(4),
+                U256::from(1),
+            )
+        };
+    }
+    match revert::<E, _>(send(validate!(as_alice, 1)).await) {
+        E::NotValidator(e) => assert_eq!((e.id, e.account), (id, alice)),
+        other => panic!("{other:?}"),
+    }
+    let r = send(reg.setValidator(id, alice, true)).await.unwrap();
+    let ev: DatanetRegistry::ValidatorSet = event(&r);
+    assert_eq!((ev.datanetId, ev.account, ev.allowed), (id, alice, true));
+    assert!(matches!(
+        revert::<E, _>(send(validate!(as_alice, 0x77)).await),
+        E::UnknownBatch(_)
+    ));
+    let r = send(validate!(as_alice, 1)).await.unwrap();
+    let ev: DatanetRegistry::ValidationRecorded = event(&r);
+    assert_eq!(
+        (
+            ev.datanetId,
+            ev.batchId,
+            ev.validator,
+            ev.verdictsRoot,
+            ev.accepted,
+            ev.rejected
+        ),
+        (
+            id,
+            B256::repeat_byte(1),
+            alice,
+            B256::repeat_byte(9),
+            U256::from(4),
+            U256::from(1)
+        )
+    );
+}
+
+#[tokio::test]
+async fn proofs_verify_on_chain_and_forgeries_do_not() {
+    let env = env().await;
+    let reg = env.chain.datanet_registry();
+    send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    for (n, size) in [1usize, 2, 3, 7, 33, 100].into_iter().enumerate() {
+        let ids: Vec<B256> = (0..size)
+            .map(|i| keccak256(format!("{size}/{i}")))
+            .collect();
+        let tree = MerkleTree::new(ids.iter().map(|id| leaf_bytes32(*id)).collect());
+        let batch = B256::with_last_byte(n as u8 + 1);
+        send(reg.anchorBatch(
+            U256::from(1),
+            batch,
+            tree.root(),
+            U256::from(size),
+            "".into(),
+            B256::ZERO,
+            0,
+        ))
+        .await
+        .unwrap();
+        for id in ids.iter().step_by(size.div_ceil(5)) {
+            let proof = tree.proof(&leaf_bytes32(*id)).unwrap();
+            assert!(
+                reg.verifyContribution(batch, *id, proof.clone())
+                    .call()
+                    .await
+                    .unwrap(),
+                "size {size}"
+            );
+            // a leaf that is not in the batch, and a tampered proof
+            assert!(
+                !reg.verifyContribution(batch, keccak256(id), proof.clone())
+                    .call()
+                    .await
+                    .unwrap()
+            );
+            if let Some(first) = proof.first() {
+                let mut forged = proof.clone();
+                forged[0] = keccak256(first);
+                assert!(
+                    !reg.verifyContribution(batch, *id, forged)
+                        .call()
+                        .await
+                        .unwrap()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn contributors_and_owners_revoke_others_cannot() {
+    let env = env().await;
+    let reg = env.chain.datanet_registry();
+    send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    let id = U256::from(1);
+
+    // The registry's EIP-712 domain separator is the one the off-chain signer uses.
+    let d = domain(env.chain.chain_id(), *reg.address());
+    assert_eq!(reg.domainSeparator().call().await.unwrap(), d.separator());
+
+    let bob_key = key(BOB);
+    let c = Contribution {
+        datanetId: id,
+        contributor: bob_key.address(),
+        contentHash: B256::repeat_byte(5),
+        license: "CC0-1.0".into(),
+        timestamp: 1,
+        nonce: 0,
+        deadline: u64::MAX,
+    };
+    let sig = bob_key.sign_hash_sync(&c.eip712_signing_hash(&d)).unwrap();
+    let sig_bytes = alloy::primitives::Bytes::from(sig.as_bytes().to_vec());
+
+    // Alice holds Bob's signature but is neither contributor nor owner.
+    let (alice_p, alice) = env.as_key(ALICE);
+    let as_alice = DatanetRegistry::new(*reg.address(), alice_p);
+    match revert::<E, _>(
+        send(as_alice.revokeContribution(id, c.id(), sig_bytes.clone(), "no".into())).await,
+    ) {
+        E::NotContributorOrOwner(e) => assert_eq!((e.contributionId, e.account), (c.id(), alice)),
+        other => panic!("{other:?}"),
+    }
+    // Bob proves authorship with his signature.
+    let (bob_p, bob) = env.as_key(BOB);
+    let as_bob = DatanetRegistry::new(*reg.address(), bob_p);
+    let r =
+        send(as_bob.revokeContribution(id, c.id(), sig_bytes.clone(), "license withdrawn".into()))
+            .await
+            .unwrap();
+    let ev: DatanetRegistry::ContributionRevoked = event(&r);
+    assert_eq!(
+        (ev.datanetId, ev.contributionId, ev.by, ev.reason.as_str()),
+        (id, c.id(), bob, "license withdrawn")
+    );
+    assert!(matches!(
+        revert::<E, _>(
+            send(as_bob.revokeContribution(id, c.id(), sig_bytes, "again".into())).await
+        ),
+        E::AlreadyRevoked(_)
+    ));
+    // A revoked contribution no longer verifies, even with a valid proof.
+    let leaf = leaf_bytes32(c.id());
+    send(reg.anchorBatch(
+        id,
+        B256::repeat_byte(1),
+        leaf,
+        U256::from(1),
+        "".into(),
+        B256::ZERO,
+        0,
+    ))
+    .await
+    .unwrap();
+    assert!(
+        !reg.verifyContribution(B256::repeat_byte(1), c.id(), vec![])
+            .call()
+            .await
+            .unwrap()
+    );
+
+    // The owner revokes without a signature.
+    let other = B256::repeat_byte(0x42);
+    send(reg.revokeContribution(id, other, Default::default(), "spam".into()))
+        .await
+        .unwrap();
+    assert!(reg.revoked(other).call().await.unwrap());
+}
