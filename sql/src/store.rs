@@ -253,6 +253,47 @@ impl Store {
             .collect()
     }
 
+    /// The whole graph of `chain_id`, nodes by id and edges by (src, dst, kind): for
+    /// comparing two indexes of the same chain.
+    pub async fn graph(&self, chain_id: u64) -> Result<(Vec<Node>, Vec<Edge>)> {
+        let nodes = sqlx::query(
+            "SELECT id, kind, props, block_number, block_hash, tx_hash, log_index FROM lineage_nodes \
+             WHERE chain_id = $1 ORDER BY id",
+        )
+        .bind(chain_id as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Node {
+                id: r.get(0),
+                kind: parse_kind(r.get(1))?,
+                props: json(r.get(2))?,
+                pos: pos(r, 3)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+        let edges = sqlx::query(
+            "SELECT src, dst, kind, weight, block_number, block_hash, tx_hash, log_index FROM lineage_edges \
+             WHERE chain_id = $1 ORDER BY src, dst, kind",
+        )
+        .bind(chain_id as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Edge {
+                src: r.get(0),
+                dst: r.get(1),
+                kind: parse_kind(r.get(2))?,
+                weight: r.get(3),
+                pos: pos(r, 4)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+        Ok((nodes, edges))
+    }
+
     /// Number of nodes and edges on `chain_id`.
     pub async fn counts(&self, chain_id: u64) -> Result<(u64, u64)> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lineage_nodes WHERE chain_id = $1")
@@ -265,6 +306,12 @@ impl Store {
             .await?;
         Ok((n as u64, e as u64))
     }
+}
+
+/// Parses a stored kind name (`contributor`, `anchored_in`, …) back into its enum.
+fn parse_kind<T: serde::de::DeserializeOwned>(name: String) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(name.clone()))
+        .map_err(|_| Error::Corrupt(format!("unknown kind {name:?}")))
 }
 
 fn strip(s: String, prefix: &str) -> String {

@@ -43,14 +43,14 @@ proptest! {
 
 #[test]
 fn matches_openzeppelin_layout_for_three_leaves() {
-    // OpenZeppelin's StandardMerkleTree sorts leaves, puts them at the end of the array in
-    // reverse, and hashes children 2i+1, 2i+2: for sorted [a, b, c] the root is
-    // hash(hash(c, b)... laid out as tree = [root, n1, a, c, b].
+    // OpenZeppelin's StandardMerkleTree sorts the leaves, stores them at the end of the array
+    // in reverse and hashes children 2i+1 and 2i+2: for sorted [a, b, c] the array is
+    // [root, n1, c, b, a] with n1 = hash(b, a) and root = hash(n1, c).
     let mut l = leaves(3, 7);
     l.sort();
     let (a, b, c) = (l[0], l[1], l[2]);
-    let n1 = hash_pair(c, b);
-    let root = hash_pair(n1, a);
+    let n1 = hash_pair(b, a);
+    let root = hash_pair(n1, c);
     assert_eq!(MerkleTree::new(vec![c, a, b]).root(), root);
     assert_eq!(MerkleTree::new(vec![a]).root(), a);
     assert_eq!(

@@ -1,1 +1,4 @@
-//! Integration tests.
+//! The index store against real SQLite and PostgreSQL.
+
+mod pg;
+mod store;

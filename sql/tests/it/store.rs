@@ -1,0 +1,105 @@
+use alloy::primitives::B256;
+use serde_json::json;
+use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_sql::{Checkpoint, RawEvent, Store};
+
+use crate::pg::Postgres;
+
+fn pos(block: u64, log: u64) -> ChainPos {
+    ChainPos {
+        block_number: block,
+        block_hash: B256::with_last_byte(block as u8),
+        tx_hash: B256::with_last_byte(100 + block as u8),
+        log_index: log,
+    }
+}
+
+/// One behaviour suite, run on every backend.
+async fn suite(store: &Store) {
+    let chain = 31337;
+    assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), None);
+
+    let contribution = B256::repeat_byte(0xc1);
+    let who = alloy::primitives::Address::repeat_byte(0xaa);
+    let batch = B256::repeat_byte(0xba);
+    let nodes = vec![
+        Node { id: g::datanet_id(1), kind: NodeKind::Datanet, props: json!({"name": "d", "domain": "x"}), pos: pos(1, 0) },
+        Node { id: g::contributor_id(who), kind: NodeKind::Contributor, props: json!({}), pos: pos(2, 0) },
+        Node {
+            id: g::contribution_id(contribution),
+            kind: NodeKind::Contribution,
+            props: json!({"content_hash": "0x01", "license": "MIT"}),
+            pos: pos(2, 0),
+        },
+        Node { id: g::batch_id(batch), kind: NodeKind::Batch, props: json!({"verified": true}), pos: pos(2, 0) },
+    ];
+    let edge = |src: String, dst: String, kind| Edge { src, dst, kind, weight: None, pos: pos(2, 0) };
+    let edges = vec![
+        edge(g::contributor_id(who), g::contribution_id(contribution), EdgeKind::Contributed),
+        edge(g::contribution_id(contribution), g::datanet_id(1), EdgeKind::In),
+        edge(g::contribution_id(contribution), g::batch_id(batch), EdgeKind::AnchoredIn),
+    ];
+    let events = vec![RawEvent { address: "0x01".into(), name: "BatchAnchored".into(), data: json!({"x": 1}), pos: pos(2, 0) }];
+    let cp = Checkpoint { block_number: 2, block_hash: B256::with_last_byte(2).to_string() };
+    store.apply(chain, "lineage", &events, &nodes, &edges, &cp).await.unwrap();
+    // Replaying the same changes is harmless: same graph, same checkpoint.
+    store.apply(chain, "lineage", &events, &nodes, &edges, &cp).await.unwrap();
+    assert_eq!(store.counts(chain).await.unwrap(), (4, 3));
+    assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp));
+
+    let (n, e) = store.graph(chain).await.unwrap();
+    let mut want_nodes = nodes.clone();
+    want_nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(n, want_nodes);
+    assert_eq!(e.len(), 3);
+
+    let datanets = store.datanets(chain).await.unwrap();
+    assert_eq!(datanets.len(), 1);
+    assert_eq!((datanets[0].id, datanets[0].props["name"].as_str()), (1, Some("d")));
+
+    let rows = store.datanet_contributions(chain, 1, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.id, contribution.to_string());
+    assert_eq!(r.contributor, g::hex_lower(who.as_slice()));
+    assert_eq!((r.content_hash.as_str(), r.license.as_str()), ("0x01", "MIT"));
+    assert_eq!(r.batch, batch.to_string());
+    assert_eq!(r.pos, pos(2, 0));
+
+    // Another chain in the same store sees nothing of this one.
+    assert_eq!(store.counts(1).await.unwrap(), (0, 0));
+    assert!(store.datanet_contributions(1, 1, 10).await.unwrap().is_empty());
+
+    // The checkpoint moves forward with the next commit.
+    let cp3 = Checkpoint { block_number: 3, block_hash: B256::with_last_byte(3).to_string() };
+    store.apply(chain, "lineage", &[], &[], &[], &cp3).await.unwrap();
+    assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp3));
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sub/index.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    suite(&store).await;
+    // Reopening runs no migration twice and keeps the data.
+    drop(store);
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.counts(31337).await.unwrap(), (4, 3));
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let pg = Postgres::start();
+    let store = Store::connect(&pg.url).await.unwrap();
+    suite(&store).await;
+    drop(store);
+    let store = Store::connect(&pg.url).await.unwrap();
+    assert_eq!(store.counts(31337).await.unwrap(), (4, 3));
+}
+
+#[tokio::test]
+async fn a_bad_url_says_what_is_expected() {
+    let err = Store::connect("mysql://x").await.unwrap_err().to_string();
+    assert!(err.contains("sqlite://PATH") && err.contains("postgres://"), "{err}");
+}
