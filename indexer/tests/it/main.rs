@@ -1,1 +1,3 @@
-//! Integration tests.
+//! The indexer against a real anvil, a Delta lake on disk and SQLite.
+
+mod lineage;

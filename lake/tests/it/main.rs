@@ -1,1 +1,3 @@
-//! Integration tests.
+//! The lake against real Delta tables on disk.
+
+mod tables;

@@ -1,1 +1,3 @@
-//! Integration tests.
+//! Ingest against a real anvil and a Delta lake on disk.
+
+mod ingest;

@@ -19,11 +19,16 @@ fn bin_dir() -> PathBuf {
     }
     let out = Command::new("dpkg").args(["-L", "postgresql-15"]).output();
     if let Ok(out) = out {
-        if let Some(line) = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.ends_with("/bin/initdb")) {
+        if let Some(line) = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.ends_with("/bin/initdb"))
+        {
             return Path::new(line).parent().unwrap().to_path_buf();
         }
     }
-    panic!("PostgreSQL server binaries not found: run `make setup` (installs postgresql-15) or set TRIBUTARY_PG_BIN")
+    panic!(
+        "PostgreSQL server binaries not found: run `make setup` (installs postgresql-15) or set TRIBUTARY_PG_BIN"
+    )
 }
 
 /// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
@@ -36,36 +41,96 @@ fn run(bin: &Path, tool: &str, args: &[&str]) {
     } else {
         Command::new(bin.join(tool))
     };
-    let out = cmd.args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(out.status.success(), "{tool} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn euid() -> u32 {
     // `id -u` keeps this test crate free of libc.
     let out = Command::new("id").arg("-u").output().expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(1)
 }
 
 impl Postgres {
     pub(crate) fn start() -> Self {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new().prefix("tributary-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("tributary-pg")
+            .tempdir()
+            .unwrap();
         let data = dir.path().join("data");
         if euid() == 0 {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
             assert!(ok.success(), "chown to postgres");
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let d = data.to_str().unwrap();
-        run(&bin, "initdb", &["-D", d, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
-        run(&bin, "pg_ctl", &["-D", d, "-o", &opts, "-w", "-l", &format!("{d}/../log"), "start"]);
-        Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), bin, data, _dir: dir }
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                d,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        run(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                d,
+                "-o",
+                &opts,
+                "-w",
+                "-l",
+                &format!("{d}/../log"),
+                "start",
+            ],
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            data,
+            _dir: dir,
+        }
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        run(&self.bin, "pg_ctl", &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"]);
+        run(
+            &self.bin,
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
     }
 }

@@ -23,27 +23,74 @@ async fn suite(store: &Store) {
     let who = alloy::primitives::Address::repeat_byte(0xaa);
     let batch = B256::repeat_byte(0xba);
     let nodes = vec![
-        Node { id: g::datanet_id(1), kind: NodeKind::Datanet, props: json!({"name": "d", "domain": "x"}), pos: pos(1, 0) },
-        Node { id: g::contributor_id(who), kind: NodeKind::Contributor, props: json!({}), pos: pos(2, 0) },
+        Node {
+            id: g::datanet_id(1),
+            kind: NodeKind::Datanet,
+            props: json!({"name": "d", "domain": "x"}),
+            pos: pos(1, 0),
+        },
+        Node {
+            id: g::contributor_id(who),
+            kind: NodeKind::Contributor,
+            props: json!({}),
+            pos: pos(2, 0),
+        },
         Node {
             id: g::contribution_id(contribution),
             kind: NodeKind::Contribution,
             props: json!({"content_hash": "0x01", "license": "MIT"}),
             pos: pos(2, 0),
         },
-        Node { id: g::batch_id(batch), kind: NodeKind::Batch, props: json!({"verified": true}), pos: pos(2, 0) },
+        Node {
+            id: g::batch_id(batch),
+            kind: NodeKind::Batch,
+            props: json!({"verified": true}),
+            pos: pos(2, 0),
+        },
     ];
-    let edge = |src: String, dst: String, kind| Edge { src, dst, kind, weight: None, pos: pos(2, 0) };
+    let edge = |src: String, dst: String, kind| Edge {
+        src,
+        dst,
+        kind,
+        weight: None,
+        pos: pos(2, 0),
+    };
     let edges = vec![
-        edge(g::contributor_id(who), g::contribution_id(contribution), EdgeKind::Contributed),
-        edge(g::contribution_id(contribution), g::datanet_id(1), EdgeKind::In),
-        edge(g::contribution_id(contribution), g::batch_id(batch), EdgeKind::AnchoredIn),
+        edge(
+            g::contributor_id(who),
+            g::contribution_id(contribution),
+            EdgeKind::Contributed,
+        ),
+        edge(
+            g::contribution_id(contribution),
+            g::datanet_id(1),
+            EdgeKind::In,
+        ),
+        edge(
+            g::contribution_id(contribution),
+            g::batch_id(batch),
+            EdgeKind::AnchoredIn,
+        ),
     ];
-    let events = vec![RawEvent { address: "0x01".into(), name: "BatchAnchored".into(), data: json!({"x": 1}), pos: pos(2, 0) }];
-    let cp = Checkpoint { block_number: 2, block_hash: B256::with_last_byte(2).to_string() };
-    store.apply(chain, "lineage", &events, &nodes, &edges, &cp).await.unwrap();
+    let events = vec![RawEvent {
+        address: "0x01".into(),
+        name: "BatchAnchored".into(),
+        data: json!({"x": 1}),
+        pos: pos(2, 0),
+    }];
+    let cp = Checkpoint {
+        block_number: 2,
+        block_hash: B256::with_last_byte(2).to_string(),
+    };
+    store
+        .apply(chain, "lineage", &events, &nodes, &edges, &cp)
+        .await
+        .unwrap();
     // Replaying the same changes is harmless: same graph, same checkpoint.
-    store.apply(chain, "lineage", &events, &nodes, &edges, &cp).await.unwrap();
+    store
+        .apply(chain, "lineage", &events, &nodes, &edges, &cp)
+        .await
+        .unwrap();
     assert_eq!(store.counts(chain).await.unwrap(), (4, 3));
     assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp));
 
@@ -55,24 +102,42 @@ async fn suite(store: &Store) {
 
     let datanets = store.datanets(chain).await.unwrap();
     assert_eq!(datanets.len(), 1);
-    assert_eq!((datanets[0].id, datanets[0].props["name"].as_str()), (1, Some("d")));
+    assert_eq!(
+        (datanets[0].id, datanets[0].props["name"].as_str()),
+        (1, Some("d"))
+    );
 
     let rows = store.datanet_contributions(chain, 1, 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r.id, contribution.to_string());
     assert_eq!(r.contributor, g::hex_lower(who.as_slice()));
-    assert_eq!((r.content_hash.as_str(), r.license.as_str()), ("0x01", "MIT"));
+    assert_eq!(
+        (r.content_hash.as_str(), r.license.as_str()),
+        ("0x01", "MIT")
+    );
     assert_eq!(r.batch, batch.to_string());
     assert_eq!(r.pos, pos(2, 0));
 
     // Another chain in the same store sees nothing of this one.
     assert_eq!(store.counts(1).await.unwrap(), (0, 0));
-    assert!(store.datanet_contributions(1, 1, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .datanet_contributions(1, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The checkpoint moves forward with the next commit.
-    let cp3 = Checkpoint { block_number: 3, block_hash: B256::with_last_byte(3).to_string() };
-    store.apply(chain, "lineage", &[], &[], &[], &cp3).await.unwrap();
+    let cp3 = Checkpoint {
+        block_number: 3,
+        block_hash: B256::with_last_byte(3).to_string(),
+    };
+    store
+        .apply(chain, "lineage", &[], &[], &[], &cp3)
+        .await
+        .unwrap();
     assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp3));
 }
 
@@ -101,5 +166,8 @@ async fn postgres_store() {
 #[tokio::test]
 async fn a_bad_url_says_what_is_expected() {
     let err = Store::connect("mysql://x").await.unwrap_err().to_string();
-    assert!(err.contains("sqlite://PATH") && err.contains("postgres://"), "{err}");
+    assert!(
+        err.contains("sqlite://PATH") && err.contains("postgres://"),
+        "{err}"
+    );
 }

@@ -1,0 +1,162 @@
+use alloy::primitives::{B256, U256};
+use tributary_chain::keys::dev_contributor;
+use tributary_chain::{Chain, ChainConfig};
+use tributary_lake::Lake;
+use tributary_pipeline::datanet::{self, DatanetSpec};
+use tributary_pipeline::ingest::ingest;
+use tributary_pipeline::sample;
+use tributary_pipeline::sign::{Signed, Terms, sign};
+use tributary_schemas::contribution::domain;
+use tributary_schemas::tables::names;
+
+struct Env {
+    chain: Chain,
+    lake: Lake,
+    datanet: u64,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let spec = DatanetSpec {
+        name: "k".into(),
+        domain: "cooking".into(),
+        schema_hash: B256::ZERO,
+        metadata_uri: String::new(),
+    };
+    let datanet = datanet::create(&chain, &spec).await.unwrap();
+    assert_eq!(
+        datanet::create(&chain, &spec).await.unwrap(),
+        datanet,
+        "creating by name again is harmless"
+    );
+    Env {
+        chain,
+        lake,
+        datanet,
+        _dir: dir,
+    }
+}
+
+fn signed(env: &Env, n: usize) -> Vec<Signed> {
+    let d = domain(
+        env.chain.chain_id(),
+        env.chain.deployment().datanet_registry,
+    );
+    sample::records(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let terms = Terms {
+                datanet_id: env.datanet,
+                license: "CC0-1.0".into(),
+                timestamp: 1,
+                nonce: i as u64,
+                deadline: u64::MAX,
+            };
+            sign(&dev_contributor(i % 3), &d, &terms, r).unwrap()
+        })
+        .collect()
+}
+
+async fn rows(lake: &Lake) -> usize {
+    lake.read(names::CONTRIBUTIONS, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_batch_lands_once_and_is_anchored_once() {
+    let env = env().await;
+    let input = signed(&env, 30);
+    let first = ingest(&env.chain, &env.lake, env.datanet, input.clone())
+        .await
+        .unwrap();
+    assert_eq!((first.accepted, first.rejected.len()), (30, 0));
+    assert!(first.newly_committed && first.newly_anchored);
+    assert_eq!(rows(&env.lake).await, 30);
+
+    // The registry holds the root and count of the batch.
+    let b = env
+        .chain
+        .datanet_registry()
+        .batch(first.batch_id)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b.datanetId, b.merkleRoot, b.count),
+        (U256::from(env.datanet), first.merkle_root, U256::from(30))
+    );
+
+    // Re-running the same input, in another order, adds nothing and anchors nothing.
+    let mut shuffled = input;
+    shuffled.reverse();
+    let again = ingest(&env.chain, &env.lake, env.datanet, shuffled)
+        .await
+        .unwrap();
+    assert_eq!(again.batch_id, first.batch_id);
+    assert!(!again.newly_committed && !again.newly_anchored);
+    assert_eq!(
+        (again.lake_version, again.anchor_tx),
+        (first.lake_version, first.anchor_tx)
+    );
+    assert_eq!(rows(&env.lake).await, 30);
+}
+
+#[tokio::test]
+async fn bad_records_are_rejected_with_reasons_and_the_rest_land() {
+    let env = env().await;
+    let mut input = signed(&env, 6);
+    input[1].content = serde_json::json!({"question": "tampered"});
+    input[2].contribution.contributor = dev_contributor(9).address();
+    input[3].contribution.datanetId = U256::from(99);
+    input.push(input[0].clone());
+    let report = ingest(&env.chain, &env.lake, env.datanet, input)
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 3);
+    let reasons: Vec<(usize, &str)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].0 == 1 && reasons[0].1.contains("contentHash"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 2 && reasons[1].1.contains("signed by"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == 3 && reasons[2].1.contains("Datanet 99"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].0 == 6 && reasons[3].1.contains("duplicate"),
+        "{reasons:?}"
+    );
+    assert_eq!(rows(&env.lake).await, 3);
+
+    // Nothing valid at all is an error that says why, and writes nothing.
+    let mut bad = signed(&env, 1);
+    bad[0].content = serde_json::json!({});
+    let err = ingest(&env.chain, &env.lake, env.datanet, bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no valid contributions") && err.contains("contentHash"),
+        "{err}"
+    );
+    assert_eq!(rows(&env.lake).await, 3);
+}
