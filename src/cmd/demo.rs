@@ -139,7 +139,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
     let (nodes, edges) = store.counts(chain.chain_id()).await?;
     println!(
-        "indexed blocks {}..={}: {} events -> {nodes} nodes, {edges} edges",
+        "indexed blocks {}..={}: {} events; graph has {nodes} nodes, {edges} edges",
         stats.from_block, stats.to_block, stats.events
     );
 

@@ -24,11 +24,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     let (nodes, edges) = store.counts(chain.chain_id()).await?;
     println!(
-        "indexed blocks {}..={} of chain {}: {} events; graph has {nodes} nodes, {edges} edges",
-        stats.from_block,
-        stats.to_block,
-        chain.chain_id(),
-        stats.events
+        "indexed blocks {}..={}: {} events; graph has {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events
     );
     Ok(())
 }

@@ -1,1 +1,4 @@
-//! e2e
+//! End-to-end tests of the `tributary` binary against the real parts it starts.
+
+mod cli;
+mod demo;

@@ -1,1 +1,3 @@
-//! Integration tests.
+//! The GraphQL router over a real SQLite store.
+
+mod graphql;

@@ -1,0 +1,159 @@
+use alloy::primitives::{Address, B256};
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_sql::{Checkpoint, Store};
+
+const CHAIN: u64 = 31337;
+
+/// A store with one Datanet and `n` contributions from two contributors.
+async fn fixture(dir: &std::path::Path, n: u8) -> Store {
+    let store = Store::connect(&format!("sqlite://{}", dir.join("i.db").display()))
+        .await
+        .unwrap();
+    let pos = ChainPos {
+        block_number: 7,
+        block_hash: B256::repeat_byte(7),
+        tx_hash: B256::repeat_byte(0x77),
+        log_index: 0,
+    };
+    let batch = g::batch_id(B256::repeat_byte(0xba));
+    let mut nodes = vec![
+        Node {
+            id: g::datanet_id(1),
+            kind: NodeKind::Datanet,
+            props: json!({"name": "kitchen", "domain": "cooking", "owner": "0xo", "schema_hash": "0x5"}),
+            pos,
+        },
+        Node {
+            id: batch.clone(),
+            kind: NodeKind::Batch,
+            props: json!({"verified": true}),
+            pos,
+        },
+    ];
+    let mut edges = Vec::new();
+    for i in 0..n {
+        let c = g::contribution_id(B256::repeat_byte(i));
+        let who = g::contributor_id(Address::repeat_byte(1 + i % 2));
+        nodes.push(Node {
+            id: c.clone(),
+            kind: NodeKind::Contribution,
+            props: json!({"content_hash": format!("0x{i:02x}"), "license": "MIT"}),
+            pos,
+        });
+        nodes.push(Node {
+            id: who.clone(),
+            kind: NodeKind::Contributor,
+            props: json!({}),
+            pos,
+        });
+        for (src, dst, kind) in [
+            (who, c.clone(), EdgeKind::Contributed),
+            (c.clone(), g::datanet_id(1), EdgeKind::In),
+            (c, batch.clone(), EdgeKind::AnchoredIn),
+        ] {
+            edges.push(Edge {
+                src,
+                dst,
+                kind,
+                weight: None,
+                pos,
+            });
+        }
+    }
+    let cp = Checkpoint {
+        block_number: 7,
+        block_hash: B256::repeat_byte(7).to_string(),
+    };
+    store
+        .apply(CHAIN, "lineage", &[], &nodes, &edges, &cp)
+        .await
+        .unwrap();
+    store
+}
+
+async fn post(app: &axum::Router, query: &str) -> Value {
+    let req = Request::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({ "query": query }).to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 3).await, CHAIN));
+    let v = post(
+        &app,
+        r#"{ chainId datanet(name: "kitchen") { id name domain txHash block contributions(first: 2) { id contributor contentHash license batch txHash block } } }"#,
+    )
+    .await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let d = &v["data"]["datanet"];
+    assert_eq!(v["data"]["chainId"], 31337);
+    assert_eq!(
+        (d["id"].as_u64(), d["name"].as_str(), d["block"].as_u64()),
+        (Some(1), Some("kitchen"), Some(7))
+    );
+    let cs = d["contributions"].as_array().unwrap();
+    assert_eq!(cs.len(), 2, "first: 2 is honoured");
+    assert_eq!(cs[0]["id"], B256::repeat_byte(0).to_string());
+    assert_eq!(
+        cs[0]["contributor"],
+        g::hex_lower(Address::repeat_byte(1).as_slice())
+    );
+    assert_eq!(cs[0]["contentHash"], "0x00");
+    assert_eq!(cs[0]["batch"], B256::repeat_byte(0xba).to_string());
+    assert_eq!(cs[0]["txHash"], B256::repeat_byte(0x77).to_string());
+
+    let v = post(&app, "{ datanet(id: 2) { id } }").await;
+    assert_eq!(v["data"]["datanet"], Value::Null);
+    let v = post(&app, "{ datanets { name } }").await;
+    assert_eq!(v["data"]["datanets"], json!([{"name": "kitchen"}]));
+}
+
+#[tokio::test]
+async fn limits_and_bad_queries_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 1).await, CHAIN));
+    let v = post(
+        &app,
+        r#"{ datanet(id: 1) { contributions(first: 5000) { id } } }"#,
+    )
+    .await;
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("5000") && msg.contains("1000"), "{msg}");
+    let v = post(&app, "{ datanet { id } }").await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`id` or `name`"),
+        "{v}"
+    );
+    let v = post(&app, "{ nope }").await;
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("nope"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn graphiql_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 0).await, CHAIN));
+    let res = app
+        .oneshot(Request::get("/graphql").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html =
+        String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.to_lowercase().contains("graphiql") && html.contains("/graphql"));
+}

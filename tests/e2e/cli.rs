@@ -1,0 +1,52 @@
+use std::process::Command;
+
+pub(crate) fn tributary() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    c.env_remove("TRIBUTARY_DATA_DIR")
+        .env_remove("TRIBUTARY_RPC_URL")
+        .env_remove("TRIBUTARY_STORE");
+    c
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = tributary().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["demo", "index", "serve", "doctor"] {
+        assert!(text.contains(cmd), "--help does not list {cmd}:\n{text}");
+    }
+}
+
+#[test]
+fn doctor_finds_anvil_and_libtorch() {
+    let out = tributary()
+        .args(["doctor", "--device", "cpu"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("anvil") && text.contains("libtorch ok on Cpu"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_demo_refuses_to_wipe_a_foreign_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let out = tributary()
+        .args(["demo", "--exit", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not made by `tributary demo`"), "{err}");
+    assert!(dir.path().join("precious.txt").exists());
+}

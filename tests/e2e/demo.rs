@@ -1,0 +1,194 @@
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::TxHash;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::transports::http::reqwest;
+use serde_json::Value;
+
+use crate::cli::tributary;
+
+/// The JSON between the demo's answer markers.
+fn answer(lines: &[String]) -> Value {
+    let start = lines
+        .iter()
+        .position(|l| l == "--- GraphQL answer ---")
+        .expect("answer printed");
+    let end = lines
+        .iter()
+        .position(|l| l == "--- end ---")
+        .expect("answer closed");
+    serde_json::from_str(&lines[start + 1..end].join("\n")).expect("the answer is JSON")
+}
+
+fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}"))
+}
+
+/// The full demo: every sample contribution in the answer, every printed tx mined
+/// successfully on the demo's anvil, GraphQL served over HTTP, and a clean stop on Ctrl-C.
+#[tokio::test]
+async fn demo_answers_for_every_contribution_and_serves_graphql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut child = tributary()
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("Ctrl-C to stop");
+            let _ = tx.send(line);
+            if done {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines
+        .last()
+        .is_none_or(|l: &String| !l.starts_with("Ctrl-C to stop"))
+    {
+        lines.push(
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("the demo reaches serving"),
+        );
+    }
+
+    let v = answer(&lines);
+    let contributions = v["datanet"]["contributions"].as_array().unwrap();
+    assert_eq!(contributions.len(), 240, "every sample contribution");
+    let contributors: BTreeSet<_> = contributions
+        .iter()
+        .map(|c| c["contributor"].as_str().unwrap())
+        .collect();
+    assert_eq!(contributors.len(), 6);
+    for c in contributions {
+        for field in ["id", "contributor", "contentHash", "batch", "txHash"] {
+            assert!(
+                c[field].as_str().is_some_and(|s| s.starts_with("0x")),
+                "{field} in {c}"
+            );
+        }
+        assert!(c["block"].as_u64().unwrap() > 0);
+    }
+
+    // Every printed transaction has a successful receipt on that chain, in the printed block.
+    let rpc = after(&lines, "chain RPC: ");
+    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    let txs: BTreeSet<(&str, u64)> = contributions
+        .iter()
+        .map(|c| (c["txHash"].as_str().unwrap(), c["block"].as_u64().unwrap()))
+        .collect();
+    for (hash, block) in txs {
+        let receipt = provider
+            .get_transaction_receipt(hash.parse::<TxHash>().unwrap())
+            .await
+            .unwrap()
+            .expect("mined");
+        assert!(receipt.status(), "{hash} succeeded");
+        assert_eq!(receipt.block_number, Some(block));
+    }
+
+    // The same answer over HTTP from the server the demo runs.
+    let url = after(&lines, "GraphQL (GraphiQL in a browser): ");
+    let body =
+        serde_json::json!({ "query": "{ datanet(id: 1) { contributions(first: 1000) { id } } }" });
+    let res: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        res["data"]["datanet"]["contributions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        240
+    );
+
+    // Ctrl-C stops it cleanly.
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+}
+
+/// `demo --exit` in a non-interactive shell exits 0 after printing, and the chain it leaves in
+/// the data directory can be indexed again from scratch into the same graph.
+#[test]
+fn demo_exit_then_reindex_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = tributary()
+        .args(["demo", "--exit", "--records", "30", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(
+        answer(&lines)["datanet"]["contributions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+    let summary = after(&lines, "indexed blocks ").to_string();
+
+    std::fs::remove_file(data.join("index.db")).unwrap();
+    let out = tributary()
+        .args(["index", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same blocks, events, nodes and edges as the demo's own index.
+    assert_eq!(text.trim(), format!("indexed blocks {summary}"));
+}
+
+fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
