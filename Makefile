@@ -16,7 +16,7 @@ demo:
 ## Run every test: unit, integration (real anvil, Delta on disk, SQLite), end to end.
 test:
 	$(ENV)
-	cargo test --workspace --all-targets --no-fail-fast
+	cargo test --workspace --no-fail-fast
 
 ## Install tools (anvil, solc-js, torch venv, PostgreSQL) into the cache folder.
 setup:

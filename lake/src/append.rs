@@ -91,7 +91,7 @@ async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Resul
         for line in commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let action: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
             if action["txn"]["appId"].as_str() == Some(app_id) {
-                return Ok(Some(version as u64));
+                return Ok(Some(version));
             }
         }
     }

@@ -12,19 +12,13 @@ pub(crate) struct Postgres {
 }
 
 fn bin_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("TRIBUTARY_PG_BIN") {
-        if !p.is_empty() {
-            return p.into();
-        }
+    if let Some(p) = std::env::var_os("TRIBUTARY_PG_BIN").filter(|p| !p.is_empty()) {
+        return p.into();
     }
-    let out = Command::new("dpkg").args(["-L", "postgresql-15"]).output();
-    if let Ok(out) = out {
-        if let Some(line) = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find(|l| l.ends_with("/bin/initdb"))
-        {
-            return Path::new(line).parent().unwrap().to_path_buf();
-        }
+    let listing = Command::new("dpkg").args(["-L", "postgresql-15"]).output();
+    let listing = listing.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    if let Some(initdb) = listing.lines().find(|l| l.ends_with("/bin/initdb")) {
+        return Path::new(initdb).parent().unwrap().to_path_buf();
     }
     panic!(
         "PostgreSQL server binaries not found: run `make setup` (installs postgresql-15) or set TRIBUTARY_PG_BIN"
