@@ -16,7 +16,9 @@ fn bin_dir() -> PathBuf {
         return p.into();
     }
     let listing = Command::new("dpkg").args(["-L", "postgresql-15"]).output();
-    let listing = listing.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let listing = listing
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     if let Some(initdb) = listing.lines().find(|l| l.ends_with("/bin/initdb")) {
         return Path::new(initdb).parent().unwrap().to_path_buf();
     }
