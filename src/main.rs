@@ -45,6 +45,16 @@ enum Command {
     /// Run the whole flow on embedded defaults: anvil, deploy, a sample Datanet signed by dev
     /// contributors, Delta write, on-chain anchor, index, GraphQL answer; then serve GraphQL.
     Demo(cmd::demo::Args),
+    /// Create or show a Datanet (a community dataset with its manifest of rules).
+    Datanet(cmd::datanet::Args),
+    /// Sign (or verify pre-signed) records from files, validate them against the Datanet,
+    /// write them to the lake in batches and anchor each batch on chain.
+    Contribute(cmd::contribute::Args),
+    /// Print a contribution's Merkle proof and check it against the root on chain (exit 1 when
+    /// it does not hold).
+    Verify(cmd::verify::Args),
+    /// Revoke a contribution (as its contributor or the Datanet's owner).
+    Revoke(cmd::revoke::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
     /// Serve the GraphQL API (with GraphiQL) over the index store.
@@ -74,14 +84,19 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(a) => cmd::demo::run(a).await,
-            Command::Index(a) => cmd::index::run(a).await,
-            Command::Serve(a) => cmd::serve::run(a).await,
-            Command::Doctor(a) => cmd::doctor::run(a).await,
+            Command::Demo(a) => cmd::demo::run(a).await.map(|()| true),
+            Command::Datanet(a) => cmd::datanet::run(a).await.map(|()| true),
+            Command::Contribute(a) => cmd::contribute::run(a).await.map(|()| true),
+            Command::Verify(a) => cmd::verify::run(a).await,
+            Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
+            Command::Index(a) => cmd::index::run(a).await.map(|()| true),
+            Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
+            Command::Doctor(a) => cmd::doctor::run(a).await.map(|()| true),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -55,6 +55,16 @@ impl LocalAnvil {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            // If this process dies, even by SIGKILL, the kernel sends anvil SIGTERM: no orphan
+            // keeps the port and the state file.
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
             if let Some(state) = &options.state_file {
                 cmd.arg("--state")
                     .arg(state)

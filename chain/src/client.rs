@@ -247,6 +247,19 @@ fn signing_provider(
         .erased()
 }
 
+/// True for the node's answers to a nonce that another sender took first.
+fn is_nonce_race(e: &alloy::contract::Error) -> bool {
+    let text = e.to_string().to_lowercase();
+    [
+        "nonce too low",
+        "already known",
+        "replacement transaction underpriced",
+        "nonce has already been used",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
 /// How long [`send`] waits for a receipt before giving up.
 const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -259,7 +272,19 @@ where
     P: Provider<Ethereum>,
     D: alloy::contract::CallDecoder,
 {
-    let pending = call.send().await?;
+    // Several processes may send from one key: a nonce taken by another between our read and
+    // our send is retried with a fresh one.
+    let mut attempt = 0u32;
+    let pending = loop {
+        match call.send().await {
+            Ok(p) => break p,
+            Err(e) if attempt < 8 && is_nonce_race(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let hash = *pending.tx_hash();
     let provider = pending.provider().clone();
     let started = std::time::Instant::now();

@@ -85,15 +85,29 @@ async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Resul
     let log = table.log_store();
     let latest = table.version().unwrap_or(0);
     for version in (0..=latest).rev() {
-        let Some(commit) = log.read_commit_entry(version).await? else {
-            continue;
-        };
-        for line in commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let action: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-            if action["txn"]["appId"].as_str() == Some(app_id) {
-                return Ok(Some(version));
-            }
+        if txn_app_ids(&*log, version)
+            .await?
+            .iter()
+            .any(|id| id == app_id)
+        {
+            return Ok(Some(version));
         }
     }
     Ok(None)
+}
+
+/// The application transaction ids committed in `version` of a table's log.
+pub(crate) async fn txn_app_ids(
+    log: &dyn deltalake::logstore::LogStore,
+    version: u64,
+) -> Result<Vec<String>> {
+    let Some(commit) = log.read_commit_entry(version).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(commit
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .filter_map(|action| action["txn"]["appId"].as_str().map(str::to_string))
+        .collect())
 }

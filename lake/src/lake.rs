@@ -100,6 +100,26 @@ impl Lake {
         AppendBuilder::new(self.clone(), name)
     }
 
+    /// Every application transaction committed to table `name` since version `from`, with
+    /// the version that holds it, oldest first: what idempotent appends have landed.
+    pub async fn app_transactions(&self, name: &str, from: u64) -> Result<Vec<(String, u64)>> {
+        let table = self.table(name).await?;
+        let log = table.log_store();
+        let latest = table.version().unwrap_or(0);
+        let mut out = Vec::new();
+        for version in from..=latest {
+            for id in crate::append::txn_app_ids(&*log, version).await? {
+                out.push((id, version));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest version of table `name`.
+    pub async fn version(&self, name: &str) -> Result<u64> {
+        Ok(self.table(name).await?.version().unwrap_or(0))
+    }
+
     /// All rows of table `name` as of `version` (the latest when `None`).
     pub async fn read(&self, name: &str, version: Option<u64>) -> Result<Vec<RecordBatch>> {
         let mut table = self.table(name).await?;
@@ -107,7 +127,9 @@ impl Lake {
             table.load_version(v).await?;
         }
         let (_, stream) = table.scan_table().await?;
-        Ok(stream.try_collect().await?)
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let schema = schema_of(name)?;
+        batches.iter().map(|b| conform(b, &schema)).collect()
     }
 
     /// Writes an object at `key` (relative to the root) and returns its URI.
@@ -139,10 +161,30 @@ impl Lake {
 
 /// The Arrow schema Tributary declares for table `name`.
 pub(crate) fn schema_of(name: &str) -> Result<SchemaRef> {
-    match name {
-        tables::names::CONTRIBUTIONS => Ok(tables::contributions()),
-        other => Err(Error::UnknownTable(other.to_string())),
-    }
+    tables::schema(name).ok_or_else(|| Error::UnknownTable(name.to_string()))
+}
+
+/// `batch` with the declared schema's column order and types: the scan may hand back string
+/// views or dictionary-encoded partition columns, callers get what `tributary_schemas` says.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = batch.column_by_name(f.name()).ok_or_else(|| {
+                Error::Config(format!(
+                    "the table has no column {:?}: was it written by another tool?",
+                    f.name()
+                ))
+            })?;
+            if col.data_type() == f.data_type() {
+                Ok(col.clone())
+            } else {
+                Ok(arrow::compute::cast(col, f.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn ensure_trailing_slash(mut url: Url) -> Url {

@@ -47,3 +47,126 @@ pub async fn create(chain: &Chain, spec: &DatanetSpec) -> Result<u64> {
         .map(|ev| ev.data.id.to::<u64>())
         .ok_or_else(|| Error::InvalidInput("createDatanet emitted no DatanetCreated event".into()))
 }
+
+/// Where a Datanet's manifest lives in the lake.
+pub fn manifest_key(name: &str) -> String {
+    format!("datanets/{name}.json")
+}
+
+/// Registers the Datanet a manifest describes (idempotent by name): stores the canonical
+/// manifest in the lake, registers it on chain with its schema hash, appoints its validators,
+/// and creates the lake's tables. Returns the id.
+pub async fn create_from_manifest(
+    chain: &Chain,
+    lake: &tributary_lake::Lake,
+    manifest: &tributary_schemas::datanet::DatanetManifest,
+) -> Result<u64> {
+    manifest.check()?;
+    let uri = lake
+        .put(
+            &manifest_key(&manifest.name),
+            manifest.to_canonical_json().into_bytes(),
+        )
+        .await?;
+    let spec = DatanetSpec {
+        name: manifest.name.clone(),
+        domain: manifest.domain.clone(),
+        schema_hash: manifest.schema_hash(),
+        metadata_uri: uri.to_string(),
+    };
+    let id = create(chain, &spec).await?;
+    let (_, on_chain_hash, _) = registered(chain, id).await?;
+    if on_chain_hash != spec.schema_hash {
+        return Err(Error::InvalidInput(format!(
+            "a Datanet named {:?} already exists (id {id}) with other rules; choose another name",
+            manifest.name
+        )));
+    }
+    let registry = chain.datanet_registry();
+    for v in &manifest.access.validators {
+        if !registry
+            .isValidator(U256::from(id), *v)
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?
+        {
+            send(registry.setValidator(U256::from(id), *v, true)).await?;
+        }
+    }
+    for table in tributary_schemas::tables::names::ALL {
+        lake.table(table).await?;
+    }
+    Ok(id)
+}
+
+/// A registered Datanet with its manifest, checked against the schema hash on chain.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// On-chain id.
+    pub id: u64,
+    /// Owner address.
+    pub owner: alloy::primitives::Address,
+    /// The manifest.
+    pub manifest: tributary_schemas::datanet::DatanetManifest,
+}
+
+/// Finds a Datanet by name or numeric id and loads its manifest from the lake, refusing one
+/// whose manifest does not hash to the schema hash registered on chain.
+pub async fn load(
+    chain: &Chain,
+    lake: &tributary_lake::Lake,
+    name_or_id: &str,
+) -> Result<Registered> {
+    let registry = chain.datanet_registry();
+    let id = match name_or_id.parse::<u64>() {
+        Ok(id) => id,
+        Err(_) => registry
+            .datanetIdByName(keccak256(name_or_id.as_bytes()))
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?
+            .to::<u64>(),
+    };
+    if id == 0 {
+        return Err(Error::InvalidInput(format!(
+            "no Datanet named {name_or_id:?}: create it with `tributary datanet create MANIFEST.toml`"
+        )));
+    }
+    let (owner, schema_hash, name) = registered(chain, id).await?;
+    let uri = lake
+        .root()
+        .join(&manifest_key(&name))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let bytes = lake.get(uri.as_str()).await.map_err(|e| {
+        Error::InvalidInput(format!(
+            "Datanet {name:?} has no manifest in this lake ({e}): is --data-dir right?"
+        ))
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("manifest of {name:?}: {e}")))?;
+    let manifest: tributary_schemas::datanet::DatanetManifest = serde_json::from_value(value)
+        .map_err(|e| Error::InvalidInput(format!("manifest of {name:?}: {e}")))?;
+    if manifest.schema_hash() != schema_hash {
+        return Err(Error::InvalidInput(format!(
+            "the manifest of {name:?} in the lake does not match its schema hash on chain: it was altered"
+        )));
+    }
+    Ok(Registered {
+        id,
+        owner,
+        manifest,
+    })
+}
+
+/// (owner, schema hash, name) of Datanet `id` on chain.
+async fn registered(chain: &Chain, id: u64) -> Result<(alloy::primitives::Address, B256, String)> {
+    let registry = chain.datanet_registry();
+    let d = registry.datanet(U256::from(id)).call().await.map_err(|e| {
+        let e = tributary_chain::Error::from(e);
+        match e.revert::<DatanetRegistry::DatanetRegistryErrors>() {
+            Some(_) => Error::InvalidInput(format!("no Datanet with id {id}")),
+            None => e.into(),
+        }
+    })?;
+    Ok((d.owner, d.schemaHash, d.name))
+}

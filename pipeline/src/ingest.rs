@@ -1,10 +1,13 @@
-//! Ingest: verify signatures, write one Delta commit, write the manifest, anchor on chain.
+//! Committing a batch: one Delta commit, the manifest in the lake, the Merkle root on chain,
+//! and a row in `batches`. Each step is idempotent, and [`recover`] finishes any batch a
+//! crash left committed but not anchored, so every committed batch ends anchored exactly once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use alloy::primitives::{B256, TxHash, U256};
-use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::DatanetRegistry;
 use tributary_chain::{Chain, send};
@@ -13,31 +16,26 @@ use tributary_schemas::canonical::{content_hash, to_canonical_json};
 use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::hex_lower;
 use tributary_schemas::manifest::{BatchManifest, ManifestEntry};
-use tributary_schemas::tables;
+use tributary_schemas::tables::{self, names};
 
+use crate::reject::{Reason, Rejection};
 use crate::sign::Signed;
 use crate::{Error, Result};
 
-/// A contribution that was not accepted, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// Position in the input.
-    pub index: usize,
-    /// The reason, naming the problem.
-    pub reason: String,
-}
+/// Delta application-transaction id prefix of a batch's commit to `contributions`.
+const BATCH_TXN: &str = "tributary-batch-";
+/// Delta application-transaction id prefix of a batch's row in `batches`.
+const ANCHOR_TXN: &str = "tributary-anchor-";
 
-/// What an ingest did.
+/// What committing one batch did.
 #[derive(Debug, Clone)]
-pub struct IngestReport {
+pub struct BatchReport {
     /// The Datanet.
     pub datanet_id: u64,
     /// Deterministic batch id.
     pub batch_id: B256,
-    /// Contributions written and anchored.
-    pub accepted: usize,
-    /// Contributions refused, with reasons.
-    pub rejected: Vec<Rejected>,
+    /// Contributions in the batch.
+    pub count: usize,
     /// Delta version of the commit holding the batch.
     pub lake_version: u64,
     /// False when the lake already held this batch (a re-run).
@@ -54,8 +52,18 @@ pub struct IngestReport {
     pub newly_anchored: bool,
 }
 
-/// Verifies `signed`, writes the valid ones to the lake in one commit and anchors the batch.
-/// Re-running with the same contributions adds nothing and anchors nothing twice.
+/// What [`ingest`] did: the batch, and the contributions it refused.
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    /// The committed batch.
+    pub batch: BatchReport,
+    /// Refused contributions (locator `record N`, counting from 0).
+    pub rejected: Vec<Rejection>,
+}
+
+/// Checks signatures, content hashes, the Datanet and duplicates within the input, then
+/// commits the valid contributions as one batch. For the full rules of a Datanet (manifest,
+/// licenses, nonces, deadlines, duplicates against the lake) use `contribute`.
 pub async fn ingest(
     chain: &Chain,
     lake: &Lake,
@@ -67,22 +75,39 @@ pub async fn ingest(
     let mut rejected = Vec::new();
     let mut seen = HashSet::new();
     for (index, s) in signed.into_iter().enumerate() {
-        let reason = if s.contribution.datanetId != U256::from(datanet_id) {
-            Some(format!(
-                "signed for Datanet {}, not {datanet_id}",
-                s.contribution.datanetId
+        let refusal = if s.contribution.datanetId != U256::from(datanet_id) {
+            Some((
+                Reason::WrongDatanet,
+                format!(
+                    "signed for Datanet {}, not {datanet_id}",
+                    s.contribution.datanetId
+                ),
             ))
         } else if content_hash(&s.content) != s.contribution.contentHash {
-            Some("contentHash does not match the content's canonical JSON".to_string())
+            Some((
+                Reason::BadSignature,
+                "contentHash does not match the content's canonical JSON".to_string(),
+            ))
         } else if let Err(e) = s.contribution.verify(&domain, &s.signature) {
-            Some(e.to_string())
+            Some((Reason::BadSignature, e.to_string()))
         } else if !seen.insert(s.contribution.id()) {
-            Some("duplicate of an earlier contribution in this batch".to_string())
+            Some((
+                Reason::DuplicateExact,
+                "duplicate of an earlier contribution in this batch".to_string(),
+            ))
         } else {
             None
         };
-        match reason {
-            Some(reason) => rejected.push(Rejected { index, reason }),
+        match refusal {
+            Some((reason, message)) => rejected.push(Rejection {
+                source: "-".into(),
+                locator: format!("record {index}"),
+                reason,
+                message,
+                raw: crate::reject::excerpt(&to_canonical_json(&s.content)),
+                contributor: Some(s.contribution.contributor),
+                contribution_id: Some(s.contribution.id()),
+            }),
             None => accepted.push(s),
         }
     }
@@ -92,37 +117,83 @@ pub async fn ingest(
             rejected.len(),
             rejected
                 .first()
-                .map(|r| r.reason.as_str())
+                .map(|r| r.message.as_str())
                 .unwrap_or("empty input")
         )));
     }
+    let batch = commit(chain, lake, datanet_id, accepted).await?;
+    Ok(IngestReport { batch, rejected })
+}
+
+/// Commits verified contributions as one batch and anchors it. Idempotent: the same
+/// contributions (in any order) give the same batch id, which is committed and anchored once.
+pub async fn commit(
+    chain: &Chain,
+    lake: &Lake,
+    datanet_id: u64,
+    mut accepted: Vec<Signed>,
+) -> Result<BatchReport> {
     accepted.sort_by_key(|s| s.contribution.id());
     let ids: Vec<B256> = accepted.iter().map(|s| s.contribution.id()).collect();
     let batch_id = BatchManifest::batch_id_of(datanet_id, &ids);
-
     let rows = to_record_batch(datanet_id, batch_id, &accepted)?;
     let appended = lake
-        .append(tables::names::CONTRIBUTIONS)
+        .append(names::CONTRIBUTIONS)
         .batches(vec![rows])
-        .idempotent(format!("tributary-batch-{batch_id}"), 0)
+        .idempotent(format!("{BATCH_TXN}{batch_id}"), 0)
         .commit()
         .await?;
+    let entries = accepted.iter().map(entry).collect();
+    let mut report = finish(chain, lake, datanet_id, batch_id, appended.version, entries).await?;
+    report.newly_committed = appended.newly_committed;
+    Ok(report)
+}
 
+/// Finishes every batch that was committed to the lake but whose anchoring did not complete
+/// (a crash between the Delta commit and the `batches` row). Returns the batches it finished.
+pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
+    let finished: HashSet<String> = lake
+        .app_transactions(names::BATCHES, 0)
+        .await?
+        .into_iter()
+        .filter_map(|(id, _)| id.strip_prefix(ANCHOR_TXN).map(str::to_string))
+        .collect();
+    let mut done = Vec::new();
+    for (app_id, version) in lake.app_transactions(names::CONTRIBUTIONS, 0).await? {
+        let Some(batch) = app_id.strip_prefix(BATCH_TXN) else {
+            continue;
+        };
+        if finished.contains(batch) {
+            continue;
+        }
+        let batch_id: B256 = batch
+            .parse()
+            .map_err(|_| Error::InvalidInput(format!("bad batch id in the lake: {batch}")))?;
+        let (datanet_id, entries) = batch_entries(lake, version, batch).await?;
+        tracing::warn!(%batch_id, version, "finishing a batch committed before a crash");
+        let mut report = finish(chain, lake, datanet_id, batch_id, version, entries).await?;
+        report.newly_committed = false;
+        done.push(report);
+    }
+    Ok(done)
+}
+
+/// Writes the manifest, anchors the batch (unless it already is), and records it in `batches`.
+async fn finish(
+    chain: &Chain,
+    lake: &Lake,
+    datanet_id: u64,
+    batch_id: B256,
+    lake_version: u64,
+    mut contributions: Vec<ManifestEntry>,
+) -> Result<BatchReport> {
+    contributions.sort_by_key(|c| c.id);
     let manifest = BatchManifest {
         datanet_id,
         batch_id,
-        table: tables::names::CONTRIBUTIONS.to_string(),
-        lake_version: appended.version,
-        contributions: accepted
-            .iter()
-            .map(|s| ManifestEntry {
-                id: s.contribution.id(),
-                contributor: s.contribution.contributor,
-                content_hash: s.contribution.contentHash,
-                license: s.contribution.license.clone(),
-                timestamp: s.contribution.timestamp,
-            })
-            .collect(),
+        table: names::CONTRIBUTIONS.to_string(),
+        lake_version,
+        contributions,
     };
     let merkle_root = manifest.merkle_tree().root();
     let manifest_uri = lake
@@ -133,21 +204,25 @@ pub async fn ingest(
         .await?;
     let (anchor_tx, anchor_block, newly_anchored) =
         anchor(chain, &manifest, merkle_root, manifest_uri.as_str()).await?;
-    tracing::info!(%batch_id, accepted = accepted.len(), rejected = rejected.len(), %anchor_tx, "batch ingested");
-
-    Ok(IngestReport {
+    let report = BatchReport {
         datanet_id,
         batch_id,
-        accepted: accepted.len(),
-        rejected,
-        lake_version: appended.version,
-        newly_committed: appended.newly_committed,
+        count: manifest.contributions.len(),
+        lake_version,
+        newly_committed: true,
         manifest_uri: manifest_uri.to_string(),
         merkle_root,
         anchor_tx,
         anchor_block,
         newly_anchored,
-    })
+    };
+    lake.append(names::BATCHES)
+        .batches(vec![batch_row(&report, &manifest)?])
+        .idempotent(format!("{ANCHOR_TXN}{batch_id}"), 0)
+        .commit()
+        .await?;
+    tracing::info!(%batch_id, count = report.count, %anchor_tx, "batch anchored");
+    Ok(report)
 }
 
 /// Anchors the batch unless it already is; returns the anchoring tx and block either way.
@@ -204,32 +279,157 @@ async fn anchor(
     ))
 }
 
-fn to_record_batch(datanet_id: u64, batch_id: B256, rows: &[Signed]) -> Result<RecordBatch> {
-    let now = std::time::SystemTime::now()
+fn entry(s: &Signed) -> ManifestEntry {
+    ManifestEntry {
+        id: s.contribution.id(),
+        contributor: s.contribution.contributor,
+        content_hash: s.contribution.contentHash,
+        license: s.contribution.license.clone(),
+        timestamp: s.contribution.timestamp,
+    }
+}
+
+/// The Datanet and manifest entries of batch `batch` as committed in `version`.
+async fn batch_entries(
+    lake: &Lake,
+    version: u64,
+    batch: &str,
+) -> Result<(u64, Vec<ManifestEntry>)> {
+    let mut datanet = None;
+    let mut entries = Vec::new();
+    for b in lake.read(names::CONTRIBUTIONS, Some(version)).await? {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .expect("contributions schema")
+                .as_string::<i32>()
+                .clone()
+        };
+        let (ids, who, hashes, licenses, batches) = (
+            col("contribution_id"),
+            col("contributor"),
+            col("content_hash"),
+            col("license"),
+            col("batch_id"),
+        );
+        let ts = b
+            .column_by_name("timestamp")
+            .expect("schema")
+            .as_primitive::<Int64Type>()
+            .clone();
+        let dn = b
+            .column_by_name("datanet_id")
+            .expect("schema")
+            .as_primitive::<Int64Type>()
+            .clone();
+        for i in (0..b.num_rows()).filter(|&i| batches.value(i) == batch) {
+            let parse_err =
+                |what: &str| Error::InvalidInput(format!("bad {what} in the lake, batch {batch}"));
+            datanet = Some(dn.value(i) as u64);
+            entries.push(ManifestEntry {
+                id: ids
+                    .value(i)
+                    .parse()
+                    .map_err(|_| parse_err("contribution id"))?,
+                contributor: who.value(i).parse().map_err(|_| parse_err("contributor"))?,
+                content_hash: hashes
+                    .value(i)
+                    .parse()
+                    .map_err(|_| parse_err("content hash"))?,
+                license: licenses.value(i).to_string(),
+                timestamp: ts.value(i) as u64,
+            });
+        }
+    }
+    let datanet = datanet.ok_or_else(|| {
+        Error::InvalidInput(format!("batch {batch} has no rows at version {version}"))
+    })?;
+    Ok((datanet, entries))
+}
+
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn strings(values: impl Iterator<Item = String>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn utc(n: usize) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(vec![now_micros(); n]).with_timezone("UTC"))
+}
+
+fn batch_row(r: &BatchReport, m: &BatchManifest) -> Result<RecordBatch> {
+    let one = |s: String| strings(std::iter::once(s));
+    let int = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    Ok(RecordBatch::try_new(
+        tables::batches(),
+        vec![
+            int(r.datanet_id as i64),
+            one(r.batch_id.to_string()),
+            int(r.lake_version as i64),
+            one(r.merkle_root.to_string()),
+            int(r.count as i64),
+            one(r.manifest_uri.clone()),
+            one(m.hash().to_string()),
+            one(r.anchor_tx.to_string()),
+            int(r.anchor_block as i64),
+            utc(1),
+        ],
+    )?)
+}
+
+fn to_record_batch(datanet_id: u64, batch_id: B256, rows: &[Signed]) -> Result<RecordBatch> {
     let n = rows.len();
-    let strings = |f: &dyn Fn(&Signed) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-    };
+    let text = |f: &dyn Fn(&Signed) -> String| strings(rows.iter().map(f));
     let ints = |f: &dyn Fn(&Signed) -> i64| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
     };
     let batch = batch_id.to_string();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(vec![datanet_id as i64; n])),
-        strings(&|s| s.contribution.id().to_string()),
-        strings(&|s| hex_lower(s.contribution.contributor.as_slice())),
-        strings(&|s| s.contribution.contentHash.to_string()),
-        strings(&|s| s.contribution.license.clone()),
+        text(&|s| s.contribution.id().to_string()),
+        text(&|s| hex_lower(s.contribution.contributor.as_slice())),
+        text(&|s| s.contribution.contentHash.to_string()),
+        text(&|s| s.contribution.license.clone()),
         ints(&|s| s.contribution.timestamp as i64),
         ints(&|s| s.contribution.nonce as i64),
         ints(&|s| s.contribution.deadline as i64),
-        strings(&|s| hex_lower(&s.signature.as_bytes())),
-        strings(&|s| to_canonical_json(&s.content)),
-        strings(&|_| batch.clone()),
-        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+        text(&|s| hex_lower(&s.signature.as_bytes())),
+        text(&|s| to_canonical_json(&s.content)),
+        text(&|_| batch.clone()),
+        utc(n),
     ];
     Ok(RecordBatch::try_new(tables::contributions(), columns)?)
+}
+
+/// The `rejections` rows for `rejected`, with their ids.
+pub(crate) fn rejection_rows(
+    datanet_id: u64,
+    ids: &[B256],
+    rejected: &[Rejection],
+) -> Result<RecordBatch> {
+    let n = rejected.len();
+    let opt = |f: &dyn Fn(&Rejection) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rejected.iter().map(f).collect::<Vec<_>>(),
+        ))
+    };
+    Ok(RecordBatch::try_new(
+        tables::rejections(),
+        vec![
+            Arc::new(Int64Array::from(vec![datanet_id as i64; n])),
+            strings(ids.iter().map(|id| id.to_string())),
+            strings(rejected.iter().map(|r| r.source.clone())),
+            strings(rejected.iter().map(|r| r.locator.clone())),
+            strings(rejected.iter().map(|r| r.reason.code().to_string())),
+            strings(rejected.iter().map(|r| r.message.clone())),
+            opt(&|r| r.contributor.map(|a| hex_lower(a.as_slice()))),
+            opt(&|r| r.contribution_id.map(|id| id.to_string())),
+            strings(rejected.iter().map(|r| r.raw.clone())),
+            utc(n),
+        ],
+    )?)
 }

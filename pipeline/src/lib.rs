@@ -8,20 +8,30 @@
 //!
 //! - [`datanet`]: register a Datanet on chain (idempotent by name).
 //! - [`sign`]: EIP-712 signing of contributions.
-//! - [`ingest`]: verify, write, anchor.
+//! - [`contribute`]: read files, sign or verify, validate against the Datanet, commit in
+//!   batches, keep refusals ([`readers`], [`rules`], [`minhash`], [`reject`]).
+//! - [`ingest`]: commit a batch (Delta, manifest, anchor, `batches` row) and recover batches a
+//!   crash left unanchored.
 //! - [`sample`]: the sample Datanet the demo ships (generated, deterministic).
 //!
 //! ```no_run
 //! # async fn f(chain: &tributary_chain::Chain, lake: &tributary_lake::Lake, signed: Vec<tributary_pipeline::sign::Signed>) -> tributary_pipeline::Result<()> {
 //! let report = tributary_pipeline::ingest::ingest(chain, lake, 1, signed).await?;
-//! println!("batch {} anchored in tx {}", report.batch_id, report.anchor_tx);
+//! println!("batch {} anchored in tx {}", report.batch.batch_id, report.batch.anchor_tx);
 //! # Ok(()) }
 //! ```
 
+pub mod contribute;
 pub mod datanet;
 pub mod ingest;
+pub mod minhash;
+pub mod readers;
+pub mod reject;
+pub mod revoke;
+pub mod rules;
 pub mod sample;
 pub mod sign;
+pub mod verify;
 
 /// Errors from pipelines.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +39,9 @@ pub enum Error {
     /// The user's input is wrong; the message names the problem and the fix.
     #[error("{0}")]
     InvalidInput(String),
+    /// What was asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The chain failed.
     #[error(transparent)]
     Chain(#[from] tributary_chain::Error),

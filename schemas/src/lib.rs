@@ -4,6 +4,7 @@
 //!   contribution id, its signer the contributor.
 //! - [`merkle`]: OpenZeppelin-compatible Merkle trees (double-hashed leaves, sorted pairs), so a
 //!   proof made here verifies in `MerkleProof.verify` of any standard contract.
+//! - [`datanet`]: the Datanet manifest (record schema, rules, licenses, dedup, access).
 //! - [`tables`]: Arrow schemas of the lake's Delta tables.
 //! - [`canonical`]: canonical JSON and content hashes.
 //! - [`manifest`]: the batch manifest anchored on chain by hash.
@@ -23,6 +24,7 @@
 
 pub mod canonical;
 pub mod contribution;
+pub mod datanet;
 pub mod lineage;
 pub mod manifest;
 pub mod merkle;
@@ -39,6 +41,9 @@ pub enum Error {
     /// Content that cannot be made canonical (for example, not a JSON object).
     #[error("invalid content: {0}")]
     InvalidContent(String),
+    /// A Datanet manifest is not valid; the message says what to change.
+    #[error("invalid Datanet manifest: {0}")]
+    InvalidManifest(String),
     /// JSON (de)serialisation failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

@@ -10,6 +10,93 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub mod names {
     /// Accepted contributions, partitioned by `datanet_id`.
     pub const CONTRIBUTIONS: &str = "contributions";
+    /// Refused input records with the reason, partitioned by `datanet_id`.
+    pub const REJECTIONS: &str = "rejections";
+    /// Anchored batches: one row per `BatchAnchored`, partitioned by `datanet_id`.
+    pub const BATCHES: &str = "batches";
+    /// Revocations (tombstones), partitioned by `datanet_id`.
+    pub const REVOCATIONS: &str = "revocations";
+    /// Validator attestations of batches, partitioned by `datanet_id`.
+    pub const VALIDATIONS: &str = "validations";
+
+    /// Every table, in creation order.
+    pub const ALL: &[&str] = &[CONTRIBUTIONS, REJECTIONS, BATCHES, REVOCATIONS, VALIDATIONS];
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The schema of table `name`, or `None` for a name Tributary does not know.
+pub fn schema(name: &str) -> Option<SchemaRef> {
+    Some(match name {
+        names::CONTRIBUTIONS => contributions(),
+        names::REJECTIONS => rejections(),
+        names::BATCHES => batches(),
+        names::REVOCATIONS => revocations(),
+        names::VALIDATIONS => validations(),
+        _ => return None,
+    })
+}
+
+/// `rejections`: one row per refused input record; nothing is dropped silently.
+pub fn rejections() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("rejection_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("locator", DataType::Utf8, false),
+        Field::new("reason_code", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("contributor", DataType::Utf8, true),
+        Field::new("contribution_id", DataType::Utf8, true),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("rejected_at", utc_micros(), false),
+    ]))
+}
+
+/// `batches`: anchored batches with their anchoring transaction.
+pub fn batches() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("lake_version", DataType::Int64, false),
+        Field::new("merkle_root", DataType::Utf8, false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("manifest_uri", DataType::Utf8, false),
+        Field::new("manifest_hash", DataType::Utf8, false),
+        Field::new("anchor_tx", DataType::Utf8, false),
+        Field::new("anchor_block", DataType::Int64, false),
+        Field::new("anchored_at", utc_micros(), false),
+    ]))
+}
+
+/// `revocations`: tombstones of revoked contributions.
+pub fn revocations() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("contribution_id", DataType::Utf8, false),
+        Field::new("revoked_by", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("tx_hash", DataType::Utf8, false),
+        Field::new("block_number", DataType::Int64, false),
+        Field::new("revoked_at", utc_micros(), false),
+    ]))
+}
+
+/// `validations`: a validator's verdicts on a batch.
+pub fn validations() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("validator", DataType::Utf8, false),
+        Field::new("contribution_id", DataType::Utf8, false),
+        Field::new("verdict", DataType::Utf8, false),
+        Field::new("verdicts_root", DataType::Utf8, false),
+        Field::new("tx_hash", DataType::Utf8, false),
+        Field::new("block_number", DataType::Int64, false),
+        Field::new("validated_at", utc_micros(), false),
+    ]))
 }
 
 /// `contributions`: one row per accepted contribution.
@@ -26,18 +113,12 @@ pub fn contributions() -> SchemaRef {
         Field::new("signature", DataType::Utf8, false),
         Field::new("content", DataType::Utf8, false),
         Field::new("batch_id", DataType::Utf8, false),
-        Field::new(
-            "ingested_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
+        Field::new("ingested_at", utc_micros(), false),
     ]))
 }
 
 /// Partition columns of each table.
-pub fn partition_columns(table: &str) -> &'static [&'static str] {
-    match table {
-        names::CONTRIBUTIONS => &["datanet_id"],
-        _ => &[],
-    }
+pub fn partition_columns(_table: &str) -> &'static [&'static str] {
+    // Every table is partitioned by Datanet: a Datanet's files never mix with another's.
+    &["datanet_id"]
 }

@@ -7,16 +7,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use tributary_chain::keys::dev_contributor;
 use tributary_indexer::Indexer;
-use tributary_pipeline::datanet::{self, DatanetSpec};
+use tributary_pipeline::datanet;
 use tributary_pipeline::sign::{Terms, sign};
 use tributary_pipeline::{ingest, sample};
-use tributary_schemas::canonical::{content_hash, to_canonical_json};
 use tributary_schemas::contribution::domain;
+use tributary_schemas::datanet::DatanetManifest;
 
 use crate::Common;
 
 /// Marks a directory the demo created, so it only ever wipes its own.
 const MARKER: &str = ".tributary-demo";
+
+/// The sample Datanet's manifest.
+const MANIFEST: &str = include_str!("../../examples/kitchen-conversions.toml");
 
 /// The query whose answer the demo prints.
 pub(crate) const QUERY: &str = "{ datanet(name: \"kitchen-conversions\") { id name domain owner \
@@ -74,28 +77,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let store = super::store(&common).await?;
 
     // The Datanet's manifest: its schema hash goes on chain, the document into the lake.
-    let manifest = serde_json::json!({
-        "name": sample::NAME,
-        "domain": sample::DOMAIN,
-        "fields": { "question": "text", "answer": "text" },
-        "licenses": [sample::LICENSE],
-    });
-    let metadata_uri = lake
-        .put(
-            &format!("datanets/{}.json", sample::NAME),
-            to_canonical_json(&manifest).into_bytes(),
-        )
-        .await?;
-    let spec = DatanetSpec {
-        name: sample::NAME.into(),
-        domain: sample::DOMAIN.into(),
-        schema_hash: content_hash(&manifest),
-        metadata_uri: metadata_uri.to_string(),
-    };
-    let datanet_id = datanet::create(&chain, &spec).await?;
+    let manifest = DatanetManifest::from_toml(MANIFEST)?;
+    let datanet_id = datanet::create_from_manifest(&chain, &lake, &manifest).await?;
     println!(
         "Datanet {} ({}) created with id {datanet_id}",
-        spec.name, spec.domain
+        manifest.name, manifest.domain
     );
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -122,18 +108,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let report = ingest::ingest(&chain, &lake, datanet_id, signed).await?;
+    let b = &report.batch;
     println!(
         "batch {}: {} accepted, {} rejected; Delta version {}; Merkle root {} anchored in tx {} (block {})",
-        report.batch_id,
-        report.accepted,
+        b.batch_id,
+        b.count,
         report.rejected.len(),
-        report.lake_version,
-        report.merkle_root,
-        report.anchor_tx,
-        report.anchor_block
+        b.lake_version,
+        b.merkle_root,
+        b.anchor_tx,
+        b.anchor_block
     );
     for r in &report.rejected {
-        println!("  rejected record {}: {}", r.index, r.reason);
+        println!(
+            "  rejected {}: [{}] {}",
+            r.locator,
+            r.reason.code(),
+            r.message
+        );
     }
 
     let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;

@@ -1,9 +1,13 @@
 //! One module per command.
 
+pub(crate) mod contribute;
+pub(crate) mod datanet;
 pub(crate) mod demo;
 pub(crate) mod doctor;
 pub(crate) mod index;
+pub(crate) mod revoke;
 pub(crate) mod serve;
+pub(crate) mod verify;
 
 use std::path::Path;
 

@@ -163,6 +163,31 @@ fn demo_exit_then_reindex_from_scratch() {
     );
     let summary = after(&lines, "indexed blocks ").to_string();
 
+    // A sample contribution verifies against the chain; a forged id does not.
+    let id = answer(&lines)["datanet"]["contributions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = tributary()
+        .args(["verify", &id, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let last = if id.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &id[..65]);
+    let out = tributary()
+        .args(["verify", &forged, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
     std::fs::remove_file(data.join("index.db")).unwrap();
     let out = tributary()
         .args(["index", "--data-dir"])

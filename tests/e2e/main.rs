@@ -1,4 +1,5 @@
 //! End-to-end tests of the `tributary` binary against the real parts it starts.
 
 mod cli;
+mod datanets;
 mod demo;

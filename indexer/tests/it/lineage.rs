@@ -104,10 +104,10 @@ async fn the_graph_links_contributors_contributions_datanets_and_batches_and_rei
 async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
     let env = env().await;
     let report = contribute(&env, 5, 2).await;
-    let path = env
-        .dir
-        .path()
-        .join(format!("lake/manifests/batches/{}.json", report.batch_id));
+    let path = env.dir.path().join(format!(
+        "lake/manifests/batches/{}.json",
+        report.batch.batch_id
+    ));
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("CC0-1.0", "CC-BY-4.0")).unwrap();
 
@@ -119,7 +119,7 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
     let (nodes, _) = s.graph(env.chain.chain_id()).await.unwrap();
     let batch = nodes
         .iter()
-        .find(|n| n.id == batch_id(report.batch_id))
+        .find(|n| n.id == batch_id(report.batch.batch_id))
         .unwrap();
     assert_eq!(batch.props["verified"], false);
     assert!(
@@ -141,7 +141,7 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
     let (nodes, _) = s.graph(env.chain.chain_id()).await.unwrap();
     let batch = nodes
         .iter()
-        .find(|n| n.id == batch_id(report.batch_id))
+        .find(|n| n.id == batch_id(report.batch.batch_id))
         .unwrap();
     assert_eq!(batch.props["verified"], false);
     assert!(

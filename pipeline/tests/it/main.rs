@@ -1,3 +1,4 @@
-//! Ingest against a real anvil and a Delta lake on disk.
+//! Ingest and contribute against a real anvil and a Delta lake on disk.
 
+mod contribute;
 mod ingest;

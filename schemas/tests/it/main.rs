@@ -1,4 +1,5 @@
 //! Integration tests of the pure types.
 
 mod contribution;
+mod datanet;
 mod merkle;

@@ -1,0 +1,144 @@
+//! Proofs: a contribution's Merkle proof against the root anchored on chain.
+
+use alloy::primitives::{B256, TxHash, U256};
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_schemas::manifest::BatchManifest;
+use tributary_schemas::merkle::{self, leaf_bytes32};
+use tributary_schemas::tables::names;
+
+use crate::{Error, Result};
+
+/// Everything that proves (or fails to prove) one contribution.
+#[derive(Debug, Clone)]
+pub struct Proof {
+    /// The contribution.
+    pub contribution_id: B256,
+    /// Its Datanet.
+    pub datanet_id: u64,
+    /// Its batch.
+    pub batch_id: B256,
+    /// The Merkle proof (sibling hashes, leaf to root).
+    pub proof: Vec<B256>,
+    /// The root the manifest gives.
+    pub root: B256,
+    /// The root the registry holds.
+    pub root_on_chain: B256,
+    /// The anchoring transaction and block.
+    pub anchor_tx: TxHash,
+    /// The anchoring block.
+    pub anchor_block: u64,
+    /// Where the manifest is.
+    pub manifest_uri: String,
+    /// Revoked on chain.
+    pub revoked: bool,
+    /// The registry's `verifyContribution` says yes (false when revoked).
+    pub holds: bool,
+}
+
+/// Builds the proof of `id` from the lake and checks it with the registry on chain.
+pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
+    let (datanet_id, batch_id) = find_contribution(lake, id).await?;
+    let (manifest_uri, anchor_tx, anchor_block) = find_batch(lake, batch_id).await?;
+    let manifest: BatchManifest = serde_json::from_slice(&lake.get(&manifest_uri).await?)
+        .map_err(|e| Error::InvalidInput(format!("manifest {manifest_uri} is not valid: {e}")))?;
+    let tree = manifest.merkle_tree();
+    let proof = tree.proof(&leaf_bytes32(id)).ok_or_else(|| {
+        Error::InvalidInput(format!("contribution {id} is not in its batch's manifest"))
+    })?;
+    let registry = chain.datanet_registry();
+    let on_chain = registry
+        .batch(batch_id)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    let holds = on_chain.count != U256::ZERO
+        && merkle::verify(&proof, on_chain.merkleRoot, leaf_bytes32(id))
+        && registry
+            .verifyContribution(batch_id, id, proof.clone())
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+    let revoked = registry
+        .revoked(id)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok(Proof {
+        contribution_id: id,
+        datanet_id,
+        batch_id,
+        proof,
+        root: tree.root(),
+        root_on_chain: on_chain.merkleRoot,
+        anchor_tx,
+        anchor_block,
+        manifest_uri,
+        revoked,
+        holds,
+    })
+}
+
+/// (datanet id, batch id) of contribution `id`.
+pub(crate) async fn find_contribution(lake: &Lake, id: B256) -> Result<(u64, B256)> {
+    let want = id.to_string();
+    for b in lake.read(names::CONTRIBUTIONS, None).await? {
+        let ids = b
+            .column_by_name("contribution_id")
+            .expect("schema")
+            .as_string::<i32>();
+        if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
+            let dn = b
+                .column_by_name("datanet_id")
+                .expect("schema")
+                .as_primitive::<Int64Type>()
+                .value(i) as u64;
+            let batch = b
+                .column_by_name("batch_id")
+                .expect("schema")
+                .as_string::<i32>()
+                .value(i);
+            let batch = batch
+                .parse()
+                .map_err(|_| Error::InvalidInput(format!("bad batch id {batch} in the lake")))?;
+            return Ok((dn, batch));
+        }
+    }
+    Err(Error::NotFound(format!(
+        "no contribution {id} in this lake"
+    )))
+}
+
+/// (manifest URI, anchor tx, anchor block) of batch `batch_id`.
+async fn find_batch(lake: &Lake, batch_id: B256) -> Result<(String, TxHash, u64)> {
+    let want = batch_id.to_string();
+    for b in lake.read(names::BATCHES, None).await? {
+        let ids = b
+            .column_by_name("batch_id")
+            .expect("schema")
+            .as_string::<i32>();
+        if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
+            let s = |c: &str| {
+                b.column_by_name(c)
+                    .expect("schema")
+                    .as_string::<i32>()
+                    .value(i)
+                    .to_string()
+            };
+            let block = b
+                .column_by_name("anchor_block")
+                .expect("schema")
+                .as_primitive::<Int64Type>()
+                .value(i) as u64;
+            let tx = s("anchor_tx")
+                .parse()
+                .map_err(|_| Error::InvalidInput("bad anchor tx in the lake".into()))?;
+            return Ok((s("manifest_uri"), tx, block));
+        }
+    }
+    Err(Error::NotFound(format!(
+        "batch {batch_id} is committed but not anchored yet: run `tributary contribute` (it finishes such batches)"
+    )))
+}

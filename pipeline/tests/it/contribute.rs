@@ -1,0 +1,535 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use arrow::array::AsArray;
+use serde_json::{Value, json};
+use tributary_chain::keys::dev_contributor;
+use tributary_chain::{Chain, ChainConfig};
+use tributary_lake::Lake;
+use tributary_pipeline::contribute::{ContributeConfig, ContributeReport, contribute};
+use tributary_pipeline::datanet;
+use tributary_pipeline::rules::Rules;
+use tributary_pipeline::sign::{Terms, sign};
+use tributary_pipeline::verify::prove;
+use tributary_schemas::contribution::domain;
+use tributary_schemas::datanet::DatanetManifest;
+use tributary_schemas::tables::names;
+
+const MANIFEST: &str = r#"
+name = "recipes"
+domain = "cooking"
+licenses = ["CC-BY-4.0", "CC0-1.0"]
+max_record_bytes = 400
+
+[fields.question]
+type = "text"
+required = true
+min_length = 5
+max_length = 200
+
+[fields.answer]
+type = "text"
+required = true
+pattern = "\\.$"
+
+[fields.unit]
+type = "label"
+labels = ["metric", "imperial"]
+
+[fields.servings]
+type = "number"
+
+[dedup]
+exact = true
+near_threshold = 0.8
+"#;
+
+struct Env {
+    chain: Chain,
+    lake: Lake,
+    dir: tempfile::TempDir,
+    id: u64,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let m = DatanetManifest::from_toml(MANIFEST).unwrap();
+    let id = datanet::create_from_manifest(&chain, &lake, &m)
+        .await
+        .unwrap();
+    Env {
+        chain,
+        lake,
+        dir,
+        id,
+    }
+}
+
+fn config(env: &Env, key: Option<PrivateKeySigner>, batch_size: usize) -> ContributeConfig {
+    let m = DatanetManifest::from_toml(MANIFEST).unwrap();
+    ContributeConfig {
+        datanet_id: env.id,
+        rules: Rules::new(m).unwrap(),
+        signer: key,
+        license: None,
+        batch_size,
+        validity_secs: 3600,
+    }
+}
+
+async fn run(
+    env: &Env,
+    chain: &Chain,
+    cfg: &ContributeConfig,
+    inputs: &[PathBuf],
+) -> ContributeReport {
+    contribute(chain, &env.lake, cfg, inputs, &|_| {})
+        .await
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn good(i: usize) -> Value {
+    let words = [
+        "flour", "sugar", "butter", "honey", "oats", "rice", "milk", "cocoa", "salt", "yeast",
+        "water", "cream",
+    ];
+    json!({
+        "question": format!("How much {} for recipe {i}?", words[i % words.len()]),
+        "answer": format!("Use {} grams of {} in batch number {i} of the {} bakery plan.", 10 * i, words[i % words.len()], words[(i * 7) % words.len()]),
+    })
+}
+
+/// A pre-signed envelope, with hooks to break it.
+fn envelope(
+    key: &PrivateKeySigner,
+    d: &alloy::sol_types::Eip712Domain,
+    datanet: u64,
+    content: Value,
+    license: &str,
+    nonce: u64,
+    deadline: u64,
+) -> Value {
+    let terms = Terms {
+        datanet_id: datanet,
+        license: license.into(),
+        timestamp: 1,
+        nonce,
+        deadline,
+    };
+    let s = sign(key, d, &terms, content).unwrap();
+    json!({
+        "content": s.content,
+        "contributor": s.contribution.contributor,
+        "license": s.contribution.license,
+        "timestamp": s.contribution.timestamp,
+        "nonce": s.contribution.nonce,
+        "deadline": s.contribution.deadline,
+        "signature": alloy::primitives::Bytes::from(s.signature.as_bytes().to_vec()),
+    })
+}
+
+async fn table_rows(lake: &Lake, table: &str) -> Vec<arrow::record_batch::RecordBatch> {
+    lake.read(table, None).await.unwrap()
+}
+
+fn count(batches: &[arrow::record_batch::RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+#[tokio::test]
+async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once() {
+    let env = env().await;
+    let d = domain(
+        env.chain.chain_id(),
+        env.chain.deployment().datanet_registry,
+    );
+    let far = u64::MAX / 2;
+    let alice = dev_contributor(1);
+
+    // JSON Lines: good records (signed here) and one of each way to be wrong.
+    let mut lines: Vec<String> = (0..6).map(|i| good(i).to_string()).collect();
+    lines.push("{not json".into()); // malformed
+    lines.push(json!({"question": "What is this?"}).to_string()); // missing answer
+    lines.push(
+        json!({"question": "Quantity of salt?", "answer": "Some.", "servings": "two"}).to_string(),
+    ); // wrong type
+    lines.push(
+        json!({"question": "Quantity of salt?", "answer": "Some.", "colour": "red"}).to_string(),
+    ); // unknown field
+    lines.push(json!({"question": "Hi?", "answer": "Too short a question."}).to_string()); // length
+    lines.push(
+        json!({"question": "Which unit then?", "answer": "Cups.", "unit": "cups"}).to_string(),
+    ); // label
+    lines.push(json!({"question": "Does it end well?", "answer": "No full stop"}).to_string()); // pattern
+    lines.push(
+        json!({"question": "x".repeat(150), "answer": format!("{}.", "y".repeat(300))}).to_string(),
+    ); // too large
+    lines.push(good(0).to_string()); // exact duplicate of line 1 (same signer): already present
+    // The same words re-cased and re-spaced: another content hash, the same text.
+    let near_answer = good(3)["answer"]
+        .as_str()
+        .unwrap()
+        .to_uppercase()
+        .replace(' ', "  ");
+    let near = json!({"question": good(3)["question"], "answer": near_answer});
+    lines.push(near.to_string()); // near duplicate of line 4
+    let mut text = lines.join("\n").into_bytes();
+    text.extend_from_slice(b"\n{\"question\": \"caf\xe9 au lait?\", \"answer\": \"Yes.\"}\n"); // invalid UTF-8
+    let jsonl = write(env.dir.path(), "in.jsonl", &text);
+
+    // Pre-signed envelopes: one good, and every way a signature can be wrong.
+    let bob = dev_contributor(2);
+    let mut env_lines = vec![envelope(&bob, &d, env.id, good(20), "CC0-1.0", 0, far)];
+    env_lines.push(envelope(&bob, &d, env.id, good(21), "GPL-3.0", 1, far)); // license
+    let foreign_chain = domain(1, env.chain.deployment().datanet_registry);
+    env_lines.push(envelope(
+        &bob,
+        &foreign_chain,
+        env.id,
+        good(22),
+        "CC0-1.0",
+        2,
+        far,
+    )); // other chain
+    let foreign_contract = domain(env.chain.chain_id(), Address::repeat_byte(9));
+    env_lines.push(envelope(
+        &bob,
+        &foreign_contract,
+        env.id,
+        good(23),
+        "CC0-1.0",
+        3,
+        far,
+    )); // other registry
+    env_lines.push(envelope(&bob, &d, env.id, good(24), "CC0-1.0", 0, far)); // nonce 0 reused
+    env_lines.push(envelope(&bob, &d, env.id, good(25), "CC0-1.0", 5, 10)); // expired
+    let mut mismatch = envelope(&bob, &d, env.id, good(26), "CC0-1.0", 6, far);
+    mismatch["contributor"] = json!(dev_contributor(7).address()); // signer mismatch
+    env_lines.push(mismatch);
+    let mut high_s = envelope(&bob, &d, env.id, good(27), "CC0-1.0", 7, far);
+    let sig: alloy::primitives::Bytes =
+        serde_json::from_value(high_s["signature"].clone()).unwrap();
+    let sig = alloy::primitives::Signature::try_from(sig.as_ref()).unwrap();
+    let n = U256::from_str_radix(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+        16,
+    )
+    .unwrap();
+    let flipped = alloy::primitives::Signature::new(sig.r(), n - sig.s(), !sig.v());
+    high_s["signature"] = json!(alloy::primitives::Bytes::from(flipped.as_bytes().to_vec()));
+    env_lines.push(high_s);
+    env_lines.push(envelope(&bob, &d, env.id + 1, good(28), "CC0-1.0", 8, far)); // other Datanet
+    let mut truncated = envelope(&bob, &d, env.id, good(29), "CC0-1.0", 9, far);
+    truncated["signature"] = json!("0x1234");
+    env_lines.push(truncated);
+    let presigned = write(
+        env.dir.path(),
+        "presigned.jsonl",
+        env_lines
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+    );
+
+    // CSV, a folder of text files: both read into records.
+    let csv = write(env.dir.path(), "in.csv", b"question,answer,servings\nHow long to bake bread?,About forty minutes at two hundred degrees.,4\nHow long to rest dough?,One hour in a warm kitchen.,notanumber\n");
+    let texts = env.dir.path().join("texts");
+    std::fs::create_dir(&texts).unwrap();
+    write(
+        &texts,
+        "a.txt",
+        b"A whole folder of notes about baking bread at home.",
+    );
+
+    let cfg = config(&env, Some(alice.clone()), 4);
+    let inputs = vec![jsonl.clone(), presigned.clone(), csv.clone(), texts.clone()];
+    let report = run(&env, &env.chain, &cfg, &inputs).await;
+
+    let want: BTreeMap<&str, u64> = [
+        ("malformed", 1),
+        ("missing_field", 2), // also the text file: it has no `answer`
+        ("wrong_type", 2),    // a string for a number, in JSON and in CSV
+        ("unknown_field", 1),
+        ("length_out_of_bounds", 1),
+        ("label_not_allowed", 1),
+        ("pattern_mismatch", 1),
+        ("too_large", 1),
+        ("duplicate_near", 1),
+        ("invalid_utf8", 1),
+        ("license_not_accepted", 1),
+        ("bad_signature", 5), // other chain, other registry, signer mismatch, high-s, truncated
+        ("nonce_reused", 1),
+        ("expired", 1),
+        ("wrong_datanet", 0),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    // Signed for another Datanet id: the struct hash differs, so the signature does not verify.
+    let mut want = want;
+    *want.get_mut("bad_signature").unwrap() += 1;
+    assert_eq!(report.rejected, want, "{report:#?}");
+    assert_eq!(
+        report.accepted,
+        6 + 1 + 1,
+        "6 JSON lines, 1 envelope, 1 CSV row"
+    );
+    assert_eq!(report.already_present, 1);
+    assert_eq!(report.read, 17 + 10 + 2 + 1);
+    assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 8);
+    let rejections = table_rows(&env.lake, names::REJECTIONS).await;
+    assert_eq!(
+        count(&rejections) as u64,
+        report.rejected_total(),
+        "every refusal is kept"
+    );
+    let kept: Vec<(String, String, String)> = rejections
+        .iter()
+        .flat_map(|b| {
+            let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+            let (src, loc, code) = (col("source"), col("locator"), col("reason_code"));
+            (0..b.num_rows())
+                .map(|i| {
+                    (
+                        src.value(i).to_string(),
+                        loc.value(i).to_string(),
+                        code.value(i).to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let jsonl_name = jsonl.display().to_string();
+    assert!(
+        kept.contains(&(jsonl_name.clone(), "line 7".into(), "malformed".into())),
+        "{kept:?}"
+    );
+    assert!(
+        kept.contains(&(jsonl_name, "line 17".into(), "invalid_utf8".into())),
+        "{kept:?}"
+    );
+    // Batches of at most 4, each anchored; every accepted contribution proves on chain.
+    assert!(
+        report.batches.len() >= 2
+            && report
+                .batches
+                .iter()
+                .all(|b| b.count <= 4 && b.newly_anchored)
+    );
+    for batch in table_rows(&env.lake, names::CONTRIBUTIONS).await {
+        let ids = batch
+            .column_by_name("contribution_id")
+            .unwrap()
+            .as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let p = prove(&env.chain, &env.lake, ids.value(i).parse().unwrap())
+                .await
+                .unwrap();
+            assert!(p.holds && !p.revoked);
+        }
+    }
+
+    // The same input again adds nothing: no contribution, no refusal row, no anchor.
+    let again = run(&env, &env.chain, &cfg, &inputs).await;
+    assert_eq!(again.accepted, 0, "{again:#?}");
+    assert!(again.batches.is_empty());
+    assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 8);
+    assert_eq!(
+        count(&table_rows(&env.lake, names::REJECTIONS).await) as u64,
+        report.rejected_total()
+    );
+
+    // Without a key, unsigned records are refused as such (and kept).
+    let unsigned = write(
+        env.dir.path(),
+        "unsigned.jsonl",
+        good(40).to_string().as_bytes(),
+    );
+    let r = run(&env, &env.chain, &config(&env, None, 10), &[unsigned]).await;
+    assert_eq!(r.rejected.get("unsigned"), Some(&1));
+}
+
+#[tokio::test]
+async fn unreadable_inputs_are_errors_before_anything_is_written() {
+    let env = env().await;
+    let ok = write(env.dir.path(), "ok.jsonl", good(1).to_string().as_bytes());
+    let cfg = config(&env, Some(dev_contributor(1)), 10);
+    for bad in [
+        env.dir.path().join("missing.jsonl"),
+        write(env.dir.path(), "x.xml", b"<a/>"),
+    ] {
+        let err = contribute(
+            &env.chain,
+            &env.lake,
+            &cfg,
+            &[ok.clone(), bad.clone()],
+            &|_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{err}"
+        );
+    }
+    assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 0);
+}
+
+#[tokio::test]
+async fn a_batch_committed_but_not_anchored_is_finished_by_the_next_run() {
+    let env = env().await;
+    let input = write(
+        env.dir.path(),
+        "in.jsonl",
+        (0..3)
+            .map(|i| good(i).to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+    );
+    let cfg = config(&env, Some(dev_contributor(1)), 10);
+
+    // A process whose signer may not anchor stands in for one that dies after the Delta
+    // commit: the rows are in the lake, the batch is not on chain.
+    let alice: PrivateKeySigner =
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+            .parse()
+            .unwrap();
+    let mut c = ChainConfig::rpc(env.chain.url().clone(), env.dir.path());
+    c.signer = Some(alice);
+    let stranger = Chain::connect(c).await.unwrap();
+    let err = contribute(
+        &stranger,
+        &env.lake,
+        &cfg,
+        std::slice::from_ref(&input),
+        &|_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("contract call failed"), "{err}");
+    let rows = table_rows(&env.lake, names::CONTRIBUTIONS).await;
+    assert_eq!(count(&rows), 3, "committed");
+    let id = rows[0]
+        .column_by_name("contribution_id")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .parse()
+        .unwrap();
+    let err = prove(&env.chain, &env.lake, id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not anchored"), "{err}");
+
+    // The next run, by anyone allowed to anchor, finishes it: anchored once, no new rows.
+    let report = run(&env, &env.chain, &cfg, &[input]).await;
+    assert_eq!((report.accepted, report.already_present), (0, 3));
+    assert_eq!(report.batches.len(), 1);
+    assert!(report.batches[0].newly_anchored && !report.batches[0].newly_committed);
+    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds);
+    let again = run(&env, &env.chain, &cfg, &[]).await;
+    assert!(again.batches.is_empty(), "nothing left to finish");
+    assert_eq!(count(&table_rows(&env.lake, names::BATCHES).await), 1);
+}
+
+#[tokio::test]
+async fn revoked_contributions_no_longer_verify_and_leave_a_tombstone() {
+    let env = env().await;
+    let input = write(
+        env.dir.path(),
+        "in.jsonl",
+        (0..2)
+            .map(|i| good(i).to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+    );
+    run(
+        &env,
+        &env.chain,
+        &config(&env, Some(dev_contributor(1)), 10),
+        &[input],
+    )
+    .await;
+    let rows = table_rows(&env.lake, names::CONTRIBUTIONS).await;
+    let id = rows[0]
+        .column_by_name("contribution_id")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .parse()
+        .unwrap();
+    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds);
+
+    // The owner (the chain's signer created the Datanet) revokes; a second revoke is harmless.
+    let r = tributary_pipeline::revoke::revoke(&env.chain, &env.lake, id, "license withdrawn")
+        .await
+        .unwrap();
+    assert!(r.newly_revoked);
+    let again = tributary_pipeline::revoke::revoke(&env.chain, &env.lake, id, "again")
+        .await
+        .unwrap();
+    assert!(!again.newly_revoked && again.tx == r.tx);
+    let p = prove(&env.chain, &env.lake, id).await.unwrap();
+    assert!(p.revoked && !p.holds);
+    assert_eq!(count(&table_rows(&env.lake, names::REVOCATIONS).await), 1);
+}
+
+#[tokio::test]
+async fn parquet_rows_are_records() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let env = env().await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("question", DataType::Utf8, false),
+        Field::new("answer", DataType::Utf8, false),
+        Field::new("servings", DataType::Float64, true),
+    ]));
+    let (a, b) = (good(50), good(51));
+    let q: ArrayRef = Arc::new(StringArray::from(vec![
+        a["question"].as_str().unwrap(),
+        b["question"].as_str().unwrap(),
+    ]));
+    let ans: ArrayRef = Arc::new(StringArray::from(vec![
+        a["answer"].as_str().unwrap(),
+        "no full stop",
+    ]));
+    let servings: ArrayRef = Arc::new(Float64Array::from(vec![Some(2.0), None]));
+    let batch =
+        arrow::record_batch::RecordBatch::try_new(schema.clone(), vec![q, ans, servings]).unwrap();
+    let path = env.dir.path().join("in.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let report = run(
+        &env,
+        &env.chain,
+        &config(&env, Some(dev_contributor(3)), 10),
+        &[path],
+    )
+    .await;
+    assert_eq!(report.accepted, 1);
+    assert_eq!(report.rejected.get("pattern_mismatch"), Some(&1));
+}

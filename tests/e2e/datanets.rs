@@ -1,0 +1,309 @@
+//! Datanets through the CLI: create, contribute, verify, revoke, against an anvil the test
+//! runs (so processes can be killed without taking the chain with them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use tributary_chain::anvil::{AnvilOptions, LocalAnvil};
+use tributary_chain::{Chain, ChainConfig};
+use tributary_lake::Lake;
+use tributary_schemas::tables::names;
+
+use crate::cli::tributary;
+
+const MANIFEST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/kitchen-conversions.toml"
+);
+
+struct Setup {
+    anvil: LocalAnvil,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = LocalAnvil::start(&AnvilOptions::default()).unwrap();
+    let data = dir.path().join("data");
+    let s = Setup {
+        anvil,
+        data,
+        _dir: dir,
+    };
+    let out = s.cmd(&["datanet", "create", MANIFEST]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kitchen-conversions (cooking) has id 1")
+    );
+    s
+}
+
+impl Setup {
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = tributary();
+        c.args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--rpc-url")
+            .arg(self.anvil.url().as_str());
+        c
+    }
+
+    fn contribute(&self, key: usize, input: &Path, batch: usize) -> std::process::Command {
+        let mut c = self.cmd(&[
+            "contribute",
+            "--datanet",
+            "kitchen-conversions",
+            "--batch-size",
+            &batch.to_string(),
+        ]);
+        c.arg("--key").arg(dev_key(key)).arg(input);
+        c
+    }
+}
+
+fn dev_key(i: usize) -> String {
+    alloy::primitives::keccak256(format!("tributary-dev-contributor-{i}")).to_string()
+}
+
+/// `n` distinct valid records, numbered from `from`.
+fn records(dir: &Path, name: &str, from: usize, n: usize) -> PathBuf {
+    let lines: Vec<String> = (from..from + n)
+        .map(|i| {
+            serde_json::json!({
+                "question": format!("How many grams are in sample {i} of the pantry list?"),
+                "answer": format!("Sample {i} weighs {} grams on the scale number {}.", i * 3 + 7, i % 97),
+            })
+            .to_string()
+        })
+        .collect();
+    let p = dir.join(name);
+    std::fs::write(&p, lines.join("\n")).unwrap();
+    p
+}
+
+/// Contribution ids in the lake, counted, and the batches table's batch ids, counted.
+async fn lake_state(
+    data: &Path,
+) -> (
+    BTreeMap<String, usize>,
+    BTreeMap<String, usize>,
+    BTreeSet<String>,
+) {
+    use arrow::array::AsArray;
+    let lake = Lake::open(data.join("lake").to_str().unwrap()).unwrap();
+    let mut ids = BTreeMap::new();
+    let mut committed = BTreeSet::new();
+    for b in lake.read(names::CONTRIBUTIONS, None).await.unwrap() {
+        let c = b
+            .column_by_name("contribution_id")
+            .unwrap()
+            .as_string::<i32>();
+        let batch = b.column_by_name("batch_id").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            *ids.entry(c.value(i).to_string()).or_insert(0) += 1;
+            committed.insert(batch.value(i).to_string());
+        }
+    }
+    let mut batches = BTreeMap::new();
+    for b in lake.read(names::BATCHES, None).await.unwrap() {
+        let c = b.column_by_name("batch_id").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            *batches.entry(c.value(i).to_string()).or_insert(0) += 1;
+        }
+    }
+    (ids, batches, committed)
+}
+
+/// Every committed batch is recorded once and anchored on chain once, with its own count.
+async fn assert_each_batch_anchored_once(s: &Setup, expected_records: usize) {
+    let (ids, batches, committed) = lake_state(&s.data).await;
+    assert_eq!(ids.len(), expected_records, "every record committed");
+    assert!(ids.values().all(|n| *n == 1), "no contribution twice");
+    assert!(batches.values().all(|n| *n == 1), "no batch recorded twice");
+    assert_eq!(
+        batches.keys().cloned().collect::<BTreeSet<_>>(),
+        committed,
+        "every committed batch anchored"
+    );
+    let chain = Chain::connect(ChainConfig::rpc(s.anvil.url().clone(), &s.data))
+        .await
+        .unwrap();
+    let events = chain
+        .datanet_registry()
+        .BatchAnchored_filter()
+        .from_block(chain.deployment().start_block)
+        .query()
+        .await
+        .unwrap();
+    let mut per_batch = BTreeMap::new();
+    for (e, _) in &events {
+        *per_batch.entry(e.batchId.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_batch.keys().cloned().collect::<BTreeSet<_>>(),
+        committed
+    );
+    assert!(per_batch.values().all(|n| *n == 1), "anchored once each");
+    let total: u64 = events.iter().map(|(e, _)| e.count.to::<u64>()).sum();
+    assert_eq!(total as usize, expected_records);
+}
+
+#[tokio::test]
+async fn contribute_verify_and_revoke_through_the_cli() {
+    let s = setup();
+    let input = records(s._dir.path(), "in.jsonl", 0, 12);
+    let out = s.contribute(1, &input, 5).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("12 records read: 12 accepted, 0 already present, 0 rejected"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("anchored in tx").count(),
+        3,
+        "batches of 5, 5, 2"
+    );
+
+    let again = s.contribute(1, &input, 5).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout)
+            .contains("12 records read: 0 accepted, 12 already present, 0 rejected")
+    );
+
+    let (ids, _, _) = lake_state(&s.data).await;
+    let id = ids.keys().next().unwrap().clone();
+    let out = s.cmd(&["verify", &id]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("VERIFIED: the proof holds") && text.contains("anchored in  tx 0x"),
+        "{text}"
+    );
+
+    let forged = format!("0x{}", "ab".repeat(32));
+    let out = s.cmd(&["verify", &forged]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT VERIFIED"));
+    let out = s.cmd(&["verify", "0x12"]).output().unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("64 hex digits")
+    );
+
+    let out = s
+        .cmd(&["revoke", &id, "--reason", "license withdrawn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cmd(&["verify", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REVOKED"));
+}
+
+#[tokio::test]
+async fn bad_input_files_are_clear_errors_with_nothing_written() {
+    let s = setup();
+    let out = s
+        .cmd(&[
+            "contribute",
+            "--datanet",
+            "nope",
+            "--key",
+            &dev_key(1),
+            MANIFEST,
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Datanet named \"nope\""));
+    let missing = s.data.join("missing.jsonl");
+    let out = s.contribute(1, &missing, 10).output().unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("does not exist")
+    );
+    let out = s
+        .cmd(&["datanet", "create", "/nonexistent/manifest.toml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the manifest"));
+    let (ids, _, _) = lake_state(&s.data).await;
+    assert!(ids.is_empty());
+}
+
+/// Kill -9 at random moments, 20 times, then finish: every record committed and anchored
+/// exactly once.
+#[tokio::test]
+async fn killed_contributors_resume_without_loss_or_duplicates() {
+    let s = setup();
+    let n = 240;
+    let input = records(s._dir.path(), "big.jsonl", 0, n);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed {seed}");
+    for _ in 0..20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(150 + (seed >> 33) % 1500);
+        let mut child = s
+            .contribute(1, &input, 4)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    let out = s.contribute(1, &input, 4).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_each_batch_anchored_once(&s, n).await;
+}
+
+/// Four processes contributing to one Datanet at once, all anchoring from the same key.
+#[tokio::test]
+async fn four_concurrent_contributors_lose_nothing_and_duplicate_nothing() {
+    let s = setup();
+    let per = 40;
+    let children: Vec<Child> = (0..4)
+        .map(|k| {
+            let input = records(s._dir.path(), &format!("in{k}.jsonl"), k * per, per);
+            s.contribute(k + 1, &input, 7)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_each_batch_anchored_once(&s, 4 * per).await;
+}
