@@ -53,6 +53,8 @@ enum Command {
     /// Print a contribution's Merkle proof and check it against the root on chain (exit 1 when
     /// it does not hold).
     Verify(cmd::verify::Args),
+    /// Record a validator's verdicts on an anchored batch, on chain and in the lake.
+    Validate(cmd::validate::Args),
     /// Revoke a contribution (as its contributor or the Datanet's owner).
     Revoke(cmd::revoke::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
@@ -88,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Datanet(a) => cmd::datanet::run(a).await.map(|()| true),
             Command::Contribute(a) => cmd::contribute::run(a).await.map(|()| true),
             Command::Verify(a) => cmd::verify::run(a).await,
+            Command::Validate(a) => cmd::validate::run(a).await.map(|()| true),
             Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),

@@ -7,6 +7,7 @@
 //! same input adds nothing and anchors nothing twice.
 //!
 //! - [`datanet`]: register a Datanet on chain (idempotent by name).
+//! - [`validate`]: validators' verdicts on batches; [`verify`]: proofs; [`revoke`]: revocations.
 //! - [`sign`]: EIP-712 signing of contributions.
 //! - [`contribute`]: read files, sign or verify, validate against the Datanet, commit in
 //!   batches, keep refusals ([`readers`], [`rules`], [`minhash`], [`reject`]).
@@ -31,6 +32,7 @@ pub mod revoke;
 pub mod rules;
 pub mod sample;
 pub mod sign;
+pub mod validate;
 pub mod verify;
 
 /// Errors from pipelines.

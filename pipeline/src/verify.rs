@@ -36,6 +36,28 @@ pub struct Proof {
     pub revoked: bool,
     /// The registry's `verifyContribution` says yes (false when revoked).
     pub holds: bool,
+    /// Validators' verdicts: (validator, `accepted` or `rejected`).
+    pub verdicts: Vec<(String, String)>,
+}
+
+impl Proof {
+    /// The contribution's status: `revoked`, `rejected` (by any validator), `accepted` (by at
+    /// least one validator), else `pending`.
+    pub fn status(&self) -> &'static str {
+        if self.revoked {
+            "revoked"
+        } else if self
+            .verdicts
+            .iter()
+            .any(|(_, v)| v == crate::validate::REJECTED)
+        {
+            "rejected"
+        } else if self.verdicts.is_empty() {
+            "pending"
+        } else {
+            "accepted"
+        }
+    }
 }
 
 /// Builds the proof of `id` from the lake and checks it with the registry on chain.
@@ -78,6 +100,7 @@ pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
         manifest_uri,
         revoked,
         holds,
+        verdicts: crate::validate::verdicts_on(lake, id).await?,
     })
 }
 

@@ -33,6 +33,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     };
     println!("contribution {}", p.contribution_id);
     println!("  Datanet      {}", p.datanet_id);
+    println!("  status       {}", p.status());
     println!("  batch        {}", p.batch_id);
     println!("  manifest     {}", p.manifest_uri);
     println!(

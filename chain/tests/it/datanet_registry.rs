@@ -186,7 +186,10 @@ async fn proofs_verify_on_chain_and_forgeries_do_not() {
     send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
         .await
         .unwrap();
-    for (n, size) in [1usize, 2, 3, 7, 33, 100].into_iter().enumerate() {
+    for (n, size) in [1usize, 2, 3, 7, 33, 100, 513, 1025]
+        .into_iter()
+        .enumerate()
+    {
         let ids: Vec<B256> = (0..size)
             .map(|i| keccak256(format!("{size}/{i}")))
             .collect();

@@ -44,6 +44,10 @@ type = "number"
 [dedup]
 exact = true
 near_threshold = 0.8
+
+[access]
+submitters = "anyone"
+validators = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
 "#;
 
 struct Env {
@@ -532,4 +536,90 @@ async fn parquet_rows_are_records() {
     .await;
     assert_eq!(report.accepted, 1);
     assert_eq!(report.rejected.get("pattern_mismatch"), Some(&1));
+}
+
+#[tokio::test]
+async fn validators_attest_to_batches_and_statuses_follow() {
+    let env = env().await;
+    let input = write(
+        env.dir.path(),
+        "in.jsonl",
+        (0..3)
+            .map(|i| good(i).to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+    );
+    let report = run(
+        &env,
+        &env.chain,
+        &config(&env, Some(dev_contributor(1)), 10),
+        &[input],
+    )
+    .await;
+    let batch = report.batches[0].batch_id;
+    let rows = table_rows(&env.lake, names::CONTRIBUTIONS).await;
+    let ids: Vec<alloy::primitives::B256> = (0..3)
+        .map(|i| {
+            rows[0]
+                .column_by_name("contribution_id")
+                .unwrap()
+                .as_string::<i32>()
+                .value(i)
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        prove(&env.chain, &env.lake, ids[0]).await.unwrap().status(),
+        "pending"
+    );
+
+    // The owner is not a validator; the manifest's validator (anvil account #1) is.
+    let err = tributary_pipeline::validate::attest(&env.chain, &env.lake, batch, &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not a validator"), "{err}");
+    let mut c = ChainConfig::rpc(env.chain.url().clone(), env.dir.path());
+    c.signer = Some(
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+            .parse()
+            .unwrap(),
+    );
+    let validator = Chain::connect(c).await.unwrap();
+    let stranger = alloy::primitives::B256::repeat_byte(1);
+    let err = tributary_pipeline::validate::attest(&validator, &env.lake, batch, &[stranger])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not in batch"), "{err}");
+
+    let a = tributary_pipeline::validate::attest(&validator, &env.lake, batch, &[ids[0]])
+        .await
+        .unwrap();
+    assert_eq!((a.accepted, a.rejected), (2, 1));
+    assert_eq!(
+        prove(&env.chain, &env.lake, ids[0]).await.unwrap().status(),
+        "rejected"
+    );
+    assert_eq!(
+        prove(&env.chain, &env.lake, ids[1]).await.unwrap().status(),
+        "accepted"
+    );
+    let events = env
+        .chain
+        .datanet_registry()
+        .ValidationRecorded_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    let (e, _) = &events[0];
+    assert_eq!(
+        (e.batchId, e.verdictsRoot, e.validator),
+        (batch, a.verdicts_root, validator.signer())
+    );
+    assert_eq!(count(&table_rows(&env.lake, names::VALIDATIONS).await), 3);
 }
