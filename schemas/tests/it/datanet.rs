@@ -24,7 +24,7 @@ fn the_schema_hash_ignores_layout_and_follows_the_rules() {
     assert_eq!(a.schema_hash(), b.schema_hash());
     let c = DatanetManifest::from_toml(&OK.replace("[\"MIT\"]", "[\"MIT\", \"CC0-1.0\"]")).unwrap();
     assert_ne!(a.schema_hash(), c.schema_hash());
-    assert_eq!(a.dedup.exact, true, "exact dedup is on by default");
+    assert!(a.dedup.exact, "exact dedup is on by default");
     assert!(a.access.submitters.allows(alloy::primitives::Address::ZERO));
 }
 
