@@ -146,6 +146,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&answer.data.into_json()?)?
     );
     println!("--- end ---");
+    if let Some(first) = answer_first_id(&schema).await {
+        println!(
+            "prove one on chain: tributary verify {first} --data-dir {}",
+            args.data_dir.display()
+        );
+    }
 
     if args.exit {
         return Ok(());
@@ -175,6 +181,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The id of the first contribution the demo's query returns.
+async fn answer_first_id(schema: &tributary_api::TributarySchema) -> Option<String> {
+    let r = schema
+        .execute("{ datanet(id: 1) { contributions(first: 1) { id } } }")
+        .await;
+    let v = r.data.into_json().ok()?;
+    v["datanet"]["contributions"][0]["id"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Empties `dir` if the demo made it (or it is empty), and marks it as the demo's.
