@@ -61,7 +61,7 @@ enum Command {
     Index(cmd::index::Args),
     /// Serve the GraphQL API (with GraphiQL) over the index store.
     Serve(cmd::serve::Args),
-    /// Check the installed tools: anvil, the chain connection, libtorch.
+    /// Check the installed tools: anvil, and libtorch computing on the chosen device.
     Doctor(cmd::doctor::Args),
 }
 

@@ -17,8 +17,9 @@ use crate::{Error, Result, send};
 pub struct Deployment {
     /// EIP-155 chain id.
     pub chain_id: u64,
-    /// Hash of block 0: tells two chains with the same id apart (a fresh anvil, say).
-    pub genesis_hash: B256,
+    /// Hash of `start_block`: tells two chains with the same id apart (a fresh anvil, say).
+    /// (Not block 0: anvil gives a reloaded chain a new genesis block.)
+    pub start_block_hash: B256,
     /// The account that deployed and administers the contracts.
     pub deployer: Address,
     /// The block of the first deployment transaction: indexers start here.
@@ -80,7 +81,7 @@ impl Deployment {
         if provider.get_chain_id().await? != self.chain_id {
             return Ok(false);
         }
-        if genesis_hash(provider).await? != self.genesis_hash {
+        if block_hash(provider, self.start_block).await? != Some(self.start_block_hash) {
             return Ok(false);
         }
         Ok(!provider
@@ -90,23 +91,24 @@ impl Deployment {
     }
 }
 
-/// Hash of block 0 of `provider`'s chain.
-pub async fn genesis_hash(provider: &DynProvider) -> Result<B256> {
+/// Hash of block `number` of `provider`'s chain, if it has one.
+async fn block_hash(provider: &DynProvider, number: u64) -> Result<Option<B256>> {
     let block = provider
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(0))
-        .await?
-        .ok_or_else(|| Error::Config("the node has no block 0".into()))?;
-    Ok(block.header.hash)
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number))
+        .await?;
+    Ok(block.map(|b| b.header.hash))
 }
 
 /// Deploys all contracts from `provider`'s signer, wires roles (the distributor may mint the
 /// token), and returns the record.
 pub async fn deploy_all(provider: &DynProvider, deployer: Address) -> Result<Deployment> {
     let chain_id = provider.get_chain_id().await?;
-    let genesis_hash = genesis_hash(provider).await?;
 
     let registry = DatanetRegistry::deploy(provider.clone()).await?;
-    let receipt_block = provider.get_block_number().await?;
+    let start_block = provider.get_block_number().await?;
+    let start_block_hash = block_hash(provider, start_block)
+        .await?
+        .ok_or_else(|| Error::Config(format!("the node has no block {start_block}")))?;
     let models = ModelRegistry::deploy(provider.clone(), deployer).await?;
     let ledger = InferenceLedger::deploy(provider.clone(), deployer).await?;
     let token = RewardToken::deploy(provider.clone(), deployer).await?;
@@ -117,9 +119,9 @@ pub async fn deploy_all(provider: &DynProvider, deployer: Address) -> Result<Dep
 
     let d = Deployment {
         chain_id,
-        genesis_hash,
+        start_block_hash,
         deployer,
-        start_block: receipt_block,
+        start_block,
         datanet_registry: *registry.address(),
         model_registry: *models.address(),
         inference_ledger: *ledger.address(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use alloy::primitives::{B256, Bytes, TxHash, U256};
-use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::DatanetRegistry::DatanetRegistryErrors as E;
 use tributary_chain::{Chain, send};
@@ -29,11 +29,11 @@ pub struct Revoked {
 
 /// Revokes contribution `id` as the chain's signer, with `reason`.
 pub async fn revoke(chain: &Chain, lake: &Lake, id: B256, reason: &str) -> Result<Revoked> {
-    let (datanet_id, _) = crate::verify::find_contribution(lake, id).await?;
-    let (contributor, signature) = signature_of(lake, id).await?;
+    let stored = crate::verify::find_contribution(lake, id).await?;
+    let (datanet_id, contributor) = (stored.datanet_id, stored.contributor);
     // The contributor proves authorship with the signature they gave; the owner needs none.
     let proof = if contributor == chain.signer() {
-        signature
+        stored.signature
     } else {
         Bytes::new()
     };
@@ -86,35 +86,6 @@ pub async fn revoke(chain: &Chain, lake: &Lake, id: B256, reason: &str) -> Resul
         block,
         newly_revoked,
     })
-}
-
-async fn signature_of(lake: &Lake, id: B256) -> Result<(alloy::primitives::Address, Bytes)> {
-    let want = id.to_string();
-    for b in lake.read(names::CONTRIBUTIONS, None).await? {
-        let ids = b
-            .column_by_name("contribution_id")
-            .expect("schema")
-            .as_string::<i32>();
-        if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
-            let s = |c: &str| {
-                b.column_by_name(c)
-                    .expect("schema")
-                    .as_string::<i32>()
-                    .value(i)
-                    .to_string()
-            };
-            let who = s("contributor")
-                .parse()
-                .map_err(|_| Error::InvalidInput("bad contributor in the lake".into()))?;
-            let sig = s("signature")
-                .parse()
-                .map_err(|_| Error::InvalidInput("bad signature in the lake".into()))?;
-            return Ok((who, sig));
-        }
-    }
-    Err(Error::NotFound(format!(
-        "no contribution {id} in this lake"
-    )))
 }
 
 fn tombstone(

@@ -62,7 +62,11 @@ impl Proof {
 
 /// Builds the proof of `id` from the lake and checks it with the registry on chain.
 pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
-    let (datanet_id, batch_id) = find_contribution(lake, id).await?;
+    let Stored {
+        datanet_id,
+        batch_id,
+        ..
+    } = find_contribution(lake, id).await?;
     let (manifest_uri, anchor_tx, anchor_block) = find_batch(lake, batch_id).await?;
     let manifest: BatchManifest = serde_json::from_slice(&lake.get(&manifest_uri).await?)
         .map_err(|e| Error::InvalidInput(format!("manifest {manifest_uri} is not valid: {e}")))?;
@@ -104,8 +108,17 @@ pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
     })
 }
 
-/// (datanet id, batch id) of contribution `id`.
-pub(crate) async fn find_contribution(lake: &Lake, id: B256) -> Result<(u64, B256)> {
+/// A contribution as stored in the lake.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) datanet_id: u64,
+    pub(crate) batch_id: B256,
+    pub(crate) contributor: alloy::primitives::Address,
+    pub(crate) signature: alloy::primitives::Bytes,
+}
+
+/// Contribution `id` as stored in the `contributions` table.
+pub(crate) async fn find_contribution(lake: &Lake, id: B256) -> Result<Stored> {
     let want = id.to_string();
     for b in lake.read(names::CONTRIBUTIONS, None).await? {
         let ids = b
@@ -113,20 +126,26 @@ pub(crate) async fn find_contribution(lake: &Lake, id: B256) -> Result<(u64, B25
             .expect("schema")
             .as_string::<i32>();
         if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
-            let dn = b
-                .column_by_name("datanet_id")
-                .expect("schema")
-                .as_primitive::<Int64Type>()
-                .value(i) as u64;
-            let batch = b
-                .column_by_name("batch_id")
-                .expect("schema")
-                .as_string::<i32>()
-                .value(i);
-            let batch = batch
-                .parse()
-                .map_err(|_| Error::InvalidInput(format!("bad batch id {batch} in the lake")))?;
-            return Ok((dn, batch));
+            let s = |c: &str| {
+                b.column_by_name(c)
+                    .expect("schema")
+                    .as_string::<i32>()
+                    .value(i)
+                    .to_string()
+            };
+            let bad = |what: &str| {
+                Error::InvalidInput(format!("bad {what} of contribution {id} in the lake"))
+            };
+            return Ok(Stored {
+                datanet_id: b
+                    .column_by_name("datanet_id")
+                    .expect("schema")
+                    .as_primitive::<Int64Type>()
+                    .value(i) as u64,
+                batch_id: s("batch_id").parse().map_err(|_| bad("batch id"))?,
+                contributor: s("contributor").parse().map_err(|_| bad("contributor"))?,
+                signature: s("signature").parse().map_err(|_| bad("signature"))?,
+            });
         }
     }
     Err(Error::NotFound(format!(

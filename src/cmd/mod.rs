@@ -52,6 +52,12 @@ pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the index store {url}"))
 }
 
+/// Parses a contribution or batch id given on the command line.
+pub(crate) fn parse_id(text: &str) -> anyhow::Result<tributary_schemas::B256> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not an id: expected 0x and 64 hex digits"))
+}
+
 /// Resolves when the user presses Ctrl-C or the process gets SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {

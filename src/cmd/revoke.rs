@@ -1,7 +1,5 @@
 //! `tributary revoke`.
 
-use tributary_schemas::B256;
-
 use crate::Common;
 
 /// Flags of `tributary revoke`.
@@ -17,12 +15,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let id: B256 = args.contribution.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "{:?} is not a contribution id: expected 0x and 64 hex digits",
-            args.contribution
-        )
-    })?;
+    let id = super::parse_id(&args.contribution)?;
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common.data_dir)?;
     let r = tributary_pipeline::revoke::revoke(&chain, &lake, id, &args.reason).await?;

@@ -1,7 +1,5 @@
 //! `tributary validate`.
 
-use tributary_schemas::B256;
-
 use crate::Common;
 
 /// Flags of `tributary validate`.
@@ -17,17 +15,12 @@ pub(crate) struct Args {
     reject: Vec<String>,
 }
 
-fn id(text: &str) -> anyhow::Result<B256> {
-    text.parse()
-        .map_err(|_| anyhow::anyhow!("{text:?} is not an id: expected 0x and 64 hex digits"))
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let batch = id(&args.batch)?;
+    let batch = super::parse_id(&args.batch)?;
     let reject = args
         .reject
         .iter()
-        .map(|r| id(r))
+        .map(|r| super::parse_id(r))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common.data_dir)?;

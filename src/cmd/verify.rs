@@ -1,7 +1,5 @@
 //! `tributary verify`.
 
-use tributary_schemas::B256;
-
 use crate::Common;
 
 /// Flags of `tributary verify`.
@@ -15,12 +13,7 @@ pub(crate) struct Args {
 
 /// Exit code 0 when the proof holds on chain, 1 when it does not (or the id is unknown).
 pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
-    let id: B256 = args.contribution.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "{:?} is not a contribution id: expected 0x and 64 hex digits",
-            args.contribution
-        )
-    })?;
+    let id = super::parse_id(&args.contribution)?;
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common.data_dir)?;
     let p = match tributary_pipeline::verify::prove(&chain, &lake, id).await {
