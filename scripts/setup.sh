@@ -10,6 +10,8 @@ set -euo pipefail
 ANVIL_VERSION=1.7.1
 SOLC_VERSION=0.8.37
 TORCH_VERSION=2.11.0
+ETH_ACCOUNT_VERSION=0.14.0        # interop tests: a standard EIP-712 wallet library
+OZ_MERKLE_VERSION=1.0.8           # interop tests: OpenZeppelin's StandardMerkleTree
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -17,14 +19,15 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- anvil and solc-js from the npm registry --------------------------------------------
 tools="$cache/npm"
-stamp="$tools/.installed-anvil-$ANVIL_VERSION-solc-$SOLC_VERSION"
+stamp="$tools/.installed-anvil-$ANVIL_VERSION-solc-$SOLC_VERSION-ozmerkle-$OZ_MERKLE_VERSION"
 if [ ! -f "$stamp" ]; then
   command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
-  log "installing anvil $ANVIL_VERSION and solc $SOLC_VERSION into $tools"
+  log "installing anvil $ANVIL_VERSION, solc $SOLC_VERSION and @openzeppelin/merkle-tree into $tools"
   mkdir -p "$tools"
   [ -f "$tools/package.json" ] || echo '{"name":"tributary-tools","private":true}' > "$tools/package.json"
   npm install --silent --no-audit --no-fund --prefix "$tools" \
-    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
+    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" \
+    "@openzeppelin/merkle-tree@$OZ_MERKLE_VERSION" >&2
   touch "$stamp"
 fi
 anvil_bin=$(find "$tools/node_modules/@foundry-rs/anvil-linux-amd64" -type f -name anvil | head -1)
@@ -37,6 +40,12 @@ if [ ! -f "$stamp" ]; then
   log "installing torch==$TORCH_VERSION into $venv (about 3 GB, once)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$venv/.installed-eth-account-$ETH_ACCOUNT_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing eth-account==$ETH_ACCOUNT_VERSION into $venv (interop tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
   touch "$stamp"
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
@@ -54,6 +63,8 @@ fi
 cat <<OUT
 export TRIBUTARY_ANVIL=$anvil_bin
 export TRIBUTARY_SOLC_JS=$tools/node_modules/solc
+export TRIBUTARY_NODE_MODULES=$tools/node_modules
+export TRIBUTARY_PYTHON=$venv/bin/python
 export TRIBUTARY_PG_BIN=${pg_bin:-}
 export LIBTORCH_USE_PYTORCH=1
 export TRIBUTARY_TORCH_LIB=$torch_lib

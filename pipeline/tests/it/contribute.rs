@@ -623,3 +623,53 @@ async fn validators_attest_to_batches_and_statuses_follow() {
     );
     assert_eq!(count(&table_rows(&env.lake, names::VALIDATIONS).await), 3);
 }
+
+/// A record signed by a standard wallet library (Python's eth-account, `sign_typed_data`),
+/// with its content hash computed there from the documented canonical JSON, is accepted.
+#[tokio::test]
+async fn a_signature_from_eth_account_is_accepted() {
+    let env = env().await;
+    let python = std::env::var("TRIBUTARY_PYTHON")
+        .expect("TRIBUTARY_PYTHON is set by `make test` (scripts/setup.sh)");
+    let script = r#"
+import json, sys
+from eth_account import Account
+from eth_utils import keccak
+chain_id, registry, datanet = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+content = {"question": "How many grams is a cup of sugar?", "answer": "About two hundred grams."}
+canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+key = "0x" + "42" * 32
+acct = Account.from_key(key)
+message = {"datanetId": datanet, "contributor": acct.address, "contentHash": keccak(text=canonical),
+           "license": "CC0-1.0", "timestamp": 1700000000, "nonce": 0, "deadline": 4102444800}
+types = {"Contribution": [
+    {"name": "datanetId", "type": "uint256"}, {"name": "contributor", "type": "address"},
+    {"name": "contentHash", "type": "bytes32"}, {"name": "license", "type": "string"},
+    {"name": "timestamp", "type": "uint64"}, {"name": "nonce", "type": "uint64"},
+    {"name": "deadline", "type": "uint64"}]}
+domain = {"name": "Tributary", "version": "1", "chainId": chain_id, "verifyingContract": registry}
+signed = Account.sign_typed_data(key, domain_data=domain, message_types=types, message_data=message)
+print(json.dumps({"content": content, "contributor": acct.address, "license": "CC0-1.0",
+    "timestamp": 1700000000, "nonce": 0, "deadline": 4102444800,
+    "signature": "0x" + signed.signature.hex().removeprefix("0x")}))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(env.chain.chain_id().to_string())
+        .arg(env.chain.deployment().datanet_registry.to_string())
+        .arg(env.id.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input = write(env.dir.path(), "wallet.jsonl", &out.stdout);
+    let report = run(&env, &env.chain, &config(&env, None, 10), &[input]).await;
+    assert_eq!(
+        (report.accepted, report.rejected_total()),
+        (1, 0),
+        "{report:#?}"
+    );
+}

@@ -58,3 +58,83 @@ fn matches_openzeppelin_layout_for_three_leaves() {
         Vec::<B256>::new()
     );
 }
+
+/// The same roots and proofs as OpenZeppelin's own `@openzeppelin/merkle-tree` (installed by
+/// `scripts/setup.sh`), for `bytes32` leaves and `(address, uint256)` leaves.
+#[test]
+fn matches_openzeppelin_merkle_tree_js() {
+    use alloy::primitives::{Address, U256};
+    let modules = std::env::var("TRIBUTARY_NODE_MODULES")
+        .expect("TRIBUTARY_NODE_MODULES is set by `make test` (scripts/setup.sh)");
+    let script = r#"
+        const { StandardMerkleTree } = require("@openzeppelin/merkle-tree");
+        const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+        const out = input.map(({ types, values }) => {
+            const t = StandardMerkleTree.of(values, types);
+            return { root: t.root, proofs: values.map((_, i) => t.getProof(i)) };
+        });
+        console.log(JSON.stringify(out));
+    "#;
+    let sizes = [1usize, 2, 3, 5, 8, 13, 100];
+    let ids: Vec<Vec<B256>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| keccak256(format!("oz{n}/{i}"))).collect())
+        .collect();
+    let pays: Vec<(Address, U256)> = (0..7u8)
+        .map(|i| {
+            (
+                Address::repeat_byte(i + 1),
+                U256::from(1000u64 * (i as u64 + 1)),
+            )
+        })
+        .collect();
+    let mut input: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|v| serde_json::json!({ "types": ["bytes32"], "values": v.iter().map(|id| vec![id.to_string()]).collect::<Vec<_>>() }))
+        .collect();
+    input.push(serde_json::json!({
+        "types": ["address", "uint256"],
+        "values": pays.iter().map(|(a, v)| vec![a.to_string(), v.to_string()]).collect::<Vec<_>>(),
+    }));
+
+    let mut child = std::process::Command::new("node")
+        .args(["-e", script])
+        .env("NODE_PATH", &modules)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed");
+    let oz: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let check = |tree: &MerkleTree, leaves: &[B256], oz: &serde_json::Value| {
+        assert_eq!(tree.root().to_string(), oz["root"].as_str().unwrap());
+        for (i, leaf) in leaves.iter().enumerate() {
+            let ours: Vec<String> = tree
+                .proof(leaf)
+                .unwrap()
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
+            let theirs: Vec<String> = serde_json::from_value(oz["proofs"][i].clone()).unwrap();
+            assert_eq!(ours, theirs, "proof {i}");
+        }
+    };
+    for (k, v) in ids.iter().enumerate() {
+        let leaves: Vec<B256> = v.iter().map(|id| leaf_bytes32(*id)).collect();
+        check(&MerkleTree::new(leaves.clone()), &leaves, &oz[k]);
+    }
+    let leaves: Vec<B256> = pays
+        .iter()
+        .map(|(a, v)| tributary_schemas::merkle::leaf_account_amount(*a, *v))
+        .collect();
+    check(&MerkleTree::new(leaves.clone()), &leaves, &oz[ids.len()]);
+}
