@@ -27,6 +27,13 @@ contracts:
 	$(ENV)
 	node contracts/build.js
 
+## Benchmarks (release-like `bench-fast` profile), side by side with their references; the
+## results go to BENCHMARKS.md by hand, with the machine and date.
+## TRIBUTARY_BENCH_RECORDS sets the record count of the ingest benchmark (default 1,000,000).
+bench:
+	$(ENV)
+	cargo bench --profile bench-fast -p tributary-pipeline --bench ingest
+
 ## What CI checks besides the tests.
 lint:
 	$(ENV)

@@ -172,12 +172,34 @@ impl Known {
     }
 }
 
+/// A refusal, before it is placed in its input.
+struct Refusal {
+    reason: Reason,
+    message: String,
+    contributor: Option<Address>,
+    id: Option<B256>,
+    raw: String,
+}
+
 /// Outcome of one record.
 enum Verdict {
     Accept(Box<Signed>),
     AlreadyPresent,
-    Refuse(Reason, String, Option<Address>, Option<B256>),
+    Refuse(Refusal),
 }
+
+/// A record after the checks that need no state.
+enum Prepared {
+    /// Refused already.
+    Refuse(Refusal),
+    /// A valid unsigned record, to be signed here.
+    Plain(Value),
+    /// A pre-signed record whose content, license, signature, submitter and deadline hold.
+    Signed(Box<Signed>, B256),
+}
+
+/// Records checked per parallel step.
+const PREPARE_CHUNK: usize = 8192;
 
 /// Runs a contribution: finishes batches a crash left unanchored, then reads `inputs`,
 /// validates, and commits. `progress` is called with the number of records read so far.
@@ -229,45 +251,45 @@ pub async fn contribute(
 
     let mut accepted: Vec<Signed> = Vec::new();
     let mut refused: Vec<Rejection> = Vec::new();
-    for (source, items) in opened {
-        for item in items {
-            report.read += 1;
-            progress(report.read);
-            let raw_of = |v: &Value| excerpt(&v.to_string());
-            let (verdict, raw) = match item.body {
-                Err(u) => (Verdict::Refuse(u.reason, u.message, None, None), u.raw),
-                Ok(v) => {
-                    let raw = raw_of(&v);
-                    (judge(config, &license, &domain, now, &mut known, v), raw)
-                }
-            };
-            match verdict {
-                Verdict::Accept(s) => accepted.push(*s),
-                Verdict::AlreadyPresent => report.already_present += 1,
-                Verdict::Refuse(reason, message, contributor, contribution_id) => {
-                    *report.rejected.entry(reason.code()).or_default() += 1;
-                    refused.push(Rejection {
-                        source: source.clone(),
-                        locator: item.locator,
-                        reason,
-                        message,
-                        raw,
-                        contributor,
-                        contribution_id,
-                    });
-                }
+    for (source, mut items) in opened {
+        loop {
+            // The checks that need no state (parsing, rules, signatures) run on every core;
+            // the ones against the Datanet's state run in input order.
+            let chunk: Vec<readers::Item> = items.by_ref().take(PREPARE_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
             }
-            if accepted.len() >= config.batch_size || refused.len() >= config.batch_size {
-                flush(
-                    chain,
-                    lake,
-                    config.datanet_id,
-                    &mut known,
-                    &mut accepted,
-                    &mut refused,
-                    &mut report,
-                )
-                .await?;
+            for (locator, prepared) in prepare_all(config, &domain, now, chunk) {
+                report.read += 1;
+                progress(report.read);
+                match decide(config, &license, &domain, now, &mut known, prepared) {
+                    Verdict::Accept(s) => accepted.push(*s),
+                    Verdict::AlreadyPresent => report.already_present += 1,
+                    Verdict::Refuse(r) => {
+                        *report.rejected.entry(r.reason.code()).or_default() += 1;
+                        refused.push(Rejection {
+                            source: source.clone(),
+                            locator,
+                            reason: r.reason,
+                            message: r.message,
+                            raw: r.raw,
+                            contributor: r.contributor,
+                            contribution_id: r.id,
+                        });
+                    }
+                }
+                if accepted.len() >= config.batch_size || refused.len() >= config.batch_size {
+                    flush(
+                        chain,
+                        lake,
+                        config.datanet_id,
+                        &mut known,
+                        &mut accepted,
+                        &mut refused,
+                        &mut report,
+                    )
+                    .await?;
+                }
             }
         }
     }
@@ -332,92 +354,122 @@ async fn flush(
     Ok(())
 }
 
-/// Decides one record: sign or parse, then every rule of the Datanet.
-fn judge(
+/// [`prepare`] over `chunk` on every core, results in input order.
+fn prepare_all(
     config: &ContributeConfig,
-    license: &str,
     domain: &Eip712Domain,
     now: u64,
-    known: &mut Known,
-    value: Value,
-) -> Verdict {
+    chunk: Vec<readers::Item>,
+) -> Vec<(String, Prepared)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = |it: readers::Item| (it.locator, prepare(config, domain, now, it.body));
+    if threads == 1 || chunk.len() < 256 {
+        return chunk.into_iter().map(one).collect();
+    }
+    let per = chunk.len().div_ceil(threads);
+    let mut parts: Vec<Vec<readers::Item>> = Vec::with_capacity(threads);
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        parts.push(std::mem::replace(&mut rest, tail));
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || part.into_iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a prepare thread panicked"))
+            .collect()
+    })
+}
+
+fn refusal(
+    reason: Reason,
+    message: String,
+    who: Option<Address>,
+    id: Option<B256>,
+    raw: String,
+) -> Refusal {
+    Refusal {
+        reason,
+        message,
+        contributor: who,
+        id,
+        raw,
+    }
+}
+
+/// The checks of one record that need no state: parse, manifest rules, license, signature
+/// (for this chain, registry and Datanet), submitter, deadline.
+fn prepare(
+    config: &ContributeConfig,
+    domain: &Eip712Domain,
+    now: u64,
+    body: std::result::Result<Value, readers::Unreadable>,
+) -> Prepared {
     let rules = &config.rules;
-    let refuse = |r, m: String| Verdict::Refuse(r, m, None, None);
-    let signed = if value.get("signature").is_some() {
-        let env: Envelope = match serde_json::from_value(value) {
-            Ok(e) => e,
-            Err(e) => {
-                return refuse(
-                    Reason::Malformed,
-                    format!("not a valid pre-signed envelope: {e}"),
-                );
-            }
-        };
-        let Ok(signature) = Signature::try_from(env.signature.as_ref()) else {
-            return refuse(
-                Reason::BadSignature,
-                "signature must be 65 bytes (r, s, v)".into(),
-            );
-        };
-        let contribution = Contribution {
-            datanetId: U256::from(config.datanet_id),
-            contributor: env.contributor,
-            contentHash: content_hash(&env.content),
-            license: env.license,
-            timestamp: env.timestamp,
-            nonce: env.nonce,
-            deadline: env.deadline,
-        };
-        Signed {
-            contribution,
-            content: env.content,
-            signature,
-        }
-    } else {
-        let Some(key) = &config.signer else {
-            return refuse(
+    let value = match body {
+        Ok(v) => v,
+        Err(u) => return Prepared::Refuse(refusal(u.reason, u.message, None, None, u.raw)),
+    };
+    if value.get("signature").is_none() {
+        if config.signer.is_none() {
+            let m = "record has no signature: pre-sign it or pass --key to sign here".to_string();
+            return Prepared::Refuse(refusal(
                 Reason::Unsigned,
-                "record has no signature: pre-sign it or pass --key to sign here".into(),
-            );
-        };
-        // Check the content before spending a nonce on it.
+                m,
+                None,
+                None,
+                excerpt(&value.to_string()),
+            ));
+        }
         let len = to_canonical_json(&value).len();
         if let Err((r, m)) = rules.check(&value, len) {
-            return refuse(r, m);
+            return Prepared::Refuse(refusal(r, m, None, None, excerpt(&value.to_string())));
         }
-        if known.hashes.get(&content_hash(&value)) == Some(&key.address()) {
-            return Verdict::AlreadyPresent;
-        }
-        let terms = Terms {
-            datanet_id: config.datanet_id,
-            license: license.to_string(),
-            timestamp: now,
-            nonce: known.next_nonce(key.address()),
-            deadline: now + config.validity_secs,
-        };
-        match sign(key, domain, &terms, value) {
-            Ok(s) => s,
-            Err(e) => return refuse(Reason::BadSignature, e.to_string()),
+        return Prepared::Plain(value);
+    }
+    let raw = || excerpt(&value.to_string());
+    let env = match Envelope::deserialize(&value) {
+        Ok(e) => e,
+        Err(e) => {
+            let m = format!("not a valid pre-signed envelope: {e}");
+            return Prepared::Refuse(refusal(Reason::Malformed, m, None, None, raw()));
         }
     };
-    let c = &signed.contribution;
-    let (who, id) = (c.contributor, c.id());
-    let refuse = |r, m: String| Verdict::Refuse(r, m, Some(who), Some(id));
-    if known.ids.contains(&id) {
-        return Verdict::AlreadyPresent;
-    }
-    let len = to_canonical_json(&signed.content).len();
-    if let Err((r, m)) = rules.check(&signed.content, len) {
-        return refuse(r, m);
-    }
-    if let Err((r, m)) = rules.check_license(&c.license) {
-        return refuse(r, m);
-    }
-    if let Err(e) = c.verify(domain, &signed.signature) {
-        return refuse(
+    let Ok(signature) = Signature::try_from(env.signature.as_ref()) else {
+        let m = "signature must be 65 bytes (r, s, v)".to_string();
+        return Prepared::Refuse(refusal(
             Reason::BadSignature,
-            format!("{e} (signatures are bound to this chain, registry and Datanet)"),
-        );
+            m,
+            Some(env.contributor),
+            None,
+            raw(),
+        ));
+    };
+    let content_len = to_canonical_json(&env.content).len();
+    let contribution = Contribution {
+        datanetId: U256::from(config.datanet_id),
+        contributor: env.contributor,
+        contentHash: content_hash(&env.content),
+        license: env.license,
+        timestamp: env.timestamp,
+        nonce: env.nonce,
+        deadline: env.deadline,
+    };
+    let (who, id) = (contribution.contributor, contribution.id());
+    let refuse = |r, m| Prepared::Refuse(refusal(r, m, Some(who), Some(id), raw()));
+    if let Err((r, m)) = rules.check(&env.content, content_len) {
+        return refuse(r, m);
+    }
+    if let Err((r, m)) = rules.check_license(&contribution.license) {
+        return refuse(r, m);
+    }
+    if let Err(e) = contribution.verify(domain, &signature) {
+        let m = format!("{e} (signatures are bound to this chain, registry and Datanet)");
+        return refuse(Reason::BadSignature, m);
     }
     if !rules.manifest().access.submitters.allows(who) {
         return refuse(
@@ -425,15 +477,94 @@ fn judge(
             format!("{who} may not submit to this Datanet"),
         );
     }
-    if c.deadline < now {
-        return refuse(
-            Reason::Expired,
-            format!(
-                "signature deadline {} has passed (now {now}); sign again",
-                c.deadline
-            ),
+    if contribution.deadline < now {
+        let m = format!(
+            "signature deadline {} has passed (now {now}); sign again",
+            contribution.deadline
         );
+        return refuse(Reason::Expired, m);
     }
+    Prepared::Signed(
+        Box::new(Signed {
+            contribution,
+            content: env.content,
+            signature,
+        }),
+        id,
+    )
+}
+
+/// The checks against the Datanet's state, in input order: sign unsigned records (taking the
+/// next nonce), then nonce reuse, exact and near duplicates; accepted records join the state.
+fn decide(
+    config: &ContributeConfig,
+    license: &str,
+    domain: &Eip712Domain,
+    now: u64,
+    known: &mut Known,
+    prepared: Prepared,
+) -> Verdict {
+    let rules = &config.rules;
+    let (signed, id) = match prepared {
+        Prepared::Refuse(r) => return Verdict::Refuse(r),
+        Prepared::Signed(s, id) => (*s, id),
+        Prepared::Plain(value) => {
+            let key = config
+                .signer
+                .as_ref()
+                .expect("prepare refuses unsigned records without a key");
+            let me = key.address();
+            if known.hashes.get(&content_hash(&value)) == Some(&me) {
+                return Verdict::AlreadyPresent;
+            }
+            if !rules.manifest().access.submitters.allows(me) {
+                let m = format!("{me} may not submit to this Datanet");
+                return Verdict::Refuse(refusal(
+                    Reason::NotASubmitter,
+                    m,
+                    Some(me),
+                    None,
+                    excerpt(&value.to_string()),
+                ));
+            }
+            let terms = Terms {
+                datanet_id: config.datanet_id,
+                license: license.to_string(),
+                timestamp: now,
+                nonce: known.next_nonce(me),
+                deadline: now + config.validity_secs,
+            };
+            match sign(key, domain, &terms, value) {
+                Ok(s) => {
+                    let id = s.contribution.id();
+                    (s, id)
+                }
+                Err(e) => {
+                    return Verdict::Refuse(refusal(
+                        Reason::BadSignature,
+                        e.to_string(),
+                        Some(me),
+                        None,
+                        String::new(),
+                    ));
+                }
+            }
+        }
+    };
+    if known.ids.contains(&id) {
+        return Verdict::AlreadyPresent;
+    }
+    let c = &signed.contribution;
+    let who = c.contributor;
+    let refuse = |r, m| {
+        Verdict::Refuse(refusal(
+            r,
+            m,
+            Some(who),
+            Some(id),
+            excerpt(&to_canonical_json(&signed.content)),
+        ))
+    };
     if let Some(other) = known.nonces.get(&(who, c.nonce)) {
         return refuse(
             Reason::NonceReused,
@@ -443,8 +574,7 @@ fn judge(
             ),
         );
     }
-    let dedup = &rules.manifest().dedup;
-    if dedup.exact && known.hashes.contains_key(&c.contentHash) {
+    if rules.manifest().dedup.exact && known.hashes.contains_key(&c.contentHash) {
         return refuse(
             Reason::DuplicateExact,
             format!("content {} is already in the Datanet", c.contentHash),
@@ -457,13 +587,11 @@ fn judge(
     if let (Some(near), Some(sig)) = (&known.near, &sig)
         && let Some(sim) = near.find(sig)
     {
-        return refuse(
-            Reason::DuplicateNear,
-            format!(
-                "text is {:.0}% similar to a record already in the Datanet",
-                sim * 100.0
-            ),
+        let m = format!(
+            "text is {:.0}% similar to a record already in the Datanet",
+            sim * 100.0
         );
+        return refuse(Reason::DuplicateNear, m);
     }
     known.ids.insert(id);
     known.hashes.insert(c.contentHash, who);

@@ -131,19 +131,25 @@ pub async fn commit(
     chain: &Chain,
     lake: &Lake,
     datanet_id: u64,
-    mut accepted: Vec<Signed>,
+    accepted: Vec<Signed>,
 ) -> Result<BatchReport> {
-    accepted.sort_by_key(|s| s.contribution.id());
-    let ids: Vec<B256> = accepted.iter().map(|s| s.contribution.id()).collect();
+    // The struct hash is computed once per contribution: it keys the sort, the rows and the
+    // manifest.
+    let mut keyed: Vec<(B256, Signed)> = accepted
+        .into_iter()
+        .map(|s| (s.contribution.id(), s))
+        .collect();
+    keyed.sort_unstable_by_key(|(id, _)| *id);
+    let ids: Vec<B256> = keyed.iter().map(|(id, _)| *id).collect();
     let batch_id = BatchManifest::batch_id_of(datanet_id, &ids);
-    let rows = to_record_batch(datanet_id, batch_id, &accepted)?;
+    let rows = contribution_rows(datanet_id, batch_id, &keyed)?;
     let appended = lake
         .append(names::CONTRIBUTIONS)
         .batches(vec![rows])
         .idempotent(format!("{BATCH_TXN}{batch_id}"), 0)
         .commit()
         .await?;
-    let entries = accepted.iter().map(entry).collect();
+    let entries = keyed.iter().map(|(id, s)| entry(*id, s)).collect();
     let mut report = finish(chain, lake, datanet_id, batch_id, appended.version, entries).await?;
     report.newly_committed = appended.newly_committed;
     Ok(report)
@@ -279,9 +285,9 @@ async fn anchor(
     ))
 }
 
-fn entry(s: &Signed) -> ManifestEntry {
+fn entry(id: B256, s: &Signed) -> ManifestEntry {
     ManifestEntry {
-        id: s.contribution.id(),
+        id,
         contributor: s.contribution.contributor,
         content_hash: s.contribution.contentHash,
         license: s.contribution.license.clone(),
@@ -381,16 +387,24 @@ fn batch_row(r: &BatchReport, m: &BatchManifest) -> Result<RecordBatch> {
     )?)
 }
 
-fn to_record_batch(datanet_id: u64, batch_id: B256, rows: &[Signed]) -> Result<RecordBatch> {
-    let n = rows.len();
-    let text = |f: &dyn Fn(&Signed) -> String| strings(rows.iter().map(f));
+/// The `contributions` rows of a batch of (contribution id, contribution), as [`commit`]
+/// writes them.
+pub fn contribution_rows(
+    datanet_id: u64,
+    batch_id: B256,
+    keyed: &[(B256, Signed)],
+) -> Result<RecordBatch> {
+    let n = keyed.len();
+    let text = |f: &dyn Fn(&Signed) -> String| strings(keyed.iter().map(|(_, s)| f(s)));
     let ints = |f: &dyn Fn(&Signed) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+        Arc::new(Int64Array::from_iter_values(
+            keyed.iter().map(|(_, s)| f(s)),
+        ))
     };
     let batch = batch_id.to_string();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(vec![datanet_id as i64; n])),
-        text(&|s| s.contribution.id().to_string()),
+        strings(keyed.iter().map(|(id, _)| id.to_string())),
         text(&|s| hex_lower(s.contribution.contributor.as_slice())),
         text(&|s| s.contribution.contentHash.to_string()),
         text(&|s| s.contribution.license.clone()),
