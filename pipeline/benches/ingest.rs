@@ -1,7 +1,7 @@
 //! Ingest benchmark (`make bench`): records of about 200 bytes of text through Tributary's
 //! paths, side by side in one run with the references of issue 3.
 //!
-//! (a) write path: `ingest::commit` of verified contributions (Arrow rows, idempotent Delta
+//! (a) write path: `ingest::commit_keyed` of verified contributions (Arrow rows, idempotent Delta
 //!     commit, manifest, Merkle root, anchor transaction, `batches` row) vs a bare deltalake
 //!     write of the same Arrow batches;
 //! (b) signed path: `contribute` over pre-signed JSON Lines (read, parse, EIP-712 verification,
@@ -168,7 +168,9 @@ async fn main() {
 
     let t = Instant::now();
     for c in chunks {
-        ingest::commit(&chain, &lake_a, id_a, c).await.unwrap();
+        ingest::commit_keyed(&chain, &lake_a, id_a, c)
+            .await
+            .unwrap();
     }
     let ours_a = t.elapsed().as_secs_f64();
 
@@ -229,7 +231,7 @@ async fn main() {
     println!("| path | records/s | reference | records/s | ratio |");
     println!("|---|---|---|---|---|");
     println!(
-        "| (a) write: `ingest::commit` (Delta + manifest + anchor) | {} | bare deltalake write, same Arrow batches | {} | {:.2}x |",
+        "| (a) write: `ingest::commit_keyed` (Arrow rows + Delta + manifest + anchor) | {} | bare deltalake write, same Arrow batches | {} | {:.2}x |",
         rate(n, ours_a),
         rate(n, bare),
         bare / ours_a

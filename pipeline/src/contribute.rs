@@ -183,7 +183,7 @@ struct Refusal {
 
 /// Outcome of one record.
 enum Verdict {
-    Accept(Box<Signed>),
+    Accept(B256, Box<Signed>),
     AlreadyPresent,
     Refuse(Refusal),
 }
@@ -249,7 +249,7 @@ pub async fn contribute(
         .map(|d| d.as_secs())
         .unwrap_or(0);
 
-    let mut accepted: Vec<Signed> = Vec::new();
+    let mut accepted: Vec<(B256, Signed)> = Vec::new();
     let mut refused: Vec<Rejection> = Vec::new();
     for (source, mut items) in opened {
         loop {
@@ -263,7 +263,7 @@ pub async fn contribute(
                 report.read += 1;
                 progress(report.read);
                 match decide(config, &license, &domain, now, &mut known, prepared) {
-                    Verdict::Accept(s) => accepted.push(*s),
+                    Verdict::Accept(id, s) => accepted.push((id, *s)),
                     Verdict::AlreadyPresent => report.already_present += 1,
                     Verdict::Refuse(r) => {
                         *report.rejected.entry(r.reason.code()).or_default() += 1;
@@ -326,7 +326,7 @@ async fn flush(
     lake: &Lake,
     datanet_id: u64,
     known: &mut Known,
-    accepted: &mut Vec<Signed>,
+    accepted: &mut Vec<(B256, Signed)>,
     refused: &mut Vec<Rejection>,
     report: &mut ContributeReport,
 ) -> Result<()> {
@@ -347,7 +347,7 @@ async fn flush(
             .await?;
     }
     if !accepted.is_empty() {
-        let batch = ingest::commit(chain, lake, datanet_id, std::mem::take(accepted)).await?;
+        let batch = ingest::commit_keyed(chain, lake, datanet_id, std::mem::take(accepted)).await?;
         report.accepted += batch.count as u64;
         report.batches.push(batch);
     }
@@ -599,5 +599,5 @@ fn decide(
     if let (Some(near), Some(sig)) = (&mut known.near, sig) {
         near.insert(sig);
     }
-    Verdict::Accept(Box::new(signed))
+    Verdict::Accept(id, Box::new(signed))
 }

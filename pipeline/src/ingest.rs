@@ -133,12 +133,21 @@ pub async fn commit(
     datanet_id: u64,
     accepted: Vec<Signed>,
 ) -> Result<BatchReport> {
-    // The struct hash is computed once per contribution: it keys the sort, the rows and the
-    // manifest.
-    let mut keyed: Vec<(B256, Signed)> = accepted
+    let keyed = accepted
         .into_iter()
         .map(|s| (s.contribution.id(), s))
         .collect();
+    commit_keyed(chain, lake, datanet_id, keyed).await
+}
+
+/// [`commit`] for contributions whose ids (EIP-712 struct hashes) are already known: the id
+/// keys the sort, the rows and the manifest, and is not computed again.
+pub async fn commit_keyed(
+    chain: &Chain,
+    lake: &Lake,
+    datanet_id: u64,
+    mut keyed: Vec<(B256, Signed)>,
+) -> Result<BatchReport> {
     keyed.sort_unstable_by_key(|(id, _)| *id);
     let ids: Vec<B256> = keyed.iter().map(|(id, _)| *id).collect();
     let batch_id = BatchManifest::batch_id_of(datanet_id, &ids);

@@ -60,9 +60,9 @@ impl BatchManifest {
         )
     }
 
-    /// The manifest's bytes as written to the lake (pretty JSON, stable field order).
+    /// The manifest's bytes as written to the lake (compact JSON, stable field order).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("a manifest always serialises")
+        serde_json::to_vec(self).expect("a manifest always serialises")
     }
 
     /// keccak256 of [`Self::to_bytes`].
