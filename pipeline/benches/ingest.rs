@@ -138,14 +138,17 @@ async fn main() {
         "bench: signed {n} in {:.1} s (not timed)",
         t.elapsed().as_secs_f64()
     );
-    let chunks: Vec<Vec<Signed>> = signed.chunks(BATCH).map(|c| c.to_vec()).collect();
+    // Both sides start from the same contributions with their ids (computed while verifying, in
+    // `contribute`); the reference gets ready Arrow batches, ours builds them.
+    let chunks: Vec<Vec<(B256, Signed)>> = signed
+        .chunks(BATCH)
+        .map(|c| c.iter().map(|s| (s.contribution.id(), s.clone())).collect())
+        .collect();
     let batches: Vec<_> = chunks
         .iter()
-        .map(|c| {
-            let keyed: Vec<(B256, Signed)> =
-                c.iter().map(|s| (s.contribution.id(), s.clone())).collect();
+        .map(|keyed| {
             let ids: Vec<B256> = keyed.iter().map(|(id, _)| *id).collect();
-            ingest::contribution_rows(id_a, BatchManifest::batch_id_of(id_a, &ids), &keyed).unwrap()
+            ingest::contribution_rows(id_a, BatchManifest::batch_id_of(id_a, &ids), keyed).unwrap()
         })
         .collect();
 
