@@ -102,11 +102,6 @@ impl LocalAnvil {
     pub fn url(&self) -> &Url {
         &self.url
     }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for LocalAnvil {

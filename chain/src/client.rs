@@ -189,14 +189,6 @@ impl Chain {
         Ok(self.provider.get_logs(&filter).await?)
     }
 
-    /// The receipt of a transaction, if mined.
-    pub async fn receipt(
-        &self,
-        tx: alloy::primitives::TxHash,
-    ) -> Result<Option<TransactionReceipt>> {
-        Ok(self.provider.get_transaction_receipt(tx).await?)
-    }
-
     /// DatanetRegistry, called from the signer.
     pub fn datanet_registry(&self) -> DatanetRegistry::DatanetRegistryInstance<DynProvider> {
         DatanetRegistry::new(self.deployment.datanet_registry, self.provider.clone())

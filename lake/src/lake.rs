@@ -100,24 +100,19 @@ impl Lake {
         AppendBuilder::new(self.clone(), name)
     }
 
-    /// Every application transaction committed to table `name` since version `from`, with
-    /// the version that holds it, oldest first: what idempotent appends have landed.
-    pub async fn app_transactions(&self, name: &str, from: u64) -> Result<Vec<(String, u64)>> {
+    /// Every application transaction committed to table `name`, with the version that holds
+    /// it, oldest first: what idempotent appends have landed.
+    pub async fn app_transactions(&self, name: &str) -> Result<Vec<(String, u64)>> {
         let table = self.table(name).await?;
         let log = table.log_store();
         let latest = table.version().unwrap_or(0);
         let mut out = Vec::new();
-        for version in from..=latest {
+        for version in 0..=latest {
             for id in crate::append::txn_app_ids(&*log, version).await? {
                 out.push((id, version));
             }
         }
         Ok(out)
-    }
-
-    /// The latest version of table `name`.
-    pub async fn version(&self, name: &str) -> Result<u64> {
-        Ok(self.table(name).await?.version().unwrap_or(0))
     }
 
     /// All rows of table `name` as of `version` (the latest when `None`).

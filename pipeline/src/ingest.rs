@@ -168,13 +168,13 @@ pub async fn commit_keyed(
 /// (a crash between the Delta commit and the `batches` row). Returns the batches it finished.
 pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
     let finished: HashSet<String> = lake
-        .app_transactions(names::BATCHES, 0)
+        .app_transactions(names::BATCHES)
         .await?
         .into_iter()
         .filter_map(|(id, _)| id.strip_prefix(ANCHOR_TXN).map(str::to_string))
         .collect();
     let mut done = Vec::new();
-    for (app_id, version) in lake.app_transactions(names::CONTRIBUTIONS, 0).await? {
+    for (app_id, version) in lake.app_transactions(names::CONTRIBUTIONS).await? {
         let Some(batch) = app_id.strip_prefix(BATCH_TXN) else {
             continue;
         };

@@ -119,68 +119,77 @@ pub(crate) struct Stored {
 
 /// Contribution `id` as stored in the `contributions` table.
 pub(crate) async fn find_contribution(lake: &Lake, id: B256) -> Result<Stored> {
-    let want = id.to_string();
-    for b in lake.read(names::CONTRIBUTIONS, None).await? {
-        let ids = b
-            .column_by_name("contribution_id")
-            .expect("schema")
-            .as_string::<i32>();
-        if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
-            let s = |c: &str| {
-                b.column_by_name(c)
-                    .expect("schema")
-                    .as_string::<i32>()
-                    .value(i)
-                    .to_string()
-            };
-            let bad = |what: &str| {
-                Error::InvalidInput(format!("bad {what} of contribution {id} in the lake"))
-            };
-            return Ok(Stored {
-                datanet_id: b
-                    .column_by_name("datanet_id")
-                    .expect("schema")
-                    .as_primitive::<Int64Type>()
-                    .value(i) as u64,
-                batch_id: s("batch_id").parse().map_err(|_| bad("batch id"))?,
-                contributor: s("contributor").parse().map_err(|_| bad("contributor"))?,
-                signature: s("signature").parse().map_err(|_| bad("signature"))?,
-            });
-        }
-    }
-    Err(Error::NotFound(format!(
-        "no contribution {id} in this lake"
-    )))
+    let row = find_row(lake, names::CONTRIBUTIONS, "contribution_id", id).await?;
+    let row = row.ok_or_else(|| Error::NotFound(format!("no contribution {id} in this lake")))?;
+    let bad =
+        |what: &str| Error::InvalidInput(format!("bad {what} of contribution {id} in the lake"));
+    Ok(Stored {
+        datanet_id: row.int("datanet_id") as u64,
+        batch_id: row.text("batch_id").parse().map_err(|_| bad("batch id"))?,
+        contributor: row
+            .text("contributor")
+            .parse()
+            .map_err(|_| bad("contributor"))?,
+        signature: row
+            .text("signature")
+            .parse()
+            .map_err(|_| bad("signature"))?,
+    })
 }
 
 /// (manifest URI, anchor tx, anchor block) of batch `batch_id`.
 async fn find_batch(lake: &Lake, batch_id: B256) -> Result<(String, TxHash, u64)> {
-    let want = batch_id.to_string();
-    for b in lake.read(names::BATCHES, None).await? {
-        let ids = b
-            .column_by_name("batch_id")
-            .expect("schema")
+    let row = find_row(lake, names::BATCHES, "batch_id", batch_id).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "batch {batch_id} is committed but not anchored yet: run `tributary contribute` (it finishes such batches)"
+        ))
+    })?;
+    let tx = row
+        .text("anchor_tx")
+        .parse()
+        .map_err(|_| Error::InvalidInput("bad anchor tx in the lake".into()))?;
+    Ok((
+        row.text("manifest_uri").to_string(),
+        tx,
+        row.int("anchor_block") as u64,
+    ))
+}
+
+/// One row of a table (columns typed as `tributary_schemas::tables` declares them).
+struct Row {
+    batch: arrow::record_batch::RecordBatch,
+    index: usize,
+}
+
+impl Row {
+    fn text(&self, column: &str) -> &str {
+        self.batch
+            .column_by_name(column)
+            .expect("declared column")
+            .as_string::<i32>()
+            .value(self.index)
+    }
+
+    fn int(&self, column: &str) -> i64 {
+        self.batch
+            .column_by_name(column)
+            .expect("declared column")
+            .as_primitive::<Int64Type>()
+            .value(self.index)
+    }
+}
+
+/// The first row of `table` whose string column `key` holds `value`.
+async fn find_row(lake: &Lake, table: &str, key: &str, value: B256) -> Result<Option<Row>> {
+    let want = value.to_string();
+    for batch in lake.read(table, None).await? {
+        let keys = batch
+            .column_by_name(key)
+            .expect("declared column")
             .as_string::<i32>();
-        if let Some(i) = (0..b.num_rows()).find(|&i| ids.value(i) == want) {
-            let s = |c: &str| {
-                b.column_by_name(c)
-                    .expect("schema")
-                    .as_string::<i32>()
-                    .value(i)
-                    .to_string()
-            };
-            let block = b
-                .column_by_name("anchor_block")
-                .expect("schema")
-                .as_primitive::<Int64Type>()
-                .value(i) as u64;
-            let tx = s("anchor_tx")
-                .parse()
-                .map_err(|_| Error::InvalidInput("bad anchor tx in the lake".into()))?;
-            return Ok((s("manifest_uri"), tx, block));
+        if let Some(index) = (0..batch.num_rows()).find(|&i| keys.value(i) == want) {
+            return Ok(Some(Row { batch, index }));
         }
     }
-    Err(Error::NotFound(format!(
-        "batch {batch_id} is committed but not anchored yet: run `tributary contribute` (it finishes such batches)"
-    )))
+    Ok(None)
 }
