@@ -12,6 +12,7 @@ SOLC_VERSION=0.8.37
 TORCH_VERSION=2.11.0
 ETH_ACCOUNT_VERSION=0.14.0        # interop tests: a standard EIP-712 wallet library
 OZ_MERKLE_VERSION=1.0.8           # interop tests: OpenZeppelin's StandardMerkleTree
+MOTO_VERSION=5.2.5                # object-storage tests: an S3-compatible server (moto_server)
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -48,6 +49,12 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
   touch "$stamp"
 fi
+stamp="$venv/.installed-moto-$MOTO_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing moto[server]==$MOTO_VERSION into $venv (object-storage tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+  touch "$stamp"
+fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 
 # --- PostgreSQL server binaries (tests start a private server) ---------------------------
@@ -65,6 +72,7 @@ export TRIBUTARY_ANVIL=$anvil_bin
 export TRIBUTARY_SOLC_JS=$tools/node_modules/solc
 export TRIBUTARY_NODE_MODULES=$tools/node_modules
 export TRIBUTARY_PYTHON=$venv/bin/python
+export TRIBUTARY_MOTO=$venv/bin/moto_server
 export TRIBUTARY_PG_BIN=${pg_bin:-}
 export LIBTORCH_USE_PYTORCH=1
 export TRIBUTARY_TORCH_LIB=$torch_lib

@@ -35,6 +35,11 @@ struct Common {
     /// key on a local chain).
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Lake root: a directory or s3://bucket/prefix (default: `lake` in the data dir). S3 is
+    /// configured by the AWS_* environment variables (AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for plain HTTP).
+    #[arg(long, env = "TRIBUTARY_LAKE")]
+    lake: Option<String>,
     /// Index store URL: sqlite://PATH or postgres://… (default: sqlite in the data dir).
     #[arg(long, env = "TRIBUTARY_STORE")]
     store: Option<String>,

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tributary_schemas::tables;
@@ -21,11 +23,25 @@ pub struct Lake {
     root: Url,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// Object-store options given to [`Lake::open_with`], passed on to Delta.
+    options: HashMap<String, String>,
 }
 
 impl Lake {
-    /// Opens the lake at `root`: a local path (created if missing) or a URL.
+    /// Opens the lake at `root`: a local path (created if missing) or an `s3://bucket/prefix`
+    /// URL. S3 settings come from the standard `AWS_*` environment variables
+    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_ALLOW_HTTP` for a plain-HTTP endpoint); see [`Lake::open_with`] to pass them.
     pub fn open(root: &str) -> Result<Self> {
+        Self::open_with(root, HashMap::new())
+    }
+
+    /// Opens the lake at `root` with object-store options (`aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, …) that take precedence over the environment.
+    ///
+    /// Concurrent writers on S3 are safe: Delta commits are conditional puts
+    /// (`If-None-Match: *`), so a server must support them (AWS S3, MinIO, R2 and moto do).
+    pub fn open_with(root: &str, options: HashMap<String, String>) -> Result<Self> {
         let root = if root.contains("://") {
             Url::parse(root).map_err(|e| Error::Config(format!("lake root {root:?}: {e}")))?
         } else {
@@ -38,11 +54,40 @@ impl Lake {
                 .map_err(|()| Error::Config(format!("lake directory {root} is not absolute")))?
         };
         let root = ensure_trailing_slash(root);
-        let (store, prefix) = object_store::parse_url(&root)?;
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match root.scheme() {
+            "file" => {
+                let (store, prefix) = object_store::parse_url(&root)?;
+                (Arc::from(store), prefix)
+            }
+            "s3" => {
+                let mut builder = AmazonS3Builder::from_env().with_url(root.as_str());
+                for (key, value) in &options {
+                    if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                        builder = builder.with_config(key, value);
+                    }
+                }
+                let store = builder.build().map_err(|e| {
+                    Error::Config(format!(
+                        "lake root {root}: {e} (set AWS_REGION, AWS_ACCESS_KEY_ID, \
+                         AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a non-AWS server)"
+                    ))
+                })?;
+                let prefix = ObjectPath::from_url_path(root.path())
+                    .map_err(|e| Error::Config(format!("lake root {root}: {e}")))?;
+                (Arc::new(store), prefix)
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "lake root {root}: the {other}:// scheme is not supported; use a local \
+                     directory or s3://bucket/prefix"
+                )));
+            }
+        };
         Ok(Self {
             root,
-            store: Arc::from(store),
+            store,
             prefix,
+            options,
         })
     }
 
@@ -62,7 +107,9 @@ impl Lake {
     pub async fn table(&self, name: &str) -> Result<DeltaTable> {
         let schema = schema_of(name)?;
         let url = self.table_url(name);
-        let mut table = DeltaTableBuilder::from_url(url.clone())?.build()?;
+        let mut table = DeltaTableBuilder::from_url(url.clone())?
+            .with_storage_options(self.options.clone())
+            .build()?;
         let exists = match url.to_file_path() {
             // Local: look before loading, since Delta refuses (and logs) a missing location.
             Ok(dir) => {
@@ -91,8 +138,20 @@ impl Lake {
             .with_columns(columns)
             .with_partition_columns(tables::partition_columns(name).iter().copied())
             .with_save_mode(deltalake::protocol::SaveMode::Ignore)
-            .await?;
-        Ok(created)
+            .await;
+        match created {
+            Ok(table) => Ok(table),
+            // Another writer created it first: use theirs.
+            Err(e) => {
+                let mut table = DeltaTableBuilder::from_url(url)?
+                    .with_storage_options(self.options.clone())
+                    .build()?;
+                match table.load().await {
+                    Ok(()) => Ok(table),
+                    Err(_) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Starts an append of record batches to table `name`.

@@ -47,7 +47,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .transpose()
         .context("--key")?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common.data_dir)?;
+    let lake = super::lake(&args.common)?;
     let d = datanet::load(&chain, &lake, &args.datanet).await?;
     let config = ContributeConfig {
         datanet_id: d.id,

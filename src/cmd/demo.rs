@@ -54,6 +54,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         rpc_url: None,
         key_file: None,
+        lake: None,
         store: None,
     };
 
@@ -73,7 +74,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "  InferenceLedger {}  RewardDistributor {}  RewardToken {}",
         d.inference_ledger, d.reward_distributor, d.reward_token
     );
-    let lake = super::lake(&args.data_dir)?;
+    let lake = super::lake(&common)?;
     let store = super::store(&common).await?;
 
     // The Datanet's manifest: its schema hash goes on chain, the document into the lake.

@@ -16,7 +16,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common.data_dir)?;
+    let lake = super::lake(&args.common)?;
     let store = super::store(&args.common).await?;
     let stats = Indexer::new(&chain, &store, &lake)
         .with_range(args.range)

@@ -10,8 +10,6 @@ pub(crate) mod serve;
 pub(crate) mod validate;
 pub(crate) mod verify;
 
-use std::path::Path;
-
 use anyhow::Context;
 use tributary_chain::{Chain, ChainConfig, keys};
 use tributary_lake::Lake;
@@ -35,10 +33,13 @@ pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
         .context("connecting to the chain")
 }
 
-/// Opens the lake in the data directory.
-pub(crate) fn lake(data_dir: &Path) -> anyhow::Result<Lake> {
-    let root = data_dir.join("lake");
-    Ok(Lake::open(&root.to_string_lossy())?)
+/// Opens the lake the flags name (`lake` in the data directory by default).
+pub(crate) fn lake(common: &Common) -> anyhow::Result<Lake> {
+    let root = match &common.lake {
+        Some(root) => root.clone(),
+        None => common.data_dir.join("lake").to_string_lossy().into_owned(),
+    };
+    Lake::open(&root).with_context(|| format!("opening the lake at {root}"))
 }
 
 /// Opens the index store the flags name (SQLite in the data directory by default).

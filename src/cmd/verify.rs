@@ -15,7 +15,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     let id = super::parse_id(&args.contribution)?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common.data_dir)?;
+    let lake = super::lake(&args.common)?;
     let p = match tributary_pipeline::verify::prove(&chain, &lake, id).await {
         Ok(p) => p,
         Err(tributary_pipeline::Error::NotFound(what)) => {

@@ -12,6 +12,7 @@ use tributary_lake::Lake;
 use tributary_schemas::tables::names;
 
 use crate::cli::tributary;
+use crate::s3::Moto;
 
 const MANIFEST: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -21,16 +22,23 @@ const MANIFEST: &str = concat!(
 struct Setup {
     anvil: LocalAnvil,
     data: PathBuf,
+    /// The lake on an S3 server (`--lake s3://…`) instead of in the data directory.
+    s3: Option<(Moto, String)>,
     _dir: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
+    setup_with(None)
+}
+
+fn setup_with(s3: Option<(Moto, String)>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let anvil = LocalAnvil::start(&AnvilOptions::default()).unwrap();
     let data = dir.path().join("data");
     let s = Setup {
         anvil,
         data,
+        s3,
         _dir: dir,
     };
     let out = s.cmd(&["datanet", "create", MANIFEST]).output().unwrap();
@@ -53,7 +61,17 @@ impl Setup {
             .arg(&self.data)
             .arg("--rpc-url")
             .arg(self.anvil.url().as_str());
+        if let Some((moto, root)) = &self.s3 {
+            c.arg("--lake").arg(root).envs(moto.env());
+        }
         c
+    }
+
+    fn lake(&self) -> Lake {
+        match &self.s3 {
+            Some((moto, root)) => Lake::open_with(root, moto.options()).unwrap(),
+            None => Lake::open(self.data.join("lake").to_str().unwrap()).unwrap(),
+        }
     }
 
     fn contribute(&self, key: usize, input: &Path, batch: usize) -> std::process::Command {
@@ -91,14 +109,14 @@ fn records(dir: &Path, name: &str, from: usize, n: usize) -> PathBuf {
 
 /// Contribution ids in the lake, counted, and the batches table's batch ids, counted.
 async fn lake_state(
-    data: &Path,
+    s: &Setup,
 ) -> (
     BTreeMap<String, usize>,
     BTreeMap<String, usize>,
     BTreeSet<String>,
 ) {
     use arrow::array::AsArray;
-    let lake = Lake::open(data.join("lake").to_str().unwrap()).unwrap();
+    let lake = s.lake();
     let mut ids = BTreeMap::new();
     let mut committed = BTreeSet::new();
     for b in lake.read(names::CONTRIBUTIONS, None).await.unwrap() {
@@ -124,7 +142,7 @@ async fn lake_state(
 
 /// Every committed batch is recorded once and anchored on chain once, with its own count.
 async fn assert_each_batch_anchored_once(s: &Setup, expected_records: usize) {
-    let (ids, batches, committed) = lake_state(&s.data).await;
+    let (ids, batches, committed) = lake_state(s).await;
     assert_eq!(ids.len(), expected_records, "every record committed");
     assert!(ids.values().all(|n| *n == 1), "no contribution twice");
     assert!(batches.values().all(|n| *n == 1), "no batch recorded twice");
@@ -183,7 +201,7 @@ async fn contribute_verify_and_revoke_through_the_cli() {
             .contains("12 records read: 0 accepted, 12 already present, 0 rejected")
     );
 
-    let (ids, _, _) = lake_state(&s.data).await;
+    let (ids, _, _) = lake_state(&s).await;
     let id = ids.keys().next().unwrap().clone();
     let out = s.cmd(&["verify", &id]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -241,7 +259,7 @@ async fn bad_input_files_are_clear_errors_with_nothing_written() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the manifest"));
-    let (ids, _, _) = lake_state(&s.data).await;
+    let (ids, _, _) = lake_state(&s).await;
     assert!(ids.is_empty());
 }
 
@@ -306,4 +324,74 @@ async fn four_concurrent_contributors_lose_nothing_and_duplicate_nothing() {
         );
     }
     assert_each_batch_anchored_once(&s, 4 * per).await;
+}
+
+/// The same commands with the lake on an S3-compatible server: two processes commit to the
+/// same tables at once, a re-run adds nothing, a contribution verifies and is revoked.
+#[tokio::test]
+async fn the_lake_on_s3_takes_two_writers_at_once() {
+    let moto = Moto::start("tributary");
+    let s = setup_with(Some((moto, "s3://tributary/lake".to_string())));
+    let per = 60;
+    let inputs: Vec<PathBuf> = (0..2)
+        .map(|k| records(s._dir.path(), &format!("in{k}.jsonl"), k * per, per))
+        .collect();
+    let children: Vec<Child> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, input)| {
+            s.contribute(k + 1, input, 15)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_each_batch_anchored_once(&s, 2 * per).await;
+    assert!(
+        !s.data.join("lake").exists(),
+        "nothing written to the local disk"
+    );
+
+    let again = s.contribute(1, &inputs[0], 15).output().unwrap();
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains(&format!(
+            "{per} records read: 0 accepted, {per} already present"
+        )),
+        "{text}"
+    );
+
+    let (ids, _, _) = lake_state(&s).await;
+    let id = ids.keys().next().unwrap().clone();
+    let out = s.cmd(&["verify", &id]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = s
+        .cmd(&["revoke", &id, "--reason", "license withdrawn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cmd(&["verify", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REVOKED"));
+    let revocations = s.lake().read(names::REVOCATIONS, None).await.unwrap();
+    assert_eq!(revocations.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }

@@ -3,3 +3,4 @@
 mod cli;
 mod datanets;
 mod demo;
+mod s3;
