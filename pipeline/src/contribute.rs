@@ -35,7 +35,7 @@ use crate::{Error, Result};
 const ENVELOPE_ALLOWANCE: usize = 4096;
 
 /// How to contribute.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ContributeConfig {
     /// The Datanet's on-chain id.
     pub datanet_id: u64,
@@ -200,6 +200,8 @@ enum Prepared {
 
 /// Records checked per parallel step.
 const PREPARE_CHUNK: usize = 8192;
+/// Prepared chunks the producer may run ahead of the consumer (bounds memory).
+const PREPARED_AHEAD: usize = 8;
 
 /// Runs a contribution: finishes batches a crash left unanchored, then reads `inputs`,
 /// validates, and commits. `progress` is called with the number of records read so far.
@@ -249,49 +251,69 @@ pub async fn contribute(
         .map(|d| d.as_secs())
         .unwrap_or(0);
 
-    let mut accepted: Vec<(B256, Signed)> = Vec::new();
-    let mut refused: Vec<Rejection> = Vec::new();
-    for (source, mut items) in opened {
-        loop {
-            // The checks that need no state (parsing, rules, signatures) run on every core;
-            // the ones against the Datanet's state run in input order.
-            let chunk: Vec<readers::Item> = items.by_ref().take(PREPARE_CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            for (locator, prepared) in prepare_all(config, &domain, now, chunk) {
-                report.read += 1;
-                progress(report.read);
-                match decide(config, &license, &domain, now, &mut known, prepared) {
-                    Verdict::Accept(id, s) => accepted.push((id, *s)),
-                    Verdict::AlreadyPresent => report.already_present += 1,
-                    Verdict::Refuse(r) => {
-                        *report.rejected.entry(r.reason.code()).or_default() += 1;
-                        refused.push(Rejection {
-                            source: source.clone(),
-                            locator,
-                            reason: r.reason,
-                            message: r.message,
-                            raw: r.raw,
-                            contributor: r.contributor,
-                            contribution_id: r.id,
-                        });
+    // The checks that need no state (parsing, rules, signatures) run on every core in a
+    // producer thread, a few chunks ahead; the ones against the Datanet's state run here in
+    // input order, and the producer keeps going while a batch is committed and anchored.
+    let (sources, opened): (Vec<String>, Vec<readers::Items>) = opened.into_iter().unzip();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(PREPARED_AHEAD);
+    let producer = {
+        let (config, domain) = (config.clone(), domain.clone());
+        std::thread::spawn(move || {
+            for (source, mut items) in opened.into_iter().enumerate() {
+                loop {
+                    let chunk: Vec<readers::Item> = items.by_ref().take(PREPARE_CHUNK).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let prepared = prepare_all(&config, &domain, now, chunk);
+                    if tx.blocking_send((source, prepared)).is_err() {
+                        return; // the consumer stopped on an error
                     }
                 }
-                if accepted.len() >= config.batch_size || refused.len() >= config.batch_size {
-                    flush(
-                        chain,
-                        lake,
-                        config.datanet_id,
-                        &mut known,
-                        &mut accepted,
-                        &mut refused,
-                        &mut report,
-                    )
-                    .await?;
+            }
+        })
+    };
+
+    let mut accepted: Vec<(B256, Signed)> = Vec::new();
+    let mut refused: Vec<Rejection> = Vec::new();
+    while let Some((source, prepared)) = rx.recv().await {
+        for (locator, prepared) in prepared {
+            report.read += 1;
+            progress(report.read);
+            match decide(config, &license, &domain, now, &mut known, prepared) {
+                Verdict::Accept(id, s) => accepted.push((id, *s)),
+                Verdict::AlreadyPresent => report.already_present += 1,
+                Verdict::Refuse(r) => {
+                    *report.rejected.entry(r.reason.code()).or_default() += 1;
+                    refused.push(Rejection {
+                        source: sources[source].clone(),
+                        locator,
+                        reason: r.reason,
+                        message: r.message,
+                        raw: r.raw,
+                        contributor: r.contributor,
+                        contribution_id: r.id,
+                    });
                 }
             }
+            if accepted.len() >= config.batch_size || refused.len() >= config.batch_size {
+                flush(
+                    chain,
+                    lake,
+                    config.datanet_id,
+                    &mut known,
+                    &mut accepted,
+                    &mut refused,
+                    &mut report,
+                )
+                .await?;
+            }
         }
+    }
+    if producer.join().is_err() {
+        return Err(Error::InvalidInput(
+            "a reader thread panicked; nothing after the last committed batch was written".into(),
+        ));
     }
     flush(
         chain,
@@ -362,7 +384,8 @@ fn prepare_all(
     chunk: Vec<readers::Item>,
 ) -> Vec<(String, Prepared)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let one = |it: readers::Item| (it.locator, prepare(config, domain, now, it.body));
+    let separator = domain.separator();
+    let one = |it: readers::Item| (it.locator, prepare(config, separator, now, it.body));
     if threads == 1 || chunk.len() < 256 {
         return chunk.into_iter().map(one).collect();
     }
@@ -405,7 +428,7 @@ fn refusal(
 /// (for this chain, registry and Datanet), submitter, deadline.
 fn prepare(
     config: &ContributeConfig,
-    domain: &Eip712Domain,
+    domain_separator: B256,
     now: u64,
     body: std::result::Result<Value, readers::Unreadable>,
 ) -> Prepared {
@@ -449,11 +472,12 @@ fn prepare(
             raw(),
         ));
     };
-    let content_len = to_canonical_json(&env.content).len();
+    let canonical = to_canonical_json(&env.content);
+    let content_len = canonical.len();
     let contribution = Contribution {
         datanetId: U256::from(config.datanet_id),
         contributor: env.contributor,
-        contentHash: content_hash(&env.content),
+        contentHash: keccak256(canonical.as_bytes()),
         license: env.license,
         timestamp: env.timestamp,
         nonce: env.nonce,
@@ -467,7 +491,7 @@ fn prepare(
     if let Err((r, m)) = rules.check_license(&contribution.license) {
         return refuse(r, m);
     }
-    if let Err(e) = contribution.verify(domain, &signature) {
+    if let Err(e) = contribution.verify_prehashed(id, domain_separator, &signature) {
         let m = format!("{e} (signatures are bound to this chain, registry and Datanet)");
         return refuse(Reason::BadSignature, m);
     }

@@ -16,6 +16,7 @@ use tributary_schemas::canonical::{content_hash, to_canonical_json};
 use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::hex_lower;
 use tributary_schemas::manifest::{BatchManifest, ManifestEntry};
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_schemas::tables::{self, names};
 
 use crate::reject::{Reason, Rejection};
@@ -151,6 +152,11 @@ pub async fn commit_keyed(
     keyed.sort_unstable_by_key(|(id, _)| *id);
     let ids: Vec<B256> = keyed.iter().map(|(id, _)| *id).collect();
     let batch_id = BatchManifest::batch_id_of(datanet_id, &ids);
+    // The Merkle root depends only on the ids: computed on another core while this one builds
+    // the rows and commits them.
+    let root = tokio::task::spawn_blocking(move || {
+        MerkleTree::new(ids.into_iter().map(leaf_bytes32).collect()).root()
+    });
     let rows = contribution_rows(datanet_id, batch_id, &keyed)?;
     let appended = lake
         .append(names::CONTRIBUTIONS)
@@ -158,8 +164,20 @@ pub async fn commit_keyed(
         .idempotent(format!("{BATCH_TXN}{batch_id}"), 0)
         .commit()
         .await?;
+    let root = root
+        .await
+        .map_err(|e| Error::InvalidInput(format!("computing the Merkle root: {e}")))?;
     let entries = keyed.iter().map(|(id, s)| entry(*id, s)).collect();
-    let mut report = finish(chain, lake, datanet_id, batch_id, appended.version, entries).await?;
+    let mut report = finish(
+        chain,
+        lake,
+        datanet_id,
+        batch_id,
+        appended.version,
+        entries,
+        Some(root),
+    )
+    .await?;
     report.newly_committed = appended.newly_committed;
     Ok(report)
 }
@@ -186,7 +204,7 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
             .map_err(|_| Error::InvalidInput(format!("bad batch id in the lake: {batch}")))?;
         let (datanet_id, entries) = batch_entries(lake, version, batch).await?;
         tracing::warn!(%batch_id, version, "finishing a batch committed before a crash");
-        let mut report = finish(chain, lake, datanet_id, batch_id, version, entries).await?;
+        let mut report = finish(chain, lake, datanet_id, batch_id, version, entries, None).await?;
         report.newly_committed = false;
         done.push(report);
     }
@@ -194,6 +212,7 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
 }
 
 /// Writes the manifest, anchors the batch (unless it already is), and records it in `batches`.
+/// `merkle_root`, when given, must be the root over the entries' ids.
 async fn finish(
     chain: &Chain,
     lake: &Lake,
@@ -201,6 +220,7 @@ async fn finish(
     batch_id: B256,
     lake_version: u64,
     mut contributions: Vec<ManifestEntry>,
+    merkle_root: Option<B256>,
 ) -> Result<BatchReport> {
     contributions.sort_by_key(|c| c.id);
     let manifest = BatchManifest {
@@ -210,7 +230,7 @@ async fn finish(
         lake_version,
         contributions,
     };
-    let merkle_root = manifest.merkle_tree().root();
+    let merkle_root = merkle_root.unwrap_or_else(|| manifest.merkle_tree().root());
     let manifest_uri = lake
         .put(
             &format!("manifests/batches/{batch_id}.json"),

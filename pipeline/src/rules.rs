@@ -7,7 +7,7 @@ use tributary_schemas::datanet::{DatanetManifest, FieldType};
 use crate::reject::Reason;
 
 /// A manifest's rules, with patterns compiled once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rules {
     manifest: DatanetManifest,
     patterns: Vec<(String, Regex)>,

@@ -80,12 +80,27 @@ impl Contribution {
 
     /// Checks that `signature` is a low-s signature by `self.contributor` under `domain`.
     pub fn verify(&self, domain: &Eip712Domain, signature: &Signature) -> Result<()> {
+        self.verify_prehashed(self.id(), domain.separator(), signature)
+    }
+
+    /// [`Contribution::verify`] with the struct hash (`id`, which must be [`Contribution::id`])
+    /// and the domain separator already computed: the hot path of ingest hashes each once.
+    pub fn verify_prehashed(
+        &self,
+        id: B256,
+        domain_separator: B256,
+        signature: &Signature,
+    ) -> Result<()> {
         if signature.s() > SECP256K1_HALF_N {
             return Err(Error::InvalidSignature(
                 "high-s (malleable) signature; normalise s to the lower half".into(),
             ));
         }
-        let signer = recover(&self.signing_hash(domain), signature)?;
+        let mut digest = [0u8; 66];
+        digest[..2].copy_from_slice(&[0x19, 0x01]);
+        digest[2..34].copy_from_slice(domain_separator.as_slice());
+        digest[34..].copy_from_slice(id.as_slice());
+        let signer = recover(&alloy::primitives::keccak256(digest), signature)?;
         if signer != self.contributor {
             return Err(Error::InvalidSignature(format!(
                 "signed by {signer}, but the contribution names {} as contributor",
