@@ -180,6 +180,16 @@ impl Chain {
         Ok(block.header.hash)
     }
 
+    /// The hash of block `number`, or `None` when the node has no such block (yet, or any
+    /// more after a reorg).
+    pub async fn block_hash_opt(&self, number: u64) -> Result<Option<alloy::primitives::B256>> {
+        Ok(self
+            .provider
+            .get_block_by_number(number.into())
+            .await?
+            .map(|b| b.header.hash))
+    }
+
     /// All logs of Tributary's contracts in `from..=to`.
     pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>> {
         let filter = Filter::new()

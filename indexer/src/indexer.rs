@@ -1,3 +1,6 @@
+use std::time::Duration;
+
+use alloy::primitives::B256;
 use alloy::rpc::types::Log;
 use tributary_chain::Chain;
 use tributary_lake::Lake;
@@ -5,17 +8,17 @@ use tributary_schemas::lineage::ChainPos;
 use tributary_sql::{Checkpoint, RawEvent, Store};
 
 use crate::events::{self, Changes};
-use crate::{Error, Result};
+use crate::{Error, Result, mirror};
 
 /// The checkpoint stream name of the lineage indexer.
 pub const STREAM: &str = "lineage";
 
-/// What one run did.
+/// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexStats {
     /// First block read.
     pub from_block: u64,
-    /// Last block read.
+    /// Last block read (the checkpoint).
     pub to_block: u64,
     /// Logs read.
     pub events: u64,
@@ -23,25 +26,64 @@ pub struct IndexStats {
     pub nodes: u64,
     /// Edges written (including ones already present).
     pub edges: u64,
+    /// Reorgs found and rolled back.
+    pub reorgs: u64,
+    /// Rows removed by rollbacks.
+    pub rolled_back: u64,
 }
 
-/// Indexes one chain into one store.
-#[derive(Debug)]
+/// Indexes one chain into one store, and mirrors the store into the lake.
 pub struct Indexer<'a> {
     chain: &'a Chain,
     store: &'a Store,
     lake: &'a Lake,
     range: u64,
+    confirmations: u64,
+    window: u64,
+    poll: Duration,
+    mirror: bool,
+    progress: Option<&'a (dyn Fn(&IndexStats, u64) + Sync)>,
+}
+
+impl std::fmt::Debug for Indexer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer")
+            .field("chain_id", &self.chain.chain_id())
+            .field("range", &self.range)
+            .field("confirmations", &self.confirmations)
+            .field("window", &self.window)
+            .field("poll", &self.poll)
+            .field("mirror", &self.mirror)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one step found.
+enum Step {
+    /// Applied a block range.
+    Applied,
+    /// Rolled back a reorg.
+    RolledBack,
+    /// Nothing new up to the confirmed head.
+    AtHead,
+    /// The chain moved under the step; try again.
+    Retry,
 }
 
 impl<'a> Indexer<'a> {
-    /// An indexer reading `chain`, writing `store`, checking manifests in `lake`.
+    /// An indexer reading `chain`, writing `store`, checking manifests in and mirroring the
+    /// graph to `lake`.
     pub fn new(chain: &'a Chain, store: &'a Store, lake: &'a Lake) -> Self {
         Self {
             chain,
             store,
             lake,
             range: 2_000,
+            confirmations: 0,
+            window: 128,
+            poll: Duration::from_secs(1),
+            mirror: true,
+            progress: None,
         }
     }
 
@@ -51,59 +93,213 @@ impl<'a> Indexer<'a> {
         self
     }
 
-    /// Indexes from the checkpoint (or the deployment block) to the current head.
+    /// Blocks to stay behind the head (0: index the head itself and roll back on reorgs).
+    pub fn with_confirmations(mut self, blocks: u64) -> Self {
+        self.confirmations = blocks;
+        self
+    }
+
+    /// The reorg window: how many recent blocks' hashes are kept. A reorg deeper than this
+    /// stops the indexer with [`Error::ReorgTooDeep`].
+    pub fn with_reorg_window(mut self, blocks: u64) -> Self {
+        self.window = blocks.max(1);
+        self
+    }
+
+    /// How often `follow` polls the head.
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+
+    /// Whether to mirror the graph into the lake's Delta tables (default: yes).
+    pub fn with_mirror(mut self, on: bool) -> Self {
+        self.mirror = on;
+        self
+    }
+
+    /// Calls `report(stats so far, head)` after every step that applied blocks.
+    pub fn with_progress(mut self, report: &'a (dyn Fn(&IndexStats, u64) + Sync)) -> Self {
+        self.progress = Some(report);
+        self
+    }
+
+    /// Indexes from the checkpoint (or the deployment block) to the confirmed head, rolling
+    /// back reorgs on the way.
     pub async fn run_to_head(&self) -> Result<IndexStats> {
+        let mut stats = self.start_stats().await?;
+        self.catch_up_mirror().await?;
+        loop {
+            match self.step(&mut stats).await? {
+                Step::AtHead => break,
+                Step::Applied | Step::RolledBack | Step::Retry => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Indexes, then follows the head until `stop` resolves, polling every poll interval.
+    /// Stopping waits for the current step to end; being killed anywhere loses nothing either,
+    /// since each step is committed whole and the mirror catches up on the next start.
+    pub async fn follow(&self, stop: impl std::future::Future<Output = ()>) -> Result<IndexStats> {
+        let mut stats = self.start_stats().await?;
+        self.catch_up_mirror().await?;
+        tokio::pin!(stop);
+        loop {
+            // A step runs to its end (store, then mirror): stopping happens between steps.
+            let step = self.step(&mut stats).await?;
+            let pause = if matches!(step, Step::AtHead) {
+                self.poll
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                biased;
+                () = &mut stop => return Ok(stats),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn start_stats(&self) -> Result<IndexStats> {
+        let from = match self.store.checkpoint(self.chain.chain_id(), STREAM).await? {
+            Some(cp) => cp.block_number + 1,
+            None => self.chain.deployment().start_block,
+        };
+        Ok(IndexStats {
+            from_block: from,
+            to_block: from.saturating_sub(1),
+            ..Default::default()
+        })
+    }
+
+    async fn catch_up_mirror(&self) -> Result<()> {
+        if self.mirror {
+            mirror::sync(self.store, self.lake, self.chain.chain_id()).await?;
+        }
+        Ok(())
+    }
+
+    /// One step: check the checkpoint is still on the chain (else roll back to the fork
+    /// point), then apply the next block range up to the confirmed head.
+    async fn step(&self, stats: &mut IndexStats) -> Result<Step> {
         let chain_id = self.chain.chain_id();
-        let from = match self.store.checkpoint(chain_id, STREAM).await? {
+        let checkpoint = self.store.checkpoint(chain_id, STREAM).await?;
+        if let Some(cp) = &checkpoint {
+            let now = self.chain.block_hash_opt(cp.block_number).await?;
+            if now.map(|h| h.to_string()).as_deref() != Some(cp.block_hash.as_str()) {
+                let removed = self.roll_back(cp).await?;
+                stats.reorgs += 1;
+                stats.rolled_back += removed;
+                self.catch_up_mirror().await?;
+                return Ok(Step::RolledBack);
+            }
+        }
+        let from = match &checkpoint {
             Some(cp) => cp.block_number + 1,
             None => self.chain.deployment().start_block,
         };
         let head = self.chain.head().await?;
-        let mut stats = IndexStats {
-            from_block: from,
-            to_block: head,
-            ..Default::default()
-        };
-        let mut start = from;
-        while start <= head {
-            let end = (start + self.range - 1).min(head);
-            let logs = self.chain.logs(start, end).await?;
-            let mut changes = Changes::default();
-            let mut raw = Vec::with_capacity(logs.len());
-            for log in &logs {
-                let pos = position(log)?;
-                let name = events::apply(log, pos, self.lake, &mut changes).await;
-                raw.push(RawEvent {
-                    address: log.address().to_string(),
-                    name: name.to_string(),
-                    data: serde_json::json!({
-                        "topics": log.topics(),
-                        "data": log.data().data.to_string(),
-                    }),
-                    pos,
-                });
-            }
-            let checkpoint = Checkpoint {
-                block_number: end,
-                block_hash: self.chain.block_hash(end).await?.to_string(),
-            };
-            self.store
-                .apply(
-                    chain_id,
-                    STREAM,
-                    &raw,
-                    &changes.nodes,
-                    &changes.edges,
-                    &checkpoint,
-                )
-                .await?;
-            stats.events += logs.len() as u64;
-            stats.nodes += changes.nodes.len() as u64;
-            stats.edges += changes.edges.len() as u64;
-            tracing::info!(from = start, to = end, events = logs.len(), "indexed");
-            start = end + 1;
+        let target = head.saturating_sub(self.confirmations);
+        if from > target {
+            return Ok(Step::AtHead);
         }
-        Ok(stats)
+        let end = (from + self.range - 1).min(target);
+        // Near the head, remember every block's hash so a fork point can be found; further
+        // back, the range's last block is enough.
+        let remember_from = from.max(end.saturating_sub(self.window));
+        let mut blocks = Vec::new();
+        for n in remember_from..=end {
+            match self.chain.block_hash_opt(n).await? {
+                Some(h) => blocks.push((n, h)),
+                None => return Ok(Step::Retry), // the head moved back under us
+            }
+        }
+        let end_hash = blocks.last().expect("end is remembered").1;
+        let logs = self.chain.logs(from, end).await?;
+        // The logs must come from the chain whose blocks we just read: a reorg in between
+        // shows as a changed hash, and the step is retried.
+        if self.chain.block_hash_opt(end).await? != Some(end_hash) {
+            return Ok(Step::Retry);
+        }
+        let known: std::collections::HashMap<u64, B256> = blocks.iter().copied().collect();
+        let mut changes = Changes::default();
+        let mut raw = Vec::with_capacity(logs.len());
+        for log in &logs {
+            let pos = position(log)?;
+            if pos.block_number > end
+                || known
+                    .get(&pos.block_number)
+                    .is_some_and(|h| *h != pos.block_hash)
+            {
+                return Ok(Step::Retry);
+            }
+            let name = events::apply(log, pos, self.lake, &mut changes).await;
+            raw.push(RawEvent {
+                address: log.address().to_string(),
+                name: name.to_string(),
+                data: serde_json::json!({
+                    "topics": log.topics(),
+                    "data": log.data().data.to_string(),
+                }),
+                pos,
+            });
+        }
+        let blocks: Vec<(u64, String)> = blocks.iter().map(|(n, h)| (*n, h.to_string())).collect();
+        let checkpoint = Checkpoint {
+            block_number: end,
+            block_hash: end_hash.to_string(),
+        };
+        self.store
+            .apply(
+                chain_id,
+                STREAM,
+                &raw,
+                &changes.nodes,
+                &changes.edges,
+                &blocks,
+                &checkpoint,
+            )
+            .await?;
+        self.store
+            .prune_blocks(chain_id, end.saturating_sub(self.window))
+            .await?;
+        self.catch_up_mirror().await?;
+        stats.events += logs.len() as u64;
+        stats.nodes += changes.nodes.len() as u64;
+        stats.edges += changes.edges.len() as u64;
+        stats.to_block = end;
+        tracing::info!(from, to = end, head, events = logs.len(), "indexed");
+        if let Some(report) = self.progress {
+            report(stats, head);
+        }
+        Ok(Step::Applied)
+    }
+
+    /// Finds the newest remembered block still on the chain and rolls the graph back to it.
+    async fn roll_back(&self, stale: &Checkpoint) -> Result<u64> {
+        let chain_id = self.chain.chain_id();
+        for (number, hash) in self.store.recent_blocks(chain_id).await? {
+            let now = self.chain.block_hash_opt(number).await?;
+            if now.map(|h| h.to_string()) == Some(hash.clone()) {
+                let fork = Checkpoint {
+                    block_number: number,
+                    block_hash: hash,
+                };
+                let removed = self.store.rollback(chain_id, STREAM, &fork).await?;
+                tracing::warn!(
+                    fork = number,
+                    was = stale.block_number,
+                    removed,
+                    "reorg: rolled back above the fork point"
+                );
+                return Ok(removed);
+            }
+        }
+        Err(Error::ReorgTooDeep {
+            checkpoint: stale.block_number,
+            window: self.window,
+        })
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod events;
 mod indexer;
+pub mod mirror;
 
 pub use indexer::{IndexStats, Indexer, STREAM};
 
@@ -32,9 +33,29 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] tributary_sql::Error),
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(#[from] tributary_lake::Error),
     /// A log the node returned lacks its block or transaction position.
     #[error("log without position (pending?): {0}")]
     Unpositioned(String),
+    /// The chain dropped blocks older than every remembered one: the graph cannot be made
+    /// consistent by rolling back, so the indexer stops.
+    #[error(
+        "fatal: a reorg replaced the indexed block {checkpoint} and every remembered block \
+         before it (the reorg window is {window} blocks); the graph is left as it was. Rebuild \
+         it from scratch (remove the index store and run `tributary index` again), and use a \
+         larger --reorg-window or more --confirmations on this chain"
+    )]
+    ReorgTooDeep {
+        /// The checkpoint that is no longer on the chain.
+        checkpoint: u64,
+        /// The window in blocks.
+        window: u64,
+    },
+    /// Mirroring the graph into the lake failed.
+    #[error("lake mirror: {0}")]
+    Mirror(String),
 }
 
 /// Result alias for this crate.

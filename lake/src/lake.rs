@@ -159,6 +159,14 @@ impl Lake {
         AppendBuilder::new(self.clone(), name)
     }
 
+    /// Deletes the rows of table `name` matching `predicate` (SQL, e.g.
+    /// `chain_id = 1 AND block_number > 99`) in one commit; returns the rows deleted.
+    pub async fn delete(&self, name: &str, predicate: &str) -> Result<u64> {
+        let table = self.table(name).await?;
+        let (_, metrics) = table.delete().with_predicate(predicate).await?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+    }
+
     /// Every application transaction committed to table `name`, with the version that holds
     /// it, oldest first: what idempotent appends have landed.
     pub async fn app_transactions(&self, name: &str) -> Result<Vec<(String, u64)>> {

@@ -19,8 +19,26 @@ pub mod names {
     /// Validator attestations of batches, partitioned by `datanet_id`.
     pub const VALIDATIONS: &str = "validations";
 
+    /// The indexer's mirror of `chain_events` (raw logs), partitioned by `chain_id`.
+    pub const CHAIN_EVENTS: &str = "chain_events";
+    /// The indexer's mirror of the lineage graph's nodes, partitioned by `chain_id`.
+    pub const LINEAGE_NODES: &str = "lineage_nodes";
+    /// The indexer's mirror of the lineage graph's edges, partitioned by `chain_id`.
+    pub const LINEAGE_EDGES: &str = "lineage_edges";
+
     /// Every table, in creation order.
-    pub const ALL: &[&str] = &[CONTRIBUTIONS, REJECTIONS, BATCHES, REVOCATIONS, VALIDATIONS];
+    pub const ALL: &[&str] = &[
+        CONTRIBUTIONS,
+        REJECTIONS,
+        BATCHES,
+        REVOCATIONS,
+        VALIDATIONS,
+        CHAIN_EVENTS,
+        LINEAGE_NODES,
+        LINEAGE_EDGES,
+    ];
+    /// The tables the indexer mirrors from its store.
+    pub const MIRRORED: &[&str] = &[CHAIN_EVENTS, LINEAGE_NODES, LINEAGE_EDGES];
 }
 
 fn utc_micros() -> DataType {
@@ -35,6 +53,9 @@ pub fn schema(name: &str) -> Option<SchemaRef> {
         names::BATCHES => batches(),
         names::REVOCATIONS => revocations(),
         names::VALIDATIONS => validations(),
+        names::CHAIN_EVENTS => chain_events(),
+        names::LINEAGE_NODES => lineage_nodes(),
+        names::LINEAGE_EDGES => lineage_edges(),
         _ => return None,
     })
 }
@@ -118,7 +139,54 @@ pub fn contributions() -> SchemaRef {
 }
 
 /// Partition columns of each table.
-pub fn partition_columns(_table: &str) -> &'static [&'static str] {
-    // Every table is partitioned by Datanet: a Datanet's files never mix with another's.
-    &["datanet_id"]
+pub fn partition_columns(table: &str) -> &'static [&'static str] {
+    if names::MIRRORED.contains(&table) {
+        // The indexer's mirror: one store may hold several chains.
+        &["chain_id"]
+    } else {
+        // A Datanet's files never mix with another's.
+        &["datanet_id"]
+    }
+}
+
+/// The chain position columns every mirrored row ends with.
+fn with_position(mut fields: Vec<Field>) -> SchemaRef {
+    fields.extend([
+        Field::new("block_number", DataType::Int64, false),
+        Field::new("block_hash", DataType::Utf8, false),
+        Field::new("tx_hash", DataType::Utf8, false),
+        Field::new("log_index", DataType::Int64, false),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+/// `chain_events`: every log of Tributary's contracts, decoded name and raw topics and data.
+pub fn chain_events() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("address", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("data", DataType::Utf8, false),
+    ])
+}
+
+/// `lineage_nodes`: the graph's nodes (`kind:key` ids, JSON properties).
+pub fn lineage_nodes() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("props", DataType::Utf8, false),
+    ])
+}
+
+/// `lineage_edges`: the graph's edges in their downstream direction, with optional weight.
+pub fn lineage_edges() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("src", DataType::Utf8, false),
+        Field::new("dst", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("weight", DataType::Float64, true),
+    ])
 }

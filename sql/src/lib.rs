@@ -11,9 +11,11 @@
 //! # Ok(()) }
 //! ```
 
+mod graph;
 mod store;
 
-pub use store::{Checkpoint, ContributionRow, DatanetRow, RawEvent, Store};
+pub use graph::{ContributorShare, Subgraph, upstream_end};
+pub use store::{Checkpoint, ContributionRow, DatanetRow, Op, OpKind, RawEvent, Store};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

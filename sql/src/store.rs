@@ -1,5 +1,7 @@
+use std::collections::BTreeMap;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tributary_schemas::lineage::{ChainPos, Edge, Node};
 
 use crate::{Error, Result};
@@ -10,7 +12,7 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// The index store: lineage graph, raw chain events, checkpoints.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// How far a stream of the indexer got.
@@ -115,7 +117,9 @@ impl Store {
     }
 
     /// Applies graph changes and raw events and moves the checkpoint, in one transaction.
-    /// Rows already present (same key) are left as they are, so replaying is harmless.
+    /// Rows already present (same key) are left as they are, so replaying is harmless. The
+    /// hashes of `blocks_seen`, of the events' blocks and of the checkpoint are remembered for
+    /// finding fork points, and a step with events is numbered in `index_ops`.
     pub async fn apply(
         &self,
         chain_id: u64,
@@ -123,6 +127,7 @@ impl Store {
         events: &[RawEvent],
         nodes: &[Node],
         edges: &[Edge],
+        blocks_seen: &[(u64, String)],
         checkpoint: &Checkpoint,
     ) -> Result<()> {
         let chain = chain_id as i64;
@@ -176,18 +181,227 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO checkpoints (chain_id, stream, block_number, block_hash) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (chain_id, stream) DO UPDATE SET block_number = excluded.block_number, block_hash = excluded.block_hash",
-        )
-        .bind(chain)
-        .bind(stream)
-        .bind(checkpoint.block_number as i64)
-        .bind(&checkpoint.block_hash)
-        .execute(&mut *tx)
-        .await?;
+        // The blocks this step saw, for finding a fork point later.
+        let mut blocks: BTreeMap<u64, String> = events
+            .iter()
+            .map(|e| (e.pos.block_number, e.pos.block_hash.to_string()))
+            .collect();
+        blocks.extend(blocks_seen.iter().cloned());
+        blocks.insert(checkpoint.block_number, checkpoint.block_hash.clone());
+        for (number, hash) in &blocks {
+            sqlx::query(
+                "INSERT INTO indexed_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = excluded.block_hash",
+            )
+            .bind(chain)
+            .bind(*number as i64)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            let (from, to) = (first.pos.block_number, last.pos.block_number);
+            record_op(&mut tx, chain, OpKind::Apply, from.min(to), from.max(to)).await?;
+        }
+        set_checkpoint(&mut tx, chain, stream, checkpoint).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Remembered blocks of `chain_id` (number, hash), newest first.
+    pub async fn recent_blocks(&self, chain_id: u64) -> Result<Vec<(u64, String)>> {
+        let rows = sqlx::query(
+            "SELECT block_number, block_hash FROM indexed_blocks WHERE chain_id = $1 \
+             ORDER BY block_number DESC",
+        )
+        .bind(chain_id as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as u64, r.get(1)))
+            .collect())
+    }
+
+    /// Forgets remembered blocks below `number` except the newest one (the reorg window).
+    pub async fn prune_blocks(&self, chain_id: u64, below: u64) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM indexed_blocks WHERE chain_id = $1 AND block_number < $2 \
+             AND block_number < (SELECT MAX(block_number) FROM indexed_blocks WHERE chain_id = $1)",
+        )
+        .bind(chain_id as i64)
+        .bind(below as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes everything that came from blocks above `to` (a reorg's fork point) and moves
+    /// the checkpoint of `stream` back to it, in one transaction. Returns the rows removed.
+    pub async fn rollback(&self, chain_id: u64, stream: &str, to: &Checkpoint) -> Result<u64> {
+        let chain = chain_id as i64;
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for table in [
+            "chain_events",
+            "lineage_nodes",
+            "lineage_edges",
+            "indexed_blocks",
+        ] {
+            removed += sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE chain_id = $1 AND block_number > $2"
+            )))
+            .bind(chain)
+            .bind(to.block_number as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO indexed_blocks (chain_id, block_number, block_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = excluded.block_hash",
+        )
+        .bind(chain)
+        .bind(to.block_number as i64)
+        .bind(&to.block_hash)
+        .execute(&mut *tx)
+        .await?;
+        record_op(
+            &mut tx,
+            chain,
+            OpKind::Rollback,
+            to.block_number,
+            to.block_number,
+        )
+        .await?;
+        set_checkpoint(&mut tx, chain, stream, to).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// The graph changes of `chain_id` numbered after `seq`, oldest first.
+    pub async fn ops_after(&self, chain_id: u64, seq: u64) -> Result<Vec<Op>> {
+        let rows = sqlx::query(
+            "SELECT seq, op, from_block, to_block FROM index_ops WHERE chain_id = $1 AND seq > $2 \
+             ORDER BY seq",
+        )
+        .bind(chain_id as i64)
+        .bind(seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.get(1);
+                Ok(Op {
+                    seq: r.get::<i64, _>(0) as u64,
+                    kind: match kind.as_str() {
+                        "apply" => OpKind::Apply,
+                        "rollback" => OpKind::Rollback,
+                        other => return Err(Error::Corrupt(format!("index op {other:?}"))),
+                    },
+                    from_block: r.get::<i64, _>(2) as u64,
+                    to_block: r.get::<i64, _>(3) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// This store's identity (random, made on first use, then stable).
+    pub async fn store_id(&self) -> Result<String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let fresh = format!("{nanos:x}{:x}", std::process::id());
+        sqlx::query(
+            "INSERT INTO store_meta (key, value) VALUES ('store_id', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'store_id'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The last op of `chain_id` that the mirrored table `table` has replayed: `None` when
+    /// the mirror of that table has never been started from this store.
+    pub async fn mirror_progress(&self, chain_id: u64, table: &str) -> Result<Option<u64>> {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM mirror_progress WHERE chain_id = $1 AND table_name = $2",
+        )
+        .bind(chain_id as i64)
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(seq.map(|s| s as u64))
+    }
+
+    /// Records that the mirrored table `table` has replayed the ops of `chain_id` up to `seq`.
+    pub async fn set_mirror_progress(&self, chain_id: u64, table: &str, seq: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mirror_progress (chain_id, table_name, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (chain_id, table_name) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(chain_id as i64)
+        .bind(table)
+        .bind(seq as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events, nodes and edges of `chain_id` from blocks `from..=to`, in a stable order.
+    pub async fn rows_between(
+        &self,
+        chain_id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<(Vec<RawEvent>, Vec<Node>, Vec<Edge>)> {
+        let range = |sql: String| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(chain_id as i64)
+                .bind(from as i64)
+                .bind(to as i64)
+        };
+        let events = range(
+            "SELECT address, name, data, block_number, block_hash, tx_hash, log_index FROM chain_events \
+             WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3 ORDER BY block_number, log_index"
+                .to_string(),
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RawEvent {
+                address: r.get(0),
+                name: r.get(1),
+                data: json(r.get(2))?,
+                pos: pos(r, 3)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+        let nodes = range(format!(
+            "SELECT {NODE_COLUMNS} FROM lineage_nodes \
+             WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3 ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(node)
+        .collect::<Result<_>>()?;
+        let edges = range(format!(
+            "SELECT {EDGE_COLUMNS} FROM lineage_edges \
+             WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3 ORDER BY src, dst, kind"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(edge)
+        .collect::<Result<_>>()?;
+        Ok((events, nodes, edges))
     }
 
     /// Datanets on `chain_id`, by id.
@@ -256,40 +470,23 @@ impl Store {
     /// The whole graph of `chain_id`, nodes by id and edges by (src, dst, kind): for
     /// comparing two indexes of the same chain.
     pub async fn graph(&self, chain_id: u64) -> Result<(Vec<Node>, Vec<Edge>)> {
-        let nodes = sqlx::query(
-            "SELECT id, kind, props, block_number, block_hash, tx_hash, log_index FROM lineage_nodes \
-             WHERE chain_id = $1 ORDER BY id",
-        )
+        let nodes = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {NODE_COLUMNS} FROM lineage_nodes WHERE chain_id = $1 ORDER BY id"
+        )))
         .bind(chain_id as i64)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(Node {
-                id: r.get(0),
-                kind: parse_kind(r.get(1))?,
-                props: json(r.get(2))?,
-                pos: pos(r, 3)?,
-            })
-        })
+        .map(node)
         .collect::<Result<_>>()?;
-        let edges = sqlx::query(
-            "SELECT src, dst, kind, weight, block_number, block_hash, tx_hash, log_index FROM lineage_edges \
-             WHERE chain_id = $1 ORDER BY src, dst, kind",
-        )
+        let edges = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EDGE_COLUMNS} FROM lineage_edges WHERE chain_id = $1 ORDER BY src, dst, kind"
+        )))
         .bind(chain_id as i64)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(Edge {
-                src: r.get(0),
-                dst: r.get(1),
-                kind: parse_kind(r.get(2))?,
-                weight: r.get(3),
-                pos: pos(r, 4)?,
-            })
-        })
+        .map(edge)
         .collect::<Result<_>>()?;
         Ok((nodes, edges))
     }
@@ -306,6 +503,95 @@ impl Store {
             .await?;
         Ok((n as u64, e as u64))
     }
+}
+
+pub(crate) const NODE_COLUMNS: &str =
+    "id, kind, props, block_number, block_hash, tx_hash, log_index";
+pub(crate) const EDGE_COLUMNS: &str =
+    "src, dst, kind, weight, block_number, block_hash, tx_hash, log_index";
+
+pub(crate) fn node(r: &sqlx::any::AnyRow) -> Result<Node> {
+    Ok(Node {
+        id: r.get(0),
+        kind: parse_kind(r.get(1))?,
+        props: json(r.get(2))?,
+        pos: pos(r, 3)?,
+    })
+}
+
+pub(crate) fn edge(r: &sqlx::any::AnyRow) -> Result<Edge> {
+    Ok(Edge {
+        src: r.get(0),
+        dst: r.get(1),
+        kind: parse_kind(r.get(2))?,
+        weight: r.get(3),
+        pos: pos(r, 4)?,
+    })
+}
+
+/// A numbered change to the graph of one chain (see [`Store::ops_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    /// Its number, from 1, increasing.
+    pub seq: u64,
+    /// What it did.
+    pub kind: OpKind,
+    /// Apply: the first block with events; rollback: the fork point.
+    pub from_block: u64,
+    /// Apply: the last block with events; rollback: the fork point.
+    pub to_block: u64,
+}
+
+/// The kinds of [`Op`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Rows from blocks `from..=to` were added.
+    Apply,
+    /// Rows from blocks above `from` were removed.
+    Rollback,
+}
+
+async fn record_op(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain: i64,
+    kind: OpKind,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    let name = match kind {
+        OpKind::Apply => "apply",
+        OpKind::Rollback => "rollback",
+    };
+    sqlx::query(
+        "INSERT INTO index_ops (chain_id, seq, op, from_block, to_block) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM index_ops WHERE chain_id = $1",
+    )
+    .bind(chain)
+    .bind(name)
+    .bind(from as i64)
+    .bind(to as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn set_checkpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain: i64,
+    stream: &str,
+    cp: &Checkpoint,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO checkpoints (chain_id, stream, block_number, block_hash) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (chain_id, stream) DO UPDATE SET block_number = excluded.block_number, block_hash = excluded.block_hash",
+    )
+    .bind(chain)
+    .bind(stream)
+    .bind(cp.block_number as i64)
+    .bind(&cp.block_hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Parses a stored kind name (`contributor`, `anchored_in`, …) back into its enum.

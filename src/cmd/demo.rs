@@ -132,8 +132,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
     let (nodes, edges) = store.counts(chain.chain_id()).await?;
     println!(
-        "indexed blocks {}..={}: {} events; graph has {nodes} nodes, {edges} edges",
-        stats.from_block, stats.to_block, stats.events
+        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events, stats.reorgs
     );
 
     let schema = tributary_api::schema(store, chain.chain_id());

@@ -1,6 +1,9 @@
 //! `tributary index`.
 
-use tributary_indexer::Indexer;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tributary_indexer::{IndexStats, Indexer};
 
 use crate::Common;
 
@@ -12,20 +15,64 @@ pub(crate) struct Args {
     /// Blocks per eth_getLogs request.
     #[arg(long, default_value_t = 2000)]
     range: u64,
+    /// Keep following the head (until Ctrl-C or SIGTERM) instead of stopping there.
+    #[arg(long)]
+    follow: bool,
+    /// Blocks to stay behind the head. 0 indexes the head itself and rolls back reorgs.
+    #[arg(long, default_value_t = 0)]
+    confirmations: u64,
+    /// Recent blocks whose hashes are kept to find a fork point; a deeper reorg stops the
+    /// indexer with an error rather than leave an inconsistent graph.
+    #[arg(long, default_value_t = 128)]
+    reorg_window: u64,
+    /// Seconds between polls of the head while following.
+    #[arg(long, default_value_t = 1.0)]
+    poll: f64,
+    /// Do not mirror the graph into the lake's Delta tables (chain_events, lineage_nodes,
+    /// lineage_edges).
+    #[arg(long)]
+    no_mirror: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common)?;
     let store = super::store(&args.common).await?;
-    let stats = Indexer::new(&chain, &store, &lake)
+    let started = Instant::now();
+    let last = Mutex::new(Instant::now() - Duration::from_secs(1));
+    let report = |s: &IndexStats, head: u64| {
+        let mut last = last.lock().expect("progress lock");
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let blocks = (s.to_block + 1).saturating_sub(s.from_block);
+        eprintln!(
+            "index: block {} (head {head}, lag {}): {:.0} blocks/s, {:.0} events/s, {} reorgs",
+            s.to_block,
+            head.saturating_sub(s.to_block),
+            blocks as f64 / secs,
+            s.events as f64 / secs,
+            s.reorgs
+        );
+    };
+    let indexer = Indexer::new(&chain, &store, &lake)
         .with_range(args.range)
-        .run_to_head()
-        .await?;
+        .with_confirmations(args.confirmations)
+        .with_reorg_window(args.reorg_window)
+        .with_poll_interval(Duration::from_secs_f64(args.poll.max(0.01)))
+        .with_mirror(!args.no_mirror)
+        .with_progress(&report);
+    let stats = if args.follow {
+        indexer.follow(super::shutdown_signal()).await?
+    } else {
+        indexer.run_to_head().await?
+    };
     let (nodes, edges) = store.counts(chain.chain_id()).await?;
     println!(
-        "indexed blocks {}..={}: {} events; graph has {nodes} nodes, {edges} edges",
-        stats.from_block, stats.to_block, stats.events
+        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events, stats.reorgs
     );
     Ok(())
 }

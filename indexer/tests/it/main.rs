@@ -1,3 +1,6 @@
-//! The indexer against a real anvil, a Delta lake on disk and SQLite.
+//! The indexer against a real anvil, a Delta lake on disk, SQLite and PostgreSQL.
 
 mod lineage;
+#[path = "../../../sql/tests/it/pg.rs"]
+mod pg;
+mod reorgs;

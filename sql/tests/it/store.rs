@@ -1,7 +1,7 @@
 use alloy::primitives::B256;
 use serde_json::json;
 use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
-use tributary_sql::{Checkpoint, RawEvent, Store};
+use tributary_sql::{Checkpoint, OpKind, RawEvent, Store};
 
 use crate::pg::Postgres;
 
@@ -83,12 +83,12 @@ async fn suite(store: &Store) {
         block_hash: B256::with_last_byte(2).to_string(),
     };
     store
-        .apply(chain, "lineage", &events, &nodes, &edges, &cp)
+        .apply(chain, "lineage", &events, &nodes, &edges, &[], &cp)
         .await
         .unwrap();
     // Replaying the same changes is harmless: same graph, same checkpoint.
     store
-        .apply(chain, "lineage", &events, &nodes, &edges, &cp)
+        .apply(chain, "lineage", &events, &nodes, &edges, &[], &cp)
         .await
         .unwrap();
     assert_eq!(store.counts(chain).await.unwrap(), (4, 3));
@@ -135,10 +135,89 @@ async fn suite(store: &Store) {
         block_hash: B256::with_last_byte(3).to_string(),
     };
     store
-        .apply(chain, "lineage", &[], &[], &[], &cp3)
+        .apply(chain, "lineage", &[], &[], &[], &[], &cp3)
         .await
         .unwrap();
     assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp3));
+
+    // Walks: a contribution's ancestry is its contributor, Datanet and batch; the
+    // contributor's descendants are its contributions.
+    let c = g::contribution_id(contribution);
+    let up = store.ancestors(chain, &c, 6).await.unwrap();
+    let mut got: Vec<String> = up.nodes.iter().map(|n| n.id.clone()).collect();
+    got.sort();
+    let mut want = vec![
+        c.clone(),
+        g::contributor_id(who),
+        g::datanet_id(1),
+        g::batch_id(batch),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(up.nodes[0].id, c, "the start comes first");
+    assert_eq!(up.edges.len(), 3);
+    let down = store
+        .descendants(chain, &g::contributor_id(who), 6)
+        .await
+        .unwrap();
+    assert_eq!(down.nodes.len(), 2);
+    let path = store
+        .path(chain, &g::contributor_id(who), &c, 6)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(path.len(), 1);
+    assert_eq!(path[0].kind, EdgeKind::Contributed);
+    assert_eq!(
+        store
+            .path(chain, &c, &g::batch_id(batch), 6)
+            .await
+            .unwrap()
+            .map(|p| p.len()),
+        Some(1)
+    );
+    assert!(
+        store
+            .path(chain, &g::batch_id(batch), "datanet:99", 6)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let shares = store.contributors(chain, &c).await.unwrap();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].contributor, g::contributor_id(who));
+    assert_eq!((shares[0].contributions, shares[0].share), (1, 1.0));
+
+    // A reorg above block 1 removes what blocks 2.. brought and moves the checkpoint back;
+    // each change is numbered for the lake mirror.
+    let cp1 = Checkpoint {
+        block_number: 1,
+        block_hash: B256::with_last_byte(1).to_string(),
+    };
+    let removed = store.rollback(chain, "lineage", &cp1).await.unwrap();
+    assert!(removed >= 7, "{removed}");
+    assert_eq!(store.counts(chain).await.unwrap(), (1, 0));
+    assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp1));
+    let ops = store.ops_after(chain, 0).await.unwrap();
+    let kinds: Vec<_> = ops.iter().map(|o| (o.seq, o.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, OpKind::Apply),
+            (2, OpKind::Apply),
+            (3, OpKind::Rollback)
+        ]
+    );
+    assert_eq!(store.ops_after(chain, 2).await.unwrap().len(), 1);
+    assert_eq!(
+        store.recent_blocks(chain).await.unwrap(),
+        vec![(1, B256::with_last_byte(1).to_string())]
+    );
+    store.set_mirror_progress(chain, "t", 3).await.unwrap();
+    assert_eq!(store.mirror_progress(chain, "t").await.unwrap(), Some(3));
+    assert_eq!(store.mirror_progress(chain, "other").await.unwrap(), None);
+    let id = store.store_id().await.unwrap();
+    assert_eq!(store.store_id().await.unwrap(), id, "stable");
 }
 
 #[tokio::test]

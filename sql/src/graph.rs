@@ -1,0 +1,279 @@
+//! Graph queries over the lineage store: ancestry, descendants, paths, and the contributors
+//! behind a node.
+//!
+//! Edges are stored in their downstream direction (DESIGN.md), but which end is "upstream"
+//! depends on the kind: `contributor -contributed-> contribution` points downstream, while
+//! `contribution -in-> datanet` or `adapter -derived_from-> parent` point at what the source
+//! came from. [`upstream_end`] says which; the walks are breadth-first, one indexed query per
+//! level, so a depth-6 ancestry costs six round trips whatever the graph's size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::AssertSqlSafe;
+use tributary_schemas::lineage::{Edge, Node};
+
+use crate::store::{EDGE_COLUMNS, NODE_COLUMNS, edge, node};
+use crate::{Result, Store};
+
+/// Edge kinds whose source is upstream of their destination.
+const UPSTREAM_AT_SRC: &[&str] = &["contributed", "included_in", "trained", "produced"];
+/// Edge kinds whose destination is upstream of their source.
+const UPSTREAM_AT_DST: &[&str] = &[
+    "in",
+    "anchored_in",
+    "derived_from",
+    "served_by",
+    "attributed_to",
+];
+
+/// Ids per `IN (…)` list (SQLite allows 32,766 parameters).
+const CHUNK: usize = 500;
+
+/// The upstream end of an edge of `kind`: `Some(true)` for the source, `Some(false)` for the
+/// destination, `None` for kinds that do not carry lineage (rewards).
+pub fn upstream_end(kind: &str) -> Option<bool> {
+    if UPSTREAM_AT_SRC.contains(&kind) {
+        Some(true)
+    } else if UPSTREAM_AT_DST.contains(&kind) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Nodes and the edges between them, as a walk found them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subgraph {
+    /// Nodes by id, the start first, then in discovery order.
+    pub nodes: Vec<Node>,
+    /// Edges walked, in discovery order.
+    pub edges: Vec<Edge>,
+}
+
+/// A contributor behind a node, with how many of its contributions reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContributorShare {
+    /// Contributor node id (`contributor:0x…`).
+    pub contributor: String,
+    /// Contributions of theirs upstream of the node.
+    pub contributions: u64,
+    /// `contributions` over all contributions upstream (sums to 1).
+    pub share: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
+}
+
+impl Store {
+    /// Everything upstream of `id` within `depth` edges: where it came from.
+    pub async fn ancestors(&self, chain_id: u64, id: &str, depth: u32) -> Result<Subgraph> {
+        self.walk(chain_id, id, depth, Direction::Up).await
+    }
+
+    /// Everything downstream of `id` within `depth` edges: what it went into.
+    pub async fn descendants(&self, chain_id: u64, id: &str, depth: u32) -> Result<Subgraph> {
+        self.walk(chain_id, id, depth, Direction::Down).await
+    }
+
+    /// A shortest lineage path between `a` and `b` (either may be upstream of the other),
+    /// at most `max_depth` edges, as the edges from `a` to `b`; `None` when there is none.
+    pub async fn path(
+        &self,
+        chain_id: u64,
+        a: &str,
+        b: &str,
+        max_depth: u32,
+    ) -> Result<Option<Vec<Edge>>> {
+        for direction in [Direction::Up, Direction::Down] {
+            if let Some(p) = self
+                .path_one_way(chain_id, a, b, max_depth, direction)
+                .await?
+            {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The contributors upstream of `id` (an adapter, an inference, a Datanet…), by the number
+    /// of their contributions that reach it, largest first.
+    pub async fn contributors(&self, chain_id: u64, id: &str) -> Result<Vec<ContributorShare>> {
+        let up = self.ancestors(chain_id, id, 64).await?;
+        let contributions: HashSet<&str> = up
+            .nodes
+            .iter()
+            .filter(|n| n.kind.as_str() == "contribution")
+            .map(|n| n.id.as_str())
+            .collect();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &up.edges {
+            if e.kind.as_str() == "contributed" && contributions.contains(e.dst.as_str()) {
+                *counts.entry(e.src.clone()).or_default() += 1;
+            }
+        }
+        let total: u64 = counts.values().sum();
+        let mut out: Vec<ContributorShare> = counts
+            .into_iter()
+            .map(|(contributor, n)| ContributorShare {
+                contributor,
+                contributions: n,
+                share: n as f64 / total as f64,
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.contributions
+                .cmp(&x.contributions)
+                .then(x.contributor.cmp(&y.contributor))
+        });
+        Ok(out)
+    }
+
+    async fn walk(&self, chain_id: u64, id: &str, depth: u32, dir: Direction) -> Result<Subgraph> {
+        let mut seen: HashSet<String> = HashSet::from([id.to_string()]);
+        let mut order = vec![id.to_string()];
+        let mut edges = Vec::new();
+        let mut frontier = vec![id.to_string()];
+        for _ in 0..depth {
+            if frontier.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for (e, other) in self.step(chain_id, &frontier, dir).await? {
+                edges.push(e);
+                if seen.insert(other.clone()) {
+                    order.push(other.clone());
+                    next.push(other);
+                }
+            }
+            frontier = next;
+        }
+        let mut by_id: HashMap<String, Node> = self
+            .nodes(chain_id, &order)
+            .await?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        Ok(Subgraph {
+            nodes: order.iter().filter_map(|i| by_id.remove(i)).collect(),
+            edges,
+        })
+    }
+
+    async fn path_one_way(
+        &self,
+        chain_id: u64,
+        a: &str,
+        b: &str,
+        max_depth: u32,
+        dir: Direction,
+    ) -> Result<Option<Vec<Edge>>> {
+        let mut came_by: HashMap<String, Edge> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::from([a.to_string()]);
+        let mut frontier = vec![a.to_string()];
+        for _ in 0..max_depth {
+            if frontier.is_empty() || seen.contains(b) {
+                break;
+            }
+            let mut next = Vec::new();
+            for (e, other) in self.step(chain_id, &frontier, dir).await? {
+                if seen.insert(other.clone()) {
+                    came_by.insert(other.clone(), e);
+                    next.push(other);
+                }
+            }
+            frontier = next;
+        }
+        if !seen.contains(b) || a == b {
+            return Ok((a == b).then(Vec::new));
+        }
+        let mut path = Vec::new();
+        let mut at = b.to_string();
+        while at != a {
+            let e = came_by
+                .remove(&at)
+                .expect("every reached node has its edge");
+            at = if e.dst == at {
+                e.src.clone()
+            } else {
+                e.dst.clone()
+            };
+            path.push(e);
+        }
+        path.reverse();
+        Ok(Some(path))
+    }
+
+    /// The edges one step from `frontier` in direction `dir`, each with the node it reaches.
+    async fn step(
+        &self,
+        chain_id: u64,
+        frontier: &[String],
+        dir: Direction,
+    ) -> Result<Vec<(Edge, String)>> {
+        // Up from X: edges into X whose source is upstream, and edges out of X whose
+        // destination is upstream. Down is the mirror image.
+        let (by_dst, by_src) = match dir {
+            Direction::Up => (UPSTREAM_AT_SRC, UPSTREAM_AT_DST),
+            Direction::Down => (UPSTREAM_AT_DST, UPSTREAM_AT_SRC),
+        };
+        let mut out = Vec::new();
+        for ids in frontier.chunks(CHUNK) {
+            for (column, kinds, reach_src) in [("dst", by_dst, true), ("src", by_src, false)] {
+                let sql = format!(
+                    "SELECT {EDGE_COLUMNS} FROM lineage_edges WHERE chain_id = $1 AND {column} IN ({}) \
+                     AND kind IN ({})",
+                    placeholders(2, ids.len()),
+                    kinds
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(chain_id as i64);
+                for id in ids {
+                    q = q.bind(id.as_str());
+                }
+                for row in q.fetch_all(&self.pool).await? {
+                    let e = edge(&row)?;
+                    let other = if reach_src {
+                        e.src.clone()
+                    } else {
+                        e.dst.clone()
+                    };
+                    out.push((e, other));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The nodes with these ids (missing ones are skipped).
+    pub async fn nodes(&self, chain_id: u64, ids: &[String]) -> Result<Vec<Node>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {NODE_COLUMNS} FROM lineage_nodes WHERE chain_id = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(chain_id as i64);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(node(&row)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
