@@ -19,15 +19,15 @@ const MANIFEST: &str = concat!(
     "/examples/kitchen-conversions.toml"
 );
 
-struct Setup {
+pub(crate) struct Setup {
     anvil: LocalAnvil,
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// The lake on an S3 server (`--lake s3://…`) instead of in the data directory.
     s3: Option<(Moto, String)>,
     _dir: tempfile::TempDir,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     setup_with(None)
 }
 
@@ -54,7 +54,11 @@ fn setup_with(s3: Option<(Moto, String)>) -> Setup {
 }
 
 impl Setup {
-    fn cmd(&self, args: &[&str]) -> std::process::Command {
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub(crate) fn cmd(&self, args: &[&str]) -> std::process::Command {
         let mut c = tributary();
         c.args(args)
             .arg("--data-dir")
@@ -74,7 +78,12 @@ impl Setup {
         }
     }
 
-    fn contribute(&self, key: usize, input: &Path, batch: usize) -> std::process::Command {
+    pub(crate) fn contribute(
+        &self,
+        key: usize,
+        input: &Path,
+        batch: usize,
+    ) -> std::process::Command {
         let mut c = self.cmd(&[
             "contribute",
             "--datanet",
@@ -92,7 +101,7 @@ fn dev_key(i: usize) -> String {
 }
 
 /// `n` distinct valid records, numbered from `from`.
-fn records(dir: &Path, name: &str, from: usize, n: usize) -> PathBuf {
+pub(crate) fn records(dir: &Path, name: &str, from: usize, n: usize) -> PathBuf {
     let lines: Vec<String> = (from..from + n)
         .map(|i| {
             serde_json::json!({

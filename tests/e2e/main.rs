@@ -3,4 +3,5 @@
 mod cli;
 mod datanets;
 mod demo;
+mod index;
 mod s3;
