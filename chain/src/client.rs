@@ -31,8 +31,11 @@ pub struct ChainConfig {
     pub signer: Option<PrivateKeySigner>,
     /// Retries of a request that failed with a transient error (429, 5xx, timeouts).
     pub max_retries: u32,
-    /// Base backoff between retries, in milliseconds.
+    /// Base backoff between retries, in milliseconds (a random jitter of up to as much again
+    /// is added; a server's `Retry-After` takes precedence).
     pub backoff_ms: u64,
+    /// How long one request may take before it is abandoned and retried.
+    pub request_timeout: std::time::Duration,
 }
 
 impl ChainConfig {
@@ -44,6 +47,7 @@ impl ChainConfig {
             signer: None,
             max_retries: 10,
             backoff_ms: 200,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 
@@ -92,13 +96,23 @@ impl Chain {
             (None, None) => unreachable!("anvil is started when no URL is given"),
         };
 
+        let http = alloy::transports::http::reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         let client = ClientBuilder::default()
-            .layer(RetryBackoffLayer::new(
+            .layer(RetryBackoffLayer::new_with_policy(
                 config.max_retries,
                 config.backoff_ms,
                 u64::MAX,
+                TransientErrors {
+                    backoff_ms: config.backoff_ms,
+                },
             ))
-            .http(url.clone());
+            .transport(
+                alloy::transports::http::Http::with_client(http, url.clone()),
+                false,
+            );
         let bare = ProviderBuilder::new()
             .connect_client(client.clone())
             .erased();
@@ -247,6 +261,50 @@ fn signing_provider(
         .wallet(EthereumWallet::from(signer))
         .connect_client(client)
         .erased()
+}
+
+/// Which failed requests are retried: what alloy retries by default (429, 503, a server's
+/// `Retry-After`, rate-limit error payloads), and also other 5xx answers, timeouts, dropped
+/// connections and bodies cut short; never a well-formed JSON-RPC error such as a revert.
+#[derive(Debug, Clone, Copy)]
+struct TransientErrors {
+    backoff_ms: u64,
+}
+
+impl alloy::transports::layers::RetryPolicy for TransientErrors {
+    fn should_retry(&self, error: &alloy::transports::TransportError) -> bool {
+        use alloy::transports::{RpcError, TransportErrorKind};
+        if alloy::transports::layers::RateLimitRetryPolicy::default().should_retry(error) {
+            return true;
+        }
+        match error {
+            RpcError::Transport(TransportErrorKind::HttpError(e)) => {
+                e.status >= 500 || e.status == 408
+            }
+            // Connection refused or reset, timeouts, a body that ended early.
+            RpcError::Transport(TransportErrorKind::Custom(_)) => true,
+            // Not JSON at all: a body cut short by a proxy.
+            RpcError::DeserError { text, .. } => {
+                serde_json::from_str::<serde_json::Value>(text).is_err()
+            }
+            _ => false,
+        }
+    }
+
+    fn backoff_hint(
+        &self,
+        error: &alloy::transports::TransportError,
+    ) -> Option<std::time::Duration> {
+        use std::hash::BuildHasher;
+        let server = alloy::transports::layers::RateLimitRetryPolicy::default().backoff_hint(error);
+        // Jitter spreads the retries of many clients that failed together.
+        let jitter = std::collections::hash_map::RandomState::new()
+            .hash_one(std::time::Instant::now())
+            % (self.backoff_ms + 1);
+        Some(
+            server.unwrap_or_default() + std::time::Duration::from_millis(self.backoff_ms + jitter),
+        )
+    }
 }
 
 /// True for the node's answers to a nonce that another sender took first.

@@ -38,6 +38,8 @@ pub struct Indexer<'a> {
     store: &'a Store,
     lake: &'a Lake,
     range: u64,
+    /// The range in use: halved when the node refuses a request, doubled back on success.
+    current_range: std::sync::atomic::AtomicU64,
     confirmations: u64,
     window: u64,
     poll: Duration,
@@ -79,6 +81,7 @@ impl<'a> Indexer<'a> {
             store,
             lake,
             range: 2_000,
+            current_range: 2_000.into(),
             confirmations: 0,
             window: 128,
             poll: Duration::from_secs(1),
@@ -88,8 +91,11 @@ impl<'a> Indexer<'a> {
     }
 
     /// Blocks per `eth_getLogs` request.
+    /// The range adapts: it halves when the node refuses or times out a request (too many
+    /// results, limits) and grows back on success, never above this.
     pub fn with_range(mut self, blocks: u64) -> Self {
         self.range = blocks.max(1);
+        self.current_range = self.range.into();
         self
     }
 
@@ -204,7 +210,9 @@ impl<'a> Indexer<'a> {
         if from > target {
             return Ok(Step::AtHead);
         }
-        let end = (from + self.range - 1).min(target);
+        use std::sync::atomic::Ordering::Relaxed;
+        let range = self.current_range.load(Relaxed);
+        let end = (from + range - 1).min(target);
         // Near the head, remember every block's hash so a fork point can be found; further
         // back, the range's last block is enough.
         let remember_from = from.max(end.saturating_sub(self.window));
@@ -216,7 +224,20 @@ impl<'a> Indexer<'a> {
             }
         }
         let end_hash = blocks.last().expect("end is remembered").1;
-        let logs = self.chain.logs(from, end).await?;
+        let logs = match self.chain.logs(from, end).await {
+            Ok(logs) => {
+                self.current_range
+                    .store((range * 2).min(self.range), Relaxed);
+                logs
+            }
+            // Retries are spent: ask for less (nodes cap results and time per request).
+            Err(e) if range > 1 => {
+                tracing::warn!(from, to = end, error = %e, "eth_getLogs failed; halving the range");
+                self.current_range.store(range / 2, Relaxed);
+                return Ok(Step::Retry);
+            }
+            Err(e) => return Err(e.into()),
+        };
         // The logs must come from the chain whose blocks we just read: a reorg in between
         // shows as a changed hash, and the step is retried.
         if self.chain.block_hash_opt(end).await? != Some(end_hash) {

@@ -22,14 +22,14 @@ use tributary_sql::Store;
 
 use crate::pg::Postgres;
 
-struct Env {
-    chain: Chain,
-    lake: Lake,
-    dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) chain: Chain,
+    pub(crate) lake: Lake,
+    pub(crate) dir: tempfile::TempDir,
     seq: std::sync::atomic::AtomicUsize,
 }
 
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let chain = Chain::connect(ChainConfig::embedded(dir.path()))
         .await
@@ -49,7 +49,7 @@ impl Env {
     }
 
     /// One block with a `DatanetCreated`.
-    async fn datanet(&self) -> u64 {
+    pub(crate) async fn datanet(&self) -> u64 {
         let spec = DatanetSpec {
             name: format!("d{}", self.next()),
             domain: "cooking".into(),
@@ -61,7 +61,7 @@ impl Env {
 
     /// A Datanet and a batch of 3 contributions anchored in it (contributors, contributions,
     /// a batch, edges).
-    async fn batch(&self) {
+    pub(crate) async fn batch(&self) {
         let id = self.datanet().await;
         let d = domain(
             self.chain.chain_id(),
@@ -95,7 +95,7 @@ impl Env {
             .unwrap();
     }
 
-    async fn store(&self, name: &str) -> Store {
+    pub(crate) async fn store(&self, name: &str) -> Store {
         Store::connect(&format!(
             "sqlite://{}",
             self.dir.path().join(name).display()

@@ -1,0 +1,233 @@
+//! The indexer through a misbehaving RPC endpoint: a proxy in front of anvil answers some
+//! requests with 429 and Retry-After, 500s, silence past the client's timeout, bodies cut
+//! short, and a head that goes backwards. The graph converges to the one a clean endpoint
+//! gives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tributary_chain::{Chain, ChainConfig};
+use tributary_indexer::Indexer;
+
+use crate::reorgs::{Env, env};
+
+#[derive(Default)]
+struct Faults {
+    seed: AtomicU64,
+    rate_limited: AtomicU64,
+    server_errors: AtomicU64,
+    timeouts: AtomicU64,
+    truncated: AtomicU64,
+    head_back: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+impl Faults {
+    fn roll(&self) -> u64 {
+        let mut x = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (x ^ (x >> 29)) % 100
+    }
+}
+
+/// Starts the proxy in front of `upstream` (host:port); returns its URL.
+async fn proxy(upstream: String, faults: Arc<Faults>) -> url::Url {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (upstream, faults) = (upstream.clone(), faults.clone());
+            tokio::spawn(async move {
+                let _ = serve(conn, &upstream, &faults).await;
+            });
+        }
+    });
+    url
+}
+
+async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(buf[end + 4..end + 4 + len].to_vec());
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn response(status: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+async fn forward(upstream: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).await?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    up.write_all(head.as_bytes()).await?;
+    up.write_all(body).await?;
+    let mut raw = Vec::new();
+    up.read_to_end(&mut raw).await?;
+    let start = find(&raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
+    Ok(raw[start..].to_vec())
+}
+
+async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Result<()> {
+    let body = read_request(&mut conn).await?;
+    let method = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["method"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let roll = f.roll();
+    let reply = match roll {
+        0..=7 => {
+            f.rate_limited.fetch_add(1, Ordering::SeqCst);
+            response("429 Too Many Requests", "Retry-After: 1\r\n", b"")
+        }
+        8..=15 => {
+            f.server_errors.fetch_add(1, Ordering::SeqCst);
+            response("500 Internal Server Error", "", b"upstream failed")
+        }
+        16..=18 => {
+            f.timeouts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Ok(());
+        }
+        19..=26 => {
+            f.truncated.fetch_add(1, Ordering::SeqCst);
+            let full = forward(upstream, &body).await?;
+            let mut out = response("200 OK", "", &full);
+            out.truncate(out.len() - full.len() / 2 - 1);
+            out
+        }
+        27..=46 if method == "eth_blockNumber" => {
+            f.head_back.fetch_add(1, Ordering::SeqCst);
+            let full = forward(upstream, &body).await?;
+            let mut v: serde_json::Value = serde_json::from_slice(&full).unwrap();
+            let head =
+                u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap();
+            v["result"] = format!("{:#x}", head.saturating_sub(5)).into();
+            response("200 OK", "", v.to_string().as_bytes())
+        }
+        _ => {
+            f.forwarded.fetch_add(1, Ordering::SeqCst);
+            response("200 OK", "", &forward(upstream, &body).await?)
+        }
+    };
+    conn.write_all(&reply).await?;
+    conn.shutdown().await
+}
+
+async fn build_history(env: &Env) {
+    for i in 0..12 {
+        if i % 3 == 0 {
+            env.batch().await;
+        } else {
+            env.datanet().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_endpoint_gives_the_same_graph() {
+    let env = env().await;
+    build_history(&env).await;
+    let faults = Arc::new(Faults::default());
+    faults.seed.store(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+        Ordering::SeqCst,
+    );
+    let upstream = env.chain.url().authority().to_string();
+    let url = proxy(upstream, faults.clone()).await;
+    let config = ChainConfig {
+        max_retries: 30,
+        backoff_ms: 10,
+        request_timeout: Duration::from_secs(1),
+        ..ChainConfig::rpc(url, env.dir.path())
+    };
+    let flaky = Chain::connect(config).await.unwrap();
+
+    let store = env.store("faulty.db").await;
+    let chain_id = env.chain.chain_id();
+    let head = env.chain.head().await.unwrap();
+    let head_hash = env.chain.block_hash(head).await.unwrap().to_string();
+    let indexer = Indexer::new(&flaky, &store, &env.lake).with_range(3);
+    // A head reported too low ends a run early; the next run goes on from the checkpoint.
+    for _ in 0..50 {
+        indexer.run_to_head().await.unwrap();
+        let cp = store.checkpoint(chain_id, "lineage").await.unwrap();
+        if cp.is_some_and(|c| c.block_number == head && c.block_hash == head_hash) {
+            break;
+        }
+    }
+    let clean = env.store("clean.db").await;
+    Indexer::new(&env.chain, &clean, &env.lake)
+        .with_mirror(false)
+        .run_to_head()
+        .await
+        .unwrap();
+    let graph = store.graph(chain_id).await.unwrap();
+    assert!(graph.0.len() > 10);
+    assert_eq!(graph, clean.graph(chain_id).await.unwrap());
+    let count = |a: &AtomicU64| a.load(Ordering::SeqCst);
+    eprintln!(
+        "faults: {} rate limited, {} server errors, {} timeouts, {} truncated, {} heads back, {} forwarded",
+        count(&faults.rate_limited),
+        count(&faults.server_errors),
+        count(&faults.timeouts),
+        count(&faults.truncated),
+        count(&faults.head_back),
+        count(&faults.forwarded)
+    );
+    for kind in [
+        &faults.rate_limited,
+        &faults.server_errors,
+        &faults.timeouts,
+        &faults.truncated,
+        &faults.head_back,
+    ] {
+        assert!(count(kind) > 0, "every kind of fault was injected");
+    }
+}
