@@ -31,6 +31,22 @@ pub enum NodeKind {
     Contribution,
     /// An anchored batch of contributions.
     Batch,
+    /// A validator's attestation of a batch.
+    Validation,
+    /// The revocation of a contribution (a tombstone: the contribution stays, revoked).
+    Revocation,
+    /// A frozen training set.
+    Snapshot,
+    /// A training run (one per published adapter).
+    TrainingRun,
+    /// A registered base model.
+    BaseModel,
+    /// A published adapter (a model version).
+    Adapter,
+    /// A recorded batch of inferences.
+    Inference,
+    /// A reward epoch.
+    RewardEpoch,
 }
 
 impl NodeKind {
@@ -41,6 +57,14 @@ impl NodeKind {
             NodeKind::Datanet => "datanet",
             NodeKind::Contribution => "contribution",
             NodeKind::Batch => "batch",
+            NodeKind::Validation => "validation",
+            NodeKind::Revocation => "revocation",
+            NodeKind::Snapshot => "snapshot",
+            NodeKind::TrainingRun => "training_run",
+            NodeKind::BaseModel => "base_model",
+            NodeKind::Adapter => "adapter",
+            NodeKind::Inference => "inference",
+            NodeKind::RewardEpoch => "reward_epoch",
         }
     }
 }
@@ -55,6 +79,26 @@ pub enum EdgeKind {
     In,
     /// contribution -> batch.
     AnchoredIn,
+    /// validation -> batch.
+    Validates,
+    /// revocation -> contribution.
+    Revokes,
+    /// contribution -> snapshot.
+    IncludedIn,
+    /// snapshot -> datanet (the Datanets a snapshot freezes).
+    DrawnFrom,
+    /// snapshot -> training run.
+    Trained,
+    /// training run -> adapter.
+    Produced,
+    /// adapter -> parent adapter or base model.
+    DerivedFrom,
+    /// inference -> adapter.
+    ServedBy,
+    /// inference -> contribution (weighted).
+    AttributedTo,
+    /// reward epoch -> contributor (weighted by amount).
+    Rewarded,
 }
 
 impl EdgeKind {
@@ -64,6 +108,16 @@ impl EdgeKind {
             EdgeKind::Contributed => "contributed",
             EdgeKind::In => "in",
             EdgeKind::AnchoredIn => "anchored_in",
+            EdgeKind::Validates => "validates",
+            EdgeKind::Revokes => "revokes",
+            EdgeKind::IncludedIn => "included_in",
+            EdgeKind::DrawnFrom => "drawn_from",
+            EdgeKind::Trained => "trained",
+            EdgeKind::Produced => "produced",
+            EdgeKind::DerivedFrom => "derived_from",
+            EdgeKind::ServedBy => "served_by",
+            EdgeKind::AttributedTo => "attributed_to",
+            EdgeKind::Rewarded => "rewarded",
         }
     }
 }
@@ -114,6 +168,46 @@ pub fn contribution_id(id: B256) -> String {
 /// Node id of a batch.
 pub fn batch_id(id: B256) -> String {
     format!("batch:{id}")
+}
+
+/// Node id of a validator's attestation of a batch.
+pub fn validation_id(batch: B256, validator: Address) -> String {
+    format!("validation:{batch}:{}", hex_lower(validator.as_slice()))
+}
+
+/// Node id of a contribution's revocation.
+pub fn revocation_id(contribution: B256) -> String {
+    format!("revocation:{contribution}")
+}
+
+/// Node id of a snapshot.
+pub fn snapshot_id(id: B256) -> String {
+    format!("snapshot:{id}")
+}
+
+/// Node id of the training run that produced an adapter.
+pub fn training_run_id(adapter: B256) -> String {
+    format!("training_run:{adapter}")
+}
+
+/// Node id of a base model.
+pub fn base_model_id(id: B256) -> String {
+    format!("base_model:{id}")
+}
+
+/// Node id of an adapter.
+pub fn adapter_id(id: B256) -> String {
+    format!("adapter:{id}")
+}
+
+/// Node id of a recorded inference batch.
+pub fn inference_id(batch: B256) -> String {
+    format!("inference:{batch}")
+}
+
+/// Node id of a reward epoch.
+pub fn reward_epoch_id(epoch: u64) -> String {
+    format!("reward_epoch:{epoch}")
 }
 
 /// `0x`-prefixed lowercase hex.

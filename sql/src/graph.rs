@@ -16,11 +16,19 @@ use crate::store::{EDGE_COLUMNS, NODE_COLUMNS, edge, node};
 use crate::{Result, Store};
 
 /// Edge kinds whose source is upstream of their destination.
-const UPSTREAM_AT_SRC: &[&str] = &["contributed", "included_in", "trained", "produced"];
+const UPSTREAM_AT_SRC: &[&str] = &[
+    "contributed",
+    "included_in",
+    "trained",
+    "produced",
+    "revokes",
+    "validates",
+];
 /// Edge kinds whose destination is upstream of their source.
 const UPSTREAM_AT_DST: &[&str] = &[
     "in",
     "anchored_in",
+    "drawn_from",
     "derived_from",
     "served_by",
     "attributed_to",

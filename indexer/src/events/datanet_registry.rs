@@ -31,8 +31,52 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
             batch_anchored(e, pos, lake, out).await;
             "BatchAnchored"
         }
-        Ev::ContributionRevoked(_) => "ContributionRevoked",
-        Ev::ValidationRecorded(_) => "ValidationRecorded",
+        Ev::ContributionRevoked(e) => {
+            // A tombstone node: the contribution's own node is never changed, so a reorg
+            // removes a revocation by its block like any other row.
+            let id = g::revocation_id(e.contributionId);
+            out.edges.push(Edge {
+                src: id.clone(),
+                dst: g::contribution_id(e.contributionId),
+                kind: EdgeKind::Revokes,
+                weight: None,
+                pos,
+            });
+            out.nodes.push(Node {
+                id,
+                kind: NodeKind::Revocation,
+                props: json!({
+                    "datanet_id": e.datanetId.to::<u64>(),
+                    "by": g::hex_lower(e.by.as_slice()),
+                    "reason": e.reason,
+                }),
+                pos,
+            });
+            "ContributionRevoked"
+        }
+        Ev::ValidationRecorded(e) => {
+            let id = g::validation_id(e.batchId, e.validator);
+            out.edges.push(Edge {
+                src: id.clone(),
+                dst: g::batch_id(e.batchId),
+                kind: EdgeKind::Validates,
+                weight: None,
+                pos,
+            });
+            out.nodes.push(Node {
+                id,
+                kind: NodeKind::Validation,
+                props: json!({
+                    "datanet_id": e.datanetId.to::<u64>(),
+                    "validator": g::hex_lower(e.validator.as_slice()),
+                    "verdicts_root": e.verdictsRoot.to_string(),
+                    "accepted": e.accepted.to::<u64>(),
+                    "rejected": e.rejected.to::<u64>(),
+                }),
+                pos,
+            });
+            "ValidationRecorded"
+        }
         Ev::AnchorerSet(_) => "AnchorerSet",
         Ev::ValidatorSet(_) => "ValidatorSet",
     }

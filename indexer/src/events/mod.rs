@@ -1,6 +1,7 @@
 //! One handler per contract: a decoded log becomes nodes and edges.
 
 mod datanet_registry;
+mod models;
 
 use alloy::rpc::types::Log;
 use tributary_chain::bindings::{
@@ -26,34 +27,16 @@ pub async fn apply(log: &Log, pos: ChainPos, lake: &Lake, changes: &mut Changes)
     if let Ok(ev) = DatanetRegistry::DatanetRegistryEvents::decode_log(inner) {
         return datanet_registry::apply(ev.data, pos, lake, changes).await;
     }
-    // Not yet part of the graph: decoded for their name, kept raw.
     if let Ok(ev) = ModelRegistry::ModelRegistryEvents::decode_log(inner) {
-        use ModelRegistry::ModelRegistryEvents as E;
-        return match ev.data {
-            E::BaseModelRegistered(_) => "BaseModelRegistered",
-            E::SnapshotCommitted(_) => "SnapshotCommitted",
-            E::AdapterPublished(_) => "AdapterPublished",
-            E::RoleGranted(_) => "RoleGranted",
-            E::RoleRevoked(_) => "RoleRevoked",
-        };
+        return models::model_registry(ev.data, pos, changes);
     }
     if let Ok(ev) = InferenceLedger::InferenceLedgerEvents::decode_log(inner) {
-        use InferenceLedger::InferenceLedgerEvents as E;
-        return match ev.data {
-            E::InferencesRecorded(_) => "InferencesRecorded",
-            E::RoleGranted(_) => "RoleGranted",
-            E::RoleRevoked(_) => "RoleRevoked",
-        };
+        return models::inference_ledger(ev.data, pos, changes);
     }
     if let Ok(ev) = RewardDistributor::RewardDistributorEvents::decode_log(inner) {
-        use RewardDistributor::RewardDistributorEvents as E;
-        return match ev.data {
-            E::EpochAllocated(_) => "EpochAllocated",
-            E::Claimed(_) => "Claimed",
-            E::RoleGranted(_) => "RoleGranted",
-            E::RoleRevoked(_) => "RoleRevoked",
-        };
+        return models::reward_distributor(ev.data, pos, changes);
     }
+    // The token's own events: kept raw.
     if let Ok(ev) = RewardToken::RewardTokenEvents::decode_log(inner) {
         use RewardToken::RewardTokenEvents as E;
         return match ev.data {

@@ -153,3 +153,127 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
         batch.props
     );
 }
+
+/// Base model, snapshot, adapters with a parent, an inference and a revocation become nodes and
+/// edges; an inference's ancestry reaches the base model through its adapters.
+#[tokio::test]
+async fn models_adapters_inferences_and_revocations_join_the_graph() {
+    use alloy::primitives::U256;
+    use tributary_chain::send;
+    use tributary_schemas::lineage as g;
+
+    let env = env().await;
+    contribute(&env, 3, 1).await;
+    let id = |b: u8| B256::repeat_byte(b);
+    let models = env.chain.model_registry();
+    send(models.registerBaseModel(id(1), id(0xa1), "gpt2".into(), "lake://base".into()))
+        .await
+        .unwrap();
+    send(models.commitSnapshot(id(2), vec![U256::from(1)], vec![3], id(0xa2), U256::from(3)))
+        .await
+        .unwrap();
+    send(models.publishAdapter(
+        id(3),
+        id(1),
+        vec![],
+        id(2),
+        id(0xc3),
+        id(0xd3),
+        "u3".into(),
+        "1.0.0".into(),
+    ))
+    .await
+    .unwrap();
+    send(models.publishAdapter(
+        id(4),
+        id(1),
+        vec![id(3)],
+        id(2),
+        id(0xc4),
+        id(0xd4),
+        "u4".into(),
+        "1.1.0".into(),
+    ))
+    .await
+    .unwrap();
+    send(env.chain.inference_ledger().recordInferences(
+        id(5),
+        vec![id(4)],
+        id(0xe5),
+        U256::from(2),
+        "lake://inferences/5".into(),
+    ))
+    .await
+    .unwrap();
+
+    let s = store(&env, "m.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let chain_id = env.chain.chain_id();
+    let up = s
+        .ancestors(chain_id, &g::inference_id(id(5)), 8)
+        .await
+        .unwrap();
+    let ids: std::collections::BTreeSet<String> = up.nodes.iter().map(|n| n.id.clone()).collect();
+    for want in [
+        g::adapter_id(id(4)),
+        g::adapter_id(id(3)),
+        g::base_model_id(id(1)),
+        g::training_run_id(id(4)),
+        g::snapshot_id(id(2)),
+        g::datanet_id(1),
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    let path = s
+        .path(
+            chain_id,
+            &g::inference_id(id(5)),
+            &g::base_model_id(id(1)),
+            6,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        path.len(),
+        2,
+        "inference -served_by-> adapter -derived_from-> base"
+    );
+    let down = s
+        .descendants(chain_id, &g::adapter_id(id(3)), 4)
+        .await
+        .unwrap();
+    assert!(
+        down.nodes.iter().any(|n| n.id == g::inference_id(id(5))),
+        "the child's inference descends from the parent"
+    );
+    let adapter = &s.nodes(chain_id, &[g::adapter_id(id(4))]).await.unwrap()[0];
+    assert_eq!(adapter.props["version"], "1.1.0");
+
+    // A revocation is a tombstone node pointing at the contribution.
+    let c = s.datanet_contributions(chain_id, 1, 1).await.unwrap()[0]
+        .id
+        .clone();
+    let c: B256 = c.parse().unwrap();
+    send(env.chain.datanet_registry().revokeContribution(
+        U256::from(1),
+        c,
+        Default::default(),
+        "license withdrawn".into(),
+    ))
+    .await
+    .unwrap();
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let down = s
+        .descendants(chain_id, &g::revocation_id(c), 2)
+        .await
+        .unwrap();
+    assert_eq!(down.nodes[0].props["reason"], "license withdrawn");
+    assert!(down.nodes.iter().any(|n| n.id == g::contribution_id(c)));
+}
