@@ -29,10 +29,12 @@ contracts:
 
 ## Benchmarks (release-like `bench-fast` profile), side by side with their references; the
 ## results go to BENCHMARKS.md by hand, with the machine and date.
-## TRIBUTARY_BENCH_RECORDS sets the record count of the ingest benchmark (default 1,000,000).
+## TRIBUTARY_BENCH_RECORDS sets the record count of the ingest benchmark (default 1,000,000),
+## TRIBUTARY_BENCH_SCALE the size of the ancestry benchmark's graph (default 1.0: 1.1M nodes).
 bench:
 	$(ENV)
 	cargo bench --profile bench-fast -p tributary-pipeline --bench ingest
+	cargo bench --profile bench-fast -p tributary-sql --bench ancestry
 
 ## What CI checks besides the tests.
 lint:

@@ -5,7 +5,7 @@ use alloy::rpc::types::Log;
 use tributary_chain::Chain;
 use tributary_lake::Lake;
 use tributary_schemas::lineage::ChainPos;
-use tributary_sql::{Checkpoint, RawEvent, Store};
+use tributary_sql::{Checkpoint, RawEvent, Rows, Store};
 
 use crate::events::{self, Changes};
 use crate::{Error, Result, mirror};
@@ -32,6 +32,9 @@ pub struct IndexStats {
     pub rolled_back: u64,
 }
 
+/// A progress report: the stats so far and the chain's head.
+pub type Progress<'a> = dyn Fn(&IndexStats, u64) + Sync + 'a;
+
 /// Indexes one chain into one store, and mirrors the store into the lake.
 pub struct Indexer<'a> {
     chain: &'a Chain,
@@ -42,9 +45,10 @@ pub struct Indexer<'a> {
     current_range: std::sync::atomic::AtomicU64,
     confirmations: u64,
     window: u64,
+    parallel: usize,
     poll: Duration,
     mirror: bool,
-    progress: Option<&'a (dyn Fn(&IndexStats, u64) + Sync)>,
+    progress: Option<&'a Progress<'a>>,
 }
 
 impl std::fmt::Debug for Indexer<'_> {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Indexer<'_> {
             .field("range", &self.range)
             .field("confirmations", &self.confirmations)
             .field("window", &self.window)
+            .field("parallel", &self.parallel)
             .field("poll", &self.poll)
             .field("mirror", &self.mirror)
             .finish_non_exhaustive()
@@ -84,6 +89,7 @@ impl<'a> Indexer<'a> {
             current_range: 2_000.into(),
             confirmations: 0,
             window: 128,
+            parallel: 4,
             poll: Duration::from_secs(1),
             mirror: true,
             progress: None,
@@ -112,6 +118,12 @@ impl<'a> Indexer<'a> {
         self
     }
 
+    /// Block ranges fetched at once while backfilling far behind the head (default 4).
+    pub fn with_parallel_ranges(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
+    }
+
     /// How often `follow` polls the head.
     pub fn with_poll_interval(mut self, every: Duration) -> Self {
         self.poll = every;
@@ -125,7 +137,7 @@ impl<'a> Indexer<'a> {
     }
 
     /// Calls `report(stats so far, head)` after every step that applied blocks.
-    pub fn with_progress(mut self, report: &'a (dyn Fn(&IndexStats, u64) + Sync)) -> Self {
+    pub fn with_progress(mut self, report: &'a Progress<'a>) -> Self {
         self.progress = Some(report);
         self
     }
@@ -212,6 +224,45 @@ impl<'a> Indexer<'a> {
         }
         use std::sync::atomic::Ordering::Relaxed;
         let range = self.current_range.load(Relaxed);
+        // Far behind the head (backfill), several ranges are fetched at once and applied in
+        // order; near the head, one range at a time with every block's hash checked.
+        let far_end = target.saturating_sub(self.window);
+        if self.parallel > 1 && from + range - 1 <= far_end {
+            let mut ranges = Vec::new();
+            let mut start = from;
+            while ranges.len() < self.parallel && start <= far_end {
+                let end = (start + range - 1).min(far_end);
+                ranges.push((start, end));
+                start = end + 1;
+            }
+            let fetched = futures::future::join_all(ranges.iter().map(|&(s, e)| async move {
+                (
+                    self.chain.logs(s, e).await,
+                    self.chain.block_hash_opt(e).await,
+                )
+            }))
+            .await;
+            let mut ready = Vec::with_capacity(ranges.len());
+            for ((s, e), (logs, hash)) in ranges.into_iter().zip(fetched) {
+                match (logs, hash?) {
+                    (Ok(logs), Some(hash)) => ready.push((s, e, logs, hash)),
+                    (Ok(_), None) => return Ok(Step::Retry),
+                    (Err(err), _) => return self.shrink(range, s, e, err),
+                }
+            }
+            self.current_range
+                .store((range * 2).min(self.range), Relaxed);
+            for (s, e, logs, hash) in ready {
+                if let Step::Retry = self
+                    .commit_range(s, e, &logs, vec![(e, hash)], head, stats)
+                    .await?
+                {
+                    return Ok(Step::Retry);
+                }
+            }
+            return Ok(Step::Applied);
+        }
+
         let end = (from + range - 1).min(target);
         // Near the head, remember every block's hash so a fork point can be found; further
         // back, the range's last block is enough.
@@ -230,23 +281,46 @@ impl<'a> Indexer<'a> {
                     .store((range * 2).min(self.range), Relaxed);
                 logs
             }
-            // Retries are spent: ask for less (nodes cap results and time per request).
-            Err(e) if range > 1 => {
-                tracing::warn!(from, to = end, error = %e, "eth_getLogs failed; halving the range");
-                self.current_range.store(range / 2, Relaxed);
-                return Ok(Step::Retry);
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return self.shrink(range, from, end, e),
         };
         // The logs must come from the chain whose blocks we just read: a reorg in between
         // shows as a changed hash, and the step is retried.
         if self.chain.block_hash_opt(end).await? != Some(end_hash) {
             return Ok(Step::Retry);
         }
+        self.commit_range(from, end, &logs, blocks, head, stats)
+            .await
+    }
+
+    /// After `eth_getLogs` failed with its retries spent: ask for less next time (nodes cap
+    /// results and time per request), or give up at one block.
+    fn shrink(&self, range: u64, from: u64, to: u64, e: tributary_chain::Error) -> Result<Step> {
+        if range <= 1 {
+            return Err(e.into());
+        }
+        tracing::warn!(from, to, error = %e, "eth_getLogs failed; halving the range");
+        self.current_range
+            .store(range / 2, std::sync::atomic::Ordering::Relaxed);
+        Ok(Step::Retry)
+    }
+
+    /// Decodes the logs of blocks `from..=end` and commits them with the checkpoint at `end`
+    /// (the last of `blocks`, whose hashes are remembered), then mirrors.
+    async fn commit_range(
+        &self,
+        from: u64,
+        end: u64,
+        logs: &[Log],
+        blocks: Vec<(u64, B256)>,
+        head: u64,
+        stats: &mut IndexStats,
+    ) -> Result<Step> {
+        let chain_id = self.chain.chain_id();
+        let end_hash = blocks.last().expect("end is remembered").1;
         let known: std::collections::HashMap<u64, B256> = blocks.iter().copied().collect();
         let mut changes = Changes::default();
         let mut raw = Vec::with_capacity(logs.len());
-        for log in &logs {
+        for log in logs {
             let pos = position(log)?;
             if pos.block_number > end
                 || known
@@ -275,10 +349,12 @@ impl<'a> Indexer<'a> {
             .apply(
                 chain_id,
                 STREAM,
-                &raw,
-                &changes.nodes,
-                &changes.edges,
-                &blocks,
+                Rows {
+                    events: &raw,
+                    nodes: &changes.nodes,
+                    edges: &changes.edges,
+                    blocks_seen: &blocks,
+                },
                 &checkpoint,
             )
             .await?;

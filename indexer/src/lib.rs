@@ -22,7 +22,7 @@ pub mod events;
 mod indexer;
 pub mod mirror;
 
-pub use indexer::{IndexStats, Indexer, STREAM};
+pub use indexer::{IndexStats, Indexer, Progress, STREAM};
 
 /// Errors from indexing.
 #[derive(Debug, thiserror::Error)]

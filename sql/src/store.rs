@@ -37,6 +37,19 @@ pub struct RawEvent {
     pub pos: ChainPos,
 }
 
+/// What one indexer step adds to the store (see [`Store::apply`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rows<'a> {
+    /// Raw logs.
+    pub events: &'a [RawEvent],
+    /// Graph nodes.
+    pub nodes: &'a [Node],
+    /// Graph edges.
+    pub edges: &'a [Edge],
+    /// Blocks whose hashes to remember for finding fork points (number, hash).
+    pub blocks_seen: &'a [(u64, String)],
+}
+
 /// A Datanet as the graph knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatanetRow {
@@ -124,12 +137,15 @@ impl Store {
         &self,
         chain_id: u64,
         stream: &str,
-        events: &[RawEvent],
-        nodes: &[Node],
-        edges: &[Edge],
-        blocks_seen: &[(u64, String)],
+        rows: Rows<'_>,
         checkpoint: &Checkpoint,
     ) -> Result<()> {
+        let Rows {
+            events,
+            nodes,
+            edges,
+            blocks_seen,
+        } = rows;
         let chain = chain_id as i64;
         let mut tx = self.pool.begin().await?;
         for e in events {

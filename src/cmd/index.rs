@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// indexer with an error rather than leave an inconsistent graph.
     #[arg(long, default_value_t = 128)]
     reorg_window: u64,
+    /// Block ranges fetched at once while backfilling far behind the head.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
     /// Seconds between polls of the head while following.
     #[arg(long, default_value_t = 1.0)]
     poll: f64,
@@ -61,6 +64,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .with_range(args.range)
         .with_confirmations(args.confirmations)
         .with_reorg_window(args.reorg_window)
+        .with_parallel_ranges(args.parallel)
         .with_poll_interval(Duration::from_secs_f64(args.poll.max(0.01)))
         .with_mirror(!args.no_mirror)
         .with_progress(&report);

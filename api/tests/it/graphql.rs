@@ -69,7 +69,16 @@ async fn fixture(dir: &std::path::Path, n: u8) -> Store {
         block_hash: B256::repeat_byte(7).to_string(),
     };
     store
-        .apply(CHAIN, "lineage", &[], &nodes, &edges, &[], &cp)
+        .apply(
+            CHAIN,
+            "lineage",
+            tributary_sql::Rows {
+                nodes: &nodes,
+                edges: &edges,
+                ..Default::default()
+            },
+            &cp,
+        )
         .await
         .unwrap();
     store

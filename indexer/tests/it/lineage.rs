@@ -98,6 +98,22 @@ async fn the_graph_links_contributors_contributions_datanets_and_batches_and_rei
         a.graph(chain_id).await.unwrap(),
         b.graph(chain_id).await.unwrap()
     );
+
+    // Backfill with several small ranges in flight at once (everything but the last block is
+    // "far" from the head with a window of 1): the same graph again.
+    let c = store(&env, "c.db").await;
+    let stats = Indexer::new(&env.chain, &c, &env.lake)
+        .with_range(1)
+        .with_reorg_window(1)
+        .with_parallel_ranges(4)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert!(stats.to_block >= stats.from_block + 4, "{stats:?}");
+    assert_eq!(
+        a.graph(chain_id).await.unwrap(),
+        c.graph(chain_id).await.unwrap()
+    );
 }
 
 #[tokio::test]

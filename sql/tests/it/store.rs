@@ -1,7 +1,7 @@
 use alloy::primitives::B256;
 use serde_json::json;
 use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
-use tributary_sql::{Checkpoint, OpKind, RawEvent, Store};
+use tributary_sql::{Checkpoint, OpKind, RawEvent, Rows, Store};
 
 use crate::pg::Postgres;
 
@@ -78,19 +78,19 @@ async fn suite(store: &Store) {
         data: json!({"x": 1}),
         pos: pos(2, 0),
     }];
+    let rows = Rows {
+        events: &events,
+        nodes: &nodes,
+        edges: &edges,
+        blocks_seen: &[],
+    };
     let cp = Checkpoint {
         block_number: 2,
         block_hash: B256::with_last_byte(2).to_string(),
     };
-    store
-        .apply(chain, "lineage", &events, &nodes, &edges, &[], &cp)
-        .await
-        .unwrap();
+    store.apply(chain, "lineage", rows, &cp).await.unwrap();
     // Replaying the same changes is harmless: same graph, same checkpoint.
-    store
-        .apply(chain, "lineage", &events, &nodes, &edges, &[], &cp)
-        .await
-        .unwrap();
+    store.apply(chain, "lineage", rows, &cp).await.unwrap();
     assert_eq!(store.counts(chain).await.unwrap(), (4, 3));
     assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp));
 
@@ -135,7 +135,7 @@ async fn suite(store: &Store) {
         block_hash: B256::with_last_byte(3).to_string(),
     };
     store
-        .apply(chain, "lineage", &[], &[], &[], &[], &cp3)
+        .apply(chain, "lineage", Rows::default(), &cp3)
         .await
         .unwrap();
     assert_eq!(store.checkpoint(chain, "lineage").await.unwrap(), Some(cp3));
