@@ -100,11 +100,27 @@ impl Store {
                 "store URL {url:?} is neither sqlite://PATH nor postgres://USER@HOST/DB"
             )));
         };
+        let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Graph walks touch thousands of rows spread over a large file: a 128 MiB
+                        // page cache and a memory map instead of SQLite's 2 MB default.
+                        sqlx::query("PRAGMA cache_size = -131072")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA mmap_size = 1073741824")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // WAL: readers (the API) never block the indexer's writes.
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
@@ -148,55 +164,63 @@ impl Store {
         } = rows;
         let chain = chain_id as i64;
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO chain_events (chain_id, block_hash, log_index, block_number, tx_hash, address, name, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(chain)
-            .bind(e.pos.block_hash.to_string())
-            .bind(e.pos.log_index as i64)
-            .bind(e.pos.block_number as i64)
-            .bind(e.pos.tx_hash.to_string())
-            .bind(&e.address)
-            .bind(&e.name)
-            .bind(e.data.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for n in nodes {
-            sqlx::query(
-                "INSERT INTO lineage_nodes (chain_id, id, kind, props, block_number, block_hash, tx_hash, log_index) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(chain)
-            .bind(&n.id)
-            .bind(n.kind.as_str())
-            .bind(n.props.to_string())
-            .bind(n.pos.block_number as i64)
-            .bind(n.pos.block_hash.to_string())
-            .bind(n.pos.tx_hash.to_string())
-            .bind(n.pos.log_index as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for e in edges {
-            sqlx::query(
-                "INSERT INTO lineage_edges (chain_id, src, dst, kind, weight, block_number, block_hash, tx_hash, log_index) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(chain)
-            .bind(&e.src)
-            .bind(&e.dst)
-            .bind(e.kind.as_str())
-            .bind(e.weight)
-            .bind(e.pos.block_number as i64)
-            .bind(e.pos.block_hash.to_string())
-            .bind(e.pos.tx_hash.to_string())
-            .bind(e.pos.log_index as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let pos = |p: &ChainPos| {
+            [
+                Val::Int(p.block_number as i64),
+                Val::Text(p.block_hash.to_string()),
+                Val::Text(p.tx_hash.to_string()),
+                Val::Int(p.log_index as i64),
+            ]
+        };
+        let rows: Vec<Vec<Val>> = events
+            .iter()
+            .map(|e| {
+                let mut row = vec![
+                    Val::Int(chain),
+                    Val::Text(e.address.clone()),
+                    Val::Text(e.name.clone()),
+                    Val::Text(e.data.to_string()),
+                ];
+                row.extend(pos(&e.pos));
+                row
+            })
+            .collect();
+        insert_many(&mut tx, "chain_events", &["address", "name", "data"], rows).await?;
+        let rows: Vec<Vec<Val>> = nodes
+            .iter()
+            .map(|n| {
+                let mut row = vec![
+                    Val::Int(chain),
+                    Val::Text(n.id.clone()),
+                    Val::Text(n.kind.as_str().to_string()),
+                    Val::Text(n.props.to_string()),
+                ];
+                row.extend(pos(&n.pos));
+                row
+            })
+            .collect();
+        insert_many(&mut tx, "lineage_nodes", &["id", "kind", "props"], rows).await?;
+        let rows: Vec<Vec<Val>> = edges
+            .iter()
+            .map(|e| {
+                let mut row = vec![
+                    Val::Int(chain),
+                    Val::Text(e.src.clone()),
+                    Val::Text(e.dst.clone()),
+                    Val::Text(e.kind.as_str().to_string()),
+                    Val::Real(e.weight),
+                ];
+                row.extend(pos(&e.pos));
+                row
+            })
+            .collect();
+        insert_many(
+            &mut tx,
+            "lineage_edges",
+            &["src", "dst", "kind", "weight"],
+            rows,
+        )
+        .await?;
         // The blocks this step saw, for finding a fork point later.
         let mut blocks: BTreeMap<u64, String> = events
             .iter()
@@ -565,6 +589,58 @@ pub enum OpKind {
     Apply,
     /// Rows from blocks above `from` were removed.
     Rollback,
+}
+
+/// A value in a row of [`insert_many`].
+enum Val {
+    Int(i64),
+    Text(String),
+    Real(Option<f64>),
+}
+
+/// Inserts rows of `chain_id`, `columns`… and the four chain-position columns into `table`,
+/// up to 100 rows per statement, skipping rows whose key is already there.
+async fn insert_many(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+) -> Result<()> {
+    const ROWS_PER_STATEMENT: usize = 100;
+    let columns: Vec<&str> = std::iter::once("chain_id")
+        .chain(columns.iter().copied())
+        .chain(["block_number", "block_hash", "tx_hash", "log_index"])
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            debug_assert_eq!(row.len(), columns.len());
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for c in 0..row.len() {
+                n += 1;
+                sql.push_str(&if c == 0 {
+                    format!("${n}")
+                } else {
+                    format!(", ${n}")
+                });
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for row in chunk {
+            for v in row {
+                q = match v {
+                    Val::Int(i) => q.bind(*i),
+                    Val::Text(t) => q.bind(t.clone()),
+                    Val::Real(r) => q.bind(*r),
+                };
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn record_op(
