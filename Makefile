@@ -30,11 +30,13 @@ contracts:
 ## Benchmarks (release-like `bench-fast` profile), side by side with their references; the
 ## results go to BENCHMARKS.md by hand, with the machine and date.
 ## TRIBUTARY_BENCH_RECORDS sets the record count of the ingest benchmark (default 1,000,000),
-## TRIBUTARY_BENCH_SCALE the size of the ancestry benchmark's graph (default 1.0: 1.1M nodes).
+## TRIBUTARY_BENCH_SCALE the size of the ancestry benchmark's graph (default 1.0: 1.1M nodes)
+## and of the backfill benchmark's chain (default 1.0: 20,000 blocks, 140,000 events).
 bench:
-	$(ENV)
+	eval "$$(scripts/setup.sh --bench)"
 	cargo bench --profile bench-fast -p tributary-pipeline --bench ingest
 	cargo bench --profile bench-fast -p tributary-sql --bench ancestry
+	cargo bench --profile bench-fast -p tributary-indexer --bench backfill
 
 ## What CI checks besides the tests.
 lint:

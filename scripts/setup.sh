@@ -5,7 +5,10 @@
 #   TRIBUTARY_CACHE   where tools live (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tributary)
 #
 # Prints `export` lines for the environment the build needs (see the Makefile).
+#
+#   scripts/setup.sh --bench   also installs the benchmarks' reference tools (foundry's cast)
 set -euo pipefail
+bench=0; [ "${1:-}" = --bench ] && bench=1
 
 ANVIL_VERSION=1.7.1
 SOLC_VERSION=0.8.37
@@ -33,6 +36,17 @@ if [ ! -f "$stamp" ]; then
 fi
 anvil_bin=$(find "$tools/node_modules/@foundry-rs/anvil-linux-amd64" -type f -name anvil | head -1)
 chmod +x "$anvil_bin"
+cast_bin=""
+if [ "$bench" = 1 ]; then
+  stamp="$tools/.installed-cast-$ANVIL_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing cast $ANVIL_VERSION into $tools (the indexer benchmark's reference)"
+    npm install --silent --no-audit --no-fund --prefix "$tools" "@foundry-rs/cast-linux-amd64@$ANVIL_VERSION" >&2
+    touch "$stamp"
+  fi
+  cast_bin=$(find "$tools/node_modules/@foundry-rs/cast-linux-amd64" -type f -name cast | head -1)
+  chmod +x "$cast_bin"
+fi
 
 # --- libtorch through PyPI's torch wheel, in a venv --------------------------------------
 venv="$cache/venv"
@@ -69,6 +83,7 @@ fi
 
 cat <<OUT
 export TRIBUTARY_ANVIL=$anvil_bin
+export TRIBUTARY_CAST=$cast_bin
 export TRIBUTARY_SOLC_JS=$tools/node_modules/solc
 export TRIBUTARY_NODE_MODULES=$tools/node_modules
 export TRIBUTARY_PYTHON=$venv/bin/python

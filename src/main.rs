@@ -28,9 +28,14 @@ struct Common {
     /// Data directory: deployment record, lake, index store, embedded anvil state.
     #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = ".tributary")]
     data_dir: PathBuf,
-    /// JSON-RPC URL of the chain; without it a local anvil is started (state in the data dir).
+    /// JSON-RPC URL of the chain (http(s):// or ws(s)://; over WebSocket `index --follow`
+    /// wakes on each new head); without it a local anvil is started (state in the data dir).
     #[arg(long, env = "TRIBUTARY_RPC_URL")]
     rpc_url: Option<url::Url>,
+    /// At most this many JSON-RPC requests a second, retries included (default: no limit),
+    /// for endpoints with a request quota.
+    #[arg(long, env = "TRIBUTARY_RPC_RATE", value_name = "PER_SECOND")]
+    rpc_rate: Option<f64>,
     /// File holding the signer's hex private key (else TRIBUTARY_PRIVATE_KEY, else anvil's dev
     /// key on a local chain).
     #[arg(long)]

@@ -28,6 +28,37 @@ pub enum Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `GET /metrics`: the metrics in `registry`, in the OpenMetrics text format Prometheus
+/// scrapes.
+pub fn metrics_router(
+    registry: std::sync::Arc<prometheus_client::registry::Registry>,
+) -> axum::Router {
+    use axum::http::{StatusCode, header::CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let render = move || {
+        let registry = registry.clone();
+        async move {
+            let mut body = String::new();
+            match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                Ok(()) => (
+                    [(
+                        CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+                    .into_response(),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("encoding metrics: {e}"),
+                )
+                    .into_response(),
+            }
+        }
+    };
+    axum::Router::new().route("/metrics", axum::routing::get(render))
+}
+
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,

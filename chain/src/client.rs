@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use alloy::contract::CallBuilder;
 use alloy::network::{Ethereum, EthereumWallet};
 use alloy::primitives::Address;
+use alloy::providers::WsConnect;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::client::ClientBuilder;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::layers::RetryBackoffLayer;
+use futures::{Stream, StreamExt};
 use url::Url;
 
 use crate::anvil::{AnvilOptions, LocalAnvil};
@@ -18,6 +20,7 @@ use crate::bindings::{
 };
 use crate::deployment::{Deployment, deploy_all};
 use crate::keys::{ANVIL_DEV_KEY, parse_key};
+use crate::ratelimit::RateLimitLayer;
 use crate::{Error, Result};
 
 /// How to reach the chain.
@@ -34,8 +37,10 @@ pub struct ChainConfig {
     /// Base backoff between retries, in milliseconds (a random jitter of up to as much again
     /// is added; a server's `Retry-After` takes precedence).
     pub backoff_ms: u64,
-    /// How long one request may take before it is abandoned and retried.
+    /// How long one request may take before it is abandoned and retried (HTTP).
     pub request_timeout: std::time::Duration,
+    /// At most this many requests a second, retries included (`None`: no limit).
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl ChainConfig {
@@ -48,6 +53,7 @@ impl ChainConfig {
             max_retries: 10,
             backoff_ms: 200,
             request_timeout: std::time::Duration::from_secs(30),
+            max_requests_per_second: None,
         }
     }
 
@@ -96,11 +102,8 @@ impl Chain {
             (None, None) => unreachable!("anvil is started when no URL is given"),
         };
 
-        let http = alloy::transports::http::reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        let client = ClientBuilder::default()
+        // Retries outside, the rate limit inside: every attempt waits for its slot.
+        let layers = ClientBuilder::default()
             .layer(RetryBackoffLayer::new_with_policy(
                 config.max_retries,
                 config.backoff_ms,
@@ -109,10 +112,25 @@ impl Chain {
                     backoff_ms: config.backoff_ms,
                 },
             ))
-            .transport(
-                alloy::transports::http::Http::with_client(http, url.clone()),
-                false,
-            );
+            .layer(RateLimitLayer::new(config.max_requests_per_second));
+        let client = match url.scheme() {
+            "ws" | "wss" => layers.ws(WsConnect::new(url.as_str())).await?,
+            "http" | "https" => {
+                let http = alloy::transports::http::reqwest::Client::builder()
+                    .timeout(config.request_timeout)
+                    .build()
+                    .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+                layers.transport(
+                    alloy::transports::http::Http::with_client(http, url.clone()),
+                    false,
+                )
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "RPC URL {url} has scheme {other:?}: use http(s):// or ws(s)://"
+                )));
+            }
+        };
         let bare = ProviderBuilder::new()
             .connect_client(client.clone())
             .erased();
@@ -182,6 +200,16 @@ impl Chain {
     /// The latest block number.
     pub async fn head(&self) -> Result<u64> {
         Ok(self.provider.get_block_number().await?)
+    }
+
+    /// New block numbers as the node announces them, when connected over WebSocket
+    /// (`eth_subscribe` to `newHeads`); `None` over HTTP, where callers poll [`Chain::head`].
+    pub async fn new_heads(&self) -> Result<Option<impl Stream<Item = u64> + Unpin + use<>>> {
+        if !matches!(self.url.scheme(), "ws" | "wss") {
+            return Ok(None);
+        }
+        let sub = self.provider.subscribe_blocks().await?;
+        Ok(Some(sub.into_stream().map(|header| header.number)))
     }
 
     /// The hash of block `number`.

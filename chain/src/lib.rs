@@ -21,6 +21,7 @@ pub mod bindings;
 mod client;
 pub mod deployment;
 pub mod keys;
+mod ratelimit;
 
 pub use client::{Chain, ChainConfig, send};
 pub use deployment::Deployment;

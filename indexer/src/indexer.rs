@@ -156,12 +156,16 @@ impl<'a> Indexer<'a> {
         Ok(stats)
     }
 
-    /// Indexes, then follows the head until `stop` resolves, polling every poll interval.
-    /// Stopping waits for the current step to end; being killed anywhere loses nothing either,
-    /// since each step is committed whole and the mirror catches up on the next start.
+    /// Indexes, then follows the head until `stop` resolves. Over HTTP it polls every poll
+    /// interval; over WebSocket each new head announced by the node (`newHeads`) wakes it at
+    /// once, with the poll interval kept as a fallback. Stopping waits for the current step to
+    /// end; being killed anywhere loses nothing either, since each step is committed whole and
+    /// the mirror catches up on the next start.
     pub async fn follow(&self, stop: impl std::future::Future<Output = ()>) -> Result<IndexStats> {
+        use futures::StreamExt;
         let mut stats = self.start_stats().await?;
         self.catch_up_mirror().await?;
+        let mut heads = self.chain.new_heads().await?;
         tokio::pin!(stop);
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
@@ -174,6 +178,12 @@ impl<'a> Indexer<'a> {
             tokio::select! {
                 biased;
                 () = &mut stop => return Ok(stats),
+                head = async { heads.as_mut()?.next().await }, if heads.is_some() && !pause.is_zero() => {
+                    if head.is_none() {
+                        tracing::warn!("the node ended the newHeads subscription: polling instead");
+                        heads = None;
+                    }
+                }
                 () = tokio::time::sleep(pause) => {}
             }
         }

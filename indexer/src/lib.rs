@@ -20,9 +20,12 @@
 
 pub mod events;
 mod indexer;
+mod metrics;
 pub mod mirror;
 
 pub use indexer::{IndexStats, Indexer, Progress, STREAM};
+pub use metrics::IndexMetrics;
+pub use prometheus_client::registry::Registry;
 
 /// Errors from indexing.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,8 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// SQLite (else PostgreSQL): the few statements whose SQL differs ask.
+    pub(crate) sqlite: bool,
 }
 
 /// How far a stream of the indexer got.
@@ -127,7 +129,7 @@ impl Store {
                 .await?;
         }
         migrator.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     /// The checkpoint of `stream` on `chain_id`, if any.

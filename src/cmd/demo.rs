@@ -53,6 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let common = Common {
         data_dir: args.data_dir.clone(),
         rpc_url: None,
+        rpc_rate: None,
         key_file: None,
         lake: None,
         store: None,

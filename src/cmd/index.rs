@@ -1,9 +1,11 @@
 //! `tributary index`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
-use tributary_indexer::{IndexStats, Indexer};
+use tributary_indexer::{IndexMetrics, IndexStats, Indexer, Registry};
 
 use crate::Common;
 
@@ -31,6 +33,10 @@ pub(crate) struct Args {
     /// Seconds between polls of the head while following.
     #[arg(long, default_value_t = 1.0)]
     poll: f64,
+    /// Serve Prometheus metrics (head, checkpoint, lag, events, reorgs) at
+    /// http://ADDR/metrics while indexing, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Do not mirror the graph into the lake's Delta tables (chain_events, lineage_nodes,
     /// lineage_edges).
     #[arg(long)]
@@ -41,9 +47,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common)?;
     let store = super::store(&args.common).await?;
+    let mut registry = Registry::default();
+    let metrics = IndexMetrics::register(&mut registry);
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}: pick another --metrics address"))?;
+        eprintln!(
+            "index: metrics at http://{}/metrics",
+            listener.local_addr()?
+        );
+        let router = tributary_api::metrics_router(Arc::new(registry));
+        tokio::spawn(async move {
+            if let Err(e) = tributary_api::serve(listener, router, std::future::pending()).await {
+                tracing::error!("metrics server: {e}");
+            }
+        });
+    }
     let started = Instant::now();
     let last = Mutex::new(Instant::now() - Duration::from_secs(1));
     let report = |s: &IndexStats, head: u64| {
+        metrics.observe(s, head);
         let mut last = last.lock().expect("progress lock");
         if last.elapsed() < Duration::from_secs(1) {
             return;

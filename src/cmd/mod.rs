@@ -23,6 +23,7 @@ pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
         Some(url) => ChainConfig::rpc(url.clone(), &common.data_dir),
         None => ChainConfig::embedded(&common.data_dir),
     };
+    config.max_requests_per_second = common.rpc_rate;
     config.signer = match (&common.key_file, std::env::var("TRIBUTARY_PRIVATE_KEY")) {
         (Some(path), _) => Some(keys::key_from_file(path)?),
         (None, Ok(hex)) => Some(keys::parse_key(&hex).context("TRIBUTARY_PRIVATE_KEY")?),

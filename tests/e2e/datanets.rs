@@ -58,6 +58,11 @@ impl Setup {
         self._dir.path()
     }
 
+    /// The chain's JSON-RPC URL (HTTP).
+    pub(crate) fn rpc_url(&self) -> &url::Url {
+        self.anvil.url()
+    }
+
     pub(crate) fn cmd(&self, args: &[&str]) -> std::process::Command {
         let mut c = tributary();
         c.args(args)

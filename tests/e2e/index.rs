@@ -109,3 +109,87 @@ async fn a_killed_indexer_resumes_without_missing_or_duplicated_events() {
         .collect();
     assert_eq!(unique, want, "every event mirrored");
 }
+
+/// The value of `name` in the Prometheus text served at `port`, if it is there yet.
+fn scrape(port: u16, name: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(conn, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn over_websocket_the_follower_wakes_on_new_heads_and_serves_metrics() {
+    let s = setup();
+    let mut ws = s.rpc_url().clone();
+    ws.set_scheme("ws").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Polling every 10 minutes: only the node's newHeads notifications can wake it in time.
+    let child = crate::cli::tributary()
+        .args(["index", "--follow", "--poll", "600", "--metrics"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&s.data)
+        .arg("--rpc-url")
+        .arg(ws.as_str())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !ok() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let at_head = || {
+        let head = scrape(port, "tributary_index_head_block").unwrap_or(0);
+        head > 0 && scrape(port, "tributary_index_checkpoint_block") == Some(head)
+    };
+    wait_for("the indexer reaches the head", &at_head);
+    let before = scrape(port, "tributary_index_events_total").unwrap();
+    assert!(before >= 1, "DatanetCreated is indexed");
+
+    let input = records(s.dir(), "a.jsonl", 0, 6);
+    assert!(s.contribute(1, &input, 3).status().unwrap().success());
+    let head = tributary_chain::Chain::connect(tributary_chain::ChainConfig::rpc(
+        s.rpc_url().clone(),
+        &s.data,
+    ))
+    .await
+    .unwrap()
+    .head()
+    .await
+    .unwrap();
+    wait_for("new heads wake the follower within seconds", &|| {
+        scrape(port, "tributary_index_checkpoint_block").is_some_and(|c| c >= head)
+    });
+    let after = scrape(port, "tributary_index_events_total").unwrap();
+    assert!(
+        after >= before + 2,
+        "two BatchAnchored: {before} -> {after}"
+    );
+    assert_eq!(scrape(port, "tributary_index_lag_blocks"), Some(0));
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

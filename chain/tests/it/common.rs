@@ -11,7 +11,7 @@ pub(crate) const BOB: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc
 
 pub(crate) struct Env {
     pub(crate) chain: Chain,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 /// A fresh anvil with the contracts deployed.
@@ -20,7 +20,7 @@ pub(crate) async fn env() -> Env {
     let chain = Chain::connect(ChainConfig::embedded(dir.path()))
         .await
         .expect("anvil starts and contracts deploy");
-    Env { chain, _dir: dir }
+    Env { chain, dir }
 }
 
 pub(crate) fn key(hex: &str) -> PrivateKeySigner {

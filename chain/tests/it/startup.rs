@@ -1,3 +1,5 @@
+use alloy::providers::Provider;
+use futures::StreamExt;
 use tributary_chain::anvil::{AnvilOptions, LocalAnvil};
 use tributary_chain::{Chain, ChainConfig, Deployment};
 
@@ -67,4 +69,49 @@ async fn a_foreign_chain_without_a_key_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("64 hex digits"), "{err}");
+}
+
+#[tokio::test]
+async fn a_request_rate_spaces_requests_and_websocket_urls_connect() {
+    let a = env().await;
+    let mut config = ChainConfig::rpc(a.chain.url().clone(), a.dir.path());
+    config.max_requests_per_second = Some(20.0);
+    let limited = Chain::connect(config).await.unwrap();
+    // 30 requests at once at 20 a second: the last may start 1.45 s after the first.
+    let started = std::time::Instant::now();
+    let heads = futures::future::join_all((0..30).map(|_| limited.head())).await;
+    let took = started.elapsed();
+    assert!(heads.iter().all(|h| h.is_ok()));
+    assert!(took >= std::time::Duration::from_millis(1400), "{took:?}");
+
+    let mut ws = a.chain.url().clone();
+    ws.set_scheme("ws").unwrap();
+    let over_ws = Chain::connect(ChainConfig::rpc(ws, a.dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(over_ws.deployment(), a.chain.deployment());
+    let mut heads = over_ws.new_heads().await.unwrap().expect("ws subscribes");
+    assert!(a.chain.new_heads().await.unwrap().is_none(), "HTTP polls");
+    let _: serde_json::Value = a
+        .chain
+        .provider()
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), heads.next())
+        .await
+        .expect("a new head is announced")
+        .unwrap();
+    assert_eq!(next, a.chain.head().await.unwrap());
+}
+
+#[tokio::test]
+async fn an_rpc_url_of_another_scheme_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let url: url::Url = "ftp://127.0.0.1:1/".parse().unwrap();
+    let err = Chain::connect(ChainConfig::rpc(url, dir.path()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ftp") && err.contains("ws(s)://"), "{err}");
 }
