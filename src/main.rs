@@ -69,8 +69,10 @@ enum Command {
     Revoke(cmd::revoke::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
-    /// Serve the GraphQL API (with GraphiQL) over the index store.
+    /// Serve the GraphQL API (with GraphiQL) over the index store, and SQL at POST /sql.
     Serve(cmd::serve::Args),
+    /// Run a read-only SQL query over the lake's Delta tables and views.
+    Sql(cmd::sql::Args),
     /// Check the installed tools: anvil, and libtorch computing on the chosen device.
     Doctor(cmd::doctor::Args),
 }
@@ -104,6 +106,7 @@ fn main() -> std::process::ExitCode {
             Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
+            Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),
             Command::Doctor(a) => cmd::doctor::run(a).await.map(|()| true),
         }
     });

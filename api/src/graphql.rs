@@ -85,6 +85,139 @@ impl Query {
             })
             .map(Datanet))
     }
+
+    /// Everything upstream of node `id` (`kind:key`, e.g. `adapter:0x…`) within `depth` edges
+    /// (at most 64): where it came from.
+    async fn ancestry(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = 6)] depth: u32,
+    ) -> async_graphql::Result<Lineage> {
+        let c = ctx.data_unchecked::<Ctx>();
+        check_depth(depth)?;
+        let up = c
+            .store
+            .ancestors(c.chain_id, &id, depth)
+            .await
+            .map_err(internal)?;
+        Ok(Lineage::from(up))
+    }
+
+    /// Everything downstream of node `id` within `depth` edges (at most 64): what it went into.
+    async fn descendants(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = 6)] depth: u32,
+    ) -> async_graphql::Result<Lineage> {
+        let c = ctx.data_unchecked::<Ctx>();
+        check_depth(depth)?;
+        let down = c
+            .store
+            .descendants(c.chain_id, &id, depth)
+            .await
+            .map_err(internal)?;
+        Ok(Lineage::from(down))
+    }
+
+    /// A shortest lineage path between two nodes (either may be upstream), as edges from
+    /// `from` to `to`; null when none is within `maxDepth` (at most 64) edges.
+    async fn path(
+        &self,
+        ctx: &Context<'_>,
+        from: String,
+        to: String,
+        #[graphql(default = 16)] max_depth: u32,
+    ) -> async_graphql::Result<Option<Vec<LineageEdge>>> {
+        let c = ctx.data_unchecked::<Ctx>();
+        check_depth(max_depth)?;
+        let p = c
+            .store
+            .path(c.chain_id, &from, &to, max_depth)
+            .await
+            .map_err(internal)?;
+        Ok(p.map(|edges| edges.into_iter().map(LineageEdge::from).collect()))
+    }
+}
+
+fn check_depth(depth: u32) -> async_graphql::Result<()> {
+    if depth > 64 {
+        return Err(format!("depth {depth} is over the limit of 64").into());
+    }
+    Ok(())
+}
+
+/// Nodes and edges of a lineage walk.
+#[derive(SimpleObject)]
+pub(crate) struct Lineage {
+    /// The start first, then in the order the walk found them.
+    nodes: Vec<LineageNode>,
+    /// The edges walked.
+    edges: Vec<LineageEdge>,
+}
+
+impl From<tributary_sql::Subgraph> for Lineage {
+    fn from(g: tributary_sql::Subgraph) -> Self {
+        Self {
+            nodes: g.nodes.into_iter().map(LineageNode::from).collect(),
+            edges: g.edges.into_iter().map(LineageEdge::from).collect(),
+        }
+    }
+}
+
+/// A node of the lineage graph.
+#[derive(SimpleObject)]
+pub(crate) struct LineageNode {
+    /// `kind:key`.
+    id: String,
+    /// Datanet, contributor, contribution, batch, adapter, inference, …
+    kind: String,
+    /// Properties from the chain event that made it.
+    props: async_graphql::Json<serde_json::Value>,
+    /// Block of that event.
+    block: u64,
+    /// Its transaction.
+    tx_hash: String,
+}
+
+impl From<tributary_schemas::lineage::Node> for LineageNode {
+    fn from(n: tributary_schemas::lineage::Node) -> Self {
+        Self {
+            id: n.id,
+            kind: n.kind.as_str().to_string(),
+            props: async_graphql::Json(n.props),
+            block: n.pos.block_number,
+            tx_hash: n.pos.tx_hash.to_string(),
+        }
+    }
+}
+
+/// An edge of the lineage graph, in its downstream direction.
+#[derive(SimpleObject)]
+pub(crate) struct LineageEdge {
+    /// Source node id.
+    src: String,
+    /// Destination node id.
+    dst: String,
+    /// contributed, in, anchored_in, derived_from, attributed_to, …
+    kind: String,
+    /// Attribution share or reward amount, where the edge carries one.
+    weight: Option<f64>,
+    /// Block of the event that made it.
+    block: u64,
+}
+
+impl From<tributary_schemas::lineage::Edge> for LineageEdge {
+    fn from(e: tributary_schemas::lineage::Edge) -> Self {
+        Self {
+            src: e.src,
+            dst: e.dst,
+            kind: e.kind.as_str().to_string(),
+            weight: e.weight,
+            block: e.pos.block_number,
+        }
+    }
 }
 
 /// A Datanet: a community dataset in one domain.

@@ -13,7 +13,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod analyst;
 mod graphql;
+pub mod sql_http;
 
 pub use graphql::{TributarySchema, router, schema};
 

@@ -137,6 +137,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         stats.from_block, stats.to_block, stats.events, stats.reorgs
     );
 
+    let analyst = tributary_api::analyst::Analyst::open(
+        lake.clone(),
+        store.clone(),
+        chain.chain_id(),
+        tributary_api::analyst::SqlLimits::default(),
+    )
+    .await
+    .context("opening the SQL session")?;
+    let board = analyst.query(LEADERBOARD).await?;
+    println!("\nSQL: {LEADERBOARD}");
+    println!(
+        "{}",
+        arrow::util::pretty::pretty_format_batches(&board.batches)?
+    );
     let schema = tributary_api::schema(store, chain.chain_id());
     let answer = schema.execute(QUERY).await;
     if !answer.errors.is_empty() {
@@ -174,16 +188,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "GraphQL (GraphiQL in a browser): http://{}/graphql",
         listener.local_addr()?
     );
+    println!(
+        "SQL: curl -d 'SELECT * FROM contributor_leaderboard' http://{}/sql  (or: tributary sql \"…\" --data-dir {})",
+        listener.local_addr()?,
+        args.data_dir.display()
+    );
     println!("chain RPC: {}", chain.url());
     println!("Ctrl-C to stop.");
     tributary_api::serve(
         listener,
-        tributary_api::router(schema),
+        tributary_api::router(schema).merge(tributary_api::sql_http::router(analyst)),
         super::shutdown_signal(),
     )
     .await?;
     Ok(())
 }
+
+/// The SQL the demo runs over the lake.
+const LEADERBOARD: &str = "SELECT contributor, contributions, datanets FROM contributor_leaderboard ORDER BY contributions DESC, contributor LIMIT 5";
 
 /// The id of the first contribution the demo's query returns.
 async fn answer_first_id(schema: &tributary_api::TributarySchema) -> Option<String> {

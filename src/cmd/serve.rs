@@ -32,7 +32,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "GraphQL (GraphiQL in a browser): http://{}/graphql",
         listener.local_addr()?
     );
-    let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id));
+    let analyst = tributary_api::analyst::Analyst::open(
+        super::lake(&args.common)?,
+        store.clone(),
+        deployment.chain_id,
+        tributary_api::analyst::SqlLimits::default(),
+    )
+    .await
+    .context("opening the SQL session")?;
+    println!("SQL: POST http://{}/sql", listener.local_addr()?);
+    let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id))
+        .merge(tributary_api::sql_http::router(analyst));
     tributary_api::serve(listener, router, super::shutdown_signal()).await?;
     Ok(())
 }

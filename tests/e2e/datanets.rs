@@ -409,3 +409,36 @@ async fn the_lake_on_s3_takes_two_writers_at_once() {
     let revocations = s.lake().read(names::REVOCATIONS, None).await.unwrap();
     assert_eq!(revocations.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }
+
+#[tokio::test]
+async fn sql_reads_the_lake_and_refuses_writes() {
+    let s = setup();
+    let input = records(s.dir(), "a.jsonl", 0, 6);
+    assert!(s.contribute(1, &input, 3).status().unwrap().success());
+    let out = s
+        .cmd(&[
+            "sql",
+            "--format",
+            "csv",
+            r#"SELECT (SELECT COUNT(*) FROM contributions) AS now, (SELECT COUNT(*) FROM "contributions@v1") AS first_batch, (SELECT SUM(contributions) FROM contributor_leaderboard) AS board"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "now,first_batch,board\n6,3,6\n"
+    );
+
+    let out = s
+        .cmd(&["sql", "DROP VIEW contributor_leaderboard"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only queries are allowed"), "{err}");
+}

@@ -122,6 +122,23 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         240
     );
 
+    // SQL over the lake from the same server: the 240 contributions by 6 contributors.
+    let sql_url = url.replace("/graphql", "/sql");
+    let res: Value = reqwest::Client::new()
+        .post(sql_url)
+        .body("SELECT COUNT(*) AS people, SUM(contributions) AS total FROM contributor_leaderboard")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        res["rows"],
+        serde_json::json!([{"people": 6, "total": 240}]),
+        "{res}"
+    );
+
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();
     assert!(

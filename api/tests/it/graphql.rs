@@ -166,3 +166,95 @@ async fn graphiql_is_served() {
         String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
     assert!(html.to_lowercase().contains("graphiql") && html.contains("/graphql"));
 }
+
+#[tokio::test]
+async fn ancestry_descendants_and_paths_walk_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 3).await, CHAIN));
+    let c = g::contribution_id(B256::repeat_byte(1));
+    let who = g::contributor_id(Address::repeat_byte(2));
+    let v = post(
+        &app,
+        &format!(r#"{{ ancestry(id: "{c}", depth: 2) {{ nodes {{ id kind block txHash }} edges {{ src dst kind weight }} }} }}"#),
+    )
+    .await;
+    assert!(v.get("errors").is_none(), "{v}");
+    let nodes = v["data"]["ancestry"]["nodes"].as_array().unwrap();
+    let kinds: Vec<&str> = nodes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "contribution", "the start comes first");
+    let mut rest = kinds[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["batch", "contributor", "datanet"]);
+    assert_eq!(v["data"]["ancestry"]["edges"].as_array().unwrap().len(), 3);
+
+    let v = post(
+        &app,
+        &format!(r#"{{ descendants(id: "{who}", depth: 1) {{ nodes {{ id }} }} }}"#),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["descendants"]["nodes"],
+        json!([{"id": who}, {"id": c}]),
+        "contributor 2 gave contribution 1"
+    );
+
+    let datanet = g::datanet_id(1);
+    let v = post(
+        &app,
+        &format!(r#"{{ path(from: "{datanet}", to: "{who}") {{ src dst kind }} }}"#),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["path"],
+        Value::Null,
+        "the contributor is not downstream of the Datanet"
+    );
+    let v = post(
+        &app,
+        &format!(r#"{{ path(from: "{who}", to: "{c}") {{ src dst kind }} }}"#),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["path"],
+        json!([{"src": who, "dst": c, "kind": "contributed"}])
+    );
+    let v = post(
+        &app,
+        &format!(r#"{{ path(from: "{datanet}", to: "{c}") {{ src dst kind }} }}"#),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["path"],
+        json!([{"src": c, "dst": datanet, "kind": "in"}])
+    );
+    let v = post(
+        &app,
+        &format!(r#"{{ ancestry(id: "{c}", depth: 65) {{ nodes {{ id }} }} }}"#),
+    )
+    .await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 64"),
+        "{v}"
+    );
+}
+
+/// The SDL in `schemas/graphql/schema.graphql` is the schema's; `TRIBUTARY_BLESS=1` rewrites it.
+#[tokio::test]
+async fn the_exported_sdl_matches_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdl = tributary_api::schema(fixture(dir.path(), 0).await, CHAIN).sdl();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/graphql/schema.graphql");
+    if std::env::var_os("TRIBUTARY_BLESS").is_some() {
+        std::fs::write(&path, &sdl).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "{} is out of date: run `TRIBUTARY_BLESS=1 cargo test -p tributary-api` and commit it",
+        path.display()
+    );
+}

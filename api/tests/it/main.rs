@@ -1,3 +1,4 @@
-//! The GraphQL router over a real SQLite store.
+//! The GraphQL router over a real SQLite store; SQL over a Delta lake on disk.
 
 mod graphql;
+mod sql;

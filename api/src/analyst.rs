@@ -1,0 +1,478 @@
+//! SQL for analysts: a DataFusion session over the lake's Delta tables, the views in
+//! `sql/views/*.sql`, time travel and an ancestry table function. Read-only, with a memory
+//! pool, a per-query timeout and a row cap.
+//!
+//! - Every lake table by name (`contributions`, `lineage_edges`, …), read at its latest version
+//!   when the query is planned.
+//! - Time travel: `"contributions@v3"` (Delta version 3) or
+//!   `"contributions@2026-11-25T10:00:00Z"` (the version current at that instant); quote the
+//!   name, since `@` is not part of a bare SQL identifier.
+//! - `ancestry('inference:0x…', 6)`: everything upstream of a node within that many edges, from
+//!   the index store (id, kind, properties, block, transaction).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{Session, TableFunctionImpl};
+use datafusion::common::{DataFusionError, ScalarValue, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use tributary_lake::Lake;
+use tributary_schemas::tables::names;
+use tributary_sql::Store;
+
+/// The views, in the order they are created (`sql/views/*.sql`).
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "contributor_leaderboard",
+        include_str!("../../sql/views/contributor_leaderboard.sql"),
+    ),
+    (
+        "datanet_stats_over_time",
+        include_str!("../../sql/views/datanet_stats_over_time.sql"),
+    ),
+    (
+        "adapter_lineage",
+        include_str!("../../sql/views/adapter_lineage.sql"),
+    ),
+    (
+        "attribution_by_contributor",
+        include_str!("../../sql/views/attribution_by_contributor.sql"),
+    ),
+    (
+        "reward_ledger",
+        include_str!("../../sql/views/reward_ledger.sql"),
+    ),
+];
+
+/// Limits on every query.
+#[derive(Debug, Clone)]
+pub struct SqlLimits {
+    /// Memory the query's operators may hold (sorts and joins spill or fail past it).
+    pub memory_bytes: usize,
+    /// Wall-clock time a query may take.
+    pub timeout: Duration,
+    /// Rows returned at most; a longer answer is cut and marked truncated.
+    pub max_rows: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(30),
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// Why a query did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// Not a read: DDL, DML and session statements are refused.
+    #[error(
+        "only queries are allowed (SELECT, WITH, EXPLAIN, SHOW); {0} is refused: the lake is \
+         written by Tributary's own commands"
+    )]
+    ReadOnly(String),
+    /// The query ran past the time limit.
+    #[error("the query ran longer than {0:?} and was stopped: narrow it or raise the timeout")]
+    Timeout(Duration),
+    /// The query needed more memory than the pool allows.
+    #[error("the query needs more memory than the {limit} MiB allowed per query: {detail}")]
+    Memory {
+        /// The pool size in MiB.
+        limit: usize,
+        /// DataFusion's account.
+        detail: String,
+    },
+    /// Anything else the planner or executor refused (syntax, unknown table or column…).
+    #[error("{0}")]
+    Query(String),
+}
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Column names and types.
+    pub schema: SchemaRef,
+    /// The rows, at most `max_rows`.
+    pub batches: Vec<RecordBatch>,
+    /// True when more rows existed than `max_rows`.
+    pub truncated: bool,
+}
+
+impl Answer {
+    /// Rows returned.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// A SQL session over a lake (and the index store, for `ancestry`).
+///
+/// Queries execute on the session's own runtime: DataFusion's operators compute without
+/// yielding for long stretches, and on the caller's runtime they would starve its timers
+/// (the timeout) and every other request.
+#[derive(Clone)]
+pub struct Analyst {
+    ctx: SessionContext,
+    limits: SqlLimits,
+    cpu: Arc<CpuRuntime>,
+}
+
+/// The query runtime; shut down in the background when the last session handle goes, since
+/// a runtime may not be dropped (blocking) from async code.
+struct CpuRuntime(Option<tokio::runtime::Runtime>);
+
+impl CpuRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until drop").handle()
+    }
+}
+
+impl Drop for CpuRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Analyst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyst")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Analyst {
+    /// Opens a session over `lake` with the views registered; `ancestry` walks `store`'s graph
+    /// of chain `chain_id`.
+    pub async fn open(
+        lake: Lake,
+        store: Store,
+        chain_id: u64,
+        limits: SqlLimits,
+    ) -> Result<Self, SqlError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .build_arc()
+            .map_err(query)?;
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Delta tables read through the lake's object store: register it once.
+        let table = lake
+            .table(names::CONTRIBUTIONS)
+            .await
+            .map_err(|e| SqlError::Query(e.to_string()))?;
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| SqlError::Query(e.to_string()))?;
+        let schema = Arc::new(LakeSchema {
+            lake,
+            views: RwLock::new(HashMap::new()),
+        });
+        ctx.catalog("datafusion")
+            .expect("the default catalog exists")
+            .register_schema("public", schema)
+            .map_err(query)?;
+        for (_, sql) in VIEWS {
+            ctx.sql(sql).await.map_err(query)?;
+        }
+        ctx.register_udtf("ancestry", Arc::new(AncestryFn { store, chain_id }));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cpu = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("tributary-sql")
+            .enable_all()
+            .build()
+            .map_err(|e| SqlError::Query(format!("starting the query runtime: {e}")))?;
+        Ok(Self {
+            ctx,
+            limits,
+            cpu: Arc::new(CpuRuntime(Some(cpu))),
+        })
+    }
+
+    /// The limits queries run under.
+    pub fn limits(&self) -> &SqlLimits {
+        &self.limits
+    }
+
+    /// Runs one read-only statement on the session's runtime, so the timeout answers on time
+    /// even while operators compute without yielding; the query is aborted then.
+    pub async fn query(&self, sql: &str) -> Result<Answer, SqlError> {
+        let this = self.clone();
+        let sql = sql.to_string();
+        let mut task = self.cpu.handle().spawn(async move { this.run(&sql).await });
+        match tokio::time::timeout(self.limits.timeout, &mut task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(SqlError::Query(format!("the query task failed: {e}"))),
+            Err(_) => {
+                task.abort();
+                Err(SqlError::Timeout(self.limits.timeout))
+            }
+        }
+    }
+
+    async fn run(&self, sql: &str) -> Result<Answer, SqlError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let memory = self.limits.memory_bytes;
+        let df = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| refused(e, memory))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let df = df.limit(0, Some(self.limits.max_rows + 1)).map_err(query)?;
+        let mut batches = df.collect().await.map_err(|e| refused(e, memory))?;
+        let truncated = cap(&mut batches, self.limits.max_rows);
+        Ok(Answer {
+            schema,
+            batches,
+            truncated,
+        })
+    }
+}
+
+/// Keeps the first `max` rows; true when rows were cut.
+fn cap(batches: &mut Vec<RecordBatch>, max: usize) -> bool {
+    let mut left = max;
+    let mut out = Vec::with_capacity(batches.len());
+    let mut truncated = false;
+    for b in batches.drain(..) {
+        if b.num_rows() <= left {
+            left -= b.num_rows();
+            out.push(b);
+        } else {
+            truncated = true;
+            if left > 0 {
+                out.push(b.slice(0, left));
+            }
+            left = 0;
+        }
+    }
+    *batches = out;
+    truncated
+}
+
+fn query(e: DataFusionError) -> SqlError {
+    SqlError::Query(e.to_string())
+}
+
+/// Sorts DataFusion's refusals into the errors users act on.
+fn refused(e: DataFusionError, memory: usize) -> SqlError {
+    let text = e.to_string();
+    let root = e.find_root();
+    if matches!(root, DataFusionError::ResourcesExhausted(_)) {
+        return SqlError::Memory {
+            limit: memory >> 20,
+            detail: root.to_string(),
+        };
+    }
+    // SQLOptions' refusals: "DDL not supported: …", "DML not supported: …",
+    // "Statement not supported: …".
+    for kind in ["DDL", "DML", "Statement"] {
+        let marker = format!("{kind} not supported: ");
+        if let Some((_, what)) = text.split_once(&marker) {
+            return SqlError::ReadOnly(format!("{} ({kind})", what.trim()));
+        }
+    }
+    SqlError::Query(text)
+}
+
+/// Where an `@` suffix points in a table's history.
+enum At {
+    Latest,
+    Version(u64),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// The lake's tables as DataFusion's `public` schema, resolved when a query names them.
+#[derive(Debug)]
+struct LakeSchema {
+    lake: Lake,
+    views: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl LakeSchema {
+    fn parse(name: &str) -> Result<(&str, At), DataFusionError> {
+        let Some((table, at)) = name.split_once('@') else {
+            return Ok((name, At::Latest));
+        };
+        if let Some(v) = at.strip_prefix('v').and_then(|v| v.parse().ok()) {
+            return Ok((table, At::Version(v)));
+        }
+        match chrono::DateTime::parse_from_rfc3339(at) {
+            Ok(t) => Ok((table, At::Time(t.with_timezone(&chrono::Utc)))),
+            Err(_) => plan_err!(
+                "{name:?}: after @ give a Delta version (\"{table}@v3\") or an RFC 3339 instant \
+                 (\"{table}@2026-11-25T10:00:00Z\")"
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = names::ALL.iter().map(|s| s.to_string()).collect();
+        out.extend(self.views.read().expect("views lock").keys().cloned());
+        out
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(view) = self.views.read().expect("views lock").get(name) {
+            return Ok(Some(view.clone()));
+        }
+        let (base, at) = Self::parse(name)?;
+        if !names::ALL.contains(&base) {
+            return Ok(None);
+        }
+        let external = |e: tributary_lake::Error| DataFusionError::External(Box::new(e));
+        let mut table = self.lake.table(base).await.map_err(external)?;
+        match at {
+            At::Latest => {}
+            At::Version(v) => table
+                .load_version(v)
+                .await
+                .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?,
+            At::Time(t) => table
+                .load_with_datetime(t)
+                .await
+                .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?,
+        }
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(provider))
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self.views.write().expect("views lock").insert(name, table))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.views.read().expect("views lock").contains_key(name)
+            || Self::parse(name).is_ok_and(|(base, _)| names::ALL.contains(&base))
+    }
+}
+
+/// `ancestry(id, depth)`.
+#[derive(Debug)]
+struct AncestryFn {
+    store: Store,
+    chain_id: u64,
+}
+
+impl TableFunctionImpl for AncestryFn {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+        let usage = "ancestry('kind:id', depth), e.g. ancestry('adapter:0x…', 6)";
+        let id = match args.first() {
+            Some(Expr::Literal(ScalarValue::Utf8(Some(s)), _)) => s.clone(),
+            _ => return plan_err!("{usage}: the first argument is a node id string"),
+        };
+        let depth = match args.get(1) {
+            None => 6,
+            Some(Expr::Literal(v, _)) => match v.clone().cast_to(&DataType::UInt32) {
+                Ok(ScalarValue::UInt32(Some(d))) if d <= 64 => d,
+                _ => return plan_err!("{usage}: depth is a whole number from 0 to 64"),
+            },
+            Some(_) => return plan_err!("{usage}: depth is a literal number"),
+        };
+        Ok(Arc::new(Ancestry {
+            store: self.store.clone(),
+            chain_id: self.chain_id,
+            id,
+            depth,
+        }))
+    }
+}
+
+/// The rows of one `ancestry(…)` call, walked when the query runs.
+#[derive(Debug)]
+struct Ancestry {
+    store: Store,
+    chain_id: u64,
+    id: String,
+    depth: u32,
+}
+
+fn ancestry_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("props", DataType::Utf8, false),
+        Field::new("block_number", DataType::UInt64, false),
+        Field::new("tx_hash", DataType::Utf8, false),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for Ancestry {
+    fn schema(&self) -> SchemaRef {
+        ancestry_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let up = self
+            .store
+            .ancestors(self.chain_id, &self.id, self.depth)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let n = &up.nodes;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                n.iter().map(|n| n.id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                n.iter().map(|n| n.kind.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                n.iter().map(|n| n.props.to_string()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                n.iter().map(|n| n.pos.block_number),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                n.iter().map(|n| n.pos.tx_hash.to_string()),
+            )),
+        ];
+        let batch = RecordBatch::try_new(ancestry_schema(), columns)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            ancestry_schema(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,504 @@
+//! Analysts' SQL over a fixture lake on disk: every view, time travel, the ancestry table
+//! function, the read-only rule, the limits, and `POST /sql` in its three formats.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tributary_api::analyst::{Analyst, Answer, SqlError, SqlLimits};
+use tributary_lake::Lake;
+use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::tables::{self, names};
+use tributary_sql::{Checkpoint, RawEvent, Rows, Store};
+
+const CHAIN: u64 = 31337;
+
+/// Rows of table `name` from JSON objects (timestamps as RFC 3339 strings).
+fn rows(name: &str, values: &[Value]) -> RecordBatch {
+    let schema = tables::schema(name).unwrap();
+    let mut decoder = arrow::json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(values).unwrap();
+    decoder.flush().unwrap().unwrap()
+}
+
+fn contribution(i: u8, datanet: i64, who: u8, day: u8) -> Value {
+    json!({
+        "datanet_id": datanet, "contribution_id": B256::repeat_byte(i).to_string(),
+        "contributor": Address::repeat_byte(who).to_string().to_lowercase(),
+        "content_hash": "0x00", "license": "MIT", "timestamp": 1, "nonce": i, "deadline": 9,
+        "signature": "0x", "content": format!("record {i}"), "batch_id": "0xba",
+        "ingested_at": format!("2026-11-{day:02}T10:00:00Z"),
+    })
+}
+
+fn edge(src: &str, dst: &str, kind: EdgeKind, weight: Option<f64>, pos: ChainPos) -> Edge {
+    Edge {
+        src: src.into(),
+        dst: dst.into(),
+        kind,
+        weight,
+        pos,
+    }
+}
+
+fn node(id: &str, kind: NodeKind, props: Value, pos: ChainPos) -> Node {
+    Node {
+        id: id.into(),
+        kind,
+        props,
+        pos,
+    }
+}
+
+struct Fixture {
+    lake: Lake,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+/// Contributions in two Datanets over two days (one revoked, one rejection), and a graph with
+/// an adapter line, a snapshot, an inference attributed to contributions and a reward epoch,
+/// mirrored into the lake by the indexer's mirror.
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let first = vec![
+        contribution(1, 1, 0xa1, 24),
+        contribution(2, 1, 0xa1, 24),
+        contribution(3, 1, 0xa2, 24),
+    ];
+    lake.append(names::CONTRIBUTIONS)
+        .batches(vec![rows(names::CONTRIBUTIONS, &first)])
+        .commit()
+        .await
+        .unwrap();
+    let second = vec![
+        contribution(4, 1, 0xa1, 25),
+        contribution(5, 2, 0xa2, 25),
+        contribution(6, 2, 0xa3, 25),
+    ];
+    lake.append(names::CONTRIBUTIONS)
+        .batches(vec![rows(names::CONTRIBUTIONS, &second)])
+        .commit()
+        .await
+        .unwrap();
+    lake.append(names::REVOCATIONS)
+        .batches(vec![rows(
+            names::REVOCATIONS,
+            &[json!({
+                "datanet_id": 1, "contribution_id": B256::repeat_byte(2).to_string(),
+                "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x1", "block_number": 9,
+                "revoked_at": "2026-11-25T12:00:00Z",
+            })],
+        )])
+        .commit()
+        .await
+        .unwrap();
+    lake.append(names::REJECTIONS)
+        .batches(vec![rows(
+            names::REJECTIONS,
+            &[json!({
+                "datanet_id": 1, "rejection_id": "r1", "source": "a.jsonl", "locator": "line 4",
+                "reason_code": "too_short", "reason": "answer too short", "raw": "{}",
+                "rejected_at": "2026-11-25T10:00:00Z",
+            })],
+        )])
+        .commit()
+        .await
+        .unwrap();
+
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .unwrap();
+    let pos = ChainPos {
+        block_number: 7,
+        block_hash: B256::repeat_byte(7),
+        tx_hash: B256::repeat_byte(0x77),
+        log_index: 0,
+    };
+    let c = |i: u8| g::contribution_id(B256::repeat_byte(i));
+    let who = |i: u8| g::contributor_id(Address::repeat_byte(i));
+    let (base, snap) = (
+        g::base_model_id(B256::repeat_byte(0xb0)),
+        g::snapshot_id(B256::repeat_byte(0x50)),
+    );
+    let (a1, a2) = (
+        g::adapter_id(B256::repeat_byte(0xa1)),
+        g::adapter_id(B256::repeat_byte(0xa2)),
+    );
+    let run = g::training_run_id(B256::repeat_byte(0xa2));
+    let inference = g::inference_id(B256::repeat_byte(0x1f));
+    let epoch = g::reward_epoch_id(1);
+    let nodes = vec![
+        node(
+            &g::datanet_id(1),
+            NodeKind::Datanet,
+            json!({"name": "k"}),
+            pos,
+        ),
+        node(&c(1), NodeKind::Contribution, json!({}), pos),
+        node(&c(3), NodeKind::Contribution, json!({}), pos),
+        node(&who(0xa1), NodeKind::Contributor, json!({}), pos),
+        node(&who(0xa2), NodeKind::Contributor, json!({}), pos),
+        node(
+            &base,
+            NodeKind::BaseModel,
+            json!({"architecture": "llama"}),
+            pos,
+        ),
+        node(&snap, NodeKind::Snapshot, json!({}), pos),
+        node(&a1, NodeKind::Adapter, json!({"version": "1.0.0"}), pos),
+        node(&a2, NodeKind::Adapter, json!({"version": "1.1.0"}), pos),
+        node(&run, NodeKind::TrainingRun, json!({}), pos),
+        node(&inference, NodeKind::Inference, json!({}), pos),
+        node(&epoch, NodeKind::RewardEpoch, json!({"pool": "1000"}), pos),
+    ];
+    let edges = vec![
+        edge(&who(0xa1), &c(1), EdgeKind::Contributed, None, pos),
+        edge(&who(0xa2), &c(3), EdgeKind::Contributed, None, pos),
+        edge(&c(1), &snap, EdgeKind::IncludedIn, None, pos),
+        edge(&c(3), &snap, EdgeKind::IncludedIn, None, pos),
+        edge(&snap, &g::datanet_id(1), EdgeKind::DrawnFrom, None, pos),
+        edge(&snap, &run, EdgeKind::Trained, None, pos),
+        edge(&run, &a2, EdgeKind::Produced, None, pos),
+        edge(&a1, &base, EdgeKind::DerivedFrom, None, pos),
+        edge(&a2, &base, EdgeKind::DerivedFrom, None, pos),
+        edge(&a2, &a1, EdgeKind::DerivedFrom, None, pos),
+        edge(&inference, &a2, EdgeKind::ServedBy, None, pos),
+        edge(&inference, &c(1), EdgeKind::AttributedTo, Some(0.75), pos),
+        edge(&inference, &c(3), EdgeKind::AttributedTo, Some(0.25), pos),
+        edge(&epoch, &who(0xa1), EdgeKind::Rewarded, Some(375.0), pos),
+        edge(&epoch, &who(0xa2), EdgeKind::Rewarded, Some(125.0), pos),
+    ];
+    let event = RawEvent {
+        address: "0x00".into(),
+        name: "fixture".into(),
+        data: json!({}),
+        pos,
+    };
+    let cp = Checkpoint {
+        block_number: 7,
+        block_hash: B256::repeat_byte(7).to_string(),
+    };
+    let rows = Rows {
+        events: std::slice::from_ref(&event),
+        nodes: &nodes,
+        edges: &edges,
+        blocks_seen: &[],
+    };
+    store.apply(CHAIN, "lineage", rows, &cp).await.unwrap();
+    tributary_indexer::mirror::sync(&store, &lake, CHAIN)
+        .await
+        .unwrap();
+    Fixture {
+        lake,
+        store,
+        _dir: dir,
+    }
+}
+
+async fn analyst(f: &Fixture, limits: SqlLimits) -> Analyst {
+    Analyst::open(f.lake.clone(), f.store.clone(), CHAIN, limits)
+        .await
+        .unwrap()
+}
+
+/// The answer as JSON rows (objects by column name).
+fn json_rows(a: &Answer) -> Vec<Value> {
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    w.write_batches(&a.batches.iter().collect::<Vec<_>>())
+        .unwrap();
+    w.finish().unwrap();
+    let bytes = w.into_inner();
+    if bytes.is_empty() {
+        return vec![];
+    }
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn q(a: &Analyst, sql: &str) -> Vec<Value> {
+    json_rows(&a.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+#[tokio::test]
+async fn every_view_answers_on_the_fixture_lake() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let addr = |i: u8| Address::repeat_byte(i).to_string().to_lowercase();
+
+    let board = q(&a, "SELECT contributor, contributions, datanets FROM contributor_leaderboard ORDER BY contributor").await;
+    assert_eq!(
+        board,
+        vec![
+            json!({"contributor": addr(0xa1), "contributions": 2, "datanets": 1}),
+            json!({"contributor": addr(0xa2), "contributions": 2, "datanets": 2}),
+            json!({"contributor": addr(0xa3), "contributions": 1, "datanets": 1}),
+        ],
+        "the revoked contribution does not count"
+    );
+
+    let days = q(
+        &a,
+        "SELECT datanet_id, CAST(day AS VARCHAR) AS day, accepted, rejected, contributors, accepted_to_date \
+         FROM datanet_stats_over_time",
+    )
+    .await;
+    assert_eq!(days.len(), 3, "{days:?}");
+    assert_eq!(
+        days[1],
+        json!({"datanet_id": 1, "day": "2026-11-25T00:00:00Z", "accepted": 1, "rejected": 1, "contributors": 1, "accepted_to_date": 4})
+    );
+
+    let lineage = q(
+        &a,
+        "SELECT adapter, relation, ancestor FROM adapter_lineage ORDER BY adapter, relation, ancestor",
+    )
+    .await;
+    let a1 = g::adapter_id(B256::repeat_byte(0xa1));
+    let a2 = g::adapter_id(B256::repeat_byte(0xa2));
+    let base = g::base_model_id(B256::repeat_byte(0xb0));
+    assert_eq!(
+        lineage,
+        vec![
+            json!({"adapter": a1, "relation": "base_model", "ancestor": base}),
+            json!({"adapter": a2, "relation": "base_model", "ancestor": base}),
+            json!({"adapter": a2, "relation": "datanet", "ancestor": g::datanet_id(1)}),
+            json!({"adapter": a2, "relation": "parent", "ancestor": a1}),
+            json!({"adapter": a2, "relation": "snapshot", "ancestor": g::snapshot_id(B256::repeat_byte(0x50))}),
+        ]
+    );
+
+    let credit = q(
+        &a,
+        "SELECT contributor, attributions, weight FROM attribution_by_contributor ORDER BY weight DESC",
+    )
+    .await;
+    assert_eq!(
+        credit,
+        vec![
+            json!({"contributor": g::contributor_id(Address::repeat_byte(0xa1)), "attributions": 1, "weight": 0.75}),
+            json!({"contributor": g::contributor_id(Address::repeat_byte(0xa2)), "attributions": 1, "weight": 0.25}),
+        ]
+    );
+
+    let ledger = q(
+        &a,
+        "SELECT epoch, contributor, amount FROM reward_ledger ORDER BY amount DESC",
+    )
+    .await;
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0]["amount"], 375.0);
+    assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1));
+}
+
+#[tokio::test]
+async fn time_travel_and_the_ancestry_function() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let count = |v: &[Value]| v[0]["n"].as_i64().unwrap();
+    assert_eq!(
+        count(&q(&a, "SELECT COUNT(*) AS n FROM contributions").await),
+        6
+    );
+    assert_eq!(
+        count(&q(&a, r#"SELECT COUNT(*) AS n FROM "contributions@v1""#).await),
+        3,
+        "version 1 is the first append"
+    );
+    assert_eq!(
+        count(
+            &q(
+                &a,
+                r#"SELECT COUNT(*) AS n FROM "contributions@2999-01-01T00:00:00Z""#
+            )
+            .await
+        ),
+        6
+    );
+    let err = a
+        .query(r#"SELECT * FROM "contributions@yesterday""#)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("@v3") && err.contains("RFC 3339"), "{err}");
+
+    let a2 = g::adapter_id(B256::repeat_byte(0xa2));
+    let up = q(
+        &a,
+        &format!("SELECT id, kind FROM ancestry('{a2}', 6) ORDER BY kind, id"),
+    )
+    .await;
+    let kinds: Vec<&str> = up.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "adapter",
+            "adapter",
+            "base_model",
+            "contribution",
+            "contribution",
+            "contributor",
+            "contributor",
+            "datanet",
+            "snapshot",
+            "training_run"
+        ]
+    );
+    let err = a
+        .query("SELECT * FROM ancestry(42)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ancestry('kind:id', depth)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_refused_and_limits_hold() {
+    let f = fixture().await;
+    let a = analyst(
+        &f,
+        SqlLimits {
+            memory_bytes: 2 << 20,
+            timeout: Duration::from_secs(30),
+            max_rows: 4,
+        },
+    )
+    .await;
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO contributions SELECT * FROM contributions",
+        "DELETE FROM contributions",
+        "DROP VIEW contributor_leaderboard",
+        "CREATE VIEW v AS SELECT 1",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        match a.query(sql).await {
+            Err(SqlError::ReadOnly(_)) => {}
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        q(&a, "SELECT COUNT(*) AS n FROM contributor_leaderboard").await[0]["n"],
+        3,
+        "views and tables are intact"
+    );
+
+    let capped = a.query("SELECT * FROM contributions").await.unwrap();
+    assert_eq!((capped.rows(), capped.truncated), (4, true));
+
+    // Gathering 5 million values into one array cannot spill: past 2 MiB it must fail cleanly.
+    match a
+        .query("SELECT array_agg(value) FROM generate_series(1, 5000000)")
+        .await
+    {
+        Err(SqlError::Memory { limit: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        q(&a, "SELECT COUNT(*) AS n FROM contributions").await[0]["n"],
+        6,
+        "the session keeps answering"
+    );
+
+    let slow = analyst(
+        &f,
+        SqlLimits {
+            timeout: Duration::from_millis(200),
+            ..SqlLimits::default()
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    match slow
+        .query("SELECT SUM(a.value * b.value) FROM generate_series(1, 100000) a, generate_series(1, 100000) b")
+        .await
+    {
+        Err(SqlError::Timeout(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+async fn post(app: &axum::Router, uri: &str, body: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::post(uri)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let kind = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        status,
+        kind,
+        to_bytes(res.into_body(), 1 << 24).await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn post_sql_answers_in_json_csv_and_arrow() {
+    let f = fixture().await;
+    let app = tributary_api::sql_http::router(analyst(&f, SqlLimits::default()).await);
+    let sql = "SELECT contributor, contributions FROM contributor_leaderboard ORDER BY contributor";
+
+    let (status, kind, body) = post(&app, "/sql", sql).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "application/json")
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["row_count"], 3);
+    assert_eq!(v["truncated"], false);
+    assert_eq!(
+        v["columns"][1],
+        json!({"name": "contributions", "type": "Int64"})
+    );
+    assert_eq!(v["rows"][0]["contributions"], 2);
+
+    let (status, kind, body) =
+        post(&app, "/sql?format=csv", &json!({"sql": sql}).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let text = String::from_utf8(body).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[0], "contributor,contributions");
+
+    let (status, kind, body) = post(&app, "/sql?format=arrow", sql).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "application/vnd.apache.arrow.stream")
+    );
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let counts = all.column(1).as_primitive::<Int64Type>();
+    assert_eq!(
+        (all.num_rows(), counts.value(0), counts.is_null(0)),
+        (3, 2, false)
+    );
+
+    let (status, _, body) = post(&app, "/sql", "DROP VIEW contributor_leaderboard").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "read_only");
+    let (status, _, body) = post(&app, "/sql", "SELECT nope FROM contributions").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("nope"), "{v}");
+}
