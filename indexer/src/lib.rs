@@ -9,7 +9,8 @@
 //! `BatchAnchored` is checked against the data-availability layer: the manifest is fetched
 //! from the lake by its URI, its hash and Merkle root are recomputed, and only a batch that
 //! matches the chain brings its contributions into the graph; otherwise the batch node is
-//! marked `verified: false` with the reason.
+//! marked `verified: false` with the reason. `InferencesRecorded` is checked the same way
+//! against its inference manifest, and only a verified batch brings its attribution edges.
 //!
 //! ```no_run
 //! # async fn f(chain: &tributary_chain::Chain, store: &tributary_sql::Store, lake: &tributary_lake::Lake) -> tributary_indexer::Result<()> {

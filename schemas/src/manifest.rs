@@ -70,3 +70,79 @@ impl BatchManifest {
         keccak256(self.to_bytes())
     }
 }
+
+/// A contribution's part in one answer, as the attribution engine measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributionShare {
+    /// Contribution id.
+    pub contribution: B256,
+    /// Its share of the answer's positive attribution (the shares of an answer sum to 1 or
+    /// less).
+    pub share: f64,
+}
+
+/// One served answer as listed in an inference batch manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceEntry {
+    /// The adapter that answered.
+    pub adapter_id: B256,
+    /// keccak256 of the canonical request.
+    pub request_hash: B256,
+    /// keccak256 of the response.
+    pub response_hash: B256,
+    /// Merkle root over the answer's attribution records.
+    pub attribution_root: B256,
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Fee charged, in integer token units.
+    pub fee: u128,
+    /// The top attributed contributions.
+    pub attribution: Vec<AttributionShare>,
+}
+
+impl InferenceEntry {
+    /// The entry's Merkle leaf value: keccak256 over every field the chain commits to, so any
+    /// change to a listed answer changes the batch's root.
+    pub fn id(&self) -> B256 {
+        let mut buf = Vec::with_capacity(32 * 4 + 8 + 16);
+        for h in [
+            self.adapter_id,
+            self.request_hash,
+            self.response_hash,
+            self.attribution_root,
+        ] {
+            buf.extend_from_slice(h.as_slice());
+        }
+        buf.extend_from_slice(&self.tokens.to_be_bytes());
+        buf.extend_from_slice(&self.fee.to_be_bytes());
+        keccak256(buf)
+    }
+}
+
+/// What an `InferencesRecorded` event commits to: its `merkleRoot` is the root over the
+/// entries' [`InferenceEntry::id`]s, its `count` their number, its `manifestURI` where this
+/// JSON lies in the lake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceManifest {
+    /// The batch id recorded on chain.
+    pub batch_id: B256,
+    /// The answers, in recording order.
+    pub inferences: Vec<InferenceEntry>,
+}
+
+impl InferenceManifest {
+    /// The Merkle tree over the entries' ids.
+    pub fn merkle_tree(&self) -> MerkleTree {
+        MerkleTree::new(
+            self.inferences
+                .iter()
+                .map(|i| leaf_bytes32(i.id()))
+                .collect(),
+        )
+    }
+
+    /// The manifest's bytes as written to the lake (compact JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serialises")
+    }
+}

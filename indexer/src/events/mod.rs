@@ -31,7 +31,7 @@ pub async fn apply(log: &Log, pos: ChainPos, lake: &Lake, changes: &mut Changes)
         return models::model_registry(ev.data, pos, changes);
     }
     if let Ok(ev) = InferenceLedger::InferenceLedgerEvents::decode_log(inner) {
-        return models::inference_ledger(ev.data, pos, changes);
+        return models::inference_ledger(ev.data, pos, lake, changes).await;
     }
     if let Ok(ev) = RewardDistributor::RewardDistributorEvents::decode_log(inner) {
         return models::reward_distributor(ev.data, pos, changes);

@@ -1,15 +1,23 @@
 //! ModelRegistry, InferenceLedger and RewardDistributor: base models, snapshots, training
 //! runs and adapters with their parents, recorded inferences and reward epochs.
 //!
-//! Everything here comes from the events themselves. The edges that need a manifest from the
-//! lake (a snapshot's contributions, an inference's attribution, an epoch's allocations) are
-//! added by the components that write those manifests.
+//! Most of it comes from the events themselves. `InferencesRecorded` is checked against its
+//! manifest in the lake (batch id, count, adapters, Merkle root over the listed answers): a
+//! batch that matches brings its attribution into the graph as weighted `attributed_to`
+//! edges; one that does not is marked `verified: false` with the reason. The edges of other
+//! manifests (a snapshot's contributions, an epoch's allocations) are added by the components
+//! that write them.
 
+use std::collections::BTreeMap;
+
+use alloy::primitives::B256;
 use serde_json::json;
 use tributary_chain::bindings::InferenceLedger::InferenceLedgerEvents as Inf;
 use tributary_chain::bindings::ModelRegistry::ModelRegistryEvents as Models;
 use tributary_chain::bindings::RewardDistributor::RewardDistributorEvents as Rewards;
+use tributary_lake::Lake;
 use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::manifest::InferenceManifest;
 
 use super::Changes;
 
@@ -107,25 +115,104 @@ pub(super) fn model_registry(ev: Models, pos: ChainPos, out: &mut Changes) -> &'
     }
 }
 
-pub(super) fn inference_ledger(ev: Inf, pos: ChainPos, out: &mut Changes) -> &'static str {
+pub(super) async fn inference_ledger(
+    ev: Inf,
+    pos: ChainPos,
+    lake: &Lake,
+    out: &mut Changes,
+) -> &'static str {
     match ev {
         Inf::InferencesRecorded(e) => {
-            let id = g::inference_id(e.batchId);
-            for a in &e.adapterIds {
-                edge(out, &id, &g::adapter_id(*a), EdgeKind::ServedBy, pos);
-            }
-            let props = json!({
-                "adapter_ids": e.adapterIds.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "merkle_root": e.merkleRoot.to_string(),
-                "count": e.count.to::<u64>(),
-                "manifest_uri": e.manifestURI,
-            });
-            node(out, id, NodeKind::Inference, props, pos);
+            inferences_recorded(e, pos, lake, out).await;
             "InferencesRecorded"
         }
         Inf::RoleGranted(_) => "RoleGranted",
         Inf::RoleRevoked(_) => "RoleRevoked",
     }
+}
+
+async fn inferences_recorded(
+    e: tributary_chain::bindings::InferenceLedger::InferencesRecorded,
+    pos: ChainPos,
+    lake: &Lake,
+    out: &mut Changes,
+) {
+    let id = g::inference_id(e.batchId);
+    for a in &e.adapterIds {
+        edge(out, &id, &g::adapter_id(*a), EdgeKind::ServedBy, pos);
+    }
+    let checked = check_inferences(&e, lake).await;
+    let mut props = json!({
+        "adapter_ids": e.adapterIds.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "merkle_root": e.merkleRoot.to_string(),
+        "count": e.count.to::<u64>(),
+        "manifest_uri": e.manifestURI,
+        "verified": checked.is_ok(),
+    });
+    match checked {
+        Err(reason) => {
+            tracing::warn!(batch = %e.batchId, %reason, "inference batch not verified against the lake");
+            props["reason"] = json!(reason);
+        }
+        Ok(manifest) => {
+            // The batch's attribution: each contribution's share averaged over its answers.
+            let mut shares: BTreeMap<B256, f64> = BTreeMap::new();
+            for answer in &manifest.inferences {
+                for a in &answer.attribution {
+                    *shares.entry(a.contribution).or_default() += a.share;
+                }
+            }
+            let answers = manifest.inferences.len() as f64;
+            for (contribution, share) in shares {
+                out.edges.push(Edge {
+                    src: id.clone(),
+                    dst: g::contribution_id(contribution),
+                    kind: EdgeKind::AttributedTo,
+                    weight: Some(share / answers),
+                    pos,
+                });
+            }
+            let tokens: u64 = manifest.inferences.iter().map(|i| i.tokens).sum();
+            let fees: u128 = manifest.inferences.iter().map(|i| i.fee).sum();
+            props["tokens"] = json!(tokens);
+            props["fees"] = json!(fees.to_string());
+        }
+    }
+    node(out, id, NodeKind::Inference, props, pos);
+}
+
+/// Fetches an inference batch's manifest and checks it against the event: batch id, count,
+/// adapters and the Merkle root over the listed answers.
+async fn check_inferences(
+    e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
+    lake: &Lake,
+) -> Result<InferenceManifest, String> {
+    let bytes = lake
+        .get(&e.manifestURI)
+        .await
+        .map_err(|err| format!("manifest unavailable: {err}"))?;
+    let manifest: InferenceManifest =
+        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+    if manifest.batch_id != e.batchId {
+        return Err("manifest names another batch".into());
+    }
+    if manifest.inferences.len() as u64 != e.count.to::<u64>() {
+        return Err("manifest count differs from the chain".into());
+    }
+    if let Some(i) = manifest
+        .inferences
+        .iter()
+        .find(|i| !e.adapterIds.contains(&i.adapter_id))
+    {
+        return Err(format!(
+            "manifest lists adapter {} that the chain does not",
+            i.adapter_id
+        ));
+    }
+    if manifest.merkle_tree().root() != e.merkleRoot {
+        return Err("Merkle root differs from the chain".into());
+    }
+    Ok(manifest)
 }
 
 pub(super) fn reward_distributor(ev: Rewards, pos: ChainPos, out: &mut Changes) -> &'static str {

@@ -293,3 +293,142 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     assert_eq!(down.nodes[0].props["reason"], "license withdrawn");
     assert!(down.nodes.iter().any(|n| n.id == g::contribution_id(c)));
 }
+
+/// `InferencesRecorded` is checked against its manifest in the lake: a matching batch brings
+/// its attribution in as weighted edges; a tampered or missing manifest marks it unverified.
+#[tokio::test]
+async fn inference_batches_are_checked_against_their_manifests() {
+    use alloy::primitives::U256;
+    use tributary_chain::send;
+    use tributary_schemas::lineage as g;
+    use tributary_schemas::manifest::{AttributionShare, InferenceEntry, InferenceManifest};
+
+    let env = env().await;
+    let id = |b: u8| B256::repeat_byte(b);
+    let answer = |tokens: u64, attribution: &[(u8, f64)]| InferenceEntry {
+        adapter_id: id(0xad),
+        request_hash: id(tokens as u8),
+        response_hash: id(0x70 + tokens as u8),
+        attribution_root: id(0x0a),
+        tokens,
+        fee: 1_000 * tokens as u128,
+        attribution: attribution
+            .iter()
+            .map(|(c, share)| AttributionShare {
+                contribution: id(*c),
+                share: *share,
+            })
+            .collect(),
+    };
+    let manifest = |batch: u8| InferenceManifest {
+        batch_id: id(batch),
+        inferences: vec![
+            answer(3, &[(0xc1, 0.6), (0xc2, 0.4)]),
+            answer(5, &[(0xc1, 1.0)]),
+        ],
+    };
+    let ledger = env.chain.inference_ledger();
+    let record = |batch: u8, root: B256, uri: String| {
+        ledger.recordInferences(id(batch), vec![id(0xad)], root, U256::from(2), uri)
+    };
+    // Good: the manifest as recorded.
+    let good = manifest(0xb1);
+    let uri = env
+        .lake
+        .put("inferences/b1.json", good.to_bytes())
+        .await
+        .unwrap();
+    send(record(0xb1, good.merkle_tree().root(), uri.to_string()))
+        .await
+        .unwrap();
+    // Tampered: the lake's copy claims fewer tokens than the answer the chain committed to.
+    let honest = manifest(0xb2);
+    let mut forged = honest.clone();
+    forged.inferences[1].tokens = 1;
+    let uri = env
+        .lake
+        .put("inferences/b2.json", forged.to_bytes())
+        .await
+        .unwrap();
+    send(record(0xb2, honest.merkle_tree().root(), uri.to_string()))
+        .await
+        .unwrap();
+    // Missing: nothing at the URI.
+    let absent = env.lake.root().join("inferences/b3.json").unwrap();
+    send(record(
+        0xb3,
+        manifest(0xb3).merkle_tree().root(),
+        absent.to_string(),
+    ))
+    .await
+    .unwrap();
+
+    let s = store(&env, "inf.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let chain_id = env.chain.chain_id();
+    let nodes = s
+        .nodes(
+            chain_id,
+            &[0xb1, 0xb2, 0xb3].map(|b| g::inference_id(id(b))),
+        )
+        .await
+        .unwrap();
+    let by_id = |b: u8| {
+        nodes
+            .iter()
+            .find(|n| n.id == g::inference_id(id(b)))
+            .unwrap()
+            .props
+            .clone()
+    };
+    assert_eq!(by_id(0xb1)["verified"], true, "{}", by_id(0xb1));
+    assert_eq!(
+        (by_id(0xb1)["tokens"].as_u64(), by_id(0xb1)["fees"].as_str()),
+        (Some(8), Some("8000"))
+    );
+    assert_eq!(by_id(0xb2)["verified"], false);
+    assert!(
+        by_id(0xb2)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Merkle root"),
+        "{}",
+        by_id(0xb2)
+    );
+    assert_eq!(by_id(0xb3)["verified"], false);
+    assert!(
+        by_id(0xb3)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
+        "{}",
+        by_id(0xb3)
+    );
+
+    let (_, edges) = s.graph(chain_id).await.unwrap();
+    let mut attributed: Vec<(String, String, Option<f64>)> = edges
+        .iter()
+        .filter(|e| e.kind == tributary_schemas::lineage::EdgeKind::AttributedTo)
+        .map(|e| (e.src.clone(), e.dst.clone(), e.weight))
+        .collect();
+    attributed.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        attributed,
+        vec![
+            (
+                g::inference_id(id(0xb1)),
+                g::contribution_id(id(0xc1)),
+                Some(0.8)
+            ),
+            (
+                g::inference_id(id(0xb1)),
+                g::contribution_id(id(0xc2)),
+                Some(0.2)
+            ),
+        ],
+        "only the verified batch brings attribution, each share averaged over its answers"
+    );
+}
