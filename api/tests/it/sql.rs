@@ -247,7 +247,7 @@ async fn every_view_answers_on_the_fixture_lake() {
     let days = q(
         &a,
         "SELECT datanet_id, CAST(day AS VARCHAR) AS day, accepted, rejected, contributors, accepted_to_date \
-         FROM datanet_stats_over_time",
+         FROM datanet_stats_over_time ORDER BY datanet_id, day",
     )
     .await;
     assert_eq!(days.len(), 3, "{days:?}");
