@@ -105,24 +105,29 @@ fn encode(answer: &Answer, format: Format) -> Result<Response, arrow::error::Arr
     let batches: Vec<&arrow::array::RecordBatch> = answer.batches.iter().collect();
     let (content_type, body) = match format {
         Format::Json => {
+            // Arrow's writer already produces the rows' JSON: splice it in as it is rather
+            // than parse it back into values and print them again.
             let mut rows = arrow::json::ArrayWriter::new(Vec::new());
             rows.write_batches(&batches)?;
             rows.finish()?;
-            let rows: serde_json::Value = serde_json::from_slice(&rows.into_inner())
-                .unwrap_or_else(|_| serde_json::Value::Array(vec![]));
+            let rows = rows.into_inner();
             let columns: Vec<serde_json::Value> = answer
                 .schema
                 .fields()
                 .iter()
                 .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
                 .collect();
-            let body = serde_json::json!({
-                "columns": columns,
-                "rows": rows,
-                "row_count": answer.rows(),
-                "truncated": answer.truncated,
-            });
-            ("application/json", body.to_string().into_bytes())
+            let mut body = format!(
+                r#"{{"columns":{},"row_count":{},"truncated":{},"rows":"#,
+                serde_json::Value::Array(columns),
+                answer.rows(),
+                answer.truncated
+            )
+            .into_bytes();
+            // An answer without batches writes nothing, not `[]`.
+            body.extend_from_slice(if rows.is_empty() { b"[]" } else { &rows });
+            body.push(b'}');
+            ("application/json", body)
         }
         Format::Csv => {
             let mut out = Vec::new();
