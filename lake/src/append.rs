@@ -1,9 +1,12 @@
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use std::time::Duration;
+
+use deltalake::DeltaTableError;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
 
-use crate::{Lake, Result};
+use crate::{Error, Lake, Result};
 
 /// The outcome of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,27 @@ impl AppendBuilder {
     }
 
     /// Commits (one Delta commit) and returns the version holding the rows.
+    ///
+    /// A commit that loses a race with another writer (Delta's conflict checker refuses it) is
+    /// tried again on a freshly loaded table, a few times with a growing pause. That is safe for
+    /// idempotent appends: when the winner committed the same application transaction, the retry
+    /// finds it and adds nothing.
     pub async fn commit(self) -> Result<Appended> {
+        let mut pause = Duration::from_millis(20);
+        for attempt in 1.. {
+            match self.try_commit().await {
+                Err(Error::Delta(e)) if is_conflict(&e) && attempt < COMMIT_ATTEMPTS => {
+                    tracing::debug!(table = %self.table, attempt, error = %e, "commit conflict, retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn try_commit(&self) -> Result<Appended> {
         let table = self.lake.table(&self.table).await?;
         let mut props = CommitProperties::default();
         if let Some((app_id, version)) = &self.txn {
@@ -66,7 +89,7 @@ impl AppendBuilder {
             props = props.with_application_transaction(Transaction::new(app_id, *version));
         }
         let written = table
-            .write(self.batches)
+            .write(self.batches.clone())
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(props)
             .await?;
@@ -77,6 +100,19 @@ impl AppendBuilder {
             newly_committed: true,
         })
     }
+}
+
+/// How many times [`AppendBuilder::commit`] tries before giving up on a contended table.
+const COMMIT_ATTEMPTS: u32 = 8;
+
+/// Whether Delta refused the commit because another writer got there first.
+fn is_conflict(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+        } | DeltaTableError::VersionAlreadyExists(_)
+    )
 }
 
 /// The version whose commit holds the application transaction `app_id`, searching the log

@@ -33,6 +33,51 @@ fn count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
+/// Writers racing on one table: each distinct append lands once, and writers racing to commit
+/// the same application transaction (a batch finished by two processes) add it exactly once,
+/// none of them failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_retry_conflicts_and_add_each_transaction_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let root = root.to_str().unwrap();
+    Lake::open(root)
+        .unwrap()
+        .table(names::CONTRIBUTIONS)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..12 {
+        // Separate handles, as separate processes would have.
+        let lake = Lake::open(root).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let (app, id) = if k % 2 == 0 {
+                ("shared".to_string(), "same".to_string())
+            } else {
+                (format!("own-{k}"), format!("r{k}"))
+            };
+            lake.append(names::CONTRIBUTIONS)
+                .batches(vec![rows(1, &[id.as_str()])])
+                .idempotent(app, 0)
+                .commit()
+                .await
+        }));
+    }
+    let mut newly_shared = 0;
+    for (k, t) in tasks.into_iter().enumerate() {
+        let appended = t.await.unwrap().expect("no writer fails on a conflict");
+        if k % 2 == 0 && appended.newly_committed {
+            newly_shared += 1;
+        }
+    }
+    assert_eq!(newly_shared, 1, "the shared transaction is committed once");
+    let lake = Lake::open(root).unwrap();
+    assert_eq!(
+        count(&lake.read(names::CONTRIBUTIONS, None).await.unwrap()),
+        7
+    );
+}
+
 #[tokio::test]
 async fn appends_are_idempotent_and_versions_can_be_read_back() {
     let dir = tempfile::tempdir().unwrap();
