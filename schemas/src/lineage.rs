@@ -67,6 +67,28 @@ impl NodeKind {
             NodeKind::RewardEpoch => "reward_epoch",
         }
     }
+
+    /// Every kind.
+    pub const ALL: [NodeKind; 12] = [
+        NodeKind::Contributor,
+        NodeKind::Datanet,
+        NodeKind::Contribution,
+        NodeKind::Batch,
+        NodeKind::Validation,
+        NodeKind::Revocation,
+        NodeKind::Snapshot,
+        NodeKind::TrainingRun,
+        NodeKind::BaseModel,
+        NodeKind::Adapter,
+        NodeKind::Inference,
+        NodeKind::RewardEpoch,
+    ];
+
+    /// The kind named by a node id's `kind:` prefix, if it is one of these.
+    pub fn of_id(id: &str) -> Option<NodeKind> {
+        let (prefix, _) = id.split_once(':')?;
+        Self::ALL.into_iter().find(|k| k.as_str() == prefix)
+    }
 }
 
 /// Kinds of edges (downstream direction).
@@ -118,6 +140,27 @@ impl EdgeKind {
             EdgeKind::ServedBy => "served_by",
             EdgeKind::AttributedTo => "attributed_to",
             EdgeKind::Rewarded => "rewarded",
+        }
+    }
+
+    /// The kinds of node an edge of this kind joins: its source's, and its destination's (one,
+    /// except `derived_from`, whose parent is an adapter or the base model).
+    pub fn ends(self) -> (NodeKind, &'static [NodeKind]) {
+        use NodeKind as N;
+        match self {
+            EdgeKind::Contributed => (N::Contributor, &[N::Contribution]),
+            EdgeKind::In => (N::Contribution, &[N::Datanet]),
+            EdgeKind::AnchoredIn => (N::Contribution, &[N::Batch]),
+            EdgeKind::Validates => (N::Validation, &[N::Batch]),
+            EdgeKind::Revokes => (N::Revocation, &[N::Contribution]),
+            EdgeKind::IncludedIn => (N::Contribution, &[N::Snapshot]),
+            EdgeKind::DrawnFrom => (N::Snapshot, &[N::Datanet]),
+            EdgeKind::Trained => (N::Snapshot, &[N::TrainingRun]),
+            EdgeKind::Produced => (N::TrainingRun, &[N::Adapter]),
+            EdgeKind::DerivedFrom => (N::Adapter, &[N::Adapter, N::BaseModel]),
+            EdgeKind::ServedBy => (N::Inference, &[N::Adapter]),
+            EdgeKind::AttributedTo => (N::Inference, &[N::Contribution]),
+            EdgeKind::Rewarded => (N::RewardEpoch, &[N::Contributor]),
         }
     }
 }
@@ -213,4 +256,22 @@ pub fn reward_epoch_id(epoch: u64) -> String {
 /// `0x`-prefixed lowercase hex.
 pub fn hex_lower(bytes: &[u8]) -> String {
     format!("0x{}", alloy::hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_name_their_kind() {
+        for kind in NodeKind::ALL {
+            assert_eq!(NodeKind::of_id(&format!("{}:x", kind.as_str())), Some(kind));
+        }
+        assert_eq!(
+            NodeKind::of_id(&contributor_id(Address::ZERO)),
+            Some(NodeKind::Contributor)
+        );
+        assert_eq!(NodeKind::of_id("datanet"), None, "no colon");
+        assert_eq!(NodeKind::of_id("model:1"), None, "unknown prefix");
+    }
 }

@@ -5,7 +5,8 @@
 //! depends on the kind: `contributor -contributed-> contribution` points downstream, while
 //! `contribution -in-> datanet` or `adapter -derived_from-> parent` point at what the source
 //! came from. [`upstream_end`] says which; the walks are breadth-first, one indexed query per
-//! level and direction (500 ids a query), whatever the graph's size.
+//! level, direction and group of node kinds (500 ids a query), whatever the graph's size, and
+//! only for the edge kinds that can touch the node's kind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,22 +17,22 @@ use tributary_schemas::lineage::{ChainPos, Edge, EdgeKind, Node, NodeKind};
 use crate::{Error, Result, Store};
 
 /// Edge kinds whose source is upstream of their destination.
-const UPSTREAM_AT_SRC: &[&str] = &[
-    "contributed",
-    "included_in",
-    "trained",
-    "produced",
-    "revokes",
-    "validates",
+const UPSTREAM_AT_SRC: &[EdgeKind] = &[
+    EdgeKind::Contributed,
+    EdgeKind::IncludedIn,
+    EdgeKind::Trained,
+    EdgeKind::Produced,
+    EdgeKind::Revokes,
+    EdgeKind::Validates,
 ];
 /// Edge kinds whose destination is upstream of their source.
-const UPSTREAM_AT_DST: &[&str] = &[
-    "in",
-    "anchored_in",
-    "drawn_from",
-    "derived_from",
-    "served_by",
-    "attributed_to",
+const UPSTREAM_AT_DST: &[EdgeKind] = &[
+    EdgeKind::In,
+    EdgeKind::AnchoredIn,
+    EdgeKind::DrawnFrom,
+    EdgeKind::DerivedFrom,
+    EdgeKind::ServedBy,
+    EdgeKind::AttributedTo,
 ];
 
 /// Ids per `IN (…)` list (SQLite allows 32,766 parameters).
@@ -40,9 +41,9 @@ const CHUNK: usize = 500;
 /// The upstream end of an edge of `kind`: `Some(true)` for the source, `Some(false)` for the
 /// destination, `None` for kinds that do not carry lineage (rewards).
 pub fn upstream_end(kind: &str) -> Option<bool> {
-    if UPSTREAM_AT_SRC.contains(&kind) {
+    if UPSTREAM_AT_SRC.iter().any(|k| k.as_str() == kind) {
         Some(true)
-    } else if UPSTREAM_AT_DST.contains(&kind) {
+    } else if UPSTREAM_AT_DST.iter().any(|k| k.as_str() == kind) {
         Some(false)
     } else {
         None
@@ -215,26 +216,35 @@ impl Store {
     }
 
     /// The edges one step from `frontier` in direction `dir`, each with the node it reaches.
+    ///
+    /// Only the edge kinds that can touch a node of the id's kind are looked up (an edge
+    /// kind joins fixed node kinds, [`EdgeKind::ends`]): nothing is upstream of a contributor
+    /// or a Datanet, so the largest level of an ancestry costs no query at all.
     async fn step(
         &self,
         chain_id: u64,
         frontier: &[String],
         dir: Direction,
     ) -> Result<Vec<(Edge, String)>> {
-        // Up from X: edges into X whose source is upstream, and edges out of X whose
-        // destination is upstream. Down is the mirror image.
-        let (by_dst, by_src) = match dir {
-            Direction::Up => (UPSTREAM_AT_SRC, UPSTREAM_AT_DST),
-            Direction::Down => (UPSTREAM_AT_DST, UPSTREAM_AT_SRC),
-        };
+        let mut groups: BTreeMap<(bool, Vec<&str>), Vec<String>> = BTreeMap::new();
+        for id in frontier {
+            let kind = NodeKind::of_id(id);
+            for by_dst in [true, false] {
+                let kinds = step_kinds(kind, dir, by_dst);
+                if !kinds.is_empty() {
+                    groups.entry((by_dst, kinds)).or_default().push(id.clone());
+                }
+            }
+        }
         let mut out = Vec::new();
-        for ids in frontier.chunks(CHUNK) {
-            for (column, kinds, reach_src) in [("dst", by_dst, true), ("src", by_src, false)] {
-                let kinds = kinds
-                    .iter()
-                    .map(|k| format!("'{k}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+        for ((by_dst, kinds), ids) in groups {
+            let column = if by_dst { "dst" } else { "src" };
+            let kinds = kinds
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for ids in ids.chunks(CHUNK) {
                 let rows: Vec<EdgeRow> = self
                     .fetch_json(
                         "src, dst, kind, weight, block_number, block_hash, tx_hash, log_index",
@@ -259,11 +269,7 @@ impl Store {
                             log_index: r.7,
                         },
                     };
-                    let other = if reach_src {
-                        e.src.clone()
-                    } else {
-                        e.dst.clone()
-                    };
+                    let other = if by_dst { e.src.clone() } else { e.dst.clone() };
                     (e, other)
                 }));
             }
@@ -340,6 +346,25 @@ struct EdgeRow(String, String, EdgeKind, Option<f64>, u64, B256, B256, u64);
 /// A node as [`Store::fetch_json`] returns it.
 #[derive(serde::Deserialize)]
 struct NodeRow(String, NodeKind, serde_json::Value, u64, B256, B256, u64);
+
+/// The edge kinds a step in direction `dir` follows from a node of `kind`, looked up by the
+/// node's id in the edges' `dst` column (`by_dst`) or `src` column. Up from X: edges into X
+/// whose source is upstream, and edges out of X whose destination is upstream; down is the
+/// mirror image. An unknown kind follows every lineage kind.
+fn step_kinds(kind: Option<NodeKind>, dir: Direction, by_dst: bool) -> Vec<&'static str> {
+    let candidates = match (dir, by_dst) {
+        (Direction::Up, true) | (Direction::Down, false) => UPSTREAM_AT_SRC,
+        (Direction::Up, false) | (Direction::Down, true) => UPSTREAM_AT_DST,
+    };
+    candidates
+        .iter()
+        .filter(|e| {
+            let (src, dst) = e.ends();
+            kind.is_none_or(|k| if by_dst { dst.contains(&k) } else { src == k })
+        })
+        .map(|e| e.as_str())
+        .collect()
+}
 
 /// `$first, $first+1, …` (`n` of them).
 fn placeholders(first: usize, n: usize) -> String {

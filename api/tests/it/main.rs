@@ -1,4 +1,5 @@
 //! The GraphQL router over a real SQLite store; SQL over a Delta lake on disk.
 
 mod graphql;
+mod slt;
 mod sql;

@@ -57,7 +57,7 @@ fn node(id: &str, kind: NodeKind, props: Value, pos: ChainPos) -> Node {
     }
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     lake: Lake,
     store: Store,
     _dir: tempfile::TempDir,
@@ -66,7 +66,7 @@ struct Fixture {
 /// Contributions in two Datanets over two days (one revoked, one rejection), and a graph with
 /// an adapter line, a snapshot, an inference attributed to contributions and a reward epoch,
 /// mirrored into the lake by the indexer's mirror.
-async fn fixture() -> Fixture {
+pub(crate) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     let first = vec![
@@ -204,7 +204,7 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn analyst(f: &Fixture, limits: SqlLimits) -> Analyst {
+pub(crate) async fn analyst(f: &Fixture, limits: SqlLimits) -> Analyst {
     Analyst::open(f.lake.clone(), f.store.clone(), CHAIN, limits)
         .await
         .unwrap()
