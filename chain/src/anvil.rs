@@ -33,6 +33,10 @@ pub struct AnvilOptions {
     pub block_time: Option<u64>,
     /// Chain id (anvil's default is 31337).
     pub chain_id: Option<u64>,
+    /// Keep only recent block states, in memory (anvil's `--prune-history`). Without it anvil
+    /// writes every older block's full state under `~/.foundry/anvil/tmp`: gigabytes for a
+    /// chain of many thousands of blocks. Blocks, receipts and logs are kept either way.
+    pub prune_history: bool,
 }
 
 /// A running anvil; stopped (SIGTERM, so it can dump its state) when dropped.
@@ -72,6 +76,9 @@ impl LocalAnvil {
             }
             if let Some(id) = options.chain_id {
                 cmd.args(["--chain-id", &id.to_string()]);
+            }
+            if options.prune_history {
+                cmd.arg("--prune-history");
             }
             if let Some(t) = options.block_time {
                 cmd.args(["--block-time", &t.to_string()]);

@@ -268,7 +268,12 @@ async fn main() {
         .filter(|c| !c.is_empty())
         .expect("TRIBUTARY_CAST: run `make bench` (scripts/setup.sh --bench installs cast)");
     let dir = tempfile::tempdir().unwrap();
-    let anvil = LocalAnvil::start(&AnvilOptions::default()).unwrap();
+    // 20,000 blocks of growing state: anvil would write each one's state to disk otherwise.
+    let anvil = LocalAnvil::start(&AnvilOptions {
+        prune_history: true,
+        ..AnvilOptions::default()
+    })
+    .unwrap();
     let chain = Chain::connect(ChainConfig::rpc(anvil.url().clone(), dir.path()))
         .await
         .unwrap();
