@@ -19,14 +19,20 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::catalog::{Session, TableFunctionImpl};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use tributary_lake::Lake;
 use tributary_schemas::tables::names;
 use tributary_sql::Store;
@@ -171,7 +177,13 @@ impl Analyst {
             .build_arc()
             .map_err(query)?;
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         // Delta tables read through the lake's object store: register it once.
         let table = lake
             .table(names::CONTRIBUTIONS)
@@ -192,6 +204,14 @@ impl Analyst {
             ctx.sql(sql).await.map_err(query)?;
         }
         ctx.register_udtf("ancestry", Arc::new(AncestryFn { store, chain_id }));
+        // `pg_catalog` and PostgreSQL's functions, which psql, DBeaver, Grafana and Metabase
+        // query for their table lists.
+        datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+            &ctx,
+            "datafusion",
+            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| query(*e))?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cpu = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -228,18 +248,10 @@ impl Analyst {
     }
 
     async fn run(&self, sql: &str) -> Result<Answer, SqlError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let memory = self.limits.memory_bytes;
-        let df = self
-            .ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| refused(e, memory))?;
+        let df = self.plan(sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let df = df.limit(0, Some(self.limits.max_rows + 1)).map_err(query)?;
+        let memory = self.limits.memory_bytes;
         let mut batches = df.collect().await.map_err(|e| refused(e, memory))?;
         let truncated = cap(&mut batches, self.limits.max_rows);
         Ok(Answer {
@@ -247,6 +259,128 @@ impl Analyst {
             batches,
             truncated,
         })
+    }
+
+    /// Plans one statement; anything but a read is refused here.
+    async fn plan(&self, sql: &str) -> Result<DataFrame, SqlError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| refused(e, self.limits.memory_bytes))
+    }
+
+    /// Runs one read-only statement and streams all its rows (no row cap: for clients that
+    /// page themselves, like the PostgreSQL wire protocol). The query computes on the
+    /// session's runtime; past the timeout, counted from the start to the last batch, it is
+    /// aborted and the stream ends with [`SqlError::Timeout`]. Dropping the stream stops it.
+    pub async fn stream(&self, sql: &str) -> Result<(SchemaRef, Batches), SqlError> {
+        let limit = self.limits.timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let memory = self.limits.memory_bytes;
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let this = self.clone();
+        let sql = sql.to_string();
+        let task = self.cpu.handle().spawn(async move {
+            let started = async {
+                let df = this.plan(&sql).await?;
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let stream = df.execute_stream().await.map_err(|e| refused(e, memory))?;
+                Ok::<_, SqlError>((schema, stream))
+            };
+            let mut stream = match started.await {
+                Ok((schema, stream)) => {
+                    if schema_tx.send(Ok(schema)).is_err() {
+                        return;
+                    }
+                    stream
+                }
+                Err(e) => {
+                    let _ = schema_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| refused(e, memory));
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let producer = AbortOnDrop(task.abort_handle());
+        let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+            Err(_) => return Err(SqlError::Timeout(limit)),
+            Ok(Err(_)) => return Err(SqlError::Query("the query task failed".into())),
+            Ok(Ok(answer)) => answer?,
+        };
+        let batches = futures::stream::unfold(Some((rx, producer)), move |state| async move {
+            let (mut rx, producer) = state?;
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Ok(batch))) => Some((Ok(batch), Some((rx, producer)))),
+                Ok(Some(Err(e))) => Some((Err(e), None)),
+                Ok(None) => None,
+                Err(_) => Some((Err(SqlError::Timeout(limit)), None)),
+            }
+        });
+        Ok((schema, Box::pin(batches)))
+    }
+
+    /// The DataFusion session (for the PostgreSQL wire protocol's catalog and session
+    /// statements).
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+/// Wraps every join (and unnest) in a [`CooperativeExec`], so it spends the task's scheduling
+/// budget on each batch it emits. DataFusion makes only the leaves cooperative; a join can
+/// emit millions of batches from one input batch, and the aggregate above it pulls them in one
+/// poll, so a timed-out query's task was never polled again to be aborted and kept the query
+/// runtime busy. A yield every 128 batches lets the abort land.
+#[derive(Debug)]
+struct YieldingJoins;
+
+impl PhysicalOptimizerRule for YieldingJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        plan.transform_up(|node| {
+            let name = node.name();
+            Ok(if name.contains("Join") || name == "UnnestExec" {
+                Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
+            } else {
+                Transformed::no(node)
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "yielding_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The batches of [`Analyst::stream`].
+pub type Batches =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch, SqlError>> + Send>>;
+
+/// Aborts the query task when the stream reading it goes away.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,4 +1,5 @@
-//! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL.
+//! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL; SQL for analysts
+//! ([`analyst`]) over HTTP ([`sql_http`]) and the PostgreSQL wire protocol ([`pg`]).
 //!
 //! Today the graph answers questions about Datanets and their contributions: who contributed,
 //! the content hash, the batch it was anchored in, and the anchoring transaction and block.
@@ -15,6 +16,7 @@
 
 pub mod analyst;
 mod graphql;
+pub mod pg;
 pub mod sql_http;
 
 pub use graphql::{TributarySchema, router, schema};

@@ -40,9 +40,13 @@ pub(crate) struct Args {
     /// Number of dev contributors signing them.
     #[arg(long, default_value_t = 6)]
     contributors: usize,
-    /// Address to serve GraphQL on (a free port is used when this one is taken).
+    /// Address to serve GraphQL and HTTP SQL on (a free port is used when this one is taken).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address to serve SQL over the PostgreSQL wire protocol on, for psql and BI tools (a
+    /// free port is used when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -172,36 +176,49 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.exit {
         return Ok(());
     }
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "note: {} is unavailable ({e}); using a free port",
-                args.listen
-            );
-            tokio::net::TcpListener::bind((args.listen.ip(), 0))
-                .await
-                .context("binding a free port")?
-        }
-    };
+    let listener = bind_or_free(args.listen).await?;
+    let pg_listener = bind_or_free(args.pg_listen).await?;
+    let http = listener.local_addr()?;
+    let pg = pg_listener.local_addr()?;
+    println!("GraphQL (GraphiQL in a browser): http://{http}/graphql");
     println!(
-        "GraphQL (GraphiQL in a browser): http://{}/graphql",
-        listener.local_addr()?
+        "SQL over HTTP: curl -d 'SELECT * FROM contributor_leaderboard' http://{http}/sql  (or: tributary sql \"…\" --data-dir {})",
+        args.data_dir.display()
     );
     println!(
-        "SQL: curl -d 'SELECT * FROM contributor_leaderboard' http://{}/sql  (or: tributary sql \"…\" --data-dir {})",
-        listener.local_addr()?,
-        args.data_dir.display()
+        "SQL with psql: psql -h {} -p {} -U analyst -d tributary -c 'SELECT * FROM contributor_leaderboard'",
+        pg.ip(),
+        pg.port()
     );
     println!("chain RPC: {}", chain.url());
     println!("Ctrl-C to stop.");
-    tributary_api::serve(
+    let wire = tokio::spawn(tributary_api::pg::serve(
+        pg_listener,
+        analyst.clone(),
+        std::future::pending(),
+    ));
+    let served = tributary_api::serve(
         listener,
         tributary_api::router(schema).merge(tributary_api::sql_http::router(analyst)),
         super::shutdown_signal(),
     )
-    .await?;
+    .await;
+    wire.abort();
+    served?;
     Ok(())
+}
+
+/// Listens on `addr`, or on a free port of the same interface when `addr` is taken.
+async fn bind_or_free(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            eprintln!("note: {addr} is unavailable ({e}); using a free port");
+            tokio::net::TcpListener::bind((addr.ip(), 0))
+                .await
+                .context("binding a free port")
+        }
+    }
 }
 
 /// The SQL the demo runs over the lake.

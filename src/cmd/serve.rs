@@ -12,9 +12,13 @@ use crate::Common;
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    /// Address to listen on.
+    /// Address to serve GraphQL (`/graphql`), HTTP SQL (`/sql`) and metrics on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address to serve SQL over the PostgreSQL wire protocol on (psql, DBeaver, Grafana,
+    /// Metabase).
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -40,9 +44,30 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("opening the SQL session")?;
+    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: pick another --pg-listen",
+                args.pg_listen
+            )
+        })?;
     println!("SQL: POST http://{}/sql", listener.local_addr()?);
+    let pg = pg_listener.local_addr()?;
+    println!(
+        "SQL with psql: psql -h {} -p {} -U analyst -d tributary",
+        pg.ip(),
+        pg.port()
+    );
     let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id))
-        .merge(tributary_api::sql_http::router(analyst));
-    tributary_api::serve(listener, router, super::shutdown_signal()).await?;
+        .merge(tributary_api::sql_http::router(analyst.clone()));
+    let wire = tokio::spawn(tributary_api::pg::serve(
+        pg_listener,
+        analyst,
+        std::future::pending(),
+    ));
+    let served = tributary_api::serve(listener, router, super::shutdown_signal()).await;
+    wire.abort();
+    served?;
     Ok(())
 }

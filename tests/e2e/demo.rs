@@ -37,7 +37,14 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let mut child = tributary()
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(&data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -138,6 +145,36 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         serde_json::json!([{"people": 6, "total": 240}]),
         "{res}"
     );
+
+    // The printed psql command works: the real psql over the PostgreSQL wire protocol.
+    let command = after(&lines, "SQL with psql: ");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let flag = |f: &str| words[words.iter().position(|w| *w == f).unwrap() + 1];
+    let psql = std::env::var_os("TRIBUTARY_PG_BIN")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into())
+        .join("psql");
+    let out = std::process::Command::new(&psql)
+        .args(["-X", "-A", "-t", "-h", flag("-h"), "-p", flag("-p")])
+        .args(["-U", flag("-U"), "-d", flag("-d")])
+        .args([
+            "-c",
+            "SELECT contributor, contributions FROM contributor_leaderboard",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", psql.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = String::from_utf8_lossy(&out.stdout);
+    let total: u64 = rows
+        .lines()
+        .map(|l| l.rsplit('|').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!((rows.lines().count(), total), (6, 240), "{rows}");
 
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();

@@ -1,0 +1,175 @@
+//! The PostgreSQL wire protocol, spoken to by the real `psql` (simple protocol) and by sqlx
+//! (extended protocol: prepared statements with parameters).
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use sqlx::Connection;
+use tributary_api::analyst::SqlLimits;
+
+use crate::sql::{analyst, fixture};
+
+/// `psql` from `TRIBUTARY_PG_BIN` (set by scripts/setup.sh) or Debian's postgresql-15.
+fn psql_bin() -> PathBuf {
+    let dir = std::env::var_os("TRIBUTARY_PG_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+    let psql = dir.join("psql");
+    assert!(
+        psql.exists(),
+        "{} not found: run `make setup` (installs postgresql-15) or set TRIBUTARY_PG_BIN",
+        psql.display()
+    );
+    psql
+}
+
+/// Runs one `psql -c` against the server: unaligned, tuples only, `|` between columns, errors
+/// with their SQLSTATE.
+async fn psql(port: u16, sql: &str) -> Output {
+    tokio::process::Command::new(psql_bin())
+        .args(["-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+        .args(["-v", "VERBOSITY=verbose"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
+        .args(["-d", "tributary", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running psql")
+}
+
+fn stdout_lines(o: &Output) -> Vec<String> {
+    assert!(
+        o.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn refused_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(needle),
+        "expected a refusal containing {needle:?}; status {:?}, stderr: {err}",
+        o.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reads_views_and_writes_are_refused_over_both_protocols() {
+    let f = fixture().await;
+    let limits = SqlLimits {
+        memory_bytes: 32 << 20,
+        timeout: Duration::from_secs(2),
+        max_rows: 4,
+    };
+    let a = analyst(&f, limits).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tributary_api::pg::serve(listener, a.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // A view, through psql; the same rows as the analyst gives, and no row cap (4 here
+    // applies to HTTP only: the fixture has 6 contributions).
+    let board = psql(
+        port,
+        "SELECT contributor, contributions FROM contributor_leaderboard ORDER BY contributions DESC, contributor",
+    )
+    .await;
+    let lines = stdout_lines(&board);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let top = a
+        .query("SELECT contributor, contributions FROM contributor_leaderboard ORDER BY contributions DESC, contributor LIMIT 1")
+        .await
+        .unwrap();
+    let col = |i: usize| {
+        arrow::util::display::array_value_to_string(top.batches[0].column(i), 0).unwrap()
+    };
+    assert_eq!(lines[0], format!("{}|{}", col(0), col(1)));
+    let all = stdout_lines(&psql(port, "SELECT contribution_id FROM contributions").await);
+    assert_eq!(all.len(), 6, "no row cap over the wire protocol: {all:?}");
+
+    // psql's own catalog queries: `\dt` lists the lake's tables.
+    let dt = psql(port, "\\dt").await;
+    let listing = stdout_lines(&dt).join("\n");
+    assert!(listing.contains("contributions"), "{listing}");
+
+    // Session statements that tools send are answered.
+    stdout_lines(&psql(port, "SET statement_timeout = 1000").await);
+    stdout_lines(&psql(port, "BEGIN").await);
+
+    // Writes are refused, with SQLSTATE 25006 and a message that says why.
+    for sql in [
+        "CREATE TABLE x (a INT)",
+        "INSERT INTO contributions SELECT * FROM contributions",
+        "DELETE FROM contributions",
+        "DROP VIEW contributor_leaderboard",
+        "CREATE VIEW v AS SELECT 1",
+    ] {
+        let o = psql(port, sql).await;
+        refused_with(&o, "25006");
+        refused_with(&o, "only queries are allowed");
+    }
+
+    // Past the memory pool: a clean error, and the server keeps serving.
+    let o = psql(
+        port,
+        "SELECT array_agg(value) FROM generate_series(1, 20000000)",
+    )
+    .await;
+    refused_with(&o, "needs more memory than the 32 MiB allowed");
+    // Past the timeout: stopped, with PostgreSQL's query_canceled code.
+    let o = psql(
+        port,
+        "SELECT SUM(a.value * b.value) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
+    )
+    .await;
+    refused_with(&o, "57014");
+    // The stopped query is really gone: the next one answers within its own 2 s.
+    let n = stdout_lines(&psql(port, "SELECT COUNT(*) FROM contributions").await);
+    assert_eq!(n, vec!["6"]);
+
+    // The extended protocol (prepared statements with bound parameters), as drivers use it.
+    let url = format!("postgres://analyst@127.0.0.1:{port}/tributary?sslmode=disable");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM contributions WHERE datanet_id = $1")
+        .bind(1_i64)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let expected = a
+        .query("SELECT COUNT(*) AS n FROM contributions WHERE datanet_id = 1")
+        .await
+        .unwrap();
+    let expected =
+        arrow::util::display::array_value_to_string(expected.batches[0].column(0), 0).unwrap();
+    assert_eq!(n.to_string(), expected);
+    let err = sqlx::query("DELETE FROM contributions WHERE datanet_id = $1")
+        .bind(1_i64)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let db = err.as_database_error().expect("a database error");
+    assert_eq!(db.code().as_deref(), Some("25006"), "{db}");
+    drop(conn);
+    assert_eq!(
+        stdout_lines(&psql(port, "SELECT COUNT(*) FROM contributions").await),
+        vec!["6"],
+        "nothing was deleted"
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
