@@ -16,6 +16,9 @@ TORCH_VERSION=2.11.0
 ETH_ACCOUNT_VERSION=0.14.0        # interop tests: a standard EIP-712 wallet library
 OZ_MERKLE_VERSION=1.0.8           # interop tests: OpenZeppelin's StandardMerkleTree
 MOTO_VERSION=5.2.5                # object-storage tests: an S3-compatible server (moto_server)
+GRAPHIQL_VERSION=3.9.0            # the GraphiQL page's assets, served locally (no CDN needed)
+REACT_VERSION=18.3.1              # GraphiQL 3 runs on React 18's browser (UMD) builds
+SELENIUM_VERSION=4.38.0           # browser tests: drives headless Chromium (Debian's chromium)
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -36,6 +39,13 @@ if [ ! -f "$stamp" ]; then
 fi
 anvil_bin=$(find "$tools/node_modules/@foundry-rs/anvil-linux-amd64" -type f -name anvil | head -1)
 chmod +x "$anvil_bin"
+stamp="$tools/.installed-graphiql-$GRAPHIQL_VERSION-react-$REACT_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing graphiql $GRAPHIQL_VERSION and react $REACT_VERSION into $tools (the GraphiQL page)"
+  npm install --silent --no-audit --no-fund --prefix "$tools" "graphiql@$GRAPHIQL_VERSION" \
+    "react@$REACT_VERSION" "react-dom@$REACT_VERSION" >&2
+  touch "$stamp"
+fi
 cast_bin=""
 if [ "$bench" = 1 ]; then
   stamp="$tools/.installed-cast-$ANVIL_VERSION"
@@ -69,6 +79,12 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
   touch "$stamp"
 fi
+stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
+  touch "$stamp"
+fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 
 # --- PostgreSQL server binaries (tests start a private server) ---------------------------
@@ -81,6 +97,19 @@ if ! pg_bin=$(dirname "$(dpkg -L postgresql-15 2>/dev/null | grep '/bin/initdb$'
   fi
 fi
 
+# --- Chromium and its WebDriver (tests load the GraphiQL page headless) -------------------
+chromium_bin=$(command -v chromium || true)
+chromedriver_bin=$(command -v chromedriver || true)
+if [ -z "$chromium_bin" ] || [ -z "$chromedriver_bin" ]; then
+  if [ "${TRIBUTARY_SKIP_CHROMIUM:-0}" != 1 ]; then
+    log "installing chromium and chromium-driver (Debian packages; browser tests)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >&2
+    chromium_bin=$(command -v chromium)
+    chromedriver_bin=$(command -v chromedriver)
+  fi
+fi
+
 cat <<OUT
 export TRIBUTARY_ANVIL=$anvil_bin
 export TRIBUTARY_CAST=$cast_bin
@@ -89,6 +118,8 @@ export TRIBUTARY_NODE_MODULES=$tools/node_modules
 export TRIBUTARY_PYTHON=$venv/bin/python
 export TRIBUTARY_MOTO=$venv/bin/moto_server
 export TRIBUTARY_PG_BIN=${pg_bin:-}
+export TRIBUTARY_CHROMIUM=$chromium_bin
+export TRIBUTARY_CHROMEDRIVER=$chromedriver_bin
 export LIBTORCH_USE_PYTORCH=1
 export TRIBUTARY_TORCH_LIB=$torch_lib
 export PATH=$venv/bin:\$PATH

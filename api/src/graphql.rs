@@ -1,11 +1,9 @@
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, ErrorExtensions, Object, Schema, SimpleObject,
 };
 use async_graphql_axum::GraphQL;
 use axum::Router;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::post_service;
 use tributary_sql::{ContributionRow, DatanetRow, Store};
 
 /// The GraphQL schema.
@@ -28,13 +26,10 @@ pub fn schema(store: Store, chain_id: u64) -> TributarySchema {
         .finish()
 }
 
-/// `GET /graphql` serves GraphiQL, `POST /graphql` answers queries.
+/// `GET /graphql` serves GraphiQL (its scripts under `/graphql/assets/`), `POST /graphql`
+/// answers queries.
 pub fn router(schema: TributarySchema) -> Router {
-    Router::new().route("/graphql", get(graphiql).post_service(GraphQL::new(schema)))
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    crate::graphiql::router(post_service(GraphQL::new(schema)))
 }
 
 /// Store failures are logged; the client gets a short message without internals.

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod analyst;
+mod graphiql;
 mod graphql;
 pub mod pg;
 pub mod sql_http;

@@ -153,18 +153,65 @@ async fn limits_and_bad_queries_are_clear_errors() {
     );
 }
 
-#[tokio::test]
-async fn graphiql_is_served() {
+/// The GraphiQL page in a real browser (headless Chromium driven by selenium): its scripts
+/// come from this server, and a query typed into the editor returns data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_runs_a_typed_query_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 0).await, CHAIN));
-    let res = app
-        .oneshot(Request::get("/graphql").body(Body::empty()).unwrap())
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 2).await, CHAIN));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let html = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("/graphql/assets/graphiql.min.js"),
+        "GraphiQL's scripts must be served locally (scripts/setup.sh installs them): {html}"
+    );
+
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("{name} is not set: run `eval \"$(scripts/setup.sh)\"`, which installs Chromium, its driver and selenium"))
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/graphiql.py");
+    let query = "{ datanets { name domain } }";
+    let out = tokio::process::Command::new(env("TRIBUTARY_PYTHON"))
+        .args([script, &url, query])
+        .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
+        .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
+        .env("SE_OFFLINE", "true")
+        .kill_on_drop(true)
+        .output()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let html =
-        String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
-    assert!(html.to_lowercase().contains("graphiql") && html.contains("/graphql"));
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let typed = v["typed"].as_str().unwrap();
+    assert_eq!(
+        typed.split_whitespace().collect::<String>(),
+        query.split_whitespace().collect::<String>(),
+        "the editor holds what was typed"
+    );
+    let response: Value = serde_json::from_str(v["response"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("the response panel shows JSON ({e}): {v}"));
+    assert_eq!(
+        response,
+        json!({"data": {"datanets": [{"name": "kitchen", "domain": "cooking"}]}})
+    );
+    let origin = url.trim_end_matches("/graphql");
+    for r in v["resources"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        assert!(
+            r.starts_with(origin),
+            "{r} was loaded from outside the server"
+        );
+    }
 }
 
 #[tokio::test]
