@@ -30,12 +30,16 @@ contracts:
 ## Benchmarks (release-like `bench-fast` profile), side by side with their references; the
 ## results go to BENCHMARKS.md by hand, with the machine and date.
 ## TRIBUTARY_BENCH_RECORDS sets the record count of the ingest benchmark (default 1,000,000),
-## TRIBUTARY_BENCH_SCALE the size of the ancestry benchmark's graph (default 1.0: 1.1M nodes)
+## TRIBUTARY_BENCH_SCALE the size of the ancestry benchmark's graph (default 1.0: 1.1M nodes;
+## kept in TRIBUTARY_BENCH_DB, default ~/.cache/tributary/bench-graph.db, and reused by the
+## query benchmark), of the query benchmark's lake (1M contributions)
 ## and of the backfill benchmark's chain (default 1.0: 20,000 blocks, 140,000 events).
 bench:
 	eval "$$(scripts/setup.sh --bench)"
 	cargo bench --profile bench-fast -p tributary-pipeline --bench ingest
+	export TRIBUTARY_BENCH_DB=$${TRIBUTARY_BENCH_DB:-$$HOME/.cache/tributary/bench-graph.db}
 	cargo bench --profile bench-fast -p tributary-sql --bench ancestry
+	cargo bench --profile bench-fast -p tributary-api --bench query
 	cargo bench --profile bench-fast -p tributary-indexer --bench backfill
 
 ## What CI checks besides the tests.

@@ -1,0 +1,424 @@
+//! The query surface under load (`make bench`), each side by side with its reference in one run:
+//!
+//! 1. **Views over Delta vs DataFusion over the same Parquet files.** A lake with 1,000,000
+//!    contributions (20 Datanets, 20,000 contributors, 30 days), 10,000 revocations, 50,000
+//!    rejections and a 250,000-node lineage graph; every view of `sql/views/` answered by the
+//!    [`Analyst`] (Delta tables, limits, read-only planning) and by a plain DataFusion session
+//!    that reads the tables' Parquet files directly as listing tables, with the same view SQL.
+//!    Issue 8's goal: at least 0.8x the reference's speed.
+//! 2. **GraphQL ancestry vs `{ __typename }`, 64 concurrent clients.** The ancestry (depth 6) of
+//!    random inferences in the 1,100,000-node graph that `sql/benches/ancestry.rs` loads into
+//!    `TRIBUTARY_BENCH_DB` (run it first; `make bench` does), served over HTTP by the API
+//!    router, next to the cheapest query on the same server. Every response body is checked.
+//!    Issue 8's goal: at least 0.3x the requests/s of `{ __typename }`.
+//!
+//! `TRIBUTARY_BENCH_SCALE` (default 1.0) scales both data sets, as in the ancestry benchmark.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tributary_api::analyst::{Analyst, SqlLimits, VIEWS};
+use tributary_lake::Lake;
+use tributary_schemas::tables::{self, names};
+use tributary_sql::Store;
+
+const CHAIN: u64 = 31337;
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn batch(name: &str, values: &[Value]) -> RecordBatch {
+    let mut decoder = arrow::json::ReaderBuilder::new(tables::schema(name).unwrap())
+        .with_batch_size(values.len().max(1))
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(values).unwrap();
+    decoder.flush().unwrap().unwrap()
+}
+
+async fn append(lake: &Lake, name: &str, rows: Vec<Value>) {
+    for chunk in rows.chunks(100_000) {
+        lake.append(name)
+            .batches(vec![batch(name, chunk)])
+            .commit()
+            .await
+            .unwrap();
+    }
+}
+
+fn day(d: u64) -> String {
+    format!("2026-11-{:02}T{:02}:00:00Z", 1 + d % 30, d % 24)
+}
+
+fn position(i: u64) -> [(&'static str, Value); 4] {
+    [
+        ("block_number", json!(i / 10)),
+        ("block_hash", json!(format!("0xb{i:x}"))),
+        ("tx_hash", json!(format!("0xt{i:x}"))),
+        ("log_index", json!(i % 10)),
+    ]
+}
+
+fn with_position(mut v: Value, i: u64) -> Value {
+    for (k, x) in position(i) {
+        v[k] = x;
+    }
+    v
+}
+
+/// Writes the view benchmark's lake.
+async fn fill(lake: &Lake, scale: f64) {
+    let n = |x: f64| ((x * scale) as u64).max(1);
+    let mut rng = Rng(7);
+    let (contributions, contributors) = (n(1_000_000.0), n(20_000.0));
+    let rows: Vec<Value> = (0..contributions)
+        .map(|i| {
+            json!({
+                "datanet_id": 1 + i % 20, "contribution_id": format!("0xc{i:x}"),
+                "contributor": format!("0xa{:x}", rng.below(contributors)),
+                "content_hash": format!("0xh{i:x}"), "license": "CC-BY-4.0", "timestamp": i,
+                "nonce": i, "deadline": i + 1000, "signature": "0x5", "content": "q and a",
+                "batch_id": format!("0xba{:x}", i / 100), "ingested_at": day(i * 30 / contributions),
+            })
+        })
+        .collect();
+    append(lake, names::CONTRIBUTIONS, rows).await;
+    let rows: Vec<Value> = (0..n(10_000.0))
+        .map(|k| {
+            let i = rng.below(contributions);
+            json!({
+                "datanet_id": 1 + i % 20, "contribution_id": format!("0xc{i:x}"),
+                "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x1", "block_number": k,
+                "revoked_at": day(k),
+            })
+        })
+        .collect();
+    append(lake, names::REVOCATIONS, rows).await;
+    let rows: Vec<Value> = (0..n(50_000.0))
+        .map(|i| {
+            json!({
+                "datanet_id": 1 + i % 20, "rejection_id": format!("r{i}"), "source": "a.jsonl",
+                "locator": format!("line {i}"), "reason_code": "too_short",
+                "reason": "answer too short", "raw": "{}", "rejected_at": day(i),
+            })
+        })
+        .collect();
+    append(lake, names::REJECTIONS, rows).await;
+
+    // The graph: contributors -> contributions <- inferences (attributed), adapters derived
+    // from parents and a base model, produced by runs that trained on snapshots drawn from
+    // Datanets, and reward epochs crediting contributors.
+    let (graph_contributions, inferences, adapters) = (n(200_000.0), n(20_000.0), n(200.0));
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    let mut k = 0;
+    let mut node = |id: String, kind: &str, props: Value| {
+        k += 1;
+        nodes.push(with_position(
+            json!({"chain_id": CHAIN, "id": id, "kind": kind, "props": props.to_string()}),
+            k,
+        ));
+    };
+    let mut edge_i = 0;
+    let mut edge = |src: String, dst: String, kind: &str, weight: Option<f64>| {
+        edge_i += 1;
+        edges.push(with_position(
+            json!({"chain_id": CHAIN, "src": src, "dst": dst, "kind": kind, "weight": weight}),
+            edge_i,
+        ));
+    };
+    node("base_model:0".into(), "base_model", json!({}));
+    for d in 0..20 {
+        node(format!("datanet:{d}"), "datanet", json!({}));
+    }
+    for c in 0..contributors {
+        node(format!("contributor:{c}"), "contributor", json!({}));
+    }
+    for i in 0..graph_contributions {
+        node(format!("contribution:{i}"), "contribution", json!({}));
+        edge(
+            format!("contributor:{}", rng.below(contributors)),
+            format!("contribution:{i}"),
+            "contributed",
+            None,
+        );
+    }
+    for a in 0..adapters {
+        node(format!("adapter:{a}"), "adapter", json!({}));
+        node(format!("snapshot:{a}"), "snapshot", json!({}));
+        node(format!("training_run:{a}"), "training_run", json!({}));
+        edge(
+            format!("adapter:{a}"),
+            if a % 5 == 0 {
+                "base_model:0".into()
+            } else {
+                format!("adapter:{}", a - 1)
+            },
+            "derived_from",
+            None,
+        );
+        edge(
+            format!("snapshot:{a}"),
+            format!("training_run:{a}"),
+            "trained",
+            None,
+        );
+        edge(
+            format!("training_run:{a}"),
+            format!("adapter:{a}"),
+            "produced",
+            None,
+        );
+        edge(
+            format!("snapshot:{a}"),
+            format!("datanet:{}", a % 20),
+            "drawn_from",
+            None,
+        );
+    }
+    for q in 0..inferences {
+        node(format!("inference:{q}"), "inference", json!({}));
+        for _ in 0..5 {
+            edge(
+                format!("inference:{q}"),
+                format!("contribution:{}", rng.below(graph_contributions)),
+                "attributed_to",
+                Some(0.2),
+            );
+        }
+    }
+    for e in 0..10 {
+        node(format!("reward_epoch:{e}"), "reward_epoch", json!({}));
+        for c in 0..contributors.min(1000) {
+            edge(
+                format!("reward_epoch:{e}"),
+                format!("contributor:{c}"),
+                "rewarded",
+                Some(1.0),
+            );
+        }
+    }
+    append(lake, names::LINEAGE_NODES, nodes).await;
+    append(lake, names::LINEAGE_EDGES, edges).await;
+}
+
+/// A plain DataFusion session over the lake's Parquet files, with the same views.
+async fn reference(root: &std::path::Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for name in [
+        names::CONTRIBUTIONS,
+        names::REVOCATIONS,
+        names::REJECTIONS,
+        names::BATCHES,
+        names::VALIDATIONS,
+        names::CHAIN_EVENTS,
+        names::LINEAGE_NODES,
+        names::LINEAGE_EDGES,
+    ] {
+        let dir = root.join(name);
+        if !dir.exists() {
+            continue;
+        }
+        let partition: Vec<(String, DataType)> = tables::partition_columns(name)
+            .iter()
+            .map(|c| (c.to_string(), DataType::Int64))
+            .collect();
+        let options = ParquetReadOptions::default().table_partition_cols(partition);
+        ctx.register_parquet(name, dir.to_str().unwrap(), options)
+            .await
+            .unwrap();
+    }
+    for (_, sql) in VIEWS {
+        ctx.sql(sql).await.unwrap();
+    }
+    ctx
+}
+
+async fn ours(analyst: &Analyst, sql: &str) -> usize {
+    let (_, mut batches) = analyst.stream(sql).await.unwrap();
+    let mut rows = 0;
+    while let Some(b) = batches.next().await {
+        rows += b.unwrap().num_rows();
+    }
+    rows
+}
+
+async fn theirs(ctx: &SessionContext, sql: &str) -> usize {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn views(scale: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let lake = Lake::open(root.to_str().unwrap()).unwrap();
+    let t = Instant::now();
+    fill(&lake, scale).await;
+    eprintln!("views: lake written in {:.1} s", t.elapsed().as_secs_f64());
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .unwrap();
+    let analyst = Analyst::open(lake, store, CHAIN, SqlLimits::default())
+        .await
+        .unwrap();
+    let reference = reference(&root).await;
+    for (view, _) in VIEWS {
+        let sql = format!("SELECT * FROM {view}");
+        assert_eq!(
+            ours(&analyst, &sql).await,
+            theirs(&reference, &sql).await,
+            "{view}: both sessions see the same rows"
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut rows = 0;
+        for _ in 0..7 {
+            let t = Instant::now();
+            rows = ours(&analyst, &sql).await;
+            a.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            theirs(&reference, &sql).await;
+            b.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (a, b) = (median(a), median(b));
+        println!(
+            "| `{view}` ({rows} rows) | Delta via Analyst {a:.1} ms | Parquet via DataFusion {b:.1} ms | {:.2}x |",
+            b / a
+        );
+    }
+}
+
+/// Runs `clients` concurrent loops of `body` against `url` for `secs`; every answer must pass
+/// `check`. Returns (requests/s, sorted latencies in ms).
+async fn load(
+    url: &str,
+    clients: usize,
+    secs: f64,
+    body: impl Fn(u64) -> String + Send + Sync + 'static,
+    check: impl Fn(u64, &Value) -> bool + Send + Sync + 'static,
+) -> (f64, Vec<f64>) {
+    let client = reqwest::Client::new();
+    let (body, check) = (Arc::new(body), Arc::new(check));
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, url, body, check) =
+                (client.clone(), url.to_string(), body.clone(), check.clone());
+            tokio::spawn(async move {
+                let mut rng = Rng(c as u64 + 1);
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let pick = rng.below(u64::MAX >> 34);
+                    let t = Instant::now();
+                    let res = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body(pick))
+                        .send()
+                        .await
+                        .unwrap();
+                    let v: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+                    latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                    assert!(check(pick, &v), "unexpected answer: {v}");
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / elapsed, all)
+}
+
+async fn graphql(scale: f64) {
+    let Ok(path) = std::env::var("TRIBUTARY_BENCH_DB") else {
+        println!(
+            "| GraphQL ancestry | skipped: set TRIBUTARY_BENCH_DB to the graph the ancestry benchmark loads (make bench does) |"
+        );
+        return;
+    };
+    let store = Store::connect(&format!("sqlite://{path}")).await.unwrap();
+    let (nodes, edges) = store.counts(CHAIN).await.unwrap();
+    assert!(
+        nodes > 0,
+        "{path} holds no graph: run the ancestry benchmark first (cargo bench -p tributary-sql --bench ancestry)"
+    );
+    let inferences = ((100_000.0 * scale) as u64).max(1);
+    let app = tributary_api::router(tributary_api::schema(store, CHAIN));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let secs = 15.0;
+    let (cheap_rps, cheap) = load(
+        &url,
+        64,
+        secs,
+        |_| json!({"query": "{ __typename }"}).to_string(),
+        |_, v| v == &json!({"data": {"__typename": "Query"}}),
+    )
+    .await;
+    let (rps, lat) = load(
+        &url,
+        64,
+        secs,
+        move |pick| {
+            let q = format!(
+                r#"{{ ancestry(id: "inference:{}", depth: 6) {{ nodes {{ id kind }} edges {{ src dst kind weight }} }} }}"#,
+                pick % inferences
+            );
+            json!({ "query": q }).to_string()
+        },
+        |_, v| {
+            v["errors"].is_null()
+                && v["data"]["ancestry"]["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.len() > 1)
+        },
+    )
+    .await;
+    println!(
+        "| GraphQL ancestry, depth 6, {nodes} nodes / {edges} edges, 64 clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms, p95 {:.2} ms | {:.3}x |",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95),
+        percentile(&cheap, 0.5),
+        percentile(&cheap, 0.95),
+        rps / cheap_rps
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let scale: f64 = std::env::var("TRIBUTARY_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    views(scale).await;
+    graphql(scale).await;
+}
