@@ -1,10 +1,11 @@
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, ErrorExtensions, Object, Schema, SimpleObject,
 };
 use async_graphql_axum::GraphQL;
 use axum::Router;
 use axum::routing::post_service;
-use tributary_sql::{ContributionRow, DatanetRow, Store};
+use tributary_sql::{ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Store};
 
 /// The GraphQL schema.
 pub type TributarySchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -59,6 +60,29 @@ impl Query {
             .into_iter()
             .map(Datanet)
             .collect())
+    }
+
+    /// Contributions across Datanets, oldest first, as a Relay connection: `first` (at most
+    /// 1000) after the cursor `after`, narrowed by Datanet, contributor and anchoring block
+    /// range.
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        datanet: Option<u64>,
+        contributor: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            datanet,
+            contributor,
+            from_block,
+            to_block,
+        };
+        contribution_page(ctx, filter, first, after).await
     }
 
     /// One Datanet by id or by name.
@@ -248,25 +272,81 @@ impl Datanet {
     async fn block(&self) -> u64 {
         self.0.pos.block_number
     }
-    /// Contributions, oldest first; `first` at most 1000.
+    /// This Datanet's contributions, oldest first, as a Relay connection: `first` (at most
+    /// 1000) after the cursor `after`, narrowed by contributor and anchoring block range.
     async fn contributions(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
-    ) -> async_graphql::Result<Vec<Contribution>> {
-        if first > MAX_FIRST {
-            return Err(
-                format!("`first` is {first}; the most one page returns is {MAX_FIRST}").into(),
-            );
-        }
-        let c = ctx.data_unchecked::<Ctx>();
-        let rows = c
-            .store
-            .datanet_contributions(c.chain_id, self.0.id, first)
-            .await
-            .map_err(internal)?;
-        Ok(rows.into_iter().map(Contribution::from).collect())
+        after: Option<String>,
+        contributor: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            datanet: Some(self.0.id),
+            contributor,
+            from_block,
+            to_block,
+        };
+        contribution_page(ctx, filter, first, after).await
     }
+}
+
+/// One page of contributions matching `filter`; `first` + 1 rows are read to know whether
+/// another page follows.
+async fn contribution_page(
+    ctx: &Context<'_>,
+    filter: ContributionFilter,
+    first: u32,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, Contribution>> {
+    if first > MAX_FIRST {
+        return Err(format!("`first` is {first}; the most one page returns is {MAX_FIRST}").into());
+    }
+    if let Some(who) = &filter.contributor
+        && !(who.len() == 42
+            && who.starts_with("0x")
+            && who[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(format!("`contributor` {who:?} is not a 0x-prefixed 20-byte address").into());
+    }
+    let after = after.as_deref().map(parse_cursor).transpose()?;
+    let c = ctx.data_unchecked::<Ctx>();
+    let mut rows = c
+        .store
+        .contributions(c.chain_id, &filter, after.as_ref(), first + 1)
+        .await
+        .map_err(internal)?;
+    let more = rows.len() > first as usize;
+    rows.truncate(first as usize);
+    let mut page = Connection::new(after.is_some(), more);
+    page.edges.extend(rows.into_iter().map(|r| {
+        let k = r.key();
+        Edge::new(
+            format!("{}.{}.{}", k.block_number, k.log_index, k.id),
+            Contribution::from(r),
+        )
+    }));
+    Ok(page)
+}
+
+/// Reads a cursor this API handed out (`block.log_index.id`).
+fn parse_cursor(cursor: &str) -> async_graphql::Result<ContributionKey> {
+    let bad = || {
+        async_graphql::Error::new(format!(
+            "`after` {cursor:?} is not a cursor from this API: pass an `endCursor` or an edge's `cursor`"
+        ))
+    };
+    let mut parts = cursor.splitn(3, '.');
+    let (Some(block), Some(log), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    Ok(ContributionKey {
+        block_number: block.parse().map_err(|_| bad())?,
+        log_index: log.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
 }
 
 /// A signed contribution, anchored on chain.

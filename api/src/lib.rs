@@ -64,6 +64,44 @@ pub fn metrics_router(
     axum::Router::new().route("/metrics", axum::routing::get(render))
 }
 
+/// Lets browser pages from `origins` call the API (GraphQL and `/sql`): CORS headers for
+/// those origins, preflights answered. `*` allows any origin. With no origins the router is
+/// unchanged and browsers keep to the same origin.
+pub fn with_cors(router: axum::Router, origins: &[String]) -> Result<axum::Router, String> {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(router);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let parsed = origins
+            .iter()
+            .map(|o| {
+                let url = url::Url::parse(o).map_err(|e| {
+                    format!("CORS origin {o:?} is not a URL ({e}): give scheme, host and port, e.g. https://explorer.example.org")
+                })?;
+                let origin = url.origin().ascii_serialization();
+                if origin == "null" || url.path() != "/" || url.query().is_some() {
+                    return Err(format!(
+                        "CORS origin {o:?} must be just scheme, host and port, e.g. https://explorer.example.org"
+                    ));
+                }
+                HeaderValue::from_str(&origin).map_err(|e| format!("CORS origin {o:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(parsed)
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+        .expose_headers([header::HeaderName::from_static("x-tributary-truncated")])
+        .max_age(std::time::Duration::from_secs(3600));
+    Ok(router.layer(layer))
+}
+
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -15,7 +15,10 @@ mod graph;
 mod store;
 
 pub use graph::{ContributorShare, Subgraph, upstream_end};
-pub use store::{Checkpoint, ContributionRow, DatanetRow, Op, OpKind, RawEvent, Rows, Store};
+pub use store::{
+    Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Op, OpKind,
+    RawEvent, Rows, Store,
+};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

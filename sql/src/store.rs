@@ -80,6 +80,41 @@ pub struct ContributionRow {
     pub pos: ChainPos,
 }
 
+/// Which contributions [`Store::contributions`] returns; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContributionFilter {
+    /// Only this Datanet's.
+    pub datanet: Option<u64>,
+    /// Only this contributor's (`0x…` address, any case).
+    pub contributor: Option<String>,
+    /// Only those anchored at or after this block.
+    pub from_block: Option<u64>,
+    /// Only those anchored at or before this block.
+    pub to_block: Option<u64>,
+}
+
+/// Where a contribution sorts: a page of [`Store::contributions`] continues after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContributionKey {
+    /// Its anchoring block.
+    pub block_number: u64,
+    /// Its log index in that block.
+    pub log_index: u64,
+    /// Its id (`0x…`).
+    pub id: String,
+}
+
+impl ContributionRow {
+    /// Where this row sorts.
+    pub fn key(&self) -> ContributionKey {
+        ContributionKey {
+            block_number: self.pos.block_number,
+            log_index: self.pos.log_index,
+            id: self.id.clone(),
+        }
+    }
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if
     /// missing, and applies the migrations.
@@ -479,20 +514,76 @@ impl Store {
         datanet_id: u64,
         limit: u32,
     ) -> Result<Vec<ContributionRow>> {
-        let rows = sqlx::query(
+        let filter = ContributionFilter {
+            datanet: Some(datanet_id),
+            ..ContributionFilter::default()
+        };
+        self.contributions(chain_id, &filter, None, limit).await
+    }
+
+    /// Contributions matching `filter`, oldest first (by anchoring block, log index, id),
+    /// strictly after `after` when given, at most `limit`: one page of a keyset pagination.
+    pub async fn contributions(
+        &self,
+        chain_id: u64,
+        filter: &ContributionFilter,
+        after: Option<&ContributionKey>,
+        limit: u32,
+    ) -> Result<Vec<ContributionRow>> {
+        let mut sql = String::from(
             "SELECT c.id, c.props, w.src, b.dst, c.block_number, c.block_hash, c.tx_hash, c.log_index \
-             FROM lineage_edges i \
-             JOIN lineage_nodes c ON c.chain_id = i.chain_id AND c.id = i.src \
-             JOIN lineage_edges w ON w.chain_id = i.chain_id AND w.dst = c.id AND w.kind = 'contributed' \
-             JOIN lineage_edges b ON b.chain_id = i.chain_id AND b.src = c.id AND b.kind = 'anchored_in' \
-             WHERE i.chain_id = $1 AND i.dst = $2 AND i.kind = 'in' \
-             ORDER BY c.block_number, c.log_index, c.id LIMIT $3",
-        )
-        .bind(chain_id as i64)
-        .bind(tributary_schemas::lineage::datanet_id(datanet_id))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+             FROM lineage_nodes c \
+             JOIN lineage_edges w ON w.chain_id = c.chain_id AND w.dst = c.id AND w.kind = 'contributed' \
+             JOIN lineage_edges b ON b.chain_id = c.chain_id AND b.src = c.id AND b.kind = 'anchored_in' ",
+        );
+        let mut args: Vec<Val> = vec![Val::Int(chain_id as i64)];
+        let mut arg = |v: Val| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        if let Some(d) = filter.datanet {
+            let d = arg(Val::Text(tributary_schemas::lineage::datanet_id(d)));
+            sql.push_str(&format!(
+                "JOIN lineage_edges i ON i.chain_id = c.chain_id AND i.src = c.id AND i.kind = 'in' AND i.dst = {d} "
+            ));
+        }
+        sql.push_str("WHERE c.chain_id = $1 AND c.kind = 'contribution' ");
+        if let Some(who) = &filter.contributor {
+            let who = arg(Val::Text(format!("contributor:{}", who.to_lowercase())));
+            sql.push_str(&format!("AND w.src = {who} "));
+        }
+        if let Some(b) = filter.from_block {
+            let b = arg(Val::Int(b as i64));
+            sql.push_str(&format!("AND c.block_number >= {b} "));
+        }
+        if let Some(b) = filter.to_block {
+            let b = arg(Val::Int(b as i64));
+            sql.push_str(&format!("AND c.block_number <= {b} "));
+        }
+        if let Some(k) = after {
+            let (b, l, id) = (
+                arg(Val::Int(k.block_number as i64)),
+                arg(Val::Int(k.log_index as i64)),
+                arg(Val::Text(format!("contribution:{}", k.id))),
+            );
+            sql.push_str(&format!(
+                "AND (c.block_number > {b} OR (c.block_number = {b} AND (c.log_index > {l} \
+                 OR (c.log_index = {l} AND c.id > {id})))) "
+            ));
+        }
+        let n = arg(Val::Int(limit as i64));
+        sql.push_str(&format!(
+            "ORDER BY c.block_number, c.log_index, c.id LIMIT {n}"
+        ));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in args {
+            q = match v {
+                Val::Int(i) => q.bind(i),
+                Val::Text(t) => q.bind(t),
+                Val::Real(r) => q.bind(r),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 let props = json(r.get(1))?;

@@ -23,7 +23,7 @@ const MANIFEST: &str = include_str!("../../examples/kitchen-conversions.toml");
 
 /// The query whose answer the demo prints.
 pub(crate) const QUERY: &str = "{ datanet(name: \"kitchen-conversions\") { id name domain owner \
-     contributions(first: 1000) { id contributor contentHash license batch txHash block } } }";
+     contributions(first: 1000) { nodes { id contributor contentHash license batch txHash block } } } }";
 
 /// Flags of `tributary demo`.
 #[derive(Debug, clap::Args)]
@@ -227,10 +227,10 @@ const LEADERBOARD: &str = "SELECT contributor, contributions, datanets FROM cont
 /// The id of the first contribution the demo's query returns.
 async fn answer_first_id(schema: &tributary_api::TributarySchema) -> Option<String> {
     let r = schema
-        .execute("{ datanet(id: 1) { contributions(first: 1) { id } } }")
+        .execute("{ datanet(id: 1) { contributions(first: 1) { nodes { id } } } }")
         .await;
     let v = r.data.into_json().ok()?;
-    v["datanet"]["contributions"][0]["id"]
+    v["datanet"]["contributions"]["nodes"][0]["id"]
         .as_str()
         .map(str::to_string)
 }

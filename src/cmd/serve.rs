@@ -19,6 +19,15 @@ pub(crate) struct Args {
     /// Metabase).
     #[arg(long, default_value = "127.0.0.1:5433")]
     pg_listen: SocketAddr,
+    /// A browser origin allowed to call the API from its pages (CORS), such as
+    /// https://explorer.example.org; `*` allows any. Repeat, or separate with commas.
+    #[arg(
+        long = "cors-origin",
+        value_name = "ORIGIN",
+        env = "TRIBUTARY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -61,6 +70,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id))
         .merge(tributary_api::sql_http::router(analyst.clone()));
+    let router = tributary_api::with_cors(router, &args.cors_origins)
+        .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
     let wire = tokio::spawn(tributary_api::pg::serve(
         pg_listener,
         analyst,

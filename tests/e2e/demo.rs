@@ -74,7 +74,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     }
 
     let v = answer(&lines);
-    let contributions = v["datanet"]["contributions"].as_array().unwrap();
+    let contributions = v["datanet"]["contributions"]["nodes"].as_array().unwrap();
     assert_eq!(contributions.len(), 240, "every sample contribution");
     let contributors: BTreeSet<_> = contributions
         .iter()
@@ -110,8 +110,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
 
     // The same answer over HTTP from the server the demo runs.
     let url = after(&lines, "GraphQL (GraphiQL in a browser): ");
-    let body =
-        serde_json::json!({ "query": "{ datanet(id: 1) { contributions(first: 1000) { id } } }" });
+    let body = serde_json::json!({ "query": "{ datanet(id: 1) { contributions(first: 1000) { nodes { id } } } }" });
     let res: Value = reqwest::Client::new()
         .post(url)
         .json(&body)
@@ -122,7 +121,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         .await
         .unwrap();
     assert_eq!(
-        res["data"]["datanet"]["contributions"]
+        res["data"]["datanet"]["contributions"]["nodes"]
             .as_array()
             .unwrap()
             .len(),
@@ -209,7 +208,7 @@ fn demo_exit_then_reindex_from_scratch() {
     );
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     assert_eq!(
-        answer(&lines)["datanet"]["contributions"]
+        answer(&lines)["datanet"]["contributions"]["nodes"]
             .as_array()
             .unwrap()
             .len(),
@@ -218,7 +217,7 @@ fn demo_exit_then_reindex_from_scratch() {
     let summary = after(&lines, "indexed blocks ").to_string();
 
     // A sample contribution verifies against the chain; a forged id does not.
-    let id = answer(&lines)["datanet"]["contributions"][0]["id"]
+    let id = answer(&lines)["datanet"]["contributions"]["nodes"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -100,7 +100,7 @@ async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
     let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 3).await, CHAIN));
     let v = post(
         &app,
-        r#"{ chainId datanet(name: "kitchen") { id name domain txHash block contributions(first: 2) { id contributor contentHash license batch txHash block } } }"#,
+        r#"{ chainId datanet(name: "kitchen") { id name domain txHash block contributions(first: 2) { nodes { id contributor contentHash license batch txHash block } } } }"#,
     )
     .await;
     assert!(v.get("errors").is_none(), "{v}");
@@ -110,7 +110,7 @@ async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
         (d["id"].as_u64(), d["name"].as_str(), d["block"].as_u64()),
         (Some(1), Some("kitchen"), Some(7))
     );
-    let cs = d["contributions"].as_array().unwrap();
+    let cs = d["contributions"]["nodes"].as_array().unwrap();
     assert_eq!(cs.len(), 2, "first: 2 is honoured");
     assert_eq!(cs[0]["id"], B256::repeat_byte(0).to_string());
     assert_eq!(
@@ -127,13 +127,101 @@ async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
     assert_eq!(v["data"]["datanets"], json!([{"name": "kitchen"}]));
 }
 
+/// Relay pagination: pages of `first` follow `endCursor` to the end without loss or repeat;
+/// filters narrow; a made-up cursor is a clear error.
+#[tokio::test]
+async fn contributions_page_by_cursor_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 7).await, CHAIN));
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        let v = post(
+            &app,
+            &format!(
+                r#"{{ contributions(datanet: 1, first: 3{after}) {{ edges {{ cursor node {{ id }} }} pageInfo {{ hasNextPage hasPreviousPage endCursor }} }} }}"#
+            ),
+        )
+        .await;
+        assert!(v.get("errors").is_none(), "{v}");
+        let page = &v["data"]["contributions"];
+        pages += 1;
+        assert_eq!(page["pageInfo"]["hasPreviousPage"], pages > 1);
+        for e in page["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_string());
+        }
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = format!(
+            r#", after: "{}""#,
+            page["pageInfo"]["endCursor"].as_str().unwrap()
+        );
+    }
+    let all: Vec<String> = (0..7).map(|i| B256::repeat_byte(i).to_string()).collect();
+    assert_eq!(
+        (pages, &seen),
+        (3, &all),
+        "7 contributions in pages of 3, in order"
+    );
+
+    // The same through the Datanet, narrowed to one contributor: the even-numbered four.
+    let who = g::hex_lower(Address::repeat_byte(1).as_slice());
+    let v = post(
+        &app,
+        &format!(r#"{{ datanet(id: 1) {{ contributions(contributor: "{}") {{ nodes {{ id contributor }} }} }} }}"#, who.to_uppercase().replace("0X", "0x")),
+    )
+    .await;
+    let nodes = v["data"]["datanet"]["contributions"]["nodes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(nodes.len(), 4, "{v}");
+    assert!(nodes.iter().all(|n| n["contributor"] == who.as_str()));
+    // Block range: everything is in block 7.
+    for (range, n) in [
+        ("fromBlock: 7, toBlock: 7", 7),
+        ("fromBlock: 8", 0),
+        ("toBlock: 6", 0),
+    ] {
+        let v = post(
+            &app,
+            &format!("{{ contributions({range}) {{ nodes {{ id }} }} }}"),
+        )
+        .await;
+        assert_eq!(
+            v["data"]["contributions"]["nodes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            n,
+            "{range}"
+        );
+    }
+    for (bad, says) in [
+        (r#"after: "nope""#, "is not a cursor from this API"),
+        (
+            r#"contributor: "0x12""#,
+            "is not a 0x-prefixed 20-byte address",
+        ),
+    ] {
+        let v = post(
+            &app,
+            &format!("{{ contributions({bad}) {{ nodes {{ id }} }} }}"),
+        )
+        .await;
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{bad}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn limits_and_bad_queries_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 1).await, CHAIN));
     let v = post(
         &app,
-        r#"{ datanet(id: 1) { contributions(first: 5000) { id } } }"#,
+        r#"{ datanet(id: 1) { contributions(first: 5000) { nodes { id } } } }"#,
     )
     .await;
     let msg = v["errors"][0]["message"].as_str().unwrap();
@@ -304,4 +392,49 @@ async fn the_exported_sdl_matches_the_schema() {
         "{} is out of date: run `TRIBUTARY_BLESS=1 cargo test -p tributary-api` and commit it",
         path.display()
     );
+}
+
+/// CORS: a configured origin gets its preflight answered and its headers; any other origin
+/// gets none; a malformed origin is refused at start with how to write it.
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 1).await, CHAIN));
+    let allowed = "https://explorer.example.org";
+    let app = tributary_api::with_cors(app, &[allowed.to_string()]).unwrap();
+    let allow_origin = |res: &axum::response::Response| {
+        res.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    for (origin, expected) in [
+        (allowed, Some(allowed.to_string())),
+        ("https://evil.example.com", None),
+    ] {
+        let preflight = Request::builder()
+            .method("OPTIONS")
+            .uri("/graphql")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(preflight).await.unwrap();
+        assert_eq!(allow_origin(&res), expected, "preflight from {origin}");
+        let req = Request::post("/graphql")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "query": "{ chainId }" }).to_string()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(allow_origin(&res), expected, "POST from {origin}");
+    }
+    for bad in ["explorer.example.org", "https://explorer.example.org/app"] {
+        let err = tributary_api::with_cors(axum::Router::new(), &[bad.to_string()]).unwrap_err();
+        assert!(
+            err.contains("e.g. https://explorer.example.org"),
+            "{bad}: {err}"
+        );
+    }
 }
