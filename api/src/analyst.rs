@@ -204,14 +204,6 @@ impl Analyst {
             ctx.sql(sql).await.map_err(query)?;
         }
         ctx.register_udtf("ancestry", Arc::new(AncestryFn { store, chain_id }));
-        // `pg_catalog` and PostgreSQL's functions, which psql, DBeaver, Grafana and Metabase
-        // query for their table lists.
-        datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
-            &ctx,
-            "datafusion",
-            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
-        )
-        .map_err(|e| query(*e))?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cpu = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)

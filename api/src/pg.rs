@@ -47,6 +47,14 @@ pub async fn serve(
     analyst: Analyst,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
+    // `pg_catalog` and PostgreSQL's functions, which psql, DBeaver, Grafana and Metabase query
+    // for their table lists: decoded here, once, since only wire-protocol clients need them.
+    datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+        analyst.context(),
+        "datafusion",
+        datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .map_err(|e| std::io::Error::other(format!("setting up pg_catalog: {e}")))?;
     let handlers = Arc::new(Handlers::new(analyst));
     tokio::pin!(shutdown);
     loop {
