@@ -370,7 +370,10 @@ async fn graphql(scale: f64) {
         "{path} holds no graph: run the ancestry benchmark first (cargo bench -p tributary-sql --bench ancestry)"
     );
     let inferences = ((100_000.0 * scale) as u64).max(1);
-    let app = tributary_api::router(tributary_api::schema(store, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(store, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

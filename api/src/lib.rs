@@ -1,14 +1,15 @@
 //! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL; SQL for analysts
 //! ([`analyst`]) over HTTP ([`sql_http`]) and the PostgreSQL wire protocol ([`pg`]).
 //!
-//! Today the graph answers questions about Datanets and their contributions: who contributed,
-//! the content hash, the batch it was anchored in, and the anchoring transaction and block.
-//! Reads come from the index store ([`tributary_sql::Store`]).
+//! GraphQL answers questions about every node of the lineage graph (Datanets, contributions,
+//! contributors, batches, validations, snapshots, training runs, base models, adapters,
+//! inferences, reward epochs), walks lineage, and streams new anchors, adapters and
+//! inferences over WebSocket. Reads come from the index store ([`tributary_sql::Store`]).
 //!
 //! ```no_run
 //! # async fn f(store: tributary_sql::Store) -> tributary_api::Result<()> {
-//! let schema = tributary_api::schema(store, 31337);
-//! let app = tributary_api::router(schema);
+//! let schema = tributary_api::schema(store, None, 31337);
+//! let app = tributary_api::router(schema, &tributary_api::Limits::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -20,7 +21,7 @@ mod graphql;
 pub mod pg;
 pub mod sql_http;
 
-pub use graphql::{TributarySchema, router, schema};
+pub use graphql::{Limits, Subscription, TributarySchema, router, schema};
 
 /// Errors from the API server.
 #[derive(Debug, thiserror::Error)]

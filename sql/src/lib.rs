@@ -11,8 +11,11 @@
 //! # Ok(()) }
 //! ```
 
+mod browse;
 mod graph;
 mod store;
+
+pub use browse::{End, NodeKey};
 
 pub use graph::{ContributorShare, Subgraph, upstream_end};
 pub use store::{

@@ -91,6 +91,12 @@ pub struct ContributionFilter {
     pub from_block: Option<u64>,
     /// Only those anchored at or before this block.
     pub to_block: Option<u64>,
+    /// Only those anchored in this batch (`0x…` batch id).
+    pub batch: Option<String>,
+    /// Only those frozen into this training snapshot (`0x…` snapshot id).
+    pub snapshot: Option<String>,
+    /// Only revoked ones (`Some(true)`) or only those still counting (`Some(false)`).
+    pub revoked: Option<bool>,
 }
 
 /// Where a contribution sorts: a page of [`Store::contributions`] continues after it.
@@ -547,7 +553,24 @@ impl Store {
                 "JOIN lineage_edges i ON i.chain_id = c.chain_id AND i.src = c.id AND i.kind = 'in' AND i.dst = {d} "
             ));
         }
+        if let Some(s) = &filter.snapshot {
+            let s = arg(Val::Text(format!("snapshot:{}", s.to_lowercase())));
+            sql.push_str(&format!(
+                "JOIN lineage_edges s ON s.chain_id = c.chain_id AND s.src = c.id AND s.kind = 'included_in' AND s.dst = {s} "
+            ));
+        }
         sql.push_str("WHERE c.chain_id = $1 AND c.kind = 'contribution' ");
+        if let Some(revoked) = filter.revoked {
+            sql.push_str(&format!(
+                "AND {}EXISTS (SELECT 1 FROM lineage_edges r WHERE r.chain_id = c.chain_id \
+                 AND r.dst = c.id AND r.kind = 'revokes') ",
+                if revoked { "" } else { "NOT " }
+            ));
+        }
+        if let Some(b) = &filter.batch {
+            let b = arg(Val::Text(format!("batch:{}", b.to_lowercase())));
+            sql.push_str(&format!("AND b.dst = {b} "));
+        }
         if let Some(who) = &filter.contributor {
             let who = arg(Val::Text(format!("contributor:{}", who.to_lowercase())));
             sql.push_str(&format!("AND w.src = {who} "));

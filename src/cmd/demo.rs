@@ -155,7 +155,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "{}",
         arrow::util::pretty::pretty_format_batches(&board.batches)?
     );
-    let schema = tributary_api::schema(store, chain.chain_id());
+    let schema = tributary_api::schema(store, Some(lake.clone()), chain.chain_id());
     let answer = schema.execute(QUERY).await;
     if !answer.errors.is_empty() {
         bail!("GraphQL query failed: {:?}", answer.errors);
@@ -181,6 +181,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let http = listener.local_addr()?;
     let pg = pg_listener.local_addr()?;
     println!("GraphQL (GraphiQL in a browser): http://{http}/graphql");
+    println!("GraphQL subscriptions (graphql-transport-ws): ws://{http}/graphql/ws");
     println!(
         "SQL over HTTP: curl -d 'SELECT * FROM contributor_leaderboard' http://{http}/sql  (or: tributary sql \"…\" --data-dir {})",
         args.data_dir.display()
@@ -199,7 +200,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let served = tributary_api::serve(
         listener,
-        tributary_api::router(schema).merge(tributary_api::sql_http::router(analyst)),
+        tributary_api::router(schema, &tributary_api::Limits::default())
+            .merge(tributary_api::sql_http::router(analyst)),
         super::shutdown_signal(),
     )
     .await;

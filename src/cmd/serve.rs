@@ -28,6 +28,16 @@ pub(crate) struct Args {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Longest a GraphQL request may run, in seconds, before it is answered with an error.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    graphql_timeout: f64,
+    /// Largest GraphQL request body, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    graphql_max_body: usize,
+    /// Refuse GraphQL introspection (`__schema`, `__type`); GraphiQL's docs and completion
+    /// stop working.
+    #[arg(long)]
+    no_introspection: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -45,8 +55,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "GraphQL (GraphiQL in a browser): http://{}/graphql",
         listener.local_addr()?
     );
+    println!(
+        "GraphQL subscriptions (graphql-transport-ws): ws://{}/graphql/ws",
+        listener.local_addr()?
+    );
+    let lake = super::lake(&args.common)?;
     let analyst = tributary_api::analyst::Analyst::open(
-        super::lake(&args.common)?,
+        lake.clone(),
         store.clone(),
         deployment.chain_id,
         tributary_api::analyst::SqlLimits::default(),
@@ -68,7 +83,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         pg.ip(),
         pg.port()
     );
-    let router = tributary_api::router(tributary_api::schema(store, deployment.chain_id))
+    if !(args.graphql_timeout > 0.0 && args.graphql_timeout.is_finite()) {
+        anyhow::bail!(
+            "--graphql-timeout {} is not a positive number of seconds",
+            args.graphql_timeout
+        );
+    }
+    let limits = tributary_api::Limits {
+        introspection: !args.no_introspection,
+        timeout: std::time::Duration::from_secs_f64(args.graphql_timeout),
+        max_body_bytes: args.graphql_max_body,
+    };
+    let schema = tributary_api::schema(store, Some(lake.clone()), deployment.chain_id);
+    let router = tributary_api::router(schema, &limits)
         .merge(tributary_api::sql_http::router(analyst.clone()));
     let router = tributary_api::with_cors(router, &args.cors_origins)
         .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;

@@ -127,6 +127,30 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             .len(),
         240
     );
+    // Each contribution's Merkle proof, built by the server from the batch manifest in the
+    // demo's lake, leads to the root its batch anchored on chain.
+    let body = serde_json::json!({ "query": "{ contributions(first: 1000) { nodes { status merkleProof { valid proof } anchor { merkleRoot } } } }" });
+    let res: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nodes = res["data"]["contributions"]["nodes"]
+        .as_array()
+        .expect("an answer");
+    assert_eq!(nodes.len(), 240, "{res}");
+    for c in nodes {
+        assert_eq!(c["status"], "ANCHORED", "{c}");
+        assert_eq!(c["merkleProof"]["valid"], true, "{c}");
+        assert!(
+            !c["merkleProof"]["proof"].as_array().unwrap().is_empty(),
+            "{c}"
+        );
+    }
 
     // SQL over the lake from the same server: the 240 contributions by 6 contributors.
     let sql_url = url.replace("/graphql", "/sql");

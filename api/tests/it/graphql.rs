@@ -4,15 +4,41 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::manifest::{BatchManifest, ManifestEntry};
 use tributary_sql::{Checkpoint, Store};
 
-const CHAIN: u64 = 31337;
+pub(crate) const CHAIN: u64 = 31337;
 
-/// A store with one Datanet and `n` contributions from two contributors.
-async fn fixture(dir: &std::path::Path, n: u8) -> Store {
+/// A store with one Datanet and `n` contributions from two contributors in one batch, whose
+/// manifest is in the lake at `dir/lake` ([`lake`]).
+pub(crate) async fn fixture(dir: &std::path::Path, n: u8) -> Store {
     let store = Store::connect(&format!("sqlite://{}", dir.join("i.db").display()))
         .await
         .unwrap();
+    let manifest = BatchManifest {
+        datanet_id: 1,
+        batch_id: B256::repeat_byte(0xba),
+        table: "datanet_1".into(),
+        lake_version: 1,
+        contributions: (0..n)
+            .map(|i| ManifestEntry {
+                id: B256::repeat_byte(i),
+                contributor: Address::repeat_byte(1 + i % 2),
+                content_hash: B256::repeat_byte(i),
+                license: "MIT".into(),
+                timestamp: 1_700_000_000,
+            })
+            .collect(),
+    };
+    let uri = lake(dir)
+        .put("manifests/batch-ba.json", manifest.to_bytes())
+        .await
+        .unwrap();
+    let root = if n > 0 {
+        manifest.merkle_tree().root()
+    } else {
+        B256::ZERO
+    };
     let pos = ChainPos {
         block_number: 7,
         block_hash: B256::repeat_byte(7),
@@ -30,7 +56,14 @@ async fn fixture(dir: &std::path::Path, n: u8) -> Store {
         Node {
             id: batch.clone(),
             kind: NodeKind::Batch,
-            props: json!({"verified": true}),
+            props: json!({
+                "verified": true,
+                "datanet_id": 1,
+                "count": n,
+                "merkle_root": root.to_string(),
+                "manifest_uri": uri.to_string(),
+                "lake_version": 1,
+            }),
             pos,
         },
     ];
@@ -84,7 +117,12 @@ async fn fixture(dir: &std::path::Path, n: u8) -> Store {
     store
 }
 
-async fn post(app: &axum::Router, query: &str) -> Value {
+/// The lake of [`fixture`].
+pub(crate) fn lake(dir: &std::path::Path) -> tributary_lake::Lake {
+    tributary_lake::Lake::open(dir.join("lake").to_str().unwrap()).unwrap()
+}
+
+pub(crate) async fn post(app: &axum::Router, query: &str) -> Value {
     let req = Request::post("/graphql")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json!({ "query": query }).to_string()))
@@ -97,7 +135,10 @@ async fn post(app: &axum::Router, query: &str) -> Value {
 #[tokio::test]
 async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 3).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 3).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let v = post(
         &app,
         r#"{ chainId datanet(name: "kitchen") { id name domain txHash block contributions(first: 2) { nodes { id contributor contentHash license batch txHash block } } } }"#,
@@ -132,7 +173,10 @@ async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
 #[tokio::test]
 async fn contributions_page_by_cursor_and_filter() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 7).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 7).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let mut seen = Vec::new();
     let mut after = String::new();
     let mut pages = 0;
@@ -218,7 +262,10 @@ async fn contributions_page_by_cursor_and_filter() {
 #[tokio::test]
 async fn limits_and_bad_queries_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 1).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 1).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let v = post(
         &app,
         r#"{ datanet(id: 1) { contributions(first: 5000) { nodes { id } } } }"#,
@@ -246,7 +293,10 @@ async fn limits_and_bad_queries_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_runs_a_typed_query_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 2).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 2).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -305,7 +355,10 @@ async fn graphiql_runs_a_typed_query_in_headless_chromium() {
 #[tokio::test]
 async fn ancestry_descendants_and_paths_walk_the_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 3).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 3).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let c = g::contribution_id(B256::repeat_byte(1));
     let who = g::contributor_id(Address::repeat_byte(2));
     let v = post(
@@ -380,7 +433,7 @@ async fn ancestry_descendants_and_paths_walk_the_graph() {
 #[tokio::test]
 async fn the_exported_sdl_matches_the_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let sdl = tributary_api::schema(fixture(dir.path(), 0).await, CHAIN).sdl();
+    let sdl = tributary_api::schema(fixture(dir.path(), 0).await, None, CHAIN).sdl();
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/graphql/schema.graphql");
     if std::env::var_os("TRIBUTARY_BLESS").is_some() {
@@ -399,7 +452,10 @@ async fn the_exported_sdl_matches_the_schema() {
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(tributary_api::schema(fixture(dir.path(), 1).await, CHAIN));
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 1).await, None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
     let allowed = "https://explorer.example.org";
     let app = tributary_api::with_cors(app, &[allowed.to_string()]).unwrap();
     let allow_origin = |res: &axum::response::Response| {

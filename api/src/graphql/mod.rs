@@ -1,0 +1,628 @@
+//! The GraphQL API: typed objects for every node kind of the lineage graph ([`objects`]),
+//! lineage walks, Relay connections, subscriptions over WebSocket ([`live`]), and the limits
+//! every request runs under.
+
+mod live;
+mod load;
+mod objects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, EmptyMutation, Object, Schema, ServerError, SimpleObject};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLSubscription};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use tributary_schemas::lineage::{self as g, Node, NodeKind};
+use tributary_sql::{ContributionFilter, ContributionKey, NodeKey};
+
+use load::{graph, internal, node};
+use objects::{
+    Adapter, Attribution, BaseModel, Batch, Contribution, ContributionStatus, Contributor, Datanet,
+    Inference, RewardEpoch, Snapshot, TrainingRun,
+};
+
+pub use live::Subscription;
+
+/// The GraphQL schema.
+pub type TributarySchema = Schema<Query, EmptyMutation, Subscription>;
+
+/// Most items one list returns.
+const MAX_FIRST: u32 = 1000;
+
+/// Limits on each GraphQL request; depth (16) and complexity (10,000) are fixed in the
+/// schema, `first` is at most 1000.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Answer introspection (`__schema`, `__type`): GraphiQL's docs and completion and code
+    /// generators need it; a public deployment may turn it off.
+    pub introspection: bool,
+    /// Longest a request may run before it is answered with an error.
+    pub timeout: Duration,
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Builds the schema over `store` for chain `chain_id`; batch manifests (for Merkle proofs)
+/// are read from `lake` where one is given.
+pub fn schema(
+    store: tributary_sql::Store,
+    lake: Option<tributary_lake::Lake>,
+    chain_id: u64,
+) -> TributarySchema {
+    let (graph, manifests) = objects::loaders(load::Graph { store, chain_id }, lake);
+    Schema::build(Query, EmptyMutation, Subscription)
+        .data(graph)
+        .data(manifests)
+        .data(live::Poll(Duration::from_millis(250)))
+        .limit_depth(16)
+        .limit_complexity(10_000)
+        .finish()
+}
+
+/// `GET /graphql` serves GraphiQL (its scripts under `/graphql/assets/`), `POST /graphql`
+/// answers queries (single or batched) under `limits`, and `/graphql/ws` serves
+/// subscriptions over WebSocket (the `graphql-transport-ws` and `graphql-ws` protocols).
+pub fn router(schema: TributarySchema, limits: &Limits) -> Router {
+    let state = (schema.clone(), Arc::new(limits.clone()));
+    let page = crate::graphiql::router(post(execute).with_state(state));
+    page.layer(tower_http::limit::RequestBodyLimitLayer::new(
+        limits.max_body_bytes,
+    ))
+    .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+}
+
+async fn execute(
+    State((schema, limits)): State<(TributarySchema, Arc<Limits>)>,
+    request: GraphQLBatchRequest,
+) -> GraphQLResponse {
+    let mut request = request.into_inner();
+    if !limits.introspection {
+        request = request.disable_introspection();
+    }
+    match tokio::time::timeout(limits.timeout, schema.execute_batch(request)).await {
+        Ok(response) => response.into(),
+        Err(_) => {
+            let message = format!(
+                "the query ran longer than the limit of {} s: ask for fewer items (`first`) or a smaller `depth`",
+                limits.timeout.as_secs_f64()
+            );
+            async_graphql::Response::from_errors(vec![ServerError::new(message, None)]).into()
+        }
+    }
+}
+
+/// Root query.
+pub struct Query;
+
+/// `first` and `after` of a Relay connection.
+pub(crate) struct ContributionArgs {
+    pub(crate) first: u32,
+    pub(crate) after: Option<String>,
+}
+
+#[Object]
+impl Query {
+    /// The chain this API indexes.
+    async fn chain_id(&self, ctx: &Context<'_>) -> u64 {
+        graph(ctx).chain_id
+    }
+
+    /// All Datanets.
+    async fn datanets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Datanet>> {
+        let gr = graph(ctx);
+        Ok(gr
+            .store
+            .datanets(gr.chain_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Datanet)
+            .collect())
+    }
+
+    /// One Datanet by id or by name.
+    async fn datanet(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<u64>,
+        name: Option<String>,
+    ) -> async_graphql::Result<Option<Datanet>> {
+        if id.is_none() && name.is_none() {
+            return Err("give `id` or `name`".into());
+        }
+        let gr = graph(ctx);
+        let all = gr.store.datanets(gr.chain_id).await.map_err(internal)?;
+        Ok(all
+            .into_iter()
+            .find(|d| {
+                id.is_none_or(|i| d.id == i) && name.as_deref().is_none_or(|n| d.props["name"] == n)
+            })
+            .map(Datanet))
+    }
+
+    /// Contributions across Datanets, oldest first, as a Relay connection: `first` (at most
+    /// 1000) after the cursor `after`, narrowed by Datanet, contributor, anchoring block
+    /// range and status.
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        datanet: Option<u64>,
+        contributor: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+        status: Option<ContributionStatus>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            datanet,
+            contributor,
+            from_block,
+            to_block,
+            revoked: status.map(|s| s == ContributionStatus::Revoked),
+            ..ContributionFilter::default()
+        };
+        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+    }
+
+    /// A contributor by address (whether or not anything of theirs is indexed).
+    async fn contributor(&self, address: String) -> async_graphql::Result<Contributor> {
+        check_address("address", &address)?;
+        Ok(Contributor {
+            address: address.to_lowercase(),
+        })
+    }
+
+    /// One anchored batch by id.
+    async fn batch(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Batch>> {
+        typed_node(ctx, NodeKind::Batch, &id).await
+    }
+
+    /// Anchored batches, oldest first, as a Relay connection, narrowed by block range.
+    async fn batches(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Batch>> {
+        node_page(ctx, NodeKind::Batch, (from_block, to_block), first, after).await
+    }
+
+    /// One snapshot by id.
+    async fn snapshot(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Snapshot>> {
+        typed_node(ctx, NodeKind::Snapshot, &id).await
+    }
+
+    /// Snapshots, oldest first, as a Relay connection, narrowed by block range.
+    async fn snapshots(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Snapshot>> {
+        node_page(
+            ctx,
+            NodeKind::Snapshot,
+            (from_block, to_block),
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// The training run that produced adapter `id`.
+    async fn training_run(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<TrainingRun>> {
+        typed_node(ctx, NodeKind::TrainingRun, &id).await
+    }
+
+    /// One base model by id.
+    async fn base_model(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<BaseModel>> {
+        typed_node(ctx, NodeKind::BaseModel, &id).await
+    }
+
+    /// Base models, oldest first, as a Relay connection.
+    async fn base_models(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, BaseModel>> {
+        node_page(ctx, NodeKind::BaseModel, (None, None), first, after).await
+    }
+
+    /// One adapter, by `id` or by `version` (`line@semver`, as published).
+    async fn adapter(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+        version: Option<String>,
+    ) -> async_graphql::Result<Option<Adapter>> {
+        match (id, version) {
+            (Some(id), None) => typed_node(ctx, NodeKind::Adapter, &id).await,
+            (None, Some(v)) => {
+                let Some((line, _)) = v.rsplit_once('@') else {
+                    return Err(format!("`version` {v:?} is not `line@semver`").into());
+                };
+                let gr = graph(ctx);
+                let found = gr
+                    .store
+                    .adapters_in_line(gr.chain_id, line)
+                    .await
+                    .map_err(internal)?;
+                Ok(found
+                    .into_iter()
+                    .find(|n| n.props["version"] == v.as_str())
+                    .map(Adapter::from))
+            }
+            _ => Err("give one of `id` or `version`".into()),
+        }
+    }
+
+    /// Adapters, oldest first, as a Relay connection, narrowed by block range.
+    async fn adapters(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Adapter>> {
+        node_page(ctx, NodeKind::Adapter, (from_block, to_block), first, after).await
+    }
+
+    /// One recorded inference batch by id.
+    async fn inference(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Inference>> {
+        typed_node(ctx, NodeKind::Inference, &id).await
+    }
+
+    /// Recorded inference batches, oldest first, as a Relay connection, narrowed by block
+    /// range.
+    async fn inferences(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+    ) -> async_graphql::Result<Connection<String, Inference>> {
+        node_page(
+            ctx,
+            NodeKind::Inference,
+            (from_block, to_block),
+            first,
+            after,
+        )
+        .await
+    }
+
+    /// One reward epoch.
+    async fn reward_epoch(
+        &self,
+        ctx: &Context<'_>,
+        epoch: u64,
+    ) -> async_graphql::Result<Option<RewardEpoch>> {
+        let n = node(ctx, g::reward_epoch_id(epoch)).await?;
+        Ok(n.filter(|n| n.kind == NodeKind::RewardEpoch)
+            .map(RewardEpoch::from))
+    }
+
+    /// Reward epochs, oldest first, as a Relay connection.
+    async fn reward_epochs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, RewardEpoch>> {
+        node_page(ctx, NodeKind::RewardEpoch, (None, None), first, after).await
+    }
+
+    /// How the credit for `subject` (a node id: `inference:0x…`, `adapter:0x…`, …) divides
+    /// among contributors and contributions.
+    async fn attribution(
+        &self,
+        ctx: &Context<'_>,
+        subject: String,
+    ) -> async_graphql::Result<Attribution> {
+        if NodeKind::of_id(&subject).is_none() {
+            return Err(format!(
+                "`subject` {subject:?} is not a node id: give `kind:key`, e.g. `inference:0x…`"
+            )
+            .into());
+        }
+        objects::attribution(ctx, &subject).await
+    }
+
+    /// Everything upstream of node `id` (`kind:key`, e.g. `adapter:0x…`) within `depth` edges
+    /// (at most 64): where it came from.
+    async fn ancestry(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = 6)] depth: u32,
+    ) -> async_graphql::Result<Lineage> {
+        check_depth(depth)?;
+        let gr = graph(ctx);
+        let up = gr
+            .store
+            .ancestors(gr.chain_id, &id, depth)
+            .await
+            .map_err(internal)?;
+        Ok(Lineage::from(up))
+    }
+
+    /// Everything downstream of node `id` within `depth` edges (at most 64): what it went into.
+    async fn descendants(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = 6)] depth: u32,
+    ) -> async_graphql::Result<Lineage> {
+        check_depth(depth)?;
+        let gr = graph(ctx);
+        let down = gr
+            .store
+            .descendants(gr.chain_id, &id, depth)
+            .await
+            .map_err(internal)?;
+        Ok(Lineage::from(down))
+    }
+
+    /// A shortest lineage path between two nodes (either may be upstream), as edges from
+    /// `from` to `to`; null when none is within `maxDepth` (at most 64) edges.
+    async fn path(
+        &self,
+        ctx: &Context<'_>,
+        from: String,
+        to: String,
+        #[graphql(default = 16)] max_depth: u32,
+    ) -> async_graphql::Result<Option<Vec<LineageEdge>>> {
+        check_depth(max_depth)?;
+        let gr = graph(ctx);
+        let p = gr
+            .store
+            .path(gr.chain_id, &from, &to, max_depth)
+            .await
+            .map_err(internal)?;
+        Ok(p.map(|edges| edges.into_iter().map(LineageEdge::from).collect()))
+    }
+}
+
+/// Node `kind:id` as a `T` (`id` with or without its `kind:` prefix).
+async fn typed_node<T: From<Node>>(
+    ctx: &Context<'_>,
+    kind: NodeKind,
+    id: &str,
+) -> async_graphql::Result<Option<T>> {
+    let prefix = format!("{}:", kind.as_str());
+    let full = if id.starts_with(&prefix) {
+        id.to_lowercase()
+    } else {
+        format!("{prefix}{}", id.to_lowercase())
+    };
+    Ok(node(ctx, full)
+        .await?
+        .filter(|n| n.kind == kind)
+        .map(T::from))
+}
+
+/// One page of the nodes of `kind` made in `blocks`, as a Relay connection with cursors
+/// `block.log_index.node_id`.
+async fn node_page<T: From<Node> + async_graphql::OutputType>(
+    ctx: &Context<'_>,
+    kind: NodeKind,
+    blocks: (Option<u64>, Option<u64>),
+    first: u32,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<String, T>> {
+    check_first(first)?;
+    let after = after
+        .as_deref()
+        .map(|c| {
+            parse_cursor(c).map(|(block_number, log_index, id)| NodeKey {
+                block_number,
+                log_index,
+                id,
+            })
+        })
+        .transpose()?;
+    let gr = graph(ctx);
+    let mut nodes = gr
+        .store
+        .nodes_of_kind(gr.chain_id, kind, blocks, after.as_ref(), first + 1)
+        .await
+        .map_err(internal)?;
+    let more = nodes.len() > first as usize;
+    nodes.truncate(first as usize);
+    let mut page = Connection::new(after.is_some(), more);
+    page.edges.extend(nodes.into_iter().map(|n| {
+        let cursor = format!("{}.{}.{}", n.pos.block_number, n.pos.log_index, n.id);
+        Edge::new(cursor, T::from(n))
+    }));
+    Ok(page)
+}
+
+fn check_first(first: u32) -> async_graphql::Result<()> {
+    if first > MAX_FIRST {
+        return Err(format!("`first` is {first}; the most one page returns is {MAX_FIRST}").into());
+    }
+    Ok(())
+}
+
+fn check_address(what: &str, a: &str) -> async_graphql::Result<()> {
+    if a.len() == 42 && a.starts_with("0x") && a[2..].bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("`{what}` {a:?} is not a 0x-prefixed 20-byte address").into())
+    }
+}
+
+fn check_depth(depth: u32) -> async_graphql::Result<()> {
+    if depth > 64 {
+        return Err(format!("depth {depth} is over the limit of 64").into());
+    }
+    Ok(())
+}
+
+/// Nodes and edges of a lineage walk.
+#[derive(SimpleObject)]
+pub(crate) struct Lineage {
+    /// The start first, then in the order the walk found them.
+    nodes: Vec<LineageNode>,
+    /// The edges walked.
+    edges: Vec<LineageEdge>,
+}
+
+impl From<tributary_sql::Subgraph> for Lineage {
+    fn from(g: tributary_sql::Subgraph) -> Self {
+        Self {
+            nodes: g.nodes.into_iter().map(LineageNode::from).collect(),
+            edges: g.edges.into_iter().map(LineageEdge::from).collect(),
+        }
+    }
+}
+
+/// A node of the lineage graph.
+#[derive(SimpleObject)]
+pub(crate) struct LineageNode {
+    /// `kind:key`.
+    id: String,
+    /// Datanet, contributor, contribution, batch, adapter, inference, …
+    kind: String,
+    /// Properties from the chain event that made it.
+    props: async_graphql::Json<serde_json::Value>,
+    /// Block of that event.
+    block: u64,
+    /// Its transaction.
+    tx_hash: String,
+}
+
+impl From<tributary_schemas::lineage::Node> for LineageNode {
+    fn from(n: tributary_schemas::lineage::Node) -> Self {
+        Self {
+            id: n.id,
+            kind: n.kind.as_str().to_string(),
+            props: async_graphql::Json(n.props),
+            block: n.pos.block_number,
+            tx_hash: n.pos.tx_hash.to_string(),
+        }
+    }
+}
+
+/// An edge of the lineage graph, in its downstream direction.
+#[derive(SimpleObject)]
+pub(crate) struct LineageEdge {
+    /// Source node id.
+    src: String,
+    /// Destination node id.
+    dst: String,
+    /// contributed, in, anchored_in, derived_from, attributed_to, …
+    kind: String,
+    /// Attribution share or reward amount, where the edge carries one.
+    weight: Option<f64>,
+    /// Block of the event that made it.
+    block: u64,
+}
+
+impl From<tributary_schemas::lineage::Edge> for LineageEdge {
+    fn from(e: tributary_schemas::lineage::Edge) -> Self {
+        Self {
+            src: e.src,
+            dst: e.dst,
+            kind: e.kind.as_str().to_string(),
+            weight: e.weight,
+            block: e.pos.block_number,
+        }
+    }
+}
+
+/// One page of contributions matching `filter`; `first` + 1 rows are read to know whether
+/// another page follows.
+pub(crate) async fn contribution_page(
+    ctx: &Context<'_>,
+    filter: ContributionFilter,
+    ContributionArgs { first, after }: ContributionArgs,
+) -> async_graphql::Result<Connection<String, Contribution>> {
+    check_first(first)?;
+    if let Some(who) = &filter.contributor {
+        check_address("contributor", who)?;
+    }
+    let after = after
+        .as_deref()
+        .map(|c| {
+            parse_cursor(c).map(|(block_number, log_index, id)| ContributionKey {
+                block_number,
+                log_index,
+                id,
+            })
+        })
+        .transpose()?;
+    let gr = graph(ctx);
+    let mut rows = gr
+        .store
+        .contributions(gr.chain_id, &filter, after.as_ref(), first + 1)
+        .await
+        .map_err(internal)?;
+    let more = rows.len() > first as usize;
+    rows.truncate(first as usize);
+    let mut page = Connection::new(after.is_some(), more);
+    page.edges.extend(rows.into_iter().map(|r| {
+        let k = r.key();
+        Edge::new(
+            format!("{}.{}.{}", k.block_number, k.log_index, k.id),
+            Contribution::from(r),
+        )
+    }));
+    Ok(page)
+}
+
+/// Reads a cursor this API handed out (`block.log_index.id`).
+fn parse_cursor(cursor: &str) -> async_graphql::Result<(u64, u64, String)> {
+    let bad = || {
+        async_graphql::Error::new(format!(
+            "`after` {cursor:?} is not a cursor from this API: pass an `endCursor` or an edge's `cursor`"
+        ))
+    };
+    let mut parts = cursor.splitn(3, '.');
+    let (Some(block), Some(log), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    Ok((
+        block.parse().map_err(|_| bad())?,
+        log.parse().map_err(|_| bad())?,
+        id.to_string(),
+    ))
+}

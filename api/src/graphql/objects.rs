@@ -1,0 +1,909 @@
+//! The typed objects of the graph: every node kind the indexer builds, with its properties
+//! from the chain event that made it and its relations as fields. Relations are read through
+//! the loaders in [`super::load`], so a list of objects asking for the same relation costs one
+//! store query per level of the query, not one per object.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use alloy::primitives::B256;
+use async_graphql::connection::Connection;
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
+use futures::future::try_join_all;
+use tributary_schemas::lineage::{self as g, EdgeKind, Node, NodeKind};
+use tributary_schemas::manifest::BatchManifest;
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
+use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
+
+use super::load::{self, edges, graph, internal, linked, node};
+use super::{ContributionArgs, contribution_page};
+
+/// `props[key]` as text ("" when absent).
+fn text<'a>(n: &'a Node, key: &str) -> &'a str {
+    n.props[key].as_str().unwrap_or_default()
+}
+
+/// `props[key]` as a number (0 when absent).
+fn number(n: &Node, key: &str) -> u64 {
+    n.props[key].as_u64().unwrap_or_default()
+}
+
+/// The node id without its `kind:` prefix: the id on chain.
+fn key(n: &Node) -> &str {
+    n.id.split_once(':').map_or(n.id.as_str(), |(_, k)| k)
+}
+
+/// `#[Object] impl T { … }` for a `T(Node)`, with the fields every such object has appended:
+/// the node id, transaction and block of the event that made it.
+macro_rules! node_object {
+    (impl $t:ident { $($body:tt)* }) => {
+        #[Object]
+        impl $t {
+            $($body)*
+            /// The node id in the lineage graph (`kind:key`), for `ancestry`, `descendants`
+            /// and `path`.
+            async fn node_id(&self) -> &str {
+                &self.0.id
+            }
+            /// The transaction of the event that made it.
+            async fn tx_hash(&self) -> String {
+                self.0.pos.tx_hash.to_string()
+            }
+            /// The block of that event.
+            async fn block(&self) -> u64 {
+                self.0.pos.block_number
+            }
+        }
+    };
+}
+
+/// Wraps the nodes of `kind` among `nodes` as `T`.
+fn typed<T: From<Node>>(nodes: Vec<Node>, kind: NodeKind) -> Vec<T> {
+    nodes
+        .into_iter()
+        .filter(|n| n.kind == kind)
+        .map(T::from)
+        .collect()
+}
+
+/// Node `id` as a `T`, if it exists and is of `kind`.
+async fn one<T: From<Node>>(
+    ctx: &Context<'_>,
+    id: String,
+    kind: NodeKind,
+) -> async_graphql::Result<Option<T>> {
+    Ok(node(ctx, id).await?.filter(|n| n.kind == kind).map(T::from))
+}
+
+macro_rules! from_node {
+    ($($t:ident),*) => {$(
+        impl From<Node> for $t {
+            fn from(n: Node) -> Self {
+                Self(n)
+            }
+        }
+    )*};
+}
+from_node!(
+    Batch,
+    Validation,
+    Snapshot,
+    TrainingRun,
+    BaseModel,
+    Adapter,
+    Inference,
+    RewardEpoch
+);
+
+/// A Datanet: a community dataset in one domain.
+pub(crate) struct Datanet(pub(crate) DatanetRow);
+
+impl Datanet {
+    fn of(n: Node) -> Option<Self> {
+        let id = n.id.strip_prefix("datanet:")?.parse().ok()?;
+        Some(Self(DatanetRow {
+            id,
+            props: n.props,
+            pos: n.pos,
+        }))
+    }
+}
+
+/// Datanet `id`, if indexed.
+async fn datanet(ctx: &Context<'_>, id: u64) -> async_graphql::Result<Option<Datanet>> {
+    Ok(node(ctx, g::datanet_id(id)).await?.and_then(Datanet::of))
+}
+
+#[Object]
+impl Datanet {
+    /// On-chain id.
+    async fn id(&self) -> u64 {
+        self.0.id
+    }
+    /// Unique name.
+    async fn name(&self) -> &str {
+        self.0.props["name"].as_str().unwrap_or_default()
+    }
+    /// Domain.
+    async fn domain(&self) -> &str {
+        self.0.props["domain"].as_str().unwrap_or_default()
+    }
+    /// Owner address.
+    async fn owner(&self) -> &str {
+        self.0.props["owner"].as_str().unwrap_or_default()
+    }
+    /// Hash of the Datanet's canonical manifest.
+    async fn schema_hash(&self) -> &str {
+        self.0.props["schema_hash"].as_str().unwrap_or_default()
+    }
+    /// The creating transaction.
+    async fn tx_hash(&self) -> String {
+        self.0.pos.tx_hash.to_string()
+    }
+    /// The creating block.
+    async fn block(&self) -> u64 {
+        self.0.pos.block_number
+    }
+    /// This Datanet's contributions, oldest first, as a Relay connection: `first` (at most
+    /// 1000) after the cursor `after`, narrowed by contributor, anchoring block range and
+    /// status.
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        contributor: Option<String>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+        status: Option<ContributionStatus>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            datanet: Some(self.0.id),
+            contributor,
+            from_block,
+            to_block,
+            revoked: status.map(|s| s == ContributionStatus::Revoked),
+            ..ContributionFilter::default()
+        };
+        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+    }
+}
+
+/// Whether a contribution still counts.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContributionStatus {
+    /// Anchored on chain and not revoked.
+    Anchored,
+    /// Revoked by its contributor or the Datanet: left out of snapshots and rewards from then
+    /// on.
+    Revoked,
+}
+
+/// A signed contribution, anchored on chain.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub(crate) struct Contribution {
+    /// Contribution id (EIP-712 struct hash).
+    id: String,
+    /// The contributor (signer) address.
+    contributor: String,
+    /// keccak256 of the canonical content.
+    content_hash: String,
+    /// SPDX license.
+    license: String,
+    /// The batch it was anchored in.
+    batch: String,
+    /// The anchoring transaction.
+    tx_hash: String,
+    /// The anchoring block.
+    block: u64,
+}
+
+impl From<ContributionRow> for Contribution {
+    fn from(r: ContributionRow) -> Self {
+        Self {
+            id: r.id,
+            contributor: r.contributor,
+            content_hash: r.content_hash,
+            license: r.license,
+            batch: r.batch,
+            tx_hash: r.pos.tx_hash.to_string(),
+            block: r.pos.block_number,
+        }
+    }
+}
+
+/// A proof that a contribution is in its batch's Merkle root on chain (OpenZeppelin's
+/// sorted-pair tree, so `MerkleProof.verify` on chain accepts it).
+#[derive(SimpleObject)]
+pub(crate) struct MerkleProof {
+    /// The batch's root as anchored on chain.
+    root: String,
+    /// The leaf: `keccak256(keccak256(contribution id))`.
+    leaf: String,
+    /// Sibling hashes from the leaf up.
+    proof: Vec<String>,
+    /// Whether the proof leads from the leaf to the on-chain root (checked here).
+    valid: bool,
+}
+
+#[ComplexObject]
+impl Contribution {
+    /// The node id in the lineage graph (`contribution:0x…`).
+    async fn node_id(&self) -> String {
+        format!("contribution:{}", self.id)
+    }
+    /// The contributor, with their other contributions, influence and rewards.
+    async fn by(&self) -> Contributor {
+        Contributor {
+            address: self.contributor.clone(),
+        }
+    }
+    /// The Datanet it belongs to.
+    async fn datanet(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Datanet>> {
+        let ds = linked(
+            ctx,
+            &format!("contribution:{}", self.id),
+            End::Src,
+            EdgeKind::In,
+        )
+        .await?;
+        Ok(ds.into_iter().find_map(Datanet::of))
+    }
+    /// Anchored (counts) or revoked.
+    async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<ContributionStatus> {
+        let id = format!("contribution:{}", self.id);
+        let revoked = !edges(ctx, &id, End::Dst, EdgeKind::Revokes)
+            .await?
+            .is_empty();
+        Ok(if revoked {
+            ContributionStatus::Revoked
+        } else {
+            ContributionStatus::Anchored
+        })
+    }
+    /// The anchoring batch.
+    async fn anchor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Batch>> {
+        one(ctx, format!("batch:{}", self.batch), NodeKind::Batch).await
+    }
+    /// The proof of inclusion in the anchoring batch's Merkle root, from the batch manifest
+    /// in the lake.
+    async fn merkle_proof(&self, ctx: &Context<'_>) -> async_graphql::Result<MerkleProof> {
+        let Some(batch) = node(ctx, format!("batch:{}", self.batch)).await? else {
+            return Err("the anchoring batch is not indexed".into());
+        };
+        let uri = text(&batch, "manifest_uri").to_string();
+        let tree = ctx
+            .data_unchecked::<DataLoader<Manifests>>()
+            .load_one(uri)
+            .await?
+            .ok_or("the batch manifest is not in the lake")?;
+        let id: B256 = self
+            .id
+            .parse()
+            .map_err(|_| "contribution id is not a hash")?;
+        let leaf = leaf_bytes32(id);
+        let proof = tree
+            .proof(&leaf)
+            .ok_or("the batch manifest does not list this contribution")?;
+        let root: B256 = text(&batch, "merkle_root").parse().unwrap_or_default();
+        Ok(MerkleProof {
+            valid: verify(&proof, root, leaf),
+            root: root.to_string(),
+            leaf: leaf.to_string(),
+            proof: proof.iter().map(|p| p.to_string()).collect(),
+        })
+    }
+}
+
+/// Batch manifests read from the lake by URI, as Merkle trees; one read per manifest per
+/// query however many of its contributions ask.
+pub(crate) struct Manifests(pub(crate) Option<tributary_lake::Lake>);
+
+impl Loader<String> for Manifests {
+    type Value = Arc<MerkleTree>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, uris: &[String]) -> Result<HashMap<String, Arc<MerkleTree>>, Self::Error> {
+        let Some(lake) = &self.0 else {
+            return Err("this server has no lake to read batch manifests from".into());
+        };
+        let mut out = HashMap::new();
+        for uri in uris {
+            let bytes = match lake.get(uri).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(%uri, error = %e, "batch manifest unavailable");
+                    continue;
+                }
+            };
+            let m: BatchManifest = serde_json::from_slice(&bytes).map_err(|e| {
+                tracing::error!(%uri, error = %e, "batch manifest does not parse");
+                async_graphql::Error::new("a batch manifest in the lake does not parse")
+            })?;
+            out.insert(uri.clone(), Arc::new(m.merkle_tree()));
+        }
+        Ok(out)
+    }
+}
+
+/// Someone who contributed data.
+pub(crate) struct Contributor {
+    /// `0x…`, lowercase.
+    pub(crate) address: String,
+}
+
+/// A reward paid to a contributor in one epoch.
+#[derive(SimpleObject)]
+pub(crate) struct RewardAllocation {
+    /// The epoch.
+    epoch: u64,
+    /// The contributor's address.
+    contributor: String,
+    /// Amount in token units, as the epoch's allocation recorded it.
+    amount: f64,
+    /// The block that settled the epoch.
+    block: u64,
+}
+
+#[Object]
+impl Contributor {
+    /// The address (`0x…`, lowercase).
+    async fn address(&self) -> &str {
+        &self.address
+    }
+    /// The node id in the lineage graph (`contributor:0x…`).
+    async fn node_id(&self) -> String {
+        format!("contributor:{}", self.address)
+    }
+    /// Their contributions, oldest first, as a Relay connection, narrowed by Datanet,
+    /// anchoring block range and status.
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        datanet: Option<u64>,
+        from_block: Option<u64>,
+        to_block: Option<u64>,
+        status: Option<ContributionStatus>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            datanet,
+            contributor: Some(self.address.clone()),
+            from_block,
+            to_block,
+            revoked: status.map(|s| s == ContributionStatus::Revoked),
+            ..ContributionFilter::default()
+        };
+        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+    }
+    /// Their influence: the attribution share their contributions received, summed over
+    /// every recorded inference batch (each batch's shares sum to 1).
+    async fn influence(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
+        let id = format!("contributor:{}", self.address);
+        let theirs = edges(ctx, &id, End::Src, EdgeKind::Contributed).await?;
+        let received = try_join_all(
+            theirs
+                .iter()
+                .map(|e| edges(ctx, &e.dst, End::Dst, EdgeKind::AttributedTo)),
+        )
+        .await?;
+        Ok(received.iter().flatten().filter_map(|e| e.weight).sum())
+    }
+    /// What reward epochs paid them, oldest first.
+    async fn rewards(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
+        let id = format!("contributor:{}", self.address);
+        Ok(edges(ctx, &id, End::Dst, EdgeKind::Rewarded)
+            .await?
+            .into_iter()
+            .map(|e| RewardAllocation {
+                epoch: e
+                    .src
+                    .strip_prefix("reward_epoch:")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_default(),
+                contributor: self.address.clone(),
+                amount: e.weight.unwrap_or_default(),
+                block: e.pos.block_number,
+            })
+            .collect())
+    }
+}
+
+/// A batch of contributions anchored on chain (`BatchAnchored`).
+pub(crate) struct Batch(Node);
+
+node_object! {
+impl Batch {
+    /// Batch id: keccak256 over the Datanet id and the sorted contribution ids.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// The Datanet.
+    async fn datanet(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Datanet>> {
+        datanet(ctx, number(&self.0, "datanet_id")).await
+    }
+    /// Merkle root over the contribution ids, as anchored.
+    async fn merkle_root(&self) -> &str {
+        text(&self.0, "merkle_root")
+    }
+    /// Number of contributions, as anchored.
+    async fn count(&self) -> u64 {
+        number(&self.0, "count")
+    }
+    /// Where the batch manifest is in the lake.
+    async fn manifest_uri(&self) -> &str {
+        text(&self.0, "manifest_uri")
+    }
+    /// keccak256 of the manifest's bytes, as anchored.
+    async fn manifest_hash(&self) -> &str {
+        text(&self.0, "manifest_hash")
+    }
+    /// The Delta version the contributions were committed at.
+    async fn lake_version(&self) -> u64 {
+        number(&self.0, "lake_version")
+    }
+    /// Whether the manifest in the lake matched the chain when indexed (only verified
+    /// batches bring their contributions into the graph).
+    async fn verified(&self) -> bool {
+        self.0.props["verified"].as_bool().unwrap_or(false)
+    }
+    /// Why it was not verified.
+    async fn reason(&self) -> Option<&str> {
+        self.0.props["reason"].as_str()
+    }
+    /// Its contributions as a Relay connection.
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            batch: Some(key(&self.0).to_string()),
+            ..ContributionFilter::default()
+        };
+        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+    }
+    /// Validators' attestations of it.
+    async fn validations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Validation>> {
+        let v = linked(ctx, &self.0.id, End::Dst, EdgeKind::Validates).await?;
+        Ok(typed(v, NodeKind::Validation))
+    }
+}
+}
+
+/// A validator's verdicts on a batch (`ValidationRecorded`).
+pub(crate) struct Validation(Node);
+
+node_object! {
+impl Validation {
+    /// The Datanet.
+    async fn datanet(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Datanet>> {
+        datanet(ctx, number(&self.0, "datanet_id")).await
+    }
+    /// The validator's address.
+    async fn validator(&self) -> &str {
+        text(&self.0, "validator")
+    }
+    /// Merkle root over the per-contribution verdicts.
+    async fn verdicts_root(&self) -> &str {
+        text(&self.0, "verdicts_root")
+    }
+    /// Contributions accepted.
+    async fn accepted(&self) -> u64 {
+        number(&self.0, "accepted")
+    }
+    /// Contributions rejected.
+    async fn rejected(&self) -> u64 {
+        number(&self.0, "rejected")
+    }
+    /// The batch judged.
+    async fn batch(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Batch>> {
+        let b = linked(ctx, &self.0.id, End::Src, EdgeKind::Validates).await?;
+        Ok(typed(b, NodeKind::Batch).into_iter().next())
+    }
+}
+}
+
+/// A frozen training set (`SnapshotCommitted`): contributions of Datanets at pinned lake
+/// versions.
+pub(crate) struct Snapshot(Node);
+
+node_object! {
+impl Snapshot {
+    /// Snapshot id.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// The Datanets drawn from.
+    async fn datanets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Datanet>> {
+        let d = linked(ctx, &self.0.id, End::Src, EdgeKind::DrawnFrom).await?;
+        Ok(d.into_iter().filter_map(Datanet::of).collect())
+    }
+    /// The Delta version of each Datanet's table, in the order of `datanets`' ids on chain.
+    async fn lake_versions(&self) -> Vec<u64> {
+        self.0.props["lake_versions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
+    }
+    /// Merkle root over the contribution ids.
+    async fn contributions_root(&self) -> &str {
+        text(&self.0, "contributions_root")
+    }
+    /// Number of contributions.
+    async fn count(&self) -> u64 {
+        number(&self.0, "count")
+    }
+    /// Its contributions as a Relay connection (once the snapshot's manifest has linked them).
+    async fn contributions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Contribution>> {
+        let filter = ContributionFilter {
+            snapshot: Some(key(&self.0).to_string()),
+            ..ContributionFilter::default()
+        };
+        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+    }
+    /// Training runs on it.
+    async fn training_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TrainingRun>> {
+        let r = linked(ctx, &self.0.id, End::Src, EdgeKind::Trained).await?;
+        Ok(typed(r, NodeKind::TrainingRun))
+    }
+}
+}
+
+/// The run that trained an adapter on a snapshot.
+pub(crate) struct TrainingRun(Node);
+
+node_object! {
+impl TrainingRun {
+    /// Id: the id of the adapter it produced.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// keccak256 of the training configuration.
+    async fn config_hash(&self) -> &str {
+        text(&self.0, "config_hash")
+    }
+    /// The snapshot trained on.
+    async fn snapshot(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Snapshot>> {
+        let s = linked(ctx, &self.0.id, End::Dst, EdgeKind::Trained).await?;
+        Ok(typed(s, NodeKind::Snapshot).into_iter().next())
+    }
+    /// The adapter produced.
+    async fn adapter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Adapter>> {
+        let a = linked(ctx, &self.0.id, End::Src, EdgeKind::Produced).await?;
+        Ok(typed(a, NodeKind::Adapter).into_iter().next())
+    }
+}
+}
+
+/// A base model adapters are trained on (`BaseModelRegistered`).
+pub(crate) struct BaseModel(Node);
+
+node_object! {
+impl BaseModel {
+    /// Model id.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// Hash of the weights.
+    async fn weights_hash(&self) -> &str {
+        text(&self.0, "weights_hash")
+    }
+    /// Architecture name.
+    async fn architecture(&self) -> &str {
+        text(&self.0, "architecture")
+    }
+    /// Where the weights are.
+    async fn uri(&self) -> &str {
+        text(&self.0, "uri")
+    }
+    /// Adapters on this base, oldest first.
+    async fn adapters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
+        let a = linked(ctx, &self.0.id, End::Dst, EdgeKind::DerivedFrom).await?;
+        Ok(typed(a, NodeKind::Adapter))
+    }
+}
+}
+
+/// A LoRA adapter: one version of a model line (`AdapterPublished`).
+pub(crate) struct Adapter(Node);
+
+/// `1.2.3` (any `-pre` or `+build` ignored) as numbers, for ordering versions.
+fn semver(v: &str) -> Vec<u64> {
+    v.split(['-', '+'])
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+impl Adapter {
+    /// `(line, version)` from `line@version`; a bare version has no line.
+    fn line_version(&self) -> (&str, &str) {
+        text(&self.0, "version")
+            .rsplit_once('@')
+            .unwrap_or(("", text(&self.0, "version")))
+    }
+}
+
+node_object! {
+impl Adapter {
+    /// Adapter id.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// The version as published: `line@semver`.
+    async fn version(&self) -> &str {
+        text(&self.0, "version")
+    }
+    /// Its model line (before the `@`; empty when published without one).
+    async fn line(&self) -> &str {
+        self.line_version().0
+    }
+    /// Where the adapter's files are in the lake.
+    async fn uri(&self) -> &str {
+        text(&self.0, "uri")
+    }
+    /// Hash of the adapter weights.
+    async fn weights_hash(&self) -> &str {
+        text(&self.0, "weights_hash")
+    }
+    /// Hash of the training configuration.
+    async fn config_hash(&self) -> &str {
+        text(&self.0, "config_hash")
+    }
+    /// The base model.
+    async fn base_model(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<BaseModel>> {
+        let id = format!("base_model:{}", text(&self.0, "base_model_id"));
+        one(ctx, id, NodeKind::BaseModel).await
+    }
+    /// Adapters it was trained from or merged from.
+    async fn parents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
+        let p = linked(ctx, &self.0.id, End::Src, EdgeKind::DerivedFrom).await?;
+        Ok(typed(p, NodeKind::Adapter))
+    }
+    /// Adapters trained or merged from it.
+    async fn children(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
+        let c = linked(ctx, &self.0.id, End::Dst, EdgeKind::DerivedFrom).await?;
+        Ok(typed(c, NodeKind::Adapter))
+    }
+    /// The snapshot it was trained on.
+    async fn snapshot(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Snapshot>> {
+        let id = format!("snapshot:{}", text(&self.0, "snapshot_id"));
+        one(ctx, id, NodeKind::Snapshot).await
+    }
+    /// The run that trained it.
+    async fn training_run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TrainingRun>> {
+        one(ctx, format!("training_run:{}", key(&self.0)), NodeKind::TrainingRun).await
+    }
+    /// Every version of its model line, lowest version first (just itself without a line).
+    async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
+        let (line, _) = self.line_version();
+        if line.is_empty() {
+            return Ok(vec![Adapter(self.0.clone())]);
+        }
+        let gr = graph(ctx);
+        let mut all: Vec<Adapter> = gr
+            .store
+            .adapters_in_line(gr.chain_id, line)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Adapter)
+            .collect();
+        all.sort_by_cached_key(|a| semver(a.line_version().1));
+        Ok(all)
+    }
+}
+}
+
+/// A batch of recorded inferences (`InferencesRecorded`).
+pub(crate) struct Inference(Node);
+
+node_object! {
+impl Inference {
+    /// Batch id.
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// The adapters that served it.
+    async fn adapters(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
+        let a = linked(ctx, &self.0.id, End::Src, EdgeKind::ServedBy).await?;
+        Ok(typed(a, NodeKind::Adapter))
+    }
+    /// Merkle root over the answers.
+    async fn merkle_root(&self) -> &str {
+        text(&self.0, "merkle_root")
+    }
+    /// Number of answers.
+    async fn count(&self) -> u64 {
+        number(&self.0, "count")
+    }
+    /// Where the manifest is in the lake.
+    async fn manifest_uri(&self) -> &str {
+        text(&self.0, "manifest_uri")
+    }
+    /// Whether the manifest matched the chain when indexed.
+    async fn verified(&self) -> bool {
+        self.0.props["verified"].as_bool().unwrap_or(false)
+    }
+    /// Why it was not verified.
+    async fn reason(&self) -> Option<&str> {
+        self.0.props["reason"].as_str()
+    }
+    /// Tokens generated (verified batches).
+    async fn tokens(&self) -> Option<u64> {
+        self.0.props["tokens"].as_u64()
+    }
+    /// Fees charged, in token units (verified batches).
+    async fn fees(&self) -> Option<&str> {
+        self.0.props["fees"].as_str()
+    }
+    /// Which contributions, and whose, the answers were attributed to.
+    async fn attribution(&self, ctx: &Context<'_>) -> async_graphql::Result<Attribution> {
+        attribution(ctx, &self.0.id).await
+    }
+}
+}
+
+/// A settled reward epoch (`EpochAllocated`).
+pub(crate) struct RewardEpoch(Node);
+
+node_object! {
+impl RewardEpoch {
+    /// Epoch number.
+    async fn epoch(&self) -> u64 {
+        key(&self.0).parse().unwrap_or_default()
+    }
+    /// Merkle root of the allocations (what claims prove against).
+    async fn merkle_root(&self) -> &str {
+        text(&self.0, "merkle_root")
+    }
+    /// Total allocated, in token units.
+    async fn total(&self) -> &str {
+        text(&self.0, "total")
+    }
+    /// Per-contributor allocations, as recorded in the graph.
+    async fn allocations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
+        Ok(edges(ctx, &self.0.id, End::Src, EdgeKind::Rewarded)
+            .await?
+            .into_iter()
+            .map(|e| RewardAllocation {
+                epoch: key(&self.0).parse().unwrap_or_default(),
+                contributor: e.dst.trim_start_matches("contributor:").to_string(),
+                amount: e.weight.unwrap_or_default(),
+                block: e.pos.block_number,
+            })
+            .collect())
+    }
+}
+}
+
+/// How a subject's credit divides among contributions and contributors.
+#[derive(SimpleObject)]
+pub(crate) struct Attribution {
+    /// The node asked about.
+    subject: String,
+    /// `inference`: the attribution the serving layer measured for the answers and recorded
+    /// on chain; `contribution_count`: no measured attribution reaches the subject, so each
+    /// contributor's share is their part of the contributions upstream of it.
+    method: String,
+    /// Per contributor, largest share first; shares sum to 1.
+    contributors: Vec<ContributorShare>,
+    /// Per contribution, largest share first (measured attribution only).
+    contributions: Vec<ContributionShare>,
+}
+
+/// A contributor's part of a subject's credit.
+#[derive(SimpleObject)]
+pub(crate) struct ContributorShare {
+    /// Address.
+    address: String,
+    /// Share, in [0, 1].
+    share: f64,
+    /// Their contributions counted.
+    contributions: u64,
+}
+
+/// A contribution's part of a subject's credit.
+#[derive(SimpleObject)]
+pub(crate) struct ContributionShare {
+    /// Contribution id.
+    id: String,
+    /// Its contributor.
+    contributor: String,
+    /// Share, in [0, 1].
+    share: f64,
+}
+
+/// The attribution of node `id`: measured where recorded, else by contribution count.
+pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Attribution> {
+    let measured: Vec<_> = edges(ctx, id, End::Src, EdgeKind::AttributedTo)
+        .await?
+        .into_iter()
+        .filter(|e| e.weight.is_some_and(|w| w > 0.0))
+        .collect();
+    if measured.is_empty() {
+        let gr = graph(ctx);
+        let shares = gr
+            .store
+            .contributors(gr.chain_id, id)
+            .await
+            .map_err(internal)?;
+        return Ok(Attribution {
+            subject: id.to_string(),
+            method: "contribution_count".into(),
+            contributors: shares
+                .into_iter()
+                .map(|s| ContributorShare {
+                    address: s.contributor.trim_start_matches("contributor:").into(),
+                    share: s.share,
+                    contributions: s.contributions,
+                })
+                .collect(),
+            contributions: vec![],
+        });
+    }
+    let owners = try_join_all(
+        measured
+            .iter()
+            .map(|e| edges(ctx, &e.dst, End::Dst, EdgeKind::Contributed)),
+    )
+    .await?;
+    let total: f64 = measured.iter().filter_map(|e| e.weight).sum();
+    let mut contributions = Vec::with_capacity(measured.len());
+    let mut by: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for (e, owner) in measured.iter().zip(&owners) {
+        let who = owner
+            .first()
+            .map(|o| o.src.trim_start_matches("contributor:").to_string())
+            .unwrap_or_default();
+        let share = e.weight.unwrap_or_default() / total;
+        let slot = by.entry(who.clone()).or_default();
+        slot.0 += share;
+        slot.1 += 1;
+        contributions.push(ContributionShare {
+            id: e.dst.trim_start_matches("contribution:").into(),
+            contributor: who,
+            share,
+        });
+    }
+    contributions.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.id.cmp(&b.id)));
+    let mut contributors: Vec<ContributorShare> = by
+        .into_iter()
+        .map(|(address, (share, n))| ContributorShare {
+            address,
+            share,
+            contributions: n,
+        })
+        .collect();
+    contributors.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.address.cmp(&b.address)));
+    Ok(Attribution {
+        subject: id.to_string(),
+        method: "inference".into(),
+        contributors,
+        contributions,
+    })
+}
+
+/// Loaders the typed objects use, to put in the schema's data.
+pub(crate) fn loaders(
+    graph: load::Graph,
+    lake: Option<tributary_lake::Lake>,
+) -> (DataLoader<load::Graph>, DataLoader<Manifests>) {
+    (
+        DataLoader::new(graph, tokio::spawn),
+        DataLoader::new(Manifests(lake), tokio::spawn),
+    )
+}
