@@ -148,6 +148,7 @@ impl Datanet {
     /// This Datanet's contributions, oldest first, as a Relay connection: `first` (at most
     /// 1000) after the cursor `after`, narrowed by contributor, anchoring block range and
     /// status.
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
     async fn contributions(
         &self,
         ctx: &Context<'_>,

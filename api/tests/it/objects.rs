@@ -18,6 +18,9 @@ use tributary_sql::{Checkpoint, RawEvent, Rows, Store};
 
 use crate::graphql::{CHAIN, fixture, lake, post};
 
+/// An edge before it has a chain position: (src, dst, kind, weight).
+type Link = (String, String, EdgeKind, Option<f64>);
+
 fn pos(block: u64, log: u64) -> ChainPos {
     ChainPos {
         block_number: block,
@@ -36,12 +39,7 @@ fn who(b: u8) -> String {
 }
 
 /// Nodes and edges applied as the indexer would, in block `block`.
-async fn apply(
-    store: &Store,
-    block: u64,
-    nodes: Vec<Node>,
-    edges: Vec<(String, String, EdgeKind, Option<f64>)>,
-) {
+async fn apply(store: &Store, block: u64, nodes: Vec<Node>, edges: Vec<Link>) {
     let edges: Vec<Edge> = edges
         .into_iter()
         .enumerate()
@@ -83,13 +81,7 @@ fn node(id: String, kind: NodeKind, props: Value, block: u64, log: u64) -> Node 
 }
 
 /// A published adapter `id` of version `version` with its run and edges.
-fn adapter(
-    id: u8,
-    version: &str,
-    parents: &[u8],
-    log: u64,
-    block: u64,
-) -> (Vec<Node>, Vec<(String, String, EdgeKind, Option<f64>)>) {
+fn adapter(id: u8, version: &str, parents: &[u8], log: u64, block: u64) -> (Vec<Node>, Vec<Link>) {
     let a = g::adapter_id(hash(id));
     let run = g::training_run_id(hash(id));
     let props = json!({
