@@ -19,6 +19,8 @@ MOTO_VERSION=5.2.5                # object-storage tests: an S3-compatible serve
 GRAPHIQL_VERSION=3.9.0            # the GraphiQL page's assets, served locally (no CDN needed)
 REACT_VERSION=18.3.1              # GraphiQL 3 runs on React 18's browser (UMD) builds
 SELENIUM_VERSION=4.38.0           # browser tests: drives headless Chromium (Debian's chromium)
+TRANSFORMERS_VERSION=5.24.0       # interop tests: Hugging Face checkpoints the trainer must load
+PEFT_VERSION=0.21.2               # interop tests: PEFT must load the adapters the trainer writes
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -83,6 +85,13 @@ stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$venv/.installed-transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
   touch "$stamp"
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')

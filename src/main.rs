@@ -67,6 +67,9 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Revoke a contribution (as its contributor or the Datanet's owner).
     Revoke(cmd::revoke::Args),
+    /// Freeze a training set: the anchored, unrejected, unrevoked contributions of Datanets
+    /// at a pinned lake version, listed in the lake and committed on chain.
+    Snapshot(cmd::snapshot::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
     /// Serve the GraphQL API (with GraphiQL) over the index store, and SQL at POST /sql.
@@ -104,6 +107,7 @@ fn main() -> std::process::ExitCode {
             Command::Verify(a) => cmd::verify::run(a).await,
             Command::Validate(a) => cmd::validate::run(a).await.map(|()| true),
             Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
+            Command::Snapshot(a) => cmd::snapshot::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),

@@ -32,6 +32,7 @@ pub mod revoke;
 pub mod rules;
 pub mod sample;
 pub mod sign;
+pub mod snapshot;
 pub mod validate;
 pub mod verify;
 

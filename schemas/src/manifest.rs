@@ -146,3 +146,65 @@ impl InferenceManifest {
         serde_json::to_vec(self).expect("a manifest always serialises")
     }
 }
+
+/// One contribution frozen into a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotEntry {
+    /// Contribution id.
+    pub id: B256,
+    /// Its Datanet.
+    pub datanet_id: u64,
+    /// Its contributor.
+    pub contributor: Address,
+}
+
+/// A frozen training set: what a `SnapshotCommitted` event commits to. The chain holds the
+/// snapshot id, the Datanets with the lake version each was read at, the Merkle root over the
+/// contribution ids and their count; this JSON lies in the lake at [`SnapshotManifest::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    /// Deterministic id: [`SnapshotManifest::id_of`].
+    pub snapshot_id: B256,
+    /// The Delta table the contributions are read from.
+    pub table: String,
+    /// The Datanets, ascending.
+    pub datanet_ids: Vec<u64>,
+    /// The table version each Datanet was read at (same order).
+    pub lake_versions: Vec<u64>,
+    /// The contributions, sorted by id.
+    pub contributions: Vec<SnapshotEntry>,
+}
+
+impl SnapshotManifest {
+    /// The snapshot id: keccak256 over a tag, each (Datanet, version) pair and the root, so
+    /// the same Datanets at the same versions with the same contributions give the same id.
+    pub fn id_of(datanet_ids: &[u64], lake_versions: &[u64], root: B256) -> B256 {
+        let mut buf = b"tributary-snapshot".to_vec();
+        for (d, v) in datanet_ids.iter().zip(lake_versions) {
+            buf.extend_from_slice(&d.to_be_bytes());
+            buf.extend_from_slice(&v.to_be_bytes());
+        }
+        buf.extend_from_slice(root.as_slice());
+        keccak256(buf)
+    }
+
+    /// Where snapshot `id`'s manifest lies, relative to the lake root.
+    pub fn key(id: B256) -> String {
+        format!("snapshots/{id}.json")
+    }
+
+    /// The Merkle tree over the contribution ids.
+    pub fn merkle_tree(&self) -> MerkleTree {
+        MerkleTree::new(
+            self.contributions
+                .iter()
+                .map(|c| leaf_bytes32(c.id))
+                .collect(),
+        )
+    }
+
+    /// The manifest's bytes as written to the lake (compact JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serialises")
+    }
+}

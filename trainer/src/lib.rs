@@ -9,6 +9,9 @@
 //! println!("{report}");
 //! ```
 
+pub mod lora;
+pub mod model;
+
 use std::fmt;
 
 use tch::{Device, Kind, Tensor};
@@ -22,6 +25,9 @@ pub enum Error {
     /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// Reading or writing a file failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
 }
 
 /// Result alias for this crate.

@@ -28,7 +28,7 @@ pub async fn apply(log: &Log, pos: ChainPos, lake: &Lake, changes: &mut Changes)
         return datanet_registry::apply(ev.data, pos, lake, changes).await;
     }
     if let Ok(ev) = ModelRegistry::ModelRegistryEvents::decode_log(inner) {
-        return models::model_registry(ev.data, pos, changes);
+        return models::model_registry(ev.data, pos, lake, changes).await;
     }
     if let Ok(ev) = InferenceLedger::InferenceLedgerEvents::decode_log(inner) {
         return models::inference_ledger(ev.data, pos, lake, changes).await;

@@ -4,9 +4,10 @@
 //! Most of it comes from the events themselves. `InferencesRecorded` is checked against its
 //! manifest in the lake (batch id, count, adapters, Merkle root over the listed answers): a
 //! batch that matches brings its attribution into the graph as weighted `attributed_to`
-//! edges; one that does not is marked `verified: false` with the reason. The edges of other
-//! manifests (a snapshot's contributions, an epoch's allocations) are added by the components
-//! that write them.
+//! edges; one that does not is marked `verified: false` with the reason. A
+//! `SnapshotCommitted` is checked the same way against the snapshot manifest at its fixed key
+//! in the lake (`snapshots/{id}.json`) and brings its contributions in as `included_in` edges.
+//! An epoch's allocations are added by the component that settles it.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use tributary_chain::bindings::ModelRegistry::ModelRegistryEvents as Models;
 use tributary_chain::bindings::RewardDistributor::RewardDistributorEvents as Rewards;
 use tributary_lake::Lake;
 use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
-use tributary_schemas::manifest::InferenceManifest;
+use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
 
@@ -40,7 +41,12 @@ fn edge(out: &mut Changes, src: &str, dst: &str, kind: EdgeKind, pos: ChainPos) 
     });
 }
 
-pub(super) fn model_registry(ev: Models, pos: ChainPos, out: &mut Changes) -> &'static str {
+pub(super) async fn model_registry(
+    ev: Models,
+    pos: ChainPos,
+    lake: &Lake,
+    out: &mut Changes,
+) -> &'static str {
     match ev {
         Models::BaseModelRegistered(e) => {
             let props = json!({
@@ -57,12 +63,32 @@ pub(super) fn model_registry(ev: Models, pos: ChainPos, out: &mut Changes) -> &'
             for d in &datanets {
                 edge(out, &snapshot, &g::datanet_id(*d), EdgeKind::DrawnFrom, pos);
             }
-            let props = json!({
+            let checked = check_snapshot(&e, &datanets, lake).await;
+            let mut props = json!({
                 "datanet_ids": datanets,
                 "lake_versions": e.lakeVersions,
                 "contributions_root": e.contributionsRoot.to_string(),
                 "count": e.count.to::<u64>(),
+                "verified": checked.is_ok(),
             });
+            match checked {
+                Ok(manifest) => {
+                    // The snapshot's contributions, from its manifest: what it trains on.
+                    for c in &manifest.contributions {
+                        edge(
+                            out,
+                            &g::contribution_id(c.id),
+                            &snapshot,
+                            EdgeKind::IncludedIn,
+                            pos,
+                        );
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(snapshot = %e.id, %reason, "snapshot not verified against the lake");
+                    props["reason"] = json!(reason);
+                }
+            }
             node(out, snapshot, NodeKind::Snapshot, props, pos);
             "SnapshotCommitted"
         }
@@ -179,6 +205,38 @@ async fn inferences_recorded(
         }
     }
     node(out, id, NodeKind::Inference, props, pos);
+}
+
+/// Fetches a snapshot's manifest (at its fixed key in the lake) and checks it against the
+/// event: id, Datanets, versions, count and the Merkle root over the contribution ids.
+async fn check_snapshot(
+    e: &tributary_chain::bindings::ModelRegistry::SnapshotCommitted,
+    datanets: &[u64],
+    lake: &Lake,
+) -> Result<SnapshotManifest, String> {
+    let uri = lake
+        .root()
+        .join(&SnapshotManifest::key(e.id))
+        .map_err(|err| format!("manifest location: {err}"))?;
+    let bytes = lake
+        .get(uri.as_str())
+        .await
+        .map_err(|err| format!("manifest unavailable: {err}"))?;
+    let manifest: SnapshotManifest =
+        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+    if manifest.snapshot_id != e.id {
+        return Err("manifest names another snapshot".into());
+    }
+    if manifest.datanet_ids != datanets || manifest.lake_versions != e.lakeVersions {
+        return Err("manifest Datanets or versions differ from the chain".into());
+    }
+    if manifest.contributions.len() as u64 != e.count.to::<u64>() {
+        return Err("manifest count differs from the chain".into());
+    }
+    if manifest.merkle_tree().root() != e.contributionsRoot {
+        return Err("Merkle root differs from the chain".into());
+    }
+    Ok(manifest)
 }
 
 /// Fetches an inference batch's manifest and checks it against the event: batch id, count,

@@ -432,3 +432,182 @@ async fn inference_batches_are_checked_against_their_manifests() {
         "only the verified batch brings attribution, each share averaged over its answers"
     );
 }
+
+/// Signs sample records `range` for Datanet `id` and ingests them as one batch.
+async fn ingest_range(env: &Env, id: u64, range: std::ops::Range<usize>) -> IngestReport {
+    let d = domain(
+        env.chain.chain_id(),
+        env.chain.deployment().datanet_registry,
+    );
+    let records = sample::records(range.end);
+    let signed = range
+        .map(|i| {
+            let terms = Terms {
+                datanet_id: id,
+                license: "CC0-1.0".into(),
+                timestamp: 1,
+                nonce: i as u64,
+                deadline: u64::MAX,
+            };
+            sign(&dev_contributor(i % 3), &d, &terms, records[i].clone()).unwrap()
+        })
+        .collect();
+    ingest(&env.chain, &env.lake, id, signed).await.unwrap()
+}
+
+/// The contribution ids of batch `report`, from its manifest in the lake.
+async fn batch_ids(env: &Env, report: &IngestReport) -> Vec<B256> {
+    let bytes = env.lake.get(&report.batch.manifest_uri).await.unwrap();
+    let m: tributary_schemas::manifest::BatchManifest = serde_json::from_slice(&bytes).unwrap();
+    m.contributions.iter().map(|c| c.id).collect()
+}
+
+/// A snapshot at an old version, taken after later contributions, a revocation and a
+/// validator's rejection, holds exactly the contributions of that version that still count;
+/// taking it again changes nothing; reading it time-travels; the indexer links its
+/// contributions into the graph; bad requests are clear errors.
+#[tokio::test]
+async fn snapshots_freeze_exactly_the_contributions_that_count() {
+    use std::collections::BTreeSet;
+    use tributary_pipeline::{revoke, snapshot, validate};
+    use tributary_schemas::lineage as g;
+    use tributary_sql::End;
+
+    let env = env().await;
+    let spec = DatanetSpec {
+        name: "snap".into(),
+        domain: "cooking".into(),
+        schema_hash: B256::ZERO,
+        metadata_uri: String::new(),
+    };
+    let id = datanet::create(&env.chain, &spec).await.unwrap();
+    let first = ingest_range(&env, id, 0..6).await;
+    let v1 = first.batch.lake_version;
+    let second = ingest_range(&env, id, 6..10).await;
+    let (a, b) = (
+        batch_ids(&env, &first).await,
+        batch_ids(&env, &second).await,
+    );
+    revoke::revoke(&env.chain, &env.lake, a[0], "license withdrawn")
+        .await
+        .unwrap();
+    send_validator(&env, id).await;
+    validate::attest(&env.chain, &env.lake, second.batch.batch_id, &[b[0]])
+        .await
+        .unwrap();
+
+    let ids = |m: &tributary_schemas::manifest::SnapshotManifest| -> BTreeSet<B256> {
+        m.contributions.iter().map(|c| c.id).collect()
+    };
+    let old = snapshot::freeze(&env.lake, &[id], Some(v1)).await.unwrap();
+    assert_eq!(
+        ids(&old),
+        a[1..].iter().copied().collect(),
+        "version {v1} minus the revoked one"
+    );
+    assert_eq!(old.lake_versions, vec![v1]);
+    let now = snapshot::freeze(&env.lake, &[id], None).await.unwrap();
+    let want: BTreeSet<B256> = a[1..].iter().chain(&b[1..]).copied().collect();
+    assert_eq!(
+        ids(&now),
+        want,
+        "everything minus the revoked and the rejected"
+    );
+    assert_ne!(old.snapshot_id, now.snapshot_id);
+
+    let c = snapshot::commit(&env.chain, &env.lake, &old).await.unwrap();
+    assert!(c.newly_committed);
+    let again = snapshot::snapshot(&env.chain, &env.lake, &[id], Some(v1))
+        .await
+        .unwrap();
+    assert!(
+        !again.newly_committed,
+        "the same snapshot twice is one commit"
+    );
+    assert_eq!(
+        (again.manifest.snapshot_id, again.tx),
+        (old.snapshot_id, c.tx)
+    );
+
+    // Training reads the pinned version: the rows of the listed ids, however the table grew.
+    let rows = snapshot::read(
+        &env.lake,
+        &snapshot::load(&env.lake, old.snapshot_id).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let read: BTreeSet<B256> = rows
+        .iter()
+        .flat_map(|r| {
+            let col = r.column_by_name("contribution_id").unwrap();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            col.iter()
+                .map(|v| v.unwrap().parse().unwrap())
+                .collect::<Vec<B256>>()
+        })
+        .collect();
+    assert_eq!(read, ids(&old));
+
+    for (datanets, at, says) in [
+        (vec![], None, "no Datanet"),
+        (vec![id], Some(999), "pick"),
+        (vec![id, 77], None, "Datanet 77"),
+    ] {
+        let e = snapshot::freeze(&env.lake, &datanets, at)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    let e = snapshot::load(&env.lake, B256::repeat_byte(9))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tributary snapshot"), "{e}");
+
+    let s = store(&env, "snap.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let chain_id = env.chain.chain_id();
+    let node = g::snapshot_id(old.snapshot_id);
+    let n = &s
+        .nodes(chain_id, std::slice::from_ref(&node))
+        .await
+        .unwrap()[0];
+    assert_eq!(n.props["verified"], true, "{}", n.props);
+    let included = s
+        .edges_at(
+            chain_id,
+            std::slice::from_ref(&node),
+            End::Dst,
+            &[g::EdgeKind::IncludedIn],
+        )
+        .await
+        .unwrap();
+    let linked: BTreeSet<String> = included.iter().map(|e| e.src.clone()).collect();
+    let want: BTreeSet<String> = ids(&old).iter().map(|c| g::contribution_id(*c)).collect();
+    assert_eq!(linked, want);
+    // Who is behind it: the snapshot's contributors, by count.
+    let shares = s.contributors(chain_id, &node).await.unwrap();
+    assert_eq!(
+        shares.iter().map(|c| c.contributions).sum::<u64>(),
+        old.contributions.len() as u64
+    );
+}
+
+/// Makes the chain's signer a validator of Datanet `id`.
+async fn send_validator(env: &Env, id: u64) {
+    use alloy::primitives::U256;
+    tributary_chain::send(env.chain.datanet_registry().setValidator(
+        U256::from(id),
+        env.chain.signer(),
+        true,
+    ))
+    .await
+    .unwrap();
+}

@@ -1,5 +1,8 @@
 //! libtorch through tch, linked from the project's venv.
 
+mod hf;
+mod lora;
+
 use tributary_trainer::{DeviceChoice, check};
 
 #[test]

@@ -1,0 +1,296 @@
+//! Snapshots: frozen training sets. A snapshot pins the `contributions` table at one Delta
+//! version and lists, from the Datanets asked for, the contributions that count at the moment
+//! it is taken: anchored on chain (their batch is in `batches`), not rejected by a validator,
+//! not revoked. The list goes to the lake as a [`SnapshotManifest`] and its Merkle root, count
+//! and versions on chain (`SnapshotCommitted`). Training reads a snapshot through Delta time
+//! travel ([`read`]): the rows of `contributions` at the pinned version whose ids the manifest
+//! lists, never "whatever is there now".
+//!
+//! Taking the same snapshot twice gives the same id (it is derived from the Datanets, versions
+//! and root), so a run that crashed after writing the manifest or after the transaction is
+//! finished by running it again.
+
+use std::collections::{BTreeSet, HashSet};
+
+use alloy::primitives::{Address, B256, TxHash, U256};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::Int64Type;
+use tributary_chain::bindings::ModelRegistry::ModelRegistryErrors as E;
+use tributary_chain::{Chain, send};
+use tributary_lake::Lake;
+use tributary_schemas::manifest::{SnapshotEntry, SnapshotManifest};
+use tributary_schemas::tables::names;
+
+use crate::validate::REJECTED;
+use crate::{Error, Result};
+
+/// A committed snapshot.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The manifest.
+    pub manifest: SnapshotManifest,
+    /// Its URI in the lake.
+    pub manifest_uri: String,
+    /// Merkle root over the contribution ids.
+    pub root: B256,
+    /// The committing transaction.
+    pub tx: TxHash,
+    /// Its block.
+    pub block: u64,
+    /// False when the chain had it already (an earlier run committed it).
+    pub newly_committed: bool,
+}
+
+/// The ids in column `column` of `batches`, where `keep` says so.
+fn ids(
+    batches: &[RecordBatch],
+    column: &str,
+    keep: impl Fn(&RecordBatch, usize) -> bool,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for b in batches {
+        let col = b
+            .column_by_name(column)
+            .expect("declared column")
+            .as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if keep(b, i) {
+                out.insert(col.value(i).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Lists what a snapshot of `datanets` (on-chain ids) at `contributions` version `at` (the
+/// latest when `None`) would hold. Nothing is written.
+pub async fn freeze(lake: &Lake, datanets: &[u64], at: Option<u64>) -> Result<SnapshotManifest> {
+    let datanets: BTreeSet<u64> = datanets.iter().copied().collect();
+    if datanets.is_empty() {
+        return Err(Error::InvalidInput(
+            "no Datanet given: name at least one with --datanet".into(),
+        ));
+    }
+    let latest = lake
+        .table(names::CONTRIBUTIONS)
+        .await?
+        .version()
+        .unwrap_or(0) as u64;
+    let version = at.unwrap_or(latest);
+    if version > latest {
+        return Err(Error::InvalidInput(format!(
+            "--at-version {version}: the contributions table is at version {latest}; pick {latest} or lower"
+        )));
+    }
+    let rows = lake.read(names::CONTRIBUTIONS, Some(version)).await?;
+    let anchored = ids(
+        &lake.read(names::BATCHES, None).await?,
+        "batch_id",
+        |_, _| true,
+    );
+    let revoked = ids(
+        &lake.read(names::REVOCATIONS, None).await?,
+        "contribution_id",
+        |_, _| true,
+    );
+    let rejected = ids(
+        &lake.read(names::VALIDATIONS, None).await?,
+        "contribution_id",
+        |b, i| {
+            b.column_by_name("verdict")
+                .expect("declared column")
+                .as_string::<i32>()
+                .value(i)
+                == REJECTED
+        },
+    );
+    let mut seen_datanets = BTreeSet::new();
+    let mut entries = Vec::new();
+    for b in &rows {
+        let datanet = b
+            .column_by_name("datanet_id")
+            .expect("declared column")
+            .as_primitive::<Int64Type>();
+        let id = b
+            .column_by_name("contribution_id")
+            .expect("declared column")
+            .as_string::<i32>();
+        let who = b
+            .column_by_name("contributor")
+            .expect("declared column")
+            .as_string::<i32>();
+        let batch = b
+            .column_by_name("batch_id")
+            .expect("declared column")
+            .as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let d = datanet.value(i) as u64;
+            if !datanets.contains(&d) {
+                continue;
+            }
+            seen_datanets.insert(d);
+            let cid = id.value(i);
+            if !anchored.contains(batch.value(i)) || revoked.contains(cid) || rejected.contains(cid)
+            {
+                continue;
+            }
+            let bad = || {
+                Error::InvalidInput(format!("contribution row {cid:?} in the lake is malformed"))
+            };
+            entries.push(SnapshotEntry {
+                id: cid.parse().map_err(|_| bad())?,
+                datanet_id: d,
+                contributor: who.value(i).parse::<Address>().map_err(|_| bad())?,
+            });
+        }
+    }
+    if let Some(missing) = datanets.iter().find(|d| !seen_datanets.contains(d)) {
+        return Err(Error::InvalidInput(format!(
+            "Datanet {missing} has no contributions in the lake at version {version}: check the Datanet, or snapshot a later version"
+        )));
+    }
+    entries.sort_by_key(|e| e.id);
+    entries.dedup_by_key(|e| e.id);
+    if entries.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "nothing to freeze: every contribution of these Datanets at version {version} is unanchored, rejected or revoked"
+        )));
+    }
+    let datanet_ids: Vec<u64> = datanets.into_iter().collect();
+    let lake_versions = vec![version; datanet_ids.len()];
+    let mut manifest = SnapshotManifest {
+        snapshot_id: B256::ZERO,
+        table: names::CONTRIBUTIONS.to_string(),
+        datanet_ids,
+        lake_versions,
+        contributions: entries,
+    };
+    let root = manifest.merkle_tree().root();
+    manifest.snapshot_id =
+        SnapshotManifest::id_of(&manifest.datanet_ids, &manifest.lake_versions, root);
+    Ok(manifest)
+}
+
+/// Writes `manifest` to the lake and commits it on chain (`SnapshotCommitted`). The signer
+/// needs the ModelRegistry's publisher role.
+pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> Result<Committed> {
+    let id = manifest.snapshot_id;
+    let root = manifest.merkle_tree().root();
+    let uri = lake
+        .put(&SnapshotManifest::key(id), manifest.to_bytes())
+        .await?
+        .to_string();
+    let registry = chain.model_registry();
+    let call = registry.commitSnapshot(
+        id,
+        manifest
+            .datanet_ids
+            .iter()
+            .map(|d| U256::from(*d))
+            .collect(),
+        manifest.lake_versions.clone(),
+        root,
+        U256::from(manifest.contributions.len()),
+    );
+    let (tx, block, newly_committed) = match send(call).await {
+        Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
+        Err(e) => match e.revert::<E>() {
+            Some(E::AlreadyRegistered(_)) => {
+                let found = registry
+                    .SnapshotCommitted_filter()
+                    .topic1(id)
+                    .from_block(chain.deployment().start_block)
+                    .query()
+                    .await
+                    .map_err(tributary_chain::Error::from)?;
+                let (_, log) = found
+                    .first()
+                    .ok_or_else(|| Error::NotFound(format!("SnapshotCommitted event of {id}")))?;
+                (
+                    log.transaction_hash.unwrap_or_default(),
+                    log.block_number.unwrap_or_default(),
+                    false,
+                )
+            }
+            Some(E::MissingRole(_)) => {
+                return Err(Error::InvalidInput(format!(
+                    "{} may not commit snapshots: the ModelRegistry's admin grants the publisher role",
+                    chain.signer()
+                )));
+            }
+            _ => return Err(e.into()),
+        },
+    };
+    Ok(Committed {
+        manifest: manifest.clone(),
+        manifest_uri: uri,
+        root,
+        tx,
+        block,
+        newly_committed,
+    })
+}
+
+/// [`freeze`], then [`commit`].
+pub async fn snapshot(
+    chain: &Chain,
+    lake: &Lake,
+    datanets: &[u64],
+    at: Option<u64>,
+) -> Result<Committed> {
+    let manifest = freeze(lake, datanets, at).await?;
+    commit(chain, lake, &manifest).await
+}
+
+/// Loads snapshot `id`'s manifest from the lake.
+pub async fn load(lake: &Lake, id: B256) -> Result<SnapshotManifest> {
+    let uri = lake
+        .root()
+        .join(&SnapshotManifest::key(id))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let bytes = lake.get(uri.as_str()).await.map_err(|e| {
+        Error::NotFound(format!(
+            "snapshot {id} is not in this lake ({e}): take it with `tributary snapshot`, or check --data-dir"
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("snapshot {id}'s manifest does not parse: {e}")))
+}
+
+/// The snapshot's contribution rows, read at the pinned version (Delta time travel), in the
+/// `contributions` schema.
+pub async fn read(lake: &Lake, manifest: &SnapshotManifest) -> Result<Vec<RecordBatch>> {
+    let want: HashSet<String> = manifest
+        .contributions
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    let versions: BTreeSet<u64> = manifest.lake_versions.iter().copied().collect();
+    let mut out = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for v in versions {
+        for b in lake.read(&manifest.table, Some(v)).await? {
+            let ids = b
+                .column_by_name("contribution_id")
+                .expect("declared column")
+                .as_string::<i32>();
+            let keep: BooleanArray = (0..b.num_rows())
+                .map(|i| Some(want.contains(ids.value(i)) && seen.insert(ids.value(i).to_string())))
+                .collect();
+            let kept = filter_record_batch(&b, &keep)?;
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+    }
+    let found = seen.len();
+    if found != want.len() {
+        return Err(Error::InvalidInput(format!(
+            "snapshot {} lists {} contributions but the lake has {found} of them at its versions: the table's history was vacuumed or rewritten",
+            manifest.snapshot_id,
+            want.len()
+        )));
+    }
+    Ok(out)
+}

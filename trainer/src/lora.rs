@@ -1,0 +1,295 @@
+//! LoRA: a low-rank update `(alpha / r) · B A x` beside chosen projections of a frozen base
+//! model. Only `A` (`[r, in]`) and `B` (`[out, r]`) are trainable; they live in their own
+//! `VarStore`, so an optimizer built on it cannot touch the base. Adapters are written and
+//! read in Hugging Face PEFT's format (`adapter_model.safetensors`, `adapter_config.json`), so
+//! `PeftModel.from_pretrained` loads them over the same base.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use crate::model::{Arch, Config, Linear, Model};
+use crate::{Error, Result};
+
+/// Which projections carry adapters, and their shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank `r` (at least 1).
+    pub rank: i64,
+    /// Scale numerator: the update is multiplied by `alpha / rank`.
+    pub alpha: f64,
+    /// Dropout on the adapter's input while training.
+    pub dropout: f64,
+    /// Roles: `q`, `k`, `v`, `o`, `gate`, `up`, `down` (GPT-2 fuses q, k and v: `qkv`).
+    pub targets: Vec<String>,
+}
+
+/// The Hugging Face module path of `role` in block `layer` (under the model's root).
+fn module(arch: Arch, layer: usize, role: &str) -> Option<String> {
+    let name = match (arch, role) {
+        (Arch::Gpt2, "qkv") => "attn.c_attn",
+        (Arch::Gpt2, "o") => "attn.c_proj",
+        (Arch::Gpt2, "up") => "mlp.c_fc",
+        (Arch::Gpt2, "down") => "mlp.c_proj",
+        (Arch::Llama, "q") => "self_attn.q_proj",
+        (Arch::Llama, "k") => "self_attn.k_proj",
+        (Arch::Llama, "v") => "self_attn.v_proj",
+        (Arch::Llama, "o") => "self_attn.o_proj",
+        (Arch::Llama, "gate") => "mlp.gate_proj",
+        (Arch::Llama, "up") => "mlp.up_proj",
+        (Arch::Llama, "down") => "mlp.down_proj",
+        _ => return None,
+    };
+    let root = match arch {
+        Arch::Gpt2 => "transformer.h",
+        Arch::Llama => "model.layers",
+    };
+    Some(format!("{root}.{layer}.{name}"))
+}
+
+/// PEFT's `target_modules` entry for `role` (a suffix of the module path).
+fn target_module(arch: Arch, role: &str) -> String {
+    let path = module(arch, 0, role).expect("validated role");
+    let parts: Vec<&str> = path.split('.').collect();
+    match arch {
+        Arch::Gpt2 => parts[parts.len() - 2..].join("."),
+        Arch::Llama => parts[parts.len() - 1].to_string(),
+    }
+}
+
+impl LoraConfig {
+    /// Checks the config against the model's family before any work starts.
+    pub fn validate(&self, model: &Config) -> Result<()> {
+        if self.rank < 1 {
+            return Err(Error::InvalidInput(format!(
+                "LoRA rank {} must be at least 1",
+                self.rank
+            )));
+        }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "LoRA alpha {} must be a positive number",
+                self.alpha
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::InvalidInput(format!(
+                "LoRA dropout {} must be in [0, 1)",
+                self.dropout
+            )));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::InvalidInput(
+                "no LoRA target modules: name some of q, k, v, o, gate, up, down".into(),
+            ));
+        }
+        for t in &self.targets {
+            if module(model.arch, 0, t).is_none() {
+                let known = match model.arch {
+                    Arch::Gpt2 => "qkv (GPT-2 fuses q, k and v), o, up, down",
+                    Arch::Llama => "q, k, v, o, gate, up, down",
+                };
+                return Err(Error::InvalidInput(format!(
+                    "unknown LoRA target module {t:?} for this {:?} model: use {known}",
+                    model.arch
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+/// The adapters of one model: an `(A, B)` pair per targeted projection.
+pub struct Lora {
+    /// Shape and targets.
+    pub config: LoraConfig,
+    vs: nn::VarStore,
+    /// `(layer, role) -> (A, B)`.
+    pairs: BTreeMap<(usize, String), (Tensor, Tensor)>,
+}
+
+impl Lora {
+    /// Fresh adapters for `model`, initialised as PEFT does: `A` Kaiming-uniform, `B` zero,
+    /// so the adapted model starts equal to the base. Seeded by `seed`.
+    pub fn new(model: &Model, config: LoraConfig, seed: i64) -> Result<Self> {
+        config.validate(&model.config)?;
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(model.device());
+        let mut pairs = BTreeMap::new();
+        for (layer, block) in model.blocks.iter().enumerate() {
+            for role in &config.targets {
+                let l = projection(block, role);
+                let (out_f, in_f) = (l.weight.size()[0], l.weight.size()[1]);
+                let root = vs.root();
+                let p = root / format!("l{layer}_{role}");
+                // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)).
+                let bound = 1.0 / (in_f as f64).sqrt();
+                let a = p.var(
+                    "A",
+                    &[config.rank, in_f],
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                );
+                let b = p.var("B", &[out_f, config.rank], Init::Const(0.0));
+                pairs.insert((layer, role.clone()), (a, b));
+            }
+        }
+        Ok(Self { config, vs, pairs })
+    }
+
+    /// The trainable variables (for the optimizer).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> i64 {
+        self.pairs
+            .values()
+            .map(|(a, b)| a.numel() as i64 + b.numel() as i64)
+            .sum()
+    }
+
+    /// Logits of the adapted model; `train` turns dropout on.
+    pub fn logits(&self, model: &Model, ids: &Tensor, train: bool) -> Result<Tensor> {
+        let scale = self.config.scale();
+        let dropout = self.config.dropout;
+        model.forward_with(ids, &|layer, role, base: &Linear, x| {
+            let y = base.forward(x);
+            match self.pairs.get(&(layer, role.to_string())) {
+                None => y,
+                Some((a, b)) => {
+                    let x = if train && dropout > 0.0 {
+                        x.dropout(dropout, true)
+                    } else {
+                        x.shallow_clone()
+                    };
+                    y + x.linear(a, None::<Tensor>).linear(b, None::<Tensor>) * scale
+                }
+            }
+        })
+    }
+
+    /// Writes the adapters in PEFT's format into `dir`: `adapter_model.safetensors` (tensor
+    /// names as PEFT saves them) and `adapter_config.json` (`base_model` names the base).
+    pub fn save_peft(&self, model: &Model, dir: &Path, base_model: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+        let arch = model.config.arch;
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for ((layer, role), (a, b)) in &self.pairs {
+            let m = module(arch, *layer, role).expect("validated role");
+            tensors.push((
+                format!("base_model.model.{m}.lora_A.weight"),
+                a.detach().to_device(tch::Device::Cpu).contiguous(),
+            ));
+            tensors.push((
+                format!("base_model.model.{m}.lora_B.weight"),
+                b.detach().to_device(tch::Device::Cpu).contiguous(),
+            ));
+        }
+        Tensor::write_safetensors(&tensors, dir.join("adapter_model.safetensors"))?;
+        let mut targets: Vec<String> = self
+            .config
+            .targets
+            .iter()
+            .map(|t| target_module(arch, t))
+            .collect();
+        targets.sort();
+        let config = json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": self.config.rank,
+            "lora_alpha": self.config.alpha,
+            "lora_dropout": self.config.dropout,
+            "target_modules": targets,
+            "fan_in_fan_out": arch == Arch::Gpt2,
+            "bias": "none",
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "use_rslora": false,
+            "use_dora": false,
+        });
+        let text = serde_json::to_string_pretty(&config).expect("json serialises");
+        std::fs::write(dir.join("adapter_config.json"), text)
+            .map_err(|e| Error::Io(dir.display().to_string(), e))?;
+        Ok(())
+    }
+
+    /// Reads adapters in PEFT's format from `dir` for `model`.
+    pub fn load_peft(model: &Model, dir: &Path) -> Result<Self> {
+        let path = dir.join("adapter_config.json");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Error::Io(path.display().to_string(), e))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
+        if v["peft_type"] != "LORA" {
+            return Err(Error::InvalidInput(format!(
+                "{}: not a LoRA adapter",
+                path.display()
+            )));
+        }
+        let arch = model.config.arch;
+        let wanted: Vec<String> = v["target_modules"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let roles = ["q", "k", "v", "o", "qkv", "gate", "up", "down"];
+        let targets: Vec<String> = roles
+            .iter()
+            .filter(|r| module(arch, 0, r).is_some() && wanted.contains(&target_module(arch, r)))
+            .map(|r| r.to_string())
+            .collect();
+        let config = LoraConfig {
+            rank: v["r"].as_i64().unwrap_or(0),
+            alpha: v["lora_alpha"].as_f64().unwrap_or(0.0),
+            dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
+            targets,
+        };
+        let mut lora = Lora::new(model, config, 0)?;
+        let stored = Tensor::read_safetensors(dir.join("adapter_model.safetensors"))?;
+        let stored: BTreeMap<String, Tensor> = stored.into_iter().collect();
+        tch::no_grad(|| -> Result<()> {
+            for ((layer, role), (a, b)) in lora.pairs.iter_mut() {
+                let m = module(arch, *layer, role).expect("validated role");
+                for (name, t) in [("lora_A", a), ("lora_B", b)] {
+                    let key = format!("base_model.model.{m}.{name}.weight");
+                    let src = stored.get(&key).ok_or_else(|| {
+                        Error::InvalidInput(format!("adapter_model.safetensors has no {key}"))
+                    })?;
+                    if src.size() != t.size() {
+                        return Err(Error::InvalidInput(format!(
+                            "{key} is {:?}; this base model needs {:?}",
+                            src.size(),
+                            t.size()
+                        )));
+                    }
+                    t.copy_(&src.to_kind(Kind::Float));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(lora)
+    }
+}
+
+fn projection<'a>(block: &'a crate::model::Block, role: &str) -> &'a Linear {
+    block
+        .attn
+        .get(role)
+        .or_else(|| block.mlp.get(role))
+        .expect("validated role")
+}

@@ -1,0 +1,531 @@
+//! One decoder-only transformer family in tch: GPT-2 blocks (LayerNorm, learned positions,
+//! fused qkv, GELU) and Llama/Qwen-style blocks (RMSNorm, RoPE, SwiGLU, grouped-query
+//! attention, optional qkv bias), sized by a [`Config`] read from a Hugging Face
+//! `config.json`, with weights from a Hugging Face `model.safetensors`.
+//!
+//! The forward pass is written out as tensor operations over plain weight tensors, so which
+//! weights train (LoRA) and which stay frozen (the base) is decided by whoever holds them, not
+//! by module types. Every projection is a [`Linear`] in PyTorch's `[out, in]` layout; GPT-2's
+//! `Conv1D` weights (`[in, out]`) are transposed on load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::{Error, Result};
+
+/// The block family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// GPT-2: LayerNorm, learned positions, fused qkv with bias, GELU (tanh) MLP.
+    Gpt2,
+    /// Llama, SmolLM, Qwen2: RMSNorm, RoPE, SwiGLU MLP, grouped-query attention.
+    Llama,
+}
+
+/// A model's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Block family.
+    pub arch: Arch,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Width of the residual stream.
+    pub hidden: i64,
+    /// Number of blocks.
+    pub layers: i64,
+    /// Query heads.
+    pub heads: i64,
+    /// Key/value heads (`heads` without grouped-query attention).
+    pub kv_heads: i64,
+    /// Width of the MLP.
+    pub intermediate: i64,
+    /// Longest sequence.
+    pub max_positions: i64,
+    /// Epsilon of the norms.
+    pub norm_eps: f64,
+    /// RoPE base (Llama).
+    pub rope_theta: f64,
+    /// The output projection is the token embedding.
+    pub tie_embeddings: bool,
+    /// q, k and v projections have biases (Qwen2; GPT-2 always has them).
+    pub qkv_bias: bool,
+}
+
+impl Config {
+    /// Width of one head.
+    pub fn head_dim(&self) -> i64 {
+        self.hidden / self.heads
+    }
+
+    /// Reads a Hugging Face `config.json` (`model_type` gpt2, llama, qwen2 or mistral).
+    pub fn from_hf(v: &Value) -> Result<Self> {
+        let model_type = v["model_type"].as_str().unwrap_or_default();
+        let int = |k: &str| -> Result<i64> {
+            v[k].as_i64().ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "config.json has no integer {k:?} (model_type {model_type:?})"
+                ))
+            })
+        };
+        let float = |k: &str, default: f64| v[k].as_f64().unwrap_or(default);
+        let cfg = match model_type {
+            "gpt2" => Config {
+                arch: Arch::Gpt2,
+                vocab_size: int("vocab_size")?,
+                hidden: int("n_embd")?,
+                layers: int("n_layer")?,
+                heads: int("n_head")?,
+                kv_heads: int("n_head")?,
+                intermediate: v["n_inner"].as_i64().unwrap_or(4 * int("n_embd")?),
+                max_positions: int("n_positions")?,
+                norm_eps: float("layer_norm_epsilon", 1e-5),
+                rope_theta: 0.0,
+                tie_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(true),
+                qkv_bias: true,
+            },
+            "llama" | "qwen2" | "mistral" => Config {
+                arch: Arch::Llama,
+                vocab_size: int("vocab_size")?,
+                hidden: int("hidden_size")?,
+                layers: int("num_hidden_layers")?,
+                heads: int("num_attention_heads")?,
+                kv_heads: v["num_key_value_heads"]
+                    .as_i64()
+                    .unwrap_or(int("num_attention_heads")?),
+                intermediate: int("intermediate_size")?,
+                max_positions: int("max_position_embeddings")?,
+                norm_eps: float("rms_norm_eps", 1e-6),
+                rope_theta: float(
+                    "rope_theta",
+                    v["rope_parameters"]["rope_theta"]
+                        .as_f64()
+                        .unwrap_or(10_000.0),
+                ),
+                tie_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
+                qkv_bias: model_type == "qwen2" || v["attention_bias"].as_bool().unwrap_or(false),
+            },
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "config.json model_type {other:?} is not supported: use a gpt2, llama, qwen2 or mistral checkpoint"
+                )));
+            }
+        };
+        if v["head_dim"]
+            .as_i64()
+            .is_some_and(|d| d != cfg.hidden / cfg.heads)
+        {
+            return Err(Error::InvalidInput(
+                "config.json head_dim differs from hidden_size / num_attention_heads: not supported".into(),
+            ));
+        }
+        if cfg.hidden % cfg.heads != 0 || cfg.heads % cfg.kv_heads != 0 {
+            return Err(Error::InvalidInput(format!(
+                "config.json: {} heads do not divide width {} or are not a multiple of {} key/value heads",
+                cfg.heads, cfg.hidden, cfg.kv_heads
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// `x W^T + b` with `W` as `[out, in]`.
+#[derive(Debug)]
+pub struct Linear {
+    /// Weight, `[out, in]`.
+    pub weight: Tensor,
+    /// Bias, `[out]`.
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Applies the projection.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// A norm: LayerNorm (with bias) or RMSNorm (without).
+#[derive(Debug)]
+struct Norm {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    eps: f64,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match &self.bias {
+            Some(b) => x.layer_norm(
+                [self.weight.size()[0]],
+                Some(&self.weight),
+                Some(b),
+                self.eps,
+                false,
+            ),
+            None => {
+                // As Hugging Face's LlamaRMSNorm: in float32, then back.
+                let kind = x.kind();
+                let h = x.to_kind(Kind::Float);
+                let var = h.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+                let h = h * (var + self.eps).rsqrt();
+                &self.weight * h.to_kind(kind)
+            }
+        }
+    }
+}
+
+/// The projections of one block, by role.
+#[derive(Debug)]
+pub struct Block {
+    ln1: Norm,
+    ln2: Norm,
+    /// Attention projections: `q`, `k`, `v`, `o` (GPT-2: `qkv` fused, `o`).
+    pub attn: BTreeMap<&'static str, Linear>,
+    /// MLP projections: `gate`, `up`, `down` (GPT-2: `up`, `down`).
+    pub mlp: BTreeMap<&'static str, Linear>,
+}
+
+/// A loaded model.
+#[derive(Debug)]
+pub struct Model {
+    /// Its shape.
+    pub config: Config,
+    wte: Tensor,
+    wpe: Option<Tensor>,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    ln_f: Norm,
+    lm_head: Option<Tensor>,
+    device: Device,
+}
+
+/// Weights by name, taken out as the model is built so leftovers can be reported.
+struct Weights {
+    map: HashMap<String, Tensor>,
+    prefix: &'static str,
+}
+
+impl Weights {
+    fn take(&mut self, name: &str) -> Result<Tensor> {
+        let full = format!("{}{name}", self.prefix);
+        self.map
+            .remove(&full)
+            .or_else(|| self.map.remove(name))
+            .ok_or_else(|| Error::InvalidInput(format!("model.safetensors has no tensor {full:?}")))
+    }
+
+    fn take_opt(&mut self, name: &str) -> Option<Tensor> {
+        self.take(name).ok()
+    }
+}
+
+impl Model {
+    /// Loads a Hugging Face–layout checkpoint folder (`config.json`, `model.safetensors`)
+    /// onto `device`, in float32.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| {
+            Error::InvalidInput(format!(
+                "{}: {e}: point at a folder with config.json and model.safetensors",
+                config_path.display()
+            ))
+        })?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", config_path.display())))?;
+        let config = Config::from_hf(&v)?;
+        let weights_path = dir.join("model.safetensors");
+        if !weights_path.exists() {
+            return Err(Error::InvalidInput(format!(
+                "{} is missing: save the checkpoint with safetensors (save_pretrained does by default)",
+                weights_path.display()
+            )));
+        }
+        let tensors = Tensor::read_safetensors(&weights_path)?;
+        let map = tensors
+            .into_iter()
+            .map(|(k, t)| (k, t.to_kind(Kind::Float).to_device(device)))
+            .collect();
+        Self::from_weights(config, map, device)
+    }
+
+    /// Builds the model from weights named as in Hugging Face checkpoints.
+    pub fn from_weights(
+        config: Config,
+        map: HashMap<String, Tensor>,
+        device: Device,
+    ) -> Result<Self> {
+        let prefix = match config.arch {
+            Arch::Gpt2 => "transformer.",
+            Arch::Llama => "model.",
+        };
+        let mut w = Weights { map, prefix };
+        let norm = |w: &mut Weights, name: &str, bias: bool| -> Result<Norm> {
+            Ok(Norm {
+                weight: w.take(&format!("{name}.weight"))?,
+                bias: if bias {
+                    Some(w.take(&format!("{name}.bias"))?)
+                } else {
+                    None
+                },
+                eps: config.norm_eps,
+            })
+        };
+        let linear = |w: &mut Weights, name: &str, bias: bool, conv1d: bool| -> Result<Linear> {
+            let weight = w.take(&format!("{name}.weight"))?;
+            Ok(Linear {
+                weight: if conv1d {
+                    weight.transpose(0, 1).contiguous()
+                } else {
+                    weight
+                },
+                bias: if bias {
+                    Some(w.take(&format!("{name}.bias"))?)
+                } else {
+                    None
+                },
+            })
+        };
+        let mut blocks = Vec::with_capacity(config.layers as usize);
+        let (wte, wpe, ln_f) = match config.arch {
+            Arch::Gpt2 => {
+                for i in 0..config.layers {
+                    let p = format!("h.{i}");
+                    blocks.push(Block {
+                        ln1: norm(&mut w, &format!("{p}.ln_1"), true)?,
+                        ln2: norm(&mut w, &format!("{p}.ln_2"), true)?,
+                        attn: BTreeMap::from([
+                            (
+                                "qkv",
+                                linear(&mut w, &format!("{p}.attn.c_attn"), true, true)?,
+                            ),
+                            (
+                                "o",
+                                linear(&mut w, &format!("{p}.attn.c_proj"), true, true)?,
+                            ),
+                        ]),
+                        mlp: BTreeMap::from([
+                            ("up", linear(&mut w, &format!("{p}.mlp.c_fc"), true, true)?),
+                            (
+                                "down",
+                                linear(&mut w, &format!("{p}.mlp.c_proj"), true, true)?,
+                            ),
+                        ]),
+                    });
+                }
+                (
+                    w.take("wte.weight")?,
+                    Some(w.take("wpe.weight")?),
+                    norm(&mut w, "ln_f", true)?,
+                )
+            }
+            Arch::Llama => {
+                for i in 0..config.layers {
+                    let p = format!("layers.{i}");
+                    let qkv = config.qkv_bias;
+                    blocks.push(Block {
+                        ln1: norm(&mut w, &format!("{p}.input_layernorm"), false)?,
+                        ln2: norm(&mut w, &format!("{p}.post_attention_layernorm"), false)?,
+                        attn: BTreeMap::from([
+                            (
+                                "q",
+                                linear(&mut w, &format!("{p}.self_attn.q_proj"), qkv, false)?,
+                            ),
+                            (
+                                "k",
+                                linear(&mut w, &format!("{p}.self_attn.k_proj"), qkv, false)?,
+                            ),
+                            (
+                                "v",
+                                linear(&mut w, &format!("{p}.self_attn.v_proj"), qkv, false)?,
+                            ),
+                            (
+                                "o",
+                                linear(&mut w, &format!("{p}.self_attn.o_proj"), false, false)?,
+                            ),
+                        ]),
+                        mlp: BTreeMap::from([
+                            (
+                                "gate",
+                                linear(&mut w, &format!("{p}.mlp.gate_proj"), false, false)?,
+                            ),
+                            (
+                                "up",
+                                linear(&mut w, &format!("{p}.mlp.up_proj"), false, false)?,
+                            ),
+                            (
+                                "down",
+                                linear(&mut w, &format!("{p}.mlp.down_proj"), false, false)?,
+                            ),
+                        ]),
+                    });
+                }
+                (
+                    w.take("embed_tokens.weight")?,
+                    None,
+                    norm(&mut w, "norm", false)?,
+                )
+            }
+        };
+        // The output projection sits outside the prefix; tied checkpoints may still carry it.
+        w.prefix = "";
+        let lm_head = w.take_opt("lm_head.weight");
+        let lm_head = if config.tie_embeddings {
+            None
+        } else {
+            Some(lm_head.ok_or_else(|| {
+                Error::InvalidInput("model.safetensors has no lm_head.weight and the config does not tie embeddings".into())
+            })?)
+        };
+        if wte.size() != [config.vocab_size, config.hidden] {
+            return Err(Error::InvalidInput(format!(
+                "token embedding is {:?}; the config says [{}, {}]",
+                wte.size(),
+                config.vocab_size,
+                config.hidden
+            )));
+        }
+        Ok(Self {
+            config,
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            lm_head,
+            device,
+        })
+    }
+
+    /// The device the weights are on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Every base weight, in a fixed order (for freezing and hashing).
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        let mut out = vec![&self.wte];
+        out.extend(self.wpe.iter());
+        for b in &self.blocks {
+            for n in [&b.ln1, &b.ln2] {
+                out.push(&n.weight);
+                out.extend(n.bias.iter());
+            }
+            for l in b.attn.values().chain(b.mlp.values()) {
+                out.push(&l.weight);
+                out.extend(l.bias.iter());
+            }
+        }
+        out.push(&self.ln_f.weight);
+        out.extend(self.ln_f.bias.iter());
+        out.extend(self.lm_head.iter());
+        out
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (int64), causal.
+    /// `project(layer, role, x)` computes each projection; [`Model::logits`] uses the plain
+    /// weights, LoRA adds its update there.
+    // `h = h + x`, not `h += x`: tch's `+=` adds in place, which would overwrite activations
+    // autograd saved for the backward pass.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward_with(
+        &self,
+        ids: &Tensor,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.size2()?;
+        if t > self.config.max_positions {
+            return Err(Error::InvalidInput(format!(
+                "sequence of {t} tokens is longer than the model's {} positions",
+                self.config.max_positions
+            )));
+        }
+        let cfg = &self.config;
+        let positions = Tensor::arange(t, (Kind::Int64, self.device));
+        let mut h = Tensor::embedding(&self.wte, ids, -1, false, false);
+        if let Some(wpe) = &self.wpe {
+            h = h + Tensor::embedding(wpe, &positions, -1, false, false).unsqueeze(0);
+        }
+        let rope = (cfg.arch == Arch::Llama).then(|| rope(cfg, &positions));
+        let (hd, nh, nkv) = (cfg.head_dim(), cfg.heads, cfg.kv_heads);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let x = block.ln1.forward(&h);
+            let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
+            let (q, k, v) = match cfg.arch {
+                Arch::Gpt2 => {
+                    let qkv = p("qkv", &x).split(cfg.hidden, -1);
+                    (
+                        qkv[0].shallow_clone(),
+                        qkv[1].shallow_clone(),
+                        qkv[2].shallow_clone(),
+                    )
+                }
+                Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
+            };
+            let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
+            let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
+            if let Some((cos, sin)) = &rope {
+                q = apply_rope(&q, cos, sin);
+                k = apply_rope(&k, cos, sin);
+            }
+            let (k, v) = if nkv != nh {
+                let rep = nh / nkv;
+                (
+                    k.repeat_interleave_self_int(rep, 1, None),
+                    v.repeat_interleave_self_int(rep, 1, None),
+                )
+            } else {
+                (k, v)
+            };
+            let a = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                true,
+                None,
+                false,
+            );
+            let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
+            h = h + p("o", &a);
+            let x = block.ln2.forward(&h);
+            let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
+            let y = match cfg.arch {
+                Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
+                Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
+            };
+            h = h + y;
+        }
+        let h = self.ln_f.forward(&h);
+        Ok(h.linear(self.lm_head.as_ref().unwrap_or(&self.wte), None::<Tensor>))
+    }
+
+    /// Logits of the base model.
+    pub fn logits(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_with(ids, &|_, _, l, x| l.forward(x))
+    }
+}
+
+/// RoPE tables for `positions`: `(cos, sin)`, each `[seq, head_dim]`, as Hugging Face's
+/// Llama (the two halves of each head rotated together).
+fn rope(cfg: &Config, positions: &Tensor) -> (Tensor, Tensor) {
+    let d = cfg.head_dim();
+    let device = positions.device();
+    let exponent =
+        Tensor::arange_start_step(0, d, 2, (Kind::Int64, device)).to_kind(Kind::Float) / d as f64;
+    let base = Tensor::from(cfg.rope_theta as f32).to_device(device);
+    let inv_freq = base.pow(&exponent).reciprocal();
+    let freqs = positions.to_kind(Kind::Float).outer(&inv_freq);
+    let emb = Tensor::cat(&[&freqs, &freqs], -1);
+    (emb.cos(), emb.sin())
+}
+
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    let half = x.size()[3] / 2;
+    let x1 = x.narrow(-1, 0, half);
+    let x2 = x.narrow(-1, half, half);
+    let rotated = Tensor::cat(&[&(-x2), &x1], -1);
+    x * cos + rotated * sin
+}
