@@ -159,6 +159,45 @@ impl Lora {
             .sum()
     }
 
+    /// A copy of the adapter weights, in a fixed order (to keep the best while training).
+    pub fn weights(&self) -> Vec<Tensor> {
+        self.pairs
+            .values()
+            .flat_map(|(a, b)| [a.detach().copy(), b.detach().copy()])
+            .collect()
+    }
+
+    /// Puts back weights taken with [`Lora::weights`].
+    pub fn set_weights(&mut self, weights: &[Tensor]) {
+        tch::no_grad(|| {
+            for ((a, b), w) in self.pairs.values_mut().zip(weights.chunks(2)) {
+                a.copy_(&w[0]);
+                b.copy_(&w[1]);
+            }
+        });
+    }
+
+    /// keccak256 over every adapter tensor in a fixed order (name, shape, float32
+    /// little-endian values): equal adapters, equal hash.
+    pub fn weights_hash(&self) -> Result<alloy::primitives::B256> {
+        let mut buf = Vec::new();
+        for ((layer, role), (a, b)) in &self.pairs {
+            for (name, t) in [("A", a), ("B", b)] {
+                buf.extend_from_slice(format!("{layer}.{role}.{name}{:?}", t.size()).as_bytes());
+                let values: Vec<f32> = Vec::try_from(
+                    &t.detach()
+                        .to_kind(Kind::Float)
+                        .to_device(tch::Device::Cpu)
+                        .flatten(0, -1),
+                )?;
+                for v in values {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        Ok(alloy::primitives::keccak256(buf))
+    }
+
     /// Logits of the adapted model; `train` turns dropout on.
     pub fn logits(&self, model: &Model, ids: &Tensor, train: bool) -> Result<Tensor> {
         let scale = self.config.scale();

@@ -2,6 +2,7 @@
 
 mod hf;
 mod lora;
+mod train;
 
 use tributary_trainer::{DeviceChoice, check};
 

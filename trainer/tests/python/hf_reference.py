@@ -1,7 +1,9 @@
 """Writes a tiny random Hugging Face checkpoint and its logits, for the trainer's interop tests.
 
 usage: hf_reference.py ARCH OUT_DIR
-ARCH: gpt2 | llama | qwen2. OUT_DIR gets config.json and model.safetensors (save_pretrained)
+ARCH: gpt2 | llama | qwen2 | gpt2-scaled (gpt2 with token embeddings 20x larger: at the usual
+0.02 scale a tied output layer cannot spread the logits enough for confident predictions, so
+no adapter could fit the training tests' data well). OUT_DIR gets config.json and model.safetensors (save_pretrained)
 and reference.safetensors with `ids` (int64 [2, 12]) and `logits` (float32 [2, 12, vocab]).
 """
 import sys
@@ -12,7 +14,7 @@ import transformers as tf
 
 arch, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
-if arch == "gpt2":
+if arch in ("gpt2", "gpt2-scaled"):
     cfg = tf.GPT2Config(vocab_size=97, n_positions=32, n_embd=48, n_layer=2, n_head=4,
                         bos_token_id=0, eos_token_id=0)
     model = tf.GPT2LMHeadModel(cfg)
@@ -32,6 +34,8 @@ else:
 with torch.no_grad():
     for p in model.parameters():
         p.add_(torch.randn_like(p) * 0.02)
+    if arch == "gpt2-scaled":
+        model.transformer.wte.weight.mul_(20.0)
 model.eval()
 model.save_pretrained(out, safe_serialization=True)
 ids = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))

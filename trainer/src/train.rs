@@ -1,0 +1,340 @@
+//! The LoRA training loop: AdamW over the adapter weights only, linear warmup then cosine
+//! decay, gradient clipping and accumulation, a held-out split with eval loss and perplexity,
+//! early stopping (the best adapter by eval loss is kept), and fixed seeds so the same data,
+//! config and seed give the same adapter on the same machine.
+//!
+//! Data comes in as token sequences, one per document (a contribution). Documents are split
+//! into train and held-out by a seeded hash of their index, then each side is packed into one
+//! stream (documents joined by the end-of-text token) and cut into windows of `seq_len + 1`
+//! tokens: the model reads the first `seq_len` and predicts the last `seq_len`.
+
+use std::time::Instant;
+
+use tch::Tensor;
+use tch::nn::{self, OptimizerConfig};
+
+use crate::lora::{Lora, LoraConfig};
+use crate::model::Model;
+use crate::{Error, Result};
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The adapters.
+    pub lora: LoraConfig,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Steps of linear warmup from 0 to the peak.
+    pub warmup_steps: usize,
+    /// Optimizer steps at most; the rate decays to a tenth of the peak along a cosine by then.
+    pub max_steps: usize,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Clip the adapters' gradient norm to this (0: no clipping).
+    pub clip_norm: f64,
+    /// Tokens the model reads per window.
+    pub seq_len: i64,
+    /// Part of the documents held out for evaluation.
+    pub eval_fraction: f64,
+    /// Evaluate every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Stop after this many evaluations without a better eval loss (0: never).
+    pub patience: usize,
+    /// Seeds the adapter init, dropout, the split and the batch order.
+    pub seed: u64,
+}
+
+/// Where a run is, for progress output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Of at most.
+    pub max_steps: usize,
+    /// Training loss of the last step.
+    pub loss: f64,
+    /// Training tokens per second so far.
+    pub tokens_per_second: f64,
+    /// Estimated seconds left at this pace.
+    pub eta_seconds: f64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// `(step, loss)` of every step.
+    pub train_loss: Vec<(usize, f64)>,
+    /// `(step, eval loss)` of every evaluation.
+    pub eval_loss: Vec<(usize, f64)>,
+    /// Eval loss of the base model before training.
+    pub base_eval_loss: f64,
+    /// Eval loss of the adapter kept (the best one).
+    pub eval_loss_best: f64,
+    /// `exp(eval_loss_best)`.
+    pub perplexity: f64,
+    /// Stopped before `max_steps` because the eval loss stopped improving.
+    pub stopped_early: bool,
+    /// Training tokens processed.
+    pub tokens: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// A small deterministic generator (SplitMix64) for the split and the batch order.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher–Yates.
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Windows of `seq_len + 1` tokens cut from the documents joined by `eot`.
+fn windows(docs: &[&[i64]], eot: i64, seq_len: i64) -> Vec<Vec<i64>> {
+    let mut stream = Vec::new();
+    for d in docs {
+        stream.extend_from_slice(d);
+        stream.push(eot);
+    }
+    stream
+        .chunks_exact(seq_len as usize + 1)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// The learning rate at `step` (from 0): linear warmup, then cosine to a tenth of the peak.
+pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
+    if step < cfg.warmup_steps {
+        return cfg.learning_rate * (step + 1) as f64 / cfg.warmup_steps as f64;
+    }
+    let span = (cfg.max_steps - cfg.warmup_steps).max(1) as f64;
+    let progress = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    let floor = 0.1 * cfg.learning_rate;
+    floor + (cfg.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+impl TrainConfig {
+    /// Checks the config against the model and data before any work starts.
+    pub fn validate(&self, model: &Model) -> Result<()> {
+        self.lora.validate(&model.config)?;
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(format!(
+                "learning rate {} must be positive",
+                self.learning_rate
+            ));
+        }
+        if self.max_steps == 0
+            || self.batch_size == 0
+            || self.grad_accum == 0
+            || self.eval_every == 0
+        {
+            return bad(
+                "max_steps, batch_size, grad_accum and eval_every must be at least 1".into(),
+            );
+        }
+        if self.warmup_steps >= self.max_steps {
+            return bad(format!(
+                "warmup_steps {} must be below max_steps {}",
+                self.warmup_steps, self.max_steps
+            ));
+        }
+        if self.seq_len < 2 || self.seq_len > model.config.max_positions {
+            return bad(format!(
+                "seq_len {} must be in 2..={} (the base model's positions)",
+                self.seq_len, model.config.max_positions
+            ));
+        }
+        if !(self.eval_fraction > 0.0 && self.eval_fraction < 1.0) {
+            return bad(format!(
+                "eval_fraction {} must be in (0, 1)",
+                self.eval_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Mean next-token cross-entropy of `lora` (or the base without it) over `windows`.
+fn mean_loss(model: &Model, lora: Option<&Lora>, windows: &Tensor, batch: i64) -> Result<f64> {
+    tch::no_grad(|| {
+        let n = windows.size()[0];
+        let (mut sum, mut count) = (0.0, 0i64);
+        for start in (0..n).step_by(batch as usize) {
+            let w = windows.narrow(0, start, batch.min(n - start));
+            let (loss, tokens) = window_loss(model, lora, &w, false)?;
+            sum += loss.double_value(&[]) * tokens as f64;
+            count += tokens;
+        }
+        Ok(sum / count as f64)
+    })
+}
+
+/// Cross-entropy over a batch of windows `[b, seq_len + 1]`, and the number of predicted
+/// tokens.
+fn window_loss(
+    model: &Model,
+    lora: Option<&Lora>,
+    w: &Tensor,
+    train: bool,
+) -> Result<(Tensor, i64)> {
+    let t = w.size()[1] - 1;
+    let input = w.narrow(1, 0, t);
+    let target = w.narrow(1, 1, t);
+    let logits = match lora {
+        Some(l) => l.logits(model, &input, train)?,
+        None => model.logits(&input)?,
+    };
+    let v = logits.size()[2];
+    let loss = logits
+        .reshape([-1, v])
+        .cross_entropy_for_logits(&target.reshape([-1]));
+    Ok((loss, target.numel() as i64))
+}
+
+/// Trains adapters for `model` on `docs` (token ids per document; `eot` joins them),
+/// calling `progress` after every step. Returns the best adapter by eval loss.
+pub fn train(
+    model: &Model,
+    docs: &[Vec<i64>],
+    eot: i64,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Lora, TrainReport)> {
+    cfg.validate(model)?;
+    let vocab = model.config.vocab_size;
+    if let Some(t) = docs
+        .iter()
+        .flatten()
+        .chain([&eot])
+        .find(|&&t| t < 0 || t >= vocab)
+    {
+        return Err(Error::InvalidInput(format!(
+            "token id {t} is outside the base model's vocabulary of {vocab}: the tokenizer does not match the model"
+        )));
+    }
+    let mut rng = Rng(cfg.seed);
+    // The split depends on the seed and each document's index, not on the batch order.
+    let threshold = (cfg.eval_fraction * u64::MAX as f64) as u64;
+    let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
+    for (i, d) in docs.iter().enumerate() {
+        let h = Rng(cfg.seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next();
+        if h < threshold {
+            &mut eval_docs
+        } else {
+            &mut train_docs
+        }
+        .push(d.as_slice());
+    }
+    let train_windows = windows(&train_docs, eot, cfg.seq_len);
+    let eval_windows = windows(&eval_docs, eot, cfg.seq_len);
+    if train_windows.is_empty() || eval_windows.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "not enough text: {} training and {} held-out windows of {} tokens; add data, lower seq_len or change eval_fraction",
+            train_windows.len(),
+            eval_windows.len(),
+            cfg.seq_len + 1
+        )));
+    }
+    let device = model.device();
+    let as_tensor = |w: &[Vec<i64>]| Tensor::from_slice2(w).to_device(device);
+    let eval_tensor = as_tensor(&eval_windows);
+    let batch = cfg.batch_size as i64;
+
+    let lora = Lora::new(model, cfg.lora.clone(), cfg.seed as i64)?;
+    let mut opt = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..nn::AdamW::default()
+    }
+    .build(lora.var_store(), cfg.learning_rate)?;
+    let base_eval_loss = mean_loss(model, None, &eval_tensor, batch)?;
+    let mut report = TrainReport {
+        steps: 0,
+        train_loss: Vec::new(),
+        eval_loss: Vec::new(),
+        base_eval_loss,
+        eval_loss_best: base_eval_loss,
+        perplexity: base_eval_loss.exp(),
+        stopped_early: false,
+        tokens: 0,
+        seconds: 0.0,
+    };
+    let mut best: Option<Vec<Tensor>> = None;
+    let mut since_best = 0;
+    let mut order: Vec<usize> = Vec::new();
+    let started = Instant::now();
+    for step in 0..cfg.max_steps {
+        opt.set_lr(learning_rate(cfg, step));
+        let mut step_loss = 0.0;
+        for _ in 0..cfg.grad_accum {
+            let picked: Vec<Vec<i64>> = (0..cfg.batch_size)
+                .map(|_| {
+                    if order.is_empty() {
+                        order = (0..train_windows.len()).collect();
+                        rng.shuffle(&mut order);
+                    }
+                    train_windows[order.pop().expect("refilled")].clone()
+                })
+                .collect();
+            let (loss, tokens) = window_loss(model, Some(&lora), &as_tensor(&picked), true)?;
+            (&loss / cfg.grad_accum as f64).backward();
+            step_loss += loss.double_value(&[]) / cfg.grad_accum as f64;
+            report.tokens += tokens as u64;
+        }
+        if cfg.clip_norm > 0.0 {
+            opt.clip_grad_norm(cfg.clip_norm);
+        }
+        opt.step();
+        opt.zero_grad();
+        report.steps = step + 1;
+        report.train_loss.push((step + 1, step_loss));
+        let elapsed = started.elapsed().as_secs_f64();
+        progress(&Progress {
+            step: step + 1,
+            max_steps: cfg.max_steps,
+            loss: step_loss,
+            tokens_per_second: report.tokens as f64 / elapsed.max(1e-9),
+            eta_seconds: elapsed / (step + 1) as f64 * (cfg.max_steps - step - 1) as f64,
+        });
+        if (step + 1) % cfg.eval_every == 0 || step + 1 == cfg.max_steps {
+            let e = mean_loss(model, Some(&lora), &eval_tensor, batch)?;
+            report.eval_loss.push((step + 1, e));
+            if best.is_none() || e < report.eval_loss_best {
+                report.eval_loss_best = e;
+                best = Some(lora.weights());
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if cfg.patience > 0 && since_best >= cfg.patience {
+                    report.stopped_early = step + 1 < cfg.max_steps;
+                    break;
+                }
+            }
+        }
+    }
+    let mut lora = lora;
+    if let Some(best) = best {
+        lora.set_weights(&best);
+    }
+    report.perplexity = report.eval_loss_best.exp();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok((lora, report))
+}
