@@ -159,6 +159,87 @@ impl Lora {
             .sum()
     }
 
+    /// The update one projection gets, `(alpha / r) · B A` (`[out, in]`), or `None` where
+    /// no adapter sits.
+    pub fn delta(&self, layer: usize, role: &str) -> Option<Tensor> {
+        let (a, b) = self.pairs.get(&(layer, role.to_string()))?;
+        Some(tch::no_grad(|| b.matmul(a) * self.config.scale()))
+    }
+
+    /// Merges adapters into one whose update is exactly `Σ wᵢ · updateᵢ`, by concatenating
+    /// ranks: `A = [A₁; A₂; …]`, `B = [w₁s₁B₁ | w₂s₂B₂ | …]` with scale 1 (alpha = rank).
+    /// The parents must target the same modules of `model`.
+    pub fn merge(model: &Model, parents: &[(&Lora, f64)]) -> Result<Lora> {
+        let Some((first, _)) = parents.first() else {
+            return Err(Error::InvalidInput(
+                "nothing to merge: give at least one adapter".into(),
+            ));
+        };
+        let mut targets = first.config.targets.clone();
+        targets.sort();
+        for (p, w) in parents {
+            let mut t = p.config.targets.clone();
+            t.sort();
+            if t != targets {
+                return Err(Error::InvalidInput(format!(
+                    "adapters target different modules ({targets:?} and {t:?}): merge adapters with the same target modules"
+                )));
+            }
+            if !w.is_finite() {
+                return Err(Error::InvalidInput(format!(
+                    "merge weight {w} is not a number"
+                )));
+            }
+        }
+        let rank: i64 = parents.iter().map(|(p, _)| p.config.rank).sum();
+        let config = LoraConfig {
+            rank,
+            alpha: rank as f64,
+            dropout: first.config.dropout,
+            targets: first.config.targets.clone(),
+        };
+        let mut merged = Lora::new(model, config, 0)?;
+        tch::no_grad(|| {
+            for (key, (a, b)) in merged.pairs.iter_mut() {
+                let a_parts: Vec<Tensor> = parents
+                    .iter()
+                    .map(|(p, _)| p.pairs[key].0.detach())
+                    .collect();
+                let b_parts: Vec<Tensor> = parents
+                    .iter()
+                    .map(|(p, w)| p.pairs[key].1.detach() * (w * p.config.scale()))
+                    .collect();
+                a.copy_(&Tensor::cat(&a_parts, 0));
+                b.copy_(&Tensor::cat(&b_parts, 1));
+            }
+        });
+        Ok(merged)
+    }
+
+    /// Fresh adapters for `model` that start from `parent`'s weights (same shape and
+    /// targets): continued training, whose result inherits the parent's lineage.
+    pub fn from_parent(
+        model: &Model,
+        parent: &Lora,
+        config: LoraConfig,
+        seed: i64,
+    ) -> Result<Lora> {
+        let mut want = config.targets.clone();
+        want.sort();
+        let mut have = parent.config.targets.clone();
+        have.sort();
+        if config.rank != parent.config.rank || config.alpha != parent.config.alpha || want != have
+        {
+            return Err(Error::InvalidInput(format!(
+                "the config (rank {}, alpha {}, targets {want:?}) differs from the parent adapter's (rank {}, alpha {}, targets {have:?}): continue training with the parent's shape",
+                config.rank, config.alpha, parent.config.rank, parent.config.alpha
+            )));
+        }
+        let mut child = Lora::new(model, config, seed)?;
+        child.set_weights(&parent.weights());
+        Ok(child)
+    }
+
     /// A copy of the adapter weights, in a fixed order (to keep the best while training).
     pub fn weights(&self) -> Vec<Tensor> {
         self.pairs

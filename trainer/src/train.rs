@@ -4,9 +4,10 @@
 //! config and seed give the same adapter on the same machine.
 //!
 //! Data comes in as token sequences, one per document (a contribution). Documents are split
-//! into train and held-out by a seeded hash of their index, then each side is packed into one
-//! stream (documents joined by the end-of-text token) and cut into windows of `seq_len + 1`
-//! tokens: the model reads the first `seq_len` and predicts the last `seq_len`.
+//! into train and held-out by a hash of their index (the same for every seed), then each
+//! side is packed into one stream (documents joined by the end-of-text token) and cut into
+//! windows of `seq_len + 1` tokens: the model reads the first `seq_len` and predicts the last
+//! `seq_len`. Training starts fresh or from a parent adapter (continued training).
 
 use std::time::Instant;
 
@@ -44,7 +45,7 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Stop after this many evaluations without a better eval loss (0: never).
     pub patience: usize,
-    /// Seeds the adapter init, dropout, the split and the batch order.
+    /// Seeds the adapter init, dropout and the batch order.
     pub seed: u64,
 }
 
@@ -74,7 +75,9 @@ pub struct TrainReport {
     pub eval_loss: Vec<(usize, f64)>,
     /// Eval loss of the base model before training.
     pub base_eval_loss: f64,
-    /// Eval loss of the adapter kept (the best one).
+    /// Eval loss where training started: the parent adapter's, or the base's.
+    pub start_eval_loss: f64,
+    /// Eval loss of the adapter kept (the best evaluated).
     pub eval_loss_best: f64,
     /// `exp(eval_loss_best)`.
     pub perplexity: f64,
@@ -210,13 +213,15 @@ fn window_loss(
     Ok((loss, target.numel() as i64))
 }
 
-/// Trains adapters for `model` on `docs` (token ids per document; `eot` joins them),
-/// calling `progress` after every step. Returns the best adapter by eval loss.
+/// Trains adapters for `model` on `docs` (token ids per document; `eot` joins them), fresh
+/// or continuing from `parent`, calling `progress` after every step. Returns the best
+/// adapter by eval loss.
 pub fn train(
     model: &Model,
     docs: &[Vec<i64>],
     eot: i64,
     cfg: &TrainConfig,
+    parent: Option<&Lora>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(Lora, TrainReport)> {
     cfg.validate(model)?;
@@ -232,11 +237,12 @@ pub fn train(
         )));
     }
     let mut rng = Rng(cfg.seed);
-    // The split depends on the seed and each document's index, not on the batch order.
+    // The split depends on each document's index only: every seed, and a child continuing
+    // from its parent, is evaluated on the same held-out documents.
     let threshold = (cfg.eval_fraction * u64::MAX as f64) as u64;
     let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
     for (i, d) in docs.iter().enumerate() {
-        let h = Rng(cfg.seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next();
+        let h = Rng((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next();
         if h < threshold {
             &mut eval_docs
         } else {
@@ -259,20 +265,28 @@ pub fn train(
     let eval_tensor = as_tensor(&eval_windows);
     let batch = cfg.batch_size as i64;
 
-    let lora = Lora::new(model, cfg.lora.clone(), cfg.seed as i64)?;
+    let lora = match parent {
+        Some(p) => Lora::from_parent(model, p, cfg.lora.clone(), cfg.seed as i64)?,
+        None => Lora::new(model, cfg.lora.clone(), cfg.seed as i64)?,
+    };
     let mut opt = nn::AdamW {
         wd: cfg.weight_decay,
         ..nn::AdamW::default()
     }
     .build(lora.var_store(), cfg.learning_rate)?;
     let base_eval_loss = mean_loss(model, None, &eval_tensor, batch)?;
+    let start_eval_loss = match parent {
+        Some(_) => mean_loss(model, Some(&lora), &eval_tensor, batch)?,
+        None => base_eval_loss,
+    };
     let mut report = TrainReport {
         steps: 0,
         train_loss: Vec::new(),
         eval_loss: Vec::new(),
         base_eval_loss,
-        eval_loss_best: base_eval_loss,
-        perplexity: base_eval_loss.exp(),
+        start_eval_loss,
+        eval_loss_best: start_eval_loss,
+        perplexity: start_eval_loss.exp(),
         stopped_early: false,
         tokens: 0,
         seconds: 0.0,

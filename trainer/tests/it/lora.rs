@@ -78,7 +78,7 @@ fn peft_agrees(arch: &str, targets: &[&str]) {
     );
 }
 
-fn run_peft(base: &Path, adapter: &Path, out: &Path) {
+pub(crate) fn run_peft(base: &Path, adapter: &Path, out: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/peft_logits.py");
     let run = Command::new(python())
         .arg(&script)

@@ -4,11 +4,12 @@
 //! before any work.
 
 use tch::Device;
-use tributary_trainer::lora::LoraConfig;
+use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::Model;
 use tributary_trainer::train::{TrainConfig, learning_rate, train};
 
 use crate::hf::reference;
+use crate::lora::run_peft;
 
 /// 40 documents: runs of a cyclic pattern over tokens 10..42, each starting elsewhere.
 fn domain() -> Vec<Vec<i64>> {
@@ -48,7 +49,7 @@ fn training_lowers_held_out_loss_leaves_the_base_alone_and_repeats_exactly() {
     let before: Vec<tch::Tensor> = model.parameters().iter().map(|p| p.copy()).collect();
     let docs = domain();
     let mut steps = 0;
-    let (lora, report) = train(&model, &docs, 0, &config(1), &mut |p| {
+    let (lora, report) = train(&model, &docs, 0, &config(1), None, &mut |p| {
         steps = p.step;
         assert!(p.loss.is_finite() && p.tokens_per_second > 0.0);
     })
@@ -78,13 +79,13 @@ fn training_lowers_held_out_loss_leaves_the_base_alone_and_repeats_exactly() {
     for (p, q) in model.parameters().iter().zip(&before) {
         assert!(p.equal(q), "a base weight changed");
     }
-    let (again, _) = train(&model, &docs, 0, &config(1), &mut |_| {}).unwrap();
+    let (again, _) = train(&model, &docs, 0, &config(1), None, &mut |_| {}).unwrap();
     assert_eq!(
         lora.weights_hash().unwrap(),
         again.weights_hash().unwrap(),
         "same seed, same adapter"
     );
-    let (other, _) = train(&model, &docs, 0, &config(2), &mut |_| {}).unwrap();
+    let (other, _) = train(&model, &docs, 0, &config(2), None, &mut |_| {}).unwrap();
     assert_ne!(lora.weights_hash().unwrap(), other.weights_hash().unwrap());
 }
 
@@ -105,10 +106,12 @@ fn bad_configs_and_mismatched_data_are_refused_before_work() {
     let model = Model::load(dir.path(), Device::Cpu).unwrap();
     let docs = domain();
     let err = |c: TrainConfig, docs: &[Vec<i64>]| {
-        train(&model, docs, 0, &c, &mut |_| panic!("no step may run"))
-            .err()
-            .unwrap()
-            .to_string()
+        train(&model, docs, 0, &c, None, &mut |_| {
+            panic!("no step may run")
+        })
+        .err()
+        .unwrap()
+        .to_string()
     };
     let mut c = config(1);
     c.seq_len = 1000;
@@ -126,4 +129,66 @@ fn bad_configs_and_mismatched_data_are_refused_before_work() {
     assert!(e.contains("token id 500") && e.contains("tokenizer"), "{e}");
     let e = err(config(1), &[vec![5, 6]]);
     assert!(e.contains("not enough text"), "{e}");
+}
+
+/// Two adapters merged with weights 0.7 and 0.3 update every projection by exactly
+/// 0.7·Δ₁ + 0.3·Δ₂, and the merged adapter (rank 16) loads in PEFT with the same logits;
+/// continuing from a parent starts where the parent is; shapes that differ are refused.
+#[test]
+fn merging_is_an_exact_weighted_sum_and_children_start_from_their_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("gpt2-scaled", dir.path());
+    let model = Model::load(dir.path(), Device::Cpu).unwrap();
+    let docs = domain();
+    let mut short = config(1);
+    short.max_steps = 20;
+    let (a, _) = train(&model, &docs, 0, &short, None, &mut |_| {}).unwrap();
+    short.seed = 2;
+    let (b, _) = train(&model, &docs, 0, &short, None, &mut |_| {}).unwrap();
+    let merged = Lora::merge(&model, &[(&a, 0.7), (&b, 0.3)]).unwrap();
+    assert_eq!(merged.config.rank, 16);
+    for layer in 0..model.blocks.len() {
+        for role in ["qkv", "o", "up", "down"] {
+            let want = a.delta(layer, role).unwrap() * 0.7 + b.delta(layer, role).unwrap() * 0.3;
+            let got = merged.delta(layer, role).unwrap();
+            let err = (got - want).abs().max().double_value(&[]);
+            assert!(err < 1e-6, "layer {layer} {role}: {err:e}");
+        }
+    }
+    let adapter = dir.path().join("merged");
+    merged.save_peft(&model, &adapter, "tiny").unwrap();
+    let out = dir.path().join("peft.safetensors");
+    run_peft(dir.path(), &adapter, &out);
+    let theirs = tch::Tensor::read_safetensors(&out).unwrap().remove(0).1;
+    let refs = tch::Tensor::read_safetensors(dir.path().join("reference.safetensors")).unwrap();
+    let ids = refs
+        .iter()
+        .find(|(n, _)| n == "ids")
+        .unwrap()
+        .1
+        .shallow_clone();
+    let ours = tch::no_grad(|| merged.logits(&model, &ids, false)).unwrap();
+    let err = (ours - theirs).abs().max().double_value(&[]);
+    assert!(
+        err < 1e-4,
+        "PEFT's logits of the merged adapter differ by {err:e}"
+    );
+
+    // A child starts at its parent's held-out loss and does not end worse.
+    let (parent, parent_report) = train(&model, &docs, 0, &short, None, &mut |_| {}).unwrap();
+    short.seed = 3;
+    let (_, child) = train(&model, &docs, 0, &short, Some(&parent), &mut |_| {}).unwrap();
+    assert!((child.start_eval_loss - parent_report.eval_loss_best).abs() < 1e-6);
+    assert!(child.eval_loss_best <= child.start_eval_loss + 1e-6);
+    let mut other = short.clone();
+    other.lora.rank = 4;
+    let e = train(&model, &docs, 0, &other, Some(&parent), &mut |_| {
+        panic!("no step")
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("parent"), "{e}");
+    let e = Lora::merge(&model, &[]).err().unwrap().to_string();
+    assert!(e.contains("nothing to merge"), "{e}");
 }
