@@ -11,6 +11,7 @@
 
 pub mod lora;
 pub mod model;
+pub mod tokenizer;
 pub mod train;
 
 use std::fmt;

@@ -2,6 +2,7 @@
 
 mod hf;
 mod lora;
+mod tokenizer;
 mod train;
 
 use tributary_trainer::{DeviceChoice, check};
