@@ -246,6 +246,38 @@ async fn contribute_verify_and_revoke_through_the_cli() {
     let out = s.cmd(&["verify", &id]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("REVOKED"));
+
+    // A snapshot freezes the 11 contributions still counting; taking it again is a no-op.
+    let snap = |extra: &[&str]| {
+        let mut args = vec!["snapshot", "--datanet", "kitchen-conversions"];
+        args.extend_from_slice(extra);
+        s.cmd(&args).output().unwrap()
+    };
+    let out = snap(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(" committed in tx 0x") && text.contains(": 11 contributions"),
+        "{text}"
+    );
+    let again = snap(&[]);
+    let again = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(again.contains("was already committed"), "{again}");
+    assert_eq!(
+        text.split(' ').nth(1),
+        again.split(' ').nth(1),
+        "the same snapshot id"
+    );
+    let out = snap(&["--at-version", "999"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--at-version 999"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
