@@ -119,8 +119,14 @@ impl Lora {
     /// Fresh adapters for `model`, initialised as PEFT does: `A` Kaiming-uniform, `B` zero,
     /// so the adapted model starts equal to the base. Seeded by `seed`.
     pub fn new(model: &Model, config: LoraConfig, seed: i64) -> Result<Self> {
-        config.validate(&model.config)?;
         tch::manual_seed(seed);
+        Self::build(model, config, true)
+    }
+
+    /// The variables for `config`: `A` Kaiming-uniform when `random`, else zero (for
+    /// adapters whose weights are about to be written: loaded or merged); `B` zero.
+    fn build(model: &Model, config: LoraConfig, random: bool) -> Result<Self> {
+        config.validate(&model.config)?;
         let vs = nn::VarStore::new(model.device());
         let mut pairs = BTreeMap::new();
         for (layer, block) in model.blocks.iter().enumerate() {
@@ -131,14 +137,15 @@ impl Lora {
                 let p = root / format!("l{layer}_{role}");
                 // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)).
                 let bound = 1.0 / (in_f as f64).sqrt();
-                let a = p.var(
-                    "A",
-                    &[config.rank, in_f],
+                let init = if random {
                     Init::Uniform {
                         lo: -bound,
                         up: bound,
-                    },
-                );
+                    }
+                } else {
+                    Init::Const(0.0)
+                };
+                let a = p.var("A", &[config.rank, in_f], init);
                 let b = p.var("B", &[out_f, config.rank], Init::Const(0.0));
                 pairs.insert((layer, role.clone()), (a, b));
             }
@@ -198,7 +205,7 @@ impl Lora {
             dropout: first.config.dropout,
             targets: first.config.targets.clone(),
         };
-        let mut merged = Lora::new(model, config, 0)?;
+        let mut merged = Lora::build(model, config, false)?;
         tch::no_grad(|| {
             for (key, (a, b)) in merged.pairs.iter_mut() {
                 let a_parts: Vec<Tensor> = parents
@@ -379,7 +386,7 @@ impl Lora {
             dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
             targets,
         };
-        let mut lora = Lora::new(model, config, 0)?;
+        let mut lora = Lora::build(model, config, false)?;
         let stored = Tensor::read_safetensors(dir.join("adapter_model.safetensors"))?;
         let stored: BTreeMap<String, Tensor> = stored.into_iter().collect();
         tch::no_grad(|| -> Result<()> {

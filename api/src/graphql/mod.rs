@@ -18,7 +18,7 @@ use axum::routing::post;
 use tributary_schemas::lineage::{self as g, Node, NodeKind};
 use tributary_sql::{ContributionFilter, ContributionKey, NodeKey};
 
-use load::{graph, internal, node};
+use load::{graph, internal};
 use objects::{
     Adapter, Attribution, BaseModel, Batch, Contribution, ContributionStatus, Contributor, Datanet,
     Inference, RewardEpoch, Snapshot, TrainingRun,
@@ -335,9 +335,7 @@ impl Query {
         ctx: &Context<'_>,
         epoch: u64,
     ) -> async_graphql::Result<Option<RewardEpoch>> {
-        let n = node(ctx, g::reward_epoch_id(epoch)).await?;
-        Ok(n.filter(|n| n.kind == NodeKind::RewardEpoch)
-            .map(RewardEpoch::from))
+        objects::one(ctx, g::reward_epoch_id(epoch), NodeKind::RewardEpoch).await
     }
 
     /// Reward epochs, oldest first, as a Relay connection.
@@ -433,10 +431,7 @@ async fn typed_node<T: From<Node>>(
     } else {
         format!("{prefix}{}", id.to_lowercase())
     };
-    Ok(node(ctx, full)
-        .await?
-        .filter(|n| n.kind == kind)
-        .map(T::from))
+    objects::one(ctx, full, kind).await
 }
 
 /// One page of the nodes of `kind` made in `blocks`, as a Relay connection with cursors

@@ -68,7 +68,7 @@ fn typed<T: From<Node>>(nodes: Vec<Node>, kind: NodeKind) -> Vec<T> {
 }
 
 /// Node `id` as a `T`, if it exists and is of `kind`.
-async fn one<T: From<Node>>(
+pub(crate) async fn one<T: From<Node>>(
     ctx: &Context<'_>,
     id: String,
     kind: NodeKind,
