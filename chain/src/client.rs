@@ -380,7 +380,13 @@ where
     loop {
         if let Some(receipt) = provider.get_transaction_receipt(hash).await? {
             if !receipt.status() {
-                return Err(Error::Reverted(hash));
+                // A receipt carries no revert data. Another sender's transaction mined first
+                // (the usual cause: two processes racing to do the same thing) makes the same
+                // call revert now with the contract's own error, which callers can match on.
+                return Err(match call.call_raw().await {
+                    Err(e) if e.as_revert_data().is_some() => Error::Contract(e),
+                    _ => Error::Reverted(hash),
+                });
             }
             return Ok(receipt);
         }

@@ -316,3 +316,43 @@ async fn contributors_and_owners_revoke_others_cannot() {
         .unwrap();
     assert!(reg.revoked(other).call().await.unwrap());
 }
+
+/// Two senders race to anchor the same batch and both transactions land in one block: the
+/// loser's receipt only says "reverted", and `send` recovers the contract's own error so
+/// callers can tell "someone else already did it" from a real failure.
+#[tokio::test]
+async fn a_transaction_that_lost_a_race_reports_the_contracts_error() {
+    use alloy::providers::Provider;
+    let env = env().await;
+    let reg = env.chain.datanet_registry();
+    send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    let p = env.chain.provider();
+    let nonce = p.get_transaction_count(env.chain.signer()).await.unwrap();
+    let anchor = |n: u64| {
+        reg.anchorBatch(
+            U256::from(1),
+            B256::repeat_byte(9),
+            B256::repeat_byte(1),
+            U256::from(1),
+            "".into(),
+            B256::ZERO,
+            1,
+        )
+        .nonce(n)
+        .gas(1_000_000) // no estimate: both must reach the mempool
+    };
+    let _: serde_json::Value = p
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let (first, second) = (send(anchor(nonce)), send(anchor(nonce + 1)));
+    let mine = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+    };
+    let (first, second, ()) = tokio::join!(first, second, mine);
+    first.expect("the first anchor wins");
+    assert!(matches!(revert::<E, _>(second), E::BatchAlreadyAnchored(_)));
+}
