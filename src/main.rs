@@ -70,6 +70,9 @@ enum Command {
     /// Freeze a training set: the anchored, unrejected, unrevoked contributions of Datanets
     /// at a pinned lake version, listed in the lake and committed on chain.
     Snapshot(cmd::snapshot::Args),
+    /// Train a LoRA adapter on a snapshot (fresh, from a parent or a merge of parents), store
+    /// it in the lake under its content address and publish it on chain as LINE@VERSION.
+    Train(cmd::train::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
     /// Serve the GraphQL API (with GraphiQL) over the index store, and SQL at POST /sql.
@@ -108,6 +111,7 @@ fn main() -> std::process::ExitCode {
             Command::Validate(a) => cmd::validate::run(a).await.map(|()| true),
             Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
             Command::Snapshot(a) => cmd::snapshot::run(a).await.map(|()| true),
+            Command::Train(a) => cmd::train::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),

@@ -208,3 +208,107 @@ impl SnapshotManifest {
         serde_json::to_vec(self).expect("a manifest always serialises")
     }
 }
+
+/// A published adapter's manifest: everything that made it. It lies in the lake at
+/// [`AdapterManifest::key`] next to the adapter's PEFT files; `AdapterPublished` carries its
+/// id, base model, parents, snapshot, config hash, weights hash and folder URI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterManifest {
+    /// Content address: [`AdapterManifest::id_of`].
+    pub adapter_id: B256,
+    /// The model line it belongs to.
+    pub line: String,
+    /// Its semantic version within the line.
+    pub version: String,
+    /// The base model's registry id (its checkpoint hash).
+    pub base_model_id: B256,
+    /// The base model's architecture (`llama`, `gpt2`).
+    pub architecture: String,
+    /// The snapshot trained on (zero for a pure merge).
+    pub snapshot_id: B256,
+    /// Parent adapters with their merge weights (empty for a fresh adapter).
+    pub parents: Vec<AdapterParent>,
+    /// The hyperparameters as given (LoRA and training).
+    pub config: serde_json::Value,
+    /// keccak256 of `config` serialised.
+    pub config_hash: B256,
+    /// keccak256 over the adapter's weights.
+    pub weights_hash: B256,
+    /// What training measured (absent for a pure merge).
+    pub metrics: Option<TrainingMetrics>,
+    /// The device it was trained on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// The Tributary version that trained it.
+    pub code_version: String,
+}
+
+/// A parent adapter and its weight in a merge (1 for continued training).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterParent {
+    /// The parent's adapter id.
+    pub id: B256,
+    /// Its weight.
+    pub weight: f64,
+}
+
+/// Training measurements recorded in an adapter's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingMetrics {
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Training tokens seen.
+    pub tokens: u64,
+    /// Wall-clock seconds of the training loop.
+    pub seconds: f64,
+    /// Held-out loss of the base model alone (nats per token).
+    pub base_eval_loss: f64,
+    /// Held-out loss of the adapter kept (the best evaluated).
+    pub eval_loss: f64,
+    /// `exp(eval_loss)`.
+    pub perplexity: f64,
+    /// Whether early stopping ended training before `max_steps`.
+    pub stopped_early: bool,
+    /// Documents trained on and held out.
+    pub documents: (u64, u64),
+    /// (step, training loss) after every step.
+    pub train_loss: Vec<(u64, f64)>,
+    /// (step, held-out loss) at every evaluation.
+    pub eval_loss_curve: Vec<(u64, f64)>,
+}
+
+impl AdapterManifest {
+    /// The adapter id: keccak256 over a tag, the base model, the snapshot, the config hash,
+    /// the weights hash and the parents, so the same training of the same data with the same
+    /// settings gives the same id (and publishing it twice is a no-op).
+    pub fn id_of(
+        base_model_id: B256,
+        snapshot_id: B256,
+        config_hash: B256,
+        weights_hash: B256,
+        parents: &[B256],
+    ) -> B256 {
+        let mut buf = b"tributary-adapter".to_vec();
+        for h in [base_model_id, snapshot_id, config_hash, weights_hash]
+            .iter()
+            .chain(parents)
+        {
+            buf.extend_from_slice(h.as_slice());
+        }
+        keccak256(buf)
+    }
+
+    /// The folder of adapter `id`, relative to the lake root.
+    pub fn folder(id: B256) -> String {
+        format!("adapters/{id}/")
+    }
+
+    /// Where adapter `id`'s manifest lies, relative to the lake root.
+    pub fn key(id: B256) -> String {
+        format!("{}manifest.json", Self::folder(id))
+    }
+
+    /// Pretty JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always serialises")
+    }
+}

@@ -21,6 +21,15 @@ const MARKER: &str = ".tributary-demo";
 /// The sample Datanet's manifest.
 const MANIFEST: &str = include_str!("../../examples/kitchen-conversions.toml");
 
+/// The demo's training job.
+const TRAIN: &str = include_str!("../../examples/kitchen-train.toml");
+
+/// The lineage query the demo prints after training: adapter -> snapshot -> contributions
+/// -> contributors.
+pub(crate) const LINEAGE_QUERY: &str = "{ adapter(version: \"kitchen-assistant@1.0.0\") { id version uri \
+     baseModel { id architecture } training { steps baseEvalLoss evalLoss perplexity device } \
+     snapshot { id count datanets { name } contributions(first: 3) { nodes { id by { address } } } } } }";
+
 /// The query whose answer the demo prints.
 pub(crate) const QUERY: &str = "{ datanet(name: \"kitchen-conversions\") { id name domain owner \
      contributions(first: 1000) { nodes { id contributor contentHash license batch txHash block } } } }";
@@ -155,7 +164,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "{}",
         arrow::util::pretty::pretty_format_batches(&board.batches)?
     );
-    let schema = tributary_api::schema(store, Some(lake.clone()), chain.chain_id());
+    let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
     let answer = schema.execute(QUERY).await;
     if !answer.errors.is_empty() {
         bail!("GraphQL query failed: {:?}", answer.errors);
@@ -172,6 +181,42 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     }
+
+    // Train an adapter on a snapshot of the Datanet and publish it.
+    println!(
+        "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute)"
+    );
+    let spec = tributary_trainer::job::Spec::parse(TRAIN)?;
+    let out = args
+        .data_dir
+        .join("adapters")
+        .join("kitchen-assistant@next");
+    let published = super::train::train(
+        &chain,
+        &lake,
+        &spec,
+        tributary_trainer::DeviceChoice::Auto,
+        out,
+        true,
+    )
+    .await?;
+    super::train::report(&published);
+    let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
+    let (nodes, edges) = store.counts(chain.chain_id()).await?;
+    println!(
+        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events, stats.reorgs
+    );
+    let lineage = schema.execute(LINEAGE_QUERY).await;
+    if !lineage.errors.is_empty() {
+        bail!("GraphQL lineage query failed: {:?}", lineage.errors);
+    }
+    println!("\nGraphQL query:\n{LINEAGE_QUERY}\n--- GraphQL answer ---");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&lineage.data.into_json()?)?
+    );
+    println!("--- end ---");
 
     if args.exit {
         return Ok(());

@@ -9,6 +9,7 @@ pub(crate) mod revoke;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
 pub(crate) mod sql;
+pub(crate) mod train;
 pub(crate) mod validate;
 pub(crate) mod verify;
 

@@ -1,16 +1,22 @@
 //! Tributary's trainer: libtorch through tch.
 //!
-//! Today this crate checks that libtorch loads and computes on the chosen device
-//! ([`check`]); models, LoRA and training build on it. The binary links libtorch from the
-//! project's venv (PyPI `torch==2.11.0`) with an rpath, so it runs without `LD_LIBRARY_PATH`.
+//! Models in Hugging Face layout ([`model`]), the project's own tiny base model ([`base`]),
+//! tokenizers ([`tokenizer`]), LoRA adapters in PEFT's format ([`lora`]), the training loop
+//! ([`train`]) and the job that turns a `train.toml` into an adapter published on chain
+//! ([`job`]). [`check`] tests that libtorch computes on the chosen device. The binary links
+//! libtorch from the project's venv (PyPI `torch==2.11.0`) with an rpath, so it runs without
+//! `LD_LIBRARY_PATH`.
 //!
 //! ```no_run
 //! let report = tributary_trainer::check(tributary_trainer::DeviceChoice::Auto).unwrap();
 //! println!("{report}");
 //! ```
 
+pub mod base;
+pub mod job;
 pub mod lora;
 pub mod model;
+pub mod plot;
 pub mod tokenizer;
 pub mod train;
 
@@ -30,6 +36,34 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// The chain failed.
+    #[error(transparent)]
+    Chain(Box<tributary_chain::Error>),
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(Box<tributary_lake::Error>),
+    /// Reading a snapshot or a Datanet failed.
+    #[error(transparent)]
+    Pipeline(Box<tributary_pipeline::Error>),
+}
+
+// Boxed: these are large, and the trainer's hot paths return `Result` everywhere.
+impl From<tributary_chain::Error> for Error {
+    fn from(e: tributary_chain::Error) -> Self {
+        Error::Chain(Box::new(e))
+    }
+}
+
+impl From<tributary_lake::Error> for Error {
+    fn from(e: tributary_lake::Error) -> Self {
+        Error::Lake(Box::new(e))
+    }
+}
+
+impl From<tributary_pipeline::Error> for Error {
+    fn from(e: tributary_pipeline::Error) -> Self {
+        Error::Pipeline(Box::new(e))
+    }
 }
 
 /// Result alias for this crate.

@@ -89,16 +89,27 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// A small deterministic generator (SplitMix64) for the split and the batch order.
-struct Rng(u64);
+/// A small deterministic generator (SplitMix64) for the split, the batch order and
+/// generated text.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// One of `items`.
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
     }
 
     /// Fisher–Yates.
@@ -125,13 +136,18 @@ fn windows(docs: &[&[i64]], eot: i64, seq_len: i64) -> Vec<Vec<i64>> {
 
 /// The learning rate at `step` (from 0): linear warmup, then cosine to a tenth of the peak.
 pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
-    if step < cfg.warmup_steps {
-        return cfg.learning_rate * (step + 1) as f64 / cfg.warmup_steps as f64;
+    schedule(cfg.learning_rate, cfg.warmup_steps, cfg.max_steps, step)
+}
+
+/// [`learning_rate`] for a peak, warmup and length.
+pub(crate) fn schedule(peak: f64, warmup: usize, max_steps: usize, step: usize) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
     }
-    let span = (cfg.max_steps - cfg.warmup_steps).max(1) as f64;
-    let progress = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
-    let floor = 0.1 * cfg.learning_rate;
-    floor + (cfg.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    let span = (max_steps - warmup).max(1) as f64;
+    let progress = ((step - warmup) as f64 / span).min(1.0);
+    let floor = 0.1 * peak;
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
 impl TrainConfig {

@@ -12,7 +12,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use futures::future::try_join_all;
 use tributary_schemas::lineage::{self as g, EdgeKind, Node, NodeKind};
-use tributary_schemas::manifest::BatchManifest;
+use tributary_schemas::manifest::{AdapterManifest, BatchManifest};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
 use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
 
@@ -664,6 +664,22 @@ impl Adapter {
     async fn config_hash(&self) -> &str {
         text(&self.0, "config_hash")
     }
+    /// How it was trained (settings and measurements), from its manifest in the lake; null
+    /// when this server has no lake or the manifest is not there.
+    async fn training(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AdapterTraining>> {
+        let Some(lake) = &ctx.data_unchecked::<DataLoader<Manifests>>().loader().0 else {
+            return Ok(None);
+        };
+        let uri = format!("{}/manifest.json", text(&self.0, "uri").trim_end_matches('/'));
+        let Ok(bytes) = lake.get(&uri).await else {
+            return Ok(None);
+        };
+        let m: AdapterManifest = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::error!(%uri, error = %e, "adapter manifest does not parse");
+            async_graphql::Error::new("the adapter's manifest in the lake does not parse")
+        })?;
+        Ok(Some(AdapterTraining::from(m)))
+    }
     /// The base model.
     async fn base_model(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<BaseModel>> {
         let id = format!("base_model:{}", text(&self.0, "base_model_id"));
@@ -907,4 +923,73 @@ pub(crate) fn loaders(
         DataLoader::new(graph, tokio::spawn),
         DataLoader::new(Manifests(lake), tokio::spawn),
     )
+}
+
+/// How an adapter was trained, from its manifest.
+#[derive(async_graphql::SimpleObject)]
+pub(crate) struct AdapterTraining {
+    /// LoRA and training settings as given (`lora`, `train`, `template`, `merge_weights`).
+    config: async_graphql::Json<serde_json::Value>,
+    /// Parent adapters with their merge weights.
+    parents: Vec<AdapterParentWeight>,
+    /// Device trained on (`cpu`, `cuda:0`).
+    device: String,
+    /// Tributary version that trained it.
+    code_version: String,
+    /// Optimizer steps (absent for a pure merge, like the fields below).
+    steps: Option<u64>,
+    /// Training tokens seen.
+    tokens: Option<u64>,
+    /// Seconds of training.
+    seconds: Option<f64>,
+    /// Held-out loss of the base model alone (nats per token).
+    base_eval_loss: Option<f64>,
+    /// Held-out loss of the adapter.
+    eval_loss: Option<f64>,
+    /// Held-out perplexity of the adapter.
+    perplexity: Option<f64>,
+    /// Held-out loss at each evaluation: `[step, loss]` pairs.
+    eval_loss_curve: Vec<Vec<f64>>,
+}
+
+/// A parent adapter's weight in a merge.
+#[derive(async_graphql::SimpleObject)]
+pub(crate) struct AdapterParentWeight {
+    /// Parent adapter id.
+    id: String,
+    /// Its weight (1 for continued training).
+    weight: f64,
+}
+
+impl From<AdapterManifest> for AdapterTraining {
+    fn from(m: AdapterManifest) -> Self {
+        let x = m.metrics.as_ref();
+        AdapterTraining {
+            config: async_graphql::Json(m.config),
+            parents: m
+                .parents
+                .iter()
+                .map(|p| AdapterParentWeight {
+                    id: p.id.to_string(),
+                    weight: p.weight,
+                })
+                .collect(),
+            device: m.device,
+            code_version: m.code_version,
+            steps: x.map(|x| x.steps),
+            tokens: x.map(|x| x.tokens),
+            seconds: x.map(|x| x.seconds),
+            base_eval_loss: x.map(|x| x.base_eval_loss),
+            eval_loss: x.map(|x| x.eval_loss),
+            perplexity: x.map(|x| x.perplexity),
+            eval_loss_curve: x
+                .map(|x| {
+                    x.eval_loss_curve
+                        .iter()
+                        .map(|&(s, l)| vec![s as f64, l])
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }

@@ -1,0 +1,147 @@
+//! `tributary train`.
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tributary_trainer::job::{self, Options, Spec};
+use tributary_trainer::{DeviceChoice, base};
+
+use crate::Common;
+
+/// Flags of `tributary train`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// The training spec (see README.md, "Training"): line, base model, snapshot or Datanets,
+    /// parents, [lora] and [train] settings.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Where to compute: auto (CUDA when visible), cpu or cuda.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
+    device: String,
+    /// Local folder for the adapter's files (default: adapters/LINE@VERSION in the data dir).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn device(name: &str) -> DeviceChoice {
+    match name {
+        "cpu" => DeviceChoice::Cpu,
+        "cuda" => DeviceChoice::Cuda,
+        _ => DeviceChoice::Auto,
+    }
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let spec = Spec::load(&args.config)?;
+    let chain = super::chain(&args.common).await?;
+    let lake = super::lake(&args.common)?;
+    let published = match args.out {
+        Some(out) => train(&chain, &lake, &spec, device(&args.device), out, false).await?,
+        None => {
+            let out = args
+                .common
+                .data_dir
+                .join("adapters")
+                .join(format!("{}@next", spec.line));
+            train(&chain, &lake, &spec, device(&args.device), out, true).await?
+        }
+    };
+    report(&published);
+    Ok(())
+}
+
+/// Runs a training job with a progress bar on stderr; with `rename`, the local folder is
+/// renamed `LINE@VERSION` after the version actually published.
+pub(crate) async fn train(
+    chain: &tributary_chain::Chain,
+    lake: &tributary_lake::Lake,
+    spec: &Spec,
+    device: DeviceChoice,
+    out: PathBuf,
+    rename: bool,
+) -> anyhow::Result<job::Published> {
+    let opts = Options {
+        device,
+        out,
+        model_cache: base::default_cache(),
+    };
+    let bar = ProgressBar::new(spec.train.max_steps as u64);
+    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(ProgressStyle::with_template(
+        "training [{bar:30}] step {pos}/{len} {msg} ETA {eta}",
+    )?);
+    let b = bar.clone();
+    let progress = Box::new(move |p: &tributary_trainer::train::Progress| {
+        b.set_length(p.max_steps as u64);
+        b.set_position(p.step as u64);
+        b.set_message(format!(
+            "loss {:.3}, {:.0} tokens/s",
+            p.loss, p.tokens_per_second
+        ));
+    });
+    let result = job::run(chain, lake, spec, &opts, progress).await;
+    bar.finish_and_clear();
+    let published = result?;
+    if !rename {
+        return Ok(published);
+    }
+    let m = &published.manifest;
+    let named = published
+        .dir
+        .with_file_name(format!("{}@{}", m.line, m.version));
+    if published.dir != named && !named.exists() && published.dir.exists() {
+        std::fs::rename(&published.dir, &named)?;
+        return Ok(job::Published {
+            dir: named,
+            ..published
+        });
+    }
+    Ok(published)
+}
+
+/// Prints what a job did.
+pub(crate) fn report(p: &job::Published) {
+    let m = &p.manifest;
+    if p.base_registered {
+        println!("base model {} registered", m.base_model_id);
+    }
+    let what = if p.newly_published {
+        "published"
+    } else {
+        "was already published"
+    };
+    println!(
+        "adapter {}@{} ({}) {what} in tx {} (block {})",
+        m.line, m.version, m.adapter_id, p.tx, p.block
+    );
+    println!(
+        "  base model {}, snapshot {}, {} parent(s)",
+        m.base_model_id,
+        m.snapshot_id,
+        m.parents.len()
+    );
+    if let Some(x) = &m.metrics {
+        println!(
+            "  {} steps on {} documents ({} held out), {} tokens in {:.1} s on {}",
+            x.steps, x.documents.0, x.documents.1, x.tokens, x.seconds, m.device
+        );
+        println!(
+            "  held-out loss: base {:.3} -> adapter {:.3} (perplexity {:.2}){}",
+            x.base_eval_loss,
+            x.eval_loss,
+            x.perplexity,
+            if x.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("  lake: {}", p.uri);
+    println!(
+        "  files: {} (adapter_model.safetensors, adapter_config.json, manifest.json, loss.png)",
+        p.dir.display()
+    );
+}

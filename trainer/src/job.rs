@@ -1,0 +1,870 @@
+//! A training job, as `tributary train --config train.toml` runs it: resolve the base model
+//! (registering it on chain the first time), freeze or load the snapshot, read its
+//! contributions through Delta time travel, train (fresh, continued from a parent, or from a
+//! merge of parents), write the adapter in PEFT's format with its manifest and loss curve,
+//! store it in the lake under its content address and publish it on chain with the next
+//! version of its line.
+//!
+//! Everything that can be checked is checked before training starts: the spec, the LoRA
+//! targets against the base model, the snapshot on chain, the parents, the tokenizer.
+//! Publishing is idempotent: the same spec on the same snapshot gives the same adapter id,
+//! and a second run returns the adapter already published instead of a second one.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{B256, keccak256};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+use tributary_chain::Chain;
+use tributary_chain::bindings::ModelRegistry::ModelRegistryErrors as E;
+use tributary_lake::Lake;
+use tributary_pipeline::{datanet, snapshot};
+use tributary_schemas::manifest::{
+    AdapterManifest, AdapterParent, SnapshotManifest, TrainingMetrics,
+};
+
+use crate::base::{self, Recipe};
+use crate::lora::{Lora, LoraConfig};
+use crate::model::{Arch, Config, Model};
+use crate::tokenizer::Tokenizer;
+use crate::train::{Progress, TrainConfig, TrainReport, train};
+use crate::{DeviceChoice, Error, Result, plot};
+
+/// `train.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The model line the adapter is a version of (for example `kitchen-assistant`).
+    pub line: String,
+    /// Its semantic version; default: the line's latest with the minor part raised, or 1.0.0.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `tiny` (the project's own base model) or a Hugging Face checkpoint folder (relative
+    /// paths are relative to the spec file).
+    #[serde(default = "tiny")]
+    pub base_model: String,
+    /// A committed snapshot to train on.
+    #[serde(default)]
+    pub snapshot: Option<B256>,
+    /// Or Datanets (names or ids) to freeze into a snapshot now.
+    #[serde(default)]
+    pub datanets: Vec<String>,
+    /// Parent adapters, by id or `line@version`: one to continue training, several to merge.
+    #[serde(default)]
+    pub parents: Vec<String>,
+    /// Merge weights of the parents (default: equal, summing to 1).
+    #[serde(default)]
+    pub merge_weights: Vec<f64>,
+    /// Publish the merge of the parents without training (no snapshot).
+    #[serde(default)]
+    pub merge_only: bool,
+    /// How a contribution's JSON becomes text: `{field}` placeholders; default: its `text`
+    /// field, else `question: …\nanswer: …`, else every field as `key: value` lines.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// LoRA settings.
+    #[serde(default)]
+    pub lora: LoraSpec,
+    /// Training settings.
+    #[serde(default)]
+    pub train: TrainSpec,
+}
+
+fn tiny() -> String {
+    "tiny".into()
+}
+
+/// `[lora]` in `train.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSpec {
+    /// Rank.
+    pub rank: i64,
+    /// Alpha (the update is scaled by alpha / rank).
+    pub alpha: f64,
+    /// Dropout on the adapter input.
+    pub dropout: f64,
+    /// Target projections: q, k, v, o, gate, up, down (GPT-2: qkv, o, up, down).
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSpec {
+    fn default() -> Self {
+        LoraSpec {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: ["q", "v", "o", "up", "down"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// `[train]` in `train.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Optimizer steps.
+    pub max_steps: usize,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per step.
+    pub grad_accum: usize,
+    /// Gradient-norm clip (0: off).
+    pub clip_norm: f64,
+    /// Tokens per window.
+    pub seq_len: i64,
+    /// Share of documents held out.
+    pub eval_fraction: f64,
+    /// Steps between evaluations.
+    pub eval_every: usize,
+    /// Evaluations without improvement before stopping (0: never).
+    pub patience: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        TrainSpec {
+            learning_rate: 3e-3,
+            weight_decay: 0.0,
+            warmup_steps: 10,
+            max_steps: 150,
+            batch_size: 8,
+            grad_accum: 1,
+            clip_norm: 1.0,
+            seq_len: 128,
+            eval_fraction: 0.1,
+            eval_every: 25,
+            patience: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl Spec {
+    /// Parses `train.toml` text; errors name the key and the fix.
+    pub fn parse(text: &str) -> Result<Self> {
+        let spec: Spec =
+            toml::from_str(text).map_err(|e| Error::InvalidInput(format!("train config: {e}")))?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Reads and parses a `train.toml`; a relative `base_model` folder is taken relative to it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::InvalidInput(format!(
+                "{}: {e}: give a train.toml (see README.md, \"Training\")",
+                path.display()
+            ))
+        })?;
+        let mut spec = Self::parse(&text)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
+        if spec.base_model != "tiny" && Path::new(&spec.base_model).is_relative() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            spec.base_model = dir.join(&spec.base_model).display().to_string();
+        }
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if self.line.is_empty()
+            || self.line.contains('@')
+            || self.line.contains(char::is_whitespace)
+        {
+            return bad(format!(
+                "line {:?} must be a non-empty name without '@' or spaces",
+                self.line
+            ));
+        }
+        if let Some(v) = &self.version {
+            semver(v)?;
+        }
+        match (
+            self.merge_only,
+            self.snapshot.is_some(),
+            self.datanets.is_empty(),
+        ) {
+            (true, _, _) if self.parents.len() < 2 => {
+                return bad("merge_only needs at least two parents".into());
+            }
+            (true, true, _) | (true, _, false) => {
+                return bad("merge_only trains on nothing: remove snapshot and datanets".into());
+            }
+            (false, true, false) => {
+                return bad("give either snapshot or datanets, not both".into());
+            }
+            (false, false, true) => {
+                return bad(
+                    "nothing to train on: set snapshot = \"0x…\" (from `tributary snapshot`) or datanets = [\"name\"]"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if !self.merge_weights.is_empty() && self.merge_weights.len() != self.parents.len() {
+            return bad(format!(
+                "{} merge_weights for {} parents: give one per parent, or none for equal weights",
+                self.merge_weights.len(),
+                self.parents.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The LoRA and training settings as the trainer takes them.
+    pub fn train_config(&self) -> TrainConfig {
+        let t = &self.train;
+        TrainConfig {
+            lora: LoraConfig {
+                rank: self.lora.rank,
+                alpha: self.lora.alpha,
+                dropout: self.lora.dropout,
+                targets: self.lora.targets.clone(),
+            },
+            learning_rate: t.learning_rate,
+            weight_decay: t.weight_decay,
+            warmup_steps: t.warmup_steps,
+            max_steps: t.max_steps,
+            batch_size: t.batch_size,
+            grad_accum: t.grad_accum,
+            clip_norm: t.clip_norm,
+            seq_len: t.seq_len,
+            eval_fraction: t.eval_fraction,
+            eval_every: t.eval_every,
+            patience: t.patience,
+            seed: t.seed,
+        }
+    }
+
+    /// What the adapter's config hash covers: everything that shapes the weights.
+    fn hashed_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "lora": self.lora,
+            "train": if self.merge_only { serde_json::Value::Null } else { serde_json::to_value(&self.train).expect("json") },
+            "template": self.template,
+            "merge_weights": self.merge_weights,
+        })
+    }
+}
+
+/// `major.minor.patch`, numeric.
+fn semver(v: &str) -> Result<[u64; 3]> {
+    let parts: Vec<Option<u64>> = v.split('.').map(|p| p.parse().ok()).collect();
+    match parts.as_slice() {
+        [Some(a), Some(b), Some(c)] => Ok([*a, *b, *c]),
+        _ => Err(Error::InvalidInput(format!(
+            "version {v:?} is not major.minor.patch (for example 1.2.0)"
+        ))),
+    }
+}
+
+/// How a job runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to compute.
+    pub device: DeviceChoice,
+    /// Local folder for the adapter's files (a copy of what goes to the lake).
+    pub out: PathBuf,
+    /// Where the tiny base model is cached.
+    pub model_cache: PathBuf,
+}
+
+/// What a job did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The adapter's manifest.
+    pub manifest: AdapterManifest,
+    /// Its folder in the lake.
+    pub uri: String,
+    /// The local folder with its files.
+    pub dir: PathBuf,
+    /// The publishing transaction and block (of the earlier run when already published).
+    pub tx: B256,
+    /// Block of `tx`.
+    pub block: u64,
+    /// False when this exact adapter was already published.
+    pub newly_published: bool,
+    /// True when this run registered the base model.
+    pub base_registered: bool,
+}
+
+/// One adapter as published on chain.
+#[derive(Debug, Clone)]
+struct OnChain {
+    id: B256,
+    version: String,
+    uri: String,
+    tx: B256,
+    block: u64,
+}
+
+async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
+    let found = chain
+        .model_registry()
+        .AdapterPublished_filter()
+        .from_block(chain.deployment().start_block)
+        .query()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok(found
+        .into_iter()
+        .map(|(e, log)| OnChain {
+            id: e.id,
+            version: e.version,
+            uri: e.uri,
+            tx: log.transaction_hash.unwrap_or_default(),
+            block: log.block_number.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The adapter named by `name` (an id or `line@version`).
+fn find<'a>(all: &'a [OnChain], name: &str) -> Result<&'a OnChain> {
+    let hit = match name.parse::<B256>() {
+        Ok(id) => all.iter().find(|a| a.id == id),
+        Err(_) => all.iter().find(|a| a.version == name),
+    };
+    hit.ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "parent adapter {name:?} is not published on this chain: give an adapter id or line@version from `tributary` GraphQL `adapters`"
+        ))
+    })
+}
+
+/// The version to publish: the spec's, or the line's latest with the minor part raised.
+fn next_version(all: &[OnChain], line: &str, wanted: Option<&str>) -> Result<String> {
+    if let Some(v) = wanted {
+        return Ok(v.to_string());
+    }
+    let prefix = format!("{line}@");
+    let latest = all
+        .iter()
+        .filter_map(|a| a.version.strip_prefix(&prefix))
+        .filter_map(|v| semver(v).ok())
+        .max();
+    Ok(match latest {
+        Some([major, minor, _]) => format!("{major}.{}.0", minor + 1),
+        None => "1.0.0".into(),
+    })
+}
+
+/// A contribution's text for training (see [`Spec::template`]).
+pub fn render(template: Option<&str>, content: &str) -> Result<String> {
+    let v: serde_json::Value = match serde_json::from_str(content) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => return Ok(content.to_string()),
+    };
+    let field = |k: &str| match &v[k] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    if let Some(t) = template {
+        let mut out = String::new();
+        let mut rest = t;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}').ok_or_else(|| {
+                Error::InvalidInput(format!("template {t:?} has an unclosed '{{'"))
+            })?;
+            let key = &rest[open + 1..open + close];
+            out.push_str(&field(key).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "template field {{{key}}} is missing from a contribution: fix the template or the Datanet's schema"
+                ))
+            })?);
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        return Ok(out.replace("\\n", "\n"));
+    }
+    if let Some(text) = field("text") {
+        return Ok(text);
+    }
+    if let (Some(q), Some(a)) = (field("question"), field("answer")) {
+        return Ok(format!("question: {q}\nanswer: {a}"));
+    }
+    let obj = v.as_object().expect("checked");
+    Ok(obj
+        .keys()
+        .filter_map(|k| field(k).map(|x| format!("{k}: {x}")))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The base model folder and its registry id; registers it (and stores it in the lake) the
+/// first time.
+async fn base_model(
+    chain: &Chain,
+    lake: &Lake,
+    dir: &Path,
+    arch: Arch,
+) -> Result<(B256, String, bool)> {
+    let id = base::checkpoint_hash(dir)?;
+    let folder = format!("models/{id}/");
+    let uri = lake
+        .root()
+        .join(&folder)
+        .map_err(|e| Error::InvalidInput(e.to_string()))?
+        .to_string();
+    let registry = chain.model_registry();
+    if registry
+        .isBaseModel(id)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?
+    {
+        return Ok((id, uri, false));
+    }
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let p = dir.join(name);
+        let bytes = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
+        lake.put(&format!("{folder}{name}"), bytes).await?;
+    }
+    let weights = dir.join("model.safetensors");
+    let weights_hash = keccak256(
+        std::fs::read(&weights).map_err(|e| Error::Io(weights.display().to_string(), e))?,
+    );
+    let arch = match arch {
+        Arch::Gpt2 => "gpt2",
+        Arch::Llama => "llama",
+    };
+    let call = registry.registerBaseModel(id, weights_hash, arch.into(), uri.clone());
+    match tributary_chain::send(call).await {
+        Ok(_) => Ok((id, uri, true)),
+        Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => Ok((id, uri, false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn arch_name(a: Arch) -> &'static str {
+    match a {
+        Arch::Gpt2 => "gpt2",
+        Arch::Llama => "llama",
+    }
+}
+
+/// Runs `spec` to a published adapter. `progress` sees every training step.
+pub async fn run(
+    chain: &Chain,
+    lake: &Lake,
+    spec: &Spec,
+    opts: &Options,
+    progress: Box<dyn FnMut(&Progress) + Send>,
+) -> Result<Published> {
+    spec.check()?;
+    let device = opts.device.device()?;
+    let cfg = spec.train_config();
+    // The base model's shape, to check the LoRA targets before any costly work.
+    let folder = if spec.base_model == "tiny" {
+        let recipe = Recipe::tiny();
+        cfg.lora.validate(&recipe.config)?;
+        let cache = opts.model_cache.clone();
+        tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
+            .await
+            .expect("pretraining does not panic")?
+    } else {
+        PathBuf::from(&spec.base_model)
+    };
+    let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
+    cfg.lora.validate(&config)?;
+    let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
+    tokenizer.check(&config)?;
+
+    // Parents and the snapshot, from the chain.
+    let all = published(chain).await?;
+    let mut parents = Vec::new();
+    for p in &spec.parents {
+        parents.push(find(&all, p)?.clone());
+    }
+    let version = next_version(&all, &spec.line, spec.version.as_deref())?;
+    let full_version = format!("{}@{version}", spec.line);
+    let manifest: Option<SnapshotManifest> = if spec.merge_only {
+        None
+    } else if let Some(id) = spec.snapshot {
+        let known = chain
+            .model_registry()
+            .isSnapshot(id)
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        if !known {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {id} is not committed on this chain: run `tributary snapshot --datanet …` and use the id it prints"
+            )));
+        }
+        Some(snapshot::load(lake, id).await?)
+    } else {
+        let mut ids = Vec::new();
+        for d in &spec.datanets {
+            ids.push(datanet::load(chain, lake, d).await?.id);
+        }
+        Some(snapshot::snapshot(chain, lake, &ids, None).await?.manifest)
+    };
+
+    // The training text, read through time travel at the snapshot's pinned versions.
+    let mut docs: Vec<(String, String)> = Vec::new();
+    if let Some(m) = &manifest {
+        for b in snapshot::read(lake, m).await? {
+            use arrow::array::AsArray;
+            let ids = b
+                .column_by_name("contribution_id")
+                .expect("schema")
+                .as_string::<i32>();
+            let content = b
+                .column_by_name("content")
+                .expect("schema")
+                .as_string::<i32>();
+            for i in 0..b.num_rows() {
+                docs.push((
+                    ids.value(i).to_string(),
+                    render(spec.template.as_deref(), content.value(i))?,
+                ));
+            }
+        }
+        // A stable order, whatever the file layout.
+        docs.sort();
+    }
+
+    let (base_id, base_uri, base_registered) =
+        base_model(chain, lake, &folder, config.arch).await?;
+    let mut parent_dirs = Vec::new();
+    for p in &parents {
+        parent_dirs.push(fetch_adapter(lake, p, base_id).await?);
+    }
+
+    // Train (blocking, on a worker thread).
+    let out = opts.out.clone();
+    let spec_c = spec.clone();
+    let base_uri_c = base_uri.clone();
+    let parent_paths: Vec<PathBuf> = parent_dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let trained = tokio::task::spawn_blocking(move || {
+        train_blocking(
+            &spec_c,
+            &folder,
+            device,
+            &tokenizer,
+            &docs,
+            &parent_paths,
+            &out,
+            &base_uri_c,
+            progress,
+        )
+    })
+    .await
+    .expect("training does not panic")?;
+    drop(parent_dirs);
+
+    let config_value = spec.hashed_config();
+    let config_hash = keccak256(serde_json::to_vec(&config_value).expect("json"));
+    let snapshot_id = manifest.as_ref().map_or(B256::ZERO, |m| m.snapshot_id);
+    let parent_ids: Vec<B256> = parents.iter().map(|p| p.id).collect();
+    let adapter_id = AdapterManifest::id_of(
+        base_id,
+        snapshot_id,
+        config_hash,
+        trained.weights_hash,
+        &parent_ids,
+    );
+    if let Some(done) = all.iter().find(|a| a.id == adapter_id) {
+        // The same training of the same data: already published.
+        let m = load_manifest(lake, adapter_id).await?;
+        return Ok(Published {
+            manifest: m,
+            uri: done.uri.clone(),
+            dir: opts.out.clone(),
+            tx: done.tx,
+            block: done.block,
+            newly_published: false,
+            base_registered,
+        });
+    }
+    if let Some(taken) = all.iter().find(|a| a.version == full_version) {
+        return Err(Error::InvalidInput(format!(
+            "{full_version} is already adapter {}: give another version, or leave `version` out to take the next",
+            taken.id
+        )));
+    }
+    let weights = match spec.merge_weights.as_slice() {
+        [] => vec![1.0 / parents.len().max(1) as f64; parents.len()],
+        w => w.to_vec(),
+    };
+    let adapter_manifest = AdapterManifest {
+        adapter_id,
+        line: spec.line.clone(),
+        version: version.clone(),
+        base_model_id: base_id,
+        architecture: arch_name(config.arch).into(),
+        snapshot_id,
+        parents: parent_ids
+            .iter()
+            .zip(&weights)
+            .map(|(id, w)| AdapterParent {
+                id: *id,
+                weight: if parents.len() == 1 { 1.0 } else { *w },
+            })
+            .collect(),
+        config: config_value,
+        config_hash,
+        weights_hash: trained.weights_hash,
+        metrics: trained
+            .report
+            .as_ref()
+            .map(|r| metrics(r, trained.documents)),
+        device: format!("{device:?}").to_lowercase(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let bytes = adapter_manifest.to_bytes();
+    let manifest_path = opts.out.join("manifest.json");
+    std::fs::write(&manifest_path, &bytes)
+        .map_err(|e| Error::Io(manifest_path.display().to_string(), e))?;
+    let folder_key = AdapterManifest::folder(adapter_id);
+    for name in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "loss.png",
+    ] {
+        let p = opts.out.join(name);
+        if p.exists() {
+            let b = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
+            lake.put(&format!("{folder_key}{name}"), b).await?;
+        }
+    }
+    // The manifest last: its presence says the folder is complete.
+    lake.put(&AdapterManifest::key(adapter_id), bytes).await?;
+    let uri = lake
+        .root()
+        .join(&folder_key)
+        .map_err(|e| Error::InvalidInput(e.to_string()))?
+        .to_string();
+    let registry = chain.model_registry();
+    let call = registry.publishAdapter(
+        adapter_id,
+        base_id,
+        parent_ids,
+        snapshot_id,
+        config_hash,
+        trained.weights_hash,
+        uri.clone(),
+        full_version.clone(),
+    );
+    let (tx, block, newly) = match tributary_chain::send(call).await {
+        Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
+        Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => {
+            let done = published(chain).await?;
+            let a = done.iter().find(|a| a.id == adapter_id).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "adapter {adapter_id} is registered but its event was not found"
+                ))
+            })?;
+            (a.tx, a.block, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(%adapter_id, version = %full_version, %tx, "adapter published");
+    Ok(Published {
+        manifest: adapter_manifest,
+        uri,
+        dir: opts.out.clone(),
+        tx,
+        block,
+        newly_published: newly,
+        base_registered,
+    })
+}
+
+fn metrics(r: &TrainReport, documents: (u64, u64)) -> TrainingMetrics {
+    TrainingMetrics {
+        steps: r.steps as u64,
+        tokens: r.tokens,
+        seconds: r.seconds,
+        base_eval_loss: r.base_eval_loss,
+        eval_loss: r.eval_loss_best,
+        perplexity: r.perplexity,
+        stopped_early: r.stopped_early,
+        documents,
+        train_loss: r.train_loss.iter().map(|&(s, l)| (s as u64, l)).collect(),
+        eval_loss_curve: r.eval_loss.iter().map(|&(s, l)| (s as u64, l)).collect(),
+    }
+}
+
+/// An adapter's manifest from the lake.
+pub async fn load_manifest(lake: &Lake, id: B256) -> Result<AdapterManifest> {
+    let uri = lake
+        .root()
+        .join(&AdapterManifest::key(id))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let bytes = lake.get(uri.as_str()).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{uri}: not an adapter manifest: {e}")))
+}
+
+/// Downloads a published adapter's PEFT files into a temporary folder, checking that it was
+/// trained on `base`.
+async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile::TempDir> {
+    let m = load_manifest(lake, a.id).await?;
+    if m.base_model_id != base {
+        return Err(Error::InvalidInput(format!(
+            "parent {} ({}) was trained on base model {}, not {base}: use the same base_model",
+            a.version, a.id, m.base_model_id
+        )));
+    }
+    let dir = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
+    for name in ["adapter_model.safetensors", "adapter_config.json"] {
+        let bytes = lake
+            .get(&format!(
+                "{}{name}",
+                a.uri.trim_end_matches('/').to_owned() + "/"
+            ))
+            .await?;
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))?;
+    }
+    Ok(dir)
+}
+
+fn read_json(p: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        Error::InvalidInput(format!(
+            "{}: {e}: base_model must be `tiny` or a folder with config.json, model.safetensors and tokenizer.json",
+            p.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", p.display())))
+}
+
+struct Trained {
+    weights_hash: B256,
+    report: Option<TrainReport>,
+    documents: (u64, u64),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_blocking(
+    spec: &Spec,
+    folder: &Path,
+    device: Device,
+    tokenizer: &Tokenizer,
+    docs: &[(String, String)],
+    parents: &[PathBuf],
+    out: &Path,
+    base_uri: &str,
+    mut progress: Box<dyn FnMut(&Progress) + Send>,
+) -> Result<Trained> {
+    let model = Model::load(folder, device)?;
+    let cfg = spec.train_config();
+    let loaded: Vec<Lora> = parents
+        .iter()
+        .map(|p| Lora::load_peft(&model, p))
+        .collect::<Result<_>>()?;
+    let start = match loaded.len() {
+        0 => None,
+        1 => Some(loaded.into_iter().next().expect("one")),
+        n => {
+            let w = match spec.merge_weights.as_slice() {
+                [] => vec![1.0 / n as f64; n],
+                w => w.to_vec(),
+            };
+            let pairs: Vec<(&Lora, f64)> = loaded.iter().zip(w).collect();
+            Some(Lora::merge(&model, &pairs)?)
+        }
+    };
+    let (lora, report, documents) = if spec.merge_only {
+        (start.expect("merge_only has parents"), None, (0, 0))
+    } else {
+        cfg.validate(&model)?;
+        let ids: Vec<Vec<i64>> = docs
+            .iter()
+            .map(|(_, t)| tokenizer.encode(t))
+            .collect::<Result<_>>()?;
+        let (lora, report) = train(
+            &model,
+            &ids,
+            tokenizer.eot(),
+            &cfg,
+            start.as_ref(),
+            &mut *progress,
+        )?;
+        let held = (docs.len() as f64 * cfg.eval_fraction).round() as u64;
+        (lora, Some(report), (docs.len() as u64 - held, held))
+    };
+    lora.save_peft(&model, out, base_uri)?;
+    if let Some(r) = &report {
+        plot::loss_curve(&r.train_loss, &r.eval_loss, &out.join("loss.png"))?;
+    }
+    Ok(Trained {
+        weights_hash: lora.weights_hash()?,
+        report,
+        documents,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_with_defaults_and_bad_ones_say_how_to_fix_them() {
+        let s = Spec::parse("line = \"kitchen\"\ndatanets = [\"recipes\"]\n").unwrap();
+        assert_eq!(
+            (s.base_model.as_str(), s.lora.rank, s.train.max_steps),
+            ("tiny", 8, 150)
+        );
+        let err = |t: &str| Spec::parse(t).unwrap_err().to_string();
+        assert!(err("line = \"k\"").contains("nothing to train on"));
+        assert!(
+            err("line = \"k\"\ndatanets=[\"a\"]\n[lora]\nrnk = 4").contains("unknown field `rnk`")
+        );
+        assert!(err("line = \"k@1\"\ndatanets=[\"a\"]").contains("without '@'"));
+        assert!(
+            err("line = \"k\"\ndatanets=[\"a\"]\nversion=\"1.2\"").contains("major.minor.patch")
+        );
+        assert!(err("line = \"k\"\nmerge_only = true\nparents=[\"a\"]").contains("two parents"));
+    }
+
+    #[test]
+    fn contributions_render_to_text() {
+        let qa = r#"{"answer":"4 cups","question":"How much?"}"#;
+        assert_eq!(
+            render(None, qa).unwrap(),
+            "question: How much?\nanswer: 4 cups"
+        );
+        assert_eq!(
+            render(Some("Q {question} A {answer}"), qa).unwrap(),
+            "Q How much? A 4 cups"
+        );
+        assert_eq!(render(None, r#"{"text":"hello","x":1}"#).unwrap(), "hello");
+        assert_eq!(render(None, r#"{"b":2,"a":"x"}"#).unwrap(), "a: x\nb: 2");
+        assert_eq!(render(None, "plain").unwrap(), "plain");
+        assert!(
+            render(Some("{missing}"), qa)
+                .unwrap_err()
+                .to_string()
+                .contains("{missing}")
+        );
+    }
+
+    #[test]
+    fn versions_follow_the_line() {
+        let a = |v: &str| OnChain {
+            id: B256::ZERO,
+            version: v.into(),
+            uri: String::new(),
+            tx: B256::ZERO,
+            block: 0,
+        };
+        let all = [a("k@1.0.0"), a("k@1.10.0"), a("k@1.9.3"), a("other@7.0.0")];
+        assert_eq!(next_version(&all, "k", None).unwrap(), "1.11.0");
+        assert_eq!(next_version(&all, "new", None).unwrap(), "1.0.0");
+        assert_eq!(next_version(&all, "k", Some("2.0.0")).unwrap(), "2.0.0");
+    }
+}
