@@ -5,3 +5,4 @@ mod datanets;
 mod demo;
 mod index;
 mod s3;
+mod train;

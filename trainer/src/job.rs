@@ -467,7 +467,11 @@ pub async fn run(
     // The base model's shape, to check the LoRA targets before any costly work.
     let folder = if spec.base_model == "tiny" {
         let recipe = Recipe::tiny();
-        cfg.lora.validate(&recipe.config)?;
+        if spec.merge_only {
+            cfg.lora.validate(&recipe.config)?;
+        } else {
+            cfg.validate(&recipe.config)?;
+        }
         let cache = opts.model_cache.clone();
         tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
             .await
@@ -476,7 +480,11 @@ pub async fn run(
         PathBuf::from(&spec.base_model)
     };
     let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
-    cfg.lora.validate(&config)?;
+    if spec.merge_only {
+        cfg.lora.validate(&config)?;
+    } else {
+        cfg.validate(&config)?;
+    }
     let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
     tokenizer.check(&config)?;
 
@@ -781,7 +789,6 @@ fn train_blocking(
     let (lora, report, documents) = if spec.merge_only {
         (start.expect("merge_only has parents"), None, (0, 0))
     } else {
-        cfg.validate(&model)?;
         let ids: Vec<Vec<i64>> = docs
             .iter()
             .map(|(_, t)| tokenizer.encode(t))

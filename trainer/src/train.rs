@@ -15,7 +15,7 @@ use tch::Tensor;
 use tch::nn::{self, OptimizerConfig};
 
 use crate::lora::{Lora, LoraConfig};
-use crate::model::Model;
+use crate::model::{Config, Model};
 use crate::{Error, Result};
 
 /// How to train.
@@ -151,9 +151,9 @@ pub(crate) fn schedule(peak: f64, warmup: usize, max_steps: usize, step: usize) 
 }
 
 impl TrainConfig {
-    /// Checks the config against the model and data before any work starts.
-    pub fn validate(&self, model: &Model) -> Result<()> {
-        self.lora.validate(&model.config)?;
+    /// Checks the config against the model's shape before any work starts.
+    pub fn validate(&self, model: &Config) -> Result<()> {
+        self.lora.validate(model)?;
         let bad = |m: String| Err(Error::InvalidInput(m));
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!(
@@ -176,10 +176,10 @@ impl TrainConfig {
                 self.warmup_steps, self.max_steps
             ));
         }
-        if self.seq_len < 2 || self.seq_len > model.config.max_positions {
+        if self.seq_len < 2 || self.seq_len > model.max_positions {
             return bad(format!(
                 "seq_len {} must be in 2..={} (the base model's positions)",
-                self.seq_len, model.config.max_positions
+                self.seq_len, model.max_positions
             ));
         }
         if !(self.eval_fraction > 0.0 && self.eval_fraction < 1.0) {
@@ -240,7 +240,7 @@ pub fn train(
     parent: Option<&Lora>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(Lora, TrainReport)> {
-    cfg.validate(model)?;
+    cfg.validate(&model.config)?;
     let vocab = model.config.vocab_size;
     if let Some(t) = docs
         .iter()

@@ -1,0 +1,209 @@
+//! `tributary train` against a real anvil and lake: an adapter trained on a snapshot of a
+//! Datanet is published with its files; the same job again is a no-op with the same id (same
+//! seed and snapshot give the same weights); a child continues from it and a merge has both
+//! as parents; bad configs are refused before any work.
+
+use std::path::{Path, PathBuf};
+
+use tributary_trainer::base::{self, Recipe};
+
+use crate::datanets::{Setup, records, setup};
+
+const JOB: &str = r#"
+line = "pantry"
+datanets = ["kitchen-conversions"]
+[lora]
+rank = 4
+targets = ["q", "v", "up"]
+[train]
+learning_rate = 0.01
+warmup_steps = 5
+max_steps = 40
+batch_size = 8
+seq_len = 32
+eval_fraction = 0.15
+eval_every = 10
+patience = 0
+"#;
+
+fn train(s: &Setup, name: &str, toml: &str, out: &Path) -> (bool, String) {
+    let config = s.dir().join(format!("{name}.toml"));
+    std::fs::write(&config, toml).unwrap();
+    let run = s
+        .cmd(&[
+            "train",
+            "--device",
+            "cpu",
+            &format!("--config={}", config.display()),
+            &format!("--out={}", out.display()),
+        ])
+        .output()
+        .unwrap();
+    (
+        run.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        ),
+    )
+}
+
+/// The `(adapter id, tx)` of a `adapter LINE@V (ID) … in tx TX` line.
+fn published(text: &str, version: &str) -> (String, String) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("adapter {version} (")))
+        .unwrap_or_else(|| panic!("no adapter {version} in:\n{text}"));
+    let id = line.split(['(', ')']).nth(1).unwrap().to_string();
+    let tx = line
+        .split("in tx ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (id, tx)
+}
+
+#[test]
+fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
+    let s = setup();
+    let input = records(s.dir(), "in.jsonl", 0, 120);
+    assert!(s.contribute(1, &input, 60).status().unwrap().success());
+    let out = |n: &str| -> PathBuf { s.dir().join(n) };
+
+    let (ok, text) = train(&s, "first", JOB, &out("a"));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("base model 0x") && text.contains(" registered"),
+        "{text}"
+    );
+    let (id, tx) = published(&text, "pantry@1.0.0");
+    assert!(text.contains("published in tx"), "{text}");
+    let loss = text
+        .lines()
+        .find(|l| l.contains("held-out loss: base"))
+        .unwrap();
+    let nums: Vec<f64> = loss
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert!(nums[1] < 0.7 * nums[0], "{loss}");
+    for f in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "manifest.json",
+    ] {
+        assert!(out("a").join(f).exists(), "{f}");
+    }
+    let png = std::fs::read(out("a").join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out("a").join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["adapter_id"], id.as_str());
+    assert_eq!(
+        manifest["metrics"]["documents"][0].as_u64().unwrap()
+            + manifest["metrics"]["documents"][1].as_u64().unwrap(),
+        120
+    );
+    // The same files are in the lake under the adapter's content address.
+    let in_lake = s
+        .data
+        .join("lake/adapters")
+        .join(&id)
+        .join("adapter_model.safetensors");
+    assert_eq!(
+        std::fs::read(in_lake).unwrap(),
+        std::fs::read(out("a").join("adapter_model.safetensors")).unwrap()
+    );
+
+    // The same job again: the same weights, so the same adapter, not a second one.
+    let (ok, text) = train(&s, "again", JOB, &out("b"));
+    assert!(ok, "{text}");
+    assert!(text.contains("was already published"), "{text}");
+    assert_eq!(published(&text, "pantry@1.0.0"), (id.clone(), tx));
+
+    // A child continues from it; a merge of both has two parents.
+    let child = JOB.replace("[lora]", "parents = [\"pantry@1.0.0\"]\n[lora]");
+    let (ok, text) = train(&s, "child", &child, &out("c"));
+    assert!(ok, "{text}");
+    let (child_id, _) = published(&text, "pantry@1.1.0");
+    assert!(text.contains("1 parent(s)"), "{text}");
+    let merge = format!(
+        "line = \"pantry\"\nmerge_only = true\nparents = [\"{id}\", \"pantry@1.1.0\"]\nmerge_weights = [0.25, 0.75]\n"
+    );
+    let (ok, text) = train(&s, "merge", &merge, &out("m"));
+    assert!(ok, "{text}");
+    let (merged, _) = published(&text, "pantry@1.2.0");
+    assert!(text.contains("snapshot 0x0000000000000000000000000000000000000000000000000000000000000000, 2 parent(s)"), "{text}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out("m").join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["adapter_id"], merged.as_str());
+    assert_eq!(m["parents"][1]["id"], child_id.as_str());
+    assert_eq!(m["parents"][1]["weight"], 0.75);
+
+    // Bad jobs: a clear error, and no adapter folder written (nothing was trained).
+    let tiny = base::build_cached(&Recipe::tiny(), &base::default_cache(), &mut |_| {}).unwrap();
+    let mismatched = s.dir().join("mismatched");
+    std::fs::create_dir_all(&mismatched).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.join(f), mismatched.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny.join("config.json")).unwrap()).unwrap();
+    cfg["vocab_size"] = 500.into();
+    std::fs::write(mismatched.join("config.json"), cfg.to_string()).unwrap();
+    let cases = [
+        (
+            JOB.replace("\"up\"]", "\"upp\"]"),
+            "unknown LoRA target module \"upp\"",
+        ),
+        (
+            JOB.replace("rank = 4", "rank = 0"),
+            "LoRA rank 0 must be at least 1",
+        ),
+        (
+            JOB.replace(
+                "line = \"pantry\"",
+                "line = \"pantry\"\nbase_model = \"/no/such/model\"",
+            ),
+            "/no/such/model/config.json",
+        ),
+        (
+            JOB.replace(
+                "datanets = [\"kitchen-conversions\"]",
+                "snapshot = \"0x00000000000000000000000000000000000000000000000000000000000000aa\"",
+            ),
+            "is not committed on this chain",
+        ),
+        (
+            JOB.replace(
+                "line = \"pantry\"",
+                &format!(
+                    "line = \"pantry\"\nbase_model = \"{}\"",
+                    mismatched.display()
+                ),
+            ),
+            "the tokenizer has",
+        ),
+        (
+            JOB.replace("[lora]", "parents = [\"pantry@9.9.9\"]\n[lora]"),
+            "parent adapter \"pantry@9.9.9\" is not published",
+        ),
+        (
+            JOB.replace("max_steps = 40", "max_stepz = 40"),
+            "unknown field `max_stepz`",
+        ),
+    ];
+    for (i, (toml, want)) in cases.iter().enumerate() {
+        let dir = out(&format!("bad{i}"));
+        let (ok, text) = train(&s, &format!("bad{i}"), toml, &dir);
+        assert!(
+            !ok && text.contains(want),
+            "case {i}: want {want:?} in:\n{text}"
+        );
+        assert!(!dir.exists(), "case {i} wrote {}", dir.display());
+    }
+}
