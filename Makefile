@@ -41,6 +41,7 @@ bench:
 	cargo bench --profile bench-fast -p tributary-sql --bench ancestry
 	cargo bench --profile bench-fast -p tributary-api --bench query
 	cargo bench --profile bench-fast -p tributary-indexer --bench backfill
+	cargo bench --profile bench-fast -p tributary-trainer --bench lora_step
 
 ## What CI checks besides the tests.
 lint:
