@@ -73,6 +73,10 @@ enum Command {
     /// Train a LoRA adapter on a snapshot (fresh, from a parent or a merge of parents), store
     /// it in the lake under its content address and publish it on chain as LINE@VERSION.
     Train(cmd::train::Args),
+    /// Which contributions shaped an answer of an adapter: top contributions by gradient
+    /// influence with contributor, Datanet, score and share, and the answer's spans found
+    /// verbatim in the training data.
+    Attribute(cmd::attribute::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
     /// Serve the GraphQL API (with GraphiQL) over the index store, and SQL at POST /sql.
@@ -112,6 +116,7 @@ fn main() -> std::process::ExitCode {
             Command::Revoke(a) => cmd::revoke::run(a).await.map(|()| true),
             Command::Snapshot(a) => cmd::snapshot::run(a).await.map(|()| true),
             Command::Train(a) => cmd::train::run(a).await.map(|()| true),
+            Command::Attribute(a) => cmd::attribute::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),

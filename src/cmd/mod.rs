@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod attribute;
 pub(crate) mod contribute;
 pub(crate) mod datanet;
 pub(crate) mod demo;

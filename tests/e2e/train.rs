@@ -206,4 +206,61 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
         );
         assert!(!dir.exists(), "case {i} wrote {}", dir.display());
     }
+
+    // Attribution of an answer: top contributions, contributor shares, a span copied from
+    // the training data; after a revocation the revoked contribution keeps its score but no
+    // share.
+    let attribute = |s: &Setup| {
+        let run = s
+            .cmd(&[
+                "attribute",
+                "--adapter",
+                "pantry@1.0.0",
+                "--prompt",
+                "question: How many grams are in sample 7 of the pantry list?\nanswer:",
+                "--output",
+                " Sample 7 weighs 28 grams on the scale number 7.",
+                "--top",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&run.stdout).to_string();
+        assert!(
+            run.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        text
+    };
+    let text = attribute(&s);
+    assert!(text.contains("top 3 of "), "{text}");
+    assert!(text.contains("shares by contributor:"), "{text}");
+    assert!(
+        text.contains("spans of the answer found in the training data"),
+        "{text}"
+    );
+    let first = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1  "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let top = first.split_whitespace().last().unwrap().to_string();
+    let revoke = s
+        .cmd(&["revoke", &top, "--reason", "withdrawn"])
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    let text = attribute(&s);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&top))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("(revoked: no share)") && line.contains(" 0.00%"),
+        "{line}"
+    );
 }

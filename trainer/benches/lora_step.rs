@@ -67,7 +67,11 @@ fn tributary_side(dir: &Path, batch: i64, steps: usize, threads: i32) {
     .build(lora.var_store(), 1e-4)
     .unwrap();
     tch::manual_seed(1);
-    let ids = Tensor::randint(model.config.vocab_size, [batch, SEQ + 1], (Kind::Int64, Device::Cpu));
+    let ids = Tensor::randint(
+        model.config.vocab_size,
+        [batch, SEQ + 1],
+        (Kind::Int64, Device::Cpu),
+    );
     let (input, target) = (ids.narrow(1, 0, SEQ), ids.narrow(1, 1, SEQ));
     let mut step = || {
         let logits = lora.logits(&model, &input, true).unwrap();
@@ -140,10 +144,21 @@ fn main() {
         "tributary",
     );
     let theirs = run_side(
-        Command::new(python()).arg(script()).arg("run").arg(&dir).args(
-            [batch as usize, SEQ as usize, WARMUP, steps, threads as usize, RANK as usize]
+        Command::new(python())
+            .arg(script())
+            .arg("run")
+            .arg(&dir)
+            .args(
+                [
+                    batch as usize,
+                    SEQ as usize,
+                    WARMUP,
+                    steps,
+                    threads as usize,
+                    RANK as usize,
+                ]
                 .map(|n| n.to_string()),
-        ),
+            ),
         "PyTorch + PEFT",
     );
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);

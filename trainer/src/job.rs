@@ -24,10 +24,12 @@ use tributary_schemas::manifest::{
 };
 
 use crate::base::{self, Recipe};
+use crate::influence::{self, InfluenceConfig};
 use crate::lora::{Lora, LoraConfig};
 use crate::model::{Arch, Config, Model};
+use crate::spans::SpanIndex;
 use crate::tokenizer::Tokenizer;
-use crate::train::{Progress, TrainConfig, TrainReport, train};
+use crate::train::{Progress, TrainConfig, TrainReport, held_out, train_with_checkpoints};
 use crate::{DeviceChoice, Error, Result, plot};
 
 /// `train.toml`.
@@ -267,6 +269,17 @@ fn semver(v: &str) -> Result<[u64; 3]> {
     }
 }
 
+/// The files of an adapter's folder besides `manifest.json` (those that exist are stored).
+pub const ADAPTER_FILES: [&str; 7] = [
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "loss.png",
+    "influence.safetensors",
+    "influence.json",
+    "spans.bin",
+    "spans.json",
+];
+
 /// How a job runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -299,15 +312,16 @@ pub struct Published {
 
 /// One adapter as published on chain.
 #[derive(Debug, Clone)]
-struct OnChain {
-    id: B256,
-    version: String,
-    uri: String,
+pub(crate) struct OnChain {
+    pub(crate) id: B256,
+    pub(crate) version: String,
+    pub(crate) uri: String,
     tx: B256,
     block: u64,
 }
 
-async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
+/// Every adapter published on this chain, from its `AdapterPublished` logs.
+pub(crate) async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
     let found = chain
         .model_registry()
         .AdapterPublished_filter()
@@ -327,15 +341,15 @@ async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
         .collect())
 }
 
-/// The adapter named by `name` (an id or `line@version`).
-fn find<'a>(all: &'a [OnChain], name: &str) -> Result<&'a OnChain> {
+/// The adapter named by `name` (an id or `line@version`); `what` names it in the error.
+pub(crate) fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChain> {
     let hit = match name.parse::<B256>() {
         Ok(id) => all.iter().find(|a| a.id == id),
         Err(_) => all.iter().find(|a| a.version == name),
     };
     hit.ok_or_else(|| {
         Error::InvalidInput(format!(
-            "parent adapter {name:?} is not published on this chain: give an adapter id or line@version from `tributary` GraphQL `adapters`"
+            "{what} {name:?} is not published on this chain: give an adapter id or line@version (GraphQL `adapters` lists them)"
         ))
     })
 }
@@ -492,7 +506,7 @@ pub async fn run(
     let all = published(chain).await?;
     let mut parents = Vec::new();
     for p in &spec.parents {
-        parents.push(find(&all, p)?.clone());
+        parents.push(find(&all, p, "parent adapter")?.clone());
     }
     let version = next_version(&all, &spec.line, spec.version.as_deref())?;
     let full_version = format!("{}@{version}", spec.line);
@@ -636,11 +650,7 @@ pub async fn run(
     std::fs::write(&manifest_path, &bytes)
         .map_err(|e| Error::Io(manifest_path.display().to_string(), e))?;
     let folder_key = AdapterManifest::folder(adapter_id);
-    for name in [
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        "loss.png",
-    ] {
+    for name in ADAPTER_FILES {
         let p = opts.out.join(name);
         if p.exists() {
             let b = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
@@ -727,17 +737,25 @@ async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile:
         )));
     }
     let dir = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
-    for name in ["adapter_model.safetensors", "adapter_config.json"] {
-        let bytes = lake
-            .get(&format!(
-                "{}{name}",
-                a.uri.trim_end_matches('/').to_owned() + "/"
-            ))
-            .await?;
-        let p = dir.path().join(name);
+    fetch_files(
+        lake,
+        &a.uri,
+        &["adapter_model.safetensors", "adapter_config.json"],
+        dir.path(),
+    )
+    .await?;
+    Ok(dir)
+}
+
+/// Copies `names` from the lake folder `uri` into `dir`.
+pub(crate) async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> Result<()> {
+    let folder = format!("{}/", uri.trim_end_matches('/'));
+    for name in names {
+        let bytes = lake.get(&format!("{folder}{name}")).await?;
+        let p = dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 fn read_json(p: &Path) -> Result<serde_json::Value> {
@@ -768,6 +786,10 @@ fn train_blocking(
     base_uri: &str,
     mut progress: Box<dyn FnMut(&Progress) + Send>,
 ) -> Result<Trained> {
+    // Files of an earlier run in the same folder must not be stored with this adapter.
+    for name in ADAPTER_FILES {
+        let _ = std::fs::remove_file(out.join(name));
+    }
     let model = Model::load(folder, device)?;
     let cfg = spec.train_config();
     let loaded: Vec<Lora> = parents
@@ -793,7 +815,7 @@ fn train_blocking(
             .iter()
             .map(|(_, t)| tokenizer.encode(t))
             .collect::<Result<_>>()?;
-        let (lora, report) = train(
+        let (mut lora, report, checkpoints) = train_with_checkpoints(
             &model,
             &ids,
             tokenizer.eot(),
@@ -801,8 +823,28 @@ fn train_blocking(
             start.as_ref(),
             &mut *progress,
         )?;
-        let held = (docs.len() as f64 * cfg.eval_fraction).round() as u64;
-        (lora, Some(report), (docs.len() as u64 - held, held))
+        // Attribution indexes over the contributions trained on (not the held-out ones).
+        let trained: Vec<(String, Vec<i64>)> = docs
+            .iter()
+            .zip(ids)
+            .enumerate()
+            .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
+            .map(|(_, ((id, _), t))| (id.clone(), t))
+            .collect();
+        let icfg = InfluenceConfig::default();
+        let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
+        std::fs::create_dir_all(out).map_err(|e| Error::Io(out.display().to_string(), e))?;
+        influence::build(&model, &mut lora, picked, &trained, &icfg)?.save(out)?;
+        if tokenizer.vocab_size() <= 1 << 16 {
+            SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
+        } else {
+            tracing::warn!(
+                vocabulary = tokenizer.vocab_size(),
+                "no span index: it holds vocabularies up to 65,536 tokens"
+            );
+        }
+        let documents = (trained.len() as u64, (docs.len() - trained.len()) as u64);
+        (lora, Some(report), documents)
     };
     lora.save_peft(&model, out, base_uri)?;
     if let Some(r) = &report {

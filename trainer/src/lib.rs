@@ -12,11 +12,14 @@
 //! println!("{report}");
 //! ```
 
+pub mod attribute;
 pub mod base;
+pub mod influence;
 pub mod job;
 pub mod lora;
 pub mod model;
 pub mod plot;
+pub mod spans;
 pub mod tokenizer;
 pub mod train;
 

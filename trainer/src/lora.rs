@@ -255,6 +255,32 @@ impl Lora {
             .collect()
     }
 
+    /// The gradient of every adapter tensor after a backward pass, flattened and joined in
+    /// [`Lora::weights`] order (zeros where a tensor has none).
+    pub fn gradient(&self) -> Tensor {
+        let parts: Vec<Tensor> = self
+            .pairs
+            .values()
+            .flat_map(|(a, b)| [a, b])
+            .map(|t| {
+                let g = t.grad();
+                if g.defined() {
+                    g.flatten(0, -1)
+                } else {
+                    t.zeros_like().flatten(0, -1)
+                }
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// Clears the adapter tensors' gradients.
+    pub fn zero_grad(&mut self) {
+        for mut t in self.vs.trainable_variables() {
+            t.zero_grad();
+        }
+    }
+
     /// Puts back weights taken with [`Lora::weights`].
     pub fn set_weights(&mut self, weights: &[Tensor]) {
         tch::no_grad(|| {

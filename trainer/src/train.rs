@@ -14,6 +14,7 @@ use std::time::Instant;
 use tch::Tensor;
 use tch::nn::{self, OptimizerConfig};
 
+use crate::influence::Checkpoint;
 use crate::lora::{Lora, LoraConfig};
 use crate::model::{Config, Model};
 use crate::{Error, Result};
@@ -79,6 +80,8 @@ pub struct TrainReport {
     pub start_eval_loss: f64,
     /// Eval loss of the adapter kept (the best evaluated).
     pub eval_loss_best: f64,
+    /// The step whose adapter was kept (0: none beat the start).
+    pub best_step: usize,
     /// `exp(eval_loss_best)`.
     pub perplexity: f64,
     /// Stopped before `max_steps` because the eval loss stopped improving.
@@ -119,6 +122,13 @@ impl Rng {
             v.swap(i, j);
         }
     }
+}
+
+/// Whether document `i` is held out for evaluation (a hash of the index against the
+/// fraction: the same for every seed).
+pub fn held_out(i: usize, eval_fraction: f64) -> bool {
+    let threshold = (eval_fraction * u64::MAX as f64) as u64;
+    Rng((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next() < threshold
 }
 
 /// Windows of `seq_len + 1` tokens cut from the documents joined by `eot`.
@@ -240,6 +250,18 @@ pub fn train(
     parent: Option<&Lora>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(Lora, TrainReport)> {
+    train_with_checkpoints(model, docs, eot, cfg, parent, progress).map(|(l, r, _)| (l, r))
+}
+
+/// [`train`], also returning the adapter's weights at every evaluation (for influence).
+pub fn train_with_checkpoints(
+    model: &Model,
+    docs: &[Vec<i64>],
+    eot: i64,
+    cfg: &TrainConfig,
+    parent: Option<&Lora>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Lora, TrainReport, Vec<Checkpoint>)> {
     cfg.validate(&model.config)?;
     let vocab = model.config.vocab_size;
     if let Some(t) = docs
@@ -255,11 +277,9 @@ pub fn train(
     let mut rng = Rng(cfg.seed);
     // The split depends on each document's index only: every seed, and a child continuing
     // from its parent, is evaluated on the same held-out documents.
-    let threshold = (cfg.eval_fraction * u64::MAX as f64) as u64;
     let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
     for (i, d) in docs.iter().enumerate() {
-        let h = Rng((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next();
-        if h < threshold {
+        if held_out(i, cfg.eval_fraction) {
             &mut eval_docs
         } else {
             &mut train_docs
@@ -302,12 +322,14 @@ pub fn train(
         base_eval_loss,
         start_eval_loss,
         eval_loss_best: start_eval_loss,
+        best_step: 0,
         perplexity: start_eval_loss.exp(),
         stopped_early: false,
         tokens: 0,
         seconds: 0.0,
     };
     let mut best: Option<Vec<Tensor>> = None;
+    let mut checkpoints = Vec::new();
     let mut since_best = 0;
     let mut order: Vec<usize> = Vec::new();
     let started = Instant::now();
@@ -347,8 +369,14 @@ pub fn train(
         if (step + 1) % cfg.eval_every == 0 || step + 1 == cfg.max_steps {
             let e = mean_loss(model, Some(&lora), &eval_tensor, batch)?;
             report.eval_loss.push((step + 1, e));
+            checkpoints.push(Checkpoint {
+                step: step + 1,
+                learning_rate: learning_rate(cfg, step),
+                weights: lora.weights(),
+            });
             if best.is_none() || e < report.eval_loss_best {
                 report.eval_loss_best = e;
+                report.best_step = step + 1;
                 best = Some(lora.weights());
                 since_best = 0;
             } else {
@@ -366,5 +394,5 @@ pub fn train(
     }
     report.perplexity = report.eval_loss_best.exp();
     report.seconds = started.elapsed().as_secs_f64();
-    Ok((lora, report))
+    Ok((lora, report, checkpoints))
 }

@@ -1,5 +1,6 @@
 //! libtorch through tch, linked from the project's venv.
 
+mod attribution;
 mod base;
 mod hf;
 mod lora;

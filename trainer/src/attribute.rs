@@ -1,0 +1,309 @@
+//! `tributary attribute`: which contributions shaped one answer of a published adapter.
+//!
+//! The adapter, its base model, its influence and span indexes come from the lake (the base
+//! model is cached locally after the first download); contributors and Datanets come from the
+//! adapter's snapshot manifest; revocations from the lake's `revocations` table, so a revoked
+//! contribution keeps its score for the record but gets no share.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{Address, B256};
+use arrow::array::AsArray;
+use tch::{Device, Tensor};
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_pipeline::snapshot;
+use tributary_schemas::manifest::AdapterManifest;
+use tributary_schemas::tables::names;
+
+use crate::influence::{InfluenceIndex, shares};
+use crate::job;
+use crate::lora::Lora;
+use crate::model::Model;
+use crate::spans::SpanIndex;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result, base};
+
+/// What to attribute.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Adapter id or `line@version`.
+    pub adapter: String,
+    /// The prompt.
+    pub prompt: String,
+    /// The answer; generated greedily by the adapter when absent.
+    pub output: Option<String>,
+    /// Tokens to generate when `output` is absent.
+    pub max_new_tokens: usize,
+    /// Contributions to list.
+    pub top_k: usize,
+    /// Shortest span reported, in tokens.
+    pub min_span: usize,
+}
+
+/// One contribution's part in an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// Contribution id.
+    pub contribution: B256,
+    /// Its contributor.
+    pub contributor: Address,
+    /// Its Datanet.
+    pub datanet_id: u64,
+    /// TracIn score.
+    pub score: f64,
+    /// Share of the positive scores of unrevoked contributions (0 when revoked).
+    pub share: f64,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+/// A span of the answer found in the training data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedSpan {
+    /// Its text.
+    pub text: String,
+    /// Length in tokens.
+    pub tokens: usize,
+    /// Occurrences in the training data.
+    pub occurrences: u64,
+    /// (contribution, occurrences in it), most first (at most 5).
+    pub contributions: Vec<(B256, u64)>,
+}
+
+/// The attribution of one answer.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    /// The adapter's manifest.
+    pub adapter: AdapterManifest,
+    /// The answer attributed (given or generated).
+    pub output: String,
+    /// Whether the answer was generated here.
+    pub generated: bool,
+    /// The top contributions by score.
+    pub top: Vec<Scored>,
+    /// Every contributor's share (summed over their contributions), largest first.
+    pub contributors: Vec<(Address, f64)>,
+    /// Contributions scored in all.
+    pub scored: usize,
+    /// Spans of the answer found in the training data.
+    pub spans: Vec<MatchedSpan>,
+}
+
+/// Greedy decoding of up to `max_new` tokens after `prompt` (stops at `eot`).
+pub fn greedy(
+    model: &Model,
+    lora: Option<&Lora>,
+    prompt: &[i64],
+    max_new: usize,
+    eot: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = prompt.to_vec();
+    let mut out = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for _ in 0..max_new {
+            let window = &ids[ids
+                .len()
+                .saturating_sub(model.config.max_positions as usize)..];
+            let t = Tensor::from_slice(window)
+                .to_device(model.device())
+                .unsqueeze(0);
+            let logits = match lora {
+                Some(l) => l.logits(model, &t, false)?,
+                None => model.logits(&t)?,
+            };
+            let next = logits
+                .get(0)
+                .get(window.len() as i64 - 1)
+                .argmax(0, false)
+                .int64_value(&[]);
+            if next == eot {
+                break;
+            }
+            ids.push(next);
+            out.push(next);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The base model `id` from the lake, cached in `cache/base-ID` (checked against its id).
+async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(format!("base-{id}"));
+    if dir.join("model.safetensors").exists() {
+        return Ok(dir);
+    }
+    let part = cache.join(format!("base-{id}.partial"));
+    std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
+    let uri = lake
+        .root()
+        .join(&format!("models/{id}/"))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    job::fetch_files(
+        lake,
+        uri.as_str(),
+        &["config.json", "model.safetensors", "tokenizer.json"],
+        &part,
+    )
+    .await?;
+    let got = base::checkpoint_hash(&part)?;
+    if got != id {
+        return Err(Error::InvalidInput(format!(
+            "the base model in the lake hashes to {got}, not its id {id}: the lake copy is damaged"
+        )));
+    }
+    std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+    Ok(dir)
+}
+
+/// Contribution ids revoked so far (the lake's `revocations` table).
+async fn revoked(lake: &Lake) -> Result<HashSet<String>> {
+    let batches = lake.read(names::REVOCATIONS, None).await?;
+    let mut out = HashSet::new();
+    for b in batches {
+        let ids = b
+            .column_by_name("contribution_id")
+            .expect("revocations schema")
+            .as_string::<i32>();
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// Attributes one answer of a published adapter.
+pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> Result<Attribution> {
+    let all = job::published(chain).await?;
+    let a = job::find(&all, &q.adapter, "adapter")?.clone();
+    let manifest = job::load_manifest(lake, a.id).await?;
+    if manifest.metrics.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "{} is a merge without training of its own: attribute its parents instead",
+            a.version
+        )));
+    }
+    let folder = base_folder(lake, manifest.base_model_id, cache).await?;
+    let files = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
+    job::fetch_files(
+        lake,
+        &a.uri,
+        &[
+            "adapter_model.safetensors",
+            "adapter_config.json",
+            "influence.safetensors",
+            "influence.json",
+        ],
+        files.path(),
+    )
+    .await?;
+    // Absent for vocabularies above 65,536 tokens.
+    let has_spans = job::fetch_files(lake, &a.uri, &["spans.bin", "spans.json"], files.path())
+        .await
+        .is_ok();
+    let snap = snapshot::load(lake, manifest.snapshot_id).await?;
+    let entries: BTreeMap<String, (Address, u64)> = snap
+        .contributions
+        .iter()
+        .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
+        .collect();
+    let gone = revoked(lake).await?;
+
+    let dir = files.path().to_path_buf();
+    let q = q.clone();
+    tokio::task::spawn_blocking(move || {
+        let model = Model::load(&folder, Device::Cpu)?;
+        let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
+        let mut lora = Lora::load_peft(&model, &dir)?;
+        let influence = InfluenceIndex::load(&dir)?;
+        let spans = if has_spans {
+            Some(SpanIndex::load(&dir)?)
+        } else {
+            None
+        };
+        let prompt = tokenizer.encode(&q.prompt)?;
+        let (output, generated) = match &q.output {
+            Some(o) => (o.clone(), false),
+            None => {
+                let ids = greedy(
+                    &model,
+                    Some(&lora),
+                    &prompt,
+                    q.max_new_tokens,
+                    tokenizer.eot(),
+                )?;
+                (tokenizer.decode(&ids)?, true)
+            }
+        };
+        let query = tokenizer.encode(&format!("{}{output}", q.prompt))?;
+        let scores = influence.scores(&model, &mut lora, &query)?;
+        let ids = &influence.meta.ids;
+        let live: Vec<f64> = scores
+            .iter()
+            .zip(ids)
+            .map(|(&s, id)| if gone.contains(id) { 0.0 } else { s })
+            .collect();
+        let share = shares(&live);
+        let mut all: Vec<Scored> = ids
+            .iter()
+            .zip(&scores)
+            .zip(&share)
+            .map(|((id, &score), &share)| {
+                let (contributor, datanet_id) = entries.get(id).copied().unwrap_or_default();
+                Ok(Scored {
+                    contribution: id.parse().map_err(|_| {
+                        Error::InvalidInput(format!("influence index lists a bad id {id:?}"))
+                    })?,
+                    contributor,
+                    datanet_id,
+                    score,
+                    share,
+                    revoked: gone.contains(id),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut by_contributor: BTreeMap<Address, f64> = BTreeMap::new();
+        for s in &all {
+            *by_contributor.entry(s.contributor).or_default() += s.share;
+        }
+        let mut contributors: Vec<(Address, f64)> = by_contributor.into_iter().collect();
+        contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        let scored = all.len();
+        all.sort_by(|x, y| {
+            y.score
+                .total_cmp(&x.score)
+                .then(x.contribution.cmp(&y.contribution))
+        });
+        all.truncate(q.top_k);
+        let out_ids = tokenizer.encode(&output)?;
+        let found = spans.as_ref().map(|ix| (ix, ix.find(&out_ids, q.min_span)));
+        let spans = found
+            .into_iter()
+            .flat_map(|(ix, found)| found.into_iter().map(move |s| (ix, s)))
+            .map(|(ix, s)| {
+                Ok(MatchedSpan {
+                    text: tokenizer.decode(&out_ids[s.start..s.start + s.len])?,
+                    tokens: s.len,
+                    occurrences: s.occurrences,
+                    contributions: s
+                        .contributions
+                        .iter()
+                        .take(5)
+                        .map(|&(d, n)| (ix.ids[d].parse().unwrap_or_default(), n))
+                        .collect(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Attribution {
+            adapter: manifest,
+            output,
+            generated,
+            top: all,
+            contributors,
+            scored,
+            spans,
+        })
+    })
+    .await
+    .expect("attribution does not panic")
+}
