@@ -91,10 +91,11 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let vocab: Vec<_> = (0..K).map(vocabulary).collect();
-    // 12 contributions per contributor, interleaved; ids name the owner.
+    // 40 contributions per contributor, interleaved; ids name the owner. (With 12 each the
+    // adapter learns the sub-domains too little: 27 of 40 queries right instead of 34.)
     let mut g = Gen(7);
     let mut docs: Vec<(String, usize, Vec<i64>)> = Vec::new();
-    for n in 0..12 {
+    for n in 0..40 {
         for (owner, v) in vocab.iter().enumerate() {
             let text = document(&mut g, v);
             docs.push((format!("c{owner}-{n}"), owner, tok.encode(&text).unwrap()));
@@ -110,7 +111,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
         learning_rate: 1e-2,
         weight_decay: 0.0,
         warmup_steps: 10,
-        max_steps: 150,
+        max_steps: 500,
         batch_size: 8,
         grad_accum: 1,
         clip_norm: 1.0,
@@ -157,10 +158,10 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
             total += 1;
         }
     }
-    // The goal is 90% (issue 6); today's method reaches about two thirds here (see
-    // BENCHMARKS.md). Chance is 1 in 8: require at least twice that, so a broken method fails.
+    // The goal is 90% (issue 6); today's method reaches 34 of 40 here (chance: 5). Require
+    // 70%, a margin for other machines' floating point, so a regression fails.
     eprintln!("top-1 contributor accuracy {hits}/{total}");
-    assert!(hits * 4 >= total, "top-1 {hits}/{total}");
+    assert!(hits * 10 >= total * 7, "top-1 {hits}/{total}");
 
     // The same scores whatever the order of contributions.
     let mut reversed = trained.clone();
