@@ -143,12 +143,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
-    let (nodes, edges) = store.counts(chain.chain_id()).await?;
-    println!(
-        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
-        stats.from_block, stats.to_block, stats.events, stats.reorgs
-    );
+    index(&chain, &store, &lake).await?;
 
     let analyst = tributary_api::analyst::Analyst::open(
         lake.clone(),
@@ -165,16 +160,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         arrow::util::pretty::pretty_format_batches(&board.batches)?
     );
     let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
-    let answer = schema.execute(QUERY).await;
-    if !answer.errors.is_empty() {
-        bail!("GraphQL query failed: {:?}", answer.errors);
-    }
-    println!("\nGraphQL query:\n{QUERY}\n--- GraphQL answer ---");
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&answer.data.into_json()?)?
-    );
-    println!("--- end ---");
+    print_answer(&schema, QUERY).await?;
     if let Some(first) = answer_first_id(&schema).await {
         println!(
             "prove one on chain: tributary verify {first} --data-dir {}",
@@ -201,22 +187,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     super::train::report(&published);
-    let stats = Indexer::new(&chain, &store, &lake).run_to_head().await?;
-    let (nodes, edges) = store.counts(chain.chain_id()).await?;
-    println!(
-        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
-        stats.from_block, stats.to_block, stats.events, stats.reorgs
-    );
-    let lineage = schema.execute(LINEAGE_QUERY).await;
-    if !lineage.errors.is_empty() {
-        bail!("GraphQL lineage query failed: {:?}", lineage.errors);
-    }
-    println!("\nGraphQL query:\n{LINEAGE_QUERY}\n--- GraphQL answer ---");
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&lineage.data.into_json()?)?
-    );
-    println!("--- end ---");
+    index(&chain, &store, &lake).await?;
+    print_answer(&schema, LINEAGE_QUERY).await?;
 
     if args.exit {
         return Ok(());
@@ -252,6 +224,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .await;
     wire.abort();
     served?;
+    Ok(())
+}
+
+/// Indexes to the head and prints the summary line tests compare with `tributary index`.
+async fn index(
+    chain: &tributary_chain::Chain,
+    store: &tributary_sql::Store,
+    lake: &tributary_lake::Lake,
+) -> anyhow::Result<()> {
+    let stats = Indexer::new(chain, store, lake).run_to_head().await?;
+    let (nodes, edges) = store.counts(chain.chain_id()).await?;
+    println!(
+        "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
+        stats.from_block, stats.to_block, stats.events, stats.reorgs
+    );
+    Ok(())
+}
+
+/// Runs `query` and prints it with its answer between the markers the tests read.
+async fn print_answer(schema: &tributary_api::TributarySchema, query: &str) -> anyhow::Result<()> {
+    let answer = schema.execute(query).await;
+    if !answer.errors.is_empty() {
+        bail!("GraphQL query failed: {:?}", answer.errors);
+    }
+    println!("\nGraphQL query:\n{query}\n--- GraphQL answer ---");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer.data.into_json()?)?
+    );
+    println!("--- end ---");
     Ok(())
 }
 

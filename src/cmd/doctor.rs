@@ -6,17 +6,8 @@ use tributary_trainer::DeviceChoice;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Device to check libtorch on: auto, cpu or cuda.
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    #[arg(long, default_value = "auto", value_parser = super::parse_device)]
     device: DeviceChoice,
-}
-
-fn parse_device(s: &str) -> Result<DeviceChoice, String> {
-    match s {
-        "auto" => Ok(DeviceChoice::Auto),
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda),
-        other => Err(format!("unknown device {other:?}: use auto, cpu or cuda")),
-    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {

@@ -59,6 +59,17 @@ pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
 }
 
 /// Parses a contribution or batch id given on the command line.
+/// `--device`: auto, cpu or cuda.
+pub(crate) fn parse_device(s: &str) -> Result<tributary_trainer::DeviceChoice, String> {
+    use tributary_trainer::DeviceChoice;
+    match s {
+        "auto" => Ok(DeviceChoice::Auto),
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda),
+        other => Err(format!("unknown device {other:?}: use auto, cpu or cuda")),
+    }
+}
+
 pub(crate) fn parse_id(text: &str) -> anyhow::Result<tributary_schemas::B256> {
     text.parse()
         .map_err(|_| anyhow::anyhow!("{text:?} is not an id: expected 0x and 64 hex digits"))

@@ -18,19 +18,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// Where to compute: auto (CUDA when visible), cpu or cuda.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
-    device: String,
+    #[arg(long, default_value = "auto", value_parser = super::parse_device)]
+    device: DeviceChoice,
     /// Local folder for the adapter's files (default: adapters/LINE@VERSION in the data dir).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-}
-
-pub(crate) fn device(name: &str) -> DeviceChoice {
-    match name {
-        "cpu" => DeviceChoice::Cpu,
-        "cuda" => DeviceChoice::Cuda,
-        _ => DeviceChoice::Auto,
-    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -38,14 +30,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
     let lake = super::lake(&args.common)?;
     let published = match args.out {
-        Some(out) => train(&chain, &lake, &spec, device(&args.device), out, false).await?,
+        Some(out) => train(&chain, &lake, &spec, args.device, out, false).await?,
         None => {
             let out = args
                 .common
                 .data_dir
                 .join("adapters")
                 .join(format!("{}@next", spec.line));
-            train(&chain, &lake, &spec, device(&args.device), out, true).await?
+            train(&chain, &lake, &spec, args.device, out, true).await?
         }
     };
     report(&published);

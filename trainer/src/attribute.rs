@@ -21,7 +21,7 @@ use crate::influence::{InfluenceIndex, shares};
 use crate::job;
 use crate::lora::Lora;
 use crate::model::Model;
-use crate::spans::SpanIndex;
+use crate::spans::{self, SpanIndex};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result, base};
 
@@ -197,10 +197,12 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
         files.path(),
     )
     .await?;
-    // Absent for vocabularies above 65,536 tokens.
-    let has_spans = job::fetch_files(lake, &a.uri, &["spans.bin", "spans.json"], files.path())
-        .await
-        .is_ok();
+    let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
+    // Training writes no span index for vocabularies above its u16 tokens.
+    let has_spans = tokenizer.vocab_size() <= spans::MAX_VOCAB;
+    if has_spans {
+        job::fetch_files(lake, &a.uri, &["spans.bin", "spans.json"], files.path()).await?;
+    }
     let snap = snapshot::load(lake, manifest.snapshot_id).await?;
     let entries: BTreeMap<String, (Address, u64)> = snap
         .contributions
@@ -213,7 +215,6 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     let q = q.clone();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&folder, Device::Cpu)?;
-        let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
         let mut lora = Lora::load_peft(&model, &dir)?;
         let influence = InfluenceIndex::load(&dir)?;
         let spans = if has_spans {

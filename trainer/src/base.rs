@@ -80,16 +80,12 @@ impl Recipe {
     /// A short stable name for the recipe (the cache folder's name).
     pub fn fingerprint(&self) -> String {
         let text = format!("{CORPUS_VERSION} {self:?}");
-        hex(&keccak256(text.as_bytes())[..8])
+        alloy::hex::encode(&keccak256(text.as_bytes())[..8])
     }
 }
 
 /// Bumped whenever [`corpus`] changes what it writes.
 const CORPUS_VERSION: u32 = 2;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,16 +169,16 @@ const FOODS: &[&str] = &[
     "cheese",
     "tea",
 ];
-/// (unit, plural, smaller unit, plural, how many of the smaller make one)
-const MEASURES: &[(&str, &str, &str, &str, f64)] = &[
-    ("kilometer", "kilometers", "meter", "meters", 1000.0),
-    ("meter", "meters", "centimeter", "centimeters", 100.0),
-    ("hour", "hours", "minute", "minutes", 60.0),
-    ("minute", "minutes", "second", "seconds", 60.0),
-    ("day", "days", "hour", "hours", 24.0),
-    ("week", "weeks", "day", "days", 7.0),
-    ("kilogram", "kilograms", "gram", "grams", 1000.0),
-    ("liter", "liters", "milliliter", "milliliters", 1000.0),
+/// (unit, plural, smaller unit's plural, how many of the smaller make one)
+const MEASURES: &[(&str, &str, &str, f64)] = &[
+    ("kilometer", "kilometers", "meters", 1000.0),
+    ("meter", "meters", "centimeters", 100.0),
+    ("hour", "hours", "minutes", 60.0),
+    ("minute", "minutes", "seconds", 60.0),
+    ("day", "days", "hours", 24.0),
+    ("week", "weeks", "days", 7.0),
+    ("kilogram", "kilograms", "grams", 1000.0),
+    ("liter", "liters", "milliliters", 1000.0),
 ];
 
 fn sentence(rng: &mut Rng) -> String {
@@ -209,7 +205,7 @@ fn sentence(rng: &mut Rng) -> String {
             format!("{a} times {b} is {}.", a * b)
         }
         4 | 5 => {
-            let (one, many, small, smalls, factor) = *rng.pick(MEASURES);
+            let (one, many, smalls, factor) = *rng.pick(MEASURES);
             let n = 1 + rng.below(9);
             let unit = if n == 1 { one } else { many };
             let total = n as f64 * factor;
@@ -218,7 +214,6 @@ fn sentence(rng: &mut Rng) -> String {
                     "question: How many {smalls} are in {n} {unit}?\nanswer: {n} {unit} is {total} {smalls}."
                 )
             } else {
-                let _ = small;
                 format!(
                     "question: How long is {total} {smalls} in {many}?\nanswer: {total} {smalls} is {n} {unit}."
                 )

@@ -85,6 +85,8 @@ pub struct InfluenceIndex {
     grads: Vec<Tensor>,
     /// `[dim]` per checkpoint: the mean projected gradient, removed before normalising.
     means: Vec<Tensor>,
+    /// The projection, made once per index (it is the size of the adapter times `dim`).
+    projection: std::cell::OnceCell<Tensor>,
 }
 
 /// Picks up to `n` checkpoints, evenly spaced, ending with the last one at or before `upto`.
@@ -200,6 +202,7 @@ pub fn build(
         weights: checkpoints.into_iter().map(|c| c.weights).collect(),
         grads,
         means,
+        projection: p.into(),
     })
 }
 
@@ -208,12 +211,14 @@ impl InfluenceIndex {
     /// (prompt and output). The adapter's weights are restored afterwards.
     pub fn scores(&self, model: &Model, lora: &mut Lora, query: &[i64]) -> Result<Vec<f64>> {
         let kept = lora.weights();
-        let p = projection(
-            lora.num_parameters(),
-            self.meta.config.dim,
-            self.meta.config.seed,
-        )
-        .to_device(model.device());
+        let p = self.projection.get_or_init(|| {
+            projection(
+                lora.num_parameters(),
+                self.meta.config.dim,
+                self.meta.config.seed,
+            )
+            .to_device(model.device())
+        });
         let mut total = Tensor::zeros(
             [self.meta.ids.len() as i64],
             (Kind::Double, tch::Device::Cpu),
@@ -227,7 +232,7 @@ impl InfluenceIndex {
         {
             lora.set_weights(w);
             let q = gradient(model, lora, query, self.meta.config.max_tokens)?
-                .matmul(&p)
+                .matmul(p)
                 .to_device(tch::Device::Cpu);
             let q = unit(&(q - mean));
             total += g.matmul(&q).to_kind(Kind::Double) * *lr;
@@ -290,6 +295,7 @@ impl InfluenceIndex {
             weights,
             grads,
             means,
+            projection: std::cell::OnceCell::new(),
         })
     }
 }

@@ -27,7 +27,7 @@ use crate::base::{self, Recipe};
 use crate::influence::{self, InfluenceConfig};
 use crate::lora::{Lora, LoraConfig};
 use crate::model::{Arch, Config, Model};
-use crate::spans::SpanIndex;
+use crate::spans::{self, SpanIndex};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Progress, TrainConfig, TrainReport, held_out, train_with_checkpoints};
 use crate::{DeviceChoice, Error, Result, plot};
@@ -66,88 +66,15 @@ pub struct Spec {
     pub template: Option<String>,
     /// LoRA settings.
     #[serde(default)]
-    pub lora: LoraSpec,
-    /// Training settings.
+    pub lora: LoraConfig,
+    /// Training settings (its `lora` is not read from here: [`Spec::train_config`] takes
+    /// `lora`).
     #[serde(default)]
-    pub train: TrainSpec,
+    pub train: TrainConfig,
 }
 
 fn tiny() -> String {
     "tiny".into()
-}
-
-/// `[lora]` in `train.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoraSpec {
-    /// Rank.
-    pub rank: i64,
-    /// Alpha (the update is scaled by alpha / rank).
-    pub alpha: f64,
-    /// Dropout on the adapter input.
-    pub dropout: f64,
-    /// Target projections: q, k, v, o, gate, up, down (GPT-2: qkv, o, up, down).
-    pub targets: Vec<String>,
-}
-
-impl Default for LoraSpec {
-    fn default() -> Self {
-        LoraSpec {
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            targets: ["q", "v", "o", "up", "down"].map(String::from).to_vec(),
-        }
-    }
-}
-
-/// `[train]` in `train.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainSpec {
-    /// Peak learning rate.
-    pub learning_rate: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Linear warmup steps.
-    pub warmup_steps: usize,
-    /// Optimizer steps.
-    pub max_steps: usize,
-    /// Windows per micro-batch.
-    pub batch_size: usize,
-    /// Micro-batches per step.
-    pub grad_accum: usize,
-    /// Gradient-norm clip (0: off).
-    pub clip_norm: f64,
-    /// Tokens per window.
-    pub seq_len: i64,
-    /// Share of documents held out.
-    pub eval_fraction: f64,
-    /// Steps between evaluations.
-    pub eval_every: usize,
-    /// Evaluations without improvement before stopping (0: never).
-    pub patience: usize,
-    /// Seed.
-    pub seed: u64,
-}
-
-impl Default for TrainSpec {
-    fn default() -> Self {
-        TrainSpec {
-            learning_rate: 3e-3,
-            weight_decay: 0.0,
-            warmup_steps: 10,
-            max_steps: 150,
-            batch_size: 8,
-            grad_accum: 1,
-            clip_norm: 1.0,
-            seq_len: 128,
-            eval_fraction: 0.1,
-            eval_every: 25,
-            patience: 3,
-            seed: 0,
-        }
-    }
 }
 
 impl Spec {
@@ -222,28 +149,21 @@ impl Spec {
         Ok(())
     }
 
+    /// Each parent's weight: 1 for a single parent (continued training), else the merge
+    /// weights, equal when none are given.
+    fn parent_weights(&self) -> Vec<f64> {
+        match (self.parents.len(), self.merge_weights.as_slice()) {
+            (1, _) => vec![1.0],
+            (n, []) => vec![1.0 / n as f64; n],
+            (_, w) => w.to_vec(),
+        }
+    }
+
     /// The LoRA and training settings as the trainer takes them.
     pub fn train_config(&self) -> TrainConfig {
-        let t = &self.train;
         TrainConfig {
-            lora: LoraConfig {
-                rank: self.lora.rank,
-                alpha: self.lora.alpha,
-                dropout: self.lora.dropout,
-                targets: self.lora.targets.clone(),
-            },
-            learning_rate: t.learning_rate,
-            weight_decay: t.weight_decay,
-            warmup_steps: t.warmup_steps,
-            max_steps: t.max_steps,
-            batch_size: t.batch_size,
-            grad_accum: t.grad_accum,
-            clip_norm: t.clip_norm,
-            seq_len: t.seq_len,
-            eval_fraction: t.eval_fraction,
-            eval_every: t.eval_every,
-            patience: t.patience,
-            seed: t.seed,
+            lora: self.lora.clone(),
+            ..self.train.clone()
         }
     }
 
@@ -439,20 +359,16 @@ async fn base_model(
     {
         return Ok((id, uri, false));
     }
+    let mut weights_hash = B256::ZERO;
     for name in ["config.json", "model.safetensors", "tokenizer.json"] {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
+        if name == "model.safetensors" {
+            weights_hash = keccak256(&bytes);
+        }
         lake.put(&format!("{folder}{name}"), bytes).await?;
     }
-    let weights = dir.join("model.safetensors");
-    let weights_hash = keccak256(
-        std::fs::read(&weights).map_err(|e| Error::Io(weights.display().to_string(), e))?,
-    );
-    let arch = match arch {
-        Arch::Gpt2 => "gpt2",
-        Arch::Llama => "llama",
-    };
-    let call = registry.registerBaseModel(id, weights_hash, arch.into(), uri.clone());
+    let call = registry.registerBaseModel(id, weights_hash, arch_name(arch).into(), uri.clone());
     match tributary_chain::send(call).await {
         Ok(_) => Ok((id, uri, true)),
         Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => Ok((id, uri, false)),
@@ -616,10 +532,7 @@ pub async fn run(
             taken.id
         )));
     }
-    let weights = match spec.merge_weights.as_slice() {
-        [] => vec![1.0 / parents.len().max(1) as f64; parents.len()],
-        w => w.to_vec(),
-    };
+    let weights = spec.parent_weights();
     let adapter_manifest = AdapterManifest {
         adapter_id,
         line: spec.line.clone(),
@@ -629,11 +542,8 @@ pub async fn run(
         snapshot_id,
         parents: parent_ids
             .iter()
-            .zip(&weights)
-            .map(|(id, w)| AdapterParent {
-                id: *id,
-                weight: if parents.len() == 1 { 1.0 } else { *w },
-            })
+            .zip(weights)
+            .map(|(id, weight)| AdapterParent { id: *id, weight })
             .collect(),
         config: config_value,
         config_hash,
@@ -799,12 +709,8 @@ fn train_blocking(
     let start = match loaded.len() {
         0 => None,
         1 => Some(loaded.into_iter().next().expect("one")),
-        n => {
-            let w = match spec.merge_weights.as_slice() {
-                [] => vec![1.0 / n as f64; n],
-                w => w.to_vec(),
-            };
-            let pairs: Vec<(&Lora, f64)> = loaded.iter().zip(w).collect();
+        _ => {
+            let pairs: Vec<(&Lora, f64)> = loaded.iter().zip(spec.parent_weights()).collect();
             Some(Lora::merge(&model, &pairs)?)
         }
     };
@@ -835,7 +741,7 @@ fn train_blocking(
         let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
         std::fs::create_dir_all(out).map_err(|e| Error::Io(out.display().to_string(), e))?;
         influence::build(&model, &mut lora, picked, &trained, &icfg)?.save(out)?;
-        if tokenizer.vocab_size() <= 1 << 16 {
+        if tokenizer.vocab_size() <= spans::MAX_VOCAB {
             SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
         } else {
             tracing::warn!(

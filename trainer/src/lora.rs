@@ -14,8 +14,9 @@ use tch::{Kind, Tensor};
 use crate::model::{Arch, Config, Linear, Model};
 use crate::{Error, Result};
 
-/// Which projections carry adapters, and their shape.
-#[derive(Debug, Clone, PartialEq)]
+/// Which projections carry adapters, and their shape (`[lora]` in `train.toml`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LoraConfig {
     /// Rank `r` (at least 1).
     pub rank: i64,
@@ -25,6 +26,18 @@ pub struct LoraConfig {
     pub dropout: f64,
     /// Roles: `q`, `k`, `v`, `o`, `gate`, `up`, `down` (GPT-2 fuses q, k and v: `qkv`).
     pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    /// Rank 8, alpha 16, no dropout, on q, v, o, up and down.
+    fn default() -> Self {
+        LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: ["q", "v", "o", "up", "down"].map(String::from).to_vec(),
+        }
+    }
 }
 
 /// The Hugging Face module path of `role` in block `layer` (under the model's root).

@@ -14,6 +14,9 @@ use libsais::SuffixArrayConstruction;
 
 use crate::{Error, Result};
 
+/// The largest vocabulary a span index holds (tokens are stored as u16).
+pub const MAX_VOCAB: usize = 1 << 16;
+
 /// A suffix array over a snapshot's tokens.
 pub struct SpanIndex {
     tokens: Vec<u16>,

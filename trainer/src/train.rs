@@ -19,10 +19,12 @@ use crate::lora::{Lora, LoraConfig};
 use crate::model::{Config, Model};
 use crate::{Error, Result};
 
-/// How to train.
-#[derive(Debug, Clone, PartialEq)]
+/// How to train (`[train]` in `train.toml`; the adapters come from its `[lora]` table).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// The adapters.
+    #[serde(skip)]
     pub lora: LoraConfig,
     /// Peak learning rate.
     pub learning_rate: f64,
@@ -48,6 +50,26 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seeds the adapter init, dropout and the batch order.
     pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lora: LoraConfig::default(),
+            learning_rate: 3e-3,
+            weight_decay: 0.0,
+            warmup_steps: 10,
+            max_steps: 150,
+            batch_size: 8,
+            grad_accum: 1,
+            clip_norm: 1.0,
+            seq_len: 128,
+            eval_fraction: 0.1,
+            eval_every: 25,
+            patience: 3,
+            seed: 0,
+        }
+    }
 }
 
 /// Where a run is, for progress output.
