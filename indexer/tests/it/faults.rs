@@ -17,6 +17,7 @@ use crate::reorgs::{Env, env};
 #[derive(Default)]
 struct Faults {
     seed: AtomicU64,
+    requests: AtomicU64,
     rate_limited: AtomicU64,
     server_errors: AtomicU64,
     timeouts: AtomicU64,
@@ -26,7 +27,16 @@ struct Faults {
 }
 
 impl Faults {
-    fn roll(&self) -> u64 {
+    /// A number in 0..100 that picks the fault. The first requests get each fault in turn,
+    /// and the first head asked for goes back, so every kind is injected on every seed.
+    fn roll(&self, method: &str) -> u64 {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        if n < 4 {
+            return [0, 8, 16, 19][n as usize];
+        }
+        if method == "eth_blockNumber" && self.head_back.load(Ordering::SeqCst) == 0 {
+            return 27;
+        }
         let mut x = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst);
         x ^= x >> 31;
         x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -116,7 +126,7 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
         .ok()
         .and_then(|v| v["method"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let roll = f.roll();
+    let roll = f.roll(&method);
     let reply = match roll {
         0..=7 => {
             f.rate_limited.fetch_add(1, Ordering::SeqCst);
