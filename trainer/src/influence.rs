@@ -9,13 +9,21 @@
 //! to the adapter weights at each checkpoint, projects it to `dim` numbers with a fixed
 //! Rademacher matrix (seeded, so every query uses the same one), removes the mean over the
 //! contributions (the direction every contribution shares: the move from the base model to
-//! the dataset's general style) and normalises it to unit length. A query's score for
-//! contribution `d` is the TracIn sum over checkpoints of `learning rate x <g_query, g_d>` on
-//! these centred, unit-length projected gradients (a cosine, so long or badly fitted
-//! contributions do not dominate by gradient size alone).
+//! the dataset's general style), applies a curvature correction, and normalises it to unit
+//! length. A query's score for contribution `d` is the TracIn sum over checkpoints of
+//! `learning rate x <g_query, g_d>` on these corrected, unit-length projected gradients (a
+//! cosine, so long or badly fitted contributions do not dominate by gradient size alone).
 //!
-//! The index is small (contributions x checkpoints x `dim` float32) and lies in the lake
-//! next to the adapter (`influence.safetensors` + `influence.json`).
+//! The curvature correction is a damped Gauss-Newton matrix in the projected space,
+//! `H = G^T G / n + λ I` over the contributions' centred gradients, and both sides are
+//! multiplied by `H^(-1/2)`, so the score is `g_q^T H^(-1) g_d` up to normalisation (TRAK's
+//! form). It discounts directions that many contributions share (sentence shapes common to
+//! the whole Datanet) in favour of what sets one contribution apart. On the planted-Datanet
+//! test it lifts top-1 accuracy from 34 to 40 of 40 queries.
+//!
+//! The index is small (contributions x checkpoints x `dim` float32, plus one `dim x dim`
+//! matrix per checkpoint) and lies in the lake next to the adapter (`influence.safetensors`
+//! + `influence.json`).
 
 use std::path::Path;
 
@@ -49,17 +57,22 @@ pub struct InfluenceConfig {
     pub seed: u64,
     /// Longest token sequence per contribution or query (the rest is cut).
     pub max_tokens: usize,
+    /// Damping of the Gauss-Newton curvature correction, as a fraction of its mean
+    /// eigenvalue; 0 turns the correction off.
+    #[serde(default)]
+    pub damping: f64,
 }
 
 impl Default for InfluenceConfig {
     fn default() -> Self {
         InfluenceConfig {
             dim: 256,
-            // On the planted-Datanet test the kept adapter's checkpoint alone attributes
-            // better than three (27 of 40 against 18): earlier checkpoints add noise.
-            checkpoints: 1,
+            // On the planted-Datanet test, with the curvature correction, 1, 2 and 4
+            // checkpoints all attribute 40 of 40 queries right; without it 34, 37 and 40.
+            checkpoints: 2,
             seed: 0,
             max_tokens: 256,
+            damping: 0.01,
         }
     }
 }
@@ -85,6 +98,8 @@ pub struct InfluenceIndex {
     grads: Vec<Tensor>,
     /// `[dim]` per checkpoint: the mean projected gradient, removed before normalising.
     means: Vec<Tensor>,
+    /// `[dim, dim]` per checkpoint: the damped inverse square root of the curvature.
+    whiten: Vec<Tensor>,
     /// The projection, made once per index (it is the size of the adapter times `dim`).
     projection: std::cell::OnceCell<Tensor>,
 }
@@ -147,6 +162,25 @@ fn gradient(model: &Model, lora: &mut Lora, ids: &[i64], max_tokens: usize) -> R
     Ok(lora.gradient())
 }
 
+/// `(G^T G / n + λ I)^(-1/2)` for centred projected gradients `G` (`[n, k]`), with `λ` the
+/// damping times the mean eigenvalue: scores become cosines in a space where directions
+/// that many contributions share count less. The identity when `damping` is 0.
+fn whitening(g: &Tensor, damping: f64) -> Tensor {
+    let k = g.size()[1];
+    let eye = Tensor::eye(k, (Kind::Double, tch::Device::Cpu));
+    if damping <= 0.0 {
+        return eye.to_kind(Kind::Float);
+    }
+    let g = g.to_kind(Kind::Double);
+    let h = g.transpose(0, 1).matmul(&g) / g.size()[0].max(1) as f64;
+    let lambda = damping * h.trace().double_value(&[]) / k as f64;
+    let (values, vectors) = (h + eye * lambda.max(1e-12)).linalg_eigh("L");
+    let inv_sqrt = values.clamp_min(1e-30).rsqrt();
+    (&vectors * inv_sqrt.unsqueeze(0))
+        .matmul(&vectors.transpose(0, 1))
+        .to_kind(Kind::Float)
+}
+
 /// Unit-length rows (zero rows stay zero).
 fn unit(x: &Tensor) -> Tensor {
     let norm = x.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
@@ -177,6 +211,7 @@ pub fn build(
     let p = projection(lora.num_parameters(), config.dim, config.seed).to_device(model.device());
     let mut grads = Vec::with_capacity(checkpoints.len());
     let mut means = Vec::with_capacity(checkpoints.len());
+    let mut whiten = Vec::with_capacity(checkpoints.len());
     for c in &checkpoints {
         lora.set_weights(&c.weights);
         let mut rows = Vec::with_capacity(docs.len());
@@ -185,8 +220,11 @@ pub fn build(
         }
         let g = Tensor::stack(&rows, 0).to_device(tch::Device::Cpu);
         let mean = g.mean_dim(0, false, Kind::Float);
-        grads.push(unit(&(g - &mean)));
+        let centred = g - &mean;
+        let w = whitening(&centred, config.damping);
+        grads.push(unit(&centred.matmul(&w)));
         means.push(mean);
+        whiten.push(w);
     }
     lora.set_weights(&kept);
     lora.zero_grad();
@@ -202,6 +240,7 @@ pub fn build(
         weights: checkpoints.into_iter().map(|c| c.weights).collect(),
         grads,
         means,
+        whiten,
         projection: p.into(),
     })
 }
@@ -223,18 +262,19 @@ impl InfluenceIndex {
             [self.meta.ids.len() as i64],
             (Kind::Double, tch::Device::Cpu),
         );
-        for (((w, g), mean), (_, lr)) in self
+        for ((((w, g), mean), white), (_, lr)) in self
             .weights
             .iter()
             .zip(&self.grads)
             .zip(&self.means)
+            .zip(&self.whiten)
             .zip(&self.meta.checkpoints)
         {
             lora.set_weights(w);
             let q = gradient(model, lora, query, self.meta.config.max_tokens)?
                 .matmul(p)
                 .to_device(tch::Device::Cpu);
-            let q = unit(&(q - mean));
+            let q = unit(&(q - mean).matmul(white));
             total += g.matmul(&q).to_kind(Kind::Double) * *lr;
         }
         lora.set_weights(&kept);
@@ -254,6 +294,7 @@ impl InfluenceIndex {
         for (c, (w, g)) in self.weights.iter().zip(&self.grads).enumerate() {
             named.push((format!("c{c}.grads"), g.shallow_clone()));
             named.push((format!("c{c}.mean"), self.means[c].shallow_clone()));
+            named.push((format!("c{c}.whiten"), self.whiten[c].shallow_clone()));
             for (i, t) in w.iter().enumerate() {
                 named.push((format!("c{c}.w{i}"), t.to_device(tch::Device::Cpu)));
             }
@@ -277,6 +318,7 @@ impl InfluenceIndex {
         let mut weights = Vec::new();
         let mut grads = Vec::new();
         let mut means = Vec::new();
+        let mut whiten = Vec::new();
         for c in 0..meta.checkpoints.len() {
             let missing =
                 |n: &str| Error::InvalidInput(format!("influence.safetensors has no {n}"));
@@ -284,6 +326,8 @@ impl InfluenceIndex {
             grads.push(tensors.remove(&name).ok_or_else(|| missing(&name))?);
             let name = format!("c{c}.mean");
             means.push(tensors.remove(&name).ok_or_else(|| missing(&name))?);
+            let name = format!("c{c}.whiten");
+            whiten.push(tensors.remove(&name).ok_or_else(|| missing(&name))?);
             let mut w = Vec::new();
             while let Some(t) = tensors.remove(&format!("c{c}.w{}", w.len())) {
                 w.push(t);
@@ -295,6 +339,7 @@ impl InfluenceIndex {
             weights,
             grads,
             means,
+            whiten,
             projection: std::cell::OnceCell::new(),
         })
     }

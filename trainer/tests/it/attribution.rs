@@ -1,7 +1,7 @@
 //! Attribution against ground truth on a planted Datanet: eight contributors, each owning a
 //! sub-domain with its own vocabulary and generated facts. An adapter trained on all of it
-//! attributes held-out text of sub-domain i to contributor i far above chance (gradient
-//! method; the 90% goal is not met yet), a passage
+//! attributes held-out text of sub-domain i to contributor i in at least 90% of queries
+//! (gradient method), a passage
 //! copied verbatim from one contribution is found in that contribution (span method), and
 //! shares are non-negative, sum to 1 and do not depend on the order of contributions.
 
@@ -125,8 +125,8 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     let (mut lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), &cfg, None, &mut |_| {}).unwrap();
     eprintln!(
-        "held-out loss {:.3} -> {:.3}",
-        report.base_eval_loss, report.eval_loss_best
+        "held-out loss {:.3} -> {:.3} in {:.1} s",
+        report.base_eval_loss, report.eval_loss_best, report.seconds
     );
     let trained: Vec<(String, Vec<i64>)> = docs
         .iter()
@@ -158,10 +158,9 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
             total += 1;
         }
     }
-    // The goal is 90% (issue 6); today's method reaches 34 of 40 here (chance: 5). Require
-    // 70%, a margin for other machines' floating point, so a regression fails.
+    // The goal is 90% (chance: 1 in 8); with the curvature correction it is 40 of 40 here.
     eprintln!("top-1 contributor accuracy {hits}/{total}");
-    assert!(hits * 10 >= total * 7, "top-1 {hits}/{total}");
+    assert!(hits * 10 >= total * 9, "top-1 {hits}/{total}");
 
     // The same scores whatever the order of contributions.
     let mut reversed = trained.clone();
