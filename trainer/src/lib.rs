@@ -18,6 +18,7 @@ pub mod influence;
 pub mod job;
 pub mod lora;
 pub mod model;
+pub mod planted;
 pub mod plot;
 pub mod spans;
 pub mod tokenizer;
