@@ -42,6 +42,7 @@ bench:
 	cargo bench --profile bench-fast -p tributary-api --bench query
 	cargo bench --profile bench-fast -p tributary-indexer --bench backfill
 	cargo bench --profile bench-fast -p tributary-trainer --bench lora_step
+	cargo bench --profile bench-fast -p tributary-trainer --bench attribution
 
 ## What CI checks besides the tests.
 lint:

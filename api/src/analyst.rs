@@ -56,6 +56,14 @@ pub const VIEWS: &[(&str, &str)] = &[
         include_str!("../../sql/views/attribution_by_contributor.sql"),
     ),
     (
+        "contribution_influence",
+        include_str!("../../sql/views/contribution_influence.sql"),
+    ),
+    (
+        "contributor_influence",
+        include_str!("../../sql/views/contributor_influence.sql"),
+    ),
+    (
         "reward_ledger",
         include_str!("../../sql/views/reward_ledger.sql"),
     ),

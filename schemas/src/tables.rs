@@ -18,6 +18,8 @@ pub mod names {
     pub const REVOCATIONS: &str = "revocations";
     /// Validator attestations of batches, partitioned by `datanet_id`.
     pub const VALIDATIONS: &str = "validations";
+    /// Influence of contributions on adapters and inferences, partitioned by `datanet_id`.
+    pub const ATTRIBUTIONS: &str = "attributions";
 
     /// The indexer's mirror of `chain_events` (raw logs), partitioned by `chain_id`.
     pub const CHAIN_EVENTS: &str = "chain_events";
@@ -33,6 +35,7 @@ pub mod names {
         BATCHES,
         REVOCATIONS,
         VALIDATIONS,
+        ATTRIBUTIONS,
         CHAIN_EVENTS,
         LINEAGE_NODES,
         LINEAGE_EDGES,
@@ -53,6 +56,7 @@ pub fn schema(name: &str) -> Option<SchemaRef> {
         names::BATCHES => batches(),
         names::REVOCATIONS => revocations(),
         names::VALIDATIONS => validations(),
+        names::ATTRIBUTIONS => attributions(),
         names::CHAIN_EVENTS => chain_events(),
         names::LINEAGE_NODES => lineage_nodes(),
         names::LINEAGE_EDGES => lineage_edges(),
@@ -135,6 +139,30 @@ pub fn contributions() -> SchemaRef {
         Field::new("content", DataType::Utf8, false),
         Field::new("batch_id", DataType::Utf8, false),
         Field::new("ingested_at", utc_micros(), false),
+    ]))
+}
+
+/// `attributions`: one row per (subject, contribution, method). The subject is an adapter
+/// (`subject_kind = 'adapter'`, scored against its held-out set when it is trained) or an
+/// inference (`'inference'`, one answer). `method` is `tracin` (gradient influence: `score`
+/// is the TracIn score, averaged over the queries for an adapter) or `span` (`score` is the
+/// number of the answer's tokens found in the contribution). `share` is the contribution's
+/// part of the subject's positive scores when it was computed; `negative_fraction` the
+/// fraction of the adapter's held-out queries on which the score was negative.
+pub fn attributions() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("subject_kind", DataType::Utf8, false),
+        Field::new("subject_id", DataType::Utf8, false),
+        Field::new("adapter_id", DataType::Utf8, false),
+        Field::new("contribution_id", DataType::Utf8, false),
+        Field::new("contributor", DataType::Utf8, false),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("share", DataType::Float64, false),
+        Field::new("negative_fraction", DataType::Float64, true),
+        Field::new("queries", DataType::Int64, false),
+        Field::new("computed_at", utc_micros(), false),
     ]))
 }
 

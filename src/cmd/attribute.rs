@@ -1,6 +1,6 @@
 //! `tributary attribute`.
 
-use tributary_trainer::attribute::{Query, attribute};
+use tributary_trainer::attribute::{Attribution, Query, attribute};
 use tributary_trainer::base;
 
 use crate::Common;
@@ -42,6 +42,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         min_span: args.min_span,
     };
     let a = attribute(&chain, &lake, &q, &base::default_cache()).await?;
+    print(&a, q.min_span);
+    Ok(())
+}
+
+/// Prints an attribution: the answer, the top contributions, contributor shares, spans.
+pub(crate) fn print(a: &Attribution, min_span: usize) {
     let m = &a.adapter;
     println!("adapter {}@{} ({})", m.line, m.version, m.adapter_id);
     println!(
@@ -83,8 +89,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     if a.spans.is_empty() {
         println!(
-            "\nno span of the answer of {} tokens or more occurs in the training data",
-            q.min_span
+            "\nno span of the answer of {min_span} tokens or more occurs in the training data"
         );
     } else {
         println!("\nspans of the answer found in the training data:");
@@ -98,5 +103,4 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }

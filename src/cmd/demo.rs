@@ -190,6 +190,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     index(&chain, &store, &lake).await?;
     print_answer(&schema, LINEAGE_QUERY).await?;
 
+    // Which contributions shaped one of its answers, and each contributor's influence.
+    println!(
+        "\nattribution: tributary attribute --adapter kitchen-assistant@1.0.0 --prompt {ATTRIBUTE_PROMPT:?}"
+    );
+    let q = tributary_trainer::attribute::Query {
+        adapter: "kitchen-assistant@1.0.0".into(),
+        prompt: ATTRIBUTE_PROMPT.into(),
+        output: None,
+        max_new_tokens: 24,
+        top_k: 5,
+        min_span: 6,
+    };
+    let a = tributary_trainer::attribute::attribute(
+        &chain,
+        &lake,
+        &q,
+        &tributary_trainer::base::default_cache(),
+    )
+    .await?;
+    super::attribute::print(&a, q.min_span);
+    let influence = analyst.query(INFLUENCE).await?;
+    println!("\nSQL: {INFLUENCE}");
+    println!(
+        "{}",
+        arrow::util::pretty::pretty_format_batches(&influence.batches)?
+    );
+
     if args.exit {
         return Ok(());
     }
@@ -271,6 +298,13 @@ async fn bind_or_free(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListene
 }
 
 /// The SQL the demo runs over the lake.
+/// The prompt whose answer the demo attributes.
+const ATTRIBUTE_PROMPT: &str = "question: How many grams is 1 cup of butter?\nanswer:";
+
+/// The contributors' influence on the demo's adapter (over its held-out set).
+const INFLUENCE: &str = "SELECT contributor, contributions, ROUND(influence, 4) AS influence, \
+     ROUND(share, 4) AS share, negative_contributions FROM contributor_influence ORDER BY share DESC LIMIT 5";
+
 const LEADERBOARD: &str = "SELECT contributor, contributions, datanets FROM contributor_leaderboard ORDER BY contributions DESC, contributor LIMIT 5";
 
 /// The id of the first contribution the demo's query returns.

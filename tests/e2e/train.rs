@@ -263,4 +263,33 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
         line.contains("(revoked: no share)") && line.contains(" 0.00%"),
         "{line}"
     );
+
+    // The adapters' own attributions (over their held-out sets) are rows in the lake, once
+    // each (the rerun above wrote none); the rollups give the revoked contribution no share
+    // and the rest sum to 1 per adapter (the merge trained nothing, so it has none).
+    let run = s
+        .cmd(&[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT COUNT(DISTINCT adapter_id) AS adapters, \
+                    COUNT(*) = COUNT(DISTINCT adapter_id || contribution_id) AS distinct_rows, \
+                    ROUND(SUM(share), 9) AS shares, \
+                    SUM(CASE WHEN revoked THEN 1 ELSE 0 END) AS revoked, \
+                    SUM(CASE WHEN revoked AND share = 0 THEN 1 ELSE 0 END) AS revoked_unpaid, \
+                    (SELECT ROUND(SUM(share), 9) FROM contributor_influence) AS contributors \
+             FROM contribution_influence",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[..3], ["2", "true", "2.0"], "{text}");
+    assert!(row[3] != "0" && row[3] == row[4], "{text}");
+    assert_eq!(row[5], "2.0", "{text}");
 }

@@ -7,17 +7,22 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
-use arrow::array::AsArray;
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::record_batch::RecordBatch;
 use tch::{Device, Tensor};
 use tributary_chain::Chain;
 use tributary_lake::Lake;
 use tributary_pipeline::snapshot;
-use tributary_schemas::manifest::AdapterManifest;
-use tributary_schemas::tables::names;
+use tributary_schemas::lineage::hex_lower;
+use tributary_schemas::manifest::{AdapterManifest, SnapshotManifest};
+use tributary_schemas::tables::{self, names};
 
-use crate::influence::{InfluenceIndex, shares};
+use crate::influence::{InfluenceIndex, SetInfluence, group_shares, shares};
 use crate::job;
 use crate::lora::Lora;
 use crate::model::Model;
@@ -83,7 +88,8 @@ pub struct Attribution {
     pub generated: bool,
     /// The top contributions by score.
     pub top: Vec<Scored>,
-    /// Every contributor's share (summed over their contributions), largest first.
+    /// Every contributor's share (their unrevoked contributions' scores summed, then shares
+    /// over the positive totals), largest first.
     pub contributors: Vec<(Address, f64)>,
     /// Contributions scored in all.
     pub scored: usize,
@@ -170,6 +176,64 @@ async fn revoked(lake: &Lake) -> Result<HashSet<String>> {
         out.extend(ids.iter().flatten().map(str::to_string));
     }
     Ok(out)
+}
+
+/// Writes the adapter's attribution over its held-out set to the lake's `attributions`
+/// table (`subject_kind = 'adapter'`, method `tracin`), once per adapter.
+pub(crate) async fn record_adapter(
+    lake: &Lake,
+    adapter: B256,
+    snapshot: &SnapshotManifest,
+    ids: &[String],
+    on: &SetInfluence,
+) -> Result<()> {
+    let entries: BTreeMap<String, (Address, u64)> = snapshot
+        .contributions
+        .iter()
+        .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
+        .collect();
+    let share = shares(&on.score);
+    let n = ids.len();
+    let mut datanet = Vec::with_capacity(n);
+    let mut contributor = Vec::with_capacity(n);
+    for id in ids {
+        let (who, d) = entries.get(id).copied().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "contribution {id} is not in snapshot {}",
+                snapshot.snapshot_id
+            ))
+        })?;
+        datanet.push(d as i64);
+        contributor.push(hex_lower(who.as_slice()));
+    }
+    let same = |v: String| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let batch = RecordBatch::try_new(
+        tables::attributions(),
+        vec![
+            Arc::new(Int64Array::from(datanet)),
+            same("adapter".into()),
+            same(adapter.to_string()),
+            same(adapter.to_string()),
+            Arc::new(StringArray::from(ids.to_vec())),
+            Arc::new(StringArray::from(contributor)),
+            same("tracin".into()),
+            Arc::new(Float64Array::from(on.score.clone())),
+            Arc::new(Float64Array::from(share)),
+            Arc::new(Float64Array::from(on.negative_fraction.clone())),
+            Arc::new(Int64Array::from(vec![on.queries as i64; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+        ],
+    )
+    .map_err(|e| Error::InvalidInput(format!("attributions batch: {e}")))?;
+    lake.append(names::ATTRIBUTIONS)
+        .batches(vec![batch])
+        .idempotent(format!("tributary-attribution-{adapter}"), 0)
+        .commit()
+        .await?;
+    Ok(())
 }
 
 /// Attributes one answer of a published adapter.
@@ -263,10 +327,8 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
                 })
             })
             .collect::<Result<_>>()?;
-        let mut by_contributor: BTreeMap<Address, f64> = BTreeMap::new();
-        for s in &all {
-            *by_contributor.entry(s.contributor).or_default() += s.share;
-        }
+        let keys: Vec<Address> = all.iter().map(|s| s.contributor).collect();
+        let by_contributor = group_shares(&keys, &live);
         let mut contributors: Vec<(Address, f64)> = by_contributor.into_iter().collect();
         contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         let scored = all.len();

@@ -25,6 +25,7 @@
 //! matrix per checkpoint) and lies in the lake next to the adapter (`influence.safetensors`
 //! + `influence.json`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -345,6 +346,54 @@ impl InfluenceIndex {
     }
 }
 
+/// Each contribution's influence on a held-out set of queries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetInfluence {
+    /// Mean score over the queries, per contribution (row order of `meta.ids`).
+    pub score: Vec<f64>,
+    /// Fraction of the queries on which the contribution's score was negative.
+    pub negative_fraction: Vec<f64>,
+    /// Queries asked.
+    pub queries: usize,
+}
+
+impl InfluenceIndex {
+    /// Scores every contribution against each query of a held-out set (token ids).
+    pub fn over(
+        &self,
+        model: &Model,
+        lora: &mut Lora,
+        queries: &[Vec<i64>],
+    ) -> Result<SetInfluence> {
+        let n = self.meta.ids.len();
+        let (mut score, mut negative) = (vec![0.0; n], vec![0.0; n]);
+        for q in queries {
+            for (i, s) in self.scores(model, lora, q)?.into_iter().enumerate() {
+                score[i] += s;
+                negative[i] += f64::from(u8::from(s < 0.0));
+            }
+        }
+        let m = queries.len().max(1) as f64;
+        Ok(SetInfluence {
+            score: score.into_iter().map(|s| s / m).collect(),
+            negative_fraction: negative.into_iter().map(|x| x / m).collect(),
+            queries: queries.len(),
+        })
+    }
+}
+
+/// Shares of groups (contributors, say): each group's scores summed, negative ones included
+/// so that scores which are only noise around zero cancel, then shares over the positive
+/// totals. `keys[i]` is the group of `scores[i]`.
+pub fn group_shares<K: Ord + Clone>(keys: &[K], scores: &[f64]) -> BTreeMap<K, f64> {
+    let mut totals: BTreeMap<K, f64> = BTreeMap::new();
+    for (k, s) in keys.iter().zip(scores) {
+        *totals.entry(k.clone()).or_default() += s;
+    }
+    let values: Vec<f64> = totals.values().copied().collect();
+    totals.into_keys().zip(shares(&values)).collect()
+}
+
 /// Shares over the positive scores, summing to 1 (all zero when none is positive).
 pub fn shares(scores: &[f64]) -> Vec<f64> {
     let total: f64 = scores.iter().filter(|s| **s > 0.0).sum();
@@ -383,6 +432,11 @@ mod tests {
         let s = shares(&[2.0, -1.0, 0.0, 6.0]);
         assert_eq!(s, [0.25, 0.0, 0.0, 0.75]);
         assert_eq!(shares(&[-1.0, 0.0]), [0.0, 0.0]);
+        let g = group_shares(&["a", "b", "a", "c"], &[3.0, 1.0, -2.0, -1.0]);
+        assert_eq!(
+            g.into_iter().collect::<Vec<_>>(),
+            [("a", 0.5), ("b", 0.5), ("c", 0.0)]
+        );
     }
 
     #[test]

@@ -23,8 +23,9 @@ use tributary_schemas::manifest::{
     AdapterManifest, AdapterParent, SnapshotManifest, TrainingMetrics,
 };
 
+use crate::attribute;
 use crate::base::{self, Recipe};
-use crate::influence::{self, InfluenceConfig};
+use crate::influence::{self, InfluenceConfig, SetInfluence};
 use crate::lora::{Lora, LoraConfig};
 use crate::model::{Arch, Config, Model};
 use crate::spans::{self, SpanIndex};
@@ -569,6 +570,11 @@ pub async fn run(
     }
     // The manifest last: its presence says the folder is complete.
     lake.put(&AdapterManifest::key(adapter_id), bytes).await?;
+    // Before publishing, so a run that stops in between writes them on its rerun (once:
+    // the append is idempotent per adapter).
+    if let (Some((ids, on)), Some(m)) = (&trained.influence, &manifest) {
+        attribute::record_adapter(lake, adapter_id, m, ids, on).await?;
+    }
     let uri = lake
         .root()
         .join(&folder_key)
@@ -682,6 +688,8 @@ struct Trained {
     weights_hash: B256,
     report: Option<TrainReport>,
     documents: (u64, u64),
+    /// Contribution ids trained on, with their influence on the held-out set.
+    influence: Option<(Vec<String>, SetInfluence)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -714,13 +722,14 @@ fn train_blocking(
             Some(Lora::merge(&model, &pairs)?)
         }
     };
-    let (lora, report, documents) = if spec.merge_only {
-        (start.expect("merge_only has parents"), None, (0, 0))
+    let (lora, report, documents, influence) = if spec.merge_only {
+        (start.expect("merge_only has parents"), None, (0, 0), None)
     } else {
         let ids: Vec<Vec<i64>> = docs
             .iter()
             .map(|(_, t)| tokenizer.encode(t))
             .collect::<Result<_>>()?;
+        let ids_all = ids.clone();
         let (mut lora, report, checkpoints) = train_with_checkpoints(
             &model,
             &ids,
@@ -740,7 +749,16 @@ fn train_blocking(
         let icfg = InfluenceConfig::default();
         let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
         std::fs::create_dir_all(out).map_err(|e| Error::Io(out.display().to_string(), e))?;
-        influence::build(&model, &mut lora, picked, &trained, &icfg)?.save(out)?;
+        let index = influence::build(&model, &mut lora, picked, &trained, &icfg)?;
+        index.save(out)?;
+        // The adapter's own attribution: every contribution against the held-out set.
+        let queries: Vec<Vec<i64>> = ids_all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| held_out(*i, cfg.eval_fraction))
+            .map(|(_, t)| t.clone())
+            .collect();
+        let on_held_out = index.over(&model, &mut lora, &queries)?;
         if tokenizer.vocab_size() <= spans::MAX_VOCAB {
             SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
         } else {
@@ -750,7 +768,8 @@ fn train_blocking(
             );
         }
         let documents = (trained.len() as u64, (docs.len() - trained.len()) as u64);
-        (lora, Some(report), documents)
+        let ids = index.meta.ids.clone();
+        (lora, Some(report), documents, Some((ids, on_held_out)))
     };
     lora.save_peft(&model, out, base_uri)?;
     if let Some(r) = &report {
@@ -760,6 +779,7 @@ fn train_blocking(
         weights_hash: lora.weights_hash()?,
         report,
         documents,
+        influence,
     })
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use tch::{Kind, Tensor};
 
-use crate::influence::{InfluenceIndex, shares};
+use crate::influence::{InfluenceIndex, group_shares};
 use crate::lora::Lora;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -126,18 +126,15 @@ pub fn owner(id: &str) -> Option<usize> {
     id.strip_prefix('c')?.split('-').next()?.parse().ok()
 }
 
-/// Each contributor's share for one query: their contributions' scores summed (negative ones
-/// included, so scores that are only noise around zero cancel), then shares over the
-/// positive totals.
+/// Each contributor's share for one query ([`group_shares`] by owner).
 pub fn credit(index: &InfluenceIndex, scores: &[f64]) -> BTreeMap<usize, f64> {
-    let mut by: BTreeMap<usize, f64> = BTreeMap::new();
-    for (id, s) in index.meta.ids.iter().zip(scores) {
-        if let Some(o) = owner(id) {
-            *by.entry(o).or_default() += s;
-        }
-    }
-    let totals: Vec<f64> = by.values().copied().collect();
-    by.keys().copied().zip(shares(&totals)).collect()
+    let owners: Vec<usize> = index
+        .meta
+        .ids
+        .iter()
+        .map(|id| owner(id).unwrap_or(usize::MAX))
+        .collect();
+    group_shares(&owners, scores)
 }
 
 /// Top-1 and top-3 hits over `per_domain` held-out documents of each of the `k` sub-domains.
@@ -238,7 +235,9 @@ pub fn leave_one_out(
     let mut credit = vec![0.0; k];
     for q in &held {
         for (o, c) in self::credit(index, &index.scores(model, full, q)?) {
-            credit[o] += c;
+            if let Some(x) = credit.get_mut(o) {
+                *x += c;
+            }
         }
     }
     let mut loss_rise = Vec::with_capacity(k);

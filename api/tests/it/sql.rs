@@ -101,6 +101,33 @@ pub(crate) async fn fixture() -> Fixture {
         .commit()
         .await
         .unwrap();
+    // Adapter 0xad…'s attribution over its held-out set: 0xa1's contributions 1, 2 (revoked)
+    // and 4 (consistently negative), 0xa2's 3 and 5 (negative on half the queries only).
+    let attributed = |i: u8, who: u8, score: f64, negative: f64| {
+        json!({
+            "datanet_id": 1, "subject_kind": "adapter",
+            "subject_id": B256::repeat_byte(0xad).to_string(),
+            "adapter_id": B256::repeat_byte(0xad).to_string(),
+            "contribution_id": B256::repeat_byte(i).to_string(),
+            "contributor": Address::repeat_byte(who).to_string().to_lowercase(),
+            "method": "tracin", "score": score, "share": 0.0, "negative_fraction": negative,
+            "queries": 4, "computed_at": "2026-11-25T13:00:00Z",
+        })
+    };
+    lake.append(names::ATTRIBUTIONS)
+        .batches(vec![rows(
+            names::ATTRIBUTIONS,
+            &[
+                attributed(1, 0xa1, 0.6, 0.0),
+                attributed(2, 0xa1, 0.2, 0.0),
+                attributed(3, 0xa2, 0.2, 0.25),
+                attributed(4, 0xa1, -0.3, 0.75),
+                attributed(5, 0xa2, -0.05, 0.5),
+            ],
+        )])
+        .commit()
+        .await
+        .unwrap();
     lake.append(names::REJECTIONS)
         .batches(vec![rows(
             names::REJECTIONS,

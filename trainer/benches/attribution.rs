@@ -1,0 +1,233 @@
+//! Attribution benchmark (`make bench`), issue 6.
+//!
+//! 1. Accuracy on the planted Datanet ([`tributary_trainer::planted`]): eight contributors,
+//!    40 documents each, an adapter trained 500 steps; top-1 and top-3 contributor accuracy
+//!    over 80 held-out queries, and the full leave-one-contributor-out run (eight retrains):
+//!    Spearman's correlation between attribution credit and the rise in held-out loss.
+//! 2. Gradient method at scale: query latency p50/p95 over an index of 100,000 contributions.
+//!    Computing 100,000 real gradients takes hours on two cores, so the index is built from
+//!    `TRIBUTARY_BENCH_INDEX_DOCS` real planted contributions (default 2,000; its build rate is
+//!    reported) and its rows are repeated up to 100,000 (a query's cost does not depend on the
+//!    values: one query gradient per checkpoint and a `[rows, dim]` product).
+//! 3. Span method at scale: a suffix array over `TRIBUTARY_BENCH_SPAN_TOKENS` tokens (default
+//!    50,000,000) of the base model's generated corpus, tokenized: build time, bytes per token
+//!    (infini-gram reports about 7) and query latency p50/p95 (half the queries copy a contribution, half are fresh text, up to
+//!    64 tokens).
+
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+use tributary_trainer::base::{self, Recipe};
+use tributary_trainer::influence::{self, IndexMeta, InfluenceConfig, InfluenceIndex};
+use tributary_trainer::lora::LoraConfig;
+use tributary_trainer::model::Model;
+use tributary_trainer::planted::{self, Gen};
+use tributary_trainer::spans::SpanIndex;
+use tributary_trainer::tokenizer::Tokenizer;
+use tributary_trainer::train::{TrainConfig, held_out, train_with_checkpoints};
+
+const K: usize = 8;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        lora: LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: ["q", "v", "o", "up", "down"].map(String::from).to_vec(),
+        },
+        learning_rate: 1e-2,
+        weight_decay: 0.0,
+        warmup_steps: 10,
+        max_steps: 500,
+        batch_size: 8,
+        grad_accum: 1,
+        clip_norm: 1.0,
+        seq_len: 48,
+        eval_fraction: 0.1,
+        eval_every: 25,
+        patience: 0,
+        seed: 0,
+    }
+}
+
+/// p50 and p95 of `samples` (seconds), in milliseconds.
+fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] * 1e3;
+    (at(0.5), at(0.95))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = base::build_cached(&Recipe::tiny(), &base::default_cache(), &mut |_| {})
+        .expect("tiny base model");
+    let model = Model::load(&dir, Device::Cpu).unwrap();
+    let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
+    println!(
+        "attribution benchmark: tiny base model, {} threads",
+        tch::get_num_threads()
+    );
+
+    // 1. Accuracy and leave-one-out on the planted Datanet.
+    let cfg = config();
+    let docs = planted::datanet(&tok, K, 40, 7).unwrap();
+    let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
+    let (mut lora, report, checkpoints) =
+        train_with_checkpoints(&model, &ids, tok.eot(), &cfg, None, &mut |_| {}).unwrap();
+    let trained: Vec<(String, Vec<i64>)> = docs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
+        .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
+        .collect();
+    let icfg = InfluenceConfig::default();
+    let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
+    let started = Instant::now();
+    let index = influence::build(&model, &mut lora, picked, &trained, &icfg).unwrap();
+    let build_s = started.elapsed().as_secs_f64();
+    let acc = planted::accuracy(&model, &mut lora, &index, &tok, K, 10, 99).unwrap();
+    println!(
+        "planted Datanet: {} contributions trained, training {:.1} s, index {:.1} s; top-1 {}/{} ({:.1}%), top-3 {}/{} ({:.1}%)",
+        trained.len(),
+        report.seconds,
+        build_s,
+        acc.top1,
+        acc.queries,
+        100.0 * acc.top1 as f64 / acc.queries as f64,
+        acc.top3,
+        acc.queries,
+        100.0 * acc.top3 as f64 / acc.queries as f64,
+    );
+    let started = Instant::now();
+    let loo = planted::leave_one_out(&model, &mut lora, &index, &tok, &docs, K, &cfg, 11).unwrap();
+    println!(
+        "leave-one-contributor-out ({} retrains, {:.0} s): Spearman {:.3}\n  credit    {:.2?}\n  loss rise {:.2?}",
+        K,
+        started.elapsed().as_secs_f64(),
+        loo.spearman,
+        loo.credit,
+        loo.loss_rise
+    );
+
+    // 2. Gradient query latency over 100,000 contributions.
+    let real = env("TRIBUTARY_BENCH_INDEX_DOCS", 2000);
+    let target: usize = 100_000;
+    let many = planted::datanet(&tok, K, real.div_ceil(K), 3).unwrap();
+    let many: Vec<(String, Vec<i64>)> = many
+        .into_iter()
+        .take(real)
+        .map(|d| (d.id, d.tokens))
+        .collect();
+    let cps: Vec<influence::Checkpoint> = index
+        .meta
+        .checkpoints
+        .iter()
+        .map(|&(step, learning_rate)| influence::Checkpoint {
+            step,
+            learning_rate,
+            weights: index.weights_at(step).unwrap(),
+        })
+        .collect();
+    let started = Instant::now();
+    let small = influence::build(&model, &mut lora, cps, &many, &icfg).unwrap();
+    let rate = real as f64 / started.elapsed().as_secs_f64();
+    let folder = tempfile::tempdir().unwrap();
+    small.save(folder.path()).unwrap();
+    let file = folder.path().join("influence.safetensors");
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&file)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            if name.ends_with(".grads") {
+                let reps = target.div_ceil(real) as i64;
+                (name, t.repeat([reps, 1]).narrow(0, 0, target as i64))
+            } else {
+                (name, t)
+            }
+        })
+        .collect();
+    Tensor::write_safetensors(&tensors, &file).unwrap();
+    let meta = IndexMeta {
+        ids: (0..target).map(|i| format!("c{}-{i}", i % K)).collect(),
+        ..small.meta.clone()
+    };
+    std::fs::write(
+        folder.path().join("influence.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    let big = InfluenceIndex::load(folder.path()).unwrap();
+    let mut g = Gen(41);
+    let mut times = Vec::new();
+    for i in 0..60 {
+        let q = tok.encode(&g.document(i % K)).unwrap();
+        let started = Instant::now();
+        let scores = big.scores(&model, &mut lora, &q).unwrap();
+        let shares = influence::shares(&scores);
+        std::hint::black_box(shares);
+        if i >= 5 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    let (p50, p95) = percentiles(times);
+    println!(
+        "gradient method, {target} contributions x {} checkpoints x dim {}: query p50 {p50:.1} ms, p95 {p95:.1} ms (index rows from {real} real gradients, built at {rate:.0} contributions/s per checkpoint set: {:.1} h for 100,000 on this machine)",
+        meta.checkpoints.len(),
+        meta.config.dim,
+        target as f64 / rate / 3600.0
+    );
+
+    // 3. Span index over tens of millions of tokens.
+    let want = env("TRIBUTARY_BENCH_SPAN_TOKENS", 50_000_000);
+    let started = Instant::now();
+    let mut stream: Vec<(String, Vec<i64>)> = Vec::new();
+    let (mut total, mut seed) = (0usize, 1u64);
+    while total < want {
+        for text in base::corpus(20_000, seed) {
+            let t = tok.encode(&text).unwrap();
+            total += t.len() + 1;
+            stream.push((format!("d{}", stream.len()), t));
+        }
+        seed += 1;
+    }
+    let generate_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let spans = SpanIndex::build(&stream, tok.eot()).unwrap();
+    let build_s = started.elapsed().as_secs_f64();
+    let bytes_per_token = spans.bytes() as f64 / spans.len() as f64;
+    let mut times = Vec::new();
+    let mut found = 0;
+    let fresh = base::corpus(400, 999_999);
+    for i in 0..400 {
+        // Half the queries are a contribution copied whole; half are fresh text.
+        let query: Vec<i64> = if i % 2 == 0 {
+            stream[(i * 104_729) % stream.len()].1.clone()
+        } else {
+            tok.encode(&fresh[i])
+                .unwrap()
+                .into_iter()
+                .take(64)
+                .collect()
+        };
+        let started = Instant::now();
+        let hits = spans.find(&query, 8);
+        times.push(started.elapsed().as_secs_f64());
+        found += usize::from(!hits.is_empty());
+    }
+    let (p50, p95) = percentiles(times);
+    println!(
+        "span method, {} tokens in {} contributions (generated and tokenized in {generate_s:.0} s): build {build_s:.1} s, {bytes_per_token:.2} bytes/token (infini-gram: about 7), query p50 {p50:.2} ms, p95 {p95:.2} ms ({found}/400 queries with a span of 8+ tokens)",
+        spans.len(),
+        stream.len()
+    );
+}
