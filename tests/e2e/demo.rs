@@ -56,6 +56,23 @@ fn check_lineage(lines: &[String], contributions: usize) {
             "{c}"
         );
     }
+    // Then the attribution of one answer, and the contributors' influence from SQL.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("top 5 of ") && l.contains("by gradient influence")),
+        "no attribution printed"
+    );
+    assert!(lines.iter().any(|l| l == "shares by contributor:"));
+    let sql = lines
+        .iter()
+        .position(|l| l.starts_with("SQL: SELECT contributor, contributions, ROUND(influence"))
+        .expect("contributor influence printed");
+    let rows = lines[sql + 4..]
+        .iter()
+        .take_while(|l| l.starts_with("| 0x"))
+        .count();
+    assert!(rows >= 1, "{:?}", &lines[sql..sql + 6]);
 }
 
 fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
