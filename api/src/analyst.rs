@@ -11,7 +11,7 @@
 //!   the index store (id, kind, properties, block, transaction).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
@@ -22,8 +22,8 @@ use datafusion::catalog::{Session, TableFunctionImpl};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
-use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableType, ViewTable};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -140,7 +140,7 @@ impl Answer {
 /// (the timeout) and every other request.
 #[derive(Clone)]
 pub struct Analyst {
-    ctx: SessionContext,
+    ctx: Arc<SessionContext>,
     limits: SqlLimits,
     cpu: Arc<CpuRuntime>,
 }
@@ -191,7 +191,7 @@ impl Analyst {
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldingJoins))
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = Arc::new(SessionContext::new_with_state(state));
         // Delta tables read through the lake's object store: register it once.
         let table = lake
             .table(names::CONTRIBUTIONS)
@@ -200,17 +200,26 @@ impl Analyst {
         table
             .update_datafusion_session(&ctx.state())
             .map_err(|e| SqlError::Query(e.to_string()))?;
+        let mut views = HashMap::new();
+        for (name, sql) in VIEWS {
+            let head = format!("CREATE VIEW {name} AS");
+            let select = sql
+                .split_once(&head)
+                .map(|(_, s)| s.trim())
+                .ok_or_else(|| {
+                    SqlError::Query(format!("sql/views/{name}.sql does not start {head:?}"))
+                })?;
+            views.insert(name.to_string(), select.to_string());
+        }
         let schema = Arc::new(LakeSchema {
             lake,
-            views: RwLock::new(HashMap::new()),
+            views,
+            session: Arc::downgrade(&ctx),
         });
         ctx.catalog("datafusion")
             .expect("the default catalog exists")
             .register_schema("public", schema)
             .map_err(query)?;
-        for (_, sql) in VIEWS {
-            ctx.sql(sql).await.map_err(query)?;
-        }
         ctx.register_udtf("ancestry", Arc::new(AncestryFn { store, chain_id }));
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cpu = tokio::runtime::Builder::new_multi_thread()
@@ -437,11 +446,16 @@ enum At {
     Time(chrono::DateTime<chrono::Utc>),
 }
 
-/// The lake's tables as DataFusion's `public` schema, resolved when a query names them.
+/// The lake's tables as DataFusion's `public` schema, resolved when a query names them. A
+/// view is planned afresh each time a query names it, so it reads the tables as they are
+/// then (a view planned once would keep the table versions of that moment forever).
 #[derive(Debug)]
 struct LakeSchema {
     lake: Lake,
-    views: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    /// View name -> its SELECT.
+    views: HashMap<String, String>,
+    /// The session the views are planned in (weak: the session holds this schema).
+    session: std::sync::Weak<SessionContext>,
 }
 
 impl LakeSchema {
@@ -466,13 +480,17 @@ impl LakeSchema {
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
         let mut out: Vec<String> = names::ALL.iter().map(|s| s.to_string()).collect();
-        out.extend(self.views.read().expect("views lock").keys().cloned());
+        out.extend(self.views.keys().cloned());
         out
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        if let Some(view) = self.views.read().expect("views lock").get(name) {
-            return Ok(Some(view.clone()));
+        if let Some(select) = self.views.get(name) {
+            let Some(ctx) = self.session.upgrade() else {
+                return plan_err!("the SQL session is closed");
+            };
+            let plan = ctx.state().create_logical_plan(select).await?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(select.clone())))));
         }
         let (base, at) = Self::parse(name)?;
         if !names::ALL.contains(&base) {
@@ -498,16 +516,8 @@ impl SchemaProvider for LakeSchema {
         Ok(Some(provider))
     }
 
-    fn register_table(
-        &self,
-        name: String,
-        table: Arc<dyn TableProvider>,
-    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self.views.write().expect("views lock").insert(name, table))
-    }
-
     fn table_exist(&self, name: &str) -> bool {
-        self.views.read().expect("views lock").contains_key(name)
+        self.views.contains_key(name)
             || Self::parse(name).is_ok_and(|(base, _)| names::ALL.contains(&base))
     }
 }

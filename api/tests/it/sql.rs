@@ -325,6 +325,26 @@ async fn every_view_answers_on_the_fixture_lake() {
     assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1));
 }
 
+/// A view reads its tables as they are when a query names it, not as they were when the
+/// session opened (a long-running `serve` must see new rows in its views).
+#[tokio::test]
+async fn views_see_rows_written_after_the_session_opened() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let count = "SELECT COUNT(*) AS n FROM contributor_leaderboard";
+    assert_eq!(q(&a, count).await, [json!({"n": 3})]);
+    f.lake
+        .append(names::CONTRIBUTIONS)
+        .batches(vec![rows(
+            names::CONTRIBUTIONS,
+            &[contribution(9, 1, 0xa9, 26)],
+        )])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(q(&a, count).await, [json!({"n": 4})]);
+}
+
 #[tokio::test]
 async fn time_travel_and_the_ancestry_function() {
     let f = fixture().await;
