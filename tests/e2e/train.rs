@@ -266,7 +266,8 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
 
     // The adapters' own attributions (over their held-out sets) are rows in the lake, once
     // each (the rerun above wrote none); the rollups give the revoked contribution no share
-    // and the rest sum to 1 per adapter (the merge trained nothing, so it has none).
+    // and the rest sum to 1 per adapter (the merge trained nothing, so it has none); the
+    // contributor shares of each adapter sum to 1 or, when no contributor nets positive, 0.
     let run = s
         .cmd(&[
             "sql",
@@ -277,7 +278,9 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
                     ROUND(SUM(share), 9) AS shares, \
                     SUM(CASE WHEN revoked THEN 1 ELSE 0 END) AS revoked, \
                     SUM(CASE WHEN revoked AND share = 0 THEN 1 ELSE 0 END) AS revoked_unpaid, \
-                    (SELECT ROUND(SUM(share), 9) FROM contributor_influence) AS contributors \
+                    (SELECT COUNT(*) FROM (SELECT adapter_id, ROUND(SUM(share), 9) AS s \
+                       FROM contributor_influence GROUP BY adapter_id) WHERE s NOT IN (0.0, 1.0)) \
+                      AS bad_contributor_sums \
              FROM contribution_influence",
         ])
         .output()
@@ -291,5 +294,8 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
     let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(row[..3], ["2", "true", "2.0"], "{text}");
     assert!(row[3] != "0" && row[3] == row[4], "{text}");
-    assert_eq!(row[5], "2.0", "{text}");
+    // One contributor here: their summed influence is measured against the average
+    // contribution (the scores are centred), so their share is 1 or, when it nets out
+    // below zero, 0.
+    assert_eq!(row[5], "0", "{text}");
 }
