@@ -128,16 +128,7 @@ fn main() {
         .take(real)
         .map(|d| (d.id, d.tokens))
         .collect();
-    let cps: Vec<influence::Checkpoint> = index
-        .meta
-        .checkpoints
-        .iter()
-        .map(|&(step, learning_rate)| influence::Checkpoint {
-            step,
-            learning_rate,
-            weights: index.weights_at(step).unwrap(),
-        })
-        .collect();
+    let cps = index.checkpoints();
     let started = Instant::now();
     let small = influence::build(&model, &mut lora, cps, &many, &icfg).unwrap();
     let rate = real as f64 / started.elapsed().as_secs_f64();

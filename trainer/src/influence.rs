@@ -283,10 +283,19 @@ impl InfluenceIndex {
         Ok(Vec::<f64>::try_from(total)?)
     }
 
-    /// The adapter weights of the checkpoint taken at `step`.
-    pub fn weights_at(&self, step: usize) -> Option<Vec<Tensor>> {
-        let i = self.meta.checkpoints.iter().position(|c| c.0 == step)?;
-        Some(self.weights[i].iter().map(Tensor::copy).collect())
+    /// Copies of the checkpoints the index was built from, to build another index over other
+    /// contributions at the same points of training.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        self.meta
+            .checkpoints
+            .iter()
+            .zip(&self.weights)
+            .map(|(&(step, learning_rate), w)| Checkpoint {
+                step,
+                learning_rate,
+                weights: w.iter().map(Tensor::copy).collect(),
+            })
+            .collect()
     }
 
     /// Writes `influence.safetensors` and `influence.json` into `dir`.

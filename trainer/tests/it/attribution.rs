@@ -113,16 +113,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     let mut reversed = trained.clone();
     reversed.reverse();
-    let picked_again: Vec<_> = index
-        .meta
-        .checkpoints
-        .iter()
-        .map(|&(step, learning_rate)| influence::Checkpoint {
-            step,
-            learning_rate,
-            weights: index.weights_at(step).unwrap(),
-        })
-        .collect();
+    let picked_again = index.checkpoints();
     let icfg = InfluenceConfig::default();
     let rev = influence::build(&model, &mut lora, picked_again, &reversed, &icfg).unwrap();
     let b = rev.scores(&model, &mut lora, &query).unwrap();
