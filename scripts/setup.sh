@@ -21,6 +21,7 @@ REACT_VERSION=18.3.1              # GraphiQL 3 runs on React 18's browser (UMD) 
 SELENIUM_VERSION=4.38.0           # browser tests: drives headless Chromium (Debian's chromium)
 TRANSFORMERS_VERSION=5.24.0       # interop tests: Hugging Face checkpoints the trainer must load
 PEFT_VERSION=0.21.2               # interop tests: PEFT must load the adapters the trainer writes
+OPENAI_VERSION=3.57.0             # interop tests: the official OpenAI client against `tributary serve`
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -92,6 +93,12 @@ if [ ! -f "$stamp" ]; then
   log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$venv/.installed-openai-$OPENAI_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
   touch "$stamp"
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')

@@ -20,6 +20,10 @@ pub mod names {
     pub const VALIDATIONS: &str = "validations";
     /// Influence of contributions on adapters and inferences, partitioned by `datanet_id`.
     pub const ATTRIBUTIONS: &str = "attributions";
+    /// Served answers, one row per inference, written when their batch is posted on chain.
+    pub const INFERENCES: &str = "inferences";
+    /// What each account earned in each reward epoch, and why.
+    pub const REWARD_ALLOCATIONS: &str = "reward_allocations";
 
     /// The indexer's mirror of `chain_events` (raw logs), partitioned by `chain_id`.
     pub const CHAIN_EVENTS: &str = "chain_events";
@@ -36,6 +40,8 @@ pub mod names {
         REVOCATIONS,
         VALIDATIONS,
         ATTRIBUTIONS,
+        INFERENCES,
+        REWARD_ALLOCATIONS,
         CHAIN_EVENTS,
         LINEAGE_NODES,
         LINEAGE_EDGES,
@@ -57,6 +63,8 @@ pub fn schema(name: &str) -> Option<SchemaRef> {
         names::REVOCATIONS => revocations(),
         names::VALIDATIONS => validations(),
         names::ATTRIBUTIONS => attributions(),
+        names::INFERENCES => inferences(),
+        names::REWARD_ALLOCATIONS => reward_allocations(),
         names::CHAIN_EVENTS => chain_events(),
         names::LINEAGE_NODES => lineage_nodes(),
         names::LINEAGE_EDGES => lineage_edges(),
@@ -166,9 +174,53 @@ pub fn attributions() -> SchemaRef {
     ]))
 }
 
+/// Token amounts: integer token units (18 decimals), exact.
+fn amount() -> DataType {
+    DataType::Decimal128(38, 0)
+}
+
+/// `inferences`: one row per served answer, written when its batch is recorded on chain
+/// (`InferencesRecorded`, `batch_id`). `attribution` is the answer's top contributions as
+/// JSON `[{"contribution": id, "share": f}]` (empty when attribution was turned off for the
+/// request); `fee` is in integer token units.
+pub fn inferences() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("inference_id", DataType::Utf8, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("adapter_id", DataType::Utf8, false),
+        Field::new("request_hash", DataType::Utf8, false),
+        Field::new("response_hash", DataType::Utf8, false),
+        Field::new("attribution_root", DataType::Utf8, false),
+        Field::new("tokens", DataType::Int64, false),
+        Field::new("fee", amount(), false),
+        Field::new("attribution", DataType::Utf8, false),
+        Field::new("recorded_at", utc_micros(), false),
+    ]))
+}
+
+/// `reward_allocations`: per epoch, what each account earned, per role (`platform`,
+/// `model_owner`, `stakers`, `contributor`), adapter and (for contributors) contribution;
+/// `amount` in integer token units, `reason` in words. An epoch's amounts sum exactly to
+/// its pool; per account they sum to the leaf of the epoch's Merkle tree.
+pub fn reward_allocations() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("epoch", DataType::Int64, false),
+        Field::new("account", DataType::Utf8, false),
+        Field::new("role", DataType::Utf8, false),
+        Field::new("adapter_id", DataType::Utf8, false),
+        Field::new("contribution_id", DataType::Utf8, true),
+        Field::new("inferences", DataType::Int64, false),
+        Field::new("amount", amount(), false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
 /// Partition columns of each table.
 pub fn partition_columns(table: &str) -> &'static [&'static str] {
-    if names::MIRRORED.contains(&table) {
+    if table == names::INFERENCES || table == names::REWARD_ALLOCATIONS {
+        // Not per Datanet: an answer or a payment spans Datanets.
+        &[]
+    } else if names::MIRRORED.contains(&table) {
         // The indexer's mirror: one store may hold several chains.
         &["chain_id"]
     } else {

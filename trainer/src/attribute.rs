@@ -136,7 +136,7 @@ pub fn greedy(
 }
 
 /// The base model `id` from the lake, cached in `cache/base-ID` (checked against its id).
-async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
+pub(crate) async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
     let dir = cache.join(format!("base-{id}"));
     if dir.join("model.safetensors").exists() {
         return Ok(dir);
@@ -165,7 +165,7 @@ async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
 }
 
 /// Contribution ids revoked so far (the lake's `revocations` table).
-async fn revoked(lake: &Lake) -> Result<HashSet<String>> {
+pub(crate) async fn revoked(lake: &Lake) -> Result<HashSet<String>> {
     let batches = lake.read(names::REVOCATIONS, None).await?;
     let mut out = HashSet::new();
     for b in batches {
@@ -236,6 +236,139 @@ pub(crate) async fn record_adapter(
     Ok(())
 }
 
+/// What attributing answers of one adapter needs, in memory.
+pub struct Loaded {
+    /// The adapter.
+    pub lora: Lora,
+    /// Its gradient index (`None` for a merge without training of its own).
+    pub influence: Option<InfluenceIndex>,
+    /// Its span index (`None` where training wrote none).
+    pub spans: Option<SpanIndex>,
+}
+
+impl Loaded {
+    /// Loads an adapter folder with its indexes (`influence.*`, and `spans.*` when
+    /// `with_spans`; either may be absent).
+    pub fn load(model: &Model, dir: &Path, with_spans: bool) -> Result<Self> {
+        let lora = Lora::load_peft(model, dir)?;
+        let influence = if dir.join("influence.safetensors").exists() {
+            Some(InfluenceIndex::load(dir)?)
+        } else {
+            None
+        };
+        let spans = if with_spans && dir.join("spans.bin").exists() {
+            Some(SpanIndex::load(dir)?)
+        } else {
+            None
+        };
+        Ok(Loaded {
+            lora,
+            influence,
+            spans,
+        })
+    }
+}
+
+/// One answer to attribute and how.
+pub struct Answer<'a> {
+    /// The prompt.
+    pub prompt: &'a str,
+    /// The answer.
+    pub output: &'a str,
+    /// Contribution id -> (contributor, Datanet), from the adapter's snapshot.
+    pub entries: &'a BTreeMap<String, (Address, u64)>,
+    /// Contribution ids revoked so far.
+    pub revoked: &'a HashSet<String>,
+    /// Contributions to list.
+    pub top_k: usize,
+    /// Shortest span reported, in tokens.
+    pub min_span: usize,
+    /// Whether to compute gradient influence (the costly part); spans are always matched.
+    pub influence: bool,
+}
+
+/// What [`score`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The top contributions by score.
+    pub top: Vec<Scored>,
+    /// Contributor shares, largest first.
+    pub contributors: Vec<(Address, f64)>,
+    /// Contributions scored.
+    pub scored: usize,
+    /// Spans of the answer found in the training data.
+    pub spans: Vec<MatchedSpan>,
+}
+
+/// Attributes one answer: gradient influence over the adapter's training contributions
+/// (when asked and indexed), and the answer's spans found in its training data.
+pub fn score(model: &Model, tokenizer: &Tokenizer, l: &mut Loaded, a: &Answer<'_>) -> Result<Found> {
+    let mut found = Found::default();
+    if let (true, Some(influence)) = (a.influence, &l.influence) {
+        let query = tokenizer.encode(&format!("{}{}", a.prompt, a.output))?;
+        let scores = influence.scores(model, &mut l.lora, &query)?;
+        let ids = &influence.meta.ids;
+        let live: Vec<f64> = scores
+            .iter()
+            .zip(ids)
+            .map(|(&s, id)| if a.revoked.contains(id) { 0.0 } else { s })
+            .collect();
+        let share = shares(&live);
+        let mut all: Vec<Scored> = ids
+            .iter()
+            .zip(&scores)
+            .zip(&share)
+            .map(|((id, &score), &share)| {
+                let (contributor, datanet_id) = a.entries.get(id).copied().unwrap_or_default();
+                Ok(Scored {
+                    contribution: id.parse().map_err(|_| {
+                        Error::InvalidInput(format!("influence index lists a bad id {id:?}"))
+                    })?,
+                    contributor,
+                    datanet_id,
+                    score,
+                    share,
+                    revoked: a.revoked.contains(id),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let keys: Vec<Address> = all.iter().map(|s| s.contributor).collect();
+        let mut contributors: Vec<(Address, f64)> =
+            group_shares(&keys, &live).into_iter().collect();
+        contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        found.scored = all.len();
+        all.sort_by(|x, y| {
+            y.score
+                .total_cmp(&x.score)
+                .then(x.contribution.cmp(&y.contribution))
+        });
+        all.truncate(a.top_k);
+        found.top = all;
+        found.contributors = contributors;
+    }
+    if let Some(ix) = &l.spans {
+        let out_ids = tokenizer.encode(a.output)?;
+        found.spans = ix
+            .find(&out_ids, a.min_span)
+            .into_iter()
+            .map(|s| {
+                Ok(MatchedSpan {
+                    text: tokenizer.decode(&out_ids[s.start..s.start + s.len])?,
+                    tokens: s.len,
+                    occurrences: s.occurrences,
+                    contributions: s
+                        .contributions
+                        .iter()
+                        .take(5)
+                        .map(|&(d, n)| (ix.ids[d].parse().unwrap_or_default(), n))
+                        .collect(),
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(found)
+}
+
 /// Attributes one answer of a published adapter.
 pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> Result<Attribution> {
     let all = job::published(chain).await?;
@@ -279,20 +412,14 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     let q = q.clone();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&folder, Device::Cpu)?;
-        let mut lora = Lora::load_peft(&model, &dir)?;
-        let influence = InfluenceIndex::load(&dir)?;
-        let spans = if has_spans {
-            Some(SpanIndex::load(&dir)?)
-        } else {
-            None
-        };
-        let prompt = tokenizer.encode(&q.prompt)?;
+        let mut loaded = Loaded::load(&model, &dir, has_spans)?;
         let (output, generated) = match &q.output {
             Some(o) => (o.clone(), false),
             None => {
+                let prompt = tokenizer.encode(&q.prompt)?;
                 let ids = greedy(
                     &model,
-                    Some(&lora),
+                    Some(&loaded.lora),
                     &prompt,
                     q.max_new_tokens,
                     tokenizer.eot(),
@@ -300,71 +427,28 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
                 (tokenizer.decode(&ids)?, true)
             }
         };
-        let query = tokenizer.encode(&format!("{}{output}", q.prompt))?;
-        let scores = influence.scores(&model, &mut lora, &query)?;
-        let ids = &influence.meta.ids;
-        let live: Vec<f64> = scores
-            .iter()
-            .zip(ids)
-            .map(|(&s, id)| if gone.contains(id) { 0.0 } else { s })
-            .collect();
-        let share = shares(&live);
-        let mut all: Vec<Scored> = ids
-            .iter()
-            .zip(&scores)
-            .zip(&share)
-            .map(|((id, &score), &share)| {
-                let (contributor, datanet_id) = entries.get(id).copied().unwrap_or_default();
-                Ok(Scored {
-                    contribution: id.parse().map_err(|_| {
-                        Error::InvalidInput(format!("influence index lists a bad id {id:?}"))
-                    })?,
-                    contributor,
-                    datanet_id,
-                    score,
-                    share,
-                    revoked: gone.contains(id),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let keys: Vec<Address> = all.iter().map(|s| s.contributor).collect();
-        let by_contributor = group_shares(&keys, &live);
-        let mut contributors: Vec<(Address, f64)> = by_contributor.into_iter().collect();
-        contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-        let scored = all.len();
-        all.sort_by(|x, y| {
-            y.score
-                .total_cmp(&x.score)
-                .then(x.contribution.cmp(&y.contribution))
-        });
-        all.truncate(q.top_k);
-        let out_ids = tokenizer.encode(&output)?;
-        let found = spans.as_ref().map(|ix| (ix, ix.find(&out_ids, q.min_span)));
-        let spans = found
-            .into_iter()
-            .flat_map(|(ix, found)| found.into_iter().map(move |s| (ix, s)))
-            .map(|(ix, s)| {
-                Ok(MatchedSpan {
-                    text: tokenizer.decode(&out_ids[s.start..s.start + s.len])?,
-                    tokens: s.len,
-                    occurrences: s.occurrences,
-                    contributions: s
-                        .contributions
-                        .iter()
-                        .take(5)
-                        .map(|&(d, n)| (ix.ids[d].parse().unwrap_or_default(), n))
-                        .collect(),
-                })
-            })
-            .collect::<Result<_>>()?;
+        let found = score(
+            &model,
+            &tokenizer,
+            &mut loaded,
+            &Answer {
+                prompt: &q.prompt,
+                output: &output,
+                entries: &entries,
+                revoked: &gone,
+                top_k: q.top_k,
+                min_span: q.min_span,
+                influence: true,
+            },
+        )?;
         Ok(Attribution {
             adapter: manifest,
             output,
             generated,
-            top: all,
-            contributors,
-            scored,
-            spans,
+            top: found.top,
+            contributors: found.contributors,
+            scored: found.scored,
+            spans: found.spans,
         })
     })
     .await

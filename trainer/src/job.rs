@@ -233,16 +233,21 @@ pub struct Published {
 
 /// One adapter as published on chain.
 #[derive(Debug, Clone)]
-pub(crate) struct OnChain {
-    pub(crate) id: B256,
-    pub(crate) version: String,
-    pub(crate) uri: String,
-    tx: B256,
-    block: u64,
+pub struct OnChain {
+    /// Adapter id.
+    pub id: B256,
+    /// `line@version`.
+    pub version: String,
+    /// Its folder in the lake.
+    pub uri: String,
+    /// The publishing transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
 }
 
 /// Every adapter published on this chain, from its `AdapterPublished` logs.
-pub(crate) async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
+pub async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
     let found = chain
         .model_registry()
         .AdapterPublished_filter()
@@ -263,7 +268,7 @@ pub(crate) async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
 }
 
 /// The adapter named by `name` (an id or `line@version`); `what` names it in the error.
-pub(crate) fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChain> {
+pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChain> {
     let hit = match name.parse::<B256>() {
         Ok(id) => all.iter().find(|a| a.id == id),
         Err(_) => all.iter().find(|a| a.version == name),
@@ -664,7 +669,7 @@ async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile:
 }
 
 /// Copies `names` from the lake folder `uri` into `dir`.
-pub(crate) async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> Result<()> {
+pub async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> Result<()> {
     let folder = format!("{}/", uri.trim_end_matches('/'));
     for name in names {
         let bytes = lake.get(&format!("{folder}{name}")).await?;

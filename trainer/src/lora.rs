@@ -186,6 +186,18 @@ impl Lora {
         Some(tch::no_grad(|| b.matmul(a) * self.config.scale()))
     }
 
+    /// Each adapted projection as `((layer, role), A [r, in], s·B [out, r])`, with the scale
+    /// `s = alpha / r` folded into `B` (detached copies, for serving).
+    pub fn factors(&self) -> Vec<((usize, String), Tensor, Tensor)> {
+        let s = self.config.scale();
+        tch::no_grad(|| {
+            self.pairs
+                .iter()
+                .map(|(k, (a, b))| (k.clone(), a.detach().copy(), b.detach() * s))
+                .collect()
+        })
+    }
+
     /// Merges adapters into one whose update is exactly `Σ wᵢ · updateᵢ`, by concatenating
     /// ranks: `A = [A₁; A₂; …]`, `B = [w₁s₁B₁ | w₂s₂B₂ | …]` with scale 1 (alpha = rank).
     /// The parents must target the same modules of `model`.

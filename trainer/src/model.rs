@@ -506,6 +506,138 @@ impl Model {
     pub fn logits(&self, ids: &Tensor) -> Result<Tensor> {
         self.forward_with(ids, &|_, _, l, x| l.forward(x))
     }
+
+    /// Logits `[batch, seq, vocab]` for `seq` new tokens of each row, with the keys and
+    /// values of earlier tokens taken from `cache` and this step's written into it. Row `b`
+    /// lives in cache slot `slots[b]` and its new tokens sit at positions `start[b]..`, so
+    /// rows of different lengths decode together (a prompt's prefill is one row with
+    /// `start = 0`). `project` computes each projection as in [`Model::forward_with`].
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        slots: &[i64],
+        start: &[i64],
+        cache: &mut KvCache,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.size2()?;
+        let cfg = &self.config;
+        let end = start.iter().map(|s| s + t).max().unwrap_or(0);
+        if end > cfg.max_positions {
+            return Err(Error::InvalidInput(format!(
+                "sequence of {end} tokens is longer than the model's {} positions",
+                cfg.max_positions
+            )));
+        }
+        let dev = self.device;
+        let offsets = Tensor::arange(t, (Kind::Int64, dev));
+        let positions = Tensor::from_slice(start).to_device(dev).unsqueeze(1) + offsets.unsqueeze(0);
+        let slot_ids = Tensor::from_slice(slots).to_device(dev);
+        let slot_bt = slot_ids.unsqueeze(1).expand([b, t], false);
+        // Row b's token i sees cached positions 0..=start[b]+i.
+        let keys = Tensor::arange(end, (Kind::Int64, dev));
+        let mask = keys
+            .view([1, 1, end])
+            .le_tensor(&positions.unsqueeze(-1))
+            .unsqueeze(1);
+        let mut h = Tensor::embedding(&self.wte, ids, -1, false, false);
+        if let Some(wpe) = &self.wpe {
+            h = h + Tensor::embedding(wpe, &positions, -1, false, false);
+        }
+        let rope = (cfg.arch == Arch::Llama).then(|| {
+            let (cos, sin) = rope(cfg, &positions.flatten(0, -1));
+            let d = cfg.head_dim();
+            (cos.view([b, 1, t, d]), sin.view([b, 1, t, d]))
+        });
+        let (hd, nh, nkv) = (cfg.head_dim(), cfg.heads, cfg.kv_heads);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let x = block.ln1.forward(&h);
+            let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
+            let (q, k, v) = match cfg.arch {
+                Arch::Gpt2 => {
+                    let qkv = p("qkv", &x).split(cfg.hidden, -1);
+                    (
+                        qkv[0].shallow_clone(),
+                        qkv[1].shallow_clone(),
+                        qkv[2].shallow_clone(),
+                    )
+                }
+                Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
+            };
+            let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
+            let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
+            if let Some((cos, sin)) = &rope {
+                q = apply_rope(&q, cos, sin);
+                k = apply_rope(&k, cos, sin);
+            }
+            // The cache is [slot, position, kv head, head dim]: write this step's rows.
+            let idx = [Some(slot_bt.shallow_clone()), Some(positions.shallow_clone())];
+            let _ = cache.k[i].index_put_(&idx, &k.transpose(1, 2), false);
+            let _ = cache.v[i].index_put_(&idx, &v.transpose(1, 2), false);
+            let gather = |c: &Tensor| c.narrow(1, 0, end).index_select(0, &slot_ids).transpose(1, 2);
+            let (k, v) = (gather(&cache.k[i]), gather(&cache.v[i]));
+            let (k, v) = if nkv != nh {
+                let rep = nh / nkv;
+                (
+                    k.repeat_interleave_self_int(rep, 1, None),
+                    v.repeat_interleave_self_int(rep, 1, None),
+                )
+            } else {
+                (k, v)
+            };
+            let a = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(&mask),
+                0.0,
+                false,
+                None,
+                false,
+            );
+            let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
+            h = h + p("o", &a);
+            let x = block.ln2.forward(&h);
+            let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
+            let y = match cfg.arch {
+                Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
+                Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
+            };
+            h = h + y;
+        }
+        let h = self.ln_f.forward(&h);
+        Ok(h.linear(self.lm_head.as_ref().unwrap_or(&self.wte), None::<Tensor>))
+    }
+}
+
+/// Keys and values of earlier tokens for [`Model::forward_cached`]: per layer
+/// `[slots, max_positions, kv_heads, head_dim]`, one slot per sequence being decoded.
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl KvCache {
+    /// Room for `slots` sequences of `model`.
+    pub fn new(model: &Model, slots: i64) -> Self {
+        let c = &model.config;
+        let shape = [slots, c.max_positions, c.kv_heads, c.head_dim()];
+        let zeros = || {
+            (0..c.layers)
+                .map(|_| Tensor::zeros(shape, (Kind::Float, model.device)))
+                .collect()
+        };
+        KvCache {
+            k: zeros(),
+            v: zeros(),
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> i64 {
+        self.k.iter().chain(&self.v).map(|t| t.numel() as i64 * 4).sum()
+    }
 }
 
 /// RoPE tables for `positions`: `(cos, sin)`, each `[seq, head_dim]`, as Hugging Face's

@@ -1,0 +1,567 @@
+//! The decoding engine: one base model, many LoRA adapters, one forward pass per step.
+//!
+//! Sequences for different adapters decode together. Each targeted projection computes the
+//! base `x Wᵀ` once for the whole batch and adds every row's own low-rank update with a
+//! per-row gather and two batched matmuls, `x · A_rowᵀ · (s·B_row)ᵀ` (Punica's BGMV, in
+//! plain libtorch ops). Adapters of different ranks are zero-padded to the batch's largest.
+//! Keys and values live in a fixed pool of cache slots, one per running sequence, so a new
+//! request joins the running batch at the next step (continuous batching) and a finished one
+//! frees its slot at once.
+//!
+//! Adapters are kept in an LRU cache bounded by bytes. A sequence holds its adapter (an
+//! `Rc`), so evicting one that is still decoding frees its memory when that sequence ends.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+
+use alloy::primitives::B256;
+use tch::{Device, Kind, Tensor};
+
+use crate::lora::Lora;
+use crate::model::{KvCache, Linear, Model};
+use crate::{Error, Result};
+
+/// One adapter's factors, ready to gather: `(layer, role) -> (A [r, in], s·B [out, r])`.
+pub struct ServedAdapter {
+    /// Adapter id.
+    pub id: B256,
+    factors: BTreeMap<(usize, String), (Tensor, Tensor)>,
+    rank: i64,
+    bytes: i64,
+}
+
+impl ServedAdapter {
+    /// Loads a PEFT adapter folder for `model`.
+    pub fn load(model: &Model, id: B256, dir: &Path) -> Result<Self> {
+        let lora = Lora::load_peft(model, dir)?;
+        Ok(Self::from_lora(id, &lora))
+    }
+
+    /// The factors of an adapter already in memory.
+    pub fn from_lora(id: B256, lora: &Lora) -> Self {
+        let factors: BTreeMap<_, _> = lora
+            .factors()
+            .into_iter()
+            .map(|(k, a, b)| (k, (a, b)))
+            .collect();
+        let bytes = factors
+            .values()
+            .map(|(a, b)| (a.numel() + b.numel()) as i64 * 4)
+            .sum();
+        ServedAdapter {
+            id,
+            factors,
+            rank: lora.config.rank,
+            bytes,
+        }
+    }
+
+    /// Bytes its tensors take.
+    pub fn bytes(&self) -> i64 {
+        self.bytes
+    }
+}
+
+/// How to pick each next token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// 0 picks the most likely token (greedy); above 0 samples from the softened
+    /// distribution.
+    pub temperature: f64,
+    /// Nucleus sampling: sample among the most likely tokens whose probabilities sum to
+    /// `top_p` (1 keeps all).
+    pub top_p: f64,
+    /// Seed of the request's own generator: the same seed gives the same tokens whatever
+    /// else is in the batch.
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// Greedy decoding.
+    pub const GREEDY: Sampling = Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The model ended its answer (end-of-text token).
+    Stop,
+    /// `max_tokens` or the model's context was reached.
+    Length,
+    /// The receiver went away (client disconnected, or a stop string matched).
+    Cancelled,
+}
+
+/// What the engine reports for a sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A generated token.
+    Token(i64),
+    /// The sequence ended.
+    Done(Finish),
+    /// The request could not run.
+    Failed(String),
+}
+
+/// Where a sequence's events go; `false` from `send` means nobody listens any more.
+pub trait Sink {
+    /// Delivers an event.
+    fn send(&mut self, event: Event) -> bool;
+}
+
+impl Sink for Vec<Event> {
+    fn send(&mut self, event: Event) -> bool {
+        self.push(event);
+        true
+    }
+}
+
+impl Sink for tokio::sync::mpsc::UnboundedSender<Event> {
+    fn send(&mut self, event: Event) -> bool {
+        tokio::sync::mpsc::UnboundedSender::send(self, event).is_ok()
+    }
+}
+
+/// A generation request.
+pub struct Request<S> {
+    /// The adapter (`None`: the base model alone) and, when it is not cached yet, the folder
+    /// with its PEFT files.
+    pub adapter: Option<(B256, Option<std::path::PathBuf>)>,
+    /// Prompt tokens (at least one).
+    pub prompt: Vec<i64>,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// How to pick tokens.
+    pub sampling: Sampling,
+    /// Where events go.
+    pub sink: S,
+}
+
+struct Running<S> {
+    adapter: Option<Rc<ServedAdapter>>,
+    slot: i64,
+    /// Tokens in the cache so far.
+    len: i64,
+    /// The token to feed next.
+    next: i64,
+    generated: usize,
+    max_tokens: usize,
+    sampling: Sampling,
+    rng: SplitMix64,
+    sink: S,
+}
+
+/// Adapters in memory, least recently used evicted first once `budget` bytes are passed.
+pub struct AdapterCache {
+    budget: i64,
+    map: HashMap<B256, Rc<ServedAdapter>>,
+    order: VecDeque<B256>,
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Adapters loaded from disk.
+    pub loads: u64,
+    /// Adapters evicted.
+    pub evictions: u64,
+}
+
+impl AdapterCache {
+    /// An empty cache holding at most `budget` bytes of adapters (the most recent one is
+    /// always kept, even when larger).
+    pub fn new(budget: i64) -> Self {
+        AdapterCache {
+            budget,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            hits: 0,
+            loads: 0,
+            evictions: 0,
+        }
+    }
+
+    /// Ids held, least recently used first.
+    pub fn ids(&self) -> Vec<B256> {
+        self.order.iter().copied().collect()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> i64 {
+        self.map.values().map(|a| a.bytes).sum()
+    }
+
+    fn touch(&mut self, id: B256) {
+        self.order.retain(|x| *x != id);
+        self.order.push_back(id);
+    }
+
+    /// The adapter `id`, from memory or else loaded from `dir`.
+    pub fn get(
+        &mut self,
+        model: &Model,
+        id: B256,
+        dir: Option<&Path>,
+    ) -> Result<Rc<ServedAdapter>> {
+        if let Some(a) = self.map.get(&id).cloned() {
+            self.hits += 1;
+            self.touch(id);
+            return Ok(a);
+        }
+        let dir = dir.ok_or_else(|| {
+            Error::InvalidInput(format!("adapter {id} is not loaded and no files were given"))
+        })?;
+        let a = Rc::new(ServedAdapter::load(model, id, dir)?);
+        self.insert(a.clone());
+        self.loads += 1;
+        Ok(a)
+    }
+
+    /// Adds an adapter, evicting the least recently used ones over the budget.
+    pub fn insert(&mut self, a: Rc<ServedAdapter>) {
+        self.map.insert(a.id, a.clone());
+        self.touch(a.id);
+        while self.bytes() > self.budget && self.order.len() > 1 {
+            let old = self.order.pop_front().expect("non-empty");
+            self.map.remove(&old);
+            self.evictions += 1;
+        }
+    }
+}
+
+/// The per-row LoRA factors of one batch composition, stacked for `bmm`.
+struct Gathered {
+    key: Vec<Option<B256>>,
+    /// `(layer, role) -> (Aᵀ [rows, in, r], (s·B)ᵀ [rows, r, out])`.
+    map: HashMap<(usize, String), (Tensor, Tensor)>,
+}
+
+impl Gathered {
+    fn build(rows: &[Option<&ServedAdapter>], device: Device) -> Self {
+        let key = rows.iter().map(|a| a.map(|a| a.id)).collect();
+        let rank = rows.iter().flatten().map(|a| a.rank).max().unwrap_or(0);
+        let mut shapes: BTreeMap<(usize, String), (i64, i64)> = BTreeMap::new();
+        for a in rows.iter().flatten() {
+            for (k, (fa, fb)) in &a.factors {
+                shapes.insert(k.clone(), (fa.size()[1], fb.size()[0]));
+            }
+        }
+        let mut map = HashMap::new();
+        for (k, (inp, out)) in shapes {
+            let mut at = Vec::with_capacity(rows.len());
+            let mut bt = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row.and_then(|a| a.factors.get(&k)) {
+                    Some((fa, fb)) => {
+                        let pad = rank - fa.size()[0];
+                        at.push(fa.constant_pad_nd([0, 0, 0, pad]).tr());
+                        bt.push(fb.constant_pad_nd([0, pad]).tr());
+                    }
+                    None => {
+                        at.push(Tensor::zeros([inp, rank], (Kind::Float, device)));
+                        bt.push(Tensor::zeros([rank, out], (Kind::Float, device)));
+                    }
+                }
+            }
+            map.insert(k, (Tensor::stack(&at, 0), Tensor::stack(&bt, 0)));
+        }
+        Gathered { key, map }
+    }
+
+    fn project(&self, layer: usize, role: &str, lin: &Linear, x: &Tensor) -> Tensor {
+        let y = lin.forward(x);
+        match self.map.get(&(layer, role.to_string())) {
+            Some((at, bt)) => y + x.bmm(at).bmm(bt),
+            None => y,
+        }
+    }
+}
+
+/// The engine: a base model, its adapter cache, a pool of cache slots and the sequences
+/// being decoded. [`Engine::step`] runs one decoding step for all of them.
+pub struct Engine<S: Sink> {
+    model: Model,
+    eot: i64,
+    /// Adapters in memory.
+    pub adapters: AdapterCache,
+    kv: KvCache,
+    free: Vec<i64>,
+    waiting: VecDeque<Request<S>>,
+    running: Vec<Running<S>>,
+    gathered: Option<Gathered>,
+    /// Tokens generated since the engine started.
+    pub tokens: u64,
+}
+
+impl<S: Sink> Engine<S> {
+    /// An engine over `model` decoding at most `slots` sequences at once; `eot` ends an
+    /// answer; `budget` bounds the adapter cache in bytes.
+    pub fn new(model: Model, eot: i64, slots: i64, budget: i64) -> Self {
+        let kv = KvCache::new(&model, slots);
+        Engine {
+            model,
+            eot,
+            adapters: AdapterCache::new(budget),
+            kv,
+            free: (0..slots).rev().collect(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            gathered: None,
+            tokens: 0,
+        }
+    }
+
+    /// The base model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Queues a request; it starts at the next [`Engine::step`] with a free slot.
+    pub fn submit(&mut self, r: Request<S>) {
+        self.waiting.push_back(r);
+    }
+
+    /// Whether nothing is running or waiting.
+    pub fn idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    /// Sequences decoding now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Starts waiting requests while slots are free (each prompt's prefill), then runs one
+    /// decoding step for every running sequence.
+    pub fn step(&mut self) -> Result<()> {
+        tch::no_grad(|| {
+            while !self.free.is_empty()
+                && let Some(r) = self.waiting.pop_front()
+            {
+                self.start(r)?;
+            }
+            self.decode()
+        })
+    }
+
+    /// Ends every running and waiting request with `Failed(message)`.
+    pub fn fail_all(&mut self, message: &str) {
+        for mut r in self.waiting.drain(..) {
+            r.sink.send(Event::Failed(message.to_string()));
+        }
+        for mut s in self.running.drain(..) {
+            s.sink.send(Event::Failed(message.to_string()));
+            self.free.push(s.slot);
+        }
+    }
+
+    /// Runs until every submitted request has finished.
+    pub fn run_to_end(&mut self) -> Result<()> {
+        while !self.idle() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, mut r: Request<S>) -> Result<()> {
+        let max_pos = self.model.config.max_positions as usize;
+        if r.prompt.is_empty() || r.prompt.len() >= max_pos {
+            r.sink.send(Event::Failed(format!(
+                "the prompt is {} tokens: give 1 to {} tokens",
+                r.prompt.len(),
+                max_pos - 1
+            )));
+            return Ok(());
+        }
+        let adapter = match &r.adapter {
+            None => None,
+            Some((id, dir)) => match self.adapters.get(&self.model, *id, dir.as_deref()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    r.sink.send(Event::Failed(e.to_string()));
+                    return Ok(());
+                }
+            },
+        };
+        let slot = self.free.pop().expect("a free slot");
+        let ids = Tensor::from_slice(&r.prompt)
+            .to_device(self.model.device())
+            .unsqueeze(0);
+        let g = Gathered::build(&[adapter.as_deref()], self.model.device());
+        let logits = self.model.forward_cached(
+            &ids,
+            &[slot],
+            &[0],
+            &mut self.kv,
+            &|l, role, lin, x| g.project(l, role, lin, x),
+        )?;
+        let last = logits.get(0).get(r.prompt.len() as i64 - 1);
+        let row = Vec::<f32>::try_from(&last.to_device(Device::Cpu))?;
+        let mut seq = Running {
+            adapter,
+            slot,
+            len: r.prompt.len() as i64,
+            next: 0,
+            generated: 0,
+            max_tokens: r.max_tokens,
+            sampling: r.sampling,
+            rng: SplitMix64(r.sampling.seed),
+            sink: r.sink,
+        };
+        if seq.max_tokens == 0 {
+            seq.sink.send(Event::Done(Finish::Length));
+            self.free.push(slot);
+            return Ok(());
+        }
+        let token = pick(&row, &seq.sampling, &mut seq.rng);
+        if let Some(finish) = self.emit(&mut seq, token) {
+            seq.sink.send(Event::Done(finish));
+            self.free.push(slot);
+        } else {
+            self.running.push(seq);
+        }
+        Ok(())
+    }
+
+    /// Delivers `token` to `seq`; `Some` when the sequence is over.
+    fn emit(&mut self, seq: &mut Running<S>, token: i64) -> Option<Finish> {
+        if token == self.eot {
+            return Some(Finish::Stop);
+        }
+        self.tokens += 1;
+        seq.generated += 1;
+        seq.next = token;
+        if !seq.sink.send(Event::Token(token)) {
+            return Some(Finish::Cancelled);
+        }
+        if seq.generated >= seq.max_tokens || seq.len + 1 >= self.model.config.max_positions {
+            return Some(Finish::Length);
+        }
+        None
+    }
+
+    fn decode(&mut self) -> Result<()> {
+        if self.running.is_empty() {
+            return Ok(());
+        }
+        let key: Vec<Option<B256>> = self
+            .running
+            .iter()
+            .map(|s| s.adapter.as_ref().map(|a| a.id))
+            .collect();
+        if self.gathered.as_ref().is_none_or(|g| g.key != key) {
+            let rows: Vec<Option<&ServedAdapter>> =
+                self.running.iter().map(|s| s.adapter.as_deref()).collect();
+            self.gathered = Some(Gathered::build(&rows, self.model.device()));
+        }
+        let g = self.gathered.as_ref().expect("built above");
+        let next: Vec<i64> = self.running.iter().map(|s| s.next).collect();
+        let slots: Vec<i64> = self.running.iter().map(|s| s.slot).collect();
+        let start: Vec<i64> = self.running.iter().map(|s| s.len).collect();
+        let ids = Tensor::from_slice(&next)
+            .to_device(self.model.device())
+            .unsqueeze(1);
+        let logits = self.model.forward_cached(
+            &ids,
+            &slots,
+            &start,
+            &mut self.kv,
+            &|l, role, lin, x| g.project(l, role, lin, x),
+        )?;
+        let vocab = logits.size()[2] as usize;
+        let all = Vec::<f32>::try_from(&logits.squeeze_dim(1).to_device(Device::Cpu).flatten(0, -1))?;
+        let mut done = Vec::new();
+        let mut running = std::mem::take(&mut self.running);
+        for (i, seq) in running.iter_mut().enumerate() {
+            seq.len += 1;
+            let row = &all[i * vocab..(i + 1) * vocab];
+            let token = pick(row, &seq.sampling, &mut seq.rng);
+            if let Some(finish) = self.emit(seq, token) {
+                done.push((i, finish));
+            }
+        }
+        for (i, finish) in done.into_iter().rev() {
+            let mut seq = running.remove(i);
+            seq.sink.send(Event::Done(finish));
+            self.free.push(seq.slot);
+        }
+        self.running = running;
+        Ok(())
+    }
+}
+
+/// The next token from one row of logits.
+fn pick(logits: &[f32], s: &Sampling, rng: &mut SplitMix64) -> i64 {
+    if s.temperature <= 0.0 {
+        // First index of the maximum, as torch's argmax.
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = i;
+            }
+        }
+        return best as i64;
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i, ((v as f64 - max) / s.temperature).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut n = 0;
+    for p in &probs {
+        kept += p.1 / total;
+        n += 1;
+        if kept >= s.top_p {
+            break;
+        }
+    }
+    let mass: f64 = probs[..n].iter().map(|p| p.1).sum();
+    let mut u = rng.unit() * mass;
+    for p in &probs[..n] {
+        u -= p.1;
+        if u <= 0.0 {
+            return p.0 as i64;
+        }
+    }
+    probs[n - 1].0 as i64
+}
+
+/// A small seeded generator (SplitMix64), one per sequence.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Merges `adapter` into a copy of `model`'s weights (`W + s·B A`): the single-adapter
+/// model the benchmark compares against.
+pub fn merged(model: &mut Model, adapter: &ServedAdapter) {
+    tch::no_grad(|| {
+        for ((layer, role), (a, b)) in &adapter.factors {
+            let block = &mut model.blocks[*layer];
+            let lin = block
+                .attn
+                .get_mut(role.as_str())
+                .or_else(|| block.mlp.get_mut(role.as_str()))
+                .expect("adapter roles are the model's");
+            let _ = lin.weight.g_add_(&b.matmul(a));
+        }
+    });
+}

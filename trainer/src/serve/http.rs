@@ -1,0 +1,521 @@
+//! OpenAI-compatible HTTP: `POST /v1/completions`, `POST /v1/chat/completions` (both with
+//! `"stream": true` as server-sent events) and `GET /v1/models`. `model` is an adapter id or
+//! `line@version`. Besides OpenAI's fields every answer carries:
+//!
+//! - `ancestry`: adapter -> parents (with merge weights) -> base model; snapshot -> Datanets;
+//! - `attribution`: the top contributions by gradient influence (contributor, Datanet,
+//!   score, share), contributor shares and the answer's spans found in the training data;
+//!   `"attribution": false` in the request skips the gradient part (spans stay);
+//! - `inference`: its id, request and response hashes and fee, as the ledger records them.
+//!
+//! A streamed answer sends these on its last chunk, before `data: [DONE]`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use alloy::primitives::{B256, keccak256};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event as Sse, KeepAlive};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
+
+use super::engine::{Event, Finish, Sampling};
+use super::{Served, Server};
+use crate::attribute::Found;
+
+/// The routes, over a running [`Server`].
+pub fn router(server: Arc<Server>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat))
+        .with_state(server)
+}
+
+/// How chat messages become one prompt: `system` is put first when given; each user turn
+/// is `user` with `{content}` replaced, each earlier assistant turn `assistant`; the prompt
+/// ends with `reply` (the model writes the rest). The default matches the demo Datanet's
+/// question/answer template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatTemplate {
+    /// A system message.
+    pub system: String,
+    /// A user turn.
+    pub user: String,
+    /// An earlier assistant turn.
+    pub assistant: String,
+    /// What the prompt ends with.
+    pub reply: String,
+}
+
+impl Default for ChatTemplate {
+    fn default() -> Self {
+        ChatTemplate {
+            system: "{content}\n".into(),
+            user: "question: {content}\n".into(),
+            assistant: "answer: {content}\n".into(),
+            reply: "answer:".into(),
+        }
+    }
+}
+
+/// The prompt for `messages` (`[{role, content}]`, content a string or text parts).
+pub fn chat_prompt(t: &ChatTemplate, messages: &[Value]) -> Result<String, String> {
+    if messages.is_empty() {
+        return Err("messages is empty: send at least one {\"role\": \"user\", \"content\": ...}".into());
+    }
+    let mut out = String::new();
+    for (i, m) in messages.iter().enumerate() {
+        let content = match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => return Err(format!("messages[{i}].content must be a string or text parts")),
+        };
+        let form = match m["role"].as_str() {
+            Some("system" | "developer") => &t.system,
+            Some("user") => &t.user,
+            Some("assistant") => &t.assistant,
+            other => {
+                return Err(format!(
+                    "messages[{i}].role {other:?} is not system, user or assistant"
+                ));
+            }
+        };
+        out.push_str(&form.replace("{content}", &content));
+    }
+    out.push_str(&t.reply);
+    Ok(out)
+}
+
+fn error(status: StatusCode, message: impl Into<String>, param: Option<&str>) -> Response {
+    let code = match status {
+        StatusCode::NOT_FOUND => "model_not_found",
+        StatusCode::BAD_REQUEST => "invalid_request",
+        _ => "server_error",
+    };
+    let kind = if status.is_client_error() {
+        "invalid_request_error"
+    } else {
+        "server_error"
+    };
+    (
+        status,
+        Json(json!({"error": {"message": message.into(), "type": kind, "param": param, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn models(State(server): State<Arc<Server>>) -> Response {
+    match server.models().await {
+        Ok(all) => Json(json!({
+            "object": "list",
+            "data": all.iter().map(|a| json!({
+                "id": a.version,
+                "object": "model",
+                "created": 0,
+                "owned_by": "tributary",
+                "adapter_id": a.id.to_string(),
+                "block": a.block,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string(), None),
+    }
+}
+
+/// The fields both endpoints share (others are accepted and ignored, as OpenAI's own
+/// server ignores what it does not use).
+#[derive(Debug, Deserialize)]
+struct Common {
+    model: String,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    max_completion_tokens: Option<usize>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    n: Option<u32>,
+    /// Tributary: `false` skips gradient attribution for this answer.
+    #[serde(default)]
+    attribution: Option<bool>,
+}
+
+struct Params {
+    max_tokens: usize,
+    sampling: Sampling,
+    stop: Vec<String>,
+    stream: bool,
+    influence: bool,
+}
+
+fn params(c: &Common) -> Result<Params, Response> {
+    let bad = |m: String, p: &str| Err(error(StatusCode::BAD_REQUEST, m, Some(p)));
+    if c.n.unwrap_or(1) != 1 {
+        return bad("n must be 1: send one request per answer".into(), "n");
+    }
+    let temperature = c.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return bad(format!("temperature {temperature} must be between 0 and 2"), "temperature");
+    }
+    let top_p = c.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return bad(format!("top_p {top_p} must be in (0, 1]"), "top_p");
+    }
+    let stop = match &c.stop {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) && a.len() <= 4 => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(_) => return bad("stop must be a string or up to 4 strings".into(), "stop"),
+    };
+    Ok(Params {
+        max_tokens: c.max_completion_tokens.or(c.max_tokens).unwrap_or(16),
+        sampling: Sampling {
+            temperature,
+            top_p,
+            seed: c.seed.unwrap_or_else(|| rand_seed()),
+        },
+        stop,
+        stream: c.stream.unwrap_or(false),
+        influence: c.attribution.unwrap_or(true),
+    })
+}
+
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)
+}
+
+/// A finished generation.
+struct Outcome {
+    text: String,
+    finish: &'static str,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+}
+
+/// Runs one generation, calling `delta` with each piece of text as it becomes final (text
+/// that could still turn into a stop string is held back).
+async fn generate(
+    server: &Server,
+    s: &Served,
+    prompt: &str,
+    p: &Params,
+    mut delta: impl FnMut(&str) -> bool,
+) -> Result<Outcome, Response> {
+    let (tokenizer, prompt_tokens, mut rx) = server
+        .generate(s, prompt, p.max_tokens, p.sampling)
+        .await
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string(), None))?;
+    let hold = p.stop.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+    let mut ids = Vec::new();
+    let mut sent = 0;
+    let mut finish = "length";
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Token(t) => {
+                ids.push(t);
+                text = tokenizer.decode(&ids).unwrap_or_default();
+                if let Some(cut) = p.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    text.truncate(cut);
+                    finish = "stop";
+                    break; // dropping the receiver cancels the sequence
+                }
+                // A partial UTF-8 character decodes to U+FFFD: wait for the rest.
+                if text.ends_with('\u{FFFD}') {
+                    continue;
+                }
+                let mut upto = text.len().saturating_sub(hold);
+                while !text.is_char_boundary(upto) {
+                    upto -= 1;
+                }
+                if upto > sent {
+                    if !delta(&text[sent..upto]) {
+                        return Err(error(StatusCode::BAD_REQUEST, "client went away", None));
+                    }
+                    sent = upto;
+                }
+            }
+            Event::Done(Finish::Stop) => finish = "stop",
+            Event::Done(_) => {}
+            Event::Failed(m) => return Err(error(StatusCode::BAD_REQUEST, m, None)),
+        }
+    }
+    if text.len() > sent {
+        delta(&text[sent..]);
+    }
+    Ok(Outcome {
+        text,
+        finish,
+        prompt_tokens,
+        completion_tokens: ids.len(),
+    })
+}
+
+/// Attribution, ancestry and the ledger record of a finished answer: the extra fields of
+/// the response.
+async fn account(
+    server: &Server,
+    s: &Served,
+    request: &Value,
+    prompt: &str,
+    out: &Outcome,
+    influence: bool,
+) -> Result<Value, Response> {
+    let trained = s.manifest.metrics.is_some();
+    let found = if trained {
+        server
+            .attribute(s, prompt, &out.text, influence)
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+    } else {
+        Found::default()
+    };
+    let shares: Vec<AttributionShare> = found
+        .top
+        .iter()
+        .filter(|c| c.share > 0.0)
+        .map(|c| AttributionShare {
+            contribution: c.contribution,
+            share: c.share,
+        })
+        .collect();
+    let tokens = (out.prompt_tokens + out.completion_tokens) as u128;
+    let entry = InferenceEntry {
+        adapter_id: s.on_chain.id,
+        request_hash: keccak256(serde_json::to_vec(request).unwrap_or_default()),
+        response_hash: keccak256(out.text.as_bytes()),
+        attribution_root: attribution_root(&shares),
+        tokens: out.completion_tokens as u64,
+        fee: tokens * server.config().fee_per_token,
+        attribution: shares,
+    };
+    let id = entry.id();
+    server
+        .ledger
+        .record(entry.clone())
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the inference ledger: {e}"), None))?;
+    let method = match (trained, influence && !found.top.is_empty()) {
+        (false, _) => "none: a merge without training of its own (see its parents)",
+        (true, true) => "tracin",
+        (true, false) => "spans",
+    };
+    Ok(json!({
+        "ancestry": s.ancestry,
+        "attribution": {
+            "method": method,
+            "contributions_scored": found.scored,
+            "top": found.top.iter().map(|c| json!({
+                "contribution": c.contribution.to_string(),
+                "contributor": c.contributor.to_string(),
+                "datanet_id": c.datanet_id,
+                "score": c.score,
+                "share": c.share,
+                "revoked": c.revoked,
+                "spans": found.spans.iter()
+                    .filter(|sp| sp.contributions.iter().any(|(id, _)| *id == c.contribution))
+                    .map(|sp| sp.text.clone())
+                    .collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "contributors": found.contributors.iter()
+                .map(|(a, sh)| json!({"address": a.to_string(), "share": sh}))
+                .collect::<Vec<_>>(),
+            "spans": found.spans.iter().map(|sp| json!({
+                "text": sp.text,
+                "tokens": sp.tokens,
+                "occurrences": sp.occurrences,
+                "contributions": sp.contributions.iter()
+                    .map(|(id, n)| json!({"id": id.to_string(), "occurrences": n}))
+                    .collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        },
+        "inference": {
+            "id": id.to_string(),
+            "request_hash": entry.request_hash.to_string(),
+            "response_hash": entry.response_hash.to_string(),
+            "attribution_root": entry.attribution_root.to_string(),
+            "fee": entry.fee.to_string(),
+        },
+    }))
+}
+
+/// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
+/// parts per billion, u64 big-endian)`; zero when there are none.
+pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
+    if shares.is_empty() {
+        return B256::ZERO;
+    }
+    let leaves = shares
+        .iter()
+        .map(|a| {
+            let mut buf = a.contribution.to_vec();
+            buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
+            leaf_bytes32(keccak256(buf))
+        })
+        .collect();
+    MerkleTree::new(leaves).root()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Chat,
+}
+
+async fn completions(State(server): State<Arc<Server>>, Json(body): Json<Value>) -> Response {
+    let prompt = match &body["prompt"] {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "prompt must be a string (one prompt per request)",
+                Some("prompt"),
+            );
+        }
+    };
+    answer(server, body, prompt, Kind::Text).await
+}
+
+async fn chat(State(server): State<Arc<Server>>, Json(body): Json<Value>) -> Response {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    match chat_prompt(&server.config().chat_template, &messages) {
+        Ok(prompt) => answer(server, body, prompt, Kind::Chat).await,
+        Err(m) => error(StatusCode::BAD_REQUEST, m, Some("messages")),
+    }
+}
+
+async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) -> Response {
+    let common: Common = match serde_json::from_value(body.clone()) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+    };
+    let p = match params(&common) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let served = match server.adapter(&common.model).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string(), Some("model")),
+    };
+    let id = format!(
+        "{}-{}",
+        match kind {
+            Kind::Text => "cmpl",
+            Kind::Chat => "chatcmpl",
+        },
+        &keccak256(serde_json::to_vec(&body).unwrap_or_default()).to_string()[2..26]
+    );
+    let model = served.on_chain.version.clone();
+    let created = now();
+    let head = move |choices: Value, chunk: bool| {
+        json!({
+            "id": id,
+            "object": match (kind, chunk) {
+                (Kind::Text, _) => "text_completion",
+                (Kind::Chat, true) => "chat.completion.chunk",
+                (Kind::Chat, false) => "chat.completion",
+            },
+            "created": created,
+            "model": model,
+            "choices": choices,
+        })
+    };
+    if !p.stream {
+        let out = match generate(&server, &served, &prompt, &p, |_| true).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let extra = match account(&server, &served, &body, &prompt, &out, p.influence).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let choice = match kind {
+            Kind::Text => json!({"index": 0, "text": out.text, "logprobs": null, "finish_reason": out.finish}),
+            Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": out.text}, "logprobs": null, "finish_reason": out.finish}),
+        };
+        let mut v = merge(head(json!([choice]), false), extra);
+        v["usage"] = usage(&out);
+        return Json(v).into_response();
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<Sse, Infallible>>();
+    tokio::spawn(async move {
+        let chunk = |delta: &str, finish: Option<&str>| -> Value {
+            match kind {
+                Kind::Text => json!([{"index": 0, "text": delta, "logprobs": null, "finish_reason": finish}]),
+                Kind::Chat => json!([{"index": 0, "delta": {"role": "assistant", "content": delta}, "logprobs": null, "finish_reason": finish}]),
+            }
+        };
+        let send = |v: Value| tx.send(Ok(Sse::default().data(v.to_string()))).is_ok();
+        let out = generate(&server, &served, &prompt, &p, |d| send(head(chunk(d, None), true))).await;
+        let out = match out {
+            Ok(o) => o,
+            Err(_) => {
+                send(json!({"error": {"message": "generation failed", "type": "server_error"}}));
+                return;
+            }
+        };
+        match account(&server, &served, &body, &prompt, &out, p.influence).await {
+            Ok(extra) => {
+                let mut last = merge(head(chunk("", Some(out.finish)), true), extra);
+                last["usage"] = usage(&out);
+                send(last);
+            }
+            Err(_) => {
+                send(json!({"error": {"message": "recording the answer failed", "type": "server_error"}}));
+            }
+        }
+        let _ = tx.send(Ok(Sse::default().data("[DONE]")));
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    axum::response::Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn usage(out: &Outcome) -> Value {
+    json!({
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.completion_tokens,
+        "total_tokens": out.prompt_tokens + out.completion_tokens,
+    })
+}

@@ -1,0 +1,465 @@
+//! Serving: many published adapters on one base model, each answer with its ancestry and
+//! attribution, recorded in the inference ledger.
+//!
+//! - [`engine`]: the batched decoder (per-row LoRA gather, continuous batching, LRU adapter
+//!   cache). It runs on its own thread, which owns every tensor it uses.
+//! - [`http`]: OpenAI-compatible routes (`/v1/completions`, `/v1/chat/completions`,
+//!   `/v1/models`) with Tributary's `ancestry` and `attribution` on every answer.
+//! - [`ledger`]: every answer is journaled on disk, then posted in batches to the lake and
+//!   the chain (`InferencesRecorded`).
+//!
+//! Attribution runs on a second thread with its own copy of the base model, so scoring an
+//! answer never stalls decoding.
+
+pub mod engine;
+pub mod http;
+pub mod ledger;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256};
+use serde_json::{Value, json};
+use tch::Device;
+use tokio::sync::{Mutex, OnceCell, mpsc, oneshot};
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_pipeline::snapshot;
+use tributary_schemas::manifest::AdapterManifest;
+
+use crate::attribute::{self, Answer, Found, Loaded};
+use crate::job::{self, OnChain};
+use crate::model::Model;
+use crate::spans;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+use engine::{Engine, Event, Request, Sampling};
+
+/// How the inference server runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Local cache of base models and adapter files.
+    pub cache_dir: PathBuf,
+    /// Where the ledger keeps its journal of answers not yet posted.
+    pub ledger_dir: PathBuf,
+    /// Sequences decoded at once.
+    pub slots: i64,
+    /// Bytes of adapters kept in memory.
+    pub adapter_budget: i64,
+    /// Fee per token (prompt and answer), in integer token units.
+    pub fee_per_token: u128,
+    /// How a chat is turned into a prompt: `{system}`, then each turn through `{user}` and
+    /// `{assistant}` lines (see [`http::chat_prompt`]).
+    pub chat_template: http::ChatTemplate,
+    /// Ledger batching.
+    pub ledger: ledger::LedgerConfig,
+    /// Contributions listed per answer.
+    pub top_k: usize,
+}
+
+impl ServeConfig {
+    /// Defaults under `data_dir`.
+    pub fn new(data_dir: &Path, cache_dir: &Path) -> Self {
+        ServeConfig {
+            cache_dir: cache_dir.to_path_buf(),
+            ledger_dir: data_dir.join("ledger"),
+            slots: 64,
+            adapter_budget: 256 << 20,
+            fee_per_token: 1_000_000_000_000,
+            chat_template: http::ChatTemplate::default(),
+            ledger: ledger::LedgerConfig::default(),
+            top_k: 5,
+        }
+    }
+}
+
+/// Commands to the engine thread.
+enum Cmd {
+    Submit(Request<mpsc::UnboundedSender<Event>>),
+    Stats(oneshot::Sender<EngineStats>),
+}
+
+/// What the engine thread reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Adapters in memory.
+    pub adapters: usize,
+    /// Their bytes.
+    pub adapter_bytes: i64,
+    /// Cache hits, loads and evictions.
+    pub hits: u64,
+    /// Adapters loaded from disk.
+    pub loads: u64,
+    /// Adapters evicted.
+    pub evictions: u64,
+}
+
+/// The running base model: its id, tokenizer and engine thread.
+struct Base {
+    id: B256,
+    folder: PathBuf,
+    tokenizer: Arc<Tokenizer>,
+    engine: std::sync::mpsc::Sender<Cmd>,
+    attribution: std::sync::mpsc::Sender<AttributionJob>,
+}
+
+fn spawn_engine(model: Model, eot: i64, slots: i64, budget: i64) -> std::sync::mpsc::Sender<Cmd> {
+    let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
+    std::thread::Builder::new()
+        .name("tributary-engine".into())
+        .spawn(move || {
+            let mut engine = Engine::new(model, eot, slots, budget);
+            loop {
+                if engine.idle() {
+                    match rx.recv() {
+                        Ok(cmd) => handle(&mut engine, cmd),
+                        Err(_) => return,
+                    }
+                }
+                while let Ok(cmd) = rx.try_recv() {
+                    handle(&mut engine, cmd);
+                }
+                if let Err(e) = engine.step() {
+                    tracing::error!(error = %e, "decoding step failed; failing the running requests");
+                    engine.fail_all(&format!("decoding failed: {e}"));
+                }
+            }
+        })
+        .expect("a thread starts");
+    tx
+}
+
+fn handle(engine: &mut Engine<mpsc::UnboundedSender<Event>>, cmd: Cmd) {
+    match cmd {
+        Cmd::Submit(r) => engine.submit(r),
+        Cmd::Stats(reply) => {
+            let a = &engine.adapters;
+            let _ = reply.send(EngineStats {
+                tokens: engine.tokens,
+                adapters: a.ids().len(),
+                adapter_bytes: a.bytes(),
+                hits: a.hits,
+                loads: a.loads,
+                evictions: a.evictions,
+            });
+        }
+    }
+}
+
+/// An answer to attribute on the attribution thread.
+struct AttributionJob {
+    adapter: B256,
+    dir: PathBuf,
+    prompt: String,
+    output: String,
+    entries: Arc<BTreeMap<String, (Address, u64)>>,
+    revoked: HashSet<String>,
+    top_k: usize,
+    influence: bool,
+    reply: oneshot::Sender<Result<Found>>,
+}
+
+fn spawn_attribution(folder: PathBuf, tokenizer: Arc<Tokenizer>) -> std::sync::mpsc::Sender<AttributionJob> {
+    let (tx, rx) = std::sync::mpsc::channel::<AttributionJob>();
+    std::thread::Builder::new()
+        .name("tributary-attribution".into())
+        .spawn(move || {
+            let model = match Model::load(&folder, Device::Cpu) {
+                Ok(m) => m,
+                Err(e) => {
+                    for job in rx {
+                        let _ = job.reply.send(Err(Error::InvalidInput(format!(
+                            "the attribution model did not load: {e}"
+                        ))));
+                    }
+                    return;
+                }
+            };
+            let with_spans = tokenizer.vocab_size() <= spans::MAX_VOCAB;
+            // A few adapters' indexes, most recent last.
+            let mut loaded: Vec<(B256, Loaded)> = Vec::new();
+            for job in rx {
+                let found = (|| {
+                    let at = match loaded.iter().position(|(id, _)| *id == job.adapter) {
+                        Some(i) => i,
+                        None => {
+                            if loaded.len() >= 4 {
+                                loaded.remove(0);
+                            }
+                            loaded.push((job.adapter, Loaded::load(&model, &job.dir, with_spans)?));
+                            loaded.len() - 1
+                        }
+                    };
+                    let l = &mut loaded[at].1;
+                    attribute::score(
+                        &model,
+                        &tokenizer,
+                        l,
+                        &Answer {
+                            prompt: &job.prompt,
+                            output: &job.output,
+                            entries: &job.entries,
+                            revoked: &job.revoked,
+                            top_k: job.top_k,
+                            min_span: 4,
+                            influence: job.influence,
+                        },
+                    )
+                })();
+                let _ = job.reply.send(found);
+            }
+        })
+        .expect("a thread starts");
+    tx
+}
+
+/// A published adapter the server knows, with what answers need of it.
+#[derive(Clone)]
+pub struct Served {
+    /// On-chain record.
+    pub on_chain: OnChain,
+    /// Its manifest.
+    pub manifest: AdapterManifest,
+    /// Local folder with its files.
+    pub dir: PathBuf,
+    /// `ancestry` as answers show it.
+    pub ancestry: Value,
+    /// Contribution id -> (contributor, Datanet) of its snapshot.
+    pub entries: Arc<BTreeMap<String, (Address, u64)>>,
+}
+
+/// The inference server's state.
+pub struct Server {
+    chain: Arc<Chain>,
+    lake: Lake,
+    config: ServeConfig,
+    base: OnceCell<Base>,
+    published: Mutex<Vec<OnChain>>,
+    served: Mutex<HashMap<B256, Served>>,
+    /// The inference ledger.
+    pub ledger: ledger::Ledger,
+}
+
+impl Server {
+    /// A server over the chain's published adapters; the base model loads with the first
+    /// request (so a fresh deployment serves `/v1/models` at once).
+    pub async fn start(chain: Arc<Chain>, lake: Lake, config: ServeConfig) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.cache_dir)
+            .map_err(|e| Error::Io(config.cache_dir.display().to_string(), e))?;
+        let ledger = ledger::Ledger::start(chain.clone(), lake.clone(), config.ledger.clone(), &config.ledger_dir)?;
+        Ok(Arc::new(Server {
+            chain,
+            lake,
+            config,
+            base: OnceCell::new(),
+            published: Mutex::new(Vec::new()),
+            served: Mutex::new(HashMap::new()),
+            ledger,
+        }))
+    }
+
+    /// Every adapter published on chain (re-read, so new ones show at once).
+    pub async fn models(&self) -> Result<Vec<OnChain>> {
+        let all = job::published(&self.chain).await?;
+        *self.published.lock().await = all.clone();
+        Ok(all)
+    }
+
+    /// The adapter named `name` (id or `line@version`), its files fetched and its ancestry
+    /// built on first use. An adapter published after the server started is found: an
+    /// unknown name re-reads the chain.
+    pub async fn adapter(&self, name: &str) -> Result<Served> {
+        let known = {
+            let all = self.published.lock().await;
+            job::find(&all, name, "model").ok().cloned()
+        };
+        let on_chain = match known {
+            Some(a) => a,
+            None => job::find(&self.models().await?, name, "model")?.clone(),
+        };
+        if let Some(s) = self.served.lock().await.get(&on_chain.id) {
+            return Ok(s.clone());
+        }
+        let manifest = job::load_manifest(&self.lake, on_chain.id).await?;
+        let dir = self.config.cache_dir.join(format!("adapter-{}", on_chain.id));
+        if !dir.join("manifest.json").exists() {
+            let part = self.config.cache_dir.join(format!("adapter-{}.partial", on_chain.id));
+            std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
+            let mut names = vec!["adapter_model.safetensors", "adapter_config.json"];
+            if manifest.metrics.is_some() {
+                names.extend(["influence.safetensors", "influence.json"]);
+            }
+            job::fetch_files(&self.lake, &on_chain.uri, &names, &part).await?;
+            // Span indexes are written only for small vocabularies.
+            let _ = job::fetch_files(&self.lake, &on_chain.uri, &["spans.bin", "spans.json"], &part).await;
+            std::fs::write(part.join("manifest.json"), serde_json::to_vec(&manifest).unwrap_or_default())
+                .map_err(|e| Error::Io(part.display().to_string(), e))?;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+        }
+        let entries = if manifest.snapshot_id == B256::ZERO {
+            BTreeMap::new()
+        } else {
+            snapshot::load(&self.lake, manifest.snapshot_id)
+                .await?
+                .contributions
+                .iter()
+                .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
+                .collect()
+        };
+        let ancestry = self.ancestry(&manifest).await?;
+        let s = Served {
+            on_chain,
+            manifest,
+            dir,
+            ancestry,
+            entries: Arc::new(entries),
+        };
+        self.served.lock().await.insert(s.on_chain.id, s.clone());
+        Ok(s)
+    }
+
+    /// adapter -> parents (recursively) -> base model; snapshot -> Datanets.
+    async fn ancestry(&self, m: &AdapterManifest) -> Result<Value> {
+        let all = self.published.lock().await.clone();
+        let version = |id: B256| {
+            all.iter()
+                .find(|a| a.id == id)
+                .map(|a| a.version.clone())
+                .unwrap_or_default()
+        };
+        let snapshot = if m.snapshot_id == B256::ZERO {
+            Value::Null
+        } else {
+            let s = snapshot::load(&self.lake, m.snapshot_id).await?;
+            json!({
+                "id": s.snapshot_id.to_string(),
+                "contributions": s.contributions.len(),
+                "datanets": s.datanet_ids.iter().zip(&s.lake_versions)
+                    .map(|(d, v)| json!({"id": d, "lake_version": v}))
+                    .collect::<Vec<_>>(),
+            })
+        };
+        let mut parents = Vec::new();
+        for p in &m.parents {
+            let pm = job::load_manifest(&self.lake, p.id).await?;
+            let up = Box::pin(self.ancestry(&pm)).await?;
+            parents.push(json!({
+                "id": p.id.to_string(),
+                "version": version(p.id),
+                "weight": p.weight,
+                "parents": up["parents"],
+                "snapshot": up["snapshot"],
+            }));
+        }
+        Ok(json!({
+            "adapter": {"id": m.adapter_id.to_string(), "version": version(m.adapter_id)},
+            "base_model": {"id": m.base_model_id.to_string(), "architecture": m.architecture},
+            "parents": parents,
+            "snapshot": snapshot,
+        }))
+    }
+
+    /// The base model, loaded with the first request that needs it.
+    async fn base(&self, id: B256) -> Result<&Base> {
+        let base = self
+            .base
+            .get_or_try_init(|| async {
+                let folder = attribute::base_folder(&self.lake, id, &self.config.cache_dir).await?;
+                let tokenizer = Arc::new(Tokenizer::load(&folder.join("tokenizer.json"))?);
+                let (f, slots, budget) = (folder.clone(), self.config.slots, self.config.adapter_budget);
+                let eot = tokenizer.eot();
+                let model = tokio::task::spawn_blocking(move || Model::load(&f, Device::cuda_if_available()))
+                    .await
+                    .expect("loading does not panic")?;
+                tracing::info!(base = %id, device = ?model.device(), "base model loaded");
+                let engine = spawn_engine(model, eot, slots, budget);
+                let attribution = spawn_attribution(folder.clone(), tokenizer.clone());
+                Ok::<_, Error>(Base {
+                    id,
+                    folder,
+                    tokenizer,
+                    engine,
+                    attribution,
+                })
+            })
+            .await?;
+        if base.id != id {
+            return Err(Error::InvalidInput(format!(
+                "this adapter is trained on base model {id}, but this server serves base model {}: run another server for it",
+                base.id
+            )));
+        }
+        Ok(base)
+    }
+
+    /// Engine counters (zeros before the base model loads).
+    pub async fn stats(&self) -> EngineStats {
+        let Some(base) = self.base.get() else {
+            return EngineStats::default();
+        };
+        let (tx, rx) = oneshot::channel();
+        if base.engine.send(Cmd::Stats(tx)).is_err() {
+            return EngineStats::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Starts generating: the prompt's tokens and a stream of engine events.
+    pub async fn generate(
+        &self,
+        s: &Served,
+        prompt: &str,
+        max_tokens: usize,
+        sampling: Sampling,
+    ) -> Result<(Arc<Tokenizer>, usize, mpsc::UnboundedReceiver<Event>)> {
+        let base = self.base(s.manifest.base_model_id).await?;
+        let ids = base.tokenizer.encode(prompt)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        base.engine
+            .send(Cmd::Submit(Request {
+                adapter: Some((s.on_chain.id, Some(s.dir.clone()))),
+                prompt: ids.clone(),
+                max_tokens,
+                sampling,
+                sink: tx,
+            }))
+            .map_err(|_| Error::InvalidInput("the decoding engine has stopped".into()))?;
+        Ok((base.tokenizer.clone(), ids.len(), rx))
+    }
+
+    /// Attributes one answer (influence when `influence`, spans always).
+    pub async fn attribute(&self, s: &Served, prompt: &str, output: &str, influence: bool) -> Result<Found> {
+        let base = self.base(s.manifest.base_model_id).await?;
+        let revoked = attribute::revoked(&self.lake).await?;
+        let (tx, rx) = oneshot::channel();
+        base.attribution
+            .send(AttributionJob {
+                adapter: s.on_chain.id,
+                dir: s.dir.clone(),
+                prompt: prompt.to_string(),
+                output: output.to_string(),
+                entries: s.entries.clone(),
+                revoked,
+                top_k: self.config.top_k,
+                influence,
+                reply: tx,
+            })
+            .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?
+    }
+
+    /// The base model folder, once loaded.
+    pub fn base_folder(&self) -> Option<&Path> {
+        self.base.get().map(|b| b.folder.as_path())
+    }
+
+    /// The server's settings.
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+}
