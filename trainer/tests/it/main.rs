@@ -4,6 +4,7 @@ mod attribution;
 mod base;
 mod hf;
 mod lora;
+mod serve;
 mod tokenizer;
 mod train;
 
