@@ -24,11 +24,13 @@
 
 pub mod contribute;
 pub mod datanet;
+pub mod inferences;
 pub mod ingest;
 pub mod minhash;
 pub mod readers;
 pub mod reject;
 pub mod revoke;
+pub mod rewards;
 pub mod rules;
 pub mod sample;
 pub mod sign;

@@ -2,3 +2,4 @@
 
 mod contribute;
 mod ingest;
+mod rewards;

@@ -1,0 +1,93 @@
+//! Inference batches: what the ledger posts for served answers.
+
+use std::sync::Arc;
+
+use alloy::primitives::{B256, U256, keccak256};
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use tributary_chain::bindings::InferenceLedger;
+use tributary_chain::{Chain, send};
+use tributary_lake::Lake;
+use tributary_schemas::manifest::{InferenceEntry, InferenceManifest};
+use tributary_schemas::tables::{self, names};
+
+use crate::Result;
+
+/// The id of a batch of answers: keccak256 over a tag and their ids, in order.
+pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
+    let mut buf = b"tributary-inferences".to_vec();
+    for e in entries {
+        buf.extend_from_slice(e.id().as_slice());
+    }
+    keccak256(buf)
+}
+
+/// Records one batch of answers: its manifest in the lake (`inferences/BATCH.json`), its
+/// rows in the `inferences` table and `InferencesRecorded` on chain. Each step is
+/// idempotent, so a retry after a crash completes the batch once. Returns the batch id.
+pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> Result<B256> {
+    let id = batch_id(entries);
+    let manifest = InferenceManifest {
+        batch_id: id,
+        inferences: entries.to_vec(),
+    };
+    let uri = lake.put(&format!("inferences/{id}.json"), manifest.to_bytes()).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let n = entries.len();
+    let hex = |f: &dyn Fn(&InferenceEntry) -> B256| -> ArrayRef {
+        Arc::new(StringArray::from(entries.iter().map(|e| f(e).to_string()).collect::<Vec<_>>()))
+    };
+    let fees = Decimal128Array::from(entries.iter().map(|e| e.fee as i128).collect::<Vec<_>>())
+        .with_precision_and_scale(38, 0)
+        ?;
+    let batch = RecordBatch::try_new(
+        tables::inferences(),
+        vec![
+            hex(&|e| e.id()),
+            Arc::new(StringArray::from(vec![id.to_string(); n])),
+            hex(&|e| e.adapter_id),
+            hex(&|e| e.request_hash),
+            hex(&|e| e.response_hash),
+            hex(&|e| e.attribution_root),
+            Arc::new(Int64Array::from(entries.iter().map(|e| e.tokens as i64).collect::<Vec<_>>())),
+            Arc::new(fees),
+            Arc::new(StringArray::from(
+                entries
+                    .iter()
+                    .map(|e| serde_json::to_string(&e.attribution).expect("serialises"))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+        ],
+    )
+    ?;
+    lake.append(names::INFERENCES)
+        .batches(vec![batch])
+        .idempotent(format!("tributary-inferences-{id}"), 0)
+        .commit()
+        .await?;
+    let mut adapters: Vec<B256> = entries.iter().map(|e| e.adapter_id).collect();
+    adapters.sort();
+    adapters.dedup();
+    let ledger = chain.inference_ledger();
+    let call = ledger.recordInferences(
+        id,
+        adapters,
+        manifest.merkle_tree().root(),
+        U256::from(n),
+        uri.to_string(),
+    );
+    match send(call).await {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.revert::<InferenceLedger::InferenceLedgerErrors>(),
+                Some(InferenceLedger::InferenceLedgerErrors::BatchAlreadyRecorded(_))
+            ) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(batch = %id, answers = n, "inferences recorded");
+    Ok(id)
+}

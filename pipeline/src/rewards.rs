@@ -1,0 +1,701 @@
+//! Rewards: each epoch, the fees of the answers recorded on chain since the last epoch are
+//! split by a policy (platform / model owner / stakers / data contributors) and paid out
+//! through a Merkle tree of `(account, amount)` claims.
+//!
+//! The contributors' part of an answer is divided by its positive attribution shares
+//! (renormalised over the contributions listed, revoked ones left out). An answer served
+//! without per-answer attribution, or through a merged adapter, falls back to the adapter's
+//! own attribution over its held-out set (a merge: its parents', by merge weight). An answer
+//! with no attributed contribution at all pays its contributors' part to the platform, and
+//! says so in the row's reason.
+//!
+//! Amounts are integers. Every row's exact amount is a fraction with the common
+//! denominator `10_000 × 10⁹` (basis points × share parts); rows get the floor, and the
+//! units left over (fewer than the rows) go one each to the rows with the largest
+//! remainders, ties broken by account, role, adapter and contribution. So the allocations
+//! sum exactly to the pool, and the result does not depend on the order of the answers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, U256};
+use arrow::array::{
+    Array, AsArray, Decimal128Array, Int64Array, StringArray,
+};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use tributary_chain::bindings::RewardDistributor;
+use tributary_chain::{Chain, send};
+use tributary_lake::Lake;
+use tributary_schemas::lineage::hex_lower;
+use tributary_schemas::merkle::{MerkleTree, leaf_account_amount};
+use tributary_schemas::tables::{self, names};
+
+use crate::{Error, Result};
+
+/// Share parts per answer: attribution shares are turned into integers summing to this.
+const PARTS: u128 = 1_000_000_000;
+/// Basis points in a whole.
+const BPS: u128 = 10_000;
+
+/// How an answer's fee is split, in basis points (they sum to 10,000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// To the platform.
+    pub platform: u32,
+    /// To the adapter's publisher.
+    pub owner: u32,
+    /// To the stakers' account.
+    pub stakers: u32,
+    /// To the contributors, by attribution.
+    pub contributors: u32,
+}
+
+impl Default for Policy {
+    /// 10 / 20 / 20 / 50.
+    fn default() -> Self {
+        Policy {
+            platform: 1_000,
+            owner: 2_000,
+            stakers: 2_000,
+            contributors: 5_000,
+        }
+    }
+}
+
+impl FromStr for Policy {
+    type Err = Error;
+
+    /// `platform=10,owner=20,stakers=20,contributors=50`, in percent (two decimals at most);
+    /// the parts must sum to 100.
+    fn from_str(s: &str) -> Result<Self> {
+        let mut p = Policy {
+            platform: 0,
+            owner: 0,
+            stakers: 0,
+            contributors: 0,
+        };
+        for part in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "policy part {part:?} is not NAME=PERCENT: write e.g. platform=10,owner=20,stakers=20,contributors=50"
+                ))
+            })?;
+            let pct: f64 = v.trim().parse().map_err(|_| {
+                Error::InvalidInput(format!("policy part {part:?}: {v:?} is not a percentage"))
+            })?;
+            let bps = pct * 100.0;
+            if !(0.0..=10_000.0).contains(&bps) || (bps - bps.round()).abs() > 1e-6 {
+                return Err(Error::InvalidInput(format!(
+                    "policy part {part:?}: give a percentage from 0 to 100 with at most two decimals"
+                )));
+            }
+            let slot = match k.trim() {
+                "platform" => &mut p.platform,
+                "owner" => &mut p.owner,
+                "stakers" => &mut p.stakers,
+                "contributors" => &mut p.contributors,
+                other => {
+                    return Err(Error::InvalidInput(format!(
+                        "unknown policy part {other:?}: use platform, owner, stakers and contributors"
+                    )));
+                }
+            };
+            *slot = bps.round() as u32;
+        }
+        let sum = p.platform + p.owner + p.stakers + p.contributors;
+        if sum != 10_000 {
+            return Err(Error::InvalidInput(format!(
+                "the policy's parts sum to {}%, not 100%: adjust them",
+                sum as f64 / 100.0
+            )));
+        }
+        Ok(p)
+    }
+}
+
+/// Who receives the platform's and the stakers' parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accounts {
+    /// The platform's account.
+    pub platform: Address,
+    /// The stakers' pool account.
+    pub stakers: Address,
+}
+
+/// One paid answer, as settlement sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paid {
+    /// The adapter that answered.
+    pub adapter: B256,
+    /// Its publisher.
+    pub owner: Address,
+    /// The fee, in integer token units.
+    pub fee: u128,
+    /// `(contribution, contributor, share)`: the answer's attribution (or its fallback).
+    pub shares: Vec<(B256, Address, f64)>,
+}
+
+/// Whom a row pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The platform.
+    Platform,
+    /// The adapter's publisher.
+    ModelOwner,
+    /// The stakers' pool.
+    Stakers,
+    /// A data contributor.
+    Contributor,
+}
+
+impl Role {
+    /// Its name in the `reward_allocations` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Platform => "platform",
+            Role::ModelOwner => "model_owner",
+            Role::Stakers => "stakers",
+            Role::Contributor => "contributor",
+        }
+    }
+}
+
+/// What one account earned in one role, for one adapter (and contribution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Who is paid.
+    pub account: Address,
+    /// In what role.
+    pub role: Role,
+    /// Through which adapter's answers.
+    pub adapter: B256,
+    /// For which contribution (contributors only).
+    pub contribution: Option<B256>,
+    /// Answers that paid into this row.
+    pub inferences: u64,
+    /// Integer token units.
+    pub amount: u128,
+    /// Why, in words.
+    pub reason: String,
+}
+
+type Key = (Address, Role, B256, Option<B256>);
+
+/// An answer's positive, unrevoked shares as integer parts summing to [`PARTS`] (largest
+/// remainder, ties by contribution id); empty when none is positive.
+fn parts(shares: &[(B256, Address, f64)], revoked: &HashSet<B256>) -> Vec<(B256, Address, u128)> {
+    let mut live: BTreeMap<B256, (Address, f64)> = BTreeMap::new();
+    for &(c, a, s) in shares {
+        if s > 0.0 && s.is_finite() && !revoked.contains(&c) {
+            live.entry(c).or_insert((a, 0.0)).1 += s;
+        }
+    }
+    let total: f64 = live.values().map(|v| v.1).sum();
+    if live.is_empty() || total <= 0.0 {
+        return vec![];
+    }
+    let mut out: Vec<(B256, Address, u128, f64)> = live
+        .iter()
+        .map(|(&c, &(a, s))| {
+            let exact = s / total * PARTS as f64;
+            (c, a, exact.floor() as u128, exact - exact.floor())
+        })
+        .collect();
+    let given: u128 = out.iter().map(|x| x.2).sum();
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|&i, &j| out[j].3.total_cmp(&out[i].3).then(out[i].0.cmp(&out[j].0)));
+    for &i in order.iter().cycle().take(PARTS.saturating_sub(given) as usize) {
+        out[i].2 += 1;
+    }
+    out.into_iter().map(|(c, a, p, _)| (c, a, p)).collect()
+}
+
+/// Splits the answers' fees by `policy`: rows that sum exactly to the pool (see the module
+/// docs), sorted by account, role, adapter and contribution.
+pub fn allocate(
+    policy: &Policy,
+    accounts: &Accounts,
+    paid: &[Paid],
+    revoked: &HashSet<B256>,
+) -> Vec<Allocation> {
+    // Exact amounts as numerators over BPS × PARTS.
+    let mut rows: BTreeMap<Key, (u128, u64, Option<f64>)> = BTreeMap::new();
+    let mut add = |k: Key, w: u128, share: Option<f64>| {
+        let r = rows.entry(k).or_insert((0, 0, share));
+        r.0 += w;
+        r.1 += 1;
+    };
+    for p in paid {
+        let whole = p.fee * PARTS;
+        add((accounts.platform, Role::Platform, p.adapter, None), whole * policy.platform as u128, None);
+        add((p.owner, Role::ModelOwner, p.adapter, None), whole * policy.owner as u128, None);
+        add((accounts.stakers, Role::Stakers, p.adapter, None), whole * policy.stakers as u128, None);
+        let split = parts(&p.shares, revoked);
+        if split.is_empty() {
+            // Nobody to credit: the contributors' part goes to the platform.
+            add(
+                (accounts.platform, Role::Platform, p.adapter, Some(B256::ZERO)),
+                whole * policy.contributors as u128,
+                None,
+            );
+        }
+        for (c, a, n) in split {
+            add((a, Role::Contributor, p.adapter, Some(c)), p.fee * policy.contributors as u128 * n, None);
+        }
+    }
+    let denom = BPS * PARTS;
+    let pool: u128 = paid.iter().map(|p| p.fee).sum();
+    let mut out: Vec<(Key, u128, u128, u64)> = rows
+        .into_iter()
+        .map(|(k, (w, n, _))| (k, w / denom, w % denom, n))
+        .collect();
+    let given: u128 = out.iter().map(|r| r.1).sum();
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|&i, &j| out[j].2.cmp(&out[i].2).then(out[i].0.cmp(&out[j].0)));
+    for &i in order.iter().take((pool - given) as usize) {
+        out[i].1 += 1;
+    }
+    out.into_iter()
+        .filter(|r| r.1 > 0)
+        .map(|((account, role, adapter, contribution), amount, _, n)| {
+            let pct = |bps: u32| bps as f64 / 100.0;
+            let reason = match (role, contribution) {
+                (Role::Platform, Some(_)) => format!(
+                    "the contributors' {}% of {n} answer(s) that credited no live contribution",
+                    pct(policy.contributors)
+                ),
+                (Role::Platform, None) => format!("the platform's {}% of {n} answer(s)", pct(policy.platform)),
+                (Role::ModelOwner, _) => format!("the model owner's {}% of {n} answer(s)", pct(policy.owner)),
+                (Role::Stakers, _) => format!("the stakers' {}% of {n} answer(s)", pct(policy.stakers)),
+                (Role::Contributor, _) => format!(
+                    "the contributors' {}% of {n} answer(s), by this contribution's attribution share",
+                    pct(policy.contributors)
+                ),
+            };
+            Allocation {
+                account,
+                role,
+                adapter,
+                contribution: contribution.filter(|c| *c != B256::ZERO),
+                inferences: n,
+                amount,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// Per-account totals: the leaves of the epoch's Merkle tree.
+pub fn totals(rows: &[Allocation]) -> BTreeMap<Address, u128> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        *out.entry(r.account).or_default() += r.amount;
+    }
+    out
+}
+
+/// The Merkle tree over `(account, amount)` leaves.
+pub fn tree(totals: &BTreeMap<Address, u128>) -> MerkleTree {
+    MerkleTree::new(
+        totals
+            .iter()
+            .map(|(a, n)| leaf_account_amount(*a, U256::from(*n)))
+            .collect(),
+    )
+}
+
+/// What an epoch settled, as kept in the lake at [`EpochManifest::key`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochManifest {
+    /// Epoch number (from 1).
+    pub epoch: u64,
+    /// The policy applied.
+    pub policy: Policy,
+    /// Platform and stakers accounts.
+    pub accounts: Accounts,
+    /// Inference batches settled (recorded on chain), sorted.
+    pub batches: Vec<B256>,
+    /// Sum of their fees.
+    pub pool: String,
+    /// The allocation rows.
+    pub allocations: Vec<Allocation>,
+    /// Merkle root over the per-account totals.
+    pub root: B256,
+}
+
+impl EpochManifest {
+    /// Where epoch `n`'s manifest lies, relative to the lake root.
+    pub fn key(n: u64) -> String {
+        format!("rewards/epoch-{n}.json")
+    }
+
+    /// The account's claim: amount and proof.
+    pub fn claim(&self, account: Address) -> Option<(u128, Vec<B256>)> {
+        let totals = totals(&self.allocations);
+        let amount = *totals.get(&account)?;
+        let proof = tree(&totals).proof(&leaf_account_amount(account, U256::from(amount)))?;
+        Some((amount, proof))
+    }
+}
+
+async fn manifest(lake: &Lake, n: u64) -> Result<Option<EpochManifest>> {
+    let uri = lake
+        .root()
+        .join(&EpochManifest::key(n))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    match lake.get(uri.as_str()).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::InvalidInput(format!("{uri}: not an epoch manifest: {e}"))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Epoch `n`'s manifest; an error naming the fix when it was never settled.
+pub async fn epoch(lake: &Lake, n: u64) -> Result<EpochManifest> {
+    manifest(lake, n).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "reward epoch {n} was never settled: run `tributary rewards settle` first"
+        ))
+    })
+}
+
+/// The settled epochs' manifests, in order.
+pub async fn epochs(lake: &Lake) -> Result<Vec<EpochManifest>> {
+    let mut out = Vec::new();
+    while let Some(m) = manifest(lake, out.len() as u64 + 1).await? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// What [`settle`] did.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The epoch's manifest.
+    pub manifest: EpochManifest,
+    /// The pool.
+    pub pool: u128,
+    /// The `EpochAllocated` transaction (`None` when an earlier run had posted it).
+    pub tx: Option<B256>,
+}
+
+fn decimal(c: &dyn Array) -> Vec<u128> {
+    let a = c.as_any().downcast_ref::<Decimal128Array>().expect("decimal column");
+    a.iter().map(|v| v.unwrap_or_default() as u128).collect()
+}
+
+/// Settles the next epoch: the fees of every inference batch recorded on chain and not yet
+/// settled. Resumes an epoch whose manifest was written but not posted (a crash between
+/// the steps), so a rerun never settles a batch twice.
+pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accounts) -> Result<Settled> {
+    let done = epochs(lake).await?;
+    let distributor = chain.reward_distributor();
+    if let Some(last) = done.last() {
+        let on_chain = distributor
+            .epochs(U256::from(last.epoch))
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        if on_chain.merkleRoot == B256::ZERO {
+            return publish(chain, lake, last.clone()).await;
+        }
+    }
+    let settled: HashSet<B256> = done.iter().flat_map(|m| m.batches.iter().copied()).collect();
+    let epoch_no = done.len() as u64 + 1;
+
+    // The answers of unsettled batches that the chain recorded.
+    let rows = lake.read(names::INFERENCES, None).await?;
+    let ledger = chain.inference_ledger();
+    let mut recorded: HashMap<B256, bool> = HashMap::new();
+    let mut answers: Vec<(B256, B256, u128, String)> = Vec::new();
+    for b in &rows {
+        let col = |n: &str| b.column_by_name(n).expect("inferences schema").as_string::<i32>().clone();
+        let (batch, adapter, attribution) = (col("batch_id"), col("adapter_id"), col("attribution"));
+        let fees = decimal(b.column_by_name("fee").expect("inferences schema").as_ref());
+        for i in 0..b.num_rows() {
+            let batch_id: B256 = batch.value(i).parse().map_err(|_| bad_row("batch_id"))?;
+            if settled.contains(&batch_id) {
+                continue;
+            }
+            if !recorded.contains_key(&batch_id) {
+                let root = ledger
+                    .batchRoot(batch_id)
+                    .call()
+                    .await
+                    .map_err(tributary_chain::Error::from)?;
+                recorded.insert(batch_id, root != B256::ZERO);
+            }
+            if !recorded[&batch_id] {
+                continue;
+            }
+            answers.push((
+                batch_id,
+                adapter.value(i).parse().map_err(|_| bad_row("adapter_id"))?,
+                fees[i],
+                attribution.value(i).to_string(),
+            ));
+        }
+    }
+    if answers.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "no inference batch was recorded on chain since epoch {}: serve some answers (the ledger posts them) and settle again",
+            epoch_no - 1
+        )));
+    }
+    let context = Context::load(chain, lake).await?;
+    let mut paid = Vec::with_capacity(answers.len());
+    let mut batches: Vec<B256> = Vec::new();
+    for (batch, adapter, fee, attribution) in answers {
+        batches.push(batch);
+        let listed: Vec<tributary_schemas::manifest::AttributionShare> =
+            serde_json::from_str(&attribution).map_err(|_| bad_row("attribution"))?;
+        let mut shares: Vec<(B256, Address, f64)> = listed
+            .iter()
+            .map(|a| (a.contribution, context.contributor(a.contribution), a.share))
+            .collect();
+        if shares.is_empty() {
+            shares = context.prior(lake, adapter).await?;
+        }
+        paid.push(Paid {
+            adapter,
+            owner: context.owner(adapter),
+            fee,
+            shares,
+        });
+    }
+    batches.sort();
+    batches.dedup();
+    let allocations = allocate(&policy, &accounts, &paid, &context.revoked);
+    let pool: u128 = paid.iter().map(|p| p.fee).sum();
+    let m = EpochManifest {
+        epoch: epoch_no,
+        policy,
+        accounts,
+        batches,
+        pool: pool.to_string(),
+        root: tree(&totals(&allocations)).root(),
+        allocations,
+    };
+    lake.put(&EpochManifest::key(epoch_no), serde_json::to_vec_pretty(&m).expect("serialises"))
+        .await?;
+    publish(chain, lake, m).await
+}
+
+fn bad_row(column: &str) -> Error {
+    Error::InvalidInput(format!("the inferences table has a bad {column} value: the lake copy is damaged"))
+}
+
+/// Writes the epoch's rows (once) and posts `EpochAllocated` (once); `settle` calls it, and
+/// it resumes an epoch whose manifest is in the lake.
+pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Settled> {
+    let n = m.allocations.len();
+    let rows = &m.allocations;
+    let amounts = Decimal128Array::from(rows.iter().map(|r| r.amount as i128).collect::<Vec<_>>())
+        .with_precision_and_scale(38, 0)?;
+    let batch = RecordBatch::try_new(
+        tables::reward_allocations(),
+        vec![
+            Arc::new(Int64Array::from(vec![m.epoch as i64; n])),
+            Arc::new(StringArray::from(rows.iter().map(|r| hex_lower(r.account.as_slice())).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.adapter.to_string()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.contribution.map(|c| c.to_string())).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(rows.iter().map(|r| r.inferences as i64).collect::<Vec<_>>())),
+            Arc::new(amounts),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())),
+        ],
+    )?;
+    lake.append(names::REWARD_ALLOCATIONS)
+        .batches(vec![batch])
+        .idempotent(format!("tributary-rewards-{}", m.epoch), 0)
+        .commit()
+        .await?;
+    let pool: u128 = m.pool.parse().map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
+    let distributor = chain.reward_distributor();
+    let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
+    let tx = match send(call).await {
+        Ok(r) => Some(r.transaction_hash),
+        Err(e)
+            if matches!(
+                e.revert::<RewardDistributor::RewardDistributorErrors>(),
+                Some(RewardDistributor::RewardDistributorErrors::EpochExists(_))
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Settled { manifest: m, pool, tx })
+}
+
+/// What settlement needs to know about adapters and contributions.
+struct Context {
+    contributors: HashMap<B256, Address>,
+    owners: HashMap<B256, Address>,
+    parents: HashMap<B256, Vec<(B256, f64)>>,
+    revoked: HashSet<B256>,
+}
+
+impl Context {
+    async fn load(chain: &Chain, lake: &Lake) -> Result<Self> {
+        // Adapter publishers: the sender of each AdapterPublished transaction.
+        let published = chain
+            .model_registry()
+            .AdapterPublished_filter()
+            .from_block(chain.deployment().start_block)
+            .query()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        let mut owners = HashMap::new();
+        let mut parents = HashMap::new();
+        let mut contributors = HashMap::new();
+        for (e, log) in published {
+            if let Some(tx) = log.transaction_hash {
+                use alloy::providers::Provider;
+                let t = chain
+                    .provider()
+                    .get_transaction_by_hash(tx)
+                    .await
+                    .map_err(tributary_chain::Error::from)?;
+                if let Some(t) = t {
+                    owners.insert(e.id, t.inner.signer());
+                }
+            }
+            let manifest_uri = lake
+                .root()
+                .join(&tributary_schemas::manifest::AdapterManifest::key(e.id))
+                .map_err(|err| Error::InvalidInput(err.to_string()))?;
+            if let Ok(bytes) = lake.get(manifest_uri.as_str()).await
+                && let Ok(m) = serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
+            {
+                parents.insert(e.id, m.parents.iter().map(|p| (p.id, p.weight)).collect());
+                if m.snapshot_id != B256::ZERO {
+                    for c in crate::snapshot::load(lake, m.snapshot_id).await?.contributions {
+                        contributors.insert(c.id, c.contributor);
+                    }
+                }
+            }
+        }
+        let mut revoked = HashSet::new();
+        for b in lake.read(names::REVOCATIONS, None).await? {
+            let ids = b.column_by_name("contribution_id").expect("revocations schema").as_string::<i32>();
+            revoked.extend(ids.iter().flatten().filter_map(|s| s.parse::<B256>().ok()));
+        }
+        Ok(Context {
+            contributors,
+            owners,
+            parents,
+            revoked,
+        })
+    }
+
+    fn contributor(&self, c: B256) -> Address {
+        self.contributors.get(&c).copied().unwrap_or_default()
+    }
+
+    fn owner(&self, adapter: B256) -> Address {
+        self.owners.get(&adapter).copied().unwrap_or_default()
+    }
+
+    /// The adapter's own attribution over its held-out set (`attributions`, subject
+    /// `adapter`); a merge's is its parents', weighted by the positive merge weights.
+    async fn prior(&self, lake: &Lake, adapter: B256) -> Result<Vec<(B256, Address, f64)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(adapter, 1.0)];
+        let rows = lake.read(names::ATTRIBUTIONS, None).await?;
+        while let Some((a, w)) = stack.pop() {
+            let id = a.to_string();
+            let mut own = Vec::new();
+            for b in &rows {
+                let s = |n: &str| b.column_by_name(n).expect("attributions schema").as_string::<i32>().clone();
+                let (kind, subject, contribution, method) = (s("subject_kind"), s("subject_id"), s("contribution_id"), s("method"));
+                let share = b.column_by_name("share").expect("attributions schema").as_primitive::<arrow::datatypes::Float64Type>().clone();
+                for i in 0..b.num_rows() {
+                    if kind.value(i) == "adapter" && subject.value(i) == id && method.value(i) == "tracin" && share.value(i) > 0.0
+                        && let Ok(c) = contribution.value(i).parse::<B256>()
+                    {
+                        own.push((c, self.contributor(c), share.value(i) * w));
+                    }
+                }
+            }
+            if own.is_empty() {
+                let ps = self.parents.get(&a).cloned().unwrap_or_default();
+                let total: f64 = ps.iter().map(|p| p.1.max(0.0)).sum();
+                if total > 0.0 {
+                    stack.extend(ps.iter().filter(|p| p.1 > 0.0).map(|p| (p.0, w * p.1 / total)));
+                }
+            }
+            out.extend(own);
+        }
+        Ok(out)
+    }
+}
+
+/// Claims `account`'s reward of epoch `n` (anyone may send the claim; the token goes to the
+/// account). Returns the amount and the transaction.
+pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Result<(u128, B256)> {
+    let m = epoch(lake, n).await?;
+    let (amount, proof) = m.claim(account).ok_or_else(|| {
+        Error::NotFound(format!(
+            "{account} has nothing to claim in epoch {n}: `tributary rewards show --contributor {account}` lists what it earned"
+        ))
+    })?;
+    let distributor = chain.reward_distributor();
+    let call = distributor.claim(U256::from(n), account, U256::from(amount), proof);
+    match send(call).await {
+        Ok(r) => Ok((amount, r.transaction_hash)),
+        Err(e) => match e.revert::<RewardDistributor::RewardDistributorErrors>() {
+            Some(RewardDistributor::RewardDistributorErrors::AlreadyClaimed(_)) => Err(Error::InvalidInput(format!(
+                "{account} already claimed epoch {n}"
+            ))),
+            _ => Err(e.into()),
+        },
+    }
+}
+
+/// One row of what an account earned, with whether its epoch was claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Earned {
+    /// Epoch.
+    pub epoch: u64,
+    /// The allocation.
+    pub allocation: Allocation,
+    /// Whether the account claimed that epoch.
+    pub claimed: bool,
+}
+
+/// Everything `account` earned, epoch by epoch, and its token balance on chain.
+pub async fn show(chain: &Chain, lake: &Lake, account: Address) -> Result<(Vec<Earned>, u128)> {
+    let mut out = Vec::new();
+    for m in epochs(lake).await? {
+        let claimed = chain
+            .reward_distributor()
+            .hasClaimed(U256::from(m.epoch), account)
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        out.extend(
+            m.allocations
+                .iter()
+                .filter(|a| a.account == account)
+                .map(|a| Earned {
+                    epoch: m.epoch,
+                    allocation: a.clone(),
+                    claimed,
+                }),
+        );
+    }
+    let balance = chain
+        .reward_token()
+        .balanceOf(account)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok((out, balance.to::<u128>()))
+}

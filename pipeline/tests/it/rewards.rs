@@ -1,0 +1,232 @@
+//! Rewards: the allocation invariants by property test, and claims on anvil.
+
+use std::collections::HashSet;
+
+use alloy::primitives::{Address, B256, U256};
+use proptest::prelude::*;
+use tributary_chain::{Chain, ChainConfig};
+use tributary_lake::Lake;
+use tributary_pipeline::rewards::{
+    Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, publish, totals, tree,
+};
+
+const PLATFORM: Address = Address::repeat_byte(0xAA);
+const STAKERS: Address = Address::repeat_byte(0xBB);
+
+fn accounts() -> Accounts {
+    Accounts {
+        platform: PLATFORM,
+        stakers: STAKERS,
+    }
+}
+
+fn contribution(i: u8) -> B256 {
+    B256::repeat_byte(i)
+}
+
+fn contributor(i: u8) -> Address {
+    Address::repeat_byte(i % 5 + 1)
+}
+
+fn paid_strategy() -> impl Strategy<Value = Vec<Paid>> {
+    let answer = (
+        0u8..3,
+        1u8..4,
+        0u128..10_000_000_000_000_000_000,
+        proptest::collection::vec((10u8..40, -1.0f64..1.0), 0..6),
+    )
+        .prop_map(|(adapter, owner, fee, shares)| Paid {
+            adapter: B256::repeat_byte(0xF0 + adapter),
+            owner: Address::repeat_byte(0xC0 + owner),
+            fee,
+            shares: shares
+                .into_iter()
+                .map(|(c, s)| (contribution(c), contributor(c), s))
+                .collect(),
+        });
+    proptest::collection::vec(answer, 1..12)
+}
+
+fn policy_strategy() -> impl Strategy<Value = Policy> {
+    (0u32..=10_000, 0u32..=10_000, 0u32..=10_000).prop_map(|(a, b, c)| {
+        let mut v = [a, b, c];
+        v.sort();
+        Policy {
+            platform: v[0],
+            owner: v[1] - v[0],
+            stakers: v[2] - v[1],
+            contributors: 10_000 - v[2],
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn allocations_sum_exactly_to_the_pool_in_any_order(
+        paid in paid_strategy(),
+        policy in policy_strategy(),
+        revoked in proptest::collection::hash_set(10u8..40, 0..4),
+        seed in any::<u64>(),
+    ) {
+        let revoked: HashSet<B256> = revoked.into_iter().map(contribution).collect();
+        let rows = allocate(&policy, &accounts(), &paid, &revoked);
+        let pool: u128 = paid.iter().map(|p| p.fee).sum();
+        prop_assert_eq!(rows.iter().map(|r| r.amount).sum::<u128>(), pool);
+        prop_assert_eq!(totals(&rows).values().sum::<u128>(), pool);
+
+        // Any order of the answers gives the same rows.
+        let mut shuffled = paid.clone();
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(allocate(&policy, &accounts(), &shuffled, &revoked), rows.clone());
+
+        // Only contributions with a positive share in some answer, and not revoked, are paid.
+        let positive: HashSet<B256> = paid
+            .iter()
+            .flat_map(|p| p.shares.iter().filter(|s| s.2 > 0.0).map(|s| s.0))
+            .collect();
+        for r in rows.iter().filter(|r| r.role == Role::Contributor) {
+            let c = r.contribution.unwrap();
+            prop_assert!(positive.contains(&c), "{c} had no positive share but was paid");
+            prop_assert!(!revoked.contains(&c), "{c} was revoked but was paid");
+        }
+    }
+}
+
+#[test]
+fn policy_parses_percentages_and_refuses_bad_ones() {
+    let p: Policy = "platform=10,owner=20,stakers=20,contributors=50".parse().unwrap();
+    assert_eq!(p, Policy::default());
+    let p: Policy = "platform=12.5,owner=12.5,stakers=0,contributors=75".parse().unwrap();
+    assert_eq!((p.platform, p.contributors), (1_250, 7_500));
+    for (bad, says) in [
+        ("platform=10,owner=20,stakers=20,contributors=40", "sum to 90%"),
+        ("platform=10,owners=20,stakers=20,contributors=50", "unknown policy part \"owners\""),
+        ("platform=ten", "not a percentage"),
+        ("platform=10.001,owner=20,stakers=20,contributors=49.999", "two decimals"),
+    ] {
+        let err = bad.parse::<Policy>().unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn splits_one_answer_by_policy_and_share() {
+    let c1 = (contribution(1), Address::repeat_byte(1), 0.75);
+    let c2 = (contribution(2), Address::repeat_byte(2), 0.25);
+    let neg = (contribution(3), Address::repeat_byte(3), -0.5);
+    let paid = vec![Paid {
+        adapter: B256::repeat_byte(0xF0),
+        owner: Address::repeat_byte(0xC0),
+        fee: 1_000,
+        shares: vec![c1, c2, neg],
+    }];
+    let rows = allocate(&Policy::default(), &accounts(), &paid, &HashSet::new());
+    let t = totals(&rows);
+    assert_eq!(t[&PLATFORM], 100);
+    assert_eq!(t[&Address::repeat_byte(0xC0)], 200);
+    assert_eq!(t[&STAKERS], 200);
+    assert_eq!(t[&Address::repeat_byte(1)], 375);
+    assert_eq!(t[&Address::repeat_byte(2)], 125);
+    assert!(!t.contains_key(&Address::repeat_byte(3)), "a negative share earns nothing");
+
+    // Revoking c2 gives its part to c1; revoking both sends the contributors' part to the
+    // platform, with a reason that says so.
+    let rows = allocate(&Policy::default(), &accounts(), &paid, &HashSet::from([contribution(2)]));
+    assert_eq!(totals(&rows)[&Address::repeat_byte(1)], 500);
+    let rows = allocate(
+        &Policy::default(),
+        &accounts(),
+        &paid,
+        &HashSet::from([contribution(1), contribution(2)]),
+    );
+    assert_eq!(totals(&rows)[&PLATFORM], 600);
+    assert!(rows.iter().any(|r| r.reason.contains("credited no live contribution")));
+
+    // Thirds of 100 units: 33 + 33 + 34 (the remainder goes by largest remainder, then
+    // account order), the same every time.
+    let thirds = vec![Paid {
+        adapter: B256::repeat_byte(0xF0),
+        owner: Address::repeat_byte(0xC0),
+        fee: 100,
+        shares: (1..=3)
+            .map(|i| (contribution(i), Address::repeat_byte(i), 1.0))
+            .collect(),
+    }];
+    let policy: Policy = "platform=0,owner=0,stakers=0,contributors=100".parse().unwrap();
+    let t = totals(&allocate(&policy, &accounts(), &thirds, &HashSet::new()));
+    assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![34, 33, 33]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_pay_out_once_and_forged_proofs_revert() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::connect(ChainConfig::embedded(dir.path())).await.unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let alice = Address::repeat_byte(0x11);
+    let bob = Address::repeat_byte(0x22);
+    let paid = vec![Paid {
+        adapter: B256::repeat_byte(0xF0),
+        owner: Address::repeat_byte(0xC0),
+        fee: 1_000_000,
+        shares: vec![
+            (contribution(1), alice, 0.6),
+            (contribution(2), bob, 0.4),
+        ],
+    }];
+    let rows = allocate(&Policy::default(), &accounts(), &paid, &HashSet::new());
+    let m = EpochManifest {
+        epoch: 1,
+        policy: Policy::default(),
+        accounts: accounts(),
+        batches: vec![],
+        pool: "1000000".into(),
+        root: tree(&totals(&rows)).root(),
+        allocations: rows,
+    };
+    lake.put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
+        .await
+        .unwrap();
+    let settled = publish(&chain, &lake, m.clone()).await.unwrap();
+    assert!(settled.tx.is_some());
+    // Publishing again (a rerun after a crash) is a no-op.
+    assert!(publish(&chain, &lake, m.clone()).await.unwrap().tx.is_none());
+
+    let token = chain.reward_token();
+    let (amount, _) = claim(&chain, &lake, 1, alice).await.unwrap();
+    assert_eq!(amount, 300_000);
+    assert_eq!(token.balanceOf(alice).call().await.unwrap(), U256::from(300_000));
+    let err = claim(&chain, &lake, 1, alice).await.unwrap_err().to_string();
+    assert!(err.contains("already claimed"), "{err}");
+    assert_eq!(token.balanceOf(alice).call().await.unwrap(), U256::from(300_000));
+
+    // Bob's proof with a larger amount, and Alice's proof for Bob, both revert.
+    let (bob_amount, bob_proof) = m.claim(bob).unwrap();
+    let (_, alice_proof) = m.claim(alice).unwrap();
+    let distributor = chain.reward_distributor();
+    for (amount, proof) in [
+        (bob_amount + 1, bob_proof.clone()),
+        (bob_amount, alice_proof),
+    ] {
+        let err = tributary_chain::send(distributor.claim(U256::from(1), bob, U256::from(amount), proof))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.revert::<tributary_chain::bindings::RewardDistributor::RewardDistributorErrors>(),
+                Some(tributary_chain::bindings::RewardDistributor::RewardDistributorErrors::InvalidProof(_))
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(token.balanceOf(bob).call().await.unwrap(), U256::ZERO);
+    claim(&chain, &lake, 1, bob).await.unwrap();
+    assert_eq!(token.balanceOf(bob).call().await.unwrap(), U256::from(bob_amount));
+    let err = claim(&chain, &lake, 1, Address::repeat_byte(0x99)).await.unwrap_err().to_string();
+    assert!(err.contains("nothing to claim"), "{err}");
+}
