@@ -77,9 +77,13 @@ enum Command {
     /// influence with contributor, Datanet, score and share, and the answer's spans found
     /// verbatim in the training data.
     Attribute(cmd::attribute::Args),
+    /// Rewards: settle an epoch's fees by policy and attribution, claim, show earnings.
+    Rewards(cmd::rewards::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
-    /// Serve the GraphQL API (with GraphiQL) over the index store, and SQL at POST /sql.
+    /// Serve the GraphQL API (with GraphiQL), SQL (HTTP and the PostgreSQL wire protocol) and
+    /// OpenAI-compatible inference over the published adapters (/v1/completions,
+    /// /v1/chat/completions, /v1/models), each answer with its ancestry and attribution.
     Serve(cmd::serve::Args),
     /// Run a read-only SQL query over the lake's Delta tables and views.
     Sql(cmd::sql::Args),
@@ -117,6 +121,7 @@ fn main() -> std::process::ExitCode {
             Command::Snapshot(a) => cmd::snapshot::run(a).await.map(|()| true),
             Command::Train(a) => cmd::train::run(a).await.map(|()| true),
             Command::Attribute(a) => cmd::attribute::run(a).await.map(|()| true),
+            Command::Rewards(a) => cmd::rewards::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),

@@ -31,17 +31,20 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
         batch_id: id,
         inferences: entries.to_vec(),
     };
-    let uri = lake.put(&format!("inferences/{id}.json"), manifest.to_bytes()).await?;
+    let uri = lake
+        .put(&format!("inferences/{id}.json"), manifest.to_bytes())
+        .await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     let n = entries.len();
     let hex = |f: &dyn Fn(&InferenceEntry) -> B256| -> ArrayRef {
-        Arc::new(StringArray::from(entries.iter().map(|e| f(e).to_string()).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            entries.iter().map(|e| f(e).to_string()).collect::<Vec<_>>(),
+        ))
     };
     let fees = Decimal128Array::from(entries.iter().map(|e| e.fee as i128).collect::<Vec<_>>())
-        .with_precision_and_scale(38, 0)
-        ?;
+        .with_precision_and_scale(38, 0)?;
     let batch = RecordBatch::try_new(
         tables::inferences(),
         vec![
@@ -51,7 +54,9 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
             hex(&|e| e.request_hash),
             hex(&|e| e.response_hash),
             hex(&|e| e.attribution_root),
-            Arc::new(Int64Array::from(entries.iter().map(|e| e.tokens as i64).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                entries.iter().map(|e| e.tokens as i64).collect::<Vec<_>>(),
+            )),
             Arc::new(fees),
             Arc::new(StringArray::from(
                 entries
@@ -61,8 +66,7 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
             )),
             Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
         ],
-    )
-    ?;
+    )?;
     lake.append(names::INFERENCES)
         .batches(vec![batch])
         .idempotent(format!("tributary-inferences-{id}"), 0)

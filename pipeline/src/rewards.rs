@@ -20,9 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
-use arrow::array::{
-    Array, AsArray, Decimal128Array, Int64Array, StringArray,
-};
+use arrow::array::{Array, AsArray, Decimal128Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tributary_chain::bindings::RewardDistributor;
@@ -207,7 +205,11 @@ fn parts(shares: &[(B256, Address, f64)], revoked: &HashSet<B256>) -> Vec<(B256,
     let given: u128 = out.iter().map(|x| x.2).sum();
     let mut order: Vec<usize> = (0..out.len()).collect();
     order.sort_by(|&i, &j| out[j].3.total_cmp(&out[i].3).then(out[i].0.cmp(&out[j].0)));
-    for &i in order.iter().cycle().take(PARTS.saturating_sub(given) as usize) {
+    for &i in order
+        .iter()
+        .cycle()
+        .take(PARTS.saturating_sub(given) as usize)
+    {
         out[i].2 += 1;
     }
     out.into_iter().map(|(c, a, p, _)| (c, a, p)).collect()
@@ -230,20 +232,41 @@ pub fn allocate(
     };
     for p in paid {
         let whole = p.fee * PARTS;
-        add((accounts.platform, Role::Platform, p.adapter, None), whole * policy.platform as u128, None);
-        add((p.owner, Role::ModelOwner, p.adapter, None), whole * policy.owner as u128, None);
-        add((accounts.stakers, Role::Stakers, p.adapter, None), whole * policy.stakers as u128, None);
+        add(
+            (accounts.platform, Role::Platform, p.adapter, None),
+            whole * policy.platform as u128,
+            None,
+        );
+        add(
+            (p.owner, Role::ModelOwner, p.adapter, None),
+            whole * policy.owner as u128,
+            None,
+        );
+        add(
+            (accounts.stakers, Role::Stakers, p.adapter, None),
+            whole * policy.stakers as u128,
+            None,
+        );
         let split = parts(&p.shares, revoked);
         if split.is_empty() {
             // Nobody to credit: the contributors' part goes to the platform.
             add(
-                (accounts.platform, Role::Platform, p.adapter, Some(B256::ZERO)),
+                (
+                    accounts.platform,
+                    Role::Platform,
+                    p.adapter,
+                    Some(B256::ZERO),
+                ),
                 whole * policy.contributors as u128,
                 None,
             );
         }
         for (c, a, n) in split {
-            add((a, Role::Contributor, p.adapter, Some(c)), p.fee * policy.contributors as u128 * n, None);
+            add(
+                (a, Role::Contributor, p.adapter, Some(c)),
+                p.fee * policy.contributors as u128 * n,
+                None,
+            );
         }
     }
     let denom = BPS * PARTS;
@@ -384,14 +407,22 @@ pub struct Settled {
 }
 
 fn decimal(c: &dyn Array) -> Vec<u128> {
-    let a = c.as_any().downcast_ref::<Decimal128Array>().expect("decimal column");
+    let a = c
+        .as_any()
+        .downcast_ref::<Decimal128Array>()
+        .expect("decimal column");
     a.iter().map(|v| v.unwrap_or_default() as u128).collect()
 }
 
 /// Settles the next epoch: the fees of every inference batch recorded on chain and not yet
 /// settled. Resumes an epoch whose manifest was written but not posted (a crash between
 /// the steps), so a rerun never settles a batch twice.
-pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accounts) -> Result<Settled> {
+pub async fn settle(
+    chain: &Chain,
+    lake: &Lake,
+    policy: Policy,
+    accounts: Accounts,
+) -> Result<Settled> {
     let done = epochs(lake).await?;
     let distributor = chain.reward_distributor();
     if let Some(last) = done.last() {
@@ -404,7 +435,10 @@ pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accoun
             return publish(chain, lake, last.clone()).await;
         }
     }
-    let settled: HashSet<B256> = done.iter().flat_map(|m| m.batches.iter().copied()).collect();
+    let settled: HashSet<B256> = done
+        .iter()
+        .flat_map(|m| m.batches.iter().copied())
+        .collect();
     let epoch_no = done.len() as u64 + 1;
 
     // The answers of unsettled batches that the chain recorded.
@@ -413,8 +447,14 @@ pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accoun
     let mut recorded: HashMap<B256, bool> = HashMap::new();
     let mut answers: Vec<(B256, B256, u128, String)> = Vec::new();
     for b in &rows {
-        let col = |n: &str| b.column_by_name(n).expect("inferences schema").as_string::<i32>().clone();
-        let (batch, adapter, attribution) = (col("batch_id"), col("adapter_id"), col("attribution"));
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .expect("inferences schema")
+                .as_string::<i32>()
+                .clone()
+        };
+        let (batch, adapter, attribution) =
+            (col("batch_id"), col("adapter_id"), col("attribution"));
         let fees = decimal(b.column_by_name("fee").expect("inferences schema").as_ref());
         for i in 0..b.num_rows() {
             let batch_id: B256 = batch.value(i).parse().map_err(|_| bad_row("batch_id"))?;
@@ -434,7 +474,10 @@ pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accoun
             }
             answers.push((
                 batch_id,
-                adapter.value(i).parse().map_err(|_| bad_row("adapter_id"))?,
+                adapter
+                    .value(i)
+                    .parse()
+                    .map_err(|_| bad_row("adapter_id"))?,
                 fees[i],
                 attribution.value(i).to_string(),
             ));
@@ -480,13 +523,18 @@ pub async fn settle(chain: &Chain, lake: &Lake, policy: Policy, accounts: Accoun
         root: tree(&totals(&allocations)).root(),
         allocations,
     };
-    lake.put(&EpochManifest::key(epoch_no), serde_json::to_vec_pretty(&m).expect("serialises"))
-        .await?;
+    lake.put(
+        &EpochManifest::key(epoch_no),
+        serde_json::to_vec_pretty(&m).expect("serialises"),
+    )
+    .await?;
     publish(chain, lake, m).await
 }
 
 fn bad_row(column: &str) -> Error {
-    Error::InvalidInput(format!("the inferences table has a bad {column} value: the lake copy is damaged"))
+    Error::InvalidInput(format!(
+        "the inferences table has a bad {column} value: the lake copy is damaged"
+    ))
 }
 
 /// Writes the epoch's rows (once) and posts `EpochAllocated` (once); `settle` calls it, and
@@ -500,15 +548,31 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         tables::reward_allocations(),
         vec![
             Arc::new(Int64Array::from(vec![m.epoch as i64; n])),
-            Arc::new(StringArray::from(rows.iter().map(|r| hex_lower(r.account.as_slice())).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(rows.iter().map(|r| r.adapter.to_string()).collect::<Vec<_>>())),
             Arc::new(StringArray::from(
-                rows.iter().map(|r| r.contribution.map(|c| c.to_string())).collect::<Vec<_>>(),
+                rows.iter()
+                    .map(|r| hex_lower(r.account.as_slice()))
+                    .collect::<Vec<_>>(),
             )),
-            Arc::new(Int64Array::from(rows.iter().map(|r| r.inferences as i64).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.adapter.to_string())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.contribution.map(|c| c.to_string()))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.inferences as i64).collect::<Vec<_>>(),
+            )),
             Arc::new(amounts),
-            Arc::new(StringArray::from(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+            )),
         ],
     )?;
     lake.append(names::REWARD_ALLOCATIONS)
@@ -516,7 +580,10 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         .idempotent(format!("tributary-rewards-{}", m.epoch), 0)
         .commit()
         .await?;
-    let pool: u128 = m.pool.parse().map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
+    let pool: u128 = m
+        .pool
+        .parse()
+        .map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
     let distributor = chain.reward_distributor();
     let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
     let tx = match send(call).await {
@@ -531,7 +598,11 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Settled { manifest: m, pool, tx })
+    Ok(Settled {
+        manifest: m,
+        pool,
+        tx,
+    })
 }
 
 /// What settlement needs to know about adapters and contributions.
@@ -572,11 +643,15 @@ impl Context {
                 .join(&tributary_schemas::manifest::AdapterManifest::key(e.id))
                 .map_err(|err| Error::InvalidInput(err.to_string()))?;
             if let Ok(bytes) = lake.get(manifest_uri.as_str()).await
-                && let Ok(m) = serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
+                && let Ok(m) =
+                    serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
             {
                 parents.insert(e.id, m.parents.iter().map(|p| (p.id, p.weight)).collect());
                 if m.snapshot_id != B256::ZERO {
-                    for c in crate::snapshot::load(lake, m.snapshot_id).await?.contributions {
+                    for c in crate::snapshot::load(lake, m.snapshot_id)
+                        .await?
+                        .contributions
+                    {
                         contributors.insert(c.id, c.contributor);
                     }
                 }
@@ -584,7 +659,10 @@ impl Context {
         }
         let mut revoked = HashSet::new();
         for b in lake.read(names::REVOCATIONS, None).await? {
-            let ids = b.column_by_name("contribution_id").expect("revocations schema").as_string::<i32>();
+            let ids = b
+                .column_by_name("contribution_id")
+                .expect("revocations schema")
+                .as_string::<i32>();
             revoked.extend(ids.iter().flatten().filter_map(|s| s.parse::<B256>().ok()));
         }
         Ok(Context {
@@ -613,11 +691,28 @@ impl Context {
             let id = a.to_string();
             let mut own = Vec::new();
             for b in &rows {
-                let s = |n: &str| b.column_by_name(n).expect("attributions schema").as_string::<i32>().clone();
-                let (kind, subject, contribution, method) = (s("subject_kind"), s("subject_id"), s("contribution_id"), s("method"));
-                let share = b.column_by_name("share").expect("attributions schema").as_primitive::<arrow::datatypes::Float64Type>().clone();
+                let s = |n: &str| {
+                    b.column_by_name(n)
+                        .expect("attributions schema")
+                        .as_string::<i32>()
+                        .clone()
+                };
+                let (kind, subject, contribution, method) = (
+                    s("subject_kind"),
+                    s("subject_id"),
+                    s("contribution_id"),
+                    s("method"),
+                );
+                let share = b
+                    .column_by_name("share")
+                    .expect("attributions schema")
+                    .as_primitive::<arrow::datatypes::Float64Type>()
+                    .clone();
                 for i in 0..b.num_rows() {
-                    if kind.value(i) == "adapter" && subject.value(i) == id && method.value(i) == "tracin" && share.value(i) > 0.0
+                    if kind.value(i) == "adapter"
+                        && subject.value(i) == id
+                        && method.value(i) == "tracin"
+                        && share.value(i) > 0.0
                         && let Ok(c) = contribution.value(i).parse::<B256>()
                     {
                         own.push((c, self.contributor(c), share.value(i) * w));
@@ -628,7 +723,11 @@ impl Context {
                 let ps = self.parents.get(&a).cloned().unwrap_or_default();
                 let total: f64 = ps.iter().map(|p| p.1.max(0.0)).sum();
                 if total > 0.0 {
-                    stack.extend(ps.iter().filter(|p| p.1 > 0.0).map(|p| (p.0, w * p.1 / total)));
+                    stack.extend(
+                        ps.iter()
+                            .filter(|p| p.1 > 0.0)
+                            .map(|p| (p.0, w * p.1 / total)),
+                    );
                 }
             }
             out.extend(own);
@@ -651,9 +750,9 @@ pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Resu
     match send(call).await {
         Ok(r) => Ok((amount, r.transaction_hash)),
         Err(e) => match e.revert::<RewardDistributor::RewardDistributorErrors>() {
-            Some(RewardDistributor::RewardDistributorErrors::AlreadyClaimed(_)) => Err(Error::InvalidInput(format!(
-                "{account} already claimed epoch {n}"
-            ))),
+            Some(RewardDistributor::RewardDistributorErrors::AlreadyClaimed(_)) => Err(
+                Error::InvalidInput(format!("{account} already claimed epoch {n}")),
+            ),
             _ => Err(e.into()),
         },
     }

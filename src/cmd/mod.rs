@@ -7,6 +7,7 @@ pub(crate) mod demo;
 pub(crate) mod doctor;
 pub(crate) mod index;
 pub(crate) mod revoke;
+pub(crate) mod rewards;
 pub(crate) mod serve;
 pub(crate) mod snapshot;
 pub(crate) mod sql;

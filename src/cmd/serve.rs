@@ -38,6 +38,58 @@ pub(crate) struct Args {
     /// stop working.
     #[arg(long)]
     no_introspection: bool,
+    #[command(flatten)]
+    inference: Inference,
+}
+
+/// Inference settings of `tributary serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Inference {
+    /// Sequences decoded together at most (each holds a key/value cache slot).
+    #[arg(long, default_value_t = 64)]
+    slots: i64,
+    /// Memory for adapters kept loaded, in MiB; the least recently used are unloaded first.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    adapter_cache_mb: i64,
+    /// Fee per token (prompt and answer) in integer token units (10^18 units = 1 token).
+    #[arg(long, default_value_t = 1_000_000_000_000)]
+    fee_per_token: u128,
+    /// Post the inference ledger to the chain when this many answers wait.
+    #[arg(long, default_value_t = 100)]
+    ledger_batch: usize,
+    /// Post the inference ledger at least this often, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    ledger_interval: f64,
+}
+
+impl Inference {
+    /// The inference server's settings under `common`'s data dir.
+    pub(crate) fn config(
+        &self,
+        common: &Common,
+    ) -> anyhow::Result<tributary_trainer::serve::ServeConfig> {
+        if self.slots < 1 || self.ledger_batch < 1 {
+            anyhow::bail!("--slots and --ledger-batch must be at least 1");
+        }
+        if !(self.ledger_interval > 0.0 && self.ledger_interval.is_finite()) {
+            anyhow::bail!(
+                "--ledger-interval {} is not a positive number of seconds",
+                self.ledger_interval
+            );
+        }
+        let mut c = tributary_trainer::serve::ServeConfig::new(
+            &common.data_dir,
+            &tributary_trainer::base::default_cache(),
+        );
+        c.slots = self.slots;
+        c.adapter_budget = self.adapter_cache_mb << 20;
+        c.fee_per_token = self.fee_per_token;
+        c.ledger = tributary_trainer::serve::ledger::LedgerConfig {
+            batch_size: self.ledger_batch,
+            interval: std::time::Duration::from_secs_f64(self.ledger_interval),
+        };
+        Ok(c)
+    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -95,8 +147,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         max_body_bytes: args.graphql_max_body,
     };
     let schema = tributary_api::schema(store, Some(lake.clone()), deployment.chain_id);
+    let chain = std::sync::Arc::new(super::chain(&args.common).await?);
+    let inference = tributary_trainer::serve::Server::start(
+        chain,
+        lake.clone(),
+        args.inference.config(&args.common)?,
+    )
+    .await?;
+    println!(
+        "Inference (OpenAI-compatible): http://{}/v1/completions, /v1/chat/completions, /v1/models",
+        listener.local_addr()?
+    );
     let router = tributary_api::router(schema, &limits)
-        .merge(tributary_api::sql_http::router(analyst.clone()));
+        .merge(tributary_api::sql_http::router(analyst.clone()))
+        .merge(tributary_trainer::serve::http::router(inference.clone()));
     let router = tributary_api::with_cors(router, &args.cors_origins)
         .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
     let wire = tokio::spawn(tributary_api::pg::serve(
@@ -106,6 +170,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let served = tributary_api::serve(listener, router, super::shutdown_signal()).await;
     wire.abort();
+    // Answers not yet posted stay journaled for the next start either way.
+    if let Err(e) = inference.ledger.flush().await {
+        eprintln!(
+            "the inference ledger could not post on shutdown ({e}); it will on the next start"
+        );
+    }
     served?;
     Ok(())
 }

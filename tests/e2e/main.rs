@@ -5,4 +5,5 @@ mod datanets;
 mod demo;
 mod index;
 mod s3;
+mod serve;
 mod train;

@@ -9,7 +9,7 @@ use tributary_trainer::base::{self, Recipe};
 
 use crate::datanets::{Setup, records, setup};
 
-const JOB: &str = r#"
+pub(crate) const JOB: &str = r#"
 line = "pantry"
 datanets = ["kitchen-conversions"]
 [lora]
@@ -26,7 +26,7 @@ eval_every = 10
 patience = 0
 "#;
 
-fn train(s: &Setup, name: &str, toml: &str, out: &Path) -> (bool, String) {
+pub(crate) fn train(s: &Setup, name: &str, toml: &str, out: &Path) -> (bool, String) {
     let config = s.dir().join(format!("{name}.toml"));
     std::fs::write(&config, toml).unwrap();
     let run = s
@@ -50,7 +50,7 @@ fn train(s: &Setup, name: &str, toml: &str, out: &Path) -> (bool, String) {
 }
 
 /// The `(adapter id, tx)` of a `adapter LINE@V (ID) … in tx TX` line.
-fn published(text: &str, version: &str) -> (String, String) {
+pub(crate) fn published(text: &str, version: &str) -> (String, String) {
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("adapter {version} (")))

@@ -302,7 +302,12 @@ pub struct Found {
 
 /// Attributes one answer: gradient influence over the adapter's training contributions
 /// (when asked and indexed), and the answer's spans found in its training data.
-pub fn score(model: &Model, tokenizer: &Tokenizer, l: &mut Loaded, a: &Answer<'_>) -> Result<Found> {
+pub fn score(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    l: &mut Loaded,
+    a: &Answer<'_>,
+) -> Result<Found> {
     let mut found = Found::default();
     if let (true, Some(influence)) = (a.influence, &l.influence) {
         let query = tokenizer.encode(&format!("{}{}", a.prompt, a.output))?;

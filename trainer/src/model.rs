@@ -532,7 +532,8 @@ impl Model {
         }
         let dev = self.device;
         let offsets = Tensor::arange(t, (Kind::Int64, dev));
-        let positions = Tensor::from_slice(start).to_device(dev).unsqueeze(1) + offsets.unsqueeze(0);
+        let positions =
+            Tensor::from_slice(start).to_device(dev).unsqueeze(1) + offsets.unsqueeze(0);
         let slot_ids = Tensor::from_slice(slots).to_device(dev);
         let slot_bt = slot_ids.unsqueeze(1).expand([b, t], false);
         // Row b's token i sees cached positions 0..=start[b]+i.
@@ -572,10 +573,17 @@ impl Model {
                 k = apply_rope(&k, cos, sin);
             }
             // The cache is [slot, position, kv head, head dim]: write this step's rows.
-            let idx = [Some(slot_bt.shallow_clone()), Some(positions.shallow_clone())];
+            let idx = [
+                Some(slot_bt.shallow_clone()),
+                Some(positions.shallow_clone()),
+            ];
             let _ = cache.k[i].index_put_(&idx, &k.transpose(1, 2), false);
             let _ = cache.v[i].index_put_(&idx, &v.transpose(1, 2), false);
-            let gather = |c: &Tensor| c.narrow(1, 0, end).index_select(0, &slot_ids).transpose(1, 2);
+            let gather = |c: &Tensor| {
+                c.narrow(1, 0, end)
+                    .index_select(0, &slot_ids)
+                    .transpose(1, 2)
+            };
             let (k, v) = (gather(&cache.k[i]), gather(&cache.v[i]));
             let (k, v) = if nkv != nh {
                 let rep = nh / nkv;
@@ -636,7 +644,11 @@ impl KvCache {
 
     /// Bytes held.
     pub fn bytes(&self) -> i64 {
-        self.k.iter().chain(&self.v).map(|t| t.numel() as i64 * 4).sum()
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|t| t.numel() as i64 * 4)
+            .sum()
     }
 }
 

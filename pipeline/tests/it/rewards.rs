@@ -100,15 +100,28 @@ proptest! {
 
 #[test]
 fn policy_parses_percentages_and_refuses_bad_ones() {
-    let p: Policy = "platform=10,owner=20,stakers=20,contributors=50".parse().unwrap();
+    let p: Policy = "platform=10,owner=20,stakers=20,contributors=50"
+        .parse()
+        .unwrap();
     assert_eq!(p, Policy::default());
-    let p: Policy = "platform=12.5,owner=12.5,stakers=0,contributors=75".parse().unwrap();
+    let p: Policy = "platform=12.5,owner=12.5,stakers=0,contributors=75"
+        .parse()
+        .unwrap();
     assert_eq!((p.platform, p.contributors), (1_250, 7_500));
     for (bad, says) in [
-        ("platform=10,owner=20,stakers=20,contributors=40", "sum to 90%"),
-        ("platform=10,owners=20,stakers=20,contributors=50", "unknown policy part \"owners\""),
+        (
+            "platform=10,owner=20,stakers=20,contributors=40",
+            "sum to 90%",
+        ),
+        (
+            "platform=10,owners=20,stakers=20,contributors=50",
+            "unknown policy part \"owners\"",
+        ),
         ("platform=ten", "not a percentage"),
-        ("platform=10.001,owner=20,stakers=20,contributors=49.999", "two decimals"),
+        (
+            "platform=10.001,owner=20,stakers=20,contributors=49.999",
+            "two decimals",
+        ),
     ] {
         let err = bad.parse::<Policy>().unwrap_err().to_string();
         assert!(err.contains(says), "{bad}: {err}");
@@ -133,11 +146,19 @@ fn splits_one_answer_by_policy_and_share() {
     assert_eq!(t[&STAKERS], 200);
     assert_eq!(t[&Address::repeat_byte(1)], 375);
     assert_eq!(t[&Address::repeat_byte(2)], 125);
-    assert!(!t.contains_key(&Address::repeat_byte(3)), "a negative share earns nothing");
+    assert!(
+        !t.contains_key(&Address::repeat_byte(3)),
+        "a negative share earns nothing"
+    );
 
     // Revoking c2 gives its part to c1; revoking both sends the contributors' part to the
     // platform, with a reason that says so.
-    let rows = allocate(&Policy::default(), &accounts(), &paid, &HashSet::from([contribution(2)]));
+    let rows = allocate(
+        &Policy::default(),
+        &accounts(),
+        &paid,
+        &HashSet::from([contribution(2)]),
+    );
     assert_eq!(totals(&rows)[&Address::repeat_byte(1)], 500);
     let rows = allocate(
         &Policy::default(),
@@ -146,7 +167,10 @@ fn splits_one_answer_by_policy_and_share() {
         &HashSet::from([contribution(1), contribution(2)]),
     );
     assert_eq!(totals(&rows)[&PLATFORM], 600);
-    assert!(rows.iter().any(|r| r.reason.contains("credited no live contribution")));
+    assert!(
+        rows.iter()
+            .any(|r| r.reason.contains("credited no live contribution"))
+    );
 
     // Thirds of 100 units: 33 + 33 + 34 (the remainder goes by largest remainder, then
     // account order), the same every time.
@@ -158,7 +182,9 @@ fn splits_one_answer_by_policy_and_share() {
             .map(|i| (contribution(i), Address::repeat_byte(i), 1.0))
             .collect(),
     }];
-    let policy: Policy = "platform=0,owner=0,stakers=0,contributors=100".parse().unwrap();
+    let policy: Policy = "platform=0,owner=0,stakers=0,contributors=100"
+        .parse()
+        .unwrap();
     let t = totals(&allocate(&policy, &accounts(), &thirds, &HashSet::new()));
     assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![34, 33, 33]);
 }
@@ -166,7 +192,9 @@ fn splits_one_answer_by_policy_and_share() {
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_pay_out_once_and_forged_proofs_revert() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path())).await.unwrap();
+    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
+        .await
+        .unwrap();
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     let alice = Address::repeat_byte(0x11);
     let bob = Address::repeat_byte(0x22);
@@ -174,10 +202,7 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
         adapter: B256::repeat_byte(0xF0),
         owner: Address::repeat_byte(0xC0),
         fee: 1_000_000,
-        shares: vec![
-            (contribution(1), alice, 0.6),
-            (contribution(2), bob, 0.4),
-        ],
+        shares: vec![(contribution(1), alice, 0.6), (contribution(2), bob, 0.4)],
     }];
     let rows = allocate(&Policy::default(), &accounts(), &paid, &HashSet::new());
     let m = EpochManifest {
@@ -195,15 +220,30 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
     let settled = publish(&chain, &lake, m.clone()).await.unwrap();
     assert!(settled.tx.is_some());
     // Publishing again (a rerun after a crash) is a no-op.
-    assert!(publish(&chain, &lake, m.clone()).await.unwrap().tx.is_none());
+    assert!(
+        publish(&chain, &lake, m.clone())
+            .await
+            .unwrap()
+            .tx
+            .is_none()
+    );
 
     let token = chain.reward_token();
     let (amount, _) = claim(&chain, &lake, 1, alice).await.unwrap();
     assert_eq!(amount, 300_000);
-    assert_eq!(token.balanceOf(alice).call().await.unwrap(), U256::from(300_000));
-    let err = claim(&chain, &lake, 1, alice).await.unwrap_err().to_string();
+    assert_eq!(
+        token.balanceOf(alice).call().await.unwrap(),
+        U256::from(300_000)
+    );
+    let err = claim(&chain, &lake, 1, alice)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("already claimed"), "{err}");
-    assert_eq!(token.balanceOf(alice).call().await.unwrap(), U256::from(300_000));
+    assert_eq!(
+        token.balanceOf(alice).call().await.unwrap(),
+        U256::from(300_000)
+    );
 
     // Bob's proof with a larger amount, and Alice's proof for Bob, both revert.
     let (bob_amount, bob_proof) = m.claim(bob).unwrap();
@@ -213,9 +253,10 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
         (bob_amount + 1, bob_proof.clone()),
         (bob_amount, alice_proof),
     ] {
-        let err = tributary_chain::send(distributor.claim(U256::from(1), bob, U256::from(amount), proof))
-            .await
-            .unwrap_err();
+        let err =
+            tributary_chain::send(distributor.claim(U256::from(1), bob, U256::from(amount), proof))
+                .await
+                .unwrap_err();
         assert!(
             matches!(
                 err.revert::<tributary_chain::bindings::RewardDistributor::RewardDistributorErrors>(),
@@ -226,7 +267,13 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
     }
     assert_eq!(token.balanceOf(bob).call().await.unwrap(), U256::ZERO);
     claim(&chain, &lake, 1, bob).await.unwrap();
-    assert_eq!(token.balanceOf(bob).call().await.unwrap(), U256::from(bob_amount));
-    let err = claim(&chain, &lake, 1, Address::repeat_byte(0x99)).await.unwrap_err().to_string();
+    assert_eq!(
+        token.balanceOf(bob).call().await.unwrap(),
+        U256::from(bob_amount)
+    );
+    let err = claim(&chain, &lake, 1, Address::repeat_byte(0x99))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nothing to claim"), "{err}");
 }

@@ -211,7 +211,9 @@ impl AdapterCache {
             return Ok(a);
         }
         let dir = dir.ok_or_else(|| {
-            Error::InvalidInput(format!("adapter {id} is not loaded and no files were given"))
+            Error::InvalidInput(format!(
+                "adapter {id} is not loaded and no files were given"
+            ))
         })?;
         let a = Rc::new(ServedAdapter::load(model, id, dir)?);
         self.insert(a.clone());
@@ -390,13 +392,11 @@ impl<S: Sink> Engine<S> {
             .to_device(self.model.device())
             .unsqueeze(0);
         let g = Gathered::build(&[adapter.as_deref()], self.model.device());
-        let logits = self.model.forward_cached(
-            &ids,
-            &[slot],
-            &[0],
-            &mut self.kv,
-            &|l, role, lin, x| g.project(l, role, lin, x),
-        )?;
+        let logits =
+            self.model
+                .forward_cached(&ids, &[slot], &[0], &mut self.kv, &|l, role, lin, x| {
+                    g.project(l, role, lin, x)
+                })?;
         let last = logits.get(0).get(r.prompt.len() as i64 - 1);
         let row = Vec::<f32>::try_from(&last.to_device(Device::Cpu))?;
         let mut seq = Running {
@@ -463,15 +463,14 @@ impl<S: Sink> Engine<S> {
         let ids = Tensor::from_slice(&next)
             .to_device(self.model.device())
             .unsqueeze(1);
-        let logits = self.model.forward_cached(
-            &ids,
-            &slots,
-            &start,
-            &mut self.kv,
-            &|l, role, lin, x| g.project(l, role, lin, x),
-        )?;
+        let logits =
+            self.model
+                .forward_cached(&ids, &slots, &start, &mut self.kv, &|l, role, lin, x| {
+                    g.project(l, role, lin, x)
+                })?;
         let vocab = logits.size()[2] as usize;
-        let all = Vec::<f32>::try_from(&logits.squeeze_dim(1).to_device(Device::Cpu).flatten(0, -1))?;
+        let all =
+            Vec::<f32>::try_from(&logits.squeeze_dim(1).to_device(Device::Cpu).flatten(0, -1))?;
         let mut done = Vec::new();
         let mut running = std::mem::take(&mut self.running);
         for (i, seq) in running.iter_mut().enumerate() {

@@ -68,7 +68,9 @@ impl Default for ChatTemplate {
 /// The prompt for `messages` (`[{role, content}]`, content a string or text parts).
 pub fn chat_prompt(t: &ChatTemplate, messages: &[Value]) -> Result<String, String> {
     if messages.is_empty() {
-        return Err("messages is empty: send at least one {\"role\": \"user\", \"content\": ...}".into());
+        return Err(
+            "messages is empty: send at least one {\"role\": \"user\", \"content\": ...}".into(),
+        );
     }
     let mut out = String::new();
     for (i, m) in messages.iter().enumerate() {
@@ -79,7 +81,11 @@ pub fn chat_prompt(t: &ChatTemplate, messages: &[Value]) -> Result<String, Strin
                 .filter_map(|p| p["text"].as_str())
                 .collect::<Vec<_>>()
                 .join(""),
-            _ => return Err(format!("messages[{i}].content must be a string or text parts")),
+            _ => {
+                return Err(format!(
+                    "messages[{i}].content must be a string or text parts"
+                ));
+            }
         };
         let form = match m["role"].as_str() {
             Some("system" | "developer") => &t.system,
@@ -174,7 +180,10 @@ fn params(c: &Common) -> Result<Params, Response> {
     }
     let temperature = c.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return bad(format!("temperature {temperature} must be between 0 and 2"), "temperature");
+        return bad(
+            format!("temperature {temperature} must be between 0 and 2"),
+            "temperature",
+        );
     }
     let top_p = c.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
@@ -231,7 +240,13 @@ async fn generate(
         .generate(s, prompt, p.max_tokens, p.sampling)
         .await
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string(), None))?;
-    let hold = p.stop.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+    let hold = p
+        .stop
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(1)
+        .saturating_sub(1);
     let mut ids = Vec::new();
     let mut sent = 0;
     let mut finish = "length";
@@ -316,11 +331,13 @@ async fn account(
         attribution: shares,
     };
     let id = entry.id();
-    server
-        .ledger
-        .record(entry.clone())
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("the inference ledger: {e}"), None))?;
+    server.ledger.record(entry.clone()).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the inference ledger: {e}"),
+            None,
+        )
+    })?;
     let method = match (trained, influence && !found.top.is_empty()) {
         (false, _) => "none: a merge without training of its own (see its parents)",
         (true, true) => "tracin",
@@ -404,7 +421,9 @@ enum Kind {
 async fn completions(State(server): State<Arc<Server>>, Json(body): Json<Value>) -> Response {
     let prompt = match &body["prompt"] {
         Value::String(s) => s.clone(),
-        Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
+        Value::Array(a) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -470,8 +489,12 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
             Err(r) => return r,
         };
         let choice = match kind {
-            Kind::Text => json!({"index": 0, "text": out.text, "logprobs": null, "finish_reason": out.finish}),
-            Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": out.text}, "logprobs": null, "finish_reason": out.finish}),
+            Kind::Text => {
+                json!({"index": 0, "text": out.text, "logprobs": null, "finish_reason": out.finish})
+            }
+            Kind::Chat => {
+                json!({"index": 0, "message": {"role": "assistant", "content": out.text}, "logprobs": null, "finish_reason": out.finish})
+            }
         };
         let mut v = merge(head(json!([choice]), false), extra);
         v["usage"] = usage(&out);
@@ -481,12 +504,19 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
     tokio::spawn(async move {
         let chunk = |delta: &str, finish: Option<&str>| -> Value {
             match kind {
-                Kind::Text => json!([{"index": 0, "text": delta, "logprobs": null, "finish_reason": finish}]),
-                Kind::Chat => json!([{"index": 0, "delta": {"role": "assistant", "content": delta}, "logprobs": null, "finish_reason": finish}]),
+                Kind::Text => {
+                    json!([{"index": 0, "text": delta, "logprobs": null, "finish_reason": finish}])
+                }
+                Kind::Chat => {
+                    json!([{"index": 0, "delta": {"role": "assistant", "content": delta}, "logprobs": null, "finish_reason": finish}])
+                }
             }
         };
         let send = |v: Value| tx.send(Ok(Sse::default().data(v.to_string()))).is_ok();
-        let out = generate(&server, &served, &prompt, &p, |d| send(head(chunk(d, None), true))).await;
+        let out = generate(&server, &served, &prompt, &p, |d| {
+            send(head(chunk(d, None), true))
+        })
+        .await;
         let out = match out {
             Ok(o) => o,
             Err(_) => {
@@ -501,7 +531,9 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
                 send(last);
             }
             Err(_) => {
-                send(json!({"error": {"message": "recording the answer failed", "type": "server_error"}}));
+                send(
+                    json!({"error": {"message": "recording the answer failed", "type": "server_error"}}),
+                );
             }
         }
         let _ = tx.send(Ok(Sse::default().data("[DONE]")));

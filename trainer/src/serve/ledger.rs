@@ -124,7 +124,11 @@ async fn run(
     mut pending: Vec<InferenceEntry>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
-    let mut file = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "the ledger journal cannot be opened");
@@ -186,7 +190,7 @@ async fn run(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying later");
-                    failed = Some(e);
+                    failed = Some(e.into());
                     break;
                 }
             }
@@ -202,7 +206,9 @@ async fn run(
 
 fn append(file: Option<&mut std::fs::File>, path: &Path, e: &InferenceEntry) -> Result<()> {
     let io = |err| Error::Io(path.display().to_string(), err);
-    let f = file.ok_or_else(|| Error::InvalidInput(format!("{}: the journal is not open", path.display())))?;
+    let f = file.ok_or_else(|| {
+        Error::InvalidInput(format!("{}: the journal is not open", path.display()))
+    })?;
     let mut line = serde_json::to_vec(e).expect("an entry serialises");
     line.push(b'\n');
     f.write_all(&line).map_err(io)?;

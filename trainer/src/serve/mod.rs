@@ -162,7 +162,10 @@ struct AttributionJob {
     reply: oneshot::Sender<Result<Found>>,
 }
 
-fn spawn_attribution(folder: PathBuf, tokenizer: Arc<Tokenizer>) -> std::sync::mpsc::Sender<AttributionJob> {
+fn spawn_attribution(
+    folder: PathBuf,
+    tokenizer: Arc<Tokenizer>,
+) -> std::sync::mpsc::Sender<AttributionJob> {
     let (tx, rx) = std::sync::mpsc::channel::<AttributionJob>();
     std::thread::Builder::new()
         .name("tributary-attribution".into())
@@ -249,7 +252,12 @@ impl Server {
     pub async fn start(chain: Arc<Chain>, lake: Lake, config: ServeConfig) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&config.cache_dir)
             .map_err(|e| Error::Io(config.cache_dir.display().to_string(), e))?;
-        let ledger = ledger::Ledger::start(chain.clone(), lake.clone(), config.ledger.clone(), &config.ledger_dir)?;
+        let ledger = ledger::Ledger::start(
+            chain.clone(),
+            lake.clone(),
+            config.ledger.clone(),
+            &config.ledger_dir,
+        )?;
         Ok(Arc::new(Server {
             chain,
             lake,
@@ -284,9 +292,15 @@ impl Server {
             return Ok(s.clone());
         }
         let manifest = job::load_manifest(&self.lake, on_chain.id).await?;
-        let dir = self.config.cache_dir.join(format!("adapter-{}", on_chain.id));
+        let dir = self
+            .config
+            .cache_dir
+            .join(format!("adapter-{}", on_chain.id));
         if !dir.join("manifest.json").exists() {
-            let part = self.config.cache_dir.join(format!("adapter-{}.partial", on_chain.id));
+            let part = self
+                .config
+                .cache_dir
+                .join(format!("adapter-{}.partial", on_chain.id));
             std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
             let mut names = vec!["adapter_model.safetensors", "adapter_config.json"];
             if manifest.metrics.is_some() {
@@ -294,9 +308,18 @@ impl Server {
             }
             job::fetch_files(&self.lake, &on_chain.uri, &names, &part).await?;
             // Span indexes are written only for small vocabularies.
-            let _ = job::fetch_files(&self.lake, &on_chain.uri, &["spans.bin", "spans.json"], &part).await;
-            std::fs::write(part.join("manifest.json"), serde_json::to_vec(&manifest).unwrap_or_default())
-                .map_err(|e| Error::Io(part.display().to_string(), e))?;
+            let _ = job::fetch_files(
+                &self.lake,
+                &on_chain.uri,
+                &["spans.bin", "spans.json"],
+                &part,
+            )
+            .await;
+            std::fs::write(
+                part.join("manifest.json"),
+                serde_json::to_vec(&manifest).unwrap_or_default(),
+            )
+            .map_err(|e| Error::Io(part.display().to_string(), e))?;
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
         }
@@ -370,11 +393,17 @@ impl Server {
             .get_or_try_init(|| async {
                 let folder = attribute::base_folder(&self.lake, id, &self.config.cache_dir).await?;
                 let tokenizer = Arc::new(Tokenizer::load(&folder.join("tokenizer.json"))?);
-                let (f, slots, budget) = (folder.clone(), self.config.slots, self.config.adapter_budget);
+                let (f, slots, budget) = (
+                    folder.clone(),
+                    self.config.slots,
+                    self.config.adapter_budget,
+                );
                 let eot = tokenizer.eot();
-                let model = tokio::task::spawn_blocking(move || Model::load(&f, Device::cuda_if_available()))
-                    .await
-                    .expect("loading does not panic")?;
+                let model = tokio::task::spawn_blocking(move || {
+                    Model::load(&f, Device::cuda_if_available())
+                })
+                .await
+                .expect("loading does not panic")?;
                 tracing::info!(base = %id, device = ?model.device(), "base model loaded");
                 let engine = spawn_engine(model, eot, slots, budget);
                 let attribution = spawn_attribution(folder.clone(), tokenizer.clone());
@@ -432,7 +461,13 @@ impl Server {
     }
 
     /// Attributes one answer (influence when `influence`, spans always).
-    pub async fn attribute(&self, s: &Served, prompt: &str, output: &str, influence: bool) -> Result<Found> {
+    pub async fn attribute(
+        &self,
+        s: &Served,
+        prompt: &str,
+        output: &str,
+        influence: bool,
+    ) -> Result<Found> {
         let base = self.base(s.manifest.base_model_id).await?;
         let revoked = attribute::revoked(&self.lake).await?;
         let (tx, rx) = oneshot::channel();

@@ -100,7 +100,9 @@ fn adapters_batched_together_decode_as_each_alone() {
         std::fs::create_dir_all(d).unwrap();
         l.save_peft(&model, d, "tiny").unwrap();
     }
-    let p1 = tok.encode("question: How many cups in a pint?\nanswer:").unwrap();
+    let p1 = tok
+        .encode("question: How many cups in a pint?\nanswer:")
+        .unwrap();
     let p2 = tok.encode("The cat sat on the").unwrap();
     let max = 24;
 
@@ -108,10 +110,15 @@ fn adapters_batched_together_decode_as_each_alone() {
     let ref_a = greedy(&model, Some(&a), &p1, max, -1).unwrap();
     let ref_b = greedy(&model, Some(&b), &p2, max, -1).unwrap();
     let ref_base = greedy(&model, None, &p2, max, -1).unwrap();
-    assert_ne!(ref_a, greedy(&model, None, &p1, max, -1).unwrap(), "the adapter changes the answer");
+    assert_ne!(
+        ref_a,
+        greedy(&model, None, &p1, max, -1).unwrap(),
+        "the adapter changes the answer"
+    );
 
     let eot = -1; // never produced: every request runs to max_tokens
-    let mut engine: Engine<Shared> = Engine::new(Model::load(&dir, Device::Cpu).unwrap(), eot, 8, 1 << 30);
+    let mut engine: Engine<Shared> =
+        Engine::new(Model::load(&dir, Device::Cpu).unwrap(), eot, 8, 1 << 30);
     let job = |ad: Option<(B256, &std::path::Path)>, p: &Vec<i64>| Job {
         adapter: ad.map(|(i, d)| (i, d.to_path_buf())),
         prompt: p.clone(),
@@ -119,8 +126,14 @@ fn adapters_batched_together_decode_as_each_alone() {
     };
     let alone_a = generate(&mut engine, &[job(Some((id(1), &da)), &p1)], max);
     let alone_b = generate(&mut engine, &[job(Some((id(2), &db)), &p2)], max);
-    assert_eq!(alone_a[0], ref_a, "cached decoding equals full recomputation (adapter a)");
-    assert_eq!(alone_b[0], ref_b, "cached decoding equals full recomputation (adapter b)");
+    assert_eq!(
+        alone_a[0], ref_a,
+        "cached decoding equals full recomputation (adapter a)"
+    );
+    assert_eq!(
+        alone_b[0], ref_b,
+        "cached decoding equals full recomputation (adapter b)"
+    );
 
     // Together, with the base model in the same batch, and with different prompt lengths.
     let together = generate(
@@ -144,7 +157,8 @@ fn adapters_batched_together_decode_as_each_alone() {
 fn sampling_is_reproducible_per_seed_and_requests_join_a_running_batch() {
     let dir = tiny();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
-    let mut engine: Engine<Shared> = Engine::new(Model::load(&dir, Device::Cpu).unwrap(), -1, 4, 1 << 30);
+    let mut engine: Engine<Shared> =
+        Engine::new(Model::load(&dir, Device::Cpu).unwrap(), -1, 4, 1 << 30);
     let p = tok.encode("Once upon a time").unwrap();
     let s = |seed| Sampling {
         temperature: 0.9,
@@ -157,10 +171,20 @@ fn sampling_is_reproducible_per_seed_and_requests_join_a_running_batch() {
         sampling: s(seed),
     };
     let alone = generate(&mut engine, &[job(7)], 20);
-    let mixed = generate(&mut engine, &[job(3), job(7), job(9), job(7), job(11), job(7)], 20);
-    assert_eq!(mixed[1], alone[0], "the same seed gives the same tokens in any batch");
+    let mixed = generate(
+        &mut engine,
+        &[job(3), job(7), job(9), job(7), job(11), job(7)],
+        20,
+    );
+    assert_eq!(
+        mixed[1], alone[0],
+        "the same seed gives the same tokens in any batch"
+    );
     assert_eq!(mixed[3], alone[0]);
-    assert_eq!(mixed[5], alone[0], "a request that waited for a free slot too");
+    assert_eq!(
+        mixed[5], alone[0],
+        "a request that waited for a free slot too"
+    );
     assert!(
         mixed[0] != alone[0] || mixed[2] != alone[0],
         "other seeds sample other tokens"
@@ -187,7 +211,11 @@ fn sampling_is_reproducible_per_seed_and_requests_join_a_running_batch() {
         sink: late.clone(),
     });
     engine.step().unwrap();
-    assert_eq!(engine.running(), 2, "the late request joined the running batch");
+    assert_eq!(
+        engine.running(),
+        2,
+        "the late request joined the running batch"
+    );
     engine.run_to_end().unwrap();
     assert_eq!(tokens(&first.0.borrow()).0, alone[0]);
     assert_eq!(tokens(&late.0.borrow()).0, alone[0]);
@@ -201,7 +229,9 @@ fn the_adapter_cache_evicts_under_its_budget_and_reloads() {
     let files = tempfile::tempdir().unwrap();
     let mut dirs = Vec::new();
     let mut refs = Vec::new();
-    let p = tok.encode("question: How many grams is 1 cup of butter?\nanswer:").unwrap();
+    let p = tok
+        .encode("question: How many grams is 1 cup of butter?\nanswer:")
+        .unwrap();
     for i in 0..3u8 {
         let l = adapter(&model, 10 + i as i64, 8, &["q", "v", "o", "up", "down"]);
         let d = files.path().join(format!("a{i}"));
@@ -210,9 +240,16 @@ fn the_adapter_cache_evicts_under_its_budget_and_reloads() {
         refs.push(greedy(&model, Some(&l), &p, 12, -1).unwrap());
         dirs.push(d);
     }
-    let one = tributary_trainer::serve::engine::ServedAdapter::load(&model, id(1), &dirs[0]).unwrap().bytes();
+    let one = tributary_trainer::serve::engine::ServedAdapter::load(&model, id(1), &dirs[0])
+        .unwrap()
+        .bytes();
     // Room for two adapters.
-    let mut engine: Engine<Shared> = Engine::new(Model::load(&dir, Device::Cpu).unwrap(), -1, 4, 2 * one + one / 2);
+    let mut engine: Engine<Shared> = Engine::new(
+        Model::load(&dir, Device::Cpu).unwrap(),
+        -1,
+        4,
+        2 * one + one / 2,
+    );
     let job = |i: usize| Job {
         adapter: Some((id(i as u8 + 1), dirs[i].clone())),
         prompt: p.clone(),
@@ -220,10 +257,19 @@ fn the_adapter_cache_evicts_under_its_budget_and_reloads() {
     };
     for i in [0, 1, 2, 0] {
         let got = generate(&mut engine, &[job(i)], 12);
-        assert_eq!(got[0], refs[i], "adapter {i} answers as itself after loads and evictions");
-        assert!(engine.adapters.bytes() <= 2 * one + one / 2, "within budget");
+        assert_eq!(
+            got[0], refs[i],
+            "adapter {i} answers as itself after loads and evictions"
+        );
+        assert!(
+            engine.adapters.bytes() <= 2 * one + one / 2,
+            "within budget"
+        );
     }
-    assert_eq!(engine.adapters.loads, 4, "adapter 0 was evicted by adapter 2 and reloaded");
+    assert_eq!(
+        engine.adapters.loads, 4,
+        "adapter 0 was evicted by adapter 2 and reloaded"
+    );
     assert_eq!(engine.adapters.evictions, 2);
     assert_eq!(engine.adapters.ids(), vec![id(3), id(1)]);
 

@@ -1,0 +1,168 @@
+//! `tributary rewards`: settle an epoch, claim, and show what an account earned.
+
+use tributary_pipeline::rewards::{self, Accounts, Policy};
+use tributary_schemas::Address;
+
+use crate::Common;
+
+/// Flags of `tributary rewards`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Split the fees of every inference batch recorded on chain since the last epoch: write
+    /// `reward_allocations`, the epoch's Merkle tree, and post `EpochAllocated`.
+    Settle(Settle),
+    /// Claim an account's reward of an epoch (anyone may send it; the token goes to the
+    /// account).
+    Claim(Claim),
+    /// List what an account earned, per epoch, role, adapter and contribution, and why.
+    Show(Show),
+}
+
+#[derive(Debug, clap::Args)]
+struct Settle {
+    #[command(flatten)]
+    common: Common,
+    /// The split, in percent: platform, model owner (the adapter's publisher), stakers, data
+    /// contributors (by attribution share).
+    #[arg(
+        long,
+        default_value = "platform=10,owner=20,stakers=20,contributors=50"
+    )]
+    policy: String,
+    /// The platform's account (default: the signer).
+    #[arg(long)]
+    platform: Option<Address>,
+    /// The stakers' pool account (default: the platform's).
+    #[arg(long)]
+    stakers: Option<Address>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Claim {
+    #[command(flatten)]
+    common: Common,
+    /// The epoch.
+    #[arg(long)]
+    epoch: u64,
+    /// The account to pay (default: the signer).
+    #[arg(long)]
+    account: Option<Address>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Show {
+    #[command(flatten)]
+    common: Common,
+    /// The account.
+    #[arg(long)]
+    contributor: Address,
+}
+
+/// Token units (18 decimals) as a decimal number of tokens.
+pub(crate) fn tokens(units: u128) -> String {
+    let whole = units / 10u128.pow(18);
+    let frac = units % 10u128.pow(18);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let f = format!("{frac:018}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Sub::Settle(a) => {
+            let policy: Policy = a.policy.parse()?;
+            let chain = super::chain(&a.common).await?;
+            let lake = super::lake(&a.common)?;
+            let platform = a.platform.unwrap_or(chain.signer());
+            let accounts = Accounts {
+                platform,
+                stakers: a.stakers.unwrap_or(platform),
+            };
+            let s = rewards::settle(&chain, &lake, policy, accounts).await?;
+            print_settled(&s);
+        }
+        Sub::Claim(a) => {
+            let chain = super::chain(&a.common).await?;
+            let lake = super::lake(&a.common)?;
+            let account = a.account.unwrap_or(chain.signer());
+            let (amount, tx) = rewards::claim(&chain, &lake, a.epoch, account).await?;
+            println!(
+                "claimed {} tokens ({amount} units) for {account} from epoch {} in tx {tx}",
+                tokens(amount),
+                a.epoch
+            );
+        }
+        Sub::Show(a) => {
+            let chain = super::chain(&a.common).await?;
+            let lake = super::lake(&a.common)?;
+            let (rows, balance) = rewards::show(&chain, &lake, a.contributor).await?;
+            print_earned(a.contributor, &rows, balance);
+        }
+    }
+    Ok(())
+}
+
+/// Prints a settled epoch.
+pub(crate) fn print_settled(s: &rewards::Settled) {
+    let m = &s.manifest;
+    let totals = rewards::totals(&m.allocations);
+    println!(
+        "epoch {}: {} tokens from {} inference batch(es) split over {} account(s); root {}{}",
+        m.epoch,
+        tokens(s.pool),
+        m.batches.len(),
+        totals.len(),
+        m.root,
+        match s.tx {
+            Some(tx) => format!("; EpochAllocated in tx {tx}"),
+            None => " (already allocated on chain)".into(),
+        }
+    );
+    for (account, amount) in &totals {
+        println!("  {account}  {}", tokens(*amount));
+    }
+}
+
+/// Prints what an account earned.
+pub(crate) fn print_earned(account: Address, rows: &[rewards::Earned], balance: u128) {
+    println!("{account}");
+    if rows.is_empty() {
+        println!("  nothing earned yet");
+    }
+    let mut total = 0u128;
+    let mut claimed = 0u128;
+    for r in rows {
+        let a = &r.allocation;
+        total += a.amount;
+        if r.claimed {
+            claimed += a.amount;
+        }
+        let what = match a.contribution {
+            Some(c) => format!("contribution {c}"),
+            None => format!("adapter {}", a.adapter),
+        };
+        println!(
+            "  epoch {} {:<11} {:>24} {}  {}{}",
+            r.epoch,
+            a.role.as_str(),
+            tokens(a.amount),
+            what,
+            a.reason,
+            if r.claimed { " (claimed)" } else { "" },
+        );
+    }
+    println!(
+        "  earned {} tokens, claimed {}; balance on chain {}",
+        tokens(total),
+        tokens(claimed),
+        tokens(balance)
+    );
+}

@@ -1,0 +1,255 @@
+//! Serving through the CLI: the official OpenAI client completes, chats and streams against
+//! `tributary serve` and reads each answer's ancestry and attribution; an adapter published
+//! while the server runs is served without a restart; answers journaled by a server killed
+//! with SIGKILL are posted once by the next start; then the epoch is settled and a
+//! contributor claims, and the balance on chain equals what `rewards show` said.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::datanets::{Setup, records, setup};
+use crate::train::{JOB, published, train};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn serve(s: &Setup, ledger_interval: &str) -> Server {
+    let mut child = s
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--ledger-interval",
+            ledger_interval,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("serve prints its addresses").unwrap();
+        if let Some(rest) = line.strip_prefix("Inference (OpenAI-compatible): ") {
+            break rest.split("/v1/").next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+fn client(base: &str, model: &str) -> Value {
+    let python = std::env::var("TRIBUTARY_PYTHON").expect(
+        "TRIBUTARY_PYTHON is not set: run `eval \"$(scripts/setup.sh)\"` (it installs the openai client)",
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
+    let out = Command::new(python)
+        .args([script, base, model])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn run(s: &Setup, args: &[&str]) -> String {
+    let out = s.cmd(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+fn sql_count(s: &Setup, query: &str) -> u64 {
+    let out = s.cmd(&["sql", "--format", "csv", query]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Checks one client run's answers: ancestry down to the Datanet, attribution with
+/// contributors, the same text streamed as not.
+fn check_answers(v: &Value, adapter: &str, version: &str) {
+    assert!(
+        v["models"].as_array().unwrap().iter().any(|m| m == version),
+        "{}",
+        v["models"]
+    );
+    let c = &v["completion"];
+    assert!(
+        ["stop", "length"].contains(&c["finish"].as_str().unwrap()),
+        "{c}"
+    );
+    let anc = &c["ancestry"];
+    assert_eq!(anc["adapter"]["id"], adapter, "{anc}");
+    assert_eq!(anc["adapter"]["version"], version);
+    assert_eq!(anc["snapshot"]["datanets"][0]["id"], 1, "{anc}");
+    assert!(anc["base_model"]["id"].as_str().unwrap().starts_with("0x"));
+    let att = &c["attribution"];
+    assert_eq!(att["method"], "tracin", "{att}");
+    let top = att["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5, "{att}");
+    for t in top {
+        assert!(t["contributor"].as_str().unwrap().starts_with("0x"), "{t}");
+        assert!(t["share"].as_f64().unwrap() >= 0.0);
+    }
+    assert!(!att["contributors"].as_array().unwrap().is_empty());
+    assert!(c["inference"]["id"].as_str().unwrap().starts_with("0x"));
+    assert!(c["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        v["stream"]["text"], c["text"],
+        "greedy streaming says the same"
+    );
+    assert_eq!(v["stream"]["attribution"]["method"], "tracin");
+    assert_eq!(v["chat_stream"]["text"], v["chat"]["text"]);
+    assert_eq!(v["chat"]["ancestry"]["adapter"]["id"], adapter);
+    assert_eq!(
+        v["cheap"]["attribution"]["method"], "spans",
+        "attribution: false skips influence"
+    );
+    let unknown = v["unknown"].as_str().unwrap();
+    assert!(unknown.contains("not published"), "{unknown}");
+}
+
+#[test]
+fn serve_answers_with_ancestry_then_settle_and_claim() {
+    let s = setup();
+    assert!(
+        s.contribute(1, &records(s.dir(), "a.jsonl", 0, 80), 40)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        s.contribute(2, &records(s.dir(), "b.jsonl", 80, 40), 40)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (ok, text) = train(&s, "first", JOB, &s.dir().join("a"));
+    assert!(ok, "{text}");
+    let (first, _) = published(&text, "pantry@1.0.0");
+
+    // Answers are journaled; this server never posts (interval of an hour) and is killed.
+    let mut server = serve(&s, "3600");
+    let v = client(&server.base, "pantry@1.0.0");
+    check_answers(&v, &first, "pantry@1.0.0");
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let journal = s.data.join("ledger/pending.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        5
+    );
+    assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 0);
+
+    // The next start posts them; an adapter published while it runs is served at once.
+    let mut server = serve(&s, "1");
+    // Another line, and other settings (the same ones would be the same adapter).
+    let job = JOB
+        .replace("line = \"pantry\"", "line = \"larder\"")
+        .replace("max_steps = 40", "max_steps = 30");
+    let (ok, text) = train(&s, "second", &job, &s.dir().join("b"));
+    assert!(ok, "{text}");
+    let (second, _) = published(&text, "larder@1.0.0");
+    let v = client(&server.base, &second);
+    check_answers(&v, &second, "larder@1.0.0");
+    let start = Instant::now();
+    while sql_count(&s, "SELECT count(*) FROM inferences") < 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the ledger did not post"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        server.child.wait().unwrap().success(),
+        "serve stops cleanly on SIGTERM"
+    );
+    assert_eq!(
+        sql_count(&s, "SELECT count(DISTINCT inference_id) FROM inferences"),
+        10,
+        "no answer twice"
+    );
+    assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 10);
+    assert_eq!(
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        0
+    );
+
+    // The indexer links the batches into the graph.
+    run(&s, &["index"]);
+    assert!(
+        sql_count(
+            &s,
+            "SELECT count(*) FROM lineage_nodes WHERE kind = 'inference'"
+        ) >= 1
+    );
+
+    // Settle, then the top contributor claims.
+    let settled = run(&s, &["rewards", "settle"]);
+    assert!(
+        settled.contains("epoch 1:") && settled.contains("EpochAllocated in tx"),
+        "{settled}"
+    );
+    let who = v["completion"]["attribution"]["top"][0]["contributor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = run(&s, &["rewards", "show", "--contributor", &who]);
+    assert!(
+        shown.contains("contributor") && shown.contains("contribution 0x"),
+        "{shown}"
+    );
+    let earned = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("earned "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(earned, "0", "{shown}");
+    let claimed = run(&s, &["rewards", "claim", "--epoch", "1", "--account", &who]);
+    assert!(
+        claimed.contains(&format!("claimed {earned} tokens")),
+        "{claimed}"
+    );
+    let shown = run(&s, &["rewards", "show", "--contributor", &who]);
+    assert!(
+        shown.contains(&format!("balance on chain {earned}")) && shown.contains("(claimed)"),
+        "{shown}"
+    );
+    let again = s
+        .cmd(&["rewards", "claim", "--epoch", "1", "--account", &who])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already claimed"));
+    let none = s.cmd(&["rewards", "settle"]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no inference batch was recorded"));
+}
