@@ -72,7 +72,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         store: None,
     };
 
-    let chain = super::chain(&common).await?;
+    let chain = std::sync::Arc::new(super::chain(&common).await?);
     let d = chain.deployment();
     println!(
         "chain {} at {} (anvil); contracts deployed in block {}",
@@ -217,6 +217,49 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         arrow::util::pretty::pretty_format_batches(&influence.batches)?
     );
 
+    // Serve one answer over the OpenAI-compatible API: it shows its ancestry and
+    // attribution and is recorded in the ledger; then the epoch is settled and the top
+    // contributor claims their reward.
+    let inference = tributary_trainer::serve::Server::start(
+        chain.clone(),
+        lake.clone(),
+        tributary_trainer::serve::ServeConfig::new(
+            &args.data_dir,
+            &tributary_trainer::base::default_cache(),
+        ),
+    )
+    .await?;
+    let v1 = tributary_trainer::serve::http::router(inference.clone());
+    let who = infer(&v1).await?;
+    let batches = inference.ledger.flush().await?;
+    println!(
+        "ledger: the answer is recorded on chain (InferencesRecorded, batch {})",
+        batches.first().map(|b| b.to_string()).unwrap_or_default()
+    );
+    index(&chain, &store, &lake).await?;
+    let platform = chain.signer();
+    let settled = tributary_pipeline::rewards::settle(
+        &chain,
+        &lake,
+        tributary_pipeline::rewards::Policy::default(),
+        tributary_pipeline::rewards::Accounts {
+            platform,
+            stakers: platform,
+        },
+    )
+    .await?;
+    println!("\nrewards: tributary rewards settle");
+    super::rewards::print_settled(&settled);
+    let (amount, tx) = tributary_pipeline::rewards::claim(&chain, &lake, 1, who).await?;
+    println!(
+        "\nrewards: tributary rewards claim --epoch 1 --account {who}\nclaimed {} tokens for {who} in tx {tx}",
+        super::rewards::tokens(amount)
+    );
+    println!("\nrewards: tributary rewards show --contributor {who}");
+    let (rows, balance) = tributary_pipeline::rewards::show(&chain, &lake, who).await?;
+    super::rewards::print_earned(who, &rows, balance);
+    index(&chain, &store, &lake).await?;
+
     if args.exit {
         return Ok(());
     }
@@ -235,6 +278,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         pg.ip(),
         pg.port()
     );
+    println!(
+        "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
+    );
     println!("chain RPC: {}", chain.url());
     println!("Ctrl-C to stop.");
     let wire = tokio::spawn(tributary_api::pg::serve(
@@ -245,13 +291,60 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let served = tributary_api::serve(
         listener,
         tributary_api::router(schema, &tributary_api::Limits::default())
-            .merge(tributary_api::sql_http::router(analyst)),
+            .merge(tributary_api::sql_http::router(analyst))
+            .merge(v1),
         super::shutdown_signal(),
     )
     .await;
     wire.abort();
     served?;
     Ok(())
+}
+
+/// Asks the demo adapter one question through the inference routes, prints the answer
+/// with its ancestry and attribution, and returns its top contributor.
+async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> {
+    use tower::ServiceExt;
+    let body = serde_json::json!({
+        "model": "kitchen-assistant@1.0.0",
+        "prompt": ATTRIBUTE_PROMPT,
+        "max_tokens": 24,
+        "temperature": 0,
+        "stop": ["\n"],
+    });
+    println!("\ninference: POST /v1/completions {body}");
+    let request = axum::http::Request::post("/v1/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))?;
+    let response = v1.clone().oneshot(request).await?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+    if !status.is_success() {
+        bail!("the inference failed ({status}): {v}");
+    }
+    let top: Vec<serde_json::Value> = v["attribution"]["top"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(3)
+        .cloned()
+        .collect();
+    let shown = serde_json::json!({
+        "text": v["choices"][0]["text"],
+        "ancestry": v["ancestry"],
+        "attribution": {
+            "method": v["attribution"]["method"],
+            "top": top,
+            "contributors": v["attribution"]["contributors"],
+        },
+        "inference": v["inference"],
+    });
+    println!("--- inference answer ---\n{}\n--- end ---", serde_json::to_string_pretty(&shown)?);
+    let who = v["attribution"]["contributors"][0]["address"]
+        .as_str()
+        .context("the answer names no contributor")?;
+    Ok(who.parse()?)
 }
 
 /// Indexes to the head and prints the summary line tests compare with `tributary index`.

@@ -75,6 +75,29 @@ fn check_lineage(lines: &[String], contributions: usize) {
     assert!(rows >= 1, "{:?}", &lines[sql..sql + 6]);
 }
 
+/// The demo's inference: an answer with its ancestry and attribution, recorded on chain,
+/// settled, and the top contributor's claim, whose balance equals what they earned.
+fn check_inference(lines: &[String]) {
+    let start = lines
+        .iter()
+        .position(|l| l == "--- inference answer ---")
+        .expect("inference printed");
+    let end = start + lines[start..].iter().position(|l| l == "--- end ---").unwrap();
+    let v: Value = serde_json::from_str(&lines[start + 1..end].join("\n")).unwrap();
+    assert_eq!(v["ancestry"]["adapter"]["version"], "kitchen-assistant@1.0.0", "{v}");
+    assert_eq!(v["ancestry"]["snapshot"]["datanets"][0]["id"], 1, "{v}");
+    assert_eq!(v["attribution"]["method"], "tracin", "{v}");
+    assert_eq!(v["attribution"]["top"].as_array().unwrap().len(), 3, "{v}");
+    assert!(lines.iter().any(|l| l.starts_with("ledger: the answer is recorded on chain")));
+    assert!(lines.iter().any(|l| l.starts_with("epoch 1: ") && l.contains("EpochAllocated in tx")));
+    let claimed = after(lines, "claimed ");
+    let amount = claimed.split(' ').next().unwrap();
+    assert!(
+        lines.iter().any(|l| l.trim().ends_with(&format!("balance on chain {amount}"))),
+        "the claimed {amount} is the balance on chain"
+    );
+}
+
 fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
     lines
         .iter()
@@ -130,6 +153,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     let contributions = v["datanet"]["contributions"]["nodes"].as_array().unwrap();
     assert_eq!(contributions.len(), 240, "every sample contribution");
     check_lineage(&lines, 240);
+    check_inference(&lines);
     let contributors: BTreeSet<_> = contributions
         .iter()
         .map(|c| c["contributor"].as_str().unwrap())
@@ -293,6 +317,7 @@ fn demo_exit_then_reindex_from_scratch() {
         60
     );
     check_lineage(&lines, 60);
+    check_inference(&lines);
     // The graph as the demo left it, after indexing the training.
     let summary = lines
         .iter()
