@@ -43,6 +43,7 @@ bench:
 	cargo bench --profile bench-fast -p tributary-indexer --bench backfill
 	cargo bench --profile bench-fast -p tributary-trainer --bench lora_step
 	cargo bench --profile bench-fast -p tributary-trainer --bench attribution
+	cargo bench --profile bench-fast -p tributary-trainer --bench serving
 
 ## What CI checks besides the tests.
 lint:

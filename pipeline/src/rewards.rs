@@ -174,13 +174,27 @@ pub struct Allocation {
     pub contribution: Option<B256>,
     /// Answers that paid into this row.
     pub inferences: u64,
-    /// Integer token units.
+    /// Integer token units (a decimal string in JSON: amounts pass 2^64).
+    #[serde(with = "decimal")]
     pub amount: u128,
     /// Why, in words.
     pub reason: String,
 }
 
 type Key = (Address, Role, B256, Option<B256>);
+
+/// `u128` as a decimal string, exact in any JSON reader.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// An answer's positive, unrevoked shares as integer parts summing to [`PARTS`] (largest
 /// remainder, ties by contribution id); empty when none is positive.

@@ -34,7 +34,7 @@ pub async fn apply(log: &Log, pos: ChainPos, lake: &Lake, changes: &mut Changes)
         return models::inference_ledger(ev.data, pos, lake, changes).await;
     }
     if let Ok(ev) = RewardDistributor::RewardDistributorEvents::decode_log(inner) {
-        return models::reward_distributor(ev.data, pos, changes);
+        return models::reward_distributor(ev.data, pos, lake, changes).await;
     }
     // The token's own events: kept raw.
     if let Ok(ev) = RewardToken::RewardTokenEvents::decode_log(inner) {

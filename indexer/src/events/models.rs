@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use serde_json::json;
 use tributary_chain::bindings::InferenceLedger::InferenceLedgerEvents as Inf;
 use tributary_chain::bindings::ModelRegistry::ModelRegistryEvents as Models;
@@ -273,14 +273,39 @@ async fn check_inferences(
     Ok(manifest)
 }
 
-pub(super) fn reward_distributor(ev: Rewards, pos: ChainPos, out: &mut Changes) -> &'static str {
+pub(super) async fn reward_distributor(
+    ev: Rewards,
+    pos: ChainPos,
+    lake: &Lake,
+    out: &mut Changes,
+) -> &'static str {
     match ev {
         Rewards::EpochAllocated(e) => {
-            let props = json!({
+            let epoch = e.epoch.to::<u64>();
+            let id = g::reward_epoch_id(epoch);
+            let mut props = json!({
                 "merkle_root": e.merkleRoot.to_string(),
                 "total": e.total.to_string(),
             });
-            let id = g::reward_epoch_id(e.epoch.to::<u64>());
+            match check_epoch(epoch, e.merkleRoot, lake).await {
+                Ok(totals) => {
+                    props["verified"] = json!(true);
+                    for (account, amount) in totals {
+                        out.edges.push(Edge {
+                            src: id.clone(),
+                            dst: g::contributor_id(account),
+                            kind: EdgeKind::Rewarded,
+                            weight: Some(amount as f64),
+                            pos,
+                        });
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(epoch, %reason, "reward epoch not verified against the lake");
+                    props["verified"] = json!(false);
+                    props["reason"] = json!(reason);
+                }
+            }
             node(out, id, NodeKind::RewardEpoch, props, pos);
             "EpochAllocated"
         }
@@ -288,4 +313,41 @@ pub(super) fn reward_distributor(ev: Rewards, pos: ChainPos, out: &mut Changes) 
         Rewards::RoleGranted(_) => "RoleGranted",
         Rewards::RoleRevoked(_) => "RoleRevoked",
     }
+}
+
+/// Reads epoch `n`'s manifest (`rewards/epoch-N.json`) and checks its per-account totals
+/// against the root on chain; returns the totals.
+async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u128)>, String> {
+    let uri = lake
+        .root()
+        .join(&format!("rewards/epoch-{n}.json"))
+        .map_err(|err| format!("manifest location: {err}"))?;
+    let bytes = lake
+        .get(uri.as_str())
+        .await
+        .map_err(|err| format!("manifest unavailable: {err}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+    let mut totals: BTreeMap<Address, u128> = BTreeMap::new();
+    for a in v["allocations"].as_array().ok_or("manifest has no allocations")? {
+        let account: Address = a["account"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or("manifest has a bad account")?;
+        let amount: u128 = match &a["amount"] {
+            serde_json::Value::Number(n) => n.as_u64().map(u128::from),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or("manifest has a bad amount")?;
+        *totals.entry(account).or_default() += amount;
+    }
+    let leaves = totals
+        .iter()
+        .map(|(a, n)| tributary_schemas::merkle::leaf_account_amount(*a, alloy::primitives::U256::from(*n)))
+        .collect();
+    if tributary_schemas::merkle::MerkleTree::new(leaves).root() != root {
+        return Err("Merkle root differs from the chain".into());
+    }
+    Ok(totals.into_iter().collect())
 }

@@ -320,6 +320,19 @@ impl<S: Sink> Engine<S> {
         &self.model
     }
 
+    /// The base model, to change its weights (the benchmark's merged and swap baselines);
+    /// only while nothing is running.
+    pub fn model_mut(&mut self) -> &mut Model {
+        assert!(self.idle(), "the model changes only while nothing runs");
+        self.gathered = None;
+        &mut self.model
+    }
+
+    /// Loads an adapter into the cache ahead of its first request.
+    pub fn preload(&mut self, id: B256, dir: &Path) -> Result<()> {
+        self.adapters.get(&self.model, id, Some(dir)).map(|_| ())
+    }
+
     /// Queues a request; it starts at the next [`Engine::step`] with a free slot.
     pub fn submit(&mut self, r: Request<S>) {
         self.waiting.push_back(r);
@@ -549,9 +562,10 @@ impl SplitMix64 {
     }
 }
 
-/// Merges `adapter` into a copy of `model`'s weights (`W + s·B A`): the single-adapter
-/// model the benchmark compares against.
-pub fn merged(model: &mut Model, adapter: &ServedAdapter) {
+/// Adds `sign × s·B A` to the weights of `model`'s adapted projections: merges an adapter
+/// into the base (`sign = 1`) or takes it out again (`-1`), as the benchmark's merged and
+/// swap-per-request baselines do.
+pub fn merge_into(model: &mut Model, adapter: &ServedAdapter, sign: f64) {
     tch::no_grad(|| {
         for ((layer, role), (a, b)) in &adapter.factors {
             let block = &mut model.blocks[*layer];
@@ -560,7 +574,7 @@ pub fn merged(model: &mut Model, adapter: &ServedAdapter) {
                 .get_mut(role.as_str())
                 .or_else(|| block.mlp.get_mut(role.as_str()))
                 .expect("adapter roles are the model's");
-            let _ = lin.weight.g_add_(&b.matmul(a));
+            let _ = lin.weight.g_add_(&(b.matmul(a) * sign));
         }
     });
 }

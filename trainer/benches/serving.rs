@@ -1,0 +1,255 @@
+//! Multi-adapter serving benchmark (`make bench`), issue 7: decode throughput (generated
+//! tokens per second, prefill included) and per-request latency when 100 requests share
+//! 1, 10 or 100 distinct LoRA adapters in one continuous batch, side by side in one run with
+//! the same base model serving one adapter merged into its weights (no LoRA work at all), and
+//! with a swap-per-request baseline (load the adapter from disk, merge it, generate alone,
+//! unmerge).
+//!
+//! The base is a Llama-shaped model with random weights (hidden 512, 8 layers, 8 heads over
+//! 4 key/value heads, SwiGLU 1408, vocabulary 4096: 28M parameters); adapters are rank 8 on
+//! q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
+//! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
+//! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default
+//! 10), `TRIBUTARY_BENCH_THREADS` (default 2).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use alloy::primitives::B256;
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+use tributary_trainer::lora::{Lora, LoraConfig};
+use tributary_trainer::model::{Config, Model};
+use tributary_trainer::serve::engine::{Engine, Event, Request, Sampling, ServedAdapter, Sink, merge_into};
+
+const PROMPT: i64 = 32;
+const NEW: usize = 32;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config() -> Config {
+    Config::from_hf(&json!({
+        "model_type": "llama",
+        "vocab_size": 4096,
+        "hidden_size": 512,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "intermediate_size": 1408,
+        "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": true,
+    }))
+    .unwrap()
+}
+
+/// A model with random weights, named as in a Hugging Face Llama checkpoint.
+fn model(seed: i64) -> Model {
+    tch::manual_seed(seed);
+    let c = config();
+    let mut w = std::collections::HashMap::new();
+    let randn = |dims: &[i64]| Tensor::randn(dims, (Kind::Float, Device::Cpu)) * 0.02;
+    let (h, kv) = (c.hidden, c.kv_heads * c.head_dim());
+    w.insert("model.embed_tokens.weight".to_string(), randn(&[c.vocab_size, h]));
+    w.insert("model.norm.weight".to_string(), Tensor::ones([h], (Kind::Float, Device::Cpu)));
+    for i in 0..c.layers {
+        let p = format!("model.layers.{i}");
+        for (n, dims) in [
+            ("self_attn.q_proj", [h, h]),
+            ("self_attn.k_proj", [kv, h]),
+            ("self_attn.v_proj", [kv, h]),
+            ("self_attn.o_proj", [h, h]),
+            ("mlp.gate_proj", [c.intermediate, h]),
+            ("mlp.up_proj", [c.intermediate, h]),
+            ("mlp.down_proj", [h, c.intermediate]),
+        ] {
+            w.insert(format!("{p}.{n}.weight"), randn(&dims));
+        }
+        for n in ["input_layernorm", "post_attention_layernorm"] {
+            w.insert(format!("{p}.{n}.weight"), Tensor::ones([h], (Kind::Float, Device::Cpu)));
+        }
+    }
+    Model::from_weights(c, w, Device::Cpu).unwrap()
+}
+
+/// Saves `n` random adapters as PEFT folders.
+fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(B256, PathBuf)> {
+    (0..n)
+        .map(|i| {
+            let mut lora = Lora::new(model, LoraConfig::default(), i as i64).unwrap();
+            let w: Vec<Tensor> = lora
+                .weights()
+                .into_iter()
+                .map(|t| Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.05)
+                .collect();
+            lora.set_weights(&w);
+            let dir = root.join(format!("a{i}"));
+            lora.save_peft(model, &dir, "bench").unwrap();
+            (B256::from(alloy::primitives::U256::from(i + 1)), dir)
+        })
+        .collect()
+}
+
+/// Records when a request finished.
+#[derive(Clone)]
+struct Clock {
+    start: Instant,
+    done: std::rc::Rc<std::cell::Cell<f64>>,
+}
+
+impl Sink for Clock {
+    fn send(&mut self, e: Event) -> bool {
+        if let Event::Failed(m) = &e {
+            panic!("request failed: {m}");
+        }
+        if matches!(e, Event::Done(_)) {
+            self.done.set(self.start.elapsed().as_secs_f64());
+        }
+        true
+    }
+}
+
+struct Run {
+    tokens_per_s: f64,
+    p50: f64,
+    p95: f64,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// All requests submitted at once; request `i` uses adapter `i % adapters.len()` (none when
+/// `adapters` is empty).
+fn batched(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec<i64>]) -> Run {
+    let start = Instant::now();
+    let tokens0 = engine.tokens;
+    let mut clocks = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let clock = Clock {
+            start,
+            done: Default::default(),
+        };
+        clocks.push(clock.clone());
+        engine.submit(Request {
+            adapter: (!adapters.is_empty()).then(|| {
+                let (id, dir) = &adapters[i % adapters.len()];
+                (*id, Some(dir.clone()))
+            }),
+            prompt: p.clone(),
+            max_tokens: NEW,
+            sampling: Sampling::GREEDY,
+            sink: clock,
+        });
+    }
+    engine.run_to_end().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = clocks.iter().map(|c| c.done.get()).collect();
+    Run {
+        tokens_per_s: (engine.tokens - tokens0) as f64 / secs,
+        p50: percentile(&mut lat, 0.5),
+        p95: percentile(&mut lat, 0.95),
+    }
+}
+
+/// One request at a time: load the adapter from disk, merge, generate, unmerge.
+fn swap(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec<i64>]) -> Run {
+    let start = Instant::now();
+    let tokens0 = engine.tokens;
+    let mut lat = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let t0 = Instant::now();
+        let (id, dir) = &adapters[i % adapters.len()];
+        let a = ServedAdapter::load(engine.model(), *id, dir).unwrap();
+        merge_into(engine.model_mut(), &a, 1.0);
+        engine.submit(Request {
+            adapter: None,
+            prompt: p.clone(),
+            max_tokens: NEW,
+            sampling: Sampling::GREEDY,
+            sink: Clock {
+                start,
+                done: Default::default(),
+            },
+        });
+        engine.run_to_end().unwrap();
+        merge_into(engine.model_mut(), &a, -1.0);
+        lat.push(t0.elapsed().as_secs_f64());
+    }
+    Run {
+        tokens_per_s: (engine.tokens - tokens0) as f64 / start.elapsed().as_secs_f64(),
+        p50: percentile(&mut lat, 0.5),
+        p95: percentile(&mut lat, 0.95),
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("serving: benchmark");
+        return;
+    }
+    let threads = env("TRIBUTARY_BENCH_THREADS", 2) as i32;
+    tch::set_num_threads(threads);
+    let requests = env("TRIBUTARY_BENCH_REQUESTS", 100);
+    let swaps = env("TRIBUTARY_BENCH_SWAP", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let base = model(7);
+    let params: i64 = base.parameters().iter().map(|t| t.numel() as i64).sum();
+    let all = adapters(&base, 100, dir.path());
+    tch::manual_seed(3);
+    let prompts: Vec<Vec<i64>> = (0..requests)
+        .map(|_| Vec::<i64>::try_from(&Tensor::randint(4096, [PROMPT], (Kind::Int64, Device::Cpu))).unwrap())
+        .collect();
+    println!(
+        "serving benchmark: {params} parameters, {requests} requests x ({PROMPT} prompt + {NEW} new tokens), rank-8 adapters on q,v,o,up,down, {threads} threads"
+    );
+    let eot = -1;
+    let mut engine: Engine<Clock> = Engine::new(model(7), eot, requests as i64, i64::MAX);
+    // Warm up: load every adapter once and run a short batch.
+    let _ = batched(&mut engine, &all, &prompts[..requests.min(8)]);
+    for (id, dir) in &all {
+        engine.preload(*id, dir).unwrap();
+    }
+
+    let mut merged_engine: Engine<Clock> = Engine::new(model(7), eot, requests as i64, i64::MAX);
+    let first = ServedAdapter::load(merged_engine.model(), all[0].0, &all[0].1).unwrap();
+    merge_into(merged_engine.model_mut(), &first, 1.0);
+    let _ = batched(&mut merged_engine, &[], &prompts[..requests.min(8)]);
+    let merged = batched(&mut merged_engine, &[], &prompts);
+
+    let mut rows = Vec::new();
+    for k in [1usize, 10, 100] {
+        rows.push((format!("{k} adapter(s), batched"), batched(&mut engine, &all[..k], &prompts)));
+    }
+    let mut swap_engine: Engine<Clock> = Engine::new(model(7), eot, 1, i64::MAX);
+    let swapped = swap(&mut swap_engine, &all, &prompts[..swaps.min(requests)]);
+
+    println!("| serving | tokens/s | vs merged | p50 latency | p95 latency |");
+    println!("|---|---|---|---|---|");
+    let line = |name: &str, r: &Run| {
+        println!(
+            "| {name} | {:.0} | {:.2}x | {:.2} s | {:.2} s |",
+            r.tokens_per_s,
+            r.tokens_per_s / merged.tokens_per_s,
+            r.p50,
+            r.p95
+        )
+    };
+    line("one adapter merged into the base (reference)", &merged);
+    for (name, r) in &rows {
+        line(name, r);
+    }
+    line(&format!("swap per request ({} requests, one at a time)", swaps.min(requests)), &swapped);
+    let hundred = &rows[2].1;
+    println!(
+        "100 adapters: {:.2}x the merged model (goal >= 0.8x), {:.1}x the swap baseline (goal >= 5x)",
+        hundred.tokens_per_s / merged.tokens_per_s,
+        hundred.tokens_per_s / swapped.tokens_per_s
+    );
+}
