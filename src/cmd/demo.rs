@@ -340,7 +340,10 @@ async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> 
         },
         "inference": v["inference"],
     });
-    println!("--- inference answer ---\n{}\n--- end ---", serde_json::to_string_pretty(&shown)?);
+    println!(
+        "--- inference answer ---\n{}\n--- end ---",
+        serde_json::to_string_pretty(&shown)?
+    );
     let who = v["attribution"]["contributors"][0]["address"]
         .as_str()
         .context("the answer names no contributor")?;

@@ -82,18 +82,35 @@ fn check_inference(lines: &[String]) {
         .iter()
         .position(|l| l == "--- inference answer ---")
         .expect("inference printed");
-    let end = start + lines[start..].iter().position(|l| l == "--- end ---").unwrap();
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| l == "--- end ---")
+            .unwrap();
     let v: Value = serde_json::from_str(&lines[start + 1..end].join("\n")).unwrap();
-    assert_eq!(v["ancestry"]["adapter"]["version"], "kitchen-assistant@1.0.0", "{v}");
+    assert_eq!(
+        v["ancestry"]["adapter"]["version"], "kitchen-assistant@1.0.0",
+        "{v}"
+    );
     assert_eq!(v["ancestry"]["snapshot"]["datanets"][0]["id"], 1, "{v}");
     assert_eq!(v["attribution"]["method"], "tracin", "{v}");
     assert_eq!(v["attribution"]["top"].as_array().unwrap().len(), 3, "{v}");
-    assert!(lines.iter().any(|l| l.starts_with("ledger: the answer is recorded on chain")));
-    assert!(lines.iter().any(|l| l.starts_with("epoch 1: ") && l.contains("EpochAllocated in tx")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ledger: the answer is recorded on chain"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("epoch 1: ") && l.contains("EpochAllocated in tx"))
+    );
     let claimed = after(lines, "claimed ");
     let amount = claimed.split(' ').next().unwrap();
     assert!(
-        lines.iter().any(|l| l.trim().ends_with(&format!("balance on chain {amount}"))),
+        lines
+            .iter()
+            .any(|l| l.trim().ends_with(&format!("balance on chain {amount}"))),
         "the claimed {amount} is the balance on chain"
     );
 }

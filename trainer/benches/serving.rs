@@ -5,9 +5,10 @@
 //! with a swap-per-request baseline (load the adapter from disk, merge it, generate alone,
 //! unmerge).
 //!
-//! The base is a Llama-shaped model with random weights (hidden 512, 8 layers, 8 heads over
-//! 4 key/value heads, SwiGLU 1408, vocabulary 4096: 28M parameters); adapters are rank 8 on
-//! q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
+//! The base is a Llama-shaped model with random weights, at two widths: hidden 512 (8 layers,
+//! 8 heads over 4 key/value heads, SwiGLU 1408, vocabulary 4096: 26M parameters, where 100
+//! adapters hold more weights than the base) and hidden 1024 (80M parameters); adapters are
+//! rank 8 on q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
 //! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
 //! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default
 //! 10), `TRIBUTARY_BENCH_THREADS` (default 2).
@@ -20,7 +21,9 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::{Config, Model};
-use tributary_trainer::serve::engine::{Engine, Event, Request, Sampling, ServedAdapter, Sink, merge_into};
+use tributary_trainer::serve::engine::{
+    Engine, Event, Request, Sampling, ServedAdapter, Sink, merge_into,
+};
 
 const PROMPT: i64 = 32;
 const NEW: usize = 32;
@@ -32,15 +35,15 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn config() -> Config {
+fn config(hidden: i64) -> Config {
     Config::from_hf(&json!({
         "model_type": "llama",
         "vocab_size": 4096,
-        "hidden_size": 512,
+        "hidden_size": hidden,
         "num_hidden_layers": 8,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 4,
-        "intermediate_size": 1408,
+        "num_attention_heads": hidden / 64,
+        "num_key_value_heads": hidden / 128,
+        "intermediate_size": hidden * 11 / 4,
         "max_position_embeddings": 256,
         "rms_norm_eps": 1e-5,
         "tie_word_embeddings": true,
@@ -49,14 +52,20 @@ fn config() -> Config {
 }
 
 /// A model with random weights, named as in a Hugging Face Llama checkpoint.
-fn model(seed: i64) -> Model {
+fn model(seed: i64, hidden: i64) -> Model {
     tch::manual_seed(seed);
-    let c = config();
+    let c = config(hidden);
     let mut w = std::collections::HashMap::new();
     let randn = |dims: &[i64]| Tensor::randn(dims, (Kind::Float, Device::Cpu)) * 0.02;
     let (h, kv) = (c.hidden, c.kv_heads * c.head_dim());
-    w.insert("model.embed_tokens.weight".to_string(), randn(&[c.vocab_size, h]));
-    w.insert("model.norm.weight".to_string(), Tensor::ones([h], (Kind::Float, Device::Cpu)));
+    w.insert(
+        "model.embed_tokens.weight".to_string(),
+        randn(&[c.vocab_size, h]),
+    );
+    w.insert(
+        "model.norm.weight".to_string(),
+        Tensor::ones([h], (Kind::Float, Device::Cpu)),
+    );
     for i in 0..c.layers {
         let p = format!("model.layers.{i}");
         for (n, dims) in [
@@ -71,7 +80,10 @@ fn model(seed: i64) -> Model {
             w.insert(format!("{p}.{n}.weight"), randn(&dims));
         }
         for n in ["input_layernorm", "post_attention_layernorm"] {
-            w.insert(format!("{p}.{n}.weight"), Tensor::ones([h], (Kind::Float, Device::Cpu)));
+            w.insert(
+                format!("{p}.{n}.weight"),
+                Tensor::ones([h], (Kind::Float, Device::Cpu)),
+            );
         }
     }
     Model::from_weights(c, w, Device::Cpu).unwrap()
@@ -198,26 +210,40 @@ fn main() {
     tch::set_num_threads(threads);
     let requests = env("TRIBUTARY_BENCH_REQUESTS", 100);
     let swaps = env("TRIBUTARY_BENCH_SWAP", 10);
+    for hidden in [512, 1024] {
+        shape(hidden, requests, swaps, threads);
+    }
+}
+
+fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32) {
     let dir = tempfile::tempdir().unwrap();
-    let base = model(7);
+    let base = model(7, hidden);
     let params: i64 = base.parameters().iter().map(|t| t.numel() as i64).sum();
     let all = adapters(&base, 100, dir.path());
+    let adapter_params: i64 = ServedAdapter::load(&base, all[0].0, &all[0].1)
+        .unwrap()
+        .bytes()
+        / 4;
     tch::manual_seed(3);
     let prompts: Vec<Vec<i64>> = (0..requests)
-        .map(|_| Vec::<i64>::try_from(&Tensor::randint(4096, [PROMPT], (Kind::Int64, Device::Cpu))).unwrap())
+        .map(|_| {
+            Vec::<i64>::try_from(&Tensor::randint(4096, [PROMPT], (Kind::Int64, Device::Cpu)))
+                .unwrap()
+        })
         .collect();
     println!(
-        "serving benchmark: {params} parameters, {requests} requests x ({PROMPT} prompt + {NEW} new tokens), rank-8 adapters on q,v,o,up,down, {threads} threads"
+        "\nserving benchmark: hidden {hidden}, {params} parameters, {requests} requests x ({PROMPT} prompt + {NEW} new tokens), rank-8 adapters on q,v,o,up,down ({adapter_params} parameters each), {threads} threads"
     );
     let eot = -1;
-    let mut engine: Engine<Clock> = Engine::new(model(7), eot, requests as i64, i64::MAX);
+    let mut engine: Engine<Clock> = Engine::new(model(7, hidden), eot, requests as i64, i64::MAX);
     // Warm up: load every adapter once and run a short batch.
     let _ = batched(&mut engine, &all, &prompts[..requests.min(8)]);
     for (id, dir) in &all {
         engine.preload(*id, dir).unwrap();
     }
 
-    let mut merged_engine: Engine<Clock> = Engine::new(model(7), eot, requests as i64, i64::MAX);
+    let mut merged_engine: Engine<Clock> =
+        Engine::new(model(7, hidden), eot, requests as i64, i64::MAX);
     let first = ServedAdapter::load(merged_engine.model(), all[0].0, &all[0].1).unwrap();
     merge_into(merged_engine.model_mut(), &first, 1.0);
     let _ = batched(&mut merged_engine, &[], &prompts[..requests.min(8)]);
@@ -225,9 +251,12 @@ fn main() {
 
     let mut rows = Vec::new();
     for k in [1usize, 10, 100] {
-        rows.push((format!("{k} adapter(s), batched"), batched(&mut engine, &all[..k], &prompts)));
+        rows.push((
+            format!("{k} adapter(s), batched"),
+            batched(&mut engine, &all[..k], &prompts),
+        ));
     }
-    let mut swap_engine: Engine<Clock> = Engine::new(model(7), eot, 1, i64::MAX);
+    let mut swap_engine: Engine<Clock> = Engine::new(model(7, hidden), eot, 1, i64::MAX);
     let swapped = swap(&mut swap_engine, &all, &prompts[..swaps.min(requests)]);
 
     println!("| serving | tokens/s | vs merged | p50 latency | p95 latency |");
@@ -245,10 +274,16 @@ fn main() {
     for (name, r) in &rows {
         line(name, r);
     }
-    line(&format!("swap per request ({} requests, one at a time)", swaps.min(requests)), &swapped);
+    line(
+        &format!(
+            "swap per request ({} requests, one at a time)",
+            swaps.min(requests)
+        ),
+        &swapped,
+    );
     let hundred = &rows[2].1;
     println!(
-        "100 adapters: {:.2}x the merged model (goal >= 0.8x), {:.1}x the swap baseline (goal >= 5x)",
+        "hidden {hidden}, 100 adapters: {:.2}x the merged model (goal >= 0.8x), {:.1}x the swap baseline (goal >= 5x)",
         hundred.tokens_per_s / merged.tokens_per_s,
         hundred.tokens_per_s / swapped.tokens_per_s
     );

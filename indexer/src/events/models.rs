@@ -329,7 +329,10 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u1
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
     let mut totals: BTreeMap<Address, u128> = BTreeMap::new();
-    for a in v["allocations"].as_array().ok_or("manifest has no allocations")? {
+    for a in v["allocations"]
+        .as_array()
+        .ok_or("manifest has no allocations")?
+    {
         let account: Address = a["account"]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -344,7 +347,9 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u1
     }
     let leaves = totals
         .iter()
-        .map(|(a, n)| tributary_schemas::merkle::leaf_account_amount(*a, alloy::primitives::U256::from(*n)))
+        .map(|(a, n)| {
+            tributary_schemas::merkle::leaf_account_amount(*a, alloy::primitives::U256::from(*n))
+        })
         .collect();
     if tributary_schemas::merkle::MerkleTree::new(leaves).root() != root {
         return Err("Merkle root differs from the chain".into());

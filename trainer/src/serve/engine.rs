@@ -1,9 +1,11 @@
 //! The decoding engine: one base model, many LoRA adapters, one forward pass per step.
 //!
 //! Sequences for different adapters decode together. Each targeted projection computes the
-//! base `x Wᵀ` once for the whole batch and adds every row's own low-rank update with a
-//! per-row gather and two batched matmuls, `x · A_rowᵀ · (s·B_row)ᵀ` (Punica's BGMV, in
-//! plain libtorch ops). Adapters of different ranks are zero-padded to the batch's largest.
+//! base `x Wᵀ` once for the whole batch and adds every row's own low-rank update. With many
+//! distinct adapters in the batch that is a per-row gather and two batched matmuls,
+//! `x · A_rowᵀ · (s·B_row)ᵀ` (Punica's BGMV, in plain libtorch ops; ranks zero-padded to the
+//! batch's largest); with few, one matmul pair per adapter over its rows, so an adapter
+//! shared by many rows is read once per step.
 //! Keys and values live in a fixed pool of cache slots, one per running sequence, so a new
 //! request joins the running batch at the next step (continuous batching) and a finished one
 //! frees its slot at once.
@@ -233,24 +235,63 @@ impl AdapterCache {
     }
 }
 
-/// The per-row LoRA factors of one batch composition, stacked for `bmm`.
+/// The LoRA factors of one batch composition, arranged for the step's matmuls.
+enum Factors {
+    /// Few distinct adapters: per adapter, its rows (`None`: every row) and `(Aᵀ, (s·B)ᵀ)`;
+    /// each adapter's weights are read once per step.
+    Groups(Vec<(Option<Tensor>, Tensor, Tensor)>),
+    /// Many: every row's own factors stacked, `Aᵀ [rows, in, r]` and `(s·B)ᵀ [rows, r, out]`,
+    /// for two batched matmuls (Punica's BGMV).
+    Rows(Tensor, Tensor),
+}
+
+/// The LoRA factors of one batch composition.
 struct Gathered {
     key: Vec<Option<B256>>,
-    /// `(layer, role) -> (Aᵀ [rows, in, r], (s·B)ᵀ [rows, r, out])`.
-    map: HashMap<(usize, String), (Tensor, Tensor)>,
+    limit: usize,
+    map: HashMap<(usize, String), Factors>,
 }
 
 impl Gathered {
-    fn build(rows: &[Option<&ServedAdapter>], device: Device) -> Self {
-        let key = rows.iter().map(|a| a.map(|a| a.id)).collect();
-        let rank = rows.iter().flatten().map(|a| a.rank).max().unwrap_or(0);
-        let mut shapes: BTreeMap<(usize, String), (i64, i64)> = BTreeMap::new();
+    /// Groups when at most `group_limit` distinct adapters are in the batch, else stacks rows.
+    fn build(rows: &[Option<&ServedAdapter>], device: Device, group_limit: usize) -> Self {
+        let key: Vec<Option<B256>> = rows.iter().map(|a| a.map(|a| a.id)).collect();
+        let mut distinct: Vec<&ServedAdapter> = Vec::new();
         for a in rows.iter().flatten() {
+            if !distinct.iter().any(|d| d.id == a.id) {
+                distinct.push(a);
+            }
+        }
+        let mut shapes: BTreeMap<(usize, String), (i64, i64)> = BTreeMap::new();
+        for a in &distinct {
             for (k, (fa, fb)) in &a.factors {
                 shapes.insert(k.clone(), (fa.size()[1], fb.size()[0]));
             }
         }
         let mut map = HashMap::new();
+        if distinct.len() <= group_limit {
+            for k in shapes.keys() {
+                let groups = distinct
+                    .iter()
+                    .filter_map(|a| {
+                        let (fa, fb) = a.factors.get(k)?;
+                        let idx: Vec<i64> = (0..rows.len() as i64)
+                            .filter(|&i| rows[i as usize].is_some_and(|r| r.id == a.id))
+                            .collect();
+                        let idx = (idx.len() < rows.len())
+                            .then(|| Tensor::from_slice(&idx).to_device(device));
+                        Some((idx, fa.tr().contiguous(), fb.tr().contiguous()))
+                    })
+                    .collect();
+                map.insert(k.clone(), Factors::Groups(groups));
+            }
+            return Gathered {
+                key,
+                limit: group_limit,
+                map,
+            };
+        }
+        let rank = distinct.iter().map(|a| a.rank).max().unwrap_or(0);
         for (k, (inp, out)) in shapes {
             let mut at = Vec::with_capacity(rows.len());
             let mut bt = Vec::with_capacity(rows.len());
@@ -267,16 +308,36 @@ impl Gathered {
                     }
                 }
             }
-            map.insert(k, (Tensor::stack(&at, 0), Tensor::stack(&bt, 0)));
+            map.insert(
+                k,
+                Factors::Rows(Tensor::stack(&at, 0), Tensor::stack(&bt, 0)),
+            );
         }
-        Gathered { key, map }
+        Gathered {
+            key,
+            limit: group_limit,
+            map,
+        }
     }
 
     fn project(&self, layer: usize, role: &str, lin: &Linear, x: &Tensor) -> Tensor {
         let y = lin.forward(x);
         match self.map.get(&(layer, role.to_string())) {
-            Some((at, bt)) => y + x.bmm(at).bmm(bt),
             None => y,
+            Some(Factors::Rows(at, bt)) => y + x.bmm(at).bmm(bt),
+            Some(Factors::Groups(groups)) => {
+                let mut y = y;
+                for (idx, at, bt) in groups {
+                    match idx {
+                        None => y = y + x.matmul(at).matmul(bt),
+                        Some(idx) => {
+                            let d = x.index_select(0, idx).matmul(at).matmul(bt);
+                            y = y.index_add(0, idx, &d);
+                        }
+                    }
+                }
+                y
+            }
         }
     }
 }
@@ -293,6 +354,9 @@ pub struct Engine<S: Sink> {
     waiting: VecDeque<Request<S>>,
     running: Vec<Running<S>>,
     gathered: Option<Gathered>,
+    /// Batches with at most this many distinct adapters run one matmul pair per adapter;
+    /// more run the per-row gather (default 8).
+    pub group_limit: usize,
     /// Tokens generated since the engine started.
     pub tokens: u64,
 }
@@ -311,6 +375,7 @@ impl<S: Sink> Engine<S> {
             waiting: VecDeque::new(),
             running: Vec::new(),
             gathered: None,
+            group_limit: 8,
             tokens: 0,
         }
     }
@@ -404,7 +469,7 @@ impl<S: Sink> Engine<S> {
         let ids = Tensor::from_slice(&r.prompt)
             .to_device(self.model.device())
             .unsqueeze(0);
-        let g = Gathered::build(&[adapter.as_deref()], self.model.device());
+        let g = Gathered::build(&[adapter.as_deref()], self.model.device(), self.group_limit);
         let logits =
             self.model
                 .forward_cached(&ids, &[slot], &[0], &mut self.kv, &|l, role, lin, x| {
@@ -464,10 +529,18 @@ impl<S: Sink> Engine<S> {
             .iter()
             .map(|s| s.adapter.as_ref().map(|a| a.id))
             .collect();
-        if self.gathered.as_ref().is_none_or(|g| g.key != key) {
+        if self
+            .gathered
+            .as_ref()
+            .is_none_or(|g| g.key != key || g.limit != self.group_limit)
+        {
             let rows: Vec<Option<&ServedAdapter>> =
                 self.running.iter().map(|s| s.adapter.as_deref()).collect();
-            self.gathered = Some(Gathered::build(&rows, self.model.device()));
+            self.gathered = Some(Gathered::build(
+                &rows,
+                self.model.device(),
+                self.group_limit,
+            ));
         }
         let g = self.gathered.as_ref().expect("built above");
         let next: Vec<i64> = self.running.iter().map(|s| s.next).collect();

@@ -297,31 +297,40 @@ impl Server {
             .cache_dir
             .join(format!("adapter-{}", on_chain.id));
         if !dir.join("manifest.json").exists() {
-            let part = self
-                .config
-                .cache_dir
-                .join(format!("adapter-{}.partial", on_chain.id));
-            std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
+            // Fetched aside (one folder per request, so concurrent first requests do not
+            // collide), then renamed into place; the manifest marks a complete folder.
+            let io = |e| Error::Io(self.config.cache_dir.display().to_string(), e);
+            let part = tempfile::Builder::new()
+                .prefix(".adapter-")
+                .tempdir_in(&self.config.cache_dir)
+                .map_err(io)?;
             let mut names = vec!["adapter_model.safetensors", "adapter_config.json"];
             if manifest.metrics.is_some() {
                 names.extend(["influence.safetensors", "influence.json"]);
             }
-            job::fetch_files(&self.lake, &on_chain.uri, &names, &part).await?;
+            job::fetch_files(&self.lake, &on_chain.uri, &names, part.path()).await?;
             // Span indexes are written only for small vocabularies.
             let _ = job::fetch_files(
                 &self.lake,
                 &on_chain.uri,
                 &["spans.bin", "spans.json"],
-                &part,
+                part.path(),
             )
             .await;
             std::fs::write(
-                part.join("manifest.json"),
+                part.path().join("manifest.json"),
                 serde_json::to_vec(&manifest).unwrap_or_default(),
             )
-            .map_err(|e| Error::Io(part.display().to_string(), e))?;
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+            .map_err(io)?;
+            if dir.exists() && !dir.join("manifest.json").exists() {
+                // Left half-written by an older version or a crash.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            if let Err(e) = std::fs::rename(part.path(), &dir)
+                && !dir.join("manifest.json").exists()
+            {
+                return Err(io(e));
+            }
         }
         let entries = if manifest.snapshot_id == B256::ZERO {
             BTreeMap::new()

@@ -151,6 +151,23 @@ fn adapters_batched_together_decode_as_each_alone() {
     assert_eq!(together[2], ref_base);
     assert_eq!(together[3], ref_b);
     assert_eq!(engine.adapters.loads, 2, "each adapter loaded once");
+
+    // The same batch through the per-row gather (the path for many distinct adapters).
+    engine.group_limit = 0;
+    let gathered = generate(
+        &mut engine,
+        &[
+            job(Some((id(1), &da)), &p1),
+            job(Some((id(2), &db)), &p2),
+            job(None, &p2),
+            job(Some((id(2), &db)), &p2),
+        ],
+        max,
+    );
+    assert_eq!(
+        gathered, together,
+        "per-row gather and per-adapter groups agree"
+    );
 }
 
 #[test]
