@@ -472,20 +472,24 @@ pub async fn settle(
         let (batch, adapter, attribution) =
             (col("batch_id"), col("adapter_id"), col("attribution"));
         let fees = decimal(b.column_by_name("fee").expect("inferences schema").as_ref());
-        for i in 0..b.num_rows() {
+        for (i, &fee) in fees.iter().enumerate() {
             let batch_id: B256 = batch.value(i).parse().map_err(|_| bad_row("batch_id"))?;
             if settled.contains(&batch_id) {
                 continue;
             }
-            if !recorded.contains_key(&batch_id) {
-                let root = ledger
-                    .batchRoot(batch_id)
-                    .call()
-                    .await
-                    .map_err(tributary_chain::Error::from)?;
-                recorded.insert(batch_id, root != B256::ZERO);
-            }
-            if !recorded[&batch_id] {
+            let on_chain = match recorded.get(&batch_id) {
+                Some(&known) => known,
+                None => {
+                    let root = ledger
+                        .batchRoot(batch_id)
+                        .call()
+                        .await
+                        .map_err(tributary_chain::Error::from)?;
+                    recorded.insert(batch_id, root != B256::ZERO);
+                    root != B256::ZERO
+                }
+            };
+            if !on_chain {
                 continue;
             }
             answers.push((
@@ -494,7 +498,7 @@ pub async fn settle(
                     .value(i)
                     .parse()
                     .map_err(|_| bad_row("adapter_id"))?,
-                fees[i],
+                fee,
                 attribution.value(i).to_string(),
             ));
         }

@@ -11,7 +11,8 @@
 //! rank 8 on q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
 //! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
 //! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default
-//! 10), `TRIBUTARY_BENCH_THREADS` (default 2).
+//! 10), `TRIBUTARY_BENCH_THREADS` (default 2), `TRIBUTARY_BENCH_ROUNDS` (interleaved rounds of
+//! the batched configurations, median reported; default 3).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -210,12 +211,13 @@ fn main() {
     tch::set_num_threads(threads);
     let requests = env("TRIBUTARY_BENCH_REQUESTS", 100);
     let swaps = env("TRIBUTARY_BENCH_SWAP", 10);
+    let rounds = env("TRIBUTARY_BENCH_ROUNDS", 3).max(1);
     for hidden in [512, 1024] {
-        shape(hidden, requests, swaps, threads);
+        shape(hidden, requests, swaps, threads, rounds);
     }
 }
 
-fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32) {
+fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let base = model(7, hidden);
     let params: i64 = base.parameters().iter().map(|t| t.numel() as i64).sum();
@@ -247,18 +249,31 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32) {
     let first = ServedAdapter::load(merged_engine.model(), all[0].0, &all[0].1).unwrap();
     merge_into(merged_engine.model_mut(), &first, 1.0);
     let _ = batched(&mut merged_engine, &[], &prompts[..requests.min(8)]);
-    let merged = batched(&mut merged_engine, &[], &prompts);
 
-    let mut rows = Vec::new();
-    for k in [1usize, 10, 100] {
-        rows.push((
-            format!("{k} adapter(s), batched"),
-            batched(&mut engine, &all[..k], &prompts),
-        ));
+    // Rounds interleave the four configurations (this machine's speed drifts); each reports
+    // its median round.
+    let mut runs: Vec<Vec<Run>> = (0..4).map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        runs[0].push(batched(&mut merged_engine, &[], &prompts));
+        for (i, k) in [1usize, 10, 100].into_iter().enumerate() {
+            runs[i + 1].push(batched(&mut engine, &all[..k], &prompts));
+        }
     }
+    let median = |mut v: Vec<Run>| {
+        v.sort_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s));
+        v.remove(v.len() / 2)
+    };
+    let mut runs = runs.into_iter();
+    let merged = median(runs.next().unwrap());
+    let rows: Vec<(String, Run)> = [1, 10, 100]
+        .into_iter()
+        .zip(runs)
+        .map(|(k, r)| (format!("{k} adapter(s), batched"), median(r)))
+        .collect();
     let mut swap_engine: Engine<Clock> = Engine::new(model(7, hidden), eot, 1, i64::MAX);
     let swapped = swap(&mut swap_engine, &all, &prompts[..swaps.min(requests)]);
 
+    println!("(median of {rounds} interleaved rounds; the swap baseline runs once)");
     println!("| serving | tokens/s | vs merged | p50 latency | p95 latency |");
     println!("|---|---|---|---|---|");
     let line = |name: &str, r: &Run| {

@@ -320,6 +320,8 @@ impl Gathered {
         }
     }
 
+    // `y = y + …`, not `y += …`: the projection's output stays a fresh tensor.
+    #[allow(clippy::assign_op_pattern)]
     fn project(&self, layer: usize, role: &str, lin: &Linear, x: &Tensor) -> Tensor {
         let y = lin.forward(x);
         match self.map.get(&(layer, role.to_string())) {

@@ -173,6 +173,8 @@ struct Params {
     influence: bool,
 }
 
+// The error is the ready response; it is built once per bad request.
+#[allow(clippy::result_large_err)]
 fn params(c: &Common) -> Result<Params, Response> {
     let bad = |m: String, p: &str| Err(error(StatusCode::BAD_REQUEST, m, Some(p)));
     if c.n.unwrap_or(1) != 1 {
@@ -204,7 +206,7 @@ fn params(c: &Common) -> Result<Params, Response> {
         sampling: Sampling {
             temperature,
             top_p,
-            seed: c.seed.unwrap_or_else(|| rand_seed()),
+            seed: c.seed.unwrap_or_else(rand_seed),
         },
         stop,
         stream: c.stream.unwrap_or(false),
