@@ -302,7 +302,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Asks the demo adapter one question through the inference routes, prints the answer
-/// with its ancestry and attribution, and returns its top contributor.
+/// with its ancestry and attribution, and returns the contributor of its top contribution.
 async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> {
     use tower::ServiceExt;
     let body = serde_json::json!({
@@ -344,7 +344,9 @@ async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> 
         "--- inference answer ---\n{}\n--- end ---",
         serde_json::to_string_pretty(&shown)?
     );
-    let who = v["attribution"]["contributors"][0]["address"]
+    // The contributor of the top contribution: the ledger pays the answer's listed
+    // contributions, so they have a reward to claim.
+    let who = v["attribution"]["top"][0]["contributor"]
         .as_str()
         .context("the answer names no contributor")?;
     Ok(who.parse()?)
