@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use alloy::primitives::{B256, U256, keccak256};
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Decimal128Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::InferenceLedger;
 use tributary_chain::{Chain, send};
 use tributary_lake::Lake;
+use tributary_schemas::lineage::hex_lower;
 use tributary_schemas::manifest::{InferenceEntry, InferenceManifest};
 use tributary_schemas::tables::{self, names};
 
@@ -23,7 +26,8 @@ pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
 }
 
 /// Records one batch of answers: its manifest in the lake (`inferences/BATCH.json`), its
-/// rows in the `inferences` table and `InferencesRecorded` on chain. Each step is
+/// rows in the `inferences` table, the answers' attribution in `attributions` (subject
+/// `inference`) and `InferencesRecorded` on chain. Each step is
 /// idempotent, so a retry after a crash completes the batch once. Returns the batch id.
 pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> Result<B256> {
     let id = batch_id(entries);
@@ -72,6 +76,62 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
         .idempotent(format!("tributary-inferences-{id}"), 0)
         .commit()
         .await?;
+    // The answers' attribution, as `attributions` rows (subject `inference`).
+    let rows: Vec<(
+        &InferenceEntry,
+        &tributary_schemas::manifest::AttributionShare,
+    )> = entries
+        .iter()
+        .flat_map(|e| e.attribution.iter().map(move |a| (e, a)))
+        .collect();
+    if !rows.is_empty() {
+        let m = rows.len();
+        let text = |f: &dyn Fn(
+            &InferenceEntry,
+            &tributary_schemas::manifest::AttributionShare,
+        ) -> String|
+         -> ArrayRef {
+            Arc::new(StringArray::from(
+                rows.iter().map(|(e, a)| f(e, a)).collect::<Vec<_>>(),
+            ))
+        };
+        let batch = RecordBatch::try_new(
+            tables::attributions(),
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter()
+                        .map(|(_, a)| a.datanet_id.unwrap_or(0) as i64)
+                        .collect::<Vec<_>>(),
+                )),
+                text(&|_, _| "inference".into()),
+                text(&|e, _| e.id().to_string()),
+                text(&|e, _| e.adapter_id.to_string()),
+                text(&|_, a| a.contribution.to_string()),
+                text(&|_, a| {
+                    a.contributor
+                        .map(|c| hex_lower(c.as_slice()))
+                        .unwrap_or_default()
+                }),
+                text(&|_, _| "tracin".into()),
+                Arc::new(Float64Array::from(
+                    rows.iter()
+                        .map(|(_, a)| a.score.unwrap_or(f64::NAN))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(
+                    rows.iter().map(|(_, a)| a.share).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(vec![None::<f64>; m])),
+                Arc::new(Int64Array::from(vec![1i64; m])),
+                Arc::new(TimestampMicrosecondArray::from(vec![now; m]).with_timezone("UTC")),
+            ],
+        )?;
+        lake.append(names::ATTRIBUTIONS)
+            .batches(vec![batch])
+            .idempotent(format!("tributary-inference-attributions-{id}"), 0)
+            .commit()
+            .await?;
+    }
     let mut adapters: Vec<B256> = entries.iter().map(|e| e.adapter_id).collect();
     adapters.sort();
     adapters.dedup();

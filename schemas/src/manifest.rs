@@ -79,6 +79,15 @@ pub struct AttributionShare {
     /// Its share of the answer's positive attribution (the shares of an answer sum to 1 or
     /// less).
     pub share: f64,
+    /// Its contributor, when the server knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributor: Option<Address>,
+    /// Its Datanet, when the server knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datanet_id: Option<u64>,
+    /// Its influence score (TracIn), when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// One served answer as listed in an inference batch manifest.

@@ -75,11 +75,16 @@ fn run(s: &Setup, args: &[&str]) -> String {
 
 fn sql_count(s: &Setup, query: &str) -> u64 {
     let out = s.cmd(&["sql", "--format", "csv", query]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("{query}: not a count: {text}"))
 }
 
 /// Checks one client run's answers: ancestry down to the Datanet, attribution with
@@ -192,6 +197,24 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         "no answer twice"
     );
     assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 10);
+    // The answers' attribution is in `attributions` (subject `inference`): at most the top 5
+    // of each of the 8 answers scored by influence, each row naming a recorded answer.
+    let rows = sql_count(
+        &s,
+        "SELECT count(*) FROM attributions WHERE subject_kind = 'inference'",
+    );
+    assert!(
+        (8..=40).contains(&rows),
+        "{rows} inference attribution rows"
+    );
+    assert_eq!(
+        sql_count(
+            &s,
+            "SELECT count(*) FROM attributions a LEFT JOIN inferences i ON a.subject_id = i.inference_id \
+             WHERE a.subject_kind = 'inference' AND (i.inference_id IS NULL OR a.contributor = '')"
+        ),
+        0
+    );
     assert_eq!(
         std::fs::read_to_string(&journal)
             .unwrap_or_default()

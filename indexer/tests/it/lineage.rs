@@ -317,6 +317,9 @@ async fn inference_batches_are_checked_against_their_manifests() {
             .map(|(c, share)| AttributionShare {
                 contribution: id(*c),
                 share: *share,
+                contributor: None,
+                datanet_id: None,
+                score: None,
             })
             .collect(),
     };

@@ -320,6 +320,9 @@ async fn account(
         .map(|c| AttributionShare {
             contribution: c.contribution,
             share: c.share,
+            contributor: Some(c.contributor),
+            datanet_id: Some(c.datanet_id),
+            score: Some(c.score),
         })
         .collect();
     let tokens = (out.prompt_tokens + out.completion_tokens) as u128;
