@@ -521,7 +521,7 @@ pub async fn settle(
             .map(|a| (a.contribution, context.contributor(a.contribution), a.share))
             .collect();
         if shares.is_empty() {
-            shares = context.prior(lake, adapter).await?;
+            shares = context.prior(adapter);
         }
         paid.push(Paid {
             adapter,
@@ -631,6 +631,9 @@ struct Context {
     owners: HashMap<B256, Address>,
     parents: HashMap<B256, Vec<(B256, f64)>>,
     revoked: HashSet<B256>,
+    /// Per adapter, its positive held-out attribution shares (`attributions`, subject
+    /// `adapter`, method `tracin`).
+    held_out: HashMap<B256, Vec<(B256, f64)>>,
 }
 
 impl Context {
@@ -685,11 +688,42 @@ impl Context {
                 .as_string::<i32>();
             revoked.extend(ids.iter().flatten().filter_map(|s| s.parse::<B256>().ok()));
         }
+        let mut held_out: HashMap<B256, Vec<(B256, f64)>> = HashMap::new();
+        for b in lake.read(names::ATTRIBUTIONS, None).await? {
+            let s = |n: &str| {
+                b.column_by_name(n)
+                    .expect("attributions schema")
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (kind, subject, contribution, method) = (
+                s("subject_kind"),
+                s("subject_id"),
+                s("contribution_id"),
+                s("method"),
+            );
+            let share = b
+                .column_by_name("share")
+                .expect("attributions schema")
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                if kind.value(i) == "adapter"
+                    && method.value(i) == "tracin"
+                    && share.value(i) > 0.0
+                    && let (Ok(a), Ok(c)) =
+                        (subject.value(i).parse(), contribution.value(i).parse())
+                {
+                    held_out.entry(a).or_default().push((c, share.value(i)));
+                }
+            }
+        }
         Ok(Context {
             contributors,
             owners,
             parents,
             revoked,
+            held_out,
         })
     }
 
@@ -701,58 +735,31 @@ impl Context {
         self.owners.get(&adapter).copied().unwrap_or_default()
     }
 
-    /// The adapter's own attribution over its held-out set (`attributions`, subject
-    /// `adapter`); a merge's is its parents', weighted by the positive merge weights.
-    async fn prior(&self, lake: &Lake, adapter: B256) -> Result<Vec<(B256, Address, f64)>> {
+    /// The adapter's own attribution over its held-out set; a merge's is its parents',
+    /// weighted by the positive merge weights.
+    fn prior(&self, adapter: B256) -> Vec<(B256, Address, f64)> {
         let mut out = Vec::new();
         let mut stack = vec![(adapter, 1.0)];
-        let rows = lake.read(names::ATTRIBUTIONS, None).await?;
         while let Some((a, w)) = stack.pop() {
-            let id = a.to_string();
-            let mut own = Vec::new();
-            for b in &rows {
-                let s = |n: &str| {
-                    b.column_by_name(n)
-                        .expect("attributions schema")
-                        .as_string::<i32>()
-                        .clone()
-                };
-                let (kind, subject, contribution, method) = (
-                    s("subject_kind"),
-                    s("subject_id"),
-                    s("contribution_id"),
-                    s("method"),
-                );
-                let share = b
-                    .column_by_name("share")
-                    .expect("attributions schema")
-                    .as_primitive::<arrow::datatypes::Float64Type>()
-                    .clone();
-                for i in 0..b.num_rows() {
-                    if kind.value(i) == "adapter"
-                        && subject.value(i) == id
-                        && method.value(i) == "tracin"
-                        && share.value(i) > 0.0
-                        && let Ok(c) = contribution.value(i).parse::<B256>()
-                    {
-                        own.push((c, self.contributor(c), share.value(i) * w));
+            match self.held_out.get(&a) {
+                Some(own) => out.extend(
+                    own.iter()
+                        .map(|&(c, share)| (c, self.contributor(c), share * w)),
+                ),
+                None => {
+                    let ps = self.parents.get(&a).cloned().unwrap_or_default();
+                    let total: f64 = ps.iter().map(|p| p.1.max(0.0)).sum();
+                    if total > 0.0 {
+                        stack.extend(
+                            ps.iter()
+                                .filter(|p| p.1 > 0.0)
+                                .map(|p| (p.0, w * p.1 / total)),
+                        );
                     }
                 }
             }
-            if own.is_empty() {
-                let ps = self.parents.get(&a).cloned().unwrap_or_default();
-                let total: f64 = ps.iter().map(|p| p.1.max(0.0)).sum();
-                if total > 0.0 {
-                    stack.extend(
-                        ps.iter()
-                            .filter(|p| p.1 > 0.0)
-                            .map(|p| (p.0, w * p.1 / total)),
-                    );
-                }
-            }
-            out.extend(own);
         }
-        Ok(out)
+        out
     }
 }
 

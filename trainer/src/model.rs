@@ -641,15 +641,6 @@ impl KvCache {
             v: zeros(),
         }
     }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> i64 {
-        self.k
-            .iter()
-            .chain(&self.v)
-            .map(|t| t.numel() as i64 * 4)
-            .sum()
-    }
 }
 
 /// RoPE tables for `positions`: `(cos, sin)`, each `[seq, head_dim]`, as Hugging Face's

@@ -77,30 +77,11 @@ impl ServeConfig {
 /// Commands to the engine thread.
 enum Cmd {
     Submit(Request<mpsc::UnboundedSender<Event>>),
-    Stats(oneshot::Sender<EngineStats>),
-}
-
-/// What the engine thread reports.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineStats {
-    /// Tokens generated.
-    pub tokens: u64,
-    /// Adapters in memory.
-    pub adapters: usize,
-    /// Their bytes.
-    pub adapter_bytes: i64,
-    /// Cache hits, loads and evictions.
-    pub hits: u64,
-    /// Adapters loaded from disk.
-    pub loads: u64,
-    /// Adapters evicted.
-    pub evictions: u64,
 }
 
 /// The running base model: its id, tokenizer and engine thread.
 struct Base {
     id: B256,
-    folder: PathBuf,
     tokenizer: Arc<Tokenizer>,
     engine: std::sync::mpsc::Sender<Cmd>,
     attribution: std::sync::mpsc::Sender<AttributionJob>,
@@ -135,17 +116,6 @@ fn spawn_engine(model: Model, eot: i64, slots: i64, budget: i64) -> std::sync::m
 fn handle(engine: &mut Engine<mpsc::UnboundedSender<Event>>, cmd: Cmd) {
     match cmd {
         Cmd::Submit(r) => engine.submit(r),
-        Cmd::Stats(reply) => {
-            let a = &engine.adapters;
-            let _ = reply.send(EngineStats {
-                tokens: engine.tokens,
-                adapters: a.ids().len(),
-                adapter_bytes: a.bytes(),
-                hits: a.hits,
-                loads: a.loads,
-                evictions: a.evictions,
-            });
-        }
     }
 }
 
@@ -415,10 +385,9 @@ impl Server {
                 .expect("loading does not panic")?;
                 tracing::info!(base = %id, device = ?model.device(), "base model loaded");
                 let engine = spawn_engine(model, eot, slots, budget);
-                let attribution = spawn_attribution(folder.clone(), tokenizer.clone());
+                let attribution = spawn_attribution(folder, tokenizer.clone());
                 Ok::<_, Error>(Base {
                     id,
-                    folder,
                     tokenizer,
                     engine,
                     attribution,
@@ -432,18 +401,6 @@ impl Server {
             )));
         }
         Ok(base)
-    }
-
-    /// Engine counters (zeros before the base model loads).
-    pub async fn stats(&self) -> EngineStats {
-        let Some(base) = self.base.get() else {
-            return EngineStats::default();
-        };
-        let (tx, rx) = oneshot::channel();
-        if base.engine.send(Cmd::Stats(tx)).is_err() {
-            return EngineStats::default();
-        }
-        rx.await.unwrap_or_default()
     }
 
     /// Starts generating: the prompt's tokens and a stream of engine events.
@@ -495,11 +452,6 @@ impl Server {
             .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?;
         rx.await
             .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?
-    }
-
-    /// The base model folder, once loaded.
-    pub fn base_folder(&self) -> Option<&Path> {
-        self.base.get().map(|b| b.folder.as_path())
     }
 
     /// The server's settings.
