@@ -2,6 +2,7 @@
 //! together and prints results; the work happens in the library crates.
 
 mod cmd;
+mod config;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,13 @@ struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `tributary_indexer=debug`.
     #[arg(long, global = true, env = "TRIBUTARY_LOG", default_value = "warn")]
     log: String,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, global = true, env = "TRIBUTARY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Config file (see `tributary init`); default: $TRIBUTARY_CONFIG, else ./tributary.toml
+    /// when it exists. Flags beat environment variables, which beat the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Where state lives and which chain to use.
@@ -38,7 +46,7 @@ struct Common {
     rpc_rate: Option<f64>,
     /// File holding the signer's hex private key (else TRIBUTARY_PRIVATE_KEY, else anvil's dev
     /// key on a local chain).
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Lake root: a directory or s3://bucket/prefix (default: `lake` in the data dir). S3 is
     /// configured by the AWS_* environment variables (AWS_ENDPOINT_URL, AWS_REGION,
@@ -87,18 +95,31 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Run a read-only SQL query over the lake's Delta tables and views.
     Sql(cmd::sql::Args),
+    /// Scheduled training jobs: list them with their history, run one now, pause, resume.
+    Jobs(cmd::jobs::Args),
+    /// Write a commented tributary.toml with every setting and create the data folder.
+    Init(cmd::init::Args),
     /// Check the installed tools: anvil, and libtorch computing on the chosen device.
     Doctor(cmd::doctor::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = config::load(&args) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,6 +146,8 @@ fn main() -> std::process::ExitCode {
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),
+            Command::Jobs(a) => cmd::jobs::run(a).await.map(|()| true),
+            Command::Init(a) => cmd::init::run(a).map(|()| true),
             Command::Doctor(a) => cmd::doctor::run(a).await.map(|()| true),
         }
     });

@@ -213,6 +213,7 @@ impl Analyst {
         }
         let schema = Arc::new(LakeSchema {
             lake,
+            store: store.clone(),
             views,
             session: Arc::downgrade(&ctx),
         });
@@ -452,6 +453,8 @@ enum At {
 #[derive(Debug)]
 struct LakeSchema {
     lake: Lake,
+    /// The job store: `jobs` and `job_runs` are read from it live.
+    store: Store,
     /// View name -> its SELECT.
     views: HashMap<String, String>,
     /// The session the views are planned in (weak: the session holds this schema).
@@ -481,6 +484,7 @@ impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
         let mut out: Vec<String> = names::ALL.iter().map(|s| s.to_string()).collect();
         out.extend(self.views.keys().cloned());
+        out.extend(STORE_TABLES.iter().map(|s| s.to_string()));
         out
     }
 
@@ -491,6 +495,9 @@ impl SchemaProvider for LakeSchema {
             };
             let plan = ctx.state().create_logical_plan(select).await?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(select.clone())))));
+        }
+        if STORE_TABLES.contains(&name) {
+            return store_table(&self.store, name).await.map(Some);
         }
         let (base, at) = Self::parse(name)?;
         if !names::ALL.contains(&base) {
@@ -517,9 +524,120 @@ impl SchemaProvider for LakeSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.views.contains_key(name)
+        STORE_TABLES.contains(&name)
+            || self.views.contains_key(name)
             || Self::parse(name).is_ok_and(|(base, _)| names::ALL.contains(&base))
     }
+}
+
+/// Tables read live from the job store, not the lake: the scheduler's jobs and run history.
+const STORE_TABLES: [&str; 2] = ["jobs", "job_runs"];
+
+/// `jobs` or `job_runs` as of now.
+async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    use arrow::array::{BooleanArray, Float64Array, TimestampMillisecondArray};
+    use datafusion::datasource::MemTable;
+    let external = |e: tributary_sql::Error| DataFusionError::External(Box::new(e));
+    let ts = || DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into()));
+    let col = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
+    let text = |v: Vec<Option<String>>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let time = |v: Vec<Option<i64>>| {
+        Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) as ArrayRef
+    };
+    let count = |v: Vec<Option<u64>>| Arc::new(UInt64Array::from(v)) as ArrayRef;
+    let (schema, columns): (Schema, Vec<ArrayRef>) = if name == "jobs" {
+        let jobs = store.jobs().await.map_err(external)?;
+        (
+            Schema::new(vec![
+                col("name", DataType::Utf8, false),
+                col("cron", DataType::Utf8, false),
+                col("line", DataType::Utf8, true),
+                col("paused", DataType::Boolean, false),
+                col("next_due", ts(), false),
+                col("runs", DataType::UInt64, false),
+                col("last_check_at", ts(), true),
+                col("last_check", DataType::Utf8, true),
+                col("spec", DataType::Utf8, false),
+            ]),
+            vec![
+                text(jobs.iter().map(|j| Some(j.name.clone())).collect()),
+                text(jobs.iter().map(|j| Some(j.cron.clone())).collect()),
+                text(
+                    jobs.iter()
+                        .map(|j| j.spec["line"].as_str().map(str::to_string))
+                        .collect(),
+                ),
+                Arc::new(BooleanArray::from(
+                    jobs.iter().map(|j| j.paused).collect::<Vec<_>>(),
+                )),
+                time(jobs.iter().map(|j| Some(j.next_due_ms)).collect()),
+                count(jobs.iter().map(|j| Some(j.runs)).collect()),
+                time(
+                    jobs.iter()
+                        .map(|j| j.last_check.as_ref().map(|c| c.0))
+                        .collect(),
+                ),
+                text(
+                    jobs.iter()
+                        .map(|j| j.last_check.as_ref().map(|c| c.1.clone()))
+                        .collect(),
+                ),
+                text(jobs.iter().map(|j| Some(j.spec.to_string())).collect()),
+            ],
+        )
+    } else {
+        let runs = store.runs(None, u64::MAX >> 1).await.map_err(external)?;
+        let f = |get: fn(&tributary_sql::RunRow) -> Option<String>| {
+            text(runs.iter().map(get).collect())
+        };
+        (
+            Schema::new(vec![
+                col("job", DataType::Utf8, false),
+                col("seq", DataType::UInt64, false),
+                col("trigger", DataType::Utf8, false),
+                col("status", DataType::Utf8, false),
+                col("due_at", ts(), false),
+                col("started_at", ts(), false),
+                col("finished_at", ts(), true),
+                col("worker", DataType::Utf8, false),
+                col("attempts", DataType::UInt64, false),
+                col("snapshot_id", DataType::Utf8, true),
+                col("contributions", DataType::UInt64, true),
+                col("new_contributions", DataType::UInt64, true),
+                col("adapter_id", DataType::Utf8, true),
+                col("version", DataType::Utf8, true),
+                col("current_loss", DataType::Float64, true),
+                col("eval_loss", DataType::Float64, true),
+                col("message", DataType::Utf8, false),
+            ]),
+            vec![
+                f(|r| Some(r.job.clone())),
+                count(runs.iter().map(|r| Some(r.seq)).collect()),
+                f(|r| Some(r.trigger.clone())),
+                f(|r| Some(r.status.as_str().to_string())),
+                time(runs.iter().map(|r| Some(r.due_ms)).collect()),
+                time(runs.iter().map(|r| Some(r.started_ms)).collect()),
+                time(runs.iter().map(|r| r.finished_ms).collect()),
+                f(|r| Some(r.worker.clone())),
+                count(runs.iter().map(|r| Some(r.attempts)).collect()),
+                f(|r| r.snapshot_id.clone()),
+                count(runs.iter().map(|r| r.contributions).collect()),
+                count(runs.iter().map(|r| r.new_contributions).collect()),
+                f(|r| r.adapter_id.clone()),
+                f(|r| r.version.clone()),
+                Arc::new(Float64Array::from(
+                    runs.iter().map(|r| r.current_loss).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(
+                    runs.iter().map(|r| r.eval_loss).collect::<Vec<_>>(),
+                )),
+                f(|r| Some(r.message.clone())),
+            ],
+        )
+    };
+    let schema = Arc::new(schema);
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 /// `ancestry(id, depth)`.

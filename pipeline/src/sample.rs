@@ -40,7 +40,10 @@ const AMOUNTS: &[(f64, &str)] = &[
     (4.0, "4 cups"),
 ];
 
-/// The first `n` sample records (at most 12 × 8 × 3 = 288 distinct ones).
+/// How many distinct sample records there are (12 × 8 × 3).
+pub const MAX_RECORDS: usize = 288;
+
+/// The first `n` sample records (at most [`MAX_RECORDS`] distinct ones).
 pub fn records(n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for (ingredient, per_cup) in INGREDIENTS {

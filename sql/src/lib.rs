@@ -13,11 +13,13 @@
 
 mod browse;
 mod graph;
+mod jobs;
 mod store;
 
 pub use browse::{End, NodeKey};
 
 pub use graph::{ContributorShare, Subgraph, upstream_end};
+pub use jobs::{JobRow, RunRow, RunStatus};
 pub use store::{
     Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Op, OpKind,
     RawEvent, Rows, Store,

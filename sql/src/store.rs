@@ -389,6 +389,12 @@ impl Store {
             .collect()
     }
 
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// This store's identity (random, made on first use, then stable).
     pub async fn store_id(&self) -> Result<String> {
         let nanos = std::time::SystemTime::now()

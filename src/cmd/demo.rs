@@ -24,6 +24,9 @@ const MANIFEST: &str = include_str!("../../examples/kitchen-conversions.toml");
 /// The demo's training job.
 const TRAIN: &str = include_str!("../../examples/kitchen-train.toml");
 
+/// The demo's tributary.toml (written into its data dir): a training schedule.
+const DEMO_CONFIG: &str = include_str!("../../examples/tributary.toml");
+
 /// The lineage query the demo prints after training: adapter -> snapshot -> contributions
 /// -> contributors.
 pub(crate) const LINEAGE_QUERY: &str = "{ adapter(version: \"kitchen-assistant@1.0.0\") { id version uri \
@@ -102,20 +105,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let eip712 = domain(chain.chain_id(), d.datanet_registry);
     let keys: Vec<_> = (0..args.contributors).map(dev_contributor).collect();
-    let signed = sample::records(args.records)
-        .into_iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let terms = Terms {
-                datanet_id,
-                license: sample::LICENSE.into(),
-                timestamp: now,
-                nonce: (i / keys.len()) as u64,
-                deadline: now + 86_400,
-            };
-            sign(&keys[i % keys.len()], &eip712, &terms, record)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Sample records `from..to`, each signed by one of the dev contributors in turn.
+    let signed_range = |from: usize, to: usize| {
+        sample::records(to)
+            .into_iter()
+            .enumerate()
+            .skip(from)
+            .map(|(i, record)| {
+                let terms = Terms {
+                    datanet_id,
+                    license: sample::LICENSE.into(),
+                    timestamp: now,
+                    nonce: (i / keys.len()) as u64,
+                    deadline: now + 86_400,
+                };
+                sign(&keys[i % keys.len()], &eip712, &terms, record)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let signed = signed_range(0, args.records)?;
     println!(
         "{} records signed (EIP-712) by {} contributors",
         signed.len(),
@@ -258,6 +266,48 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!("\nrewards: tributary rewards show --contributor {who}");
     let (rows, balance) = tributary_pipeline::rewards::show(&chain, &lake, who).await?;
     super::rewards::print_earned(who, &rows, balance);
+    index(&chain, &store, &lake).await?;
+
+    // Training on a schedule: the demo config's job (examples/tributary.toml) runs when
+    // enough new contributions arrived; here, once now, after a second wave of records.
+    let config = args.data_dir.join("tributary.toml");
+    std::fs::write(&config, DEMO_CONFIG)?;
+    let jobs = crate::config::parse(DEMO_CONFIG)?.jobs;
+    let wave = signed_range(args.records, (args.records + 48).min(sample::MAX_RECORDS))?;
+    if !wave.is_empty() {
+        let report = ingest::ingest(&chain, &lake, datanet_id, wave).await?;
+        println!(
+            "
+second wave: {} more contributions accepted and anchored (batch {})",
+            report.batch.count, report.batch.batch_id
+        );
+    }
+    let mut worker = tributary_trainer::schedule::WorkerConfig::new(
+        &args.data_dir,
+        &tributary_trainer::base::default_cache(),
+    );
+    worker.worker = "demo".into();
+    let scheduler = tributary_trainer::schedule::Scheduler::new(
+        chain.clone(),
+        lake.clone(),
+        store.clone(),
+        jobs,
+        worker,
+        None,
+    )?;
+    scheduler.register().await?;
+    let name = scheduler.jobs()[0].name.clone();
+    println!(
+        "
+scheduled training: tributary jobs run {name} --config {}",
+        config.display()
+    );
+    let run = scheduler.run_now(&name).await?;
+    super::jobs::print_run(&run);
+    println!(
+        "history: tributary jobs list --data-dir {}   (SQL: SELECT * FROM job_runs; GraphQL: {{ jobs {{ name runs {{ status version }} }} }})",
+        args.data_dir.display()
+    );
     index(&chain, &store, &lake).await?;
 
     if args.exit {

@@ -6,6 +6,8 @@ pub(crate) mod datanet;
 pub(crate) mod demo;
 pub(crate) mod doctor;
 pub(crate) mod index;
+pub(crate) mod init;
+pub(crate) mod jobs;
 pub(crate) mod revoke;
 pub(crate) mod rewards;
 pub(crate) mod serve;

@@ -2,23 +2,76 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
-use tributary_chain::Deployment;
+use tributary_indexer::{IndexMetrics, IndexStats, Indexer, Registry};
+use tributary_trainer::schedule::{JobMetrics, Scheduler, WorkerConfig};
 
 use crate::Common;
+
+/// A part of `tributary serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// GraphQL, SQL over HTTP and over the PostgreSQL wire protocol.
+    Api,
+    /// The indexer, following the chain's head.
+    Indexer,
+    /// The training scheduler (the config file's [[jobs]]).
+    Scheduler,
+    /// OpenAI-compatible inference with the inference ledger.
+    Inference,
+}
+
+impl Part {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "api" => Ok(Self::Api),
+            "indexer" => Ok(Self::Indexer),
+            "scheduler" => Ok(Self::Scheduler),
+            "inference" => Ok(Self::Inference),
+            other => Err(format!(
+                "unknown part {other:?}: use api, indexer, scheduler or inference"
+            )),
+        }
+    }
+}
 
 /// Flags of `tributary serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
-    /// Address to serve GraphQL (`/graphql`), HTTP SQL (`/sql`) and metrics on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to serve GraphQL (`/graphql`), HTTP SQL (`/sql`), inference (`/v1/*`),
+    /// `/metrics`, `/healthz` and `/readyz` on.
+    #[arg(long, env = "TRIBUTARY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Address to serve SQL over the PostgreSQL wire protocol on (psql, DBeaver, Grafana,
     /// Metabase).
-    #[arg(long, default_value = "127.0.0.1:5433")]
+    #[arg(long, env = "TRIBUTARY_PG_LISTEN", default_value = "127.0.0.1:5433")]
     pg_listen: SocketAddr,
+    /// Run only these parts (default: all): api, indexer, scheduler, inference; separate
+    /// with commas, e.g. `--only api,indexer`.
+    #[arg(
+        long,
+        env = "TRIBUTARY_SERVE_ONLY",
+        value_delimiter = ',',
+        value_parser = Part::parse,
+        default_value = "api,indexer,scheduler,inference"
+    )]
+    only: Vec<Part>,
+    /// Seconds a training run in progress gets to finish on shutdown; after that its lease
+    /// runs out and another worker (or the next start) resumes it from its snapshot.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    shutdown_grace: f64,
+    /// Seconds a scheduler worker's lease on a run lasts (renewed every third of it); a
+    /// worker silent this long is taken as dead and its run resumed by another.
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    job_lease: f64,
+    /// Where the scheduler trains: auto (CUDA when visible), cpu or cuda.
+    #[arg(long, default_value = "auto", value_parser = super::parse_device)]
+    device: tributary_trainer::DeviceChoice,
     /// A browser origin allowed to call the API from its pages (CORS), such as
     /// https://explorer.example.org; `*` allows any. Repeat, or separate with commas.
     #[arg(
@@ -92,90 +145,266 @@ impl Inference {
     }
 }
 
+/// What `/readyz` reports: each running part's state.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// The indexer has reached the head once (None: not running).
+    indexed: Option<std::sync::atomic::AtomicBool>,
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let deployment = Deployment::load(&args.common.data_dir)?.with_context(|| {
-        format!(
-            "no deployment record in {}: run `tributary demo` or `tributary index` first",
-            args.common.data_dir.display()
-        )
-    })?;
-    let store = super::store(&args.common).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
-    println!(
-        "GraphQL (GraphiQL in a browser): http://{}/graphql",
-        listener.local_addr()?
-    );
-    println!(
-        "GraphQL subscriptions (graphql-transport-ws): ws://{}/graphql/ws",
-        listener.local_addr()?
-    );
-    let lake = super::lake(&args.common)?;
-    let analyst = tributary_api::analyst::Analyst::open(
-        lake.clone(),
-        store.clone(),
-        deployment.chain_id,
-        tributary_api::analyst::SqlLimits::default(),
-    )
-    .await
-    .context("opening the SQL session")?;
-    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: pick another --pg-listen",
-                args.pg_listen
-            )
-        })?;
-    println!("SQL: POST http://{}/sql", listener.local_addr()?);
-    let pg = pg_listener.local_addr()?;
-    println!(
-        "SQL with psql: psql -h {} -p {} -U analyst -d tributary",
-        pg.ip(),
-        pg.port()
-    );
+    let parts = &args.only;
+    let has = |p: Part| parts.contains(&p);
+    if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
+        anyhow::bail!(
+            "--shutdown-grace {} is not a number of seconds",
+            args.shutdown_grace
+        );
+    }
     if !(args.graphql_timeout > 0.0 && args.graphql_timeout.is_finite()) {
         anyhow::bail!(
             "--graphql-timeout {} is not a positive number of seconds",
             args.graphql_timeout
         );
     }
-    let limits = tributary_api::Limits {
-        introspection: !args.no_introspection,
-        timeout: std::time::Duration::from_secs_f64(args.graphql_timeout),
-        max_body_bytes: args.graphql_max_body,
+    let inference_config = args.inference.config(&args.common)?;
+    let jobs = crate::config::get().1.jobs.clone();
+    if has(Part::Scheduler) && jobs.is_empty() {
+        tracing::info!("no [[jobs]] in the config: the scheduler has nothing to run");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
+    let addr = listener.local_addr()?;
+    let chain = Arc::new(super::chain(&args.common).await?);
+    let chain_id = chain.chain_id();
+    let store = super::store(&args.common).await?;
+    let lake = super::lake(&args.common)?;
+    let mut registry = Registry::default();
+    let index_metrics = IndexMetrics::register(&mut registry);
+    let job_metrics = JobMetrics::register(&mut registry);
+
+    // One shutdown signal, fanned out to every part.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     };
-    let schema = tributary_api::schema(store, Some(lake.clone()), deployment.chain_id);
-    let chain = std::sync::Arc::new(super::chain(&args.common).await?);
-    let inference = tributary_trainer::serve::Server::start(
-        chain,
-        lake.clone(),
-        args.inference.config(&args.common)?,
-    )
-    .await?;
-    println!(
-        "Inference (OpenAI-compatible): http://{}/v1/completions, /v1/chat/completions, /v1/models",
-        listener.local_addr()?
-    );
-    let router = tributary_api::router(schema, &limits)
-        .merge(tributary_api::sql_http::router(analyst.clone()))
-        .merge(tributary_trainer::serve::http::router(inference.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let readiness = Arc::new(Readiness {
+        indexed: has(Part::Indexer).then(Default::default),
+    });
+
+    if has(Part::Indexer) {
+        let (chain, store, lake, ready) = (
+            chain.clone(),
+            store.clone(),
+            lake.clone(),
+            readiness.clone(),
+        );
+        let metrics = Arc::new(index_metrics);
+        let stop = stopped();
+        tasks.spawn(async move {
+            let report = |s: &IndexStats, head: u64| {
+                metrics.observe(s, head);
+                if s.to_block >= head
+                    && let Some(r) = &ready.indexed
+                {
+                    r.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            };
+            let indexer = Indexer::new(&chain, &store, &lake).with_progress(&report);
+            indexer
+                .follow(stop)
+                .await
+                .map(|s| format!("indexer stopped at block {}", s.to_block))
+                .context("indexer")
+        });
+        println!("Indexer: following chain {chain_id}");
+    }
+
+    let mut router = axum::Router::new();
+    let mut wire = None;
+    if has(Part::Api) {
+        let analyst = tributary_api::analyst::Analyst::open(
+            lake.clone(),
+            store.clone(),
+            chain_id,
+            tributary_api::analyst::SqlLimits::default(),
+        )
+        .await
+        .context("opening the SQL session")?;
+        let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: pick another --pg-listen",
+                    args.pg_listen
+                )
+            })?;
+        let limits = tributary_api::Limits {
+            introspection: !args.no_introspection,
+            timeout: Duration::from_secs_f64(args.graphql_timeout),
+            max_body_bytes: args.graphql_max_body,
+        };
+        let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain_id);
+        router = router
+            .merge(tributary_api::router(schema, &limits))
+            .merge(tributary_api::sql_http::router(analyst.clone()));
+        println!("GraphQL (GraphiQL in a browser): http://{addr}/graphql");
+        println!("GraphQL subscriptions (graphql-transport-ws): ws://{addr}/graphql/ws");
+        println!("SQL: POST http://{addr}/sql");
+        let pg = pg_listener.local_addr()?;
+        println!(
+            "SQL with psql: psql -h {} -p {} -U analyst -d tributary",
+            pg.ip(),
+            pg.port()
+        );
+        wire = Some(tokio::spawn(tributary_api::pg::serve(
+            pg_listener,
+            analyst,
+            std::future::pending(),
+        )));
+    }
+
+    let mut inference = None;
+    if has(Part::Inference) {
+        let server =
+            tributary_trainer::serve::Server::start(chain.clone(), lake.clone(), inference_config)
+                .await?;
+        router = router.merge(tributary_trainer::serve::http::router(server.clone()));
+        println!(
+            "Inference (OpenAI-compatible): http://{addr}/v1/completions, /v1/chat/completions, /v1/models"
+        );
+        inference = Some(server);
+    }
+
+    if has(Part::Scheduler) {
+        let mut cfg = WorkerConfig::new(
+            &args.common.data_dir,
+            &tributary_trainer::base::default_cache(),
+        );
+        cfg.device = args.device;
+        if !(args.job_lease >= 1.0 && args.job_lease.is_finite()) {
+            anyhow::bail!("--job-lease {} must be at least 1 second", args.job_lease);
+        }
+        cfg.lease = Duration::from_secs_f64(args.job_lease);
+        cfg.sweep = cfg.lease.min(cfg.sweep);
+        let worker = cfg.worker.clone();
+        let scheduler = Arc::new(Scheduler::new(
+            chain.clone(),
+            lake.clone(),
+            store.clone(),
+            jobs,
+            cfg,
+            Some(job_metrics),
+        )?);
+        let n = scheduler.jobs().len();
+        let stop = stopped();
+        let grace = Duration::from_secs_f64(args.shutdown_grace);
+        tasks.spawn(async move {
+            scheduler
+                .run(stop, grace)
+                .await
+                .map(|()| "scheduler stopped".to_string())
+                .context("scheduler")
+        });
+        println!("Scheduler: worker {worker}, {n} job(s)");
+    }
+
+    let health = {
+        let (store, ready) = (store.clone(), readiness.clone());
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let (store, ready) = (store.clone(), ready.clone());
+                    async move { readyz(&store, &ready).await }
+                }),
+            )
+    };
+    let router = router
+        .merge(health)
+        .merge(tributary_api::metrics_router(Arc::new(registry)));
     let router = tributary_api::with_cors(router, &args.cors_origins)
         .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
-    let wire = tokio::spawn(tributary_api::pg::serve(
-        pg_listener,
-        analyst,
-        std::future::pending(),
-    ));
-    let served = tributary_api::serve(listener, router, super::shutdown_signal()).await;
-    wire.abort();
-    // Answers not yet posted stay journaled for the next start either way.
-    if let Err(e) = inference.ledger.flush().await {
-        eprintln!(
-            "the inference ledger could not post on shutdown ({e}); it will on the next start"
-        );
+    println!("Health: http://{addr}/healthz, http://{addr}/readyz; metrics: http://{addr}/metrics");
+
+    let http = tokio::spawn(tributary_api::serve(listener, router, stopped()));
+    // Stop on Ctrl-C / SIGTERM, or when a part fails.
+    let failed = tokio::select! {
+        () = super::shutdown_signal() => None,
+        Some(done) = tasks.join_next() => Some(done),
+    };
+    eprintln!("serve: shutting down");
+    let _ = stop_tx.send(true);
+    let mut result: anyhow::Result<()> = Ok(());
+    let mut settle = |done: Result<anyhow::Result<String>, tokio::task::JoinError>| match done {
+        Ok(Ok(msg)) => eprintln!("serve: {msg}"),
+        Ok(Err(e)) => {
+            eprintln!("serve: {e:#}");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+        Err(e) => {
+            if result.is_ok() {
+                result = Err(anyhow::anyhow!("a part of serve panicked: {e}"));
+            }
+        }
+    };
+    if let Some(done) = failed {
+        settle(done);
     }
-    served?;
-    Ok(())
+    while let Some(done) = tasks.join_next().await {
+        settle(done);
+    }
+    if let Some(w) = wire {
+        w.abort();
+    }
+    if let Ok(Err(e)) = http.await {
+        eprintln!("serve: HTTP: {e}");
+    }
+    if let Some(server) = inference {
+        // Answers not yet posted stay journaled for the next start either way.
+        if let Err(e) = server.ledger.flush().await {
+            eprintln!(
+                "the inference ledger could not post on shutdown ({e}); it will on the next start"
+            );
+        }
+    }
+    eprintln!("serve: stopped");
+    result
+}
+
+/// `/readyz`: 200 when the store answers and the indexer (if running) has reached the head;
+/// else 503. The body says which part is not ready.
+async fn readyz(
+    store: &tributary_sql::Store,
+    ready: &Readiness,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let store_ok = store.ping().await;
+    let indexed = ready
+        .indexed
+        .as_ref()
+        .map(|r| r.load(std::sync::atomic::Ordering::SeqCst));
+    let ok = store_ok.is_ok() && indexed != Some(false);
+    let body = serde_json::json!({
+        "ready": ok,
+        "store": match &store_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "indexer": match indexed {
+            None => "not running",
+            Some(true) => "at head",
+            Some(false) => "catching up",
+        },
+    });
+    let code = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
 }

@@ -220,7 +220,8 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             .as_array()
             .unwrap()
             .len(),
-        240
+        288,
+        "240 contributions, then a second wave of 48 for the scheduled job"
     );
     // Each contribution's Merkle proof, built by the server from the batch manifest in the
     // demo's lake, leads to the root its batch anchored on chain.
@@ -237,7 +238,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     let nodes = res["data"]["contributions"]["nodes"]
         .as_array()
         .expect("an answer");
-    assert_eq!(nodes.len(), 240, "{res}");
+    assert_eq!(nodes.len(), 288, "{res}");
     for c in nodes {
         assert_eq!(c["status"], "ANCHORED", "{c}");
         assert_eq!(c["merkleProof"]["valid"], true, "{c}");
@@ -247,7 +248,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         );
     }
 
-    // SQL over the lake from the same server: the 240 contributions by 6 contributors.
+    // SQL over the lake from the same server: the 288 contributions by 6 contributors.
     let sql_url = url.replace("/graphql", "/sql");
     let res: Value = reqwest::Client::new()
         .post(sql_url)
@@ -260,7 +261,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         .unwrap();
     assert_eq!(
         res["rows"],
-        serde_json::json!([{"people": 6, "total": 240}]),
+        serde_json::json!([{"people": 6, "total": 288}]),
         "{res}"
     );
 
@@ -292,7 +293,23 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         .lines()
         .map(|l| l.rsplit('|').next().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!((rows.lines().count(), total), (6, 240), "{rows}");
+    assert_eq!((rows.lines().count(), total), (6, 288), "{rows}");
+
+    // The demo config's schedule ran once on the second wave: `jobs list` shows it.
+    let out = crate::cli::tributary()
+        .args(["jobs", "list", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("kitchen-refresh [0 0 * * * *]"), "{text}");
+    assert!(text.contains("#1 ") && text.contains("(manual"), "{text}");
+    assert!(
+        text.contains("48 new contributions")
+            && (text.contains(" published ") || text.contains(" not_promoted ")),
+        "{text}"
+    );
 
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();

@@ -4,6 +4,7 @@ mod cli;
 mod datanets;
 mod demo;
 mod index;
+mod jobs;
 mod s3;
 mod serve;
 mod train;

@@ -104,7 +104,8 @@ impl Spec {
         Ok(spec)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the spec without touching the chain or the lake.
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(m));
         if self.line.is_empty()
             || self.line.contains('@')
@@ -240,6 +241,8 @@ pub struct OnChain {
     pub version: String,
     /// Its folder in the lake.
     pub uri: String,
+    /// The snapshot it was trained on (zero for a merge).
+    pub snapshot: B256,
     /// The publishing transaction.
     pub tx: B256,
     /// Its block.
@@ -261,6 +264,7 @@ pub async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
             id: e.id,
             version: e.version,
             uri: e.uri,
+            snapshot: e.snapshotId,
             tx: log.transaction_hash.unwrap_or_default(),
             block: log.block_number.unwrap_or_default(),
         })
@@ -278,6 +282,15 @@ pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChai
             "{what} {name:?} is not published on this chain: give an adapter id or line@version (GraphQL `adapters` lists them)"
         ))
     })
+}
+
+/// The latest version of `line` (by semantic version), if any.
+pub fn latest<'a>(all: &'a [OnChain], line: &str) -> Option<&'a OnChain> {
+    let prefix = format!("{line}@");
+    all.iter()
+        .filter_map(|a| Some((semver(a.version.strip_prefix(&prefix)?).ok()?, a)))
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, a)| a)
 }
 
 /// The version to publish: the spec's, or the line's latest with the minor part raised.
@@ -397,6 +410,56 @@ pub async fn run(
     opts: &Options,
     progress: Box<dyn FnMut(&Progress) + Send>,
 ) -> Result<Published> {
+    match run_gated(chain, lake, spec, opts, None, progress).await? {
+        Outcome::Published { published, .. } => Ok(published),
+        Outcome::NotPromoted(_) => unreachable!("no promotion rule, no refusal"),
+    }
+}
+
+/// What a job with a promotion rule did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Published (or found published already).
+    Published {
+        /// What was published.
+        published: Published,
+        /// The parent's held-out loss on this snapshot's held-out split (with one parent).
+        current_loss: Option<f64>,
+    },
+    /// Trained and evaluated, but not published: it did not beat its parent by the rule.
+    NotPromoted(NotPromoted),
+}
+
+/// An adapter trained but not published.
+#[derive(Debug, Clone)]
+pub struct NotPromoted {
+    /// Its manifest, with the version it would have had.
+    pub manifest: AdapterManifest,
+    /// Its local folder (files written, nothing in the lake).
+    pub dir: PathBuf,
+    /// The parent's (current version's) held-out loss on this snapshot's held-out split.
+    pub current_loss: f64,
+    /// The new adapter's held-out loss on the same split.
+    pub eval_loss: f64,
+}
+
+/// Like [`run`], with a promotion rule: when the job continues from one parent (the line's
+/// current version), the new adapter is published only if its held-out loss is below the
+/// parent's on the same held-out split by at least the fraction `min_improvement` (0: any
+/// improvement). Without a parent there is nothing to beat and it is published.
+pub async fn run_gated(
+    chain: &Chain,
+    lake: &Lake,
+    spec: &Spec,
+    opts: &Options,
+    min_improvement: Option<f64>,
+    progress: Box<dyn FnMut(&Progress) + Send>,
+) -> Result<Outcome> {
+    if let Some(m) = min_improvement.filter(|m| !(0.0..1.0).contains(m)) {
+        return Err(Error::InvalidInput(format!(
+            "min_improvement {m} is not a fraction in [0, 1): use for example 0.02 for 2% lower held-out loss"
+        )));
+    }
     spec.check()?;
     let device = opts.device.device()?;
     let cfg = spec.train_config();
@@ -522,14 +585,17 @@ pub async fn run(
     if let Some(done) = all.iter().find(|a| a.id == adapter_id) {
         // The same training of the same data: already published.
         let m = load_manifest(lake, adapter_id).await?;
-        return Ok(Published {
-            manifest: m,
-            uri: done.uri.clone(),
-            dir: opts.out.clone(),
-            tx: done.tx,
-            block: done.block,
-            newly_published: false,
-            base_registered,
+        return Ok(Outcome::Published {
+            current_loss: None,
+            published: Published {
+                manifest: m,
+                uri: done.uri.clone(),
+                dir: opts.out.clone(),
+                tx: done.tx,
+                block: done.block,
+                newly_published: false,
+                base_registered,
+            },
         });
     }
     if let Some(taken) = all.iter().find(|a| a.version == full_version) {
@@ -565,6 +631,19 @@ pub async fn run(
     let manifest_path = opts.out.join("manifest.json");
     std::fs::write(&manifest_path, &bytes)
         .map_err(|e| Error::Io(manifest_path.display().to_string(), e))?;
+    if let (Some(min), [_], Some(r)) = (min_improvement, parents.as_slice(), &trained.report) {
+        let beats = r.eval_loss_best < r.start_eval_loss
+            && r.eval_loss_best <= r.start_eval_loss * (1.0 - min);
+        if !beats {
+            tracing::info!(%adapter_id, current = r.start_eval_loss, new = r.eval_loss_best, "not promoted");
+            return Ok(Outcome::NotPromoted(NotPromoted {
+                manifest: adapter_manifest,
+                dir: opts.out.clone(),
+                current_loss: r.start_eval_loss,
+                eval_loss: r.eval_loss_best,
+            }));
+        }
+    }
     let folder_key = AdapterManifest::folder(adapter_id);
     for name in ADAPTER_FILES {
         let p = opts.out.join(name);
@@ -610,14 +689,21 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(%adapter_id, version = %full_version, %tx, "adapter published");
-    Ok(Published {
-        manifest: adapter_manifest,
-        uri,
-        dir: opts.out.clone(),
-        tx,
-        block,
-        newly_published: newly,
-        base_registered,
+    let current_loss = match parents.as_slice() {
+        [_] => trained.report.as_ref().map(|r| r.start_eval_loss),
+        _ => None,
+    };
+    Ok(Outcome::Published {
+        current_loss,
+        published: Published {
+            manifest: adapter_manifest,
+            uri,
+            dir: opts.out.clone(),
+            tx,
+            block,
+            newly_published: newly,
+            base_registered,
+        },
     })
 }
 

@@ -20,6 +20,7 @@ pub mod lora;
 pub mod model;
 pub mod planted;
 pub mod plot;
+pub mod schedule;
 pub mod serve;
 pub mod spans;
 pub mod tokenizer;

@@ -2,6 +2,7 @@
 //! lineage walks, Relay connections, subscriptions over WebSocket ([`live`]), and the limits
 //! every request runs under.
 
+mod jobs;
 mod live;
 mod load;
 mod objects;
@@ -118,6 +119,27 @@ impl Query {
     /// The chain this API indexes.
     async fn chain_id(&self, ctx: &Context<'_>) -> u64 {
         graph(ctx).chain_id
+    }
+
+    /// Scheduled training jobs, by name, with their run history.
+    async fn jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<jobs::Job>> {
+        let rows = graph(ctx).store.jobs().await.map_err(internal)?;
+        Ok(rows.into_iter().map(jobs::Job).collect())
+    }
+
+    /// Runs of every job (or of `job`), newest first.
+    async fn job_runs(
+        &self,
+        ctx: &Context<'_>,
+        job: Option<String>,
+        #[graphql(default = 20)] first: u32,
+    ) -> async_graphql::Result<Vec<jobs::JobRun>> {
+        let rows = graph(ctx)
+            .store
+            .runs(job.as_deref(), u64::from(first.min(MAX_FIRST)))
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(jobs::JobRun::from).collect())
     }
 
     /// All Datanets.

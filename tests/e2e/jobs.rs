@@ -1,0 +1,431 @@
+//! Scheduled training through `tributary serve`: a schedule with a threshold runs once when
+//! enough new data arrived and publishes only what beats the current version; two workers on
+//! one PostgreSQL store run each due job once, and when the one running it is killed the
+//! other finishes it; `serve` on a fresh data folder answers every endpoint and stops
+//! cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::tributary;
+use crate::datanets::{Setup, records, setup};
+
+#[path = "../../sql/tests/it/pg.rs"]
+mod pg;
+
+/// A `[[jobs]]` table training line `pantry` every 2 s.
+fn job(name: &str, min_new: u64, min_improvement: f64, max_steps: u64) -> String {
+    format!(
+        r#"
+[[jobs]]
+name = "{name}"
+cron = "*/2 * * * * *"
+line = "pantry"
+datanets = ["kitchen-conversions"]
+min_new_contributions = {min_new}
+min_improvement = {min_improvement}
+[jobs.lora]
+rank = 4
+targets = ["q", "v"]
+[jobs.train]
+learning_rate = 0.01
+warmup_steps = 5
+max_steps = {max_steps}
+batch_size = 8
+seq_len = 32
+eval_fraction = 0.15
+eval_every = 10
+patience = 0
+"#
+    )
+}
+
+struct Worker {
+    child: Child,
+    /// Lines it printed on stdout before serving.
+    banner: Vec<String>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tributary serve` with `args` and reads its banner up to the health line.
+fn start(mut cmd: std::process::Command) -> Worker {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Health: ");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        banner.last().is_some_and(|l| l.starts_with("Health: ")),
+        "serve stopped before serving: {banner:?}"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    Worker { child, banner }
+}
+
+fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
+    let mut cmd = s.cmd(&[
+        "serve",
+        "--only",
+        "scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--device",
+        "cpu",
+        "--job-lease",
+        "3",
+        "--log",
+        "info",
+    ]);
+    cmd.arg("--config").arg(config);
+    if let Some(url) = store {
+        cmd.arg("--store").arg(url);
+    }
+    start(cmd)
+}
+
+/// `tributary jobs list --json`: the jobs with their latest runs.
+fn jobs(s: &Setup, store: Option<&str>) -> Vec<Value> {
+    let mut cmd = s.cmd(&["jobs", "list", "--json", "--runs", "20"]);
+    if let Some(url) = store {
+        cmd.arg("--store").arg(url);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+fn runs(s: &Setup, store: Option<&str>) -> Vec<Value> {
+    let all = jobs(s, store);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let mut runs = all[0]["runs"].as_array().unwrap().clone();
+    runs.sort_by_key(|r| r["seq"].as_u64());
+    runs
+}
+
+/// Polls until `done` holds on the runs (or panics after `secs`).
+fn wait_runs(
+    s: &Setup,
+    store: Option<&str>,
+    secs: u64,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let r = runs(s, store);
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out; runs: {r:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn finished(r: &Value) -> bool {
+    r["status"] != "running"
+}
+
+/// Adapters of line `pantry` published on the chain.
+fn published_pantry(s: &Setup) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cfg = tributary_chain::ChainConfig::rpc(s.rpc_url().clone(), &s.data);
+        cfg.max_retries = 3;
+        let chain = tributary_chain::Chain::connect(cfg).await.unwrap();
+        let mut v: Vec<String> = tributary_trainer::job::published(&chain)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.version)
+            .filter(|v| v.starts_with("pantry@"))
+            .collect();
+        v.sort();
+        v
+    })
+}
+
+fn sigterm(child: &Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits for `child` to exit (at most `secs`); its exit status.
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "did not exit within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
+    let s = setup();
+    let config = s.dir().join("tributary.toml");
+    // First version always published; later ones only if 90% better: never, here.
+    std::fs::write(&config, job("pantry-refresh", 30, 0.9, 40)).unwrap();
+    let mut w = worker(&s, &config, None);
+    assert!(
+        w.banner.iter().any(|l| l.contains("1 job(s)")),
+        "{:?}",
+        w.banner
+    );
+
+    // No contributions: occurrences pass, nothing runs.
+    std::thread::sleep(Duration::from_secs(5));
+    let j = &jobs(&s, None)[0];
+    assert!(j["runs"].as_array().unwrap().is_empty(), "{j:#}");
+    assert!(j["last_check"]["why"].is_string(), "{j:#}");
+
+    // 20 new: below the threshold of 30.
+    let contribute = |from, n, name: &str| {
+        let st = s
+            .contribute(1, &records(s.dir(), name, from, n), 20)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    contribute(0, 20, "a.jsonl");
+    std::thread::sleep(Duration::from_secs(5));
+    let j = &jobs(&s, None)[0];
+    assert!(j["runs"].as_array().unwrap().is_empty(), "{j:#}");
+    let why = j["last_check"]["why"].as_str().unwrap();
+    assert!(
+        why.contains("20 new accepted contribution(s), 30 needed"),
+        "{why}"
+    );
+
+    // 40 new: exactly one run, which publishes the line's first version.
+    contribute(20, 20, "b.jsonl");
+    let r = wait_runs(&s, None, 180, |r| !r.is_empty() && r.iter().all(finished));
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0]["status"], "published", "{r:#?}");
+    assert_eq!(r[0]["version"], "pantry@1.0.0");
+    assert_eq!(r[0]["new_contributions"], 40);
+    assert_eq!(r[0]["contributions"], 40);
+    assert_eq!(r[0]["trigger"], "schedule");
+    // Nothing new since: later occurrences do not run.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(runs(&s, None).len(), 1);
+
+    // 30 more: a second run trains from 1.0.0 and is not 90% better: recorded, not published.
+    contribute(40, 30, "c.jsonl");
+    let r = wait_runs(&s, None, 180, |r| r.len() == 2 && r.iter().all(finished));
+    let second = &r[1];
+    assert_eq!(second["status"], "not_promoted", "{second:#}");
+    assert_eq!(second["new_contributions"], 30);
+    assert_eq!(second["version"], "pantry@1.1.0");
+    let (new, current) = (
+        second["eval_loss"].as_f64().unwrap(),
+        second["current_loss"].as_f64().unwrap(),
+    );
+    assert!(new > current * 0.1, "{second:#}");
+    assert!(
+        second["message"].as_str().unwrap().contains("not promoted"),
+        "{second:#}"
+    );
+    assert_eq!(published_pantry(&s), ["pantry@1.0.0"]);
+
+    // Paused: new data does not run it.
+    let st = s
+        .cmd(&["jobs", "pause", "pantry-refresh"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    contribute(70, 30, "d.jsonl");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(runs(&s, None).len(), 2);
+    assert_eq!(jobs(&s, None)[0]["paused"], true);
+
+    sigterm(&w.child);
+    assert!(wait_exit(&mut w.child, 30).success());
+}
+
+#[test]
+fn two_workers_on_postgres_run_a_due_job_once_and_survive_a_kill() {
+    let pg = pg::Postgres::start();
+    let s = setup();
+    let st = s
+        .contribute(1, &records(s.dir(), "a.jsonl", 0, 60), 30)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let config = s.dir().join("tributary.toml");
+    // Long enough to be killed in the middle.
+    std::fs::write(&config, job("pantry-pg", 1, 0.0, 600)).unwrap();
+    let mut a = worker(&s, &config, Some(&pg.url));
+    let mut b = worker(&s, &config, Some(&pg.url));
+    let pids = [a.child.id(), b.child.id()];
+
+    // One of them takes the due occurrence.
+    let r = wait_runs(&s, Some(&pg.url), 60, |r| !r.is_empty());
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let holder: u32 = r[0]["worker"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pids.contains(&holder), "{holder} not in {pids:?}");
+    // Kill it once training is under way (its snapshot recorded).
+    wait_runs(&s, Some(&pg.url), 60, |r| r[0]["snapshot_id"].is_string());
+    std::thread::sleep(Duration::from_secs(2));
+    let (dead, alive) = if a.child.id() == holder {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    dead.child.kill().unwrap(); // SIGKILL
+    dead.child.wait().unwrap();
+    let snapshot = r[0]["snapshot_id"].clone();
+
+    // The other takes it over when the lease runs out and finishes it, on the same snapshot.
+    let r = wait_runs(&s, Some(&pg.url), 300, |r| r.iter().all(finished));
+    assert_eq!(r.len(), 1, "every due job runs exactly once: {r:#?}");
+    let run = &r[0];
+    assert_eq!(run["status"], "published", "{run:#}");
+    assert_eq!(run["attempts"], 2, "{run:#}");
+    assert_eq!(
+        run["worker"].as_str().unwrap().rsplit(':').next().unwrap(),
+        alive.child.id().to_string()
+    );
+    let r0 = runs(&s, Some(&pg.url));
+    assert_eq!(r0[0]["snapshot_id"], snapshot, "{r0:#?}");
+    assert_eq!(published_pantry(&s), ["pantry@1.0.0"]);
+    // No new data: no further run while the survivor keeps ticking.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(runs(&s, Some(&pg.url)).len(), 1);
+    sigterm(&alive.child);
+    assert!(wait_exit(&mut alive.child, 30).success());
+}
+
+#[test]
+fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut cmd = tributary();
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--pg-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(&data);
+    let mut w = start(cmd);
+    let base = w
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("SQL: POST "))
+        .and_then(|u| u.strip_suffix("/sql"))
+        .unwrap_or_else(|| panic!("{:?}", w.banner))
+        .to_string();
+    for part in ["Indexer:", "Scheduler:", "Inference", "GraphQL"] {
+        assert!(
+            w.banner.iter().any(|l| l.starts_with(part)),
+            "{part} missing: {:?}",
+            w.banner
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        // Ready once the indexer has reached the head.
+        let start = Instant::now();
+        loop {
+            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+            let code = r.status();
+            let body: Value = r.json().await.unwrap();
+            if code == 200 {
+                assert_eq!(body["indexer"], "at head", "{body}");
+                break;
+            }
+            assert_eq!(code, 503, "{body}");
+            assert!(start.elapsed() < Duration::from_secs(60), "{body}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let gql: Value = http
+            .post(format!("{base}/graphql"))
+            .json(&serde_json::json!({"query": "{ chainId datanets { name } jobs { name } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(gql["data"]["chainId"], 31337, "{gql}");
+        assert_eq!(gql["data"]["datanets"], serde_json::json!([]), "{gql}");
+        let sql = http
+            .post(format!("{base}/sql"))
+            .body("SELECT count(*) AS n FROM job_runs")
+            .send()
+            .await
+            .unwrap();
+        let code = sql.status();
+        let text = sql.text().await.unwrap();
+        assert_eq!(code, 200, "{text}");
+        let models: Value = http
+            .get(format!("{base}/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(models["object"], "list", "{models}");
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for m in ["tributary_index_lag_blocks", "tributary_jobs_runs"] {
+            assert!(metrics.contains(m), "{m} missing:\n{metrics}");
+        }
+    });
+    sigterm(&w.child);
+    let st = wait_exit(&mut w.child, 30);
+    assert!(st.success(), "{st}");
+}

@@ -1,0 +1,744 @@
+//! Training on a schedule: each job (a `[[jobs]]` table of `tributary.toml`) names a model
+//! line, its Datanets, a cron expression, how many new accepted contributions make a run worth
+//! it, and a promotion rule. A run is snapshot -> train (continuing from the line's current
+//! version) -> evaluate on the new snapshot's held-out split -> publish if it beats the current
+//! version -> attribution index (written with the adapter).
+//!
+//! Timing comes from `tokio-cron-scheduler`; what is due, and who runs it, lives in the sqlx
+//! store (`jobs`, `job_runs`), so any number of workers on any machines can share one
+//! PostgreSQL store:
+//! - an occurrence is taken by compare-and-set on the job's `next_due_ms`: one worker wins;
+//! - the run it starts is leased to that worker and renewed by heartbeats; a run whose lease
+//!   runs out (its worker died) is taken over by another worker and resumed from what it
+//!   recorded (its snapshot);
+//! - a run is idempotent: an adapter of the same line on the same snapshot is never
+//!   published twice;
+//! - occurrences missed while no worker ran are caught up once, not once each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::B256;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_pipeline::{datanet, snapshot};
+use tributary_sql::{RunRow, RunStatus, Store};
+
+use crate::job::{self, Options, Outcome, Spec};
+use crate::lora::LoraConfig;
+use crate::train::TrainConfig;
+use crate::{DeviceChoice, Error, Result};
+
+/// One scheduled job, as written in `tributary.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Its name (unique; `tributary jobs run NAME`).
+    pub name: String,
+    /// When it is due: six fields, seconds first (`sec min hour day month weekday`, UTC).
+    pub cron: String,
+    /// The model line it trains.
+    pub line: String,
+    /// The Datanets it trains on (names or ids).
+    pub datanets: Vec<String>,
+    /// Accepted contributions new since the last run's snapshot needed to run (default 1).
+    #[serde(default = "one")]
+    pub min_new_contributions: u64,
+    /// Publish only if the held-out loss is below the current version's by this fraction
+    /// (default 0: any improvement). A first version is always published.
+    #[serde(default)]
+    pub min_improvement: f64,
+    /// `tiny` or a Hugging Face checkpoint folder.
+    #[serde(default = "tiny")]
+    pub base_model: String,
+    /// How a contribution becomes text (see the training spec).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// LoRA settings.
+    #[serde(default)]
+    pub lora: LoraConfig,
+    /// Training settings.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn tiny() -> String {
+    "tiny".into()
+}
+
+impl JobSpec {
+    /// Checks the job; errors name the job, the key and the fix.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(format!("job {:?}: {m}", self.name)));
+        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
+            return bad("name must be non-empty, without spaces".into());
+        }
+        Cron::parse(&self.cron)
+            .map_err(|e| Error::InvalidInput(format!("job {:?}: {e}", self.name)))?;
+        if self.datanets.is_empty() {
+            return bad("datanets is empty: name the Datanets to train on".into());
+        }
+        if !(0.0..1.0).contains(&self.min_improvement) {
+            return bad(format!(
+                "min_improvement {} is not a fraction in [0, 1): for example 0.02 means 2% lower held-out loss",
+                self.min_improvement
+            ));
+        }
+        self.spec(B256::ZERO, None)
+            .check()
+            .map_err(|e| Error::InvalidInput(format!("job {:?}: {e}", self.name)))
+    }
+
+    /// The training spec of a run on `snapshot`, continuing from `parent` if given.
+    fn spec(&self, snapshot: B256, parent: Option<String>) -> Spec {
+        Spec {
+            line: self.line.clone(),
+            version: None,
+            base_model: self.base_model.clone(),
+            snapshot: Some(snapshot),
+            datanets: Vec::new(),
+            parents: parent.into_iter().collect(),
+            merge_weights: Vec::new(),
+            merge_only: false,
+            template: self.template.clone(),
+            lora: self.lora.clone(),
+            train: self.train.clone(),
+        }
+    }
+}
+
+/// A parsed cron expression (six fields, seconds first, UTC), as tokio-cron-scheduler reads it.
+#[derive(Debug, Clone)]
+pub struct Cron(croner::Cron);
+
+impl Cron {
+    /// Parses `expr`; the error says what a valid one looks like.
+    pub fn parse(expr: &str) -> std::result::Result<Self, String> {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(expr)
+            .map(Self)
+            .map_err(|e| {
+                format!(
+                    "cron {expr:?} is not valid ({e}): give six fields, seconds first (sec min hour day month weekday), e.g. \"0 0 3 * * *\" for 03:00 UTC daily or \"*/30 * * * * *\" for every 30 s"
+                )
+            })
+    }
+
+    /// The first occurrence strictly after `ms` (ms since the epoch).
+    pub fn next_after(&self, ms: i64) -> i64 {
+        // Whole seconds: croner keeps a fraction of the start time in what it returns.
+        let t =
+            chrono::DateTime::from_timestamp_millis(ms - ms.rem_euclid(1000)).unwrap_or_default();
+        self.0
+            .find_next_occurrence(&t, false)
+            .map(|n| n.timestamp_millis())
+            .unwrap_or(i64::MAX)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// How a worker runs jobs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's name in the store (default: host and process id).
+    pub worker: String,
+    /// A run's lease; renewed every third of it. A worker silent this long is taken as dead.
+    pub lease: Duration,
+    /// How often to look for runs of dead workers.
+    pub sweep: Duration,
+    /// Where to train.
+    pub device: DeviceChoice,
+    /// Local adapter folders go under `adapters/` here.
+    pub data_dir: std::path::PathBuf,
+    /// Where the tiny base model is cached.
+    pub model_cache: std::path::PathBuf,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker with its data in `data_dir`.
+    pub fn new(data_dir: &std::path::Path, model_cache: &std::path::Path) -> Self {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        Self {
+            worker: format!("{host}:{}", std::process::id()),
+            lease: Duration::from_secs(15),
+            sweep: Duration::from_secs(5),
+            device: DeviceChoice::Auto,
+            data_dir: data_dir.to_path_buf(),
+            model_cache: model_cache.to_path_buf(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    job: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+/// The scheduler's Prometheus metrics (`tributary_jobs_*`).
+#[derive(Debug, Clone)]
+pub struct JobMetrics {
+    runs: Family<RunLabels, Counter>,
+    seconds: Family<JobLabel, Histogram>,
+}
+
+impl JobMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            runs: Family::default(),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0])
+            }),
+        };
+        let r = registry.sub_registry_with_prefix("tributary_jobs");
+        r.register(
+            "runs",
+            "Job runs finished, by job and status",
+            m.runs.clone(),
+        );
+        r.register("run_seconds", "Wall time of job runs", m.seconds.clone());
+        m
+    }
+}
+
+/// A worker: runs the jobs it was started with when they are due, and takes over runs of
+/// workers that died.
+pub struct Scheduler {
+    chain: Arc<Chain>,
+    lake: Lake,
+    store: Store,
+    jobs: Vec<JobSpec>,
+    cfg: WorkerConfig,
+    metrics: Option<JobMetrics>,
+    /// One run at a time per worker: training takes the machine.
+    busy: tokio::sync::Mutex<()>,
+    stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("worker", &self.cfg.worker)
+            .field("jobs", &self.jobs.len())
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// A worker for `jobs` (checked here); call [`Scheduler::register`] before running.
+    pub fn new(
+        chain: Arc<Chain>,
+        lake: Lake,
+        store: Store,
+        jobs: Vec<JobSpec>,
+        cfg: WorkerConfig,
+        metrics: Option<JobMetrics>,
+    ) -> Result<Self> {
+        let mut names = std::collections::HashSet::new();
+        for j in &jobs {
+            j.check()?;
+            if !names.insert(&j.name) {
+                return Err(Error::InvalidInput(format!(
+                    "two jobs are named {:?}: give each [[jobs]] its own name",
+                    j.name
+                )));
+            }
+        }
+        Ok(Self {
+            chain,
+            lake,
+            store,
+            jobs,
+            cfg,
+            metrics,
+            busy: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// The jobs this worker runs.
+    pub fn jobs(&self) -> &[JobSpec] {
+        &self.jobs
+    }
+
+    /// Writes the jobs to the store: new ones are first due at their next occurrence; known
+    /// ones keep their due time (missed occurrences stay due) and paused state.
+    pub async fn register(&self) -> Result<()> {
+        let now = now_ms();
+        for j in &self.jobs {
+            let cron = Cron::parse(&j.cron).map_err(Error::InvalidInput)?;
+            let spec = serde_json::to_value(j).expect("job spec is JSON");
+            self.store
+                .upsert_job(&j.name, &j.cron, &spec, cron.next_after(now), now)
+                .await
+                .map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    fn job(&self, name: &str) -> Result<&JobSpec> {
+        self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "no job named {name:?} in this configuration: `tributary jobs list` shows the jobs"
+            ))
+        })
+    }
+
+    fn lease_until(&self) -> i64 {
+        now_ms() + self.cfg.lease.as_millis() as i64
+    }
+
+    /// Takes `name`'s occurrence if it is due and enough new contributions arrived, and runs
+    /// it. `None` when nothing ran (not due, paused, too little new data, another worker
+    /// took it, or this worker is busy).
+    pub async fn tick(&self, name: &str) -> Result<Option<RunRow>> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let Ok(_busy) = self.busy.try_lock() else {
+            return Ok(None);
+        };
+        let spec = self.job(name)?;
+        let Some(row) = self.store.job(name).await.map_err(store_err)? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if row.paused || row.next_due_ms > now {
+            return Ok(None);
+        }
+        let cron = Cron::parse(&row.cron).map_err(Error::InvalidInput)?;
+        let next = cron.next_after(now);
+        let trigger = if cron.next_after(row.next_due_ms) <= now {
+            "catch-up"
+        } else {
+            "schedule"
+        };
+        if let Some(r) = self.store.running_run(name).await.map_err(store_err)? {
+            let why = format!("run #{} is still running (worker {})", r.seq, r.worker);
+            self.store
+                .pass_due(name, row.next_due_ms, next, now, &why)
+                .await
+                .map_err(store_err)?;
+            return Ok(None);
+        }
+        let fresh = match self.new_contributions(spec).await {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("could not count new contributions: {e}");
+                self.store
+                    .pass_due(name, row.next_due_ms, next, now, &why)
+                    .await
+                    .map_err(store_err)?;
+                return Ok(None);
+            }
+        };
+        if fresh < spec.min_new_contributions {
+            let why = format!(
+                "{fresh} new accepted contribution(s), {} needed",
+                spec.min_new_contributions
+            );
+            tracing::debug!(job = name, "{why}");
+            self.store
+                .pass_due(name, row.next_due_ms, next, now, &why)
+                .await
+                .map_err(store_err)?;
+            return Ok(None);
+        }
+        let Some(run) = self
+            .store
+            .start_run(
+                name,
+                Some((row.next_due_ms, next)),
+                trigger,
+                &self.cfg.worker,
+                now,
+                self.lease_until(),
+                Some(fresh),
+            )
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.execute(spec, run).await))
+    }
+
+    /// Runs `name` now, whatever its schedule, threshold or pause say.
+    pub async fn run_now(&self, name: &str) -> Result<RunRow> {
+        let _busy = self.busy.lock().await;
+        let spec = self.job(name)?;
+        let fresh = self.new_contributions(spec).await.ok();
+        let run = self
+            .store
+            .start_run(
+                name,
+                None,
+                "manual",
+                &self.cfg.worker,
+                now_ms(),
+                self.lease_until(),
+                fresh,
+            )
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "another worker started a run of {name:?} at the same moment: see `tributary jobs list`"
+                ))
+            })?;
+        Ok(self.execute(spec, run).await)
+    }
+
+    /// Takes over runs of this worker's jobs whose lease ran out, and finishes them.
+    pub async fn sweep(&self) -> Result<Vec<RunRow>> {
+        let mut done = Vec::new();
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(done);
+        }
+        let Ok(_busy) = self.busy.try_lock() else {
+            return Ok(done);
+        };
+        for run in self.store.expired_runs(now_ms()).await.map_err(store_err)? {
+            let Ok(spec) = self.job(&run.job) else {
+                continue;
+            };
+            let spec = spec.clone();
+            if let Some(mine) = self
+                .store
+                .take_over(&run, &self.cfg.worker, self.lease_until())
+                .await
+                .map_err(store_err)?
+            {
+                tracing::warn!(
+                    job = %run.job, seq = run.seq, from = %run.worker,
+                    "taking over a run whose worker stopped renewing its lease"
+                );
+                done.push(self.execute(&spec, mine).await);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Accepted contributions of `spec`'s Datanets not in its last trained run's snapshot.
+    async fn new_contributions(&self, spec: &JobSpec) -> Result<u64> {
+        let ids = self.datanet_ids(spec).await?;
+        let now = snapshot::freeze(&self.lake, &ids, None).await?;
+        let before = match self
+            .store
+            .last_trained_run(&spec.name)
+            .await
+            .map_err(store_err)?
+            .and_then(|r| r.snapshot_id)
+        {
+            Some(id) => {
+                let id: B256 = id.parse().map_err(|_| {
+                    Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
+                })?;
+                snapshot::load(&self.lake, id)
+                    .await?
+                    .contributions
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect()
+            }
+            None => std::collections::HashSet::new(),
+        };
+        Ok(now
+            .contributions
+            .iter()
+            .filter(|e| !before.contains(&e.id))
+            .count() as u64)
+    }
+
+    async fn datanet_ids(&self, spec: &JobSpec) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for d in &spec.datanets {
+            ids.push(datanet::load(&self.chain, &self.lake, d).await?.id);
+        }
+        Ok(ids)
+    }
+
+    /// Runs `run` to its end, renewing its lease meanwhile; records the outcome (or the
+    /// error) unless another worker took the run over.
+    async fn execute(&self, spec: &JobSpec, mut run: RunRow) -> RunRow {
+        let started = Instant::now();
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let store = self.store.clone();
+            let (job, seq, worker) = (run.job.clone(), run.seq, run.worker.clone());
+            let lease = self.cfg.lease;
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(lease / 3);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let until = now_ms() + lease.as_millis() as i64;
+                    match store.renew_lease(&job, seq, &worker, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(%job, seq, "lease renewal failed: {e}"),
+                    }
+                }
+            })
+        };
+        let result = self.steps(spec, &mut run, &lost).await;
+        heartbeat.abort();
+        if lost.load(Ordering::SeqCst) {
+            run.message = "lease lost: another worker took this run over".into();
+            return run;
+        }
+        if let Err(e) = result {
+            run.status = RunStatus::Failed;
+            run.message = e.to_string();
+        }
+        run.finished_ms = Some(now_ms());
+        match self.store.save_run(&run).await {
+            Ok(true) => {
+                if let Some(m) = &self.metrics {
+                    m.runs
+                        .get_or_create(&RunLabels {
+                            job: run.job.clone(),
+                            status: run.status.as_str().into(),
+                        })
+                        .inc();
+                    m.seconds
+                        .get_or_create(&JobLabel {
+                            job: run.job.clone(),
+                        })
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                tracing::info!(job = %run.job, seq = run.seq, status = run.status.as_str(), "{}", run.message);
+            }
+            Ok(false) => run.message = "another worker took this run over".into(),
+            Err(e) => tracing::error!(job = %run.job, seq = run.seq, "cannot record the run: {e}"),
+        }
+        run
+    }
+
+    async fn save(&self, run: &RunRow) -> Result<()> {
+        if self.store.save_run(run).await.map_err(store_err)? {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(
+                "another worker took this run over".into(),
+            ))
+        }
+    }
+
+    /// snapshot -> (already published?) -> train and evaluate -> publish or not.
+    async fn steps(&self, spec: &JobSpec, run: &mut RunRow, lost: &AtomicBool) -> Result<()> {
+        // 1. The snapshot, frozen once per run: a run taken over resumes on the same one.
+        let snapshot_id: B256 = match &run.snapshot_id {
+            Some(id) => id.parse().map_err(|_| {
+                Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
+            })?,
+            None => {
+                let ids = self.datanet_ids(spec).await?;
+                let s = snapshot::snapshot(&self.chain, &self.lake, &ids, None).await?;
+                run.snapshot_id = Some(s.manifest.snapshot_id.to_string());
+                run.contributions = Some(s.manifest.contributions.len() as u64);
+                run.message = "snapshot committed; training".into();
+                self.save(run).await?;
+                s.manifest.snapshot_id
+            }
+        };
+        // 2. Same line, same snapshot: published already (by an earlier attempt).
+        let all = job::published(&self.chain).await?;
+        let prefix = format!("{}@", spec.line);
+        if let Some(a) = all
+            .iter()
+            .find(|a| a.snapshot == snapshot_id && a.version.starts_with(&prefix))
+        {
+            run.adapter_id = Some(a.id.to_string());
+            run.version = Some(a.version.clone());
+            if run.attempts > 1 {
+                run.status = RunStatus::Published;
+                run.message = format!(
+                    "published {} (by an earlier attempt of this run)",
+                    a.version
+                );
+            } else {
+                run.status = RunStatus::Skipped;
+                run.message = format!("{} is already trained on this snapshot", a.version);
+            }
+            return Ok(());
+        }
+        // 3. Train from the current version, evaluate, publish if it beats it.
+        let parent = job::latest(&all, &spec.line).map(|a| a.version.clone());
+        let train_spec = spec.spec(snapshot_id, parent.clone());
+        let opts = Options {
+            device: self.cfg.device,
+            out: self
+                .cfg
+                .data_dir
+                .join("adapters")
+                .join(format!("{}@job-{}-{}", spec.line, run.job, run.seq)),
+            model_cache: self.cfg.model_cache.clone(),
+        };
+        if lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let outcome = job::run_gated(
+            &self.chain,
+            &self.lake,
+            &train_spec,
+            &opts,
+            Some(spec.min_improvement),
+            Box::new(|_| {}),
+        )
+        .await?;
+        match outcome {
+            Outcome::Published {
+                published,
+                current_loss,
+            } => {
+                let m = &published.manifest;
+                run.status = RunStatus::Published;
+                run.adapter_id = Some(m.adapter_id.to_string());
+                run.version = Some(format!("{}@{}", m.line, m.version));
+                if let Some(x) = &m.metrics {
+                    run.eval_loss = Some(x.eval_loss);
+                    run.current_loss = current_loss;
+                }
+                run.message = match &parent {
+                    Some(v) => format!("published {}@{}, better than {v}", m.line, m.version),
+                    None => format!(
+                        "published {}@{}, the line's first version",
+                        m.line, m.version
+                    ),
+                };
+            }
+            Outcome::NotPromoted(n) => {
+                let m = &n.manifest;
+                run.status = RunStatus::NotPromoted;
+                run.adapter_id = Some(m.adapter_id.to_string());
+                run.version = Some(format!("{}@{}", m.line, m.version));
+                run.current_loss = Some(n.current_loss);
+                run.eval_loss = Some(n.eval_loss);
+                run.message = format!(
+                    "not promoted: held-out loss {:.4} vs {:.4} for {} (needs {:.4}, {}% lower)",
+                    n.eval_loss,
+                    n.current_loss,
+                    parent.as_deref().unwrap_or("the current version"),
+                    n.current_loss * (1.0 - spec.min_improvement),
+                    spec.min_improvement * 100.0
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the worker until `shutdown` resolves: a cron timer per job, a sweep for runs of
+    /// dead workers, and a catch-up check at start. On shutdown no new run starts; a run in
+    /// progress gets `grace` to finish, else its lease is left to run out and the next worker
+    /// to start (or another one running) resumes it from its snapshot.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<()> {
+        use tokio_cron_scheduler::{Job, JobScheduler};
+        let timer_err = |e: tokio_cron_scheduler::JobSchedulerError| {
+            Error::InvalidInput(format!("scheduler timer: {e}"))
+        };
+        self.register().await?;
+        let mut timers = JobScheduler::new().await.map_err(timer_err)?;
+        for j in &self.jobs {
+            let me = self.clone();
+            let name = j.name.clone();
+            let job = Job::new_async(j.cron.as_str(), move |_, _| {
+                let me = me.clone();
+                let name = name.clone();
+                Box::pin(async move { me.tick_all_after(&name).await })
+            })
+            .map_err(timer_err)?;
+            timers.add(job).await.map_err(timer_err)?;
+        }
+        let me = self.clone();
+        let every = self.cfg.sweep.as_secs().max(1);
+        let sweep = Job::new_repeated_async(Duration::from_secs(every), move |_, _| {
+            let me = me.clone();
+            Box::pin(async move {
+                if let Err(e) = me.sweep().await {
+                    tracing::error!("sweeping for stopped runs: {e}");
+                }
+            })
+        })
+        .map_err(timer_err)?;
+        timers.add(sweep).await.map_err(timer_err)?;
+        timers.start().await.map_err(timer_err)?;
+        // Catch up what was missed while no worker ran, and take over what a dead one left.
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.sweep().await {
+                tracing::error!("sweeping for stopped runs: {e}");
+            }
+            for j in me.jobs.clone() {
+                me.tick_logged(&j.name).await;
+            }
+        });
+        shutdown.await;
+        self.stopping.store(true, Ordering::SeqCst);
+        timers.shutdown().await.map_err(timer_err)?;
+        if tokio::time::timeout(grace, self.busy.lock()).await.is_err() {
+            tracing::warn!(
+                "a job run is still in progress at shutdown; its lease runs out and another worker (or the next start) resumes it"
+            );
+        }
+        Ok(())
+    }
+
+    async fn tick_logged(&self, name: &str) {
+        if let Err(e) = self.tick(name).await {
+            tracing::error!(job = name, "{e}");
+        }
+    }
+
+    /// Ticks `name`, then every job once more when a run happened (occurrences that fell due
+    /// while this worker was busy are taken now rather than at their next fire).
+    async fn tick_all_after(&self, name: &str) {
+        if !matches!(self.tick(name).await, Ok(Some(_))) {
+            return;
+        }
+        for j in &self.jobs {
+            self.tick_logged(&j.name).await;
+        }
+    }
+}
+
+fn store_err(e: tributary_sql::Error) -> Error {
+    Error::InvalidInput(format!("job store: {e}"))
+}
