@@ -421,7 +421,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
             .text()
             .await
             .unwrap();
-        for m in ["tributary_index_lag_blocks", "tributary_jobs_runs"] {
+        for m in ["tributary_index_lag_blocks", "tributary_jobs_configured 0"] {
             assert!(metrics.contains(m), "{m} missing:\n{metrics}");
         }
     });

@@ -206,6 +206,7 @@ struct JobLabel {
 /// The scheduler's Prometheus metrics (`tributary_jobs_*`).
 #[derive(Debug, Clone)]
 pub struct JobMetrics {
+    configured: prometheus_client::metrics::gauge::Gauge,
     runs: Family<RunLabels, Counter>,
     seconds: Family<JobLabel, Histogram>,
 }
@@ -214,12 +215,18 @@ impl JobMetrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
+            configured: Default::default(),
             runs: Family::default(),
             seconds: Family::new_with_constructor(|| {
                 Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0])
             }),
         };
         let r = registry.sub_registry_with_prefix("tributary_jobs");
+        r.register(
+            "configured",
+            "Jobs this worker schedules",
+            m.configured.clone(),
+        );
         r.register(
             "runs",
             "Job runs finished, by job and status",
@@ -272,6 +279,9 @@ impl Scheduler {
                     j.name
                 )));
             }
+        }
+        if let Some(m) = &metrics {
+            m.configured.set(jobs.len() as i64);
         }
         Ok(Self {
             chain,
