@@ -925,11 +925,14 @@ mod tests {
             id: B256::ZERO,
             version: v.into(),
             uri: String::new(),
+            snapshot: B256::ZERO,
             tx: B256::ZERO,
             block: 0,
         };
         let all = [a("k@1.0.0"), a("k@1.10.0"), a("k@1.9.3"), a("other@7.0.0")];
         assert_eq!(next_version(&all, "k", None).unwrap(), "1.11.0");
+        assert_eq!(latest(&all, "k").unwrap().version, "k@1.10.0");
+        assert!(latest(&all, "new").is_none());
         assert_eq!(next_version(&all, "new", None).unwrap(), "1.0.0");
         assert_eq!(next_version(&all, "k", Some("2.0.0")).unwrap(), "2.0.0");
     }

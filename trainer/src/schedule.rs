@@ -458,28 +458,32 @@ impl Scheduler {
         Ok(done)
     }
 
-    /// Accepted contributions of `spec`'s Datanets not in its last trained run's snapshot.
+    /// Accepted contributions of `spec`'s Datanets not in its last trained run's snapshot
+    /// (before the job's first run: not in the snapshot of the line's current version).
     async fn new_contributions(&self, spec: &JobSpec) -> Result<u64> {
         let ids = self.datanet_ids(spec).await?;
         let now = snapshot::freeze(&self.lake, &ids, None).await?;
-        let before = match self
+        let last_run = self
             .store
             .last_trained_run(&spec.name)
             .await
             .map_err(store_err)?
-            .and_then(|r| r.snapshot_id)
-        {
-            Some(id) => {
-                let id: B256 = id.parse().map_err(|_| {
-                    Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
-                })?;
-                snapshot::load(&self.lake, id)
-                    .await?
-                    .contributions
-                    .into_iter()
-                    .map(|e| e.id)
-                    .collect()
-            }
+            .and_then(|r| r.snapshot_id);
+        let baseline = match last_run {
+            Some(id) => Some(id.parse::<B256>().map_err(|_| {
+                Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
+            })?),
+            None => job::latest(&job::published(&self.chain).await?, &spec.line)
+                .map(|a| a.snapshot)
+                .filter(|s| !s.is_zero()),
+        };
+        let before = match baseline {
+            Some(id) => snapshot::load(&self.lake, id)
+                .await?
+                .contributions
+                .into_iter()
+                .map(|e| e.id)
+                .collect(),
             None => std::collections::HashSet::new(),
         };
         Ok(now
