@@ -22,6 +22,8 @@ SELENIUM_VERSION=4.38.0           # browser tests: drives headless Chromium (Deb
 TRANSFORMERS_VERSION=5.24.0       # interop tests: Hugging Face checkpoints the trainer must load
 PEFT_VERSION=0.21.2               # interop tests: PEFT must load the adapters the trainer writes
 OPENAI_VERSION=3.57.0             # interop tests: the official OpenAI client against `tributary serve`
+OPENLINEAGE_VERSION=1.54.0        # tests: OpenLineage events checked against the spec the package pins
+JSONSCHEMA_VERSION=4.26.0
 
 cache="${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}"
 mkdir -p "$cache"
@@ -99,6 +101,14 @@ stamp="$venv/.installed-openai-$OPENAI_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$venv/.installed-openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing openlineage-python==$OPENLINEAGE_VERSION, jsonschema==$JSONSCHEMA_VERSION into $venv (OpenLineage tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
+    "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1" >&2
   touch "$stamp"
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')

@@ -27,6 +27,7 @@ pub mod datanet;
 pub mod inferences;
 pub mod ingest;
 pub mod minhash;
+pub mod openlineage;
 pub mod readers;
 pub mod reject;
 pub mod revoke;

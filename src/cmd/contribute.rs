@@ -10,6 +10,8 @@ use tributary_pipeline::contribute::{ContributeConfig, contribute};
 use tributary_pipeline::datanet;
 use tributary_pipeline::rules::Rules;
 
+use tributary_pipeline::openlineage::{Dataset, observe};
+
 use crate::Common;
 
 /// Flags of `tributary contribute`.
@@ -64,9 +66,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "{spinner} {human_pos} records read, {per_sec} [{elapsed}]",
     )?);
     bar.enable_steady_tick(Duration::from_millis(250));
-    let report = contribute(&chain, &lake, &config, &args.inputs, &|n| {
-        bar.set_position(n)
-    })
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|p| {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            Dataset::new("file", abs.display().to_string())
+        })
+        .collect();
+    use tributary_schemas::tables::names;
+    let outputs = [names::CONTRIBUTIONS, names::BATCHES, names::REJECTIONS]
+        .map(|t| super::dataset(&lake, t))
+        .to_vec();
+    let report = observe(
+        super::lineage()?.as_ref(),
+        &format!("ingest.{}", args.datanet),
+        inputs,
+        |_| outputs,
+        contribute(&chain, &lake, &config, &args.inputs, &|n| {
+            bar.set_position(n)
+        }),
+    )
     .await;
     bar.finish_and_clear();
     let report = report?;

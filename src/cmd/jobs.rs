@@ -183,7 +183,8 @@ async fn run_now(a: Run) -> anyhow::Result<()> {
         &tributary_trainer::base::default_cache(),
     );
     cfg.device = a.device;
-    let scheduler = Scheduler::new(chain, lake, store, jobs, cfg, None)?;
+    let scheduler =
+        Scheduler::new(chain, lake, store, jobs, cfg, None)?.with_lineage(super::lineage()?);
     scheduler.register().await?;
     let run = scheduler.run_now(&a.name).await?;
     println!("{} run #{}:", run.job, run.seq);

@@ -20,6 +20,7 @@ pub(crate) mod verify;
 use anyhow::Context;
 use tributary_chain::{Chain, ChainConfig, keys};
 use tributary_lake::Lake;
+use tributary_pipeline::openlineage::{Dataset, Emitter};
 use tributary_sql::Store;
 
 use crate::Common;
@@ -59,6 +60,16 @@ pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
     Store::connect(&url)
         .await
         .with_context(|| format!("opening the index store {url}"))
+}
+
+/// Where OpenLineage events go (`[openlineage]`, TRIBUTARY_OPENLINEAGE_*), if anywhere.
+pub(crate) fn lineage() -> anyhow::Result<Option<Emitter>> {
+    Ok(Emitter::from_env()?)
+}
+
+/// The lake dataset `name` (a table, or an object key) for OpenLineage.
+pub(crate) fn dataset(lake: &Lake, name: &str) -> Dataset {
+    Dataset::new(lake.root().as_str().trim_end_matches('/'), name)
 }
 
 /// Parses a contribution or batch id given on the command line.

@@ -86,7 +86,23 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 platform,
                 stakers: a.stakers.unwrap_or(platform),
             };
-            let s = rewards::settle(&chain, &lake, policy, accounts).await?;
+            use tributary_schemas::tables::names;
+            let s = tributary_pipeline::openlineage::observe(
+                super::lineage()?.as_ref(),
+                "settle",
+                vec![
+                    super::dataset(&lake, names::INFERENCES),
+                    super::dataset(&lake, names::ATTRIBUTIONS),
+                ],
+                |s: &rewards::Settled| {
+                    vec![
+                        super::dataset(&lake, names::REWARD_ALLOCATIONS),
+                        super::dataset(&lake, &format!("rewards/epoch-{}.json", s.manifest.epoch)),
+                    ]
+                },
+                rewards::settle(&chain, &lake, policy, accounts),
+            )
+            .await?;
             print_settled(&s);
         }
         Sub::Claim(a) => {

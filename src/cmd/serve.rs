@@ -293,14 +293,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         cfg.lease = Duration::from_secs_f64(args.job_lease);
         cfg.sweep = cfg.lease.min(cfg.sweep);
         let worker = cfg.worker.clone();
-        let scheduler = Arc::new(Scheduler::new(
-            chain.clone(),
-            lake.clone(),
-            store.clone(),
-            jobs,
-            cfg,
-            Some(job_metrics),
-        )?);
+        let scheduler = Arc::new(
+            Scheduler::new(
+                chain.clone(),
+                lake.clone(),
+                store.clone(),
+                jobs,
+                cfg,
+                Some(job_metrics),
+            )?
+            .with_lineage(super::lineage()?),
+        );
         let n = scheduler.jobs().len();
         let stop = stopped();
         let grace = Duration::from_secs_f64(args.shutdown_grace);

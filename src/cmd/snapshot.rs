@@ -29,7 +29,28 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for d in &args.datanets {
         ids.push(datanet::load(&chain, &lake, d).await?.id);
     }
-    let s = snapshot::snapshot(&chain, &lake, &ids, args.at_version).await?;
+    use tributary_schemas::tables::names;
+    let inputs = [
+        names::CONTRIBUTIONS,
+        names::BATCHES,
+        names::VALIDATIONS,
+        names::REVOCATIONS,
+    ]
+    .map(|t| super::dataset(&lake, t))
+    .to_vec();
+    let s = tributary_pipeline::openlineage::observe(
+        super::lineage()?.as_ref(),
+        "snapshot",
+        inputs,
+        |s: &snapshot::Committed| {
+            vec![super::dataset(
+                &lake,
+                &tributary_schemas::manifest::SnapshotManifest::key(s.manifest.snapshot_id),
+            )]
+        },
+        snapshot::snapshot(&chain, &lake, &ids, args.at_version),
+    )
+    .await?;
     let m = &s.manifest;
     let what = if s.newly_committed {
         "committed"

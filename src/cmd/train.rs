@@ -73,7 +73,23 @@ pub(crate) async fn train(
             p.loss, p.tokens_per_second
         ));
     });
-    let result = job::run(chain, lake, spec, &opts, progress).await;
+    let input = match spec.snapshot {
+        Some(id) => tributary_schemas::manifest::SnapshotManifest::key(id),
+        None => tributary_schemas::tables::names::CONTRIBUTIONS.to_string(),
+    };
+    let result = tributary_pipeline::openlineage::observe(
+        super::lineage()?.as_ref(),
+        &format!("train.{}", spec.line),
+        vec![super::dataset(lake, &input)],
+        |p: &job::Published| {
+            vec![super::dataset(
+                lake,
+                &tributary_schemas::manifest::AdapterManifest::folder(p.manifest.adapter_id),
+            )]
+        },
+        job::run(chain, lake, spec, &opts, progress),
+    )
+    .await;
     bar.finish_and_clear();
     let published = result?;
     if !rename {

@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -80,6 +81,64 @@ fn start(mut cmd: std::process::Command) -> Worker {
     );
     std::thread::spawn(move || for _ in lines {});
     Worker { child, banner }
+}
+
+/// A small OpenLineage consumer: keeps the events POSTed to `/api/v1/lineage`.
+struct Consumer {
+    url: String,
+    events: Arc<Mutex<Vec<Value>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn consumer() -> Consumer {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let kept = events.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/lineage",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(v);
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Consumer {
+        url,
+        events,
+        _rt: rt,
+    }
+}
+
+/// The OpenLineage events in `file`, checked against the spec's RunEvent schema by
+/// tests/python/openlineage_check.py: per job, its event types and outputs.
+fn lineage_events(file: &Path) -> Value {
+    let python = std::env::var("TRIBUTARY_PYTHON").expect(
+        "TRIBUTARY_PYTHON is not set: run `eval \"$(scripts/setup.sh)\"` (it installs openlineage-python)",
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/openlineage_check.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"], serde_json::json!([]), "{v:#}");
+    v["jobs"].clone()
 }
 
 fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
@@ -199,7 +258,35 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     let config = s.dir().join("tributary.toml");
     // First version always published; later ones only if 90% better: never, here.
     std::fs::write(&config, job("pantry-refresh", 30, 0.9, 40)).unwrap();
-    let mut w = worker(&s, &config, None);
+    // OpenLineage events to a file (every command) and to an HTTP consumer (the worker).
+    let events = s.dir().join("openlineage.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "[openlineage]\nfile = {:?}\n{}",
+            events.display().to_string(),
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let http = consumer();
+    let mut w = {
+        let mut cmd = s.cmd(&[
+            "serve",
+            "--only",
+            "scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+            "--log",
+            "info",
+        ]);
+        cmd.arg("--config")
+            .arg(&config)
+            .env("TRIBUTARY_OPENLINEAGE_URL", &http.url);
+        start(cmd)
+    };
     assert!(
         w.banner.iter().any(|l| l.contains("1 job(s)")),
         "{:?}",
@@ -216,6 +303,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     let contribute = |from, n, name: &str| {
         let st = s
             .contribute(1, &records(s.dir(), name, from, n), 20)
+            .env("TRIBUTARY_OPENLINEAGE_FILE", &events)
             .status()
             .unwrap();
         assert!(st.success());
@@ -274,6 +362,53 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
 
     sigterm(&w.child);
     assert!(wait_exit(&mut w.child, 30).success());
+
+    // OpenLineage: every event valid against the spec; each ingest and each job run a START
+    // then a COMPLETE, with its outputs; the HTTP consumer got the worker's events too.
+    let jobs = lineage_events(&events);
+    let ingest = &jobs["ingest.kitchen-conversions"];
+    assert_eq!(
+        ingest["events"],
+        serde_json::json!(["START", "COMPLETE"].repeat(4)),
+        "{jobs:#}"
+    );
+    assert!(ingest["outputs"].to_string().contains("\"contributions\""));
+    let runs = &jobs["job.pantry-refresh"];
+    assert_eq!(
+        runs["events"],
+        serde_json::json!(["START", "COMPLETE", "START", "COMPLETE"]),
+        "{jobs:#}"
+    );
+    assert_eq!(runs["runs"].as_object().unwrap().len(), 2, "{jobs:#}");
+    let outputs: Vec<&str> = runs["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o.starts_with("snapshots/"))
+            .count(),
+        2,
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o.starts_with("adapters/"))
+            .count(),
+        1,
+        "only the promoted run outputs an adapter: {outputs:?}"
+    );
+    let posted = http.events.lock().unwrap();
+    assert_eq!(posted.len(), 4, "{posted:#?}");
+    assert!(
+        posted
+            .iter()
+            .all(|e| e["job"]["name"] == "job.pantry-refresh")
+    );
 }
 
 #[test]

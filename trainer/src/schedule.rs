@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tributary_chain::Chain;
 use tributary_lake::Lake;
+use tributary_pipeline::openlineage::{Dataset, Emitter};
 use tributary_pipeline::{datanet, snapshot};
 use tributary_sql::{RunRow, RunStatus, Store};
 
@@ -246,6 +247,7 @@ pub struct Scheduler {
     jobs: Vec<JobSpec>,
     cfg: WorkerConfig,
     metrics: Option<JobMetrics>,
+    lineage: Option<Emitter>,
     /// One run at a time per worker: training takes the machine.
     busy: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
@@ -290,9 +292,16 @@ impl Scheduler {
             jobs,
             cfg,
             metrics,
+            lineage: None,
             busy: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Sends an OpenLineage START and COMPLETE/FAIL event for each run to `emitter`.
+    pub fn with_lineage(mut self, emitter: Option<Emitter>) -> Self {
+        self.lineage = emitter;
+        self
     }
 
     /// The jobs this worker runs.
@@ -347,7 +356,10 @@ impl Scheduler {
         }
         let cron = Cron::parse(&row.cron).map_err(Error::InvalidInput)?;
         let next = cron.next_after(now);
-        let trigger = if cron.next_after(row.next_due_ms) <= now {
+        // Late by more than a lease, with a later occurrence also past: no worker was up to
+        // take it in time (a busy worker's few seconds of delay is not a catch-up).
+        let late = now - row.next_due_ms > self.cfg.lease.as_millis() as i64;
+        let trigger = if late && cron.next_after(row.next_due_ms) <= now {
             "catch-up"
         } else {
             "schedule"
@@ -528,8 +540,56 @@ impl Scheduler {
                 }
             })
         };
+        let dataset =
+            |name: &str| Dataset::new(self.lake.root().as_str().trim_end_matches('/'), name);
+        let lineage_job = format!("job.{}", run.job);
+        let lineage_run = uuid_like(&run);
+        let inputs = vec![dataset(tributary_schemas::tables::names::CONTRIBUTIONS)];
+        if let Some(e) = &self.lineage {
+            e.send(&e.event("START", &lineage_run, &lineage_job, &inputs, &[], None))
+                .await;
+        }
         let result = self.steps(spec, &mut run, &lost).await;
         heartbeat.abort();
+        if let Some(e) = &self.lineage {
+            let mut outputs = Vec::new();
+            if let Some(id) = run
+                .snapshot_id
+                .as_ref()
+                .and_then(|i| i.parse::<B256>().ok())
+            {
+                outputs.push(dataset(
+                    &tributary_schemas::manifest::SnapshotManifest::key(id),
+                ));
+            }
+            if let (RunStatus::Published, Some(id)) = (
+                run.status,
+                run.adapter_id.as_ref().and_then(|i| i.parse::<B256>().ok()),
+            ) {
+                outputs.push(dataset(
+                    &tributary_schemas::manifest::AdapterManifest::folder(id),
+                ));
+            }
+            let event = match &result {
+                Ok(()) => e.event(
+                    "COMPLETE",
+                    &lineage_run,
+                    &lineage_job,
+                    &inputs,
+                    &outputs,
+                    None,
+                ),
+                Err(err) => e.event(
+                    "FAIL",
+                    &lineage_run,
+                    &lineage_job,
+                    &inputs,
+                    &[],
+                    Some(&err.to_string()),
+                ),
+            };
+            e.send(&event).await;
+        }
         if lost.load(Ordering::SeqCst) {
             run.message = "lease lost: another worker took this run over".into();
             return run;
@@ -751,6 +811,26 @@ impl Scheduler {
             self.tick_logged(&j.name).await;
         }
     }
+}
+
+/// A run's OpenLineage run id: a UUID derived from job, run number and attempt, so the
+/// START and COMPLETE of one attempt pair up and a takeover is a new run.
+fn uuid_like(run: &RunRow) -> String {
+    let h = alloy::primitives::keccak256(format!("{}#{}#{}", run.job, run.seq, run.attempts));
+    let b = h.as_slice();
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&b[..16]);
+    u[6] = (u[6] & 0x0f) | 0x40; // version 4 layout
+    u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = u.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn store_err(e: tributary_sql::Error) -> Error {
