@@ -167,7 +167,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             args.graphql_timeout
         );
     }
-    let inference_config = args.inference.config(&args.common)?;
+    let mut inference_config = args.inference.config(&args.common)?;
     let jobs = crate::config::get().1.jobs.clone();
     if has(Part::Scheduler) && jobs.is_empty() {
         tracing::info!("no [[jobs]] in the config: the scheduler has nothing to run");
@@ -183,6 +183,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let index_metrics = IndexMetrics::register(&mut registry);
     let job_metrics = JobMetrics::register(&mut registry);
+    inference_config.metrics = tributary_trainer::serve::ServeMetrics::register(&mut registry);
 
     // One shutdown signal, fanned out to every part.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -556,7 +556,12 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
             .text()
             .await
             .unwrap();
-        for m in ["tributary_index_lag_blocks", "tributary_jobs_configured 0"] {
+        for m in [
+            "tributary_index_lag_blocks",
+            "tributary_jobs_configured 0",
+            "tributary_inference_request_seconds_count 0",
+            "tributary_inference_adapter_cache_hits_total 0",
+        ] {
             assert!(metrics.contains(m), "{m} missing:\n{metrics}");
         }
     });

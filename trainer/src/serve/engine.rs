@@ -364,6 +364,11 @@ pub struct Engine<S: Sink> {
 }
 
 impl<S: Sink> Engine<S> {
+    /// Adapter cache lookups so far: (answered from memory, loaded).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.adapters.hits, self.adapters.loads)
+    }
+
     /// An engine over `model` decoding at most `slots` sequences at once; `eot` ends an
     /// answer; `budget` bounds the adapter cache in bytes.
     pub fn new(model: Model, eot: i64, slots: i64, budget: i64) -> Self {

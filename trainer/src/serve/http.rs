@@ -238,10 +238,12 @@ async fn generate(
     p: &Params,
     mut delta: impl FnMut(&str) -> bool,
 ) -> Result<Outcome, Response> {
+    let started = std::time::Instant::now();
     let (tokenizer, prompt_tokens, mut rx) = server
         .generate(s, prompt, p.max_tokens, p.sampling)
         .await
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string(), None))?;
+    let metrics = &server.config().metrics;
     let hold = p
         .stop
         .iter()
@@ -286,6 +288,8 @@ async fn generate(
     if text.len() > sent {
         delta(&text[sent..]);
     }
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    metrics.tokens.inc_by(ids.len() as u64);
     Ok(Outcome {
         text,
         finish,

@@ -56,6 +56,59 @@ pub struct ServeConfig {
     pub ledger: ledger::LedgerConfig,
     /// Contributions listed per answer.
     pub top_k: usize,
+    /// Prometheus metrics (register them with [`ServeMetrics::register`] to export them).
+    pub metrics: ServeMetrics,
+}
+
+/// The inference server's Prometheus metrics (`tributary_inference_*`).
+#[derive(Debug, Clone)]
+pub struct ServeMetrics {
+    /// Seconds from a request's submission to its last token.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+    /// Tokens generated.
+    pub tokens: prometheus_client::metrics::counter::Counter,
+    /// Adapter lookups answered from memory.
+    pub cache_hits: prometheus_client::metrics::counter::Counter,
+    /// Adapters loaded into memory (cache misses).
+    pub cache_loads: prometheus_client::metrics::counter::Counter,
+}
+
+impl Default for ServeMetrics {
+    fn default() -> Self {
+        Self {
+            latency: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 14),
+            ),
+            tokens: Default::default(),
+            cache_hits: Default::default(),
+            cache_loads: Default::default(),
+        }
+    }
+}
+
+impl ServeMetrics {
+    /// New metrics registered in `registry`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("tributary_inference");
+        r.register(
+            "request_seconds",
+            "Seconds from a completion request's submission to its last token",
+            m.latency.clone(),
+        );
+        r.register("tokens", "Tokens generated", m.tokens.clone());
+        r.register(
+            "adapter_cache_hits",
+            "Adapter lookups answered from memory",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "adapter_cache_loads",
+            "Adapters loaded into memory (cache misses)",
+            m.cache_loads.clone(),
+        );
+        m
+    }
 }
 
 impl ServeConfig {
@@ -70,6 +123,7 @@ impl ServeConfig {
             chat_template: http::ChatTemplate::default(),
             ledger: ledger::LedgerConfig::default(),
             top_k: 5,
+            metrics: ServeMetrics::default(),
         }
     }
 }
@@ -87,13 +141,24 @@ struct Base {
     attribution: std::sync::mpsc::Sender<AttributionJob>,
 }
 
-fn spawn_engine(model: Model, eot: i64, slots: i64, budget: i64) -> std::sync::mpsc::Sender<Cmd> {
+fn spawn_engine(
+    model: Model,
+    eot: i64,
+    slots: i64,
+    budget: i64,
+    metrics: ServeMetrics,
+) -> std::sync::mpsc::Sender<Cmd> {
     let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
     std::thread::Builder::new()
         .name("tributary-engine".into())
         .spawn(move || {
             let mut engine = Engine::new(model, eot, slots, budget);
+            let mut seen = (0, 0);
             loop {
+                let now = engine.cache_stats();
+                metrics.cache_hits.inc_by(now.0 - seen.0);
+                metrics.cache_loads.inc_by(now.1 - seen.1);
+                seen = now;
                 if engine.idle() {
                     match rx.recv() {
                         Ok(cmd) => handle(&mut engine, cmd),
@@ -384,7 +449,7 @@ impl Server {
                 .await
                 .expect("loading does not panic")?;
                 tracing::info!(base = %id, device = ?model.device(), "base model loaded");
-                let engine = spawn_engine(model, eot, slots, budget);
+                let engine = spawn_engine(model, eot, slots, budget, self.config.metrics.clone());
                 let attribution = spawn_attribution(folder, tokenizer.clone());
                 Ok::<_, Error>(Base {
                     id,
