@@ -1,6 +1,6 @@
 //! `tributary.toml`: one file for every setting, under environment variables, under flags.
 //!
-//! The file is `--config PATH`, else `$TRIBUTARY_CONFIG`, else `tributary.toml` in the
+//! The file is `--config-file PATH`, else `$TRIBUTARY_CONFIG`, else `tributary.toml` in the
 //! current directory when there is one. Its settings reach the commands through the same
 //! environment variables the flags read (`TRIBUTARY_DATA_DIR`, …), set only where the
 //! environment has none, so a flag beats the environment, which beats the file, which beats
@@ -64,14 +64,14 @@ pub(crate) fn get() -> &'static (Option<PathBuf>, File) {
     LOADED.get_or_init(|| (None, File::default()))
 }
 
-/// The path `--config` names in `args`, if any.
+/// The path `--config-file` names in `args`, if any.
 fn flag(args: &[String]) -> Option<PathBuf> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--config" {
+        if a == "--config-file" {
             return it.next().map(PathBuf::from);
         }
-        if let Some(p) = a.strip_prefix("--config=") {
+        if let Some(p) = a.strip_prefix("--config-file=") {
             return Some(PathBuf::from(p));
         }
     }
@@ -86,7 +86,7 @@ pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
         Some(p) => {
             if !p.exists() {
                 anyhow::bail!(
-                    "config file {} does not exist: create one with `tributary init`, or fix --config / TRIBUTARY_CONFIG",
+                    "config file {} does not exist: create one with `tributary init`, or fix --config-file / TRIBUTARY_CONFIG",
                     p.display()
                 );
             }

@@ -26,8 +26,8 @@ struct Cli {
     log_format: String,
     /// Config file (see `tributary init`); default: $TRIBUTARY_CONFIG, else ./tributary.toml
     /// when it exists. Flags beat environment variables, which beat the file.
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[arg(long = "config-file", global = true, value_name = "FILE")]
+    config_file: Option<PathBuf>,
 }
 
 /// Where state lives and which chain to use.
@@ -121,6 +121,11 @@ fn main() -> std::process::ExitCode {
         logs.init();
     }
 
+    tracing::debug!(
+        flag = ?cli.config_file,
+        loaded = ?config::get().0,
+        "config file"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

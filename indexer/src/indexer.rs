@@ -26,6 +26,8 @@ pub struct IndexStats {
     pub nodes: u64,
     /// Edges written (including ones already present).
     pub edges: u64,
+    /// Contribution nodes written: rows ingested into the lake and anchored on chain.
+    pub contributions: u64,
     /// Reorgs found and rolled back.
     pub reorgs: u64,
     /// Rows removed by rollbacks.
@@ -374,6 +376,11 @@ impl<'a> Indexer<'a> {
         self.catch_up_mirror().await?;
         stats.events += logs.len() as u64;
         stats.nodes += changes.nodes.len() as u64;
+        stats.contributions += changes
+            .nodes
+            .iter()
+            .filter(|n| n.kind == tributary_schemas::lineage::NodeKind::Contribution)
+            .count() as u64;
         stats.edges += changes.edges.len() as u64;
         stats.to_block = end;
         tracing::info!(from, to = end, head, events = logs.len(), "indexed");

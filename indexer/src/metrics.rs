@@ -18,15 +18,23 @@ pub struct IndexMetrics {
     events: Counter,
     nodes: Counter,
     edges: Counter,
+    ingested: Counter,
     reorgs: Counter,
     rolled_back: Counter,
     last: Mutex<IndexStats>,
 }
 
 impl IndexMetrics {
-    /// Registers the metrics under `tributary_index_*`.
+    /// Registers the metrics under `tributary_index_*` (and `tributary_ingest_rows`).
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        registry
+            .sub_registry_with_prefix("tributary_ingest")
+            .register(
+                "rows",
+                "Contributions ingested into the lake and anchored on chain, as indexed",
+                m.ingested.clone(),
+            );
         let r = registry.sub_registry_with_prefix("tributary_index");
         r.register("head_block", "Latest block of the chain", m.head.clone());
         r.register(
@@ -62,6 +70,7 @@ impl IndexMetrics {
             (&self.events, stats.events, last.events),
             (&self.nodes, stats.nodes, last.nodes),
             (&self.edges, stats.edges, last.edges),
+            (&self.ingested, stats.contributions, last.contributions),
             (&self.reorgs, stats.reorgs, last.reorgs),
             (&self.rolled_back, stats.rolled_back, last.rolled_back),
         ] {
@@ -83,6 +92,7 @@ mod tests {
             from_block: 0,
             to_block: 90,
             events: 40,
+            contributions: 7,
             ..Default::default()
         };
         m.observe(&stats, 100);
@@ -97,6 +107,7 @@ mod tests {
             "tributary_index_checkpoint_block 100",
             "tributary_index_lag_blocks 4",
             "tributary_index_events_total 55",
+            "tributary_ingest_rows_total 7",
             "tributary_index_reorgs_total 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

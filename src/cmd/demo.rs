@@ -299,7 +299,7 @@ second wave: {} more contributions accepted and anchored (batch {})",
     let name = scheduler.jobs()[0].name.clone();
     println!(
         "
-scheduled training: tributary jobs run {name} --config {}",
+scheduled training: tributary jobs run {name} --config-file {}",
         config.display()
     );
     let run = scheduler.run_now(&name).await?;

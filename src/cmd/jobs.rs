@@ -172,7 +172,7 @@ async fn run_now(a: Run) -> anyhow::Result<()> {
                 .0
                 .as_ref()
                 .map(|p| format!(" ({})", p.display()))
-                .unwrap_or_else(|| " (none found: pass --config)".into())
+                .unwrap_or_else(|| " (none found: pass --config-file)".into())
         );
     }
     let chain = Arc::new(super::chain(&a.common).await?);

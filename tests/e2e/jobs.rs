@@ -155,7 +155,7 @@ fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
         "--log",
         "info",
     ]);
-    cmd.arg("--config").arg(config);
+    cmd.arg("--config-file").arg(config);
     if let Some(url) = store {
         cmd.arg("--store").arg(url);
     }
@@ -282,7 +282,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
             "--log",
             "info",
         ]);
-        cmd.arg("--config")
+        cmd.arg("--config-file")
             .arg(&config)
             .env("TRIBUTARY_OPENLINEAGE_URL", &http.url);
         start(cmd)
@@ -409,6 +409,41 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
             .iter()
             .all(|e| e["job"]["name"] == "job.pantry-refresh")
     );
+}
+
+#[test]
+fn occurrences_missed_while_down_are_caught_up_once() {
+    let s = setup();
+    let contribute = |from, n, name: &str| {
+        let st = s
+            .contribute(2, &records(s.dir(), name, from, n), 50)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    contribute(0, 40, "a.jsonl");
+    let config = s.dir().join("tributary.toml");
+    std::fs::write(&config, job("pantry-catch-up", 5, 0.0, 10)).unwrap();
+    let mut w = worker(&s, &config, None);
+    let r = wait_runs(&s, None, 120, |r| !r.is_empty() && r.iter().all(finished));
+    assert_eq!(r[0]["status"], "published", "{r:#?}");
+    sigterm(&w.child);
+    assert!(wait_exit(&mut w.child, 30).success());
+    drop(w);
+
+    // Down for several occurrences (every 2 s, lease 3 s) while new data arrives.
+    contribute(40, 10, "b.jsonl");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(runs(&s, None).len(), 1);
+    let mut w = worker(&s, &config, None);
+    let r = wait_runs(&s, None, 120, |r| r.len() == 2 && r.iter().all(finished));
+    assert_eq!(r[1]["trigger"], "catch-up", "{r:#?}");
+    assert_eq!(r[1]["new_contributions"], 10, "{r:#?}");
+    // Once, not once per missed occurrence.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(runs(&s, None).len(), 2);
+    sigterm(&w.child);
+    assert!(wait_exit(&mut w.child, 30).success());
 }
 
 #[test]
@@ -558,6 +593,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
             .unwrap();
         for m in [
             "tributary_index_lag_blocks",
+            "tributary_ingest_rows_total 0",
             "tributary_jobs_configured 0",
             "tributary_inference_request_seconds_count 0",
             "tributary_inference_adapter_cache_hits_total 0",
