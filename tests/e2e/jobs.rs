@@ -141,7 +141,8 @@ fn lineage_events(file: &Path) -> Value {
     v["jobs"].clone()
 }
 
-fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
+/// `tributary serve --only scheduler` with `config`, its runs leased for `lease` seconds.
+fn worker_cmd(s: &Setup, config: &Path, lease: &str) -> std::process::Command {
     let mut cmd = s.cmd(&[
         "serve",
         "--only",
@@ -151,11 +152,16 @@ fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
         "--device",
         "cpu",
         "--job-lease",
-        "3",
+        lease,
         "--log",
         "info",
     ]);
     cmd.arg("--config-file").arg(config);
+    cmd
+}
+
+fn worker(s: &Setup, config: &Path, store: Option<&str>) -> Worker {
+    let mut cmd = worker_cmd(s, config, "3");
     if let Some(url) = store {
         cmd.arg("--store").arg(url);
     }
@@ -270,23 +276,10 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     )
     .unwrap();
     let http = consumer();
-    let mut w = {
-        let mut cmd = s.cmd(&[
-            "serve",
-            "--only",
-            "scheduler",
-            "--listen",
-            "127.0.0.1:0",
-            "--device",
-            "cpu",
-            "--log",
-            "info",
-        ]);
-        cmd.arg("--config-file")
-            .arg(&config)
-            .env("TRIBUTARY_OPENLINEAGE_URL", &http.url);
-        start(cmd)
-    };
+    // The default lease (15 s): a run starting a few seconds late is still `schedule`.
+    let mut cmd = worker_cmd(&s, &config, "15");
+    cmd.env("TRIBUTARY_OPENLINEAGE_URL", &http.url);
+    let mut w = start(cmd);
     assert!(
         w.banner.iter().any(|l| l.contains("1 job(s)")),
         "{:?}",

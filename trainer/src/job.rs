@@ -74,7 +74,8 @@ pub struct Spec {
     pub train: TrainConfig,
 }
 
-fn tiny() -> String {
+/// The default `base_model`: the project's own tiny model.
+pub(crate) fn tiny() -> String {
     "tiny".into()
 }
 

@@ -57,7 +57,7 @@ pub struct JobSpec {
     #[serde(default)]
     pub min_improvement: f64,
     /// `tiny` or a Hugging Face checkpoint folder.
-    #[serde(default = "tiny")]
+    #[serde(default = "job::tiny")]
     pub base_model: String,
     /// How a contribution becomes text (see the training spec).
     #[serde(default)]
@@ -72,10 +72,6 @@ pub struct JobSpec {
 
 fn one() -> u64 {
     1
-}
-
-fn tiny() -> String {
-    "tiny".into()
 }
 
 impl JobSpec {
@@ -817,20 +813,10 @@ impl Scheduler {
 /// START and COMPLETE of one attempt pair up and a takeover is a new run.
 fn uuid_like(run: &RunRow) -> String {
     let h = alloy::primitives::keccak256(format!("{}#{}#{}", run.job, run.seq, run.attempts));
-    let b = h.as_slice();
-    let mut u = [0u8; 16];
-    u.copy_from_slice(&b[..16]);
-    u[6] = (u[6] & 0x0f) | 0x40; // version 4 layout
-    u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let hex: String = u.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let bytes: [u8; 16] = h[..16].try_into().expect("16 of 32 bytes");
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn store_err(e: tributary_sql::Error) -> Error {
