@@ -69,44 +69,44 @@ stamp="$venv/.installed-torch-$TORCH_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing torch==$TORCH_VERSION into $venv (about 3 GB, once)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" >&2
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "torch==$TORCH_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-eth-account-$ETH_ACCOUNT_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing eth-account==$ETH_ACCOUNT_VERSION into $venv (interop tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-moto-$MOTO_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing moto[server]==$MOTO_VERSION into $venv (object-storage tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
     "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-openai-$OPENAI_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
   touch "$stamp"
 fi
 stamp="$venv/.installed-openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION"
 if [ ! -f "$stamp" ]; then
   log "installing openlineage-python==$OPENLINEAGE_VERSION, jsonschema==$JSONSCHEMA_VERSION into $venv (OpenLineage tests)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
     "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
     "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1" >&2
   touch "$stamp"
@@ -119,6 +119,7 @@ if ! pg_bin=$(dirname "$(dpkg -L postgresql-15 2>/dev/null | grep '/bin/initdb$'
     log "installing postgresql-15 (Debian package)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >&2
+    $SUDO apt-get clean >&2   # the downloaded .deb files are not needed again
     pg_bin=$(dirname "$(dpkg -L postgresql-15 | grep '/bin/initdb$' | head -1)")
   fi
 fi
@@ -131,6 +132,7 @@ if [ -z "$chromium_bin" ] || [ -z "$chromedriver_bin" ]; then
     log "installing chromium and chromium-driver (Debian packages; browser tests)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >&2
+    $SUDO apt-get clean >&2   # the downloaded .deb files are not needed again
     chromium_bin=$(command -v chromium)
     chromedriver_bin=$(command -v chromedriver)
   fi
