@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod entities;
 pub mod events;
 mod indexer;
 mod metrics;

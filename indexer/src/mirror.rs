@@ -1,5 +1,6 @@
-//! The lineage graph mirrored into Delta tables (`chain_events`, `lineage_nodes`,
-//! `lineage_edges`) for analysts.
+//! The lineage graph mirrored into Delta tables for analysts: `chain_events`, `lineage_nodes`,
+//! `lineage_edges`, and the typed entity tables `datanets`, `snapshots`, `training_runs` and
+//! `adapters` (see `entities`).
 //!
 //! The store numbers every change to a chain's graph (`index_ops`: a block range applied, or a
 //! rollback above a fork point). Each mirrored table replays the ops it has not seen, in order:
@@ -14,31 +15,53 @@ use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use tributary_lake::Lake;
 use tributary_schemas::tables::{self, names};
-use tributary_sql::{OpKind, Store};
+use tributary_sql::{OpKind, RawEvent, Store};
 
-use crate::{Error, Result};
+use tributary_schemas::lineage::{Edge, Node};
+
+use crate::{Error, Result, entities};
 
 /// Replays every op of `chain_id` each mirrored table has not seen; returns the ops replayed
-/// (counted once per table).
+/// (counted once per table). Each op's rows are read from the store once for all tables.
 pub async fn sync(store: &Store, lake: &Lake, chain_id: u64) -> Result<u64> {
     let app_id = format!("tributary-index-{chain_id}-{}", store.store_id().await?);
-    let mut replayed = 0;
+    let mut done = Vec::with_capacity(names::MIRRORED.len());
     for table in names::MIRRORED {
-        let done = match store.mirror_progress(chain_id, table).await? {
+        done.push(match store.mirror_progress(chain_id, table).await? {
             Some(seq) => seq,
             None => {
-                // First sync from this store: the mirror becomes a copy of it, so rows another
-                // store (an earlier index of this chain) left there go first.
+                // First sync of this table from this store: the mirror becomes a copy of it, so
+                // rows another store (an earlier index of this chain) left there go first.
                 lake.delete(table, &format!("chain_id = {chain_id}"))
                     .await?;
                 store.set_mirror_progress(chain_id, table, 0).await?;
                 0
             }
-        };
-        for op in store.ops_after(chain_id, done).await? {
+        });
+    }
+    let oldest = done.iter().copied().min().unwrap_or_default();
+    let mut replayed = 0;
+    for op in store.ops_after(chain_id, oldest).await? {
+        let mut held = None;
+        for (table, done) in names::MIRRORED.iter().zip(&mut done) {
+            if op.seq <= *done {
+                continue;
+            }
             match op.kind {
                 OpKind::Apply => {
-                    let batch = rows(store, chain_id, table, op.from_block, op.to_block).await?;
+                    if held.is_none() {
+                        held = Some(
+                            store
+                                .rows_between(chain_id, op.from_block, op.to_block)
+                                .await?,
+                        );
+                    }
+                    let (events, nodes, edges) = held.as_ref().expect("read above");
+                    let batch = if entities::kind_of(table).is_some() {
+                        entities::rows(lake, chain_id, table, nodes).await?
+                    } else {
+                        rows(chain_id, table, events, nodes, edges)?
+                    };
                     if batch.num_rows() > 0 {
                         lake.append(table)
                             .batches(vec![batch])
@@ -56,21 +79,21 @@ pub async fn sync(store: &Store, lake: &Lake, chain_id: u64) -> Result<u64> {
                 }
             }
             store.set_mirror_progress(chain_id, table, op.seq).await?;
+            *done = op.seq;
             replayed += 1;
         }
     }
     Ok(replayed)
 }
 
-/// The rows of mirrored table `table` from blocks `from..=to`, as the store holds them now.
-async fn rows(
-    store: &Store,
+/// The rows of graph table `table` among `events`, `nodes` and `edges` (one op's block range).
+fn rows(
     chain_id: u64,
     table: &str,
-    from: u64,
-    to: u64,
+    events: &[RawEvent],
+    nodes: &[Node],
+    edges: &[Edge],
 ) -> Result<RecordBatch> {
-    let (events, nodes, edges) = store.rows_between(chain_id, from, to).await?;
     let text = |v: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let int = |v: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
     let chain = |n: usize| int(vec![chain_id as i64; n]);

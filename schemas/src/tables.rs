@@ -31,6 +31,14 @@ pub mod names {
     pub const LINEAGE_NODES: &str = "lineage_nodes";
     /// The indexer's mirror of the lineage graph's edges, partitioned by `chain_id`.
     pub const LINEAGE_EDGES: &str = "lineage_edges";
+    /// Registered Datanets, one row per `DatanetCreated` (indexer), partitioned by `chain_id`.
+    pub const DATANETS: &str = "datanets";
+    /// Committed snapshots, one row per `SnapshotCommitted` (indexer), by `chain_id`.
+    pub const SNAPSHOTS: &str = "snapshots";
+    /// Training runs, one per `AdapterPublished` with its manifest's measurements (indexer).
+    pub const TRAINING_RUNS: &str = "training_runs";
+    /// Published adapters (model versions), one row per `AdapterPublished` (indexer).
+    pub const ADAPTERS: &str = "adapters";
 
     /// Every table, in creation order.
     pub const ALL: &[&str] = &[
@@ -45,9 +53,21 @@ pub mod names {
         CHAIN_EVENTS,
         LINEAGE_NODES,
         LINEAGE_EDGES,
+        DATANETS,
+        SNAPSHOTS,
+        TRAINING_RUNS,
+        ADAPTERS,
     ];
     /// The tables the indexer mirrors from its store.
-    pub const MIRRORED: &[&str] = &[CHAIN_EVENTS, LINEAGE_NODES, LINEAGE_EDGES];
+    pub const MIRRORED: &[&str] = &[
+        CHAIN_EVENTS,
+        LINEAGE_NODES,
+        LINEAGE_EDGES,
+        DATANETS,
+        SNAPSHOTS,
+        TRAINING_RUNS,
+        ADAPTERS,
+    ];
 }
 
 fn utc_micros() -> DataType {
@@ -68,6 +88,10 @@ pub fn schema(name: &str) -> Option<SchemaRef> {
         names::CHAIN_EVENTS => chain_events(),
         names::LINEAGE_NODES => lineage_nodes(),
         names::LINEAGE_EDGES => lineage_edges(),
+        names::DATANETS => datanets(),
+        names::SNAPSHOTS => snapshots(),
+        names::TRAINING_RUNS => training_runs(),
+        names::ADAPTERS => adapters(),
         _ => return None,
     })
 }
@@ -268,5 +292,80 @@ pub fn lineage_edges() -> SchemaRef {
         Field::new("dst", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("weight", DataType::Float64, true),
+    ])
+}
+
+/// `datanets`: each registered Datanet as its `DatanetCreated` event says. Columns other than
+/// the ids are null where the indexer's node lacks them.
+pub fn datanets() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("datanet_id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("domain", DataType::Utf8, true),
+        Field::new("owner", DataType::Utf8, true),
+        Field::new("schema_hash", DataType::Utf8, true),
+        Field::new("metadata_uri", DataType::Utf8, true),
+    ])
+}
+
+/// `snapshots`: each committed snapshot. `datanet_ids` and `lake_versions` are JSON arrays
+/// (the `contributions` table's Delta version per Datanet); `verified` says whether the
+/// snapshot's manifest in the lake matched the chain, `reason` why not.
+pub fn snapshots() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("snapshot_id", DataType::Utf8, false),
+        Field::new("datanet_ids", DataType::Utf8, true),
+        Field::new("lake_versions", DataType::Utf8, true),
+        Field::new("contributions_root", DataType::Utf8, true),
+        Field::new("contributions", DataType::Int64, true),
+        Field::new("verified", DataType::Boolean, true),
+        Field::new("reason", DataType::Utf8, true),
+    ])
+}
+
+/// `training_runs`: the run behind each published adapter (keyed by the adapter it produced).
+/// The measurements come from the adapter's manifest in the lake and are null when it is
+/// missing, does not match the chain (`manifest_verified` false), or the adapter is a pure
+/// merge; `config` is the hyperparameters as JSON.
+pub fn training_runs() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("adapter_id", DataType::Utf8, false),
+        Field::new("snapshot_id", DataType::Utf8, true),
+        Field::new("config_hash", DataType::Utf8, true),
+        Field::new("manifest_verified", DataType::Boolean, false),
+        Field::new("config", DataType::Utf8, true),
+        Field::new("device", DataType::Utf8, true),
+        Field::new("steps", DataType::Int64, true),
+        Field::new("tokens", DataType::Int64, true),
+        Field::new("seconds", DataType::Float64, true),
+        Field::new("base_eval_loss", DataType::Float64, true),
+        Field::new("eval_loss", DataType::Float64, true),
+        Field::new("perplexity", DataType::Float64, true),
+        Field::new("stopped_early", DataType::Boolean, true),
+        Field::new("train_documents", DataType::Int64, true),
+        Field::new("heldout_documents", DataType::Int64, true),
+        Field::new("code_version", DataType::Utf8, true),
+    ])
+}
+
+/// `adapters`: each published adapter. `version` is `line@semver` as published, `line` the
+/// part before `@`; `parent_ids` a JSON array; `eval_loss` the held-out loss from its
+/// manifest (null where `training_runs` has none).
+pub fn adapters() -> SchemaRef {
+    with_position(vec![
+        Field::new("chain_id", DataType::Int64, false),
+        Field::new("adapter_id", DataType::Utf8, false),
+        Field::new("line", DataType::Utf8, true),
+        Field::new("version", DataType::Utf8, true),
+        Field::new("base_model_id", DataType::Utf8, true),
+        Field::new("parent_ids", DataType::Utf8, true),
+        Field::new("snapshot_id", DataType::Utf8, true),
+        Field::new("config_hash", DataType::Utf8, true),
+        Field::new("weights_hash", DataType::Utf8, true),
+        Field::new("uri", DataType::Utf8, true),
+        Field::new("eval_loss", DataType::Float64, true),
     ])
 }

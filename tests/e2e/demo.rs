@@ -265,6 +265,35 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         "{res}"
     );
 
+    // The typed tables the indexer mirrors: each adapter with its training run's measurements
+    // from a manifest that agrees with the chain, the snapshot it trained on, the Datanet.
+    let res: Value = reqwest::Client::new()
+        .post(url.replace("/graphql", "/sql"))
+        .body(
+            "SELECT a.version, a.line, t.manifest_verified, t.eval_loss, t.base_eval_loss, \
+             s.verified AS snapshot_verified, s.datanet_ids \
+             FROM adapters a JOIN training_runs t ON t.adapter_id = a.adapter_id \
+             LEFT JOIN snapshots s ON s.snapshot_id = a.snapshot_id ORDER BY a.block_number",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let adapters = res["rows"].as_array().unwrap_or_else(|| panic!("{res}"));
+    assert!(!adapters.is_empty(), "{res}");
+    for a in adapters {
+        assert_eq!(a["line"], "kitchen-assistant", "{a}");
+        assert_eq!(a["manifest_verified"], true, "{a}");
+        assert_eq!(a["snapshot_verified"], true, "{a}");
+        assert_eq!(a["datanet_ids"], "[1]", "{a}");
+        assert!(
+            a["eval_loss"].as_f64().unwrap() < a["base_eval_loss"].as_f64().unwrap(),
+            "{a}"
+        );
+    }
+
     // The printed psql command works: the real psql over the PostgreSQL wire protocol.
     let command = after(&lines, "SQL with psql: ");
     let words: Vec<&str> = command.split_whitespace().collect();

@@ -201,13 +201,25 @@ pub struct LeaveOneOut {
     pub credit: Vec<f64>,
     /// Per contributor: the rise in summed held-out loss when retrained without them.
     pub loss_rise: Vec<f64>,
-    /// Spearman's rank correlation of the two.
+    /// Per contributor: the rise on their own sub-domain's held-out documents beyond the
+    /// retraining's common shift (the mean change on the other sub-domains' documents).
+    pub excess_rise: Vec<f64>,
+    /// Spearman's rank correlation of credit and `loss_rise`.
     pub spearman: f64,
+    /// Spearman's rank correlation of credit and `excess_rise`.
+    pub excess_spearman: f64,
 }
 
 /// Retrains `cfg` on `docs` without each contributor in turn and ranks the rise in held-out
 /// loss against the credit the full adapter's `index` gives each contributor, on a held-out
 /// set of `i + 1` fresh documents of sub-domain `i` (seeded by `seed`).
+///
+/// A retraining differs from another by more than one contributor's worth: other batches move
+/// the loss of every document up or down together. [`LeaveOneOut::excess_rise`] takes that
+/// common shift out (the mean change on the other sub-domains' documents) and keeps what
+/// leaving the contributor out cost on their own sub-domain; each rise is averaged over
+/// `seeds` training seeds (`cfg.seed`, `cfg.seed + 1`, …), each paired with all contributors
+/// trained on that same seed (for `cfg.seed`, that is `full` itself).
 #[allow(clippy::too_many_arguments)]
 pub fn leave_one_out(
     model: &Model,
@@ -218,42 +230,73 @@ pub fn leave_one_out(
     k: usize,
     cfg: &TrainConfig,
     seed: u64,
+    seeds: u64,
 ) -> Result<LeaveOneOut> {
     let mut g = Gen(seed);
     let mut held = Vec::new();
     for domain in 0..k {
         for _ in 0..=domain {
-            held.push(tok.encode(&g.document(domain))?);
+            held.push((domain, tok.encode(&g.document(domain))?));
         }
     }
-    let total_loss = |lora: &Lora| -> Result<f64> {
-        held.iter()
-            .map(|q| loss(model, lora, q))
-            .sum::<Result<f64>>()
+    let losses = |lora: &Lora| -> Result<Vec<f64>> {
+        held.iter().map(|(_, q)| loss(model, lora, q)).collect()
     };
-    let full_loss = total_loss(full)?;
     let mut credit = vec![0.0; k];
-    for q in &held {
+    for (_, q) in &held {
         for (o, c) in self::credit(index, &index.scores(model, full, q)?) {
             if let Some(x) = credit.get_mut(o) {
                 *x += c;
             }
         }
     }
-    let mut loss_rise = Vec::with_capacity(k);
-    for left_out in 0..k {
+    let without = |left_out: Option<usize>, cfg: &TrainConfig| -> Result<Vec<f64>> {
         let kept: Vec<Vec<i64>> = docs
             .iter()
-            .filter(|d| d.owner != left_out)
+            .filter(|d| Some(d.owner) != left_out)
             .map(|d| d.tokens.clone())
             .collect();
         let (lora, _) = train(model, &kept, tok.eot(), cfg, None, &mut |_| {})?;
-        loss_rise.push(total_loss(&lora)? - full_loss);
+        losses(&lora)
+    };
+    let seeds = seeds.max(1);
+    let (mut loss_rise, mut excess_rise) = (vec![0.0; k], vec![0.0; k]);
+    for s in 0..seeds {
+        let cfg = TrainConfig {
+            seed: cfg.seed + s,
+            ..cfg.clone()
+        };
+        let all = if s == 0 {
+            losses(full)?
+        } else {
+            without(None, &cfg)?
+        };
+        for left_out in 0..k {
+            let delta: Vec<(usize, f64)> = without(Some(left_out), &cfg)?
+                .iter()
+                .zip(&all)
+                .zip(&held)
+                .map(|((l, a), (domain, _))| (*domain, l - a))
+                .collect();
+            let others: Vec<f64> = delta
+                .iter()
+                .filter(|(d, _)| *d != left_out)
+                .map(|(_, x)| *x)
+                .collect();
+            let shift = others.iter().sum::<f64>() / others.len().max(1) as f64;
+            let own = delta.iter().filter(|(d, _)| *d == left_out);
+            let rise: f64 = delta.iter().map(|(_, x)| x).sum();
+            let excess: f64 = own.map(|(_, x)| x - shift).sum();
+            loss_rise[left_out] += rise / seeds as f64;
+            excess_rise[left_out] += excess / seeds as f64;
+        }
     }
     Ok(LeaveOneOut {
         spearman: spearman(&credit, &loss_rise),
+        excess_spearman: spearman(&credit, &excess_rise),
         credit,
         loss_rise,
+        excess_rise,
     })
 }
 

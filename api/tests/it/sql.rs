@@ -325,6 +325,34 @@ async fn every_view_answers_on_the_fixture_lake() {
     assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1));
 }
 
+/// The indexer's typed tables answer beside the graph: adapters with their parents' ids,
+/// training runs (no manifest in this lake: not verified), the snapshot and the Datanet.
+#[tokio::test]
+async fn entity_tables_answer_on_the_fixture_lake() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let adapters = q(
+        &a,
+        "SELECT a.adapter_id, a.version, t.manifest_verified FROM adapters a \
+         LEFT JOIN training_runs t ON t.adapter_id = a.adapter_id ORDER BY a.version",
+    )
+    .await;
+    assert_eq!(
+        adapters,
+        vec![
+            json!({"adapter_id": B256::repeat_byte(0xa1).to_string(), "version": "1.0.0"}),
+            json!({"adapter_id": B256::repeat_byte(0xa2).to_string(), "version": "1.1.0", "manifest_verified": false}),
+        ]
+    );
+    let counts = q(
+        &a,
+        "SELECT (SELECT COUNT(*) FROM datanets WHERE name = 'k') AS datanets, \
+         (SELECT COUNT(*) FROM snapshots) AS snapshots",
+    )
+    .await;
+    assert_eq!(counts, vec![json!({"datanets": 1, "snapshots": 1})]);
+}
+
 /// A view reads its tables as they are when a query names it, not as they were when the
 /// session opened (a long-running `serve` must see new rows in its views).
 #[tokio::test]

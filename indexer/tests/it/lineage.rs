@@ -1,4 +1,5 @@
 use alloy::primitives::B256;
+use serde_json::Value;
 use tributary_chain::keys::dev_contributor;
 use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
@@ -9,6 +10,8 @@ use tributary_pipeline::sample;
 use tributary_pipeline::sign::{Terms, sign};
 use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::{NodeKind, batch_id};
+use tributary_schemas::manifest::{AdapterManifest, TrainingMetrics};
+use tributary_schemas::tables::names;
 use tributary_sql::Store;
 
 struct Env {
@@ -208,7 +211,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         id(0xc4),
         id(0xd4),
         "u4".into(),
-        "1.1.0".into(),
+        "pantry@1.1.0".into(),
     ))
     .await
     .unwrap();
@@ -222,12 +225,102 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     .await
     .unwrap();
 
+    // Adapter 3's manifest agrees with the chain; adapter 4's names other weights.
+    let manifest = AdapterManifest {
+        adapter_id: id(3),
+        line: "l".into(),
+        version: "1.0.0".into(),
+        base_model_id: id(1),
+        architecture: "gpt2".into(),
+        snapshot_id: id(2),
+        parents: vec![],
+        config: serde_json::json!({"lora": {"rank": 4}}),
+        config_hash: id(0xc3),
+        weights_hash: id(0xd3),
+        metrics: Some(TrainingMetrics {
+            steps: 10,
+            tokens: 640,
+            seconds: 1.5,
+            base_eval_loss: 4.0,
+            eval_loss: 2.0,
+            perplexity: 2f64.exp(),
+            stopped_early: false,
+            documents: (8, 2),
+            train_loss: vec![],
+            eval_loss_curve: vec![],
+        }),
+        device: "cpu".into(),
+        code_version: "0.1.0".into(),
+    };
+    let other = AdapterManifest {
+        adapter_id: id(4),
+        config_hash: id(0xc4),
+        weights_hash: id(0xee),
+        ..manifest.clone()
+    };
+    for m in [&manifest, &other] {
+        let key = AdapterManifest::key(m.adapter_id);
+        env.lake
+            .put(&key, serde_json::to_vec(m).unwrap())
+            .await
+            .unwrap();
+    }
+
     let s = store(&env, "m.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
         .unwrap();
     let chain_id = env.chain.chain_id();
+
+    // The entity tables: typed rows of datanets, snapshots, training runs and adapters, with
+    // the measurements of the manifest that agrees with the chain only.
+    let adapters = table_rows(&env.lake, names::ADAPTERS, "adapter_id").await;
+    assert_eq!(adapters.len(), 2, "{adapters:#?}");
+    let (a3, a4) = (&adapters[0], &adapters[1]);
+    assert_eq!(a3["adapter_id"], id(3).to_string());
+    assert_eq!(
+        (&a3["version"], &a3["line"]),
+        (&"1.0.0".into(), &Value::Null)
+    );
+    assert_eq!(
+        (&a4["version"], &a4["line"]),
+        (&"pantry@1.1.0".into(), &"pantry".into())
+    );
+    assert_eq!(a3["eval_loss"], 2.0);
+    assert_eq!(a3["parent_ids"], "[]");
+    assert_eq!(a4["parent_ids"], format!("[\"{}\"]", id(3)));
+    assert!(a4["eval_loss"].is_null(), "{a4}");
+    assert_eq!(a4["weights_hash"], id(0xd4).to_string());
+    assert!(a4["block_number"].as_i64().unwrap() > 0, "{a4}");
+    let runs = table_rows(&env.lake, names::TRAINING_RUNS, "adapter_id").await;
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[0]["manifest_verified"], true);
+    assert_eq!(runs[0]["snapshot_id"], id(2).to_string());
+    assert_eq!(
+        (&runs[0]["steps"], &runs[0]["train_documents"]),
+        (&10.into(), &8.into())
+    );
+    assert_eq!(runs[0]["base_eval_loss"], 4.0);
+    assert_eq!(runs[0]["config"], r#"{"lora":{"rank":4}}"#);
+    assert_eq!(runs[1]["manifest_verified"], false);
+    assert!(
+        runs[1]["steps"].is_null() && runs[1]["device"].is_null(),
+        "{:#}",
+        runs[1]
+    );
+    let snapshots = table_rows(&env.lake, names::SNAPSHOTS, "snapshot_id").await;
+    assert_eq!(snapshots.len(), 1, "{snapshots:#?}");
+    assert_eq!(snapshots[0]["contributions"], 3);
+    assert_eq!(snapshots[0]["datanet_ids"], "[1]");
+    // No snapshot manifest in the lake for this hand-made commit: unverified, with the reason.
+    assert_eq!(snapshots[0]["verified"], false);
+    assert!(snapshots[0]["reason"].is_string(), "{:#}", snapshots[0]);
+    let datanets = table_rows(&env.lake, names::DATANETS, "datanet_id").await;
+    assert_eq!(datanets.len(), 1, "{datanets:#?}");
+    assert_eq!(datanets[0]["datanet_id"], 1);
+    assert!(datanets[0]["name"].is_string() && datanets[0]["owner"].is_string());
+
     let up = s
         .ancestors(chain_id, &g::inference_id(id(5)), 8)
         .await
@@ -267,7 +360,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         "the child's inference descends from the parent"
     );
     let adapter = &s.nodes(chain_id, &[g::adapter_id(id(4))]).await.unwrap()[0];
-    assert_eq!(adapter.props["version"], "1.1.0");
+    assert_eq!(adapter.props["version"], "pantry@1.1.0");
 
     // A revocation is a tombstone node pointing at the contribution.
     let c = s.datanet_contributions(chain_id, 1, 1).await.unwrap()[0]
@@ -613,4 +706,21 @@ async fn send_validator(env: &Env, id: u64) {
     ))
     .await
     .unwrap();
+}
+
+/// Every row of lake table `table` as JSON objects (nulls left out), ordered by `key`.
+pub(crate) async fn table_rows(lake: &Lake, table: &str, key: &str) -> Vec<Value> {
+    let batches = lake.read(table, None).await.unwrap();
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    w.write_batches(&batches.iter().collect::<Vec<_>>())
+        .unwrap();
+    w.finish().unwrap();
+    let bytes = w.into_inner();
+    let mut rows: Vec<Value> = if bytes.is_empty() {
+        vec![]
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    rows.sort_by_key(|r| r[key].to_string());
+    rows
 }

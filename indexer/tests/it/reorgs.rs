@@ -17,6 +17,7 @@ use tributary_pipeline::ingest::ingest;
 use tributary_pipeline::sample;
 use tributary_pipeline::sign::{Terms, sign};
 use tributary_schemas::contribution::domain;
+use tributary_schemas::lineage::NodeKind;
 use tributary_schemas::tables::names;
 use tributary_sql::Store;
 
@@ -263,6 +264,22 @@ async fn assert_canonical(env: &Env, store: &Store) {
     assert_eq!(events_m, want);
     let unique: BTreeSet<&String> = events_m.iter().collect();
     assert_eq!(unique.len(), events_m.len(), "no event mirrored twice");
+    // The typed `datanets` table follows the same reorgs.
+    let datanets_m = mirrored(names::DATANETS, &["datanet_id", "block_hash"]).await;
+    let mut want: Vec<String> = want_nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Datanet)
+        .map(|n| {
+            format!(
+                "{}|{}",
+                n.id.trim_start_matches("datanet:"),
+                n.pos.block_hash
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() > 5, "{want:?}");
+    assert_eq!(datanets_m, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

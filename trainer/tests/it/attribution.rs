@@ -140,7 +140,9 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     }
 }
 
-/// A reduced leave-one-contributor-out run (fewer documents and steps than `make bench`).
+/// A reduced leave-one-contributor-out run (fewer documents and steps than `make bench`), over
+/// three training seeds: one retraining's noise moves the ranks of eight contributors too much
+/// for one seed to show the order on every machine (floating point differs between CPUs).
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let cfg = config(200);
@@ -152,7 +154,8 @@ fn leaving_a_contributor_out_costs_what_their_credit_says() {
         index,
         ..
     } = trained(16, &cfg);
-    let loo = planted::leave_one_out(&model, &mut lora, &index, &tok, &docs, K, &cfg, 11).unwrap();
+    let loo =
+        planted::leave_one_out(&model, &mut lora, &index, &tok, &docs, K, &cfg, 11, 3).unwrap();
     eprintln!("{loo:?}");
-    assert!(loo.spearman >= 0.7, "{loo:?}");
+    assert!(loo.excess_spearman >= 0.7, "{loo:?}");
 }
