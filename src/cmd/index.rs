@@ -38,7 +38,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
     /// Do not mirror the graph into the lake's Delta tables (chain_events, lineage_nodes,
-    /// lineage_edges).
+    /// lineage_edges, datanets, snapshots, training_runs, adapters).
     #[arg(long)]
     no_mirror: bool,
 }
