@@ -142,7 +142,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
 
 /// A reduced leave-one-contributor-out run (fewer documents and steps than `make bench`), over
 /// three training seeds: one retraining's noise moves the ranks of eight contributors too much
-/// for one seed to show the order on every machine (floating point differs between CPUs).
+/// for one seed to show the order on every machine (floating point differs between machines).
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let cfg = config(200);
