@@ -3,6 +3,8 @@
 //! apart. Training measurements come from the adapter's manifest in the lake, used only when it
 //! names the same adapter, weights and configuration as the chain.
 
+use std::collections::HashMap;
+
 use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 use serde_json::{Value, json};
@@ -24,12 +26,29 @@ pub(crate) fn kind_of(table: &str) -> Option<NodeKind> {
     })
 }
 
+/// Adapter manifests read for one op, by adapter id: `training_runs` and `adapters` both
+/// want them, and each is read from the lake once.
+#[derive(Default)]
+pub(crate) struct Manifests(HashMap<String, Option<AdapterManifest>>);
+
+impl Manifests {
+    /// Adapter `key`'s manifest, if it is in the lake and agrees with the chain's `props`.
+    async fn get(&mut self, lake: &Lake, key: &str, props: &Value) -> Option<AdapterManifest> {
+        if !self.0.contains_key(key) {
+            let m = manifest(lake, key, props).await;
+            self.0.insert(key.to_string(), m);
+        }
+        self.0[key].clone()
+    }
+}
+
 /// The rows of entity table `table` for `nodes` (every kind; the others are skipped).
 pub(crate) async fn rows(
     lake: &Lake,
     chain_id: u64,
     table: &str,
     nodes: &[Node],
+    manifests: &mut Manifests,
 ) -> Result<RecordBatch> {
     let kind =
         kind_of(table).ok_or_else(|| Error::Mirror(format!("{table} is no entity table")))?;
@@ -52,9 +71,9 @@ pub(crate) async fn rows(
             }),
             NodeKind::TrainingRun => {
                 // The run's node shares its key with the adapter it produced, in the same event.
-                let adapter = nodes.iter().find(|a| a.id == format!("adapter:{key}"));
-                let m = match adapter {
-                    Some(a) => manifest(lake, key, &a.props).await,
+                let adapter = key.parse().ok().map(adapter_id);
+                let m = match nodes.iter().find(|a| Some(&a.id) == adapter.as_ref()) {
+                    Some(a) => manifests.get(lake, key, &a.props).await,
                     None => None,
                 };
                 let x = m.as_ref().and_then(|m| m.metrics.as_ref());
@@ -75,7 +94,7 @@ pub(crate) async fn rows(
                 })
             }
             _ => {
-                let m = manifest(lake, key, p).await;
+                let m = manifests.get(lake, key, p).await;
                 let version = p["version"].as_str();
                 json!({
                     "adapter_id": key,

@@ -43,6 +43,7 @@ pub async fn sync(store: &Store, lake: &Lake, chain_id: u64) -> Result<u64> {
     let mut replayed = 0;
     for op in store.ops_after(chain_id, oldest).await? {
         let mut held = None;
+        let mut manifests = entities::Manifests::default();
         for (table, done) in names::MIRRORED.iter().zip(&mut done) {
             if op.seq <= *done {
                 continue;
@@ -58,7 +59,7 @@ pub async fn sync(store: &Store, lake: &Lake, chain_id: u64) -> Result<u64> {
                     }
                     let (events, nodes, edges) = held.as_ref().expect("read above");
                     let batch = if entities::kind_of(table).is_some() {
-                        entities::rows(lake, chain_id, table, nodes).await?
+                        entities::rows(lake, chain_id, table, nodes, &mut manifests).await?
                     } else {
                         rows(chain_id, table, events, nodes, edges)?
                     };

@@ -250,15 +250,11 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
 
     // SQL over the lake from the same server: the 288 contributions by 6 contributors.
     let sql_url = url.replace("/graphql", "/sql");
-    let res: Value = reqwest::Client::new()
-        .post(sql_url)
-        .body("SELECT COUNT(*) AS people, SUM(contributions) AS total FROM contributor_leaderboard")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = post_sql(
+        &sql_url,
+        "SELECT COUNT(*) AS people, SUM(contributions) AS total FROM contributor_leaderboard",
+    )
+    .await;
     assert_eq!(
         res["rows"],
         serde_json::json!([{"people": 6, "total": 288}]),
@@ -267,20 +263,14 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
 
     // The typed tables the indexer mirrors: each adapter with its training run's measurements
     // from a manifest that agrees with the chain, the snapshot it trained on, the Datanet.
-    let res: Value = reqwest::Client::new()
-        .post(url.replace("/graphql", "/sql"))
-        .body(
-            "SELECT a.version, a.line, t.manifest_verified, t.eval_loss, t.base_eval_loss, \
-             s.verified AS snapshot_verified, s.datanet_ids \
-             FROM adapters a JOIN training_runs t ON t.adapter_id = a.adapter_id \
-             LEFT JOIN snapshots s ON s.snapshot_id = a.snapshot_id ORDER BY a.block_number",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = post_sql(
+        &sql_url,
+        "SELECT a.version, a.line, t.manifest_verified, t.eval_loss, t.base_eval_loss, \
+         s.verified AS snapshot_verified, s.datanet_ids \
+         FROM adapters a JOIN training_runs t ON t.adapter_id = a.adapter_id \
+         LEFT JOIN snapshots s ON s.snapshot_id = a.snapshot_id ORDER BY a.block_number",
+    )
+    .await;
     let adapters = res["rows"].as_array().unwrap_or_else(|| panic!("{res}"));
     assert!(!adapters.is_empty(), "{res}");
     for a in adapters {
@@ -443,4 +433,17 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::Exi
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The JSON answer of `POST url` with `query` as the body (the server's SQL endpoint).
+async fn post_sql(url: &str, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .body(query.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
