@@ -26,6 +26,9 @@ pub(crate) struct File {
     log: Log,
     #[serde(default)]
     serve: Serve,
+    /// An existing deployment of the contracts.
+    #[serde(default)]
+    pub(crate) chain: ChainSection,
     #[serde(default)]
     openlineage: OpenLineage,
     /// Scheduled training jobs.
@@ -47,6 +50,57 @@ struct Serve {
     pg_listen: Option<String>,
     only: Option<Vec<String>>,
     cors_origins: Option<Vec<String>>,
+    api_token_file: Option<PathBuf>,
+}
+
+/// `[chain]`: the contracts of an existing deployment, as a deployment file or inline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainSection {
+    /// A `deployment.json` (as `tributary deploy` writes).
+    deployment: Option<PathBuf>,
+    /// Inline: the block the contracts were deployed at (indexers start there).
+    pub(crate) start_block: Option<u64>,
+    /// Inline: the chain id (checked when given).
+    pub(crate) chain_id: Option<u64>,
+    pub(crate) datanet_registry: Option<String>,
+    pub(crate) model_registry: Option<String>,
+    pub(crate) inference_ledger: Option<String>,
+    pub(crate) reward_token: Option<String>,
+    pub(crate) reward_distributor: Option<String>,
+}
+
+impl ChainSection {
+    /// The inline deployment, when `datanet_registry` is given (then every address and the
+    /// start block must be).
+    pub(crate) fn inline(&self) -> anyhow::Result<Option<tributary_chain::Deployment>> {
+        let Some(registry) = &self.datanet_registry else {
+            return Ok(None);
+        };
+        let address = |key: &str,
+                       v: &Option<String>|
+         -> anyhow::Result<tributary_schemas::Address> {
+            let v = v.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("[chain] gives datanet_registry but not {key}: give every contract address and start_block")
+            })?;
+            v.parse().map_err(|_| {
+                anyhow::anyhow!("[chain] {key} = {v:?} is not an address (0x + 40 hex digits)")
+            })
+        };
+        Ok(Some(tributary_chain::Deployment {
+            chain_id: self.chain_id.unwrap_or(0),
+            start_block_hash: tributary_schemas::B256::ZERO,
+            deployer: tributary_schemas::Address::ZERO,
+            start_block: self.start_block.ok_or_else(|| {
+                anyhow::anyhow!("[chain] gives the contracts but not start_block: the block they were deployed at")
+            })?,
+            datanet_registry: address("datanet_registry", &Some(registry.clone()))?,
+            model_registry: address("model_registry", &self.model_registry)?,
+            inference_ledger: address("inference_ledger", &self.inference_ledger)?,
+            reward_token: address("reward_token", &self.reward_token)?,
+            reward_distributor: address("reward_distributor", &self.reward_distributor)?,
+        }))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +166,10 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<File> {
     let file: File = toml::from_str(text).map_err(|e| {
         anyhow::anyhow!("{e}(`tributary init` writes a commented example of every key)")
     })?;
+    file.chain.inline()?;
+    if file.chain.deployment.is_some() && file.chain.datanet_registry.is_some() {
+        anyhow::bail!("[chain] gives both a deployment file and inline addresses: keep one");
+    }
     if let Some(f) = &file.log.format
         && f != "text"
         && f != "json"
@@ -168,18 +226,26 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<File> {
 fn apply(file: &File, dir: &Path) {
     let path = |p: &PathBuf| dir.join(p).display().to_string();
     let join = |v: &Vec<String>| v.join(",");
-    let settings: [(&str, Option<String>); 14] = [
+    let settings: [(&str, Option<String>); 16] = [
         ("TRIBUTARY_DATA_DIR", file.data_dir.as_ref().map(path)),
         ("TRIBUTARY_RPC_URL", file.rpc_url.clone()),
         ("TRIBUTARY_RPC_RATE", file.rpc_rate.map(|r| r.to_string())),
         ("TRIBUTARY_KEY_FILE", file.key_file.as_ref().map(path)),
         ("TRIBUTARY_LAKE", file.lake.clone()),
         ("TRIBUTARY_STORE", file.store.clone()),
+        (
+            "TRIBUTARY_DEPLOYMENT",
+            file.chain.deployment.as_ref().map(path),
+        ),
         ("TRIBUTARY_LOG", file.log.level.clone()),
         ("TRIBUTARY_LOG_FORMAT", file.log.format.clone()),
         ("TRIBUTARY_LISTEN", file.serve.listen.clone()),
         ("TRIBUTARY_PG_LISTEN", file.serve.pg_listen.clone()),
         ("TRIBUTARY_SERVE_ONLY", file.serve.only.as_ref().map(join)),
+        (
+            "TRIBUTARY_API_TOKEN_FILE",
+            file.serve.api_token_file.as_ref().map(path),
+        ),
         (
             "TRIBUTARY_CORS_ORIGINS",
             file.serve.cors_origins.as_ref().map(join),

@@ -56,6 +56,11 @@ struct Common {
     /// Index store URL: sqlite://PATH or postgres://… (default: sqlite in the data dir).
     #[arg(long, env = "TRIBUTARY_STORE")]
     store: Option<String>,
+    /// An existing deployment's record (a deployment.json, as `tributary deploy` writes) to use
+    /// instead of the data directory's; or name the contracts in `[chain]` of tributary.toml.
+    /// Without either, only a local dev chain gets contracts deployed on first use.
+    #[arg(long, env = "TRIBUTARY_DEPLOYMENT", value_name = "FILE")]
+    deployment: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,8 +73,9 @@ enum Command {
     /// Sign (or verify pre-signed) records from files, validate them against the Datanet,
     /// write them to the lake in batches and anchor each batch on chain.
     Contribute(cmd::contribute::Args),
-    /// Print a contribution's Merkle proof and check it against the root on chain (exit 1 when
-    /// it does not hold).
+    /// Check a contribution end to end (the lake's row is what its contributor signed, the
+    /// manifest lists it, the Merkle proof leads to the root on chain, not revoked) and print the
+    /// proof. Exit 0 verified, 1 not verified (the reason is printed), 2 could not check.
     Verify(cmd::verify::Args),
     /// Record a validator's verdicts on an anchored batch, on chain and in the lake.
     Validate(cmd::validate::Args),
@@ -89,6 +95,9 @@ enum Command {
     Rewards(cmd::rewards::Args),
     /// Index chain events into the lineage graph, from the last checkpoint to the head.
     Index(cmd::index::Args),
+    /// Deploy a fresh set of Tributary's contracts on the chain (needs a signer key) and record
+    /// them in the data directory; prints the record and its `[chain]` form.
+    Deploy(cmd::deploy::Args),
     /// Serve the GraphQL API (with GraphiQL), SQL (HTTP and the PostgreSQL wire protocol) and
     /// OpenAI-compatible inference over the published adapters (/v1/completions,
     /// /v1/chat/completions, /v1/models), each answer with its ancestry and attribution.
@@ -136,6 +145,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // `verify` tells "does not hold" (1) from "could not check" (2).
+    let error_code = if matches!(cli.command, Command::Verify(_)) {
+        2
+    } else {
+        1
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(a) => cmd::demo::run(a).await.map(|()| true),
@@ -149,6 +164,7 @@ fn main() -> std::process::ExitCode {
             Command::Attribute(a) => cmd::attribute::run(a).await.map(|()| true),
             Command::Rewards(a) => cmd::rewards::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
+            Command::Deploy(a) => cmd::deploy::run(a).await.map(|()| true),
             Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),
             Command::Jobs(a) => cmd::jobs::run(a).await.map(|()| true),
@@ -161,7 +177,7 @@ fn main() -> std::process::ExitCode {
         Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(error_code)
         }
     }
 }

@@ -35,3 +35,18 @@ sol!(
     RewardDistributor,
     "../contracts/out/RewardDistributor.json"
 );
+
+impl From<&tributary_schemas::contribution::Contribution> for DatanetRegistry::Contribution {
+    /// The registry's copy of the signed struct (`revokeContribution` hashes it to the id).
+    fn from(c: &tributary_schemas::contribution::Contribution) -> Self {
+        Self {
+            datanetId: c.datanetId,
+            contributor: c.contributor,
+            contentHash: c.contentHash,
+            license: c.license.clone(),
+            timestamp: c.timestamp,
+            nonce: c.nonce,
+            deadline: c.deadline,
+        }
+    }
+}

@@ -41,6 +41,16 @@ pub struct ChainConfig {
     pub request_timeout: std::time::Duration,
     /// At most this many requests a second, retries included (`None`: no limit).
     pub max_requests_per_second: Option<f64>,
+    /// The contracts to use, when configuration names them (`[chain]`, `--deployment`):
+    /// checked to be on this chain, never replaced by a fresh deployment.
+    pub deployment: Option<Deployment>,
+    /// Only reads: no signer key is needed (a given one is still used). Without a signer,
+    /// [`Chain::signer`] is the zero address and transactions fail.
+    pub read_only: bool,
+    /// Deploy a fresh set of contracts when none is known for this chain. Without it, only
+    /// the embedded anvil and a local dev chain (id 31337) get one; on any other chain an
+    /// unknown deployment is an error, never a silent fresh deployment.
+    pub allow_deploy: bool,
 }
 
 impl ChainConfig {
@@ -54,6 +64,9 @@ impl ChainConfig {
             backoff_ms: 200,
             request_timeout: std::time::Duration::from_secs(30),
             max_requests_per_second: None,
+            deployment: None,
+            read_only: false,
+            allow_deploy: false,
         }
     }
 
@@ -79,8 +92,11 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Connects (starting anvil when no URL is given), then reuses the recorded deployment if
-    /// it is live on this chain, or deploys all contracts and records them.
+    /// Connects (starting anvil when no URL is given), then uses the configured deployment
+    /// (checked to be live on this chain), else the one recorded in the data directory if it is
+    /// live, else deploys all contracts and records them where that is allowed (the embedded
+    /// anvil, a dev chain with id 31337, or [`ChainConfig::allow_deploy`]); anywhere else an
+    /// unknown deployment is an error that says how to name one.
     pub async fn connect(config: ChainConfig) -> Result<Self> {
         let anvil = match &config.rpc_url {
             Some(_) => None,
@@ -137,8 +153,9 @@ impl Chain {
         let chain_id = bare.get_chain_id().await?;
 
         let signer = match config.signer {
-            Some(s) => s,
-            None if chain_id == 31337 => parse_key(ANVIL_DEV_KEY)?,
+            Some(s) => Some(s),
+            None if chain_id == 31337 => Some(parse_key(ANVIL_DEV_KEY)?),
+            None if config.read_only => None,
             None => {
                 return Err(Error::Config(format!(
                     "chain {chain_id} is not a local dev chain: give a signer key with \
@@ -146,33 +163,62 @@ impl Chain {
                 )));
             }
         };
-        let address = signer.address();
-        let provider = signing_provider(signer, client.clone());
+        let (provider, address) = match signer {
+            Some(s) => {
+                let a = s.address();
+                (signing_provider(s, client.clone()), Some(a))
+            }
+            None => (bare, None),
+        };
 
-        let deployment = match Deployment::load(&config.data_dir)? {
-            Some(d) if d.is_live_on(&provider).await? => d,
-            _ => {
-                let d = deploy_all(&provider, address).await?;
-                d.save(&config.data_dir)?;
+        let deployment = match config.deployment {
+            Some(d) => {
+                if !d.is_live_on(&provider).await? {
+                    return Err(Error::Config(format!(
+                        "the configured deployment ([chain] or --deployment) is not on chain {chain_id} at {url}: \
+                         no DatanetRegistry code at {} (or another chain id or start block); fix the addresses or the RPC URL",
+                        d.datanet_registry
+                    )));
+                }
                 d
             }
+            None => match Deployment::load(&config.data_dir)? {
+                Some(d) if d.is_live_on(&provider).await? => d,
+                _ if anvil.is_some() || chain_id == 31337 || config.allow_deploy => {
+                    let deployer = address.ok_or_else(|| {
+                        Error::Config(
+                            "deploying the contracts needs a signer key: TRIBUTARY_PRIVATE_KEY or --key-file".into(),
+                        )
+                    })?;
+                    let d = deploy_all(&provider, deployer).await?;
+                    d.save(&config.data_dir)?;
+                    d
+                }
+                _ => {
+                    return Err(Error::Config(format!(
+                        "no Tributary deployment is known for chain {chain_id} at {url}: name the contracts \
+                         ([chain] in tributary.toml, or --deployment FILE with a deployment.json), or deploy a fresh \
+                         set with `tributary deploy` (needs a signer key)"
+                    )));
+                }
+            },
         };
         Ok(Self {
             provider,
             client,
-            signer: address,
+            signer: address.unwrap_or_default(),
             deployment,
             url,
             anvil,
         })
     }
 
-    /// The provider (with signer and retries).
+    /// The provider (with the signer, when there is one, and retries).
     pub fn provider(&self) -> &DynProvider {
         &self.provider
     }
 
-    /// The signer's address.
+    /// The signer's address (the zero address on a read-only connection without a key).
     pub fn signer(&self) -> Address {
         self.signer
     }

@@ -77,11 +77,15 @@ impl Deployment {
     }
 
     /// True when this record describes `provider`'s chain and the registry's code is there.
+    /// A zero chain id or start block hash (a deployment named by configuration, which may
+    /// leave them out) is not checked.
     pub async fn is_live_on(&self, provider: &DynProvider) -> Result<bool> {
-        if provider.get_chain_id().await? != self.chain_id {
+        if self.chain_id != 0 && provider.get_chain_id().await? != self.chain_id {
             return Ok(false);
         }
-        if block_hash(provider, self.start_block).await? != Some(self.start_block_hash) {
+        if self.start_block_hash != B256::ZERO
+            && block_hash(provider, self.start_block).await? != Some(self.start_block_hash)
+        {
             return Ok(false);
         }
         Ok(!provider

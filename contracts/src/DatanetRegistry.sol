@@ -21,6 +21,20 @@ contract DatanetRegistry {
         uint256 count;
     }
 
+    /// @notice A contribution as its contributor signed it (EIP-712).
+    struct Contribution {
+        uint256 datanetId;
+        address contributor;
+        bytes32 contentHash;
+        string license;
+        uint64 timestamp;
+        uint64 nonce;
+        uint64 deadline;
+    }
+
+    bytes32 private constant CONTRIBUTION_TYPEHASH = keccak256(
+        "Contribution(uint256 datanetId,address contributor,bytes32 contentHash,string license,uint64 timestamp,uint64 nonce,uint64 deadline)"
+    );
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
 
@@ -69,7 +83,7 @@ contract DatanetRegistry {
     error BatchAlreadyAnchored(bytes32 batchId);
     error UnknownBatch(bytes32 batchId);
     error AlreadyRevoked(bytes32 contributionId);
-    error BadSignature();
+    error NotInBatch(bytes32 batchId, bytes32 contributionId);
 
     modifier onlyDatanetOwner(uint256 id) {
         if (_datanets[id].owner != msg.sender) {
@@ -165,30 +179,43 @@ contract DatanetRegistry {
         emit ValidationRecorded(datanetId, batchId, msg.sender, verdictsRoot, accepted, rejected);
     }
 
-    /// @notice Revokes a contribution. The Datanet owner may revoke any; a contributor proves
-    /// authorship with their EIP-712 signature over the contribution id.
-    function revokeContribution(uint256 datanetId, bytes32 contributionId, bytes calldata signature, string calldata reason)
-        external
-    {
-        address owner = _datanets[datanetId].owner;
-        if (owner == address(0)) revert UnknownDatanet(datanetId);
-        if (revoked[contributionId]) revert AlreadyRevoked(contributionId);
-        if (msg.sender != owner && _signer(contributionId, signature) != msg.sender) {
-            revert NotContributorOrOwner(datanetId, contributionId, msg.sender);
-        }
-        revoked[contributionId] = true;
-        emit ContributionRevoked(datanetId, contributionId, msg.sender, reason);
+    /// @notice The id of contribution `c`: its EIP-712 struct hash.
+    function contributionIdOf(Contribution calldata c) public pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                CONTRIBUTION_TYPEHASH,
+                c.datanetId,
+                c.contributor,
+                c.contentHash,
+                keccak256(bytes(c.license)),
+                c.timestamp,
+                c.nonce,
+                c.deadline
+            )
+        );
     }
 
-    function _signer(bytes32 structHash, bytes calldata signature) private view returns (address) {
-        if (signature.length != 65) return address(0);
-        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
-        bytes32 r = bytes32(signature[0:32]);
-        bytes32 s = bytes32(signature[32:64]);
-        uint8 v = uint8(signature[64]);
-        if (v < 27) v += 27;
-        // Reject malleable (high-s) signatures, as EIP-2 does for transactions.
-        if (uint256(s) > 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0) return address(0);
-        return ecrecover(digest, v, r, s);
+    /// @notice Revokes contribution `c`, anchored in batch `batchId` (`proof` is its Merkle
+    /// proof against the batch root). Only the contribution's own contributor or the owner of
+    /// the Datanet it was signed for and anchored in may revoke it: the id commits to both, so
+    /// a contribution cannot be claimed by another Datanet's batch or owner.
+    function revokeContribution(
+        bytes32 batchId,
+        Contribution calldata c,
+        bytes32[] calldata proof,
+        string calldata reason
+    ) external {
+        Batch storage b = _batches[batchId];
+        if (b.count == 0) revert UnknownBatch(batchId);
+        bytes32 id = contributionIdOf(c);
+        if (c.datanetId != b.datanetId) revert NotInBatch(batchId, id);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(id))));
+        if (!MerkleProof.verify(proof, b.merkleRoot, leaf)) revert NotInBatch(batchId, id);
+        if (revoked[id]) revert AlreadyRevoked(id);
+        if (msg.sender != c.contributor && msg.sender != _datanets[b.datanetId].owner) {
+            revert NotContributorOrOwner(b.datanetId, id, msg.sender);
+        }
+        revoked[id] = true;
+        emit ContributionRevoked(b.datanetId, id, msg.sender, reason);
     }
 }

@@ -12,6 +12,9 @@ contract ModelRegistry is AccessRoles {
     mapping(bytes32 id => bool) public isBaseModel;
     mapping(bytes32 id => bool) public isSnapshot;
     mapping(bytes32 id => bool) public isAdapter;
+    /// @notice The adapter published under each version string (keccak256 of `line@x.y.z`):
+    /// a version names one adapter, so two workers cannot both publish the same one.
+    mapping(bytes32 versionHash => bytes32 id) public adapterByVersion;
 
     event BaseModelRegistered(bytes32 indexed id, bytes32 weightsHash, string architecture, string uri);
     event SnapshotCommitted(
@@ -33,6 +36,7 @@ contract ModelRegistry is AccessRoles {
     error UnknownSnapshot(bytes32 id);
     error UnknownAdapter(bytes32 id);
     error LengthMismatch(uint256 datanets, uint256 versions);
+    error VersionTaken(string version, bytes32 adapterId);
 
     constructor(address admin) AccessRoles(admin) {
         _grant(PUBLISHER_ROLE, admin);
@@ -71,6 +75,7 @@ contract ModelRegistry is AccessRoles {
         string calldata version
     ) external onlyRole(PUBLISHER_ROLE) {
         if (isAdapter[id]) revert AlreadyRegistered(id);
+        _claimVersion(version, id);
         if (!isBaseModel[baseModelId]) revert UnknownBaseModel(baseModelId);
         if (snapshotId != bytes32(0) && !isSnapshot[snapshotId]) revert UnknownSnapshot(snapshotId);
         for (uint256 i = 0; i < parentIds.length; i++) {
@@ -78,5 +83,12 @@ contract ModelRegistry is AccessRoles {
         }
         isAdapter[id] = true;
         emit AdapterPublished(id, baseModelId, parentIds, snapshotId, configHash, weightsHash, uri, version);
+    }
+
+    function _claimVersion(string calldata version, bytes32 id) private {
+        bytes32 versionHash = keccak256(bytes(version));
+        bytes32 holder = adapterByVersion[versionHash];
+        if (holder != bytes32(0)) revert VersionTaken(version, holder);
+        adapterByVersion[versionHash] = id;
     }
 }

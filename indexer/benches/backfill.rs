@@ -6,7 +6,8 @@
 //!
 //! Every block holds six transactions from the deployer and seven events: a Datanet created
 //! (`DatanetCreated`, `AnchorerSet`), a base model registered, a snapshot committed, an adapter
-//! published (child of the previous block's), a contribution revoked, a validator set.
+//! published (child of the previous block's), a contribution revoked (with its Merkle proof in
+//! one batch anchored before the first block), a validator set.
 //!
 //! `TRIBUTARY_BENCH_SCALE` (default 1.0: 20,000 blocks) scales the chain; `TRIBUTARY_CAST`
 //! names the cast binary (`scripts/setup.sh --bench` installs it).
@@ -27,12 +28,35 @@ use tributary_chain::keys::{ANVIL_DEV_KEY, parse_key};
 use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
 use tributary_lake::Lake;
+use tributary_schemas::contribution::Contribution;
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_sql::Store;
 
 const TXS_PER_BLOCK: usize = 6;
 
-/// Six signed transactions for block `b`, nonces from `nonce`.
-async fn block_txs(chain: &Chain, wallet: &EthereumWallet, b: u64, nonce: u64) -> Vec<Bytes> {
+/// The contribution block `b` revokes: one of Datanet 1's, all anchored in one batch before
+/// the blocks are generated.
+fn bench_contribution(b: u64) -> Contribution {
+    Contribution {
+        datanetId: U256::from(1),
+        contributor: Address::repeat_byte(0xbe),
+        contentHash: keccak256(format!("content-{b}")),
+        license: "CC0-1.0".into(),
+        timestamp: b,
+        nonce: b,
+        deadline: u64::MAX,
+    }
+}
+
+/// Six signed transactions for block `b`, nonces from `nonce`; `batch` holds the revoked
+/// contributions.
+async fn block_txs(
+    chain: &Chain,
+    wallet: &EthereumWallet,
+    b: u64,
+    nonce: u64,
+    batch: &(B256, MerkleTree),
+) -> Vec<Bytes> {
     let d = chain.deployment();
     let id = |what: &str| keccak256(format!("{what}-{b}"));
     let calls: [(Address, Vec<u8>); TXS_PER_BLOCK] = [
@@ -88,9 +112,12 @@ async fn block_txs(chain: &Chain, wallet: &EthereumWallet, b: u64, nonce: u64) -
         (
             d.datanet_registry,
             DatanetRegistry::revokeContributionCall {
-                datanetId: U256::from(1),
-                contributionId: id("contribution"),
-                signature: Bytes::new(),
+                batchId: batch.0,
+                c: (&bench_contribution(b)).into(),
+                proof: batch
+                    .1
+                    .proof(&leaf_bytes32(bench_contribution(b).id()))
+                    .expect("anchored"),
                 reason: "bench".into(),
             }
             .abi_encode(),
@@ -152,6 +179,7 @@ async fn generate(chain: &Chain, blocks: u64) {
     let from = signer.address();
     let wallet = EthereumWallet::from(signer);
     assert_eq!(root_datanet(chain).await, 1);
+    let batch = anchor_revocable(chain, blocks).await;
     let p = chain.provider();
     let _: serde_json::Value = p
         .raw_request("evm_setAutomine".into(), (false,))
@@ -161,7 +189,7 @@ async fn generate(chain: &Chain, blocks: u64) {
     let http = reqwest::Client::new();
     let url = chain.url().as_str();
     for b in 0..blocks {
-        let txs = block_txs(chain, &wallet, b, nonce).await;
+        let txs = block_txs(chain, &wallet, b, nonce, &batch).await;
         nonce += txs.len() as u64;
         let sends: Vec<_> = txs
             .iter()
@@ -192,6 +220,28 @@ async fn root_datanet(chain: &Chain) -> u64 {
         .await
         .unwrap()
         .to::<u64>()
+}
+
+/// Anchors one batch of Datanet 1 holding the contribution each block revokes (its manifest is
+/// not in the lake: the indexer records the batch unverified).
+async fn anchor_revocable(chain: &Chain, blocks: u64) -> (B256, MerkleTree) {
+    let tree = MerkleTree::new(
+        (0..blocks)
+            .map(|b| leaf_bytes32(bench_contribution(b).id()))
+            .collect(),
+    );
+    let id = keccak256("bench-batch");
+    let call = chain.datanet_registry().anchorBatch(
+        U256::from(1),
+        id,
+        tree.root(),
+        U256::from(blocks),
+        String::new(),
+        B256::ZERO,
+        0,
+    );
+    tributary_chain::send(call).await.unwrap();
+    (id, tree)
 }
 
 /// `cast logs --json` over every contract address, all at once; the logs it printed.

@@ -32,6 +32,9 @@ pub struct IndexStats {
     pub reorgs: u64,
     /// Rows removed by rollbacks.
     pub rolled_back: u64,
+    /// The last step found nothing left to index up to the confirmed head (also on an idle
+    /// chain, where no new block ever arrives).
+    pub at_head: bool,
 }
 
 /// A progress report: the stats so far and the chain's head.
@@ -232,8 +235,13 @@ impl<'a> Indexer<'a> {
         let head = self.chain.head().await?;
         let target = head.saturating_sub(self.confirmations);
         if from > target {
+            stats.at_head = true;
+            if let Some(report) = self.progress {
+                report(stats, head);
+            }
             return Ok(Step::AtHead);
         }
+        stats.at_head = false;
         use std::sync::atomic::Ordering::Relaxed;
         let range = self.current_range.load(Relaxed);
         // Far behind the head (backfill), several ranges are fetched at once and applied in

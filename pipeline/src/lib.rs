@@ -8,6 +8,8 @@
 //!
 //! - [`datanet`]: register a Datanet on chain (idempotent by name).
 //! - [`validate`]: validators' verdicts on batches; [`verify`]: proofs; [`revoke`]: revocations.
+//! - [`chain_state`]: anchored batches, revocations and verdicts as the chain records them, which
+//!   snapshots, attribution and settlement read.
 //! - [`sign`]: EIP-712 signing of contributions.
 //! - [`contribute`]: read files, sign or verify, validate against the Datanet, commit in
 //!   batches, keep refusals ([`readers`], [`rules`], [`minhash`], [`reject`]).
@@ -22,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chain_state;
 pub mod contribute;
 pub mod datanet;
 pub mod inferences;

@@ -1,9 +1,11 @@
-//! Revocation: the contributor (proving authorship with their signature) or the Datanet owner
-//! withdraws a contribution; the chain records it and the lake keeps a tombstone.
+//! Revocation: the contributor or the owner of the contribution's Datanet withdraws it. The
+//! registry checks who may, from the signed struct and its Merkle proof in the anchored batch;
+//! the chain's `ContributionRevoked` is what every consumer reads (see [`crate::chain_state`]).
+//! The lake's `revocations` table keeps a tombstone for analysts.
 
 use std::sync::Arc;
 
-use alloy::primitives::{B256, Bytes, TxHash, U256};
+use alloy::primitives::{B256, TxHash};
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::DatanetRegistry::DatanetRegistryErrors as E;
@@ -30,17 +32,13 @@ pub struct Revoked {
 /// Revokes contribution `id` as the chain's signer, with `reason`.
 pub async fn revoke(chain: &Chain, lake: &Lake, id: B256, reason: &str) -> Result<Revoked> {
     let stored = crate::verify::find_contribution(lake, id).await?;
-    let (datanet_id, contributor) = (stored.datanet_id, stored.contributor);
-    // The contributor proves authorship with the signature they gave; the owner needs none.
-    let proof = if contributor == chain.signer() {
-        stored.signature
-    } else {
-        Bytes::new()
-    };
+    let c = &stored.contribution;
+    let (datanet_id, contributor) = (c.datanetId.to::<u64>(), c.contributor);
+    let proof = crate::verify::batch_proof(lake, stored.batch_id, id).await?;
     let registry = chain.datanet_registry();
     let (tx, block, newly_revoked) = match send(registry.revokeContribution(
-        U256::from(datanet_id),
-        id,
+        stored.batch_id,
+        c.into(),
         proof,
         reason.to_string(),
     ))
@@ -64,6 +62,12 @@ pub async fn revoke(chain: &Chain, lake: &Lake, id: B256, reason: &str) -> Resul
                     log.block_number.unwrap_or_default(),
                     false,
                 )
+            }
+            Some(E::NotInBatch(_)) => {
+                return Err(Error::InvalidInput(format!(
+                    "the lake's copy of {id} does not match its batch {} anchored on chain: run `tributary verify {id}`",
+                    stored.batch_id
+                )));
             }
             Some(E::NotContributorOrOwner(_)) => {
                 return Err(Error::InvalidInput(format!(

@@ -680,14 +680,7 @@ impl Context {
                 }
             }
         }
-        let mut revoked = HashSet::new();
-        for b in lake.read(names::REVOCATIONS, None).await? {
-            let ids = b
-                .column_by_name("contribution_id")
-                .expect("revocations schema")
-                .as_string::<i32>();
-            revoked.extend(ids.iter().flatten().filter_map(|s| s.parse::<B256>().ok()));
-        }
+        let revoked = crate::chain_state::ChainState::read(chain).await?.revoked;
         let mut held_out: HashMap<B256, Vec<(B256, f64)>> = HashMap::new();
         for b in lake.read(names::ATTRIBUTIONS, None).await? {
             let s = |n: &str| {

@@ -1,7 +1,7 @@
 //! Snapshots: frozen training sets. A snapshot pins the `contributions` table at one Delta
 //! version and lists, from the Datanets asked for, the contributions that count at the moment
-//! it is taken: anchored on chain (their batch is in `batches`), not rejected by a validator,
-//! not revoked. The list goes to the lake as a [`SnapshotManifest`] and its Merkle root, count
+//! it is taken: anchored on chain, not rejected by a verdict a validator recorded on chain, not
+//! revoked on chain (see [`crate::chain_state`]: a revocation sent from a wallet counts). The list goes to the lake as a [`SnapshotManifest`] and its Merkle root, count
 //! and versions on chain (`SnapshotCommitted`). Training reads a snapshot through Delta time
 //! travel ([`read`]): the rows of `contributions` at the pinned version whose ids the manifest
 //! lists, never "whatever is there now".
@@ -22,7 +22,7 @@ use tributary_lake::Lake;
 use tributary_schemas::manifest::{SnapshotEntry, SnapshotManifest};
 use tributary_schemas::tables::names;
 
-use crate::validate::REJECTED;
+use crate::chain_state::ChainState;
 use crate::{Error, Result};
 
 /// A committed snapshot.
@@ -42,30 +42,15 @@ pub struct Committed {
     pub newly_committed: bool,
 }
 
-/// The ids in column `column` of `batches`, where `keep` says so.
-fn ids(
-    batches: &[RecordBatch],
-    column: &str,
-    keep: impl Fn(&RecordBatch, usize) -> bool,
-) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for b in batches {
-        let col = b
-            .column_by_name(column)
-            .expect("declared column")
-            .as_string::<i32>();
-        for i in 0..b.num_rows() {
-            if keep(b, i) {
-                out.insert(col.value(i).to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Lists what a snapshot of `datanets` (on-chain ids) at `contributions` version `at` (the
-/// latest when `None`) would hold. Nothing is written.
-pub async fn freeze(lake: &Lake, datanets: &[u64], at: Option<u64>) -> Result<SnapshotManifest> {
+/// latest when `None`) would hold, given what the chain says (`on_chain`: anchored batches,
+/// revocations, validators' verdicts). Nothing is written.
+pub async fn freeze(
+    lake: &Lake,
+    on_chain: &ChainState,
+    datanets: &[u64],
+    at: Option<u64>,
+) -> Result<SnapshotManifest> {
     let datanets: BTreeSet<u64> = datanets.iter().copied().collect();
     if datanets.is_empty() {
         return Err(Error::InvalidInput(
@@ -84,27 +69,7 @@ pub async fn freeze(lake: &Lake, datanets: &[u64], at: Option<u64>) -> Result<Sn
         )));
     }
     let rows = lake.read(names::CONTRIBUTIONS, Some(version)).await?;
-    let anchored = ids(
-        &lake.read(names::BATCHES, None).await?,
-        "batch_id",
-        |_, _| true,
-    );
-    let revoked = ids(
-        &lake.read(names::REVOCATIONS, None).await?,
-        "contribution_id",
-        |_, _| true,
-    );
-    let rejected = ids(
-        &lake.read(names::VALIDATIONS, None).await?,
-        "contribution_id",
-        |b, i| {
-            b.column_by_name("verdict")
-                .expect("declared column")
-                .as_string::<i32>()
-                .value(i)
-                == REJECTED
-        },
-    );
+    let rejections = on_chain.rejections(lake).await?;
     let mut seen_datanets = BTreeSet::new();
     let mut entries = Vec::new();
     for b in &rows {
@@ -131,15 +96,22 @@ pub async fn freeze(lake: &Lake, datanets: &[u64], at: Option<u64>) -> Result<Sn
             }
             seen_datanets.insert(d);
             let cid = id.value(i);
-            if !anchored.contains(batch.value(i)) || revoked.contains(cid) || rejected.contains(cid)
-            {
-                continue;
-            }
             let bad = || {
                 Error::InvalidInput(format!("contribution row {cid:?} in the lake is malformed"))
             };
+            let (cid, batch): (B256, B256) = (
+                cid.parse().map_err(|_| bad())?,
+                batch.value(i).parse().map_err(|_| bad())?,
+            );
+            if !on_chain.anchored.contains(&batch)
+                || rejections.batches.contains(&batch)
+                || on_chain.is_revoked(&cid)
+                || rejections.contributions.contains(&cid)
+            {
+                continue;
+            }
             entries.push(SnapshotEntry {
-                id: cid.parse().map_err(|_| bad())?,
+                id: cid,
                 datanet_id: d,
                 contributor: who.value(i).parse::<Address>().map_err(|_| bad())?,
             });
@@ -239,7 +211,7 @@ pub async fn snapshot(
     datanets: &[u64],
     at: Option<u64>,
 ) -> Result<Committed> {
-    let manifest = freeze(lake, datanets, at).await?;
+    let manifest = freeze(lake, &ChainState::read(chain).await?, datanets, at).await?;
     commit(chain, lake, &manifest).await
 }
 

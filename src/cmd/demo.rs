@@ -73,6 +73,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         key_file: None,
         lake: None,
         store: None,
+        deployment: None,
     };
 
     let chain = std::sync::Arc::new(super::chain(&common).await?);
@@ -237,8 +238,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ),
     )
     .await?;
-    let v1 = tributary_trainer::serve::http::router(inference.clone());
-    let who = infer(&v1).await?;
+    let (token, token_from) = super::api_token(None, &args.data_dir)?;
+    let v1 = tributary_trainer::serve::http::router(inference.clone(), token.clone());
+    let who = infer(&v1, &token).await?;
     let batches = inference.ledger.flush().await?;
     println!(
         "ledger: the answer is recorded on chain (InferencesRecorded, batch {})",
@@ -328,8 +330,13 @@ scheduled training: tributary jobs run {name} --config-file {}",
         pg.ip(),
         pg.port()
     );
+    let bearer = if token_from == "TRIBUTARY_API_TOKEN" {
+        "$TRIBUTARY_API_TOKEN".to_string()
+    } else {
+        format!("$(cat {token_from})")
+    };
     println!(
-        "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
+        "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
     );
     println!("chain RPC: {}", chain.url());
     println!("Ctrl-C to stop.");
@@ -353,7 +360,10 @@ scheduled training: tributary jobs run {name} --config-file {}",
 
 /// Asks the demo adapter one question through the inference routes, prints the answer
 /// with its ancestry and attribution, and returns the contributor of its top contribution.
-async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> {
+async fn infer(
+    v1: &axum::Router,
+    token: &tributary_trainer::serve::http::ApiToken,
+) -> anyhow::Result<tributary_schemas::Address> {
     use tower::ServiceExt;
     let body = serde_json::json!({
         "model": "kitchen-assistant@1.0.0",
@@ -365,6 +375,7 @@ async fn infer(v1: &axum::Router) -> anyhow::Result<tributary_schemas::Address> 
     println!("\ninference: POST /v1/completions {body}");
     let request = axum::http::Request::post("/v1/completions")
         .header("content-type", "application/json")
+        .header("authorization", token.header())
         .body(axum::body::Body::from(body.to_string()))?;
     let response = v1.clone().oneshot(request).await?;
     let status = response.status();

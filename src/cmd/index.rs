@@ -44,7 +44,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let chain = super::chain(&args.common).await?;
+    let chain = super::chain_read_only(&args.common).await?;
     let lake = super::lake(&args.common)?;
     let store = super::store(&args.common).await?;
     let mut registry = Registry::default();

@@ -4,6 +4,7 @@ pub(crate) mod attribute;
 pub(crate) mod contribute;
 pub(crate) mod datanet;
 pub(crate) mod demo;
+pub(crate) mod deploy;
 pub(crate) mod doctor;
 pub(crate) mod index;
 pub(crate) mod init;
@@ -25,8 +26,28 @@ use tributary_sql::Store;
 
 use crate::Common;
 
-/// Connects to the chain the flags name (starting anvil when none is given).
+/// Connects to the chain the flags name (starting anvil when none is given), to send
+/// transactions: a signer key is needed except on a local dev chain.
 pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
+    connect(chain_config(common)?).await
+}
+
+/// Connects to read only (index, verify, serving the API): no signer key is needed.
+pub(crate) async fn chain_read_only(common: &Common) -> anyhow::Result<Chain> {
+    let mut config = chain_config(common)?;
+    config.read_only = true;
+    connect(config).await
+}
+
+async fn connect(config: ChainConfig) -> anyhow::Result<Chain> {
+    Chain::connect(config)
+        .await
+        .context("connecting to the chain")
+}
+
+/// The chain settings of `common`: RPC URL, rate, signer, and a deployment named by
+/// `--deployment` / `[chain]`.
+pub(crate) fn chain_config(common: &Common) -> anyhow::Result<ChainConfig> {
     let mut config = match &common.rpc_url {
         Some(url) => ChainConfig::rpc(url.clone(), &common.data_dir),
         None => ChainConfig::embedded(&common.data_dir),
@@ -37,9 +58,19 @@ pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
         (None, Ok(hex)) => Some(keys::parse_key(&hex).context("TRIBUTARY_PRIVATE_KEY")?),
         (None, Err(_)) => None,
     };
-    Chain::connect(config)
-        .await
-        .context("connecting to the chain")
+    config.deployment = match &common.deployment {
+        Some(path) => Some(
+            serde_json::from_slice(&std::fs::read(path).with_context(|| {
+                format!(
+                    "reading the deployment record {}: fix --deployment / TRIBUTARY_DEPLOYMENT",
+                    path.display()
+                )
+            })?)
+            .with_context(|| format!("{} is not a deployment record", path.display()))?,
+        ),
+        None => crate::config::get().1.chain.inline()?,
+    };
+    Ok(config)
 }
 
 /// Opens the lake the flags name (`lake` in the data directory by default).
@@ -60,6 +91,52 @@ pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
     Store::connect(&url)
         .await
         .with_context(|| format!("opening the index store {url}"))
+}
+
+/// The bearer token `/v1/completions` and `/v1/chat/completions` require, and where it comes
+/// from: `TRIBUTARY_API_TOKEN`, else the file `file` (`--api-token-file`), else `api-token` in
+/// the data directory, created with a random token (readable by its owner only) on first use.
+pub(crate) fn api_token(
+    file: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(tributary_trainer::serve::http::ApiToken, String)> {
+    use tributary_trainer::serve::http::ApiToken;
+    if let Ok(t) = std::env::var("TRIBUTARY_API_TOKEN") {
+        return Ok((ApiToken::new(&t)?, "TRIBUTARY_API_TOKEN".into()));
+    }
+    if let Some(f) = file {
+        let t = std::fs::read_to_string(f).with_context(|| {
+            format!(
+                "reading the API token file {}: create it, or fix --api-token-file",
+                f.display()
+            )
+        })?;
+        return Ok((ApiToken::new(&t)?, f.display().to_string()));
+    }
+    let path = data_dir.join("api-token");
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data_dir)?;
+        let mut secret = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+        let token = tributary_schemas::B256::from(secret).to_string();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .or_else(|e| match e.kind() {
+                // another process created it first: use theirs
+                std::io::ErrorKind::AlreadyExists => std::fs::File::open(&path),
+                _ => Err(e),
+            })
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(token.trim_start_matches("0x").as_bytes())?;
+    }
+    let t = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the API token file {}", path.display()))?;
+    Ok((ApiToken::new(&t)?, path.display().to_string()))
 }
 
 /// Where OpenLineage events go (`[openlineage]`, TRIBUTARY_OPENLINEAGE_*), if anywhere.

@@ -91,6 +91,12 @@ pub(crate) struct Args {
     /// stop working.
     #[arg(long)]
     no_introspection: bool,
+    /// File holding the bearer token that `/v1/completions` and `/v1/chat/completions` require
+    /// (they record every answer on chain); `TRIBUTARY_API_TOKEN` gives the token itself.
+    /// Default: `api-token` in the data directory, created with a random token on first start.
+    /// Reads (GraphQL queries, SQL, `/v1/models`) need none.
+    #[arg(long, env = "TRIBUTARY_API_TOKEN_FILE", value_name = "PATH")]
+    api_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     inference: Inference,
 }
@@ -176,7 +182,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
     let addr = listener.local_addr()?;
-    let chain = Arc::new(super::chain(&args.common).await?);
+    // Serving the API and indexing only read the chain: no signer key needed for those.
+    let chain = if has(Part::Scheduler) || has(Part::Inference) {
+        super::chain(&args.common).await?
+    } else {
+        super::chain_read_only(&args.common).await?
+    };
+    let chain = Arc::new(chain);
     let chain_id = chain.chain_id();
     let store = super::store(&args.common).await?;
     let lake = super::lake(&args.common)?;
@@ -210,7 +222,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         tasks.spawn(async move {
             let report = |s: &IndexStats, head: u64| {
                 metrics.observe(s, head);
-                if s.to_block >= head
+                if (s.at_head || s.to_block >= head)
                     && let Some(r) = &ready.indexed
                 {
                     r.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -275,10 +287,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let server =
             tributary_trainer::serve::Server::start(chain.clone(), lake.clone(), inference_config)
                 .await?;
-        router = router.merge(tributary_trainer::serve::http::router(server.clone()));
+        let (token, from) =
+            super::api_token(args.api_token_file.as_deref(), &args.common.data_dir)?;
+        router = router.merge(tributary_trainer::serve::http::router(
+            server.clone(),
+            token,
+        ));
         println!(
             "Inference (OpenAI-compatible): http://{addr}/v1/completions, /v1/chat/completions, /v1/models"
         );
+        println!("Inference API token (Authorization: Bearer): {from}");
         inference = Some(server);
     }
 

@@ -11,10 +11,11 @@ pub(crate) struct Args {
     contribution: String,
 }
 
-/// Exit code 0 when the proof holds on chain, 1 when it does not (or the id is unknown).
+/// `Ok(true)` when every check holds, `Ok(false)` when one fails or the id is unknown (the
+/// reason printed); `Err` when the checks could not run (exit 2).
 pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     let id = super::parse_id(&args.contribution)?;
-    let chain = super::chain(&args.common).await?;
+    let chain = super::chain_read_only(&args.common).await?;
     let lake = super::lake(&args.common)?;
     let p = match tributary_pipeline::verify::prove(&chain, &lake, id).await {
         Ok(p) => p,
@@ -39,14 +40,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     for h in &p.proof {
         println!("    {h}");
     }
-    if p.revoked {
-        println!("REVOKED: the contribution was withdrawn on chain");
-        return Ok(false);
+    match &p.failure {
+        None => println!(
+            "VERIFIED: the lake's copy is what its contributor signed and the proof holds against the root on chain"
+        ),
+        Some(why) => println!("NOT VERIFIED: {why}"),
     }
-    if p.holds {
-        println!("VERIFIED: the proof holds against the root on chain");
-    } else {
-        println!("NOT VERIFIED: the proof does not hold against the root on chain");
-    }
-    Ok(p.holds)
+    Ok(p.holds())
 }

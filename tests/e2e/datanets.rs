@@ -101,8 +101,107 @@ impl Setup {
     }
 }
 
-fn dev_key(i: usize) -> String {
+pub(crate) fn dev_key(i: usize) -> String {
     alloy::primitives::keccak256(format!("tributary-dev-contributor-{i}")).to_string()
+}
+
+/// The one row `query` returns through `tributary sql`, as strings.
+fn sql_row(s: &Setup, query: &str) -> Vec<String> {
+    let out = s.cmd(&["sql", "--format", "csv", query]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{query}: no row in {text}"));
+    line.split(',').map(str::to_string).collect()
+}
+
+/// Revokes contribution `id` the way a wallet user does: a transaction signed here with the
+/// contributor's key (dev key `key`) and sent raw to the registry at the address in the
+/// deployment record. No `tributary` command is involved; the proof is what `verify` prints.
+pub(crate) async fn revoke_from_wallet(s: &Setup, key: usize, id: &str, reason: &str) {
+    use alloy::eips::eip2718::Encodable2718;
+    use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+    use alloy::primitives::{B256, U256};
+    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::rpc::types::TransactionRequest;
+    use alloy::signers::local::PrivateKeySigner;
+    use alloy::sol_types::SolCall;
+    use tributary_chain::bindings::DatanetRegistry;
+
+    let r = sql_row(
+        s,
+        &format!(
+            "SELECT datanet_id, contributor, content_hash, license, timestamp, nonce, deadline, \
+             batch_id FROM contributions WHERE contribution_id = '{id}'"
+        ),
+    );
+    let verify = s.cmd(&["verify", id]).output().unwrap();
+    let proof: Vec<B256> = String::from_utf8_lossy(&verify.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("    0x"))
+        .map(|h| format!("0x{h}").parse().unwrap())
+        .collect();
+    let int = |i: usize| r[i].parse::<i64>().unwrap() as u64;
+    let call = DatanetRegistry::revokeContributionCall {
+        batchId: r[7].parse().unwrap(),
+        c: DatanetRegistry::Contribution {
+            datanetId: U256::from(int(0)),
+            contributor: r[1].parse().unwrap(),
+            contentHash: r[2].parse().unwrap(),
+            license: r[3].clone(),
+            timestamp: int(4),
+            nonce: int(5),
+            deadline: int(6),
+        },
+        proof,
+        reason: reason.into(),
+    };
+    let deployment: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.data.join("deployment.json")).unwrap()).unwrap();
+    let registry: alloy::primitives::Address = deployment["datanet_registry"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key: PrivateKeySigner = dev_key(key).parse().unwrap();
+    let from = key.address();
+    let provider = ProviderBuilder::new().connect_http(s.rpc_url().clone());
+    // The contributor pays their own gas (anvil gives them some first).
+    let _: serde_json::Value = provider
+        .raw_request(
+            "anvil_setBalance".into(),
+            (from, U256::from(10u128.pow(20))),
+        )
+        .await
+        .unwrap();
+    let fee = provider.get_gas_price().await.unwrap();
+    let tx = TransactionRequest::default()
+        .with_from(from)
+        .with_to(registry)
+        .with_input(call.abi_encode())
+        .with_chain_id(provider.get_chain_id().await.unwrap())
+        .with_nonce(provider.get_transaction_count(from).await.unwrap())
+        .with_gas_limit(300_000)
+        .with_max_fee_per_gas(fee * 2)
+        .with_max_priority_fee_per_gas(fee);
+    let signed = tx.build(&EthereumWallet::from(key)).await.unwrap();
+    let receipt = provider
+        .send_raw_transaction(&signed.encoded_2718())
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(
+        receipt.status(),
+        "the wallet's revocation reverted: {receipt:?}"
+    );
 }
 
 /// `n` distinct valid records, numbered from `from`.
@@ -221,18 +320,40 @@ async fn contribute_verify_and_revoke_through_the_cli() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("VERIFIED: the proof holds") && text.contains("anchored in  tx 0x"),
+        text.contains("VERIFIED: the lake's copy is what its contributor signed")
+            && text.contains("anchored in  tx 0x"),
         "{text}"
     );
 
+    // Exit 1 with the reason for what does not verify, 2 for what could not be checked.
     let forged = format!("0x{}", "ab".repeat(32));
     let out = s.cmd(&["verify", &forged]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("NOT VERIFIED"));
     let out = s.cmd(&["verify", "0x12"]).output().unwrap();
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("64 hex digits")
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+    let out = s
+        .cmd(&["verify", &id, "--rpc-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unreachable chain is an error"
     );
+
+    // A manifest altered in the lake (another entry's id replaced): the proof it gives no
+    // longer leads to the root on chain. Restored afterwards.
+    let third = ids.keys().nth(2).unwrap().clone();
+    let manifest = tampered_manifest(&s, &third);
+    let out = s.cmd(&["verify", &third]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("NOT VERIFIED: wrong proof"), "{text}");
+    std::fs::write(&manifest.0, &manifest.1).unwrap();
+    let out = s.cmd(&["verify", &third]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
 
     let out = s
         .cmd(&["revoke", &id, "--reason", "license withdrawn"])
@@ -245,9 +366,16 @@ async fn contribute_verify_and_revoke_through_the_cli() {
     );
     let out = s.cmd(&["verify", &id]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("REVOKED"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT VERIFIED: revoked"));
 
-    // A snapshot freezes the 11 contributions still counting; taking it again is a no-op.
+    // The contributor of another withdraws it from their wallet, without Tributary.
+    let second = ids.keys().nth(1).unwrap().clone();
+    revoke_from_wallet(&s, 1, &second, "changed my mind").await;
+    let out = s.cmd(&["verify", &second]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // A snapshot freezes the 10 contributions still counting (both revocations count);
+    // taking it again is a no-op.
     let snap = |extra: &[&str]| {
         let mut args = vec!["snapshot", "--datanet", "kitchen-conversions"];
         args.extend_from_slice(extra);
@@ -261,7 +389,7 @@ async fn contribute_verify_and_revoke_through_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains(" committed in tx 0x") && text.contains(": 11 contributions"),
+        text.contains(" committed in tx 0x") && text.contains(": 10 contributions"),
         "{text}"
     );
     let again = snap(&[]);
@@ -278,6 +406,22 @@ async fn contribute_verify_and_revoke_through_the_cli() {
         !out.status.success() && err.contains("--at-version 999"),
         "{err}"
     );
+}
+
+/// Replaces another entry's id in the manifest of `id`'s batch; returns (path, original bytes).
+fn tampered_manifest(s: &Setup, id: &str) -> (PathBuf, Vec<u8>) {
+    let batch = &sql_row(
+        s,
+        &format!("SELECT batch_id FROM contributions WHERE contribution_id = '{id}'"),
+    )[0];
+    let path = s.data.join(format!("lake/manifests/batches/{batch}.json"));
+    let original = std::fs::read(&path).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let entries = m["contributions"].as_array_mut().unwrap();
+    let other = entries.iter_mut().find(|e| e["id"] != id).unwrap();
+    other["id"] = format!("0x{}", "cd".repeat(32)).into();
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    (path, original)
 }
 
 #[tokio::test]
@@ -437,7 +581,7 @@ async fn the_lake_on_s3_takes_two_writers_at_once() {
     );
     let out = s.cmd(&["verify", &id]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("REVOKED"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT VERIFIED: revoked"));
     let revocations = s.lake().read(names::REVOCATIONS, None).await.unwrap();
     assert_eq!(revocations.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }

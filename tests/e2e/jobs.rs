@@ -45,10 +45,26 @@ patience = 0
     )
 }
 
-struct Worker {
-    child: Child,
+pub(crate) struct Worker {
+    pub(crate) child: Child,
     /// Lines it printed on stdout before serving.
-    banner: Vec<String>,
+    pub(crate) banner: Vec<String>,
+    /// Every line it printed on stderr so far (also echoed to the test's stderr).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    /// Waits until a stderr line contains `text` (at most `secs`).
+    fn wait_log(&self, text: &str, secs: u64) {
+        let start = Instant::now();
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(text)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "no log line with {text:?} within {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for Worker {
@@ -59,12 +75,20 @@ impl Drop for Worker {
 }
 
 /// Starts `tributary serve` with `args` and reads its banner up to the health line.
-fn start(mut cmd: std::process::Command) -> Worker {
+pub(crate) fn start(mut cmd: std::process::Command) -> Worker {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (errors, keep) = (child.stderr.take().unwrap(), log.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(errors).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            keep.lock().unwrap().push(line);
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
     for line in lines.by_ref() {
@@ -80,7 +104,7 @@ fn start(mut cmd: std::process::Command) -> Worker {
         "serve stopped before serving: {banner:?}"
     );
     std::thread::spawn(move || for _ in lines {});
-    Worker { child, banner }
+    Worker { child, banner, log }
 }
 
 /// A small OpenLineage consumer: keeps the events POSTed to `/api/v1/lineage`.
@@ -235,7 +259,7 @@ fn published_pantry(s: &Setup) -> Vec<String> {
     })
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -439,8 +463,11 @@ fn occurrences_missed_while_down_are_caught_up_once() {
     assert!(wait_exit(&mut w.child, 30).success());
 }
 
+/// The worker holding a run is stalled (SIGSTOP) past its lease: the other takes the run over
+/// and publishes it; resumed, the stalled one finds at the moment of publishing that it lost
+/// the lease and publishes nothing.
 #[test]
-fn two_workers_on_postgres_run_a_due_job_once_and_survive_a_kill() {
+fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes() {
     let pg = pg::Postgres::start();
     let s = setup();
     let st = s
@@ -467,16 +494,21 @@ fn two_workers_on_postgres_run_a_due_job_once_and_survive_a_kill() {
         .parse()
         .unwrap();
     assert!(pids.contains(&holder), "{holder} not in {pids:?}");
-    // Kill it once training is under way (its snapshot recorded).
-    wait_runs(&s, Some(&pg.url), 60, |r| r[0]["snapshot_id"].is_string());
-    std::thread::sleep(Duration::from_secs(2));
-    let (dead, alive) = if a.child.id() == holder {
+    // Stall it once training is under way (its snapshot recorded).
+    let r = wait_runs(&s, Some(&pg.url), 60, |r| r[0]["snapshot_id"].is_string());
+    let (stalled, alive) = if a.child.id() == holder {
         (&mut a, &mut b)
     } else {
         (&mut b, &mut a)
     };
-    dead.child.kill().unwrap(); // SIGKILL
-    dead.child.wait().unwrap();
+    let signal = |sig: &str, child: &Child| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP", &stalled.child);
     let snapshot = r[0]["snapshot_id"].clone();
 
     // The other takes it over when the lease runs out and finishes it, on the same snapshot.
@@ -492,11 +524,24 @@ fn two_workers_on_postgres_run_a_due_job_once_and_survive_a_kill() {
     let r0 = runs(&s, Some(&pg.url));
     assert_eq!(r0[0]["snapshot_id"], snapshot, "{r0:#?}");
     assert_eq!(published_pantry(&s), ["pantry@1.0.0"]);
-    // No new data: no further run while the survivor keeps ticking.
+
+    // Resumed, the stalled worker trains on to the end and stops at the publishing step.
+    signal("-CONT", &stalled.child);
+    stalled.wait_log("not publishing", 600);
+    assert_eq!(published_pantry(&s), ["pantry@1.0.0"]);
+    let r1 = runs(&s, Some(&pg.url));
+    assert_eq!(r1.len(), 1, "{r1:#?}");
+    assert_eq!(
+        r1[0]["worker"], run["worker"],
+        "the run stays the survivor's"
+    );
+    // No new data: no further run while both keep ticking.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(runs(&s, Some(&pg.url)).len(), 1);
-    sigterm(&alive.child);
-    assert!(wait_exit(&mut alive.child, 30).success());
+    for w in [stalled, alive] {
+        sigterm(&w.child);
+        assert!(wait_exit(&mut w.child, 30).success());
+    }
 }
 
 #[test]
@@ -597,4 +642,81 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
     sigterm(&w.child);
     let st = wait_exit(&mut w.child, 30);
     assert!(st.success(), "{st}");
+}
+
+/// A server started after the index reached the head of a chain where nothing happens any
+/// more is ready (no new block is needed to say so), and its index metrics show the head and
+/// the checkpoint instead of zeros.
+#[test]
+fn ready_on_an_idle_chain() {
+    let s = setup();
+    let out = s.cmd(&["index"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = start(s.cmd(&[
+        "serve",
+        "--only",
+        "api,indexer",
+        "--listen",
+        "127.0.0.1:0",
+        "--pg-listen",
+        "127.0.0.1:0",
+    ]));
+    let base = w
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("SQL: POST "))
+        .and_then(|u| u.strip_suffix("/sql"))
+        .unwrap_or_else(|| panic!("{:?}", w.banner))
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use alloy::providers::Provider;
+        let head = alloy::providers::ProviderBuilder::new()
+            .connect_http(s.rpc_url().clone())
+            .get_block_number()
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+            let code = r.status();
+            let body: Value = r.json().await.unwrap();
+            if code == 200 {
+                assert_eq!(body["indexer"], "at head", "{body}");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "not ready on an idle chain: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for m in [
+            format!("tributary_index_head_block {head}"),
+            format!("tributary_index_checkpoint_block {head}"),
+            "tributary_index_lag_blocks 0".to_string(),
+        ] {
+            assert!(metrics.contains(&m), "{m} missing:\n{metrics}");
+        }
+        let again: u64 = alloy::providers::ProviderBuilder::new()
+            .connect_http(s.rpc_url().clone())
+            .get_block_number()
+            .await
+            .unwrap();
+        assert_eq!(again, head, "no block was mined meanwhile");
+    });
+    sigterm(&w.child);
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod datanets;
 mod demo;
+mod deployment;
 mod index;
 mod jobs;
 mod s3;

@@ -45,13 +45,18 @@ fn serve(s: &Setup, ledger_interval: &str) -> Server {
     Server { child, base }
 }
 
-fn client(base: &str, model: &str) -> Value {
+/// The bearer token a server on `s`'s data directory created.
+fn token(s: &Setup) -> String {
+    std::fs::read_to_string(s.data.join("api-token")).unwrap()
+}
+
+fn client(s: &Setup, base: &str, model: &str) -> Value {
     let python = std::env::var("TRIBUTARY_PYTHON").expect(
         "TRIBUTARY_PYTHON is not set: run `eval \"$(scripts/setup.sh)\"` (it installs the openai client)",
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
     let out = Command::new(python)
-        .args([script, base, model])
+        .args([script, base, model, &token(s)])
         .output()
         .unwrap();
     assert!(
@@ -152,7 +157,32 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
 
     // Answers are journaled; this server never posts (interval of an hour) and is killed.
     let mut server = serve(&s, "3600");
-    let v = client(&server.base, "pantry@1.0.0");
+    // Answering records on chain: no token, or a wrong one, is refused before any work.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for auth in [None, Some("Bearer wrong"), Some("Basic abc")] {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/completions", server.base))
+            .json(&serde_json::json!({
+                "model": "pantry@1.0.0",
+                "prompt": "question: How many grams is 1 cup of butter?\nanswer:",
+                "max_tokens": 4,
+            }));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = rt.block_on(req.send()).unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    let models = rt
+        .block_on(
+            reqwest::Client::new()
+                .get(format!("{}/v1/models", server.base))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(models.status(), 200, "reads stay public");
+    let v = client(&s, &server.base, "pantry@1.0.0");
     check_answers(&v, &first, "pantry@1.0.0");
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
@@ -172,7 +202,7 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     let (ok, text) = train(&s, "second", &job, &s.dir().join("b"));
     assert!(ok, "{text}");
     let (second, _) = published(&text, "larder@1.0.0");
-    let v = client(&server.base, &second);
+    let v = client(&s, &server.base, &second);
     check_answers(&v, &second, "larder@1.0.0");
     let start = Instant::now();
     while sql_count(&s, "SELECT count(*) FROM inferences") < 10 {
@@ -232,8 +262,52 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         ) >= 1
     );
 
+    // A contributor withdraws one of the answer's paid contributions from their own wallet,
+    // with a transaction Tributary never sees: a snapshot leaves it out and settlement pays it
+    // nothing.
+    let top = v["completion"]["attribution"]["top"].as_array().unwrap();
+    let gone = top[1..]
+        .iter()
+        .find(|t| t["share"].as_f64().unwrap() > 0.0)
+        .unwrap_or_else(|| panic!("no second paid contribution: {top:#?}"));
+    let key = (1..=2)
+        .find(|&k| {
+            let signer: alloy::signers::local::PrivateKeySigner =
+                crate::datanets::dev_key(k).parse().unwrap();
+            signer
+                .address()
+                .to_string()
+                .eq_ignore_ascii_case(gone["contributor"].as_str().unwrap())
+        })
+        .unwrap();
+    let gone = gone["contribution"].as_str().unwrap().to_string();
+    rt.block_on(crate::datanets::revoke_from_wallet(
+        &s,
+        key,
+        &gone,
+        "withdrawn from my wallet",
+    ));
+    let snap = run(&s, &["snapshot", "--datanet", "kitchen-conversions"]);
+    let uri = snap
+        .lines()
+        .find_map(|l| l.strip_prefix("manifest: "))
+        .unwrap_or_else(|| panic!("{snap}"));
+    let manifest = std::fs::read_to_string(uri.trim().strip_prefix("file://").unwrap()).unwrap();
+    assert!(
+        !manifest.contains(&gone),
+        "the snapshot holds the revoked {gone}"
+    );
+
     // Settle, then the top contributor claims.
     let settled = run(&s, &["rewards", "settle"]);
+    assert_eq!(
+        sql_count(
+            &s,
+            &format!("SELECT count(*) FROM reward_allocations WHERE contribution_id = '{gone}'")
+        ),
+        0,
+        "a contribution revoked from a wallet is paid nothing"
+    );
     assert!(
         settled.contains("epoch 1:") && settled.contains("EpochAllocated in tx"),
         "{settled}"

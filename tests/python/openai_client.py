@@ -8,8 +8,8 @@ import sys
 import openai
 from openai import OpenAI
 
-base, model = sys.argv[1], sys.argv[2]
-client = OpenAI(base_url=base + "/v1", api_key="not-needed", max_retries=0, timeout=120)
+base, model, token = sys.argv[1], sys.argv[2], sys.argv[3]
+client = OpenAI(base_url=base + "/v1", api_key=token, max_retries=0, timeout=120)
 PROMPT = "question: How many grams is 1 cup of butter?\nanswer:"
 out = {"models": [m.id for m in client.models.list().data]}
 

@@ -2,7 +2,7 @@
 //!
 //! The adapter, its base model, its influence and span indexes come from the lake (the base
 //! model is cached locally after the first download); contributors and Datanets come from the
-//! adapter's snapshot manifest; revocations from the lake's `revocations` table, so a revoked
+//! adapter's snapshot manifest; revocations from the chain (whoever sent them), so a revoked
 //! contribution keeps its score for the record but gets no share.
 
 use std::collections::{BTreeMap, HashSet};
@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
-use arrow::array::{
-    ArrayRef, AsArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use tch::{Device, Tensor};
 use tributary_chain::Chain;
@@ -164,18 +162,10 @@ pub(crate) async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<P
     Ok(dir)
 }
 
-/// Contribution ids revoked so far (the lake's `revocations` table).
-pub(crate) async fn revoked(lake: &Lake) -> Result<HashSet<String>> {
-    let batches = lake.read(names::REVOCATIONS, None).await?;
-    let mut out = HashSet::new();
-    for b in batches {
-        let ids = b
-            .column_by_name("contribution_id")
-            .expect("revocations schema")
-            .as_string::<i32>();
-        out.extend(ids.iter().flatten().map(str::to_string));
-    }
-    Ok(out)
+/// Contribution ids revoked on chain, by whichever wallet (see `tributary_pipeline::chain_state`).
+pub(crate) async fn revoked(chain: &Chain) -> Result<HashSet<String>> {
+    let state = tributary_pipeline::chain_state::ChainState::read(chain).await?;
+    Ok(state.revoked.iter().map(|id| id.to_string()).collect())
 }
 
 /// Writes the adapter's attribution over its held-out set to the lake's `attributions`
@@ -411,7 +401,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
         .iter()
         .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
         .collect();
-    let gone = revoked(lake).await?;
+    let gone = revoked(chain).await?;
 
     let dir = files.path().to_path_buf();
     let q = q.clone();

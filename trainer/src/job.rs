@@ -411,7 +411,7 @@ pub async fn run(
     opts: &Options,
     progress: Box<dyn FnMut(&Progress) + Send>,
 ) -> Result<Published> {
-    match run_gated(chain, lake, spec, opts, None, progress).await? {
+    match run_gated(chain, lake, spec, opts, None, None, progress).await? {
         Outcome::Published { published, .. } => Ok(published),
         Outcome::NotPromoted(_) => unreachable!("no promotion rule, no refusal"),
     }
@@ -444,16 +444,25 @@ pub struct NotPromoted {
     pub eval_loss: f64,
 }
 
+/// Asked right before the publishing transaction is sent; an `Err` stops the run unpublished
+/// (a scheduled run checks that its worker still holds the lease).
+pub type PublishGuard<'a> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>
+    + Send
+    + Sync
+    + 'a;
+
 /// Like [`run`], with a promotion rule: when the job continues from one parent (the line's
 /// current version), the new adapter is published only if its held-out loss is below the
 /// parent's on the same held-out split by at least the fraction `min_improvement` (0: any
-/// improvement). Without a parent there is nothing to beat and it is published.
+/// improvement). Without a parent there is nothing to beat and it is published. `guard`, when
+/// given, must pass right before publishing.
 pub async fn run_gated(
     chain: &Chain,
     lake: &Lake,
     spec: &Spec,
     opts: &Options,
     min_improvement: Option<f64>,
+    guard: Option<&PublishGuard<'_>>,
     progress: Box<dyn FnMut(&Progress) + Send>,
 ) -> Result<Outcome> {
     if let Some(m) = min_improvement.filter(|m| !(0.0..1.0).contains(m)) {
@@ -665,6 +674,9 @@ pub async fn run_gated(
         .join(&folder_key)
         .map_err(|e| Error::InvalidInput(e.to_string()))?
         .to_string();
+    if let Some(guard) = guard {
+        guard().await?;
+    }
     let registry = chain.model_registry();
     let call = registry.publishAdapter(
         adapter_id,
@@ -687,7 +699,15 @@ pub async fn run_gated(
             })?;
             (a.tx, a.block, false)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            if let Some(E::VersionTaken(t)) = e.revert::<E>() {
+                return Err(Error::InvalidInput(format!(
+                    "version {} is already published as adapter {} (another run published it first): nothing was published; run again to train the next version",
+                    t.version, t.adapterId
+                )));
+            }
+            return Err(e.into());
+        }
     };
     tracing::info!(%adapter_id, version = %full_version, %tx, "adapter published");
     let current_loss = match parents.as_slice() {

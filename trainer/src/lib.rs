@@ -51,6 +51,10 @@ pub enum Error {
     /// Reading a snapshot or a Datanet failed.
     #[error(transparent)]
     Pipeline(Box<tributary_pipeline::Error>),
+    /// A scheduled run's worker no longer holds its lease: another worker took the run over,
+    /// and this one must not publish.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
 }
 
 // Boxed: these are large, and the trainer's hot paths return `Result` everywhere.

@@ -470,7 +470,8 @@ impl Scheduler {
     /// (before the job's first run: not in the snapshot of the line's current version).
     async fn new_contributions(&self, spec: &JobSpec) -> Result<u64> {
         let ids = self.datanet_ids(spec).await?;
-        let now = snapshot::freeze(&self.lake, &ids, None).await?;
+        let on_chain = tributary_pipeline::chain_state::ChainState::read(&self.chain).await?;
+        let now = snapshot::freeze(&self.lake, &on_chain, &ids, None).await?;
         let last_run = self
             .store
             .last_trained_run(&spec.name)
@@ -681,15 +682,44 @@ impl Scheduler {
         if lost.load(Ordering::SeqCst) {
             return Ok(());
         }
+        // At the moment of publishing this worker must still hold the run: one that was paused
+        // or partitioned past its lease leaves the run to the worker that took it over.
+        let (job_name, seq, worker) = (run.job.clone(), run.seq, run.worker.clone());
+        let lease = self.cfg.lease;
+        let holds_lease = move || {
+            let (store, job_name, worker) = (self.store.clone(), job_name.clone(), worker.clone());
+            Box::pin(async move {
+                let until = now_ms() + lease.as_millis() as i64;
+                match store.renew_lease(&job_name, seq, &worker, until).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Error::LeaseLost(format!(
+                        "another worker took run {seq} of job {job_name} over; not publishing"
+                    ))),
+                    Err(e) => Err(Error::InvalidInput(format!(
+                        "cannot confirm the lease on run {seq} of job {job_name} before publishing: {e}"
+                    ))),
+                }
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
+        };
         let outcome = job::run_gated(
             &self.chain,
             &self.lake,
             &train_spec,
             &opts,
             Some(spec.min_improvement),
+            Some(&holds_lease),
             Box::new(|_| {}),
         )
-        .await?;
+        .await;
+        let outcome = match outcome {
+            Err(Error::LeaseLost(why)) => {
+                tracing::warn!(job = %run.job, seq = run.seq, "{why}");
+                lost.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            other => other?,
+        };
         match outcome {
             Outcome::Published {
                 published,

@@ -1,12 +1,10 @@
 use alloy::primitives::{B256, U256, keccak256};
-use alloy::signers::SignerSync;
-use alloy::sol_types::SolStruct;
 use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryErrors as E};
 use tributary_chain::send;
 use tributary_schemas::contribution::{Contribution, domain};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 
-use crate::common::{ALICE, BOB, env, event, key, revert};
+use crate::common::{ALICE, BOB, env, event, revert};
 
 #[tokio::test]
 async fn datanets_batches_validations_and_their_access_rules() {
@@ -236,65 +234,75 @@ async fn proofs_verify_on_chain_and_forgeries_do_not() {
     }
 }
 
+/// Revocation is scoped: the contribution's own contributor, or the owner of the Datanet it was
+/// signed for and anchored in, may revoke it; nobody else, whatever Datanet they own.
 #[tokio::test]
 async fn contributors_and_owners_revoke_others_cannot() {
     let env = env().await;
     let reg = env.chain.datanet_registry();
-    send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
-        .await
-        .unwrap();
-    let id = U256::from(1);
-
-    // The registry's EIP-712 domain separator is the one the off-chain signer uses.
-    let d = domain(env.chain.chain_id(), *reg.address());
-    assert_eq!(reg.domainSeparator().call().await.unwrap(), d.separator());
-
-    let bob_key = key(BOB);
-    let c = Contribution {
-        datanetId: id,
-        contributor: bob_key.address(),
-        contentHash: B256::repeat_byte(5),
-        license: "CC0-1.0".into(),
-        timestamp: 1,
-        nonce: 0,
-        deadline: u64::MAX,
-    };
-    let sig = bob_key.sign_hash_sync(&c.eip712_signing_hash(&d)).unwrap();
-    let sig_bytes = alloy::primitives::Bytes::from(sig.as_bytes().to_vec());
-
-    // Alice holds Bob's signature but is neither contributor nor owner.
     let (alice_p, alice) = env.as_key(ALICE);
     let as_alice = DatanetRegistry::new(*reg.address(), alice_p);
-    match revert::<E, _>(
-        send(as_alice.revokeContribution(id, c.id(), sig_bytes.clone(), "no".into())).await,
-    ) {
-        E::NotContributorOrOwner(e) => assert_eq!((e.contributionId, e.account), (c.id(), alice)),
-        other => panic!("{other:?}"),
-    }
-    // Bob proves authorship with his signature.
+    // Datanet A (1) belongs to the deployer, Datanet B (2) to Alice.
+    send(reg.createDatanet("a".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    send(as_alice.createDatanet("b".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    let (a, b) = (U256::from(1), U256::from(2));
+
+    // The registry's EIP-712 domain separator and struct hash are the ones the off-chain
+    // signer uses.
+    let d = domain(env.chain.chain_id(), *reg.address());
+    assert_eq!(reg.domainSeparator().call().await.unwrap(), d.separator());
+    let of = |who, n: u64| Contribution {
+        datanetId: a,
+        contributor: who,
+        contentHash: B256::repeat_byte(n as u8),
+        license: "CC0-1.0".into(),
+        timestamp: 1,
+        nonce: n,
+        deadline: u64::MAX,
+    };
     let (bob_p, bob) = env.as_key(BOB);
     let as_bob = DatanetRegistry::new(*reg.address(), bob_p);
-    let r =
-        send(as_bob.revokeContribution(id, c.id(), sig_bytes.clone(), "license withdrawn".into()))
-            .await
-            .unwrap();
-    let ev: DatanetRegistry::ContributionRevoked = event(&r);
+    let (mine, other) = (of(bob, 1), of(alice, 2));
     assert_eq!(
-        (ev.datanetId, ev.contributionId, ev.by, ev.reason.as_str()),
-        (id, c.id(), bob, "license withdrawn")
+        reg.contributionIdOf((&mine).into()).call().await.unwrap(),
+        mine.id()
     );
-    assert!(matches!(
-        revert::<E, _>(
-            send(as_bob.revokeContribution(id, c.id(), sig_bytes, "again".into())).await
-        ),
-        E::AlreadyRevoked(_)
-    ));
-    // A revoked contribution no longer verifies, even with a valid proof.
-    let leaf = leaf_bytes32(c.id());
+
+    // Both are anchored in a batch of Datanet A.
+    let tree = MerkleTree::new(vec![leaf_bytes32(mine.id()), leaf_bytes32(other.id())]);
+    let batch_a = B256::repeat_byte(0xa1);
     send(reg.anchorBatch(
-        id,
-        B256::repeat_byte(1),
-        leaf,
+        a,
+        batch_a,
+        tree.root(),
+        U256::from(2),
+        "".into(),
+        B256::ZERO,
+        0,
+    ))
+    .await
+    .unwrap();
+    let proof = |c: &Contribution| tree.proof(&leaf_bytes32(c.id())).unwrap();
+
+    // Alice owns Datanet B: no power over A's contributions, even her own copy of one in a
+    // batch of B (the id commits to Datanet A).
+    match revert::<E, _>(
+        send(as_alice.revokeContribution(batch_a, (&mine).into(), proof(&mine), "no".into())).await,
+    ) {
+        E::NotContributorOrOwner(e) => {
+            assert_eq!((e.id, e.contributionId, e.account), (a, mine.id(), alice))
+        }
+        other => panic!("{other:?}"),
+    }
+    let batch_b = B256::repeat_byte(0xb1);
+    send(as_alice.anchorBatch(
+        b,
+        batch_b,
+        leaf_bytes32(mine.id()),
         U256::from(1),
         "".into(),
         B256::ZERO,
@@ -302,19 +310,77 @@ async fn contributors_and_owners_revoke_others_cannot() {
     ))
     .await
     .unwrap();
+    match revert::<E, _>(
+        send(as_alice.revokeContribution(batch_b, (&mine).into(), vec![], "mine now".into())).await,
+    ) {
+        E::NotInBatch(e) => assert_eq!((e.batchId, e.contributionId), (batch_b, mine.id())),
+        other => panic!("{other:?}"),
+    }
+    // A proof that does not hold, an altered struct and an unknown batch are refused by name.
+    let mut altered = mine.clone();
+    altered.license = "MIT".into();
+    for (batch, c, p) in [
+        (batch_a, &mine, vec![B256::repeat_byte(9)]),
+        (batch_a, &altered, proof(&mine)),
+    ] {
+        assert!(matches!(
+            revert::<E, _>(send(as_bob.revokeContribution(batch, c.into(), p, "x".into())).await),
+            E::NotInBatch(_)
+        ));
+    }
+    assert!(matches!(
+        revert::<E, _>(
+            send(as_bob.revokeContribution(
+                B256::repeat_byte(7),
+                (&mine).into(),
+                proof(&mine),
+                "x".into()
+            ))
+            .await
+        ),
+        E::UnknownBatch(_)
+    ));
+
+    // Bob revokes his own from his wallet: no signature, no CLI.
+    let r = send(as_bob.revokeContribution(
+        batch_a,
+        (&mine).into(),
+        proof(&mine),
+        "license withdrawn".into(),
+    ))
+    .await
+    .unwrap();
+    let ev: DatanetRegistry::ContributionRevoked = event(&r);
+    assert_eq!(
+        (ev.datanetId, ev.contributionId, ev.by, ev.reason.as_str()),
+        (a, mine.id(), bob, "license withdrawn")
+    );
+    assert!(matches!(
+        revert::<E, _>(
+            send(as_bob.revokeContribution(batch_a, (&mine).into(), proof(&mine), "again".into()))
+                .await
+        ),
+        E::AlreadyRevoked(_)
+    ));
+    // A revoked contribution no longer verifies, even with a valid proof.
     assert!(
-        !reg.verifyContribution(B256::repeat_byte(1), c.id(), vec![])
+        !reg.verifyContribution(batch_a, mine.id(), proof(&mine))
             .call()
             .await
             .unwrap()
     );
-
-    // The owner revokes without a signature.
-    let other = B256::repeat_byte(0x42);
-    send(reg.revokeContribution(id, other, Default::default(), "spam".into()))
+    // Bob cannot revoke Alice's; the owner of A can.
+    assert!(matches!(
+        revert::<E, _>(
+            send(as_bob.revokeContribution(batch_a, (&other).into(), proof(&other), "x".into()))
+                .await
+        ),
+        E::NotContributorOrOwner(_)
+    ));
+    send(reg.revokeContribution(batch_a, (&other).into(), proof(&other), "spam".into()))
         .await
         .unwrap();
-    assert!(reg.revoked(other).call().await.unwrap());
+    assert!(reg.revoked(other.id()).call().await.unwrap());
 }
 
 /// Two senders race to anchor the same batch and both transactions land in one block: the

@@ -78,7 +78,7 @@ async fn models_snapshots_adapters_and_publisher_role() {
         )
     );
 
-    let adapter = |id: u8, base: u8, parents: Vec<B256>, snap: u8| {
+    let versioned = |id: u8, version: &str, base: u8, parents: Vec<B256>, snap: u8| {
         reg.publishAdapter(
             h(id),
             h(base),
@@ -87,8 +87,11 @@ async fn models_snapshots_adapters_and_publisher_role() {
             h(8),
             h(9),
             "file:///a".into(),
-            "1.0.0".into(),
+            version.into(),
         )
+    };
+    let adapter = |id: u8, base: u8, parents: Vec<B256>, snap: u8| {
+        versioned(id, &format!("line@1.0.{id}"), base, parents, snap)
     };
     assert!(matches!(
         revert::<E, _>(send(adapter(10, 0x55, vec![], 3)).await),
@@ -115,7 +118,29 @@ async fn models_snapshots_adapters_and_publisher_role() {
             ev.uri.as_str(),
             ev.version.as_str()
         ),
-        (h(10), h(1), vec![], h(3), h(8), h(9), "file:///a", "1.0.0")
+        (
+            h(10),
+            h(1),
+            vec![],
+            h(3),
+            h(8),
+            h(9),
+            "file:///a",
+            "line@1.0.10"
+        )
+    );
+    // A version names one adapter: another adapter under a taken version is refused, so two
+    // workers racing to publish the same version publish once.
+    match revert::<E, _>(send(versioned(12, "line@1.0.10", 1, vec![], 3)).await) {
+        E::VersionTaken(e) => assert_eq!((e.version.as_str(), e.adapterId), ("line@1.0.10", h(10))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        reg.adapterByVersion(alloy::primitives::keccak256("line@1.0.10"))
+            .call()
+            .await
+            .unwrap(),
+        h(10)
     );
     let r = send(adapter(11, 1, vec![h(10)], 3)).await.unwrap();
     assert_eq!(

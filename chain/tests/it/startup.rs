@@ -71,6 +71,59 @@ async fn a_foreign_chain_without_a_key_is_a_clear_error() {
     assert!(err.contains("64 hex digits"), "{err}");
 }
 
+/// On a chain that is not a local dev chain, an unknown deployment is refused (never replaced
+/// by a fresh one) unless deploying is asked for; a configured deployment is used as it is,
+/// and read-only connections need no key.
+#[tokio::test]
+async fn a_foreign_chain_uses_the_configured_deployment_and_deploys_only_when_asked() {
+    let node = LocalAnvil::start(&AnvilOptions {
+        chain_id: Some(7),
+        ..Default::default()
+    })
+    .unwrap();
+    let key =
+        || Some(tributary_chain::keys::parse_key(tributary_chain::keys::ANVIL_DEV_KEY).unwrap());
+    let (owner, reader) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |dir: &std::path::Path| ChainConfig::rpc(node.url().clone(), dir);
+
+    let mut c = config(owner.path());
+    c.signer = key();
+    let err = Chain::connect(c.clone()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no Tributary deployment is known for chain 7")
+            && err.contains("tributary deploy"),
+        "{err}"
+    );
+    assert!(Deployment::load(owner.path()).unwrap().is_none());
+    c.allow_deploy = true;
+    let deployed = Chain::connect(c).await.unwrap().deployment().clone();
+
+    // Another data directory, no key, the deployment named by configuration (as `[chain]`
+    // gives it: no chain id or start block hash).
+    let mut c = config(reader.path());
+    c.read_only = true;
+    c.deployment = Some(Deployment {
+        chain_id: 0,
+        start_block_hash: alloy::primitives::B256::ZERO,
+        deployer: alloy::primitives::Address::ZERO,
+        ..deployed.clone()
+    });
+    let chain = Chain::connect(c.clone()).await.unwrap();
+    assert_eq!(
+        chain.deployment().datanet_registry,
+        deployed.datanet_registry
+    );
+    assert_eq!(chain.signer(), alloy::primitives::Address::ZERO);
+    assert!(
+        Deployment::load(reader.path()).unwrap().is_none(),
+        "nothing recorded"
+    );
+    // A deployment that is not on this chain is refused by name.
+    c.deployment.as_mut().unwrap().datanet_registry = alloy::primitives::Address::repeat_byte(1);
+    let err = Chain::connect(c).await.unwrap_err().to_string();
+    assert!(err.contains("is not on chain 7"), "{err}");
+}
+
 #[tokio::test]
 async fn a_request_rate_spaces_requests_and_websocket_urls_connect() {
     let a = env().await;

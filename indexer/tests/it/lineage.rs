@@ -367,14 +367,9 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         .id
         .clone();
     let c: B256 = c.parse().unwrap();
-    send(env.chain.datanet_registry().revokeContribution(
-        U256::from(1),
-        c,
-        Default::default(),
-        "license withdrawn".into(),
-    ))
-    .await
-    .unwrap();
+    tributary_pipeline::revoke::revoke(&env.chain, &env.lake, c, "license withdrawn")
+        .await
+        .unwrap();
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
@@ -565,6 +560,7 @@ async fn batch_ids(env: &Env, report: &IngestReport) -> Vec<B256> {
 #[tokio::test]
 async fn snapshots_freeze_exactly_the_contributions_that_count() {
     use std::collections::BTreeSet;
+    use tributary_pipeline::chain_state::ChainState;
     use tributary_pipeline::{revoke, snapshot, validate};
     use tributary_schemas::lineage as g;
     use tributary_sql::End;
@@ -595,14 +591,19 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
     let ids = |m: &tributary_schemas::manifest::SnapshotManifest| -> BTreeSet<B256> {
         m.contributions.iter().map(|c| c.id).collect()
     };
-    let old = snapshot::freeze(&env.lake, &[id], Some(v1)).await.unwrap();
+    let on_chain = ChainState::read(&env.chain).await.unwrap();
+    let old = snapshot::freeze(&env.lake, &on_chain, &[id], Some(v1))
+        .await
+        .unwrap();
     assert_eq!(
         ids(&old),
         a[1..].iter().copied().collect(),
         "version {v1} minus the revoked one"
     );
     assert_eq!(old.lake_versions, vec![v1]);
-    let now = snapshot::freeze(&env.lake, &[id], None).await.unwrap();
+    let now = snapshot::freeze(&env.lake, &on_chain, &[id], None)
+        .await
+        .unwrap();
     let want: BTreeSet<B256> = a[1..].iter().chain(&b[1..]).copied().collect();
     assert_eq!(
         ids(&now),
@@ -652,7 +653,7 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         (vec![id], Some(999), "pick"),
         (vec![id, 77], None, "Datanet 77"),
     ] {
-        let e = snapshot::freeze(&env.lake, &datanets, at)
+        let e = snapshot::freeze(&env.lake, &on_chain, &datanets, at)
             .await
             .unwrap_err()
             .to_string();
@@ -694,9 +695,96 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         shares.iter().map(|c| c.contributions).sum::<u64>(),
         old.contributions.len() as u64
     );
+
+    // Only verdicts recorded on chain count. A `validations` row nobody recorded on chain
+    // (written straight to the lake) rejects nothing...
+    forge_verdict(&env.lake, id, second.batch.batch_id, b[1]).await;
+    let forged = snapshot::freeze(&env.lake, &on_chain, &[id], None)
+        .await
+        .unwrap();
+    let counted: BTreeSet<B256> = a[1..].iter().chain(&b[1..]).copied().collect();
+    assert_eq!(
+        ids(&forged),
+        counted,
+        "a verdict only the lake holds is ignored"
+    );
+    // ...and a validator's rejection recorded on chain from its own wallet, whose verdicts
+    // the lake does not hold, holds its whole batch back.
+    let validator = {
+        use alloy::providers::Provider;
+        let _: serde_json::Value = env
+            .chain
+            .provider()
+            .raw_request(
+                "anvil_setBalance".into(),
+                (
+                    dev_contributor(7).address(),
+                    alloy::primitives::U256::from(10u128.pow(20)),
+                ),
+            )
+            .await
+            .unwrap();
+        env.chain.with_signer(dev_contributor(7))
+    };
+    tributary_chain::send(env.chain.datanet_registry().setValidator(
+        alloy::primitives::U256::from(id),
+        dev_contributor(7).address(),
+        true,
+    ))
+    .await
+    .unwrap();
+    let as_validator = tributary_chain::bindings::DatanetRegistry::new(
+        env.chain.deployment().datanet_registry,
+        validator,
+    );
+    tributary_chain::send(as_validator.recordValidation(
+        alloy::primitives::U256::from(id),
+        first.batch.batch_id,
+        B256::repeat_byte(0x77),
+        alloy::primitives::U256::from(5),
+        alloy::primitives::U256::from(1),
+    ))
+    .await
+    .unwrap();
+    let on_chain = ChainState::read(&env.chain).await.unwrap();
+    let held = snapshot::freeze(&env.lake, &on_chain, &[id], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&held),
+        b[1..].iter().copied().collect(),
+        "the first batch is held back"
+    );
 }
 
 /// Makes the chain's signer a validator of Datanet `id`.
+/// A `validations` row rejecting `contribution`, written to the lake with no chain event.
+async fn forge_verdict(lake: &Lake, datanet: u64, batch: B256, contribution: B256) {
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    let s = |v: String| -> ArrayRef { std::sync::Arc::new(StringArray::from(vec![v])) };
+    let i = |v: i64| -> ArrayRef { std::sync::Arc::new(Int64Array::from(vec![v])) };
+    let row = arrow::record_batch::RecordBatch::try_new(
+        tributary_schemas::tables::validations(),
+        vec![
+            i(datanet as i64),
+            s(batch.to_string()),
+            s(dev_contributor(8).address().to_string().to_lowercase()),
+            s(contribution.to_string()),
+            s("rejected".into()),
+            s(B256::repeat_byte(0x66).to_string()),
+            s(B256::ZERO.to_string()),
+            i(0),
+            std::sync::Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    lake.append(names::VALIDATIONS)
+        .batches(vec![row])
+        .commit()
+        .await
+        .unwrap();
+}
+
 async fn send_validator(env: &Env, id: u64) {
     use alloy::primitives::U256;
     tributary_chain::send(env.chain.datanet_registry().setValidator(

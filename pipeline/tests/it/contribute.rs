@@ -343,7 +343,7 @@ async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once
             let p = prove(&env.chain, &env.lake, ids.value(i).parse().unwrap())
                 .await
                 .unwrap();
-            assert!(p.holds && !p.revoked);
+            assert!(p.holds() && !p.revoked, "{:?}", p.failure);
         }
     }
 
@@ -447,7 +447,7 @@ async fn a_batch_committed_but_not_anchored_is_finished_by_the_next_run() {
     assert_eq!((report.accepted, report.already_present), (0, 3));
     assert_eq!(report.batches.len(), 1);
     assert!(report.batches[0].newly_anchored && !report.batches[0].newly_committed);
-    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds);
+    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds());
     let again = run(&env, &env.chain, &cfg, &[]).await;
     assert!(again.batches.is_empty(), "nothing left to finish");
     assert_eq!(count(&table_rows(&env.lake, names::BATCHES).await), 1);
@@ -480,7 +480,7 @@ async fn revoked_contributions_no_longer_verify_and_leave_a_tombstone() {
         .value(0)
         .parse()
         .unwrap();
-    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds);
+    assert!(prove(&env.chain, &env.lake, id).await.unwrap().holds());
 
     // The owner (the chain's signer created the Datanet) revokes; a second revoke is harmless.
     let r = tributary_pipeline::revoke::revoke(&env.chain, &env.lake, id, "license withdrawn")
@@ -492,7 +492,7 @@ async fn revoked_contributions_no_longer_verify_and_leave_a_tombstone() {
         .unwrap();
     assert!(!again.newly_revoked && again.tx == r.tx);
     let p = prove(&env.chain, &env.lake, id).await.unwrap();
-    assert!(p.revoked && !p.holds);
+    assert!(p.revoked && !p.holds());
     assert_eq!(count(&table_rows(&env.lake, names::REVOCATIONS).await), 1);
 }
 

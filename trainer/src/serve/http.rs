@@ -29,13 +29,82 @@ use super::engine::{Event, Finish, Sampling};
 use super::{Served, Server};
 use crate::attribute::Found;
 
-/// The routes, over a running [`Server`].
-pub fn router(server: Arc<Server>) -> axum::Router {
-    axum::Router::new()
-        .route("/v1/models", get(models))
+/// The routes, over a running [`Server`]. The answering routes record every answer in the
+/// inference ledger (on chain, with a fee): they need `Authorization: Bearer <token>`, and a
+/// request without it is refused before any work. `/v1/models` is public.
+pub fn router(server: Arc<Server>, token: ApiToken) -> axum::Router {
+    let answering = axum::Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token));
+    axum::Router::new()
+        .route("/v1/models", get(models))
+        .merge(answering)
         .with_state(server)
+}
+
+/// The bearer token the answering routes require.
+#[derive(Clone)]
+pub struct ApiToken(Arc<str>);
+
+impl ApiToken {
+    /// A token; it must not be empty.
+    pub fn new(token: &str) -> crate::Result<Self> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(crate::Error::InvalidInput(
+                "the API token is empty: set TRIBUTARY_API_TOKEN to a secret".into(),
+            ));
+        }
+        Ok(Self(token.into()))
+    }
+
+    /// The `Authorization` header value that carries this token.
+    pub fn header(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
+    /// `header` is `Bearer <this token>` (compared in constant time).
+    fn admits(&self, header: Option<&axum::http::HeaderValue>) -> bool {
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let (a, b) = (given.trim().as_bytes(), self.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+async fn require_token(
+    State(token): State<ApiToken>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if token.admits(request.headers().get(axum::http::header::AUTHORIZATION)) {
+        return next.run(request).await;
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": {
+            "message": "answers are recorded on chain and need the server's API token: send `Authorization: Bearer <token>` (the token is TRIBUTARY_API_TOKEN, or the api-token file in the server's data directory)",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }})),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
 }
 
 /// How chat messages become one prompt: `system` is put first when given; each user turn

@@ -277,6 +277,8 @@ pub struct Server {
     base: OnceCell<Base>,
     published: Mutex<Vec<OnChain>>,
     served: Mutex<HashMap<B256, Served>>,
+    /// Revoked contribution ids as of a chain head (re-read when the head moves).
+    revoked: Mutex<(u64, Arc<HashSet<String>>)>,
     /// The inference ledger.
     pub ledger: ledger::Ledger,
 }
@@ -300,6 +302,7 @@ impl Server {
             base: OnceCell::new(),
             published: Mutex::new(Vec::new()),
             served: Mutex::new(HashMap::new()),
+            revoked: Mutex::new((u64::MAX, Arc::default())),
             ledger,
         }))
     }
@@ -500,7 +503,7 @@ impl Server {
         influence: bool,
     ) -> Result<Found> {
         let base = self.base(s.manifest.base_model_id).await?;
-        let revoked = attribute::revoked(&self.lake).await?;
+        let revoked = self.revoked().await?;
         let (tx, rx) = oneshot::channel();
         base.attribution
             .send(AttributionJob {
@@ -509,7 +512,7 @@ impl Server {
                 prompt: prompt.to_string(),
                 output: output.to_string(),
                 entries: s.entries.clone(),
-                revoked,
+                revoked: (*revoked).clone(),
                 top_k: self.config.top_k,
                 influence,
                 reply: tx,
@@ -517,6 +520,16 @@ impl Server {
             .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?;
         rx.await
             .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?
+    }
+
+    /// Contributions revoked on chain, re-read only when the chain head has moved.
+    async fn revoked(&self) -> Result<Arc<HashSet<String>>> {
+        let head = self.chain.head().await?;
+        let mut cached = self.revoked.lock().await;
+        if cached.0 != head {
+            *cached = (head, Arc::new(attribute::revoked(&self.chain).await?));
+        }
+        Ok(cached.1.clone())
     }
 
     /// The server's settings.

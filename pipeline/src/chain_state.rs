@@ -1,0 +1,188 @@
+//! What the chain says about contributions: which batches are anchored, which contributions
+//! are revoked and what validators recorded. Snapshots, attribution shares and settlement
+//! read this, never a table only Tributary's own CLI writes: a revocation sent from a wallet
+//! straight to the registry counts the same as one sent by `tributary revoke`.
+//!
+//! Read from the DatanetRegistry's logs (the same events the indexer follows), in one pass
+//! over the deployment's blocks, so a lagging index cannot hide a revocation.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use arrow::array::AsArray;
+use tributary_chain::Chain;
+use tributary_chain::bindings::DatanetRegistry;
+use tributary_lake::Lake;
+use tributary_schemas::merkle::MerkleTree;
+use tributary_schemas::tables::names;
+
+use crate::Result;
+use crate::validate::{REJECTED, verdict_leaf};
+
+/// Blocks per `eth_getLogs` request (public RPCs cap the range of one request).
+const LOG_SPAN: u64 = 50_000;
+
+/// One `ValidationRecorded` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    /// The batch.
+    pub batch_id: B256,
+    /// The validator.
+    pub validator: Address,
+    /// Merkle root over the verdicts (see [`verdict_leaf`]).
+    pub verdicts_root: B256,
+    /// Contributions accepted.
+    pub accepted: u64,
+    /// Contributions rejected.
+    pub rejected: u64,
+}
+
+/// The registry's state, as its events tell it.
+#[derive(Debug, Clone, Default)]
+pub struct ChainState {
+    /// Batches anchored on chain.
+    pub anchored: HashSet<B256>,
+    /// Contributions revoked on chain.
+    pub revoked: HashSet<B256>,
+    /// Validations recorded on chain, in chain order.
+    pub validations: Vec<Validation>,
+}
+
+impl ChainState {
+    /// Reads every DatanetRegistry event from the deployment's start block to the head.
+    pub async fn read(chain: &Chain) -> Result<Self> {
+        use alloy::providers::Provider;
+        let head = chain.head().await?;
+        let mut state = Self::default();
+        let mut from = chain.deployment().start_block;
+        while from <= head {
+            let to = head.min(from + LOG_SPAN - 1);
+            let filter = Filter::new()
+                .address(chain.deployment().datanet_registry)
+                .event_signature(vec![
+                    DatanetRegistry::BatchAnchored::SIGNATURE_HASH,
+                    DatanetRegistry::ContributionRevoked::SIGNATURE_HASH,
+                    DatanetRegistry::ValidationRecorded::SIGNATURE_HASH,
+                ])
+                .from_block(from)
+                .to_block(to);
+            let logs = chain
+                .provider()
+                .get_logs(&filter)
+                .await
+                .map_err(tributary_chain::Error::from)?;
+            for log in &logs {
+                state.apply(log);
+            }
+            from = to + 1;
+        }
+        Ok(state)
+    }
+
+    fn apply(&mut self, log: &alloy::rpc::types::Log) {
+        use DatanetRegistry::{BatchAnchored, ContributionRevoked, ValidationRecorded};
+        let raw = &log.inner;
+        match raw.topics().first() {
+            Some(&BatchAnchored::SIGNATURE_HASH) => {
+                if let Ok(e) = BatchAnchored::decode_log(raw) {
+                    self.anchored.insert(e.batchId);
+                }
+            }
+            Some(&ContributionRevoked::SIGNATURE_HASH) => {
+                if let Ok(e) = ContributionRevoked::decode_log(raw) {
+                    self.revoked.insert(e.contributionId);
+                }
+            }
+            Some(&ValidationRecorded::SIGNATURE_HASH) => {
+                if let Ok(e) = ValidationRecorded::decode_log(raw) {
+                    self.validations.push(Validation {
+                        batch_id: e.batchId,
+                        validator: e.validator,
+                        verdicts_root: e.verdictsRoot,
+                        accepted: e.accepted.saturating_to(),
+                        rejected: e.rejected.saturating_to(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Contribution `id` is revoked on chain.
+    pub fn is_revoked(&self, id: &B256) -> bool {
+        self.revoked.contains(id)
+    }
+
+    /// What validators' on-chain verdicts exclude. A verdict counts only when the validator
+    /// recorded its root on chain: the `validations` rows of that (batch, validator) must
+    /// hash to the recorded root. A validation that rejected something but whose verdicts
+    /// the lake does not hold (or holds altered) holds its whole batch back: which
+    /// contributions it rejected cannot be known, and none is let through unchecked.
+    pub async fn rejections(&self, lake: &Lake) -> Result<Rejections> {
+        // (batch, validator) -> verdicts in the lake
+        let mut verdicts: HashMap<(B256, Address), Vec<(B256, bool)>> = HashMap::new();
+        for b in lake.read(names::VALIDATIONS, None).await? {
+            let col = |n: &str| {
+                b.column_by_name(n)
+                    .expect("validations schema")
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (batch, who, id, verdict) = (
+                col("batch_id"),
+                col("validator"),
+                col("contribution_id"),
+                col("verdict"),
+            );
+            for i in 0..b.num_rows() {
+                if let (Ok(batch), Ok(who), Ok(id)) = (
+                    batch.value(i).parse::<B256>(),
+                    who.value(i).parse::<Address>(),
+                    id.value(i).parse::<B256>(),
+                ) {
+                    verdicts
+                        .entry((batch, who))
+                        .or_default()
+                        .push((id, verdict.value(i) != REJECTED));
+                }
+            }
+        }
+        let mut out = Rejections::default();
+        for v in &self.validations {
+            if v.rejected == 0 {
+                continue;
+            }
+            let known = verdicts.get(&(v.batch_id, v.validator)).filter(|list| {
+                MerkleTree::new(list.iter().map(|(id, ok)| verdict_leaf(*id, *ok)).collect()).root()
+                    == v.verdicts_root
+            });
+            match known {
+                Some(list) => out
+                    .contributions
+                    .extend(list.iter().filter(|(_, ok)| !ok).map(|(id, _)| *id)),
+                None => {
+                    tracing::warn!(
+                        batch = %v.batch_id,
+                        validator = %v.validator,
+                        rejected = v.rejected,
+                        "a validation on chain rejected contributions whose verdicts the lake does not hold: the batch is held back"
+                    );
+                    out.batches.insert(v.batch_id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What validators' recorded verdicts exclude (see [`ChainState::rejections`]).
+#[derive(Debug, Clone, Default)]
+pub struct Rejections {
+    /// Contributions rejected by a verdict recorded on chain.
+    pub contributions: HashSet<B256>,
+    /// Batches held back whole: a validation on chain rejected some of their contributions,
+    /// and the lake does not say which.
+    pub batches: HashSet<B256>,
+}
