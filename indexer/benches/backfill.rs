@@ -231,7 +231,8 @@ async fn anchor_revocable(chain: &Chain, blocks: u64) -> (B256, MerkleTree) {
             .collect(),
     );
     let id = keccak256("bench-batch");
-    let call = chain.datanet_registry().anchorBatch(
+    let registry = chain.datanet_registry();
+    let call = registry.anchorBatch(
         U256::from(1),
         id,
         tree.root(),
