@@ -306,6 +306,21 @@ pg_listen = "127.0.0.1:5433"
 only = ["api", "indexer", "scheduler", "inference"]
 # Browser origins allowed to call the API (CORS); "*" allows any.
 # cors_origins = ["https://explorer.example.org"]
+# File holding the bearer token that /v1/completions and /v1/chat/completions require (they
+# record every answer on chain). Default: api-token in the data dir, created with a random
+# token on first start; TRIBUTARY_API_TOKEN gives the token itself.
+# api_token_file = "api-token"
+
+[chain]
+# An existing deployment of Tributary's contracts (`tributary deploy` prints this section).
+# Without one, contracts are deployed on first use only on a local dev chain (id 31337);
+# anywhere else name them, as a deployment record:
+# deployment = "deployment.json"
+# or inline, every address and the block they were deployed at:
+#   chain_id = 8453
+#   start_block = 1234567
+#   datanet_registry = "0x…"    and model_registry, inference_ledger, reward_token,
+#                                reward_distributor likewise
 
 [openlineage]
 # Where OpenLineage run events go (ingest, snapshot, training, settlement): an HTTP endpoint
@@ -381,5 +396,40 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("datanets is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_chain_section_names_a_deployment_completely_or_is_refused() {
+        let a = |b: u8| format!("\"0x{}\"", format!("{b:02x}").repeat(20));
+        let full = format!(
+            "[chain]\nstart_block = 7\ndatanet_registry = {}\nmodel_registry = {}\n\
+             inference_ledger = {}\nreward_token = {}\nreward_distributor = {}\n",
+            a(1),
+            a(2),
+            a(3),
+            a(4),
+            a(5)
+        );
+        let d = parse(&full).unwrap().chain.inline().unwrap().unwrap();
+        assert_eq!((d.start_block, d.chain_id), (7, 0));
+        assert_eq!(
+            d.reward_distributor,
+            tributary_schemas::Address::repeat_byte(5)
+        );
+        for (bad, says) in [
+            (full.replace("start_block = 7\n", ""), "start_block"),
+            (
+                full.replace("model_registry", "# model_registry"),
+                "not model_registry",
+            ),
+            (
+                full.replace(&a(3), "\"0x12\""),
+                "inference_ledger = \"0x12\" is not an address",
+            ),
+            (format!("{full}deployment = \"d.json\"\n"), "keep one"),
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
     }
 }

@@ -40,6 +40,10 @@ use tributary_sql::Store;
 /// The views, in the order they are created (`sql/views/*.sql`).
 pub const VIEWS: &[(&str, &str)] = &[
     (
+        "revoked_contributions",
+        include_str!("../../sql/views/revoked_contributions.sql"),
+    ),
+    (
         "contributor_leaderboard",
         include_str!("../../sql/views/contributor_leaderboard.sql"),
     ),

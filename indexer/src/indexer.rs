@@ -37,6 +37,22 @@ pub struct IndexStats {
     pub at_head: bool,
 }
 
+/// What a recheck of unreachable manifests found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recheck {
+    /// Batches checked.
+    pub checked: u64,
+    /// Now verified: their contributions joined the graph.
+    pub recovered: u64,
+    /// Now missing or different from the chain: flagged.
+    pub flagged: u64,
+    /// Still unreachable.
+    pub unreachable: u64,
+}
+
+const RECHECK_FIRST: Duration = Duration::from_secs(1);
+const RECHECK_MAX: Duration = Duration::from_secs(300);
+
 /// A progress report: the stats so far and the chain's head.
 pub type Progress<'a> = dyn Fn(&IndexStats, u64) + Sync + 'a;
 
@@ -158,7 +174,62 @@ impl<'a> Indexer<'a> {
                 Step::Applied | Step::RolledBack | Step::Retry => {}
             }
         }
+        self.recheck().await?;
         Ok(stats)
+    }
+
+    /// Checks again every batch whose manifest the lake could not serve when it was indexed
+    /// (`da: unreachable`). One that is readable now and matches the chain gets its
+    /// contributions into the graph at the batch's own block (so a reorg still removes them),
+    /// one that is missing or differs is flagged; the rest wait for the next recheck. Changed
+    /// batches reach the lake mirror by a replay of their blocks.
+    pub async fn recheck(&self) -> Result<Recheck> {
+        use events::datanet_registry::{Anchor, Availability, check_manifest, contributions};
+        let chain_id = self.chain.chain_id();
+        let ids = self
+            .store
+            .node_ids_with(chain_id, "batch", "da", Availability::Unreachable.as_str())
+            .await?;
+        let mut r = Recheck::default();
+        for node in self.store.nodes(chain_id, &ids).await? {
+            r.checked += 1;
+            let Some(batch_id) = node
+                .id
+                .strip_prefix("batch:")
+                .and_then(|b| b.parse::<B256>().ok())
+            else {
+                continue;
+            };
+            let Some(anchor) = Anchor::from_props(batch_id, &node.props) else {
+                tracing::warn!(batch = %node.id, "batch node without its anchor's fields: not rechecked");
+                continue;
+            };
+            let checked = check_manifest(&anchor, self.lake).await;
+            let mut changes = Changes::default();
+            match &checked {
+                Err((Availability::Unreachable, _)) => {
+                    r.unreachable += 1;
+                    continue;
+                }
+                Ok(manifest) => {
+                    contributions(&anchor, manifest, node.pos, &mut changes);
+                    r.recovered += 1;
+                }
+                Err(_) => r.flagged += 1,
+            }
+            tracing::info!(batch = %batch_id, da = ?checked.as_ref().err().map(|e| e.0.as_str()).unwrap_or("verified"), "batch rechecked");
+            let amended = tributary_schemas::lineage::Node {
+                props: anchor.props(&checked),
+                ..node
+            };
+            self.store
+                .amend(chain_id, STREAM, &amended, &changes.nodes, &changes.edges)
+                .await?;
+        }
+        if r.recovered + r.flagged > 0 {
+            self.catch_up_mirror().await?;
+        }
+        Ok(r)
     }
 
     /// Indexes, then follows the head until `stop` resolves. Over HTTP it polls every poll
@@ -172,9 +243,21 @@ impl<'a> Indexer<'a> {
         self.catch_up_mirror().await?;
         let mut heads = self.chain.new_heads().await?;
         tokio::pin!(stop);
+        // Unreachable manifests are rechecked at the head, 1 s after the first miss, doubling
+        // to every 5 minutes while some stay unreachable.
+        let (mut recheck_at, mut recheck_every) = (std::time::Instant::now(), RECHECK_FIRST);
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
             let step = self.step(&mut stats).await?;
+            if matches!(step, Step::AtHead) && std::time::Instant::now() >= recheck_at {
+                let r = self.recheck().await?;
+                recheck_every = if r.unreachable > 0 {
+                    (recheck_every * 2).min(RECHECK_MAX)
+                } else {
+                    RECHECK_FIRST
+                };
+                recheck_at = std::time::Instant::now() + recheck_every;
+            }
             let pause = if matches!(step, Step::AtHead) {
                 self.poll
             } else {

@@ -9,7 +9,11 @@
 //! `BatchAnchored` is checked against the data-availability layer: the manifest is fetched
 //! from the lake by its URI, its hash and Merkle root are recomputed, and only a batch that
 //! matches the chain brings its contributions into the graph; otherwise the batch node is
-//! marked `verified: false` with the reason. `InferencesRecorded` is checked the same way
+//! marked `verified: false` with the reason and its [`Availability`] (`da`): `missing` or
+//! `mismatch` are flagged for good, `unreachable` (the lake failed, timed out or refused
+//! access) is checked again by [`Indexer::recheck`] on every run and, while following, with
+//! backoff; a batch that becomes readable brings its contributions in then, without a
+//! re-index. `InferencesRecorded` is checked the same way
 //! against its inference manifest, and only a verified batch brings its attribution edges.
 //!
 //! ```no_run
@@ -25,7 +29,8 @@ mod indexer;
 mod metrics;
 pub mod mirror;
 
-pub use indexer::{IndexStats, Indexer, Progress, STREAM};
+pub use events::datanet_registry::Availability;
+pub use indexer::{IndexStats, Indexer, Progress, Recheck, STREAM};
 pub use metrics::IndexMetrics;
 pub use prometheus_client::registry::Registry;
 

@@ -48,5 +48,16 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+impl Error {
+    /// The object is not there (as opposed to a store that did not answer, refused access or
+    /// failed: those may pass).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::ObjectStore(object_store::Error::NotFound { .. })
+        ) || matches!(self, Error::Config(_))
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -188,6 +188,66 @@ impl Store {
         }))
     }
 
+    /// Ids of the nodes of `kind` whose props hold `"key":"value"`, oldest first.
+    pub async fn node_ids_with(
+        &self,
+        chain_id: u64,
+        kind: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        // serde_json writes props compactly: `"key":"value"` is a substring exactly when set.
+        let pair = serde_json::json!({ key: value }).to_string();
+        let pattern = format!("%{}%", &pair[1..pair.len() - 1]);
+        let rows = sqlx::query(
+            "SELECT id FROM lineage_nodes WHERE chain_id = $1 AND kind = $2 AND props LIKE $3 \
+             ORDER BY block_number, id",
+        )
+        .bind(chain_id as i64)
+        .bind(kind)
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Amends what was indexed at a block after the fact (a batch whose manifest has become
+    /// reachable): replaces the props of node `amended.id` with `amended.props` and adds
+    /// `nodes` and `edges` (which carry the same block, so a reorg removes them with it), in
+    /// one transaction. The change is numbered as a rollback to the block before, then an apply
+    /// of the block to the checkpoint, so the lake mirror replays those blocks and shows it too.
+    pub async fn amend(
+        &self,
+        chain_id: u64,
+        stream: &str,
+        amended: &Node,
+        nodes: &[Node],
+        edges: &[Edge],
+    ) -> Result<()> {
+        let (id, props, block) = (&amended.id, &amended.props, amended.pos.block_number);
+        let chain = chain_id as i64;
+        let mut tx = self.pool.begin().await?;
+        let to: i64 =
+            sqlx::query("SELECT block_number FROM checkpoints WHERE chain_id = $1 AND stream = $2")
+                .bind(chain)
+                .bind(stream)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        sqlx::query("UPDATE lineage_nodes SET props = $1 WHERE chain_id = $2 AND id = $3")
+            .bind(props.to_string())
+            .bind(chain)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_graph(&mut tx, chain, nodes, edges).await?;
+        let before = block.saturating_sub(1);
+        record_op(&mut tx, chain, OpKind::Rollback, before, before).await?;
+        record_op(&mut tx, chain, OpKind::Apply, block, (to as u64).max(block)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Applies graph changes and raw events and moves the checkpoint, in one transaction.
     /// Rows already present (same key) are left as they are, so replaying is harmless. The
     /// hashes of `blocks_seen`, of the events' blocks and of the checkpoint are remembered for
@@ -207,14 +267,6 @@ impl Store {
         } = rows;
         let chain = chain_id as i64;
         let mut tx = self.pool.begin().await?;
-        let pos = |p: &ChainPos| {
-            [
-                Val::Int(p.block_number as i64),
-                Val::Text(p.block_hash.to_string()),
-                Val::Text(p.tx_hash.to_string()),
-                Val::Int(p.log_index as i64),
-            ]
-        };
         let rows: Vec<Vec<Val>> = events
             .iter()
             .map(|e| {
@@ -224,46 +276,12 @@ impl Store {
                     Val::Text(e.name.clone()),
                     Val::Text(e.data.to_string()),
                 ];
-                row.extend(pos(&e.pos));
+                row.extend(position(&e.pos));
                 row
             })
             .collect();
         insert_many(&mut tx, "chain_events", &["address", "name", "data"], rows).await?;
-        let rows: Vec<Vec<Val>> = nodes
-            .iter()
-            .map(|n| {
-                let mut row = vec![
-                    Val::Int(chain),
-                    Val::Text(n.id.clone()),
-                    Val::Text(n.kind.as_str().to_string()),
-                    Val::Text(n.props.to_string()),
-                ];
-                row.extend(pos(&n.pos));
-                row
-            })
-            .collect();
-        insert_many(&mut tx, "lineage_nodes", &["id", "kind", "props"], rows).await?;
-        let rows: Vec<Vec<Val>> = edges
-            .iter()
-            .map(|e| {
-                let mut row = vec![
-                    Val::Int(chain),
-                    Val::Text(e.src.clone()),
-                    Val::Text(e.dst.clone()),
-                    Val::Text(e.kind.as_str().to_string()),
-                    Val::Real(e.weight),
-                ];
-                row.extend(pos(&e.pos));
-                row
-            })
-            .collect();
-        insert_many(
-            &mut tx,
-            "lineage_edges",
-            &["src", "dst", "kind", "weight"],
-            rows,
-        )
-        .await?;
+        insert_graph(&mut tx, chain, nodes, edges).await?;
         // The blocks this step saw, for finding a fork point later.
         let mut blocks: BTreeMap<u64, String> = events
             .iter()
@@ -722,6 +740,54 @@ enum Val {
 
 /// Inserts rows of `chain_id`, `columns`… and the four chain-position columns into `table`,
 /// up to 100 rows per statement, skipping rows whose key is already there.
+/// Inserts graph rows; rows already present (same key) are left as they are.
+async fn insert_graph(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain: i64,
+    nodes: &[Node],
+    edges: &[Edge],
+) -> Result<()> {
+    let rows: Vec<Vec<Val>> = nodes
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                Val::Int(chain),
+                Val::Text(n.id.clone()),
+                Val::Text(n.kind.as_str().to_string()),
+                Val::Text(n.props.to_string()),
+            ];
+            row.extend(position(&n.pos));
+            row
+        })
+        .collect();
+    insert_many(tx, "lineage_nodes", &["id", "kind", "props"], rows).await?;
+    let rows: Vec<Vec<Val>> = edges
+        .iter()
+        .map(|e| {
+            let mut row = vec![
+                Val::Int(chain),
+                Val::Text(e.src.clone()),
+                Val::Text(e.dst.clone()),
+                Val::Text(e.kind.as_str().to_string()),
+                Val::Real(e.weight),
+            ];
+            row.extend(position(&e.pos));
+            row
+        })
+        .collect();
+    insert_many(tx, "lineage_edges", &["src", "dst", "kind", "weight"], rows).await
+}
+
+/// The position columns of a row.
+fn position(p: &ChainPos) -> [Val; 4] {
+    [
+        Val::Int(p.block_number as i64),
+        Val::Text(p.block_hash.to_string()),
+        Val::Text(p.tx_hash.to_string()),
+        Val::Int(p.log_index as i64),
+    ]
+}
+
 async fn insert_many(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     table: &str,

@@ -1,6 +1,6 @@
 -- Each contribution's influence on each adapter: its TracIn score against the adapter's
 -- held-out set (written when the adapter is trained), its share of the positive scores of the
--- contributions not revoked since (a revoked contribution keeps its score for the record and
+-- contributions not revoked on chain since (a revoked contribution keeps its score for the record and
 -- gets no share), and a flag for consistently negative influence (a negative mean, negative on
 -- at least three of four held-out queries): candidates for curation or penalty.
 CREATE VIEW contribution_influence AS
@@ -9,7 +9,7 @@ WITH a AS (
            t.negative_fraction, t.queries,
            r.contribution_id IS NOT NULL AS revoked
     FROM attributions t
-    LEFT JOIN (SELECT DISTINCT contribution_id FROM revocations) r
+    LEFT JOIN revoked_contributions r
            ON r.contribution_id = t.contribution_id
     WHERE t.subject_kind = 'adapter' AND t.method = 'tracin'
 ), p AS (

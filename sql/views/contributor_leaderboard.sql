@@ -1,4 +1,4 @@
--- Contributors ranked by their standing contributions (accepted and not revoked), with how
+-- Contributors ranked by their standing contributions (accepted and not revoked on chain), with how
 -- many Datanets they gave to and when they first and last contributed.
 CREATE VIEW contributor_leaderboard AS
 SELECT c.contributor,
@@ -7,8 +7,7 @@ SELECT c.contributor,
        MIN(c.ingested_at) AS first_contribution,
        MAX(c.ingested_at) AS last_contribution
 FROM contributions c
-LEFT JOIN revocations r
-       ON r.datanet_id = c.datanet_id AND r.contribution_id = c.contribution_id
+LEFT JOIN revoked_contributions r ON r.contribution_id = c.contribution_id
 WHERE r.contribution_id IS NULL
 GROUP BY c.contributor
 ORDER BY contributions DESC, c.contributor

@@ -41,6 +41,11 @@ pub(crate) struct Args {
     /// lineage_edges, datanets, snapshots, training_runs, adapters).
     #[arg(long)]
     no_mirror: bool,
+    /// Only check again the batches whose manifests the lake could not serve when indexed (a
+    /// plain run does this too, after reaching the head): readable ones bring their
+    /// contributions into the graph, missing or different ones are flagged.
+    #[arg(long, conflicts_with = "follow")]
+    recheck: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -92,6 +97,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .with_poll_interval(Duration::from_secs_f64(args.poll.max(0.01)))
         .with_mirror(!args.no_mirror)
         .with_progress(&report);
+    if args.recheck {
+        let r = indexer.recheck().await?;
+        println!(
+            "rechecked {} batch(es) whose manifest was unreachable: {} now verified, {} flagged (missing or different from the chain), {} still unreachable",
+            r.checked, r.recovered, r.flagged, r.unreachable
+        );
+        return Ok(());
+    }
     let stats = if args.follow {
         indexer.follow(super::shutdown_signal()).await?
     } else {
@@ -102,5 +115,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
         stats.from_block, stats.to_block, stats.events, stats.reorgs
     );
+    let waiting = store
+        .node_ids_with(chain.chain_id(), "batch", "da", "unreachable")
+        .await?
+        .len();
+    if waiting > 0 {
+        println!(
+            "{waiting} batch(es) wait for their manifest (the lake did not serve it): checked again on every run, or now with `tributary index --recheck`"
+        );
+    }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub(crate) fn setup() -> Setup {
     setup_with(None)
 }
 
-fn setup_with(s3: Option<(Moto, String)>) -> Setup {
+pub(crate) fn setup_with(s3: Option<(Moto, String)>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let anvil = LocalAnvil::start(&AnvilOptions::default()).unwrap();
     let data = dir.path().join("data");
@@ -76,7 +76,7 @@ impl Setup {
         c
     }
 
-    fn lake(&self) -> Lake {
+    pub(crate) fn lake(&self) -> Lake {
         match &self.s3 {
             Some((moto, root)) => Lake::open_with(root, moto.options()).unwrap(),
             None => Lake::open(self.data.join("lake").to_str().unwrap()).unwrap(),

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `tributary` binary against the real parts it starts.
 
+mod availability;
 mod cli;
 mod datanets;
 mod demo;

@@ -452,6 +452,17 @@ impl Batch {
     async fn verified(&self) -> bool {
         self.0.props["verified"].as_bool().unwrap_or(false)
     }
+    /// The data-availability check: `verified`; `unreachable` (the lake did not serve the
+    /// manifest: checked again on every index run); `missing` or `mismatch` (flagged).
+    async fn availability(&self) -> &str {
+        self.0.props["da"].as_str().unwrap_or_else(|| {
+            if self.0.props["verified"].as_bool().unwrap_or(false) {
+                "verified"
+            } else {
+                "mismatch"
+            }
+        })
+    }
     /// Why it was not verified.
     async fn reason(&self) -> Option<&str> {
         self.0.props["reason"].as_str()

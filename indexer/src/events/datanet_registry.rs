@@ -1,7 +1,7 @@
 //! DatanetRegistry: Datanets, anchored batches (checked against their lake manifests), and
 //! the contributions they bring into the graph.
 
-use alloy::primitives::keccak256;
+use alloy::primitives::{B256, keccak256};
 use serde_json::json;
 use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryEvents as Ev};
 use tributary_lake::Lake;
@@ -88,89 +88,197 @@ async fn batch_anchored(
     lake: &Lake,
     out: &mut Changes,
 ) {
-    let datanet = e.datanetId.to::<u64>();
-    let checked = check_manifest(&e, lake).await;
-    let mut props = json!({
-        "datanet_id": datanet,
-        "merkle_root": e.merkleRoot.to_string(),
-        "count": e.count.to::<u64>(),
-        "manifest_uri": e.manifestURI,
-        "manifest_hash": e.manifestHash.to_string(),
-        "lake_version": e.lakeVersion,
-        "verified": checked.is_ok(),
-    });
-    let batch = g::batch_id(e.batchId);
-    match checked {
-        Err(reason) => {
-            tracing::warn!(batch = %e.batchId, %reason, "batch not verified against the lake");
-            props["reason"] = json!(reason);
-        }
-        Ok(manifest) => {
-            let datanet_node = g::datanet_id(datanet);
-            for c in &manifest.contributions {
-                let id = g::contribution_id(c.id);
-                let contributor = g::contributor_id(c.contributor);
-                out.nodes.push(Node {
-                    id: contributor.clone(),
-                    kind: NodeKind::Contributor,
-                    props: json!({ "address": g::hex_lower(c.contributor.as_slice()) }),
-                    pos,
-                });
-                out.nodes.push(Node {
-                    id: id.clone(),
-                    kind: NodeKind::Contribution,
-                    props: json!({
-                        "content_hash": c.content_hash.to_string(),
-                        "license": c.license,
-                        "timestamp": c.timestamp,
-                        "datanet_id": datanet,
-                    }),
-                    pos,
-                });
-                let edge = |src: &str, dst: &str, kind| Edge {
-                    src: src.to_string(),
-                    dst: dst.to_string(),
-                    kind,
-                    weight: None,
-                    pos,
-                };
-                out.edges
-                    .push(edge(&contributor, &id, EdgeKind::Contributed));
-                out.edges.push(edge(&id, &datanet_node, EdgeKind::In));
-                out.edges.push(edge(&id, &batch, EdgeKind::AnchoredIn));
-            }
-        }
+    let anchor = Anchor {
+        batch_id: e.batchId,
+        datanet_id: e.datanetId.to::<u64>(),
+        merkle_root: e.merkleRoot,
+        count: e.count.to::<u64>(),
+        manifest_uri: e.manifestURI,
+        manifest_hash: e.manifestHash,
+        lake_version: e.lakeVersion,
+    };
+    let checked = check_manifest(&anchor, lake).await;
+    let props = anchor.props(&checked);
+    if let Ok(manifest) = &checked {
+        contributions(&anchor, manifest, pos, out);
     }
     out.nodes.push(Node {
-        id: batch,
+        id: g::batch_id(anchor.batch_id),
         kind: NodeKind::Batch,
         props,
         pos,
     });
 }
 
+/// What a batch's data-availability check found: its manifest `verified` against the chain;
+/// `unreachable` (the lake did not answer, failed or refused access: checked again later);
+/// `missing` (the lake has no such object) or `mismatch` (it differs from the chain), both
+/// flagged for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// The manifest matches the chain.
+    Verified,
+    /// The lake could not be read; rechecked.
+    Unreachable,
+    /// No manifest at the URI.
+    Missing,
+    /// The manifest differs from the chain.
+    Mismatch,
+}
+
+impl Availability {
+    /// The name kept in the batch node's `da` property.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Verified => "verified",
+            Availability::Unreachable => "unreachable",
+            Availability::Missing => "missing",
+            Availability::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// The facts of a `BatchAnchored` event its manifest is checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct Anchor {
+    pub(crate) batch_id: B256,
+    datanet_id: u64,
+    merkle_root: B256,
+    count: u64,
+    manifest_uri: String,
+    manifest_hash: B256,
+    lake_version: u64,
+}
+
+impl Anchor {
+    /// The anchor a batch node's props describe (they hold every field of the event).
+    pub(crate) fn from_props(batch_id: B256, p: &serde_json::Value) -> Option<Self> {
+        Some(Self {
+            batch_id,
+            datanet_id: p["datanet_id"].as_u64()?,
+            merkle_root: p["merkle_root"].as_str()?.parse().ok()?,
+            count: p["count"].as_u64()?,
+            manifest_uri: p["manifest_uri"].as_str()?.to_string(),
+            manifest_hash: p["manifest_hash"].as_str()?.parse().ok()?,
+            lake_version: p["lake_version"].as_u64()?,
+        })
+    }
+
+    /// The batch node's props after a check.
+    pub(crate) fn props(&self, checked: &Checked) -> serde_json::Value {
+        let da = match checked {
+            Ok(_) => Availability::Verified,
+            Err((da, _)) => *da,
+        };
+        let mut props = json!({
+            "datanet_id": self.datanet_id,
+            "merkle_root": self.merkle_root.to_string(),
+            "count": self.count,
+            "manifest_uri": self.manifest_uri,
+            "manifest_hash": self.manifest_hash.to_string(),
+            "lake_version": self.lake_version,
+            "verified": da == Availability::Verified,
+            "da": da.as_str(),
+        });
+        if let Err((_, reason)) = checked {
+            tracing::warn!(batch = %self.batch_id, da = da.as_str(), %reason, "batch not verified against the lake");
+            props["reason"] = json!(reason);
+        }
+        props
+    }
+}
+
+/// A checked manifest, or what the check found and why.
+pub(crate) type Checked = Result<BatchManifest, (Availability, String)>;
+
+/// The contributions of a verified batch: contributor, contribution and their edges, at the
+/// batch's chain position.
+pub(crate) fn contributions(
+    anchor: &Anchor,
+    manifest: &BatchManifest,
+    pos: ChainPos,
+    out: &mut Changes,
+) {
+    let batch = g::batch_id(anchor.batch_id);
+    let datanet_node = g::datanet_id(anchor.datanet_id);
+    for c in &manifest.contributions {
+        let id = g::contribution_id(c.id);
+        let contributor = g::contributor_id(c.contributor);
+        out.nodes.push(Node {
+            id: contributor.clone(),
+            kind: NodeKind::Contributor,
+            props: json!({ "address": g::hex_lower(c.contributor.as_slice()) }),
+            pos,
+        });
+        out.nodes.push(Node {
+            id: id.clone(),
+            kind: NodeKind::Contribution,
+            props: json!({
+                "content_hash": c.content_hash.to_string(),
+                "license": c.license,
+                "timestamp": c.timestamp,
+                "datanet_id": anchor.datanet_id,
+            }),
+            pos,
+        });
+        let edge = |src: &str, dst: &str, kind| Edge {
+            src: src.to_string(),
+            dst: dst.to_string(),
+            kind,
+            weight: None,
+            pos,
+        };
+        out.edges
+            .push(edge(&contributor, &id, EdgeKind::Contributed));
+        out.edges.push(edge(&id, &datanet_node, EdgeKind::In));
+        out.edges.push(edge(&id, &batch, EdgeKind::AnchoredIn));
+    }
+}
+
+/// Reads the manifest, retrying a lake that does not answer a few times with a growing pause.
+async fn fetch(uri: &str, lake: &Lake) -> Result<Vec<u8>, (Availability, String)> {
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match lake.get(uri).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if e.is_not_found() => {
+                return Err((Availability::Missing, format!("manifest missing: {e}")));
+            }
+            Err(e) if attempt >= 3 => {
+                return Err((
+                    Availability::Unreachable,
+                    format!("manifest unreachable after {attempt} attempts: {e}"),
+                ));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Fetches the manifest and checks it against the event: hash, Datanet, count, Merkle root.
-async fn check_manifest(
-    e: &DatanetRegistry::BatchAnchored,
-    lake: &Lake,
-) -> Result<BatchManifest, String> {
-    let bytes = lake
-        .get(&e.manifestURI)
-        .await
-        .map_err(|err| format!("manifest unavailable: {err}"))?;
-    if keccak256(&bytes) != e.manifestHash {
-        return Err("manifest hash differs from the chain".into());
+pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake) -> Checked {
+    let bytes = fetch(&a.manifest_uri, lake).await?;
+    let mismatch = |why: String| (Availability::Mismatch, why);
+    if keccak256(&bytes) != a.manifest_hash {
+        return Err(mismatch("manifest hash differs from the chain".into()));
     }
-    let manifest: BatchManifest =
-        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
-    if manifest.batch_id != e.batchId || manifest.datanet_id != e.datanetId.to::<u64>() {
-        return Err("manifest names another batch or Datanet".into());
+    let manifest: BatchManifest = serde_json::from_slice(&bytes)
+        .map_err(|err| mismatch(format!("manifest is not valid: {err}")))?;
+    if manifest.batch_id != a.batch_id || manifest.datanet_id != a.datanet_id {
+        return Err(mismatch("manifest names another batch or Datanet".into()));
     }
-    if manifest.contributions.len() as u64 != e.count.to::<u64>() {
-        return Err("manifest count differs from the chain".into());
+    if manifest.contributions.len() as u64 != a.count {
+        return Err(mismatch("manifest count differs from the chain".into()));
     }
-    if manifest.merkle_tree().root() != e.merkleRoot {
-        return Err("Merkle root of the manifest differs from the chain".into());
+    if manifest.merkle_tree().root() != a.merkle_root {
+        return Err(mismatch(
+            "Merkle root of the manifest differs from the chain".into(),
+        ));
     }
     Ok(manifest)
 }

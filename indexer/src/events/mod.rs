@@ -1,6 +1,6 @@
 //! One handler per contract: a decoded log becomes nodes and edges.
 
-mod datanet_registry;
+pub(crate) mod datanet_registry;
 mod models;
 
 use alloy::rpc::types::Log;

@@ -141,6 +141,7 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
         .find(|n| n.id == batch_id(report.batch.batch_id))
         .unwrap();
     assert_eq!(batch.props["verified"], false);
+    assert_eq!(batch.props["da"], "mismatch");
     assert!(
         batch.props["reason"].as_str().unwrap().contains("hash"),
         "{}",
@@ -163,11 +164,12 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
         .find(|n| n.id == batch_id(report.batch.batch_id))
         .unwrap();
     assert_eq!(batch.props["verified"], false);
+    assert_eq!(batch.props["da"], "missing", "flagged, not retried");
     assert!(
         batch.props["reason"]
             .as_str()
             .unwrap()
-            .contains("unavailable"),
+            .contains("manifest missing"),
         "{}",
         batch.props
     );
