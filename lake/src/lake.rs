@@ -215,6 +215,78 @@ impl Lake {
         Ok(bytes.to_vec())
     }
 
+    /// Keys (relative to the root) of the objects right under `prefix` (a folder key ending in
+    /// `/`) and of the sub-folders there (ending in `/`); not recursive.
+    pub async fn list_folder(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.object_path(prefix)))
+            .await?;
+        let relative = |p: &ObjectPath| -> String {
+            p.parts()
+                .skip(self.prefix.parts().count())
+                .map(|part| part.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let mut out: Vec<String> = listed
+            .objects
+            .iter()
+            .map(|o| relative(&o.location))
+            .collect();
+        out.extend(
+            listed
+                .common_prefixes
+                .iter()
+                .map(|p| format!("{}/", relative(p))),
+        );
+        Ok(out)
+    }
+
+    /// Keys (relative to the root) of every object under folder `prefix`, recursively.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+        let skip = self.prefix.parts().count();
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.object_path(prefix)))
+            .try_collect()
+            .await?;
+        Ok(objects
+            .iter()
+            .map(|o| {
+                o.location
+                    .parts()
+                    .skip(skip)
+                    .map(|part| part.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect())
+    }
+
+    /// Moves the object at key `from` to key `to` (replacing what is there), both relative to
+    /// the root.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.store
+            .rename(&self.object_path(from), &self.object_path(to))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes from table `name`'s folder every file no version after `retain_hours` ago
+    /// refers to, as Spark's `VACUUM` does (delta-rs's full mode: also files the log never
+    /// named; 0 keeps only the latest version's files). Returns the files deleted.
+    pub async fn vacuum(&self, name: &str, retain_hours: u64) -> Result<usize> {
+        let table = self.table(name).await?;
+        let (_, metrics) = table
+            .vacuum()
+            .with_retention_period(chrono::Duration::hours(retain_hours as i64))
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .await?;
+        Ok(metrics.files_deleted.len())
+    }
+
     fn object_path(&self, key: &str) -> ObjectPath {
         let key = ObjectPath::from(key);
         self.prefix.parts().chain(key.parts()).collect()

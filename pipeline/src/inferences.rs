@@ -25,7 +25,7 @@ pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
     keccak256(buf)
 }
 
-/// Records one batch of answers: its manifest in the lake (`inferences/BATCH.json`), its
+/// Records one batch of answers: its manifest in the lake (`InferenceManifest::key`), its
 /// rows in the `inferences` table, the answers' attribution in `attributions` (subject
 /// `inference`) and `InferencesRecorded` on chain. Each step is
 /// idempotent, so a retry after a crash completes the batch once. Returns the batch id.
@@ -36,7 +36,7 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
         inferences: entries.to_vec(),
     };
     let uri = lake
-        .put(&format!("inferences/{id}.json"), manifest.to_bytes())
+        .put(&InferenceManifest::key(id), manifest.to_bytes())
         .await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

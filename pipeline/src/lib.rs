@@ -29,6 +29,7 @@ pub mod contribute;
 pub mod datanet;
 pub mod inferences;
 pub mod ingest;
+pub mod layout;
 pub mod minhash;
 pub mod openlineage;
 pub mod readers;

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::merkle::{MerkleTree, leaf_bytes32};
 
+/// The lake prefix of primary artifacts that live next to Delta tables named alike
+/// (snapshot, inference and Datanet manifests, adapter folders): kept out of the tables'
+/// folders, so dropping, rebuilding or vacuuming a table never touches them.
+pub const ARTIFACTS: &str = "artifacts/";
+
 /// One contribution as listed in a batch manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -140,6 +145,11 @@ pub struct InferenceManifest {
 }
 
 impl InferenceManifest {
+    /// Where batch `id`'s manifest lies, relative to the lake root.
+    pub fn key(id: B256) -> String {
+        format!("{ARTIFACTS}inferences/{id}.json")
+    }
+
     /// The Merkle tree over the entries' ids.
     pub fn merkle_tree(&self) -> MerkleTree {
         MerkleTree::new(
@@ -197,9 +207,10 @@ impl SnapshotManifest {
         keccak256(buf)
     }
 
-    /// Where snapshot `id`'s manifest lies, relative to the lake root.
+    /// Where snapshot `id`'s manifest lies, relative to the lake root (under
+    /// [`ARTIFACTS`], never inside the `snapshots` table's folder).
     pub fn key(id: B256) -> String {
-        format!("snapshots/{id}.json")
+        format!("{ARTIFACTS}snapshots/{id}.json")
     }
 
     /// The Merkle tree over the contribution ids.
@@ -306,9 +317,10 @@ impl AdapterManifest {
         keccak256(buf)
     }
 
-    /// The folder of adapter `id`, relative to the lake root.
+    /// The folder of adapter `id`, relative to the lake root (under [`ARTIFACTS`], never
+    /// inside the `adapters` table's folder).
     pub fn folder(id: B256) -> String {
-        format!("adapters/{id}/")
+        format!("{ARTIFACTS}adapters/{id}/")
     }
 
     /// Where adapter `id`'s manifest lies, relative to the lake root.

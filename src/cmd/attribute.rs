@@ -32,7 +32,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let q = Query {
         adapter: args.adapter,
         prompt: args.prompt,

@@ -49,7 +49,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .transpose()
         .context("--key")?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let d = datanet::load(&chain, &lake, &args.datanet).await?;
     let config = ContributeConfig {
         datanet_id: d.id,

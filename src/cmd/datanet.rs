@@ -41,7 +41,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let m = DatanetManifest::from_toml(&text)
                 .with_context(|| format!("in {}", manifest.display()))?;
             let chain = super::chain(&common).await?;
-            let lake = super::lake(&common)?;
+            let lake = super::lake(&common).await?;
             let id = datanet::create_from_manifest(&chain, &lake, &m).await?;
             println!(
                 "Datanet {} ({}) has id {id}; schema hash {}",
@@ -52,7 +52,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Show { common, datanet } => {
             let chain = super::chain(&common).await?;
-            let lake = super::lake(&common)?;
+            let lake = super::lake(&common).await?;
             let d = datanet::load(&chain, &lake, &datanet).await?;
             println!(
                 "Datanet {} (id {}), owner {}",

@@ -92,7 +92,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "  InferenceLedger {}  RewardDistributor {}  RewardToken {}",
         d.inference_ledger, d.reward_distributor, d.reward_token
     );
-    let lake = super::lake(&common)?;
+    let lake = super::lake(&common).await?;
     let store = super::store(&common).await?;
 
     // The Datanet's manifest: its schema hash goes on chain, the document into the lake.

@@ -50,7 +50,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain_read_only(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let store = super::store(&args.common).await?;
     let mut registry = Registry::default();
     let metrics = IndexMetrics::register(&mut registry);

@@ -176,7 +176,7 @@ async fn run_now(a: Run) -> anyhow::Result<()> {
         );
     }
     let chain = Arc::new(super::chain(&a.common).await?);
-    let lake = super::lake(&a.common)?;
+    let lake = super::lake(&a.common).await?;
     let store = super::store(&a.common).await?;
     let mut cfg = WorkerConfig::new(
         &a.common.data_dir,

@@ -73,13 +73,18 @@ pub(crate) fn chain_config(common: &Common) -> anyhow::Result<ChainConfig> {
     Ok(config)
 }
 
-/// Opens the lake the flags name (`lake` in the data directory by default).
-pub(crate) fn lake(common: &Common) -> anyhow::Result<Lake> {
+/// Opens the lake the flags name (`lake` in the data directory by default), moving artifacts a
+/// lake written by an earlier version kept inside table folders to `artifacts/` first.
+pub(crate) async fn lake(common: &Common) -> anyhow::Result<Lake> {
     let root = match &common.lake {
         Some(root) => root.clone(),
         None => common.data_dir.join("lake").to_string_lossy().into_owned(),
     };
-    Lake::open(&root).with_context(|| format!("opening the lake at {root}"))
+    let lake = Lake::open(&root).with_context(|| format!("opening the lake at {root}"))?;
+    tributary_pipeline::layout::migrate(&lake)
+        .await
+        .with_context(|| format!("moving the artifacts of the lake at {root} to artifacts/"))?;
+    Ok(lake)
 }
 
 /// Opens the index store the flags name (SQLite in the data directory by default).

@@ -17,7 +17,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let id = super::parse_id(&args.contribution)?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let r = tributary_pipeline::revoke::revoke(&chain, &lake, id, &args.reason).await?;
     let what = if r.newly_revoked {
         "revoked"

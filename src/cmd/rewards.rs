@@ -80,7 +80,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Sub::Settle(a) => {
             let policy: Policy = a.policy.parse()?;
             let chain = super::chain(&a.common).await?;
-            let lake = super::lake(&a.common)?;
+            let lake = super::lake(&a.common).await?;
             let platform = a.platform.unwrap_or(chain.signer());
             let accounts = Accounts {
                 platform,
@@ -107,7 +107,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         Sub::Claim(a) => {
             let chain = super::chain(&a.common).await?;
-            let lake = super::lake(&a.common)?;
+            let lake = super::lake(&a.common).await?;
             let account = a.account.unwrap_or(chain.signer());
             let (amount, tx) = rewards::claim(&chain, &lake, a.epoch, account).await?;
             println!(
@@ -118,7 +118,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         Sub::Show(a) => {
             let chain = super::chain(&a.common).await?;
-            let lake = super::lake(&a.common)?;
+            let lake = super::lake(&a.common).await?;
             let (rows, balance) = rewards::show(&chain, &lake, a.contributor).await?;
             print_earned(a.contributor, &rows, balance);
         }

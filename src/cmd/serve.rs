@@ -191,7 +191,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = Arc::new(chain);
     let chain_id = chain.chain_id();
     let store = super::store(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let mut registry = Registry::default();
     let index_metrics = IndexMetrics::register(&mut registry);
     let job_metrics = JobMetrics::register(&mut registry);

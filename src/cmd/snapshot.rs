@@ -24,7 +24,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let mut ids = Vec::with_capacity(args.datanets.len());
     for d in &args.datanets {
         ids.push(datanet::load(&chain, &lake, d).await?.id);

@@ -28,7 +28,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let spec = Spec::load(&args.config)?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let published = match args.out {
         Some(out) => train(&chain, &lake, &spec, args.device, out, false).await?,
         None => {

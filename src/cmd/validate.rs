@@ -23,7 +23,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .map(|r| super::parse_id(r))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let chain = super::chain(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let a = tributary_pipeline::validate::attest(&chain, &lake, batch, &reject).await?;
     println!(
         "batch {batch}: {} accepted, {} rejected by {}; verdicts root {} recorded in tx {} (block {})",

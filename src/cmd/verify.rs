@@ -16,7 +16,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     let id = super::parse_id(&args.contribution)?;
     let chain = super::chain_read_only(&args.common).await?;
-    let lake = super::lake(&args.common)?;
+    let lake = super::lake(&args.common).await?;
     let p = match tributary_pipeline::verify::prove(&chain, &lake, id).await {
         Ok(p) => p,
         Err(tributary_pipeline::Error::NotFound(what)) => {

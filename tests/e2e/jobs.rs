@@ -406,7 +406,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     assert_eq!(
         outputs
             .iter()
-            .filter(|o| o.starts_with("snapshots/"))
+            .filter(|o| o.starts_with("artifacts/snapshots/"))
             .count(),
         2,
         "{outputs:?}"
@@ -414,7 +414,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     assert_eq!(
         outputs
             .iter()
-            .filter(|o| o.starts_with("adapters/"))
+            .filter(|o| o.starts_with("artifacts/adapters/"))
             .count(),
         1,
         "only the promoted run outputs an adapter: {outputs:?}"

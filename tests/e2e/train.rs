@@ -111,7 +111,7 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
     // The same files are in the lake under the adapter's content address.
     let in_lake = s
         .data
-        .join("lake/adapters")
+        .join("lake/artifacts/adapters")
         .join(&id)
         .join("adapter_model.safetensors");
     assert_eq!(
@@ -298,4 +298,41 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
     // contribution (the scores are centred), so their share is 1 or, when it nets out
     // below zero, 0.
     assert_eq!(row[5], "0", "{text}");
+
+    // Every table vacuumed as Spark's VACUUM does (retention 0, files the log does not name
+    // included), then every table the index mirrors dropped and rebuilt by a fresh index:
+    // nothing a command needs is lost, since artifacts live under their own prefix.
+    let adapters = || {
+        let run = s
+            .cmd(&["sql", "--format", "csv", "SELECT count(*) FROM adapters"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&run.stdout).to_string()
+    };
+    assert!(s.cmd(&["index"]).status().unwrap().success());
+    let before = adapters();
+    assert!(!before.contains("\n0"), "{before}");
+    let lake = s.lake();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for t in tributary_schemas::tables::names::ALL {
+            lake.vacuum(t, 0).await.unwrap();
+        }
+    });
+    for t in tributary_schemas::tables::names::MIRRORED {
+        let folder = s.data.join("lake").join(t);
+        if folder.exists() {
+            std::fs::remove_dir_all(folder).unwrap();
+        }
+    }
+    let fresh = format!("sqlite://{}", s.dir().join("fresh.db").display());
+    let reindex = s.cmd(&["index", "--store", &fresh]).output().unwrap();
+    assert!(
+        reindex.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reindex.stderr)
+    );
+    assert_eq!(adapters(), before, "the adapters table rebuilt");
+    let text = attribute(&s);
+    assert!(text.contains("top 3 of "), "{text}");
 }

@@ -377,9 +377,10 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     }
     let folder = base_folder(lake, manifest.base_model_id, cache).await?;
     let files = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
+    let adapter_folder = job::adapter_folder(lake, a.id)?;
     job::fetch_files(
         lake,
-        &a.uri,
+        &adapter_folder,
         &[
             "adapter_model.safetensors",
             "adapter_config.json",
@@ -393,7 +394,13 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     // Training writes no span index for vocabularies above its u16 tokens.
     let has_spans = tokenizer.vocab_size() <= spans::MAX_VOCAB;
     if has_spans {
-        job::fetch_files(lake, &a.uri, &["spans.bin", "spans.json"], files.path()).await?;
+        job::fetch_files(
+            lake,
+            &adapter_folder,
+            &["spans.bin", "spans.json"],
+            files.path(),
+        )
+        .await?;
     }
     let snap = snapshot::load(lake, manifest.snapshot_id).await?;
     let entries: BTreeMap<String, (Address, u64)> = snap

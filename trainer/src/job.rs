@@ -767,12 +767,22 @@ async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile:
     let dir = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
     fetch_files(
         lake,
-        &a.uri,
+        &adapter_folder(lake, a.id)?,
         &["adapter_model.safetensors", "adapter_config.json"],
         dir.path(),
     )
     .await?;
     Ok(dir)
+}
+
+/// The lake URI of adapter `id`'s folder, found by its id under this lake's root (not by the
+/// URI published on chain, which names the lake where it was first written).
+pub fn adapter_folder(lake: &Lake, id: B256) -> Result<String> {
+    Ok(lake
+        .root()
+        .join(&AdapterManifest::folder(id))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?
+        .to_string())
 }
 
 /// Copies `names` from the lake folder `uri` into `dir`.

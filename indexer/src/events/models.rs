@@ -245,10 +245,12 @@ async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
 ) -> Result<InferenceManifest, String> {
-    let bytes = lake
-        .get(&e.manifestURI)
-        .await
-        .map_err(|err| format!("manifest unavailable: {err}"))?;
+    // By the URI on chain; a lake migrated since keeps it at the batch's own key.
+    let bytes = match lake.get(&e.manifestURI).await {
+        Err(err) if err.is_not_found() => lake.get(&InferenceManifest::key(e.batchId)).await,
+        other => other,
+    }
+    .map_err(|err| format!("manifest unavailable: {err}"))?;
     let manifest: InferenceManifest =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
     if manifest.batch_id != e.batchId {

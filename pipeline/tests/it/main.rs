@@ -2,4 +2,5 @@
 
 mod contribute;
 mod ingest;
+mod layout;
 mod rewards;

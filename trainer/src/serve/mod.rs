@@ -346,11 +346,12 @@ impl Server {
             if manifest.metrics.is_some() {
                 names.extend(["influence.safetensors", "influence.json"]);
             }
-            job::fetch_files(&self.lake, &on_chain.uri, &names, part.path()).await?;
+            let folder = job::adapter_folder(&self.lake, on_chain.id)?;
+            job::fetch_files(&self.lake, &folder, &names, part.path()).await?;
             // Span indexes are written only for small vocabularies.
             let _ = job::fetch_files(
                 &self.lake,
-                &on_chain.uri,
+                &folder,
                 &["spans.bin", "spans.json"],
                 part.path(),
             )
