@@ -4,7 +4,6 @@
 //! no known deployment is refused instead of getting a fresh set of contracts.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use tributary_chain::anvil::{AnvilOptions, LocalAnvil};
 use tributary_chain::keys::ANVIL_DEV_KEY;
@@ -119,28 +118,11 @@ fn an_existing_deployment_is_indexed_and_served_without_a_key() {
         "127.0.0.1:0",
     ]);
     let w = start(std::mem::replace(&mut serve, tributary()));
-    let base = w
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("SQL: POST "))
-        .and_then(|u| u.strip_suffix("/sql"))
-        .unwrap_or_else(|| panic!("{:?}", w.banner))
-        .to_string();
+    let base = w.base();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let start = Instant::now();
-        while http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            != 200
-        {
-            assert!(start.elapsed() < Duration::from_secs(120), "never ready");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        w.wait_ready(&http, 120).await;
         let gql: serde_json::Value = http
             .post(format!("{base}/graphql"))
             .json(&serde_json::json!({"query": "{ chainId datanets { name } }"}))

@@ -54,6 +54,38 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// The server's HTTP address, from its banner.
+    pub(crate) fn base(&self) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("SQL: POST "))
+            .and_then(|u| u.strip_suffix("/sql"))
+            .unwrap_or_else(|| panic!("{:?}", self.banner))
+            .to_string()
+    }
+
+    /// Waits until `/readyz` says 200 (at most `secs`, else fails with its last answer), and
+    /// checks the indexer is at the head.
+    pub(crate) async fn wait_ready(&self, http: &reqwest::Client, secs: u64) {
+        let base = self.base();
+        let start = Instant::now();
+        loop {
+            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+            let code = r.status();
+            let body: Value = r.json().await.unwrap();
+            if code == 200 {
+                assert_eq!(body["indexer"], "at head", "{body}");
+                return;
+            }
+            assert_eq!(code, 503, "{body}");
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "not ready within {secs} s: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Waits until a stderr line contains `text` (at most `secs`).
     fn wait_log(&self, text: &str, secs: u64) {
         let start = Instant::now();
@@ -559,13 +591,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
     .arg("--data-dir")
     .arg(&data);
     let mut w = start(cmd);
-    let base = w
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("SQL: POST "))
-        .and_then(|u| u.strip_suffix("/sql"))
-        .unwrap_or_else(|| panic!("{:?}", w.banner))
-        .to_string();
+    let base = w.base();
     for part in ["Indexer:", "Scheduler:", "Inference", "GraphQL"] {
         assert!(
             w.banner.iter().any(|l| l.starts_with(part)),
@@ -579,19 +605,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
         let health = http.get(format!("{base}/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200);
         // Ready once the indexer has reached the head.
-        let start = Instant::now();
-        loop {
-            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
-            let code = r.status();
-            let body: Value = r.json().await.unwrap();
-            if code == 200 {
-                assert_eq!(body["indexer"], "at head", "{body}");
-                break;
-            }
-            assert_eq!(code, 503, "{body}");
-            assert!(start.elapsed() < Duration::from_secs(60), "{body}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        w.wait_ready(&http, 60).await;
         let gql: Value = http
             .post(format!("{base}/graphql"))
             .json(&serde_json::json!({"query": "{ chainId datanets { name } jobs { name } }"}))
@@ -665,13 +679,7 @@ fn ready_on_an_idle_chain() {
         "--pg-listen",
         "127.0.0.1:0",
     ]));
-    let base = w
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("SQL: POST "))
-        .and_then(|u| u.strip_suffix("/sql"))
-        .unwrap_or_else(|| panic!("{:?}", w.banner))
-        .to_string();
+    let base = w.base();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use alloy::providers::Provider;
@@ -681,21 +689,7 @@ fn ready_on_an_idle_chain() {
             .await
             .unwrap();
         let http = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
-            let code = r.status();
-            let body: Value = r.json().await.unwrap();
-            if code == 200 {
-                assert_eq!(body["indexer"], "at head", "{body}");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "not ready on an idle chain: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        w.wait_ready(&http, 120).await;
         let metrics = http
             .get(format!("{base}/metrics"))
             .send()
