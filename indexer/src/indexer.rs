@@ -35,6 +35,8 @@ pub struct IndexStats {
     /// The last step found nothing left to index up to the confirmed head (also on an idle
     /// chain, where no new block ever arrives).
     pub at_head: bool,
+    /// Batches indexed whose manifest the lake could not serve (rechecked later).
+    pub unreachable: u64,
 }
 
 /// What a recheck of unreachable manifests found.
@@ -243,20 +245,26 @@ impl<'a> Indexer<'a> {
         self.catch_up_mirror().await?;
         let mut heads = self.chain.new_heads().await?;
         tokio::pin!(stop);
-        // Unreachable manifests are rechecked at the head, 1 s after the first miss, doubling
-        // to every 5 minutes while some stay unreachable.
+        // Unreachable manifests are rechecked at the head: 1 s after a step indexed one, then
+        // doubling to every 5 minutes while some stay unreachable. With none waiting, the store
+        // is asked again only every 5 minutes (another process may have indexed some).
         let (mut recheck_at, mut recheck_every) = (std::time::Instant::now(), RECHECK_FIRST);
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
+            let seen = stats.unreachable;
             let step = self.step(&mut stats).await?;
-            if matches!(step, Step::AtHead) && std::time::Instant::now() >= recheck_at {
+            let now = std::time::Instant::now();
+            if stats.unreachable > seen {
+                recheck_at = recheck_at.min(now + recheck_every);
+            }
+            if matches!(step, Step::AtHead) && now >= recheck_at {
                 let r = self.recheck().await?;
-                recheck_every = if r.unreachable > 0 {
-                    (recheck_every * 2).min(RECHECK_MAX)
+                (recheck_every, recheck_at) = if r.unreachable > 0 {
+                    let every = (recheck_every * 2).min(RECHECK_MAX);
+                    (every, now + every)
                 } else {
-                    RECHECK_FIRST
+                    (RECHECK_FIRST, now + RECHECK_MAX)
                 };
-                recheck_at = std::time::Instant::now() + recheck_every;
             }
             let pause = if matches!(step, Step::AtHead) {
                 self.poll
@@ -473,6 +481,14 @@ impl<'a> Indexer<'a> {
             .filter(|n| n.kind == tributary_schemas::lineage::NodeKind::Contribution)
             .count() as u64;
         stats.edges += changes.edges.len() as u64;
+        stats.unreachable += changes
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.kind == tributary_schemas::lineage::NodeKind::Batch
+                    && n.props["da"] == events::datanet_registry::Availability::Unreachable.as_str()
+            })
+            .count() as u64;
         stats.to_block = end;
         tracing::info!(from, to = end, head, events = logs.len(), "indexed");
         if let Some(report) = self.progress {

@@ -72,22 +72,14 @@ async fn forward(State(gate): State<Arc<Gate>>, request: axum::extract::Request)
     }
 }
 
-/// Counts of the mirrored graph's rows matching `kind` and a props substring.
+/// Rows of the mirrored graph with `kind` whose props hold `props_like`.
 fn count(s: &crate::datanets::Setup, kind: &str, props_like: &str) -> u64 {
-    let query = format!(
-        "SELECT count(*) FROM lineage_nodes WHERE kind = '{kind}' AND props LIKE '%{props_like}%'"
-    );
-    let out = s.cmd(&["sql", "--format", "csv", &query]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{query}: {text}"))
+    crate::serve::sql_count(
+        s,
+        &format!(
+            "SELECT count(*) FROM lineage_nodes WHERE kind = '{kind}' AND props LIKE '%{props_like}%'"
+        ),
+    )
 }
 
 #[test]

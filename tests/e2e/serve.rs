@@ -78,7 +78,7 @@ fn run(s: &Setup, args: &[&str]) -> String {
     text
 }
 
-fn sql_count(s: &Setup, query: &str) -> u64 {
+pub(crate) fn sql_count(s: &Setup, query: &str) -> u64 {
     let out = s.cmd(&["sql", "--format", "csv", query]).output().unwrap();
     assert!(
         out.status.success(),
