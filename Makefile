@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 ENV = eval "$$(scripts/setup.sh)"
 
-.PHONY: demo test setup contracts lint bench
+.PHONY: demo test setup contracts lint bench gpu
 
 ## Run the whole demo on embedded defaults (anvil, lake and SQLite under .tributary/demo).
 demo:
@@ -50,3 +50,10 @@ lint:
 	$(ENV)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## The GPU check (issue 24) on this machine's GPU: builds the bundle, then runs the GPU tests
+## and benchmarks side by side with PyTorch + PEFT (scripts/gpu-check.sh; results in .gpu/out).
+gpu:
+	$(ENV)
+	scripts/gpu-check.sh bundle
+	scripts/gpu-check.sh run

@@ -55,6 +55,7 @@ fn config() -> TrainConfig {
         eval_every: 25,
         patience: 0,
         seed: 0,
+        ..TrainConfig::default()
     }
 }
 

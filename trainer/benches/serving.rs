@@ -12,7 +12,10 @@
 //! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
 //! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default
 //! 10), `TRIBUTARY_BENCH_THREADS` (default 2), `TRIBUTARY_BENCH_ROUNDS` (interleaved rounds of
-//! the batched configurations, median reported; default 3).
+//! the batched configurations, median reported; default 3). `TRIBUTARY_BENCH_DEVICE` (cpu
+//! or cuda) and `TRIBUTARY_BENCH_CHECKPOINT` (a Hugging Face checkpoint folder, loaded in its
+//! stored precision on CUDA, instead of the two random shapes) are set by the GPU check
+//! (`gpu.rs`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -52,12 +55,30 @@ fn config(hidden: i64) -> Config {
     .unwrap()
 }
 
+/// Where the benchmark computes (`TRIBUTARY_BENCH_DEVICE`: cpu, the default, or cuda).
+fn bench_device() -> Device {
+    match std::env::var("TRIBUTARY_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    }
+}
+
+/// The base model: the checkpoint `TRIBUTARY_BENCH_CHECKPOINT` names, else random weights
+/// at width `hidden`.
+fn base_model(seed: i64, hidden: i64) -> Model {
+    match std::env::var("TRIBUTARY_BENCH_CHECKPOINT") {
+        Ok(dir) => Model::load(std::path::Path::new(&dir), bench_device()).unwrap(),
+        Err(_) => model(seed, hidden),
+    }
+}
+
 /// A model with random weights, named as in a Hugging Face Llama checkpoint.
 fn model(seed: i64, hidden: i64) -> Model {
     tch::manual_seed(seed);
     let c = config(hidden);
     let mut w = std::collections::HashMap::new();
-    let randn = |dims: &[i64]| Tensor::randn(dims, (Kind::Float, Device::Cpu)) * 0.02;
+    let device = bench_device();
+    let randn = |dims: &[i64]| Tensor::randn(dims, (Kind::Float, device)) * 0.02;
     let (h, kv) = (c.hidden, c.kv_heads * c.head_dim());
     w.insert(
         "model.embed_tokens.weight".to_string(),
@@ -65,7 +86,7 @@ fn model(seed: i64, hidden: i64) -> Model {
     );
     w.insert(
         "model.norm.weight".to_string(),
-        Tensor::ones([h], (Kind::Float, Device::Cpu)),
+        Tensor::ones([h], (Kind::Float, device)),
     );
     for i in 0..c.layers {
         let p = format!("model.layers.{i}");
@@ -83,11 +104,11 @@ fn model(seed: i64, hidden: i64) -> Model {
         for n in ["input_layernorm", "post_attention_layernorm"] {
             w.insert(
                 format!("{p}.{n}.weight"),
-                Tensor::ones([h], (Kind::Float, Device::Cpu)),
+                Tensor::ones([h], (Kind::Float, device)),
             );
         }
     }
-    Model::from_weights(c, w, Device::Cpu).unwrap()
+    Model::from_weights(c, w, device).unwrap()
 }
 
 /// Saves `n` random adapters as PEFT folders.
@@ -108,17 +129,31 @@ fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(B256, PathB
         .collect()
 }
 
-/// Records when a request finished.
+/// Records when a request got its first token and when it finished.
 #[derive(Clone)]
 struct Clock {
     start: Instant,
+    first: std::rc::Rc<std::cell::Cell<f64>>,
     done: std::rc::Rc<std::cell::Cell<f64>>,
+}
+
+impl Clock {
+    fn new(start: Instant) -> Self {
+        Clock {
+            start,
+            first: Default::default(),
+            done: Default::default(),
+        }
+    }
 }
 
 impl Sink for Clock {
     fn send(&mut self, e: Event) -> bool {
         if let Event::Failed(m) = &e {
             panic!("request failed: {m}");
+        }
+        if matches!(e, Event::Token(_)) && self.first.get() == 0.0 {
+            self.first.set(self.start.elapsed().as_secs_f64());
         }
         if matches!(e, Event::Done(_)) {
             self.done.set(self.start.elapsed().as_secs_f64());
@@ -131,6 +166,8 @@ struct Run {
     tokens_per_s: f64,
     p50: f64,
     p95: f64,
+    /// 95th percentile of the time to first token.
+    ttft_p95: f64,
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -145,10 +182,7 @@ fn batched(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[
     let tokens0 = engine.tokens;
     let mut clocks = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
-        let clock = Clock {
-            start,
-            done: Default::default(),
-        };
+        let clock = Clock::new(start);
         clocks.push(clock.clone());
         engine.submit(Request {
             adapter: (!adapters.is_empty()).then(|| {
@@ -164,10 +198,12 @@ fn batched(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[
     engine.run_to_end().unwrap();
     let secs = start.elapsed().as_secs_f64();
     let mut lat: Vec<f64> = clocks.iter().map(|c| c.done.get()).collect();
+    let mut first: Vec<f64> = clocks.iter().map(|c| c.first.get()).collect();
     Run {
         tokens_per_s: (engine.tokens - tokens0) as f64 / secs,
         p50: percentile(&mut lat, 0.5),
         p95: percentile(&mut lat, 0.95),
+        ttft_p95: percentile(&mut first, 0.95),
     }
 }
 
@@ -176,8 +212,10 @@ fn swap(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec
     let start = Instant::now();
     let tokens0 = engine.tokens;
     let mut lat = Vec::new();
+    let mut first = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
         let t0 = Instant::now();
+        let clock = Clock::new(t0);
         let (id, dir) = &adapters[i % adapters.len()];
         let a = ServedAdapter::load(engine.model(), *id, dir).unwrap();
         merge_into(engine.model_mut(), &a, 1.0);
@@ -186,23 +224,23 @@ fn swap(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec
             prompt: p.clone(),
             max_tokens: NEW,
             sampling: Sampling::GREEDY,
-            sink: Clock {
-                start,
-                done: Default::default(),
-            },
+            sink: clock.clone(),
         });
         engine.run_to_end().unwrap();
         merge_into(engine.model_mut(), &a, -1.0);
         lat.push(t0.elapsed().as_secs_f64());
+        first.push(clock.first.get());
     }
     Run {
         tokens_per_s: (engine.tokens - tokens0) as f64 / start.elapsed().as_secs_f64(),
         p50: percentile(&mut lat, 0.5),
         p95: percentile(&mut lat, 0.95),
+        ttft_p95: percentile(&mut first, 0.95),
     }
 }
 
-fn main() {
+/// Runs the benchmark (also from `gpu.rs`, over a checkpoint on the GPU).
+pub(crate) fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("serving: benchmark");
         return;
@@ -212,32 +250,47 @@ fn main() {
     let requests = env("TRIBUTARY_BENCH_REQUESTS", 100);
     let swaps = env("TRIBUTARY_BENCH_SWAP", 10);
     let rounds = env("TRIBUTARY_BENCH_ROUNDS", 3).max(1);
-    for hidden in [512, 1024] {
+    let widths: &[i64] = match std::env::var("TRIBUTARY_BENCH_CHECKPOINT") {
+        Ok(_) => &[0],
+        Err(_) => &[512, 1024],
+    };
+    for &hidden in widths {
         shape(hidden, requests, swaps, threads, rounds);
     }
 }
 
 fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let base = model(7, hidden);
+    let base = base_model(7, hidden);
+    let hidden = base.config.hidden;
     let params: i64 = base.parameters().iter().map(|t| t.numel() as i64).sum();
     let all = adapters(&base, 100, dir.path());
     let adapter_params: i64 = ServedAdapter::load(&base, all[0].0, &all[0].1)
         .unwrap()
         .bytes()
-        / 4;
+        / base.kind().elt_size_in_bytes() as i64;
     tch::manual_seed(3);
+    let vocab = base.config.vocab_size;
     let prompts: Vec<Vec<i64>> = (0..requests)
         .map(|_| {
-            Vec::<i64>::try_from(&Tensor::randint(4096, [PROMPT], (Kind::Int64, Device::Cpu)))
-                .unwrap()
+            Vec::<i64>::try_from(&Tensor::randint(
+                vocab,
+                [PROMPT],
+                (Kind::Int64, Device::Cpu),
+            ))
+            .unwrap()
         })
         .collect();
+    let on = match base.device() {
+        Device::Cpu => format!("{threads} threads"),
+        d => format!("{d:?}, {:?}", base.kind()),
+    };
     println!(
-        "\nserving benchmark: hidden {hidden}, {params} parameters, {requests} requests x ({PROMPT} prompt + {NEW} new tokens), rank-8 adapters on q,v,o,up,down ({adapter_params} parameters each), {threads} threads"
+        "\nserving benchmark: hidden {hidden}, {params} parameters, {requests} requests x ({PROMPT} prompt + {NEW} new tokens), rank-8 adapters on q,v,o,up,down ({adapter_params} parameters each), {on}"
     );
     let eot = -1;
-    let mut engine: Engine<Clock> = Engine::new(model(7, hidden), eot, requests as i64, i64::MAX);
+    let mut engine: Engine<Clock> =
+        Engine::new(base_model(7, hidden), eot, requests as i64, i64::MAX);
     // Warm up: load every adapter once and run a short batch.
     let _ = batched(&mut engine, &all, &prompts[..requests.min(8)]);
     for (id, dir) in &all {
@@ -245,7 +298,7 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize
     }
 
     let mut merged_engine: Engine<Clock> =
-        Engine::new(model(7, hidden), eot, requests as i64, i64::MAX);
+        Engine::new(base_model(7, hidden), eot, requests as i64, i64::MAX);
     let first = ServedAdapter::load(merged_engine.model(), all[0].0, &all[0].1).unwrap();
     merge_into(merged_engine.model_mut(), &first, 1.0);
     let _ = batched(&mut merged_engine, &[], &prompts[..requests.min(8)]);
@@ -270,19 +323,22 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize
         .zip(runs)
         .map(|(k, r)| (format!("{k} adapter(s), batched"), median(r)))
         .collect();
-    let mut swap_engine: Engine<Clock> = Engine::new(model(7, hidden), eot, 1, i64::MAX);
+    let mut swap_engine: Engine<Clock> = Engine::new(base_model(7, hidden), eot, 1, i64::MAX);
     let swapped = swap(&mut swap_engine, &all, &prompts[..swaps.min(requests)]);
 
     println!("(median of {rounds} interleaved rounds; the swap baseline runs once)");
-    println!("| serving | tokens/s | vs merged | p50 latency | p95 latency |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| serving | tokens/s | vs merged | p50 latency | p95 latency | p95 time to first token |"
+    );
+    println!("|---|---|---|---|---|---|");
     let line = |name: &str, r: &Run| {
         println!(
-            "| {name} | {:.0} | {:.2}x | {:.2} s | {:.2} s |",
+            "| {name} | {:.0} | {:.2}x | {:.2} s | {:.2} s | {:.3} s |",
             r.tokens_per_s,
             r.tokens_per_s / merged.tokens_per_s,
             r.p50,
-            r.p95
+            r.p95,
+            r.ttft_p95
         )
     };
     line("one adapter merged into the base (reference)", &merged);

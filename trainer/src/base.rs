@@ -447,10 +447,7 @@ pub fn build(recipe: &Recipe, dir: &Path, progress: &mut dyn FnMut(&Progress)) -
 fn lm_loss(model: &Model, w: &Tensor) -> Result<Tensor> {
     let t = w.size()[1] - 1;
     let logits = model.logits(&w.narrow(1, 0, t))?;
-    let v = logits.size()[2];
-    Ok(logits
-        .reshape([-1, v])
-        .cross_entropy_for_logits(&w.narrow(1, 1, t).reshape([-1])))
+    Ok(crate::train::cross_entropy(&logits, &w.narrow(1, 1, t)))
 }
 
 /// The recipe's checkpoint under `cache` (`cache/tiny-<fingerprint>`), built first if it is

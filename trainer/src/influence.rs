@@ -155,11 +155,7 @@ fn gradient(model: &Model, lora: &mut Lora, ids: &[i64], max_tokens: usize) -> R
         .unsqueeze(0);
     let n = ids.len() as i64 - 1;
     let logits = lora.logits(model, &t.narrow(1, 0, n), false)?;
-    let v = logits.size()[2];
-    let loss = logits
-        .reshape([-1, v])
-        .cross_entropy_for_logits(&t.narrow(1, 1, n).reshape([-1]));
-    loss.backward();
+    crate::train::cross_entropy(&logits, &t.narrow(1, 1, n)).backward();
     Ok(lora.gradient())
 }
 

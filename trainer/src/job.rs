@@ -830,8 +830,8 @@ fn train_blocking(
     for name in ADAPTER_FILES {
         let _ = std::fs::remove_file(out.join(name));
     }
-    let model = Model::load(folder, device)?;
     let cfg = spec.train_config();
+    let model = Model::load_as(folder, device, cfg.precision)?;
     let loaded: Vec<Lora> = parents
         .iter()
         .map(|p| Lora::load_peft(&model, p))

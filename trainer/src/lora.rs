@@ -3,6 +3,10 @@
 //! `VarStore`, so an optimizer built on it cannot touch the base. Adapters are written and
 //! read in Hugging Face PEFT's format (`adapter_model.safetensors`, `adapter_config.json`), so
 //! `PeftModel.from_pretrained` loads them over the same base.
+//!
+//! The factors (and so the optimizer's state) are float32 whatever the base's precision; over
+//! a bfloat16 or float16 base they are cast to it inside each projection, as PEFT's adapters
+//! run under `torch.autocast`, and their gradients land in float32.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -126,6 +130,8 @@ pub struct Lora {
     vs: nn::VarStore,
     /// `(layer, role) -> (A, B)`.
     pairs: BTreeMap<(usize, String), (Tensor, Tensor)>,
+    /// The base's precision: the factors are cast to it where they meet the activations.
+    compute: Kind,
 }
 
 impl Lora {
@@ -163,7 +169,12 @@ impl Lora {
                 pairs.insert((layer, role.clone()), (a, b));
             }
         }
-        Ok(Self { config, vs, pairs })
+        Ok(Self {
+            config,
+            vs,
+            pairs,
+            compute: model.kind(),
+        })
     }
 
     /// The trainable variables (for the optimizer).
@@ -187,13 +198,21 @@ impl Lora {
     }
 
     /// Each adapted projection as `((layer, role), A [r, in], s·B [out, r])`, with the scale
-    /// `s = alpha / r` folded into `B` (detached copies, for serving).
+    /// `s = alpha / r` folded into `B`, in the base's precision (detached copies, for
+    /// serving).
     pub fn factors(&self) -> Vec<((usize, String), Tensor, Tensor)> {
         let s = self.config.scale();
+        let k = self.compute;
         tch::no_grad(|| {
             self.pairs
                 .iter()
-                .map(|(k, (a, b))| (k.clone(), a.detach().copy(), b.detach() * s))
+                .map(|(key, (a, b))| {
+                    (
+                        key.clone(),
+                        a.detach().to_kind(k).copy(),
+                        (b.detach() * s).to_kind(k),
+                    )
+                })
                 .collect()
         })
     }
@@ -339,9 +358,17 @@ impl Lora {
 
     /// Logits of the adapted model; `train` turns dropout on.
     pub fn logits(&self, model: &Model, ids: &Tensor, train: bool) -> Result<Tensor> {
+        model.forward_with(ids, &self.projector(train))
+    }
+
+    /// The projection of the adapted model, for [`Model::forward_with`] and
+    /// [`Model::block`]: the base's output plus `(alpha / r) · B A x`, with dropout on the
+    /// adapter's input when `train`.
+    pub fn projector(&self, train: bool) -> impl Fn(usize, &str, &Linear, &Tensor) -> Tensor + '_ {
         let scale = self.config.scale();
         let dropout = self.config.dropout;
-        model.forward_with(ids, &|layer, role, base: &Linear, x| {
+        let k = self.compute;
+        move |layer, role, base: &Linear, x| {
             let y = base.forward(x);
             match self.pairs.get(&(layer, role.to_string())) {
                 None => y,
@@ -351,10 +378,13 @@ impl Lora {
                     } else {
                         x.shallow_clone()
                     };
-                    y + x.linear(a, None::<Tensor>).linear(b, None::<Tensor>) * scale
+                    y + x
+                        .linear(&a.to_kind(k), None::<Tensor>)
+                        .linear(&b.to_kind(k), None::<Tensor>)
+                        * scale
                 }
             }
-        })
+        }
     }
 
     /// Writes the adapters in PEFT's format into `dir`: `adapter_model.safetensors` (tensor

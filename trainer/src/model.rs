@@ -1,7 +1,12 @@
 //! One decoder-only transformer family in tch: GPT-2 blocks (LayerNorm, learned positions,
 //! fused qkv, GELU) and Llama/Qwen-style blocks (RMSNorm, RoPE, SwiGLU, grouped-query
 //! attention, optional qkv bias), sized by a [`Config`] read from a Hugging Face
-//! `config.json`, with weights from a Hugging Face `model.safetensors`.
+//! `config.json`, with weights from a Hugging Face `model.safetensors` or a sharded
+//! checkpoint (`model.safetensors.index.json` naming the shards).
+//!
+//! Weights keep the floating-point type they are stored in (float32, bfloat16 or float16) or
+//! take the one a [`Precision`] asks for; the residual stream runs in that type, norms
+//! compute in float32 (as Hugging Face does), and callers upcast logits for a loss.
 //!
 //! The forward pass is written out as tensor operations over plain weight tensors, so which
 //! weights train (LoRA) and which stay frozen (the base) is decided by whoever holds them, not
@@ -131,6 +136,60 @@ impl Config {
     }
 }
 
+/// The floating-point type of a model's weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// As stored on CUDA; float32 on the CPU (where bfloat16 and float16 arithmetic is slow).
+    #[default]
+    Auto,
+    /// As stored in the checkpoint, on any device.
+    Stored,
+    /// float32.
+    Float32,
+    /// bfloat16.
+    Bfloat16,
+    /// float16.
+    Float16,
+}
+
+impl Precision {
+    /// The names `--dtype` and `precision = …` accept.
+    pub const NAMES: &'static str = "auto, stored, float32, bfloat16 or float16";
+
+    /// The tch kind for weights stored as `stored`, on `device`.
+    pub fn kind(self, stored: Kind, device: Device) -> Kind {
+        match self {
+            Precision::Auto if device.is_cuda() => stored,
+            Precision::Auto => Kind::Float,
+            Precision::Stored => stored,
+            Precision::Float32 => Kind::Float,
+            Precision::Bfloat16 => Kind::BFloat16,
+            Precision::Float16 => Kind::Half,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Precision::Auto,
+            "stored" => Precision::Stored,
+            "float32" | "fp32" => Precision::Float32,
+            "bfloat16" | "bf16" => Precision::Bfloat16,
+            "float16" | "fp16" => Precision::Float16,
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown precision {other:?}: use {}",
+                    Precision::NAMES
+                )));
+            }
+        })
+    }
+}
+
 /// `x W^T + b` with `W` as `[out, in]`.
 #[derive(Debug)]
 pub struct Linear {
@@ -200,6 +259,14 @@ pub struct Model {
     ln_f: Norm,
     lm_head: Option<Tensor>,
     device: Device,
+    kind: Kind,
+}
+
+/// What [`Model::embed`] hands to each block: the residual stream and the RoPE tables.
+pub struct Embedded {
+    /// The residual stream, `[batch, seq, hidden]`.
+    pub h: Tensor,
+    rope: Option<(Tensor, Tensor)>,
 }
 
 /// Weights by name, taken out as the model is built so leftovers can be reported.
@@ -223,9 +290,15 @@ impl Weights {
 }
 
 impl Model {
-    /// Loads a Hugging Face–layout checkpoint folder (`config.json`, `model.safetensors`)
-    /// onto `device`, in float32.
+    /// Loads a Hugging Face–layout checkpoint folder (`config.json`, and `model.safetensors`
+    /// or the shards a `model.safetensors.index.json` names) onto `device`, in the precision
+    /// [`Precision::Auto`] picks (as stored on CUDA, float32 on the CPU).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        Self::load_as(dir, device, Precision::Auto)
+    }
+
+    /// [`Model::load`] in a chosen precision.
+    pub fn load_as(dir: &Path, device: Device, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| {
             Error::InvalidInput(format!(
@@ -236,18 +309,22 @@ impl Model {
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| Error::InvalidInput(format!("{}: {e}", config_path.display())))?;
         let config = Config::from_hf(&v)?;
-        let weights_path = dir.join("model.safetensors");
-        if !weights_path.exists() {
-            return Err(Error::InvalidInput(format!(
-                "{} is missing: save the checkpoint with safetensors (save_pretrained does by default)",
-                weights_path.display()
-            )));
+        let mut map = HashMap::new();
+        let mut kind = None;
+        for shard in shards(dir)? {
+            // One shard at a time: host memory peaks at one shard, not the whole model.
+            for (name, t) in Tensor::read_safetensors(&shard)? {
+                if !t.is_floating_point() {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: tensor {name:?} is {:?}, not floating point: quantized checkpoints are not supported",
+                        shard.display(),
+                        t.kind()
+                    )));
+                }
+                let k = *kind.get_or_insert(precision.kind(t.kind(), device));
+                map.insert(name, t.to_device(device).to_kind(k));
+            }
         }
-        let tensors = Tensor::read_safetensors(&weights_path)?;
-        let map = tensors
-            .into_iter()
-            .map(|(k, t)| (k, t.to_kind(Kind::Float).to_device(device)))
-            .collect();
         Self::from_weights(config, map, device)
     }
 
@@ -379,6 +456,7 @@ impl Model {
                 Error::InvalidInput("model.safetensors has no lm_head.weight and the config does not tie embeddings".into())
             })?)
         };
+        let kind = wte.kind();
         if wte.size() != [config.vocab_size, config.hidden] {
             return Err(Error::InvalidInput(format!(
                 "token embedding is {:?}; the config says [{}, {}]",
@@ -395,12 +473,18 @@ impl Model {
             ln_f,
             lm_head,
             device,
+            kind,
         })
     }
 
     /// The device the weights are on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The floating-point type of the weights and activations.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Every base weight, in a fixed order (for freezing and hashing).
@@ -423,83 +507,102 @@ impl Model {
         out
     }
 
-    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (int64), causal.
-    /// `project(layer, role, x)` computes each projection; [`Model::logits`] uses the plain
-    /// weights, LoRA adds its update there.
-    // `h = h + x`, not `h += x`: tch's `+=` adds in place, which would overwrite activations
-    // autograd saved for the backward pass.
-    #[allow(clippy::assign_op_pattern)]
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (int64), causal, in the
+    /// model's precision. `project(layer, role, x)` computes each projection;
+    /// [`Model::logits`] uses the plain weights, LoRA adds its update there.
     pub fn forward_with(
         &self,
         ids: &Tensor,
         project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
     ) -> Result<Tensor> {
-        let (b, t) = ids.size2()?;
+        let e = self.embed(ids)?;
+        let mut h = e.h.shallow_clone();
+        for i in 0..self.blocks.len() {
+            h = self.block(i, &h, &e, project);
+        }
+        Ok(self.head(&h))
+    }
+
+    /// The token (and GPT-2's position) embeddings of `ids` `[batch, seq]`, with the RoPE
+    /// tables the blocks use: the first part of [`Model::forward_with`], for callers that run
+    /// the blocks one at a time (gradient checkpointing).
+    pub fn embed(&self, ids: &Tensor) -> Result<Embedded> {
+        let (_, t) = ids.size2()?;
         if t > self.config.max_positions {
             return Err(Error::InvalidInput(format!(
                 "sequence of {t} tokens is longer than the model's {} positions",
                 self.config.max_positions
             )));
         }
-        let cfg = &self.config;
         let positions = Tensor::arange(t, (Kind::Int64, self.device));
         let mut h = Tensor::embedding(&self.wte, ids, -1, false, false);
         if let Some(wpe) = &self.wpe {
             h = h + Tensor::embedding(wpe, &positions, -1, false, false).unsqueeze(0);
         }
-        let rope = (cfg.arch == Arch::Llama).then(|| rope(cfg, &positions));
+        let rope =
+            (self.config.arch == Arch::Llama).then(|| rope(&self.config, &positions, self.kind));
+        Ok(Embedded { h, rope })
+    }
+
+    /// Block `i` applied to the residual stream `h` (causal, no cache).
+    // `h = h + x`, not `h += x`: tch's `+=` adds in place, which would overwrite activations
+    // autograd saved for the backward pass.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn block(
+        &self,
+        i: usize,
+        h: &Tensor,
+        e: &Embedded,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> Tensor {
+        let cfg = &self.config;
+        let block = &self.blocks[i];
+        let (b, t) = (h.size()[0], h.size()[1]);
         let (hd, nh, nkv) = (cfg.head_dim(), cfg.heads, cfg.kv_heads);
-        for (i, block) in self.blocks.iter().enumerate() {
-            let x = block.ln1.forward(&h);
-            let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
-            let (q, k, v) = match cfg.arch {
-                Arch::Gpt2 => {
-                    let qkv = p("qkv", &x).split(cfg.hidden, -1);
-                    (
-                        qkv[0].shallow_clone(),
-                        qkv[1].shallow_clone(),
-                        qkv[2].shallow_clone(),
-                    )
-                }
-                Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
-            };
-            let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
-            let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
-            if let Some((cos, sin)) = &rope {
-                q = apply_rope(&q, cos, sin);
-                k = apply_rope(&k, cos, sin);
-            }
-            let (k, v) = if nkv != nh {
-                let rep = nh / nkv;
+        let x = block.ln1.forward(h);
+        let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
+        let (q, k, v) = match cfg.arch {
+            Arch::Gpt2 => {
+                let qkv = p("qkv", &x).split(cfg.hidden, -1);
                 (
-                    k.repeat_interleave_self_int(rep, 1, None),
-                    v.repeat_interleave_self_int(rep, 1, None),
+                    qkv[0].shallow_clone(),
+                    qkv[1].shallow_clone(),
+                    qkv[2].shallow_clone(),
                 )
-            } else {
-                (k, v)
-            };
-            let a = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                None::<Tensor>,
-                0.0,
-                true,
-                None,
-                false,
-            );
-            let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
-            h = h + p("o", &a);
-            let x = block.ln2.forward(&h);
-            let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
-            let y = match cfg.arch {
-                Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
-                Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
-            };
-            h = h + y;
+            }
+            Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
+        };
+        let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
+        let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
+        if let Some((cos, sin)) = &e.rope {
+            q = apply_rope(&q, cos, sin);
+            k = apply_rope(&k, cos, sin);
         }
-        let h = self.ln_f.forward(&h);
-        Ok(h.linear(self.lm_head.as_ref().unwrap_or(&self.wte), None::<Tensor>))
+        let a = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            true,
+            None,
+            nkv != nh,
+        );
+        let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
+        let h = h + p("o", &a);
+        let x = block.ln2.forward(&h);
+        let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
+        let y = match cfg.arch {
+            Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
+            Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
+        };
+        h + y
+    }
+
+    /// The final norm and the output projection: logits in the model's precision.
+    pub fn head(&self, h: &Tensor) -> Tensor {
+        let h = self.ln_f.forward(h);
+        h.linear(self.lm_head.as_ref().unwrap_or(&self.wte), None::<Tensor>)
     }
 
     /// Logits of the base model.
@@ -547,7 +650,7 @@ impl Model {
             h = h + Tensor::embedding(wpe, &positions, -1, false, false);
         }
         let rope = (cfg.arch == Arch::Llama).then(|| {
-            let (cos, sin) = rope(cfg, &positions.flatten(0, -1));
+            let (cos, sin) = rope(cfg, &positions.flatten(0, -1), self.kind);
             let d = cfg.head_dim();
             (cos.view([b, 1, t, d]), sin.view([b, 1, t, d]))
         });
@@ -585,6 +688,8 @@ impl Model {
                     .transpose(1, 2)
             };
             let (k, v) = (gather(&cache.k[i]), gather(&cache.v[i]));
+            // Repeated here rather than through SDPA's grouped-query flag: with a mask, the
+            // kernels that take the flag are the slow ones.
             let (k, v) = if nkv != nh {
                 let rep = nh / nkv;
                 (
@@ -614,8 +719,7 @@ impl Model {
             };
             h = h + y;
         }
-        let h = self.ln_f.forward(&h);
-        Ok(h.linear(self.lm_head.as_ref().unwrap_or(&self.wte), None::<Tensor>))
+        Ok(self.head(&h))
     }
 }
 
@@ -633,7 +737,7 @@ impl KvCache {
         let shape = [slots, c.max_positions, c.kv_heads, c.head_dim()];
         let zeros = || {
             (0..c.layers)
-                .map(|_| Tensor::zeros(shape, (Kind::Float, model.device)))
+                .map(|_| Tensor::zeros(shape, (model.kind, model.device)))
                 .collect()
         };
         KvCache {
@@ -644,8 +748,9 @@ impl KvCache {
 }
 
 /// RoPE tables for `positions`: `(cos, sin)`, each `[seq, head_dim]`, as Hugging Face's
-/// Llama (the two halves of each head rotated together).
-fn rope(cfg: &Config, positions: &Tensor) -> (Tensor, Tensor) {
+/// Llama (the two halves of each head rotated together): computed in float32, then cast
+/// to the activations' `kind`.
+fn rope(cfg: &Config, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
     let d = cfg.head_dim();
     let device = positions.device();
     let exponent =
@@ -654,7 +759,57 @@ fn rope(cfg: &Config, positions: &Tensor) -> (Tensor, Tensor) {
     let inv_freq = base.pow(&exponent).reciprocal();
     let freqs = positions.to_kind(Kind::Float).outer(&inv_freq);
     let emb = Tensor::cat(&[&freqs, &freqs], -1);
-    (emb.cos(), emb.sin())
+    (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+}
+
+/// The weight files of the checkpoint in `dir`: `model.safetensors`, or the shards its
+/// `model.safetensors.index.json` maps tensors to, each once, in the index's order.
+fn shards(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = match std::fs::read_to_string(&index) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::InvalidInput(format!(
+                "{} is missing (and so is {}): save the checkpoint with safetensors (save_pretrained does by default)",
+                single.display(),
+                index.display()
+            )));
+        }
+        Err(e) => return Err(Error::Io(index.display().to_string(), e)),
+    };
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", index.display())))?;
+    let map = v["weight_map"].as_object().ok_or_else(|| {
+        Error::InvalidInput(format!("{} has no weight_map object", index.display()))
+    })?;
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .filter(|f| !f.contains('/') && !f.contains(".."))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: tensor {name:?} maps to {file}, not a file name beside the index",
+                    index.display()
+                ))
+            })?;
+        let path = dir.join(file);
+        if !files.contains(&path) {
+            if !path.exists() {
+                return Err(Error::InvalidInput(format!(
+                    "{} names shard {file} (for {name:?}), which is missing: copy every shard",
+                    index.display()
+                )));
+            }
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {

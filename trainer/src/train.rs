@@ -16,7 +16,7 @@ use tch::nn::{self, OptimizerConfig};
 
 use crate::influence::Checkpoint;
 use crate::lora::{Lora, LoraConfig};
-use crate::model::{Config, Model};
+use crate::model::{Config, Model, Precision};
 use crate::{Error, Result};
 
 /// How to train (`[train]` in `train.toml`; the adapters come from its `[lora]` table).
@@ -50,6 +50,21 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seeds the adapter init, dropout and the batch order.
     pub seed: u64,
+    /// The base weights' precision: `auto` (as stored on CUDA, float32 on the CPU),
+    /// `stored`, `float32`, `bfloat16` or `float16`. The adapters and the optimizer's state
+    /// stay float32. (Left out of the serialized config at its default, so the config hashes
+    /// of adapters trained before it existed stay the same.)
+    #[serde(skip_serializing_if = "is_default")]
+    pub precision: Precision,
+    /// Keep only each block's input from the forward pass and recompute the block during
+    /// the backward pass: activation memory grows with the number of blocks instead of with
+    /// everything they compute, at the cost of a second forward pass (long sequences).
+    #[serde(skip_serializing_if = "is_default")]
+    pub gradient_checkpointing: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for TrainConfig {
@@ -68,6 +83,8 @@ impl Default for TrainConfig {
             eval_every: 25,
             patience: 3,
             seed: 0,
+            precision: Precision::Auto,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -240,7 +257,7 @@ fn mean_loss(model: &Model, lora: Option<&Lora>, windows: &Tensor, batch: i64) -
 }
 
 /// Cross-entropy over a batch of windows `[b, seq_len + 1]`, and the number of predicted
-/// tokens.
+/// tokens. Logits are upcast to float32 for the loss, as Hugging Face does.
 fn window_loss(
     model: &Model,
     lora: Option<&Lora>,
@@ -254,11 +271,83 @@ fn window_loss(
         Some(l) => l.logits(model, &input, train)?,
         None => model.logits(&input)?,
     };
+    Ok((cross_entropy(&logits, &target), target.numel() as i64))
+}
+
+/// Mean next-token cross-entropy of `logits` `[b, t, vocab]` against `target` `[b, t]`, in
+/// float32.
+pub(crate) fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
     let v = logits.size()[2];
-    let loss = logits
+    logits
         .reshape([-1, v])
-        .cross_entropy_for_logits(&target.reshape([-1]));
-    Ok((loss, target.numel() as i64))
+        .to_kind(tch::Kind::Float)
+        .cross_entropy_for_logits(&target.reshape([-1]))
+}
+
+/// One micro-batch's forward and backward pass over windows `w` `[b, seq_len + 1]` in
+/// training mode: the adapters' gradients of the loss, scaled by `weight`, accumulate.
+/// `checkpointing` runs it with gradient checkpointing, seeding dropout from the value.
+/// Returns the loss and the number of predicted tokens.
+pub fn micro_batch(
+    model: &Model,
+    lora: &Lora,
+    w: &Tensor,
+    weight: f64,
+    checkpointing: Option<i64>,
+) -> Result<(f64, i64)> {
+    if let Some(seed) = checkpointing {
+        return checkpointed_backward(model, lora, w, weight, seed);
+    }
+    let (loss, tokens) = window_loss(model, Some(lora), w, true)?;
+    (&loss * weight).backward();
+    Ok((loss.double_value(&[]), tokens))
+}
+
+/// One micro-batch's forward and backward pass with gradient checkpointing: the blocks run
+/// once without autograd, keeping only each one's input; then from the top down each block
+/// runs again with autograd and passes the gradient of its input on. Dropout draws the same
+/// masks in both runs of a block (its generator is seeded from `seed` and the block). The
+/// gradients accumulate into the adapters scaled by `weight`; returns the loss and the
+/// number of predicted tokens.
+fn checkpointed_backward(
+    model: &Model,
+    lora: &Lora,
+    w: &Tensor,
+    weight: f64,
+    seed: i64,
+) -> Result<(f64, i64)> {
+    let t = w.size()[1] - 1;
+    let (input, target) = (w.narrow(1, 0, t), w.narrow(1, 1, t));
+    let project = lora.projector(true);
+    let layers = model.blocks.len();
+    let e = tch::no_grad(|| model.embed(&input))?;
+    let mut inputs = Vec::with_capacity(layers);
+    let top = tch::no_grad(|| {
+        let mut h = e.h.shallow_clone();
+        for i in 0..layers {
+            tch::manual_seed(seed.wrapping_add(i as i64));
+            inputs.push(h.shallow_clone());
+            h = model.block(i, &h, &e, &project);
+        }
+        h
+    });
+    let top = top.detach().set_requires_grad(true);
+    let loss = cross_entropy(&model.head(&top), &target);
+    (&loss * weight).backward();
+    let mut grad = top.grad();
+    for (i, x) in inputs.into_iter().enumerate().rev() {
+        // The embeddings are frozen: block 0's input needs no gradient.
+        let x = x.detach().set_requires_grad(i > 0);
+        tch::manual_seed(seed.wrapping_add(i as i64));
+        let out = model.block(i, &x, &e, &project);
+        // d(sum(out · g))/d(out) = g: the block's backward pass seeded with the gradient
+        // of its output.
+        (out * &grad).sum(tch::Kind::Float).backward();
+        if i > 0 {
+            grad = x.grad();
+        }
+    }
+    Ok((loss.double_value(&[]), target.numel() as i64))
 }
 
 /// Trains adapters for `model` on `docs` (token ids per document; `eot` joins them), fresh
@@ -297,6 +386,9 @@ pub fn train_with_checkpoints(
         )));
     }
     let mut rng = Rng(cfg.seed);
+    // Dropout's seeds under gradient checkpointing: a stream of their own, so the batch
+    // order is the same with and without checkpointing.
+    let mut dropout_seeds = Rng(cfg.seed ^ 0x6a09_e667_f3bc_c908);
     // The split depends on each document's index only: every seed, and a child continuing
     // from its parent, is evaluated on the same held-out documents.
     let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
@@ -368,9 +460,16 @@ pub fn train_with_checkpoints(
                     train_windows[order.pop().expect("refilled")].clone()
                 })
                 .collect();
-            let (loss, tokens) = window_loss(model, Some(&lora), &as_tensor(&picked), true)?;
-            (&loss / cfg.grad_accum as f64).backward();
-            step_loss += loss.double_value(&[]) / cfg.grad_accum as f64;
+            let weight = 1.0 / cfg.grad_accum as f64;
+            let seed = dropout_seeds.next() as i64;
+            let (loss, tokens) = micro_batch(
+                model,
+                &lora,
+                &as_tensor(&picked),
+                weight,
+                cfg.gradient_checkpointing.then_some(seed),
+            )?;
+            step_loss += loss * weight;
             report.tokens += tokens as u64;
         }
         if cfg.clip_norm > 0.0 {

@@ -49,7 +49,7 @@ impl ServedAdapter {
             .collect();
         let bytes = factors
             .values()
-            .map(|(a, b)| (a.numel() + b.numel()) as i64 * 4)
+            .map(|(a, b)| (a.numel() + b.numel()) as i64 * a.kind().elt_size_in_bytes() as i64)
             .sum();
         ServedAdapter {
             id,
@@ -253,8 +253,13 @@ struct Gathered {
 }
 
 impl Gathered {
-    /// Groups when at most `group_limit` distinct adapters are in the batch, else stacks rows.
-    fn build(rows: &[Option<&ServedAdapter>], device: Device, group_limit: usize) -> Self {
+    /// Groups when at most `group_limit` distinct adapters are in the batch, else stacks rows
+    /// (zeros, in the model's `kind`, for rows without an adapter).
+    fn build(
+        rows: &[Option<&ServedAdapter>],
+        (kind, device): (Kind, Device),
+        group_limit: usize,
+    ) -> Self {
         let key: Vec<Option<B256>> = rows.iter().map(|a| a.map(|a| a.id)).collect();
         let mut distinct: Vec<&ServedAdapter> = Vec::new();
         for a in rows.iter().flatten() {
@@ -303,8 +308,8 @@ impl Gathered {
                         bt.push(fb.constant_pad_nd([0, pad]).tr());
                     }
                     None => {
-                        at.push(Tensor::zeros([inp, rank], (Kind::Float, device)));
-                        bt.push(Tensor::zeros([rank, out], (Kind::Float, device)));
+                        at.push(Tensor::zeros([inp, rank], (kind, device)));
+                        bt.push(Tensor::zeros([rank, out], (kind, device)));
                     }
                 }
             }
@@ -476,14 +481,14 @@ impl<S: Sink> Engine<S> {
         let ids = Tensor::from_slice(&r.prompt)
             .to_device(self.model.device())
             .unsqueeze(0);
-        let g = Gathered::build(&[adapter.as_deref()], self.model.device(), self.group_limit);
+        let g = Gathered::build(&[adapter.as_deref()], self.options(), self.group_limit);
         let logits =
             self.model
                 .forward_cached(&ids, &[slot], &[0], &mut self.kv, &|l, role, lin, x| {
                     g.project(l, role, lin, x)
                 })?;
         let last = logits.get(0).get(r.prompt.len() as i64 - 1);
-        let row = Vec::<f32>::try_from(&last.to_device(Device::Cpu))?;
+        let row = Vec::<f32>::try_from(&last.to_kind(Kind::Float).to_device(Device::Cpu))?;
         let mut seq = Running {
             adapter,
             slot,
@@ -527,6 +532,11 @@ impl<S: Sink> Engine<S> {
         None
     }
 
+    /// The model's precision and device, for tensors that meet its activations.
+    fn options(&self) -> (Kind, Device) {
+        (self.model.kind(), self.model.device())
+    }
+
     fn decode(&mut self) -> Result<()> {
         if self.running.is_empty() {
             return Ok(());
@@ -543,11 +553,7 @@ impl<S: Sink> Engine<S> {
         {
             let rows: Vec<Option<&ServedAdapter>> =
                 self.running.iter().map(|s| s.adapter.as_deref()).collect();
-            self.gathered = Some(Gathered::build(
-                &rows,
-                self.model.device(),
-                self.group_limit,
-            ));
+            self.gathered = Some(Gathered::build(&rows, self.options(), self.group_limit));
         }
         let g = self.gathered.as_ref().expect("built above");
         let next: Vec<i64> = self.running.iter().map(|s| s.next).collect();
@@ -561,15 +567,38 @@ impl<S: Sink> Engine<S> {
                 .forward_cached(&ids, &slots, &start, &mut self.kv, &|l, role, lin, x| {
                     g.project(l, role, lin, x)
                 })?;
-        let vocab = logits.size()[2] as usize;
-        let all =
-            Vec::<f32>::try_from(&logits.squeeze_dim(1).to_device(Device::Cpu).flatten(0, -1))?;
+        let logits = logits.squeeze_dim(1);
+        let vocab = logits.size()[1] as usize;
+        // Greedy rows take the device's argmax (the first maximum, as `pick`); only sampled
+        // rows' logits travel to the host.
+        let greedy = Vec::<i64>::try_from(&logits.argmax(-1, false).to_device(Device::Cpu))?;
+        let sampled: Vec<i64> = (0..self.running.len() as i64)
+            .filter(|&i| self.running[i as usize].sampling.temperature > 0.0)
+            .collect();
+        let rows = if sampled.is_empty() {
+            Vec::new()
+        } else {
+            let idx = Tensor::from_slice(&sampled).to_device(self.model.device());
+            Vec::<f32>::try_from(
+                &logits
+                    .index_select(0, &idx)
+                    .to_kind(Kind::Float)
+                    .to_device(Device::Cpu)
+                    .flatten(0, -1),
+            )?
+        };
         let mut done = Vec::new();
         let mut running = std::mem::take(&mut self.running);
         for (i, seq) in running.iter_mut().enumerate() {
             seq.len += 1;
-            let row = &all[i * vocab..(i + 1) * vocab];
-            let token = pick(row, &seq.sampling, &mut seq.rng);
+            let token = match sampled.binary_search(&(i as i64)) {
+                Ok(j) => pick(
+                    &rows[j * vocab..(j + 1) * vocab],
+                    &seq.sampling,
+                    &mut seq.rng,
+                ),
+                Err(_) => greedy[i],
+            };
             if let Some(finish) = self.emit(seq, token) {
                 done.push((i, finish));
             }

@@ -205,7 +205,8 @@ fn spawn_attribution(
     std::thread::Builder::new()
         .name("tributary-attribution".into())
         .spawn(move || {
-            let model = match Model::load(&folder, Device::Cpu) {
+            // Influence gradients run where the answers are generated (CUDA when visible).
+            let model = match Model::load(&folder, Device::cuda_if_available()) {
                 Ok(m) => m,
                 Err(e) => {
                     for job in rx {

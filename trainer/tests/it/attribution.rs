@@ -42,6 +42,7 @@ fn config(max_steps: usize) -> TrainConfig {
         eval_every: 25,
         patience: 0,
         seed: 0,
+        ..TrainConfig::default()
     }
 }
 

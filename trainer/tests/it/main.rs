@@ -2,6 +2,7 @@
 
 mod attribution;
 mod base;
+mod gpu;
 mod hf;
 mod lora;
 mod serve;

@@ -5,20 +5,20 @@
 
 use tch::Device;
 use tributary_trainer::lora::{Lora, LoraConfig};
-use tributary_trainer::model::Model;
-use tributary_trainer::train::{TrainConfig, learning_rate, train};
+use tributary_trainer::model::{Model, Precision};
+use tributary_trainer::train::{TrainConfig, learning_rate, micro_batch, train};
 
 use crate::hf::reference;
 use crate::lora::run_peft;
 
 /// 40 documents: runs of a cyclic pattern over tokens 10..42, each starting elsewhere.
-fn domain() -> Vec<Vec<i64>> {
+pub(crate) fn domain() -> Vec<Vec<i64>> {
     (0..40)
         .map(|d| (0..50).map(|i| 10 + (d * 7 + i * 3) % 32).collect())
         .collect()
 }
 
-fn config(seed: u64) -> TrainConfig {
+pub(crate) fn config(seed: u64) -> TrainConfig {
     TrainConfig {
         lora: LoraConfig {
             rank: 8,
@@ -38,6 +38,7 @@ fn config(seed: u64) -> TrainConfig {
         eval_every: 15,
         patience: 3,
         seed,
+        ..TrainConfig::default()
     }
 }
 
@@ -191,4 +192,117 @@ fn merging_is_an_exact_weighted_sum_and_children_start_from_their_parent() {
     assert!(e.contains("parent"), "{e}");
     let e = Lora::merge(&model, &[]).err().unwrap().to_string();
     assert!(e.contains("nothing to merge"), "{e}");
+}
+
+/// Gradient checkpointing recomputes each block in the backward pass: the same loss and
+/// gradients as keeping every activation, dropout masks included (each block's are drawn
+/// from the same seed in both of its runs), and the same adapter after a whole run.
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients_and_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("llama", dir.path());
+    let model = Model::load(dir.path(), Device::Cpu).unwrap();
+    let mut lora_cfg = config(1).lora;
+    lora_cfg.targets = ["q", "k", "v", "o", "gate", "up", "down"]
+        .map(String::from)
+        .to_vec();
+    let mut lora = Lora::new(&model, lora_cfg.clone(), 3).unwrap();
+    // B starts at zero, which would leave A without a gradient: give both values.
+    tch::manual_seed(4);
+    let w: Vec<tch::Tensor> = lora
+        .weights()
+        .iter()
+        .map(|t| t.randn_like() * 0.1)
+        .collect();
+    lora.set_weights(&w);
+    let docs = domain();
+    let batch = tch::Tensor::from_slice2(&[&docs[0][..25], &docs[1][..25]]);
+    let grads = |lora: &mut Lora, checkpointing: Option<i64>| {
+        lora.zero_grad();
+        let (loss, tokens) = micro_batch(&model, lora, &batch, 1.0, checkpointing).unwrap();
+        assert_eq!(tokens, 48);
+        (loss, lora.gradient())
+    };
+    let (plain_loss, plain) = grads(&mut lora, None);
+    let (ckpt_loss, ckpt) = grads(&mut lora, Some(0));
+    let scale = plain.abs().max().double_value(&[]);
+    let err = (&plain - &ckpt).abs().max().double_value(&[]) / scale;
+    assert!(scale > 0.0);
+    assert!(
+        (plain_loss - ckpt_loss).abs() < 1e-6,
+        "{plain_loss} vs {ckpt_loss}"
+    );
+    assert!(
+        err < 1e-5,
+        "checkpointed gradients differ by {err:e} (relative)"
+    );
+
+    // With dropout, a block's two runs draw the same masks: the same seed repeats exactly,
+    // another seed differs.
+    let dropped = LoraConfig {
+        dropout: 0.2,
+        ..lora_cfg
+    };
+    let mut lora = Lora::new(&model, dropped, 3).unwrap();
+    lora.set_weights(&w);
+    let (_, a) = grads(&mut lora, Some(5));
+    let (_, b) = grads(&mut lora, Some(5));
+    let (_, c) = grads(&mut lora, Some(6));
+    assert!(a.equal(&b));
+    assert!(!a.equal(&c));
+
+    let mut cfg = config(1);
+    cfg.lora.targets = ["q", "v", "o", "up", "down"].map(String::from).to_vec();
+    cfg.max_steps = 20;
+    let (plain, _) = train(&model, &docs, 0, &cfg, None, &mut |_| {}).unwrap();
+    cfg.gradient_checkpointing = true;
+    let (ckpt, _) = train(&model, &docs, 0, &cfg, None, &mut |_| {}).unwrap();
+    for (p, q) in plain.weights().iter().zip(ckpt.weights()) {
+        let err = (p - q).abs().max().double_value(&[]);
+        assert!(err < 1e-4, "adapters differ by {err:e}");
+    }
+}
+
+/// A bfloat16 base (as on a GPU) on the CPU: the adapters and their gradients stay float32,
+/// training still learns, and the adapter serves over the same base.
+#[test]
+fn a_bfloat16_base_trains_float32_adapters_that_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("gpt2-scaled", dir.path());
+    let model = Model::load_as(dir.path(), Device::Cpu, Precision::Bfloat16).unwrap();
+    assert_eq!(model.kind(), tch::Kind::BFloat16);
+    let mut cfg = config(1);
+    cfg.max_steps = 40;
+    cfg.precision = Precision::Bfloat16;
+    let (lora, report) = train(&model, &domain(), 0, &cfg, None, &mut |_| {}).unwrap();
+    assert!(lora.weights().iter().all(|t| t.kind() == tch::Kind::Float));
+    eprintln!(
+        "bfloat16 base: held-out loss {:.3} from {:.3}",
+        report.eval_loss_best, report.base_eval_loss
+    );
+    assert!(report.eval_loss_best < 0.5 * report.base_eval_loss);
+    let folder = dir.path().join("adapter");
+    lora.save_peft(&model, &folder, "tiny").unwrap();
+    let served = Model::load_as(dir.path(), Device::Cpu, Precision::Bfloat16).unwrap();
+    let mut engine: tributary_trainer::serve::engine::Engine<
+        Vec<tributary_trainer::serve::engine::Event>,
+    > = tributary_trainer::serve::engine::Engine::new(served, -1, 2, 1 << 30);
+    for temperature in [0.0, 0.7] {
+        engine.submit(tributary_trainer::serve::engine::Request {
+            adapter: Some((
+                alloy::primitives::B256::repeat_byte(1),
+                Some(folder.clone()),
+            )),
+            prompt: domain()[0][..6].to_vec(),
+            max_tokens: 8,
+            sampling: tributary_trainer::serve::engine::Sampling {
+                temperature,
+                top_p: 1.0,
+                seed: 1,
+            },
+            sink: Vec::new(),
+        });
+    }
+    engine.run_to_end().unwrap();
+    assert_eq!(engine.tokens, 16);
 }

@@ -1,10 +1,12 @@
 """Writes a tiny random Hugging Face checkpoint and its logits, for the trainer's interop tests.
 
-usage: hf_reference.py ARCH OUT_DIR
+usage: hf_reference.py ARCH OUT_DIR [DTYPE MAX_SHARD_SIZE]
 ARCH: gpt2 | llama | qwen2 | gpt2-scaled (gpt2 with token embeddings 20x larger: at the usual
 0.02 scale a tied output layer cannot spread the logits enough for confident predictions, so
 no adapter could fit the training tests' data well). OUT_DIR gets config.json and model.safetensors (save_pretrained)
 and reference.safetensors with `ids` (int64 [2, 12]) and `logits` (float32 [2, 12, vocab]).
+With DTYPE (float32, bfloat16, float16) the weights are stored, and the logits computed, in
+that precision, and save_pretrained shards the weights at MAX_SHARD_SIZE (e.g. 20KB).
 """
 import sys
 
@@ -37,7 +39,12 @@ with torch.no_grad():
     if arch == "gpt2-scaled":
         model.transformer.wte.weight.mul_(20.0)
 model.eval()
-model.save_pretrained(out, safe_serialization=True)
+shard = {}
+if len(sys.argv) > 4:
+    model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16,
+                      "float16": torch.float16}[sys.argv[3]])
+    shard = {"max_shard_size": sys.argv[4]}
+model.save_pretrained(out, safe_serialization=True, **shard)
 ids = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     logits = model(input_ids=ids).logits.float()
