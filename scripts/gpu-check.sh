@@ -62,6 +62,7 @@ done
 torch_lib=$("$py" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export TRIBUTARY_PYTHON="$py"
+export CARGO_MANIFEST_DIR="$PWD/trainer"   # the test binary finds its Python helpers there
 {
   date -u +"date %Y-%m-%dT%H:%M:%SZ"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -130,19 +131,13 @@ w("| training | gradient checkpointing | tokens/s | s/step | peak GPU memory (Mi
 w("|---|---|---|---|---|---|")
 fpt = next((r["flops_per_token"] for r in train if "flops_per_token" in r), None)
 for r in train:
-    ck = int(r.get("gradient_checkpointing", False)) if r["side"] == "tributary" else None
-    key = None
-    if r["side"] == "tributary":
-        key = f"tributary-ckpt{ck}"
-    else:
-        # PEFT lines come in order: checkpointing off, then on
-        idx = [x for x in train if x["side"] == r["side"]].index(r)
-        key = f"peft-ckpt{idx}"; ck = idx
+    ck = int(r["gradient_checkpointing"])
+    key = f"{'tributary' if r['side'] == 'tributary' else 'peft'}-ckpt{ck}"
     mfu = r["tokens_per_second"] * fpt / 989e12 if fpt else float("nan")
     w(f"| {r['side']} | {'on' if ck else 'off'} | {r['tokens_per_second']:.0f} | {r['seconds_per_step']:.3f} | {peaks.get(key, 'n/a')} | {mfu:.1%} |")
 for ck in (0, 1):
     t = [r for r in train if r["side"] == "tributary" and int(r["gradient_checkpointing"]) == ck]
-    p = [r for r in train if r["side"] != "tributary"][ck:ck + 1]
+    p = [r for r in train if r["side"] != "tributary" and int(r["gradient_checkpointing"]) == ck]
     if t and p:
         mem_t, mem_p = peaks.get(f"tributary-ckpt{ck}"), peaks.get(f"peft-ckpt{ck}")
         mem = f", peak memory {mem_t / mem_p:.2f}x" if mem_t and mem_p else ""

@@ -107,6 +107,11 @@ pub(crate) struct Inference {
     /// Sequences decoded together at most (each holds a key/value cache slot).
     #[arg(long, default_value_t = 64)]
     slots: i64,
+    /// Longest context (prompt and answer, in tokens) a sequence may reach, at most the base
+    /// model's own: each slot's key/value cache is allocated for this many positions up front
+    /// (at a Qwen2.5 model's 32,768, 64 slots would hold 26 GB).
+    #[arg(long, default_value_t = 4096, value_name = "TOKENS")]
+    max_context: i64,
     /// Memory for adapters kept loaded, in MiB; the least recently used are unloaded first.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     adapter_cache_mb: i64,
@@ -127,8 +132,10 @@ impl Inference {
         &self,
         common: &Common,
     ) -> anyhow::Result<tributary_trainer::serve::ServeConfig> {
-        if self.slots < 1 || self.ledger_batch < 1 {
-            anyhow::bail!("--slots and --ledger-batch must be at least 1");
+        if self.slots < 1 || self.ledger_batch < 1 || self.max_context < 2 {
+            anyhow::bail!(
+                "--slots and --ledger-batch must be at least 1, --max-context at least 2"
+            );
         }
         if !(self.ledger_interval > 0.0 && self.ledger_interval.is_finite()) {
             anyhow::bail!(
@@ -141,6 +148,7 @@ impl Inference {
             &tributary_trainer::base::default_cache(),
         );
         c.slots = self.slots;
+        c.max_context = self.max_context;
         c.adapter_budget = self.adapter_cache_mb << 20;
         c.fee_per_token = self.fee_per_token;
         c.ledger = tributary_trainer::serve::ledger::LedgerConfig {

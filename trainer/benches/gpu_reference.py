@@ -123,6 +123,7 @@ def train(folder, device, batch, seq, warmup, steps, rank, checkpointing):
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
     print(json.dumps({
         "side": "pytorch+peft",
+        "gradient_checkpointing": checkpointing,
         "tokens_per_second": batch * seq * steps / elapsed,
         "seconds_per_step": elapsed / steps,
         "peak_allocated_mib": peak,

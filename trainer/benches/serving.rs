@@ -64,10 +64,16 @@ fn bench_device() -> Device {
 }
 
 /// The base model: the checkpoint `TRIBUTARY_BENCH_CHECKPOINT` names, else random weights
-/// at width `hidden`.
+/// at width `hidden`. A checkpoint's context is cut to 256 positions, as the random shapes
+/// have: the engine's KV cache holds every slot's whole context (at Qwen2.5's 32,768
+/// positions, 100 slots would take 40 GB).
 fn base_model(seed: i64, hidden: i64) -> Model {
     match std::env::var("TRIBUTARY_BENCH_CHECKPOINT") {
-        Ok(dir) => Model::load(std::path::Path::new(&dir), bench_device()).unwrap(),
+        Ok(dir) => {
+            let mut m = Model::load(std::path::Path::new(&dir), bench_device()).unwrap();
+            m.config.max_positions = m.config.max_positions.min(256);
+            m
+        }
         Err(_) => model(seed, hidden),
     }
 }

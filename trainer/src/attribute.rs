@@ -136,7 +136,8 @@ pub fn greedy(
 /// The base model `id` from the lake, cached in `cache/base-ID` (checked against its id).
 pub(crate) async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
     let dir = cache.join(format!("base-{id}"));
-    if dir.join("model.safetensors").exists() {
+    // The folder appears whole (renamed from the partial one once checked).
+    if dir.join("config.json").exists() {
         return Ok(dir);
     }
     let part = cache.join(format!("base-{id}.partial"));
@@ -145,13 +146,21 @@ pub(crate) async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<P
         .root()
         .join(&format!("models/{id}/"))
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    job::fetch_files(
-        lake,
-        uri.as_str(),
-        &["config.json", "model.safetensors", "tokenizer.json"],
-        &part,
-    )
-    .await?;
+    job::fetch_files(lake, uri.as_str(), &["config.json", "tokenizer.json"], &part).await?;
+    // One weights file, or a sharded checkpoint's index and then the shards it names.
+    match job::fetch_files(lake, uri.as_str(), &["model.safetensors"], &part).await {
+        Ok(()) => {}
+        Err(Error::Lake(e)) if e.is_not_found() => {
+            let index = "model.safetensors.index.json";
+            job::fetch_files(lake, uri.as_str(), &[index], &part).await?;
+            let text = std::fs::read_to_string(part.join(index))
+                .map_err(|e| Error::Io(part.join(index).display().to_string(), e))?;
+            let shards = crate::model::shard_names(&text, index)?;
+            let names: Vec<&str> = shards.iter().map(String::as_str).collect();
+            job::fetch_files(lake, uri.as_str(), &names, &part).await?;
+        }
+        Err(e) => return Err(e),
+    }
     let got = base::checkpoint_hash(&part)?;
     if got != id {
         return Err(Error::InvalidInput(format!(

@@ -482,21 +482,31 @@ pub fn build_cached(
     Ok(dir)
 }
 
-/// Content hash of a checkpoint folder: keccak256 over the hashes of its `config.json`,
-/// `model.safetensors` and `tokenizer.json` (the base model's on-chain weights hash).
+/// Content hash of a checkpoint folder: keccak256 over the hashes of its `config.json`, its
+/// weight files (`model.safetensors`, or the index and every shard it names) and
+/// `tokenizer.json` (the base model's id on chain).
 pub fn checkpoint_hash(dir: &Path) -> Result<B256> {
     let mut buf = b"tributary-base-model".to_vec();
-    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
-        let p = dir.join(name);
+    for name in checkpoint_files(dir)? {
+        let p = dir.join(&name);
         let bytes = std::fs::read(&p).map_err(|e| {
             Error::InvalidInput(format!(
-                "{}: {e}: a base model folder needs config.json, model.safetensors and tokenizer.json",
+                "{}: {e}: a base model folder needs config.json, model.safetensors (or a sharded checkpoint) and tokenizer.json",
                 p.display()
             ))
         })?;
         buf.extend_from_slice(keccak256(&bytes).as_slice());
     }
     Ok(keccak256(buf))
+}
+
+/// The files of a base model folder, in hashing order: `config.json`, the weight files (see
+/// [`crate::model::weight_files`]) and `tokenizer.json`.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<String>> {
+    let mut names = vec!["config.json".to_string()];
+    names.extend(crate::model::weight_files(dir)?);
+    names.push("tokenizer.json".into());
+    Ok(names)
 }
 
 /// Parameters of a loaded model.

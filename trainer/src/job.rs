@@ -379,15 +379,21 @@ async fn base_model(
     {
         return Ok((id, uri, false));
     }
-    let mut weights_hash = B256::ZERO;
-    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
-        let p = dir.join(name);
+    // The weights hash: of model.safetensors, or over the hashes of a sharded checkpoint's
+    // index and shards in order.
+    let mut weights = Vec::new();
+    let mut single = None;
+    for name in base::checkpoint_files(dir)? {
+        let p = dir.join(&name);
         let bytes = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
         if name == "model.safetensors" {
-            weights_hash = keccak256(&bytes);
+            single = Some(keccak256(&bytes));
+        } else if name != "config.json" && name != "tokenizer.json" {
+            weights.extend_from_slice(keccak256(&bytes).as_slice());
         }
         lake.put(&format!("{folder}{name}"), bytes).await?;
     }
+    let weights_hash = single.unwrap_or_else(|| keccak256(&weights));
     let call = registry.registerBaseModel(id, weights_hash, arch_name(arch).into(), uri.clone());
     match tributary_chain::send(call).await {
         Ok(_) => Ok((id, uri, true)),

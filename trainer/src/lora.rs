@@ -124,11 +124,20 @@ impl LoraConfig {
 }
 
 /// The adapters of one model: an `(A, B)` pair per targeted projection.
+///
+/// Every factor is a view into one flat float32 variable, laid out in [`Lora::weights`]
+/// order, so the optimizer, gradient clipping and zeroing each run a handful of kernels per
+/// step instead of a handful per factor (hundreds of factors in a 24-block model: on a GPU
+/// their launches would cost more than the adapters' arithmetic).
 pub struct Lora {
     /// Shape and targets.
     pub config: LoraConfig,
     vs: nn::VarStore,
-    /// `(layer, role) -> (A, B)`.
+    /// All factors, flat: the one trainable variable.
+    flat: Tensor,
+    /// Sizes of the factors in `flat`, in order (`A`, `B` per pair).
+    sizes: Vec<i64>,
+    /// `(layer, role) -> (A, B)`, views into `flat`.
     pairs: BTreeMap<(usize, String), (Tensor, Tensor)>,
     /// The base's precision: the factors are cast to it where they meet the activations.
     compute: Kind,
@@ -146,32 +155,53 @@ impl Lora {
     /// adapters whose weights are about to be written: loaded or merged); `B` zero.
     fn build(model: &Model, config: LoraConfig, random: bool) -> Result<Self> {
         config.validate(&model.config)?;
-        let vs = nn::VarStore::new(model.device());
-        let mut pairs = BTreeMap::new();
+        // (layer, role) -> (out, in), and the draw order of the random A's (block by block,
+        // roles as configured).
+        let mut shapes = BTreeMap::new();
+        let mut draws = Vec::new();
         for (layer, block) in model.blocks.iter().enumerate() {
             for role in &config.targets {
                 let l = projection(block, role);
-                let (out_f, in_f) = (l.weight.size()[0], l.weight.size()[1]);
-                let root = vs.root();
-                let p = root / format!("l{layer}_{role}");
-                // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)).
-                let bound = 1.0 / (in_f as f64).sqrt();
-                let init = if random {
-                    Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    }
-                } else {
-                    Init::Const(0.0)
-                };
-                let a = p.var("A", &[config.rank, in_f], init);
-                let b = p.var("B", &[out_f, config.rank], Init::Const(0.0));
-                pairs.insert((layer, role.clone()), (a, b));
+                shapes.insert((layer, role.clone()), (l.weight.size()[0], l.weight.size()[1]));
+                draws.push((layer, role.clone()));
             }
         }
+        let r = config.rank;
+        let total: i64 = shapes.values().map(|(o, i)| r * (o + i)).sum();
+        let vs = nn::VarStore::new(model.device());
+        let flat = vs.root().var("lora", &[total], Init::Const(0.0));
+        // The views are made with autograd on (whoever calls), so gradients reach `flat`.
+        let pairs: BTreeMap<_, _> = tch::with_grad(|| {
+            let mut at = 0;
+            let mut take = |dims: [i64; 2]| {
+                let t = flat.narrow(0, at, dims[0] * dims[1]).view(dims);
+                at += dims[0] * dims[1];
+                t
+            };
+            shapes
+                .iter()
+                .map(|(k, &(out_f, in_f))| (k.clone(), (take([r, in_f]), take([out_f, r]))))
+                .collect()
+        });
+        if random {
+            tch::no_grad(|| {
+                for key in &draws {
+                    // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)).
+                    let mut a = pairs[key].0.shallow_clone();
+                    let bound = 1.0 / (a.size()[1] as f64).sqrt();
+                    let _ = a.uniform_(-bound, bound);
+                }
+            });
+        }
+        let sizes = pairs
+            .values()
+            .flat_map(|(a, b): &(Tensor, Tensor)| [a.numel() as i64, b.numel() as i64])
+            .collect();
         Ok(Self {
             config,
             vs,
+            flat,
+            sizes,
             pairs,
             compute: model.kind(),
         })
@@ -300,29 +330,19 @@ impl Lora {
     }
 
     /// The gradient of every adapter tensor after a backward pass, flattened and joined in
-    /// [`Lora::weights`] order (zeros where a tensor has none).
+    /// [`Lora::weights`] order (zeros before any).
     pub fn gradient(&self) -> Tensor {
-        let parts: Vec<Tensor> = self
-            .pairs
-            .values()
-            .flat_map(|(a, b)| [a, b])
-            .map(|t| {
-                let g = t.grad();
-                if g.defined() {
-                    g.flatten(0, -1)
-                } else {
-                    t.zeros_like().flatten(0, -1)
-                }
-            })
-            .collect();
-        Tensor::cat(&parts, 0)
+        let g = self.flat.grad();
+        if g.defined() {
+            g.copy()
+        } else {
+            self.flat.zeros_like()
+        }
     }
 
     /// Clears the adapter tensors' gradients.
     pub fn zero_grad(&mut self) {
-        for mut t in self.vs.trainable_variables() {
-            t.zero_grad();
-        }
+        self.flat.zero_grad();
     }
 
     /// Puts back weights taken with [`Lora::weights`].
@@ -364,13 +384,24 @@ impl Lora {
     /// The projection of the adapted model, for [`Model::forward_with`] and
     /// [`Model::block`]: the base's output plus `(alpha / r) · B A x`, with dropout on the
     /// adapter's input when `train`.
+    ///
+    /// The factors it uses come from one split of the flat variable, made here: the backward
+    /// pass then writes the flat gradient once, where views made one by one would each
+    /// write a flat-sized gradient. Make one per forward pass.
     pub fn projector(&self, train: bool) -> impl Fn(usize, &str, &Linear, &Tensor) -> Tensor + '_ {
         let scale = self.config.scale();
         let dropout = self.config.dropout;
         let k = self.compute;
+        let parts = self.flat.split_with_sizes(&self.sizes, 0);
+        let factors: BTreeMap<&(usize, String), (Tensor, Tensor)> = self
+            .pairs
+            .iter()
+            .zip(parts.chunks(2))
+            .map(|((key, (a, b)), p)| (key, (p[0].view(a.size().as_slice()), p[1].view(b.size().as_slice()))))
+            .collect();
         move |layer, role, base: &Linear, x| {
             let y = base.forward(x);
-            match self.pairs.get(&(layer, role.to_string())) {
+            match factors.get(&(layer, role.to_string())) {
                 None => y,
                 Some((a, b)) => {
                     let x = if train && dropout > 0.0 {

@@ -309,11 +309,13 @@ impl Model {
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| Error::InvalidInput(format!("{}: {e}", config_path.display())))?;
         let config = Config::from_hf(&v)?;
+        let files = shards(dir)?;
+        let stored = stored_kind(&files)?.unwrap_or(Kind::Float);
+        let kind = precision.kind(stored, device);
         let mut map = HashMap::new();
-        let mut kind = None;
-        for shard in shards(dir)? {
+        for shard in &files {
             // One shard at a time: host memory peaks at one shard, not the whole model.
-            for (name, t) in Tensor::read_safetensors(&shard)? {
+            for (name, t) in Tensor::read_safetensors(shard)? {
                 if !t.is_floating_point() {
                     return Err(Error::InvalidInput(format!(
                         "{}: tensor {name:?} is {:?}, not floating point: quantized checkpoints are not supported",
@@ -321,8 +323,7 @@ impl Model {
                         t.kind()
                     )));
                 }
-                let k = *kind.get_or_insert(precision.kind(t.kind(), device));
-                map.insert(name, t.to_device(device).to_kind(k));
+                map.insert(name, t.to_device(device).to_kind(kind));
             }
         }
         Self::from_weights(config, map, device)
@@ -762,12 +763,13 @@ fn rope(cfg: &Config, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
     (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
 }
 
-/// The weight files of the checkpoint in `dir`: `model.safetensors`, or the shards its
-/// `model.safetensors.index.json` maps tensors to, each once, in the index's order.
-fn shards(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+/// The weight files of the checkpoint in `dir`, by name: `model.safetensors`, or
+/// `model.safetensors.index.json` followed by the shards it maps tensors to (each once,
+/// sorted). Every file named exists.
+pub fn weight_files(dir: &Path) -> Result<Vec<String>> {
     let single = dir.join("model.safetensors");
     if single.exists() {
-        return Ok(vec![single]);
+        return Ok(vec!["model.safetensors".into()]);
     }
     let index = dir.join("model.safetensors.index.json");
     let text = match std::fs::read_to_string(&index) {
@@ -781,35 +783,105 @@ fn shards(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         }
         Err(e) => return Err(Error::Io(index.display().to_string(), e)),
     };
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::InvalidInput(format!("{}: {e}", index.display())))?;
-    let map = v["weight_map"].as_object().ok_or_else(|| {
-        Error::InvalidInput(format!("{} has no weight_map object", index.display()))
-    })?;
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut files = vec!["model.safetensors.index.json".to_string()];
+    for file in shard_names(&text, &index.display().to_string())? {
+        if !dir.join(&file).exists() {
+            return Err(Error::InvalidInput(format!(
+                "{} names shard {file}, which is missing: copy every shard",
+                index.display()
+            )));
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// The shard file names a `model.safetensors.index.json` (`text`, read from `origin`) maps
+/// tensors to, each once, sorted; names must be plain file names beside the index.
+pub fn shard_names(text: &str, origin: &str) -> Result<Vec<String>> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidInput(format!("{origin}: {e}")))?;
+    let map = v["weight_map"]
+        .as_object()
+        .ok_or_else(|| Error::InvalidInput(format!("{origin} has no weight_map object")))?;
+    let mut files: Vec<String> = Vec::new();
     for (name, file) in map {
         let file = file
             .as_str()
-            .filter(|f| !f.contains('/') && !f.contains(".."))
+            .filter(|f| !f.is_empty() && !f.contains('/') && !f.contains('\\') && *f != "..")
             .ok_or_else(|| {
                 Error::InvalidInput(format!(
-                    "{}: tensor {name:?} maps to {file}, not a file name beside the index",
-                    index.display()
+                    "{origin}: tensor {name:?} maps to {file}, not a file name beside the index"
                 ))
             })?;
-        let path = dir.join(file);
-        if !files.contains(&path) {
-            if !path.exists() {
-                return Err(Error::InvalidInput(format!(
-                    "{} names shard {file} (for {name:?}), which is missing: copy every shard",
-                    index.display()
-                )));
-            }
-            files.push(path);
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// The files holding the tensors of the checkpoint in `dir`.
+fn shards(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    Ok(weight_files(dir)?
+        .into_iter()
+        .filter(|f| f.ends_with(".safetensors"))
+        .map(|f| dir.join(f))
+        .collect())
+}
+
+/// The precision the checkpoint's weights are stored in: that of the token embedding (a
+/// checkpoint may keep a few tensors, e.g. norms, in another), read from the safetensors
+/// headers without loading any tensor.
+fn stored_kind(files: &[std::path::PathBuf]) -> Result<Option<Kind>> {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for f in files {
+        let header = safetensors_header(f)?;
+        let Some(obj) = header.as_object() else { continue };
+        for (name, t) in obj {
+            let Some(dtype) = t["dtype"].as_str() else { continue };
+            let kind = match dtype {
+                "F32" => "F32",
+                "BF16" => "BF16",
+                "F16" => "F16",
+                _ => continue,
+            };
+            if name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") {
+                return Ok(Some(dtype_kind(kind)));
+            }
+            *counts.entry(kind).or_default() += 1;
+        }
+    }
+    Ok(counts.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| dtype_kind(k)))
+}
+
+fn dtype_kind(dtype: &str) -> Kind {
+    match dtype {
+        "BF16" => Kind::BFloat16,
+        "F16" => Kind::Half,
+        _ => Kind::Float,
+    }
+}
+
+/// The JSON header of a safetensors file (its first 8 bytes give the header's length).
+fn safetensors_header(path: &Path) -> Result<Value> {
+    use std::io::Read;
+    let io = |e| Error::Io(path.display().to_string(), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(Error::InvalidInput(format!(
+            "{}: a {len}-byte safetensors header: not a safetensors file",
+            path.display()
+        )));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).map_err(io)?;
+    serde_json::from_slice(&buf)
+        .map_err(|e| Error::InvalidInput(format!("{}: safetensors header: {e}", path.display())))
 }
 
 fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {

@@ -306,7 +306,8 @@ pub fn micro_batch(
 /// One micro-batch's forward and backward pass with gradient checkpointing: the blocks run
 /// once without autograd, keeping only each one's input; then from the top down each block
 /// runs again with autograd and passes the gradient of its input on. Dropout draws the same
-/// masks in both runs of a block (its generator is seeded from `seed` and the block). The
+/// masks in both runs of a block (the generators are seeded from `seed` and the block before
+/// each run, so nothing else may draw from them meanwhile: training jobs run one at a time). The
 /// gradients accumulate into the adapters scaled by `weight`; returns the loss and the
 /// number of predicted tokens.
 fn checkpointed_backward(
@@ -318,14 +319,20 @@ fn checkpointed_backward(
 ) -> Result<(f64, i64)> {
     let t = w.size()[1] - 1;
     let (input, target) = (w.narrow(1, 0, t), w.narrow(1, 1, t));
-    let project = lora.projector(true);
     let layers = model.blocks.len();
+    // Reseeding touches the process's generators: only when dropout draws from them.
+    let reseed = |i: usize| {
+        if lora.config.dropout > 0.0 {
+            tch::manual_seed(seed.wrapping_add(i as i64));
+        }
+    };
     let e = tch::no_grad(|| model.embed(&input))?;
     let mut inputs = Vec::with_capacity(layers);
     let top = tch::no_grad(|| {
+        let project = lora.projector(true);
         let mut h = e.h.shallow_clone();
         for i in 0..layers {
-            tch::manual_seed(seed.wrapping_add(i as i64));
+            reseed(i);
             inputs.push(h.shallow_clone());
             h = model.block(i, &h, &e, &project);
         }
@@ -338,8 +345,8 @@ fn checkpointed_backward(
     for (i, x) in inputs.into_iter().enumerate().rev() {
         // The embeddings are frozen: block 0's input needs no gradient.
         let x = x.detach().set_requires_grad(i > 0);
-        tch::manual_seed(seed.wrapping_add(i as i64));
-        let out = model.block(i, &x, &e, &project);
+        reseed(i);
+        let out = model.block(i, &x, &e, &lora.projector(true));
         // d(sum(out · g))/d(out) = g: the block's backward pass seeded with the gradient
         // of its output.
         (out * &grad).sum(tch::Kind::Float).backward();

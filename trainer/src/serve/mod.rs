@@ -45,6 +45,9 @@ pub struct ServeConfig {
     pub ledger_dir: PathBuf,
     /// Sequences decoded at once.
     pub slots: i64,
+    /// Longest context a sequence may reach (capped by the base model's positions): the
+    /// key/value cache holds this many positions per slot.
+    pub max_context: i64,
     /// Bytes of adapters kept in memory.
     pub adapter_budget: i64,
     /// Fee per token (prompt and answer), in integer token units.
@@ -118,6 +121,7 @@ impl ServeConfig {
             cache_dir: cache_dir.to_path_buf(),
             ledger_dir: data_dir.join("ledger"),
             slots: 64,
+            max_context: 4096,
             adapter_budget: 256 << 20,
             fee_per_token: 1_000_000_000_000,
             chat_template: http::ChatTemplate::default(),
@@ -448,8 +452,11 @@ impl Server {
                     self.config.adapter_budget,
                 );
                 let eot = tokenizer.eot();
+                let context = self.config.max_context;
                 let model = tokio::task::spawn_blocking(move || {
-                    Model::load(&f, Device::cuda_if_available())
+                    let mut m = Model::load(&f, Device::cuda_if_available())?;
+                    m.config.max_positions = m.config.max_positions.min(context);
+                    Ok::<_, Error>(m)
                 })
                 .await
                 .expect("loading does not panic")?;

@@ -43,7 +43,7 @@ fn transformers_loads_the_tiny_model_with_the_same_tokens_and_logits() {
     let text = "question: How many minutes are in 3 hours?\nanswer: 3 hours is 180 minutes.";
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("ref.safetensors");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/hf_load.py");
+    let script = crate::manifest_dir().join("tests/python/hf_load.py");
     let run = Command::new(python())
         .arg(&script)
         .arg(&dir)

@@ -122,13 +122,14 @@ fn cuda_engine_serves_an_adapter_and_influence_runs_on_the_gpu() {
     let scores = index.scores(&model, &mut lora, &query).unwrap();
     assert_eq!(scores.len(), docs.len());
     assert!(scores.iter().all(|s| s.is_finite()));
-    let top = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let best = (0..scores.len())
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .unwrap();
     eprintln!(
-        "CUDA influence: {} contributions scored; document 3 as the query scores itself {:.3}, the top score {top:.3}",
-        scores.len(),
-        scores[3]
+        "CUDA influence: {} contributions scored; document 3 as the query credits document {best} most",
+        scores.len()
     );
-    // Its own gradient is the query's: no contribution can score higher (document 35 repeats
-    // it exactly and ties).
-    assert!(scores[3] >= top - 1e-6, "{scores:?}");
+    // Its own gradient is the query's: no other contribution scores higher, except document
+    // 35, which repeats it token for token.
+    assert!(best == 3 || best == 35, "{scores:?}");
 }

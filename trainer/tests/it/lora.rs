@@ -79,7 +79,7 @@ fn peft_agrees(arch: &str, targets: &[&str]) {
 }
 
 pub(crate) fn run_peft(base: &Path, adapter: &Path, out: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/peft_logits.py");
+    let script = crate::manifest_dir().join("tests/python/peft_logits.py");
     let run = Command::new(python())
         .arg(&script)
         .args([base, adapter, out])

@@ -57,7 +57,7 @@ fn bpe_trained_here_is_lossless_and_reads_the_same_in_python() {
 }
 
 fn python_ids(path: &Path, lines: &[&str]) -> Vec<Vec<i64>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tok_ids.py");
+    let script = crate::manifest_dir().join("tests/python/tok_ids.py");
     let mut child = Command::new(python())
         .arg(script)
         .arg(path)
