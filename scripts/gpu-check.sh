@@ -92,6 +92,7 @@ measured() { # name cmd...: runs cmd (its JSON lines go to results) and records 
   return 0
 }
 
+[ "$device" = cpu ] && export TRIBUTARY_GPU_TESTS_ON_CPU=1
 say "1/5 tests on the GPU (trainer test binary: gpu and hf modules)"
 timeout 300 "$bin/it" gpu:: hf:: --test-threads 2 --nocapture 2>&1 | tee -a "$log" | grep -E "^test |SKIPPED|result:|held-out|influence" >&2
 echo "{\"tests\": \"gpu hf\", \"exit\": ${PIPESTATUS[0]}}" >> "$results"

@@ -33,26 +33,24 @@ def shape_config(name, layers):
     if name == "qwen2.5-0.5b":
         # Qwen/Qwen2.5-0.5B config.json
         cfg = tf.Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864,
-                             num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                             num_hidden_layers=layers or 24, num_attention_heads=14,
+                             num_key_value_heads=2,
                              max_position_embeddings=32768, rope_theta=1000000.0,
                              rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False)
     elif name == "tinyllama-1.1b":
         # TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T config.json
         cfg = tf.LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
-                             num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                             num_hidden_layers=layers or 22, num_attention_heads=32,
+                             num_key_value_heads=4,
                              max_position_embeddings=2048, rope_theta=10000.0, rms_norm_eps=1e-5,
                              tie_word_embeddings=False)
     elif name == "gpt2-large":
         # openai-community/gpt2-large config.json (dropout off: a forward pass is compared)
-        cfg = tf.GPT2Config(n_embd=1280, n_layer=36, n_head=20, vocab_size=50257, n_positions=1024,
+        cfg = tf.GPT2Config(n_embd=1280, n_layer=layers or 36, n_head=20, vocab_size=50257,
+                            n_positions=1024,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     else:
         sys.exit(f"unknown shape {name}")
-    if layers:
-        if name == "gpt2-large":
-            cfg.n_layer = layers
-        else:
-            cfg.num_hidden_layers = layers
     return cfg
 
 

@@ -146,7 +146,13 @@ pub(crate) async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<P
         .root()
         .join(&format!("models/{id}/"))
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    job::fetch_files(lake, uri.as_str(), &["config.json", "tokenizer.json"], &part).await?;
+    job::fetch_files(
+        lake,
+        uri.as_str(),
+        &["config.json", "tokenizer.json"],
+        &part,
+    )
+    .await?;
     // One weights file, or a sharded checkpoint's index and then the shards it names.
     match job::fetch_files(lake, uri.as_str(), &["model.safetensors"], &part).await {
         Ok(()) => {}

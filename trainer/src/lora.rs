@@ -162,7 +162,10 @@ impl Lora {
         for (layer, block) in model.blocks.iter().enumerate() {
             for role in &config.targets {
                 let l = projection(block, role);
-                shapes.insert((layer, role.clone()), (l.weight.size()[0], l.weight.size()[1]));
+                shapes.insert(
+                    (layer, role.clone()),
+                    (l.weight.size()[0], l.weight.size()[1]),
+                );
                 draws.push((layer, role.clone()));
             }
         }
@@ -397,7 +400,15 @@ impl Lora {
             .pairs
             .iter()
             .zip(parts.chunks(2))
-            .map(|((key, (a, b)), p)| (key, (p[0].view(a.size().as_slice()), p[1].view(b.size().as_slice()))))
+            .map(|((key, (a, b)), p)| {
+                (
+                    key,
+                    (
+                        p[0].view(a.size().as_slice()),
+                        p[1].view(b.size().as_slice()),
+                    ),
+                )
+            })
             .collect();
         move |layer, role, base: &Linear, x| {
             let y = base.forward(x);

@@ -799,8 +799,8 @@ pub fn weight_files(dir: &Path) -> Result<Vec<String>> {
 /// The shard file names a `model.safetensors.index.json` (`text`, read from `origin`) maps
 /// tensors to, each once, sorted; names must be plain file names beside the index.
 pub fn shard_names(text: &str, origin: &str) -> Result<Vec<String>> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::InvalidInput(format!("{origin}: {e}")))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| Error::InvalidInput(format!("{origin}: {e}")))?;
     let map = v["weight_map"]
         .as_object()
         .ok_or_else(|| Error::InvalidInput(format!("{origin} has no weight_map object")))?;
@@ -838,9 +838,13 @@ fn stored_kind(files: &[std::path::PathBuf]) -> Result<Option<Kind>> {
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for f in files {
         let header = safetensors_header(f)?;
-        let Some(obj) = header.as_object() else { continue };
+        let Some(obj) = header.as_object() else {
+            continue;
+        };
         for (name, t) in obj {
-            let Some(dtype) = t["dtype"].as_str() else { continue };
+            let Some(dtype) = t["dtype"].as_str() else {
+                continue;
+            };
             let kind = match dtype {
                 "F32" => "F32",
                 "BF16" => "BF16",
@@ -853,7 +857,10 @@ fn stored_kind(files: &[std::path::PathBuf]) -> Result<Option<Kind>> {
             *counts.entry(kind).or_default() += 1;
         }
     }
-    Ok(counts.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| dtype_kind(k)))
+    Ok(counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(k, _)| dtype_kind(k)))
 }
 
 fn dtype_kind(dtype: &str) -> Kind {

@@ -77,3 +77,42 @@ fn transformers_loads_the_tiny_model_with_the_same_tokens_and_logits() {
     assert!(err < 1e-4, "max |logit difference| {err:e}");
     assert!(base::parameter_count(&model) > 1_000_000);
 }
+
+/// A base model saved sharded is one content address over its index and every shard: the
+/// same files give the same id, a changed shard another, a missing one a clear error. A
+/// single-file checkpoint keeps the id it always had (config, weights, tokenizer).
+#[test]
+fn a_sharded_base_model_is_addressed_by_its_index_and_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::hf::reference_as("llama", dir.path(), &["float32", "20KB"]);
+    std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
+    let files = base::checkpoint_files(dir.path()).unwrap();
+    assert_eq!(files[0], "config.json");
+    assert_eq!(files[1], "model.safetensors.index.json");
+    assert!(files.len() > 4 && files.last().unwrap() == "tokenizer.json");
+    let id = base::checkpoint_hash(dir.path()).unwrap();
+    assert_eq!(id, base::checkpoint_hash(dir.path()).unwrap());
+    let shard = dir.path().join(&files[2]);
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    assert_ne!(id, base::checkpoint_hash(dir.path()).unwrap());
+    std::fs::remove_file(&shard).unwrap();
+    let e = base::checkpoint_hash(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("missing") && e.contains(&files[2]), "{e}");
+
+    // One file: the hash over config.json, model.safetensors and tokenizer.json in order.
+    let one = tempfile::tempdir().unwrap();
+    crate::hf::reference("llama", one.path());
+    std::fs::write(one.path().join("tokenizer.json"), "{}").unwrap();
+    let mut buf = b"tributary-base-model".to_vec();
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let bytes = std::fs::read(one.path().join(name)).unwrap();
+        buf.extend_from_slice(alloy::primitives::keccak256(&bytes).as_slice());
+    }
+    assert_eq!(
+        base::checkpoint_hash(one.path()).unwrap(),
+        alloy::primitives::keccak256(buf)
+    );
+}

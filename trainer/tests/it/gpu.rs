@@ -14,9 +14,14 @@ use tributary_trainer::train::{TrainConfig, TrainReport, train_with_checkpoints}
 use crate::hf::reference;
 use crate::train::{config, domain};
 
+/// The GPU, or `None` (the test is skipped, and says so). `TRIBUTARY_GPU_TESTS_ON_CPU=1`
+/// runs the tests on the CPU instead, to rehearse them where no GPU is at hand.
 fn cuda() -> Option<Device> {
     if tch::Cuda::is_available() {
         Some(Device::Cuda(0))
+    } else if std::env::var_os("TRIBUTARY_GPU_TESTS_ON_CPU").is_some() {
+        eprintln!("no CUDA device: rehearsing on the CPU (TRIBUTARY_GPU_TESTS_ON_CPU)");
+        Some(Device::Cpu)
     } else {
         eprintln!(
             "SKIPPED: no CUDA device is visible to libtorch on this machine; this test runs on a GPU (scripts/gpu-check.sh)"
@@ -48,38 +53,41 @@ fn cuda_training_agrees_with_the_cpu_in_float32_and_bfloat16() {
     let dir = tempfile::tempdir().unwrap();
     reference("gpt2-scaled", dir.path());
     let cfg = short(1);
-    let cpu = Model::load(dir.path(), Device::Cpu).unwrap();
-    let (_, on_cpu, _) = run(&cpu, &cfg);
-    let f32_gpu = Model::load_as(dir.path(), gpu, Precision::Float32).unwrap();
-    let (_, on_gpu, _) = run(&f32_gpu, &cfg);
-    let bf16 = Model::load_as(dir.path(), gpu, Precision::Bfloat16).unwrap();
+    let load = |device, precision| Model::load_as(dir.path(), device, precision).unwrap();
+    let (_, cpu32, _) = run(&load(Device::Cpu, Precision::Float32), &cfg);
+    let (_, gpu32, _) = run(&load(gpu, Precision::Float32), &cfg);
+    let (_, cpu16, _) = run(&load(Device::Cpu, Precision::Bfloat16), &cfg);
+    let bf16 = load(gpu, Precision::Bfloat16);
     assert_eq!(bf16.kind(), Kind::BFloat16);
-    let (lora, on_bf16, _) = run(&bf16, &cfg);
+    let (lora, gpu16, _) = run(&bf16, &cfg);
     let checkpointed = TrainConfig {
         gradient_checkpointing: true,
         ..cfg.clone()
     };
-    let (_, on_bf16_ckpt, _) = run(&bf16, &checkpointed);
+    let (_, gpu16_ckpt, _) = run(&bf16, &checkpointed);
     eprintln!(
-        "held-out loss after {} steps: CPU float32 {:.4}, CUDA float32 {:.4}, CUDA bfloat16 {:.4}, with gradient checkpointing {:.4} (base {:.4})",
+        "held-out loss after {} steps (base {:.4}): float32 CPU {:.4}, CUDA {:.4}; bfloat16 CPU {:.4}, CUDA {:.4}, CUDA with gradient checkpointing {:.4}",
         cfg.max_steps,
-        on_cpu.eval_loss_best,
-        on_gpu.eval_loss_best,
-        on_bf16.eval_loss_best,
-        on_bf16_ckpt.eval_loss_best,
-        on_cpu.base_eval_loss
+        cpu32.base_eval_loss,
+        cpu32.eval_loss_best,
+        gpu32.eval_loss_best,
+        cpu16.eval_loss_best,
+        gpu16.eval_loss_best,
+        gpu16_ckpt.eval_loss_best,
     );
-    // Stated tolerances: float32 differs from the CPU by summation order only (0.1%);
-    // bfloat16 rounds the base's activations (3%), and checkpointing recomputes the same
-    // blocks (1%).
-    assert!(relative(on_gpu.eval_loss_best, on_cpu.eval_loss_best) <= 1e-3);
-    assert!(relative(on_bf16.eval_loss_best, on_cpu.eval_loss_best) <= 3e-2);
-    assert!(relative(on_bf16_ckpt.eval_loss_best, on_bf16.eval_loss_best) <= 1e-2);
-    assert!(on_bf16.eval_loss_best < 0.8 * on_bf16.base_eval_loss);
+    // Stated tolerances, the same run on both devices in the same precision: float32
+    // differs by summation order only (0.1%); bfloat16 rounds every activation of the base
+    // (2^-8 relative) in kernels that differ between devices (5%); checkpointing recomputes
+    // the same blocks (1%). Between precisions the runs differ by design (on the CPU, this
+    // model's bfloat16 run ends 17% above its float32 run), so that is not compared.
+    assert!(relative(gpu32.eval_loss_best, cpu32.eval_loss_best) <= 1e-3);
+    assert!(relative(gpu16.eval_loss_best, cpu16.eval_loss_best) <= 5e-2);
+    assert!(relative(gpu16_ckpt.eval_loss_best, gpu16.eval_loss_best) <= 1e-2);
+    assert!(gpu16.eval_loss_best < 0.2 * gpu16.base_eval_loss);
     // The adapter is float32 and PEFT-shaped, whatever the base's precision.
     let out = dir.path().join("adapter");
     lora.save_peft(&bf16, &out, "tiny").unwrap();
-    let back = Lora::load_peft(&cpu, &out).unwrap();
+    let back = Lora::load_peft(&load(Device::Cpu, Precision::Auto), &out).unwrap();
     assert_eq!(back.weights_hash().unwrap(), lora.weights_hash().unwrap());
 }
 
@@ -115,7 +123,10 @@ fn cuda_engine_serves_an_adapter_and_influence_runs_on_the_gpu() {
         .enumerate()
         .map(|(i, d)| (format!("c{i}"), d))
         .collect();
-    let cfg = InfluenceConfig::default();
+    let cfg = InfluenceConfig {
+        max_tokens: 24, // the model has 32 positions
+        ..InfluenceConfig::default()
+    };
     let picked = influence::pick(checkpoints, usize::MAX, cfg.checkpoints);
     let index = influence::build(&model, &mut lora, picked, &docs, &cfg).unwrap();
     let query: Vec<i64> = domain()[3].clone();

@@ -22,7 +22,7 @@ pub(crate) fn reference(arch: &str, dir: &Path) {
 }
 
 /// [`reference`] with `hf_reference.py`'s optional arguments (precision, shard size).
-fn reference_as(arch: &str, dir: &Path, extra: &[&str]) {
+pub(crate) fn reference_as(arch: &str, dir: &Path, extra: &[&str]) {
     let script = crate::manifest_dir().join("tests/python/hf_reference.py");
     let out = Command::new(python())
         .arg(&script)
