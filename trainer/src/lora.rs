@@ -189,10 +189,15 @@ impl Lora {
         if random {
             tch::no_grad(|| {
                 for key in &draws {
-                    // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)).
+                    // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
+                    // drawn by the CPU's generator whatever the device: CUDA's draws other
+                    // numbers for the same seed, and the same seed must start the same
+                    // adapter everywhere.
                     let mut a = pairs[key].0.shallow_clone();
                     let bound = 1.0 / (a.size()[1] as f64).sqrt();
-                    let _ = a.uniform_(-bound, bound);
+                    let drawn = Tensor::zeros(a.size(), (Kind::Float, tch::Device::Cpu))
+                        .uniform_(-bound, bound);
+                    a.copy_(&drawn);
                 }
             });
         }

@@ -527,6 +527,7 @@ impl Model {
     /// The token (and GPT-2's position) embeddings of `ids` `[batch, seq]`, with the RoPE
     /// tables the blocks use: the first part of [`Model::forward_with`], for callers that run
     /// the blocks one at a time (gradient checkpointing).
+    #[allow(clippy::assign_op_pattern)]
     pub fn embed(&self, ids: &Tensor) -> Result<Embedded> {
         let (_, t) = ids.size2()?;
         if t > self.config.max_positions {
