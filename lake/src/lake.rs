@@ -194,25 +194,60 @@ impl Lake {
         batches.iter().map(|b| conform(b, &schema)).collect()
     }
 
-    /// Writes an object at `key` (relative to the root) and returns its URI.
+    /// Writes an object at `key` (relative to the root) and returns its URI (for display:
+    /// record the key).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<Url> {
         let path = self.object_path(key);
         self.store.put(&path, bytes.into()).await?;
-        Ok(self.root.join(key).expect("keys are valid URL paths"))
+        Ok(self.uri(key))
     }
 
-    /// Reads the object at `uri`, which must be under this lake's root.
-    pub async fn get(&self, uri: &str) -> Result<Vec<u8>> {
-        let key = uri
-            .strip_prefix(self.root.as_str())
-            .ok_or_else(|| Error::Config(format!("{uri} is not in the lake at {}", self.root)))?;
+    /// Reads the object `reference` names: a key relative to the root (what the lake and the
+    /// chain record, so a lake copied or synced elsewhere still resolves), or an absolute URI
+    /// under this root. A URI under another root, or a key that would leave the root, is an
+    /// error ([`Error::is_not_found`]): see [`Lake::locate`] for references recorded before a
+    /// lake moved.
+    pub async fn get(&self, reference: &str) -> Result<Vec<u8>> {
+        let key = self.key_of(reference).ok_or_else(|| {
+            Error::Config(format!(
+                "{reference} is not in the lake at {}: a key relative to the lake root, or a URI under it, is needed",
+                self.root
+            ))
+        })?;
         let bytes = self
             .store
-            .get(&self.object_path(key))
+            .get(&self.object_path(&key))
             .await?
             .bytes()
             .await?;
         Ok(bytes.to_vec())
+    }
+
+    /// The key (relative to the root) `reference` names: a key as is, or an absolute URI
+    /// under this lake's root stripped of it. `None` for a URI under another root and for
+    /// keys that would leave the root (a leading `/`, a `..` segment).
+    pub fn key_of(&self, reference: &str) -> Option<String> {
+        let key = if reference.contains("://") {
+            reference.strip_prefix(self.root.as_str())?
+        } else {
+            reference
+        };
+        let escapes = key.starts_with('/') || key.split('/').any(|part| part == "..");
+        (!escapes).then(|| key.to_string())
+    }
+
+    /// Where the object `reference` names lives in this lake, or at `canonical` (the key
+    /// the object is always written at) when `reference` is an absolute URI under another
+    /// root: recorded by a lake that has since been copied, moved or synced here.
+    pub fn locate(&self, reference: &str, canonical: &str) -> String {
+        self.key_of(reference)
+            .unwrap_or_else(|| canonical.to_string())
+    }
+
+    /// The absolute URI of `key` (for people and tools outside the lake; the lake and the
+    /// chain record keys).
+    pub fn uri(&self, key: &str) -> Url {
+        self.root.join(key).expect("keys are valid URL paths")
     }
 
     /// Keys (relative to the root) of the objects right under `prefix` (a folder key ending in

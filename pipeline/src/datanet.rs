@@ -65,17 +65,15 @@ pub async fn create_from_manifest(
     manifest: &tributary_schemas::datanet::DatanetManifest,
 ) -> Result<u64> {
     manifest.check()?;
-    let uri = lake
-        .put(
-            &manifest_key(&manifest.name),
-            manifest.to_canonical_json().into_bytes(),
-        )
+    // Recorded on chain by its key, relative to the lake root.
+    let key = manifest_key(&manifest.name);
+    lake.put(&key, manifest.to_canonical_json().into_bytes())
         .await?;
     let spec = DatanetSpec {
         name: manifest.name.clone(),
         domain: manifest.domain.clone(),
         schema_hash: manifest.schema_hash(),
-        metadata_uri: uri.to_string(),
+        metadata_uri: key,
     };
     let id = create(chain, &spec).await?;
     let (_, on_chain_hash, _) = registered(chain, id).await?;

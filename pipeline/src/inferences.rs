@@ -35,9 +35,9 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
         batch_id: id,
         inferences: entries.to_vec(),
     };
-    let uri = lake
-        .put(&InferenceManifest::key(id), manifest.to_bytes())
-        .await?;
+    // Recorded on chain by its key, relative to the lake root.
+    let uri = InferenceManifest::key(id);
+    lake.put(&uri, manifest.to_bytes()).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
@@ -141,7 +141,7 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
         adapters,
         manifest.merkle_tree().root(),
         U256::from(n),
-        uri.to_string(),
+        uri.clone(),
     );
     match send(call).await {
         Ok(_) => {}

@@ -231,21 +231,19 @@ async fn finish(
         contributions,
     };
     let merkle_root = merkle_root.unwrap_or_else(|| manifest.merkle_tree().root());
-    let manifest_uri = lake
-        .put(
-            &format!("manifests/batches/{batch_id}.json"),
-            manifest.to_bytes(),
-        )
-        .await?;
+    // The lake and the chain record the manifest by its key, relative to the lake root: a
+    // copied or synced lake still finds it.
+    let manifest_uri = BatchManifest::key(batch_id);
+    lake.put(&manifest_uri, manifest.to_bytes()).await?;
     let (anchor_tx, anchor_block, newly_anchored) =
-        anchor(chain, &manifest, merkle_root, manifest_uri.as_str()).await?;
+        anchor(chain, &manifest, merkle_root, &manifest_uri).await?;
     let report = BatchReport {
         datanet_id,
         batch_id,
         count: manifest.contributions.len(),
         lake_version,
         newly_committed: true,
-        manifest_uri: manifest_uri.to_string(),
+        manifest_uri,
         merkle_root,
         anchor_tx,
         anchor_block,

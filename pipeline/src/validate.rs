@@ -139,12 +139,9 @@ pub async fn verdicts_on(lake: &Lake, id: B256) -> Result<Vec<(String, String)>>
 }
 
 async fn batch_manifest(lake: &Lake, batch_id: B256) -> Result<BatchManifest> {
-    let uri = lake
-        .root()
-        .join(&format!("manifests/batches/{batch_id}.json"))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let uri = BatchManifest::key(batch_id);
     let bytes = lake
-        .get(uri.as_str())
+        .get(&uri)
         .await
         .map_err(|_| Error::NotFound(format!("batch {batch_id} has no manifest in this lake")))?;
     serde_json::from_slice(&bytes)

@@ -129,7 +129,7 @@ pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
         root_on_chain: on_chain.merkleRoot,
         anchor_tx,
         anchor_block,
-        manifest_uri,
+        manifest_uri: lake.uri(&manifest_uri).to_string(),
         revoked,
         failure,
         verdicts: crate::validate::verdicts_on(lake, id).await?,
@@ -235,11 +235,10 @@ async fn find_batch(lake: &Lake, batch_id: B256) -> Result<(String, TxHash, u64)
         .text("anchor_tx")
         .parse()
         .map_err(|_| Error::InvalidInput("bad anchor tx in the lake".into()))?;
-    Ok((
-        row.text("manifest_uri").to_string(),
-        tx,
-        row.int("anchor_block") as u64,
-    ))
+    // Recorded as a key; a lake written before kept absolute URIs, which lead nowhere once
+    // the lake moves: then the manifest is at its canonical key.
+    let manifest = lake.locate(row.text("manifest_uri"), &BatchManifest::key(batch_id));
+    Ok((manifest, tx, row.int("anchor_block") as u64))
 }
 
 /// One row of a table (columns typed as `tributary_schemas::tables` declares them).

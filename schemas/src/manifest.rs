@@ -43,6 +43,11 @@ pub struct BatchManifest {
 }
 
 impl BatchManifest {
+    /// Its key in the lake (relative to the root): `manifests/batches/ID.json`.
+    pub fn key(batch_id: B256) -> String {
+        format!("manifests/batches/{batch_id}.json")
+    }
+
     /// The deterministic batch id for a set of contribution ids (order does not matter).
     pub fn batch_id_of(datanet_id: u64, ids: &[B256]) -> B256 {
         let mut sorted = ids.to_vec();

@@ -343,10 +343,11 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     assert!(status.success(), "{status:?}");
 }
 
-/// `demo --exit` in a non-interactive shell exits 0 after printing, and the chain it leaves in
-/// the data directory can be indexed again from scratch into the same graph.
+/// `demo --exit` in a non-interactive shell exits 0 after printing; the finished data
+/// directory, moved elsewhere (the lake refers to its objects by keys relative to its root),
+/// still verifies, snapshots, attributes, and indexes again from scratch into the same graph.
 #[test]
-fn demo_exit_then_reindex_from_scratch() {
+fn demo_exit_then_move_and_reindex_from_scratch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let out = tributary()
@@ -379,6 +380,41 @@ fn demo_exit_then_reindex_from_scratch() {
         .expect("an index summary")
         .1
         .to_string();
+
+    // Move the whole directory: nothing may refer to where it was.
+    let moved = dir.path().join("elsewhere/demo-moved");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&data, &moved).unwrap();
+    let data = moved;
+    let run = |args: &[&str]| {
+        let out = tributary()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = run(&["snapshot", "--datanet", "kitchen-conversions"]);
+    assert!(text.contains(" contributions of Datanet(s)"), "{text}");
+    let text = run(&[
+        "attribute",
+        "--adapter",
+        "kitchen-assistant@1.0.0",
+        "--prompt",
+        "question: How many grams are in a cup of butter?\nanswer:",
+        "--output",
+        " 227 grams",
+        "--top",
+        "2",
+    ]);
+    assert!(text.contains("top 2 of "), "{text}");
 
     // A sample contribution verifies against the chain; a forged id does not.
     let id = answer(&lines)["datanet"]["contributions"]["nodes"][0]["id"]

@@ -219,7 +219,7 @@ pub struct Options {
 pub struct Published {
     /// The adapter's manifest.
     pub manifest: AdapterManifest,
-    /// Its folder in the lake.
+    /// Its folder in the lake, as an absolute URI (on chain: its key).
     pub uri: String,
     /// The local folder with its files.
     pub dir: PathBuf,
@@ -365,11 +365,8 @@ async fn base_model(
 ) -> Result<(B256, String, bool)> {
     let id = base::checkpoint_hash(dir)?;
     let folder = format!("models/{id}/");
-    let uri = lake
-        .root()
-        .join(&folder)
-        .map_err(|e| Error::InvalidInput(e.to_string()))?
-        .to_string();
+    // Recorded on chain and in adapter_config.json by its key, relative to the lake root.
+    let uri = folder.clone();
     let registry = chain.model_registry();
     if registry
         .isBaseModel(id)
@@ -605,7 +602,7 @@ pub async fn run_gated(
             current_loss: None,
             published: Published {
                 manifest: m,
-                uri: done.uri.clone(),
+                uri: lake.uri(&AdapterManifest::folder(adapter_id)).to_string(),
                 dir: opts.out.clone(),
                 tx: done.tx,
                 block: done.block,
@@ -675,11 +672,8 @@ pub async fn run_gated(
     if let (Some((ids, on)), Some(m)) = (&trained.influence, &manifest) {
         attribute::record_adapter(lake, adapter_id, m, ids, on).await?;
     }
-    let uri = lake
-        .root()
-        .join(&folder_key)
-        .map_err(|e| Error::InvalidInput(e.to_string()))?
-        .to_string();
+    // Recorded on chain by its key, relative to the lake root.
+    let uri = folder_key.clone();
     if let Some(guard) = guard {
         guard().await?;
     }
@@ -724,7 +718,7 @@ pub async fn run_gated(
         current_loss,
         published: Published {
             manifest: adapter_manifest,
-            uri,
+            uri: lake.uri(&uri).to_string(),
             dir: opts.out.clone(),
             tx,
             block,

@@ -274,9 +274,14 @@ impl Contribution {
         let Some(batch) = node(ctx, format!("batch:{}", self.batch)).await? else {
             return Err("the anchoring batch is not indexed".into());
         };
-        let uri = text(&batch, "manifest_uri").to_string();
-        let tree = ctx
-            .data_unchecked::<DataLoader<Manifests>>()
+        let manifests = ctx.data_unchecked::<DataLoader<Manifests>>();
+        let mut uri = text(&batch, "manifest_uri").to_string();
+        // Recorded as a key; older lakes recorded absolute URIs, which lead nowhere once the
+        // lake moves: then the manifest is at its canonical key.
+        if let (Some(lake), Ok(batch_id)) = (&manifests.loader().0, self.batch.parse::<B256>()) {
+            uri = lake.locate(&uri, &BatchManifest::key(batch_id));
+        }
+        let tree = manifests
             .load_one(uri)
             .await?
             .ok_or("the batch manifest is not in the lake")?;
@@ -681,7 +686,11 @@ impl Adapter {
         let Some(lake) = &ctx.data_unchecked::<DataLoader<Manifests>>().loader().0 else {
             return Ok(None);
         };
-        let uri = format!("{}/manifest.json", text(&self.0, "uri").trim_end_matches('/'));
+        let folder = match key(&self.0).parse::<B256>() {
+            Ok(id) => lake.locate(text(&self.0, "uri"), &AdapterManifest::folder(id)),
+            Err(_) => text(&self.0, "uri").to_string(),
+        };
+        let uri = format!("{}/manifest.json", folder.trim_end_matches('/'));
         let Ok(bytes) = lake.get(&uri).await else {
             return Ok(None);
         };

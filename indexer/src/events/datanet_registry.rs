@@ -262,7 +262,10 @@ async fn fetch(uri: &str, lake: &Lake) -> Result<Vec<u8>, (Availability, String)
 
 /// Fetches the manifest and checks it against the event: hash, Datanet, count, Merkle root.
 pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake) -> Checked {
-    let bytes = fetch(&a.manifest_uri, lake).await?;
+    // The chain records a key; a lake written before recorded absolute URIs, which lead
+    // nowhere once the lake moves: then the manifest is at its canonical key.
+    let at = lake.locate(&a.manifest_uri, &BatchManifest::key(a.batch_id));
+    let bytes = fetch(&at, lake).await?;
     let mismatch = |why: String| (Availability::Mismatch, why);
     if keccak256(&bytes) != a.manifest_hash {
         return Err(mismatch("manifest hash differs from the chain".into()));

@@ -245,9 +245,11 @@ async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
 ) -> Result<InferenceManifest, String> {
-    // By the URI on chain; a lake migrated since keeps it at the batch's own key.
-    let bytes = match lake.get(&e.manifestURI).await {
-        Err(err) if err.is_not_found() => lake.get(&InferenceManifest::key(e.batchId)).await,
+    // By the key (or, from older lakes, the URI) on chain; a lake moved or migrated since
+    // keeps it at the batch's own key.
+    let key = InferenceManifest::key(e.batchId);
+    let bytes = match lake.get(&lake.locate(&e.manifestURI, &key)).await {
+        Err(err) if err.is_not_found() => lake.get(&key).await,
         other => other,
     }
     .map_err(|err| format!("manifest unavailable: {err}"))?;

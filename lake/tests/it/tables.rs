@@ -154,8 +154,29 @@ async fn objects_round_trip_and_foreign_uris_are_refused() {
     assert!(uri.as_str().starts_with(lake.root().as_str()));
     assert_eq!(lake.get(uri.as_str()).await.unwrap(), b"{\"a\":1}");
 
+    // By key, relative to the root: what the lake and the chain record.
+    assert_eq!(
+        lake.get("manifests/batches/x.json").await.unwrap(),
+        b"{\"a\":1}"
+    );
+    for escape in ["/etc/passwd", "../x.json", "manifests/../../x.json"] {
+        let err = lake.get(escape).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{escape}: {err}");
+    }
     let err = lake.get("file:///etc/passwd").await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
+    // A URI recorded where the lake was before it moved resolves to the canonical key.
+    assert_eq!(
+        lake.locate(
+            "file:///old/place/manifests/batches/x.json",
+            "manifests/batches/x.json"
+        ),
+        "manifests/batches/x.json"
+    );
+    assert_eq!(
+        lake.locate(uri.as_str(), "other"),
+        "manifests/batches/x.json"
+    );
     assert!(
         lake.get(&format!("{}missing.json", lake.root()))
             .await
