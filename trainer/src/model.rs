@@ -547,9 +547,6 @@ impl Model {
     }
 
     /// Block `i` applied to the residual stream `h` (causal, no cache).
-    // `h = h + x`, not `h += x`: tch's `+=` adds in place, which would overwrite activations
-    // autograd saved for the backward pass.
-    #[allow(clippy::assign_op_pattern)]
     pub fn block(
         &self,
         i: usize,
@@ -558,28 +555,9 @@ impl Model {
         project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
     ) -> Tensor {
         let cfg = &self.config;
-        let block = &self.blocks[i];
         let (b, t) = (h.size()[0], h.size()[1]);
-        let (hd, nh, nkv) = (cfg.head_dim(), cfg.heads, cfg.kv_heads);
-        let x = block.ln1.forward(h);
-        let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
-        let (q, k, v) = match cfg.arch {
-            Arch::Gpt2 => {
-                let qkv = p("qkv", &x).split(cfg.hidden, -1);
-                (
-                    qkv[0].shallow_clone(),
-                    qkv[1].shallow_clone(),
-                    qkv[2].shallow_clone(),
-                )
-            }
-            Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
-        };
-        let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
-        let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
-        if let Some((cos, sin)) = &e.rope {
-            q = apply_rope(&q, cos, sin);
-            k = apply_rope(&k, cos, sin);
-        }
+        let x = self.blocks[i].ln1.forward(h);
+        let (q, k, v) = self.qkv(i, &x, e.rope.as_ref(), project);
         let a = Tensor::scaled_dot_product_attention(
             &q,
             &k,
@@ -588,13 +566,64 @@ impl Model {
             0.0,
             true,
             None,
-            nkv != nh,
+            cfg.kv_heads != cfg.heads,
         );
         let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
-        let h = h + p("o", &a);
+        self.finish(i, h, &a, project)
+    }
+
+    /// Block `i`'s queries, keys and values for its normed input `x` `[batch, seq, hidden]`,
+    /// as heads `[batch, heads, seq, head_dim]`, with RoPE applied when `rope` is given.
+    fn qkv(
+        &self,
+        i: usize,
+        x: &Tensor,
+        rope: Option<&(Tensor, Tensor)>,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let cfg = &self.config;
+        let block = &self.blocks[i];
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
+        let (q, k, v) = match cfg.arch {
+            Arch::Gpt2 => {
+                let qkv = p("qkv", x).split(cfg.hidden, -1);
+                (
+                    qkv[0].shallow_clone(),
+                    qkv[1].shallow_clone(),
+                    qkv[2].shallow_clone(),
+                )
+            }
+            Arch::Llama => (p("q", x), p("k", x), p("v", x)),
+        };
+        let hd = cfg.head_dim();
+        let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
+        let (q, k, v) = (
+            heads(q, cfg.heads),
+            heads(k, cfg.kv_heads),
+            heads(v, cfg.kv_heads),
+        );
+        match rope {
+            Some((cos, sin)) => (apply_rope(&q, cos, sin), apply_rope(&k, cos, sin), v),
+            None => (q, k, v),
+        }
+    }
+
+    /// The rest of block `i` once attention gave `a` `[batch, seq, hidden]`: the output
+    /// projection into the residual stream `h`, then the MLP.
+    // `h + x`, never `+=`: autograd may have saved `h` for the backward pass.
+    fn finish(
+        &self,
+        i: usize,
+        h: &Tensor,
+        a: &Tensor,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> Tensor {
+        let block = &self.blocks[i];
+        let h = h + project(i, "o", &block.attn["o"], a);
         let x = block.ln2.forward(&h);
         let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
-        let y = match cfg.arch {
+        let y = match self.config.arch {
             Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
             Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
         };
@@ -656,27 +685,10 @@ impl Model {
             let d = cfg.head_dim();
             (cos.view([b, 1, t, d]), sin.view([b, 1, t, d]))
         });
-        let (hd, nh, nkv) = (cfg.head_dim(), cfg.heads, cfg.kv_heads);
+        let (nh, nkv) = (cfg.heads, cfg.kv_heads);
         for (i, block) in self.blocks.iter().enumerate() {
             let x = block.ln1.forward(&h);
-            let p = |role: &str, x: &Tensor| project(i, role, &block.attn[role], x);
-            let (q, k, v) = match cfg.arch {
-                Arch::Gpt2 => {
-                    let qkv = p("qkv", &x).split(cfg.hidden, -1);
-                    (
-                        qkv[0].shallow_clone(),
-                        qkv[1].shallow_clone(),
-                        qkv[2].shallow_clone(),
-                    )
-                }
-                Arch::Llama => (p("q", &x), p("k", &x), p("v", &x)),
-            };
-            let heads = |t_: Tensor, n: i64| t_.reshape([b, t, n, hd]).transpose(1, 2);
-            let (mut q, mut k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
-            if let Some((cos, sin)) = &rope {
-                q = apply_rope(&q, cos, sin);
-                k = apply_rope(&k, cos, sin);
-            }
+            let (q, k, v) = self.qkv(i, &x, rope.as_ref(), project);
             // The cache is [slot, position, kv head, head dim]: write this step's rows.
             let idx = [
                 Some(slot_bt.shallow_clone()),
@@ -712,14 +724,7 @@ impl Model {
                 false,
             );
             let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
-            h = h + p("o", &a);
-            let x = block.ln2.forward(&h);
-            let m = |role: &str, x: &Tensor| project(i, role, &block.mlp[role], x);
-            let y = match cfg.arch {
-                Arch::Gpt2 => m("down", &m("up", &x).gelu("tanh")),
-                Arch::Llama => m("down", &(m("gate", &x).silu() * m("up", &x))),
-            };
-            h = h + y;
+            h = self.finish(i, &h, &a, project);
         }
         Ok(self.head(&h))
     }
