@@ -2,10 +2,13 @@
 # The GPU check (issue 24): Tributary's trainer and serving engine on CUDA, side by side with
 # PyTorch + PEFT on the same GPU, in one run.
 #
-#   scripts/gpu-check.sh bundle       here, with the toolchain: builds the two binaries the
+#   scripts/gpu-check.sh bundle [--demo]
+#                                     here, with the toolchain: builds the two binaries the
 #                                     check runs (the `gpu` bench and the trainer's test
 #                                     binary, profile bench-fast), strips and compresses them
-#                                     into .gpu/ (about 60 MB together)
+#                                     into .gpu/ (21 MB); --demo adds the `tributary` binary
+#                                     and anvil (about 60 MB in all), for the whole demo on
+#                                     the GPU
 #   scripts/gpu-check.sh run [OUT]    on the GPU machine: needs only .gpu/, this repository's
 #                                     files and a python3 with torch 2.11, transformers and
 #                                     peft; no network. Results go to OUT (default .gpu/out):
@@ -32,7 +35,12 @@ for l in sys.stdin:
   }
   gpu=$(build bench --bench gpu)
   it=$(build test --test it)
-  for pair in "gpu:$gpu" "it:$it"; do
+  pairs=("gpu:$gpu" "it:$it")
+  if [ "${2:-}" = --demo ]; then
+    cargo build --profile bench-fast --bin tributary
+    pairs+=("tributary:target/bench-fast/tributary" "anvil:${TRIBUTARY_ANVIL:?run eval \"\$(scripts/setup.sh)\" first}")
+  fi
+  for pair in "${pairs[@]}"; do
     name=${pair%%:*}; exe=${pair#*:}
     strip -o "$bundle/$name" "$exe"
     xz -T2 -6 -f "$bundle/$name"
@@ -54,7 +62,9 @@ started=$(date +%s)
 
 bin=/tmp/tributary-gpu-bin; work=/tmp/tributary-gpu-work
 rm -rf "$bin" "$work"; mkdir -p "$bin" "$work"
-for name in gpu it; do
+names="gpu it"
+[ -f "$bundle/tributary.xz" ] && [ -f "$bundle/anvil.xz" ] && names="$names tributary anvil"
+for name in $names; do
   "$py" -c 'import lzma,shutil,sys
 with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as o: shutil.copyfileobj(f, o)' \
     "$bundle/$name.xz" "$bin/$name" && chmod +x "$bin/$name" || { say "missing $bundle/$name.xz: run scripts/gpu-check.sh bundle first"; exit 1; }
@@ -93,17 +103,17 @@ measured() { # name cmd...: runs cmd (its JSON lines go to results) and records 
 }
 
 [ "$device" = cpu ] && export TRIBUTARY_GPU_TESTS_ON_CPU=1
-say "1/5 tests on the GPU (trainer test binary: gpu and hf modules)"
+say "step 1: tests on the GPU (trainer test binary: gpu and hf modules)"
 timeout 300 "$bin/it" gpu:: hf:: --test-threads 2 --nocapture 2>&1 | tee -a "$log" | grep -E "^test |SKIPPED|result:|held-out|influence" >&2
 echo "{\"tests\": \"gpu hf\", \"exit\": ${PIPESTATUS[0]}}" >> "$results"
 
-say "2/5 checkpoints at published shapes (random weights, sharded) and transformers' logits"
+say "step 2: checkpoints at published shapes (random weights, sharded) and transformers' logits"
 timeout 300 "$py" trainer/benches/gpu_reference.py prepare "$work/ckpt" "$device" "$layers" 2>>"$log" | tee -a "$log"
 
-say "3/5 our logits vs transformers', each checkpoint in its stored precision"
+say "step 3: our logits vs transformers', each checkpoint in its stored precision"
 timeout 180 "$bin/gpu" logits "$work"/ckpt/* 2>>"$log" | tee -a "$results"
 
-say "4/5 LoRA training steps: bf16 base, rank 16, q k v o gate up down, side by side"
+say "step 4: LoRA training steps: bf16 base, rank 16, q k v o gate up down, side by side"
 if [ "$device" = cpu ]; then set -- 1 64 1 2; else set -- 8 1024 3 10; fi
 qwen="$work/ckpt/qwen2.5-0.5b-bfloat16"
 for ckpt in 0 1; do
@@ -111,9 +121,19 @@ for ckpt in 0 1; do
   measured "tributary-ckpt$ckpt" timeout 300 "$bin/gpu" train "$qwen" "$device" "$@" 16 $ckpt
 done
 
-say "5/5 serving: 100 requests over 1, 10 and 100 adapters vs merged vs swap-per-request"
+say "step 5: serving: 100 requests over 1, 10 and 100 adapters vs merged vs swap-per-request"
 if [ "$device" = cpu ]; then export TRIBUTARY_BENCH_REQUESTS=8 TRIBUTARY_BENCH_SWAP=2 TRIBUTARY_BENCH_ROUNDS=1; fi
 timeout 300 "$bin/gpu" serve "$qwen" "$device" 2>>"$log" | tee -a "$log" "$out/serving.md"
+
+if [ -x "$bin/tributary" ]; then
+  say "step 6: the whole demo with training and serving on the $device: sign, ingest, anchor, index, train, publish, serve one answer"
+  export TRIBUTARY_ANVIL="$bin/anvil"
+  timeout 900 "$bin/tributary" demo --exit --records 60 --data-dir "$work/demo" > "$out/demo.txt" 2>>"$log"
+  rc=$?
+  # The adapter's training device, as the demo's GraphQL answer reports it.
+  trained_on=$(grep -o '"device": *"[^"]*"' "$out/demo.txt" | head -1 | sed 's/.*: *//')
+  echo "{\"demo\": \"exit $rc\", \"trained_on\": ${trained_on:-null}}" | tee -a "$results"
+fi
 
 "$py" - "$results" "$out/summary.md" <<'PY'
 import json, sys
@@ -146,5 +166,7 @@ for ck in (0, 1):
 for r in rows:
     if "tests" in r:
         w(f"tests ({r['tests']}): exit {r['exit']}")
+    if "demo" in r:
+        w(f"demo: {r['demo']}, adapter trained on {r['trained_on']}")
 PY
 say "done in $(( $(date +%s) - started )) s"
