@@ -7,7 +7,8 @@
 #                                     check runs (the `gpu` bench and the trainer's test
 #                                     binary, profile bench-fast), strips and compresses them
 #                                     into .gpu/ (21 MB); --demo adds the `tributary` binary
-#                                     and anvil (about 60 MB in all), for the whole demo on
+#                                     and anvil (77 MB in all: over a 64 MiB transfer limit, carry
+#                                     the demo pair alone there), for the whole demo on
 #                                     the GPU
 #   scripts/gpu-check.sh run [OUT]    on the GPU machine: needs only .gpu/, this repository's
 #                                     files and a python3 with torch 2.11, transformers and
