@@ -278,6 +278,19 @@ impl Chain {
             .map(|b| b.header.hash))
     }
 
+    /// The hash of block `number` and of its parent, or `None` when the node has no such
+    /// block. Following parents is how a reader knows blocks read one by one form one chain.
+    pub async fn block_link(
+        &self,
+        number: u64,
+    ) -> Result<Option<(alloy::primitives::B256, alloy::primitives::B256)>> {
+        Ok(self
+            .provider
+            .get_block_by_number(number.into())
+            .await?
+            .map(|b| (b.header.hash, b.header.parent_hash)))
+    }
+
     /// All logs of Tributary's contracts in `from..=to`.
     pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>> {
         let filter = Filter::new()

@@ -339,6 +339,14 @@ impl<'a> Indexer<'a> {
         // order; near the head, one range at a time with every block's hash checked.
         let far_end = target.saturating_sub(self.window);
         if self.parallel > 1 && from + range - 1 <= far_end {
+            // Deeper than the reorg window, but still: the first range must extend the
+            // checkpoint.
+            if let Some(cp) = &checkpoint {
+                match self.chain.block_link(from).await? {
+                    Some((_, p)) if p.to_string() == cp.block_hash => {}
+                    _ => return Ok(Step::Retry),
+                }
+            }
             let mut ranges = Vec::new();
             let mut start = from;
             while ranges.len() < self.parallel && start <= far_end {
@@ -376,13 +384,28 @@ impl<'a> Indexer<'a> {
 
         let end = (from + range - 1).min(target);
         // Near the head, remember every block's hash so a fork point can be found; further
-        // back, the range's last block is enough.
+        // back, the range's last block is enough. Blocks are read one by one, so a reorg can
+        // land between two reads: each block must be the parent's child, and the first must
+        // extend the checkpoint (else data of the old fork below would never be rolled back).
         let remember_from = from.max(end.saturating_sub(self.window));
+        let mut parent = match &checkpoint {
+            Some(cp) if remember_from > from => match self.chain.block_link(from).await? {
+                Some((_, p)) if p.to_string() == cp.block_hash => None,
+                _ => return Ok(Step::Retry),
+            },
+            Some(cp) => Some(cp.block_hash.clone()),
+            None => None,
+        };
         let mut blocks = Vec::new();
         for n in remember_from..=end {
-            match self.chain.block_hash_opt(n).await? {
-                Some(h) => blocks.push((n, h)),
-                None => return Ok(Step::Retry), // the head moved back under us
+            match self.chain.block_link(n).await? {
+                Some((h, p)) if parent.as_ref().is_none_or(|want| *want == p.to_string()) => {
+                    blocks.push((n, h));
+                    parent = Some(h.to_string());
+                }
+                // The head moved back under us, or the chain changed between two reads: the
+                // next step finds out which (and rolls back if the checkpoint left the chain).
+                _ => return Ok(Step::Retry),
             }
         }
         let end_hash = blocks.last().expect("end is remembered").1;

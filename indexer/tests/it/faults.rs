@@ -1,10 +1,10 @@
 //! The indexer through a misbehaving RPC endpoint: a proxy in front of anvil answers some
 //! requests with 429 and Retry-After, 500s, silence past the client's timeout, bodies cut
 //! short, and a head that goes backwards. The graph converges to the one a clean endpoint
-//! gives.
+//! gives. The same proxy also reorgs the chain at the worst moment of a step.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,12 +24,19 @@ struct Faults {
     truncated: AtomicU64,
     head_back: AtomicU64,
     forwarded: AtomicU64,
+    /// Forward everything: no faults.
+    quiet: AtomicBool,
+    /// When set, the next `eth_blockNumber` first reorgs this many blocks and mines one more.
+    reorg_before_head: AtomicU64,
 }
 
 impl Faults {
     /// A number in 0..100 that picks the fault. The first requests get each fault in turn,
     /// and the first head asked for goes back, so every kind is injected on every seed.
     fn roll(&self, method: &str) -> u64 {
+        if self.quiet.load(Ordering::SeqCst) {
+            return 99;
+        }
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
         if n < 4 {
             return [0, 8, 16, 19][n as usize];
@@ -126,6 +133,17 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
         .ok()
         .and_then(|v| v["method"].as_str().map(str::to_string))
         .unwrap_or_default();
+    if method == "eth_blockNumber" {
+        let depth = f.reorg_before_head.swap(0, Ordering::SeqCst);
+        if depth > 0 {
+            let reorg = serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "anvil_reorg", "params": [depth, []]
+            });
+            forward(upstream, reorg.to_string().as_bytes()).await?;
+            let mine = br#"{"jsonrpc":"2.0","id":1,"method":"evm_mine","params":[]}"#;
+            forward(upstream, mine).await?;
+        }
+    }
     let roll = f.roll(&method);
     let reply = match roll {
         0..=7 => {
@@ -240,4 +258,53 @@ async fn a_faulty_endpoint_gives_the_same_graph() {
     ] {
         assert!(count(kind) > 0, "every kind of fault was injected");
     }
+}
+
+/// A reorg that lands after a step has checked its checkpoint and before it reads the next
+/// blocks: the new blocks do not extend the checkpoint, so the step must not apply them on
+/// top of the old fork's rows (which no later check would find), and the graph must end equal
+/// to a fresh index of the canonical chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_between_the_checkpoint_check_and_the_next_blocks_is_rolled_back() {
+    let env = env().await;
+    build_history(&env).await;
+    let faults = Arc::new(Faults::default());
+    faults.quiet.store(true, Ordering::SeqCst);
+    let url = proxy(env.chain.url().authority().to_string(), faults.clone()).await;
+    let via_proxy = Chain::connect(ChainConfig::rpc(url, env.dir.path()))
+        .await
+        .unwrap();
+    let store = env.store("raced.db").await;
+    let chain_id = env.chain.chain_id();
+    let indexer = Indexer::new(&via_proxy, &store, &env.lake).with_mirror(false);
+    indexer.run_to_head().await.unwrap();
+    let before = store.graph(chain_id).await.unwrap();
+
+    // The next step checks its checkpoint, then asks for the head: the chain reorgs 6 blocks
+    // (two Datanets and a batch among them) and grows by one just then.
+    faults.reorg_before_head.store(6, Ordering::SeqCst);
+    let stats = indexer.run_to_head().await.unwrap();
+    assert_eq!(
+        faults.reorg_before_head.load(Ordering::SeqCst),
+        0,
+        "the reorg happened"
+    );
+    assert!(stats.reorgs >= 1, "the reorg was seen: {stats:?}");
+
+    let fresh = env.store("fresh.db").await;
+    Indexer::new(&env.chain, &fresh, &env.lake)
+        .with_mirror(false)
+        .run_to_head()
+        .await
+        .unwrap();
+    let (nodes, edges) = store.graph(chain_id).await.unwrap();
+    let (want_nodes, want_edges) = fresh.graph(chain_id).await.unwrap();
+    assert!(
+        want_nodes.len() < before.0.len(),
+        "the reorg removed nodes: {} -> {}",
+        before.0.len(),
+        want_nodes.len()
+    );
+    assert_eq!(nodes, want_nodes);
+    assert_eq!(edges, want_edges);
 }
