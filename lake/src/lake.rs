@@ -182,6 +182,11 @@ impl Lake {
         Ok(out)
     }
 
+    /// The current version of table `name`, `None` when it has no commit yet.
+    pub async fn version(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.table(name).await?.version().map(|v| v as u64))
+    }
+
     /// All rows of table `name` as of `version` (the latest when `None`).
     pub async fn read(&self, name: &str, version: Option<u64>) -> Result<Vec<RecordBatch>> {
         let mut table = self.table(name).await?;
@@ -192,6 +197,45 @@ impl Lake {
         let batches: Vec<RecordBatch> = stream.try_collect().await?;
         let schema = schema_of(name)?;
         batches.iter().map(|b| conform(b, &schema)).collect()
+    }
+
+    /// Streams columns `columns` of the rows of table `name` as of `version` (the latest when
+    /// `None`) where `filter` (SQL over the table's columns, e.g. `datanet_id = 7`) holds, a
+    /// record batch at a time: memory stays bounded by a batch whatever the table's size, and
+    /// a filter on the partition column reads only that partition's files.
+    pub async fn scan(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        columns: &[&str],
+        filter: Option<&str>,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send + use<>> {
+        use deltalake::datafusion::prelude::SessionContext;
+        let full = schema_of(name)?;
+        let indices = columns
+            .iter()
+            .map(|c| {
+                full.index_of(c)
+                    .map_err(|_| Error::Config(format!("table {name} has no column {c:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema: SchemaRef = Arc::new(full.project(&indices)?);
+        let mut table = self.table(name).await?;
+        if let Some(v) = version {
+            table.load_version(v).await?;
+        }
+        let ctx = SessionContext::new();
+        ctx.register_table("t", table.table_provider().await?)?;
+        let list: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let mut sql = format!("SELECT {} FROM t", list.join(", "));
+        if let Some(f) = filter {
+            sql.push_str(" WHERE ");
+            sql.push_str(f);
+        }
+        let stream = ctx.sql(&sql).await?.execute_stream().await?;
+        Ok(stream
+            .map_err(Error::from)
+            .and_then(move |b| std::future::ready(conform(&b, &schema))))
     }
 
     /// Writes an object at `key` (relative to the root) and returns its URI (for display:

@@ -7,6 +7,10 @@
 //! (b) signed path: `contribute` over pre-signed JSON Lines (read, parse, EIP-712 verification,
 //!     manifest rules, nonce/deadline/duplicate checks, write, anchor) vs signature recovery
 //!     alone on every core, with k256 (alloy's default) and with libsecp256k1.
+//! (c) memory: peak RSS of a `contribute` process adding 10,000 records to the Datanet of (b)
+//!     (holding all its records) vs the same into an empty Datanet in an empty lake (issue 19:
+//!     at most 1.5x). Each runs in a child process of this binary, which reports its own
+//!     high-water mark (`VmHWM`).
 //!
 //! `TRIBUTARY_BENCH_RECORDS` sets the record count (default 1,000,000).
 
@@ -18,7 +22,7 @@ use alloy::primitives::B256;
 use tributary_chain::keys::dev_contributor;
 use tributary_chain::{Chain, ChainConfig};
 use tributary_lake::Lake;
-use tributary_pipeline::contribute::{ContributeConfig, contribute};
+use tributary_pipeline::contribute::{ContributeConfig, WINDOW, contribute};
 use tributary_pipeline::rules::Rules;
 use tributary_pipeline::sign::{Signed, Terms, sign};
 use tributary_pipeline::{datanet, ingest};
@@ -65,16 +69,20 @@ fn threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Signs `n` records for `datanet` on all cores (not timed: the contributors' work).
-fn sign_all(n: usize, datanet: u64, d: &alloy::sol_types::Eip712Domain) -> Vec<Signed> {
+/// Signs records `range` for `datanet` on all cores (not timed: the contributors' work).
+fn sign_all(
+    range: std::ops::Range<usize>,
+    datanet: u64,
+    d: &alloy::sol_types::Eip712Domain,
+) -> Vec<Signed> {
     let keys: Vec<_> = (0..16).map(dev_contributor).collect();
-    let per = n.div_ceil(threads());
+    let per = range.len().div_ceil(threads());
     std::thread::scope(|s| {
         let parts: Vec<_> = (0..threads())
             .map(|t| {
                 let keys = &keys;
                 s.spawn(move || {
-                    (t * per..((t + 1) * per).min(n))
+                    (range.start + t * per..(range.start + (t + 1) * per).min(range.end))
                         .map(|i| {
                             let terms = Terms {
                                 datanet_id: datanet,
@@ -109,12 +117,80 @@ async fn create(chain: &Chain, lake: &Lake, name: &str) -> (u64, DatanetManifest
     )
 }
 
+/// Writes `signed` as pre-signed JSON Lines envelopes at `path`.
+fn write_envelopes(path: &std::path::Path, signed: &[Signed]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for s in signed {
+        let c = &s.contribution;
+        let line = serde_json::json!({
+            "content": s.content, "contributor": c.contributor, "license": c.license,
+            "timestamp": c.timestamp, "nonce": c.nonce, "deadline": c.deadline,
+            "signature": alloy::primitives::Bytes::from(s.signature.as_bytes().to_vec()),
+        });
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
+/// What (c) runs in a child process: one `contribute` as the CLI runs it (batches and window
+/// at their defaults), then its peak RSS, as JSON on stdout.
+async fn child(spec: &str) {
+    let v: serde_json::Value = serde_json::from_str(spec).unwrap();
+    let text = |k: &str| v[k].as_str().unwrap().to_string();
+    let url = text("rpc").parse().unwrap();
+    let chain = Chain::connect(ChainConfig::rpc(url, text("dir")))
+        .await
+        .unwrap();
+    let lake = Lake::open(&text("lake")).unwrap();
+    let manifest = DatanetManifest::from_toml(&text("manifest")).unwrap();
+    let config = ContributeConfig {
+        datanet_id: v["datanet"].as_u64().unwrap(),
+        rules: Rules::new(manifest).unwrap(),
+        signer: None,
+        license: None,
+        batch_size: 10_000,
+        validity_secs: 0,
+        window: WINDOW,
+    };
+    let t = Instant::now();
+    let report = contribute(&chain, &lake, &config, &[text("input").into()], &|_| {})
+        .await
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let out = serde_json::json!({"accepted": report.accepted, "secs": secs, "peak_rss_kib": kib});
+    println!("{out}");
+}
+
+/// Runs [`child`] in a fresh process of this binary: (records accepted, seconds, peak RSS MiB).
+fn in_child(spec: serde_json::Value) -> (u64, f64, f64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("TRIBUTARY_BENCH_CHILD", spec.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the child contribute failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["accepted"].as_u64().unwrap(),
+        v["secs"].as_f64().unwrap(),
+        v["peak_rss_kib"].as_f64().unwrap() / 1024.0,
+    )
+}
+
 fn rate(n: usize, secs: f64) -> String {
     format!("{:.0}", n as f64 / secs)
 }
 
 #[tokio::main]
 async fn main() {
+    if let Ok(spec) = std::env::var("TRIBUTARY_BENCH_CHILD") {
+        return child(&spec).await;
+    }
     let n: usize = std::env::var("TRIBUTARY_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -133,7 +209,7 @@ async fn main() {
     let lake_a = Lake::open(dir.path().join("lake-a").to_str().unwrap()).unwrap();
     let (id_a, _) = create(&chain, &lake_a, "bench-write").await;
     let t = Instant::now();
-    let signed = sign_all(n, id_a, &d);
+    let signed = sign_all(0..n, id_a, &d);
     eprintln!(
         "bench: signed {n} in {:.1} s (not timed)",
         t.elapsed().as_secs_f64()
@@ -180,20 +256,9 @@ async fn main() {
     // (b) signed path vs signature recovery alone on all cores
     let lake_b = Lake::open(dir.path().join("lake-b").to_str().unwrap()).unwrap();
     let (id_b, manifest_b) = create(&chain, &lake_b, "bench-signed").await;
-    let signed_b = sign_all(n, id_b, &d);
+    let signed_b = sign_all(0..n, id_b, &d);
     let input = dir.path().join("signed.jsonl");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-        for s in &signed_b {
-            let c = &s.contribution;
-            let line = serde_json::json!({
-                "content": s.content, "contributor": c.contributor, "license": c.license,
-                "timestamp": c.timestamp, "nonce": c.nonce, "deadline": c.deadline,
-                "signature": alloy::primitives::Bytes::from(s.signature.as_bytes().to_vec()),
-            });
-            writeln!(f, "{line}").unwrap();
-        }
-    }
+    write_envelopes(&input, &signed_b);
     let prehashes: Arc<Vec<(B256, alloy::primitives::Signature)>> = Arc::new(
         signed_b
             .iter()
@@ -223,6 +288,7 @@ async fn main() {
         license: None,
         batch_size: BATCH,
         validity_secs: 0,
+        window: WINDOW,
     };
     let t = Instant::now();
     let report = contribute(&chain, &lake_b, &config, &[input], &|_| {})
@@ -230,6 +296,30 @@ async fn main() {
         .unwrap();
     let ours_b = t.elapsed().as_secs_f64();
     assert_eq!(report.accepted as usize, n, "{report:?}");
+
+    // (c) peak RSS: 10,000 more records into (b)'s Datanet vs into an empty one.
+    const MORE: usize = 10_000;
+    let lake_c = Lake::open(dir.path().join("lake-c").to_str().unwrap()).unwrap();
+    let (id_c, _) = create(&chain, &lake_c, "bench-empty").await;
+    let mut rss = Vec::new();
+    for (id, lake, datanet, name) in [
+        (id_c, "lake-c", "bench-empty", "empty"),
+        (id_b, "lake-b", "bench-signed", "full"),
+    ] {
+        let input = dir.path().join(format!("more-{name}.jsonl"));
+        write_envelopes(&input, &sign_all(n..n + MORE, id, &d));
+        let (accepted, secs, mib) = in_child(serde_json::json!({
+            "rpc": chain.url().to_string(),
+            "dir": dir.path(),
+            "lake": dir.path().join(lake),
+            "manifest": MANIFEST.replace("NAME", datanet),
+            "datanet": id,
+            "input": input,
+        }));
+        assert_eq!(accepted as usize, MORE);
+        eprintln!("bench: (c) {MORE} into the {name} Datanet: {secs:.1} s, peak RSS {mib:.0} MiB");
+        rss.push((secs, mib));
+    }
 
     println!("| path | records/s | reference | records/s | ratio |");
     println!("|---|---|---|---|---|");
@@ -252,6 +342,16 @@ async fn main() {
         threads(),
         rate(n, recover_k256),
         recover_k256 / ours_b
+    );
+    let ((empty_s, empty_mib), (full_s, full_mib)) = (rss[0], rss[1]);
+    println!();
+    println!(
+        "| (c) `contribute` of {MORE} records | peak RSS MiB | seconds | into an empty Datanet: MiB | seconds | RSS ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| into the Datanet of (b), {n} records | {full_mib:.0} | {full_s:.1} | {empty_mib:.0} | {empty_s:.1} | {:.2}x |",
+        full_mib / empty_mib
     );
 }
 

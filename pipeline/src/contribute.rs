@@ -15,6 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
+use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tributary_chain::Chain;
@@ -24,7 +25,7 @@ use tributary_schemas::contribution::{Contribution, domain};
 use tributary_schemas::tables::names;
 
 use crate::ingest::{self, BatchReport};
-use crate::minhash::{NearDupIndex, signature};
+use crate::minhash::{self, NearDupIndex, signature};
 use crate::readers::{self, ReadOptions};
 use crate::reject::{Reason, Rejection, excerpt};
 use crate::rules::Rules;
@@ -49,7 +50,14 @@ pub struct ContributeConfig {
     pub batch_size: usize,
     /// Seconds a signature made here stays valid.
     pub validity_secs: u64,
+    /// Records checked together against the Datanet ([`WINDOW`] by default): one streaming
+    /// scan of the Datanet's rows per window, so memory follows the window and the batch,
+    /// not the Datanet.
+    pub window: usize,
 }
+
+/// The default [`ContributeConfig::window`].
+pub const WINDOW: usize = 8192;
 
 /// What a contribute run did.
 #[derive(Debug, Default, Clone)]
@@ -86,8 +94,13 @@ struct Envelope {
     signature: Bytes,
 }
 
-/// What the Datanet already holds: for duplicates, nonces and near-duplicates.
-#[derive(Debug, Default)]
+/// Contributions a record could collide with: ids, content hashes, (contributor, nonce)
+/// pairs and near-duplicate texts. Two of these answer for a run: the run's own accepted
+/// records, and, rebuilt for every window of input, the rows the Datanet held when the run
+/// started that share a key or a near-duplicate text with a record of the window (one
+/// streaming scan of the Datanet's partition as of that version). Memory follows the input
+/// and the window, never the Datanet's size.
+#[derive(Debug)]
 struct Known {
     /// content hash -> contributor of the first contribution with it
     hashes: HashMap<B256, Address>,
@@ -95,81 +108,153 @@ struct Known {
     nonces: HashMap<(Address, u64), B256>,
     ids: HashSet<B256>,
     near: Option<NearDupIndex>,
-    /// ids of refusals already stored
-    rejections: HashSet<B256>,
 }
 
 impl Known {
-    async fn load(lake: &Lake, datanet_id: u64, rules: &Rules) -> Result<Self> {
-        let mut k = Known {
+    fn new(rules: &Rules) -> Self {
+        Known {
+            hashes: HashMap::new(),
+            nonces: HashMap::new(),
+            ids: HashSet::new(),
             near: rules.manifest().dedup.near_threshold.map(NearDupIndex::new),
-            ..Default::default()
-        };
-        for b in lake.read(names::CONTRIBUTIONS, None).await? {
-            let s = |name: &str| {
-                b.column_by_name(name)
-                    .expect("contributions schema")
-                    .as_string::<i32>()
-                    .clone()
-            };
-            let p = |name: &str| {
-                b.column_by_name(name)
-                    .expect("contributions schema")
-                    .as_primitive::<Int64Type>()
-                    .clone()
-            };
-            let (dn, ids, who, hashes, nonces, content) = (
-                p("datanet_id"),
-                s("contribution_id"),
-                s("contributor"),
-                s("content_hash"),
-                p("nonce"),
-                s("content"),
-            );
-            for i in (0..b.num_rows()).filter(|&i| dn.value(i) as u64 == datanet_id) {
-                let bad =
-                    || Error::InvalidInput(format!("unreadable row in the lake: {}", ids.value(i)));
-                let id: B256 = ids.value(i).parse().map_err(|_| bad())?;
-                let who: Address = who.value(i).parse().map_err(|_| bad())?;
-                k.ids.insert(id);
-                k.hashes
-                    .entry(hashes.value(i).parse().map_err(|_| bad())?)
-                    .or_insert(who);
-                k.nonces.insert((who, nonces.value(i) as u64), id);
-                if let Some(near) = &mut k.near {
-                    let v: Value = serde_json::from_str(content.value(i)).map_err(|_| bad())?;
-                    near.insert(signature(&rules.text_of(&v)));
-                }
-            }
         }
-        for b in lake.read(names::REJECTIONS, None).await? {
-            let dn = b
-                .column_by_name("datanet_id")
-                .expect("rejections schema")
-                .as_primitive::<Int64Type>()
-                .clone();
-            let ids = b
-                .column_by_name("rejection_id")
-                .expect("rejections schema")
-                .as_string::<i32>()
-                .clone();
-            for i in (0..b.num_rows()).filter(|&i| dn.value(i) as u64 == datanet_id) {
-                if let Ok(id) = ids.value(i).parse() {
-                    k.rejections.insert(id);
-                }
-            }
-        }
-        Ok(k)
     }
 
-    fn next_nonce(&self, who: Address) -> u64 {
-        self.nonces
-            .keys()
-            .filter(|(a, _)| *a == who)
-            .map(|(_, n)| n + 1)
-            .max()
-            .unwrap_or(0)
+    fn add(&mut self, id: B256, c: &Contribution, sig: Option<&minhash::Signature>) {
+        self.ids.insert(id);
+        self.hashes.entry(c.contentHash).or_insert(c.contributor);
+        self.nonces.insert((c.contributor, c.nonce), id);
+        if let (Some(near), Some(sig)) = (&mut self.near, sig) {
+            near.insert(*sig);
+        }
     }
+}
+
+/// The rows of the Datanet as of Delta `version` (when the run started) that the records of
+/// `window` could collide with; raises `next_nonce` past every nonce they hold for the signer.
+async fn lookup(
+    lake: &Lake,
+    version: Option<u64>,
+    config: &ContributeConfig,
+    window: &[(String, Prepared)],
+    next_nonce: &mut u64,
+) -> Result<Known> {
+    let mut known = Known::new(&config.rules);
+    // The window's keys, and an index of its texts to test stored texts against.
+    let (mut ids, mut hashes, mut nonces) = (HashSet::new(), HashSet::new(), HashSet::new());
+    let mut probe = Known::new(&config.rules).near;
+    for (_, p) in window {
+        let sig = match p {
+            Prepared::Refuse(_) => continue,
+            Prepared::Plain(value, sig) => {
+                hashes.insert(content_hash(value));
+                sig
+            }
+            Prepared::Signed(s, id, sig) => {
+                let c = &s.contribution;
+                ids.insert(*id);
+                hashes.insert(c.contentHash);
+                nonces.insert((c.contributor, c.nonce));
+                sig
+            }
+        };
+        if let (Some(probe), Some(sig)) = (&mut probe, sig) {
+            probe.insert(*sig);
+        }
+    }
+    let Some(version) = version else {
+        return Ok(known); // no contributions table yet
+    };
+    if hashes.is_empty() {
+        return Ok(known);
+    }
+    let signer = config.signer.as_ref().map(PrivateKeySigner::address);
+    let mut columns = vec!["contribution_id", "contributor", "content_hash", "nonce"];
+    if probe.is_some() {
+        columns.push("content");
+    }
+    let filter = format!("datanet_id = {}", config.datanet_id);
+    let rows = lake
+        .scan(names::CONTRIBUTIONS, Some(version), &columns, Some(&filter))
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(b) = rows.try_next().await? {
+        let s = |i: usize| b.column(i).as_string::<i32>();
+        let (row_ids, who, row_hashes, row_nonces) =
+            (s(0), s(1), s(2), b.column(3).as_primitive::<Int64Type>());
+        let bad = |i: usize| {
+            Error::InvalidInput(format!("unreadable row in the lake: {}", row_ids.value(i)))
+        };
+        for i in 0..b.num_rows() {
+            let hash: B256 = row_hashes.value(i).parse().map_err(|_| bad(i))?;
+            let id: B256 = row_ids.value(i).parse().map_err(|_| bad(i))?;
+            let who: Address = who.value(i).parse().map_err(|_| bad(i))?;
+            let nonce = row_nonces.value(i) as u64;
+            if signer == Some(who) {
+                *next_nonce = (*next_nonce).max(nonce + 1);
+            }
+            if ids.contains(&id) {
+                known.ids.insert(id);
+            }
+            if hashes.contains(&hash) {
+                known.hashes.entry(hash).or_insert(who);
+            }
+            if nonces.contains(&(who, nonce)) {
+                known.nonces.insert((who, nonce), id);
+            }
+        }
+        // Stored texts near a text of the window: signatures on every core, kept only when
+        // they would match.
+        if let (Some(probe), Some(near)) = (&probe, &mut known.near) {
+            let texts = s(4);
+            let sigs = signatures(&config.rules, (0..b.num_rows()).map(|i| texts.value(i)))
+                .map_err(bad)?;
+            for sig in sigs {
+                if probe.find(&sig).is_some() {
+                    near.insert(sig);
+                }
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// Near-duplicate signatures of stored contents (canonical JSON), on every core; the index
+/// of an unreadable one on error.
+fn signatures<'a>(
+    rules: &Rules,
+    contents: impl Iterator<Item = &'a str>,
+) -> std::result::Result<Vec<minhash::Signature>, usize> {
+    let contents: Vec<&str> = contents.collect();
+    let one = |(i, c): (usize, &&str)| {
+        serde_json::from_str::<Value>(c)
+            .map(|v| signature(&rules.text_of(&v)))
+            .map_err(|_| i)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || contents.len() < 256 {
+        return contents.iter().enumerate().map(one).collect();
+    }
+    let per = contents.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = contents
+            .chunks(per)
+            .enumerate()
+            .map(|(k, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, c)| one((k * per + i, c)))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(contents.len());
+        for h in handles {
+            out.extend(h.join().expect("a signature thread panicked")?);
+        }
+        Ok(out)
+    })
 }
 
 /// A refusal, before it is placed in its input.
@@ -188,18 +273,17 @@ enum Verdict {
     Refuse(Refusal),
 }
 
-/// A record after the checks that need no state.
+/// A record after the checks that need no state, with its text's near-duplicate signature
+/// when the Datanet checks near duplicates.
 enum Prepared {
     /// Refused already.
     Refuse(Refusal),
     /// A valid unsigned record, to be signed here.
-    Plain(Value),
+    Plain(Value, Option<minhash::Signature>),
     /// A pre-signed record whose content, license, signature, submitter and deadline hold.
-    Signed(Box<Signed>, B256),
+    Signed(Box<Signed>, B256, Option<minhash::Signature>),
 }
 
-/// Records checked per parallel step.
-const PREPARE_CHUNK: usize = 8192;
 /// Prepared chunks the producer may run ahead of the consumer (bounds memory).
 const PREPARED_AHEAD: usize = 8;
 
@@ -244,7 +328,11 @@ pub async fn contribute(
         batches: ingest::recover(chain, lake).await?,
         ..Default::default()
     };
-    let mut known = Known::load(lake, config.datanet_id, &config.rules).await?;
+    // Rows committed from here on are this run's own, known from memory; the Datanet's
+    // earlier rows are looked up window by window as of this version.
+    let version = lake.version(names::CONTRIBUTIONS).await?;
+    let mut own = Known::new(&config.rules);
+    let mut next_nonce = 0;
     let domain = domain(chain.chain_id(), chain.deployment().datanet_registry);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -261,7 +349,8 @@ pub async fn contribute(
         std::thread::spawn(move || {
             for (source, mut items) in opened.into_iter().enumerate() {
                 loop {
-                    let chunk: Vec<readers::Item> = items.by_ref().take(PREPARE_CHUNK).collect();
+                    let chunk: Vec<readers::Item> =
+                        items.by_ref().take(config.window.max(1)).collect();
                     if chunk.is_empty() {
                         break;
                     }
@@ -277,10 +366,20 @@ pub async fn contribute(
     let mut accepted: Vec<(B256, Signed)> = Vec::new();
     let mut refused: Vec<Rejection> = Vec::new();
     while let Some((source, prepared)) = rx.recv().await {
+        let stored = lookup(lake, version, config, &prepared, &mut next_nonce).await?;
         for (locator, prepared) in prepared {
             report.read += 1;
             progress(report.read);
-            match decide(config, &license, &domain, now, &mut known, prepared) {
+            let verdict = decide(
+                config,
+                &license,
+                &domain,
+                now,
+                (&stored, &mut own),
+                &mut next_nonce,
+                prepared,
+            );
+            match verdict {
                 Verdict::Accept(id, s) => accepted.push((id, *s)),
                 Verdict::AlreadyPresent => report.already_present += 1,
                 Verdict::Refuse(r) => {
@@ -301,7 +400,6 @@ pub async fn contribute(
                     chain,
                     lake,
                     config.datanet_id,
-                    &mut known,
                     &mut accepted,
                     &mut refused,
                     &mut report,
@@ -319,7 +417,6 @@ pub async fn contribute(
         chain,
         lake,
         config.datanet_id,
-        &mut known,
         &mut accepted,
         &mut refused,
         &mut report,
@@ -347,18 +444,33 @@ async fn flush(
     chain: &Chain,
     lake: &Lake,
     datanet_id: u64,
-    known: &mut Known,
     accepted: &mut Vec<(B256, Signed)>,
     refused: &mut Vec<Rejection>,
     report: &mut ContributeReport,
 ) -> Result<()> {
     // Refusals are keyed by what was refused and where, so re-running an input stores none
     // twice; the commit's id is derived from its rows, so a retried commit lands once.
-    let fresh: Vec<(B256, Rejection)> = refused
-        .drain(..)
-        .map(|r| (r.id(datanet_id), r))
-        .filter(|(id, _)| known.rejections.insert(*id))
-        .collect();
+    let mut fresh: Vec<(B256, Rejection)> =
+        refused.drain(..).map(|r| (r.id(datanet_id), r)).collect();
+    if !fresh.is_empty() {
+        let mut seen: HashSet<B256> = HashSet::new();
+        let filter = format!("datanet_id = {datanet_id}");
+        let columns = ["rejection_id"];
+        let stored = lake
+            .scan(names::REJECTIONS, None, &columns, Some(&filter))
+            .await?;
+        let mut stored = std::pin::pin!(stored);
+        let wanted: HashSet<B256> = fresh.iter().map(|(id, _)| *id).collect();
+        while let Some(b) = stored.try_next().await? {
+            let ids = b.column(0).as_string::<i32>();
+            seen.extend(
+                (0..b.num_rows())
+                    .filter_map(|i| ids.value(i).parse::<B256>().ok())
+                    .filter(|id| wanted.contains(id)),
+            );
+        }
+        fresh.retain(|(id, _)| seen.insert(*id));
+    }
     if !fresh.is_empty() {
         let (ids, rows): (Vec<B256>, Vec<Rejection>) = fresh.into_iter().unzip();
         let key: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
@@ -452,7 +564,8 @@ fn prepare(
         if let Err((r, m)) = rules.check(&value, len) {
             return Prepared::Refuse(refusal(r, m, None, None, excerpt(&value.to_string())));
         }
-        return Prepared::Plain(value);
+        let sig = near_signature(rules, &value);
+        return Prepared::Plain(value, sig);
     }
     let raw = || excerpt(&value.to_string());
     let env = match Envelope::deserialize(&value) {
@@ -508,6 +621,7 @@ fn prepare(
         );
         return refuse(Reason::Expired, m);
     }
+    let sig = near_signature(rules, &env.content);
     Prepared::Signed(
         Box::new(Signed {
             contribution,
@@ -515,7 +629,14 @@ fn prepare(
             signature,
         }),
         id,
+        sig,
     )
+}
+
+/// The near-duplicate signature of a record's text, when its Datanet checks near duplicates.
+fn near_signature(rules: &Rules, record: &Value) -> Option<minhash::Signature> {
+    rules.manifest().dedup.near_threshold?;
+    Some(signature(&rules.text_of(record)))
 }
 
 /// The checks against the Datanet's state, in input order: sign unsigned records (taking the
@@ -525,23 +646,24 @@ fn decide(
     license: &str,
     domain: &Eip712Domain,
     now: u64,
-    known: &mut Known,
+    (stored, own): (&Known, &mut Known),
+    next_nonce: &mut u64,
     prepared: Prepared,
 ) -> Verdict {
-    let rules = &config.rules;
-    let (signed, id) = match prepared {
+    let (signed, id, sig) = match prepared {
         Prepared::Refuse(r) => return Verdict::Refuse(r),
-        Prepared::Signed(s, id) => (*s, id),
-        Prepared::Plain(value) => {
+        Prepared::Signed(s, id, sig) => (*s, id, sig),
+        Prepared::Plain(value, sig) => {
             let key = config
                 .signer
                 .as_ref()
                 .expect("prepare refuses unsigned records without a key");
             let me = key.address();
-            if known.hashes.get(&content_hash(&value)) == Some(&me) {
+            let h = content_hash(&value);
+            if stored.hashes.get(&h).or_else(|| own.hashes.get(&h)) == Some(&me) {
                 return Verdict::AlreadyPresent;
             }
-            if !rules.manifest().access.submitters.allows(me) {
+            if !config.rules.manifest().access.submitters.allows(me) {
                 let m = format!("{me} may not submit to this Datanet");
                 return Verdict::Refuse(refusal(
                     Reason::NotASubmitter,
@@ -555,13 +677,13 @@ fn decide(
                 datanet_id: config.datanet_id,
                 license: license.to_string(),
                 timestamp: now,
-                nonce: known.next_nonce(me),
+                nonce: *next_nonce,
                 deadline: now + config.validity_secs,
             };
             match sign(key, domain, &terms, value) {
                 Ok(s) => {
                     let id = s.contribution.id();
-                    (s, id)
+                    (s, id, sig)
                 }
                 Err(e) => {
                     return Verdict::Refuse(refusal(
@@ -575,7 +697,7 @@ fn decide(
             }
         }
     };
-    if known.ids.contains(&id) {
+    if stored.ids.contains(&id) || own.ids.contains(&id) {
         return Verdict::AlreadyPresent;
     }
     let c = &signed.contribution;
@@ -589,7 +711,8 @@ fn decide(
             excerpt(&to_canonical_json(&signed.content)),
         ))
     };
-    if let Some(other) = known.nonces.get(&(who, c.nonce)) {
+    let pair = (who, c.nonce);
+    if let Some(other) = stored.nonces.get(&pair).or_else(|| own.nonces.get(&pair)) {
         return refuse(
             Reason::NonceReused,
             format!(
@@ -598,30 +721,31 @@ fn decide(
             ),
         );
     }
-    if rules.manifest().dedup.exact && known.hashes.contains_key(&c.contentHash) {
+    let h = &c.contentHash;
+    if config.rules.manifest().dedup.exact
+        && (stored.hashes.contains_key(h) || own.hashes.contains_key(h))
+    {
         return refuse(
             Reason::DuplicateExact,
             format!("content {} is already in the Datanet", c.contentHash),
         );
     }
-    let sig = known
-        .near
-        .as_ref()
-        .map(|_| signature(&rules.text_of(&signed.content)));
-    if let (Some(near), Some(sig)) = (&known.near, &sig)
-        && let Some(sim) = near.find(sig)
-    {
+    let similar = |k: &Known| {
+        k.near
+            .as_ref()
+            .zip(sig.as_ref())
+            .and_then(|(n, s)| n.find(s))
+    };
+    if let Some(sim) = similar(stored).or_else(|| similar(own)) {
         let m = format!(
             "text is {:.0}% similar to a record already in the Datanet",
             sim * 100.0
         );
         return refuse(Reason::DuplicateNear, m);
     }
-    known.ids.insert(id);
-    known.hashes.insert(c.contentHash, who);
-    known.nonces.insert((who, c.nonce), id);
-    if let (Some(near), Some(sig)) = (&mut known.near, sig) {
-        near.insert(sig);
+    if config.signer.as_ref().map(PrivateKeySigner::address) == Some(who) {
+        *next_nonce = (*next_nonce).max(c.nonce + 1);
     }
+    own.add(id, c, sig.as_ref());
     Verdict::Accept(id, Box::new(signed))
 }

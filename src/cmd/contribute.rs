@@ -57,6 +57,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         signer,
         license: args.license,
         batch_size: args.batch_size,
+        window: tributary_pipeline::contribute::WINDOW,
         validity_secs: 86_400,
     };
 

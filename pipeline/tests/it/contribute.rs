@@ -84,6 +84,7 @@ fn config(env: &Env, key: Option<PrivateKeySigner>, batch_size: usize) -> Contri
         license: None,
         batch_size,
         validity_secs: 3600,
+        window: tributary_pipeline::contribute::WINDOW,
     }
 }
 
@@ -672,4 +673,86 @@ print(json.dumps({"content": content, "contributor": acct.address, "license": "C
         (1, 0),
         "{report:#?}"
     );
+}
+
+/// The same words re-cased and re-spaced: another content hash, the same text.
+fn near_copy(i: usize) -> Value {
+    let answer = good(i)["answer"]
+        .as_str()
+        .unwrap()
+        .to_uppercase()
+        .replace(' ', "  ");
+    json!({"question": good(i)["question"], "answer": answer})
+}
+
+/// Records are checked against the Datanet two at a time here (the window): duplicates of an
+/// earlier run's rows (read from the lake) and of this run's earlier windows (committed or
+/// still pending) are caught in whatever window they fall, and signing continues each
+/// contributor's nonces past the lake's and the run's.
+#[tokio::test]
+async fn duplicates_and_nonces_are_checked_across_windows_batches_and_runs() {
+    let env = env().await;
+    let d = domain(
+        env.chain.chain_id(),
+        env.chain.deployment().datanet_registry,
+    );
+    let far = u64::MAX / 2;
+    let (me, bob) = (dev_contributor(3), dev_contributor(4));
+    let mut cfg = config(&env, Some(me.clone()), 3);
+    cfg.window = 2;
+
+    // Run 1: five records signed here (nonces 0..5), in windows of 2 and batches of 3.
+    let lines: Vec<String> = (0..5).map(|i| good(i).to_string()).collect();
+    let first = write(env.dir.path(), "first.jsonl", lines.join("\n").as_bytes());
+    let r = run(&env, &env.chain, &cfg, &[first]).await;
+    assert_eq!((r.accepted, r.rejected_total()), (5, 0), "{r:#?}");
+
+    // Run 2, one collision per line with what came before.
+    let lines = [
+        good(0),                                                 // stored, same signer
+        envelope(&bob, &d, env.id, good(2), "CC0-1.0", 0, far), // stored content, other contributor
+        near_copy(1),                                           // stored text
+        envelope(&me, &d, env.id, good(11), "CC0-1.0", 2, far), // stored (me, 2)
+        good(7),                                                // new: signed with nonce 5
+        envelope(&bob, &d, env.id, good(9), "CC0-1.0", 0, far), // new: (bob, 0)
+        envelope(&me, &d, env.id, good(12), "CC0-1.0", 50, far), // new: (me, 50)
+        good(7),                                                // this run, same signer
+        near_copy(7),                                           // this run's text
+        envelope(&bob, &d, env.id, good(10), "CC0-1.0", 0, far), // this run's (bob, 0)
+        good(8),                                                // new: signed with nonce 51
+    ];
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let second = write(env.dir.path(), "second.jsonl", text.join("\n").as_bytes());
+    let r = run(&env, &env.chain, &cfg, &[second.clone()]).await;
+    let want: BTreeMap<&str, u64> = [
+        ("duplicate_exact", 1),
+        ("duplicate_near", 2),
+        ("nonce_reused", 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(r.rejected, want, "{r:#?}");
+    assert_eq!((r.accepted, r.already_present), (4, 2), "{r:#?}");
+
+    // My nonces: 0..5 from run 1, 5 and 51 signed here, 50 pre-signed; none twice.
+    let mut mine: Vec<i64> = Vec::new();
+    for b in table_rows(&env.lake, names::CONTRIBUTIONS).await {
+        let who = b.column_by_name("contributor").unwrap().as_string::<i32>();
+        let nonce = b
+            .column_by_name("nonce")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            if who.value(i).parse::<Address>().unwrap() == me.address() {
+                mine.push(nonce.value(i));
+            }
+        }
+    }
+    mine.sort();
+    assert_eq!(mine, [0, 1, 2, 3, 4, 5, 50, 51]);
+
+    // Run 2 again: everything is there or refused as before; nothing new lands.
+    let again = run(&env, &env.chain, &cfg, &[second]).await;
+    assert_eq!(again.accepted, 0, "{again:#?}");
+    assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 9);
 }
