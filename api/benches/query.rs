@@ -24,6 +24,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tributary_api::analyst::{Analyst, SqlLimits, VIEWS};
 use tributary_lake::Lake;
+use tributary_schemas::lineage::{NodeId, NodeKind};
 use tributary_schemas::tables::{self, names};
 use tributary_sql::Store;
 
@@ -125,87 +126,88 @@ async fn fill(lake: &Lake, scale: f64) {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
     let mut k = 0;
-    let mut node = |id: String, kind: &str, props: Value| {
+    let mut node = |id: NodeId, props: Value| {
         k += 1;
+        let kind = id.kind().as_str();
         nodes.push(with_position(
             json!({"chain_id": CHAIN, "id": id, "kind": kind, "props": props.to_string()}),
             k,
         ));
     };
     let mut edge_i = 0;
-    let mut edge = |src: String, dst: String, kind: &str, weight: Option<f64>| {
+    let mut edge = |src: NodeId, dst: NodeId, kind: &str, weight: Option<f64>| {
         edge_i += 1;
         edges.push(with_position(
             json!({"chain_id": CHAIN, "src": src, "dst": dst, "kind": kind, "weight": weight}),
             edge_i,
         ));
     };
-    node("base_model:0".into(), "base_model", json!({}));
+    node(NodeKind::BaseModel.id(0), json!({}));
     for d in 0..20 {
-        node(format!("datanet:{d}"), "datanet", json!({}));
+        node(NodeKind::Datanet.id(d), json!({}));
     }
     for c in 0..contributors {
-        node(format!("contributor:{c}"), "contributor", json!({}));
+        node(NodeKind::Contributor.id(c), json!({}));
     }
     for i in 0..graph_contributions {
-        node(format!("contribution:{i}"), "contribution", json!({}));
+        node(NodeKind::Contribution.id(i), json!({}));
         edge(
-            format!("contributor:{}", rng.below(contributors)),
-            format!("contribution:{i}"),
+            NodeKind::Contributor.id(rng.below(contributors)),
+            NodeKind::Contribution.id(i),
             "contributed",
             None,
         );
     }
     for a in 0..adapters {
-        node(format!("adapter:{a}"), "adapter", json!({}));
-        node(format!("snapshot:{a}"), "snapshot", json!({}));
-        node(format!("training_run:{a}"), "training_run", json!({}));
+        node(NodeKind::Adapter.id(a), json!({}));
+        node(NodeKind::Snapshot.id(a), json!({}));
+        node(NodeKind::TrainingRun.id(a), json!({}));
         edge(
-            format!("adapter:{a}"),
+            NodeKind::Adapter.id(a),
             if a % 5 == 0 {
-                "base_model:0".into()
+                NodeKind::BaseModel.id(0)
             } else {
-                format!("adapter:{}", a - 1)
+                NodeKind::Adapter.id(a - 1)
             },
             "derived_from",
             None,
         );
         edge(
-            format!("snapshot:{a}"),
-            format!("training_run:{a}"),
+            NodeKind::Snapshot.id(a),
+            NodeKind::TrainingRun.id(a),
             "trained",
             None,
         );
         edge(
-            format!("training_run:{a}"),
-            format!("adapter:{a}"),
+            NodeKind::TrainingRun.id(a),
+            NodeKind::Adapter.id(a),
             "produced",
             None,
         );
         edge(
-            format!("snapshot:{a}"),
-            format!("datanet:{}", a % 20),
+            NodeKind::Snapshot.id(a),
+            NodeKind::Datanet.id(a % 20),
             "drawn_from",
             None,
         );
     }
     for q in 0..inferences {
-        node(format!("inference:{q}"), "inference", json!({}));
+        node(NodeKind::Inference.id(q), json!({}));
         for _ in 0..5 {
             edge(
-                format!("inference:{q}"),
-                format!("contribution:{}", rng.below(graph_contributions)),
+                NodeKind::Inference.id(q),
+                NodeKind::Contribution.id(rng.below(graph_contributions)),
                 "attributed_to",
                 Some(0.2),
             );
         }
     }
     for e in 0..10 {
-        node(format!("reward_epoch:{e}"), "reward_epoch", json!({}));
+        node(NodeKind::RewardEpoch.id(e), json!({}));
         for c in 0..contributors.min(1000) {
             edge(
-                format!("reward_epoch:{e}"),
-                format!("contributor:{c}"),
+                NodeKind::RewardEpoch.id(e),
+                NodeKind::Contributor.id(c),
                 "rewarded",
                 Some(1.0),
             );

@@ -4,7 +4,7 @@ use alloy::primitives::B256;
 use alloy::rpc::types::Log;
 use tributary_chain::Chain;
 use tributary_lake::Lake;
-use tributary_schemas::lineage::ChainPos;
+use tributary_schemas::lineage::{ChainPos, NodeKind, prop};
 use tributary_sql::{Checkpoint, RawEvent, Rows, Store};
 
 use crate::events::{self, Changes};
@@ -190,14 +190,18 @@ impl<'a> Indexer<'a> {
         let chain_id = self.chain.chain_id();
         let ids = self
             .store
-            .node_ids_with(chain_id, "batch", "da", Availability::Unreachable.as_str())
+            .node_ids_with(
+                chain_id,
+                NodeKind::Batch.as_str(),
+                prop::DA,
+                Availability::Unreachable.as_str(),
+            )
             .await?;
         let mut r = Recheck::default();
         for node in self.store.nodes(chain_id, &ids).await? {
             r.checked += 1;
-            let Some(batch_id) = node
-                .id
-                .strip_prefix("batch:")
+            let Some(batch_id) = NodeKind::Batch
+                .key_of(&node.id)
                 .and_then(|b| b.parse::<B256>().ok())
             else {
                 continue;
@@ -509,7 +513,8 @@ impl<'a> Indexer<'a> {
             .iter()
             .filter(|n| {
                 n.kind == tributary_schemas::lineage::NodeKind::Batch
-                    && n.props["da"] == events::datanet_registry::Availability::Unreachable.as_str()
+                    && n.props[prop::DA]
+                        == events::datanet_registry::Availability::Unreachable.as_str()
             })
             .count() as u64;
         stats.to_block = end;

@@ -120,7 +120,7 @@ fn rows(
             tables::lineage_nodes(),
             vec![
                 chain(nodes.len()),
-                text(nodes.iter().map(|n| n.id.clone()).collect()),
+                text(nodes.iter().map(|n| n.id.to_string()).collect()),
                 text(nodes.iter().map(|n| n.kind.as_str().to_string()).collect()),
                 text(nodes.iter().map(|n| n.props.to_string()).collect()),
             ],
@@ -129,8 +129,8 @@ fn rows(
             tables::lineage_edges(),
             vec![
                 chain(edges.len()),
-                text(edges.iter().map(|e| e.src.clone()).collect()),
-                text(edges.iter().map(|e| e.dst.clone()).collect()),
+                text(edges.iter().map(|e| e.src.to_string()).collect()),
+                text(edges.iter().map(|e| e.dst.to_string()).collect()),
                 text(edges.iter().map(|e| e.kind.as_str().to_string()).collect()),
                 Arc::new(Float64Array::from(
                     edges.iter().map(|e| e.weight).collect::<Vec<_>>(),

@@ -1,7 +1,9 @@
 //! The lineage graph: nodes and edges of DESIGN.md, each carrying where on chain it came from.
 //!
-//! Node ids are `kind:key` strings (`contribution:0x…`, `contributor:0x…`, `datanet:3`,
-//! `batch:0x…`), unique within a chain; the chain id is a separate key column.
+//! A node's id is a [`NodeId`]: its kind and its key, stored and shown as `kind:key`
+//! (`contribution:0x…`, `contributor:0x…`, `datanet:3`, `batch:0x…`), unique within a chain;
+//! the chain id is a separate key column. Which kinds an edge joins is [`EdgeKind::ends`], and
+//! the property names more than one crate reads are in [`prop`].
 
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
@@ -89,6 +91,176 @@ impl NodeKind {
         let (prefix, _) = id.split_once(':')?;
         Self::ALL.into_iter().find(|k| k.as_str() == prefix)
     }
+
+    /// The key of `id` when it is a node id of this kind (`datanet:3` -> `3` for Datanets).
+    pub fn key_of(self, id: &str) -> Option<&str> {
+        id.strip_prefix(self.as_str())?.strip_prefix(':')
+    }
+
+    /// The id of the node of this kind with `key`.
+    pub fn id(self, key: impl std::fmt::Display) -> NodeId {
+        NodeId::new(self, key)
+    }
+}
+
+/// A node's id: its kind and its key, stored and shown as `kind:key`. It reads as the `str`
+/// it is stored as (ordering, hashing and equality included).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId {
+    full: String,
+}
+
+impl NodeId {
+    /// The id of the node of `kind` with `key`.
+    pub fn new(kind: NodeKind, key: impl std::fmt::Display) -> Self {
+        NodeId {
+            full: format!("{}:{key}", kind.as_str()),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> NodeKind {
+        NodeKind::of_id(&self.full).expect("a NodeId has a known kind")
+    }
+
+    /// Its key: what follows `kind:`.
+    pub fn key(&self) -> &str {
+        self.full.split_once(':').expect("a NodeId has a colon").1
+    }
+
+    /// `kind:key`.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+/// A string that is not `kind:key` with a known kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a node id: want kind:key, kind one of contributor, datanet, contribution, batch, validation, revocation, snapshot, training_run, base_model, adapter, inference, reward_epoch"
+)]
+pub struct BadNodeId(pub String);
+
+impl std::str::FromStr for NodeId {
+    type Err = BadNodeId;
+
+    fn from_str(s: &str) -> Result<Self, BadNodeId> {
+        match NodeKind::of_id(s) {
+            Some(_) => Ok(NodeId {
+                full: s.to_string(),
+            }),
+            None => Err(BadNodeId(s.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = BadNodeId;
+
+    fn try_from(s: String) -> Result<Self, BadNodeId> {
+        match NodeKind::of_id(&s) {
+            Some(_) => Ok(NodeId { full: s }),
+            None => Err(BadNodeId(s)),
+        }
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.full
+    }
+}
+
+impl std::ops::Deref for NodeId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.full
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.full
+    }
+}
+
+impl AsRef<str> for NodeId {
+    fn as_ref(&self) -> &str {
+        &self.full
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.full, f)
+    }
+}
+
+impl PartialEq<str> for NodeId {
+    fn eq(&self, other: &str) -> bool {
+        self.full == other
+    }
+}
+
+impl PartialEq<&str> for NodeId {
+    fn eq(&self, other: &&str) -> bool {
+        self.full == *other
+    }
+}
+
+impl PartialEq<String> for NodeId {
+    fn eq(&self, other: &String) -> bool {
+        &self.full == other
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Property names that more than one crate reads (the indexer writes them).
+pub mod prop {
+    /// A batch's data availability: `verified`, `unreachable`, `missing` or `mismatch`.
+    pub const DA: &str = "da";
+    /// Whether a batch's manifest matched the chain.
+    pub const VERIFIED: &str = "verified";
+    /// Where a batch's manifest is (a lake key).
+    pub const MANIFEST_URI: &str = "manifest_uri";
+    /// The Datanet a batch or contribution belongs to.
+    pub const DATANET_ID: &str = "datanet_id";
+    /// The Datanets a snapshot freezes.
+    pub const DATANET_IDS: &str = "datanet_ids";
+    /// The snapshot an adapter was trained on.
+    pub const SNAPSHOT_ID: &str = "snapshot_id";
+    /// The base model under an adapter.
+    pub const BASE_MODEL_ID: &str = "base_model_id";
+    /// The adapter a training run produced or an inference used.
+    pub const ADAPTER_ID: &str = "adapter_id";
+    /// An adapter's parents.
+    pub const PARENT_IDS: &str = "parent_ids";
+    /// Where an artifact is (a lake key).
+    pub const URI: &str = "uri";
+    /// The content hash of a contribution.
+    pub const CONTENT_HASH: &str = "content_hash";
+    /// A revocation's or refusal's reason.
+    pub const REASON: &str = "reason";
 }
 
 /// Kinds of edges (downstream direction).
@@ -165,11 +337,19 @@ impl EdgeKind {
     }
 }
 
+impl EdgeKind {
+    /// Whether an edge of this kind may go from a `src` node to a `dst` node.
+    pub fn joins(self, src: NodeKind, dst: NodeKind) -> bool {
+        let (from, to) = self.ends();
+        from == src && to.contains(&dst)
+    }
+}
+
 /// A node of the graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// `kind:key`.
-    pub id: String,
+    pub id: NodeId,
     /// Its kind.
     pub kind: NodeKind,
     /// Kind-specific properties (JSON object).
@@ -182,9 +362,9 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     /// Upstream node id.
-    pub src: String,
+    pub src: NodeId,
     /// Downstream node id.
-    pub dst: String,
+    pub dst: NodeId,
     /// Its kind.
     pub kind: EdgeKind,
     /// Attribution weight, where the edge has one.
@@ -193,64 +373,101 @@ pub struct Edge {
     pub pos: ChainPos,
 }
 
+impl Node {
+    /// The node `id` (its kind is the id's), with `props`, from `pos`.
+    pub fn new(id: NodeId, props: serde_json::Value, pos: ChainPos) -> Self {
+        Node {
+            kind: id.kind(),
+            id,
+            props,
+            pos,
+        }
+    }
+}
+
+impl Edge {
+    /// An edge of `kind` from `src` to `dst`, from `pos`, without a weight. Debug builds check
+    /// the ends against [`EdgeKind::ends`].
+    pub fn new(src: NodeId, dst: NodeId, kind: EdgeKind, pos: ChainPos) -> Self {
+        debug_assert!(
+            kind.joins(src.kind(), dst.kind()),
+            "{} does not join {src} to {dst}",
+            kind.as_str()
+        );
+        Edge {
+            src,
+            dst,
+            kind,
+            weight: None,
+            pos,
+        }
+    }
+
+    /// With attribution weight `w`.
+    pub fn weighted(mut self, w: f64) -> Self {
+        self.weight = Some(w);
+        self
+    }
+}
+
 /// Node id of a Datanet.
-pub fn datanet_id(id: u64) -> String {
-    format!("datanet:{id}")
+pub fn datanet_id(id: u64) -> NodeId {
+    NodeKind::Datanet.id(id)
 }
 
 /// Node id of a contributor.
-pub fn contributor_id(a: Address) -> String {
-    format!("contributor:{}", hex_lower(a.as_slice()))
+pub fn contributor_id(a: Address) -> NodeId {
+    NodeKind::Contributor.id(hex_lower(a.as_slice()))
 }
 
 /// Node id of a contribution.
-pub fn contribution_id(id: B256) -> String {
-    format!("contribution:{id}")
+pub fn contribution_id(id: B256) -> NodeId {
+    NodeKind::Contribution.id(id)
 }
 
 /// Node id of a batch.
-pub fn batch_id(id: B256) -> String {
-    format!("batch:{id}")
+pub fn batch_id(id: B256) -> NodeId {
+    NodeKind::Batch.id(id)
 }
 
 /// Node id of a validator's attestation of a batch.
-pub fn validation_id(batch: B256, validator: Address) -> String {
-    format!("validation:{batch}:{}", hex_lower(validator.as_slice()))
+pub fn validation_id(batch: B256, validator: Address) -> NodeId {
+    NodeKind::Validation.id(format_args!("{batch}:{}", hex_lower(validator.as_slice())))
 }
 
 /// Node id of a contribution's revocation.
-pub fn revocation_id(contribution: B256) -> String {
-    format!("revocation:{contribution}")
+pub fn revocation_id(contribution: B256) -> NodeId {
+    NodeKind::Revocation.id(contribution)
 }
 
 /// Node id of a snapshot.
-pub fn snapshot_id(id: B256) -> String {
-    format!("snapshot:{id}")
+pub fn snapshot_id(id: B256) -> NodeId {
+    NodeKind::Snapshot.id(id)
 }
 
 /// Node id of the training run that produced an adapter.
-pub fn training_run_id(adapter: B256) -> String {
-    format!("training_run:{adapter}")
+pub fn training_run_id(adapter: B256) -> NodeId {
+    NodeKind::TrainingRun.id(adapter)
 }
 
 /// Node id of a base model.
-pub fn base_model_id(id: B256) -> String {
-    format!("base_model:{id}")
+pub fn base_model_id(id: B256) -> NodeId {
+    NodeKind::BaseModel.id(id)
 }
 
 /// Node id of an adapter.
-pub fn adapter_id(id: B256) -> String {
-    format!("adapter:{id}")
+pub fn adapter_id(id: B256) -> NodeId {
+    NodeKind::Adapter.id(id)
 }
 
 /// Node id of a recorded inference batch.
-pub fn inference_id(batch: B256) -> String {
-    format!("inference:{batch}")
+pub fn inference_id(batch: B256) -> NodeId {
+    NodeKind::Inference.id(batch)
 }
 
 /// Node id of a reward epoch.
-pub fn reward_epoch_id(epoch: u64) -> String {
-    format!("reward_epoch:{epoch}")
+pub fn reward_epoch_id(epoch: u64) -> NodeId {
+    NodeKind::RewardEpoch.id(epoch)
 }
 
 /// `0x`-prefixed lowercase hex.
@@ -273,5 +490,38 @@ mod tests {
         );
         assert_eq!(NodeKind::of_id("datanet"), None, "no colon");
         assert_eq!(NodeKind::of_id("model:1"), None, "unknown prefix");
+    }
+
+    #[test]
+    fn a_node_id_is_its_kind_and_key_and_reads_as_its_string() {
+        let id = datanet_id(3);
+        assert_eq!(
+            (id.kind(), id.key(), id.as_str()),
+            (NodeKind::Datanet, "3", "datanet:3")
+        );
+        assert_eq!(id, "datanet:3");
+        assert_eq!("datanet:3".parse::<NodeId>().unwrap(), id);
+        assert_eq!(NodeKind::Datanet.key_of("datanet:3"), Some("3"));
+        assert_eq!(NodeKind::Datanet.key_of("datanets:3"), None);
+        assert_eq!(NodeKind::Batch.key_of("datanet:3"), None);
+        let v = validation_id(B256::ZERO, Address::ZERO);
+        assert_eq!(v.kind(), NodeKind::Validation);
+        assert!(
+            v.key()
+                .ends_with(":0x0000000000000000000000000000000000000000")
+        );
+        // Serialized as the string; a string that is not an id is refused with the fix.
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"datanet:3\"");
+        let err = serde_json::from_str::<NodeId>("\"model:1\"").unwrap_err();
+        assert!(err.to_string().contains("want kind:key"), "{err}");
+        // Ordered, hashed and compared as the stored string (SQL's ORDER BY id).
+        let mut ids = vec![datanet_id(10), batch_id(B256::ZERO), datanet_id(9)];
+        ids.sort();
+        let strs: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
+        let mut want = strs.clone();
+        want.sort();
+        assert_eq!(strs, want);
+        let set: std::collections::HashSet<NodeId> = ids.into_iter().collect();
+        assert!(set.contains("datanet:9"));
     }
 }

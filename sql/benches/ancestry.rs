@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use alloy::primitives::B256;
 use serde_json::json;
-use tributary_schemas::lineage::{ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{ChainPos, Edge, EdgeKind, Node, NodeId, NodeKind};
 use tributary_sql::{Checkpoint, Rows, Store, upstream_end};
 
 const CHAIN: u64 = 31337;
@@ -48,7 +48,7 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
     let mut k = 0u64;
-    let mut node = |nodes: &mut Vec<Node>, id: String, kind| {
+    let mut node = |nodes: &mut Vec<Node>, id: NodeId, kind| {
         k += 1;
         nodes.push(Node {
             id,
@@ -57,7 +57,7 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
             pos: pos(k),
         });
     };
-    let edge = |src: String, dst: String, kind, i: u64| Edge {
+    let edge = |src: NodeId, dst: NodeId, kind, i: u64| Edge {
         src,
         dst,
         kind,
@@ -65,55 +65,55 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
         pos: pos(i),
     };
     for d in 0..datanets {
-        node(&mut nodes, format!("datanet:{d}"), NodeKind::Datanet);
+        node(&mut nodes, NodeKind::Datanet.id(d), NodeKind::Datanet);
     }
     for c in 0..contributors {
         node(
             &mut nodes,
-            format!("contributor:{c}"),
+            NodeKind::Contributor.id(c),
             NodeKind::Contributor,
         );
     }
     for b in 0..batches {
-        node(&mut nodes, format!("batch:{b}"), NodeKind::Batch);
+        node(&mut nodes, NodeKind::Batch.id(b), NodeKind::Batch);
     }
     for c in 0..contributions {
-        let id = format!("contribution:{c}");
+        let id = NodeKind::Contribution.id(c);
         node(&mut nodes, id.clone(), NodeKind::Contribution);
         let who = rng.below(contributors);
         edges.push(edge(
-            format!("contributor:{who}"),
+            NodeKind::Contributor.id(who),
             id.clone(),
             EdgeKind::Contributed,
             c,
         ));
         edges.push(edge(
             id.clone(),
-            format!("datanet:{}", c % datanets),
+            NodeKind::Datanet.id(c % datanets),
             EdgeKind::In,
             c,
         ));
         edges.push(edge(
             id,
-            format!("batch:{}", c % batches),
+            NodeKind::Batch.id(c % batches),
             EdgeKind::AnchoredIn,
             c,
         ));
     }
-    node(&mut nodes, "base_model:0".into(), NodeKind::BaseModel);
+    node(&mut nodes, NodeKind::BaseModel.id(0), NodeKind::BaseModel);
     for s in 0..snapshots {
-        let id = format!("snapshot:{s}");
+        let id = NodeKind::Snapshot.id(s);
         node(&mut nodes, id.clone(), NodeKind::Snapshot);
         edges.push(edge(
             id.clone(),
-            format!("datanet:{}", s % datanets),
+            NodeKind::Datanet.id(s % datanets),
             EdgeKind::DrawnFrom,
             s,
         ));
         for _ in 0..per_snapshot {
             let c = rng.below(contributions);
             edges.push(edge(
-                format!("contribution:{c}"),
+                NodeKind::Contribution.id(c),
                 id.clone(),
                 EdgeKind::IncludedIn,
                 s,
@@ -121,11 +121,11 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
         }
     }
     for a in 0..adapters {
-        let (id, run) = (format!("adapter:{a}"), format!("training_run:{a}"));
+        let (id, run) = (NodeKind::Adapter.id(a), NodeKind::TrainingRun.id(a));
         node(&mut nodes, id.clone(), NodeKind::Adapter);
         node(&mut nodes, run.clone(), NodeKind::TrainingRun);
         edges.push(edge(
-            format!("snapshot:{}", a % snapshots),
+            NodeKind::Snapshot.id(a % snapshots),
             run.clone(),
             EdgeKind::Trained,
             a,
@@ -133,14 +133,14 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
         edges.push(edge(run, id.clone(), EdgeKind::Produced, a));
         edges.push(edge(
             id.clone(),
-            "base_model:0".into(),
+            NodeKind::BaseModel.id(0),
             EdgeKind::DerivedFrom,
             a,
         ));
         if a % 5 != 0 {
             edges.push(edge(
                 id,
-                format!("adapter:{}", a - 1),
+                NodeKind::Adapter.id(a - 1),
                 EdgeKind::DerivedFrom,
                 a,
             ));
@@ -148,11 +148,11 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
     }
     let mut targets = Vec::new();
     for i in 0..inferences {
-        let id = format!("inference:{i}");
+        let id = NodeKind::Inference.id(i);
         node(&mut nodes, id.clone(), NodeKind::Inference);
         edges.push(edge(
             id.clone(),
-            format!("adapter:{}", rng.below(adapters)),
+            NodeKind::Adapter.id(rng.below(adapters)),
             EdgeKind::ServedBy,
             i,
         ));
@@ -160,12 +160,12 @@ fn generate(scale: f64) -> (Vec<Node>, Vec<Edge>, Vec<String>) {
             let c = rng.below(contributions);
             edges.push(edge(
                 id.clone(),
-                format!("contribution:{c}"),
+                NodeKind::Contribution.id(c),
                 EdgeKind::AttributedTo,
                 i,
             ));
         }
-        targets.push(id);
+        targets.push(id.to_string());
     }
     // The same (src, dst, kind) may be drawn twice: keep one.
     let mut seen = HashSet::new();

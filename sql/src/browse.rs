@@ -28,7 +28,7 @@ impl NodeKey {
         Self {
             block_number: n.pos.block_number,
             log_index: n.pos.log_index,
-            id: n.id.clone(),
+            id: n.id.to_string(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::primitives::B256;
 use sqlx::AssertSqlSafe;
-use tributary_schemas::lineage::{ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{ChainPos, Edge, EdgeKind, Node, NodeId, NodeKind};
 
 use crate::{Error, Result, Store};
 
@@ -120,7 +120,7 @@ impl Store {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for e in &up.edges {
             if e.kind.as_str() == "contributed" && contributions.contains(e.dst.as_str()) {
-                *counts.entry(e.src.clone()).or_default() += 1;
+                *counts.entry(e.src.to_string()).or_default() += 1;
             }
         }
         let total: u64 = counts.values().sum();
@@ -159,14 +159,17 @@ impl Store {
             }
             frontier = next;
         }
-        let mut by_id: HashMap<String, Node> = self
+        let mut by_id: HashMap<NodeId, Node> = self
             .nodes(chain_id, &order)
             .await?
             .into_iter()
             .map(|n| (n.id.clone(), n))
             .collect();
         Ok(Subgraph {
-            nodes: order.iter().filter_map(|i| by_id.remove(i)).collect(),
+            nodes: order
+                .iter()
+                .filter_map(|i| by_id.remove(i.as_str()))
+                .collect(),
             edges,
         })
     }
@@ -205,9 +208,9 @@ impl Store {
                 .remove(&at)
                 .expect("every reached node has its edge");
             at = if e.dst == at {
-                e.src.clone()
+                e.src.to_string()
             } else {
-                e.dst.clone()
+                e.dst.to_string()
             };
             path.push(e);
         }
@@ -269,7 +272,7 @@ impl Store {
                             log_index: r.7,
                         },
                     };
-                    let other = if by_dst { e.src.clone() } else { e.dst.clone() };
+                    let other = String::from(if by_dst { e.src.clone() } else { e.dst.clone() });
                     (e, other)
                 }));
             }
@@ -341,11 +344,11 @@ impl Store {
 
 /// An edge as [`Store::fetch_json`] returns it.
 #[derive(serde::Deserialize)]
-struct EdgeRow(String, String, EdgeKind, Option<f64>, u64, B256, B256, u64);
+struct EdgeRow(NodeId, NodeId, EdgeKind, Option<f64>, u64, B256, B256, u64);
 
 /// A node as [`Store::fetch_json`] returns it.
 #[derive(serde::Deserialize)]
-struct NodeRow(String, NodeKind, serde_json::Value, u64, B256, B256, u64);
+struct NodeRow(NodeId, NodeKind, serde_json::Value, u64, B256, B256, u64);
 
 /// The edge kinds a step in direction `dir` follows from a node of `kind`, looked up by the
 /// node's id in the edges' `dst` column (`by_dst`) or `src` column. Up from X: edges into X

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-use tributary_schemas::lineage::{ChainPos, Edge, Node};
+use tributary_schemas::lineage::{ChainPos, Edge, Node, NodeId, NodeKind, prop};
 
 use crate::{Error, Result};
 
@@ -237,7 +237,7 @@ impl Store {
         sqlx::query("UPDATE lineage_nodes SET props = $1 WHERE chain_id = $2 AND id = $3")
             .bind(props.to_string())
             .bind(chain)
-            .bind(id)
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         insert_graph(&mut tx, chain, nodes, edges).await?;
@@ -523,8 +523,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let id: String = r.get(0);
-                let n = id
-                    .strip_prefix("datanet:")
+                let n = NodeKind::Datanet
+                    .key_of(&id)
                     .and_then(|n| n.parse().ok())
                     .ok_or_else(|| Error::Corrupt(format!("datanet node id {id:?}")))?;
                 Ok(DatanetRow {
@@ -572,13 +572,13 @@ impl Store {
             format!("${}", args.len())
         };
         if let Some(d) = filter.datanet {
-            let d = arg(Val::Text(tributary_schemas::lineage::datanet_id(d)));
+            let d = arg(Val::Text(NodeKind::Datanet.id(d).into()));
             sql.push_str(&format!(
                 "JOIN lineage_edges i ON i.chain_id = c.chain_id AND i.src = c.id AND i.kind = 'in' AND i.dst = {d} "
             ));
         }
         if let Some(s) = &filter.snapshot {
-            let s = arg(Val::Text(format!("snapshot:{}", s.to_lowercase())));
+            let s = arg(Val::Text(NodeKind::Snapshot.id(s.to_lowercase()).into()));
             sql.push_str(&format!(
                 "JOIN lineage_edges s ON s.chain_id = c.chain_id AND s.src = c.id AND s.kind = 'included_in' AND s.dst = {s} "
             ));
@@ -592,11 +592,13 @@ impl Store {
             ));
         }
         if let Some(b) = &filter.batch {
-            let b = arg(Val::Text(format!("batch:{}", b.to_lowercase())));
+            let b = arg(Val::Text(NodeKind::Batch.id(b.to_lowercase()).into()));
             sql.push_str(&format!("AND b.dst = {b} "));
         }
         if let Some(who) = &filter.contributor {
-            let who = arg(Val::Text(format!("contributor:{}", who.to_lowercase())));
+            let who = arg(Val::Text(
+                NodeKind::Contributor.id(who.to_lowercase()).into(),
+            ));
             sql.push_str(&format!("AND w.src = {who} "));
         }
         if let Some(b) = filter.from_block {
@@ -611,7 +613,7 @@ impl Store {
             let (b, l, id) = (
                 arg(Val::Int(k.block_number as i64)),
                 arg(Val::Int(k.log_index as i64)),
-                arg(Val::Text(format!("contribution:{}", k.id))),
+                arg(Val::Text(NodeKind::Contribution.id(&k.id).into())),
             );
             sql.push_str(&format!(
                 "AND (c.block_number > {b} OR (c.block_number = {b} AND (c.log_index > {l} \
@@ -636,11 +638,11 @@ impl Store {
                 let props = json(r.get(1))?;
                 let field = |k: &str| props[k].as_str().unwrap_or_default().to_string();
                 Ok(ContributionRow {
-                    id: strip(r.get(0), "contribution:"),
-                    contributor: strip(r.get(2), "contributor:"),
-                    content_hash: field("content_hash"),
+                    id: key(r.get(0), NodeKind::Contribution),
+                    contributor: key(r.get(2), NodeKind::Contributor),
+                    content_hash: field(prop::CONTENT_HASH),
                     license: field("license"),
-                    batch: strip(r.get(3), "batch:"),
+                    batch: key(r.get(3), NodeKind::Batch),
                     pos: pos(r, 4)?,
                 })
             })
@@ -690,9 +692,14 @@ pub(crate) const NODE_COLUMNS: &str =
 pub(crate) const EDGE_COLUMNS: &str =
     "src, dst, kind, weight, block_number, block_hash, tx_hash, log_index";
 
+/// A node id column's value.
+pub(crate) fn node_id(s: String) -> Result<NodeId> {
+    s.try_into().map_err(|e| Error::Corrupt(format!("{e}")))
+}
+
 pub(crate) fn node(r: &sqlx::any::AnyRow) -> Result<Node> {
     Ok(Node {
-        id: r.get(0),
+        id: node_id(r.get(0))?,
         kind: parse_kind(r.get(1))?,
         props: json(r.get(2))?,
         pos: pos(r, 3)?,
@@ -701,8 +708,8 @@ pub(crate) fn node(r: &sqlx::any::AnyRow) -> Result<Node> {
 
 pub(crate) fn edge(r: &sqlx::any::AnyRow) -> Result<Edge> {
     Ok(Edge {
-        src: r.get(0),
-        dst: r.get(1),
+        src: node_id(r.get(0))?,
+        dst: node_id(r.get(1))?,
         kind: parse_kind(r.get(2))?,
         weight: r.get(3),
         pos: pos(r, 4)?,
@@ -752,7 +759,7 @@ async fn insert_graph(
         .map(|n| {
             let mut row = vec![
                 Val::Int(chain),
-                Val::Text(n.id.clone()),
+                Val::Text(n.id.to_string()),
                 Val::Text(n.kind.as_str().to_string()),
                 Val::Text(n.props.to_string()),
             ];
@@ -766,8 +773,8 @@ async fn insert_graph(
         .map(|e| {
             let mut row = vec![
                 Val::Int(chain),
-                Val::Text(e.src.clone()),
-                Val::Text(e.dst.clone()),
+                Val::Text(e.src.to_string()),
+                Val::Text(e.dst.to_string()),
                 Val::Text(e.kind.as_str().to_string()),
                 Val::Real(e.weight),
             ];
@@ -883,8 +890,9 @@ fn parse_kind<T: serde::de::DeserializeOwned>(name: String) -> Result<T> {
         .map_err(|_| Error::Corrupt(format!("unknown kind {name:?}")))
 }
 
-fn strip(s: String, prefix: &str) -> String {
-    s.strip_prefix(prefix).map(str::to_string).unwrap_or(s)
+/// The key of node id `s` of `kind` (`s` itself when it is not one).
+fn key(s: String, kind: NodeKind) -> String {
+    kind.key_of(&s).map(str::to_string).unwrap_or(s)
 }
 
 fn json(text: String) -> Result<serde_json::Value> {

@@ -40,7 +40,7 @@ impl Loader<String> for Graph {
             .nodes(self.chain_id, ids)
             .await
             .map_err(internal)?;
-        Ok(nodes.into_iter().map(|n| (n.id.clone(), n)).collect())
+        Ok(nodes.into_iter().map(|n| (n.id.to_string(), n)).collect())
     }
 }
 
@@ -66,8 +66,8 @@ impl Loader<At> for Graph {
                 .map_err(internal)?;
             for e in edges {
                 let id = match end {
-                    End::Src => e.src.clone(),
-                    End::Dst => e.dst.clone(),
+                    End::Src => e.src.to_string(),
+                    End::Dst => e.dst.to_string(),
                 };
                 if let Some(list) = out.get_mut(&At { id, end, kind }) {
                     list.push(e);
@@ -99,8 +99,11 @@ pub(crate) fn graph<'a>(ctx: &'a Context<'_>) -> &'a Graph {
 }
 
 /// Node `id`, if it exists.
-pub(crate) async fn node(ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Node>> {
-    loader(ctx).load_one(id).await
+pub(crate) async fn node(
+    ctx: &Context<'_>,
+    id: impl Into<String>,
+) -> async_graphql::Result<Option<Node>> {
+    loader(ctx).load_one(id.into()).await
 }
 
 /// The edges of `kind` whose `end` is node `id`, oldest first.
@@ -130,8 +133,8 @@ pub(crate) async fn linked(
         .await?
         .into_iter()
         .map(|e| match end {
-            End::Src => e.dst,
-            End::Dst => e.src,
+            End::Src => e.dst.into(),
+            End::Dst => e.src.into(),
         })
         .collect();
     let mut found = loader(ctx).load_many(others.iter().cloned()).await?;

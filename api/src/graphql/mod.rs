@@ -550,7 +550,7 @@ pub(crate) struct LineageNode {
 impl From<tributary_schemas::lineage::Node> for LineageNode {
     fn from(n: tributary_schemas::lineage::Node) -> Self {
         Self {
-            id: n.id,
+            id: n.id.into(),
             kind: n.kind.as_str().to_string(),
             props: async_graphql::Json(n.props),
             block: n.pos.block_number,
@@ -577,8 +577,8 @@ pub(crate) struct LineageEdge {
 impl From<tributary_schemas::lineage::Edge> for LineageEdge {
     fn from(e: tributary_schemas::lineage::Edge) -> Self {
         Self {
-            src: e.src,
-            dst: e.dst,
+            src: e.src.into(),
+            dst: e.dst.into(),
             kind: e.kind.as_str().to_string(),
             weight: e.weight,
             block: e.pos.block_number,

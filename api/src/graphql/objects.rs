@@ -11,7 +11,7 @@ use async_graphql::connection::Connection;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use futures::future::try_join_all;
-use tributary_schemas::lineage::{self as g, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{self as g, EdgeKind, Node, NodeKind, prop};
 use tributary_schemas::manifest::{AdapterManifest, BatchManifest};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
 use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
@@ -70,7 +70,7 @@ fn typed<T: From<Node>>(nodes: Vec<Node>, kind: NodeKind) -> Vec<T> {
 /// Node `id` as a `T`, if it exists and is of `kind`.
 pub(crate) async fn one<T: From<Node>>(
     ctx: &Context<'_>,
-    id: String,
+    id: impl Into<String>,
     kind: NodeKind,
 ) -> async_graphql::Result<Option<T>> {
     Ok(node(ctx, id).await?.filter(|n| n.kind == kind).map(T::from))
@@ -101,7 +101,7 @@ pub(crate) struct Datanet(pub(crate) DatanetRow);
 
 impl Datanet {
     fn of(n: Node) -> Option<Self> {
-        let id = n.id.strip_prefix("datanet:")?.parse().ok()?;
+        let id = NodeKind::Datanet.key_of(&n.id)?.parse().ok()?;
         Some(Self(DatanetRow {
             id,
             props: n.props,
@@ -233,7 +233,7 @@ pub(crate) struct MerkleProof {
 impl Contribution {
     /// The node id in the lineage graph (`contribution:0x…`).
     async fn node_id(&self) -> String {
-        format!("contribution:{}", self.id)
+        NodeKind::Contribution.id(&self.id).into()
     }
     /// The contributor, with their other contributions, influence and rewards.
     async fn by(&self) -> Contributor {
@@ -245,7 +245,7 @@ impl Contribution {
     async fn datanet(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Datanet>> {
         let ds = linked(
             ctx,
-            &format!("contribution:{}", self.id),
+            &NodeKind::Contribution.id(&self.id),
             End::Src,
             EdgeKind::In,
         )
@@ -254,7 +254,7 @@ impl Contribution {
     }
     /// Anchored (counts) or revoked.
     async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<ContributionStatus> {
-        let id = format!("contribution:{}", self.id);
+        let id = NodeKind::Contribution.id(&self.id);
         let revoked = !edges(ctx, &id, End::Dst, EdgeKind::Revokes)
             .await?
             .is_empty();
@@ -266,16 +266,16 @@ impl Contribution {
     }
     /// The anchoring batch.
     async fn anchor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Batch>> {
-        one(ctx, format!("batch:{}", self.batch), NodeKind::Batch).await
+        one(ctx, NodeKind::Batch.id(&self.batch), NodeKind::Batch).await
     }
     /// The proof of inclusion in the anchoring batch's Merkle root, from the batch manifest
     /// in the lake.
     async fn merkle_proof(&self, ctx: &Context<'_>) -> async_graphql::Result<MerkleProof> {
-        let Some(batch) = node(ctx, format!("batch:{}", self.batch)).await? else {
+        let Some(batch) = node(ctx, NodeKind::Batch.id(&self.batch)).await? else {
             return Err("the anchoring batch is not indexed".into());
         };
         let manifests = ctx.data_unchecked::<DataLoader<Manifests>>();
-        let mut uri = text(&batch, "manifest_uri").to_string();
+        let mut uri = text(&batch, prop::MANIFEST_URI).to_string();
         // Recorded as a key; older lakes recorded absolute URIs, which lead nowhere once the
         // lake moves: then the manifest is at its canonical key.
         if let (Some(lake), Ok(batch_id)) = (&manifests.loader().0, self.batch.parse::<B256>()) {
@@ -361,7 +361,7 @@ impl Contributor {
     }
     /// The node id in the lineage graph (`contributor:0x…`).
     async fn node_id(&self) -> String {
-        format!("contributor:{}", self.address)
+        NodeKind::Contributor.id(&self.address).into()
     }
     /// Their contributions, oldest first, as a Relay connection, narrowed by Datanet,
     /// anchoring block range and status.
@@ -389,7 +389,7 @@ impl Contributor {
     /// Their influence: the attribution share their contributions received, summed over
     /// every recorded inference batch (each batch's shares sum to 1).
     async fn influence(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
-        let id = format!("contributor:{}", self.address);
+        let id = NodeKind::Contributor.id(&self.address);
         let theirs = edges(ctx, &id, End::Src, EdgeKind::Contributed).await?;
         let received = try_join_all(
             theirs
@@ -401,14 +401,13 @@ impl Contributor {
     }
     /// What reward epochs paid them, oldest first.
     async fn rewards(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
-        let id = format!("contributor:{}", self.address);
+        let id = NodeKind::Contributor.id(&self.address);
         Ok(edges(ctx, &id, End::Dst, EdgeKind::Rewarded)
             .await?
             .into_iter()
             .map(|e| RewardAllocation {
-                epoch: e
-                    .src
-                    .strip_prefix("reward_epoch:")
+                epoch: NodeKind::RewardEpoch
+                    .key_of(&e.src)
                     .and_then(|n| n.parse().ok())
                     .unwrap_or_default(),
                 contributor: self.address.clone(),
@@ -442,7 +441,7 @@ impl Batch {
     }
     /// Where the batch manifest is in the lake.
     async fn manifest_uri(&self) -> &str {
-        text(&self.0, "manifest_uri")
+        text(&self.0, prop::MANIFEST_URI)
     }
     /// keccak256 of the manifest's bytes, as anchored.
     async fn manifest_hash(&self) -> &str {
@@ -455,13 +454,13 @@ impl Batch {
     /// Whether the manifest in the lake matched the chain when indexed (only verified
     /// batches bring their contributions into the graph).
     async fn verified(&self) -> bool {
-        self.0.props["verified"].as_bool().unwrap_or(false)
+        self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }
     /// The data-availability check: `verified`; `unreachable` (the lake did not serve the
     /// manifest: checked again on every index run); `missing` or `mismatch` (flagged).
     async fn availability(&self) -> &str {
-        self.0.props["da"].as_str().unwrap_or_else(|| {
-            if self.0.props["verified"].as_bool().unwrap_or(false) {
+        self.0.props[prop::DA].as_str().unwrap_or_else(|| {
+            if self.0.props[prop::VERIFIED].as_bool().unwrap_or(false) {
                 "verified"
             } else {
                 "mismatch"
@@ -702,7 +701,7 @@ impl Adapter {
     }
     /// The base model.
     async fn base_model(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<BaseModel>> {
-        let id = format!("base_model:{}", text(&self.0, "base_model_id"));
+        let id = NodeKind::BaseModel.id(text(&self.0, prop::BASE_MODEL_ID));
         one(ctx, id, NodeKind::BaseModel).await
     }
     /// Adapters it was trained from or merged from.
@@ -717,12 +716,12 @@ impl Adapter {
     }
     /// The snapshot it was trained on.
     async fn snapshot(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Snapshot>> {
-        let id = format!("snapshot:{}", text(&self.0, "snapshot_id"));
+        let id = NodeKind::Snapshot.id(text(&self.0, prop::SNAPSHOT_ID));
         one(ctx, id, NodeKind::Snapshot).await
     }
     /// The run that trained it.
     async fn training_run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TrainingRun>> {
-        one(ctx, format!("training_run:{}", key(&self.0)), NodeKind::TrainingRun).await
+        one(ctx, NodeKind::TrainingRun.id(key(&self.0)), NodeKind::TrainingRun).await
     }
     /// Every version of its model line, lowest version first (just itself without a line).
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Adapter>> {
@@ -769,11 +768,11 @@ impl Inference {
     }
     /// Where the manifest is in the lake.
     async fn manifest_uri(&self) -> &str {
-        text(&self.0, "manifest_uri")
+        text(&self.0, prop::MANIFEST_URI)
     }
     /// Whether the manifest matched the chain when indexed.
     async fn verified(&self) -> bool {
-        self.0.props["verified"].as_bool().unwrap_or(false)
+        self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }
     /// Why it was not verified.
     async fn reason(&self) -> Option<&str> {
@@ -818,7 +817,7 @@ impl RewardEpoch {
             .into_iter()
             .map(|e| RewardAllocation {
                 epoch: key(&self.0).parse().unwrap_or_default(),
-                contributor: e.dst.trim_start_matches("contributor:").to_string(),
+                contributor: e.dst.key().to_string(),
                 amount: e.weight.unwrap_or_default(),
                 block: e.pos.block_number,
             })
@@ -884,7 +883,10 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
             contributors: shares
                 .into_iter()
                 .map(|s| ContributorShare {
-                    address: s.contributor.trim_start_matches("contributor:").into(),
+                    address: NodeKind::Contributor
+                        .key_of(&s.contributor)
+                        .unwrap_or(&s.contributor)
+                        .into(),
                     share: s.share,
                     contributions: s.contributions,
                 })
@@ -904,14 +906,14 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
     for (e, owner) in measured.iter().zip(&owners) {
         let who = owner
             .first()
-            .map(|o| o.src.trim_start_matches("contributor:").to_string())
+            .map(|o| o.src.key().to_string())
             .unwrap_or_default();
         let share = e.weight.unwrap_or_default() / total;
         let slot = by.entry(who.clone()).or_default();
         slot.0 += share;
         slot.1 += 1;
         contributions.push(ContributionShare {
-            id: e.dst.trim_start_matches("contribution:").into(),
+            id: e.dst.key().into(),
             contributor: who,
             share,
         });

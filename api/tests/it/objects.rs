@@ -13,13 +13,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tower::ServiceExt;
 use tributary_api::Limits;
-use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeId, NodeKind};
 use tributary_sql::{Checkpoint, RawEvent, Rows, Store};
 
 use crate::graphql::{CHAIN, fixture, lake, post};
 
 /// An edge before it has a chain position: (src, dst, kind, weight).
-type Link = (String, String, EdgeKind, Option<f64>);
+type Link = (NodeId, NodeId, EdgeKind, Option<f64>);
 
 fn pos(block: u64, log: u64) -> ChainPos {
     ChainPos {
@@ -71,7 +71,7 @@ async fn apply(store: &Store, block: u64, nodes: Vec<Node>, edges: Vec<Link>) {
     store.apply(CHAIN, "lineage", rows, &cp).await.unwrap();
 }
 
-fn node(id: String, kind: NodeKind, props: Value, block: u64, log: u64) -> Node {
+fn node(id: NodeId, kind: NodeKind, props: Value, block: u64, log: u64) -> Node {
     Node {
         id,
         kind,

@@ -40,8 +40,8 @@ fn contribution(i: u8, datanet: i64, who: u8, day: u8) -> Value {
 
 fn edge(src: &str, dst: &str, kind: EdgeKind, weight: Option<f64>, pos: ChainPos) -> Edge {
     Edge {
-        src: src.into(),
-        dst: dst.into(),
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
         kind,
         weight,
         pos,
@@ -50,7 +50,7 @@ fn edge(src: &str, dst: &str, kind: EdgeKind, weight: Option<f64>, pos: ChainPos
 
 fn node(id: &str, kind: NodeKind, props: Value, pos: ChainPos) -> Node {
     Node {
-        id: id.into(),
+        id: id.parse().unwrap(),
         kind,
         props,
         pos,
@@ -322,7 +322,7 @@ async fn every_view_answers_on_the_fixture_lake() {
     .await;
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger[0]["amount"], 375.0);
-    assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1));
+    assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1).as_str());
 }
 
 /// The indexer's typed tables answer beside the graph: adapters with their parents' ids,

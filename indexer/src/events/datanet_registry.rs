@@ -5,7 +5,9 @@ use alloy::primitives::{B256, keccak256};
 use serde_json::json;
 use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryEvents as Ev};
 use tributary_lake::Lake;
-use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{
+    self as g, ChainPos, Edge, EdgeKind, Node, NodeId, NodeKind, prop,
+};
 use tributary_schemas::manifest::BatchManifest;
 
 use super::Changes;
@@ -155,10 +157,10 @@ impl Anchor {
     pub(crate) fn from_props(batch_id: B256, p: &serde_json::Value) -> Option<Self> {
         Some(Self {
             batch_id,
-            datanet_id: p["datanet_id"].as_u64()?,
+            datanet_id: p[prop::DATANET_ID].as_u64()?,
             merkle_root: p["merkle_root"].as_str()?.parse().ok()?,
             count: p["count"].as_u64()?,
-            manifest_uri: p["manifest_uri"].as_str()?.to_string(),
+            manifest_uri: p[prop::MANIFEST_URI].as_str()?.to_string(),
             manifest_hash: p["manifest_hash"].as_str()?.parse().ok()?,
             lake_version: p["lake_version"].as_u64()?,
         })
@@ -171,18 +173,18 @@ impl Anchor {
             Err((da, _)) => *da,
         };
         let mut props = json!({
-            "datanet_id": self.datanet_id,
+            prop::DATANET_ID: self.datanet_id,
             "merkle_root": self.merkle_root.to_string(),
             "count": self.count,
-            "manifest_uri": self.manifest_uri,
+            prop::MANIFEST_URI: self.manifest_uri,
             "manifest_hash": self.manifest_hash.to_string(),
             "lake_version": self.lake_version,
-            "verified": da == Availability::Verified,
-            "da": da.as_str(),
+            prop::VERIFIED: da == Availability::Verified,
+            prop::DA: da.as_str(),
         });
         if let Err((_, reason)) = checked {
             tracing::warn!(batch = %self.batch_id, da = da.as_str(), %reason, "batch not verified against the lake");
-            props["reason"] = json!(reason);
+            props[prop::REASON] = json!(reason);
         }
         props
     }
@@ -221,13 +223,8 @@ pub(crate) fn contributions(
             }),
             pos,
         });
-        let edge = |src: &str, dst: &str, kind| Edge {
-            src: src.to_string(),
-            dst: dst.to_string(),
-            kind,
-            weight: None,
-            pos,
-        };
+        let edge =
+            |src: &NodeId, dst: &NodeId, kind| Edge::new(src.clone(), dst.clone(), kind, pos);
         out.edges
             .push(edge(&contributor, &id, EdgeKind::Contributed));
         out.edges.push(edge(&id, &datanet_node, EdgeKind::In));

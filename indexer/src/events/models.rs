@@ -17,28 +17,18 @@ use tributary_chain::bindings::InferenceLedger::InferenceLedgerEvents as Inf;
 use tributary_chain::bindings::ModelRegistry::ModelRegistryEvents as Models;
 use tributary_chain::bindings::RewardDistributor::RewardDistributorEvents as Rewards;
 use tributary_lake::Lake;
-use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeKind};
+use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeId};
 use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
 
-fn node(out: &mut Changes, id: String, kind: NodeKind, props: serde_json::Value, pos: ChainPos) {
-    out.nodes.push(Node {
-        id,
-        kind,
-        props,
-        pos,
-    });
+fn node(out: &mut Changes, id: NodeId, props: serde_json::Value, pos: ChainPos) {
+    out.nodes.push(Node::new(id, props, pos));
 }
 
-fn edge(out: &mut Changes, src: &str, dst: &str, kind: EdgeKind, pos: ChainPos) {
-    out.edges.push(Edge {
-        src: src.to_string(),
-        dst: dst.to_string(),
-        kind,
-        weight: None,
-        pos,
-    });
+fn edge(out: &mut Changes, src: &NodeId, dst: &NodeId, kind: EdgeKind, pos: ChainPos) {
+    out.edges
+        .push(Edge::new(src.clone(), dst.clone(), kind, pos));
 }
 
 pub(super) async fn model_registry(
@@ -54,7 +44,7 @@ pub(super) async fn model_registry(
                 "architecture": e.architecture,
                 "uri": e.uri,
             });
-            node(out, g::base_model_id(e.id), NodeKind::BaseModel, props, pos);
+            node(out, g::base_model_id(e.id), props, pos);
             "BaseModelRegistered"
         }
         Models::SnapshotCommitted(e) => {
@@ -89,7 +79,7 @@ pub(super) async fn model_registry(
                     props["reason"] = json!(reason);
                 }
             }
-            node(out, snapshot, NodeKind::Snapshot, props, pos);
+            node(out, snapshot, props, pos);
             "SnapshotCommitted"
         }
         Models::AdapterPublished(e) => {
@@ -123,7 +113,7 @@ pub(super) async fn model_registry(
                 "snapshot_id": e.snapshotId.to_string(),
                 "config_hash": e.configHash.to_string(),
             });
-            node(out, run, NodeKind::TrainingRun, run_props, pos);
+            node(out, run, run_props, pos);
             let props = json!({
                 "base_model_id": e.baseModelId.to_string(),
                 "parent_ids": e.parentIds.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -133,7 +123,7 @@ pub(super) async fn model_registry(
                 "uri": e.uri,
                 "version": e.version,
             });
-            node(out, adapter, NodeKind::Adapter, props, pos);
+            node(out, adapter, props, pos);
             "AdapterPublished"
         }
         Models::RoleGranted(_) => "RoleGranted",
@@ -204,7 +194,7 @@ async fn inferences_recorded(
             props["fees"] = json!(fees.to_string());
         }
     }
-    node(out, id, NodeKind::Inference, props, pos);
+    node(out, id, props, pos);
 }
 
 /// Fetches a snapshot's manifest (at its fixed key in the lake) and checks it against the
@@ -310,7 +300,7 @@ pub(super) async fn reward_distributor(
                     props["reason"] = json!(reason);
                 }
             }
-            node(out, id, NodeKind::RewardEpoch, props, pos);
+            node(out, id, props, pos);
             "EpochAllocated"
         }
         Rewards::Claimed(_) => "Claimed",

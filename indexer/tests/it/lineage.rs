@@ -327,7 +327,8 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         .ancestors(chain_id, &g::inference_id(id(5)), 8)
         .await
         .unwrap();
-    let ids: std::collections::BTreeSet<String> = up.nodes.iter().map(|n| n.id.clone()).collect();
+    let ids: std::collections::BTreeSet<String> =
+        up.nodes.iter().map(|n| n.id.to_string()).collect();
     for want in [
         g::adapter_id(id(4)),
         g::adapter_id(id(3)),
@@ -336,7 +337,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         g::snapshot_id(id(2)),
         g::datanet_id(1),
     ] {
-        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+        assert!(ids.contains(want.as_str()), "{want} missing from {ids:?}");
     }
     let path = s
         .path(
@@ -361,7 +362,10 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         down.nodes.iter().any(|n| n.id == g::inference_id(id(5))),
         "the child's inference descends from the parent"
     );
-    let adapter = &s.nodes(chain_id, &[g::adapter_id(id(4))]).await.unwrap()[0];
+    let adapter = &s
+        .nodes(chain_id, &[g::adapter_id(id(4)).to_string()])
+        .await
+        .unwrap()[0];
     assert_eq!(adapter.props["version"], "pantry@1.1.0");
 
     // A revocation is a tombstone node pointing at the contribution.
@@ -465,7 +469,7 @@ async fn inference_batches_are_checked_against_their_manifests() {
     let nodes = s
         .nodes(
             chain_id,
-            &[0xb1, 0xb2, 0xb3].map(|b| g::inference_id(id(b))),
+            &[0xb1, 0xb2, 0xb3].map(|b| g::inference_id(id(b)).to_string()),
         )
         .await
         .unwrap();
@@ -502,7 +506,7 @@ async fn inference_batches_are_checked_against_their_manifests() {
     );
 
     let (_, edges) = s.graph(chain_id).await.unwrap();
-    let mut attributed: Vec<(String, String, Option<f64>)> = edges
+    let mut attributed: Vec<(g::NodeId, g::NodeId, Option<f64>)> = edges
         .iter()
         .filter(|e| e.kind == tributary_schemas::lineage::EdgeKind::AttributedTo)
         .map(|e| (e.src.clone(), e.dst.clone(), e.weight))
@@ -673,7 +677,7 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         .await
         .unwrap();
     let chain_id = env.chain.chain_id();
-    let node = g::snapshot_id(old.snapshot_id);
+    let node = g::snapshot_id(old.snapshot_id).to_string();
     let n = &s
         .nodes(chain_id, std::slice::from_ref(&node))
         .await
@@ -688,8 +692,11 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         )
         .await
         .unwrap();
-    let linked: BTreeSet<String> = included.iter().map(|e| e.src.clone()).collect();
-    let want: BTreeSet<String> = ids(&old).iter().map(|c| g::contribution_id(*c)).collect();
+    let linked: BTreeSet<String> = included.iter().map(|e| e.src.to_string()).collect();
+    let want: BTreeSet<String> = ids(&old)
+        .iter()
+        .map(|c| g::contribution_id(*c).to_string())
+        .collect();
     assert_eq!(linked, want);
     // Who is behind it: the snapshot's contributors, by count.
     let shares = s.contributors(chain_id, &node).await.unwrap();

@@ -269,13 +269,7 @@ async fn assert_canonical(env: &Env, store: &Store) {
     let mut want: Vec<String> = want_nodes
         .iter()
         .filter(|n| n.kind == NodeKind::Datanet)
-        .map(|n| {
-            format!(
-                "{}|{}",
-                n.id.trim_start_matches("datanet:"),
-                n.pos.block_hash
-            )
-        })
+        .map(|n| format!("{}|{}", n.id.key(), n.pos.block_hash))
         .collect();
     want.sort();
     assert!(want.len() > 5, "{want:?}");

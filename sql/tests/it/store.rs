@@ -48,7 +48,7 @@ async fn suite(store: &Store) {
             pos: pos(2, 0),
         },
     ];
-    let edge = |src: String, dst: String, kind| Edge {
+    let edge = |src: g::NodeId, dst: g::NodeId, kind| Edge {
         src,
         dst,
         kind,
@@ -144,7 +144,7 @@ async fn suite(store: &Store) {
     // contributor's descendants are its contributions.
     let c = g::contribution_id(contribution);
     let up = store.ancestors(chain, &c, 6).await.unwrap();
-    let mut got: Vec<String> = up.nodes.iter().map(|n| n.id.clone()).collect();
+    let mut got: Vec<g::NodeId> = up.nodes.iter().map(|n| n.id.clone()).collect();
     got.sort();
     let mut want = vec![
         c.clone(),
@@ -178,14 +178,14 @@ async fn suite(store: &Store) {
     );
     assert!(
         store
-            .path(chain, &g::batch_id(batch), "datanet:99", 6)
+            .path(chain, &g::batch_id(batch), &g::datanet_id(99), 6)
             .await
             .unwrap()
             .is_none()
     );
     let shares = store.contributors(chain, &c).await.unwrap();
     assert_eq!(shares.len(), 1);
-    assert_eq!(shares[0].contributor, g::contributor_id(who));
+    assert_eq!(shares[0].contributor, g::contributor_id(who).as_str());
     assert_eq!((shares[0].contributions, shares[0].share), (1, 1.0));
 
     // A reorg above block 1 removes what blocks 2.. brought and moves the checkpoint back;
