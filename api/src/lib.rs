@@ -109,8 +109,28 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let router = router.layer(axum::middleware::from_fn(request_span));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// Runs each request in a `request` span (method, path; status when done), so its log lines
+/// can be followed.
+async fn request_span(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty
+    );
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    tracing::debug!(parent: &span, "request done");
+    response
 }

@@ -185,6 +185,7 @@ impl<'a> Indexer<'a> {
     /// contributions into the graph at the batch's own block (so a reorg still removes them),
     /// one that is missing or differs is flagged; the rest wait for the next recheck. Changed
     /// batches reach the lake mirror by a replay of their blocks.
+    #[tracing::instrument(name = "recheck", skip_all)]
     pub async fn recheck(&self) -> Result<Recheck> {
         use events::datanet_registry::{Anchor, Availability, check_manifest, contributions};
         let chain_id = self.chain.chain_id();
@@ -444,6 +445,7 @@ impl<'a> Indexer<'a> {
 
     /// Decodes the logs of blocks `from..=end` and commits them with the checkpoint at `end`
     /// (the last of `blocks`, whose hashes are remembered), then mirrors.
+    #[tracing::instrument(name = "index_range", skip_all, fields(from, to = end))]
     async fn commit_range(
         &self,
         from: u64,

@@ -289,6 +289,7 @@ const PREPARED_AHEAD: usize = 8;
 
 /// Runs a contribution: finishes batches a crash left unanchored, then reads `inputs`,
 /// validates, and commits. `progress` is called with the number of records read so far.
+#[tracing::instrument(name = "contribute", skip_all, fields(datanet = config.datanet_id))]
 pub async fn contribute(
     chain: &Chain,
     lake: &Lake,

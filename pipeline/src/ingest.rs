@@ -143,6 +143,7 @@ pub async fn commit(
 
 /// [`commit`] for contributions whose ids (EIP-712 struct hashes) are already known: the id
 /// keys the sort, the rows and the manifest, and is not computed again.
+#[tracing::instrument(name = "ingest_batch", skip_all, fields(datanet = datanet_id, records = keyed.len()))]
 pub async fn commit_keyed(
     chain: &Chain,
     lake: &Lake,

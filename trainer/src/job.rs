@@ -459,6 +459,7 @@ pub type PublishGuard<'a> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Futur
 /// parent's on the same held-out split by at least the fraction `min_improvement` (0: any
 /// improvement). Without a parent there is nothing to beat and it is published. `guard`, when
 /// given, must pass right before publishing.
+#[tracing::instrument(name = "train_job", skip_all)]
 pub async fn run_gated(
     chain: &Chain,
     lake: &Lake,
@@ -567,7 +568,9 @@ pub async fn run_gated(
     let spec_c = spec.clone();
     let base_uri_c = base_uri.clone();
     let parent_paths: Vec<PathBuf> = parent_dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let span = tracing::Span::current();
     let trained = tokio::task::spawn_blocking(move || {
+        let _job = span.entered();
         train_blocking(
             &spec_c,
             &folder,

@@ -512,6 +512,7 @@ impl Scheduler {
 
     /// Runs `run` to its end, renewing its lease meanwhile; records the outcome (or the
     /// error) unless another worker took the run over.
+    #[tracing::instrument(name = "job_run", skip_all, fields(job = %run.job, seq = run.seq, trigger = %run.trigger))]
     async fn execute(&self, spec: &JobSpec, mut run: RunRow) -> RunRow {
         let started = Instant::now();
         let lost = Arc::new(AtomicBool::new(false));

@@ -454,7 +454,14 @@ pub fn train_with_checkpoints(
     let mut since_best = 0;
     let mut order: Vec<usize> = Vec::new();
     let started = Instant::now();
+    let _train = tracing::info_span!("train", max_steps = cfg.max_steps).entered();
+    // One span per group of steps between evaluations.
+    let mut _group = None;
     for step in 0..cfg.max_steps {
+        if step % cfg.eval_every.max(1) == 0 {
+            _group = None;
+            _group = Some(tracing::info_span!("train_steps", first = step + 1).entered());
+        }
         opt.set_lr(learning_rate(cfg, step));
         let mut step_loss = 0.0;
         for _ in 0..cfg.grad_accum {

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
 
-use crate::reorgs::{Env, env};
+use crate::reorgs::{Env, env, fresh_index};
 
 #[derive(Default)]
 struct Faults {
@@ -230,12 +230,7 @@ async fn a_faulty_endpoint_gives_the_same_graph() {
             break;
         }
     }
-    let clean = env.store("clean.db").await;
-    Indexer::new(&env.chain, &clean, &env.lake)
-        .with_mirror(false)
-        .run_to_head()
-        .await
-        .unwrap();
+    let clean = fresh_index(&env).await;
     let graph = store.graph(chain_id).await.unwrap();
     assert!(graph.0.len() > 10);
     assert_eq!(graph, clean.graph(chain_id).await.unwrap());
@@ -291,12 +286,7 @@ async fn a_reorg_between_the_checkpoint_check_and_the_next_blocks_is_rolled_back
     );
     assert!(stats.reorgs >= 1, "the reorg was seen: {stats:?}");
 
-    let fresh = env.store("fresh.db").await;
-    Indexer::new(&env.chain, &fresh, &env.lake)
-        .with_mirror(false)
-        .run_to_head()
-        .await
-        .unwrap();
+    let fresh = fresh_index(&env).await;
     let (nodes, edges) = store.graph(chain_id).await.unwrap();
     let (want_nodes, want_edges) = fresh.graph(chain_id).await.unwrap();
     assert!(

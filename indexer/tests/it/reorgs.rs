@@ -177,15 +177,21 @@ async fn follow_through_reorgs(env: &Env, store: &Store) {
     assert!(stats.reorgs >= 1, "{stats:?}");
 }
 
-/// The store's graph equals a fresh index of the canonical chain, and so does the mirror.
-async fn assert_canonical(env: &Env, store: &Store) {
-    let chain_id = env.chain.chain_id();
+/// A fresh index of the canonical chain, in `fresh.db`.
+pub(crate) async fn fresh_index(env: &Env) -> Store {
     let fresh = env.store("fresh.db").await;
     Indexer::new(&env.chain, &fresh, &env.lake)
         .with_mirror(false)
         .run_to_head()
         .await
         .unwrap();
+    fresh
+}
+
+/// The store's graph equals a fresh index of the canonical chain, and so does the mirror.
+async fn assert_canonical(env: &Env, store: &Store) {
+    let chain_id = env.chain.chain_id();
+    let fresh = fresh_index(env).await;
     let (nodes, edges) = store.graph(chain_id).await.unwrap();
     let (want_nodes, want_edges) = fresh.graph(chain_id).await.unwrap();
     assert!(nodes.len() > 10, "a real graph: {} nodes", nodes.len());
