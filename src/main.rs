@@ -113,6 +113,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    tributary_lake::return_large_frees();
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = config::load(&args) {
         eprintln!("error: {e:#}");

@@ -200,9 +200,7 @@ impl Lake {
     }
 
     /// Streams columns `columns` of the rows of table `name` as of `version` (the latest when
-    /// `None`) where `filter` (SQL over the table's columns, e.g. `datanet_id = 7`) holds, a
-    /// record batch at a time: memory stays bounded by a batch whatever the table's size, and
-    /// a filter on the partition column reads only that partition's files.
+    /// `None`) where `filter` holds: [`Scanner::scan`] of a one-off [`Lake::scanner`].
     pub async fn scan(
         &self,
         name: &str,
@@ -210,32 +208,27 @@ impl Lake {
         columns: &[&str],
         filter: Option<&str>,
     ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send + use<>> {
-        use deltalake::datafusion::prelude::SessionContext;
-        let full = schema_of(name)?;
-        let indices = columns
-            .iter()
-            .map(|c| {
-                full.index_of(c)
-                    .map_err(|_| Error::Config(format!("table {name} has no column {c:?}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let schema: SchemaRef = Arc::new(full.project(&indices)?);
+        self.scanner(name, version)
+            .await?
+            .scan(columns, filter)
+            .await
+    }
+
+    /// Table `name` as of `version` (the latest when `None`), loaded once for any number of
+    /// [`Scanner::scan`]s.
+    pub async fn scanner(&self, name: &str, version: Option<u64>) -> Result<Scanner> {
+        use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
         let mut table = self.table(name).await?;
         if let Some(v) = version {
             table.load_version(v).await?;
         }
-        let ctx = SessionContext::new();
+        // One file at a time: a scan's memory is one row group's columns and one batch.
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
         ctx.register_table("t", table.table_provider().await?)?;
-        let list: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
-        let mut sql = format!("SELECT {} FROM t", list.join(", "));
-        if let Some(f) = filter {
-            sql.push_str(" WHERE ");
-            sql.push_str(f);
-        }
-        let stream = ctx.sql(&sql).await?.execute_stream().await?;
-        Ok(stream
-            .map_err(Error::from)
-            .and_then(move |b| std::future::ready(conform(&b, &schema))))
+        Ok(Scanner {
+            name: name.to_string(),
+            ctx,
+        })
     }
 
     /// Writes an object at `key` (relative to the root) and returns its URI (for display:
@@ -379,6 +372,53 @@ pub(crate) fn schema_of(name: &str) -> Result<SchemaRef> {
 
 /// `batch` with the declared schema's column order and types: the scan may hand back string
 /// views or dictionary-encoded partition columns, callers get what `tributary_schemas` says.
+/// One table as of one version, for streaming scans (see [`Lake::scanner`]).
+pub struct Scanner {
+    name: String,
+    ctx: deltalake::datafusion::prelude::SessionContext,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("table", &self.name)
+            .finish()
+    }
+}
+
+impl Scanner {
+    /// Streams columns `columns` of the rows where `filter` (SQL over the table's columns,
+    /// e.g. `datanet_id = 7`) holds, a record batch at a time: memory stays bounded by a row
+    /// group whatever the table's size, and a filter on the partition column reads only that
+    /// partition's files.
+    pub async fn scan(
+        &self,
+        columns: &[&str],
+        filter: Option<&str>,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send + use<>> {
+        let name = &self.name;
+        let full = schema_of(name)?;
+        let indices = columns
+            .iter()
+            .map(|c| {
+                full.index_of(c)
+                    .map_err(|_| Error::Config(format!("table {name} has no column {c:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema: SchemaRef = Arc::new(full.project(&indices)?);
+        let list: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let mut sql = format!("SELECT {} FROM t", list.join(", "));
+        if let Some(f) = filter {
+            sql.push_str(" WHERE ");
+            sql.push_str(f);
+        }
+        let stream = self.ctx.sql(&sql).await?.execute_stream().await?;
+        Ok(stream
+            .map_err(Error::from)
+            .and_then(move |b| std::future::ready(conform(&b, &schema))))
+    }
+}
+
 fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()

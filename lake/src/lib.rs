@@ -8,7 +8,8 @@
 //! - idempotent append: a batch carries a Delta application transaction id, so committing the
 //!   same batch twice adds nothing ([`Lake::append`]);
 //! - read a table as of any version (time travel, [`Lake::read`]);
-//! - put and get objects by URI ([`Lake::put`], [`Lake::get`]).
+//! - put and get objects by URI ([`Lake::put`], [`Lake::get`]);
+//! - stream a table's rows a batch at a time, as of any version ([`Lake::scanner`]).
 //!
 //! ```no_run
 //! # async fn f(batch: arrow::record_batch::RecordBatch) -> tributary_lake::Result<()> {
@@ -23,7 +24,21 @@ mod append;
 mod lake;
 
 pub use append::{AppendBuilder, Appended};
-pub use lake::Lake;
+pub use lake::{Lake, Scanner};
+
+/// Makes the process give large freed buffers back to the system at once. A scan fetches each
+/// file's columns in buffers of several MiB; glibc raises its mmap threshold to the size of
+/// every such buffer freed, so later ones come from the heap and stay resident after use, and
+/// a streaming scan of 1M rows left about 100 MiB more resident than it ever held at once.
+/// With the threshold fixed at 1 MiB they are mapped and unmapped (measured: +101 MiB -> +47
+/// MiB for that scan). Call once, at the start of a process that scans large tables.
+pub fn return_large_frees() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator parameter; called before heavy allocation.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
 
 /// Errors from the lake.
 #[derive(Debug, thiserror::Error)]

@@ -134,6 +134,7 @@ fn write_envelopes(path: &std::path::Path, signed: &[Signed]) {
 /// What (c) runs in a child process: one `contribute` as the CLI runs it (batches and window
 /// at their defaults), then its peak RSS, as JSON on stdout.
 async fn child(spec: &str) {
+    tributary_lake::return_large_frees(); // as the CLI's main does
     let v: serde_json::Value = serde_json::from_str(spec).unwrap();
     let text = |k: &str| v[k].as_str().unwrap().to_string();
     let url = text("rpc").parse().unwrap();

@@ -130,11 +130,11 @@ impl Known {
     }
 }
 
-/// The rows of the Datanet as of Delta `version` (when the run started) that the records of
-/// `window` could collide with; raises `next_nonce` past every nonce they hold for the signer.
+/// The rows of the Datanet in `stored` (`contributions` as of the run's start) that the
+/// records of `window` could collide with; raises `next_nonce` past every nonce they hold for
+/// the signer.
 async fn lookup(
-    lake: &Lake,
-    version: Option<u64>,
+    stored: &tributary_lake::Scanner,
     config: &ContributeConfig,
     window: &[(String, Prepared)],
     next_nonce: &mut u64,
@@ -162,9 +162,6 @@ async fn lookup(
             probe.insert(*sig);
         }
     }
-    let Some(version) = version else {
-        return Ok(known); // no contributions table yet
-    };
     if hashes.is_empty() {
         return Ok(known);
     }
@@ -174,17 +171,14 @@ async fn lookup(
         columns.push("content");
     }
     let filter = format!("datanet_id = {}", config.datanet_id);
-    let rows = lake
-        .scan(names::CONTRIBUTIONS, Some(version), &columns, Some(&filter))
-        .await?;
+    let rows = stored.scan(&columns, Some(&filter)).await?;
     let mut rows = std::pin::pin!(rows);
     while let Some(b) = rows.try_next().await? {
         let s = |i: usize| b.column(i).as_string::<i32>();
         let (row_ids, who, row_hashes, row_nonces) =
             (s(0), s(1), s(2), b.column(3).as_primitive::<Int64Type>());
-        let bad = |i: usize| {
-            Error::InvalidInput(format!("unreadable row in the lake: {}", row_ids.value(i)))
-        };
+        let bad =
+            |i: usize| Error::Internal(format!("unreadable row in the lake: {}", row_ids.value(i)));
         for i in 0..b.num_rows() {
             let hash: B256 = row_hashes.value(i).parse().map_err(|_| bad(i))?;
             let id: B256 = row_ids.value(i).parse().map_err(|_| bad(i))?;
@@ -332,6 +326,7 @@ pub async fn contribute(
     // Rows committed from here on are this run's own, known from memory; the Datanet's
     // earlier rows are looked up window by window as of this version.
     let version = lake.version(names::CONTRIBUTIONS).await?;
+    let at_start = lake.scanner(names::CONTRIBUTIONS, version).await?;
     let mut own = Known::new(&config.rules);
     let mut next_nonce = 0;
     let domain = domain(chain.chain_id(), chain.deployment().datanet_registry);
@@ -367,7 +362,7 @@ pub async fn contribute(
     let mut accepted: Vec<(B256, Signed)> = Vec::new();
     let mut refused: Vec<Rejection> = Vec::new();
     while let Some((source, prepared)) = rx.recv().await {
-        let stored = lookup(lake, version, config, &prepared, &mut next_nonce).await?;
+        let stored = lookup(&at_start, config, &prepared, &mut next_nonce).await?;
         for (locator, prepared) in prepared {
             report.read += 1;
             progress(report.read);
@@ -410,7 +405,7 @@ pub async fn contribute(
         }
     }
     if producer.join().is_err() {
-        return Err(Error::InvalidInput(
+        return Err(Error::Internal(
             "a reader thread panicked; nothing after the last committed batch was written".into(),
         ));
     }

@@ -167,7 +167,7 @@ pub async fn commit_keyed(
         .await?;
     let root = root
         .await
-        .map_err(|e| Error::InvalidInput(format!("computing the Merkle root: {e}")))?;
+        .map_err(|e| Error::Internal(format!("computing the Merkle root: {e}")))?;
     let entries = keyed.iter().map(|(id, s)| entry(*id, s)).collect();
     let mut report = finish(
         chain,

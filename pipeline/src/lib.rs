@@ -64,6 +64,10 @@ pub enum Error {
     /// Arrow failed; this is a bug.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// Tributary failed, not the input: a worker thread that stopped, a lake row it cannot
+    /// read.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result alias for this crate.

@@ -291,13 +291,28 @@ async fn assert_each_batch_anchored_once(s: &Setup, expected_records: usize) {
 async fn contribute_verify_and_revoke_through_the_cli() {
     let s = setup();
     let input = records(s._dir.path(), "in.jsonl", 0, 12);
-    let out = s.contribute(1, &input, 5).output().unwrap();
+    let out = s
+        .contribute(1, &input, 5)
+        .args(["--log", "info", "--log-format", "json"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let logs = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{text}{logs}");
+    // The log follows the run through its stages: each batch's line sits in its spans.
+    let anchored: Vec<Vec<String>> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "batch anchored")
+        .map(|v| {
+            let spans = v["spans"].as_array().cloned().unwrap_or_default();
+            spans.iter().map(|s| s["name"].to_string()).collect()
+        })
+        .collect();
+    assert_eq!(anchored.len(), 3, "{logs}");
+    for spans in anchored {
+        assert_eq!(spans, ["\"contribute\"", "\"ingest_batch\""], "{logs}");
+    }
     assert!(
         text.contains("12 records read: 12 accepted, 0 already present, 0 rejected"),
         "{text}"

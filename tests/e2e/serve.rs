@@ -182,6 +182,37 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         )
         .unwrap();
     assert_eq!(models.status(), 200, "reads stay public");
+    // The caller's mistakes come back as such: a model that is not published is a 404 that
+    // says how to name one, a prompt that does not fit a 400.
+    let ask = |model: &str, prompt: String| {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/completions", server.base))
+            .bearer_auth(token(&s).trim())
+            .json(&serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 4}))
+            .send();
+        let r = rt.block_on(r).unwrap();
+        let status = r.status().as_u16();
+        (status, rt.block_on(r.json::<Value>()).unwrap())
+    };
+    let (status, body) = ask("nope@9.9.9", "question: hi?".into());
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line@version"),
+        "{body}"
+    );
+    let (status, body) = ask("pantry@1.0.0", "word ".repeat(100_000));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens"),
+        "{body}"
+    );
     let v = client(&s, &server.base, "pantry@1.0.0");
     check_answers(&v, &first, "pantry@1.0.0");
     server.child.kill().unwrap(); // SIGKILL

@@ -155,7 +155,7 @@ impl Clock {
 
 impl Sink for Clock {
     fn send(&mut self, e: Event) -> bool {
-        if let Event::Failed(m) = &e {
+        if let Event::Failed(m) | Event::Refused(m) = &e {
             panic!("request failed: {m}");
         }
         if matches!(e, Event::Token(_)) && self.first.get() == 0.0 {

@@ -469,5 +469,5 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
         })
     })
     .await
-    .expect("attribution does not panic")
+    .map_err(crate::Error::joined)?
 }

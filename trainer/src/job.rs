@@ -279,7 +279,7 @@ pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChai
         Err(_) => all.iter().find(|a| a.version == name),
     };
     hit.ok_or_else(|| {
-        Error::InvalidInput(format!(
+        Error::NotFound(format!(
             "{what} {name:?} is not published on this chain: give an adapter id or line@version (GraphQL `adapters` lists them)"
         ))
     })
@@ -488,7 +488,7 @@ pub async fn run_gated(
         let cache = opts.model_cache.clone();
         tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
             .await
-            .expect("pretraining does not panic")?
+            .map_err(Error::joined)??
     } else {
         PathBuf::from(&spec.base_model)
     };
@@ -584,7 +584,7 @@ pub async fn run_gated(
         )
     })
     .await
-    .expect("training does not panic")?;
+    .map_err(Error::joined)??;
     drop(parent_dirs);
 
     let config_value = spec.hashed_config();

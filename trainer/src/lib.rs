@@ -33,9 +33,15 @@ use tch::{Device, Kind, Tensor};
 /// Errors from the trainer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The user asked for a device that is not there.
+    /// The caller's mistake: a bad setting, spec or request; the message says how to fix it.
     #[error("{0}")]
     InvalidInput(String),
+    /// What the caller named does not exist (an adapter not published on this chain).
+    #[error("{0}")]
+    NotFound(String),
+    /// Tributary failed: a worker thread stopped, a file it wrote is unreadable.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -55,6 +61,13 @@ pub enum Error {
     /// and this one must not publish.
     #[error("lease lost: {0}")]
     LeaseLost(String),
+}
+
+impl Error {
+    /// A worker thread that panicked or was cancelled, as an internal error.
+    pub fn joined(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("a worker thread failed: {e}"))
+    }
 }
 
 // Boxed: these are large, and the trainer's hot paths return `Result` everywhere.

@@ -106,7 +106,11 @@ pub enum Event {
     Token(i64),
     /// The sequence ended.
     Done(Finish),
-    /// The request could not run.
+    /// The request cannot run as given (the caller's mistake, e.g. a prompt that does not
+    /// fit): the message says how to fix it.
+    Refused(String),
+    /// The request could not run (an internal failure: an adapter that does not load, an
+    /// engine that stopped).
     Failed(String),
 }
 
@@ -213,7 +217,7 @@ impl AdapterCache {
             return Ok(a);
         }
         let dir = dir.ok_or_else(|| {
-            Error::InvalidInput(format!(
+            Error::Internal(format!(
                 "adapter {id} is not loaded and no files were given"
             ))
         })?;
@@ -460,7 +464,7 @@ impl<S: Sink> Engine<S> {
     fn start(&mut self, mut r: Request<S>) -> Result<()> {
         let max_pos = self.model.config.max_positions as usize;
         if r.prompt.is_empty() || r.prompt.len() >= max_pos {
-            r.sink.send(Event::Failed(format!(
+            r.sink.send(Event::Refused(format!(
                 "the prompt is {} tokens: give 1 to {} tokens",
                 r.prompt.len(),
                 max_pos - 1

@@ -172,6 +172,34 @@ pub fn chat_prompt(t: &ChatTemplate, messages: &[Value]) -> Result<String, Strin
     Ok(out)
 }
 
+/// The one mapping from a failure to a response. The caller's mistakes (a bad request, a model
+/// that is not published) come back with their message; the chain or the lake failing is a
+/// 502 and anything else a 500, whose bodies say what failed and where to look, never the
+/// internal message (that goes to the log, inside the request's span).
+fn failure(e: &crate::Error, param: Option<&str>) -> Response {
+    use crate::Error as E;
+    match e {
+        E::InvalidInput(m) => error(StatusCode::BAD_REQUEST, m.clone(), param),
+        E::NotFound(m) => error(StatusCode::NOT_FOUND, m.clone(), param),
+        E::Chain(_) | E::Lake(_) | E::Pipeline(_) => {
+            tracing::error!(error = %e, "the chain or the lake failed");
+            error(
+                StatusCode::BAD_GATEWAY,
+                "the chain or the lake did not answer; try again (details in the server's log)",
+                None,
+            )
+        }
+        _ => {
+            tracing::error!(error = %e, "request failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (details in the server's log)",
+                None,
+            )
+        }
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>, param: Option<&str>) -> Response {
     let code = match status {
         StatusCode::NOT_FOUND => "model_not_found",
@@ -204,7 +232,7 @@ async fn models(State(server): State<Arc<Server>>) -> Response {
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string(), None),
+        Err(e) => failure(&e, None),
     }
 }
 
@@ -311,7 +339,7 @@ async fn generate(
     let (tokenizer, prompt_tokens, mut rx) = server
         .generate(s, prompt, p.max_tokens, p.sampling)
         .await
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string(), None))?;
+        .map_err(|e| failure(&e, None))?;
     let metrics = &server.config().metrics;
     let hold = p
         .stop
@@ -351,7 +379,8 @@ async fn generate(
             }
             Event::Done(Finish::Stop) => finish = "stop",
             Event::Done(_) => {}
-            Event::Failed(m) => return Err(error(StatusCode::BAD_REQUEST, m, None)),
+            Event::Refused(m) => return Err(error(StatusCode::BAD_REQUEST, m, None)),
+            Event::Failed(m) => return Err(failure(&crate::Error::Internal(m), None)),
         }
     }
     if text.len() > sent {
@@ -382,7 +411,7 @@ async fn account(
         server
             .attribute(s, prompt, &out.text, influence)
             .await
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+            .map_err(|e| failure(&e, None))?
     } else {
         Found::default()
     };
@@ -409,13 +438,11 @@ async fn account(
         attribution: shares,
     };
     let id = entry.id();
-    server.ledger.record(entry.clone()).await.map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the inference ledger: {e}"),
-            None,
-        )
-    })?;
+    server
+        .ledger
+        .record(entry.clone())
+        .await
+        .map_err(|e| failure(&e, None))?;
     let method = match (trained, influence && !found.top.is_empty()) {
         (false, _) => "none: a merge without training of its own (see its parents)",
         (true, true) => "tracin",
@@ -532,7 +559,7 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
     };
     let served = match server.adapter(&common.model).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string(), Some("model")),
+        Err(e) => return failure(&e, Some("model")),
     };
     let id = format!(
         "{}-{}",

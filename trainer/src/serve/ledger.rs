@@ -100,9 +100,9 @@ impl Ledger {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Msg::Record(entry, tx))
-            .map_err(|_| Error::InvalidInput("the ledger has stopped".into()))?;
+            .map_err(|_| Error::Internal("the ledger has stopped".into()))?;
         rx.await
-            .map_err(|_| Error::InvalidInput("the ledger has stopped".into()))?
+            .map_err(|_| Error::Internal("the ledger has stopped".into()))?
     }
 
     /// Posts everything journaled now; returns the batch ids posted.
@@ -110,9 +110,9 @@ impl Ledger {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Msg::Flush(tx))
-            .map_err(|_| Error::InvalidInput("the ledger has stopped".into()))?;
+            .map_err(|_| Error::Internal("the ledger has stopped".into()))?;
         rx.await
-            .map_err(|_| Error::InvalidInput("the ledger has stopped".into()))?
+            .map_err(|_| Error::Internal("the ledger has stopped".into()))?
     }
 }
 
@@ -206,9 +206,8 @@ async fn run(
 
 fn append(file: Option<&mut std::fs::File>, path: &Path, e: &InferenceEntry) -> Result<()> {
     let io = |err| Error::Io(path.display().to_string(), err);
-    let f = file.ok_or_else(|| {
-        Error::InvalidInput(format!("{}: the journal is not open", path.display()))
-    })?;
+    let f = file
+        .ok_or_else(|| Error::Internal(format!("{}: the journal is not open", path.display())))?;
     let mut line = serde_json::to_vec(e).expect("an entry serialises");
     line.push(b'\n');
     f.write_all(&line).map_err(io)?;

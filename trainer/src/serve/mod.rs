@@ -214,7 +214,7 @@ fn spawn_attribution(
                 Ok(m) => m,
                 Err(e) => {
                     for job in rx {
-                        let _ = job.reply.send(Err(Error::InvalidInput(format!(
+                        let _ = job.reply.send(Err(Error::Internal(format!(
                             "the attribution model did not load: {e}"
                         ))));
                     }
@@ -499,7 +499,7 @@ impl Server {
                 sampling,
                 sink: tx,
             }))
-            .map_err(|_| Error::InvalidInput("the decoding engine has stopped".into()))?;
+            .map_err(|_| Error::Internal("the decoding engine has stopped".into()))?;
         Ok((base.tokenizer.clone(), ids.len(), rx))
     }
 
@@ -526,9 +526,9 @@ impl Server {
                 influence,
                 reply: tx,
             })
-            .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?;
+            .map_err(|_| Error::Internal("the attribution thread has stopped".into()))?;
         rx.await
-            .map_err(|_| Error::InvalidInput("the attribution thread has stopped".into()))?
+            .map_err(|_| Error::Internal("the attribution thread has stopped".into()))?
     }
 
     /// Contributions revoked on chain, re-read only when the chain head has moved.

@@ -52,7 +52,7 @@ fn tokens(events: &[Event]) -> (Vec<i64>, Option<Finish>) {
         match e {
             Event::Token(t) => out.push(*t),
             Event::Done(f) => fin = Some(*f),
-            Event::Failed(m) => panic!("request failed: {m}"),
+            Event::Failed(m) | Event::Refused(m) => panic!("request failed: {m}"),
         }
     }
     (out, fin)
