@@ -184,7 +184,7 @@ impl Lake {
 
     /// The current version of table `name`, `None` when it has no commit yet.
     pub async fn version(&self, name: &str) -> Result<Option<u64>> {
-        Ok(self.table(name).await?.version().map(|v| v as u64))
+        Ok(self.table(name).await?.version())
     }
 
     /// All rows of table `name` as of `version` (the latest when `None`).

@@ -723,7 +723,7 @@ async fn duplicates_and_nonces_are_checked_across_windows_batches_and_runs() {
     ];
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     let second = write(env.dir.path(), "second.jsonl", text.join("\n").as_bytes());
-    let r = run(&env, &env.chain, &cfg, &[second.clone()]).await;
+    let r = run(&env, &env.chain, &cfg, std::slice::from_ref(&second)).await;
     let want: BTreeMap<&str, u64> = [
         ("duplicate_exact", 1),
         ("duplicate_near", 2),
@@ -755,4 +755,47 @@ async fn duplicates_and_nonces_are_checked_across_windows_batches_and_runs() {
     let again = run(&env, &env.chain, &cfg, &[second]).await;
     assert_eq!(again.accepted, 0, "{again:#?}");
     assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 9);
+}
+
+/// `contribute` reads only its own Datanet's rows: with another Datanet's files in the same
+/// table unreadable, contributing here still works (a run that loaded the whole table, as it
+/// once did, fails on them).
+#[tokio::test]
+async fn contribute_reads_only_its_own_datanets_files() {
+    let env = env().await;
+    let other =
+        DatanetManifest::from_toml(&MANIFEST.replace("name = \"recipes\"", "name = \"other\""))
+            .unwrap();
+    let other_id = datanet::create_from_manifest(&env.chain, &env.lake, &other)
+        .await
+        .unwrap();
+    let mut cfg = config(&env, Some(dev_contributor(5)), 10);
+    cfg.datanet_id = other_id;
+    let lines: Vec<String> = (0..3).map(|i| good(i).to_string()).collect();
+    let input = write(env.dir.path(), "other.jsonl", lines.join("\n").as_bytes());
+    assert_eq!(
+        run(&env, &env.chain, &cfg, std::slice::from_ref(&input))
+            .await
+            .accepted,
+        3
+    );
+
+    // Every data file of the other Datanet becomes garbage.
+    let part = env
+        .dir
+        .path()
+        .join(format!("lake/contributions/datanet_id={other_id}"));
+    let mut broken = 0;
+    for f in std::fs::read_dir(&part).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "parquet") {
+            std::fs::write(&f, b"not parquet").unwrap();
+            broken += 1;
+        }
+    }
+    assert!(broken > 0, "no data file under {}", part.display());
+
+    let cfg = config(&env, Some(dev_contributor(5)), 10);
+    let r = run(&env, &env.chain, &cfg, &[input]).await;
+    assert_eq!((r.accepted, r.rejected_total()), (3, 0), "{r:#?}");
 }
