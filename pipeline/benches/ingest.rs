@@ -121,13 +121,7 @@ async fn create(chain: &Chain, lake: &Lake, name: &str) -> (u64, DatanetManifest
 fn write_envelopes(path: &std::path::Path, signed: &[Signed]) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for s in signed {
-        let c = &s.contribution;
-        let line = serde_json::json!({
-            "content": s.content, "contributor": c.contributor, "license": c.license,
-            "timestamp": c.timestamp, "nonce": c.nonce, "deadline": c.deadline,
-            "signature": alloy::primitives::Bytes::from(s.signature.as_bytes().to_vec()),
-        });
-        writeln!(f, "{line}").unwrap();
+        writeln!(f, "{}", s.envelope()).unwrap();
     }
 }
 

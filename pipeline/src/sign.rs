@@ -68,4 +68,19 @@ impl Signed {
     pub fn contributor(&self) -> Address {
         self.contribution.contributor
     }
+
+    /// The pre-signed envelope `contribute` reads (one JSON Lines line): the content, the
+    /// signed fields and the signature.
+    pub fn envelope(&self) -> Value {
+        let c = &self.contribution;
+        serde_json::json!({
+            "content": self.content,
+            "contributor": c.contributor,
+            "license": c.license,
+            "timestamp": c.timestamp,
+            "nonce": c.nonce,
+            "deadline": c.deadline,
+            "signature": alloy::primitives::Bytes::from(self.signature.as_bytes().to_vec()),
+        })
+    }
 }

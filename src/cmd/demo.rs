@@ -7,9 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use tributary_chain::keys::dev_contributor;
 use tributary_indexer::Indexer;
+use tributary_pipeline::contribute::{ContributeConfig, ContributeReport, WINDOW, contribute};
 use tributary_pipeline::datanet;
+use tributary_pipeline::rules::Rules;
+use tributary_pipeline::sample;
+use tributary_pipeline::sign::Signed;
 use tributary_pipeline::sign::{Terms, sign};
-use tributary_pipeline::{ingest, sample};
 use tributary_schemas::contribution::domain;
 use tributary_schemas::datanet::DatanetManifest;
 
@@ -131,26 +134,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         keys.len()
     );
 
-    let report = ingest::ingest(&chain, &lake, datanet_id, signed).await?;
-    let b = &report.batch;
-    println!(
-        "batch {}: {} accepted, {} rejected; Delta version {}; Merkle root {} anchored in tx {} (block {})",
-        b.batch_id,
-        b.count,
-        report.rejected.len(),
-        b.lake_version,
-        b.merkle_root,
-        b.anchor_tx,
-        b.anchor_block
-    );
-    for r in &report.rejected {
-        println!(
-            "  rejected {}: [{}] {}",
-            r.locator,
-            r.reason.code(),
-            r.message
-        );
-    }
+    let report = contribute_signed(
+        &chain,
+        &lake,
+        &args.data_dir,
+        (datanet_id, &manifest),
+        "first",
+        &signed,
+    )
+    .await?;
+    print_contributed(&report);
 
     index(&chain, &store, &lake).await?;
 
@@ -277,12 +270,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let jobs = crate::config::parse(DEMO_CONFIG)?.jobs;
     let wave = signed_range(args.records, (args.records + 48).min(sample::MAX_RECORDS))?;
     if !wave.is_empty() {
-        let report = ingest::ingest(&chain, &lake, datanet_id, wave).await?;
+        let report = contribute_signed(
+            &chain,
+            &lake,
+            &args.data_dir,
+            (datanet_id, &manifest),
+            "second",
+            &wave,
+        )
+        .await?;
         println!(
-            "
-second wave: {} more contributions accepted and anchored (batch {})",
-            report.batch.count, report.batch.batch_id
+            "\nsecond wave: {} more contributions accepted and anchored",
+            report.accepted
         );
+        print_contributed(&report);
     }
     let mut worker = tributary_trainer::schedule::WorkerConfig::new(
         &args.data_dir,
@@ -497,4 +498,47 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
         b"made by tributary demo; emptied by the next one\n",
     )?;
     Ok(())
+}
+
+/// Contributes `signed` the way `tributary contribute` does: as pre-signed envelopes in a JSON
+/// Lines file in the data directory (`demo-NAME.jsonl`), every record checked against the
+/// Datanet's manifest, committed and anchored in batches, refusals kept in `rejections`.
+async fn contribute_signed(
+    chain: &tributary_chain::Chain,
+    lake: &tributary_lake::Lake,
+    data_dir: &Path,
+    (datanet_id, manifest): (u64, &DatanetManifest),
+    name: &str,
+    signed: &[Signed],
+) -> anyhow::Result<ContributeReport> {
+    let path = data_dir.join(format!("demo-{name}.jsonl"));
+    let mut lines = String::new();
+    for s in signed {
+        lines.push_str(&s.envelope().to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    let config = ContributeConfig {
+        datanet_id,
+        rules: Rules::new(manifest.clone())?,
+        signer: None,
+        license: None,
+        batch_size: 10_000,
+        validity_secs: 0,
+        window: WINDOW,
+    };
+    Ok(contribute(chain, lake, &config, &[path], &|_| {}).await?)
+}
+
+/// One line per committed batch, and the refusals by reason.
+fn print_contributed(report: &ContributeReport) {
+    for b in &report.batches {
+        println!(
+            "batch {}: {} accepted; Delta version {}; Merkle root {} anchored in tx {} (block {})",
+            b.batch_id, b.count, b.lake_version, b.merkle_root, b.anchor_tx, b.anchor_block
+        );
+    }
+    for (reason, n) in &report.rejected {
+        println!("  {n} rejected: {reason} (rows in the `rejections` table)");
+    }
 }

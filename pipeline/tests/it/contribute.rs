@@ -133,16 +133,7 @@ fn envelope(
         nonce,
         deadline,
     };
-    let s = sign(key, d, &terms, content).unwrap();
-    json!({
-        "content": s.content,
-        "contributor": s.contribution.contributor,
-        "license": s.contribution.license,
-        "timestamp": s.contribution.timestamp,
-        "nonce": s.contribution.nonce,
-        "deadline": s.contribution.deadline,
-        "signature": alloy::primitives::Bytes::from(s.signature.as_bytes().to_vec()),
-    })
+    sign(key, d, &terms, content).unwrap().envelope()
 }
 
 async fn table_rows(lake: &Lake, table: &str) -> Vec<arrow::record_batch::RecordBatch> {
