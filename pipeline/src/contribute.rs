@@ -219,35 +219,40 @@ fn signatures<'a>(
     rules: &Rules,
     contents: impl Iterator<Item = &'a str>,
 ) -> std::result::Result<Vec<minhash::Signature>, usize> {
-    let contents: Vec<&str> = contents.collect();
-    let one = |(i, c): (usize, &&str)| {
+    let contents: Vec<(usize, &str)> = contents.enumerate().collect();
+    on_every_core(contents, |(i, c)| {
         serde_json::from_str::<Value>(c)
             .map(|v| signature(&rules.text_of(&v)))
             .map_err(|_| i)
-    };
+    })
+    .into_iter()
+    .collect()
+}
+
+/// `f` over `items` split across every core (on this thread when there is one core or few
+/// items), results in input order.
+fn on_every_core<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || contents.len() < 256 {
-        return contents.iter().enumerate().map(one).collect();
+    if threads == 1 || items.len() < 256 {
+        return items.into_iter().map(f).collect();
     }
-    let per = contents.len().div_ceil(threads);
+    let per = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        parts.push(std::mem::replace(&mut rest, tail));
+    }
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = contents
-            .chunks(per)
-            .enumerate()
-            .map(|(k, part)| {
-                s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, c)| one((k * per + i, c)))
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                })
-            })
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || part.into_iter().map(f).collect::<Vec<_>>()))
             .collect();
-        let mut out = Vec::with_capacity(contents.len());
-        for h in handles {
-            out.extend(h.join().expect("a signature thread panicked")?);
-        }
-        Ok(out)
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
     })
 }
 
@@ -491,28 +496,9 @@ fn prepare_all(
     now: u64,
     chunk: Vec<readers::Item>,
 ) -> Vec<(String, Prepared)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let separator = domain.separator();
-    let one = |it: readers::Item| (it.locator, prepare(config, separator, now, it.body));
-    if threads == 1 || chunk.len() < 256 {
-        return chunk.into_iter().map(one).collect();
-    }
-    let per = chunk.len().div_ceil(threads);
-    let mut parts: Vec<Vec<readers::Item>> = Vec::with_capacity(threads);
-    let mut rest = chunk;
-    while !rest.is_empty() {
-        let tail = rest.split_off(per.min(rest.len()));
-        parts.push(std::mem::replace(&mut rest, tail));
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || part.into_iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a prepare thread panicked"))
-            .collect()
+    on_every_core(chunk, |it| {
+        (it.locator, prepare(config, separator, now, it.body))
     })
 }
 
@@ -744,4 +730,15 @@ fn decide(
     }
     own.add(id, c, sig.as_ref());
     Verdict::Accept(id, Box::new(signed))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn work_on_every_core_comes_back_in_input_order() {
+        for n in [0, 5, 255, 256, 1001] {
+            let out = super::on_every_core((0..n).collect(), |i: usize| i * 2);
+            assert_eq!(out, (0..n).map(|i| i * 2).collect::<Vec<_>>(), "{n} items");
+        }
+    }
 }
