@@ -50,6 +50,14 @@ lint:
 	$(ENV)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The layering (ARCHITECTURE.md): the trainer is compute only, and api links no libtorch.
+	if cargo tree -p tributary-trainer -e normal,dev,build --prefix none \
+		| grep -E '^(alloy|deltalake|sqlx|axum)[ -]'; then
+		echo "tributary-trainer must not depend on the crates above"; exit 1
+	fi
+	if cargo tree -p tributary-api -e normal,build --prefix none | grep -E '^(tch|torch-sys) '; then
+		echo "tributary-api must not link libtorch"; exit 1
+	fi
 
 ## The GPU check (issue 24) on this machine's GPU: builds the bundle, then runs the GPU tests
 ## and benchmarks side by side with PyTorch + PEFT (scripts/gpu-check.sh; results in .gpu/out).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use tributary_trainer::schedule::JobSpec;
+use tributary_models::schedule::JobSpec;
 
 /// The file's contents.
 #[derive(Debug, Default, Deserialize)]

@@ -20,6 +20,7 @@ mod graphiql;
 mod graphql;
 pub mod pg;
 pub mod sql_http;
+pub mod v1;
 
 pub use graphql::{Limits, Subscription, TributarySchema, router, schema};
 

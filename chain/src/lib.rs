@@ -1,12 +1,26 @@
 //! The only Tributary code that talks to an EVM node.
 //!
 //! - [`anvil`]: a local anvil started as a child process on a free port (the embedded default),
-//!   its state kept in the data directory, stopped when dropped.
+//!   its state kept in the data directory, stopped with SIGTERM when dropped (so it dumps its
+//!   state) and when the process that started it dies (`PR_SET_PDEATHSIG`).
 //! - [`bindings`]: alloy `sol!` bindings generated from the committed artifacts in
 //!   `contracts/out` (ABI + bytecode).
-//! - [`deployment`]: deploy all contracts once and record where (addresses, chain id, block).
+//! - [`deployment`]: deploy all contracts once and record where (addresses, chain id, start
+//!   block and its hash).
+//! - [`keys`]: signing keys from the environment, a file, or anvil's development keys.
 //! - [`Chain`]: a connected provider with a signer, retries with backoff, and typed calls that
 //!   return receipts ([`send`]).
+//!
+//! Requests that fail transiently (429 with or without `Retry-After`, other 5xx, timeouts,
+//! dropped connections, bodies cut short) are retried with a jittered backoff; a request
+//! times out after 30 s by default. Under the retry layer an optional rate limit
+//! (`--rpc-rate`) spaces every attempt. `ws://` URLs use alloy's WebSocket transport for
+//! everything, and [`Chain::new_heads`] subscribes to `newHeads` there (over HTTP it is
+//! `None` and callers poll). [`Chain::connect`] uses a configured deployment as given, deploys
+//! only on the embedded anvil, a dev chain (31337) or when asked (`tributary deploy`), and
+//! connects read-only without a key. The nonce is read from the node for every transaction,
+//! and [`send`] retries a nonce another process took and returns a receipt or a decodable
+//! revert.
 //!
 //! ```no_run
 //! # async fn f() -> tributary_chain::Result<()> {
@@ -35,8 +49,10 @@ pub enum Error {
     /// The local anvil could not be started or stopped.
     #[error("anvil: {0}")]
     Anvil(String),
-    /// A contract call reverted or could not be sent. Use [`Error::revert`] to decode it.
-    #[error("contract call failed: {0}")]
+    /// A contract call reverted or could not be sent. A revert with one of Tributary's
+    /// contract errors reads as that error, by name and arguments; [`Error::revert`] decodes
+    /// it for matching.
+    #[error("contract call failed: {}", named(.0))]
     Contract(#[from] alloy::contract::Error),
     /// A transaction was mined but reverted.
     #[error("transaction {0} reverted")]
@@ -69,6 +85,25 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A contract call's failure, with a revert decoded against every Tributary contract's
+/// errors (their selectors do not collide except where two contracts declare the same error,
+/// which then reads the same either way).
+fn named(e: &alloy::contract::Error) -> String {
+    use bindings::*;
+    fn as_<E: alloy::sol_types::SolInterface + std::fmt::Debug>(
+        e: &alloy::contract::Error,
+    ) -> Option<String> {
+        e.as_decoded_interface_error::<E>()
+            .map(|x| format!("reverted with {x:?}"))
+    }
+    as_::<DatanetRegistry::DatanetRegistryErrors>(e)
+        .or_else(|| as_::<ModelRegistry::ModelRegistryErrors>(e))
+        .or_else(|| as_::<InferenceLedger::InferenceLedgerErrors>(e))
+        .or_else(|| as_::<RewardDistributor::RewardDistributorErrors>(e))
+        .or_else(|| as_::<RewardToken::RewardTokenErrors>(e))
+        .unwrap_or_else(|| e.to_string())
 }
 
 /// Result alias for this crate.

@@ -6,15 +6,35 @@
 //! [`tributary_sql::Store`] together with the checkpoint, so a restart resumes exactly where
 //! the last commit ended. Logs are kept raw in `chain_events` as well.
 //!
+//! Ranges run from the checkpoint to the confirmed head (`--confirmations`); a range halves
+//! when a request fails after its retries and grows back on success, and far behind the head
+//! several ranges are fetched at once. Each step first checks that the checkpoint's hash is
+//! still the chain's: if not, it walks the remembered block hashes (those within the reorg
+//! window of the head) newest first to the fork point and rolls back; if none survived, it
+//! stops with [`Error::ReorgTooDeep`] and leaves the graph as it was. Near the head each
+//! block's hash is read before `eth_getLogs` and the last one again after, and the blocks read
+//! must form one chain that extends the checkpoint, else the step is retried. Revocations and
+//! validations are nodes of their own, so nothing is updated in place and a rollback is a
+//! delete by block number.
+//!
 //! `BatchAnchored` is checked against the data-availability layer: the manifest is fetched
 //! from the lake by its URI, its hash and Merkle root are recomputed, and only a batch that
 //! matches the chain brings its contributions into the graph; otherwise the batch node is
 //! marked `verified: false` with the reason and its [`Availability`] (`da`): `missing` or
 //! `mismatch` are flagged for good, `unreachable` (the lake failed, timed out or refused
-//! access) is checked again by [`Indexer::recheck`] on every run and, while following, with
-//! backoff; a batch that becomes readable brings its contributions in then, without a
-//! re-index. `InferencesRecorded` is checked the same way
-//! against its inference manifest, and only a verified batch brings its attribution edges.
+//! access, after three tries) is checked again by [`Indexer::recheck`] on every run and, while
+//! following, with backoff; a batch that becomes readable brings its contributions in then,
+//! without a re-index ([`tributary_sql::Store::amend`], at the batch's own block, so the lake
+//! mirror replays it). `InferencesRecorded` is checked the same way against its inference
+//! manifest, and only a verified batch brings its attribution edges.
+//!
+//! - [`mirror`]: the store's numbered changes replayed into the lake's Delta tables.
+//! - `entities`: typed rows for `datanets`, `snapshots`, `training_runs` and `adapters`.
+//! - [`events`]: one handler per contract.
+//! - [`IndexMetrics`]: the progress report as Prometheus metrics (`tributary index --metrics`).
+//!
+//! [`Indexer::follow`] waits between steps on the poll interval or, over WebSocket, on the
+//! next announced head.
 //!
 //! ```no_run
 //! # async fn f(chain: &tributary_chain::Chain, store: &tributary_sql::Store, lake: &tributary_lake::Lake) -> tributary_indexer::Result<()> {

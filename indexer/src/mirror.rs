@@ -7,7 +7,9 @@
 //! an apply appends the rows of its block range with the Delta application transaction
 //! (`tributary-index-CHAIN-STORE`, seq), so a replay after a crash adds nothing; a rollback deletes
 //! the rows above the fork point, which is harmless to repeat. Progress per table is kept in the
-//! store after each op, so a crash anywhere leaves the mirror behind, never wrong.
+//! store after each op, so a crash anywhere leaves the mirror behind, never wrong. A table
+//! mirrored for the first time from this store is cleared of the chain's rows and filled by
+//! replaying every op from the first.
 
 use std::sync::Arc;
 

@@ -6,10 +6,23 @@
 //!
 //! - create or open a table with its schema and partition columns ([`Lake::table`]);
 //! - idempotent append: a batch carries a Delta application transaction id, so committing the
-//!   same batch twice adds nothing ([`Lake::append`]);
-//! - read a table as of any version (time travel, [`Lake::read`]);
-//! - put and get objects by URI ([`Lake::put`], [`Lake::get`]);
-//! - stream a table's rows a batch at a time, as of any version ([`Lake::scanner`]).
+//!   same batch twice adds nothing ([`Lake::append`]); a commit that loses a race with another
+//!   writer is retried on a freshly loaded table (up to 8 tries, doubling pause), so an
+//!   idempotent append lands once even when two processes finish the same batch;
+//! - list the application transactions that landed ([`Lake::app_transactions`], what recovery
+//!   reads);
+//! - read a table as of any version (time travel, [`Lake::read`]), in the declared schema's
+//!   types;
+//! - put and get objects by keys relative to the root ([`Lake::put`], [`Lake::get`]);
+//!   [`Lake::locate`] maps a URI recorded under another root (a lake since copied or synced)
+//!   to the object's key here;
+//! - stream a table's rows a batch at a time, as of any version ([`Lake::scanner`]): one file
+//!   at a time, partition-pruned by the filter, so a large table costs one row group of memory
+//!   ([`return_large_frees`] makes those buffers leave memory once freed).
+//!
+//! Roots are local directories or `s3://` URLs ([`Lake::open_with`] takes object-store options,
+//! else the `AWS_*` environment); concurrent writers rely on Delta's put-if-absent commits,
+//! which object_store sends to S3 as `If-None-Match: *`.
 //!
 //! ```no_run
 //! # async fn f(batch: arrow::record_batch::RecordBatch) -> tributary_lake::Result<()> {

@@ -3,6 +3,15 @@
 //! exact and near duplicates), commit accepted records in batches (one Delta commit and one
 //! anchor each) and keep every refusal in `rejections` with its reason.
 //!
+//! The checks that need no state (parsing, manifest rules, license, EIP-712 signature,
+//! submitter, deadline, and the near-duplicate signature) run on every core over windows of
+//! [`WINDOW`] records. The checks against the Datanet's state (signing with the next nonce,
+//! nonce reuse, exact and near duplicates) then run in input order against two sets: the
+//! run's own accepted records, and the Datanet's rows as of the run's start that share a key
+//! or a near-duplicate text with the window, found by one streaming, partition-pruned scan per
+//! window. Memory follows the input, not the Datanet; rows other writers add during a run are
+//! not seen. Refusals are stored once, keyed by what was refused and where.
+//!
 //! Re-running the same input adds nothing: a contributor's own identical content is "already
 //! present" (not a refusal), a batch id is committed and anchored once, and the same refusals
 //! land under the same run id.

@@ -1,4 +1,6 @@
-//! Registering Datanets on chain.
+//! Registering Datanets on chain: from a manifest ([`create_from_manifest`]: the canonical
+//! manifest in the lake, its schema hash on chain, its validators), and loading them back
+//! ([`load`]), refusing a manifest that does not hash to the schema hash on chain.
 
 use alloy::primitives::{B256, U256, keccak256};
 use alloy::sol_types::SolEvent;

@@ -1,4 +1,6 @@
-//! Inference batches: what the ledger posts for served answers.
+//! Inference batches: what the ledger posts for served answers. [`record`] writes the
+//! manifest to the lake, the rows to `inferences` and `attributions`, and `InferencesRecorded`
+//! on chain, each step idempotent.
 
 use std::sync::Arc;
 

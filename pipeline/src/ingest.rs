@@ -1,6 +1,10 @@
 //! Committing a batch: one Delta commit, the manifest in the lake, the Merkle root on chain,
 //! and a row in `batches`. Each step is idempotent, and [`recover`] finishes any batch a
 //! crash left committed but not anchored, so every committed batch ends anchored exactly once.
+//!
+//! The four steps: the Delta commit (application transaction `tributary-batch-<id>`), the
+//! manifest, `BatchAnchored`, and the `batches` row (`tributary-anchor-<id>`); [`recover`]
+//! finishes any batch whose first step landed and last did not.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Tributary's batch pipelines. Today: signing and ingesting contributions into a Datanet.
+//! Tributary's batch pipelines: contributions into Datanets, snapshots, inference batches and
+//! reward epochs, each written to the lake and recorded on chain in idempotent steps.
 //!
 //! An ingest takes signed contributions, verifies every signature against the registry's
 //! EIP-712 domain, writes the good ones to the `contributions` Delta table in one idempotent
@@ -15,6 +16,11 @@
 //!   batches, keep refusals ([`readers`], [`rules`], [`minhash`], [`reject`]).
 //! - [`ingest`]: commit a batch (Delta, manifest, anchor, `batches` row) and recover batches a
 //!   crash left unanchored.
+//! - [`snapshot`]: freeze a training set and read it back by time travel.
+//! - [`inferences`]: record a batch of served answers (lake manifest, rows, chain).
+//! - [`rewards`]: settle an epoch's fees into Merkle claims.
+//! - [`layout`]: where primary artifacts live in the lake, and moving a legacy lake's.
+//! - [`openlineage`]: OpenLineage run events for ingest, snapshot, training and settlement.
 //! - [`sample`]: the sample Datanet the demo ships (generated, deterministic).
 //!
 //! ```no_run

@@ -5,6 +5,10 @@
 //! and/or a JSON-lines file, as `TRIBUTARY_OPENLINEAGE_URL` / `TRIBUTARY_OPENLINEAGE_FILE`
 //! (or `[openlineage]` in tributary.toml) say. Delivery never fails the run it describes: a
 //! failed delivery is logged as a warning.
+//!
+//! [`observe`] wraps a run in START and COMPLETE/FAIL; the CLI wraps ingest, snapshot, train
+//! and settle, and `tributary-models`' scheduler sends its runs' events itself.
+//! `tests/python/OpenLineage.json` is the spec the tests validate events against.
 
 use std::io::Write;
 use std::path::PathBuf;

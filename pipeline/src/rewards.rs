@@ -13,7 +13,15 @@
 //! denominator `10_000 × 10⁹` (basis points × share parts); rows get the floor, and the
 //! units left over (fewer than the rows) go one each to the rows with the largest
 //! remainders, ties broken by account, role, adapter and contribution. So the allocations
-//! sum exactly to the pool, and the result does not depend on the order of the answers.
+//! sum exactly to the pool, and the result does not depend on the order of the answers (both
+//! property-tested).
+//!
+//! [`settle`] gathers the unsettled batches the chain recorded, adapter owners from the
+//! senders of the `AdapterPublished` transactions, contributors from snapshot manifests and
+//! fallbacks from the `attributions` table, writes `rewards/epoch-N.json`, then the
+//! `reward_allocations` rows (idempotent per epoch) and `allocateEpoch` (`EpochExists` counts
+//! as done). An epoch whose manifest is written but not on chain is resumed, never
+//! recomputed. The indexer checks each `EpochAllocated` against that manifest.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;

@@ -1,10 +1,11 @@
 //! Snapshots: frozen training sets. A snapshot pins the `contributions` table at one Delta
 //! version and lists, from the Datanets asked for, the contributions that count at the moment
 //! it is taken: anchored on chain, not rejected by a verdict a validator recorded on chain, not
-//! revoked on chain (see [`crate::chain_state`]: a revocation sent from a wallet counts). The list goes to the lake as a [`SnapshotManifest`] and its Merkle root, count
-//! and versions on chain (`SnapshotCommitted`). Training reads a snapshot through Delta time
-//! travel ([`read`]): the rows of `contributions` at the pinned version whose ids the manifest
-//! lists, never "whatever is there now".
+//! revoked on chain (see [`crate::chain_state`]: a revocation sent from a wallet counts). The
+//! list goes to the lake as a [`SnapshotManifest`] (`artifacts/snapshots/ID.json`) and its
+//! Merkle root, count and versions on chain (`SnapshotCommitted`). Training reads a snapshot
+//! through Delta time travel ([`read`]): the rows of `contributions` at the pinned version
+//! whose ids the manifest lists, never "whatever is there now".
 //!
 //! Taking the same snapshot twice gives the same id (it is derived from the Datanets, versions
 //! and root), so a run that crashed after writing the manifest or after the transaction is

@@ -1,4 +1,7 @@
 //! Proofs: a contribution's Merkle proof against the root anchored on chain.
+//!
+//! [`prove`] checks a contribution end to end: the lake's row against its id and signature,
+//! the manifest entry, the proof against the root on chain, and the registry (not revoked).
 
 use alloy::primitives::{B256, TxHash, U256};
 use arrow::array::AsArray;

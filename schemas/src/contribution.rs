@@ -9,6 +9,8 @@
 //! ```
 //!
 //! The contribution id is the struct hash; the signer must be `contributor`.
+//! [`Contribution::verify`] refuses high-s (malleable) signatures and recovers the signer with
+//! libsecp256k1.
 
 use alloy::primitives::{Address, B256, Signature, U256};
 use alloy::sol;

@@ -7,7 +7,8 @@
 //! - [`datanet`]: the Datanet manifest (record schema, rules, licenses, dedup, access).
 //! - [`tables`]: Arrow schemas of the lake's Delta tables.
 //! - [`canonical`]: canonical JSON and content hashes.
-//! - [`manifest`]: the batch manifest anchored on chain by hash.
+//! - [`manifest`]: the manifests the chain commits to by hash (batches, inferences, snapshots,
+//!   adapters).
 //! - [`lineage`]: nodes and edges of the lineage graph, each with its chain position.
 //!
 //! No IO and no async here.

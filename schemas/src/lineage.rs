@@ -2,8 +2,9 @@
 //!
 //! A node's id is a [`NodeId`]: its kind and its key, stored and shown as `kind:key`
 //! (`contribution:0x…`, `contributor:0x…`, `datanet:3`, `batch:0x…`), unique within a chain;
-//! the chain id is a separate key column. Which kinds an edge joins is [`EdgeKind::ends`], and
-//! the property names more than one crate reads are in [`prop`].
+//! the chain id is a separate key column. Which kinds an edge joins is [`EdgeKind::ends`]
+//! (checked by [`Edge::new`] in debug builds), and the property names more than one crate
+//! reads are in [`prop`].
 
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};

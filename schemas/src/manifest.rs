@@ -1,6 +1,10 @@
 //! The batch manifest: what a `BatchAnchored` event commits to. It is written to the lake as
 //! JSON; the chain holds its URI and `keccak256` of its bytes, and the batch's Merkle root over
 //! the contribution ids it lists.
+//!
+//! Also the other manifests the chain commits to, each at a fixed key in the lake:
+//! [`InferenceManifest`] (`InferencesRecorded`), [`SnapshotManifest`] (`SnapshotCommitted`)
+//! and [`AdapterManifest`] (`AdapterPublished`), all under [`ARTIFACTS`].
 
 use alloy::primitives::{Address, B256, keccak256};
 use serde::{Deserialize, Serialize};

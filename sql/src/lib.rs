@@ -4,6 +4,22 @@
 //! default (a file in the data directory), PostgreSQL for several processes and machines. Both
 //! run the same logical schema from `sql/migrations/{sqlite,postgres}`, applied on connect.
 //!
+//! - [`Store::apply`] writes events, nodes, edges, the hashes of the blocks it saw and the
+//!   checkpoint in one transaction, ignoring rows already present, and numbers the change in
+//!   `index_ops` (what the lake mirror and subscriptions follow); [`Store::rollback`] removes
+//!   everything above a fork point and moves the checkpoint back, in one transaction;
+//!   [`Store::amend`] adds a batch's contributions once its manifest becomes readable.
+//! - graph walks ([`Store::ancestors`], [`Store::descendants`], [`Store::path`],
+//!   [`Store::contributors`]): breadth-first, one indexed query per level and group of node
+//!   kinds, only for the edge kinds that can touch a node's kind ([`upstream_end`] says which
+//!   end is upstream), so a step upstream from a contributor or a Datanet costs no query.
+//! - browsing for the query API: nodes of a kind page by page, edges at many nodes at once.
+//! - the scheduler's `jobs` and `job_runs`, changed by compare-and-set.
+//!
+//! `sql/views/*.sql` are the analysts' views (compiled into `tributary-api`), and
+//! `sql/tests/*.slt` the sqllogictest files that cover them, time travel and `ancestry` (run
+//! by `tributary-api`'s tests).
+//!
 //! ```no_run
 //! # async fn f() -> tributary_sql::Result<()> {
 //! let store = tributary_sql::Store::connect("sqlite://./.tributary/index.db").await?;

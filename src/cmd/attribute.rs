@@ -1,6 +1,6 @@
 //! `tributary attribute`.
 
-use tributary_trainer::attribute::{Attribution, Query, attribute};
+use tributary_models::attribute::{Attribution, Query, attribute};
 use tributary_trainer::base;
 
 use crate::Common;

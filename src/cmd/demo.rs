@@ -64,60 +64,116 @@ pub(crate) struct Args {
     pg_listen: SocketAddr,
 }
 
+/// What every step of the demo works on.
+struct Demo {
+    args: Args,
+    chain: std::sync::Arc<tributary_chain::Chain>,
+    lake: tributary_lake::Lake,
+    store: tributary_sql::Store,
+    manifest: DatanetManifest,
+    datanet_id: u64,
+    analyst: tributary_api::analyst::Analyst,
+    schema: tributary_api::TributarySchema,
+    /// When the demo started (the contributions' signing time).
+    now: u64,
+}
+
+/// The demo, step by step: a chain, a lake and a store; a Datanet with signed contributions,
+/// indexed and queried; an adapter trained, attributed and serving one answer that settles
+/// and pays; a scheduled run after a second wave of contributions; then every API served
+/// until Ctrl-C (unless `--exit`).
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.contributors == 0 {
         bail!("--contributors must be at least 1");
     }
     fresh_dir(&args.data_dir)?;
-    let common = Common {
-        data_dir: args.data_dir.clone(),
-        rpc_url: None,
-        rpc_rate: None,
-        key_file: None,
-        lake: None,
-        store: None,
-        deployment: None,
-    };
+    let demo = Demo::start(args).await?;
+    demo.contribute_first_wave().await?;
+    demo.train_and_attribute().await?;
+    let (v1, token_from) = demo.serve_one_answer_and_pay().await?;
+    demo.train_on_schedule().await?;
+    if demo.args.exit {
+        return Ok(());
+    }
+    demo.serve(v1, &token_from).await
+}
 
-    let chain = std::sync::Arc::new(super::chain(&common).await?);
-    let d = chain.deployment();
-    println!(
-        "chain {} at {} (anvil); contracts deployed in block {}",
-        d.chain_id,
-        chain.url(),
-        d.start_block
-    );
-    println!(
-        "  DatanetRegistry {}  ModelRegistry {}",
-        d.datanet_registry, d.model_registry
-    );
-    println!(
-        "  InferenceLedger {}  RewardDistributor {}  RewardToken {}",
-        d.inference_ledger, d.reward_distributor, d.reward_token
-    );
-    let lake = super::lake(&common).await?;
-    let store = super::store(&common).await?;
+impl Demo {
+    /// The embedded chain (contracts deployed), lake and store, and the demo's Datanet.
+    async fn start(args: Args) -> anyhow::Result<Self> {
+        let common = Common {
+            data_dir: args.data_dir.clone(),
+            rpc_url: None,
+            rpc_rate: None,
+            key_file: None,
+            lake: None,
+            store: None,
+            deployment: None,
+        };
+        let chain = std::sync::Arc::new(super::chain(&common).await?);
+        let d = chain.deployment();
+        println!(
+            "chain {} at {} (anvil); contracts deployed in block {}",
+            d.chain_id,
+            chain.url(),
+            d.start_block
+        );
+        println!(
+            "  DatanetRegistry {}  ModelRegistry {}",
+            d.datanet_registry, d.model_registry
+        );
+        println!(
+            "  InferenceLedger {}  RewardDistributor {}  RewardToken {}",
+            d.inference_ledger, d.reward_distributor, d.reward_token
+        );
+        let lake = super::lake(&common).await?;
+        let store = super::store(&common).await?;
 
-    // The Datanet's manifest: its schema hash goes on chain, the document into the lake.
-    let manifest = DatanetManifest::from_toml(MANIFEST)?;
-    let datanet_id = datanet::create_from_manifest(&chain, &lake, &manifest).await?;
-    println!(
-        "Datanet {} ({}) created with id {datanet_id}",
-        manifest.name, manifest.domain
-    );
+        // The Datanet's manifest: its schema hash goes on chain, the document into the lake.
+        let manifest = DatanetManifest::from_toml(MANIFEST)?;
+        let datanet_id = datanet::create_from_manifest(&chain, &lake, &manifest).await?;
+        println!(
+            "Datanet {} ({}) created with id {datanet_id}",
+            manifest.name, manifest.domain
+        );
+        let analyst = tributary_api::analyst::Analyst::open(
+            lake.clone(),
+            store.clone(),
+            chain.chain_id(),
+            tributary_api::analyst::SqlLimits::default(),
+        )
+        .await
+        .context("opening the SQL session")?;
+        let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
+        Ok(Demo {
+            now: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+            args,
+            chain,
+            lake,
+            store,
+            manifest,
+            datanet_id,
+            analyst,
+            schema,
+        })
+    }
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let eip712 = domain(chain.chain_id(), d.datanet_registry);
-    let keys: Vec<_> = (0..args.contributors).map(dev_contributor).collect();
-    // Sample records `from..to`, each signed by one of the dev contributors in turn.
-    let signed_range = |from: usize, to: usize| {
-        sample::records(to)
+    /// Sample records `from..to`, each signed (EIP-712) by one of the dev contributors in
+    /// turn.
+    fn signed(&self, from: usize, to: usize) -> anyhow::Result<Vec<Signed>> {
+        let now = self.now;
+        let eip712 = domain(
+            self.chain.chain_id(),
+            self.chain.deployment().datanet_registry,
+        );
+        let keys: Vec<_> = (0..self.args.contributors).map(dev_contributor).collect();
+        Ok(sample::records(to)
             .into_iter()
             .enumerate()
             .skip(from)
             .map(|(i, record)| {
                 let terms = Terms {
-                    datanet_id,
+                    datanet_id: self.datanet_id,
                     license: sample::LICENSE.into(),
                     timestamp: now,
                     nonce: (i / keys.len()) as u64,
@@ -125,245 +181,254 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 };
                 sign(&keys[i % keys.len()], &eip712, &terms, record)
             })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let signed = signed_range(0, args.records)?;
-    println!(
-        "{} records signed (EIP-712) by {} contributors",
-        signed.len(),
-        keys.len()
-    );
-
-    let report = contribute_signed(
-        &chain,
-        &lake,
-        &args.data_dir,
-        (datanet_id, &manifest),
-        "first",
-        &signed,
-    )
-    .await?;
-    print_contributed(&report);
-
-    index(&chain, &store, &lake).await?;
-
-    let analyst = tributary_api::analyst::Analyst::open(
-        lake.clone(),
-        store.clone(),
-        chain.chain_id(),
-        tributary_api::analyst::SqlLimits::default(),
-    )
-    .await
-    .context("opening the SQL session")?;
-    let board = analyst.query(LEADERBOARD).await?;
-    println!("\nSQL: {LEADERBOARD}");
-    println!(
-        "{}",
-        arrow::util::pretty::pretty_format_batches(&board.batches)?
-    );
-    let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
-    print_answer(&schema, QUERY).await?;
-    if let Some(first) = answer_first_id(&schema).await {
-        println!(
-            "prove one on chain: tributary verify {first} --data-dir {}",
-            args.data_dir.display()
-        );
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
-    // Train an adapter on a snapshot of the Datanet and publish it.
-    println!(
-        "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute)"
-    );
-    let spec = tributary_trainer::job::Spec::parse(TRAIN)?;
-    let out = args
-        .data_dir
-        .join("adapters")
-        .join("kitchen-assistant@next");
-    let published = super::train::train(
-        &chain,
-        &lake,
-        &spec,
-        tributary_trainer::DeviceChoice::Auto,
-        out,
-        true,
-    )
-    .await?;
-    super::train::report(&published);
-    index(&chain, &store, &lake).await?;
-    print_answer(&schema, LINEAGE_QUERY).await?;
+    /// Indexes what the chain recorded so far.
+    async fn index(&self) -> anyhow::Result<()> {
+        index(&self.chain, &self.store, &self.lake).await
+    }
 
-    // Which contributions shaped one of its answers, and each contributor's influence.
-    println!(
-        "\nattribution: tributary attribute --adapter kitchen-assistant@1.0.0 --prompt {ATTRIBUTE_PROMPT:?}"
-    );
-    let q = tributary_trainer::attribute::Query {
-        adapter: "kitchen-assistant@1.0.0".into(),
-        prompt: ATTRIBUTE_PROMPT.into(),
-        output: None,
-        max_new_tokens: 24,
-        top_k: 5,
-        min_span: 6,
-    };
-    let a = tributary_trainer::attribute::attribute(
-        &chain,
-        &lake,
-        &q,
-        &tributary_trainer::base::default_cache(),
-    )
-    .await?;
-    super::attribute::print(&a, q.min_span);
-    let influence = analyst.query(INFLUENCE).await?;
-    println!("\nSQL: {INFLUENCE}");
-    println!(
-        "{}",
-        arrow::util::pretty::pretty_format_batches(&influence.batches)?
-    );
+    async fn sql(&self, query: &str) -> anyhow::Result<()> {
+        let result = self.analyst.query(query).await?;
+        println!("\nSQL: {query}");
+        println!(
+            "{}",
+            arrow::util::pretty::pretty_format_batches(&result.batches)?
+        );
+        Ok(())
+    }
 
-    // Serve one answer over the OpenAI-compatible API: it shows its ancestry and
-    // attribution and is recorded in the ledger; then the epoch is settled and the top
-    // contributor claims their reward.
-    let inference = tributary_trainer::serve::Server::start(
-        chain.clone(),
-        lake.clone(),
-        tributary_trainer::serve::ServeConfig::new(
-            &args.data_dir,
-            &tributary_trainer::base::default_cache(),
-        ),
-    )
-    .await?;
-    let (token, token_from) = super::api_token(None, &args.data_dir)?;
-    let v1 = tributary_trainer::serve::http::router(inference.clone(), token.clone());
-    let who = infer(&v1, &token).await?;
-    let batches = inference.ledger.flush().await?;
-    println!(
-        "ledger: the answer is recorded on chain (InferencesRecorded, batch {})",
-        batches.first().map(|b| b.to_string()).unwrap_or_default()
-    );
-    index(&chain, &store, &lake).await?;
-    let platform = chain.signer();
-    let settled = tributary_pipeline::rewards::settle(
-        &chain,
-        &lake,
-        tributary_pipeline::rewards::Policy::default(),
-        tributary_pipeline::rewards::Accounts {
-            platform,
-            stakers: platform,
-        },
-    )
-    .await?;
-    println!("\nrewards: tributary rewards settle");
-    super::rewards::print_settled(&settled);
-    let (amount, tx) = tributary_pipeline::rewards::claim(&chain, &lake, 1, who).await?;
-    println!(
-        "\nrewards: tributary rewards claim --epoch 1 --account {who}\nclaimed {} tokens for {who} in tx {tx}",
-        super::rewards::tokens(amount)
-    );
-    println!("\nrewards: tributary rewards show --contributor {who}");
-    let (rows, balance) = tributary_pipeline::rewards::show(&chain, &lake, who).await?;
-    super::rewards::print_earned(who, &rows, balance);
-    index(&chain, &store, &lake).await?;
-
-    // Training on a schedule: the demo config's job (examples/tributary.toml) runs when
-    // enough new contributions arrived; here, once now, after a second wave of records.
-    let config = args.data_dir.join("tributary.toml");
-    std::fs::write(&config, DEMO_CONFIG)?;
-    let jobs = crate::config::parse(DEMO_CONFIG)?.jobs;
-    let wave = signed_range(args.records, (args.records + 48).min(sample::MAX_RECORDS))?;
-    if !wave.is_empty() {
+    /// The first wave of contributions through `contribute`, indexed, then queried.
+    async fn contribute_first_wave(&self) -> anyhow::Result<()> {
+        let signed = self.signed(0, self.args.records)?;
+        println!(
+            "{} records signed (EIP-712) by {} contributors",
+            signed.len(),
+            self.args.contributors
+        );
         let report = contribute_signed(
-            &chain,
-            &lake,
-            &args.data_dir,
-            (datanet_id, &manifest),
-            "second",
-            &wave,
+            &self.chain,
+            &self.lake,
+            &self.args.data_dir,
+            (self.datanet_id, &self.manifest),
+            "first",
+            &signed,
         )
         .await?;
-        println!(
-            "\nsecond wave: {} more contributions accepted and anchored",
-            report.accepted
-        );
         print_contributed(&report);
+        self.index().await?;
+        self.sql(LEADERBOARD).await?;
+        print_answer(&self.schema, QUERY).await?;
+        if let Some(first) = answer_first_id(&self.schema).await {
+            println!(
+                "prove one on chain: tributary verify {first} --data-dir {}",
+                self.args.data_dir.display()
+            );
+        }
+        Ok(())
     }
-    let mut worker = tributary_trainer::schedule::WorkerConfig::new(
-        &args.data_dir,
-        &tributary_trainer::base::default_cache(),
-    );
-    worker.worker = "demo".into();
-    let scheduler = tributary_trainer::schedule::Scheduler::new(
-        chain.clone(),
-        lake.clone(),
-        store.clone(),
-        jobs,
-        worker,
-        None,
-    )?;
-    scheduler.register().await?;
-    let name = scheduler.jobs()[0].name.clone();
-    println!(
-        "
-scheduled training: tributary jobs run {name} --config-file {}",
-        config.display()
-    );
-    let run = scheduler.run_now(&name).await?;
-    super::jobs::print_run(&run);
-    println!(
-        "history: tributary jobs list --data-dir {}   (SQL: SELECT * FROM job_runs; GraphQL: {{ jobs {{ name runs {{ status version }} }} }})",
-        args.data_dir.display()
-    );
-    index(&chain, &store, &lake).await?;
 
-    if args.exit {
-        return Ok(());
+    /// An adapter trained on a snapshot of the Datanet and published; which contributions
+    /// shaped one of its answers, and each contributor's influence.
+    async fn train_and_attribute(&self) -> anyhow::Result<()> {
+        println!(
+            "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute)"
+        );
+        let spec = tributary_models::job::Spec::parse(TRAIN)?;
+        let out = self
+            .args
+            .data_dir
+            .join("adapters")
+            .join("kitchen-assistant@next");
+        let published = super::train::train(
+            &self.chain,
+            &self.lake,
+            &spec,
+            tributary_trainer::DeviceChoice::Auto,
+            out,
+            true,
+        )
+        .await?;
+        super::train::report(&published);
+        self.index().await?;
+        print_answer(&self.schema, LINEAGE_QUERY).await?;
+
+        println!(
+            "\nattribution: tributary attribute --adapter kitchen-assistant@1.0.0 --prompt {ATTRIBUTE_PROMPT:?}"
+        );
+        let q = tributary_models::attribute::Query {
+            adapter: "kitchen-assistant@1.0.0".into(),
+            prompt: ATTRIBUTE_PROMPT.into(),
+            output: None,
+            max_new_tokens: 24,
+            top_k: 5,
+            min_span: 6,
+        };
+        let a = tributary_models::attribute::attribute(
+            &self.chain,
+            &self.lake,
+            &q,
+            &tributary_trainer::base::default_cache(),
+        )
+        .await?;
+        super::attribute::print(&a, q.min_span);
+        self.sql(INFLUENCE).await
     }
-    let listener = bind_or_free(args.listen).await?;
-    let pg_listener = bind_or_free(args.pg_listen).await?;
-    let http = listener.local_addr()?;
-    let pg = pg_listener.local_addr()?;
-    println!("GraphQL (GraphiQL in a browser): http://{http}/graphql");
-    println!("GraphQL subscriptions (graphql-transport-ws): ws://{http}/graphql/ws");
-    println!(
-        "SQL over HTTP: curl -d 'SELECT * FROM contributor_leaderboard' http://{http}/sql  (or: tributary sql \"…\" --data-dir {})",
-        args.data_dir.display()
-    );
-    println!(
-        "SQL with psql: psql -h {} -p {} -U analyst -d tributary -c 'SELECT * FROM contributor_leaderboard'",
-        pg.ip(),
-        pg.port()
-    );
-    let bearer = if token_from == "TRIBUTARY_API_TOKEN" {
-        "$TRIBUTARY_API_TOKEN".to_string()
-    } else {
-        format!("$(cat {token_from})")
-    };
-    println!(
-        "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
-    );
-    println!("chain RPC: {}", chain.url());
-    println!("Ctrl-C to stop.");
-    let wire = tokio::spawn(tributary_api::pg::serve(
-        pg_listener,
-        analyst.clone(),
-        std::future::pending(),
-    ));
-    let served = tributary_api::serve(
-        listener,
-        tributary_api::router(schema, &tributary_api::Limits::default())
-            .merge(tributary_api::sql_http::router(analyst))
-            .merge(v1),
-        super::shutdown_signal(),
-    )
-    .await;
-    wire.abort();
-    served?;
-    Ok(())
+
+    /// One answer over the OpenAI-compatible API: it shows its ancestry and attribution and
+    /// is recorded in the ledger; then the epoch is settled and the top contributor claims
+    /// their reward. Returns the `/v1` routes and where their token came from.
+    async fn serve_one_answer_and_pay(&self) -> anyhow::Result<(axum::Router, String)> {
+        let inference = tributary_models::serve::Server::start(
+            self.chain.clone(),
+            self.lake.clone(),
+            tributary_models::serve::ServeConfig::new(
+                &self.args.data_dir,
+                &tributary_trainer::base::default_cache(),
+            ),
+        )
+        .await?;
+        let (token, token_from) = super::api_token(None, &self.args.data_dir)?;
+        let v1 = crate::inference::router(inference.clone(), token.clone());
+        let who = infer(&v1, &token).await?;
+        let batches = inference.ledger.flush().await?;
+        println!(
+            "ledger: the answer is recorded on chain (InferencesRecorded, batch {})",
+            batches.first().map(|b| b.to_string()).unwrap_or_default()
+        );
+        self.index().await?;
+        let (chain, lake) = (&self.chain, &self.lake);
+        let platform = chain.signer();
+        let settled = tributary_pipeline::rewards::settle(
+            chain,
+            lake,
+            tributary_pipeline::rewards::Policy::default(),
+            tributary_pipeline::rewards::Accounts {
+                platform,
+                stakers: platform,
+            },
+        )
+        .await?;
+        println!("\nrewards: tributary rewards settle");
+        super::rewards::print_settled(&settled);
+        let (amount, tx) = tributary_pipeline::rewards::claim(chain, lake, 1, who).await?;
+        println!(
+            "\nrewards: tributary rewards claim --epoch 1 --account {who}\nclaimed {} tokens for {who} in tx {tx}",
+            super::rewards::tokens(amount)
+        );
+        println!("\nrewards: tributary rewards show --contributor {who}");
+        let (rows, balance) = tributary_pipeline::rewards::show(chain, lake, who).await?;
+        super::rewards::print_earned(who, &rows, balance);
+        self.index().await?;
+        Ok((v1, token_from))
+    }
+
+    /// Training on a schedule: the demo config's job (examples/tributary.toml) runs when
+    /// enough new contributions arrived; here, once now, after a second wave of records.
+    async fn train_on_schedule(&self) -> anyhow::Result<()> {
+        let args = &self.args;
+        let config = args.data_dir.join("tributary.toml");
+        std::fs::write(&config, DEMO_CONFIG)?;
+        let jobs = crate::config::parse(DEMO_CONFIG)?.jobs;
+        let wave = self.signed(args.records, (args.records + 48).min(sample::MAX_RECORDS))?;
+        if !wave.is_empty() {
+            let report = contribute_signed(
+                &self.chain,
+                &self.lake,
+                &args.data_dir,
+                (self.datanet_id, &self.manifest),
+                "second",
+                &wave,
+            )
+            .await?;
+            println!(
+                "\nsecond wave: {} more contributions accepted and anchored",
+                report.accepted
+            );
+            print_contributed(&report);
+        }
+        let mut worker = tributary_models::schedule::WorkerConfig::new(
+            &args.data_dir,
+            &tributary_trainer::base::default_cache(),
+        );
+        worker.worker = "demo".into();
+        let scheduler = tributary_models::schedule::Scheduler::new(
+            self.chain.clone(),
+            self.lake.clone(),
+            self.store.clone(),
+            jobs,
+            worker,
+            None,
+        )?;
+        scheduler.register().await?;
+        let name = scheduler.jobs()[0].name.clone();
+        println!(
+            "\nscheduled training: tributary jobs run {name} --config-file {}",
+            config.display()
+        );
+        let run = scheduler.run_now(&name).await?;
+        super::jobs::print_run(&run);
+        println!(
+            "history: tributary jobs list --data-dir {}   (SQL: SELECT * FROM job_runs; GraphQL: {{ jobs {{ name runs {{ status version }} }} }})",
+            args.data_dir.display()
+        );
+        self.index().await
+    }
+
+    /// GraphQL, SQL (HTTP and the PostgreSQL wire) and the `/v1` routes, until Ctrl-C.
+    async fn serve(self, v1: axum::Router, token_from: &str) -> anyhow::Result<()> {
+        let args = &self.args;
+        let chain = &self.chain;
+        let listener = bind_or_free(args.listen).await?;
+        let pg_listener = bind_or_free(args.pg_listen).await?;
+        let http = listener.local_addr()?;
+        let pg = pg_listener.local_addr()?;
+        println!("GraphQL (GraphiQL in a browser): http://{http}/graphql");
+        println!("GraphQL subscriptions (graphql-transport-ws): ws://{http}/graphql/ws");
+        println!(
+            "SQL over HTTP: curl -d 'SELECT * FROM contributor_leaderboard' http://{http}/sql  (or: tributary sql \"…\" --data-dir {})",
+            args.data_dir.display()
+        );
+        println!(
+            "SQL with psql: psql -h {} -p {} -U analyst -d tributary -c 'SELECT * FROM contributor_leaderboard'",
+            pg.ip(),
+            pg.port()
+        );
+        let bearer = if token_from == "TRIBUTARY_API_TOKEN" {
+            "$TRIBUTARY_API_TOKEN".to_string()
+        } else {
+            format!("$(cat {token_from})")
+        };
+        println!(
+            "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
+        );
+        println!("chain RPC: {}", chain.url());
+        println!("Ctrl-C to stop.");
+        let wire = tokio::spawn(tributary_api::pg::serve(
+            pg_listener,
+            self.analyst.clone(),
+            std::future::pending(),
+        ));
+        let served = tributary_api::serve(
+            listener,
+            tributary_api::router(self.schema.clone(), &tributary_api::Limits::default())
+                .merge(tributary_api::sql_http::router(self.analyst.clone()))
+                .merge(v1),
+            super::shutdown_signal(),
+        )
+        .await;
+        wire.abort();
+        served?;
+        Ok(())
+    }
 }
 
 /// Asks the demo adapter one question through the inference routes, prints the answer
 /// with its ancestry and attribution, and returns the contributor of its top contribution.
 async fn infer(
     v1: &axum::Router,
-    token: &tributary_trainer::serve::http::ApiToken,
+    token: &tributary_api::v1::ApiToken,
 ) -> anyhow::Result<tributary_schemas::Address> {
     use tower::ServiceExt;
     let body = serde_json::json!({

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use tributary_models::schedule::{Scheduler, WorkerConfig};
 use tributary_sql::{JobRow, RunRow};
 use tributary_trainer::DeviceChoice;
-use tributary_trainer::schedule::{Scheduler, WorkerConfig};
 
 use crate::Common;
 

@@ -104,10 +104,11 @@ pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
 pub(crate) fn api_token(
     file: Option<&std::path::Path>,
     data_dir: &std::path::Path,
-) -> anyhow::Result<(tributary_trainer::serve::http::ApiToken, String)> {
-    use tributary_trainer::serve::http::ApiToken;
+) -> anyhow::Result<(tributary_api::v1::ApiToken, String)> {
+    use tributary_api::v1::ApiToken;
+    let token = |t: &str| ApiToken::new(t).map_err(anyhow::Error::msg);
     if let Ok(t) = std::env::var("TRIBUTARY_API_TOKEN") {
-        return Ok((ApiToken::new(&t)?, "TRIBUTARY_API_TOKEN".into()));
+        return Ok((token(&t)?, "TRIBUTARY_API_TOKEN".into()));
     }
     if let Some(f) = file {
         let t = std::fs::read_to_string(f).with_context(|| {
@@ -116,7 +117,7 @@ pub(crate) fn api_token(
                 f.display()
             )
         })?;
-        return Ok((ApiToken::new(&t)?, f.display().to_string()));
+        return Ok((token(&t)?, f.display().to_string()));
     }
     let path = data_dir.join("api-token");
     if !path.exists() {
@@ -125,7 +126,7 @@ pub(crate) fn api_token(
         std::fs::create_dir_all(data_dir)?;
         let mut secret = [0u8; 32];
         std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
-        let token = tributary_schemas::B256::from(secret).to_string();
+        let fresh = tributary_schemas::B256::from(secret).to_string();
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -137,11 +138,11 @@ pub(crate) fn api_token(
                 _ => Err(e),
             })
             .with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(token.trim_start_matches("0x").as_bytes())?;
+        f.write_all(fresh.trim_start_matches("0x").as_bytes())?;
     }
     let t = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the API token file {}", path.display()))?;
-    Ok((ApiToken::new(&t)?, path.display().to_string()))
+    Ok((token(&t)?, path.display().to_string()))
 }
 
 /// Where OpenLineage events go (`[openlineage]`, TRIBUTARY_OPENLINEAGE_*), if anywhere.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tributary_indexer::{IndexMetrics, IndexStats, Indexer, Registry};
-use tributary_trainer::schedule::{JobMetrics, Scheduler, WorkerConfig};
+use tributary_models::schedule::{JobMetrics, Scheduler, WorkerConfig};
 
 use crate::Common;
 
@@ -131,7 +131,7 @@ impl Inference {
     pub(crate) fn config(
         &self,
         common: &Common,
-    ) -> anyhow::Result<tributary_trainer::serve::ServeConfig> {
+    ) -> anyhow::Result<tributary_models::serve::ServeConfig> {
         if self.slots < 1 || self.ledger_batch < 1 || self.max_context < 2 {
             anyhow::bail!(
                 "--slots and --ledger-batch must be at least 1, --max-context at least 2"
@@ -143,7 +143,7 @@ impl Inference {
                 self.ledger_interval
             );
         }
-        let mut c = tributary_trainer::serve::ServeConfig::new(
+        let mut c = tributary_models::serve::ServeConfig::new(
             &common.data_dir,
             &tributary_trainer::base::default_cache(),
         );
@@ -151,7 +151,7 @@ impl Inference {
         c.max_context = self.max_context;
         c.adapter_budget = self.adapter_cache_mb << 20;
         c.fee_per_token = self.fee_per_token;
-        c.ledger = tributary_trainer::serve::ledger::LedgerConfig {
+        c.ledger = tributary_models::serve::ledger::LedgerConfig {
             batch_size: self.ledger_batch,
             interval: std::time::Duration::from_secs_f64(self.ledger_interval),
         };
@@ -166,9 +166,129 @@ struct Readiness {
     indexed: Option<std::sync::atomic::AtomicBool>,
 }
 
+/// One shutdown signal, fanned out to every part.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves when shutdown begins.
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// What the parts of `serve` share.
+struct Shared {
+    chain: Arc<tributary_chain::Chain>,
+    store: tributary_sql::Store,
+    lake: tributary_lake::Lake,
+    /// The HTTP address.
+    addr: SocketAddr,
+}
+
+type Tasks = tokio::task::JoinSet<anyhow::Result<String>>;
+
+/// Starts the parts asked for (`--only`), serves HTTP until Ctrl-C, SIGTERM or a part
+/// failing, then stops every part and flushes the inference ledger.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let parts = &args.only;
-    let has = |p: Part| parts.contains(&p);
+    check(&args)?;
+    let has = |p: Part| args.only.contains(&p);
+    let mut inference_config = args.inference.config(&args.common)?;
+    let jobs = crate::config::get().1.jobs.clone();
+    if has(Part::Scheduler) && jobs.is_empty() {
+        tracing::info!("no [[jobs]] in the config: the scheduler has nothing to run");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
+    // Serving the API and indexing only read the chain: no signer key needed for those.
+    let chain = if has(Part::Scheduler) || has(Part::Inference) {
+        super::chain(&args.common).await?
+    } else {
+        super::chain_read_only(&args.common).await?
+    };
+    let shared = Shared {
+        chain: Arc::new(chain),
+        store: super::store(&args.common).await?,
+        lake: super::lake(&args.common).await?,
+        addr: listener.local_addr()?,
+    };
+    let mut registry = Registry::default();
+    let index_metrics = IndexMetrics::register(&mut registry);
+    let job_metrics = JobMetrics::register(&mut registry);
+    inference_config.metrics = tributary_models::serve::ServeMetrics::register(&mut registry);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = Stop(stop_rx);
+    let mut tasks = Tasks::new();
+    let readiness = Arc::new(Readiness {
+        indexed: has(Part::Indexer).then(Default::default),
+    });
+    if has(Part::Indexer) {
+        start_indexer(&shared, &mut tasks, index_metrics, readiness.clone(), &stop);
+    }
+    let mut router = axum::Router::new();
+    let mut wire = None;
+    if has(Part::Api) {
+        let (api, pg) = api_routes(&args, &shared).await?;
+        router = router.merge(api);
+        wire = Some(pg);
+    }
+    let mut inference = None;
+    if has(Part::Inference) {
+        let server = tributary_models::serve::Server::start(
+            shared.chain.clone(),
+            shared.lake.clone(),
+            inference_config,
+        )
+        .await?;
+        let (token, from) =
+            super::api_token(args.api_token_file.as_deref(), &args.common.data_dir)?;
+        router = router.merge(crate::inference::router(server.clone(), token));
+        let addr = shared.addr;
+        println!(
+            "Inference (OpenAI-compatible): http://{addr}/v1/completions, /v1/chat/completions, /v1/models"
+        );
+        println!("Inference API token (Authorization: Bearer): {from}");
+        inference = Some(server);
+    }
+    if has(Part::Scheduler) {
+        start_scheduler(&args, &shared, &mut tasks, jobs, job_metrics, &stop)?;
+    }
+    let router = with_health(&args, &shared, router, readiness, registry)?;
+    let http = tokio::spawn(tributary_api::serve(listener, router, stop.wait()));
+
+    // Stop on Ctrl-C / SIGTERM, or when a part fails.
+    let failed = tokio::select! {
+        () = super::shutdown_signal() => None,
+        Some(done) = tasks.join_next() => Some(done),
+    };
+    eprintln!("serve: shutting down");
+    let _ = stop_tx.send(true);
+    let result = stop_parts(failed, tasks).await;
+    if let Some(w) = wire {
+        w.abort();
+    }
+    if let Ok(Err(e)) = http.await {
+        eprintln!("serve: HTTP: {e}");
+    }
+    if let Some(server) = inference {
+        // Answers not yet posted stay journaled for the next start either way.
+        if let Err(e) = server.ledger.flush().await {
+            eprintln!(
+                "the inference ledger could not post on shutdown ({e}); it will on the next start"
+            );
+        }
+    }
+    eprintln!("serve: stopped");
+    result
+}
+
+/// Flags that must be numbers in range, before anything starts.
+fn check(args: &Args) -> anyhow::Result<()> {
     if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
         anyhow::bail!(
             "--shutdown-grace {} is not a number of seconds",
@@ -181,196 +301,175 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             args.graphql_timeout
         );
     }
-    let mut inference_config = args.inference.config(&args.common)?;
-    let jobs = crate::config::get().1.jobs.clone();
-    if has(Part::Scheduler) && jobs.is_empty() {
-        tracing::info!("no [[jobs]] in the config: the scheduler has nothing to run");
+    if !(args.job_lease >= 1.0 && args.job_lease.is_finite()) {
+        anyhow::bail!("--job-lease {} must be at least 1 second", args.job_lease);
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}: pick another --listen", args.listen))?;
-    let addr = listener.local_addr()?;
-    // Serving the API and indexing only read the chain: no signer key needed for those.
-    let chain = if has(Part::Scheduler) || has(Part::Inference) {
-        super::chain(&args.common).await?
-    } else {
-        super::chain_read_only(&args.common).await?
-    };
-    let chain = Arc::new(chain);
-    let chain_id = chain.chain_id();
-    let store = super::store(&args.common).await?;
-    let lake = super::lake(&args.common).await?;
-    let mut registry = Registry::default();
-    let index_metrics = IndexMetrics::register(&mut registry);
-    let job_metrics = JobMetrics::register(&mut registry);
-    inference_config.metrics = tributary_trainer::serve::ServeMetrics::register(&mut registry);
+    Ok(())
+}
 
-    // One shutdown signal, fanned out to every part.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    let readiness = Arc::new(Readiness {
-        indexed: has(Part::Indexer).then(Default::default),
-    });
-
-    if has(Part::Indexer) {
-        let (chain, store, lake, ready) = (
-            chain.clone(),
-            store.clone(),
-            lake.clone(),
-            readiness.clone(),
-        );
-        let metrics = Arc::new(index_metrics);
-        let stop = stopped();
-        tasks.spawn(async move {
-            let report = |s: &IndexStats, head: u64| {
-                metrics.observe(s, head);
-                if (s.at_head || s.to_block >= head)
-                    && let Some(r) = &ready.indexed
-                {
-                    r.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            };
-            let indexer = Indexer::new(&chain, &store, &lake).with_progress(&report);
-            indexer
-                .follow(stop)
-                .await
-                .map(|s| format!("indexer stopped at block {}", s.to_block))
-                .context("indexer")
-        });
-        println!("Indexer: following chain {chain_id}");
-    }
-
-    let mut router = axum::Router::new();
-    let mut wire = None;
-    if has(Part::Api) {
-        let analyst = tributary_api::analyst::Analyst::open(
-            lake.clone(),
-            store.clone(),
-            chain_id,
-            tributary_api::analyst::SqlLimits::default(),
-        )
-        .await
-        .context("opening the SQL session")?;
-        let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}: pick another --pg-listen",
-                    args.pg_listen
-                )
-            })?;
-        let limits = tributary_api::Limits {
-            introspection: !args.no_introspection,
-            timeout: Duration::from_secs_f64(args.graphql_timeout),
-            max_body_bytes: args.graphql_max_body,
+/// The indexer, following the chain; `/readyz` turns ready once it reached the head.
+fn start_indexer(
+    shared: &Shared,
+    tasks: &mut Tasks,
+    metrics: IndexMetrics,
+    ready: Arc<Readiness>,
+    stop: &Stop,
+) {
+    let (chain, store, lake) = (
+        shared.chain.clone(),
+        shared.store.clone(),
+        shared.lake.clone(),
+    );
+    let metrics = Arc::new(metrics);
+    let stop = stop.wait();
+    tasks.spawn(async move {
+        let report = |s: &IndexStats, head: u64| {
+            metrics.observe(s, head);
+            if (s.at_head || s.to_block >= head)
+                && let Some(r) = &ready.indexed
+            {
+                r.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         };
-        let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain_id);
-        router = router
-            .merge(tributary_api::router(schema, &limits))
-            .merge(tributary_api::sql_http::router(analyst.clone()));
-        println!("GraphQL (GraphiQL in a browser): http://{addr}/graphql");
-        println!("GraphQL subscriptions (graphql-transport-ws): ws://{addr}/graphql/ws");
-        println!("SQL: POST http://{addr}/sql");
-        let pg = pg_listener.local_addr()?;
-        println!(
-            "SQL with psql: psql -h {} -p {} -U analyst -d tributary",
-            pg.ip(),
-            pg.port()
-        );
-        wire = Some(tokio::spawn(tributary_api::pg::serve(
-            pg_listener,
-            analyst,
-            std::future::pending(),
-        )));
-    }
+        let indexer = Indexer::new(&chain, &store, &lake).with_progress(&report);
+        indexer
+            .follow(stop)
+            .await
+            .map(|s| format!("indexer stopped at block {}", s.to_block))
+            .context("indexer")
+    });
+    println!("Indexer: following chain {}", shared.chain.chain_id());
+}
 
-    let mut inference = None;
-    if has(Part::Inference) {
-        let server =
-            tributary_trainer::serve::Server::start(chain.clone(), lake.clone(), inference_config)
-                .await?;
-        let (token, from) =
-            super::api_token(args.api_token_file.as_deref(), &args.common.data_dir)?;
-        router = router.merge(tributary_trainer::serve::http::router(
-            server.clone(),
-            token,
-        ));
-        println!(
-            "Inference (OpenAI-compatible): http://{addr}/v1/completions, /v1/chat/completions, /v1/models"
-        );
-        println!("Inference API token (Authorization: Bearer): {from}");
-        inference = Some(server);
-    }
-
-    if has(Part::Scheduler) {
-        let mut cfg = WorkerConfig::new(
-            &args.common.data_dir,
-            &tributary_trainer::base::default_cache(),
-        );
-        cfg.device = args.device;
-        if !(args.job_lease >= 1.0 && args.job_lease.is_finite()) {
-            anyhow::bail!("--job-lease {} must be at least 1 second", args.job_lease);
-        }
-        cfg.lease = Duration::from_secs_f64(args.job_lease);
-        cfg.sweep = cfg.lease.min(cfg.sweep);
-        let worker = cfg.worker.clone();
-        let scheduler = Arc::new(
-            Scheduler::new(
-                chain.clone(),
-                lake.clone(),
-                store.clone(),
-                jobs,
-                cfg,
-                Some(job_metrics),
-            )?
-            .with_lineage(super::lineage()?),
-        );
-        let n = scheduler.jobs().len();
-        let stop = stopped();
-        let grace = Duration::from_secs_f64(args.shutdown_grace);
-        tasks.spawn(async move {
-            scheduler
-                .run(stop, grace)
-                .await
-                .map(|()| "scheduler stopped".to_string())
-                .context("scheduler")
-        });
-        println!("Scheduler: worker {worker}, {n} job(s)");
-    }
-
-    let health = {
-        let (store, ready) = (store.clone(), readiness.clone());
-        axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .route(
-                "/readyz",
-                axum::routing::get(move || {
-                    let (store, ready) = (store.clone(), ready.clone());
-                    async move { readyz(&store, &ready).await }
-                }),
+/// GraphQL and SQL over HTTP, and SQL over the PostgreSQL wire (its server task).
+async fn api_routes(
+    args: &Args,
+    shared: &Shared,
+) -> anyhow::Result<(
+    axum::Router,
+    tokio::task::JoinHandle<tributary_api::Result<()>>,
+)> {
+    let chain_id = shared.chain.chain_id();
+    let analyst = tributary_api::analyst::Analyst::open(
+        shared.lake.clone(),
+        shared.store.clone(),
+        chain_id,
+        tributary_api::analyst::SqlLimits::default(),
+    )
+    .await
+    .context("opening the SQL session")?;
+    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: pick another --pg-listen",
+                args.pg_listen
             )
+        })?;
+    let limits = tributary_api::Limits {
+        introspection: !args.no_introspection,
+        timeout: Duration::from_secs_f64(args.graphql_timeout),
+        max_body_bytes: args.graphql_max_body,
     };
+    let schema = tributary_api::schema(shared.store.clone(), Some(shared.lake.clone()), chain_id);
+    let router = axum::Router::new()
+        .merge(tributary_api::router(schema, &limits))
+        .merge(tributary_api::sql_http::router(analyst.clone()));
+    let addr = shared.addr;
+    println!("GraphQL (GraphiQL in a browser): http://{addr}/graphql");
+    println!("GraphQL subscriptions (graphql-transport-ws): ws://{addr}/graphql/ws");
+    println!("SQL: POST http://{addr}/sql");
+    let pg = pg_listener.local_addr()?;
+    println!(
+        "SQL with psql: psql -h {} -p {} -U analyst -d tributary",
+        pg.ip(),
+        pg.port()
+    );
+    let wire = tokio::spawn(tributary_api::pg::serve(
+        pg_listener,
+        analyst,
+        std::future::pending(),
+    ));
+    Ok((router, wire))
+}
+
+/// The scheduler: `[[jobs]]` on their schedules, with leases, until shutdown (a run under
+/// way gets `--shutdown-grace` to finish).
+fn start_scheduler(
+    args: &Args,
+    shared: &Shared,
+    tasks: &mut Tasks,
+    jobs: Vec<tributary_models::schedule::JobSpec>,
+    metrics: JobMetrics,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    let mut cfg = WorkerConfig::new(
+        &args.common.data_dir,
+        &tributary_trainer::base::default_cache(),
+    );
+    cfg.device = args.device;
+    cfg.lease = Duration::from_secs_f64(args.job_lease);
+    cfg.sweep = cfg.lease.min(cfg.sweep);
+    let worker = cfg.worker.clone();
+    let scheduler = Arc::new(
+        Scheduler::new(
+            shared.chain.clone(),
+            shared.lake.clone(),
+            shared.store.clone(),
+            jobs,
+            cfg,
+            Some(metrics),
+        )?
+        .with_lineage(super::lineage()?),
+    );
+    let n = scheduler.jobs().len();
+    let stop = stop.wait();
+    let grace = Duration::from_secs_f64(args.shutdown_grace);
+    tasks.spawn(async move {
+        scheduler
+            .run(stop, grace)
+            .await
+            .map(|()| "scheduler stopped".to_string())
+            .context("scheduler")
+    });
+    println!("Scheduler: worker {worker}, {n} job(s)");
+    Ok(())
+}
+
+/// `router` with `/healthz`, `/readyz` and `/metrics`, behind the CORS policy.
+fn with_health(
+    args: &Args,
+    shared: &Shared,
+    router: axum::Router,
+    ready: Arc<Readiness>,
+    registry: Registry,
+) -> anyhow::Result<axum::Router> {
+    let store = shared.store.clone();
+    let health = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let (store, ready) = (store.clone(), ready.clone());
+                async move { readyz(&store, &ready).await }
+            }),
+        );
     let router = router
         .merge(health)
         .merge(tributary_api::metrics_router(Arc::new(registry)));
     let router = tributary_api::with_cors(router, &args.cors_origins)
         .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
+    let addr = shared.addr;
     println!("Health: http://{addr}/healthz, http://{addr}/readyz; metrics: http://{addr}/metrics");
+    Ok(router)
+}
 
-    let http = tokio::spawn(tributary_api::serve(listener, router, stopped()));
-    // Stop on Ctrl-C / SIGTERM, or when a part fails.
-    let failed = tokio::select! {
-        () = super::shutdown_signal() => None,
-        Some(done) = tasks.join_next() => Some(done),
-    };
-    eprintln!("serve: shutting down");
-    let _ = stop_tx.send(true);
+/// Waits for every part to stop: the first failure (the one that stopped serve, if any)
+/// is the result.
+async fn stop_parts(
+    failed: Option<Result<anyhow::Result<String>, tokio::task::JoinError>>,
+    mut tasks: Tasks,
+) -> anyhow::Result<()> {
     let mut result: anyhow::Result<()> = Ok(());
     let mut settle = |done: Result<anyhow::Result<String>, tokio::task::JoinError>| match done {
         Ok(Ok(msg)) => eprintln!("serve: {msg}"),
@@ -392,21 +491,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         settle(done);
     }
-    if let Some(w) = wire {
-        w.abort();
-    }
-    if let Ok(Err(e)) = http.await {
-        eprintln!("serve: HTTP: {e}");
-    }
-    if let Some(server) = inference {
-        // Answers not yet posted stay journaled for the next start either way.
-        if let Err(e) = server.ledger.flush().await {
-            eprintln!(
-                "the inference ledger could not post on shutdown ({e}); it will on the next start"
-            );
-        }
-    }
-    eprintln!("serve: stopped");
     result
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tributary_trainer::job::{self, Options, Spec};
+use tributary_models::job::{self, Options, Spec};
 use tributary_trainer::{DeviceChoice, base};
 
 use crate::Common;

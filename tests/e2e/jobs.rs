@@ -279,7 +279,7 @@ fn published_pantry(s: &Setup) -> Vec<String> {
         let mut cfg = tributary_chain::ChainConfig::rpc(s.rpc_url().clone(), &s.data);
         cfg.max_retries = 3;
         let chain = tributary_chain::Chain::connect(cfg).await.unwrap();
-        let mut v: Vec<String> = tributary_trainer::job::published(&chain)
+        let mut v: Vec<String> = tributary_models::catalog::published(&chain)
             .await
             .unwrap()
             .into_iter()

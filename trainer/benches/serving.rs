@@ -20,14 +20,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use alloy::primitives::B256;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
-use tributary_trainer::lora::{Lora, LoraConfig};
-use tributary_trainer::model::{Config, Model};
-use tributary_trainer::serve::engine::{
+use tributary_trainer::engine::AdapterId;
+use tributary_trainer::engine::{
     Engine, Event, Request, Sampling, ServedAdapter, Sink, merge_into,
 };
+use tributary_trainer::lora::{Lora, LoraConfig};
+use tributary_trainer::model::{Config, Model};
 
 const PROMPT: i64 = 32;
 const NEW: usize = 32;
@@ -118,7 +118,7 @@ fn model(seed: i64, hidden: i64) -> Model {
 }
 
 /// Saves `n` random adapters as PEFT folders.
-fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(B256, PathBuf)> {
+fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(AdapterId, PathBuf)> {
     (0..n)
         .map(|i| {
             let mut lora = Lora::new(model, LoraConfig::default(), i as i64).unwrap();
@@ -130,7 +130,11 @@ fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(B256, PathB
             lora.set_weights(&w);
             let dir = root.join(format!("a{i}"));
             lora.save_peft(model, &dir, "bench").unwrap();
-            (B256::from(alloy::primitives::U256::from(i + 1)), dir)
+            {
+                let mut id = [0u8; 32];
+                id[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                (id, dir)
+            }
         })
         .collect()
 }
@@ -183,7 +187,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// All requests submitted at once; request `i` uses adapter `i % adapters.len()` (none when
 /// `adapters` is empty).
-fn batched(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec<i64>]) -> Run {
+fn batched(
+    engine: &mut Engine<Clock>,
+    adapters: &[(AdapterId, PathBuf)],
+    prompts: &[Vec<i64>],
+) -> Run {
     let start = Instant::now();
     let tokens0 = engine.tokens;
     let mut clocks = Vec::new();
@@ -214,7 +222,11 @@ fn batched(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[
 }
 
 /// One request at a time: load the adapter from disk, merge, generate, unmerge.
-fn swap(engine: &mut Engine<Clock>, adapters: &[(B256, PathBuf)], prompts: &[Vec<i64>]) -> Run {
+fn swap(
+    engine: &mut Engine<Clock>,
+    adapters: &[(AdapterId, PathBuf)],
+    prompts: &[Vec<i64>],
+) -> Run {
     let start = Instant::now();
     let tokens0 = engine.tokens;
     let mut lat = Vec::new();

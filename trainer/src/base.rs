@@ -17,7 +17,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alloy::primitives::{B256, keccak256};
 use serde_json::json;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
@@ -25,7 +24,7 @@ use tch::{Device, Tensor};
 use crate::model::{Arch, Config, Model};
 use crate::tokenizer::Tokenizer;
 use crate::train::{Progress, Rng, schedule};
-use crate::{Error, Result};
+use crate::{Error, Hash, Result, keccak256};
 
 /// Everything that decides the tiny base model's weights.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +79,10 @@ impl Recipe {
     /// A short stable name for the recipe (the cache folder's name).
     pub fn fingerprint(&self) -> String {
         let text = format!("{CORPUS_VERSION} {self:?}");
-        alloy::hex::encode(&keccak256(text.as_bytes())[..8])
+        keccak256(text.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     }
 }
 
@@ -485,7 +487,7 @@ pub fn build_cached(
 /// Content hash of a checkpoint folder: keccak256 over the hashes of its `config.json`, its
 /// weight files (`model.safetensors`, or the index and every shard it names) and
 /// `tokenizer.json` (the base model's id on chain).
-pub fn checkpoint_hash(dir: &Path) -> Result<B256> {
+pub fn checkpoint_hash(dir: &Path) -> Result<Hash> {
     let mut buf = b"tributary-base-model".to_vec();
     for name in checkpoint_files(dir)? {
         let p = dir.join(&name);
@@ -495,7 +497,7 @@ pub fn checkpoint_hash(dir: &Path) -> Result<B256> {
                 p.display()
             ))
         })?;
-        buf.extend_from_slice(keccak256(&bytes).as_slice());
+        buf.extend_from_slice(&keccak256(&bytes));
     }
     Ok(keccak256(buf))
 }

@@ -3,7 +3,8 @@
 //! (as TRAK and LoGra do), restricted to the adapter's parameters (the base is frozen, so
 //! only the adapter's gradients carry what training changed).
 //!
-//! While training, the adapter's weights are kept at every evaluation ([`Checkpoint`]).
+//! While training, the adapter's weights are kept at every evaluation
+//! ([`Checkpoint`](crate::train::Checkpoint)).
 //! [`build`] then takes up to `checkpoints` of them, evenly spaced up to the adapter kept,
 //! and for each contribution computes the gradient of its mean next-token loss with respect
 //! to the adapter weights at each checkpoint, projects it to `dim` numbers with a fixed
@@ -33,19 +34,8 @@ use tch::{Kind, Tensor};
 
 use crate::lora::Lora;
 use crate::model::Model;
-use crate::train::Rng;
+use crate::train::{Checkpoint, Rng};
 use crate::{Error, Result};
-
-/// The adapter's weights at one point of training.
-#[derive(Debug)]
-pub struct Checkpoint {
-    /// Steps taken when it was kept.
-    pub step: usize,
-    /// The learning rate of that step.
-    pub learning_rate: f64,
-    /// The adapter weights ([`Lora::weights`] order).
-    pub weights: Vec<Tensor>,
-}
 
 /// How to build an influence index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

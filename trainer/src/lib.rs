@@ -1,9 +1,12 @@
-//! Tributary's trainer: libtorch through tch.
+//! Tributary's trainer: model compute on libtorch through tch, and nothing else (no chain,
+//! lake or store: `tributary-models` runs jobs and serving on top of it).
 //!
 //! Models in Hugging Face layout ([`model`]), the project's own tiny base model ([`base`]),
 //! tokenizers ([`tokenizer`]), LoRA adapters in PEFT's format ([`lora`]), the training loop
-//! ([`train`]) and the job that turns a `train.toml` into an adapter published on chain
-//! ([`job`]). [`check`] tests that libtorch computes on the chosen device. The binary links
+//! ([`train`]), gradient influence ([`influence`]) and span ([`spans`]) indexes, scoring an
+//! answer against them ([`attribute`]), the batched multi-adapter decoding engine
+//! ([`engine`]) and loss curves ([`plot`]). [`check`] tests that libtorch computes on the
+//! chosen device. The binary links
 //! libtorch from the project's venv (PyPI `torch==2.11.0`) with an rpath, so it runs without
 //! `LD_LIBRARY_PATH`.
 //!
@@ -14,14 +17,13 @@
 
 pub mod attribute;
 pub mod base;
+pub mod engine;
 pub mod influence;
-pub mod job;
 pub mod lora;
 pub mod model;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod planted;
 pub mod plot;
-pub mod schedule;
-pub mod serve;
 pub mod spans;
 pub mod tokenizer;
 pub mod train;
@@ -48,45 +50,30 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
-    /// The chain failed.
-    #[error(transparent)]
-    Chain(Box<tributary_chain::Error>),
-    /// The lake failed.
-    #[error(transparent)]
-    Lake(Box<tributary_lake::Error>),
-    /// Reading a snapshot or a Datanet failed.
-    #[error(transparent)]
-    Pipeline(Box<tributary_pipeline::Error>),
-    /// A scheduled run's worker no longer holds its lease: another worker took the run over,
-    /// and this one must not publish.
-    #[error("lease lost: {0}")]
-    LeaseLost(String),
 }
 
-impl Error {
-    /// A worker thread that panicked or was cancelled, as an internal error.
-    pub fn joined(e: tokio::task::JoinError) -> Self {
-        Error::Internal(format!("a worker thread failed: {e}"))
-    }
+/// A keccak256 digest: content ids of checkpoints and adapter weights (the chain's `bytes32`;
+/// `tributary-models` turns them into alloy's `B256`).
+pub type Hash = [u8; 32];
+
+/// keccak256 of `bytes`, as the chain computes it.
+pub fn keccak256(bytes: impl AsRef<[u8]>) -> Hash {
+    use tiny_keccak::Hasher;
+    let mut k = tiny_keccak::Keccak::v256();
+    k.update(bytes.as_ref());
+    let mut out = [0u8; 32];
+    k.finalize(&mut out);
+    out
 }
 
-// Boxed: these are large, and the trainer's hot paths return `Result` everywhere.
-impl From<tributary_chain::Error> for Error {
-    fn from(e: tributary_chain::Error) -> Self {
-        Error::Chain(Box::new(e))
+/// `0x`-prefixed lowercase hex of a digest, as the chain's tools print a `bytes32`.
+pub fn hex(h: &Hash) -> String {
+    let mut s = String::with_capacity(66);
+    s.push_str("0x");
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
     }
-}
-
-impl From<tributary_lake::Error> for Error {
-    fn from(e: tributary_lake::Error) -> Self {
-        Error::Lake(Box::new(e))
-    }
-}
-
-impl From<tributary_pipeline::Error> for Error {
-    fn from(e: tributary_pipeline::Error) -> Self {
-        Error::Pipeline(Box::new(e))
-    }
+    s
 }
 
 /// Result alias for this crate.
@@ -153,4 +140,21 @@ pub fn check(choice: DeviceChoice) -> Result<TorchReport> {
         threads: tch::get_num_threads(),
         max_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keccak256_is_the_chains() {
+        // Ethereum's keccak256 of the empty string and of "abc".
+        use super::{hex, keccak256};
+        assert_eq!(
+            hex(&keccak256(b"")),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+        assert_eq!(
+            hex(&keccak256(b"abc")),
+            "0x4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+        );
+    }
 }

@@ -365,7 +365,7 @@ impl Lora {
 
     /// keccak256 over every adapter tensor in a fixed order (name, shape, float32
     /// little-endian values): equal adapters, equal hash.
-    pub fn weights_hash(&self) -> Result<alloy::primitives::B256> {
+    pub fn weights_hash(&self) -> Result<crate::Hash> {
         let mut buf = Vec::new();
         for ((layer, role), (a, b)) in &self.pairs {
             for (name, t) in [("A", a), ("B", b)] {
@@ -381,7 +381,7 @@ impl Lora {
                 }
             }
         }
-        Ok(alloy::primitives::keccak256(buf))
+        Ok(crate::keccak256(buf))
     }
 
     /// Logits of the adapted model; `train` turns dropout on.

@@ -14,7 +14,6 @@ use std::time::Instant;
 use tch::Tensor;
 use tch::nn::{self, OptimizerConfig};
 
-use crate::influence::Checkpoint;
 use crate::lora::{Lora, LoraConfig};
 use crate::model::{Config, Model, Precision};
 use crate::{Error, Result};
@@ -131,8 +130,19 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// A small deterministic generator (SplitMix64) for the split, the batch order and
-/// generated text.
+/// The adapter's weights at one point of training.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Steps taken when it was kept.
+    pub step: usize,
+    /// The learning rate of that step.
+    pub learning_rate: f64,
+    /// The adapter weights ([`Lora::weights`](crate::lora::Lora::weights) order).
+    pub weights: Vec<Tensor>,
+}
+
+/// A small deterministic generator (SplitMix64) for the split, the batch order, generated
+/// text and sampling (one per sequence).
 pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
@@ -142,6 +152,11 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in `0..n`.

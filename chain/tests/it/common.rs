@@ -53,6 +53,15 @@ pub(crate) fn revert<E: SolInterface + std::fmt::Debug, T: std::fmt::Debug>(
     r: tributary_chain::Result<T>,
 ) -> E {
     let err = r.expect_err("the call should revert");
-    err.revert::<E>()
-        .unwrap_or_else(|| panic!("not a decodable revert: {err}"))
+    let decoded = err
+        .revert::<E>()
+        .unwrap_or_else(|| panic!("not a decodable revert: {err}"));
+    // The error's message names the contract error, not its raw bytes.
+    let debug = format!("{decoded:?}");
+    let name = debug.split('(').next().unwrap();
+    assert!(
+        err.to_string().contains(&format!("reverted with {name}(")),
+        "{err} does not name {name}"
+    );
+    decoded
 }

@@ -6,8 +6,11 @@
 //! batch that matches brings its attribution into the graph as weighted `attributed_to`
 //! edges; one that does not is marked `verified: false` with the reason. A
 //! `SnapshotCommitted` is checked the same way against the snapshot manifest at its fixed key
-//! in the lake (`snapshots/{id}.json`) and brings its contributions in as `included_in` edges.
-//! An epoch's allocations are added by the component that settles it.
+//! in the lake (`artifacts/snapshots/ID.json`: id, Datanets, versions, count, root) and brings
+//! its contributions in as `included_in` edges. Each contribution's `attributed_to` weight is
+//! its share averaged over the batch's answers. An `EpochAllocated` is checked against
+//! `rewards/epoch-N.json` (the Merkle root over its per-account totals) and brings one
+//! weighted `rewarded` edge per account.
 
 use std::collections::BTreeMap;
 

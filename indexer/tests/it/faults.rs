@@ -12,11 +12,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
 
-use crate::reorgs::{Env, env, fresh_index};
+use crate::common::{Env, Rng, env, fresh_index};
 
 #[derive(Default)]
 struct Faults {
-    seed: AtomicU64,
+    rng: Rng,
     requests: AtomicU64,
     rate_limited: AtomicU64,
     server_errors: AtomicU64,
@@ -44,10 +44,7 @@ impl Faults {
         if method == "eth_blockNumber" && self.head_back.load(Ordering::SeqCst) == 0 {
             return 27;
         }
-        let mut x = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst);
-        x ^= x >> 31;
-        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (x ^ (x >> 29)) % 100
+        self.rng.below(100)
     }
 }
 
@@ -199,14 +196,10 @@ async fn build_history(env: &Env) {
 async fn a_faulty_endpoint_gives_the_same_graph() {
     let env = env().await;
     build_history(&env).await;
-    let faults = Arc::new(Faults::default());
-    faults.seed.store(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-        Ordering::SeqCst,
-    );
+    let faults = Arc::new(Faults {
+        rng: Rng::from_clock("fault"),
+        ..Faults::default()
+    });
     let upstream = env.chain.url().authority().to_string();
     let url = proxy(upstream, faults.clone()).await;
     let config = ChainConfig {

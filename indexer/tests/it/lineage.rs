@@ -1,65 +1,24 @@
 use alloy::primitives::B256;
 use serde_json::Value;
 use tributary_chain::keys::dev_contributor;
-use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
 use tributary_lake::Lake;
-use tributary_pipeline::datanet::{self, DatanetSpec};
 use tributary_pipeline::ingest::{IngestReport, ingest};
 use tributary_pipeline::sample;
-use tributary_pipeline::sign::{Terms, sign};
-use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::{NodeKind, batch_id};
 use tributary_schemas::manifest::{AdapterManifest, TrainingMetrics};
 use tributary_schemas::tables::names;
-use tributary_sql::Store;
 
-struct Env {
-    chain: Chain,
-    lake: Lake,
-    dir: tempfile::TempDir,
-}
+use crate::common::{Env, env};
 
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    Env { chain, lake, dir }
-}
-
-async fn store(env: &Env, name: &str) -> Store {
-    Store::connect(&format!("sqlite://{}", env.dir.path().join(name).display()))
-        .await
-        .unwrap()
-}
-
+/// Datanet "k" and `n` sample records in it, signed round-robin by `contributors` dev
+/// contributors, ingested as one batch.
 async fn contribute(env: &Env, n: usize, contributors: usize) -> IngestReport {
-    let spec = DatanetSpec {
-        name: "k".into(),
-        domain: "cooking".into(),
-        schema_hash: B256::ZERO,
-        metadata_uri: String::new(),
-    };
-    let id = datanet::create(&env.chain, &spec).await.unwrap();
-    let d = domain(
-        env.chain.chain_id(),
-        env.chain.deployment().datanet_registry,
-    );
+    let id = env.datanet_named("k").await;
     let signed = sample::records(n)
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            let terms = Terms {
-                datanet_id: id,
-                license: "CC0-1.0".into(),
-                timestamp: 1,
-                nonce: i as u64,
-                deadline: u64::MAX,
-            };
-            sign(&dev_contributor(i % contributors), &d, &terms, r).unwrap()
-        })
+        .map(|(i, r)| env.signed(id, i % contributors, i as u64, r))
         .collect();
     ingest(&env.chain, &env.lake, id, signed).await.unwrap()
 }
@@ -69,7 +28,7 @@ async fn the_graph_links_contributors_contributions_datanets_and_batches_and_rei
  {
     let env = env().await;
     contribute(&env, 25, 4).await;
-    let a = store(&env, "a.db").await;
+    let a = env.store("a.db").await;
     let stats = Indexer::new(&env.chain, &a, &env.lake)
         .with_range(3)
         .run_to_head()
@@ -91,7 +50,7 @@ async fn the_graph_links_contributors_contributions_datanets_and_batches_and_rei
     assert_eq!(a.counts(chain_id).await.unwrap(), (31, 75));
 
     // From scratch, with another range size: the identical graph.
-    let b = store(&env, "b.db").await;
+    let b = env.store("b.db").await;
     Indexer::new(&env.chain, &b, &env.lake)
         .with_range(1000)
         .run_to_head()
@@ -104,7 +63,7 @@ async fn the_graph_links_contributors_contributions_datanets_and_batches_and_rei
 
     // Backfill with several small ranges in flight at once (everything but the last block is
     // "far" from the head with a window of 1): the same graph again.
-    let c = store(&env, "c.db").await;
+    let c = env.store("c.db").await;
     let stats = Indexer::new(&env.chain, &c, &env.lake)
         .with_range(1)
         .with_reorg_window(1)
@@ -130,7 +89,7 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("CC0-1.0", "CC-BY-4.0")).unwrap();
 
-    let s = store(&env, "t.db").await;
+    let s = env.store("t.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
@@ -153,7 +112,7 @@ async fn a_tampered_or_missing_manifest_marks_the_batch_unverified() {
     );
 
     std::fs::remove_file(&path).unwrap();
-    let s = store(&env, "m.db").await;
+    let s = env.store("m.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
@@ -268,7 +227,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
             .unwrap();
     }
 
-    let s = store(&env, "m.db").await;
+    let s = env.store("m.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
@@ -460,7 +419,7 @@ async fn inference_batches_are_checked_against_their_manifests() {
     .await
     .unwrap();
 
-    let s = store(&env, "inf.db").await;
+    let s = env.store("inf.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await
@@ -532,22 +491,9 @@ async fn inference_batches_are_checked_against_their_manifests() {
 
 /// Signs sample records `range` for Datanet `id` and ingests them as one batch.
 async fn ingest_range(env: &Env, id: u64, range: std::ops::Range<usize>) -> IngestReport {
-    let d = domain(
-        env.chain.chain_id(),
-        env.chain.deployment().datanet_registry,
-    );
     let records = sample::records(range.end);
     let signed = range
-        .map(|i| {
-            let terms = Terms {
-                datanet_id: id,
-                license: "CC0-1.0".into(),
-                timestamp: 1,
-                nonce: i as u64,
-                deadline: u64::MAX,
-            };
-            sign(&dev_contributor(i % 3), &d, &terms, records[i].clone()).unwrap()
-        })
+        .map(|i| env.signed(id, i % 3, i as u64, records[i].clone()))
         .collect();
     ingest(&env.chain, &env.lake, id, signed).await.unwrap()
 }
@@ -572,13 +518,7 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
     use tributary_sql::End;
 
     let env = env().await;
-    let spec = DatanetSpec {
-        name: "snap".into(),
-        domain: "cooking".into(),
-        schema_hash: B256::ZERO,
-        metadata_uri: String::new(),
-    };
-    let id = datanet::create(&env.chain, &spec).await.unwrap();
+    let id = env.datanet_named("snap").await;
     let first = ingest_range(&env, id, 0..6).await;
     let v1 = first.batch.lake_version;
     let second = ingest_range(&env, id, 6..10).await;
@@ -671,7 +611,7 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         .to_string();
     assert!(e.contains("tributary snapshot"), "{e}");
 
-    let s = store(&env, "snap.db").await;
+    let s = env.store("snap.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
         .run_to_head()
         .await

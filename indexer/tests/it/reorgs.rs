@@ -5,129 +5,19 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use alloy::primitives::B256;
-use alloy::providers::Provider;
 use arrow::array::AsArray;
-use tributary_chain::keys::dev_contributor;
-use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::{Error, Indexer};
-use tributary_lake::Lake;
-use tributary_pipeline::datanet::{self, DatanetSpec};
-use tributary_pipeline::ingest::ingest;
-use tributary_pipeline::sample;
-use tributary_pipeline::sign::{Terms, sign};
-use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::NodeKind;
 use tributary_schemas::tables::names;
 use tributary_sql::Store;
 
+use crate::common::{Env, Rng, env, fresh_index};
 use crate::pg::Postgres;
-
-pub(crate) struct Env {
-    pub(crate) chain: Chain,
-    pub(crate) lake: Lake,
-    pub(crate) dir: tempfile::TempDir,
-    seq: std::sync::atomic::AtomicUsize,
-}
-
-pub(crate) async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    Env {
-        chain,
-        lake,
-        dir,
-        seq: Default::default(),
-    }
-}
-
-impl Env {
-    fn next(&self) -> usize {
-        self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// One block with a `DatanetCreated`.
-    pub(crate) async fn datanet(&self) -> u64 {
-        let spec = DatanetSpec {
-            name: format!("d{}", self.next()),
-            domain: "cooking".into(),
-            schema_hash: B256::ZERO,
-            metadata_uri: String::new(),
-        };
-        datanet::create(&self.chain, &spec).await.unwrap()
-    }
-
-    /// A Datanet and a batch of 3 contributions anchored in it (contributors, contributions,
-    /// a batch, edges).
-    pub(crate) async fn batch(&self) {
-        let id = self.datanet().await;
-        let d = domain(
-            self.chain.chain_id(),
-            self.chain.deployment().datanet_registry,
-        );
-        let k = self.next();
-        let signed = sample::records(3)
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut r)| {
-                r["question"] = format!("round {k} question {i}").into();
-                let terms = Terms {
-                    datanet_id: id,
-                    license: "CC0-1.0".into(),
-                    timestamp: 1,
-                    nonce: (k * 10 + i) as u64,
-                    deadline: u64::MAX,
-                };
-                sign(&dev_contributor(i), &d, &terms, r).unwrap()
-            })
-            .collect();
-        ingest(&self.chain, &self.lake, id, signed).await.unwrap();
-    }
-
-    async fn reorg(&self, depth: u64) {
-        let _: serde_json::Value = self
-            .chain
-            .provider()
-            .raw_request("anvil_reorg".into(), (depth, Vec::<()>::new()))
-            .await
-            .unwrap();
-    }
-
-    pub(crate) async fn store(&self, name: &str) -> Store {
-        Store::connect(&format!(
-            "sqlite://{}",
-            self.dir.path().join(name).display()
-        ))
-        .await
-        .unwrap()
-    }
-}
-
-/// A deterministic pseudo-random sequence (the seed is printed for reruns).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 /// Follows the chain with `store` while reorgs of depths 1, 2, 5, 16 and 64 happen at random
 /// moments; returns when the indexer has caught up with the final head.
 async fn follow_through_reorgs(env: &Env, store: &Store) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("reorg schedule seed {seed}");
-    let mut rng = Rng(seed);
+    let rng = Rng::from_clock("reorg schedule");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let indexer = Indexer::new(&env.chain, store, &env.lake)
         .with_range(7)
@@ -175,17 +65,6 @@ async fn follow_through_reorgs(env: &Env, store: &Store) {
     let (stats, ()) = tokio::join!(follow, drive);
     let stats = stats.unwrap();
     assert!(stats.reorgs >= 1, "{stats:?}");
-}
-
-/// A fresh index of the canonical chain, in `fresh.db`.
-pub(crate) async fn fresh_index(env: &Env) -> Store {
-    let fresh = env.store("fresh.db").await;
-    Indexer::new(&env.chain, &fresh, &env.lake)
-        .with_mirror(false)
-        .run_to_head()
-        .await
-        .unwrap();
-    fresh
 }
 
 /// The store's graph equals a fresh index of the canonical chain, and so does the mirror.

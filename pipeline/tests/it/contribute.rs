@@ -11,11 +11,12 @@ use tributary_lake::Lake;
 use tributary_pipeline::contribute::{ContributeConfig, ContributeReport, contribute};
 use tributary_pipeline::datanet;
 use tributary_pipeline::rules::Rules;
-use tributary_pipeline::sign::{Terms, sign};
 use tributary_pipeline::verify::prove;
 use tributary_schemas::contribution::domain;
 use tributary_schemas::datanet::DatanetManifest;
 use tributary_schemas::tables::names;
+
+use crate::common::{self, Env, Start, sign_record};
 
 const MANIFEST: &str = r#"
 name = "recipes"
@@ -50,35 +51,15 @@ submitters = "anyone"
 validators = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
 "#;
 
-struct Env {
-    chain: Chain,
-    lake: Lake,
-    dir: tempfile::TempDir,
-    id: u64,
-}
-
+/// A fresh anvil and lake with the Datanet of `MANIFEST`.
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    let m = DatanetManifest::from_toml(MANIFEST).unwrap();
-    let id = datanet::create_from_manifest(&chain, &lake, &m)
-        .await
-        .unwrap();
-    Env {
-        chain,
-        lake,
-        dir,
-        id,
-    }
+    common::env(Start::Manifest(MANIFEST)).await
 }
 
 fn config(env: &Env, key: Option<PrivateKeySigner>, batch_size: usize) -> ContributeConfig {
     let m = DatanetManifest::from_toml(MANIFEST).unwrap();
     ContributeConfig {
-        datanet_id: env.id,
+        datanet_id: env.datanet,
         rules: Rules::new(m).unwrap(),
         signer: key,
         license: None,
@@ -126,14 +107,7 @@ fn envelope(
     nonce: u64,
     deadline: u64,
 ) -> Value {
-    let terms = Terms {
-        datanet_id: datanet,
-        license: license.into(),
-        timestamp: 1,
-        nonce,
-        deadline,
-    };
-    sign(key, d, &terms, content).unwrap().envelope()
+    sign_record(key, d, datanet, content, license, nonce, deadline).envelope()
 }
 
 async fn table_rows(lake: &Lake, table: &str) -> Vec<arrow::record_batch::RecordBatch> {
@@ -147,10 +121,8 @@ fn count(batches: &[arrow::record_batch::RecordBatch]) -> usize {
 #[tokio::test]
 async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once() {
     let env = env().await;
-    let d = domain(
-        env.chain.chain_id(),
-        env.chain.deployment().datanet_registry,
-    );
+    let d = env.domain();
+    let id = env.datanet;
     let far = u64::MAX / 2;
     let alice = dev_contributor(1);
 
@@ -187,13 +159,13 @@ async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once
 
     // Pre-signed envelopes: one good, and every way a signature can be wrong.
     let bob = dev_contributor(2);
-    let mut env_lines = vec![envelope(&bob, &d, env.id, good(20), "CC0-1.0", 0, far)];
-    env_lines.push(envelope(&bob, &d, env.id, good(21), "GPL-3.0", 1, far)); // license
+    let mut env_lines = vec![envelope(&bob, &d, id, good(20), "CC0-1.0", 0, far)];
+    env_lines.push(envelope(&bob, &d, id, good(21), "GPL-3.0", 1, far)); // license
     let foreign_chain = domain(1, env.chain.deployment().datanet_registry);
     env_lines.push(envelope(
         &bob,
         &foreign_chain,
-        env.id,
+        id,
         good(22),
         "CC0-1.0",
         2,
@@ -203,18 +175,18 @@ async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once
     env_lines.push(envelope(
         &bob,
         &foreign_contract,
-        env.id,
+        id,
         good(23),
         "CC0-1.0",
         3,
         far,
     )); // other registry
-    env_lines.push(envelope(&bob, &d, env.id, good(24), "CC0-1.0", 0, far)); // nonce 0 reused
-    env_lines.push(envelope(&bob, &d, env.id, good(25), "CC0-1.0", 5, 10)); // expired
-    let mut mismatch = envelope(&bob, &d, env.id, good(26), "CC0-1.0", 6, far);
+    env_lines.push(envelope(&bob, &d, id, good(24), "CC0-1.0", 0, far)); // nonce 0 reused
+    env_lines.push(envelope(&bob, &d, id, good(25), "CC0-1.0", 5, 10)); // expired
+    let mut mismatch = envelope(&bob, &d, id, good(26), "CC0-1.0", 6, far);
     mismatch["contributor"] = json!(dev_contributor(7).address()); // signer mismatch
     env_lines.push(mismatch);
-    let mut high_s = envelope(&bob, &d, env.id, good(27), "CC0-1.0", 7, far);
+    let mut high_s = envelope(&bob, &d, id, good(27), "CC0-1.0", 7, far);
     let sig: alloy::primitives::Bytes =
         serde_json::from_value(high_s["signature"].clone()).unwrap();
     let sig = alloy::primitives::Signature::try_from(sig.as_ref()).unwrap();
@@ -226,8 +198,8 @@ async fn every_bad_record_is_refused_with_its_reason_and_the_good_ones_land_once
     let flipped = alloy::primitives::Signature::new(sig.r(), n - sig.s(), !sig.v());
     high_s["signature"] = json!(alloy::primitives::Bytes::from(flipped.as_bytes().to_vec()));
     env_lines.push(high_s);
-    env_lines.push(envelope(&bob, &d, env.id + 1, good(28), "CC0-1.0", 8, far)); // other Datanet
-    let mut truncated = envelope(&bob, &d, env.id, good(29), "CC0-1.0", 9, far);
+    env_lines.push(envelope(&bob, &d, id + 1, good(28), "CC0-1.0", 8, far)); // other Datanet
+    let mut truncated = envelope(&bob, &d, id, good(29), "CC0-1.0", 9, far);
     truncated["signature"] = json!("0x1234");
     env_lines.push(truncated);
     let presigned = write(
@@ -649,7 +621,7 @@ print(json.dumps({"content": content, "contributor": acct.address, "license": "C
         .args(["-c", script])
         .arg(env.chain.chain_id().to_string())
         .arg(env.chain.deployment().datanet_registry.to_string())
-        .arg(env.id.to_string())
+        .arg(env.datanet.to_string())
         .output()
         .unwrap();
     assert!(
@@ -683,10 +655,8 @@ fn near_copy(i: usize) -> Value {
 #[tokio::test]
 async fn duplicates_and_nonces_are_checked_across_windows_batches_and_runs() {
     let env = env().await;
-    let d = domain(
-        env.chain.chain_id(),
-        env.chain.deployment().datanet_registry,
-    );
+    let d = env.domain();
+    let id = env.datanet;
     let far = u64::MAX / 2;
     let (me, bob) = (dev_contributor(3), dev_contributor(4));
     let mut cfg = config(&env, Some(me.clone()), 3);
@@ -700,17 +670,17 @@ async fn duplicates_and_nonces_are_checked_across_windows_batches_and_runs() {
 
     // Run 2, one collision per line with what came before.
     let lines = [
-        good(0),                                                 // stored, same signer
-        envelope(&bob, &d, env.id, good(2), "CC0-1.0", 0, far), // stored content, other contributor
-        near_copy(1),                                           // stored text
-        envelope(&me, &d, env.id, good(11), "CC0-1.0", 2, far), // stored (me, 2)
-        good(7),                                                // new: signed with nonce 5
-        envelope(&bob, &d, env.id, good(9), "CC0-1.0", 0, far), // new: (bob, 0)
-        envelope(&me, &d, env.id, good(12), "CC0-1.0", 50, far), // new: (me, 50)
-        good(7),                                                // this run, same signer
-        near_copy(7),                                           // this run's text
-        envelope(&bob, &d, env.id, good(10), "CC0-1.0", 0, far), // this run's (bob, 0)
-        good(8),                                                // new: signed with nonce 51
+        good(0),                                             // stored, same signer
+        envelope(&bob, &d, id, good(2), "CC0-1.0", 0, far),  // stored content, other contributor
+        near_copy(1),                                        // stored text
+        envelope(&me, &d, id, good(11), "CC0-1.0", 2, far),  // stored (me, 2)
+        good(7),                                             // new: signed with nonce 5
+        envelope(&bob, &d, id, good(9), "CC0-1.0", 0, far),  // new: (bob, 0)
+        envelope(&me, &d, id, good(12), "CC0-1.0", 50, far), // new: (me, 50)
+        good(7),                                             // this run, same signer
+        near_copy(7),                                        // this run's text
+        envelope(&bob, &d, id, good(10), "CC0-1.0", 0, far), // this run's (bob, 0)
+        good(8),                                             // new: signed with nonce 51
     ];
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     let second = write(env.dir.path(), "second.jsonl", text.join("\n").as_bytes());

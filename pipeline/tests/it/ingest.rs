@@ -1,64 +1,39 @@
 use alloy::primitives::{B256, U256};
 use tributary_chain::keys::dev_contributor;
-use tributary_chain::{Chain, ChainConfig};
 use tributary_lake::Lake;
 use tributary_pipeline::datanet::{self, DatanetSpec};
 use tributary_pipeline::ingest::ingest;
 use tributary_pipeline::sample;
-use tributary_pipeline::sign::{Signed, Terms, sign};
-use tributary_schemas::contribution::domain;
+use tributary_pipeline::sign::Signed;
 use tributary_schemas::tables::names;
 
-struct Env {
-    chain: Chain,
-    lake: Lake,
-    datanet: u64,
-    _dir: tempfile::TempDir,
-}
+use crate::common::{self, Env, Start, sign_record};
 
+/// A fresh anvil and lake with Datanet "k".
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
     let spec = DatanetSpec {
         name: "k".into(),
         domain: "cooking".into(),
         schema_hash: B256::ZERO,
         metadata_uri: String::new(),
     };
-    let datanet = datanet::create(&chain, &spec).await.unwrap();
+    let env = common::env(Start::Spec(&spec)).await;
     assert_eq!(
-        datanet::create(&chain, &spec).await.unwrap(),
-        datanet,
+        datanet::create(&env.chain, &spec).await.unwrap(),
+        env.datanet,
         "creating by name again is harmless"
     );
-    Env {
-        chain,
-        lake,
-        datanet,
-        _dir: dir,
-    }
+    env
 }
 
 fn signed(env: &Env, n: usize) -> Vec<Signed> {
-    let d = domain(
-        env.chain.chain_id(),
-        env.chain.deployment().datanet_registry,
-    );
+    let d = env.domain();
     sample::records(n)
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let terms = Terms {
-                datanet_id: env.datanet,
-                license: "CC0-1.0".into(),
-                timestamp: 1,
-                nonce: i as u64,
-                deadline: u64::MAX,
-            };
-            sign(&dev_contributor(i % 3), &d, &terms, r).unwrap()
+            let key = dev_contributor(i % 3);
+            sign_record(&key, &d, env.datanet, r, "CC0-1.0", i as u64, u64::MAX)
         })
         .collect()
 }

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 
 use alloy::primitives::{Address, B256, U256};
 use proptest::prelude::*;
-use tributary_chain::{Chain, ChainConfig};
-use tributary_lake::Lake;
 use tributary_pipeline::rewards::{
     Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, publish, totals, tree,
 };
+
+use crate::common::{Env, Start, env};
 
 const PLATFORM: Address = Address::repeat_byte(0xAA);
 const STAKERS: Address = Address::repeat_byte(0xBB);
@@ -191,11 +191,12 @@ fn splits_one_answer_by_policy_and_share() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_pay_out_once_and_forged_proofs_revert() {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::connect(ChainConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let Env {
+        dir: _dir,
+        chain,
+        lake,
+        ..
+    } = env(Start::Bare).await;
     let alice = Address::repeat_byte(0x11);
     let bob = Address::repeat_byte(0x22);
     let paid = vec![Paid {

@@ -109,10 +109,10 @@ fn a_sharded_base_model_is_addressed_by_its_index_and_every_shard() {
     let mut buf = b"tributary-base-model".to_vec();
     for name in ["config.json", "model.safetensors", "tokenizer.json"] {
         let bytes = std::fs::read(one.path().join(name)).unwrap();
-        buf.extend_from_slice(alloy::primitives::keccak256(&bytes).as_slice());
+        buf.extend_from_slice(&tributary_trainer::keccak256(&bytes));
     }
     assert_eq!(
         base::checkpoint_hash(one.path()).unwrap(),
-        alloy::primitives::keccak256(buf)
+        tributary_trainer::keccak256(buf)
     );
 }

@@ -3,12 +3,11 @@
 //! CPU can check of the same code (precisions, sharded checkpoints, gradient
 //! checkpointing) is tested in `hf.rs` and `train.rs`.
 
-use alloy::primitives::B256;
 use tch::{Device, Kind};
+use tributary_trainer::engine::{Engine, Event, Request, Sampling};
 use tributary_trainer::influence::{self, InfluenceConfig};
 use tributary_trainer::lora::Lora;
 use tributary_trainer::model::{Model, Precision};
-use tributary_trainer::serve::engine::{Engine, Event, Request, Sampling};
 use tributary_trainer::train::{TrainConfig, TrainReport, train_with_checkpoints};
 
 use crate::hf::reference;
@@ -39,7 +38,10 @@ fn short(seed: u64) -> TrainConfig {
     }
 }
 
-fn run(model: &Model, cfg: &TrainConfig) -> (Lora, TrainReport, Vec<influence::Checkpoint>) {
+fn run(
+    model: &Model,
+    cfg: &TrainConfig,
+) -> (Lora, TrainReport, Vec<tributary_trainer::train::Checkpoint>) {
     train_with_checkpoints(model, &domain(), 0, cfg, None, &mut |_| {}).unwrap()
 }
 
@@ -103,7 +105,7 @@ fn cuda_engine_serves_an_adapter_and_influence_runs_on_the_gpu() {
 
     // Serving: the batched engine on the GPU, the adapter loaded from its PEFT folder.
     let prompt = domain()[0][..8].to_vec();
-    let id = B256::repeat_byte(7);
+    let id = [7u8; 32];
     let served = Model::load(dir.path(), gpu).unwrap();
     let mut engine: Engine<Vec<Event>> = Engine::new(served, -1, 4, 1 << 30);
     engine.submit(Request {

@@ -2,12 +2,12 @@
 //! matches full recomputation, sampling is reproducible per seed, and the adapter cache
 //! evicts under its budget and reloads.
 
-use alloy::primitives::B256;
 use tch::{Device, Tensor};
 use tributary_trainer::attribute::greedy;
+use tributary_trainer::engine::AdapterId;
+use tributary_trainer::engine::{Engine, Event, Finish, Request, Sampling};
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::Model;
-use tributary_trainer::serve::engine::{Engine, Event, Finish, Request, Sampling};
 use tributary_trainer::tokenizer::Tokenizer;
 
 use crate::base::tiny;
@@ -30,15 +30,15 @@ fn adapter(model: &Model, seed: i64, rank: i64, targets: &[&str]) -> Lora {
     lora
 }
 
-fn id(n: u8) -> B256 {
-    B256::repeat_byte(n)
+fn id(n: u8) -> AdapterId {
+    [n; 32]
 }
 
 /// A sink that writes into a shared vector, so a test reads events after the engine ran.
 #[derive(Clone, Default)]
 struct Shared(std::rc::Rc<std::cell::RefCell<Vec<Event>>>);
 
-impl tributary_trainer::serve::engine::Sink for Shared {
+impl tributary_trainer::engine::Sink for Shared {
     fn send(&mut self, e: Event) -> bool {
         self.0.borrow_mut().push(e);
         true
@@ -59,7 +59,7 @@ fn tokens(events: &[Event]) -> (Vec<i64>, Option<Finish>) {
 }
 
 struct Job {
-    adapter: Option<(B256, std::path::PathBuf)>,
+    adapter: Option<(AdapterId, std::path::PathBuf)>,
     prompt: Vec<i64>,
     sampling: Sampling,
 }
@@ -119,7 +119,7 @@ fn adapters_batched_together_decode_as_each_alone() {
     let eot = -1; // never produced: every request runs to max_tokens
     let mut engine: Engine<Shared> =
         Engine::new(Model::load(&dir, Device::Cpu).unwrap(), eot, 8, 1 << 30);
-    let job = |ad: Option<(B256, &std::path::Path)>, p: &Vec<i64>| Job {
+    let job = |ad: Option<(AdapterId, &std::path::Path)>, p: &Vec<i64>| Job {
         adapter: ad.map(|(i, d)| (i, d.to_path_buf())),
         prompt: p.clone(),
         sampling: Sampling::GREEDY,
@@ -257,7 +257,7 @@ fn the_adapter_cache_evicts_under_its_budget_and_reloads() {
         refs.push(greedy(&model, Some(&l), &p, 12, -1).unwrap());
         dirs.push(d);
     }
-    let one = tributary_trainer::serve::engine::ServedAdapter::load(&model, id(1), &dirs[0])
+    let one = tributary_trainer::engine::ServedAdapter::load(&model, id(1), &dirs[0])
         .unwrap()
         .bytes();
     // Room for two adapters.

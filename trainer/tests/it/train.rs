@@ -284,18 +284,14 @@ fn a_bfloat16_base_trains_float32_adapters_that_serve() {
     let folder = dir.path().join("adapter");
     lora.save_peft(&model, &folder, "tiny").unwrap();
     let served = Model::load_as(dir.path(), Device::Cpu, Precision::Bfloat16).unwrap();
-    let mut engine: tributary_trainer::serve::engine::Engine<
-        Vec<tributary_trainer::serve::engine::Event>,
-    > = tributary_trainer::serve::engine::Engine::new(served, -1, 2, 1 << 30);
+    let mut engine: tributary_trainer::engine::Engine<Vec<tributary_trainer::engine::Event>> =
+        tributary_trainer::engine::Engine::new(served, -1, 2, 1 << 30);
     for temperature in [0.0, 0.7] {
-        engine.submit(tributary_trainer::serve::engine::Request {
-            adapter: Some((
-                alloy::primitives::B256::repeat_byte(1),
-                Some(folder.clone()),
-            )),
+        engine.submit(tributary_trainer::engine::Request {
+            adapter: Some(([1u8; 32], Some(folder.clone()))),
             prompt: domain()[0][..6].to_vec(),
             max_tokens: 8,
-            sampling: tributary_trainer::serve::engine::Sampling {
+            sampling: tributary_trainer::engine::Sampling {
                 temperature,
                 top_p: 1.0,
                 seed: 1,

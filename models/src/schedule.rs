@@ -32,10 +32,11 @@ use tributary_pipeline::openlineage::{Dataset, Emitter};
 use tributary_pipeline::{datanet, snapshot};
 use tributary_sql::{RunRow, RunStatus, Store};
 
+use crate::catalog;
 use crate::job::{self, Options, Outcome, Spec};
-use crate::lora::LoraConfig;
-use crate::train::TrainConfig;
 use crate::{DeviceChoice, Error, Result};
+use tributary_trainer::lora::LoraConfig;
+use tributary_trainer::train::TrainConfig;
 
 /// One scheduled job, as written in `tributary.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -482,7 +483,7 @@ impl Scheduler {
             Some(id) => Some(id.parse::<B256>().map_err(|_| {
                 Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
             })?),
-            None => job::latest(&job::published(&self.chain).await?, &spec.line)
+            None => catalog::latest(&catalog::published(&self.chain).await?, &spec.line)
                 .map(|a| a.snapshot)
                 .filter(|s| !s.is_zero()),
         };
@@ -648,7 +649,7 @@ impl Scheduler {
             }
         };
         // 2. Same line, same snapshot: published already (by an earlier attempt).
-        let all = job::published(&self.chain).await?;
+        let all = catalog::published(&self.chain).await?;
         let prefix = format!("{}@", spec.line);
         if let Some(a) = all
             .iter()
@@ -669,7 +670,7 @@ impl Scheduler {
             return Ok(());
         }
         // 3. Train from the current version, evaluate, publish if it beats it.
-        let parent = job::latest(&all, &spec.line).map(|a| a.version.clone());
+        let parent = catalog::latest(&all, &spec.line).map(|a| a.version.clone());
         let train_spec = spec.spec(snapshot_id, parent.clone());
         let opts = Options {
             device: self.cfg.device,

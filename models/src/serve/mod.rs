@@ -1,18 +1,17 @@
 //! Serving: many published adapters on one base model, each answer with its ancestry and
 //! attribution, recorded in the inference ledger.
 //!
-//! - [`engine`]: the batched decoder (per-row LoRA gather, continuous batching, LRU adapter
-//!   cache). It runs on its own thread, which owns every tensor it uses.
-//! - [`http`]: OpenAI-compatible routes (`/v1/completions`, `/v1/chat/completions`,
-//!   `/v1/models`) with Tributary's `ancestry` and `attribution` on every answer.
+//! - the batched decoder (`tributary_trainer::engine`: per-row LoRA gather, continuous
+//!   batching, LRU adapter cache) runs on its own thread, which owns every tensor it uses.
+//! - [`Server::account`]: an answer's `ancestry`, `attribution` and ledger record, the fields
+//!   Tributary adds to every answer (`tributary-api`'s `/v1` routes call it).
 //! - [`ledger`]: every answer is journaled on disk, then posted in batches to the lake and
 //!   the chain (`InferencesRecorded`).
 //!
 //! Attribution runs on a second thread with its own copy of the base model, so scoring an
 //! answer never stalls decoding.
 
-pub mod engine;
-pub mod http;
+pub mod answer;
 pub mod ledger;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,13 +27,14 @@ use tributary_lake::Lake;
 use tributary_pipeline::snapshot;
 use tributary_schemas::manifest::AdapterManifest;
 
-use crate::attribute::{self, Answer, Found, Loaded};
-use crate::job::{self, OnChain};
-use crate::model::Model;
-use crate::spans;
-use crate::tokenizer::Tokenizer;
+use crate::attribute::{self, Found};
+use crate::catalog::{self, OnChain};
 use crate::{Error, Result};
-use engine::{Engine, Event, Request, Sampling};
+use tributary_trainer::attribute::{self as scoring, Loaded};
+use tributary_trainer::engine::{Engine, Event, Request, Sampling};
+use tributary_trainer::model::Model;
+use tributary_trainer::spans;
+use tributary_trainer::tokenizer::Tokenizer;
 
 /// How the inference server runs.
 #[derive(Debug, Clone)]
@@ -52,9 +52,6 @@ pub struct ServeConfig {
     pub adapter_budget: i64,
     /// Fee per token (prompt and answer), in integer token units.
     pub fee_per_token: u128,
-    /// How a chat is turned into a prompt: `{system}`, then each turn through `{user}` and
-    /// `{assistant}` lines (see [`http::chat_prompt`]).
-    pub chat_template: http::ChatTemplate,
     /// Ledger batching.
     pub ledger: ledger::LedgerConfig,
     /// Contributions listed per answer.
@@ -124,7 +121,6 @@ impl ServeConfig {
             max_context: 4096,
             adapter_budget: 256 << 20,
             fee_per_token: 1_000_000_000_000,
-            chat_template: http::ChatTemplate::default(),
             ledger: ledger::LedgerConfig::default(),
             top_k: 5,
             metrics: ServeMetrics::default(),
@@ -237,20 +233,19 @@ fn spawn_attribution(
                         }
                     };
                     let l = &mut loaded[at].1;
-                    attribute::score(
+                    let scores = scoring::score(
                         &model,
                         &tokenizer,
                         l,
-                        &Answer {
+                        &scoring::Answer {
                             prompt: &job.prompt,
                             output: &job.output,
-                            entries: &job.entries,
                             revoked: &job.revoked,
-                            top_k: job.top_k,
                             min_span: 4,
                             influence: job.influence,
                         },
-                    )
+                    )?;
+                    attribute::credit(scores, &job.entries, job.top_k)
                 })();
                 let _ = job.reply.send(found);
             }
@@ -314,7 +309,7 @@ impl Server {
 
     /// Every adapter published on chain (re-read, so new ones show at once).
     pub async fn models(&self) -> Result<Vec<OnChain>> {
-        let all = job::published(&self.chain).await?;
+        let all = catalog::published(&self.chain).await?;
         *self.published.lock().await = all.clone();
         Ok(all)
     }
@@ -325,16 +320,16 @@ impl Server {
     pub async fn adapter(&self, name: &str) -> Result<Served> {
         let known = {
             let all = self.published.lock().await;
-            job::find(&all, name, "model").ok().cloned()
+            catalog::find(&all, name, "model").ok().cloned()
         };
         let on_chain = match known {
             Some(a) => a,
-            None => job::find(&self.models().await?, name, "model")?.clone(),
+            None => catalog::find(&self.models().await?, name, "model")?.clone(),
         };
         if let Some(s) = self.served.lock().await.get(&on_chain.id) {
             return Ok(s.clone());
         }
-        let manifest = job::load_manifest(&self.lake, on_chain.id).await?;
+        let manifest = catalog::load_manifest(&self.lake, on_chain.id).await?;
         let dir = self
             .config
             .cache_dir
@@ -351,10 +346,10 @@ impl Server {
             if manifest.metrics.is_some() {
                 names.extend(["influence.safetensors", "influence.json"]);
             }
-            let folder = job::adapter_folder(&self.lake, on_chain.id)?;
-            job::fetch_files(&self.lake, &folder, &names, part.path()).await?;
+            let folder = catalog::adapter_folder(&self.lake, on_chain.id)?;
+            catalog::fetch_files(&self.lake, &folder, &names, part.path()).await?;
             // Span indexes are written only for small vocabularies.
-            let _ = job::fetch_files(
+            let _ = catalog::fetch_files(
                 &self.lake,
                 &folder,
                 &["spans.bin", "spans.json"],
@@ -421,7 +416,7 @@ impl Server {
         };
         let mut parents = Vec::new();
         for p in &m.parents {
-            let pm = job::load_manifest(&self.lake, p.id).await?;
+            let pm = catalog::load_manifest(&self.lake, p.id).await?;
             let up = Box::pin(self.ancestry(&pm)).await?;
             parents.push(json!({
                 "id": p.id.to_string(),
@@ -444,7 +439,7 @@ impl Server {
         let base = self
             .base
             .get_or_try_init(|| async {
-                let folder = attribute::base_folder(&self.lake, id, &self.config.cache_dir).await?;
+                let folder = catalog::base_folder(&self.lake, id, &self.config.cache_dir).await?;
                 let tokenizer = Arc::new(Tokenizer::load(&folder.join("tokenizer.json"))?);
                 let (f, slots, budget) = (
                     folder.clone(),
@@ -493,7 +488,7 @@ impl Server {
         let (tx, rx) = mpsc::unbounded_channel();
         base.engine
             .send(Cmd::Submit(Request {
-                adapter: Some((s.on_chain.id, Some(s.dir.clone()))),
+                adapter: Some((s.on_chain.id.0, Some(s.dir.clone()))),
                 prompt: ids.clone(),
                 max_tokens,
                 sampling,
@@ -536,7 +531,7 @@ impl Server {
         let head = self.chain.head().await?;
         let mut cached = self.revoked.lock().await;
         if cached.0 != head {
-            *cached = (head, Arc::new(attribute::revoked(&self.chain).await?));
+            *cached = (head, Arc::new(catalog::revoked(&self.chain).await?));
         }
         Ok(cached.1.clone())
     }

@@ -17,17 +17,20 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 
-use alloy::primitives::B256;
 use tch::{Device, Kind, Tensor};
 
 use crate::lora::Lora;
 use crate::model::{KvCache, Linear, Model};
+use crate::train::Rng;
 use crate::{Error, Result};
+
+/// An adapter's id (its on-chain `bytes32`).
+pub type AdapterId = crate::Hash;
 
 /// One adapter's factors, ready to gather: `(layer, role) -> (A [r, in], s·B [out, r])`.
 pub struct ServedAdapter {
     /// Adapter id.
-    pub id: B256,
+    pub id: AdapterId,
     factors: BTreeMap<(usize, String), (Tensor, Tensor)>,
     rank: i64,
     bytes: i64,
@@ -35,13 +38,13 @@ pub struct ServedAdapter {
 
 impl ServedAdapter {
     /// Loads a PEFT adapter folder for `model`.
-    pub fn load(model: &Model, id: B256, dir: &Path) -> Result<Self> {
+    pub fn load(model: &Model, id: AdapterId, dir: &Path) -> Result<Self> {
         let lora = Lora::load_peft(model, dir)?;
         Ok(Self::from_lora(id, &lora))
     }
 
     /// The factors of an adapter already in memory.
-    pub fn from_lora(id: B256, lora: &Lora) -> Self {
+    pub fn from_lora(id: AdapterId, lora: &Lora) -> Self {
         let factors: BTreeMap<_, _> = lora
             .factors()
             .into_iter()
@@ -137,7 +140,7 @@ impl Sink for tokio::sync::mpsc::UnboundedSender<Event> {
 pub struct Request<S> {
     /// The adapter (`None`: the base model alone) and, when it is not cached yet, the folder
     /// with its PEFT files.
-    pub adapter: Option<(B256, Option<std::path::PathBuf>)>,
+    pub adapter: Option<(AdapterId, Option<std::path::PathBuf>)>,
     /// Prompt tokens (at least one).
     pub prompt: Vec<i64>,
     /// Most tokens to generate.
@@ -158,15 +161,15 @@ struct Running<S> {
     generated: usize,
     max_tokens: usize,
     sampling: Sampling,
-    rng: SplitMix64,
+    rng: Rng,
     sink: S,
 }
 
 /// Adapters in memory, least recently used evicted first once `budget` bytes are passed.
 pub struct AdapterCache {
     budget: i64,
-    map: HashMap<B256, Rc<ServedAdapter>>,
-    order: VecDeque<B256>,
+    map: HashMap<AdapterId, Rc<ServedAdapter>>,
+    order: VecDeque<AdapterId>,
     /// Lookups answered from memory.
     pub hits: u64,
     /// Adapters loaded from disk.
@@ -190,7 +193,7 @@ impl AdapterCache {
     }
 
     /// Ids held, least recently used first.
-    pub fn ids(&self) -> Vec<B256> {
+    pub fn ids(&self) -> Vec<AdapterId> {
         self.order.iter().copied().collect()
     }
 
@@ -199,7 +202,7 @@ impl AdapterCache {
         self.map.values().map(|a| a.bytes).sum()
     }
 
-    fn touch(&mut self, id: B256) {
+    fn touch(&mut self, id: AdapterId) {
         self.order.retain(|x| *x != id);
         self.order.push_back(id);
     }
@@ -208,7 +211,7 @@ impl AdapterCache {
     pub fn get(
         &mut self,
         model: &Model,
-        id: B256,
+        id: AdapterId,
         dir: Option<&Path>,
     ) -> Result<Rc<ServedAdapter>> {
         if let Some(a) = self.map.get(&id).cloned() {
@@ -218,7 +221,8 @@ impl AdapterCache {
         }
         let dir = dir.ok_or_else(|| {
             Error::Internal(format!(
-                "adapter {id} is not loaded and no files were given"
+                "adapter {} is not loaded and no files were given",
+                crate::hex(&id)
             ))
         })?;
         let a = Rc::new(ServedAdapter::load(model, id, dir)?);
@@ -251,7 +255,7 @@ enum Factors {
 
 /// The LoRA factors of one batch composition.
 struct Gathered {
-    key: Vec<Option<B256>>,
+    key: Vec<Option<AdapterId>>,
     limit: usize,
     map: HashMap<(usize, String), Factors>,
 }
@@ -264,7 +268,7 @@ impl Gathered {
         (kind, device): (Kind, Device),
         group_limit: usize,
     ) -> Self {
-        let key: Vec<Option<B256>> = rows.iter().map(|a| a.map(|a| a.id)).collect();
+        let key: Vec<Option<AdapterId>> = rows.iter().map(|a| a.map(|a| a.id)).collect();
         let mut distinct: Vec<&ServedAdapter> = Vec::new();
         for a in rows.iter().flatten() {
             if !distinct.iter().any(|d| d.id == a.id) {
@@ -410,7 +414,7 @@ impl<S: Sink> Engine<S> {
     }
 
     /// Loads an adapter into the cache ahead of its first request.
-    pub fn preload(&mut self, id: B256, dir: &Path) -> Result<()> {
+    pub fn preload(&mut self, id: AdapterId, dir: &Path) -> Result<()> {
         self.adapters.get(&self.model, id, Some(dir)).map(|_| ())
     }
 
@@ -501,7 +505,7 @@ impl<S: Sink> Engine<S> {
             generated: 0,
             max_tokens: r.max_tokens,
             sampling: r.sampling,
-            rng: SplitMix64(r.sampling.seed),
+            rng: Rng(r.sampling.seed),
             sink: r.sink,
         };
         if seq.max_tokens == 0 {
@@ -545,7 +549,7 @@ impl<S: Sink> Engine<S> {
         if self.running.is_empty() {
             return Ok(());
         }
-        let key: Vec<Option<B256>> = self
+        let key: Vec<Option<AdapterId>> = self
             .running
             .iter()
             .map(|s| s.adapter.as_ref().map(|a| a.id))
@@ -618,7 +622,7 @@ impl<S: Sink> Engine<S> {
 }
 
 /// The next token from one row of logits.
-fn pick(logits: &[f32], s: &Sampling, rng: &mut SplitMix64) -> i64 {
+fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> i64 {
     if s.temperature <= 0.0 {
         // First index of the maximum, as torch's argmax.
         let mut best = 0;
@@ -655,24 +659,6 @@ fn pick(logits: &[f32], s: &Sampling, rng: &mut SplitMix64) -> i64 {
         }
     }
     probs[n - 1].0 as i64
-}
-
-/// A small seeded generator (SplitMix64), one per sequence.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Adds `sign × s·B A` to the weights of `model`'s adapted projections: merges an adapter

@@ -9,11 +9,15 @@
 //! - `inference`: its id, request and response hashes and fee, as the ledger records them.
 //!
 //! A streamed answer sends these on its last chunk, before `data: [DONE]`.
+//!
+//! The routes speak HTTP only: generating, attributing and recording answers is a [`Models`]
+//! implementation's (the binary wires `tributary-models`' server to it), so this crate does
+//! not link libtorch. Every failure becomes a response in one place, [`Failure::response`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::keccak256;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,25 +26,122 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
-use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
+use tokio::sync::mpsc;
 
-use super::engine::{Event, Finish, Sampling};
-use super::{Served, Server};
-use crate::attribute::Found;
+/// Sampling settings of one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// 0 is greedy; above 0 samples from the softened distribution.
+    pub temperature: f64,
+    /// Nucleus sampling: the most likely tokens whose probabilities sum to `top_p`.
+    pub top_p: f64,
+    /// The request's own seed: the same seed gives the same answer.
+    pub seed: u64,
+}
 
-/// The routes, over a running [`Server`]. The answering routes record every answer in the
+/// A published model as `/v1/models` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCard {
+    /// `line@version`.
+    pub name: String,
+    /// The adapter id (`0x…`).
+    pub adapter_id: String,
+    /// The block that published it.
+    pub block: u64,
+}
+
+/// What a model server reports while it generates one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generated {
+    /// One more token: the answer so far, decoded (it may end in U+FFFD while a character
+    /// is incomplete).
+    Text(String),
+    /// Generation ended: at an end-of-text token (`stop`) or at the length limit.
+    Done {
+        /// Whether the model stopped by itself.
+        stop: bool,
+    },
+    /// The request cannot be answered as given (the message says why).
+    Refused(String),
+    /// Generation failed on the server's side.
+    Failed(String),
+}
+
+/// A generation under way. Dropping `events` cancels it.
+#[derive(Debug)]
+pub struct Generation {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// What the server reports, in order, ending with `Done`, `Refused` or `Failed`.
+    pub events: mpsc::UnboundedReceiver<Generated>,
+}
+
+/// A finished answer, to attribute and record.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The request body as received.
+    pub request: &'a Value,
+    /// The prompt the model saw.
+    pub prompt: &'a str,
+    /// The answer's text.
+    pub text: &'a str,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+    /// Whether to compute gradient influence (`"attribution": false` skips it).
+    pub influence: bool,
+}
+
+/// Why a request failed, by whose fault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The caller's mistake (400, with the message).
+    Invalid(String),
+    /// The model named is not published (404, with the message).
+    NotFound(String),
+    /// The chain or the lake failed (502; the message goes to the log only).
+    Upstream(String),
+    /// Anything else (500; the message goes to the log only).
+    Internal(String),
+}
+
+/// What the `/v1` routes need of a model server.
+#[async_trait::async_trait]
+pub trait Models: Send + Sync + 'static {
+    /// Every published model (re-read, so new ones show at once).
+    async fn list(&self) -> Result<Vec<ModelCard>, Failure>;
+    /// The model `name` (an id or `line@version`) made ready to answer: its `line@version`.
+    async fn resolve(&self, name: &str) -> Result<String, Failure>;
+    /// Starts generating up to `max_tokens` after `prompt`.
+    async fn generate(
+        &self,
+        name: &str,
+        prompt: &str,
+        max_tokens: usize,
+        sampling: Sampling,
+    ) -> Result<Generation, Failure>;
+    /// Attributes and records a finished answer: the response's extra fields (`ancestry`,
+    /// `attribution`, `inference`).
+    async fn account(&self, name: &str, answer: Answer<'_>) -> Result<Value, Failure>;
+    /// A generation finished after `seconds` with `tokens` generated (for metrics).
+    fn finished(&self, seconds: f64, tokens: usize);
+}
+
+type Backend = Arc<dyn Models>;
+
+/// The routes, over a model server. The answering routes record every answer in the
 /// inference ledger (on chain, with a fee): they need `Authorization: Bearer <token>`, and a
 /// request without it is refused before any work. `/v1/models` is public.
-pub fn router(server: Arc<Server>, token: ApiToken) -> axum::Router {
+pub fn router(models: Backend, token: ApiToken) -> axum::Router {
     let answering = axum::Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token));
     axum::Router::new()
-        .route("/v1/models", get(models))
+        .route("/v1/models", get(list))
         .merge(answering)
-        .with_state(server)
+        .with_state(models)
 }
 
 /// The bearer token the answering routes require.
@@ -49,12 +150,10 @@ pub struct ApiToken(Arc<str>);
 
 impl ApiToken {
     /// A token; it must not be empty.
-    pub fn new(token: &str) -> crate::Result<Self> {
+    pub fn new(token: &str) -> Result<Self, String> {
         let token = token.trim();
         if token.is_empty() {
-            return Err(crate::Error::InvalidInput(
-                "the API token is empty: set TRIBUTARY_API_TOKEN to a secret".into(),
-            ));
+            return Err("the API token is empty: set TRIBUTARY_API_TOKEN to a secret".into());
         }
         Ok(Self(token.into()))
     }
@@ -172,30 +271,31 @@ pub fn chat_prompt(t: &ChatTemplate, messages: &[Value]) -> Result<String, Strin
     Ok(out)
 }
 
-/// The one mapping from a failure to a response. The caller's mistakes (a bad request, a model
-/// that is not published) come back with their message; the chain or the lake failing is a
-/// 502 and anything else a 500, whose bodies say what failed and where to look, never the
-/// internal message (that goes to the log, inside the request's span).
-fn failure(e: &crate::Error, param: Option<&str>) -> Response {
-    use crate::Error as E;
-    match e {
-        E::InvalidInput(m) => error(StatusCode::BAD_REQUEST, m.clone(), param),
-        E::NotFound(m) => error(StatusCode::NOT_FOUND, m.clone(), param),
-        E::Chain(_) | E::Lake(_) | E::Pipeline(_) => {
-            tracing::error!(error = %e, "the chain or the lake failed");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "the chain or the lake did not answer; try again (details in the server's log)",
-                None,
-            )
-        }
-        _ => {
-            tracing::error!(error = %e, "request failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error (details in the server's log)",
-                None,
-            )
+impl Failure {
+    /// The one mapping from a failure to a response. The caller's mistakes (a bad request, a
+    /// model that is not published) come back with their message; the chain or the lake
+    /// failing is a 502 and anything else a 500, whose bodies say what failed and where to
+    /// look, never the internal message (that goes to the log, inside the request's span).
+    pub fn response(&self, param: Option<&str>) -> Response {
+        match self {
+            Failure::Invalid(m) => error(StatusCode::BAD_REQUEST, m.clone(), param),
+            Failure::NotFound(m) => error(StatusCode::NOT_FOUND, m.clone(), param),
+            Failure::Upstream(m) => {
+                tracing::error!(error = %m, "the chain or the lake failed");
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    "the chain or the lake did not answer; try again (details in the server's log)",
+                    None,
+                )
+            }
+            Failure::Internal(m) => {
+                tracing::error!(error = %m, "request failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (details in the server's log)",
+                    None,
+                )
+            }
         }
     }
 }
@@ -218,21 +318,21 @@ fn error(status: StatusCode, message: impl Into<String>, param: Option<&str>) ->
         .into_response()
 }
 
-async fn models(State(server): State<Arc<Server>>) -> Response {
-    match server.models().await {
+async fn list(State(models): State<Backend>) -> Response {
+    match models.list().await {
         Ok(all) => Json(json!({
             "object": "list",
-            "data": all.iter().map(|a| json!({
-                "id": a.version,
+            "data": all.iter().map(|m| json!({
+                "id": m.name,
                 "object": "model",
                 "created": 0,
                 "owned_by": "tributary",
-                "adapter_id": a.id.to_string(),
-                "block": a.block,
+                "adapter_id": m.adapter_id,
+                "block": m.block,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
-        Err(e) => failure(&e, None),
+        Err(e) => e.response(None),
     }
 }
 
@@ -329,18 +429,20 @@ struct Outcome {
 /// Runs one generation, calling `delta` with each piece of text as it becomes final (text
 /// that could still turn into a stop string is held back).
 async fn generate(
-    server: &Server,
-    s: &Served,
+    models: &Backend,
+    name: &str,
     prompt: &str,
     p: &Params,
     mut delta: impl FnMut(&str) -> bool,
 ) -> Result<Outcome, Response> {
     let started = std::time::Instant::now();
-    let (tokenizer, prompt_tokens, mut rx) = server
-        .generate(s, prompt, p.max_tokens, p.sampling)
+    let Generation {
+        prompt_tokens,
+        mut events,
+    } = models
+        .generate(name, prompt, p.max_tokens, p.sampling)
         .await
-        .map_err(|e| failure(&e, None))?;
-    let metrics = &server.config().metrics;
+        .map_err(|e| e.response(None))?;
     let hold = p
         .stop
         .iter()
@@ -348,15 +450,15 @@ async fn generate(
         .max()
         .unwrap_or(1)
         .saturating_sub(1);
-    let mut ids = Vec::new();
+    let mut tokens = 0;
     let mut sent = 0;
     let mut finish = "length";
     let mut text = String::new();
-    while let Some(ev) = rx.recv().await {
+    while let Some(ev) = events.recv().await {
         match ev {
-            Event::Token(t) => {
-                ids.push(t);
-                text = tokenizer.decode(&ids).unwrap_or_default();
+            Generated::Text(so_far) => {
+                tokens += 1;
+                text = so_far;
                 if let Some(cut) = p.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
                     text.truncate(cut);
                     finish = "stop";
@@ -377,131 +479,50 @@ async fn generate(
                     sent = upto;
                 }
             }
-            Event::Done(Finish::Stop) => finish = "stop",
-            Event::Done(_) => {}
-            Event::Refused(m) => return Err(error(StatusCode::BAD_REQUEST, m, None)),
-            Event::Failed(m) => return Err(failure(&crate::Error::Internal(m), None)),
+            Generated::Done { stop } => {
+                if stop {
+                    finish = "stop";
+                }
+            }
+            Generated::Refused(m) => return Err(Failure::Invalid(m).response(None)),
+            Generated::Failed(m) => return Err(Failure::Internal(m).response(None)),
         }
     }
     if text.len() > sent {
         delta(&text[sent..]);
     }
-    metrics.latency.observe(started.elapsed().as_secs_f64());
-    metrics.tokens.inc_by(ids.len() as u64);
+    models.finished(started.elapsed().as_secs_f64(), tokens);
     Ok(Outcome {
         text,
         finish,
         prompt_tokens,
-        completion_tokens: ids.len(),
+        completion_tokens: tokens,
     })
 }
 
-/// Attribution, ancestry and the ledger record of a finished answer: the extra fields of
-/// the response.
+/// The answer's extra fields, from the model server.
 async fn account(
-    server: &Server,
-    s: &Served,
+    models: &Backend,
+    name: &str,
     request: &Value,
     prompt: &str,
     out: &Outcome,
     influence: bool,
 ) -> Result<Value, Response> {
-    let trained = s.manifest.metrics.is_some();
-    let found = if trained {
-        server
-            .attribute(s, prompt, &out.text, influence)
-            .await
-            .map_err(|e| failure(&e, None))?
-    } else {
-        Found::default()
-    };
-    let shares: Vec<AttributionShare> = found
-        .top
-        .iter()
-        .filter(|c| c.share > 0.0)
-        .map(|c| AttributionShare {
-            contribution: c.contribution,
-            share: c.share,
-            contributor: Some(c.contributor),
-            datanet_id: Some(c.datanet_id),
-            score: Some(c.score),
-        })
-        .collect();
-    let tokens = (out.prompt_tokens + out.completion_tokens) as u128;
-    let entry = InferenceEntry {
-        adapter_id: s.on_chain.id,
-        request_hash: keccak256(serde_json::to_vec(request).unwrap_or_default()),
-        response_hash: keccak256(out.text.as_bytes()),
-        attribution_root: attribution_root(&shares),
-        tokens: out.completion_tokens as u64,
-        fee: tokens * server.config().fee_per_token,
-        attribution: shares,
-    };
-    let id = entry.id();
-    server
-        .ledger
-        .record(entry.clone())
+    models
+        .account(
+            name,
+            Answer {
+                request,
+                prompt,
+                text: &out.text,
+                prompt_tokens: out.prompt_tokens,
+                completion_tokens: out.completion_tokens,
+                influence,
+            },
+        )
         .await
-        .map_err(|e| failure(&e, None))?;
-    let method = match (trained, influence && !found.top.is_empty()) {
-        (false, _) => "none: a merge without training of its own (see its parents)",
-        (true, true) => "tracin",
-        (true, false) => "spans",
-    };
-    Ok(json!({
-        "ancestry": s.ancestry,
-        "attribution": {
-            "method": method,
-            "contributions_scored": found.scored,
-            "top": found.top.iter().map(|c| json!({
-                "contribution": c.contribution.to_string(),
-                "contributor": c.contributor.to_string(),
-                "datanet_id": c.datanet_id,
-                "score": c.score,
-                "share": c.share,
-                "revoked": c.revoked,
-                "spans": found.spans.iter()
-                    .filter(|sp| sp.contributions.iter().any(|(id, _)| *id == c.contribution))
-                    .map(|sp| sp.text.clone())
-                    .collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "contributors": found.contributors.iter()
-                .map(|(a, sh)| json!({"address": a.to_string(), "share": sh}))
-                .collect::<Vec<_>>(),
-            "spans": found.spans.iter().map(|sp| json!({
-                "text": sp.text,
-                "tokens": sp.tokens,
-                "occurrences": sp.occurrences,
-                "contributions": sp.contributions.iter()
-                    .map(|(id, n)| json!({"id": id.to_string(), "occurrences": n}))
-                    .collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        },
-        "inference": {
-            "id": id.to_string(),
-            "request_hash": entry.request_hash.to_string(),
-            "response_hash": entry.response_hash.to_string(),
-            "attribution_root": entry.attribution_root.to_string(),
-            "fee": entry.fee.to_string(),
-        },
-    }))
-}
-
-/// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
-/// parts per billion, u64 big-endian)`; zero when there are none.
-pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
-    if shares.is_empty() {
-        return B256::ZERO;
-    }
-    let leaves = shares
-        .iter()
-        .map(|a| {
-            let mut buf = a.contribution.to_vec();
-            buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
-            leaf_bytes32(keccak256(buf))
-        })
-        .collect();
-    MerkleTree::new(leaves).root()
+        .map_err(|e| e.response(None))
 }
 
 fn now() -> u64 {
@@ -523,7 +544,7 @@ enum Kind {
     Chat,
 }
 
-async fn completions(State(server): State<Arc<Server>>, Json(body): Json<Value>) -> Response {
+async fn completions(State(models): State<Backend>, Json(body): Json<Value>) -> Response {
     let prompt = match &body["prompt"] {
         Value::String(s) => s.clone(),
         Value::Array(a) if a.len() == 1 && a[0].is_string() => {
@@ -537,18 +558,18 @@ async fn completions(State(server): State<Arc<Server>>, Json(body): Json<Value>)
             );
         }
     };
-    answer(server, body, prompt, Kind::Text).await
+    answer(models, body, prompt, Kind::Text).await
 }
 
-async fn chat(State(server): State<Arc<Server>>, Json(body): Json<Value>) -> Response {
+async fn chat(State(models): State<Backend>, Json(body): Json<Value>) -> Response {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    match chat_prompt(&server.config().chat_template, &messages) {
-        Ok(prompt) => answer(server, body, prompt, Kind::Chat).await,
+    match chat_prompt(&ChatTemplate::default(), &messages) {
+        Ok(prompt) => answer(models, body, prompt, Kind::Chat).await,
         Err(m) => error(StatusCode::BAD_REQUEST, m, Some("messages")),
     }
 }
 
-async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) -> Response {
+async fn answer(models: Backend, body: Value, prompt: String, kind: Kind) -> Response {
     let common: Common = match serde_json::from_value(body.clone()) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
@@ -557,9 +578,9 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
         Ok(p) => p,
         Err(r) => return r,
     };
-    let served = match server.adapter(&common.model).await {
-        Ok(s) => s,
-        Err(e) => return failure(&e, Some("model")),
+    let model = match models.resolve(&common.model).await {
+        Ok(m) => m,
+        Err(e) => return e.response(Some("model")),
     };
     let id = format!(
         "{}-{}",
@@ -569,8 +590,8 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
         },
         &keccak256(serde_json::to_vec(&body).unwrap_or_default()).to_string()[2..26]
     );
-    let model = served.on_chain.version.clone();
     let created = now();
+    let name = model.clone();
     let head = move |choices: Value, chunk: bool| {
         json!({
             "id": id,
@@ -580,16 +601,16 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
                 (Kind::Chat, false) => "chat.completion",
             },
             "created": created,
-            "model": model,
+            "model": name,
             "choices": choices,
         })
     };
     if !p.stream {
-        let out = match generate(&server, &served, &prompt, &p, |_| true).await {
+        let out = match generate(&models, &model, &prompt, &p, |_| true).await {
             Ok(o) => o,
             Err(r) => return r,
         };
-        let extra = match account(&server, &served, &body, &prompt, &out, p.influence).await {
+        let extra = match account(&models, &model, &body, &prompt, &out, p.influence).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -618,7 +639,7 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
             }
         };
         let send = |v: Value| tx.send(Ok(Sse::default().data(v.to_string()))).is_ok();
-        let out = generate(&server, &served, &prompt, &p, |d| {
+        let out = generate(&models, &model, &prompt, &p, |d| {
             send(head(chunk(d, None), true))
         })
         .await;
@@ -629,7 +650,7 @@ async fn answer(server: Arc<Server>, body: Value, prompt: String, kind: Kind) ->
                 return;
             }
         };
-        match account(&server, &served, &body, &prompt, &out, p.influence).await {
+        match account(&models, &model, &body, &prompt, &out, p.influence).await {
             Ok(extra) => {
                 let mut last = merge(head(chunk("", Some(out.finish)), true), extra);
                 last["usage"] = usage(&out);

@@ -24,14 +24,18 @@ use tributary_schemas::manifest::{
 };
 
 use crate::attribute;
-use crate::base::{self, Recipe};
-use crate::influence::{self, InfluenceConfig, SetInfluence};
-use crate::lora::{Lora, LoraConfig};
-use crate::model::{Arch, Config, Model};
-use crate::spans::{self, SpanIndex};
-use crate::tokenizer::Tokenizer;
-use crate::train::{Progress, TrainConfig, TrainReport, held_out, train_with_checkpoints};
-use crate::{DeviceChoice, Error, Result, plot};
+use crate::catalog::{self, OnChain, find, load_manifest, published, semver};
+use crate::{DeviceChoice, Error, Result};
+use tributary_trainer::base::{self, Recipe};
+use tributary_trainer::influence::{self, InfluenceConfig, SetInfluence};
+use tributary_trainer::lora::{Lora, LoraConfig};
+use tributary_trainer::model::{Arch, Config, Model};
+use tributary_trainer::plot;
+use tributary_trainer::spans::{self, SpanIndex};
+use tributary_trainer::tokenizer::Tokenizer;
+use tributary_trainer::train::{
+    Progress, TrainConfig, TrainReport, held_out, train_with_checkpoints,
+};
 
 /// `train.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,17 +185,6 @@ impl Spec {
     }
 }
 
-/// `major.minor.patch`, numeric.
-fn semver(v: &str) -> Result<[u64; 3]> {
-    let parts: Vec<Option<u64>> = v.split('.').map(|p| p.parse().ok()).collect();
-    match parts.as_slice() {
-        [Some(a), Some(b), Some(c)] => Ok([*a, *b, *c]),
-        _ => Err(Error::InvalidInput(format!(
-            "version {v:?} is not major.minor.patch (for example 1.2.0)"
-        ))),
-    }
-}
-
 /// The files of an adapter's folder besides `manifest.json` (those that exist are stored).
 pub const ADAPTER_FILES: [&str; 7] = [
     "adapter_model.safetensors",
@@ -231,67 +224,6 @@ pub struct Published {
     pub newly_published: bool,
     /// True when this run registered the base model.
     pub base_registered: bool,
-}
-
-/// One adapter as published on chain.
-#[derive(Debug, Clone)]
-pub struct OnChain {
-    /// Adapter id.
-    pub id: B256,
-    /// `line@version`.
-    pub version: String,
-    /// Its folder in the lake.
-    pub uri: String,
-    /// The snapshot it was trained on (zero for a merge).
-    pub snapshot: B256,
-    /// The publishing transaction.
-    pub tx: B256,
-    /// Its block.
-    pub block: u64,
-}
-
-/// Every adapter published on this chain, from its `AdapterPublished` logs.
-pub async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
-    let found = chain
-        .model_registry()
-        .AdapterPublished_filter()
-        .from_block(chain.deployment().start_block)
-        .query()
-        .await
-        .map_err(tributary_chain::Error::from)?;
-    Ok(found
-        .into_iter()
-        .map(|(e, log)| OnChain {
-            id: e.id,
-            version: e.version,
-            uri: e.uri,
-            snapshot: e.snapshotId,
-            tx: log.transaction_hash.unwrap_or_default(),
-            block: log.block_number.unwrap_or_default(),
-        })
-        .collect())
-}
-
-/// The adapter named by `name` (an id or `line@version`); `what` names it in the error.
-pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChain> {
-    let hit = match name.parse::<B256>() {
-        Ok(id) => all.iter().find(|a| a.id == id),
-        Err(_) => all.iter().find(|a| a.version == name),
-    };
-    hit.ok_or_else(|| {
-        Error::NotFound(format!(
-            "{what} {name:?} is not published on this chain: give an adapter id or line@version (GraphQL `adapters` lists them)"
-        ))
-    })
-}
-
-/// The latest version of `line` (by semantic version), if any.
-pub fn latest<'a>(all: &'a [OnChain], line: &str) -> Option<&'a OnChain> {
-    let prefix = format!("{line}@");
-    all.iter()
-        .filter_map(|a| Some((semver(a.version.strip_prefix(&prefix)?).ok()?, a)))
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, a)| a)
 }
 
 /// The version to publish: the spec's, or the line's latest with the minor part raised.
@@ -363,7 +295,7 @@ async fn base_model(
     dir: &Path,
     arch: Arch,
 ) -> Result<(B256, String, bool)> {
-    let id = base::checkpoint_hash(dir)?;
+    let id = B256::from(base::checkpoint_hash(dir)?);
     let folder = format!("models/{id}/");
     // Recorded on chain and in adapter_config.json by its key, relative to the lake root.
     let uri = folder.clone();
@@ -476,128 +408,45 @@ pub async fn run_gated(
     }
     spec.check()?;
     let device = opts.device.device()?;
-    let cfg = spec.train_config();
-    // The base model's shape, to check the LoRA targets before any costly work.
-    let folder = if spec.base_model == "tiny" {
-        let recipe = Recipe::tiny();
-        if spec.merge_only {
-            cfg.lora.validate(&recipe.config)?;
-        } else {
-            cfg.validate(&recipe.config)?;
-        }
-        let cache = opts.model_cache.clone();
-        tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
-            .await
-            .map_err(Error::joined)??
-    } else {
-        PathBuf::from(&spec.base_model)
-    };
-    let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
-    if spec.merge_only {
-        cfg.lora.validate(&config)?;
-    } else {
-        cfg.validate(&config)?;
-    }
-    let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
-    tokenizer.check(&config)?;
 
-    // Parents and the snapshot, from the chain.
+    // Resolve: everything that can be checked, before any costly work.
+    let base = resolve_base(spec, opts).await?;
     let all = published(chain).await?;
-    let mut parents = Vec::new();
-    for p in &spec.parents {
-        parents.push(find(&all, p, "parent adapter")?.clone());
-    }
+    let parents = spec
+        .parents
+        .iter()
+        .map(|p| find(&all, p, "parent adapter").cloned())
+        .collect::<Result<Vec<_>>>()?;
     let version = next_version(&all, &spec.line, spec.version.as_deref())?;
     let full_version = format!("{}@{version}", spec.line);
-    let manifest: Option<SnapshotManifest> = if spec.merge_only {
-        None
-    } else if let Some(id) = spec.snapshot {
-        let known = chain
-            .model_registry()
-            .isSnapshot(id)
-            .call()
-            .await
-            .map_err(tributary_chain::Error::from)?;
-        if !known {
-            return Err(Error::InvalidInput(format!(
-                "snapshot {id} is not committed on this chain: run `tributary snapshot --datanet …` and use the id it prints"
-            )));
-        }
-        Some(snapshot::load(lake, id).await?)
-    } else {
-        let mut ids = Vec::new();
-        for d in &spec.datanets {
-            ids.push(datanet::load(chain, lake, d).await?.id);
-        }
-        Some(snapshot::snapshot(chain, lake, &ids, None).await?.manifest)
+
+    // Snapshot: frozen now or loaded, and its text read through time travel.
+    let snapshot = resolve_snapshot(chain, lake, spec).await?;
+    let docs = match &snapshot {
+        Some(m) => read_documents(lake, m, spec.template.as_deref()).await?,
+        None => Vec::new(),
     };
 
-    // The training text, read through time travel at the snapshot's pinned versions.
-    let mut docs: Vec<(String, String)> = Vec::new();
-    if let Some(m) = &manifest {
-        for b in snapshot::read(lake, m).await? {
-            use arrow::array::AsArray;
-            let ids = b
-                .column_by_name("contribution_id")
-                .expect("schema")
-                .as_string::<i32>();
-            let content = b
-                .column_by_name("content")
-                .expect("schema")
-                .as_string::<i32>();
-            for i in 0..b.num_rows() {
-                docs.push((
-                    ids.value(i).to_string(),
-                    render(spec.template.as_deref(), content.value(i))?,
-                ));
-            }
-        }
-        // A stable order, whatever the file layout.
-        docs.sort();
-    }
-
+    // Train, on a worker thread.
     let (base_id, base_uri, base_registered) =
-        base_model(chain, lake, &folder, config.arch).await?;
-    let mut parent_dirs = Vec::new();
-    for p in &parents {
-        parent_dirs.push(fetch_adapter(lake, p, base_id).await?);
-    }
+        base_model(chain, lake, &base.folder, base.config.arch).await?;
+    let trained = train(
+        lake, spec, base, device, docs, &parents, base_id, &base_uri, opts, progress,
+    )
+    .await?;
 
-    // Train (blocking, on a worker thread).
-    let out = opts.out.clone();
-    let spec_c = spec.clone();
-    let base_uri_c = base_uri.clone();
-    let parent_paths: Vec<PathBuf> = parent_dirs.iter().map(|d| d.path().to_path_buf()).collect();
-    let span = tracing::Span::current();
-    let trained = tokio::task::spawn_blocking(move || {
-        let _job = span.entered();
-        train_blocking(
-            &spec_c,
-            &folder,
-            device,
-            &tokenizer,
-            &docs,
-            &parent_paths,
-            &out,
-            &base_uri_c,
-            progress,
-        )
-    })
-    .await
-    .map_err(Error::joined)??;
-    drop(parent_dirs);
-
-    let config_value = spec.hashed_config();
-    let config_hash = keccak256(serde_json::to_vec(&config_value).expect("json"));
-    let snapshot_id = manifest.as_ref().map_or(B256::ZERO, |m| m.snapshot_id);
+    // The adapter's manifest; its id says whether this exact adapter is already published.
     let parent_ids: Vec<B256> = parents.iter().map(|p| p.id).collect();
-    let adapter_id = AdapterManifest::id_of(
+    let manifest = describe(
+        spec,
+        &version,
         base_id,
-        snapshot_id,
-        config_hash,
-        trained.weights_hash,
+        snapshot.as_ref(),
         &parent_ids,
+        &trained,
+        device,
     );
+    let adapter_id = manifest.adapter_id;
     if let Some(done) = all.iter().find(|a| a.id == adapter_id) {
         // The same training of the same data: already published.
         let m = load_manifest(lake, adapter_id).await?;
@@ -620,30 +469,7 @@ pub async fn run_gated(
             taken.id
         )));
     }
-    let weights = spec.parent_weights();
-    let adapter_manifest = AdapterManifest {
-        adapter_id,
-        line: spec.line.clone(),
-        version: version.clone(),
-        base_model_id: base_id,
-        architecture: arch_name(config.arch).into(),
-        snapshot_id,
-        parents: parent_ids
-            .iter()
-            .zip(weights)
-            .map(|(id, weight)| AdapterParent { id: *id, weight })
-            .collect(),
-        config: config_value,
-        config_hash,
-        weights_hash: trained.weights_hash,
-        metrics: trained
-            .report
-            .as_ref()
-            .map(|r| metrics(r, trained.documents)),
-        device: format!("{device:?}").to_lowercase(),
-        code_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let bytes = adapter_manifest.to_bytes();
+    let bytes = manifest.to_bytes();
     let manifest_path = opts.out.join("manifest.json");
     std::fs::write(&manifest_path, &bytes)
         .map_err(|e| Error::Io(manifest_path.display().to_string(), e))?;
@@ -653,45 +479,286 @@ pub async fn run_gated(
         if !beats {
             tracing::info!(%adapter_id, current = r.start_eval_loss, new = r.eval_loss_best, "not promoted");
             return Ok(Outcome::NotPromoted(NotPromoted {
-                manifest: adapter_manifest,
+                manifest,
                 dir: opts.out.clone(),
                 current_loss: r.start_eval_loss,
                 eval_loss: r.eval_loss_best,
             }));
         }
     }
+
+    // Store in the lake, then publish on chain.
+    store(
+        lake,
+        &opts.out,
+        &manifest,
+        bytes,
+        &trained,
+        snapshot.as_ref(),
+    )
+    .await?;
+    if let Some(guard) = guard {
+        guard().await?;
+    }
+    let (tx, block, newly) = publish(chain, &manifest, &full_version).await?;
+    let current_loss = match parents.as_slice() {
+        [_] => trained.report.as_ref().map(|r| r.start_eval_loss),
+        _ => None,
+    };
+    Ok(Outcome::Published {
+        current_loss,
+        published: Published {
+            uri: lake.uri(&AdapterManifest::folder(adapter_id)).to_string(),
+            manifest,
+            dir: opts.out.clone(),
+            tx,
+            block,
+            newly_published: newly,
+            base_registered,
+        },
+    })
+}
+
+/// The base model's folder, configuration and tokenizer, checked against the spec's LoRA
+/// targets (the tiny model is built on first use).
+struct Base {
+    folder: PathBuf,
+    config: Config,
+    tokenizer: Tokenizer,
+}
+
+async fn resolve_base(spec: &Spec, opts: &Options) -> Result<Base> {
+    let cfg = spec.train_config();
+    let check = |config: &Config| -> Result<()> {
+        if spec.merge_only {
+            Ok(cfg.lora.validate(config)?)
+        } else {
+            Ok(cfg.validate(config)?)
+        }
+    };
+    let folder = if spec.base_model == "tiny" {
+        let recipe = Recipe::tiny();
+        // The shape is known before the model is built: check first.
+        check(&recipe.config)?;
+        let cache = opts.model_cache.clone();
+        tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
+            .await
+            .map_err(Error::joined)??
+    } else {
+        PathBuf::from(&spec.base_model)
+    };
+    let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
+    check(&config)?;
+    let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
+    tokenizer.check(&config)?;
+    Ok(Base {
+        folder,
+        config,
+        tokenizer,
+    })
+}
+
+/// The snapshot to train on: the committed one the spec names, or its Datanets frozen now;
+/// none for a merge.
+async fn resolve_snapshot(
+    chain: &Chain,
+    lake: &Lake,
+    spec: &Spec,
+) -> Result<Option<SnapshotManifest>> {
+    if spec.merge_only {
+        return Ok(None);
+    }
+    if let Some(id) = spec.snapshot {
+        let known = chain
+            .model_registry()
+            .isSnapshot(id)
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        if !known {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {id} is not committed on this chain: run `tributary snapshot --datanet …` and use the id it prints"
+            )));
+        }
+        return Ok(Some(snapshot::load(lake, id).await?));
+    }
+    let mut ids = Vec::new();
+    for d in &spec.datanets {
+        ids.push(datanet::load(chain, lake, d).await?.id);
+    }
+    Ok(Some(
+        snapshot::snapshot(chain, lake, &ids, None).await?.manifest,
+    ))
+}
+
+/// (contribution id, training text) of every contribution in the snapshot, read through
+/// time travel at its pinned versions, in id order whatever the file layout.
+async fn read_documents(
+    lake: &Lake,
+    m: &SnapshotManifest,
+    template: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    use arrow::array::AsArray;
+    let mut docs = Vec::new();
+    for b in snapshot::read(lake, m).await? {
+        let ids = b
+            .column_by_name("contribution_id")
+            .expect("schema")
+            .as_string::<i32>();
+        let content = b
+            .column_by_name("content")
+            .expect("schema")
+            .as_string::<i32>();
+        for i in 0..b.num_rows() {
+            docs.push((
+                ids.value(i).to_string(),
+                render(template, content.value(i))?,
+            ));
+        }
+    }
+    docs.sort();
+    Ok(docs)
+}
+
+/// Fetches the parents and trains on a worker thread (see [`train_blocking`]).
+#[allow(clippy::too_many_arguments)]
+async fn train(
+    lake: &Lake,
+    spec: &Spec,
+    base: Base,
+    device: Device,
+    docs: Vec<(String, String)>,
+    parents: &[OnChain],
+    base_id: B256,
+    base_uri: &str,
+    opts: &Options,
+    progress: Box<dyn FnMut(&Progress) + Send>,
+) -> Result<Trained> {
+    let mut parent_dirs = Vec::new();
+    for p in parents {
+        parent_dirs.push(fetch_adapter(lake, p, base_id).await?);
+    }
+    let out = opts.out.clone();
+    let spec = spec.clone();
+    let base_uri = base_uri.to_string();
+    let parent_paths: Vec<PathBuf> = parent_dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let span = tracing::Span::current();
+    // `parent_dirs` lives until training is done with the files.
+    let trained = tokio::task::spawn_blocking(move || {
+        let _job = span.entered();
+        train_blocking(
+            &spec,
+            &base.folder,
+            device,
+            &base.tokenizer,
+            &docs,
+            &parent_paths,
+            &out,
+            &base_uri,
+            progress,
+        )
+    })
+    .await
+    .map_err(Error::joined)?;
+    drop(parent_dirs);
+    trained
+}
+
+/// The manifest of what was trained, with its content address.
+fn describe(
+    spec: &Spec,
+    version: &str,
+    base_id: B256,
+    snapshot: Option<&SnapshotManifest>,
+    parent_ids: &[B256],
+    trained: &Trained,
+    device: Device,
+) -> AdapterManifest {
+    let config = spec.hashed_config();
+    let config_hash = keccak256(serde_json::to_vec(&config).expect("json"));
+    let snapshot_id = snapshot.map_or(B256::ZERO, |m| m.snapshot_id);
+    let adapter_id = AdapterManifest::id_of(
+        base_id,
+        snapshot_id,
+        config_hash,
+        trained.weights_hash,
+        parent_ids,
+    );
+    AdapterManifest {
+        adapter_id,
+        line: spec.line.clone(),
+        version: version.to_string(),
+        base_model_id: base_id,
+        architecture: arch_name(trained.arch).into(),
+        snapshot_id,
+        parents: parent_ids
+            .iter()
+            .zip(spec.parent_weights())
+            .map(|(id, weight)| AdapterParent { id: *id, weight })
+            .collect(),
+        config,
+        config_hash,
+        weights_hash: trained.weights_hash,
+        metrics: trained
+            .report
+            .as_ref()
+            .map(|r| metrics(r, trained.documents)),
+        device: format!("{device:?}").to_lowercase(),
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// Puts the adapter's files in the lake under its id, the manifest last (its presence says
+/// the folder is complete), and records its attribution over the held-out set. Before
+/// publishing, so a run that stops in between writes them on its rerun (once: the append
+/// is idempotent per adapter).
+async fn store(
+    lake: &Lake,
+    dir: &Path,
+    manifest: &AdapterManifest,
+    bytes: Vec<u8>,
+    trained: &Trained,
+    snapshot: Option<&SnapshotManifest>,
+) -> Result<()> {
+    let adapter_id = manifest.adapter_id;
     let folder_key = AdapterManifest::folder(adapter_id);
     for name in ADAPTER_FILES {
-        let p = opts.out.join(name);
+        let p = dir.join(name);
         if p.exists() {
             let b = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
             lake.put(&format!("{folder_key}{name}"), b).await?;
         }
     }
-    // The manifest last: its presence says the folder is complete.
     lake.put(&AdapterManifest::key(adapter_id), bytes).await?;
-    // Before publishing, so a run that stops in between writes them on its rerun (once:
-    // the append is idempotent per adapter).
-    if let (Some((ids, on)), Some(m)) = (&trained.influence, &manifest) {
+    if let (Some((ids, on)), Some(m)) = (&trained.influence, snapshot) {
         attribute::record_adapter(lake, adapter_id, m, ids, on).await?;
     }
+    Ok(())
+}
+
+/// Publishes the adapter on chain as `full_version`: (tx, block, newly published). An
+/// adapter already published (by an earlier run that stopped before it could say so) is
+/// found; a version another run took first is refused with what to do.
+async fn publish(
+    chain: &Chain,
+    m: &AdapterManifest,
+    full_version: &str,
+) -> Result<(B256, u64, bool)> {
+    let adapter_id = m.adapter_id;
     // Recorded on chain by its key, relative to the lake root.
-    let uri = folder_key.clone();
-    if let Some(guard) = guard {
-        guard().await?;
-    }
+    let uri = AdapterManifest::folder(adapter_id);
     let registry = chain.model_registry();
     let call = registry.publishAdapter(
         adapter_id,
-        base_id,
-        parent_ids,
-        snapshot_id,
-        config_hash,
-        trained.weights_hash,
-        uri.clone(),
-        full_version.clone(),
+        m.base_model_id,
+        m.parents.iter().map(|p| p.id).collect(),
+        m.snapshot_id,
+        m.config_hash,
+        m.weights_hash,
+        uri,
+        full_version.to_string(),
     );
-    let (tx, block, newly) = match tributary_chain::send(call).await {
+    let published = match tributary_chain::send(call).await {
         Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
         Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => {
             let done = published(chain).await?;
@@ -712,23 +779,8 @@ pub async fn run_gated(
             return Err(e.into());
         }
     };
-    tracing::info!(%adapter_id, version = %full_version, %tx, "adapter published");
-    let current_loss = match parents.as_slice() {
-        [_] => trained.report.as_ref().map(|r| r.start_eval_loss),
-        _ => None,
-    };
-    Ok(Outcome::Published {
-        current_loss,
-        published: Published {
-            manifest: adapter_manifest,
-            uri: lake.uri(&uri).to_string(),
-            dir: opts.out.clone(),
-            tx,
-            block,
-            newly_published: newly,
-            base_registered,
-        },
-    })
+    tracing::info!(%adapter_id, version = %full_version, tx = %published.0, "adapter published");
+    Ok(published)
 }
 
 fn metrics(r: &TrainReport, documents: (u64, u64)) -> TrainingMetrics {
@@ -746,21 +798,10 @@ fn metrics(r: &TrainReport, documents: (u64, u64)) -> TrainingMetrics {
     }
 }
 
-/// An adapter's manifest from the lake.
-pub async fn load_manifest(lake: &Lake, id: B256) -> Result<AdapterManifest> {
-    let uri = lake
-        .root()
-        .join(&AdapterManifest::key(id))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let bytes = lake.get(uri.as_str()).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::InvalidInput(format!("{uri}: not an adapter manifest: {e}")))
-}
-
 /// Downloads a published adapter's PEFT files into a temporary folder, checking that it was
 /// trained on `base`.
 async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile::TempDir> {
-    let m = load_manifest(lake, a.id).await?;
+    let m = catalog::load_manifest(lake, a.id).await?;
     if m.base_model_id != base {
         return Err(Error::InvalidInput(format!(
             "parent {} ({}) was trained on base model {}, not {base}: use the same base_model",
@@ -768,35 +809,14 @@ async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile:
         )));
     }
     let dir = tempfile::tempdir().map_err(|e| Error::Io("temporary folder".into(), e))?;
-    fetch_files(
+    catalog::fetch_files(
         lake,
-        &adapter_folder(lake, a.id)?,
+        &catalog::adapter_folder(lake, a.id)?,
         &["adapter_model.safetensors", "adapter_config.json"],
         dir.path(),
     )
     .await?;
     Ok(dir)
-}
-
-/// The lake URI of adapter `id`'s folder, found by its id under this lake's root (not by the
-/// URI published on chain, which names the lake where it was first written).
-pub fn adapter_folder(lake: &Lake, id: B256) -> Result<String> {
-    Ok(lake
-        .root()
-        .join(&AdapterManifest::folder(id))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?
-        .to_string())
-}
-
-/// Copies `names` from the lake folder `uri` into `dir`.
-pub async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> Result<()> {
-    let folder = format!("{}/", uri.trim_end_matches('/'));
-    for name in names {
-        let bytes = lake.get(&format!("{folder}{name}")).await?;
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))?;
-    }
-    Ok(())
 }
 
 fn read_json(p: &Path) -> Result<serde_json::Value> {
@@ -810,6 +830,8 @@ fn read_json(p: &Path) -> Result<serde_json::Value> {
 }
 
 struct Trained {
+    /// The base model's architecture.
+    arch: Arch,
     weights_hash: B256,
     report: Option<TrainReport>,
     documents: (u64, u64),
@@ -838,7 +860,7 @@ fn train_blocking(
     let loaded: Vec<Lora> = parents
         .iter()
         .map(|p| Lora::load_peft(&model, p))
-        .collect::<Result<_>>()?;
+        .collect::<tributary_trainer::Result<_>>()?;
     let start = match loaded.len() {
         0 => None,
         1 => Some(loaded.into_iter().next().expect("one")),
@@ -853,7 +875,7 @@ fn train_blocking(
         let ids: Vec<Vec<i64>> = docs
             .iter()
             .map(|(_, t)| tokenizer.encode(t))
-            .collect::<Result<_>>()?;
+            .collect::<tributary_trainer::Result<_>>()?;
         let ids_all = ids.clone();
         let (mut lora, report, checkpoints) = train_with_checkpoints(
             &model,
@@ -901,7 +923,8 @@ fn train_blocking(
         plot::loss_curve(&r.train_loss, &r.eval_loss, &out.join("loss.png"))?;
     }
     Ok(Trained {
-        weights_hash: lora.weights_hash()?,
+        arch: model.config.arch,
+        weights_hash: B256::from(lora.weights_hash()?),
         report,
         documents,
         influence,
@@ -911,6 +934,7 @@ fn train_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::latest;
 
     #[test]
     fn specs_parse_with_defaults_and_bad_ones_say_how_to_fix_them() {

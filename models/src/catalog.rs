@@ -1,0 +1,170 @@
+//! The adapter catalog: one home for finding published adapters (from the `ModelRegistry`'s
+//! logs), reading their manifests, and fetching their files and base models from the lake.
+//!
+//! Adapters are found by id under this lake's root, not by the URI published on chain (which
+//! names the lake where each was first written), so a lake copied or moved keeps working.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::B256;
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_schemas::manifest::AdapterManifest;
+use tributary_trainer::base;
+
+use crate::{Error, Result};
+
+/// One adapter as published on chain.
+#[derive(Debug, Clone)]
+pub struct OnChain {
+    /// Adapter id.
+    pub id: B256,
+    /// `line@version`.
+    pub version: String,
+    /// Its folder in the lake.
+    pub uri: String,
+    /// The snapshot it was trained on (zero for a merge).
+    pub snapshot: B256,
+    /// The publishing transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
+}
+
+/// Every adapter published on this chain, from its `AdapterPublished` logs.
+pub async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
+    let found = chain
+        .model_registry()
+        .AdapterPublished_filter()
+        .from_block(chain.deployment().start_block)
+        .query()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok(found
+        .into_iter()
+        .map(|(e, log)| OnChain {
+            id: e.id,
+            version: e.version,
+            uri: e.uri,
+            snapshot: e.snapshotId,
+            tx: log.transaction_hash.unwrap_or_default(),
+            block: log.block_number.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The adapter named by `name` (an id or `line@version`); `what` names it in the error.
+pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChain> {
+    let hit = match name.parse::<B256>() {
+        Ok(id) => all.iter().find(|a| a.id == id),
+        Err(_) => all.iter().find(|a| a.version == name),
+    };
+    hit.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{what} {name:?} is not published on this chain: give an adapter id or line@version (GraphQL `adapters` lists them)"
+        ))
+    })
+}
+
+/// The latest version of `line` (by semantic version), if any.
+pub fn latest<'a>(all: &'a [OnChain], line: &str) -> Option<&'a OnChain> {
+    let prefix = format!("{line}@");
+    all.iter()
+        .filter_map(|a| Some((semver(a.version.strip_prefix(&prefix)?).ok()?, a)))
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, a)| a)
+}
+
+/// `major.minor.patch`, numeric.
+pub(crate) fn semver(v: &str) -> Result<[u64; 3]> {
+    let parts: Vec<Option<u64>> = v.split('.').map(|p| p.parse().ok()).collect();
+    match parts.as_slice() {
+        [Some(a), Some(b), Some(c)] => Ok([*a, *b, *c]),
+        _ => Err(Error::InvalidInput(format!(
+            "version {v:?} is not major.minor.patch (for example 1.2.0)"
+        ))),
+    }
+}
+
+/// An adapter's manifest from the lake.
+pub async fn load_manifest(lake: &Lake, id: B256) -> Result<AdapterManifest> {
+    let uri = lake
+        .root()
+        .join(&AdapterManifest::key(id))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let bytes = lake.get(uri.as_str()).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{uri}: not an adapter manifest: {e}")))
+}
+
+/// The lake URI of adapter `id`'s folder, found by its id under this lake's root (not by the
+/// URI published on chain, which names the lake where it was first written).
+pub fn adapter_folder(lake: &Lake, id: B256) -> Result<String> {
+    Ok(lake
+        .root()
+        .join(&AdapterManifest::folder(id))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?
+        .to_string())
+}
+
+/// Copies `names` from the lake folder `uri` into `dir`.
+pub async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> Result<()> {
+    let folder = format!("{}/", uri.trim_end_matches('/'));
+    for name in names {
+        let bytes = lake.get(&format!("{folder}{name}")).await?;
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
+/// The base model `id` from the lake, cached in `cache/base-ID` (checked against its id).
+pub async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(format!("base-{id}"));
+    // The folder appears whole (renamed from the partial one once checked).
+    if dir.join("config.json").exists() {
+        return Ok(dir);
+    }
+    let part = cache.join(format!("base-{id}.partial"));
+    std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
+    let uri = lake
+        .root()
+        .join(&format!("models/{id}/"))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    fetch_files(
+        lake,
+        uri.as_str(),
+        &["config.json", "tokenizer.json"],
+        &part,
+    )
+    .await?;
+    // One weights file, or a sharded checkpoint's index and then the shards it names.
+    match fetch_files(lake, uri.as_str(), &["model.safetensors"], &part).await {
+        Ok(()) => {}
+        Err(Error::Lake(e)) if e.is_not_found() => {
+            let index = "model.safetensors.index.json";
+            fetch_files(lake, uri.as_str(), &[index], &part).await?;
+            let text = std::fs::read_to_string(part.join(index))
+                .map_err(|e| Error::Io(part.join(index).display().to_string(), e))?;
+            let shards = tributary_trainer::model::shard_names(&text, index)?;
+            let names: Vec<&str> = shards.iter().map(String::as_str).collect();
+            fetch_files(lake, uri.as_str(), &names, &part).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    let got = B256::from(base::checkpoint_hash(&part)?);
+    if got != id {
+        return Err(Error::InvalidInput(format!(
+            "the base model in the lake hashes to {got}, not its id {id}: the lake copy is damaged"
+        )));
+    }
+    std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+    Ok(dir)
+}
+
+/// Contribution ids revoked on chain, by whichever wallet (see `tributary_pipeline::chain_state`).
+pub async fn revoked(chain: &Chain) -> Result<HashSet<String>> {
+    let state = tributary_pipeline::chain_state::ChainState::read(chain).await?;
+    Ok(state.revoked.iter().map(|id| id.to_string()).collect())
+}

@@ -1,0 +1,124 @@
+//! What Tributary adds to every answer: its ancestry, its attribution, and its record in the
+//! inference ledger (request and response hashes, fee, attribution root).
+
+use alloy::primitives::{B256, keccak256};
+use serde_json::{Value, json};
+use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
+
+use super::{Served, Server};
+use crate::Result;
+use crate::attribute::Found;
+
+/// A finished answer to account for.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    /// The request as received (its hash is recorded).
+    pub request: &'a Value,
+    /// The prompt the model saw.
+    pub prompt: &'a str,
+    /// The answer's text.
+    pub text: &'a str,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+    /// Whether to compute gradient influence (spans are matched either way).
+    pub influence: bool,
+}
+
+impl Server {
+    /// Attributes a finished answer and records it in the inference ledger: the answer's
+    /// `ancestry`, `attribution` and `inference` fields, as JSON.
+    pub async fn account(&self, s: &Served, a: Finished<'_>) -> Result<Value> {
+        let trained = s.manifest.metrics.is_some();
+        let found = if trained {
+            self.attribute(s, a.prompt, a.text, a.influence).await?
+        } else {
+            Found::default()
+        };
+        let shares: Vec<AttributionShare> = found
+            .top
+            .iter()
+            .filter(|c| c.share > 0.0)
+            .map(|c| AttributionShare {
+                contribution: c.contribution,
+                share: c.share,
+                contributor: Some(c.contributor),
+                datanet_id: Some(c.datanet_id),
+                score: Some(c.score),
+            })
+            .collect();
+        let tokens = (a.prompt_tokens + a.completion_tokens) as u128;
+        let entry = InferenceEntry {
+            adapter_id: s.on_chain.id,
+            request_hash: keccak256(serde_json::to_vec(a.request).unwrap_or_default()),
+            response_hash: keccak256(a.text.as_bytes()),
+            attribution_root: attribution_root(&shares),
+            tokens: a.completion_tokens as u64,
+            fee: tokens * self.config().fee_per_token,
+            attribution: shares,
+        };
+        let id = entry.id();
+        self.ledger.record(entry.clone()).await?;
+        let method = match (trained, a.influence && !found.top.is_empty()) {
+            (false, _) => "none: a merge without training of its own (see its parents)",
+            (true, true) => "tracin",
+            (true, false) => "spans",
+        };
+        Ok(json!({
+            "ancestry": s.ancestry,
+            "attribution": {
+                "method": method,
+                "contributions_scored": found.scored,
+                "top": found.top.iter().map(|c| json!({
+                    "contribution": c.contribution.to_string(),
+                    "contributor": c.contributor.to_string(),
+                    "datanet_id": c.datanet_id,
+                    "score": c.score,
+                    "share": c.share,
+                    "revoked": c.revoked,
+                    "spans": found.spans.iter()
+                        .filter(|sp| sp.contributions.iter().any(|(id, _)| *id == c.contribution))
+                        .map(|sp| sp.text.clone())
+                        .collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "contributors": found.contributors.iter()
+                    .map(|(a, sh)| json!({"address": a.to_string(), "share": sh}))
+                    .collect::<Vec<_>>(),
+                "spans": found.spans.iter().map(|sp| json!({
+                    "text": sp.text,
+                    "tokens": sp.tokens,
+                    "occurrences": sp.occurrences,
+                    "contributions": sp.contributions.iter()
+                        .map(|(id, n)| json!({"id": id.to_string(), "occurrences": n}))
+                        .collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            },
+            "inference": {
+                "id": id.to_string(),
+                "request_hash": entry.request_hash.to_string(),
+                "response_hash": entry.response_hash.to_string(),
+                "attribution_root": entry.attribution_root.to_string(),
+                "fee": entry.fee.to_string(),
+            },
+        }))
+    }
+}
+
+/// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
+/// parts per billion, u64 big-endian)`; zero when there are none.
+pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
+    if shares.is_empty() {
+        return B256::ZERO;
+    }
+    let leaves = shares
+        .iter()
+        .map(|a| {
+            let mut buf = a.contribution.to_vec();
+            buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
+            leaf_bytes32(keccak256(buf))
+        })
+        .collect();
+    MerkleTree::new(leaves).root()
+}

@@ -1,0 +1,180 @@
+use tributary_lake::Lake;
+use tributary_models::attribute::{Query, attribute};
+use tributary_models::catalog;
+use tributary_models::job::{self, Options, Spec};
+use tributary_models::serve::{ServeConfig, Server};
+use tributary_models::{DeviceChoice, Error};
+use tributary_trainer::base;
+use tributary_trainer::engine::{Event, Sampling};
+
+use crate::env;
+
+const JOB: &str = r#"
+line = "pantry"
+datanets = ["kitchen-conversions"]
+[lora]
+rank = 4
+targets = ["q", "v", "up"]
+[train]
+learning_rate = 0.01
+warmup_steps = 5
+max_steps = 30
+batch_size = 8
+seq_len = 32
+eval_fraction = 0.15
+eval_every = 10
+patience = 0
+"#;
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
+    let env = env(60).await;
+    let spec = Spec::parse(JOB).unwrap();
+    let opts = Options {
+        device: DeviceChoice::Cpu,
+        out: env.dir.path().join("out"),
+        model_cache: base::default_cache(),
+    };
+
+    // Published once: the same spec on the same Datanet is the same adapter.
+    let first = job::run(&env.chain, &env.lake, &spec, &opts, Box::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(first.newly_published);
+    assert_eq!(first.manifest.line, "pantry");
+    let again = job::run(&env.chain, &env.lake, &spec, &opts, Box::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(!again.newly_published);
+    assert_eq!(
+        (again.manifest.adapter_id, again.tx),
+        (first.manifest.adapter_id, first.tx)
+    );
+
+    // The catalog finds it by version and by id, and says plainly what is not published.
+    let all = catalog::published(&env.chain).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let id = first.manifest.adapter_id;
+    assert_eq!(
+        catalog::find(&all, "pantry@1.0.0", "adapter").unwrap().id,
+        id
+    );
+    assert_eq!(
+        catalog::find(&all, &id.to_string(), "adapter")
+            .unwrap()
+            .version,
+        "pantry@1.0.0"
+    );
+    match catalog::find(&all, "pantry@9.0.0", "adapter") {
+        Err(Error::NotFound(m)) => assert!(m.contains("pantry@9.0.0"), "{m}"),
+        other => panic!("expected NotFound, got {:?}", other.map(|a| a.id)),
+    }
+    assert_eq!(catalog::latest(&all, "pantry").unwrap().id, id);
+
+    // A copy of the lake elsewhere serves the same manifest: adapters are found by id under
+    // the lake's own root, not by the URI published on chain.
+    let moved = env.dir.path().join("moved-lake");
+    copy_dir(&env.dir.path().join("lake"), &moved);
+    let copy = Lake::open(moved.to_str().unwrap()).unwrap();
+    let m = catalog::load_manifest(&copy, id).await.unwrap();
+    // (Compared by its hashes: serde_json reads a float back within one ulp, not exactly.)
+    assert_eq!(
+        (m.adapter_id, m.weights_hash, m.config_hash, m.snapshot_id),
+        (
+            id,
+            first.manifest.weights_hash,
+            first.manifest.config_hash,
+            first.manifest.snapshot_id
+        )
+    );
+    assert!(
+        catalog::adapter_folder(&copy, id)
+            .unwrap()
+            .contains("moved-lake")
+    );
+
+    // Serving answers from the copy, with the adapter's ancestry.
+    let serve_dir = env.dir.path().join("serve");
+    let mut config = ServeConfig::new(&serve_dir, &serve_dir.join("cache"));
+    config.top_k = 5;
+    let server = Server::start(env.chain.clone(), copy, config)
+        .await
+        .unwrap();
+    let served = server.adapter("pantry@1.0.0").await.unwrap();
+    assert_eq!(served.on_chain.id, id);
+    let (trained, held_out) = first.manifest.metrics.as_ref().unwrap().documents;
+    assert_eq!(served.entries.len() as u64, trained + held_out);
+    let prompt = "question: How many grams is 1 cup of flour?\nanswer:";
+    let (tokenizer, _, mut events) = server
+        .generate(&served, prompt, 12, Sampling::GREEDY)
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    while let Some(e) = events.recv().await {
+        match e {
+            Event::Token(t) => tokens.push(t),
+            Event::Done(_) => break,
+            other => panic!("serving failed: {other:?}"),
+        }
+    }
+    let output = tokenizer.decode(&tokens).unwrap();
+
+    // Serving's attribution of that answer equals `tributary attribute`'s.
+    let served_credit = server
+        .attribute(&served, prompt, &output, true)
+        .await
+        .unwrap();
+    let cli = attribute(
+        &env.chain,
+        &env.lake,
+        &Query {
+            adapter: "pantry@1.0.0".into(),
+            prompt: prompt.into(),
+            output: Some(output.clone()),
+            max_new_tokens: 12,
+            top_k: 5,
+            min_span: 4,
+        },
+        &env.dir.path().join("attribute-cache"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cli.scored, served_credit.scored);
+    assert_eq!(
+        cli.scored as u64, trained,
+        "every trained contribution is scored"
+    );
+    assert_eq!(cli.top.len(), 5);
+    for (a, b) in cli.top.iter().zip(&served_credit.top) {
+        assert_eq!(
+            (a.contribution, a.contributor),
+            (b.contribution, b.contributor)
+        );
+        assert!(
+            (a.share - b.share).abs() < 1e-9,
+            "{} vs {}",
+            a.share,
+            b.share
+        );
+        assert!(served.entries.contains_key(&a.contribution.to_string()));
+    }
+    let total: f64 = cli.contributors.iter().map(|(_, s)| s).sum();
+    assert!(
+        (total - 1.0).abs() < 1e-9,
+        "contributor shares sum to {total}"
+    );
+    assert_eq!(cli.contributors.len(), 3);
+}
