@@ -23,7 +23,6 @@ use tributary_schemas::tables::{self, names};
 use tributary_trainer::attribute::{self as scoring, Loaded, greedy};
 use tributary_trainer::influence::{SetInfluence, group_shares, shares};
 use tributary_trainer::model::Model;
-use tributary_trainer::spans;
 use tributary_trainer::tokenizer::Tokenizer;
 
 use crate::catalog;
@@ -266,17 +265,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     )
     .await?;
     let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
-    // Training writes no span index for vocabularies above its u16 tokens.
-    let has_spans = tokenizer.vocab_size() <= spans::MAX_VOCAB;
-    if has_spans {
-        catalog::fetch_files(
-            lake,
-            &adapter_folder,
-            &["spans.bin", "spans.json"],
-            files.path(),
-        )
-        .await?;
-    }
+    catalog::fetch_spans(lake, &adapter_folder, files.path()).await?;
     let snap = snapshot::load(lake, manifest.snapshot_id).await?;
     let entries = entries(&snap);
     let gone = catalog::revoked(chain).await?;
@@ -285,7 +274,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     let q = q.clone();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&folder, Device::Cpu)?;
-        let mut loaded = Loaded::load(&model, &dir, has_spans)?;
+        let mut loaded = Loaded::load(&model, &dir)?;
         let (output, generated) = match &q.output {
             Some(o) => (o.clone(), false),
             None => {

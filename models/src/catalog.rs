@@ -15,43 +15,12 @@ use tributary_trainer::base;
 
 use crate::{Error, Result};
 
-/// One adapter as published on chain.
-#[derive(Debug, Clone)]
-pub struct OnChain {
-    /// Adapter id.
-    pub id: B256,
-    /// `line@version`.
-    pub version: String,
-    /// Its folder in the lake.
-    pub uri: String,
-    /// The snapshot it was trained on (zero for a merge).
-    pub snapshot: B256,
-    /// The publishing transaction.
-    pub tx: B256,
-    /// Its block.
-    pub block: u64,
-}
+/// One adapter as published on chain (its `AdapterPublished` event).
+pub use tributary_pipeline::chain_state::PublishedAdapter as OnChain;
 
 /// Every adapter published on this chain, from its `AdapterPublished` logs.
 pub async fn published(chain: &Chain) -> Result<Vec<OnChain>> {
-    let found = chain
-        .model_registry()
-        .AdapterPublished_filter()
-        .from_block(chain.deployment().start_block)
-        .query()
-        .await
-        .map_err(tributary_chain::Error::from)?;
-    Ok(found
-        .into_iter()
-        .map(|(e, log)| OnChain {
-            id: e.id,
-            version: e.version,
-            uri: e.uri,
-            snapshot: e.snapshotId,
-            tx: log.transaction_hash.unwrap_or_default(),
-            block: log.block_number.unwrap_or_default(),
-        })
-        .collect())
+    Ok(tributary_pipeline::chain_state::published_adapters(chain).await?)
 }
 
 /// The adapter named by `name` (an id or `line@version`); `what` names it in the error.
@@ -117,6 +86,24 @@ pub async fn fetch_files(lake: &Lake, uri: &str, names: &[&str], dir: &Path) -> 
         std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))?;
     }
     Ok(())
+}
+
+/// Copies an adapter's span index from the lake folder `uri` into `dir`, if it has one
+/// (adapters trained before span indexes held every vocabulary have none): `spans.bin`, and
+/// `spans.json` where its ids are not in `spans.bin`. Whether it was there.
+pub async fn fetch_spans(lake: &Lake, uri: &str, dir: &Path) -> Result<bool> {
+    let optional = |r: Result<()>| match r {
+        Ok(()) => Ok(true),
+        Err(Error::Lake(e)) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    };
+    // A stale id table must not pair with this index.
+    let _ = std::fs::remove_file(dir.join("spans.json"));
+    if !optional(fetch_files(lake, uri, &["spans.bin"], dir).await)? {
+        return Ok(false);
+    }
+    optional(fetch_files(lake, uri, &["spans.json"], dir).await)?;
+    Ok(true)
 }
 
 /// The base model `id` from the lake, cached in `cache/base-ID` (checked against its id).

@@ -31,7 +31,7 @@ use tributary_trainer::influence::{self, InfluenceConfig, SetInfluence};
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::{Arch, Config, Model};
 use tributary_trainer::plot;
-use tributary_trainer::spans::{self, SpanIndex};
+use tributary_trainer::spans::SpanIndex;
 use tributary_trainer::tokenizer::Tokenizer;
 use tributary_trainer::train::{
     Progress, TrainConfig, TrainReport, held_out, train_with_checkpoints,
@@ -76,6 +76,11 @@ pub struct Spec {
     /// `lora`).
     #[serde(default)]
     pub train: TrainConfig,
+    /// How the adapter's influence index is built (`[attribution]`: `dim`, `checkpoints`,
+    /// `damping`, `max_tokens`, `seed`). It does not shape the weights, so it is not part of
+    /// the config hash; the index records the settings it was built with.
+    #[serde(default)]
+    pub attribution: InfluenceConfig,
 }
 
 /// The default `base_model`: the project's own tiny model.
@@ -124,6 +129,7 @@ impl Spec {
         if let Some(v) = &self.version {
             semver(v)?;
         }
+        self.attribution.check()?;
         match (
             self.merge_only,
             self.snapshot.is_some(),
@@ -893,10 +899,10 @@ fn train_blocking(
             .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
             .map(|(_, ((id, _), t))| (id.clone(), t))
             .collect();
-        let icfg = InfluenceConfig::default();
+        let icfg = &spec.attribution;
         let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
         std::fs::create_dir_all(out).map_err(|e| Error::Io(out.display().to_string(), e))?;
-        let index = influence::build(&model, &mut lora, picked, &trained, &icfg)?;
+        let index = influence::build(&model, &mut lora, picked, &trained, icfg)?;
         index.save(out)?;
         // The adapter's own attribution: every contribution against the held-out set.
         let queries: Vec<Vec<i64>> = ids_all
@@ -906,14 +912,7 @@ fn train_blocking(
             .map(|(_, t)| t.clone())
             .collect();
         let on_held_out = index.over(&model, &mut lora, &queries)?;
-        if tokenizer.vocab_size() <= spans::MAX_VOCAB {
-            SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
-        } else {
-            tracing::warn!(
-                vocabulary = tokenizer.vocab_size(),
-                "no span index: it holds vocabularies up to 65,536 tokens"
-            );
-        }
+        SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
         let documents = (trained.len() as u64, (docs.len() - trained.len()) as u64);
         let ids = index.meta.ids.clone();
         (lora, Some(report), documents, Some((ids, on_held_out)))
@@ -953,6 +952,15 @@ mod tests {
             err("line = \"k\"\ndatanets=[\"a\"]\nversion=\"1.2\"").contains("major.minor.patch")
         );
         assert!(err("line = \"k\"\nmerge_only = true\nparents=[\"a\"]").contains("two parents"));
+        // `[attribution]`: keys left out keep their defaults; bad ones name the key.
+        let ok = |t: &str| Spec::parse(&format!("line = \"k\"\ndatanets=[\"a\"]\n{t}"));
+        let s = ok("[attribution]\ndim = 64").unwrap();
+        assert_eq!((s.attribution.dim, s.attribution.checkpoints), (64, 2));
+        let bad = |t: &str| ok(t).unwrap_err().to_string();
+        assert!(bad("[attribution]\ndim = 0").contains("attribution.dim 0"));
+        assert!(bad("[attribution]\ndamping = -1.0").contains("attribution.damping"));
+        assert!(bad("[attribution]\ncheckpoints = 0").contains("attribution.checkpoints"));
+        assert!(bad("[attribution]\nprojection = 8").contains("unknown field `projection`"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ use tributary_sql::{RunRow, RunStatus, Store};
 use crate::catalog;
 use crate::job::{self, Options, Outcome, Spec};
 use crate::{DeviceChoice, Error, Result};
+use tributary_trainer::influence::InfluenceConfig;
 use tributary_trainer::lora::LoraConfig;
 use tributary_trainer::train::TrainConfig;
 
@@ -69,6 +70,9 @@ pub struct JobSpec {
     /// Training settings.
     #[serde(default)]
     pub train: TrainConfig,
+    /// How the influence index is built (see the training spec's `[attribution]`).
+    #[serde(default)]
+    pub attribution: InfluenceConfig,
 }
 
 fn one() -> u64 {
@@ -112,6 +116,7 @@ impl JobSpec {
             template: self.template.clone(),
             lora: self.lora.clone(),
             train: self.train.clone(),
+            attribution: self.attribution.clone(),
         }
     }
 }

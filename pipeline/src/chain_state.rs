@@ -5,6 +5,9 @@
 //!
 //! Read from the DatanetRegistry's logs (the same events the indexer follows), in one pass
 //! over the deployment's blocks, so a lagging index cannot hide a revocation.
+//!
+//! [`published_adapters`] likewise reads the ModelRegistry's `AdapterPublished` events: the
+//! one reader of published adapters for the catalog (`tributary-models`) and settlement.
 
 use std::collections::{HashMap, HashSet};
 
@@ -185,4 +188,43 @@ pub struct Rejections {
     /// Batches held back whole: a validation on chain rejected some of their contributions,
     /// and the lake does not say which.
     pub batches: HashSet<B256>,
+}
+
+/// An adapter as its `AdapterPublished` event records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedAdapter {
+    /// Adapter id.
+    pub id: B256,
+    /// `line@version`.
+    pub version: String,
+    /// Its folder in the lake where it was first written.
+    pub uri: String,
+    /// The snapshot it was trained on (zero for a merge).
+    pub snapshot: B256,
+    /// The publishing transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
+}
+
+/// Every adapter published on this chain, in publishing order, whoever sent the transaction.
+pub async fn published_adapters(chain: &Chain) -> Result<Vec<PublishedAdapter>> {
+    let found = chain
+        .model_registry()
+        .AdapterPublished_filter()
+        .from_block(chain.deployment().start_block)
+        .query()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok(found
+        .into_iter()
+        .map(|(e, log)| PublishedAdapter {
+            id: e.id,
+            version: e.version,
+            uri: e.uri,
+            snapshot: e.snapshotId,
+            tx: log.transaction_hash.unwrap_or_default(),
+            block: log.block_number.unwrap_or_default(),
+        })
+        .collect())
 }

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use alloy::primitives::{B256, U256, keccak256};
-use arrow::array::{
-    ArrayRef, Decimal128Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::InferenceLedger;
 use tributary_chain::{Chain, send};
@@ -16,7 +14,7 @@ use tributary_schemas::lineage::hex_lower;
 use tributary_schemas::manifest::{InferenceEntry, InferenceManifest};
 use tributary_schemas::tables::{self, names};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// The id of a batch of answers: keccak256 over a tag and their ids, in order.
 pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
@@ -33,6 +31,14 @@ pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
 /// idempotent, so a retry after a crash completes the batch once. Returns the batch id.
 pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> Result<B256> {
     let id = batch_id(entries);
+    // Checked before anything is written: a fee the lake cannot hold exactly is refused.
+    let fees = tables::amounts(entries.iter().map(|e| e.fee)).map_err(|fee| {
+        Error::InvalidInput(format!(
+            "an answer's fee of {fee} units is above {} (10^20 tokens), the most the lake \
+             stores exactly: lower the serving fee",
+            tables::MAX_AMOUNT
+        ))
+    })?;
     let manifest = InferenceManifest {
         batch_id: id,
         inferences: entries.to_vec(),
@@ -49,8 +55,6 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
             entries.iter().map(|e| f(e).to_string()).collect::<Vec<_>>(),
         ))
     };
-    let fees = Decimal128Array::from(entries.iter().map(|e| e.fee as i128).collect::<Vec<_>>())
-        .with_precision_and_scale(38, 0)?;
     let batch = RecordBatch::try_new(
         tables::inferences(),
         vec![

@@ -247,28 +247,30 @@ pub fn allocate(
     paid: &[Paid],
     revoked: &HashSet<B256>,
 ) -> Vec<Allocation> {
-    // Exact amounts as numerators over BPS × PARTS.
-    let mut rows: BTreeMap<Key, (u128, u64, Option<f64>)> = BTreeMap::new();
-    let mut add = |k: Key, w: u128, share: Option<f64>| {
-        let r = rows.entry(k).or_insert((0, 0, share));
+    // Exact amounts as numerators over BPS × PARTS (in U256: a fee times 10^13 overflows
+    // u128 from about 3.4 × 10^25 units).
+    let mut rows: BTreeMap<Key, (U256, u64, Option<f64>)> = BTreeMap::new();
+    let mut add = |k: Key, w: U256, share: Option<f64>| {
+        let r = rows.entry(k).or_insert((U256::ZERO, 0, share));
         r.0 += w;
         r.1 += 1;
     };
+    let bps = |b: u32| U256::from(b);
     for p in paid {
-        let whole = p.fee * PARTS;
+        let whole = U256::from(p.fee) * U256::from(PARTS);
         add(
             (accounts.platform, Role::Platform, p.adapter, None),
-            whole * policy.platform as u128,
+            whole * bps(policy.platform),
             None,
         );
         add(
             (p.owner, Role::ModelOwner, p.adapter, None),
-            whole * policy.owner as u128,
+            whole * bps(policy.owner),
             None,
         );
         add(
             (accounts.stakers, Role::Stakers, p.adapter, None),
-            whole * policy.stakers as u128,
+            whole * bps(policy.stakers),
             None,
         );
         let split = parts(&p.shares, revoked);
@@ -281,33 +283,36 @@ pub fn allocate(
                     p.adapter,
                     Some(B256::ZERO),
                 ),
-                whole * policy.contributors as u128,
+                whole * bps(policy.contributors),
                 None,
             );
         }
         for (c, a, n) in split {
             add(
                 (a, Role::Contributor, p.adapter, Some(c)),
-                p.fee * policy.contributors as u128 * n,
+                U256::from(p.fee) * bps(policy.contributors) * U256::from(n),
                 None,
             );
         }
     }
-    let denom = BPS * PARTS;
-    let pool: u128 = paid.iter().map(|p| p.fee).sum();
-    let mut out: Vec<(Key, u128, u128, u64)> = rows
+    let denom = U256::from(BPS * PARTS);
+    let pool: U256 = paid.iter().map(|p| U256::from(p.fee)).sum();
+    let mut out: Vec<(Key, U256, U256, u64)> = rows
         .into_iter()
         .map(|(k, (w, n, _))| (k, w / denom, w % denom, n))
         .collect();
-    let given: u128 = out.iter().map(|r| r.1).sum();
+    let given: U256 = out.iter().map(|r| r.1).sum();
     let mut order: Vec<usize> = (0..out.len()).collect();
     order.sort_by(|&i, &j| out[j].2.cmp(&out[i].2).then(out[i].0.cmp(&out[j].0)));
-    for &i in order.iter().take((pool - given) as usize) {
-        out[i].1 += 1;
+    // Fewer units are left over than there are rows.
+    for &i in order.iter().take((pool - given).to::<usize>()) {
+        out[i].1 += U256::from(1);
     }
     out.into_iter()
-        .filter(|r| r.1 > 0)
+        .filter(|r| r.1 > U256::ZERO)
         .map(|((account, role, adapter, contribution), amount, _, n)| {
+            // At most the pool, which settle keeps within MAX_AMOUNT.
+            let amount = amount.to::<u128>();
             let pct = |bps: u32| bps as f64 / 100.0;
             let reason = match (role, contribution) {
                 (Role::Platform, Some(_)) => format!(
@@ -430,12 +435,11 @@ pub struct Settled {
     pub tx: Option<B256>,
 }
 
-fn decimal(c: &dyn Array) -> Vec<u128> {
-    let a = c
-        .as_any()
+fn decimal(c: &dyn Array, column: &str) -> Result<Vec<u128>> {
+    c.as_any()
         .downcast_ref::<Decimal128Array>()
-        .expect("decimal column");
-    a.iter().map(|v| v.unwrap_or_default() as u128).collect()
+        .and_then(tables::read_amounts)
+        .ok_or_else(|| bad_row(column))
 }
 
 /// Settles the next epoch: the fees of every inference batch recorded on chain and not yet
@@ -479,7 +483,10 @@ pub async fn settle(
         };
         let (batch, adapter, attribution) =
             (col("batch_id"), col("adapter_id"), col("attribution"));
-        let fees = decimal(b.column_by_name("fee").expect("inferences schema").as_ref());
+        let fees = decimal(
+            b.column_by_name("fee").expect("inferences schema").as_ref(),
+            "fee",
+        )?;
         for (i, &fee) in fees.iter().enumerate() {
             let batch_id: B256 = batch.value(i).parse().map_err(|_| bad_row("batch_id"))?;
             if settled.contains(&batch_id) {
@@ -540,8 +547,19 @@ pub async fn settle(
     }
     batches.sort();
     batches.dedup();
+    let pool = paid
+        .iter()
+        .try_fold(0u128, |sum, p| sum.checked_add(p.fee))
+        .filter(|&pool| pool <= tables::MAX_AMOUNT)
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "epoch {epoch_no}'s fees add up to more than {} units (10^20 tokens), the \
+                 most an epoch pays exactly: the inferences' fees are not plausible amounts; \
+                 check the fee serving charges",
+                tables::MAX_AMOUNT
+            ))
+        })?;
     let allocations = allocate(&policy, &accounts, &paid, &context.revoked);
-    let pool: u128 = paid.iter().map(|p| p.fee).sum();
     let m = EpochManifest {
         epoch: epoch_no,
         policy,
@@ -570,8 +588,14 @@ fn bad_row(column: &str) -> Error {
 pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Settled> {
     let n = m.allocations.len();
     let rows = &m.allocations;
-    let amounts = Decimal128Array::from(rows.iter().map(|r| r.amount as i128).collect::<Vec<_>>())
-        .with_precision_and_scale(38, 0)?;
+    // Every amount is within the pool, which settle kept within MAX_AMOUNT.
+    let amounts = tables::amounts(rows.iter().map(|r| r.amount)).map_err(|a| {
+        Error::InvalidInput(format!(
+            "epoch {}: amount {a} is above {}, the most the lake stores exactly",
+            m.epoch,
+            tables::MAX_AMOUNT
+        ))
+    })?;
     let batch = RecordBatch::try_new(
         tables::reward_allocations(),
         vec![
@@ -647,22 +671,15 @@ struct Context {
 impl Context {
     async fn load(chain: &Chain, lake: &Lake) -> Result<Self> {
         // Adapter publishers: the sender of each AdapterPublished transaction.
-        let published = chain
-            .model_registry()
-            .AdapterPublished_filter()
-            .from_block(chain.deployment().start_block)
-            .query()
-            .await
-            .map_err(tributary_chain::Error::from)?;
         let mut owners = HashMap::new();
         let mut parents = HashMap::new();
         let mut contributors = HashMap::new();
-        for (e, log) in published {
-            if let Some(tx) = log.transaction_hash {
+        for e in crate::chain_state::published_adapters(chain).await? {
+            if e.tx != B256::ZERO {
                 use alloy::providers::Provider;
                 let t = chain
                     .provider()
-                    .get_transaction_by_hash(tx)
+                    .get_transaction_by_hash(e.tx)
                     .await
                     .map_err(tributary_chain::Error::from)?;
                 if let Some(t) = t {

@@ -262,6 +262,11 @@ pub mod prop {
     pub const CONTENT_HASH: &str = "content_hash";
     /// A revocation's or refusal's reason.
     pub const REASON: &str = "reason";
+    /// A reward epoch's total, in integer token units as a decimal string.
+    pub const TOTAL: &str = "total";
+    /// A reward epoch's per-account totals: `{"0x…" (lowercase): "units"}`, integer token
+    /// units as decimal strings (exact; the `rewarded` edges' weights are only shares).
+    pub const AMOUNTS: &str = "amounts";
 }
 
 /// Kinds of edges (downstream direction).

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::Decimal128Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Names of the lake's tables.
@@ -201,6 +202,32 @@ pub fn attributions() -> SchemaRef {
 /// Token amounts: integer token units (18 decimals), exact.
 fn amount() -> DataType {
     DataType::Decimal128(38, 0)
+}
+
+/// The largest amount an amount column holds: 10^38 - 1 units (10^20 tokens at 18 decimals).
+pub const MAX_AMOUNT: u128 = 10u128.pow(38) - 1;
+
+/// `values` as an amount column; the first value above [`MAX_AMOUNT`] is the error (a cast
+/// would wrap it into another number).
+pub fn amounts(values: impl IntoIterator<Item = u128>) -> Result<Decimal128Array, u128> {
+    let v = values
+        .into_iter()
+        .map(|a| {
+            if a <= MAX_AMOUNT {
+                Ok(a as i128)
+            } else {
+                Err(a)
+            }
+        })
+        .collect::<Result<Vec<i128>, u128>>()?;
+    Ok(Decimal128Array::from(v)
+        .with_precision_and_scale(38, 0)
+        .expect("38 digits, scale 0 is a valid decimal"))
+}
+
+/// An amount column read back: `None` for a null or negative value (a damaged lake copy).
+pub fn read_amounts(a: &Decimal128Array) -> Option<Vec<u128>> {
+    a.iter().map(|v| u128::try_from(v?).ok()).collect()
 }
 
 /// `inferences`: one row per served answer, written when its batch is recorded on chain

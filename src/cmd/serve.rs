@@ -137,6 +137,16 @@ impl Inference {
                 "--slots and --ledger-batch must be at least 1, --max-context at least 2"
             );
         }
+        // The longest answer's fee must be an amount the lake and settlement hold exactly.
+        let most = tributary_schemas::tables::MAX_AMOUNT;
+        if self.fee_per_token > most / self.max_context as u128 {
+            anyhow::bail!(
+                "--fee-per-token {} times --max-context {} is above {most} units (10^20 \
+                 tokens), the most one answer may be charged: lower the fee",
+                self.fee_per_token,
+                self.max_context
+            );
+        }
         if !(self.ledger_interval > 0.0 && self.ledger_interval.is_finite()) {
             anyhow::bail!(
                 "--ledger-interval {} is not a positive number of seconds",

@@ -50,3 +50,25 @@ fn the_demo_refuses_to_wipe_a_foreign_directory() {
     assert!(err.contains("not made by `tributary demo`"), "{err}");
     assert!(dir.path().join("precious.txt").exists());
 }
+
+#[test]
+fn serve_refuses_a_fee_no_amount_column_holds() {
+    // 10^35 units a token times 4,096 tokens is past 10^38 - 1, the largest exact amount.
+    let dir = tempfile::tempdir().unwrap();
+    let out = tributary()
+        .args([
+            "serve",
+            "--fee-per-token",
+            "100000000000000000000000000000000000",
+        ])
+        .args(["--max-context", "4096", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--fee-per-token") && err.contains("lower the fee"),
+        "{err}"
+    );
+}

@@ -91,16 +91,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads an adapter folder with its indexes (`influence.*`, and `spans.*` when
-    /// `with_spans`; either may be absent).
-    pub fn load(model: &Model, dir: &Path, with_spans: bool) -> Result<Self> {
+    /// Loads an adapter folder with its indexes (`influence.*`, `spans.*`; either may be
+    /// absent).
+    pub fn load(model: &Model, dir: &Path) -> Result<Self> {
         let lora = Lora::load_peft(model, dir)?;
         let influence = if dir.join("influence.safetensors").exists() {
             Some(InfluenceIndex::load(dir)?)
         } else {
             None
         };
-        let spans = if with_spans && dir.join("spans.bin").exists() {
+        let spans = if dir.join("spans.bin").exists() {
             Some(SpanIndex::load(dir)?)
         } else {
             None

@@ -37,8 +37,10 @@ use crate::model::Model;
 use crate::train::{Checkpoint, Rng};
 use crate::{Error, Result};
 
-/// How to build an influence index.
+/// How to build an influence index (`[attribution]` in `train.toml`; a key left out keeps its
+/// default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct InfluenceConfig {
     /// Projected gradient size.
     pub dim: i64,
@@ -49,8 +51,8 @@ pub struct InfluenceConfig {
     /// Longest token sequence per contribution or query (the rest is cut).
     pub max_tokens: usize,
     /// Damping of the Gauss-Newton curvature correction, as a fraction of its mean
-    /// eigenvalue; 0 turns the correction off.
-    #[serde(default)]
+    /// eigenvalue; 0 turns the correction off. (Used when the index is built; queries use
+    /// the whitening it stored.)
     pub damping: f64,
 }
 
@@ -65,6 +67,40 @@ impl Default for InfluenceConfig {
             max_tokens: 256,
             damping: 0.01,
         }
+    }
+}
+
+impl InfluenceConfig {
+    /// Refuses settings an index cannot be built with, naming the key and its range.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if !(1..=16_384).contains(&self.dim) {
+            return bad(format!(
+                "attribution.dim {} must be 1 to 16384 (each contribution stores dim floats per \
+                 checkpoint; 256 is the default)",
+                self.dim
+            ));
+        }
+        if !(1..=64).contains(&self.checkpoints) {
+            return bad(format!(
+                "attribution.checkpoints {} must be 1 to 64 (2 is the default)",
+                self.checkpoints
+            ));
+        }
+        if self.max_tokens < 2 {
+            return bad(format!(
+                "attribution.max_tokens {} must be at least 2 (a gradient needs a next token)",
+                self.max_tokens
+            ));
+        }
+        if !(self.damping >= 0.0 && self.damping.is_finite()) {
+            return bad(format!(
+                "attribution.damping {} must be a number >= 0 (0 turns the curvature \
+                 correction off; 0.01 is the default)",
+                self.damping
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use alloy::primitives::B256;
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, Enum, InputValueError, InputValueResult, Object, Scalar, ScalarType,
+    SimpleObject, Value,
+};
 use futures::future::try_join_all;
-use tributary_schemas::lineage::{self as g, EdgeKind, Node, NodeKind, prop};
+use tributary_schemas::lineage::{self as g, Edge, EdgeKind, Node, NodeKind, prop};
 use tributary_schemas::manifest::{AdapterManifest, BatchManifest};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
 use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
@@ -340,6 +343,39 @@ pub(crate) struct Contributor {
     pub(crate) address: String,
 }
 
+/// An amount of tokens in integer units (18 decimals), as a decimal string: exact at any
+/// size, where a JSON number is exact only up to 2^53.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenAmount(String);
+
+impl TokenAmount {
+    /// `s` when it is a non-negative integer in decimal.
+    fn of(s: &str) -> Option<Self> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| Self(s.to_string()))
+    }
+}
+
+#[Scalar]
+impl ScalarType for TokenAmount {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => TokenAmount::of(s).ok_or_else(|| {
+                InputValueError::custom("an amount is a non-negative integer in decimal digits")
+            }),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+/// `props[key]` as an amount (`None` when absent or not a decimal integer).
+fn amount(props: &serde_json::Value, key: &str) -> Option<TokenAmount> {
+    props[key].as_str().and_then(TokenAmount::of)
+}
+
 /// A reward paid to a contributor in one epoch.
 #[derive(SimpleObject)]
 pub(crate) struct RewardAllocation {
@@ -347,10 +383,28 @@ pub(crate) struct RewardAllocation {
     epoch: u64,
     /// The contributor's address.
     contributor: String,
-    /// Amount in token units, as the epoch's allocation recorded it.
-    amount: f64,
+    /// What the epoch credits them, in token units: the leaf of the epoch's Merkle tree, what
+    /// they can claim. Null only for an epoch indexed before amounts were kept exactly
+    /// (re-index to fill it).
+    amount: Option<TokenAmount>,
+    /// Their share of the epoch's total (a float, for display).
+    share: f64,
     /// The block that settled the epoch.
     block: u64,
+}
+
+impl RewardAllocation {
+    /// The allocation a `rewarded` edge records, with the amount from its epoch's node.
+    fn of(epoch: &Node, e: &Edge) -> Self {
+        let contributor = e.dst.key().to_string();
+        Self {
+            epoch: key(epoch).parse().unwrap_or_default(),
+            amount: amount(&epoch.props[prop::AMOUNTS], &contributor),
+            contributor,
+            share: e.weight.unwrap_or_default(),
+            block: e.pos.block_number,
+        }
+    }
 }
 
 #[Object]
@@ -402,18 +456,12 @@ impl Contributor {
     /// What reward epochs paid them, oldest first.
     async fn rewards(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
         let id = NodeKind::Contributor.id(&self.address);
-        Ok(edges(ctx, &id, End::Dst, EdgeKind::Rewarded)
-            .await?
-            .into_iter()
-            .map(|e| RewardAllocation {
-                epoch: NodeKind::RewardEpoch
-                    .key_of(&e.src)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_default(),
-                contributor: self.address.clone(),
-                amount: e.weight.unwrap_or_default(),
-                block: e.pos.block_number,
-            })
+        let paid = edges(ctx, &id, End::Dst, EdgeKind::Rewarded).await?;
+        let epochs = try_join_all(paid.iter().map(|e| node(ctx, e.src.to_string()))).await?;
+        Ok(paid
+            .iter()
+            .zip(epochs)
+            .filter_map(|(e, epoch)| Some(RewardAllocation::of(&epoch?, e)))
             .collect())
     }
 }
@@ -783,8 +831,8 @@ impl Inference {
         self.0.props["tokens"].as_u64()
     }
     /// Fees charged, in token units (verified batches).
-    async fn fees(&self) -> Option<&str> {
-        self.0.props["fees"].as_str()
+    async fn fees(&self) -> Option<TokenAmount> {
+        amount(&self.0.props, "fees")
     }
     /// Which contributions, and whose, the answers were attributed to.
     async fn attribution(&self, ctx: &Context<'_>) -> async_graphql::Result<Attribution> {
@@ -807,20 +855,15 @@ impl RewardEpoch {
         text(&self.0, "merkle_root")
     }
     /// Total allocated, in token units.
-    async fn total(&self) -> &str {
-        text(&self.0, "total")
+    async fn total(&self) -> Option<TokenAmount> {
+        amount(&self.0.props, prop::TOTAL)
     }
     /// Per-contributor allocations, as recorded in the graph.
     async fn allocations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
         Ok(edges(ctx, &self.0.id, End::Src, EdgeKind::Rewarded)
             .await?
-            .into_iter()
-            .map(|e| RewardAllocation {
-                epoch: key(&self.0).parse().unwrap_or_default(),
-                contributor: e.dst.key().to_string(),
-                amount: e.weight.unwrap_or_default(),
-                block: e.pos.block_number,
-            })
+            .iter()
+            .map(|e| RewardAllocation::of(&self.0, e))
             .collect())
     }
 }

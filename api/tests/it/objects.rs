@@ -211,7 +211,11 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
     nodes.push(node(
         g::reward_epoch_id(1),
         NodeKind::RewardEpoch,
-        json!({"merkle_root": hash(0x4e).to_string(), "total": "500"}),
+        // 2^53 + 1 units to 0x01…: exact only as a decimal string.
+        json!({
+            "merkle_root": hash(0x4e).to_string(), "total": "9007199254741193",
+            "amounts": {who(1): "9007199254740993", who(2): "200"},
+        }),
         9,
         4,
     ));
@@ -219,13 +223,13 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         g::reward_epoch_id(1),
         g::contributor_id(Address::repeat_byte(1)),
         EdgeKind::Rewarded,
-        Some(300.0),
+        Some(1.0),
     ));
     edges.push((
         g::reward_epoch_id(1),
         g::contributor_id(Address::repeat_byte(2)),
         EdgeKind::Rewarded,
-        Some(200.0),
+        Some(0.0),
     ));
     apply(&store, 9, nodes, edges).await;
     store
@@ -254,9 +258,9 @@ const MODEL_QUERY: &str = r#"{
   byCount: attribution(subject: "adapter:0xa2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2") {
     method contributors { address share contributions }
   }
-  rewardEpochs { nodes { epoch total merkleRoot allocations { contributor amount } } }
+  rewardEpochs { nodes { epoch total merkleRoot allocations { contributor amount share } } }
   contributor(address: "0x0101010101010101010101010101010101010101") {
-    address nodeId influence rewards { epoch amount }
+    address nodeId influence rewards { epoch amount share }
     contributions(first: 10) { nodes { id status } }
   }
   batch(id: "0xbabababababababababababababababababababababababababababababababa") {
@@ -306,6 +310,13 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
     for c in d["batch"]["contributions"]["nodes"].as_array().unwrap() {
         assert_eq!(c["merkleProof"]["valid"], true, "{c}");
     }
+    // Amounts are exact decimal strings wherever they show.
+    assert_eq!(d["contributor"]["rewards"][0]["amount"], "9007199254740993");
+    assert_eq!(
+        d["rewardEpochs"]["nodes"][0]["allocations"][0]["amount"],
+        "9007199254740993"
+    );
+    assert_eq!(d["rewardEpochs"]["nodes"][0]["total"], "9007199254741193");
     assert_eq!(d["revoked"]["nodes"][0]["id"], hash(2).to_string());
     assert_eq!(d["anchored"]["nodes"].as_array().unwrap().len(), 2);
 

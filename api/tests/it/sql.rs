@@ -141,6 +141,27 @@ pub(crate) async fn fixture() -> Fixture {
         .await
         .unwrap();
 
+    // Epoch 1 paid 0xa1 twice (375 in all) and 0xa2 2^53 + 1 units, which a float cannot hold.
+    let paid = |who: u8, role: &str, amount: &str| {
+        json!({
+            "epoch": 1, "account": Address::repeat_byte(who).to_string().to_lowercase(),
+            "role": role, "adapter_id": B256::repeat_byte(0xa2).to_string(),
+            "contribution_id": null, "inferences": 1, "amount": amount, "reason": "fixture",
+        })
+    };
+    lake.append(names::REWARD_ALLOCATIONS)
+        .batches(vec![rows(
+            names::REWARD_ALLOCATIONS,
+            &[
+                paid(0xa1, "contributor", "300"),
+                paid(0xa1, "model_owner", "75"),
+                paid(0xa2, "contributor", "9007199254740993"),
+            ],
+        )])
+        .commit()
+        .await
+        .unwrap();
+
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
         .unwrap();
@@ -201,8 +222,8 @@ pub(crate) async fn fixture() -> Fixture {
         edge(&inference, &a2, EdgeKind::ServedBy, None, pos),
         edge(&inference, &c(1), EdgeKind::AttributedTo, Some(0.75), pos),
         edge(&inference, &c(3), EdgeKind::AttributedTo, Some(0.25), pos),
-        edge(&epoch, &who(0xa1), EdgeKind::Rewarded, Some(375.0), pos),
-        edge(&epoch, &who(0xa2), EdgeKind::Rewarded, Some(125.0), pos),
+        edge(&epoch, &who(0xa1), EdgeKind::Rewarded, Some(0.0), pos),
+        edge(&epoch, &who(0xa2), EdgeKind::Rewarded, Some(1.0), pos),
     ];
     let event = RawEvent {
         address: "0x00".into(),
@@ -321,7 +342,10 @@ async fn every_view_answers_on_the_fixture_lake() {
     )
     .await;
     assert_eq!(ledger.len(), 2);
-    assert_eq!(ledger[0]["amount"], 375.0);
+    // Exact: 2^53 + 1 comes back as written (as a float it would read 2^53).
+    let text = |v: &Value| v.to_string();
+    assert_eq!(text(&ledger[0]["amount"]), "9007199254740993");
+    assert_eq!(text(&ledger[1]["amount"]), "375");
     assert_eq!(ledger[0]["epoch"], g::reward_epoch_id(1).as_str());
 }
 

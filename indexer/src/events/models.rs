@@ -20,7 +20,9 @@ use tributary_chain::bindings::InferenceLedger::InferenceLedgerEvents as Inf;
 use tributary_chain::bindings::ModelRegistry::ModelRegistryEvents as Models;
 use tributary_chain::bindings::RewardDistributor::RewardDistributorEvents as Rewards;
 use tributary_lake::Lake;
-use tributary_schemas::lineage::{self as g, ChainPos, Edge, EdgeKind, Node, NodeId};
+use tributary_schemas::lineage::{
+    self as g, ChainPos, Edge, EdgeKind, Node, NodeId, hex_lower, prop,
+};
 use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
@@ -286,13 +288,25 @@ pub(super) async fn reward_distributor(
             });
             match check_epoch(epoch, e.merkleRoot, lake).await {
                 Ok(totals) => {
-                    props["verified"] = json!(true);
+                    props[prop::VERIFIED] = json!(true);
+                    // Exact amounts as decimal strings in the node; the edges carry each
+                    // account's share of the total, a float fit for drawing, not for paying.
+                    let total: f64 = totals.iter().map(|(_, n)| *n as f64).sum();
+                    props[prop::AMOUNTS] = totals
+                        .iter()
+                        .map(|(a, n)| (hex_lower(a.as_slice()), json!(n.to_string())))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
                     for (account, amount) in totals {
                         out.edges.push(Edge {
                             src: id.clone(),
                             dst: g::contributor_id(account),
                             kind: EdgeKind::Rewarded,
-                            weight: Some(amount as f64),
+                            weight: Some(if total > 0.0 {
+                                amount as f64 / total
+                            } else {
+                                0.0
+                            }),
                             pos,
                         });
                     }
@@ -340,7 +354,10 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u1
             _ => None,
         }
         .ok_or("manifest has a bad amount")?;
-        *totals.entry(account).or_default() += amount;
+        let sum = totals.entry(account).or_default();
+        *sum = sum
+            .checked_add(amount)
+            .ok_or("manifest amounts overflow 128 bits")?;
     }
     let leaves = totals
         .iter()

@@ -761,3 +761,79 @@ pub(crate) async fn table_rows(lake: &Lake, table: &str, key: &str) -> Vec<Value
     rows.sort_by_key(|r| r[key].to_string());
     rows
 }
+
+/// A settled epoch's amounts reach the graph exactly, however large: the epoch node keeps each
+/// account's total as a decimal string (the leaf it claims against); the `rewarded` edges
+/// carry only shares.
+#[tokio::test]
+async fn reward_amounts_are_indexed_exactly() {
+    use std::collections::HashSet;
+    use tributary_pipeline::rewards::{
+        Accounts, EpochManifest, Paid, Policy, allocate, publish, totals, tree,
+    };
+    use tributary_schemas::lineage::{self as g, EdgeKind, prop};
+
+    let env = env().await;
+    let who = |b: u8| alloy::primitives::Address::repeat_byte(b);
+    // 10^30 + 7 units: past 2^64, and past what a float holds exactly.
+    let fee: u128 = 10u128.pow(30) + 7;
+    let paid = vec![Paid {
+        adapter: B256::repeat_byte(0xf0),
+        owner: who(0xc0),
+        fee,
+        shares: vec![
+            (B256::repeat_byte(1), who(0x11), 0.7),
+            (B256::repeat_byte(2), who(0x22), 0.3),
+        ],
+    }];
+    let accounts = Accounts {
+        platform: who(0xa0),
+        stakers: who(0xb0),
+    };
+    let rows = allocate(&Policy::default(), &accounts, &paid, &HashSet::new());
+    let sums = totals(&rows);
+    assert_eq!(sums.values().sum::<u128>(), fee, "the pool is paid exactly");
+    let m = EpochManifest {
+        epoch: 1,
+        policy: Policy::default(),
+        accounts,
+        batches: vec![],
+        pool: fee.to_string(),
+        root: tree(&sums).root(),
+        allocations: rows,
+    };
+    env.lake
+        .put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
+        .await
+        .unwrap();
+    publish(&env.chain, &env.lake, m).await.unwrap();
+
+    let s = env.store("rewards.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let chain_id = env.chain.chain_id();
+    let epoch = g::reward_epoch_id(1);
+    let node = &s.nodes(chain_id, &[epoch.to_string()]).await.unwrap()[0];
+    assert_eq!(node.props[prop::VERIFIED], true, "{}", node.props);
+    assert_eq!(node.props[prop::TOTAL], fee.to_string());
+    for (account, amount) in &sums {
+        assert_eq!(
+            node.props[prop::AMOUNTS][g::hex_lower(account.as_slice())],
+            amount.to_string(),
+            "{account}"
+        );
+    }
+    let (_, edges) = s.graph(chain_id).await.unwrap();
+    let shares: Vec<f64> = edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Rewarded && e.src == epoch)
+        .map(|e| e.weight.unwrap())
+        .collect();
+    assert_eq!(shares.len(), sums.len());
+    assert!(
+        (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+        "{shares:?}"
+    );
+}

@@ -7,8 +7,8 @@ use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 
 use super::{Served, Server};
-use crate::Result;
 use crate::attribute::Found;
+use crate::{Error, Result};
 
 /// A finished answer to account for.
 #[derive(Debug, Clone, Copy)]
@@ -50,13 +50,21 @@ impl Server {
             })
             .collect();
         let tokens = (a.prompt_tokens + a.completion_tokens) as u128;
+        let fee = tokens
+            .checked_mul(self.config().fee_per_token)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{tokens} tokens at {} units each overflow 128 bits: lower the fee per token",
+                    self.config().fee_per_token
+                ))
+            })?;
         let entry = InferenceEntry {
             adapter_id: s.on_chain.id,
             request_hash: keccak256(serde_json::to_vec(a.request).unwrap_or_default()),
             response_hash: keccak256(a.text.as_bytes()),
             attribution_root: attribution_root(&shares),
             tokens: a.completion_tokens as u64,
-            fee: tokens * self.config().fee_per_token,
+            fee,
             attribution: shares,
         };
         let id = entry.id();

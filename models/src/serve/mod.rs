@@ -33,7 +33,6 @@ use crate::{Error, Result};
 use tributary_trainer::attribute::{self as scoring, Loaded};
 use tributary_trainer::engine::{Engine, Event, Request, Sampling};
 use tributary_trainer::model::Model;
-use tributary_trainer::spans;
 use tributary_trainer::tokenizer::Tokenizer;
 
 /// How the inference server runs.
@@ -217,7 +216,6 @@ fn spawn_attribution(
                     return;
                 }
             };
-            let with_spans = tokenizer.vocab_size() <= spans::MAX_VOCAB;
             // A few adapters' indexes, most recent last.
             let mut loaded: Vec<(B256, Loaded)> = Vec::new();
             for job in rx {
@@ -228,7 +226,7 @@ fn spawn_attribution(
                             if loaded.len() >= 4 {
                                 loaded.remove(0);
                             }
-                            loaded.push((job.adapter, Loaded::load(&model, &job.dir, with_spans)?));
+                            loaded.push((job.adapter, Loaded::load(&model, &job.dir)?));
                             loaded.len() - 1
                         }
                     };
@@ -348,14 +346,7 @@ impl Server {
             }
             let folder = catalog::adapter_folder(&self.lake, on_chain.id)?;
             catalog::fetch_files(&self.lake, &folder, &names, part.path()).await?;
-            // Span indexes are written only for small vocabularies.
-            let _ = catalog::fetch_files(
-                &self.lake,
-                &folder,
-                &["spans.bin", "spans.json"],
-                part.path(),
-            )
-            .await;
+            catalog::fetch_spans(&self.lake, &folder, part.path()).await?;
             std::fs::write(
                 part.path().join("manifest.json"),
                 serde_json::to_vec(&manifest).unwrap_or_default(),

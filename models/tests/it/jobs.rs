@@ -24,6 +24,9 @@ seq_len = 32
 eval_fraction = 0.15
 eval_every = 10
 patience = 0
+[attribution]
+dim = 64
+checkpoints = 1
 "#;
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -104,6 +107,18 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
         catalog::adapter_folder(&copy, id)
             .unwrap()
             .contains("moved-lake")
+    );
+
+    // The influence index was built with the spec's `[attribution]` settings.
+    let folder = catalog::adapter_folder(&copy, id).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&copy.get(&format!("{folder}/influence.json")).await.unwrap())
+            .unwrap();
+    assert_eq!(meta["config"]["dim"], 64, "{}", meta["config"]);
+    assert_eq!(meta["checkpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        meta["config"]["damping"], 0.01,
+        "unset keys keep their defaults"
     );
 
     // Serving answers from the copy, with the adapter's ancestry.
