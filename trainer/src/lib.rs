@@ -68,10 +68,12 @@ pub fn keccak256(bytes: impl AsRef<[u8]>) -> Hash {
 
 /// `0x`-prefixed lowercase hex of a digest, as the chain's tools print a `bytes32`.
 pub fn hex(h: &Hash) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(66);
     s.push_str("0x");
     for b in h {
-        s.push_str(&format!("{b:02x}"));
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
     }
     s
 }

@@ -142,9 +142,10 @@ impl SpanIndex {
     /// Bytes the index takes as stored, less the 32-byte header: tokens, suffix array,
     /// boundaries and the contribution ids.
     pub fn bytes(&self) -> usize {
-        let ids = match self.hashes() {
-            Some(h) => h.len() * 32,
-            None => self.ids_json().len(),
+        let ids = if self.ids.iter().all(|id| hash_of(id).is_some()) {
+            self.ids.len() * 32
+        } else {
+            self.ids_json().len()
         };
         self.tokens.len() * self.tokens.width() + self.sa.len() * 4 + self.starts.len() * 4 + ids
     }
@@ -318,14 +319,7 @@ impl SpanIndex {
         let ids: Vec<String> = if id_bytes == 32 {
             hashes
                 .chunks_exact(32)
-                .map(|h| {
-                    let mut id = String::with_capacity(66);
-                    id.push_str("0x");
-                    for b in h {
-                        id.push_str(&format!("{b:02x}"));
-                    }
-                    id
-                })
+                .map(|h| crate::hex(h.try_into().expect("32 bytes")))
                 .collect()
         } else {
             serde_json::from_slice(&read("spans.json")?).map_err(|_| bad())?

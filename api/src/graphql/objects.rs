@@ -855,8 +855,9 @@ impl RewardEpoch {
         text(&self.0, "merkle_root")
     }
     /// Total allocated, in token units.
-    async fn total(&self) -> Option<TokenAmount> {
-        amount(&self.0.props, prop::TOTAL)
+    async fn total(&self) -> TokenAmount {
+        // From the event's uint256, always decimal digits.
+        TokenAmount(text(&self.0, prop::TOTAL).to_string())
     }
     /// Per-contributor allocations, as recorded in the graph.
     async fn allocations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
