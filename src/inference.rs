@@ -108,7 +108,7 @@ impl Models for Inference {
             text: a.text,
             prompt_tokens: a.prompt_tokens,
             completion_tokens: a.completion_tokens,
-            influence: a.influence,
+            attribution: a.attribution,
         };
         self.0.account(&served, finished).await.map_err(failure)
     }

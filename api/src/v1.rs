@@ -5,7 +5,8 @@
 //! - `ancestry`: adapter -> parents (with merge weights) -> base model; snapshot -> Datanets;
 //! - `attribution`: the top contributions by gradient influence (contributor, Datanet,
 //!   score, share), contributor shares and the answer's spans found in the training data;
-//!   `"attribution": false` in the request skips the gradient part (spans stay);
+//!   `"attribution": false` in the request leaves it out of the response (the answer's credit
+//!   is measured and recorded either way: payment never depends on it);
 //! - `inference`: its id, request and response hashes and fee, as the ledger records them.
 //!
 //! A streamed answer sends these on its last chunk, before `data: [DONE]`.
@@ -89,8 +90,9 @@ pub struct Answer<'a> {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
-    /// Whether to compute gradient influence (`"attribution": false` skips it).
-    pub influence: bool,
+    /// Whether the response lists the attribution (`"attribution": false` leaves it out; the
+    /// credit is measured and recorded either way).
+    pub attribution: bool,
 }
 
 /// Why a request failed, by whose fault.
@@ -357,7 +359,8 @@ struct Common {
     stream: Option<bool>,
     #[serde(default)]
     n: Option<u32>,
-    /// Tributary: `false` skips gradient attribution for this answer.
+    /// Tributary: `false` leaves the attribution out of the response (it is still measured
+    /// and recorded).
     #[serde(default)]
     attribution: Option<bool>,
 }
@@ -367,7 +370,7 @@ struct Params {
     sampling: Sampling,
     stop: Vec<String>,
     stream: bool,
-    influence: bool,
+    attribution: bool,
 }
 
 // The error is the ready response; it is built once per bad request.
@@ -407,7 +410,7 @@ fn params(c: &Common) -> Result<Params, Response> {
         },
         stop,
         stream: c.stream.unwrap_or(false),
-        influence: c.attribution.unwrap_or(true),
+        attribution: c.attribution.unwrap_or(true),
     })
 }
 
@@ -507,7 +510,7 @@ async fn account(
     request: &Value,
     prompt: &str,
     out: &Outcome,
-    influence: bool,
+    attribution: bool,
 ) -> Result<Value, Response> {
     models
         .account(
@@ -518,7 +521,7 @@ async fn account(
                 text: &out.text,
                 prompt_tokens: out.prompt_tokens,
                 completion_tokens: out.completion_tokens,
-                influence,
+                attribution,
             },
         )
         .await
@@ -610,7 +613,7 @@ async fn answer(models: Backend, body: Value, prompt: String, kind: Kind) -> Res
             Ok(o) => o,
             Err(r) => return r,
         };
-        let extra = match account(&models, &model, &body, &prompt, &out, p.influence).await {
+        let extra = match account(&models, &model, &body, &prompt, &out, p.attribution).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -650,7 +653,7 @@ async fn answer(models: Backend, body: Value, prompt: String, kind: Kind) -> Res
                 return;
             }
         };
-        match account(&models, &model, &body, &prompt, &out, p.influence).await {
+        match account(&models, &model, &body, &prompt, &out, p.attribution).await {
             Ok(extra) => {
                 let mut last = merge(head(chunk("", Some(out.finish)), true), extra);
                 last["usage"] = usage(&out);

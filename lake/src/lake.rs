@@ -214,6 +214,43 @@ impl Lake {
             .await
     }
 
+    /// An adapter's held-out credit as written when it was trained: the `attributions` rows
+    /// of subject `adapter` (method `tracin`) with a positive share, as (contribution id,
+    /// contributor, Datanet, share) in their stored form. `adapter` is its `0x…` id.
+    pub async fn adapter_credit(&self, adapter: &str) -> Result<Vec<(String, String, i64, f64)>> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Float64Type, Int64Type};
+        if !adapter.starts_with("0x") || !adapter[2..].bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Config(format!(
+                "{adapter:?} is not an adapter id: want 0x and 64 hex digits"
+            )));
+        }
+        let filter = format!(
+            "subject_kind = 'adapter' AND method = 'tracin' AND subject_id = '{adapter}' AND share > 0"
+        );
+        let columns = ["contribution_id", "contributor", "datanet_id", "share"];
+        let batches: Vec<RecordBatch> = self
+            .scan(tables::names::ATTRIBUTIONS, None, &columns, Some(&filter))
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let (c, who) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+            let d = b.column(2).as_primitive::<Int64Type>();
+            let share = b.column(3).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                out.push((
+                    c.value(i).to_string(),
+                    who.value(i).to_string(),
+                    d.value(i),
+                    share.value(i),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Table `name` as of `version` (the latest when `None`), loaded once for any number of
     /// [`Scanner::scan`]s.
     pub async fn scanner(&self, name: &str, version: Option<u64>) -> Result<Scanner> {

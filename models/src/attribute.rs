@@ -4,6 +4,19 @@
 //! model is cached locally after the first download); contributors and Datanets come from the
 //! adapter's snapshot manifest; revocations from the chain (whoever sent them), so a revoked
 //! contribution keeps its score for the record but gets no share.
+//!
+//! # Credit
+//!
+//! One definition, computed once per answer (when it is served) and once per adapter (over
+//! its held-out set, when it is trained), and stored per contribution: a contribution's
+//! **share** is its TracIn score over the positive scores of the contributions not revoked,
+//! 0 when its score is not positive or it is revoked; a contributor's share is the sum of
+//! their contributions' shares. An answer records every contribution with a share, largest
+//! first, up to [`LISTED`]; past that, the remaining shares are summed per contributor and
+//! recorded under the contributor (contribution id zero), so the credit recorded always sums
+//! to 1 (or 0 when nothing is positive). The `/v1` answer, the ledger, the graph (`answer`
+//! nodes), SQL (`attributions`, `contribution_influence`), GraphQL and settlement read these
+//! stored shares; none recomputes them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,11 +30,11 @@ use tributary_chain::Chain;
 use tributary_lake::Lake;
 use tributary_pipeline::snapshot;
 use tributary_schemas::lineage::hex_lower;
-use tributary_schemas::manifest::{AdapterManifest, SnapshotManifest};
+use tributary_schemas::manifest::{AdapterManifest, AttributionShare, SnapshotManifest};
 use tributary_schemas::tables::{self, names};
 
 use tributary_trainer::attribute::{self as scoring, Loaded, greedy};
-use tributary_trainer::influence::{SetInfluence, group_shares, shares};
+use tributary_trainer::influence::{SetInfluence, shares};
 use tributary_trainer::model::Model;
 use tributary_trainer::tokenizer::Tokenizer;
 
@@ -86,9 +99,10 @@ pub struct Attribution {
     pub generated: bool,
     /// The top contributions by score.
     pub top: Vec<Scored>,
-    /// Every contributor's share (their unrevoked contributions' scores summed, then shares
-    /// over the positive totals), largest first.
+    /// Every contributor's share (their contributions' shares summed), largest first.
     pub contributors: Vec<(Address, f64)>,
+    /// The answer's credit as serving records it (see the module docs).
+    pub credit: Vec<AttributionShare>,
     /// Contributions scored in all.
     pub scored: usize,
     /// Spans of the answer found in the training data.
@@ -149,13 +163,19 @@ pub(crate) async fn record_adapter(
     Ok(())
 }
 
+/// Contributions an answer's recorded credit names one by one (the rest is summed per
+/// contributor).
+pub const LISTED: usize = 1024;
+
 /// What attributing one answer found, in contributors' terms.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
     /// The top contributions by score.
     pub top: Vec<Scored>,
-    /// Contributor shares, largest first.
+    /// Contributor shares (the sums of their contributions' shares), largest first.
     pub contributors: Vec<(Address, f64)>,
+    /// The answer's credit as recorded: every positive share (see the module docs).
+    pub credit: Vec<AttributionShare>,
     /// Contributions scored.
     pub scored: usize,
     /// Spans of the answer found in the training data.
@@ -180,13 +200,13 @@ fn contribution_id(id: &str) -> Result<B256> {
 }
 
 /// Names the contributors behind the trainer's scores: the `top_k` contributions by score,
-/// and every contributor's share (their unrevoked contributions' shares summed).
+/// every contributor's share (their contributions' shares summed) and the credit to record.
 pub fn credit(
     found: scoring::Found,
     entries: &BTreeMap<String, (Address, u64)>,
     top_k: usize,
 ) -> Result<Found> {
-    let mut all: Vec<Scored> = found
+    let all: Vec<Scored> = found
         .scored
         .iter()
         .map(|s| {
@@ -201,21 +221,6 @@ pub fn credit(
             })
         })
         .collect::<Result<_>>()?;
-    let keys: Vec<Address> = all.iter().map(|s| s.contributor).collect();
-    let live: Vec<f64> = found
-        .scored
-        .iter()
-        .map(|s| if s.revoked { 0.0 } else { s.score })
-        .collect();
-    let mut contributors: Vec<(Address, f64)> = group_shares(&keys, &live).into_iter().collect();
-    contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-    let scored = all.len();
-    all.sort_by(|x, y| {
-        y.score
-            .total_cmp(&x.score)
-            .then(x.contribution.cmp(&y.contribution))
-    });
-    all.truncate(top_k);
     let spans = found
         .spans
         .into_iter()
@@ -230,12 +235,137 @@ pub fn credit(
                 .collect(),
         })
         .collect();
-    Ok(Found {
+    Ok(finish(all, spans, top_k))
+}
+
+/// Sorts scored contributions (largest score first) into what an answer shows and records.
+fn finish(mut all: Vec<Scored>, spans: Vec<MatchedSpan>, top_k: usize) -> Found {
+    let scored = all.len();
+    all.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then(x.contribution.cmp(&y.contribution))
+    });
+    let (credit, contributors) = recorded(&all);
+    all.truncate(top_k);
+    Found {
         top: all,
         contributors,
+        credit,
         scored,
         spans,
-    })
+    }
+}
+
+/// The credit of an answer of a merge (an adapter without training of its own): its parents'
+/// held-out credit (the `attributions` rows written when each was trained; a parent that is a
+/// merge, its own parents'), weighted by the positive merge weights, as scores; shares over
+/// the contributions not revoked now, as for any answer.
+pub fn merged(prior: &[Scored], revoked: &std::collections::HashSet<String>, top_k: usize) -> Found {
+    let live: Vec<f64> = prior
+        .iter()
+        .map(|p| {
+            if revoked.contains(&p.contribution.to_string()) {
+                0.0
+            } else {
+                p.score
+            }
+        })
+        .collect();
+    let all = prior
+        .iter()
+        .zip(shares(&live))
+        .map(|(p, share)| Scored {
+            share,
+            revoked: revoked.contains(&p.contribution.to_string()),
+            ..p.clone()
+        })
+        .collect();
+    finish(all, vec![], top_k)
+}
+
+/// A merge's prior credit for [`merged`]: per contribution, the sum over its trained
+/// ancestors of their held-out share times the ancestor's part of the merge.
+pub async fn merge_prior(lake: &Lake, m: &AdapterManifest) -> Result<Vec<Scored>> {
+    let mut by: BTreeMap<B256, Scored> = BTreeMap::new();
+    let mut stack = vec![(m.clone(), 1.0f64)];
+    while let Some((m, w)) = stack.pop() {
+        if m.metrics.is_some() {
+            for (contribution, contributor, datanet_id, share) in held_out(lake, m.adapter_id).await? {
+                by.entry(contribution)
+                    .or_insert(Scored {
+                        contribution,
+                        contributor,
+                        datanet_id,
+                        score: 0.0,
+                        share: 0.0,
+                        revoked: false,
+                    })
+                    .score += share * w;
+            }
+            continue;
+        }
+        let total: f64 = m.parents.iter().map(|p| p.weight.max(0.0)).sum();
+        for p in m.parents.iter().filter(|p| p.weight > 0.0) {
+            let pm = catalog::load_manifest(lake, p.id).await?;
+            stack.push((pm, w * p.weight / total));
+        }
+    }
+    Ok(by.into_values().collect())
+}
+
+/// An adapter's held-out credit as written when it was trained: (contribution, contributor,
+/// Datanet, share) for its positive shares.
+pub async fn held_out(lake: &Lake, adapter: B256) -> Result<Vec<(B256, Address, u64, f64)>> {
+    let bad = || Error::Internal(format!("adapter {adapter} has a bad attributions row"));
+    lake.adapter_credit(&adapter.to_string())
+        .await?
+        .into_iter()
+        .map(|(c, who, d, share)| {
+            Ok((
+                c.parse().map_err(|_| bad())?,
+                who.parse().map_err(|_| bad())?,
+                d as u64,
+                share,
+            ))
+        })
+        .collect()
+}
+
+/// The credit to record from contributions sorted largest score first: every positive share
+/// (up to [`LISTED`] by contribution, the rest per contributor), and the contributors' shares,
+/// largest first.
+pub fn recorded(sorted: &[Scored]) -> (Vec<AttributionShare>, Vec<(Address, f64)>) {
+    let positive = sorted.iter().filter(|s| s.share > 0.0);
+    let mut credit: Vec<AttributionShare> = positive
+        .clone()
+        .take(LISTED)
+        .map(|c| AttributionShare {
+            contribution: c.contribution,
+            share: c.share,
+            contributor: Some(c.contributor),
+            datanet_id: Some(c.datanet_id),
+            score: Some(c.score),
+        })
+        .collect();
+    let mut rest: BTreeMap<Address, f64> = BTreeMap::new();
+    for c in positive.clone().skip(LISTED) {
+        *rest.entry(c.contributor).or_default() += c.share;
+    }
+    credit.extend(rest.into_iter().map(|(who, share)| AttributionShare {
+        contribution: B256::ZERO,
+        share,
+        contributor: Some(who),
+        datanet_id: None,
+        score: None,
+    }));
+    let mut by: BTreeMap<Address, f64> = BTreeMap::new();
+    for c in positive {
+        *by.entry(c.contributor).or_default() += c.share;
+    }
+    let mut contributors: Vec<(Address, f64)> = by.into_iter().collect();
+    contributors.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    (credit, contributors)
 }
 
 /// Attributes one answer of a published adapter.
@@ -308,6 +438,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
             generated,
             top: found.top,
             contributors: found.contributors,
+            credit: found.credit,
             scored: found.scored,
             spans: found.spans,
         })

@@ -2,12 +2,15 @@
 //! split by a policy (platform / model owner / stakers / data contributors) and paid out
 //! through a Merkle tree of `(account, amount)` claims.
 //!
-//! The contributors' part of an answer is divided by its positive attribution shares
-//! (renormalised over the contributions listed, revoked ones left out). An answer served
-//! without per-answer attribution, or through a merged adapter, falls back to the adapter's
-//! own attribution over its held-out set (a merge: its parents', by merge weight). An answer
-//! with no attributed contribution at all pays its contributors' part to the platform, and
-//! says so in the row's reason.
+//! The contributors' part of an answer is divided by the credit serving recorded for it
+//! (`tributary_models::attribute`'s one definition: every positive share, the shares past the
+//! listed contributions summed per contributor; a merge's answers carry their parents'
+//! held-out credit). Settlement computes no credit of its own. A contribution revoked on chain
+//! since the answer is paid nothing: its share is divided among the answer's other credited
+//! contributions in proportion (a contributor's summed credit past the listed contributions
+//! cannot be told apart by contribution and is paid as recorded). An answer with no credited
+//! contribution at all pays its contributors' part to the platform, and says so in the row's
+//! reason.
 //!
 //! Amounts are integers. Every row's exact amount is a fraction with the common
 //! denominator `10_000 × 10⁹` (basis points × share parts); rows get the floor, and the
@@ -17,8 +20,8 @@
 //! property-tested).
 //!
 //! [`settle`] gathers the unsettled batches the chain recorded, adapter owners from the
-//! senders of the `AdapterPublished` transactions, contributors from snapshot manifests and
-//! fallbacks from the `attributions` table, writes `rewards/epoch-N.json`, then the
+//! senders of the `AdapterPublished` transactions and contributors from snapshot manifests,
+//! writes `rewards/epoch-N.json`, then the
 //! `reward_allocations` rows (idempotent per epoch) and `allocateEpoch` (`EpochExists` counts
 //! as done). An epoch whose manifest is written but not on chain is resumed, never
 //! recomputed. The indexer checks each `EpochAllocated` against that manifest.
@@ -207,28 +210,34 @@ mod decimal {
 }
 
 /// An answer's positive, unrevoked shares as integer parts summing to [`PARTS`] (largest
-/// remainder, ties by contribution id); empty when none is positive.
+/// remainder, ties by contribution id and account); empty when none is positive. A share
+/// under contribution zero is a contributor's summed credit past the listed contributions.
 fn parts(shares: &[(B256, Address, f64)], revoked: &HashSet<B256>) -> Vec<(B256, Address, u128)> {
-    let mut live: BTreeMap<B256, (Address, f64)> = BTreeMap::new();
+    let mut live: BTreeMap<(B256, Address), f64> = BTreeMap::new();
     for &(c, a, s) in shares {
         if s > 0.0 && s.is_finite() && !revoked.contains(&c) {
-            live.entry(c).or_insert((a, 0.0)).1 += s;
+            *live.entry((c, a)).or_default() += s;
         }
     }
-    let total: f64 = live.values().map(|v| v.1).sum();
+    let total: f64 = live.values().sum();
     if live.is_empty() || total <= 0.0 {
         return vec![];
     }
     let mut out: Vec<(B256, Address, u128, f64)> = live
         .iter()
-        .map(|(&c, &(a, s))| {
+        .map(|(&(c, a), &s)| {
             let exact = s / total * PARTS as f64;
             (c, a, exact.floor() as u128, exact - exact.floor())
         })
         .collect();
     let given: u128 = out.iter().map(|x| x.2).sum();
     let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|&i, &j| out[j].3.total_cmp(&out[i].3).then(out[i].0.cmp(&out[j].0)));
+    order.sort_by(|&i, &j| {
+        out[j].3
+            .total_cmp(&out[i].3)
+            .then(out[i].0.cmp(&out[j].0))
+            .then(out[i].1.cmp(&out[j].1))
+    });
     for &i in order
         .iter()
         .cycle()
@@ -531,13 +540,16 @@ pub async fn settle(
         batches.push(batch);
         let listed: Vec<tributary_schemas::manifest::AttributionShare> =
             serde_json::from_str(&attribution).map_err(|_| bad_row("attribution"))?;
-        let mut shares: Vec<(B256, Address, f64)> = listed
+        let shares: Vec<(B256, Address, f64)> = listed
             .iter()
-            .map(|a| (a.contribution, context.contributor(a.contribution), a.share))
+            .map(|a| {
+                let who = match a.contributor {
+                    Some(who) if a.contribution == B256::ZERO => who,
+                    _ => context.contributor(a.contribution),
+                };
+                (a.contribution, who, a.share)
+            })
             .collect();
-        if shares.is_empty() {
-            shares = context.prior(adapter);
-        }
         paid.push(Paid {
             adapter,
             owner: context.owner(adapter),
@@ -661,18 +673,13 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
 struct Context {
     contributors: HashMap<B256, Address>,
     owners: HashMap<B256, Address>,
-    parents: HashMap<B256, Vec<(B256, f64)>>,
     revoked: HashSet<B256>,
-    /// Per adapter, its positive held-out attribution shares (`attributions`, subject
-    /// `adapter`, method `tracin`).
-    held_out: HashMap<B256, Vec<(B256, f64)>>,
 }
 
 impl Context {
     async fn load(chain: &Chain, lake: &Lake) -> Result<Self> {
         // Adapter publishers: the sender of each AdapterPublished transaction.
         let mut owners = HashMap::new();
-        let mut parents = HashMap::new();
         let mut contributors = HashMap::new();
         for e in crate::chain_state::published_adapters(chain).await? {
             if e.tx != B256::ZERO {
@@ -693,55 +700,21 @@ impl Context {
             if let Ok(bytes) = lake.get(manifest_uri.as_str()).await
                 && let Ok(m) =
                     serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
+                && m.snapshot_id != B256::ZERO
             {
-                parents.insert(e.id, m.parents.iter().map(|p| (p.id, p.weight)).collect());
-                if m.snapshot_id != B256::ZERO {
-                    for c in crate::snapshot::load(lake, m.snapshot_id)
-                        .await?
-                        .contributions
-                    {
-                        contributors.insert(c.id, c.contributor);
-                    }
+                for c in crate::snapshot::load(lake, m.snapshot_id)
+                    .await?
+                    .contributions
+                {
+                    contributors.insert(c.id, c.contributor);
                 }
             }
         }
         let revoked = crate::chain_state::ChainState::read(chain).await?.revoked;
-        let mut held_out: HashMap<B256, Vec<(B256, f64)>> = HashMap::new();
-        for b in lake.read(names::ATTRIBUTIONS, None).await? {
-            let s = |n: &str| {
-                b.column_by_name(n)
-                    .expect("attributions schema")
-                    .as_string::<i32>()
-                    .clone()
-            };
-            let (kind, subject, contribution, method) = (
-                s("subject_kind"),
-                s("subject_id"),
-                s("contribution_id"),
-                s("method"),
-            );
-            let share = b
-                .column_by_name("share")
-                .expect("attributions schema")
-                .as_primitive::<arrow::datatypes::Float64Type>()
-                .clone();
-            for i in 0..b.num_rows() {
-                if kind.value(i) == "adapter"
-                    && method.value(i) == "tracin"
-                    && share.value(i) > 0.0
-                    && let (Ok(a), Ok(c)) =
-                        (subject.value(i).parse(), contribution.value(i).parse())
-                {
-                    held_out.entry(a).or_default().push((c, share.value(i)));
-                }
-            }
-        }
         Ok(Context {
             contributors,
             owners,
-            parents,
             revoked,
-            held_out,
         })
     }
 
@@ -751,33 +724,6 @@ impl Context {
 
     fn owner(&self, adapter: B256) -> Address {
         self.owners.get(&adapter).copied().unwrap_or_default()
-    }
-
-    /// The adapter's own attribution over its held-out set; a merge's is its parents',
-    /// weighted by the positive merge weights.
-    fn prior(&self, adapter: B256) -> Vec<(B256, Address, f64)> {
-        let mut out = Vec::new();
-        let mut stack = vec![(adapter, 1.0)];
-        while let Some((a, w)) = stack.pop() {
-            match self.held_out.get(&a) {
-                Some(own) => out.extend(
-                    own.iter()
-                        .map(|&(c, share)| (c, self.contributor(c), share * w)),
-                ),
-                None => {
-                    let ps = self.parents.get(&a).cloned().unwrap_or_default();
-                    let total: f64 = ps.iter().map(|p| p.1.max(0.0)).sum();
-                    if total > 0.0 {
-                        stack.extend(
-                            ps.iter()
-                                .filter(|p| p.1 > 0.0)
-                                .map(|p| (p.0, w * p.1 / total)),
-                        );
-                    }
-                }
-            }
-        }
-        out
     }
 }
 

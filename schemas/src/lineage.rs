@@ -48,6 +48,8 @@ pub enum NodeKind {
     Adapter,
     /// A recorded batch of inferences.
     Inference,
+    /// One served answer (recorded in an inference batch).
+    Answer,
     /// A reward epoch.
     RewardEpoch,
 }
@@ -67,12 +69,13 @@ impl NodeKind {
             NodeKind::BaseModel => "base_model",
             NodeKind::Adapter => "adapter",
             NodeKind::Inference => "inference",
+            NodeKind::Answer => "answer",
             NodeKind::RewardEpoch => "reward_epoch",
         }
     }
 
     /// Every kind.
-    pub const ALL: [NodeKind; 12] = [
+    pub const ALL: [NodeKind; 13] = [
         NodeKind::Contributor,
         NodeKind::Datanet,
         NodeKind::Contribution,
@@ -84,6 +87,7 @@ impl NodeKind {
         NodeKind::BaseModel,
         NodeKind::Adapter,
         NodeKind::Inference,
+        NodeKind::Answer,
         NodeKind::RewardEpoch,
     ];
 
@@ -138,7 +142,7 @@ impl NodeId {
 /// A string that is not `kind:key` with a known kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not a node id: want kind:key, kind one of contributor, datanet, contribution, batch, validation, revocation, snapshot, training_run, base_model, adapter, inference, reward_epoch"
+    "{0:?} is not a node id: want kind:key, kind one of contributor, datanet, contribution, batch, validation, revocation, snapshot, training_run, base_model, adapter, inference, answer, reward_epoch"
 )]
 pub struct BadNodeId(pub String);
 
@@ -293,9 +297,13 @@ pub enum EdgeKind {
     Produced,
     /// adapter -> parent adapter or base model.
     DerivedFrom,
-    /// inference -> adapter.
+    /// inference batch or answer -> adapter.
     ServedBy,
-    /// inference -> contribution (weighted).
+    /// answer -> inference batch (the batch that recorded it).
+    RecordedIn,
+    /// answer or adapter -> contribution, weighted by the contribution's credit share; an
+    /// answer's credit past its listed contributions goes to a contributor (see
+    /// `manifest::AttributionShare`).
     AttributedTo,
     /// reward epoch -> contributor (weighted by amount).
     Rewarded,
@@ -316,29 +324,36 @@ impl EdgeKind {
             EdgeKind::Produced => "produced",
             EdgeKind::DerivedFrom => "derived_from",
             EdgeKind::ServedBy => "served_by",
+            EdgeKind::RecordedIn => "recorded_in",
             EdgeKind::AttributedTo => "attributed_to",
             EdgeKind::Rewarded => "rewarded",
         }
     }
 
-    /// The kinds of node an edge of this kind joins: its source's, and its destination's (one,
-    /// except `derived_from`, whose parent is an adapter or the base model).
-    pub fn ends(self) -> (NodeKind, &'static [NodeKind]) {
+    /// The kinds of node an edge of this kind joins: its source's, and its destination's
+    /// (mostly one each; `derived_from`'s parent is an adapter or the base model, an answer or
+    /// a batch is `served_by` an adapter, and `attributed_to` credits a contribution, or a
+    /// contributor for an answer's credit past its listed contributions).
+    pub fn ends(self) -> (&'static [NodeKind], &'static [NodeKind]) {
         use NodeKind as N;
         match self {
-            EdgeKind::Contributed => (N::Contributor, &[N::Contribution]),
-            EdgeKind::In => (N::Contribution, &[N::Datanet]),
-            EdgeKind::AnchoredIn => (N::Contribution, &[N::Batch]),
-            EdgeKind::Validates => (N::Validation, &[N::Batch]),
-            EdgeKind::Revokes => (N::Revocation, &[N::Contribution]),
-            EdgeKind::IncludedIn => (N::Contribution, &[N::Snapshot]),
-            EdgeKind::DrawnFrom => (N::Snapshot, &[N::Datanet]),
-            EdgeKind::Trained => (N::Snapshot, &[N::TrainingRun]),
-            EdgeKind::Produced => (N::TrainingRun, &[N::Adapter]),
-            EdgeKind::DerivedFrom => (N::Adapter, &[N::Adapter, N::BaseModel]),
-            EdgeKind::ServedBy => (N::Inference, &[N::Adapter]),
-            EdgeKind::AttributedTo => (N::Inference, &[N::Contribution]),
-            EdgeKind::Rewarded => (N::RewardEpoch, &[N::Contributor]),
+            EdgeKind::Contributed => (&[N::Contributor], &[N::Contribution]),
+            EdgeKind::In => (&[N::Contribution], &[N::Datanet]),
+            EdgeKind::AnchoredIn => (&[N::Contribution], &[N::Batch]),
+            EdgeKind::Validates => (&[N::Validation], &[N::Batch]),
+            EdgeKind::Revokes => (&[N::Revocation], &[N::Contribution]),
+            EdgeKind::IncludedIn => (&[N::Contribution], &[N::Snapshot]),
+            EdgeKind::DrawnFrom => (&[N::Snapshot], &[N::Datanet]),
+            EdgeKind::Trained => (&[N::Snapshot], &[N::TrainingRun]),
+            EdgeKind::Produced => (&[N::TrainingRun], &[N::Adapter]),
+            EdgeKind::DerivedFrom => (&[N::Adapter], &[N::Adapter, N::BaseModel]),
+            EdgeKind::ServedBy => (&[N::Inference, N::Answer], &[N::Adapter]),
+            EdgeKind::RecordedIn => (&[N::Answer], &[N::Inference]),
+            EdgeKind::AttributedTo => (
+                &[N::Answer, N::Adapter],
+                &[N::Contribution, N::Contributor],
+            ),
+            EdgeKind::Rewarded => (&[N::RewardEpoch], &[N::Contributor]),
         }
     }
 }
@@ -347,7 +362,7 @@ impl EdgeKind {
     /// Whether an edge of this kind may go from a `src` node to a `dst` node.
     pub fn joins(self, src: NodeKind, dst: NodeKind) -> bool {
         let (from, to) = self.ends();
-        from == src && to.contains(&dst)
+        from.contains(&src) && to.contains(&dst)
     }
 }
 
@@ -469,6 +484,11 @@ pub fn adapter_id(id: B256) -> NodeId {
 /// Node id of a recorded inference batch.
 pub fn inference_id(batch: B256) -> NodeId {
     NodeKind::Inference.id(batch)
+}
+
+/// Node id of one served answer (its `InferenceEntry::id`).
+pub fn answer_id(id: B256) -> NodeId {
+    NodeKind::Answer.id(id)
 }
 
 /// Node id of a reward epoch.

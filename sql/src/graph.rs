@@ -24,6 +24,7 @@ const UPSTREAM_AT_SRC: &[EdgeKind] = &[
     EdgeKind::Produced,
     EdgeKind::Revokes,
     EdgeKind::Validates,
+    EdgeKind::RecordedIn,
 ];
 /// Edge kinds whose destination is upstream of their source.
 const UPSTREAM_AT_DST: &[EdgeKind] = &[
@@ -363,7 +364,7 @@ fn step_kinds(kind: Option<NodeKind>, dir: Direction, by_dst: bool) -> Vec<&'sta
         .iter()
         .filter(|e| {
             let (src, dst) = e.ends();
-            kind.is_none_or(|k| if by_dst { dst.contains(&k) } else { src == k })
+            kind.is_none_or(|k| if by_dst { dst.contains(&k) } else { src.contains(&k) })
         })
         .map(|e| e.as_str())
         .collect()

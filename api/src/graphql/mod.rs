@@ -21,8 +21,8 @@ use tributary_sql::{ContributionFilter, ContributionKey, NodeKey};
 
 use load::{graph, internal};
 use objects::{
-    Adapter, Attribution, BaseModel, Batch, Contribution, ContributionStatus, Contributor, Datanet,
-    Inference, RewardEpoch, Snapshot, TrainingRun,
+    Adapter, Answer, Attribution, BaseModel, Batch, Contribution, ContributionStatus, Contributor,
+    Datanet, Inference, RewardEpoch, Snapshot, TrainingRun,
 };
 
 pub use live::Subscription;
@@ -331,6 +331,12 @@ impl Query {
         typed_node(ctx, NodeKind::Inference, &id).await
     }
 
+    /// One served answer by id (the `inference.id` its response carried), once the batch
+    /// that recorded it is indexed.
+    async fn answer(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Answer>> {
+        typed_node(ctx, NodeKind::Answer, &id).await
+    }
+
     /// Recorded inference batches, oldest first, as a Relay connection, narrowed by block
     /// range.
     async fn inferences(
@@ -370,8 +376,8 @@ impl Query {
         node_page(ctx, NodeKind::RewardEpoch, (None, None), first, after).await
     }
 
-    /// How the credit for `subject` (a node id: `inference:0x…`, `adapter:0x…`, …) divides
-    /// among contributors and contributions.
+    /// How the credit for `subject` (a node id: `answer:0x…`, `adapter:0x…`,
+    /// `inference:0x…`, …) divides among contributors and contributions.
     async fn attribution(
         &self,
         ctx: &Context<'_>,

@@ -96,6 +96,7 @@ from_node!(
     BaseModel,
     Adapter,
     Inference,
+    Answer,
     RewardEpoch
 );
 
@@ -440,18 +441,26 @@ impl Contributor {
         };
         contribution_page(ctx, filter, ContributionArgs { first, after }).await
     }
-    /// Their influence: the attribution share their contributions received, summed over
-    /// every recorded inference batch (each batch's shares sum to 1).
+    /// Their influence on answers: the credit recorded for them (their contributions'
+    /// shares, and their summed credit past an answer's listed contributions), summed over
+    /// every recorded answer; each answer's credit sums to 1. SQL's
+    /// `attribution_by_contributor.weight` is the same sum.
     async fn influence(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
         let id = NodeKind::Contributor.id(&self.address);
         let theirs = edges(ctx, &id, End::Src, EdgeKind::Contributed).await?;
-        let received = try_join_all(
+        let mut received = try_join_all(
             theirs
                 .iter()
                 .map(|e| edges(ctx, &e.dst, End::Dst, EdgeKind::AttributedTo)),
         )
         .await?;
-        Ok(received.iter().flatten().filter_map(|e| e.weight).sum())
+        received.push(edges(ctx, &id, End::Dst, EdgeKind::AttributedTo).await?);
+        Ok(received
+            .iter()
+            .flatten()
+            .filter(|e| e.src.kind() == NodeKind::Answer)
+            .filter_map(|e| e.weight)
+            .sum())
     }
     /// What reward epochs paid them, oldest first.
     async fn rewards(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
@@ -834,7 +843,59 @@ impl Inference {
     async fn fees(&self) -> Option<TokenAmount> {
         amount(&self.0.props, "fees")
     }
-    /// Which contributions, and whose, the answers were attributed to.
+    /// The answers it recorded (verified batches).
+    async fn answers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Answer>> {
+        let a = linked(ctx, &self.0.id, End::Dst, EdgeKind::RecordedIn).await?;
+        Ok(typed(a, NodeKind::Answer))
+    }
+    /// Which contributions, and whose, the answers were credited to: each answer's recorded
+    /// credit, averaged over the batch's answers.
+    async fn attribution(&self, ctx: &Context<'_>) -> async_graphql::Result<Attribution> {
+        attribution(ctx, &self.0.id).await
+    }
+}
+}
+
+/// One served answer, as its inference batch recorded it.
+pub(crate) struct Answer(Node);
+
+node_object! {
+impl Answer {
+    /// Answer id: what the response's `inference.id` said (the Merkle leaf of the batch).
+    async fn id(&self) -> &str {
+        key(&self.0)
+    }
+    /// The adapter that answered.
+    async fn adapter(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Adapter>> {
+        let a = linked(ctx, &self.0.id, End::Src, EdgeKind::ServedBy).await?;
+        Ok(typed(a, NodeKind::Adapter).pop())
+    }
+    /// The batch that recorded it.
+    async fn batch(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Inference>> {
+        let b = linked(ctx, &self.0.id, End::Src, EdgeKind::RecordedIn).await?;
+        Ok(typed(b, NodeKind::Inference).pop())
+    }
+    /// keccak256 of the request as received.
+    async fn request_hash(&self) -> &str {
+        text(&self.0, "request_hash")
+    }
+    /// keccak256 of the answer's text.
+    async fn response_hash(&self) -> &str {
+        text(&self.0, "response_hash")
+    }
+    /// Merkle root over its credit records.
+    async fn attribution_root(&self) -> &str {
+        text(&self.0, "attribution_root")
+    }
+    /// Tokens generated.
+    async fn tokens(&self) -> u64 {
+        number(&self.0, "tokens")
+    }
+    /// Fee charged, in token units.
+    async fn fee(&self) -> Option<TokenAmount> {
+        amount(&self.0.props, "fee")
+    }
+    /// Its credit, as recorded when it was served.
     async fn attribution(&self, ctx: &Context<'_>) -> async_graphql::Result<Attribution> {
         attribution(ctx, &self.0.id).await
     }
@@ -875,13 +936,18 @@ impl RewardEpoch {
 pub(crate) struct Attribution {
     /// The node asked about.
     subject: String,
-    /// `inference`: the attribution the serving layer measured for the answers and recorded
-    /// on chain; `contribution_count`: no measured attribution reaches the subject, so each
-    /// contributor's share is their part of the contributions upstream of it.
+    /// `recorded`: an answer's credit as serving recorded it (gradient influence, or for a
+    /// merge its parents' held-out credit by merge weight); `held_out`: an adapter's credit
+    /// over its held-out set as measured when it was trained, less contributions revoked
+    /// since (shares over the rest, as SQL's `contribution_influence`); `batch_mean`: an
+    /// inference batch's answers' credit, averaged; `contribution_count`: no measured credit
+    /// reaches the subject, so each contributor's share is their part of the contributions
+    /// upstream of it.
     method: String,
     /// Per contributor, largest share first; shares sum to 1.
     contributors: Vec<ContributorShare>,
-    /// Per contribution, largest share first (measured attribution only).
+    /// Per contribution, largest share first (measured credit only; an answer's credit past
+    /// its listed contributions is under its contributors only).
     contributions: Vec<ContributionShare>,
 }
 
@@ -907,13 +973,47 @@ pub(crate) struct ContributionShare {
     share: f64,
 }
 
-/// The attribution of node `id`: measured where recorded, else by contribution count.
-pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Attribution> {
-    let measured: Vec<_> = edges(ctx, id, End::Src, EdgeKind::AttributedTo)
+/// Node `id`'s measured credit: (contribution or contributor node, share) per edge.
+async fn credited(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Vec<(g::NodeId, f64)>> {
+    Ok(edges(ctx, id, End::Src, EdgeKind::AttributedTo)
         .await?
         .into_iter()
-        .filter(|e| e.weight.is_some_and(|w| w > 0.0))
-        .collect();
+        .filter_map(|e| Some((e.dst, e.weight.filter(|w| *w > 0.0)?)))
+        .collect())
+}
+
+/// The credit of node `id`, as recorded (see [`Attribution::method`]).
+pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Attribution> {
+    let (method, measured) = match NodeKind::of_id(id) {
+        Some(NodeKind::Answer) => ("recorded", credited(ctx, id).await?),
+        Some(NodeKind::Adapter) => {
+            let all = credited(ctx, id).await?;
+            let revoked = try_join_all(
+                all.iter()
+                    .map(|(c, _)| edges(ctx, c, End::Dst, EdgeKind::Revokes)),
+            )
+            .await?;
+            let live: Vec<_> = all
+                .into_iter()
+                .zip(revoked)
+                .filter(|(_, r)| r.is_empty())
+                .map(|(c, _)| c)
+                .collect();
+            let total: f64 = live.iter().map(|c| c.1).sum();
+            let live = live.into_iter().map(|(c, w)| (c, w / total)).collect();
+            ("held_out", live)
+        }
+        Some(NodeKind::Inference) => {
+            let answers = edges(ctx, id, End::Dst, EdgeKind::RecordedIn).await?;
+            let each = try_join_all(answers.iter().map(|a| credited(ctx, &a.src))).await?;
+            let mut sum: BTreeMap<g::NodeId, f64> = BTreeMap::new();
+            for (c, w) in each.iter().flatten() {
+                *sum.entry(c.clone()).or_default() += w / answers.len() as f64;
+            }
+            ("batch_mean", sum.into_iter().collect())
+        }
+        _ => ("contribution_count", vec![]),
+    };
     if measured.is_empty() {
         let gr = graph(ctx);
         let shares = gr
@@ -938,29 +1038,27 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
             contributions: vec![],
         });
     }
-    let owners = try_join_all(
-        measured
-            .iter()
-            .map(|e| edges(ctx, &e.dst, End::Dst, EdgeKind::Contributed)),
-    )
+    let owners = try_join_all(measured.iter().map(|(dst, _)| async move {
+        if dst.kind() == NodeKind::Contributor {
+            return Ok(dst.key().to_string());
+        }
+        let by = edges(ctx, dst, End::Dst, EdgeKind::Contributed).await?;
+        Ok::<_, async_graphql::Error>(by.first().map(|o| o.src.key().to_string()).unwrap_or_default())
+    }))
     .await?;
-    let total: f64 = measured.iter().filter_map(|e| e.weight).sum();
     let mut contributions = Vec::with_capacity(measured.len());
     let mut by: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-    for (e, owner) in measured.iter().zip(&owners) {
-        let who = owner
-            .first()
-            .map(|o| o.src.key().to_string())
-            .unwrap_or_default();
-        let share = e.weight.unwrap_or_default() / total;
+    for ((dst, share), who) in measured.iter().zip(owners) {
         let slot = by.entry(who.clone()).or_default();
         slot.0 += share;
-        slot.1 += 1;
-        contributions.push(ContributionShare {
-            id: e.dst.key().into(),
-            contributor: who,
-            share,
-        });
+        if dst.kind() == NodeKind::Contribution {
+            slot.1 += 1;
+            contributions.push(ContributionShare {
+                id: dst.key().into(),
+                contributor: who,
+                share: *share,
+            });
+        }
     }
     contributions.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.id.cmp(&b.id)));
     let mut contributors: Vec<ContributorShare> = by
@@ -974,7 +1072,7 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
     contributors.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.address.cmp(&b.address)));
     Ok(Attribution {
         subject: id.to_string(),
-        method: "inference".into(),
+        method: method.into(),
         contributors,
         contributions,
     })

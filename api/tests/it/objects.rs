@@ -131,7 +131,8 @@ fn adapter(id: u8, version: &str, parents: &[u8], log: u64, block: u64) -> (Vec<
 
 /// [`fixture`] (a Datanet, 3 contributions in one batch) plus a validation, a revocation, a
 /// base model, a snapshot of two contributions, three adapters of one line (1.10.0 published
-/// before 1.9.0), an attributed inference batch and a reward epoch.
+/// before 1.9.0) with 1.9.0's held-out credit, an inference batch of two credited answers and
+/// a reward epoch.
 async fn model_fixture(dir: &std::path::Path) -> Store {
     let store = fixture(dir, 3).await;
     let batch = g::batch_id(hash(0xba));
@@ -206,8 +207,32 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         EdgeKind::ServedBy,
         None,
     ));
-    edges.push((inference.clone(), c(0), EdgeKind::AttributedTo, Some(0.6)));
-    edges.push((inference.clone(), c(1), EdgeKind::AttributedTo, Some(0.2)));
+    // Two answers: 0x2a credits c0 0.6 and c1 0.4; 0x2b credits c0 0.6 and, past its listed
+    // contributions, contributor 0x03 with 0.4.
+    for (b, credit) in [
+        (0x2a, [(c(0), 0.6), (c(1), 0.4)]),
+        (0x2b, [(c(0), 0.6), (g::contributor_id(Address::repeat_byte(3)), 0.4)]),
+    ] {
+        let answer = g::answer_id(hash(b));
+        nodes.push(node(
+            answer.clone(),
+            NodeKind::Answer,
+            json!({"adapter_id": hash(0xa2).to_string(), "tokens": 20, "fee": "500",
+                   "request_hash": hash(0x3a).to_string(), "response_hash": hash(0x3b).to_string(),
+                   "attribution_root": hash(0x3c).to_string()}),
+            9,
+            3,
+        ));
+        edges.push((answer.clone(), inference.clone(), EdgeKind::RecordedIn, None));
+        edges.push((answer.clone(), g::adapter_id(hash(0xa2)), EdgeKind::ServedBy, None));
+        for (dst, w) in credit {
+            edges.push((answer.clone(), dst, EdgeKind::AttributedTo, Some(w)));
+        }
+    }
+    // Adapter 1.9.0's held-out credit: c2 is revoked since, so c0 and c1 share the rest.
+    for (i, w) in [(0, 0.5), (1, 0.25), (2, 0.25)] {
+        edges.push((g::adapter_id(hash(0xa3)), c(i), EdgeKind::AttributedTo, Some(w)));
+    }
     nodes.push(node(
         g::reward_epoch_id(1),
         NodeKind::RewardEpoch,
@@ -254,6 +279,14 @@ const MODEL_QUERY: &str = r#"{
   inference(id: "0x1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f") {
     id count tokens fees verified reason adapters { version }
     attribution { method contributors { address share contributions } contributions { id contributor share } }
+    answers { id }
+  }
+  answer(id: "0x2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b") {
+    id tokens fee requestHash batch { id } adapter { version }
+    attribution { method contributors { address share contributions } contributions { id contributor share } }
+  }
+  heldOut: attribution(subject: "adapter:0xa3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3") {
+    method contributors { address share } contributions { id share }
   }
   byCount: attribution(subject: "adapter:0xa2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2") {
     method contributors { address share contributions }
@@ -294,19 +327,48 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
         versions,
         ["kitchen@1.0.0", "kitchen@1.9.0", "kitchen@1.10.0"]
     );
+    // The batch's credit is its answers' averaged: c0 0.6, c1 0.2, contributor 0x03 0.2.
+    let shares = |a: &serde_json::Value, list: &str| -> Vec<(String, f64)> {
+        a[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let name = c.get("address").or(c.get("id")).unwrap();
+                (name.as_str().unwrap().to_string(), c["share"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let close = |got: Vec<(String, f64)>, want: &[(String, f64)]| {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for ((a, x), (b, y)) in got.iter().zip(want) {
+            assert!(a == b && (x - y).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+    };
     let a = &d["inference"]["attribution"];
-    assert_eq!(a["method"], "inference");
-    let sum: f64 = a["contributors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["share"].as_f64().unwrap())
-        .sum();
+    assert_eq!(a["method"], "batch_mean");
+    assert_eq!(d["inference"]["answers"].as_array().unwrap().len(), 2);
+    close(shares(a, "contributors")[..1].to_vec(), &[(who(1), 0.6)]);
+    let sum: f64 = shares(a, "contributors").iter().map(|c| c.1).sum();
     assert!((sum - 1.0).abs() < 1e-9, "shares sum to {sum}");
-    assert_eq!(a["contributors"][0]["address"], who(1));
-    assert!((a["contributors"][0]["share"].as_f64().unwrap() - 0.75).abs() < 1e-9);
+    // One answer: as recorded; the credit past its listed contributions is its
+    // contributor's, under no contribution.
+    let a = &d["answer"]["attribution"];
+    assert_eq!(a["method"], "recorded");
+    close(shares(a, "contributors"), &[(who(1), 0.6), (who(3), 0.4)]);
+    close(shares(a, "contributions"), &[(hash(0).to_string(), 0.6)]);
+    assert_eq!(d["answer"]["fee"], "500");
+    assert_eq!(d["answer"]["batch"]["id"], hash(0x1f).to_string());
+    // An adapter's held-out credit, less the contribution revoked since.
+    let a = &d["heldOut"];
+    assert_eq!(a["method"], "held_out");
+    close(
+        shares(a, "contributions"),
+        &[(hash(0).to_string(), 2.0 / 3.0), (hash(1).to_string(), 1.0 / 3.0)],
+    );
     assert_eq!(d["byCount"]["method"], "contribution_count");
-    assert!((d["contributor"]["influence"].as_f64().unwrap() - 0.6).abs() < 1e-9);
+    // Influence on answers: c0's 0.6 in each of the two.
+    assert!((d["contributor"]["influence"].as_f64().unwrap() - 1.2).abs() < 1e-9);
     for c in d["batch"]["contributions"]["nodes"].as_array().unwrap() {
         assert_eq!(c["merkleProof"]["valid"], true, "{c}");
     }

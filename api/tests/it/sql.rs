@@ -183,6 +183,7 @@ pub(crate) async fn fixture() -> Fixture {
     );
     let run = g::training_run_id(B256::repeat_byte(0xa2));
     let inference = g::inference_id(B256::repeat_byte(0x1f));
+    let answer = g::answer_id(B256::repeat_byte(0x2f));
     let epoch = g::reward_epoch_id(1);
     let nodes = vec![
         node(
@@ -206,6 +207,7 @@ pub(crate) async fn fixture() -> Fixture {
         node(&a2, NodeKind::Adapter, json!({"version": "1.1.0"}), pos),
         node(&run, NodeKind::TrainingRun, json!({}), pos),
         node(&inference, NodeKind::Inference, json!({}), pos),
+        node(&answer, NodeKind::Answer, json!({}), pos),
         node(&epoch, NodeKind::RewardEpoch, json!({"pool": "1000"}), pos),
     ];
     let edges = vec![
@@ -220,8 +222,10 @@ pub(crate) async fn fixture() -> Fixture {
         edge(&a2, &base, EdgeKind::DerivedFrom, None, pos),
         edge(&a2, &a1, EdgeKind::DerivedFrom, None, pos),
         edge(&inference, &a2, EdgeKind::ServedBy, None, pos),
-        edge(&inference, &c(1), EdgeKind::AttributedTo, Some(0.75), pos),
-        edge(&inference, &c(3), EdgeKind::AttributedTo, Some(0.25), pos),
+        edge(&answer, &inference, EdgeKind::RecordedIn, None, pos),
+        edge(&answer, &a2, EdgeKind::ServedBy, None, pos),
+        edge(&answer, &c(1), EdgeKind::AttributedTo, Some(0.75), pos),
+        edge(&answer, &c(3), EdgeKind::AttributedTo, Some(0.25), pos),
         edge(&epoch, &who(0xa1), EdgeKind::Rewarded, Some(0.0), pos),
         edge(&epoch, &who(0xa2), EdgeKind::Rewarded, Some(1.0), pos),
     ];

@@ -7,8 +7,7 @@
 //! edges; one that does not is marked `verified: false` with the reason. A
 //! `SnapshotCommitted` is checked the same way against the snapshot manifest at its fixed key
 //! in the lake (`artifacts/snapshots/ID.json`: id, Datanets, versions, count, root) and brings
-//! its contributions in as `included_in` edges. Each contribution's `attributed_to` weight is
-//! its share averaged over the batch's answers. An `EpochAllocated` is checked against
+//! its contributions in as `included_in` edges. An `EpochAllocated` is checked against
 //! `rewards/epoch-N.json` (the Merkle root over its per-account totals) and brings one
 //! weighted `rewarded` edge per account.
 
@@ -128,6 +127,29 @@ pub(super) async fn model_registry(
                 "uri": e.uri,
                 "version": e.version,
             });
+            let mut props = props;
+            // Its held-out credit, as written in the lake when it was trained (a merge has none).
+            match lake.adapter_credit(&e.id.to_string()).await {
+                Ok(rows) => {
+                    for (contribution, _, _, share) in rows {
+                        if let Ok(c) = contribution.parse() {
+                            out.edges.push(
+                                Edge::new(
+                                    adapter.clone(),
+                                    g::contribution_id(c),
+                                    EdgeKind::AttributedTo,
+                                    pos,
+                                )
+                                .weighted(share),
+                            );
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(adapter = %e.id, error = %err, "the adapter's held-out credit is unreadable");
+                    props["credit_unavailable"] = json!(err.to_string());
+                }
+            }
             node(out, adapter, props, pos);
             "AdapterPublished"
         }
@@ -176,22 +198,30 @@ async fn inferences_recorded(
             props["reason"] = json!(reason);
         }
         Ok(manifest) => {
-            // The batch's attribution: each contribution's share averaged over its answers.
-            let mut shares: BTreeMap<B256, f64> = BTreeMap::new();
+            // Each answer, with the credit serving recorded for it.
             for answer in &manifest.inferences {
-                for a in &answer.attribution {
-                    *shares.entry(a.contribution).or_default() += a.share;
+                let a = g::answer_id(answer.id());
+                edge(out, &a, &id, EdgeKind::RecordedIn, pos);
+                edge(out, &a, &g::adapter_id(answer.adapter_id), EdgeKind::ServedBy, pos);
+                for c in &answer.attribution {
+                    let dst = match c.contributor {
+                        Some(who) if c.contribution == B256::ZERO => g::contributor_id(who),
+                        _ => g::contribution_id(c.contribution),
+                    };
+                    out.edges.push(
+                        Edge::new(a.clone(), dst, EdgeKind::AttributedTo, pos).weighted(c.share),
+                    );
                 }
-            }
-            let answers = manifest.inferences.len() as f64;
-            for (contribution, share) in shares {
-                out.edges.push(Edge {
-                    src: id.clone(),
-                    dst: g::contribution_id(contribution),
-                    kind: EdgeKind::AttributedTo,
-                    weight: Some(share / answers),
-                    pos,
+                let props = json!({
+                    prop::ADAPTER_ID: answer.adapter_id.to_string(),
+                    "batch_id": e.batchId.to_string(),
+                    "request_hash": answer.request_hash.to_string(),
+                    "response_hash": answer.response_hash.to_string(),
+                    "attribution_root": answer.attribution_root.to_string(),
+                    "tokens": answer.tokens,
+                    "fee": answer.fee.to_string(),
                 });
+                node(out, a, props, pos);
             }
             let tokens: u64 = manifest.inferences.iter().map(|i| i.tokens).sum();
             let fees: u128 = manifest.inferences.iter().map(|i| i.fee).sum();

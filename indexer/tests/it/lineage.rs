@@ -1,4 +1,4 @@
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use serde_json::Value;
 use tributary_chain::keys::dev_contributor;
 use tributary_indexer::Indexer;
@@ -348,7 +348,8 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
 }
 
 /// `InferencesRecorded` is checked against its manifest in the lake: a matching batch brings
-/// its attribution in as weighted edges; a tampered or missing manifest marks it unverified.
+/// its answers in, each with its recorded credit as weighted edges; a tampered or missing
+/// manifest marks it unverified.
 #[tokio::test]
 async fn inference_batches_are_checked_against_their_manifests() {
     use alloy::primitives::U256;
@@ -367,10 +368,11 @@ async fn inference_batches_are_checked_against_their_manifests() {
         fee: 1_000 * tokens as u128,
         attribution: attribution
             .iter()
+            // Contribution 0: a contributor's summed credit past the listed contributions.
             .map(|(c, share)| AttributionShare {
-                contribution: id(*c),
+                contribution: if *c == 0 { B256::ZERO } else { id(*c) },
                 share: *share,
-                contributor: None,
+                contributor: (*c == 0).then(|| Address::repeat_byte(0xd1)),
                 datanet_id: None,
                 score: None,
             })
@@ -380,7 +382,7 @@ async fn inference_batches_are_checked_against_their_manifests() {
         batch_id: id(batch),
         inferences: vec![
             answer(3, &[(0xc1, 0.6), (0xc2, 0.4)]),
-            answer(5, &[(0xc1, 1.0)]),
+            answer(5, &[(0xc1, 0.7), (0, 0.3)]),
         ],
     };
     let ledger = env.chain.inference_ledger();
@@ -465,28 +467,43 @@ async fn inference_batches_are_checked_against_their_manifests() {
     );
 
     let (_, edges) = s.graph(chain_id).await.unwrap();
+    let answers: Vec<g::NodeId> = good.inferences.iter().map(|a| g::answer_id(a.id())).collect();
     let mut attributed: Vec<(g::NodeId, g::NodeId, Option<f64>)> = edges
         .iter()
-        .filter(|e| e.kind == tributary_schemas::lineage::EdgeKind::AttributedTo)
+        .filter(|e| e.kind == g::EdgeKind::AttributedTo)
         .map(|e| (e.src.clone(), e.dst.clone(), e.weight))
         .collect();
-    attributed.sort_by(|a, b| a.1.cmp(&b.1));
+    let by_ends = |a: &(g::NodeId, g::NodeId, Option<f64>), b: &(g::NodeId, g::NodeId, Option<f64>)| {
+        (&a.0, &a.1).cmp(&(&b.0, &b.1))
+    };
+    attributed.sort_by(by_ends);
+    let mut want = vec![
+        (answers[0].clone(), g::contribution_id(id(0xc1)), Some(0.6)),
+        (answers[0].clone(), g::contribution_id(id(0xc2)), Some(0.4)),
+        (answers[1].clone(), g::contribution_id(id(0xc1)), Some(0.7)),
+        (
+            answers[1].clone(),
+            g::contributor_id(Address::repeat_byte(0xd1)),
+            Some(0.3),
+        ),
+    ];
+    want.sort_by(by_ends);
     assert_eq!(
-        attributed,
-        vec![
-            (
-                g::inference_id(id(0xb1)),
-                g::contribution_id(id(0xc1)),
-                Some(0.8)
-            ),
-            (
-                g::inference_id(id(0xb1)),
-                g::contribution_id(id(0xc2)),
-                Some(0.2)
-            ),
-        ],
-        "only the verified batch brings attribution, each share averaged over its answers"
+        attributed, want,
+        "only the verified batch brings its answers, each with the credit recorded"
     );
+    for a in &answers {
+        for (kind, dst) in [
+            (g::EdgeKind::RecordedIn, g::inference_id(id(0xb1))),
+            (g::EdgeKind::ServedBy, g::adapter_id(id(0xad))),
+        ] {
+            assert!(
+                edges.iter().any(|e| e.src == *a && e.kind == kind && e.dst == dst),
+                "{a} {} {dst}",
+                kind.as_str()
+            );
+        }
+    }
 }
 
 /// Signs sample records `range` for Datanet `id` and ingests them as one batch.

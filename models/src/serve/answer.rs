@@ -7,7 +7,7 @@ use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 
 use super::{Served, Server};
-use crate::attribute::Found;
+use crate::attribute;
 use crate::{Error, Result};
 
 /// A finished answer to account for.
@@ -23,32 +23,21 @@ pub struct Finished<'a> {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
-    /// Whether to compute gradient influence (spans are matched either way).
-    pub influence: bool,
+    /// Whether the response lists the attribution (the credit is measured and recorded
+    /// either way, so the same answer is paid the same).
+    pub attribution: bool,
 }
 
 impl Server {
     /// Attributes a finished answer and records it in the inference ledger: the answer's
     /// `ancestry`, `attribution` and `inference` fields, as JSON.
     pub async fn account(&self, s: &Served, a: Finished<'_>) -> Result<Value> {
-        let trained = s.manifest.metrics.is_some();
-        let found = if trained {
-            self.attribute(s, a.prompt, a.text, a.influence).await?
-        } else {
-            Found::default()
+        let found = match &s.prior {
+            // A merge: its parents' held-out credit (see `attribute::merged`).
+            Some(prior) => attribute::merged(prior, &*self.revoked().await?, self.config().top_k),
+            None => self.attribute(s, a.prompt, a.text).await?,
         };
-        let shares: Vec<AttributionShare> = found
-            .top
-            .iter()
-            .filter(|c| c.share > 0.0)
-            .map(|c| AttributionShare {
-                contribution: c.contribution,
-                share: c.share,
-                contributor: Some(c.contributor),
-                datanet_id: Some(c.datanet_id),
-                score: Some(c.score),
-            })
-            .collect();
+        let shares = found.credit.clone();
         let tokens = (a.prompt_tokens + a.completion_tokens) as u128;
         let fee = tokens
             .checked_mul(self.config().fee_per_token)
@@ -69,16 +58,17 @@ impl Server {
         };
         let id = entry.id();
         self.ledger.record(entry.clone()).await?;
-        let method = match (trained, a.influence && !found.top.is_empty()) {
-            (false, _) => "none: a merge without training of its own (see its parents)",
-            (true, true) => "tracin",
-            (true, false) => "spans",
+        let method = if s.prior.is_some() {
+            "merge: its parents' held-out credit by merge weight"
+        } else {
+            "tracin"
         };
-        Ok(json!({
+        let mut v = json!({
             "ancestry": s.ancestry,
             "attribution": {
                 "method": method,
                 "contributions_scored": found.scored,
+                "contributions_credited": entry.attribution.iter().filter(|c| c.contribution != B256::ZERO).count(),
                 "top": found.top.iter().map(|c| json!({
                     "contribution": c.contribution.to_string(),
                     "contributor": c.contributor.to_string(),
@@ -110,12 +100,18 @@ impl Server {
                 "attribution_root": entry.attribution_root.to_string(),
                 "fee": entry.fee.to_string(),
             },
-        }))
+        });
+        if !a.attribution {
+            v.as_object_mut().expect("an object").remove("attribution");
+        }
+        Ok(v)
     }
 }
 
 /// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
-/// parts per billion, u64 big-endian)`; zero when there are none.
+/// parts per billion, u64 big-endian)` (for a contributor's summed credit past the listed
+/// contributions, the contributor's address instead of the contribution); zero when there
+/// are none.
 pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
     if shares.is_empty() {
         return B256::ZERO;
@@ -123,7 +119,10 @@ pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
     let leaves = shares
         .iter()
         .map(|a| {
-            let mut buf = a.contribution.to_vec();
+            let mut buf = match a.contributor {
+                Some(who) if a.contribution == B256::ZERO => who.to_vec(),
+                _ => a.contribution.to_vec(),
+            };
             buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
             leaf_bytes32(keccak256(buf))
         })

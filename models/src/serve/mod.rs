@@ -192,7 +192,6 @@ struct AttributionJob {
     entries: Arc<BTreeMap<String, (Address, u64)>>,
     revoked: Arc<HashSet<String>>,
     top_k: usize,
-    influence: bool,
     reply: oneshot::Sender<Result<Found>>,
 }
 
@@ -240,7 +239,7 @@ fn spawn_attribution(
                             output: &job.output,
                             revoked: &job.revoked,
                             min_span: 4,
-                            influence: job.influence,
+                            influence: true,
                         },
                     )?;
                     attribute::credit(scores, &job.entries, job.top_k)
@@ -265,6 +264,9 @@ pub struct Served {
     pub ancestry: Value,
     /// Contribution id -> (contributor, Datanet) of its snapshot.
     pub entries: Arc<BTreeMap<String, (Address, u64)>>,
+    /// For a merge (no training of its own): its parents' held-out credit, by merge weight
+    /// (`attribute::merge_prior`), which its answers are credited with.
+    pub prior: Option<Arc<Vec<attribute::Scored>>>,
 }
 
 /// The inference server's state.
@@ -373,12 +375,17 @@ impl Server {
                 .collect()
         };
         let ancestry = self.ancestry(&manifest).await?;
+        let prior = match manifest.metrics {
+            None => Some(Arc::new(attribute::merge_prior(&self.lake, &manifest).await?)),
+            Some(_) => None,
+        };
         let s = Served {
             on_chain,
             manifest,
             dir,
             ancestry,
             entries: Arc::new(entries),
+            prior,
         };
         self.served.lock().await.insert(s.on_chain.id, s.clone());
         Ok(s)
@@ -489,14 +496,9 @@ impl Server {
         Ok((base.tokenizer.clone(), ids.len(), rx))
     }
 
-    /// Attributes one answer (influence when `influence`, spans always).
-    pub async fn attribute(
-        &self,
-        s: &Served,
-        prompt: &str,
-        output: &str,
-        influence: bool,
-    ) -> Result<Found> {
+    /// Attributes one answer of a trained adapter: its credit by gradient influence, and the
+    /// spans found in the training data.
+    pub async fn attribute(&self, s: &Served, prompt: &str, output: &str) -> Result<Found> {
         let base = self.base(s.manifest.base_model_id).await?;
         let revoked = self.revoked().await?;
         let (tx, rx) = oneshot::channel();
@@ -509,7 +511,6 @@ impl Server {
                 entries: s.entries.clone(),
                 revoked,
                 top_k: self.config.top_k,
-                influence,
                 reply: tx,
             })
             .map_err(|_| Error::Internal("the attribution thread has stopped".into()))?;

@@ -149,7 +149,7 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
 
     // Serving's attribution of that answer equals `tributary attribute`'s.
     let served_credit = server
-        .attribute(&served, prompt, &output, true)
+        .attribute(&served, prompt, &output)
         .await
         .unwrap();
     let cli = attribute(
@@ -192,4 +192,23 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
         "contributor shares sum to {total}"
     );
     assert_eq!(cli.contributors.len(), 3);
+    // The credit recorded: every positive share (none dropped), summing to 1, the same from
+    // serving and from `attribute`, and each contributor's share is their contributions' sum.
+    assert_eq!(cli.credit.len(), served_credit.credit.len());
+    assert!(cli.credit.len() > 5, "more than the top 5 are credited");
+    for (a, b) in cli.credit.iter().zip(&served_credit.credit) {
+        assert_eq!(a.contribution, b.contribution);
+        assert!((a.share - b.share).abs() < 1e-9 && a.share > 0.0);
+    }
+    let credited: f64 = cli.credit.iter().map(|c| c.share).sum();
+    assert!((credited - 1.0).abs() < 1e-9, "credit sums to {credited}");
+    for (who, share) in &cli.contributors {
+        let theirs: f64 = cli
+            .credit
+            .iter()
+            .filter(|c| c.contributor == Some(*who))
+            .map(|c| c.share)
+            .sum();
+        assert!((theirs - share).abs() < 1e-9, "{who}: {theirs} vs {share}");
+    }
 }

@@ -192,6 +192,34 @@ fn splits_one_answer_by_policy_and_share() {
         .unwrap();
     let t = totals(&allocate(&policy, &accounts(), &thirds, &HashSet::new()));
     assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![34, 33, 33]);
+
+    // The credit past an answer's listed contributions, summed per contributor under
+    // contribution zero, is paid to each of those contributors, in its own row (no
+    // contribution named).
+    let tail = vec![Paid {
+        adapter: B256::repeat_byte(0xF0),
+        owner: Address::repeat_byte(0xC0),
+        fee: 1_000,
+        shares: vec![
+            (contribution(1), Address::repeat_byte(1), 0.5),
+            (B256::ZERO, Address::repeat_byte(1), 0.1),
+            (B256::ZERO, Address::repeat_byte(4), 0.3),
+            (B256::ZERO, Address::repeat_byte(5), 0.1),
+        ],
+    }];
+    let rows = allocate(&policy, &accounts(), &tail, &HashSet::from([contribution(2)]));
+    let t = totals(&rows);
+    assert_eq!(
+        [1, 4, 5].map(|i| t[&Address::repeat_byte(i)]),
+        [600, 300, 100]
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.account == Address::repeat_byte(4))
+            .map(|r| r.contribution)
+            .collect::<Vec<_>>(),
+        vec![None]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
