@@ -236,7 +236,10 @@ impl Lake {
             .await?;
         let mut out = Vec::new();
         for b in &batches {
-            let (c, who) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+            let (c, who) = (
+                b.column(0).as_string::<i32>(),
+                b.column(1).as_string::<i32>(),
+            );
             let d = b.column(2).as_primitive::<Int64Type>();
             let share = b.column(3).as_primitive::<Float64Type>();
             for i in 0..b.num_rows() {

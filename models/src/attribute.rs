@@ -261,7 +261,11 @@ fn finish(mut all: Vec<Scored>, spans: Vec<MatchedSpan>, top_k: usize) -> Found 
 /// held-out credit (the `attributions` rows written when each was trained; a parent that is a
 /// merge, its own parents'), weighted by the positive merge weights, as scores; shares over
 /// the contributions not revoked now, as for any answer.
-pub fn merged(prior: &[Scored], revoked: &std::collections::HashSet<String>, top_k: usize) -> Found {
+pub fn merged(
+    prior: &[Scored],
+    revoked: &std::collections::HashSet<String>,
+    top_k: usize,
+) -> Found {
     let live: Vec<f64> = prior
         .iter()
         .map(|p| {
@@ -291,7 +295,9 @@ pub async fn merge_prior(lake: &Lake, m: &AdapterManifest) -> Result<Vec<Scored>
     let mut stack = vec![(m.clone(), 1.0f64)];
     while let Some((m, w)) = stack.pop() {
         if m.metrics.is_some() {
-            for (contribution, contributor, datanet_id, share) in held_out(lake, m.adapter_id).await? {
+            for (contribution, contributor, datanet_id, share) in
+                held_out(lake, m.adapter_id).await?
+            {
                 by.entry(contribution)
                     .or_insert(Scored {
                         contribution,

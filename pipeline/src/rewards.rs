@@ -233,7 +233,8 @@ fn parts(shares: &[(B256, Address, f64)], revoked: &HashSet<B256>) -> Vec<(B256,
     let given: u128 = out.iter().map(|x| x.2).sum();
     let mut order: Vec<usize> = (0..out.len()).collect();
     order.sort_by(|&i, &j| {
-        out[j].3
+        out[j]
+            .3
             .total_cmp(&out[i].3)
             .then(out[i].0.cmp(&out[j].0))
             .then(out[i].1.cmp(&out[j].1))
@@ -544,7 +545,7 @@ pub async fn settle(
             .iter()
             .map(|a| {
                 let who = match a.contributor {
-                    Some(who) if a.contribution == B256::ZERO => who,
+                    Some(who) if a.is_rest() => who,
                     _ => context.contributor(a.contribution),
                 };
                 (a.contribution, who, a.share)

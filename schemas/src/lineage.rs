@@ -349,10 +349,9 @@ impl EdgeKind {
             EdgeKind::DerivedFrom => (&[N::Adapter], &[N::Adapter, N::BaseModel]),
             EdgeKind::ServedBy => (&[N::Inference, N::Answer], &[N::Adapter]),
             EdgeKind::RecordedIn => (&[N::Answer], &[N::Inference]),
-            EdgeKind::AttributedTo => (
-                &[N::Answer, N::Adapter],
-                &[N::Contribution, N::Contributor],
-            ),
+            EdgeKind::AttributedTo => {
+                (&[N::Answer, N::Adapter], &[N::Contribution, N::Contributor])
+            }
             EdgeKind::Rewarded => (&[N::RewardEpoch], &[N::Contributor]),
         }
     }

@@ -88,10 +88,11 @@ impl BatchManifest {
 /// A contribution's part in one answer, as the attribution engine measured it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionShare {
-    /// Contribution id.
+    /// Contribution id (zero for a contributor's summed credit past the answer's listed
+    /// contributions, see [`AttributionShare::is_rest`]).
     pub contribution: B256,
-    /// Its share of the answer's positive attribution (the shares of an answer sum to 1 or
-    /// less).
+    /// Its share of the answer's credit (an answer's shares sum to 1, or 0 when nothing
+    /// scored positive).
     pub share: f64,
     /// Its contributor, when the server knew it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +103,14 @@ pub struct AttributionShare {
     /// Its influence score (TracIn), when computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+}
+
+impl AttributionShare {
+    /// Whether this is a contributor's summed credit past the answer's listed contributions
+    /// (contribution id zero, the contributor named).
+    pub fn is_rest(&self) -> bool {
+        self.contribution == B256::ZERO
+    }
 }
 
 /// One served answer as listed in an inference batch manifest.
@@ -119,7 +128,8 @@ pub struct InferenceEntry {
     pub tokens: u64,
     /// Fee charged, in integer token units.
     pub fee: u128,
-    /// The top attributed contributions.
+    /// The answer's credit: every contribution with a share, largest first (past
+    /// `tributary_models::attribute::LISTED`, the rest summed per contributor).
     pub attribution: Vec<AttributionShare>,
 }
 

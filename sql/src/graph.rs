@@ -364,7 +364,13 @@ fn step_kinds(kind: Option<NodeKind>, dir: Direction, by_dst: bool) -> Vec<&'sta
         .iter()
         .filter(|e| {
             let (src, dst) = e.ends();
-            kind.is_none_or(|k| if by_dst { dst.contains(&k) } else { src.contains(&k) })
+            kind.is_none_or(|k| {
+                if by_dst {
+                    dst.contains(&k)
+                } else {
+                    src.contains(&k)
+                }
+            })
         })
         .map(|e| e.as_str())
         .collect()

@@ -83,6 +83,10 @@ pub(crate) fn print(a: &Attribution, min_span: usize) {
             }
         );
     }
+    println!(
+        "{} contributions credited (every positive share, as serving records an answer's credit)",
+        a.credit.iter().filter(|c| !c.is_rest()).count()
+    );
     println!("\nshares by contributor:");
     for (who, share) in a.contributors.iter().filter(|(_, s)| *s > 0.0) {
         println!("  {who}  {:>6.2}%", 100.0 * share);

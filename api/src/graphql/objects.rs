@@ -1043,7 +1043,11 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
             return Ok(dst.key().to_string());
         }
         let by = edges(ctx, dst, End::Dst, EdgeKind::Contributed).await?;
-        Ok::<_, async_graphql::Error>(by.first().map(|o| o.src.key().to_string()).unwrap_or_default())
+        Ok::<_, async_graphql::Error>(
+            by.first()
+                .map(|o| o.src.key().to_string())
+                .unwrap_or_default(),
+        )
     }))
     .await?;
     let mut contributions = Vec::with_capacity(measured.len());

@@ -211,7 +211,13 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
     // contributions, contributor 0x03 with 0.4.
     for (b, credit) in [
         (0x2a, [(c(0), 0.6), (c(1), 0.4)]),
-        (0x2b, [(c(0), 0.6), (g::contributor_id(Address::repeat_byte(3)), 0.4)]),
+        (
+            0x2b,
+            [
+                (c(0), 0.6),
+                (g::contributor_id(Address::repeat_byte(3)), 0.4),
+            ],
+        ),
     ] {
         let answer = g::answer_id(hash(b));
         nodes.push(node(
@@ -223,15 +229,30 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
             9,
             3,
         ));
-        edges.push((answer.clone(), inference.clone(), EdgeKind::RecordedIn, None));
-        edges.push((answer.clone(), g::adapter_id(hash(0xa2)), EdgeKind::ServedBy, None));
+        edges.push((
+            answer.clone(),
+            inference.clone(),
+            EdgeKind::RecordedIn,
+            None,
+        ));
+        edges.push((
+            answer.clone(),
+            g::adapter_id(hash(0xa2)),
+            EdgeKind::ServedBy,
+            None,
+        ));
         for (dst, w) in credit {
             edges.push((answer.clone(), dst, EdgeKind::AttributedTo, Some(w)));
         }
     }
     // Adapter 1.9.0's held-out credit: c2 is revoked since, so c0 and c1 share the rest.
     for (i, w) in [(0, 0.5), (1, 0.25), (2, 0.25)] {
-        edges.push((g::adapter_id(hash(0xa3)), c(i), EdgeKind::AttributedTo, Some(w)));
+        edges.push((
+            g::adapter_id(hash(0xa3)),
+            c(i),
+            EdgeKind::AttributedTo,
+            Some(w),
+        ));
     }
     nodes.push(node(
         g::reward_epoch_id(1),
@@ -335,7 +356,10 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
             .iter()
             .map(|c| {
                 let name = c.get("address").or(c.get("id")).unwrap();
-                (name.as_str().unwrap().to_string(), c["share"].as_f64().unwrap())
+                (
+                    name.as_str().unwrap().to_string(),
+                    c["share"].as_f64().unwrap(),
+                )
             })
             .collect()
     };
@@ -364,7 +388,10 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
     assert_eq!(a["method"], "held_out");
     close(
         shares(a, "contributions"),
-        &[(hash(0).to_string(), 2.0 / 3.0), (hash(1).to_string(), 1.0 / 3.0)],
+        &[
+            (hash(0).to_string(), 2.0 / 3.0),
+            (hash(1).to_string(), 1.0 / 3.0),
+        ],
     );
     assert_eq!(d["byCount"]["method"], "contribution_count");
     // Influence on answers: c0's 0.6 in each of the two.

@@ -202,10 +202,16 @@ async fn inferences_recorded(
             for answer in &manifest.inferences {
                 let a = g::answer_id(answer.id());
                 edge(out, &a, &id, EdgeKind::RecordedIn, pos);
-                edge(out, &a, &g::adapter_id(answer.adapter_id), EdgeKind::ServedBy, pos);
+                edge(
+                    out,
+                    &a,
+                    &g::adapter_id(answer.adapter_id),
+                    EdgeKind::ServedBy,
+                    pos,
+                );
                 for c in &answer.attribution {
                     let dst = match c.contributor {
-                        Some(who) if c.contribution == B256::ZERO => g::contributor_id(who),
+                        Some(who) if c.is_rest() => g::contributor_id(who),
                         _ => g::contribution_id(c.contribution),
                     };
                     out.edges.push(

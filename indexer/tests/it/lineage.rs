@@ -467,13 +467,18 @@ async fn inference_batches_are_checked_against_their_manifests() {
     );
 
     let (_, edges) = s.graph(chain_id).await.unwrap();
-    let answers: Vec<g::NodeId> = good.inferences.iter().map(|a| g::answer_id(a.id())).collect();
+    let answers: Vec<g::NodeId> = good
+        .inferences
+        .iter()
+        .map(|a| g::answer_id(a.id()))
+        .collect();
     let mut attributed: Vec<(g::NodeId, g::NodeId, Option<f64>)> = edges
         .iter()
         .filter(|e| e.kind == g::EdgeKind::AttributedTo)
         .map(|e| (e.src.clone(), e.dst.clone(), e.weight))
         .collect();
-    let by_ends = |a: &(g::NodeId, g::NodeId, Option<f64>), b: &(g::NodeId, g::NodeId, Option<f64>)| {
+    let by_ends = |a: &(g::NodeId, g::NodeId, Option<f64>),
+                   b: &(g::NodeId, g::NodeId, Option<f64>)| {
         (&a.0, &a.1).cmp(&(&b.0, &b.1))
     };
     attributed.sort_by(by_ends);
@@ -498,7 +503,9 @@ async fn inference_batches_are_checked_against_their_manifests() {
             (g::EdgeKind::ServedBy, g::adapter_id(id(0xad))),
         ] {
             assert!(
-                edges.iter().any(|e| e.src == *a && e.kind == kind && e.dst == dst),
+                edges
+                    .iter()
+                    .any(|e| e.src == *a && e.kind == kind && e.dst == dst),
                 "{a} {} {dst}",
                 kind.as_str()
             );

@@ -68,7 +68,7 @@ impl Server {
             "attribution": {
                 "method": method,
                 "contributions_scored": found.scored,
-                "contributions_credited": entry.attribution.iter().filter(|c| c.contribution != B256::ZERO).count(),
+                "contributions_credited": entry.attribution.iter().filter(|c| !c.is_rest()).count(),
                 "top": found.top.iter().map(|c| json!({
                     "contribution": c.contribution.to_string(),
                     "contributor": c.contributor.to_string(),
@@ -120,7 +120,7 @@ pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
         .iter()
         .map(|a| {
             let mut buf = match a.contributor {
-                Some(who) if a.contribution == B256::ZERO => who.to_vec(),
+                Some(who) if a.is_rest() => who.to_vec(),
                 _ => a.contribution.to_vec(),
             };
             buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());

@@ -376,7 +376,9 @@ impl Server {
         };
         let ancestry = self.ancestry(&manifest).await?;
         let prior = match manifest.metrics {
-            None => Some(Arc::new(attribute::merge_prior(&self.lake, &manifest).await?)),
+            None => Some(Arc::new(
+                attribute::merge_prior(&self.lake, &manifest).await?,
+            )),
             Some(_) => None,
         };
         let s = Served {

@@ -148,10 +148,7 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
     let output = tokenizer.decode(&tokens).unwrap();
 
     // Serving's attribution of that answer equals `tributary attribute`'s.
-    let served_credit = server
-        .attribute(&served, prompt, &output)
-        .await
-        .unwrap();
+    let served_credit = server.attribute(&served, prompt, &output).await.unwrap();
     let cli = attribute(
         &env.chain,
         &env.lake,

@@ -207,7 +207,12 @@ fn splits_one_answer_by_policy_and_share() {
             (B256::ZERO, Address::repeat_byte(5), 0.1),
         ],
     }];
-    let rows = allocate(&policy, &accounts(), &tail, &HashSet::from([contribution(2)]));
+    let rows = allocate(
+        &policy,
+        &accounts(),
+        &tail,
+        &HashSet::from([contribution(2)]),
+    );
     let t = totals(&rows);
     assert_eq!(
         [1, 4, 5].map(|i| t[&Address::repeat_byte(i)]),
