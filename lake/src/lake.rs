@@ -254,6 +254,40 @@ impl Lake {
         Ok(out)
     }
 
+    /// An adapter's credit over held-out data, per contribution: a trained adapter's own
+    /// ([`Lake::adapter_credit`]); a merge's, its trained ancestors' held-out shares times
+    /// their part of the merge (positive merge weights, normalised at each merge), summed.
+    /// (contribution id, contributor, Datanet, weight), by contribution id.
+    pub async fn credit_of(
+        &self,
+        m: &tributary_schemas::manifest::AdapterManifest,
+    ) -> Result<Vec<(String, String, i64, f64)>> {
+        let mut by: std::collections::BTreeMap<String, (String, i64, f64)> = Default::default();
+        let mut stack = vec![(m.clone(), 1.0f64)];
+        while let Some((m, w)) = stack.pop() {
+            if m.metrics.is_some() {
+                for (c, who, d, share) in self.adapter_credit(&m.adapter_id.to_string()).await? {
+                    by.entry(c).or_insert((who, d, 0.0)).2 += share * w;
+                }
+                continue;
+            }
+            let total: f64 = m.parents.iter().map(|p| p.weight.max(0.0)).sum();
+            for p in m.parents.iter().filter(|p| p.weight > 0.0) {
+                let bytes = self
+                    .get(&tributary_schemas::manifest::AdapterManifest::key(p.id))
+                    .await?;
+                let parent = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Config(format!("adapter {}'s manifest does not parse: {e}", p.id))
+                })?;
+                stack.push((parent, w * p.weight / total));
+            }
+        }
+        Ok(by
+            .into_iter()
+            .map(|(c, (who, d, w))| (c, who, d, w))
+            .collect())
+    }
+
     /// Table `name` as of `version` (the latest when `None`), loaded once for any number of
     /// [`Scanner::scan`]s.
     pub async fn scanner(&self, name: &str, version: Option<u64>) -> Result<Scanner> {

@@ -288,52 +288,27 @@ pub fn merged(
     finish(all, vec![], top_k)
 }
 
-/// A merge's prior credit for [`merged`]: per contribution, the sum over its trained
-/// ancestors of their held-out share times the ancestor's part of the merge.
+/// A merge's prior credit for [`merged`]: per contribution, its trained ancestors' held-out
+/// shares times their part of the merge ([`Lake::credit_of`]), as scores.
 pub async fn merge_prior(lake: &Lake, m: &AdapterManifest) -> Result<Vec<Scored>> {
-    let mut by: BTreeMap<B256, Scored> = BTreeMap::new();
-    let mut stack = vec![(m.clone(), 1.0f64)];
-    while let Some((m, w)) = stack.pop() {
-        if m.metrics.is_some() {
-            for (contribution, contributor, datanet_id, share) in
-                held_out(lake, m.adapter_id).await?
-            {
-                by.entry(contribution)
-                    .or_insert(Scored {
-                        contribution,
-                        contributor,
-                        datanet_id,
-                        score: 0.0,
-                        share: 0.0,
-                        revoked: false,
-                    })
-                    .score += share * w;
-            }
-            continue;
-        }
-        let total: f64 = m.parents.iter().map(|p| p.weight.max(0.0)).sum();
-        for p in m.parents.iter().filter(|p| p.weight > 0.0) {
-            let pm = catalog::load_manifest(lake, p.id).await?;
-            stack.push((pm, w * p.weight / total));
-        }
-    }
-    Ok(by.into_values().collect())
-}
-
-/// An adapter's held-out credit as written when it was trained: (contribution, contributor,
-/// Datanet, share) for its positive shares.
-pub async fn held_out(lake: &Lake, adapter: B256) -> Result<Vec<(B256, Address, u64, f64)>> {
-    let bad = || Error::Internal(format!("adapter {adapter} has a bad attributions row"));
-    lake.adapter_credit(&adapter.to_string())
+    let bad = || {
+        Error::Internal(format!(
+            "adapter {} has a bad attributions row",
+            m.adapter_id
+        ))
+    };
+    lake.credit_of(m)
         .await?
         .into_iter()
-        .map(|(c, who, d, share)| {
-            Ok((
-                c.parse().map_err(|_| bad())?,
-                who.parse().map_err(|_| bad())?,
-                d as u64,
-                share,
-            ))
+        .map(|(c, who, d, weight)| {
+            Ok(Scored {
+                contribution: c.parse().map_err(|_| bad())?,
+                contributor: who.parse().map_err(|_| bad())?,
+                datanet_id: d as u64,
+                score: weight,
+                share: 0.0,
+                revoked: false,
+            })
         })
         .collect()
 }

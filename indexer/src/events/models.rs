@@ -22,7 +22,7 @@ use tributary_lake::Lake;
 use tributary_schemas::lineage::{
     self as g, ChainPos, Edge, EdgeKind, Node, NodeId, hex_lower, prop,
 };
-use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
+use tributary_schemas::manifest::{AdapterManifest, InferenceManifest, SnapshotManifest};
 
 use super::Changes;
 
@@ -128,8 +128,27 @@ pub(super) async fn model_registry(
                 "version": e.version,
             });
             let mut props = props;
-            // Its held-out credit, as written in the lake when it was trained (a merge has none).
-            match lake.adapter_credit(&e.id.to_string()).await {
+            // Its held-out credit, as written in the lake when it was trained (a merge: its
+            // parents', by merge weight).
+            let credit = match lake.get(&AdapterManifest::key(e.id)).await {
+                Ok(bytes) => match serde_json::from_slice::<AdapterManifest>(&bytes) {
+                    // A merge's parents come from its manifest: only one the chain vouches for.
+                    Ok(m) if (m.weights_hash, m.config_hash) != (e.weightsHash, e.configHash) => {
+                        Err(tributary_lake::Error::Config(
+                            "the adapter's manifest names other weights or settings than the chain"
+                                .into(),
+                        ))
+                    }
+                    Ok(m) => lake.credit_of(&m).await,
+                    Err(err) => Err(tributary_lake::Error::Config(format!(
+                        "the adapter's manifest does not parse: {err}"
+                    ))),
+                },
+                // No manifest in this lake: nothing to credit from.
+                Err(err) if err.is_not_found() => Ok(vec![]),
+                Err(err) => Err(err),
+            };
+            match credit {
                 Ok(rows) => {
                     for (contribution, _, _, share) in rows {
                         if let Ok(c) = contribution.parse() {

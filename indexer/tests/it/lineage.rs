@@ -176,6 +176,19 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     ))
     .await
     .unwrap();
+    // A merge of adapter 3 alone (weight 2, so it takes all of 3's credit).
+    send(models.publishAdapter(
+        id(6),
+        id(1),
+        vec![id(3)],
+        B256::ZERO,
+        id(0xc6),
+        id(0xd6),
+        "u6".into(),
+        "pantry@1.2.0".into(),
+    ))
+    .await
+    .unwrap();
     send(env.chain.inference_ledger().recordInferences(
         id(5),
         vec![id(4)],
@@ -219,7 +232,56 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         weights_hash: id(0xee),
         ..manifest.clone()
     };
-    for m in [&manifest, &other] {
+    let merge = AdapterManifest {
+        adapter_id: id(6),
+        snapshot_id: B256::ZERO,
+        parents: vec![tributary_schemas::manifest::AdapterParent {
+            id: id(3),
+            weight: 2.0,
+        }],
+        config_hash: id(0xc6),
+        weights_hash: id(0xd6),
+        metrics: None,
+        ..manifest.clone()
+    };
+    // Adapter 3's held-out credit, as training writes it (a non-positive share is no credit).
+    let credit = [(0x71, 0.75), (0x72, 0.25), (0x73, 0.0)];
+    let n = credit.len();
+    let text = |v: Vec<String>| -> arrow::array::ArrayRef {
+        std::sync::Arc::new(arrow::array::StringArray::from(v))
+    };
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        tributary_schemas::tables::attributions(),
+        vec![
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1; n])),
+            text(vec!["adapter".into(); n]),
+            text(vec![id(3).to_string(); n]),
+            text(vec![id(3).to_string(); n]),
+            text(credit.iter().map(|(c, _)| id(*c).to_string()).collect()),
+            text(vec![
+                Address::repeat_byte(0x77).to_string().to_lowercase();
+                n
+            ]),
+            text(vec!["tracin".into(); n]),
+            std::sync::Arc::new(arrow::array::Float64Array::from(vec![1.0; n])),
+            std::sync::Arc::new(arrow::array::Float64Array::from(
+                credit.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(arrow::array::Float64Array::from(vec![0.0; n])),
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![4; n])),
+            std::sync::Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(vec![0; n]).with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap();
+    env.lake
+        .append(names::ATTRIBUTIONS)
+        .batches(vec![batch])
+        .commit()
+        .await
+        .unwrap();
+    for m in [&manifest, &other, &merge] {
         let key = AdapterManifest::key(m.adapter_id);
         env.lake
             .put(&key, serde_json::to_vec(m).unwrap())
@@ -237,7 +299,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     // The entity tables: typed rows of datanets, snapshots, training runs and adapters, with
     // the measurements of the manifest that agrees with the chain only.
     let adapters = table_rows(&env.lake, names::ADAPTERS, "adapter_id").await;
-    assert_eq!(adapters.len(), 2, "{adapters:#?}");
+    assert_eq!(adapters.len(), 3, "{adapters:#?}");
     let (a3, a4) = (&adapters[0], &adapters[1]);
     assert_eq!(a3["adapter_id"], id(3).to_string());
     assert_eq!(
@@ -255,7 +317,7 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     assert_eq!(a4["weights_hash"], id(0xd4).to_string());
     assert!(a4["block_number"].as_i64().unwrap() > 0, "{a4}");
     let runs = table_rows(&env.lake, names::TRAINING_RUNS, "adapter_id").await;
-    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs.len(), 3, "{runs:#?}");
     assert_eq!(runs[0]["manifest_verified"], true);
     assert_eq!(runs[0]["snapshot_id"], id(2).to_string());
     assert_eq!(
@@ -326,6 +388,37 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
         .await
         .unwrap()[0];
     assert_eq!(adapter.props["version"], "pantry@1.1.0");
+
+    // Held-out credit: adapter 3's positive shares as weighted edges; the merge's is its
+    // parent's by merge weight; adapter 4, whose manifest the chain does not vouch for,
+    // gets none, and says why.
+    let (_, edges) = s.graph(chain_id).await.unwrap();
+    for a in [3, 6] {
+        let mut credited: Vec<(String, f64)> = edges
+            .iter()
+            .filter(|e| e.kind == g::EdgeKind::AttributedTo && e.src == g::adapter_id(id(a)))
+            .map(|e| (e.dst.to_string(), e.weight.unwrap()))
+            .collect();
+        credited.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            credited,
+            vec![
+                (g::contribution_id(id(0x71)).to_string(), 0.75),
+                (g::contribution_id(id(0x72)).to_string(), 0.25)
+            ],
+            "adapter {a}"
+        );
+    }
+    assert!(
+        !edges
+            .iter()
+            .any(|e| e.kind == g::EdgeKind::AttributedTo && e.src == g::adapter_id(id(4)))
+    );
+    assert!(
+        adapter.props["credit_unavailable"].is_string(),
+        "{}",
+        adapter.props
+    );
 
     // A revocation is a tombstone node pointing at the contribution.
     let c = s.datanet_contributions(chain_id, 1, 1).await.unwrap()[0]
