@@ -413,6 +413,46 @@ impl InfluenceIndex {
     }
 }
 
+/// DataInf's closed-form influence (Kwon et al., 2023), the second estimator the planted
+/// validation compares TracIn with: at the adapter's current weights, with `g_i` the projected
+/// gradients of the training documents, `s_k(q) = g_qᵀ H⁻¹ g_k` where `H⁻¹` is DataInf's
+/// approximation `(1/(nλ)) Σ_i (I - g_i g_iᵀ / (λ + |g_i|²))`, `λ` a tenth of the mean
+/// `|g_i|²`. Positive means training on `k` lowers the query's loss. One row per query.
+pub fn datainf(
+    model: &Model,
+    lora: &mut Lora,
+    docs: &[Vec<i64>],
+    queries: &[Vec<i64>],
+    config: &InfluenceConfig,
+) -> Result<Vec<Vec<f64>>> {
+    let p = projection(lora.num_parameters(), config.dim, config.seed).to_device(model.device());
+    let project = |lora: &mut Lora, ids: &[i64]| -> Result<Tensor> {
+        Ok(gradient(model, lora, ids, config.max_tokens)?
+            .matmul(&p)
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double))
+    };
+    let rows = docs
+        .iter()
+        .map(|d| project(lora, d))
+        .collect::<Result<Vec<_>>>()?;
+    let g = Tensor::stack(&rows, 0);
+    let n = docs.len().max(1) as f64;
+    let norms = (&g * &g).sum_dim_intlist([1].as_slice(), false, Kind::Double);
+    let lambda = 0.1 * norms.mean(Kind::Double).double_value(&[]).max(1e-30);
+    let gram = g.matmul(&g.transpose(0, 1));
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let gq = project(lora, q)?;
+        let dots = g.matmul(&gq);
+        let c = &dots / (&norms + lambda);
+        let s = (&dots * n - gram.matmul(&c)) / (n * lambda);
+        out.push(Vec::<f64>::try_from(s)?);
+    }
+    lora.zero_grad();
+    Ok(out)
+}
+
 /// Shares of groups (contributors, say): each group's scores summed, negative ones included
 /// so that scores which are only noise around zero cancel, then shares over the positive
 /// totals. `keys[i]` is the group of `scores[i]`.

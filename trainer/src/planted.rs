@@ -1,25 +1,30 @@
-//! Ground truth for attribution: a planted Datanet where contributor `i` alone owns
-//! sub-domain `i` (its own nouns and qualities, in sentences of one shared shape), so the
-//! right answer to "whose data shaped this output" is known. Used by the attribution tests
-//! (reduced) and `make bench` (full).
+//! Ground truth for attribution: a planted Datanet where contributor `i` owns sub-domain `i`,
+//! so the right answer to "whose data shaped this output" is known. Used by the attribution
+//! tests (reduced) and `make bench` (full).
+//!
+//! The validation Datanet shares vocabulary between sub-domains ([`Gen::shared_document`]:
+//! four nouns of its own and two of the next sub-domain's, qualities common to all, four
+//! sentence shapes that paraphrase one fact); [`datanet`] (disjoint vocabularies, one shape)
+//! remains for the span method and latency benchmarks.
 //!
 //! [`accuracy`] scores held-out documents of each sub-domain against an influence index and
-//! counts how often the owner is the top-1 (top-3) contributor by summed share.
-//! [`leave_one_out`] retrains without each contributor in turn and compares the rise in
-//! held-out loss with the contributor's attribution credit (Spearman's rank correlation).
-//! The held-out set for that comparison mixes the sub-domains unequally (`i + 1` documents of
-//! sub-domain `i`), so removing different contributors costs different amounts and there is a
-//! ranking to recover; a single sub-domain would rank only its owner above the noise.
+//! counts how often the owner is the top-1 (top-3) contributor by credit. [`validate`] is the
+//! plain leave-one-contributor-out check: contributors of unequal size (so there is a
+//! ranking to recover), a uniform held-out set, the rise of the total held-out loss when
+//! retrained without each contributor (for the same number of passes over the rest),
+//! correlated with each contributor's credit, per training seed, for TracIn and DataInf.
 
 use std::collections::BTreeMap;
 
 use tch::{Kind, Tensor};
 
-use crate::influence::{InfluenceIndex, group_shares};
+use crate::influence::{
+    InfluenceConfig, InfluenceIndex, build, datainf, group_shares, pick, shares,
+};
 use crate::lora::Lora;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-use crate::train::{TrainConfig, train};
+use crate::train::{TrainConfig, held_out, train, train_with_checkpoints};
 use crate::{Error, Result};
 
 /// Sub-domains: nouns and qualities shared with no other sub-domain.
@@ -58,6 +63,17 @@ pub const DOMAINS: [(&str, &str); 8] = [
     ),
 ];
 
+/// Qualities every shared-vocabulary sub-domain uses.
+const COMMON: &str = "good small new old";
+
+/// Sentence shapes of the shared-vocabulary documents (paraphrases of one fact).
+const SHAPES: [&str; 4] = [
+    "The {a} of the {b} is {q}.",
+    "A {q} {a} stands by the {b}.",
+    "Near the {b}, the {a} looks {q}.",
+    "Every {a} has a {q} {b}.",
+];
+
 /// A small seeded generator (a 64-bit LCG): the same documents on every machine.
 pub struct Gen(pub u64);
 
@@ -86,6 +102,56 @@ impl Gen {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+impl Gen {
+    /// A document of shared-vocabulary sub-domain `domain`: three facts in varied shapes over
+    /// its own four nouns and the first two of the next sub-domain's (a ring), and its own two
+    /// qualities and four every sub-domain uses.
+    pub fn shared_document(&mut self, domain: usize) -> String {
+        let next = DOMAINS[(domain + 1) % DOMAINS.len()].0.split(' ').take(2);
+        let nouns: Vec<&str> = DOMAINS[domain].0.split(' ').take(4).chain(next).collect();
+        let qualities: Vec<&str> = DOMAINS[domain]
+            .1
+            .split(' ')
+            .take(2)
+            .chain(COMMON.split(' '))
+            .collect();
+        (0..3)
+            .map(|_| {
+                let shape = SHAPES[(self.next() % SHAPES.len() as u64) as usize];
+                let a = nouns[(self.next() % nouns.len() as u64) as usize];
+                let b = nouns[(self.next() % nouns.len() as u64) as usize];
+                let q = qualities[(self.next() % qualities.len() as u64) as usize];
+                shape.replace("{a}", a).replace("{b}", b).replace("{q}", q)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A shared-vocabulary Datanet where contributor `i` gives `sizes[i]` documents of
+/// sub-domain `i` ([`Gen::shared_document`]), interleaved.
+pub fn shared_datanet(tok: &Tokenizer, sizes: &[usize], seed: u64) -> Result<Vec<Doc>> {
+    if sizes.is_empty() || sizes.len() > DOMAINS.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} contributors: the planted Datanet has 1 to {}",
+            sizes.len(),
+            DOMAINS.len()
+        )));
+    }
+    let mut g = Gen(seed);
+    let mut docs = Vec::new();
+    for n in 0..sizes.iter().copied().max().unwrap_or(0) {
+        for (owner, _) in sizes.iter().enumerate().filter(|(_, s)| n < **s) {
+            docs.push(Doc {
+                id: format!("c{owner}-{n}"),
+                owner,
+                tokens: tok.encode(&g.shared_document(owner))?,
+            });
+        }
+    }
+    Ok(docs)
 }
 
 /// One planted contribution.
@@ -126,8 +192,19 @@ pub fn owner(id: &str) -> Option<usize> {
     id.strip_prefix('c')?.split('-').next()?.parse().ok()
 }
 
-/// Each contributor's share for one query ([`group_shares`] by owner).
+/// Each contributor's credit for one query, as Tributary pays it: the sum of their documents'
+/// shares of the positive scores.
 pub fn credit(index: &InfluenceIndex, scores: &[f64]) -> BTreeMap<usize, f64> {
+    let mut out = BTreeMap::new();
+    for (id, share) in index.meta.ids.iter().zip(shares(scores)) {
+        *out.entry(owner(id).unwrap_or(usize::MAX)).or_default() += share;
+    }
+    out
+}
+
+/// The same with each contributor's scores netted first ([`group_shares`] by owner): the
+/// alternative the validation compares.
+pub fn net_credit(index: &InfluenceIndex, scores: &[f64]) -> BTreeMap<usize, f64> {
     let owners: Vec<usize> = index
         .meta
         .ids
@@ -148,7 +225,8 @@ pub struct Accuracy {
     pub queries: usize,
 }
 
-/// Asks the index about fresh documents of each sub-domain (seeded by `seed`).
+/// Asks the index about fresh shared-vocabulary documents of each sub-domain (seeded by
+/// `seed`).
 pub fn accuracy(
     model: &Model,
     lora: &mut Lora,
@@ -166,7 +244,7 @@ pub fn accuracy(
     };
     for domain in 0..k {
         for _ in 0..per_domain {
-            let query = tok.encode(&g.document(domain))?;
+            let query = tok.encode(&g.shared_document(domain))?;
             let mut ranked: Vec<(usize, f64)> = credit(index, &index.scores(model, lora, &query)?)
                 .into_iter()
                 .collect();
@@ -194,110 +272,132 @@ pub fn loss(model: &Model, lora: &Lora, tokens: &[i64]) -> Result<f64> {
         .double_value(&[]))
 }
 
-/// What leaving each contributor out did.
+/// The plain leave-one-contributor-out validation, per training seed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LeaveOneOut {
-    /// Per contributor: the full adapter's attribution credit on the mixed held-out set.
-    pub credit: Vec<f64>,
-    /// Per contributor: the rise in summed held-out loss when retrained without them.
-    pub loss_rise: Vec<f64>,
-    /// Per contributor: the rise on their own sub-domain's held-out documents beyond the
-    /// retraining's common shift (the mean change on the other sub-domains' documents).
-    pub excess_rise: Vec<f64>,
-    /// Spearman's rank correlation of credit and `loss_rise`.
-    pub spearman: f64,
-    /// Spearman's rank correlation of credit and `excess_rise`.
-    pub excess_spearman: f64,
+pub struct Validation {
+    /// Per seed and contributor: the rise in total held-out loss when retrained without them.
+    pub loss_rise: Vec<Vec<f64>>,
+    /// Per seed and contributor: TracIn credit as Tributary pays it (the sum of their
+    /// documents' shares), summed over the held-out queries.
+    pub tracin: Vec<Vec<f64>>,
+    /// The same with each contributor's scores netted before the shares ([`net_credit`]).
+    pub tracin_net: Vec<Vec<f64>>,
+    /// The same for DataInf's closed form ([`datainf`]), summed shares.
+    pub datainf: Vec<Vec<f64>>,
 }
 
-/// Retrains `cfg` on `docs` without each contributor in turn and ranks the rise in held-out
-/// loss against the credit the full adapter's `index` gives each contributor, on a held-out
-/// set of `i + 1` fresh documents of sub-domain `i` (seeded by `seed`).
-///
-/// A retraining differs from another by more than one contributor's worth: other batches move
-/// the loss of every document up or down together. [`LeaveOneOut::excess_rise`] takes that
-/// common shift out (the mean change on the other sub-domains' documents) and keeps what
-/// leaving the contributor out cost on their own sub-domain; each rise is averaged over
-/// `seeds` training seeds (`cfg.seed`, `cfg.seed + 1`, …), each paired with all contributors
-/// trained on that same seed (for `cfg.seed`, that is `full` itself).
+impl Validation {
+    /// Mean over seeds of Spearman's correlation of an estimator's credit with the loss rise.
+    pub fn spearman(&self, credit: &[Vec<f64>]) -> f64 {
+        let all: Vec<f64> = credit
+            .iter()
+            .zip(&self.loss_rise)
+            .map(|(c, r)| spearman(c, r))
+            .collect();
+        all.iter().sum::<f64>() / all.len().max(1) as f64
+    }
+}
+
+/// Leave-one-contributor-out on a held-out set of `per_domain` fresh shared-vocabulary
+/// documents of each of the `k` sub-domains (uniform), for `seeds` training seeds
+/// (`cfg.seed`, `cfg.seed + 1`, …): per seed, an adapter trained on all of `docs` is asked
+/// for each contributor's credit (TracIn through its influence index, and DataInf), and the
+/// plain metric is the rise of the total held-out loss when retrained without them, for the
+/// same number of passes over the data kept.
 #[allow(clippy::too_many_arguments)]
-pub fn leave_one_out(
+pub fn validate(
     model: &Model,
-    full: &mut Lora,
-    index: &InfluenceIndex,
     tok: &Tokenizer,
     docs: &[Doc],
     k: usize,
     cfg: &TrainConfig,
+    icfg: &InfluenceConfig,
+    per_domain: usize,
     seed: u64,
     seeds: u64,
-) -> Result<LeaveOneOut> {
+) -> Result<Validation> {
     let mut g = Gen(seed);
     let mut held = Vec::new();
     for domain in 0..k {
-        for _ in 0..=domain {
-            held.push((domain, tok.encode(&g.document(domain))?));
+        for _ in 0..per_domain {
+            held.push(tok.encode(&g.shared_document(domain))?);
         }
     }
-    let losses = |lora: &Lora| -> Result<Vec<f64>> {
-        held.iter().map(|(_, q)| loss(model, lora, q)).collect()
+    let total_loss = |lora: &Lora| -> Result<f64> {
+        held.iter()
+            .map(|q| loss(model, lora, q))
+            .sum::<Result<f64>>()
     };
-    let mut credit = vec![0.0; k];
-    for (_, q) in &held {
-        for (o, c) in self::credit(index, &index.scores(model, full, q)?) {
-            if let Some(x) = credit.get_mut(o) {
-                *x += c;
-            }
-        }
-    }
-    let without = |left_out: Option<usize>, cfg: &TrainConfig| -> Result<Vec<f64>> {
-        let kept: Vec<Vec<i64>> = docs
-            .iter()
-            .filter(|d| Some(d.owner) != left_out)
-            .map(|d| d.tokens.clone())
-            .collect();
-        let (lora, _) = train(model, &kept, tok.eot(), cfg, None, &mut |_| {})?;
-        losses(&lora)
+    let all: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
+    let mut out = Validation {
+        loss_rise: vec![],
+        tracin: vec![],
+        tracin_net: vec![],
+        datainf: vec![],
     };
-    let seeds = seeds.max(1);
-    let (mut loss_rise, mut excess_rise) = (vec![0.0; k], vec![0.0; k]);
-    for s in 0..seeds {
+    for s in 0..seeds.max(1) {
         let cfg = TrainConfig {
             seed: cfg.seed + s,
             ..cfg.clone()
         };
-        let all = if s == 0 {
-            losses(full)?
-        } else {
-            without(None, &cfg)?
+        let (mut full, report, checkpoints) =
+            train_with_checkpoints(model, &all, tok.eot(), &cfg, None, &mut |_| {})?;
+        let trained: Vec<(String, Vec<i64>)> = docs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
+            .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
+            .collect();
+        let picked = pick(checkpoints, report.best_step, icfg.checkpoints);
+        let index = build(model, &mut full, picked, &trained, icfg)?;
+        let owners: Vec<usize> = trained
+            .iter()
+            .map(|(id, _)| owner(id).unwrap_or(usize::MAX))
+            .collect();
+        let add = |to: &mut Vec<f64>, scores: &[f64]| {
+            for (o, share) in owners.iter().zip(shares(scores)) {
+                if let Some(x) = to.get_mut(*o) {
+                    *x += share;
+                }
+            }
         };
-        for left_out in 0..k {
-            let delta: Vec<(usize, f64)> = without(Some(left_out), &cfg)?
-                .iter()
-                .zip(&all)
-                .zip(&held)
-                .map(|((l, a), (domain, _))| (*domain, l - a))
-                .collect();
-            let others: Vec<f64> = delta
-                .iter()
-                .filter(|(d, _)| *d != left_out)
-                .map(|(_, x)| *x)
-                .collect();
-            let shift = others.iter().sum::<f64>() / others.len().max(1) as f64;
-            let own = delta.iter().filter(|(d, _)| *d == left_out);
-            let rise: f64 = delta.iter().map(|(_, x)| x).sum();
-            let excess: f64 = own.map(|(_, x)| x - shift).sum();
-            loss_rise[left_out] += rise / seeds as f64;
-            excess_rise[left_out] += excess / seeds as f64;
+        let (mut tracin, mut net, mut di) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+        for q in &held {
+            let scores = index.scores(model, &mut full, q)?;
+            add(&mut tracin, &scores);
+            for (o, c) in net_credit(&index, &scores) {
+                if let Some(x) = net.get_mut(o) {
+                    *x += c;
+                }
+            }
         }
+        let tokens: Vec<Vec<i64>> = trained.iter().map(|(_, t)| t.clone()).collect();
+        for row in datainf(model, &mut full, &tokens, &held, icfg)? {
+            add(&mut di, &row);
+        }
+        let base = total_loss(&full)?;
+        let mut rise = vec![0.0; k];
+        for (left_out, r) in rise.iter_mut().enumerate() {
+            let kept: Vec<Vec<i64>> = docs
+                .iter()
+                .filter(|d| d.owner != left_out)
+                .map(|d| d.tokens.clone())
+                .collect();
+            // The same number of passes over the data kept: with a fixed step count, leaving
+            // a large contributor out would give everyone else more passes.
+            let epochs = TrainConfig {
+                max_steps: (cfg.max_steps * kept.len()).div_ceil(all.len()),
+                ..cfg.clone()
+            };
+            let (lora, _) = train(model, &kept, tok.eot(), &epochs, None, &mut |_| {})?;
+            *r = total_loss(&lora)? - base;
+        }
+        out.loss_rise.push(rise);
+        out.tracin.push(tracin);
+        out.tracin_net.push(net);
+        out.datainf.push(di);
     }
-    Ok(LeaveOneOut {
-        spearman: spearman(&credit, &loss_rise),
-        excess_spearman: spearman(&credit, &excess_rise),
-        credit,
-        loss_rise,
-        excess_rise,
-    })
+    Ok(out)
 }
 
 /// Ranks from 1, ties sharing their mean rank.

@@ -1,11 +1,11 @@
 //! Attribution against ground truth on a planted Datanet ([`tributary_trainer::planted`]):
-//! eight contributors, each owning a sub-domain with its own vocabulary and generated facts.
-//! An adapter trained on all of it attributes held-out text of sub-domain i to contributor i
-//! in at least 90% of queries (gradient method); leaving a contributor out raises held-out loss
-//! in the order of their attribution credit (Spearman at least 0.7, a reduced run; `make
-//! bench` runs the full one); a passage copied verbatim from one contribution is found in that
-//! contribution (span method); shares are non-negative, sum to 1 and do not depend on the
-//! order of contributions.
+//! eight contributors, each owning a sub-domain of generated facts that shares vocabulary and
+//! sentence shapes with the others. An adapter trained on all of it attributes held-out text
+//! of sub-domain i to contributor i in at least 90% of queries (gradient method); the plain
+//! leave-one-contributor-out check correlates credit with the rise in held-out loss (a reduced
+//! run; `make bench` runs the full one); a passage copied verbatim from one contribution is
+//! found in that contribution (span method); shares are non-negative, sum to 1 and do not
+//! depend on the order of contributions.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use tch::Device;
 use tributary_trainer::influence::{self, InfluenceConfig, InfluenceIndex, shares};
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::Model;
-use tributary_trainer::planted::{self, Doc, Gen};
+use tributary_trainer::planted::{self, Gen};
 use tributary_trainer::spans::SpanIndex;
 use tributary_trainer::tokenizer::Tokenizer;
 use tributary_trainer::train::{TrainConfig, held_out, train_with_checkpoints};
@@ -49,7 +49,6 @@ fn config(max_steps: usize) -> TrainConfig {
 struct Trained {
     model: Model,
     tok: Tokenizer,
-    docs: Vec<Doc>,
     /// (id, tokens) of the documents trained on (not held out).
     trained: Vec<(String, Vec<i64>)>,
     lora: Lora,
@@ -62,7 +61,7 @@ fn trained(per_contributor: usize, cfg: &TrainConfig) -> Trained {
     let dir = tiny();
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
-    let docs = planted::datanet(&tok, K, per_contributor, 7).unwrap();
+    let docs = planted::shared_datanet(&tok, &[per_contributor; K], 7).unwrap();
     let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
     let (mut lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), cfg, None, &mut |_| {}).unwrap();
@@ -82,7 +81,6 @@ fn trained(per_contributor: usize, cfg: &TrainConfig) -> Trained {
     Trained {
         model,
         tok,
-        docs,
         trained,
         lora,
         index,
@@ -107,7 +105,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     assert!(acc.top1 * 10 >= acc.queries * 9, "{acc:?}");
 
     // Shares are non-negative, sum to 1, and do not depend on the order of contributions.
-    let query = tok.encode(&Gen(5).document(3)).unwrap();
+    let query = tok.encode(&Gen(5).shared_document(3)).unwrap();
     let a = index.scores(&model, &mut lora, &query).unwrap();
     let s = shares(&a);
     assert!(s.iter().all(|x| *x >= 0.0));
@@ -141,22 +139,42 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     }
 }
 
-/// A reduced leave-one-contributor-out run (fewer documents and steps than `make bench`), over
-/// three training seeds: one retraining's noise moves the ranks of eight contributors too much
-/// for one seed to show the order on every machine (floating point differs between machines).
+/// The plain validation, reduced (`make bench` runs the full one): contributor i gives
+/// 3(i + 1) shared-vocabulary documents; a uniform held-out set of 6 per sub-domain; over three
+/// training seeds, the mean Spearman correlation of each contributor's credit (TracIn as
+/// Tributary pays it) with the rise of the total held-out loss when retrained without them.
+/// The goal is 0.8; this run measures 0.73 (DataInf, the comparison, 0.62), so what
+/// is asserted is a floor against regressions, not the goal (BENCHMARKS.md).
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
-    let cfg = config(200);
-    let Trained {
-        model,
-        tok,
-        docs,
-        mut lora,
-        index,
-        ..
-    } = trained(16, &cfg);
-    let loo =
-        planted::leave_one_out(&model, &mut lora, &index, &tok, &docs, K, &cfg, 11, 3).unwrap();
-    eprintln!("{loo:?}");
-    assert!(loo.excess_spearman >= 0.7, "{loo:?}");
+    let dir = tiny();
+    let model = Model::load(&dir, Device::Cpu).unwrap();
+    let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
+    let sizes: Vec<usize> = (1..=K).map(|i| 3 * i).collect();
+    let docs = planted::shared_datanet(&tok, &sizes, 7).unwrap();
+    let v = planted::validate(
+        &model,
+        &tok,
+        &docs,
+        K,
+        &TrainConfig {
+            learning_rate: 3e-3,
+            ..config(150)
+        },
+        &InfluenceConfig::default(),
+        6,
+        11,
+        3,
+    )
+    .unwrap();
+    eprintln!("{v:?}");
+    let (tracin, net, datainf) = (
+        v.spearman(&v.tracin),
+        v.spearman(&v.tracin_net),
+        v.spearman(&v.datainf),
+    );
+    eprintln!(
+        "plain LOCO Spearman, mean of 3 seeds: TracIn as paid {tracin:.3}, TracIn netted {net:.3}, DataInf {datainf:.3}"
+    );
+    assert!(tracin >= 0.6, "{v:?}");
 }
