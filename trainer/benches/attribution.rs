@@ -27,7 +27,7 @@ use tributary_trainer::model::Model;
 use tributary_trainer::planted::{self, Gen};
 use tributary_trainer::spans::SpanIndex;
 use tributary_trainer::tokenizer::Tokenizer;
-use tributary_trainer::train::{TrainConfig, held_out, train_with_checkpoints};
+use tributary_trainer::train::{TrainConfig, train_with_checkpoints};
 
 const K: usize = 8;
 
@@ -94,12 +94,7 @@ fn main() {
     let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
     let (mut lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), &cfg, None, &mut |_| {}).unwrap();
-    let trained: Vec<(String, Vec<i64>)> = docs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
-        .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
-        .collect();
+    let trained = planted::trained(&docs, cfg.eval_fraction);
     let icfg = InfluenceConfig::default();
     let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
     let started = Instant::now();

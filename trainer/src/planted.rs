@@ -187,6 +187,16 @@ pub fn datanet(tok: &Tokenizer, k: usize, per_contributor: usize, seed: u64) -> 
     Ok(docs)
 }
 
+/// (id, tokens) of the documents training keeps (not held out by `eval_fraction`), in order:
+/// what an influence index is built over.
+pub fn trained(docs: &[Doc], eval_fraction: f64) -> Vec<(String, Vec<i64>)> {
+    docs.iter()
+        .enumerate()
+        .filter(|(i, _)| !held_out(*i, eval_fraction))
+        .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
+        .collect()
+}
+
 /// The contributor of a planted id (`c3-17` is 3).
 pub fn owner(id: &str) -> Option<usize> {
     id.strip_prefix('c')?.split('-').next()?.parse().ok()
@@ -342,12 +352,7 @@ pub fn validate(
         };
         let (mut full, report, checkpoints) =
             train_with_checkpoints(model, &all, tok.eot(), &cfg, None, &mut |_| {})?;
-        let trained: Vec<(String, Vec<i64>)> = docs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
-            .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
-            .collect();
+        let trained = trained(docs, cfg.eval_fraction);
         let picked = pick(checkpoints, report.best_step, icfg.checkpoints);
         let index = build(model, &mut full, picked, &trained, icfg)?;
         let owners: Vec<usize> = trained

@@ -16,7 +16,7 @@ use tributary_trainer::model::Model;
 use tributary_trainer::planted::{self, Gen};
 use tributary_trainer::spans::SpanIndex;
 use tributary_trainer::tokenizer::Tokenizer;
-use tributary_trainer::train::{TrainConfig, held_out, train_with_checkpoints};
+use tributary_trainer::train::{TrainConfig, train_with_checkpoints};
 
 use crate::base::tiny;
 
@@ -69,12 +69,7 @@ fn trained(per_contributor: usize, cfg: &TrainConfig) -> Trained {
         "held-out loss {:.3} -> {:.3} in {:.1} s",
         report.base_eval_loss, report.eval_loss_best, report.seconds
     );
-    let trained: Vec<(String, Vec<i64>)> = docs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !held_out(*i, cfg.eval_fraction))
-        .map(|(_, d)| (d.id.clone(), d.tokens.clone()))
-        .collect();
+    let trained = planted::trained(&docs, cfg.eval_fraction);
     let icfg = InfluenceConfig::default();
     let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
     let index = influence::build(&model, &mut lora, picked, &trained, &icfg).unwrap();
