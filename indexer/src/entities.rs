@@ -135,16 +135,29 @@ fn json_text(v: &Value) -> Option<String> {
 /// Adapter `key`'s manifest from the lake, if it is there and agrees with the chain's
 /// `props` on the adapter, its weights and its configuration.
 async fn manifest(lake: &Lake, key: &str, props: &Value) -> Option<AdapterManifest> {
-    let id = key.parse().ok()?;
-    let uri = lake.root().join(&AdapterManifest::key(id)).ok()?;
-    let bytes = lake.get(uri.as_str()).await.ok()?;
-    let m: AdapterManifest = match serde_json::from_slice(&bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(adapter = key, error = %e, "adapter manifest does not parse");
-            return None;
-        }
+    vouched(lake, key, props).await.ok()
+}
+
+/// Adapter `key`'s manifest from the lake when the chain vouches for it (it agrees with the
+/// chain's `props` on the adapter, its weights and its configuration); else why not: `None`
+/// when this lake has no manifest for it, the reason when it is unreadable or disagrees.
+pub(crate) async fn vouched(
+    lake: &Lake,
+    key: &str,
+    props: &Value,
+) -> std::result::Result<AdapterManifest, Option<String>> {
+    let id = key
+        .parse()
+        .map_err(|_| Some(format!("{key:?} is not an adapter id")))?;
+    let bytes = match lake.get(&AdapterManifest::key(id)).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Err(None),
+        Err(e) => return Err(Some(format!("the adapter's manifest is unreadable: {e}"))),
     };
+    let m: AdapterManifest = serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(adapter = key, error = %e, "adapter manifest does not parse");
+        Some(format!("the adapter's manifest does not parse: {e}"))
+    })?;
     let same = m.adapter_id == id
         && props["weights_hash"].as_str() == Some(m.weights_hash.to_string().as_str())
         && props["config_hash"].as_str() == Some(m.config_hash.to_string().as_str());
@@ -153,6 +166,9 @@ async fn manifest(lake: &Lake, key: &str, props: &Value) -> Option<AdapterManife
             adapter = %adapter_id(id),
             "adapter manifest disagrees with the chain: its measurements are left out"
         );
+        return Err(Some(
+            "the adapter's manifest names other weights or settings than the chain".into(),
+        ));
     }
-    same.then_some(m)
+    Ok(m)
 }

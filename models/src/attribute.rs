@@ -266,22 +266,22 @@ pub fn merged(
     revoked: &std::collections::HashSet<String>,
     top_k: usize,
 ) -> Found {
+    let gone: Vec<bool> = prior
+        .iter()
+        .map(|p| revoked.contains(&p.contribution.to_string()))
+        .collect();
     let live: Vec<f64> = prior
         .iter()
-        .map(|p| {
-            if revoked.contains(&p.contribution.to_string()) {
-                0.0
-            } else {
-                p.score
-            }
-        })
+        .zip(&gone)
+        .map(|(p, &g)| if g { 0.0 } else { p.score })
         .collect();
     let all = prior
         .iter()
         .zip(shares(&live))
-        .map(|(p, share)| Scored {
+        .zip(gone)
+        .map(|((p, share), revoked)| Scored {
             share,
-            revoked: revoked.contains(&p.contribution.to_string()),
+            revoked,
             ..p.clone()
         })
         .collect();

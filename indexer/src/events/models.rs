@@ -22,7 +22,7 @@ use tributary_lake::Lake;
 use tributary_schemas::lineage::{
     self as g, ChainPos, Edge, EdgeKind, Node, NodeId, hex_lower, prop,
 };
-use tributary_schemas::manifest::{AdapterManifest, InferenceManifest, SnapshotManifest};
+use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
 
@@ -129,24 +129,12 @@ pub(super) async fn model_registry(
             });
             let mut props = props;
             // Its held-out credit, as written in the lake when it was trained (a merge: its
-            // parents', by merge weight).
-            let credit = match lake.get(&AdapterManifest::key(e.id)).await {
-                Ok(bytes) => match serde_json::from_slice::<AdapterManifest>(&bytes) {
-                    // A merge's parents come from its manifest: only one the chain vouches for.
-                    Ok(m) if (m.weights_hash, m.config_hash) != (e.weightsHash, e.configHash) => {
-                        Err(tributary_lake::Error::Config(
-                            "the adapter's manifest names other weights or settings than the chain"
-                                .into(),
-                        ))
-                    }
-                    Ok(m) => lake.credit_of(&m).await,
-                    Err(err) => Err(tributary_lake::Error::Config(format!(
-                        "the adapter's manifest does not parse: {err}"
-                    ))),
-                },
+            // parents', by merge weight, from a manifest the chain vouches for).
+            let credit = match crate::entities::vouched(lake, &e.id.to_string(), &props).await {
+                Ok(m) => lake.credit_of(&m).await.map_err(|err| err.to_string()),
                 // No manifest in this lake: nothing to credit from.
-                Err(err) if err.is_not_found() => Ok(vec![]),
-                Err(err) => Err(err),
+                Err(None) => Ok(vec![]),
+                Err(Some(reason)) => Err(reason),
             };
             match credit {
                 Ok(rows) => {
@@ -164,9 +152,9 @@ pub(super) async fn model_registry(
                         }
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(adapter = %e.id, error = %err, "the adapter's held-out credit is unreadable");
-                    props["credit_unavailable"] = json!(err.to_string());
+                Err(reason) => {
+                    tracing::warn!(adapter = %e.id, %reason, "the adapter's held-out credit is unreadable");
+                    props["credit_unavailable"] = json!(reason);
                 }
             }
             node(out, adapter, props, pos);

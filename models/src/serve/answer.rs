@@ -32,12 +32,12 @@ impl Server {
     /// Attributes a finished answer and records it in the inference ledger: the answer's
     /// `ancestry`, `attribution` and `inference` fields, as JSON.
     pub async fn account(&self, s: &Served, a: Finished<'_>) -> Result<Value> {
-        let found = match &s.prior {
+        let mut found = match &s.prior {
             // A merge: its parents' held-out credit (see `attribute::merged`).
             Some(prior) => attribute::merged(prior, &*self.revoked().await?, self.config().top_k),
             None => self.attribute(s, a.prompt, a.text).await?,
         };
-        let shares = found.credit.clone();
+        let shares = std::mem::take(&mut found.credit);
         let tokens = (a.prompt_tokens + a.completion_tokens) as u128;
         let fee = tokens
             .checked_mul(self.config().fee_per_token)
