@@ -427,3 +427,62 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     .await
     .map_err(crate::Error::joined)?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(i: u32, owner: u8, score: f64) -> Scored {
+        Scored {
+            contribution: B256::from(alloy::primitives::U256::from(i + 1)),
+            contributor: Address::repeat_byte(owner),
+            datanet_id: 1,
+            score,
+            share: 0.0,
+            revoked: false,
+        }
+    }
+
+    /// Past LISTED contributions the rest is summed per contributor, and nothing is lost.
+    #[test]
+    fn recorded_credit_lists_then_sums_the_rest_per_contributor() {
+        let n = LISTED as u32 + 6;
+        let prior: Vec<Scored> = (0..n)
+            .map(|i| scored(i, (i % 3) as u8, 1.0 + i as f64))
+            .collect();
+        let found = merged(&prior, &Default::default(), 5);
+        let (listed, rest): (Vec<_>, Vec<_>) = found.credit.iter().partition(|c| !c.is_rest());
+        assert_eq!(listed.len(), LISTED);
+        assert_eq!(rest.len(), 3, "one sum per contributor of the tail");
+        let total: f64 = found.credit.iter().map(|c| c.share).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        assert!(listed.windows(2).all(|w| w[0].share >= w[1].share));
+        for (who, share) in &found.contributors {
+            let theirs: f64 = found
+                .credit
+                .iter()
+                .filter(|c| c.contributor == Some(*who))
+                .map(|c| c.share)
+                .sum();
+            assert!((theirs - share).abs() < 1e-9);
+        }
+        assert_eq!(found.top.len(), 5);
+    }
+
+    /// A merge's credit leaves out what is revoked now and shares the rest.
+    #[test]
+    fn a_merge_credits_its_prior_less_revocations() {
+        let prior = vec![scored(0, 1, 0.5), scored(1, 2, 0.3), scored(2, 3, 0.2)];
+        let gone = std::collections::HashSet::from([prior[0].contribution.to_string()]);
+        let found = merged(&prior, &gone, 10);
+        let shares: Vec<(Address, f64)> = found
+            .credit
+            .iter()
+            .map(|c| (c.contributor.unwrap(), c.share))
+            .collect();
+        assert_eq!(shares.len(), 2);
+        assert_eq!(shares[0].0, Address::repeat_byte(2));
+        assert!((shares[0].1 - 0.6).abs() < 1e-9 && (shares[1].1 - 0.4).abs() < 1e-9);
+        assert!(found.top.iter().any(|t| t.revoked && t.share == 0.0));
+    }
+}

@@ -27,7 +27,8 @@ use crate::tokenizer::Tokenizer;
 use crate::train::{TrainConfig, held_out, train, train_with_checkpoints};
 use crate::{Error, Result};
 
-/// Sub-domains: nouns and qualities shared with no other sub-domain.
+/// Sub-domains: nouns and qualities of their own ([`datanet`] uses all of them; the
+/// shared-vocabulary documents mix some across sub-domains).
 pub const DOMAINS: [(&str, &str); 8] = [
     (
         "star planet orbit comet nebula telescope",
@@ -102,9 +103,7 @@ impl Gen {
             .collect::<Vec<_>>()
             .join(" ")
     }
-}
 
-impl Gen {
     /// A document of shared-vocabulary sub-domain `domain`: three facts in varied shapes over
     /// its own four nouns and the first two of the next sub-domain's (a ring), and its own two
     /// qualities and four every sub-domain uses.
