@@ -385,7 +385,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     let q = q.clone();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&folder, Device::Cpu)?;
-        let mut loaded = Loaded::load(&model, &dir)?;
+        let loaded = Loaded::load(&model, &dir)?;
         let (output, generated) = match &q.output {
             Some(o) => (o.clone(), false),
             None => {
@@ -403,7 +403,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
         let scores = scoring::score(
             &model,
             &tokenizer,
-            &mut loaded,
+            &loaded,
             &scoring::Answer {
                 prompt: &q.prompt,
                 output: &output,

@@ -883,7 +883,7 @@ fn train_blocking(
             .map(|(_, t)| tokenizer.encode(t))
             .collect::<tributary_trainer::Result<_>>()?;
         let ids_all = ids.clone();
-        let (mut lora, report, checkpoints) = train_with_checkpoints(
+        let (lora, report, checkpoints) = train_with_checkpoints(
             &model,
             &ids,
             tokenizer.eot(),
@@ -902,7 +902,7 @@ fn train_blocking(
         let icfg = &spec.attribution;
         let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
         std::fs::create_dir_all(out).map_err(|e| Error::Io(out.display().to_string(), e))?;
-        let index = influence::build(&model, &mut lora, picked, &trained, icfg)?;
+        let index = influence::build(&model, &lora, picked, &trained, icfg)?;
         index.save(out)?;
         // The adapter's own attribution: every contribution against the held-out set.
         let queries: Vec<Vec<i64>> = ids_all
@@ -911,7 +911,7 @@ fn train_blocking(
             .filter(|(i, _)| held_out(*i, cfg.eval_fraction))
             .map(|(_, t)| t.clone())
             .collect();
-        let on_held_out = index.over(&model, &mut lora, &queries)?;
+        let on_held_out = index.over(&model, &lora, &queries)?;
         SpanIndex::build(&trained, tokenizer.eot())?.save(out)?;
         let documents = (trained.len() as u64, (docs.len() - trained.len()) as u64);
         let ids = index.meta.ids.clone();

@@ -115,6 +115,10 @@ pub(crate) struct Inference {
     /// Memory for adapters kept loaded, in MiB; the least recently used are unloaded first.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     adapter_cache_mb: i64,
+    /// Memory for the adapters and influence indexes attribution keeps loaded, in MiB (at
+    /// least those of the answers it is scoring); the least recently used go first.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    attribution_cache_mb: i64,
     /// Fee per token (prompt and answer) in integer token units (10^18 units = 1 token).
     #[arg(long, default_value_t = 1_000_000_000_000)]
     fee_per_token: u128,
@@ -136,6 +140,9 @@ impl Inference {
             anyhow::bail!(
                 "--slots and --ledger-batch must be at least 1, --max-context at least 2"
             );
+        }
+        if self.adapter_cache_mb < 0 || self.attribution_cache_mb < 0 {
+            anyhow::bail!("--adapter-cache-mb and --attribution-cache-mb must be 0 or more");
         }
         // The longest answer's fee must be an amount the lake and settlement hold exactly.
         let most = tributary_schemas::tables::MAX_AMOUNT;
@@ -160,6 +167,7 @@ impl Inference {
         c.slots = self.slots;
         c.max_context = self.max_context;
         c.adapter_budget = self.adapter_cache_mb << 20;
+        c.attribution_budget = self.attribution_cache_mb << 20;
         c.fee_per_token = self.fee_per_token;
         c.ledger = tributary_models::serve::ledger::LedgerConfig {
             batch_size: self.ledger_batch,

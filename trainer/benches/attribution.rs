@@ -92,15 +92,15 @@ fn main() {
     let cfg = config();
     let docs = planted::shared_datanet(&tok, &[40; K], 7).unwrap();
     let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
-    let (mut lora, report, checkpoints) =
+    let (lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), &cfg, None, &mut |_| {}).unwrap();
     let trained = planted::trained(&docs, cfg.eval_fraction);
     let icfg = InfluenceConfig::default();
     let picked = influence::pick(checkpoints, report.best_step, icfg.checkpoints);
     let started = Instant::now();
-    let index = influence::build(&model, &mut lora, picked, &trained, &icfg).unwrap();
+    let index = influence::build(&model, &lora, picked, &trained, &icfg).unwrap();
     let build_s = started.elapsed().as_secs_f64();
-    let acc = planted::accuracy(&model, &mut lora, &index, &tok, K, 10, 99).unwrap();
+    let acc = planted::accuracy(&model, &lora, &index, &tok, K, 10, 99).unwrap();
     println!(
         "planted Datanet: {} contributions trained, training {:.1} s, index {:.1} s; top-1 {}/{} ({:.1}%), top-3 {}/{} ({:.1}%)",
         trained.len(),
@@ -142,7 +142,7 @@ fn main() {
         .collect();
     let cps = index.checkpoints();
     let started = Instant::now();
-    let small = influence::build(&model, &mut lora, cps, &many, &icfg).unwrap();
+    let small = influence::build(&model, &lora, cps, &many, &icfg).unwrap();
     let rate = real as f64 / started.elapsed().as_secs_f64();
     let folder = tempfile::tempdir().unwrap();
     small.save(folder.path()).unwrap();
@@ -175,7 +175,7 @@ fn main() {
     for i in 0..60 {
         let q = tok.encode(&g.document(i % K)).unwrap();
         let started = Instant::now();
-        let scores = big.scores(&model, &mut lora, &q).unwrap();
+        let scores = big.scores(&model, &lora, &q).unwrap();
         let shares = influence::shares(&scores);
         std::hint::black_box(shares);
         if i >= 5 {

@@ -9,12 +9,12 @@ use std::path::Path;
 
 use tch::Tensor;
 
-use crate::Result;
-use crate::influence::{InfluenceIndex, shares};
+use crate::influence::{self, InfluenceIndex, shares};
 use crate::lora::Lora;
 use crate::model::Model;
 use crate::spans::SpanIndex;
 use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
 
 /// One contribution's score for an answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +111,12 @@ impl Loaded {
             spans,
         })
     }
+
+    /// Bytes held in memory: the adapter and its influence index (the span index is mapped
+    /// from its file).
+    pub fn bytes(&self) -> i64 {
+        4 * self.lora.num_parameters() + self.influence.as_ref().map_or(0, |i| i.bytes())
+    }
 }
 
 /// One answer to score and how.
@@ -139,53 +145,106 @@ pub struct Found {
 
 /// Scores one answer: gradient influence over the adapter's training contributions (when
 /// asked and indexed), and the answer's spans found in its training data.
-pub fn score(
+pub fn score(model: &Model, tokenizer: &Tokenizer, l: &Loaded, a: &Answer<'_>) -> Result<Found> {
+    score_batch(model, tokenizer, &[(l, a)]).remove(0)
+}
+
+/// Scores answers together, one result per answer in order: the gradient influence of all of
+/// them in batched passes ([`influence::scores_batch`]: answers of one adapter, or of
+/// adapters of one layout, share each pass), then each answer's spans. An answer that does
+/// not tokenize fails alone; a failed pass fails the answers it held.
+pub fn score_batch(
     model: &Model,
     tokenizer: &Tokenizer,
-    l: &mut Loaded,
-    a: &Answer<'_>,
-) -> Result<Found> {
-    let mut found = Found::default();
-    if let (true, Some(influence)) = (a.influence, &l.influence) {
-        let query = tokenizer.encode(&format!("{}{}", a.prompt, a.output))?;
-        let scores = influence.scores(model, &mut l.lora, &query)?;
-        let ids = &influence.meta.ids;
-        let live: Vec<f64> = scores
-            .iter()
-            .zip(ids)
-            .map(|(&s, id)| if a.revoked.contains(id) { 0.0 } else { s })
-            .collect();
-        found.scored = ids
-            .iter()
-            .zip(&scores)
-            .zip(shares(&live))
-            .map(|((id, &score), share)| Scored {
-                id: id.clone(),
-                score,
-                share,
-                revoked: a.revoked.contains(id),
-            })
-            .collect();
+    answers: &[(&Loaded, &Answer<'_>)],
+) -> Vec<Result<Found>> {
+    let tokens: Vec<Result<Vec<i64>>> = answers
+        .iter()
+        .map(|(_, a)| tokenizer.encode(&format!("{}{}", a.prompt, a.output)))
+        .collect();
+    // The answers whose influence is asked for and indexed.
+    let asked: Vec<usize> = (0..answers.len())
+        .filter(|&i| {
+            answers[i].1.influence && answers[i].0.influence.is_some() && tokens[i].is_ok()
+        })
+        .collect();
+    let queries: Vec<influence::Query<'_>> = asked
+        .iter()
+        .map(|&i| influence::Query {
+            index: answers[i].0.influence.as_ref().expect("filtered"),
+            lora: &answers[i].0.lora,
+            tokens: tokens[i].as_deref().expect("filtered"),
+        })
+        .collect();
+    let mut scores: Vec<Option<Result<Vec<f64>>>> = (0..answers.len()).map(|_| None).collect();
+    match influence::scores_batch(model, &queries) {
+        Ok(all) => {
+            for (&i, s) in asked.iter().zip(all) {
+                scores[i] = Some(Ok(s));
+            }
+        }
+        Err(e) => {
+            for &i in &asked {
+                scores[i] = Some(Err(Error::Internal(format!("attribution failed: {e}"))));
+            }
+        }
     }
-    if let Some(ix) = &l.spans {
-        let out_ids = tokenizer.encode(a.output)?;
-        found.spans = ix
-            .find(&out_ids, a.min_span)
-            .into_iter()
-            .map(|s| {
-                Ok(MatchedSpan {
-                    text: tokenizer.decode(&out_ids[s.start..s.start + s.len])?,
-                    tokens: s.len,
-                    occurrences: s.occurrences,
-                    contributions: s
-                        .contributions
-                        .iter()
-                        .take(5)
-                        .map(|&(d, n)| (ix.ids[d].clone(), n))
-                        .collect(),
-                })
+    answers
+        .iter()
+        .zip(tokens)
+        .zip(scores)
+        .map(|(((l, a), tokens), scores)| {
+            tokens?;
+            let mut found = Found::default();
+            if let (Some(scores), Some(ix)) = (scores, &l.influence) {
+                found.scored = scored(&ix.meta.ids, &scores?, a.revoked);
+            }
+            found.spans = spans(tokenizer, l, a)?;
+            Ok(found)
+        })
+        .collect()
+}
+
+/// Each contribution's score and its share of the positive scores of the contributions not
+/// revoked.
+fn scored(ids: &[String], scores: &[f64], revoked: &HashSet<String>) -> Vec<Scored> {
+    let live: Vec<f64> = scores
+        .iter()
+        .zip(ids)
+        .map(|(&s, id)| if revoked.contains(id) { 0.0 } else { s })
+        .collect();
+    ids.iter()
+        .zip(scores)
+        .zip(shares(&live))
+        .map(|((id, &score), share)| Scored {
+            id: id.clone(),
+            score,
+            share,
+            revoked: revoked.contains(id),
+        })
+        .collect()
+}
+
+/// The answer's spans found in the adapter's training data.
+fn spans(tokenizer: &Tokenizer, l: &Loaded, a: &Answer<'_>) -> Result<Vec<MatchedSpan>> {
+    let Some(ix) = &l.spans else {
+        return Ok(Vec::new());
+    };
+    let out_ids = tokenizer.encode(a.output)?;
+    ix.find(&out_ids, a.min_span)
+        .into_iter()
+        .map(|s| {
+            Ok(MatchedSpan {
+                text: tokenizer.decode(&out_ids[s.start..s.start + s.len])?,
+                tokens: s.len,
+                occurrences: s.occurrences,
+                contributions: s
+                    .contributions
+                    .iter()
+                    .take(5)
+                    .map(|&(d, n)| (ix.ids[d].clone(), n))
+                    .collect(),
             })
-            .collect::<Result<_>>()?;
-    }
-    Ok(found)
+        })
+        .collect()
 }

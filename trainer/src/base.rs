@@ -282,7 +282,7 @@ pub fn hf_config(c: &Config) -> serde_json::Value {
 
 /// Fresh variables named as in a Hugging Face Llama checkpoint: normal(0, 0.02) matrices
 /// (output projections scaled down by depth, as GPT-2 does), norms at one.
-fn init(vs: &nn::VarStore, c: &Config) -> Result<()> {
+pub(crate) fn init(vs: &nn::VarStore, c: &Config) -> Result<()> {
     if c.arch != Arch::Llama || !c.tie_embeddings {
         return Err(Error::InvalidInput(
             "the tiny base model is a Llama-style model with tied embeddings".into(),

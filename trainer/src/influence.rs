@@ -127,8 +127,6 @@ pub struct InfluenceIndex {
     means: Vec<Tensor>,
     /// `[dim, dim]` per checkpoint: the damped inverse square root of the curvature.
     whiten: Vec<Tensor>,
-    /// The projection, made once per index (it is the size of the adapter times `dim`).
-    projection: std::cell::OnceCell<Tensor>,
 }
 
 /// Picks up to `n` checkpoints, evenly spaced, ending with the last one at or before `upto`.
@@ -165,24 +163,121 @@ fn projection(d: i64, k: i64, seed: u64) -> Tensor {
     Tensor::from_slice(&values).reshape([d, k])
 }
 
-/// The flat adapter gradient of the mean next-token loss of `ids` (zeros for fewer than two
-/// tokens).
-fn gradient(model: &Model, lora: &mut Lora, ids: &[i64], max_tokens: usize) -> Result<Tensor> {
-    lora.zero_grad();
-    let ids = &ids[..ids.len().min(max_tokens + 1)];
-    if ids.len() < 2 {
+/// The projection for adapters of `d` parameters on `device`, made once and shared by every
+/// index of that layout and settings (it is the size of an adapter times `k`): the last two
+/// used are kept.
+fn projection_on(d: i64, k: i64, seed: u64, device: tch::Device) -> Tensor {
+    type Key = (i64, i64, u64, tch::Device);
+    static KEPT: std::sync::Mutex<Vec<(Key, Tensor)>> = std::sync::Mutex::new(Vec::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (d, k, seed, device);
+    match kept.iter().position(|(k, _)| *k == key) {
+        Some(i) => {
+            let hit = kept.remove(i);
+            kept.push(hit);
+        }
+        None => {
+            if kept.len() >= 2 {
+                drop(kept.remove(0));
+            }
+            kept.push((key, projection(d, k, seed).to_device(device)));
+        }
+    }
+    kept.last().expect("just pushed").1.shallow_clone()
+}
+
+/// Bytes one gradient pass may hold (per-row weights and gradients, logits, activations);
+/// more rows than fit run in several passes.
+const PASS_BYTES: i64 = 1 << 30;
+
+/// Rows of `tokens` tokens that fit in one pass of [`gradients`] for adapters of `params`
+/// parameters.
+fn rows_per_pass(model: &Model, params: i64, tokens: i64) -> usize {
+    let c = &model.config;
+    let per_row = 4 * (3 * params + tokens * (2 * c.vocab_size + 16 * c.hidden * c.layers));
+    (PASS_BYTES / per_row.max(1)).max(1) as usize
+}
+
+/// Per-row adapter gradients `[rows, num_parameters]` in one forward and one backward pass:
+/// row `b` is the gradient of the mean next-token loss of `seqs[b]` with respect to the flat
+/// adapter weights `weights[b]` (`lora`'s layout, see [`Lora::row_projector`]). Sequences
+/// are right-padded (causal attention keeps the padding out of the real tokens) and the
+/// padding is left out of the loss; a sequence of fewer than two tokens gets a zero row.
+fn gradients(model: &Model, lora: &Lora, weights: Tensor, seqs: &[&[i64]]) -> Result<Tensor> {
+    let device = model.device();
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    if len < 2 {
+        return Ok(weights.zeros_like());
+    }
+    let (b, t) = (seqs.len() as i64, len as i64 - 1);
+    let mut ids = vec![0i64; seqs.len() * len];
+    let mut mask = vec![0f32; seqs.len() * (len - 1)];
+    let mut counts = Vec::with_capacity(seqs.len());
+    for (i, s) in seqs.iter().enumerate() {
+        ids[i * len..i * len + s.len()].copy_from_slice(s);
+        let n = s.len().saturating_sub(1);
+        mask[i * (len - 1)..i * (len - 1) + n].fill(1.0);
+        counts.push(n.max(1) as f32);
+    }
+    let ids = Tensor::from_slice(&ids)
+        .view([b, len as i64])
+        .to_device(device);
+    let mask = Tensor::from_slice(&mask).view([b, t]).to_device(device);
+    let counts = Tensor::from_slice(&counts).to_device(device);
+    tch::with_grad(|| {
+        let leaf = weights.detach().set_requires_grad(true);
+        let logits = model.forward_with(&ids.narrow(1, 0, t), &lora.row_projector(&leaf))?;
+        let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+        let nll = -logp
+            .gather(2, &ids.narrow(1, 1, t).unsqueeze(-1), false)
+            .squeeze_dim(-1);
+        let per_row = (nll * mask).sum_dim_intlist([1].as_slice(), false, Kind::Float) / counts;
+        per_row.sum(Kind::Float).backward();
+        Ok(leaf.grad())
+    })
+}
+
+/// Projected gradients `[seqs, dim]` (on the CPU) of token sequences, each cut to
+/// `max_tokens + 1`, row `b` taken at the flat adapter weights `weights[b]` (on the model's
+/// device). Sequences run in passes of similar lengths, as many rows as fit in one.
+fn projected(
+    model: &Model,
+    lora: &Lora,
+    weights: &[&Tensor],
+    seqs: &[&[i64]],
+    max_tokens: usize,
+    p: &Tensor,
+) -> Result<Tensor> {
+    let seqs: Vec<&[i64]> = seqs
+        .iter()
+        .map(|s| &s[..s.len().min(max_tokens + 1)])
+        .collect();
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < order.len() {
+        let longest = seqs[order[at]].len() as i64;
+        let n = rows_per_pass(model, lora.num_parameters(), longest).min(order.len() - at);
+        let chunk = &order[at..at + n];
+        let rows: Vec<&Tensor> = chunk.iter().map(|&i| weights[i]).collect();
+        let batch: Vec<&[i64]> = chunk.iter().map(|&i| seqs[i]).collect();
+        let g = gradients(model, lora, Tensor::stack(&rows, 0), &batch)?;
+        parts.push(g.matmul(p).to_device(tch::Device::Cpu));
+        at += n;
+    }
+    if parts.is_empty() {
         return Ok(Tensor::zeros(
-            [lora.num_parameters()],
-            (Kind::Float, model.device()),
+            [0, p.size()[1]],
+            (Kind::Float, tch::Device::Cpu),
         ));
     }
-    let t = Tensor::from_slice(ids)
-        .to_device(model.device())
-        .unsqueeze(0);
-    let n = ids.len() as i64 - 1;
-    let logits = lora.logits(model, &t.narrow(1, 0, n), false)?;
-    crate::train::cross_entropy(&logits, &t.narrow(1, 1, n)).backward();
-    Ok(lora.gradient())
+    // Back to the callers' order.
+    let mut back = vec![0i64; order.len()];
+    for (sorted, &i) in order.iter().enumerate() {
+        back[i] = sorted as i64;
+    }
+    Ok(Tensor::cat(&parts, 0).index_select(0, &Tensor::from_slice(&back)))
 }
 
 /// `(G^T G / n + λ I)^(-1/2)` for centred projected gradients `G` (`[n, k]`), with `λ` the
@@ -210,11 +305,12 @@ fn unit(x: &Tensor) -> Tensor {
     x / norm
 }
 
-/// Builds the index of `docs` (id, token ids) for the adapter `lora` trained on `model`,
-/// from `checkpoints` (see [`pick`]). The adapter's own weights are restored afterwards.
+/// Builds the index of `docs` (id, token ids) for adapters of `lora`'s layout trained on
+/// `model`, from `checkpoints` (see [`pick`]): each checkpoint's gradients come in batched
+/// passes ([`gradients`]).
 pub fn build(
     model: &Model,
-    lora: &mut Lora,
+    lora: &Lora,
     checkpoints: Vec<Checkpoint>,
     docs: &[(String, Vec<i64>)],
     config: &InfluenceConfig,
@@ -224,24 +320,27 @@ pub fn build(
             "no training checkpoints to compute influence from".into(),
         ));
     }
-    if config.dim < 1 {
-        return Err(Error::InvalidInput(format!(
-            "influence dim {} must be at least 1",
-            config.dim
-        )));
-    }
-    let kept = lora.weights();
-    let p = projection(lora.num_parameters(), config.dim, config.seed).to_device(model.device());
+    config.check()?;
+    let p = projection_on(
+        lora.num_parameters(),
+        config.dim,
+        config.seed,
+        model.device(),
+    );
+    let seqs: Vec<&[i64]> = docs.iter().map(|(_, ids)| ids.as_slice()).collect();
     let mut grads = Vec::with_capacity(checkpoints.len());
     let mut means = Vec::with_capacity(checkpoints.len());
     let mut whiten = Vec::with_capacity(checkpoints.len());
     for c in &checkpoints {
-        lora.set_weights(&c.weights);
-        let mut rows = Vec::with_capacity(docs.len());
-        for (_, ids) in docs {
-            rows.push(gradient(model, lora, ids, config.max_tokens)?.matmul(&p));
-        }
-        let g = Tensor::stack(&rows, 0).to_device(tch::Device::Cpu);
+        let flat = Lora::flat(&c.weights).to_device(model.device());
+        let g = projected(
+            model,
+            lora,
+            &vec![&flat; seqs.len()],
+            &seqs,
+            config.max_tokens,
+            &p,
+        )?;
         let mean = g.mean_dim(0, false, Kind::Float);
         let centred = g - &mean;
         let w = whitening(&centred, config.damping);
@@ -249,8 +348,6 @@ pub fn build(
         means.push(mean);
         whiten.push(w);
     }
-    lora.set_weights(&kept);
-    lora.zero_grad();
     Ok(InfluenceIndex {
         meta: IndexMeta {
             config: config.clone(),
@@ -264,45 +361,118 @@ pub fn build(
         grads,
         means,
         whiten,
-        projection: p.into(),
     })
+}
+
+/// One answer for [`scores_batch`]: the index of the adapter that gave it, that adapter (for
+/// its layout) and the answer's tokens (prompt and output).
+pub struct Query<'a> {
+    /// The adapter's influence index.
+    pub index: &'a InfluenceIndex,
+    /// The adapter.
+    pub lora: &'a Lora,
+    /// Prompt and output tokens.
+    pub tokens: &'a [i64],
+}
+
+impl Query<'_> {
+    /// Whether two queries can share gradient passes: adapters of one layout, indexes of the
+    /// same projection, token cut and number of checkpoints.
+    fn fits(&self, other: &Query<'_>) -> bool {
+        let (a, b) = (&self.index.meta.config, &other.index.meta.config);
+        self.lora.same_layout(other.lora)
+            && (a.dim, a.seed, a.max_tokens) == (b.dim, b.seed, b.max_tokens)
+            && self.index.weights.len() == other.index.weights.len()
+    }
+}
+
+/// TracIn scores of every contribution of each query's index (row order of its `meta.ids`),
+/// in batches: queries that fit together ([`Query::fits`]: answers of one adapter, or of
+/// adapters of one layout) share one forward and backward pass per checkpoint, each row
+/// with its own adapter's weights at that checkpoint.
+pub fn scores_batch(model: &Model, queries: &[Query<'_>]) -> Result<Vec<Vec<f64>>> {
+    let mut out = vec![Vec::new(); queries.len()];
+    let mut left: Vec<usize> = (0..queries.len()).collect();
+    while let Some(&first) = left.first() {
+        let (group, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| queries[first].fits(&queries[i]));
+        left = rest;
+        for (i, scores) in group.iter().zip(scores_group(model, queries, &group)?) {
+            out[*i] = scores;
+        }
+    }
+    Ok(out)
+}
+
+/// [`scores_batch`] for queries that fit together.
+fn scores_group(model: &Model, queries: &[Query<'_>], group: &[usize]) -> Result<Vec<Vec<f64>>> {
+    let first = &queries[group[0]];
+    let config = &first.index.meta.config;
+    let device = model.device();
+    let p = projection_on(first.lora.num_parameters(), config.dim, config.seed, device);
+    let seqs: Vec<&[i64]> = group.iter().map(|&i| queries[i].tokens).collect();
+    let mut totals: Vec<Tensor> = group
+        .iter()
+        .map(|&i| {
+            let n = queries[i].index.meta.ids.len() as i64;
+            Tensor::zeros([n], (Kind::Double, tch::Device::Cpu))
+        })
+        .collect();
+    for c in 0..first.index.weights.len() {
+        // Each adapter's weights at checkpoint c, once per adapter.
+        let mut flats: Vec<(&InfluenceIndex, Tensor)> = Vec::new();
+        for &i in group {
+            let ix = queries[i].index;
+            if !flats.iter().any(|(k, _)| std::ptr::eq(*k, ix)) {
+                flats.push((ix, Lora::flat(&ix.weights[c]).to_device(device)));
+            }
+        }
+        let rows: Vec<&Tensor> = group
+            .iter()
+            .map(|&i| {
+                let at = flats
+                    .iter()
+                    .position(|(k, _)| std::ptr::eq(*k, queries[i].index));
+                &flats[at.expect("added above")].1
+            })
+            .collect();
+        let g = projected(model, first.lora, &rows, &seqs, config.max_tokens, &p)?;
+        for (row, (&i, total)) in group.iter().zip(&mut totals).enumerate() {
+            let ix = queries[i].index;
+            let q = unit(&(g.get(row as i64) - &ix.means[c]).matmul(&ix.whiten[c]));
+            *total += ix.grads[c].matmul(&q).to_kind(Kind::Double) * ix.meta.checkpoints[c].1;
+        }
+    }
+    totals
+        .into_iter()
+        .map(|t| Ok(Vec::<f64>::try_from(t)?))
+        .collect()
 }
 
 impl InfluenceIndex {
     /// TracIn scores of every contribution (row order of `meta.ids`) for a query's tokens
-    /// (prompt and output). The adapter's weights are restored afterwards.
-    pub fn scores(&self, model: &Model, lora: &mut Lora, query: &[i64]) -> Result<Vec<f64>> {
-        let kept = lora.weights();
-        let p = self.projection.get_or_init(|| {
-            projection(
-                lora.num_parameters(),
-                self.meta.config.dim,
-                self.meta.config.seed,
-            )
-            .to_device(model.device())
-        });
-        let mut total = Tensor::zeros(
-            [self.meta.ids.len() as i64],
-            (Kind::Double, tch::Device::Cpu),
-        );
-        for ((((w, g), mean), white), (_, lr)) in self
-            .weights
-            .iter()
-            .zip(&self.grads)
-            .zip(&self.means)
-            .zip(&self.whiten)
-            .zip(&self.meta.checkpoints)
-        {
-            lora.set_weights(w);
-            let q = gradient(model, lora, query, self.meta.config.max_tokens)?
-                .matmul(p)
-                .to_device(tch::Device::Cpu);
-            let q = unit(&(q - mean).matmul(white));
-            total += g.matmul(&q).to_kind(Kind::Double) * *lr;
-        }
-        lora.set_weights(&kept);
-        lora.zero_grad();
-        Ok(Vec::<f64>::try_from(total)?)
+    /// (prompt and output), for adapters of `lora`'s layout.
+    pub fn scores(&self, model: &Model, lora: &Lora, query: &[i64]) -> Result<Vec<f64>> {
+        let q = Query {
+            index: self,
+            lora,
+            tokens: query,
+        };
+        Ok(scores_batch(model, &[q])?.remove(0))
+    }
+
+    /// Bytes the index holds in memory.
+    pub fn bytes(&self) -> i64 {
+        let size = |t: &Tensor| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64;
+        self.weights.iter().flatten().map(size).sum::<i64>()
+            + self
+                .grads
+                .iter()
+                .chain(&self.means)
+                .chain(&self.whiten)
+                .map(size)
+                .sum::<i64>()
     }
 
     /// Copies of the checkpoints the index was built from, to build another index over other
@@ -372,7 +542,6 @@ impl InfluenceIndex {
             grads,
             means,
             whiten,
-            projection: std::cell::OnceCell::new(),
         })
     }
 }
@@ -389,17 +558,21 @@ pub struct SetInfluence {
 }
 
 impl InfluenceIndex {
-    /// Scores every contribution against each query of a held-out set (token ids).
-    pub fn over(
-        &self,
-        model: &Model,
-        lora: &mut Lora,
-        queries: &[Vec<i64>],
-    ) -> Result<SetInfluence> {
+    /// Scores every contribution against each query of a held-out set (token ids), the
+    /// queries in batches ([`scores_batch`]).
+    pub fn over(&self, model: &Model, lora: &Lora, queries: &[Vec<i64>]) -> Result<SetInfluence> {
         let n = self.meta.ids.len();
         let (mut score, mut negative) = (vec![0.0; n], vec![0.0; n]);
-        for q in queries {
-            for (i, s) in self.scores(model, lora, q)?.into_iter().enumerate() {
+        let batch: Vec<Query<'_>> = queries
+            .iter()
+            .map(|q| Query {
+                index: self,
+                lora,
+                tokens: q,
+            })
+            .collect();
+        for scores in scores_batch(model, &batch)? {
+            for (i, s) in scores.into_iter().enumerate() {
                 score[i] += s;
                 negative[i] += f64::from(u8::from(s < 0.0));
             }
@@ -420,36 +593,43 @@ impl InfluenceIndex {
 /// `|g_i|²`. Positive means training on `k` lowers the query's loss. One row per query.
 pub fn datainf(
     model: &Model,
-    lora: &mut Lora,
+    lora: &Lora,
     docs: &[Vec<i64>],
     queries: &[Vec<i64>],
     config: &InfluenceConfig,
 ) -> Result<Vec<Vec<f64>>> {
-    let p = projection(lora.num_parameters(), config.dim, config.seed).to_device(model.device());
-    let project = |lora: &mut Lora, ids: &[i64]| -> Result<Tensor> {
-        Ok(gradient(model, lora, ids, config.max_tokens)?
-            .matmul(&p)
-            .to_device(tch::Device::Cpu)
-            .to_kind(Kind::Double))
+    let p = projection_on(
+        lora.num_parameters(),
+        config.dim,
+        config.seed,
+        model.device(),
+    );
+    let flat = Lora::flat(&lora.weights());
+    let project = |seqs: &[Vec<i64>]| -> Result<Tensor> {
+        let seqs: Vec<&[i64]> = seqs.iter().map(Vec::as_slice).collect();
+        let g = projected(
+            model,
+            lora,
+            &vec![&flat; seqs.len()],
+            &seqs,
+            config.max_tokens,
+            &p,
+        )?;
+        Ok(g.to_kind(Kind::Double))
     };
-    let rows = docs
-        .iter()
-        .map(|d| project(lora, d))
-        .collect::<Result<Vec<_>>>()?;
-    let g = Tensor::stack(&rows, 0);
+    let g = project(docs)?;
     let n = docs.len().max(1) as f64;
     let norms = (&g * &g).sum_dim_intlist([1].as_slice(), false, Kind::Double);
     let lambda = 0.1 * norms.mean(Kind::Double).double_value(&[]).max(1e-30);
     let gram = g.matmul(&g.transpose(0, 1));
+    let gq = project(queries)?;
     let mut out = Vec::with_capacity(queries.len());
-    for q in queries {
-        let gq = project(lora, q)?;
-        let dots = g.matmul(&gq);
+    for row in 0..queries.len() as i64 {
+        let dots = g.matmul(&gq.get(row));
         let c = &dots / (&norms + lambda);
         let s = (&dots * n - gram.matmul(&c)) / (n * lambda);
         out.push(Vec::<f64>::try_from(s)?);
     }
-    lora.zero_grad();
     Ok(out)
 }
 
@@ -508,6 +688,110 @@ mod tests {
             g.into_iter().collect::<Vec<_>>(),
             [("a", 0.5), ("b", 0.5), ("c", 0.0)]
         );
+    }
+
+    /// A random two-block Llama and two adapters of its layout with random factors.
+    fn tiny() -> (Model, Lora, Vec<Tensor>, Vec<Tensor>) {
+        let mut c = crate::base::Recipe::tiny().config;
+        (c.vocab_size, c.hidden, c.layers, c.intermediate) = (97, 32, 2, 64);
+        (c.heads, c.kv_heads) = (4, 2);
+        tch::manual_seed(1);
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        crate::base::init(&vs, &c).unwrap();
+        let model = Model::from_weights(c, vs.variables(), tch::Device::Cpu).unwrap();
+        let lora = Lora::new(&model, crate::lora::LoraConfig::default(), 2).unwrap();
+        let random = |l: &Lora| -> Vec<Tensor> {
+            l.weights()
+                .iter()
+                .map(|w| Tensor::randn(w.size(), (Kind::Float, tch::Device::Cpu)) * 0.1)
+                .collect()
+        };
+        let (a, b) = (random(&lora), random(&lora));
+        (model, lora, a, b)
+    }
+
+    #[test]
+    fn a_batched_pass_gives_each_row_its_own_gradient() {
+        let (model, mut lora, a, b) = tiny();
+        let seqs: Vec<Vec<i64>> = [9usize, 4, 1, 13, 6]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                (0..n as i64)
+                    .map(|t| (t * 7 + i as i64 * 11) % 97)
+                    .collect()
+            })
+            .collect();
+        let weights = [&a, &b, &a, &b, &b];
+        // One row per sequence, each with its adapter's weights.
+        let flat: Vec<Tensor> = weights.iter().map(|w| Lora::flat(w)).collect();
+        let refs: Vec<&[i64]> = seqs.iter().map(Vec::as_slice).collect();
+        let batched = gradients(&model, &lora, Tensor::stack(&flat, 0), &refs).unwrap();
+        // Against one sequence at a time through the adapter itself.
+        for (row, (seq, w)) in seqs.iter().zip(weights).enumerate() {
+            lora.set_weights(w);
+            lora.zero_grad();
+            let expected = if seq.len() < 2 {
+                lora.gradient()
+            } else {
+                let t = Tensor::from_slice(seq).unsqueeze(0);
+                let n = seq.len() as i64 - 1;
+                let logits = lora.logits(&model, &t.narrow(1, 0, n), false).unwrap();
+                crate::train::cross_entropy(&logits, &t.narrow(1, 1, n)).backward();
+                lora.gradient()
+            };
+            let got = batched.get(row as i64);
+            let err = (&got - &expected).abs().max().double_value(&[]);
+            let size = expected.abs().max().double_value(&[]);
+            assert!(err <= 1e-5 * size.max(1e-6), "row {row}: {err} vs {size}");
+            assert!(seq.len() < 2 || size > 0.0, "row {row} has a gradient");
+        }
+    }
+
+    #[test]
+    fn answers_of_several_adapters_score_together_as_alone() {
+        let (model, lora, a, b) = tiny();
+        let config = InfluenceConfig {
+            dim: 16,
+            ..InfluenceConfig::default()
+        };
+        let docs: Vec<(String, Vec<i64>)> = (0..6)
+            .map(|i| {
+                (
+                    format!("d{i}"),
+                    (0..5 + i).map(|t| (t * 5 + i) % 97).collect(),
+                )
+            })
+            .collect();
+        let at = |w: &Vec<Tensor>, step| Checkpoint {
+            step,
+            learning_rate: 0.1,
+            weights: w.iter().map(Tensor::copy).collect(),
+        };
+        let first = build(&model, &lora, vec![at(&a, 1), at(&b, 2)], &docs, &config).unwrap();
+        let second = build(&model, &lora, vec![at(&b, 1), at(&a, 2)], &docs, &config).unwrap();
+        let answers: Vec<Vec<i64>> = (0..4)
+            .map(|i| (0..3 + 4 * i).map(|t| (t * 3 + i) % 97).collect())
+            .collect();
+        let indexes = [&first, &second, &first, &second];
+        let queries: Vec<Query<'_>> = answers
+            .iter()
+            .zip(indexes)
+            .map(|(tokens, index)| Query {
+                index,
+                lora: &lora,
+                tokens,
+            })
+            .collect();
+        let together = scores_batch(&model, &queries).unwrap();
+        for (q, t) in queries.iter().zip(&together) {
+            let alone = q.index.scores(&model, &lora, q.tokens).unwrap();
+            assert_eq!(alone.len(), docs.len());
+            for (x, y) in alone.iter().zip(t) {
+                assert!((x - y).abs() < 1e-5, "{alone:?} vs {t:?}");
+            }
+        }
+        assert_ne!(together[0], together[1], "the two indexes differ");
     }
 
     #[test]

@@ -434,6 +434,56 @@ impl Lora {
         }
     }
 
+    /// Weights taken with [`Lora::weights`] as one flat vector, the layout
+    /// [`Lora::row_projector`] reads.
+    pub fn flat(weights: &[Tensor]) -> Tensor {
+        let parts: Vec<Tensor> = weights.iter().map(|w| w.flatten(0, -1)).collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// Whether adapters `self` and `other` have the same layout (targets, shapes, scale),
+    /// so that [`Lora::row_projector`] of one runs the weights of the other.
+    pub fn same_layout(&self, other: &Lora) -> bool {
+        self.sizes == other.sizes
+            && self.config.scale() == other.config.scale()
+            && self.compute == other.compute
+            && self.pairs.keys().eq(other.pairs.keys())
+    }
+
+    /// The projection with one adapter per row of the input: `rows` is `[batch,
+    /// num_parameters]`, row `b` the flat weights ([`Lora::flat`]) of the adapter input row
+    /// `b` uses, all of `self`'s layout. Gradients reach `rows`, so one backward pass over a
+    /// sum of per-row losses gives every row its own gradient (the base is frozen and rows do
+    /// not attend to each other).
+    pub fn row_projector(
+        &self,
+        rows: &Tensor,
+    ) -> impl Fn(usize, &str, &Linear, &Tensor) -> Tensor + '_ {
+        let scale = self.config.scale();
+        let k = self.compute;
+        let b = rows.size()[0];
+        let parts = rows.split_with_sizes(&self.sizes, 1);
+        let factors: BTreeMap<&(usize, String), (Tensor, Tensor)> = self
+            .pairs
+            .iter()
+            .zip(parts.chunks(2))
+            .map(|((key, (a, bf)), p)| {
+                let (sa, sb) = (a.size(), bf.size());
+                // x [batch, t, in] · Aᵀ [batch, in, r] · Bᵀ [batch, r, out]
+                let at = p[0].view([b, sa[0], sa[1]]).transpose(1, 2).to_kind(k);
+                let bt = p[1].view([b, sb[0], sb[1]]).transpose(1, 2).to_kind(k);
+                (key, (at, bt))
+            })
+            .collect();
+        move |layer, role, base: &Linear, x| {
+            let y = base.forward(x);
+            match factors.get(&(layer, role.to_string())) {
+                None => y,
+                Some((at, bt)) => y + x.bmm(at).bmm(bt) * scale,
+            }
+        }
+    }
+
     /// Writes the adapters in PEFT's format into `dir`: `adapter_model.safetensors` (tensor
     /// names as PEFT saves them) and `adapter_config.json` (`base_model` names the base).
     pub fn save_peft(&self, model: &Model, dir: &Path, base_model: &str) -> Result<()> {

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 use crate::influence::{
-    InfluenceConfig, InfluenceIndex, build, datainf, group_shares, pick, shares,
+    InfluenceConfig, InfluenceIndex, Query, build, datainf, group_shares, pick, scores_batch,
+    shares,
 };
 use crate::lora::Lora;
 use crate::model::Model;
@@ -238,7 +239,7 @@ pub struct Accuracy {
 /// `seed`).
 pub fn accuracy(
     model: &Model,
-    lora: &mut Lora,
+    lora: &Lora,
     index: &InfluenceIndex,
     tok: &Tokenizer,
     k: usize,
@@ -246,22 +247,31 @@ pub fn accuracy(
     seed: u64,
 ) -> Result<Accuracy> {
     let mut g = Gen(seed);
+    let mut asked = Vec::with_capacity(k * per_domain);
+    for domain in 0..k {
+        for _ in 0..per_domain {
+            asked.push((domain, tok.encode(&g.shared_document(domain))?));
+        }
+    }
+    let queries: Vec<Query<'_>> = asked
+        .iter()
+        .map(|(_, tokens)| Query {
+            index,
+            lora,
+            tokens,
+        })
+        .collect();
     let mut acc = Accuracy {
         top1: 0,
         top3: 0,
         queries: 0,
     };
-    for domain in 0..k {
-        for _ in 0..per_domain {
-            let query = tok.encode(&g.shared_document(domain))?;
-            let mut ranked: Vec<(usize, f64)> = credit(index, &index.scores(model, lora, &query)?)
-                .into_iter()
-                .collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            acc.top1 += usize::from(ranked.first().is_some_and(|r| r.0 == domain));
-            acc.top3 += usize::from(ranked.iter().take(3).any(|r| r.0 == domain));
-            acc.queries += 1;
-        }
+    for ((domain, _), scores) in asked.iter().zip(scores_batch(model, &queries)?) {
+        let mut ranked: Vec<(usize, f64)> = credit(index, &scores).into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        acc.top1 += usize::from(ranked.first().is_some_and(|r| r.0 == *domain));
+        acc.top3 += usize::from(ranked.iter().take(3).any(|r| r.0 == *domain));
+        acc.queries += 1;
     }
     Ok(acc)
 }
@@ -349,11 +359,11 @@ pub fn validate(
             seed: cfg.seed + s,
             ..cfg.clone()
         };
-        let (mut full, report, checkpoints) =
+        let (full, report, checkpoints) =
             train_with_checkpoints(model, &all, tok.eot(), &cfg, None, &mut |_| {})?;
         let trained = trained(docs, cfg.eval_fraction);
         let picked = pick(checkpoints, report.best_step, icfg.checkpoints);
-        let index = build(model, &mut full, picked, &trained, icfg)?;
+        let index = build(model, &full, picked, &trained, icfg)?;
         let owners: Vec<usize> = trained
             .iter()
             .map(|(id, _)| owner(id).unwrap_or(usize::MAX))
@@ -366,8 +376,15 @@ pub fn validate(
             }
         };
         let (mut tracin, mut net, mut di) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
-        for q in &held {
-            let scores = index.scores(model, &mut full, q)?;
+        let queries: Vec<Query<'_>> = held
+            .iter()
+            .map(|q| Query {
+                index: &index,
+                lora: &full,
+                tokens: q,
+            })
+            .collect();
+        for scores in scores_batch(model, &queries)? {
             add(&mut tracin, &scores);
             for (o, c) in net_credit(&index, &scores) {
                 if let Some(x) = net.get_mut(o) {
@@ -376,7 +393,7 @@ pub fn validate(
             }
         }
         let tokens: Vec<Vec<i64>> = trained.iter().map(|(_, t)| t.clone()).collect();
-        for row in datainf(model, &mut full, &tokens, &held, icfg)? {
+        for row in datainf(model, &full, &tokens, &held, icfg)? {
             add(&mut di, &row);
         }
         let base = total_loss(&full)?;

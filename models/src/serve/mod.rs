@@ -8,8 +8,11 @@
 //! - [`ledger`]: every answer is journaled on disk, then posted in batches to the lake and
 //!   the chain (`InferencesRecorded`).
 //!
-//! Attribution runs on a second thread with its own copy of the base model, so scoring an
-//! answer never stalls decoding.
+//! Attribution runs on a second thread with its own copy of the base model, on the same
+//! device (CUDA when visible), so scoring an answer never stalls decoding. The answers
+//! waiting when it turns to them are scored together: their gradients come in batched
+//! passes, one row per answer with its own adapter's weights (`influence::scores_batch`).
+//! It keeps adapters' indexes within `attribution_budget` bytes.
 
 pub mod answer;
 pub mod ledger;
@@ -55,6 +58,9 @@ pub struct ServeConfig {
     pub ledger: ledger::LedgerConfig,
     /// Contributions listed per answer.
     pub top_k: usize,
+    /// Bytes of adapters and their influence indexes the attribution thread keeps in memory
+    /// (at least the adapters of the batch it is scoring).
+    pub attribution_budget: i64,
     /// Prometheus metrics (register them with [`ServeMetrics::register`] to export them).
     pub metrics: ServeMetrics,
 }
@@ -122,6 +128,7 @@ impl ServeConfig {
             fee_per_token: 1_000_000_000_000,
             ledger: ledger::LedgerConfig::default(),
             top_k: 5,
+            attribution_budget: 1 << 30,
             metrics: ServeMetrics::default(),
         }
     }
@@ -195,9 +202,14 @@ struct AttributionJob {
     reply: oneshot::Sender<Result<Found>>,
 }
 
+/// Answers scored in one batch at most (each batch runs in as many gradient passes as its
+/// memory needs).
+const ATTRIBUTION_BATCH: usize = 256;
+
 fn spawn_attribution(
     folder: PathBuf,
     tokenizer: Arc<Tokenizer>,
+    budget: i64,
 ) -> std::sync::mpsc::Sender<AttributionJob> {
     let (tx, rx) = std::sync::mpsc::channel::<AttributionJob>();
     std::thread::Builder::new()
@@ -215,40 +227,104 @@ fn spawn_attribution(
                     return;
                 }
             };
-            // A few adapters' indexes, most recent last.
-            let mut loaded: Vec<(B256, Loaded)> = Vec::new();
-            for job in rx {
-                let found = (|| {
-                    let at = match loaded.iter().position(|(id, _)| *id == job.adapter) {
-                        Some(i) => i,
-                        None => {
-                            if loaded.len() >= 4 {
-                                loaded.remove(0);
-                            }
-                            loaded.push((job.adapter, Loaded::load(&model, &job.dir)?));
-                            loaded.len() - 1
-                        }
-                    };
-                    let l = &mut loaded[at].1;
-                    let scores = scoring::score(
-                        &model,
-                        &tokenizer,
-                        l,
-                        &scoring::Answer {
-                            prompt: &job.prompt,
-                            output: &job.output,
-                            revoked: &job.revoked,
-                            min_span: 4,
-                            influence: true,
-                        },
-                    )?;
-                    attribute::credit(scores, &job.entries, job.top_k)
-                })();
-                let _ = job.reply.send(found);
+            let mut indexes = Indexes {
+                budget,
+                loaded: Vec::new(),
+            };
+            while let Ok(first) = rx.recv() {
+                // Every answer waiting joins the batch: they share gradient passes.
+                let mut jobs = vec![first];
+                while jobs.len() < ATTRIBUTION_BATCH
+                    && let Ok(job) = rx.try_recv()
+                {
+                    jobs.push(job);
+                }
+                attribute_batch(&model, &tokenizer, &mut indexes, jobs);
             }
         })
         .expect("a thread starts");
     tx
+}
+
+/// The adapters (with their influence and span indexes) the attribution thread keeps, most
+/// recently used last, within a budget of bytes.
+struct Indexes {
+    budget: i64,
+    loaded: Vec<(B256, Loaded)>,
+}
+
+impl Indexes {
+    /// Loads `adapter` unless kept, making room by dropping the least recently used adapters
+    /// that `keep` (the batch at hand) does not name.
+    fn load(&mut self, model: &Model, adapter: B256, dir: &Path, keep: &[B256]) -> Result<()> {
+        if let Some(i) = self.loaded.iter().position(|(id, _)| *id == adapter) {
+            let hit = self.loaded.remove(i);
+            self.loaded.push(hit);
+            return Ok(());
+        }
+        let l = Loaded::load(model, dir)?;
+        let mut held: i64 = self.loaded.iter().map(|(_, l)| l.bytes()).sum::<i64>() + l.bytes();
+        let mut i = 0;
+        while held > self.budget && i < self.loaded.len() {
+            if keep.contains(&self.loaded[i].0) {
+                i += 1;
+            } else {
+                held -= self.loaded.remove(i).1.bytes();
+            }
+        }
+        self.loaded.push((adapter, l));
+        Ok(())
+    }
+
+    fn get(&self, adapter: B256) -> Option<&Loaded> {
+        self.loaded
+            .iter()
+            .find(|(id, _)| *id == adapter)
+            .map(|(_, l)| l)
+    }
+}
+
+/// Scores a batch of answers together and replies to each.
+fn attribute_batch(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    indexes: &mut Indexes,
+    jobs: Vec<AttributionJob>,
+) {
+    let keep: Vec<B256> = jobs.iter().map(|j| j.adapter).collect();
+    let mut ready = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match indexes.load(model, job.adapter, &job.dir, &keep) {
+            Ok(()) => ready.push(job),
+            Err(e) => {
+                let _ = job.reply.send(Err(e.into()));
+            }
+        }
+    }
+    let answers: Vec<scoring::Answer<'_>> = ready
+        .iter()
+        .map(|job| scoring::Answer {
+            prompt: &job.prompt,
+            output: &job.output,
+            revoked: &job.revoked,
+            min_span: 4,
+            influence: true,
+        })
+        .collect();
+    let pairs: Vec<(&Loaded, &scoring::Answer<'_>)> = ready
+        .iter()
+        .zip(&answers)
+        .map(|(job, a)| (indexes.get(job.adapter).expect("loaded above"), a))
+        .collect();
+    let found = scoring::score_batch(model, tokenizer, &pairs);
+    drop(pairs);
+    drop(answers);
+    for (job, found) in ready.into_iter().zip(found) {
+        let credit = found
+            .map_err(Error::from)
+            .and_then(|f| attribute::credit(f, &job.entries, job.top_k));
+        let _ = job.reply.send(credit);
+    }
 }
 
 /// A published adapter the server knows, with what answers need of it.
@@ -457,7 +533,8 @@ impl Server {
                 .expect("loading does not panic")?;
                 tracing::info!(base = %id, device = ?model.device(), "base model loaded");
                 let engine = spawn_engine(model, eot, slots, budget, self.config.metrics.clone());
-                let attribution = spawn_attribution(folder, tokenizer.clone());
+                let attribution =
+                    spawn_attribution(folder, tokenizer.clone(), self.config.attribution_budget);
                 Ok::<_, Error>(Base {
                     id,
                     tokenizer,

@@ -99,7 +99,7 @@ fn cuda_engine_serves_an_adapter_and_influence_runs_on_the_gpu() {
     let dir = tempfile::tempdir().unwrap();
     reference("gpt2-scaled", dir.path());
     let model = Model::load_as(dir.path(), gpu, Precision::Bfloat16).unwrap();
-    let (mut lora, _, checkpoints) = run(&model, &short(2));
+    let (lora, _, checkpoints) = run(&model, &short(2));
     let folder = dir.path().join("adapter");
     lora.save_peft(&model, &folder, "tiny").unwrap();
 
@@ -130,9 +130,9 @@ fn cuda_engine_serves_an_adapter_and_influence_runs_on_the_gpu() {
         ..InfluenceConfig::default()
     };
     let picked = influence::pick(checkpoints, usize::MAX, cfg.checkpoints);
-    let index = influence::build(&model, &mut lora, picked, &docs, &cfg).unwrap();
+    let index = influence::build(&model, &lora, picked, &docs, &cfg).unwrap();
     let query: Vec<i64> = domain()[3].clone();
-    let scores = index.scores(&model, &mut lora, &query).unwrap();
+    let scores = index.scores(&model, &lora, &query).unwrap();
     assert_eq!(scores.len(), docs.len());
     assert!(scores.iter().all(|s| s.is_finite()));
     let best = (0..scores.len())
