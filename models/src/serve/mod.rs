@@ -76,6 +76,10 @@ pub struct ServeMetrics {
     pub cache_hits: prometheus_client::metrics::counter::Counter,
     /// Adapters loaded into memory (cache misses).
     pub cache_loads: prometheus_client::metrics::counter::Counter,
+    /// Answers attributed.
+    pub attributed: prometheus_client::metrics::counter::Counter,
+    /// Batches they were attributed in (answers finished together share gradient passes).
+    pub attribution_batches: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for ServeMetrics {
@@ -87,6 +91,8 @@ impl Default for ServeMetrics {
             tokens: Default::default(),
             cache_hits: Default::default(),
             cache_loads: Default::default(),
+            attributed: Default::default(),
+            attribution_batches: Default::default(),
         }
     }
 }
@@ -111,6 +117,12 @@ impl ServeMetrics {
             "adapter_cache_loads",
             "Adapters loaded into memory (cache misses)",
             m.cache_loads.clone(),
+        );
+        r.register("attributed", "Answers attributed", m.attributed.clone());
+        r.register(
+            "attribution_batches",
+            "Batches answers were attributed in (answers finished together share passes)",
+            m.attribution_batches.clone(),
         );
         m
     }
@@ -210,6 +222,7 @@ fn spawn_attribution(
     folder: PathBuf,
     tokenizer: Arc<Tokenizer>,
     budget: i64,
+    metrics: ServeMetrics,
 ) -> std::sync::mpsc::Sender<AttributionJob> {
     let (tx, rx) = std::sync::mpsc::channel::<AttributionJob>();
     std::thread::Builder::new()
@@ -239,6 +252,8 @@ fn spawn_attribution(
                 {
                     jobs.push(job);
                 }
+                metrics.attribution_batches.inc();
+                metrics.attributed.inc_by(jobs.len() as u64);
                 attribute_batch(&model, &tokenizer, &mut indexes, jobs);
             }
         })
@@ -533,8 +548,12 @@ impl Server {
                 .expect("loading does not panic")?;
                 tracing::info!(base = %id, device = ?model.device(), "base model loaded");
                 let engine = spawn_engine(model, eot, slots, budget, self.config.metrics.clone());
-                let attribution =
-                    spawn_attribution(folder, tokenizer.clone(), self.config.attribution_budget);
+                let attribution = spawn_attribution(
+                    folder,
+                    tokenizer.clone(),
+                    self.config.attribution_budget,
+                    self.config.metrics.clone(),
+                );
                 Ok::<_, Error>(Base {
                     id,
                     tokenizer,

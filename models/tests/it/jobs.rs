@@ -208,4 +208,42 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
             .sum();
         assert!((theirs - share).abs() < 1e-9, "{who}: {theirs} vs {share}");
     }
+
+    // Answers attributed at once (scored in shared batches when they wait together) get
+    // the credit each gets alone.
+    let answers: Vec<(String, String)> = ["flour", "sugar", "butter", "rice", "milk", "oats"]
+        .iter()
+        .enumerate()
+        .map(|(i, what)| {
+            let p = format!(
+                "question: How many grams is {} cup of {what}?\nanswer:",
+                i + 1
+            );
+            (p, format!(" {} grams of {what}.", 120 * (i + 1)))
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for (p, o) in &answers {
+        alone.push(server.attribute(&served, p, o).await.unwrap());
+    }
+    let metrics = &server.config().metrics;
+    let before = (metrics.attributed.get(), metrics.attribution_batches.get());
+    let together =
+        futures::future::join_all(answers.iter().map(|(p, o)| server.attribute(&served, p, o)))
+            .await;
+    let after = (metrics.attributed.get(), metrics.attribution_batches.get());
+    eprintln!(
+        "{} answers attributed together in {} batches",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    assert_eq!(after.0 - before.0, answers.len() as u64);
+    for (a, b) in alone.iter().zip(together) {
+        let b = b.unwrap();
+        assert_eq!(a.credit.len(), b.credit.len());
+        for (x, y) in a.credit.iter().zip(&b.credit) {
+            assert_eq!(x.contribution, y.contribution);
+            assert!((x.share - y.share).abs() < 1e-6, "{x:?} vs {y:?}");
+        }
+    }
 }
