@@ -7,9 +7,10 @@ ENV = eval "$$(scripts/setup.sh)"
 
 .PHONY: demo test setup contracts lint bench gpu
 
-## Run the whole demo on embedded defaults (anvil, lake and SQLite under .tributary/demo).
+## Run the whole demo on embedded defaults (anvil, lake and SQLite under .tributary/demo);
+## installs only what the demo runs (anvil, solc-js, torch, the GraphiQL assets).
 demo:
-	$(ENV)
+	eval "$$(scripts/setup.sh --demo)"
 	cargo build --bin tributary
 	cargo run --quiet --bin tributary -- demo $(ARGS)
 

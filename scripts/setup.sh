@@ -6,9 +6,13 @@
 #
 # Prints `export` lines for the environment the build needs (see the Makefile).
 #
-#   scripts/setup.sh --bench   also installs the benchmarks' reference tools (foundry's cast)
+#   scripts/setup.sh           what the build, the demo and the tests need
+#   scripts/setup.sh --demo    only what the build and `tributary demo` need: anvil, solc-js,
+#                              the GraphiQL page's assets and torch (no test-only tools)
+#   scripts/setup.sh --bench   the tests' tools and the benchmarks' references (foundry's cast)
 set -euo pipefail
 bench=0; [ "${1:-}" = --bench ] && bench=1
+tests=1; [ "${1:-}" = --demo ] && tests=0
 
 ANVIL_VERSION=1.7.1
 SOLC_VERSION=0.8.37
@@ -31,14 +35,20 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- anvil and solc-js from the npm registry --------------------------------------------
 tools="$cache/npm"
-stamp="$tools/.installed-anvil-$ANVIL_VERSION-solc-$SOLC_VERSION-ozmerkle-$OZ_MERKLE_VERSION"
+stamp="$tools/.installed-anvil-$ANVIL_VERSION-solc-$SOLC_VERSION"
 if [ ! -f "$stamp" ]; then
   command -v npm >/dev/null || { log "npm is missing: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
-  log "installing anvil $ANVIL_VERSION, solc $SOLC_VERSION and @openzeppelin/merkle-tree into $tools"
+  log "installing anvil $ANVIL_VERSION and solc $SOLC_VERSION into $tools"
   mkdir -p "$tools"
   [ -f "$tools/package.json" ] || echo '{"name":"tributary-tools","private":true}' > "$tools/package.json"
   npm install --silent --no-audit --no-fund --prefix "$tools" \
-    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" \
+    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$tools/.installed-ozmerkle-$OZ_MERKLE_VERSION"
+if [ "$tests" = 1 ] && [ ! -f "$stamp" ]; then
+  log "installing @openzeppelin/merkle-tree $OZ_MERKLE_VERSION into $tools (interop tests)"
+  npm install --silent --no-audit --no-fund --prefix "$tools" \
     "@openzeppelin/merkle-tree@$OZ_MERKLE_VERSION" >&2
   touch "$stamp"
 fi
@@ -72,50 +82,53 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "torch==$TORCH_VERSION" >&2
   touch "$stamp"
 fi
-stamp="$venv/.installed-eth-account-$ETH_ACCOUNT_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing eth-account==$ETH_ACCOUNT_VERSION into $venv (interop tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
-  touch "$stamp"
-fi
-stamp="$venv/.installed-moto-$MOTO_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing moto[server]==$MOTO_VERSION into $venv (object-storage tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
-  touch "$stamp"
-fi
-stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
-  touch "$stamp"
-fi
-stamp="$venv/.installed-transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
-    "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
-  touch "$stamp"
-fi
-stamp="$venv/.installed-openai-$OPENAI_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
-  touch "$stamp"
-fi
-stamp="$venv/.installed-openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION"
-if [ ! -f "$stamp" ]; then
-  log "installing openlineage-python==$OPENLINEAGE_VERSION, jsonschema==$JSONSCHEMA_VERSION into $venv (OpenLineage tests)"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
-    "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
-    "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1" >&2
-  touch "$stamp"
+# The tests' tools (not for --demo).
+if [ "$tests" = 1 ]; then
+  stamp="$venv/.installed-eth-account-$ETH_ACCOUNT_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing eth-account==$ETH_ACCOUNT_VERSION into $venv (interop tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
+    touch "$stamp"
+  fi
+  stamp="$venv/.installed-moto-$MOTO_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing moto[server]==$MOTO_VERSION into $venv (object-storage tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+    touch "$stamp"
+  fi
+  stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
+    touch "$stamp"
+  fi
+  stamp="$venv/.installed-transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
+      "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
+    touch "$stamp"
+  fi
+  stamp="$venv/.installed-openai-$OPENAI_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+    touch "$stamp"
+  fi
+  stamp="$venv/.installed-openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing openlineage-python==$OPENLINEAGE_VERSION, jsonschema==$JSONSCHEMA_VERSION into $venv (OpenLineage tests)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
+      "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
+      "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1" >&2
+    touch "$stamp"
+  fi
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 
 # --- PostgreSQL server binaries (tests start a private server) ---------------------------
 if ! pg_bin=$(dirname "$(dpkg -L postgresql-15 2>/dev/null | grep '/bin/initdb$' | head -1)" 2>/dev/null) || [ ! -x "$pg_bin/initdb" ]; then
-  if [ "${TRIBUTARY_SKIP_POSTGRES:-0}" != 1 ]; then
+  if [ "${TRIBUTARY_SKIP_POSTGRES:-0}" != 1 ] && [ "$tests" = 1 ]; then
     log "installing postgresql-15 (Debian package)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >&2
@@ -128,7 +141,7 @@ fi
 chromium_bin=$(command -v chromium || true)
 chromedriver_bin=$(command -v chromedriver || true)
 if [ -z "$chromium_bin" ] || [ -z "$chromedriver_bin" ]; then
-  if [ "${TRIBUTARY_SKIP_CHROMIUM:-0}" != 1 ]; then
+  if [ "${TRIBUTARY_SKIP_CHROMIUM:-0}" != 1 ] && [ "$tests" = 1 ]; then
     log "installing chromium and chromium-driver (Debian packages; browser tests)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >&2

@@ -101,10 +101,24 @@ fn page(local: bool) -> String {
   <div id="graphiql">Loading GraphiQL…</div>
   <script>
     const fetcher = GraphiQL.createFetcher({{ url: window.location.pathname }});
+    // `?query=…` (repeatable) opens those queries as tabs, whatever tabs this browser kept:
+    // links the demo prints for its tour. They live in memory, so the kept tabs stay as
+    // they were for the next plain visit.
+    const prefilled = new URLSearchParams(window.location.search).getAll('query');
+    const memory = new Map();
+    const storage = prefilled.length === 0 ? undefined : {{
+      getItem: (k) => (memory.has(k) ? memory.get(k) : null),
+      setItem: (k, v) => memory.set(k, String(v)),
+      removeItem: (k) => memory.delete(k),
+      clear: () => memory.clear(),
+      get length() {{ return memory.size; }},
+    }};
     ReactDOM.createRoot(document.getElementById('graphiql')).render(
       React.createElement(GraphiQL, {{
         fetcher,
-        defaultQuery: '{{\n  datanets {{ id name domain owner }}\n}}\n',
+        storage,
+        defaultQuery: prefilled[0] || '{{\n  datanets {{ id name domain owner }}\n}}\n',
+        defaultTabs: prefilled.length === 0 ? undefined : prefilled.map((query) => ({{ query }})),
       }}),
     );
   </script>

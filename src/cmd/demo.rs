@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use tributary_chain::keys::dev_contributor;
@@ -74,9 +73,16 @@ struct Demo {
     datanet_id: u64,
     analyst: tributary_api::analyst::Analyst,
     schema: tributary_api::TributarySchema,
-    /// When the demo started (the contributions' signing time).
-    now: u64,
 }
+
+/// The demo's fixed signing clock, 2026-01-01T00:00:00Z: every contribution is signed at
+/// this time with a deadline [`DEMO_VALIDITY`] later, so the same commit signs the same
+/// records into the same contribution ids (and so the same snapshot, held-out split and
+/// adapter) on every run.
+const DEMO_CLOCK: u64 = 1_767_225_600;
+
+/// How long the demo's signatures stay valid: ten years from [`DEMO_CLOCK`].
+const DEMO_VALIDITY: u64 = 10 * 365 * 86_400;
 
 /// The demo, step by step: a chain, a lake and a store; a Datanet with signed contributions,
 /// indexed and queried; an adapter trained, attributed and serving one answer that settles
@@ -90,12 +96,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let demo = Demo::start(args).await?;
     demo.contribute_first_wave().await?;
     demo.train_and_attribute().await?;
-    let (v1, token_from) = demo.serve_one_answer_and_pay().await?;
+    let (v1, token_from, paid) = demo.serve_one_answer_and_pay().await?;
     demo.train_on_schedule().await?;
     if demo.args.exit {
         return Ok(());
     }
-    demo.serve(v1, &token_from).await
+    demo.serve(v1, &token_from, &tour(&paid)).await
+}
+
+/// What the demo's answer and payment made: the answer's id and the contributor who claimed.
+struct Paid {
+    answer: String,
+    contributor: tributary_schemas::Address,
+}
+
+/// The tour's GraphQL queries, opened as GraphiQL tabs by the link the demo prints: the
+/// Datanet's contributions, the adapter's lineage, the answer's recorded credit, and what
+/// the contributor who claimed was paid.
+fn tour(paid: &Paid) -> Vec<String> {
+    vec![
+        "{ datanet(name: \"kitchen-conversions\") { name contributions(first: 5) { nodes { id contributor txHash block } } } }".into(),
+        LINEAGE_QUERY.into(),
+        format!(
+            "{{ answer(id: \"{}\") {{ tokens fee adapter {{ version }} batch {{ id }} attribution {{ method contributors {{ address share }} contributions {{ id share }} }} }} }}",
+            paid.answer
+        ),
+        format!(
+            "{{ contributor(address: \"{}\") {{ influence rewards {{ epoch amount share }} }} }}",
+            tributary_schemas::lineage::hex_lower(paid.contributor.as_slice())
+        ),
+    ]
 }
 
 impl Demo {
@@ -146,7 +176,6 @@ impl Demo {
         .context("opening the SQL session")?;
         let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
         Ok(Demo {
-            now: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
             args,
             chain,
             lake,
@@ -161,7 +190,6 @@ impl Demo {
     /// Sample records `from..to`, each signed (EIP-712) by one of the dev contributors in
     /// turn.
     fn signed(&self, from: usize, to: usize) -> anyhow::Result<Vec<Signed>> {
-        let now = self.now;
         let eip712 = domain(
             self.chain.chain_id(),
             self.chain.deployment().datanet_registry,
@@ -175,9 +203,9 @@ impl Demo {
                 let terms = Terms {
                     datanet_id: self.datanet_id,
                     license: sample::LICENSE.into(),
-                    timestamp: now,
+                    timestamp: DEMO_CLOCK,
                     nonce: (i / keys.len()) as u64,
-                    deadline: now + 86_400,
+                    deadline: DEMO_CLOCK + DEMO_VALIDITY,
                 };
                 sign(&keys[i % keys.len()], &eip712, &terms, record)
             })
@@ -219,7 +247,7 @@ impl Demo {
         print_contributed(&report);
         self.index().await?;
         self.sql(LEADERBOARD).await?;
-        print_answer(&self.schema, QUERY).await?;
+        print_answer(&self.schema, QUERY, &self.args.data_dir, "contributions").await?;
         if let Some(first) = answer_first_id(&self.schema).await {
             println!(
                 "prove one on chain: tributary verify {first} --data-dir {}",
@@ -252,7 +280,7 @@ impl Demo {
         .await?;
         super::train::report(&published);
         self.index().await?;
-        print_answer(&self.schema, LINEAGE_QUERY).await?;
+        print_answer(&self.schema, LINEAGE_QUERY, &self.args.data_dir, "lineage").await?;
 
         println!(
             "\nattribution: tributary attribute --adapter kitchen-assistant@1.0.0 --prompt {ATTRIBUTE_PROMPT:?}"
@@ -278,8 +306,9 @@ impl Demo {
 
     /// One answer over the OpenAI-compatible API: it shows its ancestry and attribution and
     /// is recorded in the ledger; then the epoch is settled and the top contributor claims
-    /// their reward. Returns the `/v1` routes and where their token came from.
-    async fn serve_one_answer_and_pay(&self) -> anyhow::Result<(axum::Router, String)> {
+    /// their reward. Returns the `/v1` routes, where their token came from, and what was
+    /// answered and paid.
+    async fn serve_one_answer_and_pay(&self) -> anyhow::Result<(axum::Router, String, Paid)> {
         let inference = tributary_models::serve::Server::start(
             self.chain.clone(),
             self.lake.clone(),
@@ -291,7 +320,7 @@ impl Demo {
         .await?;
         let (token, token_from) = super::api_token(None, &self.args.data_dir)?;
         let v1 = crate::inference::router(inference.clone(), token.clone());
-        let who = infer(&v1, &token).await?;
+        let (answer, who) = infer(&v1, &token, &self.args.data_dir).await?;
         let batches = inference.ledger.flush().await?;
         println!(
             "ledger: the answer is recorded on chain (InferencesRecorded, batch {})",
@@ -321,7 +350,11 @@ impl Demo {
         let (rows, balance) = tributary_pipeline::rewards::show(chain, lake, who).await?;
         super::rewards::print_earned(who, &rows, balance);
         self.index().await?;
-        Ok((v1, token_from))
+        let paid = Paid {
+            answer,
+            contributor: who,
+        };
+        Ok((v1, token_from, paid))
     }
 
     /// Training on a schedule: the demo config's job (examples/tributary.toml) runs when
@@ -377,7 +410,12 @@ impl Demo {
     }
 
     /// GraphQL, SQL (HTTP and the PostgreSQL wire) and the `/v1` routes, until Ctrl-C.
-    async fn serve(self, v1: axum::Router, token_from: &str) -> anyhow::Result<()> {
+    async fn serve(
+        self,
+        v1: axum::Router,
+        token_from: &str,
+        tour: &[String],
+    ) -> anyhow::Result<()> {
         let args = &self.args;
         let chain = &self.chain;
         let listener = bind_or_free(args.listen).await?;
@@ -385,6 +423,13 @@ impl Demo {
         let http = listener.local_addr()?;
         let pg = pg_listener.local_addr()?;
         println!("GraphQL (GraphiQL in a browser): http://{http}/graphql");
+        let link = url::Url::parse_with_params(
+            &format!("http://{http}/graphql"),
+            tour.iter().map(|q| ("query", q.as_str())),
+        )?;
+        println!(
+            "tour (GraphiQL with the demo's queries in tabs: contributions, lineage, the answer's credit, a contributor's pay): {link}"
+        );
         println!("GraphQL subscriptions (graphql-transport-ws): ws://{http}/graphql/ws");
         println!(
             "SQL over HTTP: curl -d 'SELECT * FROM contributor_leaderboard' http://{http}/sql  (or: tributary sql \"…\" --data-dir {})",
@@ -425,11 +470,14 @@ impl Demo {
 }
 
 /// Asks the demo adapter one question through the inference routes, prints the answer
-/// with its ancestry and attribution, and returns the contributor of its top contribution.
+/// with its ancestry and top attribution (the full response goes to
+/// `DATA_DIR/answers/inference.json`), and returns its id and the contributor of its top
+/// contribution.
 async fn infer(
     v1: &axum::Router,
     token: &tributary_api::v1::ApiToken,
-) -> anyhow::Result<tributary_schemas::Address> {
+    data_dir: &Path,
+) -> anyhow::Result<(String, tributary_schemas::Address)> {
     use tower::ServiceExt;
     let body = serde_json::json!({
         "model": "kitchen-assistant@1.0.0",
@@ -467,16 +515,21 @@ async fn infer(
         },
         "inference": v["inference"],
     });
+    let path = save_answer(data_dir, "inference", &v)?;
     println!(
-        "--- inference answer ---\n{}\n--- end ---",
-        serde_json::to_string_pretty(&shown)?
+        "--- inference answer ---\n{}\n--- end ---\nfull answer: {}",
+        serde_json::to_string_pretty(&shown)?,
+        path.display()
     );
     // The contributor of the top contribution: the ledger pays the answer's listed
     // contributions, so they have a reward to claim.
     let who = v["attribution"]["top"][0]["contributor"]
         .as_str()
         .context("the answer names no contributor")?;
-    Ok(who.parse()?)
+    let id = v["inference"]["id"]
+        .as_str()
+        .context("the answer has no inference id")?;
+    Ok((id.to_string(), who.parse()?))
 }
 
 /// Indexes to the head and prints the summary line tests compare with `tributary index`.
@@ -494,19 +547,55 @@ async fn index(
     Ok(())
 }
 
-/// Runs `query` and prints it with its answer between the markers the tests read.
-async fn print_answer(schema: &tributary_api::TributarySchema, query: &str) -> anyhow::Result<()> {
+/// Runs `query`, writes its full answer to `DATA_DIR/answers/NAME.json` and prints the query,
+/// the answer abridged (lists cut to their first three items) and the file's path.
+async fn print_answer(
+    schema: &tributary_api::TributarySchema,
+    query: &str,
+    data_dir: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
     let answer = schema.execute(query).await;
     if !answer.errors.is_empty() {
         bail!("GraphQL query failed: {:?}", answer.errors);
     }
-    println!("\nGraphQL query:\n{query}\n--- GraphQL answer ---");
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&answer.data.into_json()?)?
-    );
-    println!("--- end ---");
+    let full = answer.data.into_json()?;
+    let path = save_answer(data_dir, name, &full)?;
+    println!("\nGraphQL: {query}");
+    println!("{}", serde_json::to_string_pretty(&abridged(&full))?);
+    println!("full answer: {}", path.display());
     Ok(())
+}
+
+/// Writes a full answer as `DATA_DIR/answers/NAME.json` and returns its path.
+fn save_answer(data_dir: &Path, name: &str, v: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.join("answers");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `v` with every list cut to its first three items and a note of how many were left out.
+fn abridged(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items.iter().take(3).map(abridged).collect();
+            if items.len() > 3 {
+                out.push(Value::String(format!("… {} more", items.len() - 3)));
+            }
+            Value::Array(out)
+        }
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), abridged(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Listens on `addr`, or on a free port of the same interface when `addr` is taken.

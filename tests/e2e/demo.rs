@@ -10,26 +10,21 @@ use serde_json::Value;
 
 use crate::cli::tributary;
 
-/// The JSON between the demo's first answer markers (the Datanet's contributions).
+/// The demo's first full answer (the Datanet's contributions).
 fn answer(lines: &[String]) -> Value {
     answer_n(lines, 0)
 }
 
-/// The JSON between the demo's `n`th answer markers (0: contributions, 1: adapter lineage).
+/// The demo's `n`th full answer, from the file it names (0: contributions, 1: adapter
+/// lineage, 2: the inference's response).
 fn answer_n(lines: &[String], n: usize) -> Value {
-    let start = lines
+    let path = lines
         .iter()
-        .enumerate()
-        .filter(|(_, l)| *l == "--- GraphQL answer ---")
+        .filter_map(|l| l.strip_prefix("full answer: "))
         .nth(n)
-        .expect("answer printed")
-        .0;
-    let end = start
-        + lines[start..]
-            .iter()
-            .position(|l| l == "--- end ---")
-            .expect("answer closed");
-    serde_json::from_str(&lines[start + 1..end].join("\n")).expect("the answer is JSON")
+        .expect("answer printed");
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_slice(&text).expect("the answer is JSON")
 }
 
 /// The adapter the demo trained: published on chain, indexed, and linked to the snapshot of
@@ -363,15 +358,54 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    assert_eq!(
-        answer(&lines)["datanet"]["contributions"]["nodes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        60
-    );
+    let contributions = answer(&lines)["datanet"]["contributions"]["nodes"].clone();
+    assert_eq!(contributions.as_array().unwrap().len(), 60);
     check_lineage(&lines, 60);
     check_inference(&lines);
+    // The output is a summary: lists cut to three items, full answers in files.
+    assert!(
+        lines.iter().any(|l| l.contains("\"… 57 more\"")),
+        "the contributions are abridged"
+    );
+
+    // Run again: the same contribution ids, snapshot, adapter and answer.
+    let again = dir.path().join("again");
+    let out = tributary()
+        .args(["demo", "--exit", "--records", "60", "--data-dir"])
+        .arg(&again)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&contributions),
+        ids(&answer(&second)["datanet"]["contributions"]["nodes"])
+    );
+    let (a, b) = (
+        &answer_n(&lines, 1)["adapter"],
+        &answer_n(&second, 1)["adapter"],
+    );
+    assert_eq!(a["snapshot"]["id"], b["snapshot"]["id"]);
+    assert_eq!(a["id"], b["id"], "the same adapter");
+    let (a, b) = (answer_n(&lines, 2), answer_n(&second, 2));
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+    assert_eq!(a["attribution"]["top"], b["attribution"]["top"]);
+    assert_eq!(a["inference"]["id"], b["inference"]["id"]);
     // The graph as the demo left it, after indexing the training.
     let summary = lines
         .iter()
@@ -417,10 +451,7 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
     assert!(text.contains("top 2 of "), "{text}");
 
     // A sample contribution verifies against the chain; a forged id does not.
-    let id = answer(&lines)["datanet"]["contributions"]["nodes"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = contributions[0]["id"].as_str().unwrap().to_string();
     let out = tributary()
         .args(["verify", &id, "--data-dir"])
         .arg(&data)

@@ -186,16 +186,21 @@ fn projection_on(d: i64, k: i64, seed: u64, device: tch::Device) -> Tensor {
     kept.last().expect("just pushed").1.shallow_clone()
 }
 
-/// Bytes one gradient pass may hold (per-row weights and gradients, logits, activations);
-/// more rows than fit run in several passes.
-const PASS_BYTES: i64 = 1 << 30;
+/// Bytes one gradient pass may hold (per-row weights and gradients, logits, activations):
+/// 1 GiB on the CPU, 8 GiB on a GPU; more rows than fit run in several passes.
+fn pass_bytes(device: tch::Device) -> i64 {
+    match device {
+        tch::Device::Cpu => 1 << 30,
+        _ => 8 << 30,
+    }
+}
 
 /// Rows of `tokens` tokens that fit in one pass of [`gradients`] for adapters of `params`
 /// parameters.
 fn rows_per_pass(model: &Model, params: i64, tokens: i64) -> usize {
     let c = &model.config;
     let per_row = 4 * (3 * params + tokens * (2 * c.vocab_size + 16 * c.hidden * c.layers));
-    (PASS_BYTES / per_row.max(1)).max(1) as usize
+    (pass_bytes(model.device()) / per_row.max(1)).max(1) as usize
 }
 
 /// Per-row adapter gradients `[rows, num_parameters]` in one forward and one backward pass:

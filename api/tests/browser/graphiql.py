@@ -3,6 +3,9 @@ the execute button, and prints JSON: the response panel's text and every resourc
 loaded (so the caller can check nothing came from outside the server).
 
 Usage: graphiql.py URL QUERY   (TRIBUTARY_CHROMIUM and TRIBUTARY_CHROMEDRIVER name the binaries)
+
+With QUERY `--prefilled`, types nothing: runs the query the page opened with (a link with
+`?query=…` tabs) and also prints the tabs' count.
 """
 
 import json
@@ -30,12 +33,13 @@ def main(url: str, query: str) -> None:
         editor = wait.until(
             lambda d: d.find_element(By.CSS_SELECTOR, ".graphiql-query-editor .CodeMirror")
         )
-        editor.click()
-        # Replace the default query: select all, delete, type ours key by key.
-        actions = ActionChains(driver)
-        actions.key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL)
-        actions.send_keys(Keys.DELETE).perform()
-        ActionChains(driver).send_keys(query).perform()
+        if query != "--prefilled":
+            editor.click()
+            # Replace the default query: select all, delete, type ours key by key.
+            actions = ActionChains(driver)
+            actions.key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL)
+            actions.send_keys(Keys.DELETE).perform()
+            ActionChains(driver).send_keys(query).perform()
         typed = driver.execute_script(
             "return document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()"
         )
@@ -49,7 +53,8 @@ def main(url: str, query: str) -> None:
         resources = driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
         )
-        print(json.dumps({"typed": typed, "response": response, "resources": resources}))
+        tabs = len(driver.find_elements(By.CSS_SELECTOR, ".graphiql-tab"))
+        print(json.dumps({"typed": typed, "response": response, "resources": resources, "tabs": tabs}))
     finally:
         driver.quit()
 

@@ -314,22 +314,26 @@ async fn graphiql_runs_a_typed_query_in_headless_chromium() {
             .unwrap_or_else(|| panic!("{name} is not set: run `eval \"$(scripts/setup.sh)\"`, which installs Chromium, its driver and selenium"))
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/graphiql.py");
+    let browse = |url: String, query: &'static str| {
+        let mut command = tokio::process::Command::new(env("TRIBUTARY_PYTHON"));
+        command
+            .args([script, &url, query])
+            .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
+            .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
+            .env("SE_OFFLINE", "true")
+            .kill_on_drop(true);
+        async move {
+            let out = command.output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "the browser run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
     let query = "{ datanets { name domain } }";
-    let out = tokio::process::Command::new(env("TRIBUTARY_PYTHON"))
-        .args([script, &url, query])
-        .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
-        .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
-        .env("SE_OFFLINE", "true")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = browse(url.clone(), query).await;
     let typed = v["typed"].as_str().unwrap();
     assert_eq!(
         typed.split_whitespace().collect::<String>(),
@@ -350,6 +354,24 @@ async fn graphiql_runs_a_typed_query_in_headless_chromium() {
             "{r} was loaded from outside the server"
         );
     }
+
+    // A link with `?query=` tabs (the demo's tour) opens them, the first one active.
+    let tour = url::Url::parse_with_params(
+        &url,
+        [
+            ("query", "{ datanets { name } }"),
+            ("query", "{ jobs { name } }"),
+        ],
+    )
+    .unwrap();
+    let v = browse(tour.to_string(), "--prefilled").await;
+    assert_eq!(v["tabs"], 2, "{v}");
+    assert_eq!(v["typed"], "{ datanets { name } }", "{v}");
+    let response: Value = serde_json::from_str(v["response"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        response,
+        json!({"data": {"datanets": [{"name": "kitchen"}]}})
+    );
 }
 
 #[tokio::test]
