@@ -82,47 +82,26 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "torch==$TORCH_VERSION" >&2
   touch "$stamp"
 fi
-# The tests' tools (not for --demo).
+# The tests' tools (not for --demo): `pip_once NAME WHY PACKAGE...` installs PACKAGEs into the
+# venv once (a stamp file named after NAME records it).
+pip_once() {
+  local stamp="$venv/.installed-$1" why="$2"; shift 2
+  if [ ! -f "$stamp" ]; then
+    log "installing $* into $venv ($why)"
+    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$@" >&2
+    touch "$stamp"
+  fi
+}
 if [ "$tests" = 1 ]; then
-  stamp="$venv/.installed-eth-account-$ETH_ACCOUNT_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing eth-account==$ETH_ACCOUNT_VERSION into $venv (interop tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "eth-account==$ETH_ACCOUNT_VERSION" >&2
-    touch "$stamp"
-  fi
-  stamp="$venv/.installed-moto-$MOTO_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing moto[server]==$MOTO_VERSION into $venv (object-storage tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
-    touch "$stamp"
-  fi
-  stamp="$venv/.installed-selenium-$SELENIUM_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing selenium==$SELENIUM_VERSION into $venv (browser tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "selenium==$SELENIUM_VERSION" >&2
-    touch "$stamp"
-  fi
-  stamp="$venv/.installed-transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing transformers==$TRANSFORMERS_VERSION peft==$PEFT_VERSION into $venv (model interop tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
-      "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION" >&2
-    touch "$stamp"
-  fi
-  stamp="$venv/.installed-openai-$OPENAI_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing openai==$OPENAI_VERSION into $venv (inference interop tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
-    touch "$stamp"
-  fi
-  stamp="$venv/.installed-openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION"
-  if [ ! -f "$stamp" ]; then
-    log "installing openlineage-python==$OPENLINEAGE_VERSION, jsonschema==$JSONSCHEMA_VERSION into $venv (OpenLineage tests)"
-    "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
-      "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
-      "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1" >&2
-    touch "$stamp"
-  fi
+  pip_once "eth-account-$ETH_ACCOUNT_VERSION" "interop tests" "eth-account==$ETH_ACCOUNT_VERSION"
+  pip_once "moto-$MOTO_VERSION" "object-storage tests" "moto[server]==$MOTO_VERSION"
+  pip_once "selenium-$SELENIUM_VERSION" "browser tests" "selenium==$SELENIUM_VERSION"
+  pip_once "transformers-$TRANSFORMERS_VERSION-peft-$PEFT_VERSION" "model interop tests" \
+    "transformers==$TRANSFORMERS_VERSION" "peft==$PEFT_VERSION" "torch==$TORCH_VERSION"
+  pip_once "openai-$OPENAI_VERSION" "inference interop tests" "openai==$OPENAI_VERSION"
+  pip_once "openlineage-$OPENLINEAGE_VERSION-jsonschema-$JSONSCHEMA_VERSION" "OpenLineage tests" \
+    "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
+    "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1"
 fi
 torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 

@@ -56,12 +56,18 @@ pub struct ChainState {
 impl ChainState {
     /// Reads every DatanetRegistry event from the deployment's start block to the head.
     pub async fn read(chain: &Chain) -> Result<Self> {
-        use alloy::providers::Provider;
         let head = chain.head().await?;
         let mut state = Self::default();
-        let mut from = chain.deployment().start_block;
-        while from <= head {
-            let to = head.min(from + LOG_SPAN - 1);
+        state.extend(chain, chain.deployment().start_block, head).await?;
+        Ok(state)
+    }
+
+    /// Applies the DatanetRegistry events of blocks `from..=to` (none when `from > to`), so
+    /// a reader keeps its state up to date by reading only the blocks it has not seen.
+    pub async fn extend(&mut self, chain: &Chain, mut from: u64, to: u64) -> Result<()> {
+        use alloy::providers::Provider;
+        while from <= to {
+            let end = to.min(from + LOG_SPAN - 1);
             let filter = Filter::new()
                 .address(chain.deployment().datanet_registry)
                 .event_signature(vec![
@@ -70,18 +76,18 @@ impl ChainState {
                     DatanetRegistry::ValidationRecorded::SIGNATURE_HASH,
                 ])
                 .from_block(from)
-                .to_block(to);
+                .to_block(end);
             let logs = chain
                 .provider()
                 .get_logs(&filter)
                 .await
                 .map_err(tributary_chain::Error::from)?;
             for log in &logs {
-                state.apply(log);
+                self.apply(log);
             }
-            from = to + 1;
+            from = end + 1;
         }
-        Ok(state)
+        Ok(())
     }
 
     fn apply(&mut self, log: &alloy::rpc::types::Log) {

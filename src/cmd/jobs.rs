@@ -81,6 +81,7 @@ fn run_json(r: &RunRow) -> serde_json::Value {
     serde_json::json!({
         "job": r.job, "seq": r.seq, "trigger": r.trigger, "due": time(r.due_ms),
         "status": r.status.as_str(), "worker": r.worker, "attempts": r.attempts,
+        "lease_until": time(r.lease_until_ms),
         "started": time(r.started_ms), "finished": r.finished_ms.map(time),
         "snapshot_id": r.snapshot_id, "contributions": r.contributions,
         "new_contributions": r.new_contributions, "adapter_id": r.adapter_id,

@@ -200,16 +200,11 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
 
     // The same answer over HTTP from the server the demo runs.
     let url = after(&lines, "GraphQL (GraphiQL in a browser): ");
-    let body = serde_json::json!({ "query": "{ datanet(id: 1) { contributions(first: 1000) { nodes { id } } } }" });
-    let res: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = post_graphql(
+        url,
+        "{ datanet(id: 1) { contributions(first: 1000) { nodes { id } } } }",
+    )
+    .await;
     assert_eq!(
         res["data"]["datanet"]["contributions"]["nodes"]
             .as_array()
@@ -220,16 +215,11 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     );
     // Each contribution's Merkle proof, built by the server from the batch manifest in the
     // demo's lake, leads to the root its batch anchored on chain.
-    let body = serde_json::json!({ "query": "{ contributions(first: 1000) { nodes { status merkleProof { valid proof } anchor { merkleRoot } } } }" });
-    let res: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = post_graphql(
+        url,
+        "{ contributions(first: 1000) { nodes { status merkleProof { valid proof } anchor { merkleRoot } } } }",
+    )
+    .await;
     let nodes = res["data"]["contributions"]["nodes"]
         .as_array()
         .expect("an answer");
@@ -242,6 +232,50 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             "{c}"
         );
     }
+
+    // The tour link: its queries, opened as GraphiQL tabs, each answer with data: the
+    // answer's recorded credit sums to 1 and the contributor who claimed was paid.
+    let tour = url::Url::parse(
+        lines
+            .iter()
+            .find_map(|l| {
+                l.split_once("): ")
+                    .filter(|(h, _)| h.starts_with("tour ("))
+                    .map(|(_, u)| u)
+            })
+            .expect("a tour link"),
+    )
+    .unwrap();
+    assert_eq!(tour.path(), "/graphql");
+    let queries: Vec<String> = tour
+        .query_pairs()
+        .filter(|(k, _)| k == "query")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(queries.len(), 4, "{tour}");
+    let mut answers = Vec::new();
+    for q in &queries {
+        let res = post_graphql(url, q).await;
+        assert!(res.get("errors").is_none(), "{q}: {res}");
+        answers.push(res);
+    }
+    let credit: f64 = answers[2]["data"]["answer"]["attribution"]["contributors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", answers[2]))
+        .iter()
+        .map(|c| c["share"].as_f64().unwrap())
+        .sum();
+    assert!((credit - 1.0).abs() < 1e-9, "{}", answers[2]);
+    assert!(
+        !answers[3]["data"]["contributor"]["rewards"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{}",
+        answers[3]
+    );
+    // One screen per step, not the 2,400 lines of JSON the demo printed before.
+    assert!(lines.len() < 400, "the demo printed {} lines", lines.len());
 
     // SQL over the lake from the same server: the 288 contributions by 6 contributors.
     let sql_url = url.replace("/graphql", "/sql");
@@ -345,19 +379,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
 fn demo_exit_then_move_and_reindex_from_scratch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let out = tributary()
-        .args(["demo", "--exit", "--records", "60", "--data-dir"])
-        .arg(&data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let lines = demo_exit(&data);
     let contributions = answer(&lines)["datanet"]["contributions"]["nodes"].clone();
     assert_eq!(contributions.as_array().unwrap().len(), 60);
     check_lineage(&lines, 60);
@@ -370,21 +392,7 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
 
     // Run again: the same contribution ids, snapshot, adapter and answer.
     let again = dir.path().join("again");
-    let out = tributary()
-        .args(["demo", "--exit", "--records", "60", "--data-dir"])
-        .arg(&again)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let second: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let second = demo_exit(&again);
     let ids = |v: &Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -488,6 +496,23 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
     assert_eq!(text.trim().split_once("; graph has ").unwrap().1, summary);
 }
 
+/// `tributary demo --exit --records 60` into `data`: its output lines (it must succeed).
+fn demo_exit(data: &std::path::Path) -> Vec<String> {
+    let out = tributary()
+        .args(["demo", "--exit", "--records", "60", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines().map(str::to_string).collect()
+}
+
 fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
     let start = std::time::Instant::now();
     loop {
@@ -500,6 +525,19 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::Exi
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The JSON answer of a GraphQL `query` posted to `url`.
+async fn post_graphql(url: &str, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// The JSON answer of `POST url` with `query` as the body (the server's SQL endpoint).

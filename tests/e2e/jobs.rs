@@ -247,24 +247,50 @@ fn runs(s: &Setup, store: Option<&str>) -> Vec<Value> {
     runs
 }
 
-/// Polls until `done` holds on the runs (or panics after `secs`).
+/// Polls until `done` holds on the runs. Waits on progress, not on the clock: it fails only
+/// when the jobs' state (runs, their lease heartbeats, the scheduler's last check) has not
+/// changed for `secs`, so a slow, loaded machine that keeps working passes.
 fn wait_runs(
     s: &Setup,
     store: Option<&str>,
     secs: u64,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let start = Instant::now();
+    let mut seen = Value::Null;
+    let mut moved = Instant::now();
     loop {
+        let state = Value::Array(jobs(s, store));
         let r = runs(s, store);
         if done(&r) {
             return r;
         }
+        if state != seen {
+            (seen, moved) = (state, Instant::now());
+        }
         assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out; runs: {r:#?}"
+            moved.elapsed() < Duration::from_secs(secs),
+            "no progress for {secs} s; runs: {r:#?}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Waits until the scheduler has checked the job `n` more times (its `last_check` moved), so
+/// a test sees what real checks decided however slow the machine is; fails only when no
+/// check comes for 60 s.
+fn wait_checks(s: &Setup, store: Option<&str>, n: usize) {
+    let at = || jobs(s, store)[0]["last_check"]["at"].clone();
+    let (mut last, mut seen, mut moved) = (at(), 0, Instant::now());
+    while seen < n {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = at();
+        if now != last {
+            (last, seen, moved) = (now, seen + 1, Instant::now());
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(60),
+            "the scheduler made no check for 60 s"
+        );
     }
 }
 
@@ -343,7 +369,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     );
 
     // No contributions: occurrences pass, nothing runs.
-    std::thread::sleep(Duration::from_secs(5));
+    wait_checks(&s, None, 2);
     let j = &jobs(&s, None)[0];
     assert!(j["runs"].as_array().unwrap().is_empty(), "{j:#}");
     assert!(j["last_check"]["why"].is_string(), "{j:#}");
@@ -358,7 +384,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
         assert!(st.success());
     };
     contribute(0, 20, "a.jsonl");
-    std::thread::sleep(Duration::from_secs(5));
+    wait_checks(&s, None, 2);
     let j = &jobs(&s, None)[0];
     assert!(j["runs"].as_array().unwrap().is_empty(), "{j:#}");
     let why = j["last_check"]["why"].as_str().unwrap();
@@ -377,7 +403,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     assert_eq!(r[0]["contributions"], 40);
     assert_eq!(r[0]["trigger"], "schedule");
     // Nothing new since: later occurrences do not run.
-    std::thread::sleep(Duration::from_secs(5));
+    wait_checks(&s, None, 2);
     assert_eq!(runs(&s, None).len(), 1);
 
     // 30 more: a second run trains from 1.0.0 and is not 90% better: recorded, not published.
@@ -489,7 +515,7 @@ fn occurrences_missed_while_down_are_caught_up_once() {
     assert_eq!(r[1]["trigger"], "catch-up", "{r:#?}");
     assert_eq!(r[1]["new_contributions"], 10, "{r:#?}");
     // Once, not once per missed occurrence.
-    std::thread::sleep(Duration::from_secs(5));
+    wait_checks(&s, None, 2);
     assert_eq!(runs(&s, None).len(), 2);
     sigterm(&w.child);
     assert!(wait_exit(&mut w.child, 30).success());
@@ -568,7 +594,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
         "the run stays the survivor's"
     );
     // No new data: no further run while both keep ticking.
-    std::thread::sleep(Duration::from_secs(5));
+    wait_checks(&s, Some(&pg.url), 2);
     assert_eq!(runs(&s, Some(&pg.url)).len(), 1);
     for w in [stalled, alive] {
         sigterm(&w.child);

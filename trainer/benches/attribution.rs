@@ -15,7 +15,9 @@
 //! 3. Span method at scale: a suffix array over `TRIBUTARY_BENCH_SPAN_TOKENS` tokens (default
 //!    50,000,000) of the base model's generated corpus, tokenized: build time, bytes per token
 //!    as stored, contribution ids included (infini-gram reports about 7) and query latency p50/p95 (half the queries copy a contribution, half are fresh text, up to
-//!    64 tokens). `TRIBUTARY_BENCH_ONLY=spans` runs this part alone.
+//!    64 tokens). `TRIBUTARY_BENCH_ONLY=spans` runs this part alone;
+//!    `TRIBUTARY_BENCH_ONLY=gradient` runs part 2 (after part 1's training and accuracy,
+//!    without the leave-one-out validation).
 
 use std::time::Instant;
 
@@ -82,8 +84,10 @@ fn main() {
         tch::get_num_threads()
     );
 
-    // `TRIBUTARY_BENCH_ONLY=spans`: the span method alone (it needs no training).
-    if std::env::var("TRIBUTARY_BENCH_ONLY").is_ok_and(|v| v == "spans") {
+    // `TRIBUTARY_BENCH_ONLY=spans`: the span method alone (it needs no training);
+    // `gradient`: the gradient method at scale, without the leave-one-out validation.
+    let only = std::env::var("TRIBUTARY_BENCH_ONLY").unwrap_or_default();
+    if only == "spans" {
         span_method(&tok);
         return;
     }
@@ -113,23 +117,9 @@ fn main() {
         acc.queries,
         100.0 * acc.top3 as f64 / acc.queries as f64,
     );
-    let started = Instant::now();
-    let sizes: Vec<usize> = (1..=K).map(|i| 5 * i).collect();
-    let unequal = planted::shared_datanet(&tok, &sizes, 7).unwrap();
-    let plain = TrainConfig {
-        learning_rate: 3e-3,
-        max_steps: 200,
-        ..cfg.clone()
-    };
-    let v = planted::validate(&model, &tok, &unequal, K, &plain, &icfg, 10, 11, 3).unwrap();
-    println!(
-        "plain leave-one-contributor-out (3 seeds x {} retrains, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}\n  {v:.2?}",
-        K,
-        started.elapsed().as_secs_f64(),
-        v.spearman(&v.tracin),
-        v.spearman(&v.tracin_net),
-        v.spearman(&v.datainf),
-    );
+    if only != "gradient" {
+        leave_one_out(&model, &tok, &cfg, &icfg);
+    }
 
     // 2. Gradient query latency over 100,000 contributions.
     let real = env("TRIBUTARY_BENCH_INDEX_DOCS", 2000);
@@ -190,7 +180,30 @@ fn main() {
         target as f64 / rate / 3600.0
     );
 
-    span_method(&tok);
+    if only != "gradient" {
+        span_method(&tok);
+    }
+}
+
+/// 1 (continued). The plain leave-one-contributor-out validation, three seeds.
+fn leave_one_out(model: &Model, tok: &Tokenizer, cfg: &TrainConfig, icfg: &InfluenceConfig) {
+    let started = Instant::now();
+    let sizes: Vec<usize> = (1..=K).map(|i| 5 * i).collect();
+    let unequal = planted::shared_datanet(tok, &sizes, 7).unwrap();
+    let plain = TrainConfig {
+        learning_rate: 3e-3,
+        max_steps: 200,
+        ..cfg.clone()
+    };
+    let v = planted::validate(model, tok, &unequal, K, &plain, icfg, 10, 11, 3).unwrap();
+    println!(
+        "plain leave-one-contributor-out (3 seeds x {} retrains, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}\n  {v:.2?}",
+        K,
+        started.elapsed().as_secs_f64(),
+        v.spearman(&v.tracin),
+        v.spearman(&v.tracin_net),
+        v.spearman(&v.datainf),
+    );
 }
 
 /// 3. Span index over tens of millions of tokens.

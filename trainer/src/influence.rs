@@ -310,6 +310,19 @@ fn unit(x: &Tensor) -> Tensor {
     x / norm
 }
 
+/// [`projected`] with every row at the same adapter weights (taken with [`Lora::weights`]).
+fn projected_at(
+    model: &Model,
+    lora: &Lora,
+    weights: &[Tensor],
+    seqs: &[&[i64]],
+    max_tokens: usize,
+    p: &Tensor,
+) -> Result<Tensor> {
+    let flat = Lora::flat(weights).to_device(model.device());
+    projected(model, lora, &vec![&flat; seqs.len()], seqs, max_tokens, p)
+}
+
 /// Builds the index of `docs` (id, token ids) for adapters of `lora`'s layout trained on
 /// `model`, from `checkpoints` (see [`pick`]): each checkpoint's gradients come in batched
 /// passes ([`gradients`]).
@@ -337,15 +350,7 @@ pub fn build(
     let mut means = Vec::with_capacity(checkpoints.len());
     let mut whiten = Vec::with_capacity(checkpoints.len());
     for c in &checkpoints {
-        let flat = Lora::flat(&c.weights).to_device(model.device());
-        let g = projected(
-            model,
-            lora,
-            &vec![&flat; seqs.len()],
-            &seqs,
-            config.max_tokens,
-            &p,
-        )?;
+        let g = projected_at(model, lora, &c.weights, &seqs, config.max_tokens, &p)?;
         let mean = g.mean_dim(0, false, Kind::Float);
         let centred = g - &mean;
         let w = whitening(&centred, config.damping);
@@ -609,17 +614,10 @@ pub fn datainf(
         config.seed,
         model.device(),
     );
-    let flat = Lora::flat(&lora.weights());
+    let weights = lora.weights();
     let project = |seqs: &[Vec<i64>]| -> Result<Tensor> {
         let seqs: Vec<&[i64]> = seqs.iter().map(Vec::as_slice).collect();
-        let g = projected(
-            model,
-            lora,
-            &vec![&flat; seqs.len()],
-            &seqs,
-            config.max_tokens,
-            &p,
-        )?;
+        let g = projected_at(model, lora, &weights, &seqs, config.max_tokens, &p)?;
         Ok(g.to_kind(Kind::Double))
     };
     let g = project(docs)?;

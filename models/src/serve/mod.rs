@@ -342,6 +342,21 @@ fn attribute_batch(
     }
 }
 
+/// Blocks near the head whose revocations are read again on every new head (a reorg there
+/// can drop one); older blocks are read once.
+const REORG_WINDOW: u64 = 64;
+
+/// The revocations the server knows: the settled blocks' (read once) and the ids as of the
+/// last head seen.
+#[derive(Default)]
+struct Revocations {
+    settled: tributary_pipeline::chain_state::ChainState,
+    /// The last block in `settled`.
+    settled_to: Option<u64>,
+    head: Option<u64>,
+    ids: Arc<HashSet<String>>,
+}
+
 /// A published adapter the server knows, with what answers need of it.
 #[derive(Clone)]
 pub struct Served {
@@ -368,8 +383,8 @@ pub struct Server {
     base: OnceCell<Base>,
     published: Mutex<Vec<OnChain>>,
     served: Mutex<HashMap<B256, Served>>,
-    /// Revoked contribution ids as of a chain head (re-read when the head moves).
-    revoked: Mutex<(u64, Arc<HashSet<String>>)>,
+    /// Revoked contribution ids, kept up to date as the head moves.
+    revoked: Mutex<Revocations>,
     /// The inference ledger.
     pub ledger: ledger::Ledger,
 }
@@ -393,7 +408,7 @@ impl Server {
             base: OnceCell::new(),
             published: Mutex::new(Vec::new()),
             served: Mutex::new(HashMap::new()),
-            revoked: Mutex::new((u64::MAX, Arc::default())),
+            revoked: Mutex::new(Revocations::default()),
             ledger,
         }))
     }
@@ -616,14 +631,35 @@ impl Server {
             .map_err(|_| Error::Internal("the attribution thread has stopped".into()))?
     }
 
-    /// Contributions revoked on chain, re-read only when the chain head has moved.
+    /// Contributions revoked on chain as of the head. When the head moves only new blocks are
+    /// read: blocks older than [`REORG_WINDOW`] are read once into the settled part, the
+    /// window is read again (so a revocation a reorg dropped does not linger).
     async fn revoked(&self) -> Result<Arc<HashSet<String>>> {
         let head = self.chain.head().await?;
-        let mut cached = self.revoked.lock().await;
-        if cached.0 != head {
-            *cached = (head, Arc::new(catalog::revoked(&self.chain).await?));
+        let mut r = self.revoked.lock().await;
+        if r.head == Some(head) {
+            return Ok(r.ids.clone());
         }
-        Ok(cached.1.clone())
+        let start = self.chain.deployment().start_block;
+        let settled_to = head.saturating_sub(REORG_WINDOW);
+        let from = r.settled_to.map_or(start, |b| b + 1);
+        if settled_to >= from {
+            r.settled.extend(&self.chain, from, settled_to).await?;
+            r.settled_to = Some(settled_to);
+        }
+        let mut recent = tributary_pipeline::chain_state::ChainState::default();
+        let window = r.settled_to.map_or(start, |b| b + 1);
+        recent.extend(&self.chain, window, head).await?;
+        let ids: HashSet<String> = r
+            .settled
+            .revoked
+            .iter()
+            .chain(&recent.revoked)
+            .map(|id| id.to_string())
+            .collect();
+        r.ids = Arc::new(ids);
+        r.head = Some(head);
+        Ok(r.ids.clone())
     }
 
     /// The server's settings.

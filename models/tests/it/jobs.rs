@@ -246,4 +246,19 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
             assert!((x.share - y.share).abs() < 1e-6, "{x:?} vs {y:?}");
         }
     }
+
+    // A revocation on chain reaches the next answer (the server reads only the new blocks):
+    // the revoked contribution keeps its score, gets no share, and is not credited.
+    let (prompt, output) = &answers[0];
+    let top = alone[0].top[0].contribution;
+    let r = tributary_pipeline::revoke::revoke(&env.chain, &env.lake, top, "test")
+        .await
+        .unwrap();
+    assert!(r.newly_revoked);
+    let after = server.attribute(&served, prompt, output).await.unwrap();
+    let gone = after.top.iter().find(|s| s.contribution == top).unwrap();
+    assert!(gone.revoked && gone.share == 0.0, "{gone:?}");
+    assert!(after.credit.iter().all(|c| c.contribution != top));
+    let credited: f64 = after.credit.iter().map(|c| c.share).sum();
+    assert!((credited - 1.0).abs() < 1e-9, "credit sums to {credited}");
 }
