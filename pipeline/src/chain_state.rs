@@ -58,7 +58,9 @@ impl ChainState {
     pub async fn read(chain: &Chain) -> Result<Self> {
         let head = chain.head().await?;
         let mut state = Self::default();
-        state.extend(chain, chain.deployment().start_block, head).await?;
+        state
+            .extend(chain, chain.deployment().start_block, head)
+            .await?;
         Ok(state)
     }
 

@@ -2,6 +2,7 @@
 //! model: a train job publishes once, the catalog finds what it published (also from a copy
 //! of the lake), and serving answers and credits the same contributors as `attribute`.
 
+mod demo_recipe;
 mod jobs;
 
 use std::sync::Arc;
