@@ -218,7 +218,16 @@ struct Clock {
     start: Instant,
     first: Rc<std::cell::Cell<f64>>,
     done: Rc<std::cell::Cell<f64>>,
-    attribute: Option<(usize, Rc<RefCell<Vec<i64>>>, mpsc::Sender<Finished>)>,
+    attribute: Option<Collect>,
+}
+
+/// With attribution on: a request's number, its tokens so far (prompt first), and where its
+/// finished answer goes.
+#[derive(Clone)]
+struct Collect {
+    request: usize,
+    tokens: Rc<RefCell<Vec<i64>>>,
+    to: mpsc::Sender<Finished>,
 }
 
 impl Clock {
@@ -241,14 +250,14 @@ impl Sink for Clock {
             if self.first.get() == 0.0 {
                 self.first.set(self.start.elapsed().as_secs_f64());
             }
-            if let Some((_, tokens, _)) = &self.attribute {
-                tokens.borrow_mut().push(t);
+            if let Some(c) = &self.attribute {
+                c.tokens.borrow_mut().push(t);
             }
         }
         if matches!(e, Event::Done(_)) {
             self.done.set(self.start.elapsed().as_secs_f64());
-            if let Some((i, tokens, to)) = &self.attribute {
-                to.send((*i, tokens.take())).unwrap();
+            if let Some(c) = &self.attribute {
+                c.to.send((c.request, c.tokens.take())).unwrap();
             }
         }
         true
@@ -283,7 +292,11 @@ fn batched(
     for (i, p) in prompts.iter().enumerate() {
         let mut clock = Clock::new(start);
         if let Some((to, _)) = attribution {
-            clock.attribute = Some((i, Rc::new(RefCell::new(p.clone())), to.clone()));
+            clock.attribute = Some(Collect {
+                request: i,
+                tokens: Rc::new(RefCell::new(p.clone())),
+                to: to.clone(),
+            });
         }
         clocks.push(clock.clone());
         engine.submit(Request {

@@ -312,7 +312,7 @@ fn attribute_batch(
         match indexes.load(model, job.adapter, &job.dir, &keep) {
             Ok(()) => ready.push(job),
             Err(e) => {
-                let _ = job.reply.send(Err(e.into()));
+                let _ = job.reply.send(Err(e));
             }
         }
     }
