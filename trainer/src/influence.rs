@@ -429,24 +429,28 @@ fn scores_group(model: &Model, queries: &[Query<'_>], group: &[usize]) -> Result
             Tensor::zeros([n], (Kind::Double, tch::Device::Cpu))
         })
         .collect();
+    // The group's distinct adapters, and which one each query uses.
+    let mut distinct: Vec<&InfluenceIndex> = Vec::new();
+    let slot: Vec<usize> = group
+        .iter()
+        .map(|&i| {
+            let ix = queries[i].index;
+            distinct
+                .iter()
+                .position(|d| std::ptr::eq(*d, ix))
+                .unwrap_or_else(|| {
+                    distinct.push(ix);
+                    distinct.len() - 1
+                })
+        })
+        .collect();
     for c in 0..first.index.weights.len() {
         // Each adapter's weights at checkpoint c, once per adapter.
-        let mut flats: Vec<(&InfluenceIndex, Tensor)> = Vec::new();
-        for &i in group {
-            let ix = queries[i].index;
-            if !flats.iter().any(|(k, _)| std::ptr::eq(*k, ix)) {
-                flats.push((ix, Lora::flat(&ix.weights[c]).to_device(device)));
-            }
-        }
-        let rows: Vec<&Tensor> = group
+        let flats: Vec<Tensor> = distinct
             .iter()
-            .map(|&i| {
-                let at = flats
-                    .iter()
-                    .position(|(k, _)| std::ptr::eq(*k, queries[i].index));
-                &flats[at.expect("added above")].1
-            })
+            .map(|ix| Lora::flat(&ix.weights[c]).to_device(device))
             .collect();
+        let rows: Vec<&Tensor> = slot.iter().map(|&s| &flats[s]).collect();
         let g = projected(model, first.lora, &rows, &seqs, config.max_tokens, &p)?;
         for (row, (&i, total)) in group.iter().zip(&mut totals).enumerate() {
             let ix = queries[i].index;

@@ -27,6 +27,7 @@ use tch::Device;
 use tokio::sync::{Mutex, OnceCell, mpsc, oneshot};
 use tributary_chain::Chain;
 use tributary_lake::Lake;
+use tributary_pipeline::chain_state::ChainState;
 use tributary_pipeline::snapshot;
 use tributary_schemas::manifest::AdapterManifest;
 
@@ -316,24 +317,24 @@ fn attribute_batch(
             }
         }
     }
-    let answers: Vec<scoring::Answer<'_>> = ready
-        .iter()
-        .map(|job| scoring::Answer {
-            prompt: &job.prompt,
-            output: &job.output,
-            revoked: &job.revoked,
-            min_span: 4,
-            influence: true,
-        })
-        .collect();
-    let pairs: Vec<(&Loaded, &scoring::Answer<'_>)> = ready
-        .iter()
-        .zip(&answers)
-        .map(|(job, a)| (indexes.get(job.adapter).expect("loaded above"), a))
-        .collect();
-    let found = scoring::score_batch(model, tokenizer, &pairs);
-    drop(pairs);
-    drop(answers);
+    let found = {
+        let answers: Vec<scoring::Answer<'_>> = ready
+            .iter()
+            .map(|job| scoring::Answer {
+                prompt: &job.prompt,
+                output: &job.output,
+                revoked: &job.revoked,
+                min_span: 4,
+                influence: true,
+            })
+            .collect();
+        let pairs: Vec<(&Loaded, &scoring::Answer<'_>)> = ready
+            .iter()
+            .zip(&answers)
+            .map(|(job, a)| (indexes.get(job.adapter).expect("loaded above"), a))
+            .collect();
+        scoring::score_batch(model, tokenizer, &pairs)
+    };
     for (job, found) in ready.into_iter().zip(found) {
         let credit = found
             .map_err(Error::from)
@@ -350,7 +351,8 @@ const REORG_WINDOW: u64 = 64;
 /// last head seen.
 #[derive(Default)]
 struct Revocations {
-    settled: tributary_pipeline::chain_state::ChainState,
+    /// Contributions revoked in blocks up to `settled_to`.
+    settled: HashSet<B256>,
     /// The last block in `settled`.
     settled_to: Option<u64>,
     head: Option<u64>,
@@ -644,15 +646,16 @@ impl Server {
         let settled_to = head.saturating_sub(REORG_WINDOW);
         let from = r.settled_to.map_or(start, |b| b + 1);
         if settled_to >= from {
-            r.settled.extend(&self.chain, from, settled_to).await?;
+            let mut state = ChainState::default();
+            state.extend(&self.chain, from, settled_to).await?;
+            r.settled.extend(state.revoked);
             r.settled_to = Some(settled_to);
         }
-        let mut recent = tributary_pipeline::chain_state::ChainState::default();
+        let mut recent = ChainState::default();
         let window = r.settled_to.map_or(start, |b| b + 1);
         recent.extend(&self.chain, window, head).await?;
         let ids: HashSet<String> = r
             .settled
-            .revoked
             .iter()
             .chain(&recent.revoked)
             .map(|id| id.to_string())

@@ -261,4 +261,23 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
     assert!(after.credit.iter().all(|c| c.contribution != top));
     let credited: f64 = after.credit.iter().map(|c| c.share).sum();
     assert!((credited - 1.0).abs() < 1e-9, "credit sums to {credited}");
+
+    // 100 blocks later that revocation is settled (read once, older than the reorg window)
+    // and still counts; a newer one, in the window, counts beside it.
+    use alloy::providers::Provider;
+    let _: serde_json::Value = env
+        .chain
+        .provider()
+        .raw_request("anvil_mine".into(), (100u64,))
+        .await
+        .unwrap();
+    let next = after.top.iter().find(|s| !s.revoked).unwrap().contribution;
+    tributary_pipeline::revoke::revoke(&env.chain, &env.lake, next, "test")
+        .await
+        .unwrap();
+    let later = server.attribute(&served, prompt, output).await.unwrap();
+    for id in [top, next] {
+        let s = later.top.iter().find(|s| s.contribution == id).unwrap();
+        assert!(s.revoked && s.share == 0.0, "{s:?}");
+    }
 }
