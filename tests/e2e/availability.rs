@@ -114,19 +114,11 @@ fn unreachable_manifests_are_rechecked_and_their_lineage_appears() {
     );
     // The indexer reads the lake through the gate; everything else reaches it directly.
     let index = |extra: &[&str]| {
-        let out = s
-            .cmd(&["index"])
-            .args(extra)
-            .env("AWS_ENDPOINT_URL", &gated)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
+        crate::cli::succeeded(
+            s.cmd(&["index"])
+                .args(extra)
+                .env("AWS_ENDPOINT_URL", &gated),
+        )
     };
 
     let text = index(&[]);

@@ -8,6 +8,19 @@ pub(crate) fn tributary() -> Command {
     c
 }
 
+/// Runs `cmd`, which must succeed (else fails with the command, its output and its errors);
+/// its standard output.
+pub(crate) fn succeeded(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 fn help_lists_the_commands() {
     let out = tributary().arg("--help").output().unwrap();

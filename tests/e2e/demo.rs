@@ -8,7 +8,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::transports::http::reqwest;
 use serde_json::Value;
 
-use crate::cli::tributary;
+use crate::cli::{succeeded, tributary};
 
 /// The demo's first full answer (the Datanet's contributions).
 fn answer(lines: &[String]) -> Value {
@@ -428,21 +428,7 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
     std::fs::rename(&data, &moved).unwrap();
     let data = moved;
-    let run = |args: &[&str]| {
-        let out = tributary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{args:?}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
+    let run = |args: &[&str]| succeeded(tributary().args(args).arg("--data-dir").arg(&data));
     let text = run(&["snapshot", "--datanet", "kitchen-conversions"]);
     assert!(text.contains(" contributions of Datanet(s)"), "{text}");
     let text = run(&[
@@ -498,19 +484,11 @@ fn demo_exit_then_move_and_reindex_from_scratch() {
 
 /// `tributary demo --exit --records 60` into `data`: its output lines (it must succeed).
 fn demo_exit(data: &std::path::Path) -> Vec<String> {
-    let out = tributary()
-        .args(["demo", "--exit", "--records", "60", "--data-dir"])
+    let mut cmd = tributary();
+    cmd.args(["demo", "--exit", "--records", "60", "--data-dir"])
         .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines().map(str::to_string).collect()
+        .stdin(Stdio::null());
+    succeeded(&mut cmd).lines().map(str::to_string).collect()
 }
 
 fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {

@@ -211,27 +211,17 @@ fn adapters_train_publish_continue_and_merge_and_bad_jobs_fail_first() {
     // the training data; after a revocation the revoked contribution keeps its score but no
     // share.
     let attribute = |s: &Setup| {
-        let run = s
-            .cmd(&[
-                "attribute",
-                "--adapter",
-                "pantry@1.0.0",
-                "--prompt",
-                "question: How many grams are in sample 7 of the pantry list?\nanswer:",
-                "--output",
-                " Sample 7 weighs 28 grams on the scale number 7.",
-                "--top",
-                "3",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&run.stdout).to_string();
-        assert!(
-            run.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        text
+        crate::cli::succeeded(&mut s.cmd(&[
+            "attribute",
+            "--adapter",
+            "pantry@1.0.0",
+            "--prompt",
+            "question: How many grams are in sample 7 of the pantry list?\nanswer:",
+            "--output",
+            " Sample 7 weighs 28 grams on the scale number 7.",
+            "--top",
+            "3",
+        ]))
     };
     let text = attribute(&s);
     assert!(text.contains("top 3 of "), "{text}");
