@@ -13,6 +13,9 @@
 //!   [`Store::contributors`]): breadth-first, one indexed query per level and group of node
 //!   kinds, only for the edge kinds that can touch a node's kind ([`upstream_end`] says which
 //!   end is upstream), so a step upstream from a contributor or a Datanet costs no query.
+//! - [`LineageIndex`]: the same walks over the graph held in memory (dense node numbers,
+//!   compact adjacency, a frozen part and a reorg-window overlay), kept in step with the store
+//!   by following `index_ops`, snapshotted to a file for fast restarts.
 //! - browsing for the query API: nodes of a kind page by page, edges at many nodes at once.
 //! - the scheduler's `jobs` and `job_runs`, changed by compare-and-set.
 //!
@@ -29,12 +32,14 @@
 
 mod browse;
 mod graph;
+mod index;
 mod jobs;
 mod store;
 
 pub use browse::{End, NodeKey};
 
 pub use graph::{ContributorShare, Subgraph, upstream_end};
+pub use index::{Direction, IndexStats, LineageIndex, Page, PageRequest, WalkEdge, WalkNode};
 pub use jobs::{JobRow, RunRow, RunStatus};
 pub use store::{
     Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Op, OpKind,

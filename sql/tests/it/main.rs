@@ -1,4 +1,5 @@
 //! The index store against real SQLite and PostgreSQL.
 
+mod index;
 mod pg;
 mod store;
