@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
@@ -147,6 +148,8 @@ pub struct Analyst {
     ctx: Arc<SessionContext>,
     limits: SqlLimits,
     cpu: Arc<CpuRuntime>,
+    /// Counts the statements planned: a cached table is brought up to date once per number.
+    planned: Arc<AtomicU64>,
 }
 
 /// The query runtime; shut down in the background when the last session handle goes, since
@@ -215,11 +218,14 @@ impl Analyst {
                 })?;
             views.insert(name.to_string(), select.to_string());
         }
+        let planned = Arc::new(AtomicU64::new(0));
         let schema = Arc::new(LakeSchema {
             lake,
             store: store.clone(),
             views,
             session: Arc::downgrade(&ctx),
+            tables: std::sync::Mutex::new(HashMap::new()),
+            planned: planned.clone(),
         });
         ctx.catalog("datafusion")
             .expect("the default catalog exists")
@@ -237,6 +243,7 @@ impl Analyst {
             ctx,
             limits,
             cpu: Arc::new(CpuRuntime(Some(cpu))),
+            planned,
         })
     }
 
@@ -281,6 +288,8 @@ impl Analyst {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
+        // Every table this statement names is read at its version as of now (or later).
+        self.planned.fetch_add(1, Ordering::SeqCst);
         self.ctx
             .sql_with_options(sql, options)
             .await
@@ -463,9 +472,79 @@ struct LakeSchema {
     views: HashMap<String, String>,
     /// The session the views are planned in (weak: the session holds this schema).
     session: std::sync::Weak<SessionContext>,
+    /// Each lake table as last loaded, brought up to date (new commits only) once per
+    /// statement instead of loaded from its log for every name a statement mentions.
+    tables: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    /// Statements planned so far (the session's count).
+    planned: Arc<AtomicU64>,
+}
+
+/// A lake table as [`LakeSchema`] keeps it.
+struct Cached {
+    table: deltalake::DeltaTable,
+    provider: Arc<dyn TableProvider>,
+    /// The statement number it was last brought up to date for.
+    planned: u64,
+}
+
+impl std::fmt::Debug for Cached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cached")
+            .field("version", &self.table.version())
+            .field("planned", &self.planned)
+            .finish()
+    }
 }
 
 impl LakeSchema {
+    /// Table `name` at its latest version: the cached table, with the commits made since it
+    /// was last read applied (once per statement); loaded afresh when it is new here or its
+    /// log cannot be followed (rewritten or cleaned up by another engine).
+    async fn latest(&self, name: &str) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+        let slot = self
+            .tables
+            .lock()
+            .expect("lock")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        let now = self.planned.load(Ordering::SeqCst);
+        if let Some(c) = slot.as_ref().filter(|c| c.planned == now) {
+            return Ok(c.provider.clone());
+        }
+        let external = |e: tributary_lake::Error| DataFusionError::External(Box::new(e));
+        let table = match slot.take() {
+            Some(mut c) => {
+                let before = c.table.version();
+                match c.table.update_incremental(None).await {
+                    Ok(()) if c.table.version() == before => {
+                        c.planned = now;
+                        let provider = c.provider.clone();
+                        *slot = Some(c);
+                        return Ok(provider);
+                    }
+                    Ok(()) => c.table,
+                    Err(e) => {
+                        tracing::debug!(table = name, error = %e, "reloading a lake table");
+                        self.lake.table(name).await.map_err(external)?
+                    }
+                }
+            }
+            None => self.lake.table(name).await.map_err(external)?,
+        };
+        let provider: Arc<dyn TableProvider> = table
+            .table_provider()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        *slot = Some(Cached {
+            table,
+            provider: provider.clone(),
+            planned: now,
+        });
+        Ok(provider)
+    }
+
     fn parse(name: &str) -> Result<(&str, At), DataFusionError> {
         let Some((table, at)) = name.split_once('@') else {
             return Ok((name, At::Latest));
@@ -508,6 +587,9 @@ impl SchemaProvider for LakeSchema {
             return Ok(None);
         }
         let external = |e: tributary_lake::Error| DataFusionError::External(Box::new(e));
+        if let At::Latest = at {
+            return self.latest(base).await.map(Some);
+        }
         let mut table = self.lake.table(base).await.map_err(external)?;
         match at {
             At::Latest => {}

@@ -22,7 +22,9 @@ pub mod pg;
 pub mod sql_http;
 pub mod v1;
 
-pub use graphql::{Limits, Subscription, TributarySchema, router, schema};
+pub use graphql::{
+    Limits, REORG_WINDOW, Subscription, TributarySchema, router, schema, schema_over,
+};
 
 /// Errors from the API server.
 #[derive(Debug, thiserror::Error)]

@@ -83,6 +83,8 @@ pub struct ContributionRow {
 /// Which contributions [`Store::contributions`] returns; every field narrows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContributionFilter {
+    /// Only this one (`0x…` contribution id, any case).
+    pub id: Option<String>,
     /// Only this Datanet's.
     pub datanet: Option<u64>,
     /// Only this contributor's (`0x…` address, any case).
@@ -590,6 +592,12 @@ impl Store {
                  AND r.dst = c.id AND r.kind = 'revokes') ",
                 if revoked { "" } else { "NOT " }
             ));
+        }
+        if let Some(id) = &filter.id {
+            let id = arg(Val::Text(
+                NodeKind::Contribution.id(id.to_lowercase()).into(),
+            ));
+            sql.push_str(&format!("AND c.id = {id} "));
         }
         if let Some(b) = &filter.batch {
             let b = arg(Val::Text(NodeKind::Batch.id(b.to_lowercase()).into()));

@@ -111,8 +111,8 @@ struct Paid {
 }
 
 /// The tour's GraphQL queries, opened as GraphiQL tabs by the link the demo prints: the
-/// Datanet's contributions, the adapter's lineage, the answer's recorded credit, and what
-/// the contributor who claimed was paid.
+/// Datanet's contributions, the adapter's lineage, the answer's recorded credit, what the
+/// contributor who claimed was paid, and the first page of where the answer came from.
 fn tour(paid: &Paid) -> Vec<String> {
     vec![
         "{ datanet(name: \"kitchen-conversions\") { name contributions(first: 5) { nodes { id contributor txHash block } } } }".into(),
@@ -124,6 +124,10 @@ fn tour(paid: &Paid) -> Vec<String> {
         format!(
             "{{ contributor(address: \"{}\") {{ influence rewards {{ epoch amount share }} }} }}",
             tributary_schemas::lineage::hex_lower(paid.contributor.as_slice())
+        ),
+        format!(
+            "{{ ancestry(id: \"answer:{}\", depth: 6, first: 10) {{ totalCount edgeCount summary {{ byKind {{ kind count }} topContributors {{ address contributions share }} }} nodes {{ id kind depth via {{ kind }} }} pageInfo {{ hasNextPage endCursor }} }} }}",
+            paid.answer
         ),
     ]
 }
@@ -428,7 +432,7 @@ impl Demo {
             tour.iter().map(|q| ("query", q.as_str())),
         )?;
         println!(
-            "tour (GraphiQL with the demo's queries in tabs: contributions, lineage, the answer's credit, a contributor's pay): {link}"
+            "tour (GraphiQL with the demo's queries in tabs: contributions, lineage, the answer's credit, a contributor's pay, the answer's ancestry): {link}"
         );
         println!("GraphQL subscriptions (graphql-transport-ws): ws://{http}/graphql/ws");
         println!(

@@ -389,7 +389,27 @@ async fn api_routes(
         timeout: Duration::from_secs_f64(args.graphql_timeout),
         max_body_bytes: args.graphql_max_body,
     };
-    let schema = tributary_api::schema(shared.store.clone(), Some(shared.lake.clone()), chain_id);
+    // The lineage walks' index, kept in a file in the data directory so a restart reads it
+    // instead of the whole graph; loaded now rather than by the first query.
+    let index = tributary_sql::LineageIndex::new(
+        shared.store.clone(),
+        chain_id,
+        Some(
+            args.common
+                .data_dir
+                .join(format!("lineage-index-{chain_id}.bin")),
+        ),
+        tributary_api::REORG_WINDOW,
+    );
+    tokio::spawn({
+        let index = index.clone();
+        async move {
+            if let Err(e) = index.fresh().await {
+                tracing::warn!(error = %e, "the lineage index did not load; queries will retry");
+            }
+        }
+    });
+    let schema = tributary_api::schema_over(index, Some(shared.lake.clone()));
     let router = axum::Router::new()
         .merge(tributary_api::router(schema, &limits))
         .merge(tributary_api::sql_http::router(analyst.clone()));

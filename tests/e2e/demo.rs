@@ -234,7 +234,8 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     }
 
     // The tour link: its queries, opened as GraphiQL tabs, each answer with data: the
-    // answer's recorded credit sums to 1 and the contributor who claimed was paid.
+    // answer's recorded credit sums to 1, the contributor who claimed was paid, and the
+    // answer's ancestry comes as a first page of a longer walk that reaches contributors.
     let tour = url::Url::parse(
         lines
             .iter()
@@ -252,7 +253,7 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         .filter(|(k, _)| k == "query")
         .map(|(_, v)| v.into_owned())
         .collect();
-    assert_eq!(queries.len(), 4, "{tour}");
+    assert_eq!(queries.len(), 5, "{tour}");
     let mut answers = Vec::new();
     for q in &queries {
         let res = post_graphql(url, q).await;
@@ -273,6 +274,17 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             .is_empty(),
         "{}",
         answers[3]
+    );
+    let up = &answers[4]["data"]["ancestry"];
+    assert_eq!(up["nodes"].as_array().map(Vec::len), Some(10), "{up}");
+    assert_eq!(up["pageInfo"]["hasNextPage"], true, "{up}");
+    assert!(up["totalCount"].as_u64().unwrap() > 10, "{up}");
+    assert!(
+        !up["summary"]["topContributors"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{up}"
     );
     // One screen per step, not the 2,400 lines of JSON the demo printed before.
     assert!(lines.len() < 400, "the demo printed {} lines", lines.len());

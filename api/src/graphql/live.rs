@@ -15,7 +15,7 @@ use futures::Stream;
 use tributary_schemas::lineage::{Node, NodeKind};
 use tributary_sql::{NodeKey, OpKind};
 
-use super::load::{Graph, graph, internal};
+use super::load::{graph, internal};
 use super::objects::{Adapter, Batch, Inference};
 
 /// How often subscriptions look for changes.
@@ -63,7 +63,7 @@ async fn follow<T: From<Node> + Send + 'static>(
     let chain_id = gr.chain_id;
     let seq = store.last_op(chain_id).await.map_err(internal)?;
     let state = Follow {
-        graph: Graph { store, chain_id },
+        graph: (store, chain_id),
         kind,
         seq,
         ready: VecDeque::new(),
@@ -88,7 +88,8 @@ async fn follow<T: From<Node> + Send + 'static>(
 }
 
 struct Follow {
-    graph: Graph,
+    /// The store and chain followed.
+    graph: (tributary_sql::Store, u64),
     kind: NodeKind,
     /// The last change read.
     seq: u64,
@@ -100,7 +101,7 @@ struct Follow {
 impl Follow {
     /// Reads the changes after `seq` and queues the nodes of `kind` they added.
     async fn next_changes(&mut self) -> tributary_sql::Result<()> {
-        let Graph { store, chain_id } = &self.graph;
+        let (store, chain_id) = &self.graph;
         for op in store.ops_after(*chain_id, self.seq).await? {
             if op.kind == OpKind::Apply {
                 let blocks = (Some(op.from_block), Some(op.to_block));

@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
 use tributary_schemas::lineage::{Edge, EdgeKind, Node};
-use tributary_sql::{End, Store};
+use tributary_sql::{End, LineageIndex, Store};
 
 /// The store of one chain, read in batches.
 pub(crate) struct Graph {
     pub(crate) store: Store,
     pub(crate) chain_id: u64,
+    /// The graph in memory, for walks.
+    pub(crate) index: LineageIndex,
 }
 
 /// The edges of one kind at one node, matched at one end.

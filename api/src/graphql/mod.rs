@@ -17,7 +17,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use tributary_schemas::lineage::{self as g, Node, NodeKind};
-use tributary_sql::{ContributionFilter, ContributionKey, NodeKey};
+use tributary_sql::{
+    ContributionFilter, ContributionKey, Direction, LineageIndex, NodeKey, PageRequest,
+};
 
 use load::{graph, internal};
 use objects::{
@@ -56,14 +58,29 @@ impl Default for Limits {
     }
 }
 
-/// Builds the schema over `store` for chain `chain_id`; batch manifests (for Merkle proofs)
-/// are read from `lake` where one is given.
+/// Builds the schema over `store` for chain `chain_id`, with a lineage index of its own kept
+/// in memory only; batch manifests (for Merkle proofs) are read from `lake` where one is given.
 pub fn schema(
     store: tributary_sql::Store,
     lake: Option<tributary_lake::Lake>,
     chain_id: u64,
 ) -> TributarySchema {
-    let (graph, manifests) = objects::loaders(load::Graph { store, chain_id }, lake);
+    let index = LineageIndex::new(store, chain_id, None, REORG_WINDOW);
+    schema_over(index, lake)
+}
+
+/// Reorg window (blocks) of the lineage index [`schema`] makes: edges newer than this stay in
+/// its overlay.
+pub const REORG_WINDOW: u64 = 64;
+
+/// Builds the schema over the store and chain of `index`, which answers the lineage walks.
+pub fn schema_over(index: LineageIndex, lake: Option<tributary_lake::Lake>) -> TributarySchema {
+    let graph = load::Graph {
+        store: index.store().clone(),
+        chain_id: index.chain_id(),
+        index,
+    };
+    let (graph, manifests) = objects::loaders(graph, lake);
     Schema::build(Query, EmptyMutation, Subscription)
         .data(graph)
         .data(manifests)
@@ -392,39 +409,57 @@ impl Query {
         objects::attribution(ctx, &subject).await
     }
 
-    /// Everything upstream of node `id` (`kind:key`, e.g. `adapter:0x…`) within `depth` edges
-    /// (at most 64): where it came from.
+    /// One contribution by id (`0x…`, with or without `contribution:`).
+    async fn contribution(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Contribution>> {
+        let key = NodeKind::Contribution.key_of(&id).unwrap_or(&id);
+        let filter = ContributionFilter {
+            id: Some(key.to_string()),
+            ..ContributionFilter::default()
+        };
+        let gr = graph(ctx);
+        let rows = gr
+            .store
+            .contributions(gr.chain_id, &filter, None, 1)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().next().map(Contribution::from))
+    }
+
+    /// What node `id` (`kind:key`, e.g. `answer:0x…`) came from, within `depth` edges (at most
+    /// 64), breadth-first: a page of `first` nodes (at most 1000) after the cursor `after`,
+    /// only of `kinds` where given, with a summary of the whole walk.
+    #[graphql(complexity = "(first as usize).max(1) * child_complexity")]
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
     async fn ancestry(
         &self,
         ctx: &Context<'_>,
         id: String,
         #[graphql(default = 6)] depth: u32,
-    ) -> async_graphql::Result<Lineage> {
-        check_depth(depth)?;
-        let gr = graph(ctx);
-        let up = gr
-            .store
-            .ancestors(gr.chain_id, &id, depth)
-            .await
-            .map_err(internal)?;
-        Ok(Lineage::from(up))
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        kinds: Option<Vec<String>>,
+    ) -> async_graphql::Result<LineagePage> {
+        lineage_page(ctx, (id, depth, Direction::Up), first, after, kinds).await
     }
 
-    /// Everything downstream of node `id` within `depth` edges (at most 64): what it went into.
+    /// What node `id` went into, within `depth` edges (at most 64): paged and summarised as
+    /// `ancestry` is.
+    #[graphql(complexity = "(first as usize).max(1) * child_complexity")]
+    #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
     async fn descendants(
         &self,
         ctx: &Context<'_>,
         id: String,
         #[graphql(default = 6)] depth: u32,
-    ) -> async_graphql::Result<Lineage> {
-        check_depth(depth)?;
-        let gr = graph(ctx);
-        let down = gr
-            .store
-            .descendants(gr.chain_id, &id, depth)
-            .await
-            .map_err(internal)?;
-        Ok(Lineage::from(down))
+        #[graphql(default = 100)] first: u32,
+        after: Option<String>,
+        kinds: Option<Vec<String>>,
+    ) -> async_graphql::Result<LineagePage> {
+        lineage_page(ctx, (id, depth, Direction::Down), first, after, kinds).await
     }
 
     /// A shortest lineage path between two nodes (either may be upstream), as edges from
@@ -437,15 +472,69 @@ impl Query {
         #[graphql(default = 16)] max_depth: u32,
     ) -> async_graphql::Result<Option<Vec<LineageEdge>>> {
         check_depth(max_depth)?;
-        let gr = graph(ctx);
-        let p = gr
-            .store
-            .path(gr.chain_id, &from, &to, max_depth)
+        let p = graph(ctx)
+            .index
+            .path(&from, &to, max_depth)
             .await
             .map_err(internal)?;
         Ok(p.map(|edges| edges.into_iter().map(LineageEdge::from).collect()))
     }
 }
+
+/// A page of a lineage walk from the index.
+async fn lineage_page(
+    ctx: &Context<'_>,
+    (id, depth, dir): (String, u32, Direction),
+    first: u32,
+    after: Option<String>,
+    kinds: Option<Vec<String>>,
+) -> async_graphql::Result<LineagePage> {
+    check_depth(depth)?;
+    check_first(first)?;
+    let kinds = kinds
+        .map(|ks| {
+            ks.iter()
+                .map(|k| {
+                    NodeKind::ALL
+                        .into_iter()
+                        .find(|n| n.as_str() == k)
+                        .ok_or_else(|| {
+                            let all: Vec<_> = NodeKind::ALL.iter().map(|n| n.as_str()).collect();
+                            format!("`kinds`: {k:?} is not a node kind; use {}", all.join(", "))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let top = if ctx
+        .look_ahead()
+        .field("summary")
+        .field("topContributors")
+        .exists()
+    {
+        TOP_CONTRIBUTORS
+    } else {
+        0
+    };
+    let req = PageRequest {
+        first: first as usize,
+        after,
+        kinds,
+        top_contributors: top,
+    };
+    let page = graph(ctx)
+        .index
+        .walk(&id, depth, dir, &req)
+        .await
+        .map_err(|e| match e {
+            tributary_sql::Error::Config(why) => async_graphql::Error::new(why),
+            e => internal(e),
+        })?;
+    Ok(LineagePage::from(page))
+}
+
+/// Contributors a lineage summary names at most.
+const TOP_CONTRIBUTORS: usize = 100;
 
 /// Node `kind:id` as a `T` (`id` with or without its `kind:` prefix).
 async fn typed_node<T: From<Node>>(
@@ -520,53 +609,138 @@ fn check_depth(depth: u32) -> async_graphql::Result<()> {
     Ok(())
 }
 
-/// Nodes and edges of a lineage walk.
+/// A page of a lineage walk, and a summary of the whole walk.
 #[derive(SimpleObject)]
-pub(crate) struct Lineage {
-    /// The start first, then in the order the walk found them.
+pub(crate) struct LineagePage {
+    /// The index store operation (`index_ops.seq`) this answer reflects.
+    seq: u64,
+    /// This page's nodes in walk order (breadth-first; the start first on the first page).
     nodes: Vec<LineageNode>,
-    /// The edges walked.
+    /// The walked edges that reached this page's nodes: over all pages, every edge once.
     edges: Vec<LineageEdge>,
+    /// Whether more nodes follow, and the cursor to pass as `after` for them.
+    page_info: LineagePageInfo,
+    /// Nodes in the whole walk (of the requested `kinds`).
+    total_count: u64,
+    /// Edges in the whole walk.
+    edge_count: u64,
+    /// The whole walk at a glance.
+    summary: LineageSummary,
 }
 
-impl From<tributary_sql::Subgraph> for Lineage {
-    fn from(g: tributary_sql::Subgraph) -> Self {
+/// Where a lineage page ends.
+#[derive(SimpleObject)]
+pub(crate) struct LineagePageInfo {
+    /// More nodes follow.
+    has_next_page: bool,
+    /// The last node's id: pass it as `after` for the next page.
+    end_cursor: Option<String>,
+}
+
+/// A lineage walk in numbers.
+#[derive(SimpleObject)]
+pub(crate) struct LineageSummary {
+    /// Nodes by kind, every kind present.
+    by_kind: Vec<KindCount>,
+    /// The contributors whose contributions the walk reaches, most contributions first (at
+    /// most 100); `share` is of all the contributions it reaches.
+    top_contributors: Vec<objects::ContributorShare>,
+}
+
+/// How many nodes of one kind.
+#[derive(SimpleObject)]
+pub(crate) struct KindCount {
+    /// Node kind.
+    kind: String,
+    /// Nodes of it.
+    count: u64,
+}
+
+impl From<tributary_sql::Page> for LineagePage {
+    fn from(p: tributary_sql::Page) -> Self {
+        let edges: Vec<LineageEdge> = p.edges.into_iter().map(LineageEdge::from).collect();
+        let nodes = p
+            .nodes
+            .into_iter()
+            .map(|n| LineageNode {
+                id: n.id.to_string(),
+                kind: n.kind.as_str().to_string(),
+                depth: n.depth,
+                via: n.via.map(|i| edges[i].clone()),
+                block: n.block,
+            })
+            .collect::<Vec<_>>();
         Self {
-            nodes: g.nodes.into_iter().map(LineageNode::from).collect(),
-            edges: g.edges.into_iter().map(LineageEdge::from).collect(),
+            seq: p.seq,
+            page_info: LineagePageInfo {
+                has_next_page: p.has_next,
+                end_cursor: nodes.last().map(|n| n.id.clone()),
+            },
+            nodes,
+            edges,
+            total_count: p.total as u64,
+            edge_count: p.total_edges as u64,
+            summary: LineageSummary {
+                by_kind: p
+                    .by_kind
+                    .into_iter()
+                    .map(|(k, n)| KindCount {
+                        kind: k.as_str().to_string(),
+                        count: n as u64,
+                    })
+                    .collect(),
+                top_contributors: p
+                    .contributors
+                    .into_iter()
+                    .map(|c| objects::ContributorShare {
+                        address: NodeKind::Contributor
+                            .key_of(&c.contributor)
+                            .unwrap_or(&c.contributor)
+                            .into(),
+                        share: c.share,
+                        contributions: c.contributions,
+                    })
+                    .collect(),
+            },
         }
     }
 }
 
-/// A node of the lineage graph.
+/// A node of a lineage walk.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub(crate) struct LineageNode {
     /// `kind:key`.
     id: String,
     /// Datanet, contributor, contribution, batch, adapter, inference, …
     kind: String,
-    /// Properties from the chain event that made it.
-    props: async_graphql::Json<serde_json::Value>,
-    /// Block of that event.
+    /// Edges from the start (0 for the start).
+    depth: u32,
+    /// The edge that first reached it (null for the start).
+    via: Option<LineageEdge>,
+    /// Block of the event that made it.
     block: u64,
-    /// Its transaction.
-    tx_hash: String,
 }
 
-impl From<tributary_schemas::lineage::Node> for LineageNode {
-    fn from(n: tributary_schemas::lineage::Node) -> Self {
-        Self {
-            id: n.id.into(),
-            kind: n.kind.as_str().to_string(),
-            props: async_graphql::Json(n.props),
-            block: n.pos.block_number,
-            tx_hash: n.pos.tx_hash.to_string(),
-        }
+#[async_graphql::ComplexObject]
+impl LineageNode {
+    /// Properties from the chain event that made it.
+    async fn props(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<async_graphql::Json<serde_json::Value>> {
+        let n = load::node(ctx, self.id.clone()).await?;
+        Ok(async_graphql::Json(n.map(|n| n.props).unwrap_or_default()))
+    }
+    /// Its transaction.
+    async fn tx_hash(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let n = load::node(ctx, self.id.clone()).await?;
+        Ok(n.map(|n| n.pos.tx_hash.to_string()))
     }
 }
 
 /// An edge of the lineage graph, in its downstream direction.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub(crate) struct LineageEdge {
     /// Source node id.
     src: String,
@@ -580,14 +754,14 @@ pub(crate) struct LineageEdge {
     block: u64,
 }
 
-impl From<tributary_schemas::lineage::Edge> for LineageEdge {
-    fn from(e: tributary_schemas::lineage::Edge) -> Self {
+impl From<tributary_sql::WalkEdge> for LineageEdge {
+    fn from(e: tributary_sql::WalkEdge) -> Self {
         Self {
-            src: e.src.into(),
-            dst: e.dst.into(),
+            src: e.src.to_string(),
+            dst: e.dst.to_string(),
             kind: e.kind.as_str().to_string(),
             weight: e.weight,
-            block: e.pos.block_number,
+            block: e.block,
         }
     }
 }

@@ -955,11 +955,11 @@ pub(crate) struct Attribution {
 #[derive(SimpleObject)]
 pub(crate) struct ContributorShare {
     /// Address.
-    address: String,
+    pub(crate) address: String,
     /// Share, in [0, 1].
-    share: f64,
+    pub(crate) share: f64,
     /// Their contributions counted.
-    contributions: u64,
+    pub(crate) contributions: u64,
 }
 
 /// A contribution's part of a subject's credit.
@@ -1015,12 +1015,7 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
         _ => ("contribution_count", vec![]),
     };
     if measured.is_empty() {
-        let gr = graph(ctx);
-        let shares = gr
-            .store
-            .contributors(gr.chain_id, id)
-            .await
-            .map_err(internal)?;
+        let shares = graph(ctx).index.contributors(id).await.map_err(internal)?;
         return Ok(Attribution {
             subject: id.to_string(),
             method: "contribution_count".into(),

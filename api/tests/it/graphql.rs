@@ -451,6 +451,160 @@ async fn ancestry_descendants_and_paths_walk_the_graph() {
     );
 }
 
+/// Ancestry in pages (each edge once over the pages), filtered by kind, summarised; a
+/// contribution by id; and a change to the store shows in the next answer, with its number.
+#[tokio::test]
+async fn lineage_comes_in_pages_with_a_summary_and_stays_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path(), 3).await;
+    let app = tributary_api::router(
+        tributary_api::schema(store.clone(), None, CHAIN),
+        &tributary_api::Limits::default(),
+    );
+    let c = g::contribution_id(B256::repeat_byte(1));
+    let who = g::contributor_id(Address::repeat_byte(2));
+    let page = |after: Option<&str>| {
+        let after = after
+            .map(|a| format!(r#", after: "{a}""#))
+            .unwrap_or_default();
+        format!(
+            r#"{{ ancestry(id: "{c}", depth: 2, first: 2{after}) {{ seq totalCount edgeCount
+                nodes {{ id depth via {{ kind }} }} edges {{ src kind }}
+                pageInfo {{ hasNextPage endCursor }}
+                summary {{ byKind {{ kind count }} topContributors {{ address contributions share }} }} }} }}"#
+        )
+    };
+    let one = post(&app, &page(None)).await;
+    assert!(one.get("errors").is_none(), "{one}");
+    let a = &one["data"]["ancestry"];
+    assert_eq!(a["totalCount"], 4);
+    assert_eq!(a["edgeCount"], 3);
+    assert_eq!(a["nodes"][0], json!({"id": c, "depth": 0, "via": null}));
+    assert_eq!(a["nodes"][1]["depth"], 1);
+    assert_eq!(a["pageInfo"]["hasNextPage"], true);
+    assert_eq!(
+        a["summary"]["topContributors"],
+        json!([{"address": who.key(), "contributions": 1, "share": 1.0}])
+    );
+    let kinds: Vec<(&str, u64)> = a["summary"]["byKind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kind"].as_str().unwrap(), k["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("contributor", 1),
+            ("datanet", 1),
+            ("contribution", 1),
+            ("batch", 1)
+        ]
+    );
+    let cursor = a["pageInfo"]["endCursor"].as_str().unwrap();
+    let two = post(&app, &page(Some(cursor))).await;
+    let b = &two["data"]["ancestry"];
+    assert_eq!(b["nodes"].as_array().unwrap().len(), 2, "{two}");
+    assert_eq!(b["pageInfo"]["hasNextPage"], false);
+    let edges = a["edges"].as_array().unwrap().len() + b["edges"].as_array().unwrap().len();
+    assert_eq!(edges, 3, "every edge once over the pages");
+
+    let v = post(
+        &app,
+        &format!(
+            r#"{{ ancestry(id: "{c}", kinds: ["contributor"]) {{ nodes {{ id }} totalCount }} }}"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["ancestry"],
+        json!({"nodes": [{"id": who}], "totalCount": 1})
+    );
+    let v = post(
+        &app,
+        &format!(r#"{{ ancestry(id: "{c}", kinds: ["person"]) {{ totalCount }} }}"#),
+    )
+    .await;
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("\"person\" is not a node kind") && msg.contains("contributor"),
+        "{msg}"
+    );
+    let v = post(
+        &app,
+        &format!(r#"{{ ancestry(id: "{c}", after: "datanet:99") {{ totalCount }} }}"#),
+    )
+    .await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start again without `after`"),
+        "{v}"
+    );
+
+    let v = post(
+        &app,
+        &format!(
+            r#"{{ contribution(id: "{}") {{ id contributor license }} }}"#,
+            c.key()
+        ),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["contribution"],
+        json!({"id": c.key(), "contributor": who.key(), "license": "MIT"})
+    );
+    let v = post(&app, r#"{ contribution(id: "0x09") { id } }"#).await;
+    assert_eq!(v["data"]["contribution"], Value::Null);
+
+    // A new contribution by the same contributor, indexed after the first answers.
+    let pos = ChainPos {
+        block_number: 8,
+        block_hash: B256::repeat_byte(8),
+        tx_hash: B256::repeat_byte(0x88),
+        log_index: 0,
+    };
+    let fresh = g::contribution_id(B256::repeat_byte(9));
+    let nodes = [Node::new(fresh.clone(), json!({}), pos)];
+    let edges = [Edge::new(
+        who.clone(),
+        fresh.clone(),
+        EdgeKind::Contributed,
+        pos,
+    )];
+    let events = [tributary_sql::RawEvent {
+        address: "0x01".into(),
+        name: "BatchAnchored".into(),
+        data: json!({}),
+        pos,
+    }];
+    let cp = Checkpoint {
+        block_number: 8,
+        block_hash: B256::repeat_byte(8).to_string(),
+    };
+    let rows = tributary_sql::Rows {
+        events: &events,
+        nodes: &nodes,
+        edges: &edges,
+        blocks_seen: &[],
+    };
+    store.apply(CHAIN, "lineage", rows, &cp).await.unwrap();
+    let v = post(
+        &app,
+        &format!(r#"{{ descendants(id: "{who}", depth: 1) {{ seq nodes {{ id }} }} }}"#),
+    )
+    .await;
+    let d = &v["data"]["descendants"];
+    assert_eq!(
+        d["nodes"],
+        json!([{"id": who}, {"id": c}, {"id": fresh}]),
+        "{v}"
+    );
+    assert_eq!(d["seq"], store.last_op(CHAIN).await.unwrap());
+    assert!(d["seq"].as_u64().unwrap() > one["data"]["ancestry"]["seq"].as_u64().unwrap());
+}
+
 /// The SDL in `schemas/graphql/schema.graphql` is the schema's; `TRIBUTARY_BLESS=1` rewrites it.
 #[tokio::test]
 async fn the_exported_sdl_matches_the_schema() {

@@ -12,11 +12,9 @@
 //! Node numbers never change while the graph lives (a rolled-back node keeps its number and
 //! loses its row), so a walk's numbers stay meaningful while its answer is written.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use hashbrown::DefaultHashBuilder;
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use tributary_schemas::lineage::{EdgeKind, NodeKind};
 
 use crate::graph::upstream_end;
@@ -416,7 +414,7 @@ impl Mem {
             parent: vec![0],
             edges: Vec::new(),
         };
-        let mut seen: hashbrown::HashMap<u32, u32> = hashbrown::HashMap::default();
+        let mut seen: HashMap<u32, u32> = HashMap::default();
         seen.insert(start, 0);
         let (mut level, mut d) = (0..1usize, 0);
         while d < depth && !level.is_empty() && !stop.is_some_and(|s| seen.contains_key(&s)) {

@@ -24,10 +24,10 @@ use std::sync::{Arc, RwLock};
 
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Row};
-use tributary_schemas::lineage::{EdgeKind, NodeId, NodeKind};
+use tributary_schemas::lineage::{EdgeKind, NodeKind};
 
 pub use mem::Direction;
-use mem::{EDGE_KINDS, Mem, NO_EDGE, NO_ROW, node_kind_code};
+use mem::{EDGE_KINDS, Mem, NO_ROW, node_kind_code};
 
 use crate::{ContributorShare, Error, OpKind, Result, Store};
 
@@ -65,13 +65,13 @@ struct State {
     store_id: String,
 }
 
-/// An edge as an answer shows it.
+/// An edge as an answer shows it (ids shared with the answer's nodes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalkEdge {
-    /// Source node.
-    pub src: NodeId,
+    /// Source node (`kind:key`).
+    pub src: Arc<str>,
     /// Destination node.
-    pub dst: NodeId,
+    pub dst: Arc<str>,
     /// Its kind.
     pub kind: EdgeKind,
     /// Attribution share or merge weight, where it carries one.
@@ -84,11 +84,14 @@ pub struct WalkEdge {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalkNode {
     /// `kind:key`.
-    pub id: NodeId,
+    pub id: Arc<str>,
+    /// Its kind.
+    pub kind: NodeKind,
     /// Edges from the start (0 for the start).
     pub depth: u32,
-    /// The edge that first reached it (none for the start).
-    pub via: Option<WalkEdge>,
+    /// The edge that first reached it, as its place in the page's `edges` (none for the
+    /// start).
+    pub via: Option<usize>,
     /// Block of the event that made the node.
     pub block: u64,
 }
@@ -181,6 +184,11 @@ impl LineageIndex {
             .expect("set before the index is shared")
             .min_overlay = edges;
         self
+    }
+
+    /// The store it follows.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// The chain it indexes.
@@ -383,11 +391,8 @@ impl LineageIndex {
             };
             for dir in [Direction::Up, Direction::Down] {
                 if let Some(p) = m.path(x, y, max_depth, dir) {
-                    return p
-                        .into_iter()
-                        .map(|e| edge_out(m, e))
-                        .collect::<Result<_>>()
-                        .map(Some);
+                    let mut ids = Ids::default();
+                    return Ok(Some(p.into_iter().map(|e| ids.edge(m, e)).collect()));
                 }
             }
             Ok(None)
@@ -472,23 +477,28 @@ async fn read_rows(
     Ok(head)
 }
 
-fn node_id(m: &Mem, n: u32) -> Result<NodeId> {
-    m.ids
-        .get(n)
-        .to_string()
-        .try_into()
-        .map_err(|e| Error::Corrupt(format!("{e}")))
-}
+/// The ids of one answer, each made once and shared by its nodes and edges.
+#[derive(Default)]
+struct Ids(hashbrown::HashMap<u32, Arc<str>>);
 
-fn edge_out(m: &Mem, i: u32) -> Result<WalkEdge> {
-    let e = &m.edges[i as usize];
-    Ok(WalkEdge {
-        src: node_id(m, e.src)?,
-        dst: node_id(m, e.dst)?,
-        kind: EDGE_KINDS[e.kind as usize],
-        weight: (!e.weight.is_nan()).then_some(e.weight),
-        block: e.block,
-    })
+impl Ids {
+    fn id(&mut self, m: &Mem, n: u32) -> Arc<str> {
+        self.0
+            .entry(n)
+            .or_insert_with(|| Arc::from(m.ids.get(n)))
+            .clone()
+    }
+
+    fn edge(&mut self, m: &Mem, i: u32) -> WalkEdge {
+        let e = &m.edges[i as usize];
+        WalkEdge {
+            src: self.id(m, e.src),
+            dst: self.id(m, e.dst),
+            kind: EDGE_KINDS[e.kind as usize],
+            weight: (!e.weight.is_nan()).then_some(e.weight),
+            block: e.block,
+        }
+    }
 }
 
 fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -> Result<Page> {
@@ -561,24 +571,31 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
     for (i, &p) in on_page.iter().enumerate() {
         slot[p] = i as u32;
     }
-    for &p in &on_page {
+    let mut ids = Ids::default();
+    let mut first_reach = vec![usize::MAX; on_page.len()];
+    for &(e, at) in &w.edges {
+        let s = slot[anchor[at as usize] as usize];
+        if s != u32::MAX {
+            if w.via[at as usize] == e && anchor[at as usize] == at {
+                first_reach[s as usize] = page.edges.len();
+            }
+            page.edges.push(ids.edge(m, e));
+        }
+    }
+    for (i, &p) in on_page.iter().enumerate() {
         let n = w.order[p];
-        let via = w.via[p];
         page.nodes.push(WalkNode {
-            id: node_id(m, n)?,
+            id: ids.id(m, n),
+            kind: NodeKind::ALL
+                .get(m.kinds[n as usize] as usize)
+                .copied()
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("node {:?} has no known kind", m.ids.get(n)))
+                })?,
             depth: w.depth[p],
-            via: if via == NO_EDGE {
-                None
-            } else {
-                Some(edge_out(m, via)?)
-            },
+            via: (first_reach[i] != usize::MAX).then_some(first_reach[i]),
             block: m.rows[n as usize],
         });
-    }
-    for &(e, at) in &w.edges {
-        if slot[anchor[at as usize] as usize] != u32::MAX {
-            page.edges.push(edge_out(m, e)?);
-        }
     }
     let mut by_kind: BTreeMap<u8, usize> = BTreeMap::new();
     for p in (0..w.order.len()).filter(|&p| has_row(p)) {
