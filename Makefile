@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 ENV = eval "$$(scripts/setup.sh)"
 
-.PHONY: demo test setup contracts lint bench gpu
+.PHONY: demo test bench-smoke setup contracts lint bench gpu
 
 ## Run the whole demo on embedded defaults (anvil, lake and SQLite under .tributary/demo);
 ## installs only what the demo runs (anvil, solc-js, torch, the GraphiQL assets).
@@ -14,10 +14,25 @@ demo:
 	cargo build --bin tributary
 	cargo run --quiet --bin tributary -- demo $(ARGS)
 
-## Run every test: unit, integration (real anvil, Delta on disk, SQLite), end to end.
+## Run every test: unit, integration (real anvil, Delta on disk, SQLite), end to end; then
+## every benchmark at a tiny scale (`bench-smoke`), so a benchmark that breaks fails here.
 test:
 	$(ENV)
 	cargo test --workspace --no-fail-fast
+	$(MAKE) --no-print-directory bench-smoke
+
+## Every benchmark of `make bench` at a tiny scale (TRIBUTARY_BENCH_SMOKE=1: seconds each, both
+## sides checked to agree as in the full run), in the test profile. The query benchmark reads
+## the graph the ancestry benchmark's smoke run leaves.
+bench-smoke:
+	eval "$$(scripts/setup.sh --bench)"
+	export TRIBUTARY_BENCH_SMOKE=1 TRIBUTARY_BENCH_DB="$$(mktemp -d)/graph.db"
+	cargo test -p tributary-sql --bench ancestry
+	cargo test -p tributary-api --bench query
+	cargo test -p tributary-pipeline --bench ingest
+	cargo test -p tributary-indexer --bench backfill
+	cargo test -p tributary-trainer --bench lora_step --bench attribution --bench serving --bench gpu
+	rm -rf "$$(dirname "$$TRIBUTARY_BENCH_DB")"
 
 ## Install tools (anvil, solc-js, torch venv, PostgreSQL) into the cache folder.
 setup:

@@ -14,6 +14,9 @@
 //!    at least 0.3x the requests/s of `{ __typename }`.
 //!
 //! `TRIBUTARY_BENCH_SCALE` (default 1.0) scales the lake; the graph is the ancestry benchmark's.
+//! `TRIBUTARY_BENCH_SMOKE=1` (what `make test` runs, after the ancestry benchmark's smoke run):
+//! a lake of 2,000 contributions, one run per view, 4 clients for one second; checked the same
+//! way, and a missing graph is an error rather than a skipped row.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -292,7 +295,7 @@ async fn views(scale: f64) {
         );
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let mut rows = 0;
-        for _ in 0..7 {
+        for _ in 0..if smoke() { 1 } else { 7 } {
             let t = Instant::now();
             rows = ours(&analyst, &sql).await;
             a.push(t.elapsed().as_secs_f64() * 1e3);
@@ -355,8 +358,16 @@ async fn load(
     (all.len() as f64 / elapsed, all)
 }
 
+fn smoke() -> bool {
+    std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
 async fn graphql() {
     let Ok(path) = std::env::var("TRIBUTARY_BENCH_DB") else {
+        assert!(
+            !smoke(),
+            "the smoke run needs TRIBUTARY_BENCH_DB (make test sets it)"
+        );
         println!(
             "| GraphQL ancestry | skipped: set TRIBUTARY_BENCH_DB to the graph the ancestry benchmark loads (make bench does) |"
         );
@@ -394,10 +405,10 @@ async fn graphql() {
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let secs = 15.0;
+    let (clients, secs) = if smoke() { (4, 1.0) } else { (64, 15.0) };
     let (cheap_rps, cheap) = load(
         &url,
-        64,
+        clients,
         secs,
         |_| json!({"query": "{ __typename }"}).to_string(),
         |_, v| v == &json!({"data": {"__typename": "Query"}}),
@@ -405,7 +416,7 @@ async fn graphql() {
     .await;
     let (rps, lat) = load(
         &url,
-        64,
+        clients,
         secs,
         move |pick| {
             let q = format!(
@@ -423,7 +434,7 @@ async fn graphql() {
     )
     .await;
     println!(
-        "| GraphQL ancestry(first: 100), depth 6, {nodes} nodes / {edges} edges, 64 clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms, p95 {:.2} ms | {:.3}x |",
+        "| GraphQL ancestry(first: 100), depth 6, {nodes} nodes / {edges} edges, {clients} clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms, p95 {:.2} ms | {:.3}x |",
         percentile(&lat, 0.5),
         percentile(&lat, 0.95),
         percentile(&cheap, 0.5),
@@ -437,7 +448,7 @@ async fn main() {
     let scale: f64 = std::env::var("TRIBUTARY_BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+        .unwrap_or(if smoke() { 0.002 } else { 1.0 });
     views(scale).await;
     graphql().await;
 }

@@ -23,20 +23,24 @@ use datafusion::catalog::{Session, TableFunctionImpl};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableType, ViewTable};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use tributary_lake::Lake;
 use tributary_schemas::tables::names;
-use tributary_sql::Store;
+use tributary_sql::{Direction, LineageIndex, PageRequest, Store};
 
 /// The views, in the order they are created (`sql/views/*.sql`).
 pub const VIEWS: &[(&str, &str)] = &[
@@ -180,13 +184,25 @@ impl std::fmt::Debug for Analyst {
 
 impl Analyst {
     /// Opens a session over `lake` with the views registered; `ancestry` walks `store`'s graph
-    /// of chain `chain_id`.
+    /// of chain `chain_id` through a lineage index of its own.
     pub async fn open(
         lake: Lake,
         store: Store,
         chain_id: u64,
         limits: SqlLimits,
     ) -> Result<Self, SqlError> {
+        let index = LineageIndex::new(store, chain_id, None, crate::REORG_WINDOW);
+        Self::open_over(lake, index, limits).await
+    }
+
+    /// Opens a session over `lake` whose `ancestry` walks `index` (shared with GraphQL), and
+    /// whose `jobs` and `job_runs` come from the index's store.
+    pub async fn open_over(
+        lake: Lake,
+        index: LineageIndex,
+        limits: SqlLimits,
+    ) -> Result<Self, SqlError> {
+        let store = index.store().clone();
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .build_arc()
@@ -231,7 +247,7 @@ impl Analyst {
             .expect("the default catalog exists")
             .register_schema("public", schema)
             .map_err(query)?;
-        ctx.register_udtf("ancestry", Arc::new(AncestryFn { store, chain_id }));
+        ctx.register_udtf("ancestry", Arc::new(AncestryFn { index }));
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cpu = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -729,8 +745,7 @@ async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>
 /// `ancestry(id, depth)`.
 #[derive(Debug)]
 struct AncestryFn {
-    store: Store,
-    chain_id: u64,
+    index: LineageIndex,
 }
 
 impl TableFunctionImpl for AncestryFn {
@@ -748,23 +763,30 @@ impl TableFunctionImpl for AncestryFn {
             },
             Some(_) => return plan_err!("{usage}: depth is a literal number"),
         };
-        Ok(Arc::new(Ancestry {
-            store: self.store.clone(),
-            chain_id: self.chain_id,
+        Ok(Arc::new(Ancestry(Arc::new(Walk {
+            index: self.index.clone(),
             id,
             depth,
-        }))
+            schema: ancestry_schema(),
+        }))))
     }
 }
 
 /// The rows of one `ancestry(…)` call, walked when the query runs.
 #[derive(Debug)]
-struct Ancestry {
-    store: Store,
-    chain_id: u64,
+struct Ancestry(Arc<Walk>);
+
+/// One walk: the index gives the nodes in walk order, the store their rows, 1,000 at a time.
+#[derive(Debug)]
+struct Walk {
+    index: LineageIndex,
     id: String,
     depth: u32,
+    schema: SchemaRef,
 }
+
+/// Rows per batch of `ancestry(…)`.
+const ANCESTRY_BATCH: usize = 1000;
 
 fn ancestry_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -773,6 +795,7 @@ fn ancestry_schema() -> SchemaRef {
         Field::new("props", DataType::Utf8, false),
         Field::new("block_number", DataType::UInt64, false),
         Field::new("tx_hash", DataType::Utf8, false),
+        Field::new("depth", DataType::UInt32, false),
     ]))
 }
 
@@ -791,36 +814,100 @@ impl TableProvider for Ancestry {
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-        let up = self
-            .store
-            .ancestors(self.chain_id, &self.id, self.depth)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let n = &up.nodes;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                n.iter().map(|n| n.id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                n.iter().map(|n| n.kind.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                n.iter().map(|n| n.props.to_string()),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                n.iter().map(|n| n.pos.block_number),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                n.iter().map(|n| n.pos.tx_hash.to_string()),
-            )),
-        ];
-        let batch = RecordBatch::try_new(ancestry_schema(), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
+        let part: Arc<dyn PartitionStream> = self.0.clone();
+        Ok(Arc::new(StreamingTableExec::try_new(
             ancestry_schema(),
-            projection.cloned(),
-        )?)
+            vec![part],
+            projection,
+            Vec::<LexOrdering>::new(),
+            false,
+            limit,
+        )?))
     }
+}
+
+impl PartitionStream for Walk {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Walks when the query runs, then reads the nodes' rows a batch at a time: a walk of a
+    /// million nodes streams instead of waiting for one batch of all of them.
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let external = |e: tributary_sql::Error| DataFusionError::External(Box::new(e));
+        let (index, id, depth) = (self.index.clone(), self.id.clone(), self.depth);
+        let walked = async move {
+            let page = index
+                .walk(&id, depth, Direction::Up, &PageRequest::default())
+                .await
+                .map_err(external)?;
+            let nodes: Vec<(String, u32)> = page
+                .nodes
+                .into_iter()
+                .map(|n| (n.id.to_string(), n.depth))
+                .collect();
+            Ok::<_, DataFusionError>((index, nodes))
+        };
+        let batches = futures::stream::once(walked)
+            .map(|walked| {
+                let (index, nodes) = match walked {
+                    Ok(w) => w,
+                    Err(e) => return futures::stream::iter(vec![Err(e)]).boxed(),
+                };
+                let chunks: Vec<Vec<(String, u32)>> =
+                    nodes.chunks(ANCESTRY_BATCH).map(<[_]>::to_vec).collect();
+                futures::stream::iter(chunks)
+                    .then(move |chunk| {
+                        let index = index.clone();
+                        async move { ancestry_batch(&index, &chunk).await }
+                    })
+                    .boxed()
+            })
+            .flatten();
+        Box::pin(RecordBatchStreamAdapter::new(ancestry_schema(), batches))
+    }
+}
+
+/// The rows of `chunk` (ids in walk order, with depth) as one batch; nodes gone from the store
+/// since the walk are left out.
+async fn ancestry_batch(
+    index: &LineageIndex,
+    chunk: &[(String, u32)],
+) -> Result<RecordBatch, DataFusionError> {
+    let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+    let mut rows: HashMap<String, tributary_schemas::lineage::Node> = index
+        .store()
+        .nodes(index.chain_id(), &ids)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .into_iter()
+        .map(|n| (n.id.to_string(), n))
+        .collect();
+    let found: Vec<(tributary_schemas::lineage::Node, u32)> = chunk
+        .iter()
+        .filter_map(|(id, depth)| Some((rows.remove(id)?, *depth)))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            found.iter().map(|(n, _)| n.id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            found.iter().map(|(n, _)| n.kind.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            found.iter().map(|(n, _)| n.props.to_string()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            found.iter().map(|(n, _)| n.pos.block_number),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            found.iter().map(|(n, _)| n.pos.tx_hash.to_string()),
+        )),
+        Arc::new(arrow::array::UInt32Array::from_iter_values(
+            found.iter().map(|(_, d)| *d),
+        )),
+    ];
+    Ok(RecordBatch::try_new(ancestry_schema(), columns)?)
 }

@@ -309,10 +309,11 @@ async fn index(chain: &Chain, dir: &std::path::Path, mirror: bool) -> u64 {
 
 #[tokio::main]
 async fn main() {
+    let smoke = std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1");
     let scale: f64 = std::env::var("TRIBUTARY_BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+        .unwrap_or(if smoke { 0.005 } else { 1.0 });
     let blocks = ((20_000.0 * scale) as u64).max(1);
     let cast = std::env::var("TRIBUTARY_CAST")
         .ok()

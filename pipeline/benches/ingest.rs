@@ -189,7 +189,13 @@ async fn main() {
     let n: usize = std::env::var("TRIBUTARY_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(
+            if std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1") {
+                2_000
+            } else {
+                1_000_000
+            },
+        );
     let dir = tempfile::tempdir().unwrap();
     let chain = Chain::connect(ChainConfig::embedded(dir.path()))
         .await

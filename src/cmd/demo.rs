@@ -170,15 +170,21 @@ impl Demo {
             "Datanet {} ({}) created with id {datanet_id}",
             manifest.name, manifest.domain
         );
-        let analyst = tributary_api::analyst::Analyst::open(
-            lake.clone(),
+        // One lineage index for GraphQL's walks and SQL's `ancestry()`.
+        let index = tributary_sql::LineageIndex::new(
             store.clone(),
             chain.chain_id(),
+            None,
+            tributary_api::REORG_WINDOW,
+        );
+        let analyst = tributary_api::analyst::Analyst::open_over(
+            lake.clone(),
+            index.clone(),
             tributary_api::analyst::SqlLimits::default(),
         )
         .await
         .context("opening the SQL session")?;
-        let schema = tributary_api::schema(store.clone(), Some(lake.clone()), chain.chain_id());
+        let schema = tributary_api::schema_over(index, Some(lake.clone()));
         Ok(Demo {
             args,
             chain,

@@ -368,27 +368,6 @@ async fn api_routes(
     tokio::task::JoinHandle<tributary_api::Result<()>>,
 )> {
     let chain_id = shared.chain.chain_id();
-    let analyst = tributary_api::analyst::Analyst::open(
-        shared.lake.clone(),
-        shared.store.clone(),
-        chain_id,
-        tributary_api::analyst::SqlLimits::default(),
-    )
-    .await
-    .context("opening the SQL session")?;
-    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: pick another --pg-listen",
-                args.pg_listen
-            )
-        })?;
-    let limits = tributary_api::Limits {
-        introspection: !args.no_introspection,
-        timeout: Duration::from_secs_f64(args.graphql_timeout),
-        max_body_bytes: args.graphql_max_body,
-    };
     // The lineage walks' index, kept in a file in the data directory so a restart reads it
     // instead of the whole graph; loaded now rather than by the first query.
     let index = tributary_sql::LineageIndex::new(
@@ -409,6 +388,26 @@ async fn api_routes(
             }
         }
     });
+    let analyst = tributary_api::analyst::Analyst::open_over(
+        shared.lake.clone(),
+        index.clone(),
+        tributary_api::analyst::SqlLimits::default(),
+    )
+    .await
+    .context("opening the SQL session")?;
+    let pg_listener = tokio::net::TcpListener::bind(args.pg_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: pick another --pg-listen",
+                args.pg_listen
+            )
+        })?;
+    let limits = tributary_api::Limits {
+        introspection: !args.no_introspection,
+        timeout: Duration::from_secs_f64(args.graphql_timeout),
+        max_body_bytes: args.graphql_max_body,
+    };
     let schema = tributary_api::schema_over(index, Some(shared.lake.clone()));
     let router = axum::Router::new()
         .merge(tributary_api::router(schema, &limits))

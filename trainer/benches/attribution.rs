@@ -40,6 +40,11 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `make test`'s smoke run (`TRIBUTARY_BENCH_SMOKE=1`): every part, at a few steps and rows.
+fn smoke() -> bool {
+    std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
 fn config() -> TrainConfig {
     TrainConfig {
         lora: LoraConfig {
@@ -51,7 +56,7 @@ fn config() -> TrainConfig {
         learning_rate: 1e-2,
         weight_decay: 0.0,
         warmup_steps: 10,
-        max_steps: 500,
+        max_steps: if smoke() { 10 } else { 500 },
         batch_size: 8,
         grad_accum: 1,
         clip_norm: 1.0,
@@ -94,7 +99,7 @@ fn main() {
 
     // 1. Accuracy and leave-one-out on the planted Datanet.
     let cfg = config();
-    let docs = planted::shared_datanet(&tok, &[40; K], 7).unwrap();
+    let docs = planted::shared_datanet(&tok, &[if smoke() { 10 } else { 40 }; K], 7).unwrap();
     let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
     let (lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), &cfg, None, &mut |_| {}).unwrap();
@@ -104,7 +109,8 @@ fn main() {
     let started = Instant::now();
     let index = influence::build(&model, &lora, picked, &trained, &icfg).unwrap();
     let build_s = started.elapsed().as_secs_f64();
-    let acc = planted::accuracy(&model, &lora, &index, &tok, K, 10, 99).unwrap();
+    let per = if smoke() { 1 } else { 10 };
+    let acc = planted::accuracy(&model, &lora, &index, &tok, K, per, 99).unwrap();
     println!(
         "planted Datanet: {} contributions trained, training {:.1} s, index {:.1} s; top-1 {}/{} ({:.1}%), top-3 {}/{} ({:.1}%)",
         trained.len(),
@@ -122,8 +128,11 @@ fn main() {
     }
 
     // 2. Gradient query latency over 100,000 contributions.
-    let real = env("TRIBUTARY_BENCH_INDEX_DOCS", 2000);
-    let target: usize = 100_000;
+    let real = env(
+        "TRIBUTARY_BENCH_INDEX_DOCS",
+        if smoke() { 40 } else { 2000 },
+    );
+    let target: usize = if smoke() { 1_000 } else { 100_000 };
     let many = planted::datanet(&tok, K, real.div_ceil(K), 3).unwrap();
     let many: Vec<(String, Vec<i64>)> = many
         .into_iter()
@@ -162,7 +171,7 @@ fn main() {
     let big = InfluenceIndex::load(folder.path()).unwrap();
     let mut g = Gen(41);
     let mut times = Vec::new();
-    for i in 0..60 {
+    for i in 0..if smoke() { 8 } else { 60 } {
         let q = tok.encode(&g.document(i % K)).unwrap();
         let started = Instant::now();
         let scores = big.scores(&model, &lora, &q).unwrap();
@@ -192,10 +201,12 @@ fn leave_one_out(model: &Model, tok: &Tokenizer, cfg: &TrainConfig, icfg: &Influ
     let unequal = planted::shared_datanet(tok, &sizes, 7).unwrap();
     let plain = TrainConfig {
         learning_rate: 3e-3,
-        max_steps: 200,
+        max_steps: if smoke() { 5 } else { 200 },
         ..cfg.clone()
     };
-    let v = planted::validate(model, tok, &unequal, K, &plain, icfg, 10, 11, 3).unwrap();
+    let seeds = if smoke() { 1 } else { 3 };
+    let held = if smoke() { 2 } else { 10 };
+    let v = planted::validate(model, tok, &unequal, K, &plain, icfg, held, 11, seeds).unwrap();
     println!(
         "plain leave-one-contributor-out (3 seeds x {} retrains, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}\n  {v:.2?}",
         K,
@@ -208,7 +219,10 @@ fn leave_one_out(model: &Model, tok: &Tokenizer, cfg: &TrainConfig, icfg: &Influ
 
 /// 3. Span index over tens of millions of tokens.
 fn span_method(tok: &Tokenizer) {
-    let want = env("TRIBUTARY_BENCH_SPAN_TOKENS", 50_000_000);
+    let want = env(
+        "TRIBUTARY_BENCH_SPAN_TOKENS",
+        if smoke() { 200_000 } else { 50_000_000 },
+    );
     let started = Instant::now();
     let mut stream: Vec<(String, Vec<i64>)> = Vec::new();
     let (mut total, mut seed) = (0usize, 1u64);

@@ -116,8 +116,10 @@ fn run_side(cmd: &mut Command, name: &str) -> serde_json::Value {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let batch = env("TRIBUTARY_BENCH_BATCH", 4) as i64;
-    let steps = env("TRIBUTARY_BENCH_STEPS", 5);
+    // `make test`'s smoke run: one step of one sequence a side.
+    let smoke = std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1");
+    let batch = env("TRIBUTARY_BENCH_BATCH", if smoke { 1 } else { 4 }) as i64;
+    let steps = env("TRIBUTARY_BENCH_STEPS", if smoke { 1 } else { 5 });
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     let dir = home.join(".cache/tributary/bench/gpt2-small-random");
@@ -170,6 +172,12 @@ fn main() {
             f(v, "tokens_per_second"),
             f(v, "seconds_per_step"),
             f(v, "peak_rss_mib")
+        );
+    }
+    for (name, v) in [("Tributary", &ours), ("PyTorch + PEFT", &theirs)] {
+        assert!(
+            f(v, "tokens_per_second") > 0.0,
+            "{name} measured nothing: {v}"
         );
     }
     println!(

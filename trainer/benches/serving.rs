@@ -369,13 +369,16 @@ pub(crate) fn main() {
         println!("serving: benchmark");
         return;
     }
+    // `make test`'s smoke run: a narrow model, 8 requests, one round.
+    let smoke = std::env::var("TRIBUTARY_BENCH_SMOKE").is_ok_and(|v| v == "1");
     let threads = env("TRIBUTARY_BENCH_THREADS", 2) as i32;
     tch::set_num_threads(threads);
-    let requests = env("TRIBUTARY_BENCH_REQUESTS", 100);
-    let swaps = env("TRIBUTARY_BENCH_SWAP", 10);
-    let rounds = env("TRIBUTARY_BENCH_ROUNDS", 3).max(1);
+    let requests = env("TRIBUTARY_BENCH_REQUESTS", if smoke { 8 } else { 100 });
+    let swaps = env("TRIBUTARY_BENCH_SWAP", if smoke { 2 } else { 10 });
+    let rounds = env("TRIBUTARY_BENCH_ROUNDS", if smoke { 1 } else { 3 }).max(1);
     let widths: &[i64] = match std::env::var("TRIBUTARY_BENCH_CHECKPOINT") {
         Ok(_) => &[0],
+        Err(_) if smoke => &[128],
         Err(_) => &[512, 1024],
     };
     for &hidden in widths {

@@ -506,12 +506,13 @@ async fn lineage_page(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let top = if ctx
-        .look_ahead()
-        .field("summary")
-        .field("topContributors")
-        .exists()
-    {
+    // The whole walk only when the answer needs it (the edges, the totals); a page of nodes
+    // stops the walk once it is found.
+    let ahead = ctx.look_ahead();
+    let whole = ["edges", "totalCount", "edgeCount", "summary"]
+        .iter()
+        .any(|f| ahead.field(f).exists());
+    let top = if ahead.field("summary").field("topContributors").exists() {
         TOP_CONTRIBUTORS
     } else {
         0
@@ -520,6 +521,7 @@ async fn lineage_page(
         first: first as usize,
         after,
         kinds,
+        whole,
         top_contributors: top,
     };
     let page = graph(ctx)
@@ -670,6 +672,13 @@ impl From<tributary_sql::Page> for LineagePage {
                 block: n.block,
             })
             .collect::<Vec<_>>();
+        // Asked for only when the walk was whole (see `lineage_page`).
+        let s = p.summary.unwrap_or(tributary_sql::WalkSummary {
+            total: 0,
+            total_edges: 0,
+            by_kind: vec![],
+            contributors: vec![],
+        });
         Self {
             seq: p.seq,
             page_info: LineagePageInfo {
@@ -678,10 +687,10 @@ impl From<tributary_sql::Page> for LineagePage {
             },
             nodes,
             edges,
-            total_count: p.total as u64,
-            edge_count: p.total_edges as u64,
+            total_count: s.total as u64,
+            edge_count: s.total_edges as u64,
             summary: LineageSummary {
-                by_kind: p
+                by_kind: s
                     .by_kind
                     .into_iter()
                     .map(|(k, n)| KindCount {
@@ -689,7 +698,7 @@ impl From<tributary_sql::Page> for LineagePage {
                         count: n as u64,
                     })
                     .collect(),
-                top_contributors: p
+                top_contributors: s
                     .contributors
                     .into_iter()
                     .map(|c| objects::ContributorShare {

@@ -462,6 +462,72 @@ async fn time_travel_and_the_ancestry_function() {
     assert!(err.contains("ancestry('kind:id', depth)"), "{err}");
 }
 
+/// A walk of thousands of nodes comes as batches of 1,000 rows in walk order, each with its
+/// depth, and sees nodes indexed after the session opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ancestry_streams_a_large_walk_in_batches() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let snapshot = g::snapshot_id(B256::repeat_byte(0x5e));
+    let pos = ChainPos {
+        block_number: 900,
+        block_hash: B256::repeat_byte(9),
+        tx_hash: B256::repeat_byte(0x99),
+        log_index: 0,
+    };
+    let mut nodes = vec![Node::new(snapshot.clone(), json!({}), pos)];
+    let mut edges = Vec::new();
+    for i in 0..2500u64 {
+        let c = g::contribution_id(B256::from(alloy::primitives::U256::from(1_000_000 + i)));
+        nodes.push(Node::new(c.clone(), json!({"n": i}), pos));
+        edges.push(Edge::new(c, snapshot.clone(), EdgeKind::IncludedIn, pos));
+    }
+    let events = [RawEvent {
+        address: "0x01".into(),
+        name: "SnapshotCreated".into(),
+        data: json!({}),
+        pos,
+    }];
+    let rows = Rows {
+        events: &events,
+        nodes: &nodes,
+        edges: &edges,
+        blocks_seen: &[],
+    };
+    let cp = Checkpoint {
+        block_number: 900,
+        block_hash: B256::repeat_byte(9).to_string(),
+    };
+    f.store.apply(CHAIN, "lineage", rows, &cp).await.unwrap();
+    let (_, mut batches) = a
+        .stream(&format!("SELECT id, depth FROM ancestry('{snapshot}', 1)"))
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    let mut first = None;
+    let mut depths = std::collections::BTreeMap::new();
+    while let Some(b) = futures::StreamExt::next(&mut batches).await {
+        let b = b.unwrap();
+        sizes.push(b.num_rows());
+        let ids = b.column(0).as_string::<i32>();
+        let d = b.column(1).as_primitive::<arrow::datatypes::UInt32Type>();
+        first.get_or_insert_with(|| ids.value(0).to_string());
+        for i in 0..b.num_rows() {
+            *depths.entry(d.value(i)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(sizes, [1000, 1000, 501], "streamed 1,000 rows at a time");
+    assert_eq!(
+        first.as_deref(),
+        Some(snapshot.as_str()),
+        "the start comes first"
+    );
+    assert_eq!(
+        depths,
+        std::collections::BTreeMap::from([(0, 1), (1, 2500)])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_refused_and_limits_hold() {
     let f = fixture().await;

@@ -404,9 +404,16 @@ impl Mem {
     }
 
     /// Breadth-first walk from `start` in direction `dir`, at most `depth` edges deep: the
-    /// store's walk ([`crate::Store::ancestors`]), over numbers. With `stop`, the walk ends
-    /// after the level that reaches it.
-    pub(crate) fn walk(&self, start: u32, depth: u32, dir: Direction, stop: Option<u32>) -> Walk {
+    /// store's walk ([`crate::Store::ancestors`]), over numbers. `enough` is asked about each
+    /// node as it is found (its number); when it answers true the walk ends there, so a first
+    /// page costs the nodes before it, not the whole walk.
+    pub(crate) fn walk(
+        &self,
+        start: u32,
+        depth: u32,
+        dir: Direction,
+        mut enough: impl FnMut(u32) -> bool,
+    ) -> Walk {
         let mut w = Walk {
             order: vec![start],
             depth: vec![0],
@@ -417,7 +424,7 @@ impl Mem {
         let mut seen: HashMap<u32, u32> = HashMap::default();
         seen.insert(start, 0);
         let (mut level, mut d) = (0..1usize, 0);
-        while d < depth && !level.is_empty() && !stop.is_some_and(|s| seen.contains_key(&s)) {
+        while d < depth && !level.is_empty() {
             let end = w.order.len();
             for p in level.clone() {
                 let n = w.order[p];
@@ -425,13 +432,16 @@ impl Mem {
                     let far = self.far(&self.edges[i as usize], dir);
                     let next = w.order.len() as u32;
                     let at = *seen.entry(far).or_insert(next);
+                    w.edges.push((i, at));
                     if at == next {
                         w.order.push(far);
                         w.depth.push(d + 1);
                         w.via.push(i);
                         w.parent.push(p as u32);
+                        if enough(far) {
+                            return w;
+                        }
                     }
-                    w.edges.push((i, at));
                 }
             }
             level = end..w.order.len();
@@ -445,7 +455,7 @@ impl Mem {
         if a == b {
             return Some(vec![]);
         }
-        let w = self.walk(a, max_depth, dir, Some(b));
+        let w = self.walk(a, max_depth, dir, |n| n == b);
         let mut p = w.order.iter().position(|&n| n == b)?;
         let mut path = Vec::new();
         while p != 0 {

@@ -9,7 +9,8 @@
 //!   the query arrived.
 //! - Start-up reads a snapshot file when one is configured and valid for this store and chain
 //!   (then replays the operations after it), else every node and edge from the store (then
-//!   writes the file). The file is rewritten after a compaction and every 1,000 operations.
+//!   writes the file). The file is rewritten, in the background, after a compaction and every
+//!   1,000 operations.
 //! - Walks match the store's ([`crate::Store::ancestors`]): the same nodes, and the same edges
 //!   walked, for every depth; a property test holds them to it across random operations,
 //!   reorgs and restarts.
@@ -42,12 +43,25 @@ pub struct LineageIndex {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for LineageIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineageIndex")
+            .field("chain_id", &self.inner.chain_id)
+            .field("file", &self.inner.file)
+            .finish()
+    }
+}
+
 struct Inner {
     store: Store,
     chain_id: u64,
     file: Option<PathBuf>,
     window: u64,
     min_overlay: usize,
+    /// A background save is under way.
+    saving: std::sync::atomic::AtomicBool,
+    /// Held while the file is written.
+    writing: tokio::sync::Mutex<()>,
     state: RwLock<Option<State>>,
     /// Held while reading new operations.
     refresh: tokio::sync::Mutex<()>,
@@ -105,6 +119,9 @@ pub struct PageRequest {
     pub after: Option<String>,
     /// Only nodes of these kinds (the walk still passes through the others).
     pub kinds: Option<Vec<NodeKind>>,
+    /// Walk the whole way, for the page's `edges` and the [`WalkSummary`]; otherwise the walk
+    /// stops once it has found the page (and one node more).
+    pub whole: bool,
     /// How many top contributors the summary names.
     pub top_contributors: usize,
 }
@@ -115,9 +132,23 @@ impl Default for PageRequest {
             first: usize::MAX,
             after: None,
             kinds: None,
+            whole: true,
             top_contributors: 0,
         }
     }
+}
+
+/// A whole walk in numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalkSummary {
+    /// Nodes of the walk (of the requested kinds).
+    pub total: usize,
+    /// Edges of the walk.
+    pub total_edges: usize,
+    /// Nodes of the walk by kind, every kind present.
+    pub by_kind: Vec<(NodeKind, usize)>,
+    /// The contributors whose contributions the walk reaches, most contributions first.
+    pub contributors: Vec<ContributorShare>,
 }
 
 /// One page of a walk and a summary of all of it.
@@ -128,18 +159,14 @@ pub struct Page {
     /// The page's nodes, in walk order.
     pub nodes: Vec<WalkNode>,
     /// The walked edges that reached the page's nodes (an edge reaching a node without a
-    /// row counts for the node it was walked from), so the pages together list every edge once.
+    /// row counts for the node it was walked from), so the pages together list every edge
+    /// once. Of a walk that stopped at the page ([`PageRequest::whole`] false): only the
+    /// edges that first reached the page's nodes.
     pub edges: Vec<WalkEdge>,
     /// More nodes follow.
     pub has_next: bool,
-    /// Nodes of the walk (of the requested kinds).
-    pub total: usize,
-    /// Edges of the walk.
-    pub total_edges: usize,
-    /// Nodes of the walk by kind, every kind present.
-    pub by_kind: Vec<(NodeKind, usize)>,
-    /// The contributors whose contributions the walk reaches, most contributions first.
-    pub contributors: Vec<ContributorShare>,
+    /// The whole walk in numbers (of a whole walk only).
+    pub summary: Option<WalkSummary>,
 }
 
 /// Size of the index.
@@ -169,6 +196,8 @@ impl LineageIndex {
                 file,
                 window,
                 min_overlay: MIN_OVERLAY,
+                saving: std::sync::atomic::AtomicBool::new(false),
+                writing: tokio::sync::Mutex::new(()),
                 state: RwLock::new(None),
                 refresh: tokio::sync::Mutex::new(()),
                 arrivals: AtomicU64::new(0),
@@ -324,8 +353,15 @@ impl LineageIndex {
             (s.seq, s.mem.frozen != before)
         });
         let due = self.read(|s| s.saved_seq == 0 || s.seq >= s.saved_seq + SAVE_EVERY);
-        if me.file.is_some() && (compacted || due) {
-            self.save().await?;
+        // Written in the background: queries do not wait for the file.
+        if me.file.is_some() && (compacted || due) && !me.saving.swap(true, Ordering::SeqCst) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.save().await {
+                    tracing::warn!(error = %e, "the lineage index file was not written");
+                }
+                this.inner.saving.store(false, Ordering::SeqCst);
+            });
         }
         Ok(seq)
     }
@@ -335,6 +371,7 @@ impl LineageIndex {
         let Some(path) = self.inner.file.clone() else {
             return Ok(());
         };
+        let _one = self.inner.writing.lock().await;
         let chain_id = self.inner.chain_id;
         let (bytes, seq) = self.read(|s| {
             let h = file::Header {
@@ -407,7 +444,8 @@ impl LineageIndex {
             top_contributors: usize::MAX,
             ..PageRequest::default()
         };
-        Ok(self.walk(id, 64, Direction::Up, &req).await?.contributors)
+        let page = self.walk(id, 64, Direction::Up, &req).await?;
+        Ok(page.summary.map(|s| s.contributors).unwrap_or_default())
     }
 }
 
@@ -508,10 +546,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
         nodes: vec![],
         edges: vec![],
         has_next: false,
-        total: 0,
-        total_edges: 0,
-        by_kind: vec![],
-        contributors: vec![],
+        summary: None,
     };
     let Some(start) = m.ids.find(id) else {
         if req.after.is_some() {
@@ -519,28 +554,65 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
                 "`after`: {id:?} is not in the graph"
             )));
         }
+        if req.whole {
+            page.summary = Some(WalkSummary {
+                total: 0,
+                total_edges: 0,
+                by_kind: vec![],
+                contributors: vec![],
+            });
+        }
         return Ok(page);
     };
-    let w = m.walk(start, depth, dir, None);
-    let has_row = |p: usize| m.rows[w.order[p] as usize] != NO_ROW;
     let wanted: Option<Vec<u8>> = req
         .kinds
         .as_ref()
         .map(|ks| ks.iter().map(|k| node_kind_code(Some(*k))).collect());
-    let listed = |p: usize| {
-        has_row(p)
+    let listed = |n: u32| {
+        m.rows[n as usize] != NO_ROW
             && wanted
                 .as_ref()
-                .is_none_or(|ks| ks.contains(&m.kinds[w.order[p] as usize]))
+                .is_none_or(|ks| ks.contains(&m.kinds[n as usize]))
     };
-    let eligible: Vec<usize> = (0..w.order.len()).filter(|&p| listed(p)).collect();
-    page.total = eligible.len();
-    page.total_edges = w.edges.len();
-    let from = match &req.after {
-        None => 0,
-        Some(after) => {
-            let n = m.ids.find(after);
-            let at = n.and_then(|n| eligible.iter().position(|&p| w.order[p] == n));
+    let after = req.after.as_deref().map(|a| m.ids.find(a));
+    let w = if req.whole {
+        m.walk(start, depth, dir, |_| false)
+    } else {
+        // Stop at the node after the page: the cursor's node, then `first` + 1 listed ones.
+        let cursor = after.map(|a| a.unwrap_or(u32::MAX));
+        let mut found = cursor.is_none();
+        let mut count = 0usize;
+        let mut take = |n: u32| {
+            if !listed(n) {
+                return false;
+            }
+            if !found {
+                found = Some(n) == cursor;
+                return false;
+            }
+            count += 1;
+            count > req.first
+        };
+        if take(start) {
+            mem::Walk {
+                order: vec![start],
+                depth: vec![0],
+                via: vec![mem::NO_EDGE],
+                parent: vec![0],
+                edges: vec![],
+            }
+        } else {
+            m.walk(start, depth, dir, take)
+        }
+    };
+    let has_row = |p: usize| m.rows[w.order[p] as usize] != NO_ROW;
+    let eligible: Vec<usize> = (0..w.order.len()).filter(|&p| listed(w.order[p])).collect();
+    let from = match (&req.after, after) {
+        (None, _) => 0,
+        (Some(after), n) => {
+            let at = n
+                .flatten()
+                .and_then(|n| eligible.iter().position(|&p| w.order[p] == n));
             at.ok_or_else(|| {
                 Error::Config(format!(
                     "`after`: {after:?} is not a node of this walk (the graph changed, or the \
@@ -552,38 +624,48 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
     let to = from.saturating_add(req.first).min(eligible.len());
     page.has_next = to < eligible.len();
     let on_page: Vec<usize> = eligible[from.min(to)..to].to_vec();
-    // Each edge counts for the node it reached, or, when that node has no row, for the
-    // nearest node with a row on the way back to the start.
-    let mut anchor: Vec<u32> = Vec::with_capacity(w.order.len());
-    for p in 0..w.order.len() {
-        let a = if p == 0 || has_row(p) {
-            p as u32
-        } else {
-            anchor[w.parent[p] as usize]
-        };
-        anchor.push(a);
-    }
-    let mut slot = vec![u32::MAX; w.order.len()];
-    if from == 0 {
-        // The start's own edges (to nodes without rows) come with the first page.
-        slot[0] = 0;
-    }
-    for (i, &p) in on_page.iter().enumerate() {
-        slot[p] = i as u32;
-    }
     let mut ids = Ids::default();
-    let mut first_reach = vec![usize::MAX; on_page.len()];
-    for &(e, at) in &w.edges {
-        let s = slot[anchor[at as usize] as usize];
-        if s != u32::MAX {
-            if w.via[at as usize] == e && anchor[at as usize] == at {
-                first_reach[s as usize] = page.edges.len();
+    let mut via_at = vec![usize::MAX; on_page.len()];
+    if req.whole {
+        // Each edge counts for the node it reached, or, when that node has no row, for the
+        // nearest node with a row on the way back to the start.
+        let mut anchor: Vec<u32> = Vec::with_capacity(w.order.len());
+        for p in 0..w.order.len() {
+            let a = if p == 0 || has_row(p) {
+                p as u32
+            } else {
+                anchor[w.parent[p] as usize]
+            };
+            anchor.push(a);
+        }
+        let mut slot = vec![u32::MAX; w.order.len()];
+        if from == 0 {
+            // The start's own edges (to nodes without rows) come with the first page.
+            slot[0] = 0;
+        }
+        for (i, &p) in on_page.iter().enumerate() {
+            slot[p] = i as u32;
+        }
+        for &(e, at) in &w.edges {
+            let s = slot[anchor[at as usize] as usize];
+            if s != u32::MAX {
+                if w.via[at as usize] == e && anchor[at as usize] == at {
+                    via_at[s as usize] = page.edges.len();
+                }
+                page.edges.push(ids.edge(m, e));
             }
-            page.edges.push(ids.edge(m, e));
         }
     }
     for (i, &p) in on_page.iter().enumerate() {
         let n = w.order[p];
+        let via = if w.via[p] == mem::NO_EDGE {
+            None
+        } else if req.whole {
+            Some(via_at[i])
+        } else {
+            page.edges.push(ids.edge(m, w.via[p]));
+            Some(page.edges.len() - 1)
+        };
         page.nodes.push(WalkNode {
             id: ids.id(m, n),
             kind: NodeKind::ALL
@@ -593,19 +675,26 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
                     Error::Corrupt(format!("node {:?} has no known kind", m.ids.get(n)))
                 })?,
             depth: w.depth[p],
-            via: (first_reach[i] != usize::MAX).then_some(first_reach[i]),
+            via,
             block: m.rows[n as usize],
         });
     }
-    let mut by_kind: BTreeMap<u8, usize> = BTreeMap::new();
-    for p in (0..w.order.len()).filter(|&p| has_row(p)) {
-        *by_kind.entry(m.kinds[w.order[p] as usize]).or_default() += 1;
+    if req.whole {
+        page.summary = Some(summary(m, &w, eligible.len(), req.top_contributors));
     }
-    page.by_kind = by_kind
-        .into_iter()
-        .filter_map(|(k, n)| Some((*NodeKind::ALL.get(k as usize)?, n)))
-        .collect();
-    if req.top_contributors > 0 {
+    Ok(page)
+}
+
+/// The numbers of a whole walk.
+fn summary(m: &Mem, w: &mem::Walk, total: usize, top: usize) -> WalkSummary {
+    let mut by_kind: BTreeMap<u8, usize> = BTreeMap::new();
+    for &n in &w.order {
+        if m.rows[n as usize] != NO_ROW {
+            *by_kind.entry(m.kinds[n as usize]).or_default() += 1;
+        }
+    }
+    let mut contributors = Vec::new();
+    if top > 0 {
         let contributed = mem::edge_kind_code(EdgeKind::Contributed);
         let contribution = node_kind_code(Some(NodeKind::Contribution));
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
@@ -619,7 +708,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
             }
         }
         let all: u64 = counts.values().sum();
-        let mut top: Vec<ContributorShare> = counts
+        contributors = counts
             .into_iter()
             .map(|(c, n)| ContributorShare {
                 contributor: c.to_string(),
@@ -627,13 +716,20 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
                 share: n as f64 / all as f64,
             })
             .collect();
-        top.sort_by(|x, y| {
+        contributors.sort_by(|x: &ContributorShare, y: &ContributorShare| {
             y.contributions
                 .cmp(&x.contributions)
                 .then(x.contributor.cmp(&y.contributor))
         });
-        top.truncate(req.top_contributors);
-        page.contributors = top;
+        contributors.truncate(top);
     }
-    Ok(page)
+    WalkSummary {
+        total,
+        total_edges: w.edges.len(),
+        by_kind: by_kind
+            .into_iter()
+            .filter_map(|(k, n)| Some((*NodeKind::ALL.get(k as usize)?, n)))
+            .collect(),
+        contributors,
+    }
 }
