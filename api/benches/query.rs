@@ -123,7 +123,7 @@ async fn fill(lake: &Lake, scale: f64) {
         .collect();
     append(lake, names::REJECTIONS, rows).await;
 
-    // The graph: contributors -> contributions <- inferences (attributed), adapters derived
+    // The graph: contributors -> contributions <- answers (attributed), adapters derived
     // from parents and a base model, produced by runs that trained on snapshots drawn from
     // Datanets, and reward epochs crediting contributors.
     let (graph_contributions, inferences, adapters) = (n(200_000.0), n(20_000.0), n(200.0));
@@ -195,11 +195,21 @@ async fn fill(lake: &Lake, scale: f64) {
             None,
         );
     }
+    // Answers, 100 to an inference batch, each credited to 5 contributions.
     for q in 0..inferences {
-        node(NodeKind::Inference.id(q), json!({}));
+        if q % 100 == 0 {
+            node(NodeKind::Inference.id(q / 100), json!({}));
+        }
+        node(NodeKind::Answer.id(q), json!({}));
+        edge(
+            NodeKind::Answer.id(q),
+            NodeKind::Inference.id(q / 100),
+            "recorded_in",
+            None,
+        );
         for _ in 0..5 {
             edge(
-                NodeKind::Inference.id(q),
+                NodeKind::Answer.id(q),
                 NodeKind::Contribution.id(rng.below(graph_contributions)),
                 "attributed_to",
                 Some(0.2),
@@ -219,6 +229,36 @@ async fn fill(lake: &Lake, scale: f64) {
     }
     append(lake, names::LINEAGE_NODES, nodes).await;
     append(lake, names::LINEAGE_EDGES, edges).await;
+
+    // Each adapter's held-out credit over 500 contributions of its Datanet (a few negative,
+    // a few revoked), and ten epochs of rewards to the first 1,000 contributors.
+    let rows: Vec<Value> = (0..adapters)
+        .flat_map(|a| (0..500u64).map(move |j| (a, j)))
+        .map(|(a, j)| {
+            let i = (a * 500 + j) % contributions;
+            let score = if j % 10 == 0 { -0.01 } else { 0.001 * (1 + j % 7) as f64 };
+            json!({
+                "datanet_id": 1 + i % 20, "subject_kind": "adapter",
+                "subject_id": format!("adapter:{a}"), "adapter_id": format!("0xad{a:x}"),
+                "contribution_id": format!("0xc{i:x}"),
+                "contributor": format!("0xa{:x}", i % contributors), "method": "tracin",
+                "score": score, "share": 0.002, "negative_fraction": if score < 0.0 { 1.0 } else { 0.0 },
+                "queries": 4, "computed_at": day(a),
+            })
+        })
+        .collect();
+    append(lake, names::ATTRIBUTIONS, rows).await;
+    let rows: Vec<Value> = (0..10u64)
+        .flat_map(|e| (0..contributors.min(1000)).map(move |c| (e, c)))
+        .map(|(e, c)| {
+            json!({
+                "epoch": e, "account": format!("{c}"), "role": "contributor",
+                "adapter_id": "0xad0", "contribution_id": null, "inferences": 3,
+                "amount": "1000000000000000000", "reason": "influence",
+            })
+        })
+        .collect();
+    append(lake, names::REWARD_ALLOCATIONS, rows).await;
 }
 
 /// A plain DataFusion session over the lake's Parquet files, with the same views: every

@@ -55,14 +55,14 @@ fn config() -> TrainConfig {
         },
         learning_rate: 1e-2,
         weight_decay: 0.0,
-        warmup_steps: 10,
-        max_steps: if smoke() { 10 } else { 500 },
+        warmup_steps: if smoke() { 2 } else { 10 },
+        max_steps: if smoke() { 20 } else { 500 },
         batch_size: 8,
         grad_accum: 1,
         clip_norm: 1.0,
         seq_len: 48,
         eval_fraction: 0.1,
-        eval_every: 25,
+        eval_every: if smoke() { 10 } else { 25 },
         patience: 0,
         seed: 0,
         ..TrainConfig::default()
@@ -201,14 +201,14 @@ fn leave_one_out(model: &Model, tok: &Tokenizer, cfg: &TrainConfig, icfg: &Influ
     let unequal = planted::shared_datanet(tok, &sizes, 7).unwrap();
     let plain = TrainConfig {
         learning_rate: 3e-3,
-        max_steps: if smoke() { 5 } else { 200 },
+        max_steps: if smoke() { 10 } else { 200 },
         ..cfg.clone()
     };
     let seeds = if smoke() { 1 } else { 3 };
     let held = if smoke() { 2 } else { 10 };
     let v = planted::validate(model, tok, &unequal, K, &plain, icfg, held, 11, seeds).unwrap();
     println!(
-        "plain leave-one-contributor-out (3 seeds x {} retrains, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}\n  {v:.2?}",
+        "plain leave-one-contributor-out ({seeds} seeds x {} retrains, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}\n  {v:.2?}",
         K,
         started.elapsed().as_secs_f64(),
         v.spearman(&v.tracin),
