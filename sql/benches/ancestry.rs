@@ -299,6 +299,8 @@ async fn main() {
     let built = LineageIndex::new(store.clone(), CHAIN, Some(file.clone()), 64);
     built.fresh().await.unwrap();
     let build_s = t.elapsed().as_secs_f64();
+    // The file is written in the background after a build: wait for it here.
+    built.save().await.unwrap();
     drop(built);
     let rss = rss_mb();
     let t = Instant::now();

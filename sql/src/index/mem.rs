@@ -466,6 +466,15 @@ impl Mem {
         Some(path)
     }
 
+    /// Gives back the room the vectors grew into while the graph was read.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.ids.text.shrink_to_fit();
+        self.ids.ends.shrink_to_fit();
+        self.kinds.shrink_to_fit();
+        self.rows.shrink_to_fit();
+        self.edges.shrink_to_fit();
+    }
+
     /// Bytes held (capacities, hash tables estimated by entries).
     pub(crate) fn bytes(&self) -> usize {
         let over: usize = self

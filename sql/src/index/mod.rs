@@ -301,6 +301,7 @@ impl LineageIndex {
             mem.edges.iter().partition(|e| e.block + me.window <= head);
         frozen.extend(recent);
         mem.edges = frozen;
+        mem.shrink_to_fit();
         mem.freeze(old);
         tracing::info!(
             nodes = mem.ids.len(),
