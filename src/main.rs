@@ -101,7 +101,8 @@ enum Command {
     Deploy(cmd::deploy::Args),
     /// Serve the GraphQL API (with GraphiQL), SQL (HTTP and the PostgreSQL wire protocol) and
     /// OpenAI-compatible inference over the published adapters (/v1/completions,
-    /// /v1/chat/completions, /v1/models), each answer with its ancestry and attribution.
+    /// /v1/chat/completions, /v1/models), each answer with its ancestry and attribution. Lineage
+    /// walks come from an in-memory index kept in the data dir (lineage-index-CHAIN.bin).
     Serve(cmd::serve::Args),
     /// Run a read-only SQL query over the lake's Delta tables and views.
     Sql(cmd::sql::Args),

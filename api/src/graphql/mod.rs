@@ -701,14 +701,7 @@ impl From<tributary_sql::Page> for LineagePage {
                 top_contributors: s
                     .contributors
                     .into_iter()
-                    .map(|c| objects::ContributorShare {
-                        address: NodeKind::Contributor
-                            .key_of(&c.contributor)
-                            .unwrap_or(&c.contributor)
-                            .into(),
-                        share: c.share,
-                        contributions: c.contributions,
-                    })
+                    .map(objects::ContributorShare::from)
                     .collect(),
             },
         }

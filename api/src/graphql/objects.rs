@@ -955,11 +955,24 @@ pub(crate) struct Attribution {
 #[derive(SimpleObject)]
 pub(crate) struct ContributorShare {
     /// Address.
-    pub(crate) address: String,
+    address: String,
     /// Share, in [0, 1].
-    pub(crate) share: f64,
+    share: f64,
     /// Their contributions counted.
-    pub(crate) contributions: u64,
+    contributions: u64,
+}
+
+impl From<tributary_sql::ContributorShare> for ContributorShare {
+    fn from(s: tributary_sql::ContributorShare) -> Self {
+        Self {
+            address: NodeKind::Contributor
+                .key_of(&s.contributor)
+                .unwrap_or(&s.contributor)
+                .into(),
+            share: s.share,
+            contributions: s.contributions,
+        }
+    }
 }
 
 /// A contribution's part of a subject's credit.
@@ -1019,17 +1032,7 @@ pub(crate) async fn attribution(ctx: &Context<'_>, id: &str) -> async_graphql::R
         return Ok(Attribution {
             subject: id.to_string(),
             method: "contribution_count".into(),
-            contributors: shares
-                .into_iter()
-                .map(|s| ContributorShare {
-                    address: NodeKind::Contributor
-                        .key_of(&s.contributor)
-                        .unwrap_or(&s.contributor)
-                        .into(),
-                    share: s.share,
-                    contributions: s.contributions,
-                })
-                .collect(),
+            contributors: shares.into_iter().map(ContributorShare::from).collect(),
             contributions: vec![],
         });
     }
