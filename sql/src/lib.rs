@@ -63,6 +63,10 @@ pub enum Error {
     /// A stored value is not what Tributary wrote: a bug or a foreign writer.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The request names something the graph does not hold (a cursor from another walk); the
+    /// message says what to do instead.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// Result alias for this crate.

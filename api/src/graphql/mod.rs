@@ -529,7 +529,7 @@ async fn lineage_page(
         .walk(&id, depth, dir, &req)
         .await
         .map_err(|e| match e {
-            tributary_sql::Error::Config(why) => async_graphql::Error::new(why),
+            tributary_sql::Error::Request(why) => async_graphql::Error::new(why),
             e => internal(e),
         })?;
     Ok(LineagePage::from(page))

@@ -551,7 +551,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
     };
     let Some(start) = m.ids.find(id) else {
         if req.after.is_some() {
-            return Err(Error::Config(format!(
+            return Err(Error::Request(format!(
                 "`after`: {id:?} is not in the graph"
             )));
         }
@@ -615,7 +615,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
                 .flatten()
                 .and_then(|n| eligible.iter().position(|&p| w.order[p] == n));
             at.ok_or_else(|| {
-                Error::Config(format!(
+                Error::Request(format!(
                     "`after`: {after:?} is not a node of this walk (the graph changed, or the \
                      cursor is from another query): start again without `after`"
                 ))
