@@ -454,33 +454,48 @@ async fn graphql() {
         |_, v| v == &json!({"data": {"__typename": "Query"}}),
     )
     .await;
-    let (rps, lat) = load(
-        &url,
-        clients,
-        secs,
-        move |pick| {
-            let q = format!(
-                r#"{{ ancestry(id: "{}", depth: 6, first: 100) {{ seq nodes {{ id kind depth }} pageInfo {{ hasNextPage endCursor }} }} }}"#,
-                answers[pick as usize % answers.len()]
-            );
-            json!({ "query": q }).to_string()
-        },
-        |_, v| {
-            v["errors"].is_null()
-                && v["data"]["ancestry"]["nodes"]
-                    .as_array()
-                    .is_some_and(|n| n.len() > 1)
-        },
-    )
-    .await;
-    println!(
-        "| GraphQL ancestry(first: 100), depth 6, {nodes} nodes / {edges} edges, {clients} clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms, p95 {:.2} ms | {:.3}x |",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.95),
-        percentile(&cheap, 0.5),
-        percentile(&cheap, 0.95),
-        rps / cheap_rps
-    );
+    // The page as an explorer asks for it, then two smaller selections of the same walk, to
+    // see what the fields cost next to the walk: the node ids only, and no nodes (`seq`).
+    let selections = [
+        (
+            "seq nodes { id kind depth } pageInfo { hasNextPage endCursor }",
+            true,
+        ),
+        ("seq nodes { id }", true),
+        ("seq pageInfo { hasNextPage }", false),
+    ];
+    for (selection, with_nodes) in selections {
+        let answers = answers.clone();
+        let (rps, lat) = load(
+            &url,
+            clients,
+            secs,
+            move |pick| {
+                let q = format!(
+                    r#"{{ ancestry(id: "{}", depth: 6, first: 100) {{ {selection} }} }}"#,
+                    answers[pick as usize % answers.len()]
+                );
+                json!({ "query": q }).to_string()
+            },
+            move |_, v| {
+                v["errors"].is_null()
+                    && (!with_nodes
+                        || v["data"]["ancestry"]["nodes"]
+                            .as_array()
+                            .is_some_and(|n| n.len() > 1))
+                    && v["data"]["ancestry"]["seq"].is_u64()
+            },
+        )
+        .await;
+        println!(
+            "| GraphQL `ancestry(first: 100) {{ {selection} }}`, depth 6, {nodes} nodes / {edges} edges, {clients} clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms, p95 {:.2} ms | {:.3}x |",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            percentile(&cheap, 0.5),
+            percentile(&cheap, 0.95),
+            rps / cheap_rps
+        );
+    }
 }
 
 #[tokio::main]
@@ -489,6 +504,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if smoke() { 0.002 } else { 1.0 });
-    views(scale).await;
+    // `TRIBUTARY_BENCH_ONLY=graphql`: the GraphQL part alone.
+    if std::env::var("TRIBUTARY_BENCH_ONLY").as_deref() != Ok("graphql") {
+        views(scale).await;
+    }
     graphql().await;
 }
