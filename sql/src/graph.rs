@@ -71,9 +71,12 @@ pub struct ContributorShare {
     pub share: f64,
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
+/// Which way a walk goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Towards what a node came from (ancestry).
     Up,
+    /// Towards what a node went into (descendants).
     Down,
 }
 

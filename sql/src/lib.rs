@@ -38,10 +38,8 @@ mod store;
 
 pub use browse::{End, NodeKey};
 
-pub use graph::{ContributorShare, Subgraph, upstream_end};
-pub use index::{
-    Direction, IndexStats, LineageIndex, Page, PageRequest, WalkEdge, WalkNode, WalkSummary,
-};
+pub use graph::{ContributorShare, Direction, Subgraph, upstream_end};
+pub use index::{IndexStats, LineageIndex, Page, PageRequest, WalkEdge, WalkNode, WalkSummary};
 pub use jobs::{JobRow, RunRow, RunStatus};
 pub use store::{
     Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Op, OpKind,

@@ -893,7 +893,7 @@ async fn set_checkpoint(
 }
 
 /// Parses a stored kind name (`contributor`, `anchored_in`, …) back into its enum.
-fn parse_kind<T: serde::de::DeserializeOwned>(name: String) -> Result<T> {
+pub(crate) fn parse_kind<T: serde::de::DeserializeOwned>(name: String) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(name.clone()))
         .map_err(|_| Error::Corrupt(format!("unknown kind {name:?}")))
 }

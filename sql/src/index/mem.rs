@@ -17,7 +17,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use tributary_schemas::lineage::{EdgeKind, NodeKind};
 
-use crate::graph::upstream_end;
+use crate::graph::{Direction, upstream_end};
 
 /// "This number has no node row" (only edges name it).
 pub(crate) const NO_ROW: u64 = u64::MAX;
@@ -44,6 +44,11 @@ pub(crate) const EDGE_KINDS: [EdgeKind; 14] = [
     EdgeKind::Rewarded,
 ];
 
+/// Per edge kind code: whether its source is its upstream end (`None`: no lineage), looked
+/// up once instead of per walked edge.
+static UPSTREAM_AT_SRC: std::sync::LazyLock<[Option<bool>; 14]> =
+    std::sync::LazyLock::new(|| EDGE_KINDS.map(|k| upstream_end(k.as_str())));
+
 /// The number of edge kind `k` (its place in [`EDGE_KINDS`]).
 pub(crate) fn edge_kind_code(k: EdgeKind) -> u8 {
     EDGE_KINDS.iter().position(|e| *e == k).expect("listed") as u8
@@ -68,7 +73,7 @@ pub(crate) struct Link {
 impl Link {
     /// (upstream end, downstream end).
     fn ends(&self) -> (u32, u32) {
-        if upstream_end(EDGE_KINDS[self.kind as usize].as_str()) == Some(true) {
+        if UPSTREAM_AT_SRC[self.kind as usize] == Some(true) {
             (self.src, self.dst)
         } else {
             (self.dst, self.src)
@@ -92,12 +97,7 @@ impl Interner {
     }
 
     pub(crate) fn get(&self, n: u32) -> &str {
-        let start = if n == 0 {
-            0
-        } else {
-            self.ends[n as usize - 1] as usize
-        };
-        &self.text[start..self.ends[n as usize] as usize]
+        id_at(&self.text, &self.ends, n)
     }
 
     pub(crate) fn find(&self, id: &str) -> Option<u32> {
@@ -125,15 +125,7 @@ impl Interner {
             text,
             ends,
         } = self;
-        let get = |m: u32| {
-            let start = if m == 0 {
-                0
-            } else {
-                ends[m as usize - 1] as usize
-            };
-            &text[start..ends[m as usize] as usize]
-        };
-        table.insert_unique(h, n, |&m| hasher.hash_one(get(m)));
+        table.insert_unique(h, n, |&m| hasher.hash_one(id_at(text, ends, m)));
     }
 
     /// An interner over ids already laid out (a snapshot file's).
@@ -154,6 +146,15 @@ impl Interner {
     fn bytes(&self) -> usize {
         self.text.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
     }
+}
+
+/// Id number `n` of an interner's `text` and `ends`.
+fn id_at<'a>(text: &'a str, ends: &[u64], n: u32) -> &'a str {
+    let start = match n {
+        0 => 0,
+        n => ends[n as usize - 1] as usize,
+    };
+    &text[start..ends[n as usize] as usize]
 }
 
 /// Compressed adjacency over the frozen edges: the edge numbers of node `n` are
@@ -196,15 +197,6 @@ impl Csr {
     fn bytes(&self) -> usize {
         (self.start.capacity() + self.items.capacity()) * 4
     }
-}
-
-/// Which way a walk goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Towards what a node came from (ancestry).
-    Up,
-    /// Towards what a node went into (descendants).
-    Down,
 }
 
 /// The in-memory lineage graph of one chain.
@@ -286,7 +278,8 @@ impl Mem {
         weight: Option<f64>,
         block: u64,
     ) {
-        if upstream_end(kind.as_str()).is_none() {
+        let code = edge_kind_code(kind);
+        if UPSTREAM_AT_SRC[code as usize].is_none() {
             return;
         }
         let link = Link {
@@ -294,7 +287,7 @@ impl Mem {
             weight: weight.unwrap_or(f64::NAN),
             src: self.node(src),
             dst: self.node(dst),
-            kind: edge_kind_code(kind),
+            kind: code,
         };
         let (up, down) = link.ends();
         // Look for it at the end with fewer edges.

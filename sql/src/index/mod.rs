@@ -27,10 +27,10 @@ use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Row};
 use tributary_schemas::lineage::{EdgeKind, NodeKind};
 
-pub use mem::Direction;
 use mem::{EDGE_KINDS, Mem, NO_ROW, node_kind_code};
 
-use crate::{ContributorShare, Error, OpKind, Result, Store};
+use crate::store::parse_kind;
+use crate::{ContributorShare, Direction, Error, OpKind, Result, Store};
 
 /// Overlay edges below which the index never compacts.
 const MIN_OVERLAY: usize = 65_536;
@@ -292,15 +292,11 @@ impl LineageIndex {
         let started = std::time::Instant::now();
         let mut mem = Mem::default();
         let head = read_rows(&me.store, me.chain_id, None, &mut mem).await?;
-        let old = mem
-            .edges
-            .iter()
-            .filter(|e| e.block + me.window <= head)
-            .count();
-        let (mut frozen, recent): (Vec<_>, Vec<_>) =
+        let (mut edges, recent): (Vec<_>, Vec<_>) =
             mem.edges.iter().partition(|e| e.block + me.window <= head);
-        frozen.extend(recent);
-        mem.edges = frozen;
+        let old = edges.len();
+        edges.extend(recent);
+        mem.edges = edges;
         mem.shrink_to_fit();
         mem.freeze(old);
         tracing::info!(
@@ -322,8 +318,14 @@ impl LineageIndex {
     /// Replays the operations after the index's; saves the file when due.
     async fn catch_up(&self) -> Result<u64> {
         let me = &self.inner;
-        let seq = self.read(|s| s.seq);
-        for op in me.store.ops_after(me.chain_id, seq).await? {
+        let (seq, saved) = self.read(|s| (s.seq, s.saved_seq));
+        let ops = me.store.ops_after(me.chain_id, seq).await?;
+        let first_file_due = me.file.is_some() && saved == 0;
+        if ops.is_empty() && !first_file_due {
+            // Nothing new: no compaction or file is due, and readers are not held up.
+            return Ok(seq);
+        }
+        for op in ops {
             match op.kind {
                 OpKind::Apply => {
                     let mut rows = Mem::default();
@@ -478,40 +480,36 @@ async fn read_rows(
     mem: &mut Mem,
 ) -> Result<u64> {
     let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
+    let rows = |sql: String| {
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(chain_id as i64)
+            .bind(lo as i64)
+            .bind(hi as i64)
+    };
     let where_ = "WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3";
     let mut head = 0;
-    let q = format!(
+    let nodes = rows(format!(
         "SELECT id, block_number FROM lineage_nodes {where_} ORDER BY block_number, log_index, id"
-    );
-    let mut rows = sqlx::query(AssertSqlSafe(q))
-        .bind(chain_id as i64)
-        .bind(lo as i64)
-        .bind(hi as i64)
-        .fetch(&store.pool);
-    while let Some(r) = rows.try_next().await? {
+    ));
+    let mut nodes = nodes.fetch(&store.pool);
+    while let Some(r) = nodes.try_next().await? {
         let id: String = r.get(0);
         let block = r.get::<i64, _>(1) as u64;
         head = head.max(block);
         mem.add_row(&id, block);
     }
-    drop(rows);
-    let q = format!(
+    drop(nodes);
+    let edges = rows(format!(
         "SELECT src, dst, kind, weight, block_number FROM lineage_edges {where_} \
          ORDER BY block_number, log_index, src, dst, kind"
-    );
-    let mut rows = sqlx::query(AssertSqlSafe(q))
-        .bind(chain_id as i64)
-        .bind(lo as i64)
-        .bind(hi as i64)
-        .fetch(&store.pool);
-    while let Some(r) = rows.try_next().await? {
-        let (src, dst, kind): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    ));
+    let mut edges = edges.fetch(&store.pool);
+    while let Some(r) = edges.try_next().await? {
+        let (src, dst): (String, String) = (r.get(0), r.get(1));
+        let kind: EdgeKind = parse_kind(r.get(2))?;
         let block = r.get::<i64, _>(4) as u64;
         head = head.max(block);
-        let Some(kind) = EDGE_KINDS.iter().find(|k| k.as_str() == kind) else {
-            return Err(Error::Corrupt(format!("unknown edge kind {kind:?}")));
-        };
-        mem.add_edge(&src, &dst, *kind, r.get(3), block);
+        mem.add_edge(&src, &dst, kind, r.get(3), block);
     }
     Ok(head)
 }

@@ -481,6 +481,24 @@ async fn run(seed: u64) {
         }
     }
     assert!(compacted, "the walks ran over a frozen part and an overlay");
+
+    // The file copied next to another store (a data folder put together by hand) with as
+    // long a history: it was made from another store, so the index reads that store instead.
+    index.save().await.unwrap();
+    let other = Store::connect(&format!("sqlite://{}", dir.path().join("o.db").display()))
+        .await
+        .unwrap();
+    let mut elsewhere = World::default();
+    let mut block = 1;
+    while other.last_op(CHAIN).await.unwrap() < store.last_op(CHAIN).await.unwrap() {
+        block += 1;
+        let (nodes, edges) = elsewhere.step(&mut rng, block);
+        apply(&other, block, &nodes, &edges).await;
+    }
+    let copied = dir.path().join("copied.idx");
+    std::fs::copy(&file, &copied).unwrap();
+    let index = LineageIndex::new(other.clone(), CHAIN, Some(copied), WINDOW);
+    compare(&other, &index, &mut rng, &elsewhere).await;
 }
 
 #[tokio::test]
