@@ -327,6 +327,7 @@ async fn main() {
     let first_page = PageRequest {
         first: 100,
         whole: false,
+        edges: false,
         ..PageRequest::default()
     };
     let (mut ours, mut reference, mut sizes) = (Vec::new(), Vec::new(), Vec::new());

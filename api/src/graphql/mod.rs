@@ -2,6 +2,7 @@
 //! lineage walks, Relay connections, subscriptions over WebSocket ([`live`]), and the limits
 //! every request runs under.
 
+mod documents;
 mod jobs;
 mod live;
 mod load;
@@ -69,6 +70,9 @@ pub fn schema(
     schema_over(index, lake)
 }
 
+/// Query texts whose parsed documents the schema keeps.
+const PARSED_QUERIES: usize = 1024;
+
 /// Reorg window (blocks) of the lineage index [`schema`] makes: edges newer than this stay in
 /// its overlay.
 pub const REORG_WINDOW: u64 = 64;
@@ -94,7 +98,11 @@ pub fn schema_over(index: LineageIndex, lake: Option<tributary_lake::Lake>) -> T
 /// answers queries (single or batched) under `limits`, and `/graphql/ws` serves
 /// subscriptions over WebSocket (the `graphql-transport-ws` and `graphql-ws` protocols).
 pub fn router(schema: TributarySchema, limits: &Limits) -> Router {
-    let state = (schema.clone(), Arc::new(limits.clone()));
+    let state = Handler {
+        schema: schema.clone(),
+        limits: Arc::new(limits.clone()),
+        documents: Arc::new(documents::Documents::new(PARSED_QUERIES)),
+    };
     let page = crate::graphiql::router(post(execute).with_state(state));
     page.layer(tower_http::limit::RequestBodyLimitLayer::new(
         limits.max_body_bytes,
@@ -102,13 +110,28 @@ pub fn router(schema: TributarySchema, limits: &Limits) -> Router {
     .route_service("/graphql/ws", GraphQLSubscription::new(schema))
 }
 
+/// What the `/graphql` handler holds.
+#[derive(Clone)]
+struct Handler {
+    schema: TributarySchema,
+    limits: Arc<Limits>,
+    documents: Arc<documents::Documents>,
+}
+
 async fn execute(
-    State((schema, limits)): State<(TributarySchema, Arc<Limits>)>,
+    State(Handler {
+        schema,
+        limits,
+        documents,
+    }): State<Handler>,
     request: GraphQLBatchRequest,
 ) -> GraphQLResponse {
     let mut request = request.into_inner();
     if !limits.introspection {
         request = request.disable_introspection();
+    }
+    for r in request.iter_mut() {
+        documents.prepare(r);
     }
     match tokio::time::timeout(limits.timeout, schema.execute_batch(request)).await {
         Ok(response) => response.into(),
@@ -512,6 +535,7 @@ async fn lineage_page(
     let whole = ["edges", "totalCount", "edgeCount", "summary"]
         .iter()
         .any(|f| ahead.field(f).exists());
+    let edges = ahead.field("edges").exists() || ahead.field("nodes").field("via").exists();
     let top = if ahead.field("summary").field("topContributors").exists() {
         TOP_CONTRIBUTORS
     } else {
@@ -523,6 +547,7 @@ async fn lineage_page(
         kinds,
         whole,
         top_contributors: top,
+        edges,
     };
     let page = graph(ctx)
         .index
@@ -665,8 +690,8 @@ impl From<tributary_sql::Page> for LineagePage {
             .nodes
             .into_iter()
             .map(|n| LineageNode {
-                id: n.id.to_string(),
-                kind: n.kind.as_str().to_string(),
+                id: n.id,
+                kind: n.kind.as_str(),
                 depth: n.depth,
                 via: n.via.map(|i| edges[i].clone()),
                 block: n.block,
@@ -683,7 +708,7 @@ impl From<tributary_sql::Page> for LineagePage {
             seq: p.seq,
             page_info: LineagePageInfo {
                 has_next_page: p.has_next,
-                end_cursor: nodes.last().map(|n| n.id.clone()),
+                end_cursor: nodes.last().map(|n| n.id.to_string()),
             },
             nodes,
             edges,
@@ -713,9 +738,9 @@ impl From<tributary_sql::Page> for LineagePage {
 #[graphql(complex)]
 pub(crate) struct LineageNode {
     /// `kind:key`.
-    id: String,
+    id: Arc<str>,
     /// Datanet, contributor, contribution, batch, adapter, inference, …
-    kind: String,
+    kind: &'static str,
     /// Edges from the start (0 for the start).
     depth: u32,
     /// The edge that first reached it (null for the start).
@@ -731,12 +756,12 @@ impl LineageNode {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<async_graphql::Json<serde_json::Value>> {
-        let n = load::node(ctx, self.id.clone()).await?;
+        let n = load::node(ctx, self.id.to_string()).await?;
         Ok(async_graphql::Json(n.map(|n| n.props).unwrap_or_default()))
     }
     /// Its transaction.
     async fn tx_hash(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let n = load::node(ctx, self.id.clone()).await?;
+        let n = load::node(ctx, self.id.to_string()).await?;
         Ok(n.map(|n| n.pos.tx_hash.to_string()))
     }
 }
@@ -745,11 +770,11 @@ impl LineageNode {
 #[derive(SimpleObject, Clone)]
 pub(crate) struct LineageEdge {
     /// Source node id.
-    src: String,
+    src: Arc<str>,
     /// Destination node id.
-    dst: String,
+    dst: Arc<str>,
     /// contributed, in, anchored_in, derived_from, attributed_to, …
-    kind: String,
+    kind: &'static str,
     /// Attribution share or reward amount, where the edge carries one.
     weight: Option<f64>,
     /// Block of the event that made it.
@@ -759,9 +784,9 @@ pub(crate) struct LineageEdge {
 impl From<tributary_sql::WalkEdge> for LineageEdge {
     fn from(e: tributary_sql::WalkEdge) -> Self {
         Self {
-            src: e.src.to_string(),
-            dst: e.dst.to_string(),
-            kind: e.kind.as_str().to_string(),
+            src: e.src,
+            dst: e.dst,
+            kind: e.kind.as_str(),
             weight: e.weight,
             block: e.block,
         }

@@ -123,9 +123,16 @@ pub(crate) fn lake(dir: &std::path::Path) -> tributary_lake::Lake {
 }
 
 pub(crate) async fn post(app: &axum::Router, query: &str) -> Value {
+    post_with(app, query, json!({})).await
+}
+
+/// `query` with `variables`.
+async fn post_with(app: &axum::Router, query: &str, variables: Value) -> Value {
     let req = Request::post("/graphql")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({ "query": query }).to_string()))
+        .body(Body::from(
+            json!({ "query": query, "variables": variables }).to_string(),
+        ))
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -519,6 +526,21 @@ async fn lineage_comes_in_pages_with_a_summary_and_stays_fresh() {
     assert_eq!(
         v["data"]["ancestry"],
         json!({"nodes": [{"id": who}], "totalCount": 1})
+    );
+    // `via` alone asks the walk for its edges; one query text (parsed once, then kept)
+    // answers for each id its variable names.
+    let q = "query($id: String!) { ancestry(id: $id, depth: 1) { nodes { id via { kind } } } }";
+    let from_c = post_with(&app, q, json!({ "id": c })).await;
+    let nodes = from_c["data"]["ancestry"]["nodes"].as_array().unwrap();
+    assert!(nodes.len() > 1, "{from_c}");
+    assert!(
+        nodes[1..].iter().all(|n| n["via"]["kind"].is_string()),
+        "{from_c}"
+    );
+    let from_who = post_with(&app, q, json!({ "id": who })).await;
+    assert_eq!(
+        from_who["data"]["ancestry"]["nodes"],
+        json!([{"id": who, "via": null}])
     );
     let v = post(
         &app,

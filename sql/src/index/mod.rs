@@ -124,6 +124,9 @@ pub struct PageRequest {
     pub whole: bool,
     /// How many top contributors the summary names.
     pub top_contributors: usize,
+    /// Return the walked edges that reached the page's nodes (each node's `via` names one);
+    /// without them `Page::edges` is empty and every `via` is `None`.
+    pub edges: bool,
 }
 
 impl Default for PageRequest {
@@ -134,6 +137,7 @@ impl Default for PageRequest {
             kinds: None,
             whole: true,
             top_contributors: 0,
+            edges: true,
         }
     }
 }
@@ -625,7 +629,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
     let on_page: Vec<usize> = eligible[from.min(to)..to].to_vec();
     let mut ids = Ids::default();
     let mut via_at = vec![usize::MAX; on_page.len()];
-    if req.whole {
+    if req.whole && req.edges {
         // Each edge counts for the node it reached, or, when that node has no row, for the
         // nearest node with a row on the way back to the start.
         let mut anchor: Vec<u32> = Vec::with_capacity(w.order.len());
@@ -657,7 +661,7 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
     }
     for (i, &p) in on_page.iter().enumerate() {
         let n = w.order[p];
-        let via = if w.via[p] == mem::NO_EDGE {
+        let via = if w.via[p] == mem::NO_EDGE || !req.edges {
             None
         } else if req.whole {
             Some(via_at[i])
@@ -666,7 +670,12 @@ fn page_of(s: &State, id: &str, depth: u32, dir: Direction, req: &PageRequest) -
             Some(page.edges.len() - 1)
         };
         page.nodes.push(WalkNode {
-            id: ids.id(m, n),
+            // Shared with the edges' ends where there are edges.
+            id: if req.edges {
+                ids.id(m, n)
+            } else {
+                Arc::from(m.ids.get(n))
+            },
             kind: NodeKind::ALL
                 .get(m.kinds[n as usize] as usize)
                 .copied()

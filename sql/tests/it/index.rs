@@ -366,6 +366,24 @@ async fn compare(store: &Store, index: &LineageIndex, rng: &mut Rng, world: &Wor
                 assert_eq!(n.id.as_ref(), id.as_str(), "only the start has no `via`");
             }
         }
+        // Without edges: the same nodes and numbers, no edges and no `via`, whole or not.
+        for whole in [true, false] {
+            let req = PageRequest {
+                edges: false,
+                whole,
+                ..PageRequest::default()
+            };
+            let bare = index.walk(&id, depth, dir, &req).await.unwrap();
+            assert_eq!(
+                strip(&bare.nodes),
+                strip(&all.nodes),
+                "edgeless walk of {id}"
+            );
+            assert!(bare.edges.is_empty() && bare.nodes.iter().all(|n| n.via.is_none()));
+            if whole {
+                assert_eq!(bare.summary, all.summary, "edgeless summary of {id}");
+            }
+        }
     }
     let id = world.any_node(rng);
     assert_eq!(
