@@ -501,6 +501,36 @@ struct Cached {
     provider: Arc<dyn TableProvider>,
     /// The statement number it was last brought up to date for.
     planned: u64,
+    /// The commit file of the table's version as it was read (size, time, tag): commit files
+    /// never change, so a different or missing one means the log was replaced (the table
+    /// deleted and made again by another engine) or cleaned up, and the table is reloaded.
+    commit: Option<Commit>,
+}
+
+/// What identifies one commit file.
+#[derive(Debug, PartialEq)]
+struct Commit {
+    size: u64,
+    modified: chrono::DateTime<chrono::Utc>,
+    tag: Option<String>,
+}
+
+/// The commit file of `table`'s version `version`, if it is there.
+async fn commit_of(
+    table: &deltalake::DeltaTable,
+    version: u64,
+) -> Result<Option<Commit>, DataFusionError> {
+    use deltalake::logstore::object_store::ObjectStoreExt;
+    let path = deltalake::Path::from(format!("_delta_log/{version:020}.json"));
+    match table.log_store().object_store(None).head(&path).await {
+        Ok(m) => Ok(Some(Commit {
+            size: m.size,
+            modified: m.last_modified,
+            tag: m.e_tag,
+        })),
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(DataFusionError::External(Box::new(e))),
+    }
 }
 
 impl std::fmt::Debug for Cached {
@@ -533,14 +563,30 @@ impl LakeSchema {
         let table = match slot.take() {
             Some(mut c) => {
                 let before = c.table.version();
-                match c.table.update_incremental(None).await {
-                    Ok(()) if c.table.version() == before => {
+                let updated = c.table.update_incremental(None).await;
+                // The commit the cached state was read at must still be the one there;
+                // otherwise the commits just applied belong to another table.
+                let same = match &c.commit {
+                    Some(seen) => {
+                        commit_of(&c.table, before.unwrap_or(0)).await?.as_ref() == Some(seen)
+                    }
+                    None => false,
+                };
+                match updated {
+                    Ok(()) if same && c.table.version() == before => {
                         c.planned = now;
                         let provider = c.provider.clone();
                         *slot = Some(c);
                         return Ok(provider);
                     }
-                    Ok(()) => c.table,
+                    Ok(()) if same => c.table,
+                    Ok(()) => {
+                        tracing::info!(
+                            table = name,
+                            "the table's log was replaced or cleaned up: reloading it"
+                        );
+                        self.lake.table(name).await.map_err(external)?
+                    }
                     Err(e) => {
                         tracing::debug!(table = name, error = %e, "reloading a lake table");
                         self.lake.table(name).await.map_err(external)?
@@ -549,6 +595,7 @@ impl LakeSchema {
             }
             None => self.lake.table(name).await.map_err(external)?,
         };
+        let commit = commit_of(&table, table.version().unwrap_or(0)).await?;
         let provider: Arc<dyn TableProvider> = table
             .table_provider()
             .await
@@ -557,6 +604,7 @@ impl LakeSchema {
             table,
             provider: provider.clone(),
             planned: now,
+            commit,
         });
         Ok(provider)
     }

@@ -401,6 +401,42 @@ async fn views_see_rows_written_after_the_session_opened() {
     assert_eq!(q(&a, count).await, [json!({"n": 4})]);
 }
 
+/// A table deleted and made again by another writer, with a longer or a shorter log than the
+/// one the session read, is read afresh: not patched with the new log's later commits, and
+/// not left as it was because the new log has no commit past the old version.
+#[tokio::test]
+async fn a_table_made_again_is_read_afresh() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let count = "SELECT COUNT(*) AS n FROM contributions";
+    assert_eq!(q(&a, count).await, [json!({"n": 6})]);
+    let dir = f
+        .lake
+        .root()
+        .to_file_path()
+        .unwrap()
+        .join(names::CONTRIBUTIONS);
+    for commits in [4u8, 1] {
+        std::fs::remove_dir_all(&dir).unwrap();
+        for i in 0..commits {
+            f.lake
+                .append(names::CONTRIBUTIONS)
+                .batches(vec![rows(
+                    names::CONTRIBUTIONS,
+                    &[contribution(20 + i, 1, 0xb0, 26)],
+                )])
+                .commit()
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            q(&a, count).await,
+            [json!({"n": commits})],
+            "after the table was made again with {commits} commits"
+        );
+    }
+}
+
 #[tokio::test]
 async fn time_travel_and_the_ancestry_function() {
     let f = fixture().await;
