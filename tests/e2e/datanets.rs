@@ -599,6 +599,14 @@ async fn the_lake_on_s3_takes_two_writers_at_once() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("NOT VERIFIED: revoked"));
     let revocations = s.lake().read(names::REVOCATIONS, None).await.unwrap();
     assert_eq!(revocations.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    // SQL reads the same lake on S3 (each table's commit file checked as it is read).
+    assert_eq!(
+        sql_row(
+            &s,
+            "SELECT COUNT(*) AS n, (SELECT COUNT(*) FROM revoked_contributions) AS r FROM contributions"
+        ),
+        [(2 * per).to_string(), "1".to_string()]
+    );
 }
 
 #[tokio::test]
