@@ -501,33 +501,21 @@ struct Cached {
     provider: Arc<dyn TableProvider>,
     /// The statement number it was last brought up to date for.
     planned: u64,
-    /// The commit file of the table's version as it was read (size, time, tag): commit files
-    /// never change, so a different or missing one means the log was replaced (the table
-    /// deleted and made again by another engine) or cleaned up, and the table is reloaded.
-    commit: Option<Commit>,
-}
-
-/// What identifies one commit file.
-#[derive(Debug, PartialEq)]
-struct Commit {
-    size: u64,
-    modified: chrono::DateTime<chrono::Utc>,
-    tag: Option<String>,
+    /// The commit file of the table's version as it was read: commit files never change, so
+    /// a different or missing one means the log was replaced (the table deleted and made again
+    /// by another engine) or cleaned up, and the table is reloaded.
+    commit: Option<deltalake::ObjectMeta>,
 }
 
 /// The commit file of `table`'s version `version`, if it is there.
 async fn commit_of(
     table: &deltalake::DeltaTable,
     version: u64,
-) -> Result<Option<Commit>, DataFusionError> {
+) -> Result<Option<deltalake::ObjectMeta>, DataFusionError> {
     use deltalake::logstore::object_store::ObjectStoreExt;
-    let path = deltalake::Path::from(format!("_delta_log/{version:020}.json"));
+    let path = deltalake::logstore::commit_uri_from_version(Some(version));
     match table.log_store().object_store(None).head(&path).await {
-        Ok(m) => Ok(Some(Commit {
-            size: m.size,
-            modified: m.last_modified,
-            tag: m.e_tag,
-        })),
+        Ok(m) => Ok(Some(m)),
         Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(DataFusionError::External(Box::new(e))),
     }
@@ -566,12 +554,9 @@ impl LakeSchema {
                 let updated = c.table.update_incremental(None).await;
                 // The commit the cached state was read at must still be the one there;
                 // otherwise the commits just applied belong to another table.
-                let same = match &c.commit {
-                    Some(seen) => {
-                        commit_of(&c.table, before.unwrap_or(0)).await?.as_ref() == Some(seen)
-                    }
-                    None => false,
-                };
+                let same = updated.is_ok()
+                    && c.commit.is_some()
+                    && commit_of(&c.table, before.unwrap_or(0)).await? == c.commit;
                 match updated {
                     Ok(()) if same && c.table.version() == before => {
                         c.planned = now;

@@ -63,6 +63,15 @@ pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+/// Appends `values` to lake table `name` in one commit.
+async fn add(lake: &Lake, name: &str, values: &[Value]) {
+    lake.append(name)
+        .batches(vec![rows(name, values)])
+        .commit()
+        .await
+        .unwrap();
+}
+
 /// Contributions in two Datanets over two days (one revoked, one rejection), and a graph with
 /// an adapter line, a snapshot, an inference attributed to contributions and a reward epoch,
 /// mirrored into the lake by the indexer's mirror.
@@ -74,33 +83,23 @@ pub(crate) async fn fixture() -> Fixture {
         contribution(2, 1, 0xa1, 24),
         contribution(3, 1, 0xa2, 24),
     ];
-    lake.append(names::CONTRIBUTIONS)
-        .batches(vec![rows(names::CONTRIBUTIONS, &first)])
-        .commit()
-        .await
-        .unwrap();
+    add(&lake, names::CONTRIBUTIONS, &first).await;
     let second = vec![
         contribution(4, 1, 0xa1, 25),
         contribution(5, 2, 0xa2, 25),
         contribution(6, 2, 0xa3, 25),
     ];
-    lake.append(names::CONTRIBUTIONS)
-        .batches(vec![rows(names::CONTRIBUTIONS, &second)])
-        .commit()
-        .await
-        .unwrap();
-    lake.append(names::REVOCATIONS)
-        .batches(vec![rows(
-            names::REVOCATIONS,
-            &[json!({
-                "datanet_id": 1, "contribution_id": B256::repeat_byte(2).to_string(),
-                "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x1", "block_number": 9,
-                "revoked_at": "2026-11-25T12:00:00Z",
-            })],
-        )])
-        .commit()
-        .await
-        .unwrap();
+    add(&lake, names::CONTRIBUTIONS, &second).await;
+    add(
+        &lake,
+        names::REVOCATIONS,
+        &[json!({
+            "datanet_id": 1, "contribution_id": B256::repeat_byte(2).to_string(),
+            "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x1", "block_number": 9,
+            "revoked_at": "2026-11-25T12:00:00Z",
+        })],
+    )
+    .await;
     // Adapter 0xad…'s attribution over its held-out set: 0xa1's contributions 1, 2 (revoked)
     // and 4 (consistently negative), 0xa2's 3 and 5 (negative on half the queries only).
     let attributed = |i: u8, who: u8, score: f64, negative: f64| {
@@ -114,32 +113,28 @@ pub(crate) async fn fixture() -> Fixture {
             "queries": 4, "computed_at": "2026-11-25T13:00:00Z",
         })
     };
-    lake.append(names::ATTRIBUTIONS)
-        .batches(vec![rows(
-            names::ATTRIBUTIONS,
-            &[
-                attributed(1, 0xa1, 0.6, 0.0),
-                attributed(2, 0xa1, 0.2, 0.0),
-                attributed(3, 0xa2, 0.2, 0.25),
-                attributed(4, 0xa1, -0.3, 0.75),
-                attributed(5, 0xa2, -0.05, 0.5),
-            ],
-        )])
-        .commit()
-        .await
-        .unwrap();
-    lake.append(names::REJECTIONS)
-        .batches(vec![rows(
-            names::REJECTIONS,
-            &[json!({
-                "datanet_id": 1, "rejection_id": "r1", "source": "a.jsonl", "locator": "line 4",
-                "reason_code": "too_short", "reason": "answer too short", "raw": "{}",
-                "rejected_at": "2026-11-25T10:00:00Z",
-            })],
-        )])
-        .commit()
-        .await
-        .unwrap();
+    add(
+        &lake,
+        names::ATTRIBUTIONS,
+        &[
+            attributed(1, 0xa1, 0.6, 0.0),
+            attributed(2, 0xa1, 0.2, 0.0),
+            attributed(3, 0xa2, 0.2, 0.25),
+            attributed(4, 0xa1, -0.3, 0.75),
+            attributed(5, 0xa2, -0.05, 0.5),
+        ],
+    )
+    .await;
+    add(
+        &lake,
+        names::REJECTIONS,
+        &[json!({
+            "datanet_id": 1, "rejection_id": "r1", "source": "a.jsonl", "locator": "line 4",
+            "reason_code": "too_short", "reason": "answer too short", "raw": "{}",
+            "rejected_at": "2026-11-25T10:00:00Z",
+        })],
+    )
+    .await;
 
     // Epoch 1 paid 0xa1 twice (375 in all) and 0xa2 2^53 + 1 units, which a float cannot hold.
     let paid = |who: u8, role: &str, amount: &str| {
@@ -149,18 +144,16 @@ pub(crate) async fn fixture() -> Fixture {
             "contribution_id": null, "inferences": 1, "amount": amount, "reason": "fixture",
         })
     };
-    lake.append(names::REWARD_ALLOCATIONS)
-        .batches(vec![rows(
-            names::REWARD_ALLOCATIONS,
-            &[
-                paid(0xa1, "contributor", "300"),
-                paid(0xa1, "model_owner", "75"),
-                paid(0xa2, "contributor", "9007199254740993"),
-            ],
-        )])
-        .commit()
-        .await
-        .unwrap();
+    add(
+        &lake,
+        names::REWARD_ALLOCATIONS,
+        &[
+            paid(0xa1, "contributor", "300"),
+            paid(0xa1, "model_owner", "75"),
+            paid(0xa2, "contributor", "9007199254740993"),
+        ],
+    )
+    .await;
 
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
@@ -389,15 +382,12 @@ async fn views_see_rows_written_after_the_session_opened() {
     let a = analyst(&f, SqlLimits::default()).await;
     let count = "SELECT COUNT(*) AS n FROM contributor_leaderboard";
     assert_eq!(q(&a, count).await, [json!({"n": 3})]);
-    f.lake
-        .append(names::CONTRIBUTIONS)
-        .batches(vec![rows(
-            names::CONTRIBUTIONS,
-            &[contribution(9, 1, 0xa9, 26)],
-        )])
-        .commit()
-        .await
-        .unwrap();
+    add(
+        &f.lake,
+        names::CONTRIBUTIONS,
+        &[contribution(9, 1, 0xa9, 26)],
+    )
+    .await;
     assert_eq!(q(&a, count).await, [json!({"n": 4})]);
 }
 
@@ -419,15 +409,12 @@ async fn a_table_made_again_is_read_afresh() {
     for commits in [4u8, 1] {
         std::fs::remove_dir_all(&dir).unwrap();
         for i in 0..commits {
-            f.lake
-                .append(names::CONTRIBUTIONS)
-                .batches(vec![rows(
-                    names::CONTRIBUTIONS,
-                    &[contribution(20 + i, 1, 0xb0, 26)],
-                )])
-                .commit()
-                .await
-                .unwrap();
+            add(
+                &f.lake,
+                names::CONTRIBUTIONS,
+                &[contribution(20 + i, 1, 0xb0, 26)],
+            )
+            .await;
         }
         assert_eq!(
             q(&a, count).await,
