@@ -16,6 +16,7 @@
 //!    requests/s of `{ __typename }`.
 //!
 //! `TRIBUTARY_BENCH_SCALE` (default 1.0) scales the lake; the graph is the ancestry benchmark's.
+//! `TRIBUTARY_BENCH_ONLY=views` or `=graphql` runs that part alone.
 //! `TRIBUTARY_BENCH_SMOKE=1` (what `make test` runs, after the ancestry benchmark's smoke run):
 //! a lake of 2,000 contributions, one run per view, 4 clients for one second; checked the same
 //! way, and a missing graph is an error rather than a skipped row.
@@ -541,9 +542,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if smoke() { 0.002 } else { 1.0 });
-    // `TRIBUTARY_BENCH_ONLY=graphql`: the GraphQL part alone.
-    if std::env::var("TRIBUTARY_BENCH_ONLY").as_deref() != Ok("graphql") {
+    // `TRIBUTARY_BENCH_ONLY=views` or `=graphql`: that part alone.
+    let only = std::env::var("TRIBUTARY_BENCH_ONLY").ok();
+    if only.as_deref() != Some("graphql") {
         views(scale).await;
     }
-    graphql().await;
+    if only.as_deref() != Some("views") {
+        graphql().await;
+    }
 }

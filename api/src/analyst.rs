@@ -208,6 +208,7 @@ impl Analyst {
             .build_arc()
             .map_err(query)?;
         let config = SessionConfig::new().with_information_schema(true);
+        let view_types = config.options().execution.parquet.schema_force_view_types;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -240,6 +241,7 @@ impl Analyst {
             store: store.clone(),
             views,
             session: Arc::downgrade(&ctx),
+            view_types,
             tables: std::sync::Mutex::new(HashMap::new()),
             planned: planned.clone(),
         });
@@ -488,6 +490,8 @@ struct LakeSchema {
     views: HashMap<String, String>,
     /// The session the views are planned in (weak: the session holds this schema).
     session: std::sync::Weak<SessionContext>,
+    /// Whether the session reads Parquet strings and binaries as view types.
+    view_types: bool,
     /// Each lake table as last loaded, brought up to date (new commits only) once per
     /// statement instead of loaded from its log for every name a statement mentions.
     tables: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
@@ -581,10 +585,7 @@ impl LakeSchema {
             None => self.lake.table(name).await.map_err(external)?,
         };
         let commit = commit_of(&table, table.version().unwrap_or(0)).await?;
-        let provider: Arc<dyn TableProvider> = table
-            .table_provider()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider = crate::lake_files::provider(&table, self.view_types).await?;
         *slot = Some(Cached {
             table,
             provider: provider.clone(),
@@ -651,11 +652,9 @@ impl SchemaProvider for LakeSchema {
                 .await
                 .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?,
         }
-        let provider = table
-            .table_provider()
+        crate::lake_files::provider(&table, self.view_types)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(provider))
+            .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {

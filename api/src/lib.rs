@@ -16,6 +16,7 @@
 //! ```
 
 pub mod analyst;
+mod lake_files;
 mod graphiql;
 mod graphql;
 pub mod pg;

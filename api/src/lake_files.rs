@@ -1,0 +1,232 @@
+//! A lake table at one version, as the analyst's statements scan it: the list of its Parquet
+//! files (path, size, time, row count, partition values) is read from the Delta log once per
+//! version and kept, so each statement plans its scan as DataFusion plans one over a listing
+//! table. Delta's own provider replays the snapshot's file list and statistics for every scan,
+//! a fixed cost per statement that dominated the short views.
+//!
+//! Only tables a plain Parquet reader reads correctly get this: reader protocol version 1 (no
+//! deletion vectors, no column mapping, no reader features at all) and every file inside the
+//! table's root. Any other table (one written by another engine with those features) is read
+//! through Delta's provider, as before.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DataFusionError, ScalarValue, Statistics};
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
+
+/// A provider for `table` at its loaded version: [`LakeFiles`] where a plain Parquet scan
+/// reads it right, Delta's own provider otherwise. `views`: read strings and binaries as
+/// view types (the session's `schema_force_view_types`, as Delta's provider does).
+pub(crate) async fn provider(
+    table: &DeltaTable,
+    views: bool,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let external = |e: deltalake::DeltaTableError| DataFusionError::External(Box::new(e));
+    if let Some(files) = LakeFiles::of(table, views).await.map_err(external)? {
+        return Ok(Arc::new(files));
+    }
+    // Delta's builder reports in DataFusion's error type already.
+    table.table_provider().await
+}
+
+/// One version of a lake table: its schema in Delta's column order and its data files.
+#[derive(Debug)]
+pub(crate) struct LakeFiles {
+    /// The table's columns in Delta's order.
+    schema: SchemaRef,
+    /// The Parquet files' columns followed by the partition columns (DataFusion's order).
+    table_schema: TableSchema,
+    /// Column `i` of `schema` is column `order[i]` of `table_schema`.
+    order: Vec<usize>,
+    /// The table root's store, registered with the session under this URL on first scan.
+    url: ObjectStoreUrl,
+    store: Arc<dyn deltalake::ObjectStore>,
+    files: Vec<PartitionedFile>,
+    /// The whole table's: rows (from the files' log statistics) and bytes.
+    statistics: Statistics,
+}
+
+impl LakeFiles {
+    /// The files of `table`'s loaded version, or `None` when the table needs Delta's reader.
+    async fn of(table: &DeltaTable, views: bool) -> deltalake::DeltaResult<Option<Self>> {
+        let state = table.snapshot()?;
+        if state.protocol().min_reader_version() != 1 {
+            return Ok(None);
+        }
+        let delta: Schema = state.snapshot().arrow_schema().as_ref().clone();
+        let delta = if views {
+            datafusion::datasource::physical_plan::parquet::transform_schema_to_view(&delta)
+        } else {
+            delta
+        };
+        let partitions = state.metadata().partition_columns().to_vec();
+        let (mut file_fields, mut partition_fields) = (Vec::new(), Vec::new());
+        for field in delta.fields() {
+            if partitions.contains(field.name()) {
+                partition_fields.push(field.clone());
+            } else {
+                file_fields.push(field.clone());
+            }
+        }
+        // Partition values in the table's partition-column order, as DataFusion wants them.
+        let partition_fields: Vec<FieldRef> = partitions
+            .iter()
+            .filter_map(|p| partition_fields.iter().find(|f| f.name() == p).cloned())
+            .collect();
+        let file_schema = Arc::new(Schema::new(file_fields));
+        let table_schema = TableSchema::builder(file_schema.clone())
+            .with_table_partition_cols(partition_fields.clone())
+            .build();
+        let order = delta
+            .fields()
+            .iter()
+            .map(|f| table_schema.table_schema().index_of(f.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let log_store = table.log_store();
+        let mut files = Vec::new();
+        let mut views_of = state.snapshot().file_views(log_store.as_ref(), None);
+        while let Some(file) = views_of.try_next().await? {
+            let path = file.path();
+            if path.contains("://") {
+                return Ok(None); // a file outside the table root (a shallow clone)
+            }
+            let raw = file.partition_values_map();
+            let mut values = Vec::with_capacity(partition_fields.len());
+            for field in &partition_fields {
+                values.push(partition_value(field, raw.get(field.name()).cloned().flatten())?);
+            }
+            let size = u64::try_from(file.size()).unwrap_or(0);
+            let mut meta = PartitionedFile::new(file.object_store_path().to_string(), size);
+            if let Some(time) = chrono::DateTime::from_timestamp_millis(file.modification_time()) {
+                meta.object_meta.last_modified = time;
+            }
+            meta.partition_values = values;
+            let mut stats = Statistics::new_unknown(&file_schema);
+            stats.num_rows = file.num_records().map_or(Precision::Absent, Precision::Exact);
+            stats.total_byte_size = Precision::Inexact(size as usize);
+            files.push(meta.with_statistics(Arc::new(stats)));
+        }
+        let mut statistics = Statistics::new_unknown(table_schema.table_schema());
+        statistics.num_rows = Precision::Exact(0);
+        statistics.total_byte_size = Precision::Exact(0);
+        for file in &files {
+            let stats = file.statistics.as_deref().expect("set above");
+            statistics.num_rows = statistics.num_rows.add(&stats.num_rows);
+            statistics.total_byte_size = statistics.total_byte_size.add(&stats.total_byte_size);
+        }
+        Ok(Some(Self {
+            schema: Arc::new(delta),
+            table_schema,
+            order,
+            url: log_store.object_store_url(),
+            store: log_store.object_store(None),
+            files,
+            statistics,
+        }))
+    }
+}
+
+/// A partition value as the log keeps it (text, or none for null) in the column's type.
+fn partition_value(field: &Field, raw: Option<String>) -> deltalake::DeltaResult<ScalarValue> {
+    let parsed = match raw {
+        // An empty value stands for null too (a partition directory cannot be named "").
+        Some(text) if !text.is_empty() => ScalarValue::try_from_string(text, field.data_type()),
+        _ => ScalarValue::try_from(field.data_type()),
+    };
+    parsed.map_err(|e| {
+        deltalake::DeltaTableError::Generic(format!("partition column {}: {e}", field.name()))
+    })
+}
+
+#[async_trait]
+impl TableProvider for LakeFiles {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.iter().map(|&i| self.order[i]).collect(),
+            None => self.order.clone(),
+        };
+        if self.files.is_empty() {
+            let schema = self.schema.project(projection.map_or(
+                &(0..self.schema.fields().len()).collect::<Vec<_>>(),
+                |p| p,
+            ))?;
+            return Ok(Arc::new(EmptyExec::new(Arc::new(schema))));
+        }
+        let runtime = state.runtime_env();
+        if runtime.object_store(&self.url).is_err() {
+            runtime.register_object_store(self.url.as_ref(), self.store.clone());
+        }
+        let groups =
+            FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let config = FileScanConfigBuilder::new(
+            self.url.clone(),
+            format.file_source(self.table_schema.clone()),
+        )
+        .with_file_groups(groups)
+        .with_statistics(self.statistics.clone())
+        .with_projection_indices(Some(columns))?
+        .with_limit(limit)
+        .build();
+        format.create_physical_plan(state, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_schemas::tables::names;
+
+    /// The file scan is used for a table of reader protocol 1, and not after another engine
+    /// raised the protocol to deletion vectors: Delta's provider reads it then.
+    #[tokio::test]
+    async fn deletion_vectors_turn_the_file_scan_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = tributary_lake::Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let mut table = lake.table(names::CONTRIBUTIONS).await.unwrap();
+        let plain = provider(&table, true).await.unwrap();
+        assert!(plain.downcast_ref::<LakeFiles>().is_some());
+
+        let log = dir.path().join(names::CONTRIBUTIONS).join("_delta_log");
+        std::fs::write(
+            log.join(format!("{:020}.json", table.version().unwrap() + 1)),
+            "{\"protocol\":{\"minReaderVersion\":3,\"minWriterVersion\":7,\
+             \"readerFeatures\":[\"deletionVectors\"],\"writerFeatures\":[\"deletionVectors\"]}}\n",
+        )
+        .unwrap();
+        table.update_incremental(None).await.unwrap();
+        let delta = provider(&table, true).await.unwrap();
+        assert!(delta.downcast_ref::<LakeFiles>().is_none());
+        assert_eq!(delta.schema(), plain.schema());
+    }
+}
