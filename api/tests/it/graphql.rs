@@ -542,6 +542,27 @@ async fn lineage_comes_in_pages_with_a_summary_and_stays_fresh() {
         from_who["data"]["ancestry"]["nodes"],
         json!([{"id": who, "via": null}])
     );
+    // Plain node fields are written straight into the answer; with a fragment or a
+    // directive in the selection the nodes are resolved one by one. Both answer alike,
+    // aliases, repeats and `__typename` included.
+    let plain = "id kind d: depth block __typename k: kind id";
+    let answer = |nodes: &str| {
+        format!(r#"{{ ancestry(id: "{c}", depth: 2) {{ nodes {{ {nodes} }} }} }}"#)
+    };
+    let direct = post(&app, &answer(plain)).await;
+    let nodes = direct["data"]["ancestry"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{direct}");
+    assert_eq!(
+        nodes[0],
+        json!({"id": c, "kind": "contribution", "d": 0, "block": 7,
+               "__typename": "LineageNode", "k": "contribution"}),
+    );
+    for resolved in [
+        format!("... on LineageNode {{ {plain} }}"),
+        format!("id @include(if: true) kind d: depth block __typename k: kind id"),
+    ] {
+        assert_eq!(post(&app, &answer(&resolved)).await, direct, "{resolved}");
+    }
     let v = post(
         &app,
         &format!(r#"{{ ancestry(id: "{c}", kinds: ["person"]) {{ totalCount }} }}"#),
