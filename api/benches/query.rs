@@ -24,6 +24,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator the `tributary` binary serves with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
