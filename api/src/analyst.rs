@@ -555,6 +555,19 @@ impl LakeSchema {
         let table = match slot.take() {
             Some(mut c) => {
                 let before = c.table.version();
+                // Unchanged (the common case): no commit after the cached version, whose
+                // commit file is still the one read. Two `HEAD`s instead of a listing of
+                // the log and a snapshot update.
+                let next = before.map_or(0, |v| v + 1);
+                if c.commit.is_some()
+                    && commit_of(&c.table, next).await?.is_none()
+                    && commit_of(&c.table, before.unwrap_or(0)).await? == c.commit
+                {
+                    c.planned = now;
+                    let provider = c.provider.clone();
+                    *slot = Some(c);
+                    return Ok(provider);
+                }
                 let updated = c.table.update_incremental(None).await;
                 // The commit the cached state was read at must still be the one there;
                 // otherwise the commits just applied belong to another table.
