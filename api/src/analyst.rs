@@ -244,6 +244,7 @@ impl Analyst {
             view_types,
             tables: std::sync::Mutex::new(HashMap::new()),
             planned: planned.clone(),
+            view_plans: std::sync::Mutex::new(HashMap::new()),
         });
         ctx.catalog("datafusion")
             .expect("the default catalog exists")
@@ -479,8 +480,9 @@ enum At {
 }
 
 /// The lake's tables as DataFusion's `public` schema, resolved when a query names them. A
-/// view is planned afresh each time a query names it, so it reads the tables as they are
-/// then (a view planned once would keep the table versions of that moment forever).
+/// view reads the tables as they are when a query names it: its plan is kept only while
+/// every table it reads is unchanged, and made again from its SQL otherwise (a view planned
+/// once for good would keep the table versions of that moment forever).
 #[derive(Debug)]
 struct LakeSchema {
     lake: Lake,
@@ -497,6 +499,53 @@ struct LakeSchema {
     tables: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
     /// Statements planned so far (the session's count).
     planned: Arc<AtomicU64>,
+    /// Each view as last planned, used again while the tables it reads are unchanged.
+    view_plans: std::sync::Mutex<HashMap<String, PlannedView>>,
+}
+
+/// A view's plan and the lake tables it reads (its nested views' too), as the providers it
+/// was planned over: while [`LakeSchema::latest`] gives the same providers, planning the view's
+/// SQL again would give the same plan.
+struct PlannedView {
+    view: Arc<dyn TableProvider>,
+    reads: Vec<(String, Arc<dyn TableProvider>)>,
+}
+
+impl std::fmt::Debug for PlannedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reads: Vec<&str> = self.reads.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("PlannedView").field("reads", &reads).finish()
+    }
+}
+
+/// Adds the lake tables `provider` (a view) reads to `reads`; false when it reads anything
+/// else (the job store's live tables, a table at a past version, a table function), whose
+/// plan must not be kept.
+fn lake_reads(
+    provider: &Arc<dyn TableProvider>,
+    reads: &mut Vec<(String, Arc<dyn TableProvider>)>,
+) -> Result<bool, DataFusionError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let Some(view) = provider.downcast_ref::<ViewTable>() else {
+        return Ok(false);
+    };
+    let mut keep = true;
+    view.logical_plan().apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let source = datafusion::datasource::source_as_provider(&scan.source)?;
+            let table = scan.table_name.table();
+            if source.downcast_ref::<ViewTable>().is_some() {
+                keep &= lake_reads(&source, reads)?;
+            } else if names::ALL.contains(&table) {
+                reads.push((table.to_string(), source));
+            } else {
+                keep = false;
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(keep)
 }
 
 /// A lake table as [`LakeSchema`] keeps it.
@@ -608,6 +657,26 @@ impl LakeSchema {
         Ok(provider)
     }
 
+    /// View `name` as last planned, if every lake table it reads is unchanged since.
+    async fn as_planned(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let kept = {
+            let plans = self.view_plans.lock().expect("lock");
+            plans.get(name).map(|p| (p.view.clone(), p.reads.clone()))
+        };
+        let Some((view, reads)) = kept else {
+            return Ok(None);
+        };
+        for (table, provider) in &reads {
+            if !Arc::ptr_eq(&self.latest(table).await?, provider) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(view))
+    }
+
     fn parse(name: &str) -> Result<(&str, At), DataFusionError> {
         let Some((table, at)) = name.split_once('@') else {
             return Ok((name, At::Latest));
@@ -639,8 +708,21 @@ impl SchemaProvider for LakeSchema {
             let Some(ctx) = self.session.upgrade() else {
                 return plan_err!("the SQL session is closed");
             };
+            if let Some(view) = self.as_planned(name).await? {
+                return Ok(Some(view));
+            }
             let plan = ctx.state().create_logical_plan(select).await?;
-            return Ok(Some(Arc::new(ViewTable::new(plan, Some(select.clone())))));
+            let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(select.clone())));
+            let mut reads = Vec::new();
+            if lake_reads(&view, &mut reads)? {
+                let planned = PlannedView {
+                    view: view.clone(),
+                    reads,
+                };
+                let mut plans = self.view_plans.lock().expect("lock");
+                plans.insert(name.to_string(), planned);
+            }
+            return Ok(Some(view));
         }
         if STORE_TABLES.contains(&name) {
             return store_table(&self.store, name).await.map(Some);

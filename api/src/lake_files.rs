@@ -109,7 +109,10 @@ impl LakeFiles {
             let raw = file.partition_values_map();
             let mut values = Vec::with_capacity(partition_fields.len());
             for field in &partition_fields {
-                values.push(partition_value(field, raw.get(field.name()).cloned().flatten())?);
+                values.push(partition_value(
+                    field,
+                    raw.get(field.name()).cloned().flatten(),
+                )?);
             }
             let size = u64::try_from(file.size()).unwrap_or(0);
             let mut meta = PartitionedFile::new(file.object_store_path().to_string(), size);
@@ -118,7 +121,9 @@ impl LakeFiles {
             }
             meta.partition_values = values;
             let mut stats = Statistics::new_unknown(&file_schema);
-            stats.num_rows = file.num_records().map_or(Precision::Absent, Precision::Exact);
+            stats.num_rows = file
+                .num_records()
+                .map_or(Precision::Absent, Precision::Exact);
             stats.total_byte_size = Precision::Inexact(size as usize);
             files.push(meta.with_statistics(Arc::new(stats)));
         }
@@ -176,10 +181,9 @@ impl TableProvider for LakeFiles {
             None => self.order.clone(),
         };
         if self.files.is_empty() {
-            let schema = self.schema.project(projection.map_or(
-                &(0..self.schema.fields().len()).collect::<Vec<_>>(),
-                |p| p,
-            ))?;
+            let schema = self.schema.project(
+                projection.map_or(&(0..self.schema.fields().len()).collect::<Vec<_>>(), |p| p),
+            )?;
             return Ok(Arc::new(EmptyExec::new(Arc::new(schema))));
         }
         let runtime = state.runtime_env();

@@ -16,9 +16,9 @@
 //! ```
 
 pub mod analyst;
-mod lake_files;
 mod graphiql;
 mod graphql;
+mod lake_files;
 pub mod pg;
 pub mod sql_http;
 pub mod v1;

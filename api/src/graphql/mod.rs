@@ -813,7 +813,13 @@ impl async_graphql::OutputType for LineageNodes {
         use async_graphql::Value;
         let Some(fields) = plain_fields(ctx.item) else {
             let nodes = self.0.iter();
-            return async_graphql::resolver_utils::resolve_list(ctx, field, nodes, Some(self.0.len())).await;
+            return async_graphql::resolver_utils::resolve_list(
+                ctx,
+                field,
+                nodes,
+                Some(self.0.len()),
+            )
+            .await;
         };
         let node = |n: &LineageNode| {
             let values = fields.iter().map(|(key, f)| {

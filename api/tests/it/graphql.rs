@@ -546,9 +546,8 @@ async fn lineage_comes_in_pages_with_a_summary_and_stays_fresh() {
     // directive in the selection the nodes are resolved one by one. Both answer alike,
     // aliases, repeats and `__typename` included.
     let plain = "id kind d: depth block __typename k: kind id";
-    let answer = |nodes: &str| {
-        format!(r#"{{ ancestry(id: "{c}", depth: 2) {{ nodes {{ {nodes} }} }} }}"#)
-    };
+    let answer =
+        |nodes: &str| format!(r#"{{ ancestry(id: "{c}", depth: 2) {{ nodes {{ {nodes} }} }} }}"#);
     let direct = post(&app, &answer(plain)).await;
     let nodes = direct["data"]["ancestry"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4, "{direct}");

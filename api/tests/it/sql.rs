@@ -375,7 +375,7 @@ async fn entity_tables_answer_on_the_fixture_lake() {
 }
 
 /// A view reads its tables as they are when a query names it, not as they were when the
-/// session opened (a long-running `serve` must see new rows in its views).
+/// session opened (a long-running `serve` must see new rows in its views), nested views too.
 #[tokio::test]
 async fn views_see_rows_written_after_the_session_opened() {
     let f = fixture().await;
@@ -389,6 +389,22 @@ async fn views_see_rows_written_after_the_session_opened() {
     )
     .await;
     assert_eq!(q(&a, count).await, [json!({"n": 4})]);
+    // A table only a nested view reads: `contribution_influence` reads `revocations` through
+    // `revoked_contributions`, and its kept plan is made again when that table changes.
+    let revoked = "SELECT COUNT(*) AS n FROM contribution_influence WHERE revoked";
+    assert_eq!(q(&a, revoked).await, [json!({"n": 1})]);
+    assert_eq!(q(&a, revoked).await, [json!({"n": 1})], "planned once, asked again");
+    add(
+        &f.lake,
+        names::REVOCATIONS,
+        &[json!({
+            "datanet_id": 1, "contribution_id": B256::repeat_byte(3).to_string(),
+            "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x2", "block_number": 10,
+            "revoked_at": "2026-11-26T12:00:00Z",
+        })],
+    )
+    .await;
+    assert_eq!(q(&a, revoked).await, [json!({"n": 2})]);
 }
 
 /// A table deleted and made again by another writer, with a longer or a shorter log than the
@@ -452,7 +468,11 @@ async fn every_table_reads_as_deltas_own_reader() {
                 .map(|f| (f.name().clone(), f.data_type().clone()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(fields(&ours.schema), fields(&theirs_schema), "{name}: columns");
+        assert_eq!(
+            fields(&ours.schema),
+            fields(&theirs_schema),
+            "{name}: columns"
+        );
         let lines = |batches: &[RecordBatch]| {
             let text = arrow::util::pretty::pretty_format_batches(batches)
                 .unwrap()
@@ -480,12 +500,23 @@ async fn a_table_needing_deltas_reader_still_answers() {
     let a = analyst(&f, SqlLimits::default()).await;
     let count = "SELECT COUNT(*) AS n FROM contributions";
     assert_eq!(q(&a, count).await, [json!({"n": 6})]);
-    let dir = f.lake.root().to_file_path().unwrap().join(names::CONTRIBUTIONS);
+    let dir = f
+        .lake
+        .root()
+        .to_file_path()
+        .unwrap()
+        .join(names::CONTRIBUTIONS);
     // What another engine writes when it turns deletion vectors on: a new protocol.
     let log = dir.join("_delta_log");
     let version = std::fs::read_dir(&log)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
         .count();
     std::fs::write(log.join(format!("{version:020}.json")), DV_PROTOCOL).unwrap();
     assert_eq!(q(&a, count).await, [json!({"n": 6})]);
