@@ -514,7 +514,9 @@ struct PlannedView {
 impl std::fmt::Debug for PlannedView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reads: Vec<&str> = self.reads.iter().map(|(t, _)| t.as_str()).collect();
-        f.debug_struct("PlannedView").field("reads", &reads).finish()
+        f.debug_struct("PlannedView")
+            .field("reads", &reads)
+            .finish()
     }
 }
 

@@ -393,7 +393,11 @@ async fn views_see_rows_written_after_the_session_opened() {
     // `revoked_contributions`, and its kept plan is made again when that table changes.
     let revoked = "SELECT COUNT(*) AS n FROM contribution_influence WHERE revoked";
     assert_eq!(q(&a, revoked).await, [json!({"n": 1})]);
-    assert_eq!(q(&a, revoked).await, [json!({"n": 1})], "planned once, asked again");
+    assert_eq!(
+        q(&a, revoked).await,
+        [json!({"n": 1})],
+        "planned once, asked again"
+    );
     add(
         &f.lake,
         names::REVOCATIONS,
@@ -407,6 +411,11 @@ async fn views_see_rows_written_after_the_session_opened() {
     assert_eq!(q(&a, revoked).await, [json!({"n": 2})]);
 }
 
+/// Where lake table `name` of the fixture lies on disk.
+fn table_dir(f: &Fixture, name: &str) -> std::path::PathBuf {
+    f.lake.root().to_file_path().unwrap().join(name)
+}
+
 /// A table deleted and made again by another writer, with a longer or a shorter log than the
 /// one the session read, is read afresh: not patched with the new log's later commits, and
 /// not left as it was because the new log has no commit past the old version.
@@ -416,12 +425,7 @@ async fn a_table_made_again_is_read_afresh() {
     let a = analyst(&f, SqlLimits::default()).await;
     let count = "SELECT COUNT(*) AS n FROM contributions";
     assert_eq!(q(&a, count).await, [json!({"n": 6})]);
-    let dir = f
-        .lake
-        .root()
-        .to_file_path()
-        .unwrap()
-        .join(names::CONTRIBUTIONS);
+    let dir = table_dir(&f, names::CONTRIBUTIONS);
     for commits in [4u8, 1] {
         std::fs::remove_dir_all(&dir).unwrap();
         for i in 0..commits {
@@ -500,12 +504,7 @@ async fn a_table_needing_deltas_reader_still_answers() {
     let a = analyst(&f, SqlLimits::default()).await;
     let count = "SELECT COUNT(*) AS n FROM contributions";
     assert_eq!(q(&a, count).await, [json!({"n": 6})]);
-    let dir = f
-        .lake
-        .root()
-        .to_file_path()
-        .unwrap()
-        .join(names::CONTRIBUTIONS);
+    let dir = table_dir(&f, names::CONTRIBUTIONS);
     // What another engine writes when it turns deletion vectors on: a new protocol.
     let log = dir.join("_delta_log");
     let version = std::fs::read_dir(&log)
