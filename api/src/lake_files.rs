@@ -36,9 +36,12 @@ pub(crate) async fn provider(
     table: &DeltaTable,
     views: bool,
 ) -> Result<Arc<dyn TableProvider>, DataFusionError> {
-    let external = |e: deltalake::DeltaTableError| DataFusionError::External(Box::new(e));
-    if let Some(files) = LakeFiles::of(table, views).await.map_err(external)? {
-        return Ok(Arc::new(files));
+    match LakeFiles::of(table, views).await {
+        Ok(Some(files)) => return Ok(Arc::new(files)),
+        Ok(None) => {}
+        // Something in the log this scan does not read as Delta would (a partition value
+        // in another notation, say): Delta's own provider reads it, or reports it.
+        Err(e) => tracing::debug!(error = %e, "reading a lake table through Delta's provider"),
     }
     // Delta's builder reports in DataFusion's error type already.
     table.table_provider().await
@@ -62,19 +65,31 @@ pub(crate) struct LakeFiles {
 }
 
 impl LakeFiles {
-    /// The files of `table`'s loaded version, or `None` when the table needs Delta's reader.
+    /// The files of `table`'s loaded version, or `None` when the table needs Delta's reader:
+    /// a reader protocol above 1, nested columns (Delta turns the strings inside them into
+    /// view types and relaxes their nullability for other engines' files), partition columns
+    /// that are not plain numbers, dates or times (Delta gives string ones as dictionaries), or
+    /// a file outside the table root.
     async fn of(table: &DeltaTable, views: bool) -> deltalake::DeltaResult<Option<Self>> {
         let state = table.snapshot()?;
         if state.protocol().min_reader_version() != 1 {
             return Ok(None);
         }
-        let delta: Schema = state.snapshot().arrow_schema().as_ref().clone();
+        let partitions = state.metadata().partition_columns().to_vec();
+        let arrow = state.snapshot().arrow_schema();
+        let plain = arrow.fields().iter().all(|f| {
+            !f.data_type().is_nested()
+                && (!partitions.contains(f.name()) || f.data_type().is_primitive())
+        });
+        if !plain {
+            return Ok(None);
+        }
+        let delta: Schema = arrow.as_ref().clone();
         let delta = if views {
             datafusion::datasource::physical_plan::parquet::transform_schema_to_view(&delta)
         } else {
             delta
         };
-        let partitions = state.metadata().partition_columns().to_vec();
         let (mut file_fields, mut partition_fields) = (Vec::new(), Vec::new());
         for field in delta.fields() {
             if partitions.contains(field.name()) {
@@ -109,16 +124,25 @@ impl LakeFiles {
             let raw = file.partition_values_map();
             let mut values = Vec::with_capacity(partition_fields.len());
             for field in &partition_fields {
-                values.push(partition_value(
-                    field,
-                    raw.get(field.name()).cloned().flatten(),
-                )?);
+                let Some(value) = raw.get(field.name()) else {
+                    return Err(deltalake::DeltaTableError::Generic(format!(
+                        "{path}: no value for partition column {}",
+                        field.name()
+                    )));
+                };
+                values.push(partition_value(field, value.clone())?);
             }
             let size = u64::try_from(file.size()).unwrap_or(0);
-            let mut meta = PartitionedFile::new(file.object_store_path().to_string(), size);
-            if let Some(time) = chrono::DateTime::from_timestamp_millis(file.modification_time()) {
-                meta.object_meta.last_modified = time;
-            }
+            // The log's path as an object path already (`PartitionedFile::new` would
+            // escape it a second time: a `%` in a name would be read as `%25`).
+            let mut meta = PartitionedFile::from(deltalake::ObjectMeta {
+                location: file.object_store_path(),
+                last_modified: chrono::DateTime::from_timestamp_millis(file.modification_time())
+                    .unwrap_or_default(),
+                size,
+                e_tag: None,
+                version: None,
+            });
             meta.partition_values = values;
             let mut stats = Statistics::new_unknown(&file_schema);
             stats.num_rows = file
@@ -139,12 +163,22 @@ impl LakeFiles {
             schema: Arc::new(delta),
             table_schema,
             order,
-            url: log_store.object_store_url(),
+            url: store_url(log_store.root_url().as_str())?,
             store: log_store.object_store(None),
             files,
             statistics,
         }))
     }
+}
+
+/// The URL the table rooted at `root` has its store registered under in the session: one per
+/// root (a hash of it; deltalake's own naming panics on some characters in a root's path).
+fn store_url(root: &str) -> deltalake::DeltaResult<ObjectStoreUrl> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    ObjectStoreUrl::parse(format!("tributary-lake://{:016x}", h.finish()))
+        .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))
 }
 
 /// A partition value as the log keeps it (text, or none for null) in the column's type.
@@ -232,5 +266,43 @@ mod tests {
         let delta = provider(&table, true).await.unwrap();
         assert!(delta.downcast_ref::<LakeFiles>().is_none());
         assert_eq!(delta.schema(), plain.schema());
+    }
+
+    /// Tables another engine made with columns Delta's reader presents differently (string
+    /// partitions as dictionaries, strings nested in lists as views) are read by Delta's
+    /// provider; integer partitions and flat columns by the file scan.
+    #[tokio::test]
+    async fn string_partitions_and_nested_columns_are_left_to_delta() {
+        use deltalake::kernel::{ArrayType, DataType as D, StructField};
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("plain", vec![StructField::nullable("p", D::LONG)], true),
+            ("text", vec![StructField::nullable("p", D::STRING)], false),
+            (
+                "nested",
+                vec![
+                    StructField::nullable("p", D::LONG),
+                    StructField::nullable("xs", ArrayType::new(D::STRING, true)),
+                ],
+                false,
+            ),
+        ];
+        for (name, mut columns, ours) in cases {
+            columns.push(StructField::nullable("x", D::LONG));
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            let url = url::Url::from_directory_path(&path).unwrap();
+            let table = deltalake::DeltaTableBuilder::from_url(url)
+                .unwrap()
+                .build()
+                .unwrap()
+                .create()
+                .with_columns(columns)
+                .with_partition_columns(["p"])
+                .await
+                .unwrap();
+            let p = provider(&table, true).await.unwrap();
+            assert_eq!(p.downcast_ref::<LakeFiles>().is_some(), ours, "{name}");
+        }
     }
 }
