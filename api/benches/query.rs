@@ -24,10 +24,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The allocator the `tributary` binary serves with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -40,6 +36,10 @@ use tributary_schemas::tables::{self, names};
 use tributary_sql::Store;
 
 const CHAIN: u64 = 31337;
+
+/// The allocator the `tributary` binary serves with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Rng(u64);
 impl Rng {
@@ -498,6 +498,9 @@ async fn graphql() {
         (page, true, false),
     ];
     for (selection, with_nodes, variable) in selections {
+        let text = format!(
+            "query($id: String!) {{ ancestry(id: $id, depth: 6, first: 100) {{ {selection} }} }}"
+        );
         eprintln!("query: {clients} clients asking for {selection} (variable id: {variable})");
         let answers = answers.clone();
         let (rps, lat) = load(
@@ -507,10 +510,7 @@ async fn graphql() {
             move |pick| {
                 let id = &answers[pick as usize % answers.len()];
                 if variable {
-                    let q = format!(
-                        "query($id: String!) {{ ancestry(id: $id, depth: 6, first: 100) {{ {selection} }} }}"
-                    );
-                    json!({ "query": q, "variables": { "id": id } }).to_string()
+                    json!({ "query": text, "variables": { "id": id } }).to_string()
                 } else {
                     let q = format!(
                         r#"{{ ancestry(id: "{id}", depth: 6, first: 100) {{ {selection} }} }}"#

@@ -508,8 +508,11 @@ struct LakeSchema {
 /// SQL again would give the same plan.
 struct PlannedView {
     view: Arc<dyn TableProvider>,
-    reads: Vec<(String, Arc<dyn TableProvider>)>,
+    reads: Reads,
 }
+
+/// Lake tables by name, each as the provider a plan was made over.
+type Reads = Vec<(String, Arc<dyn TableProvider>)>;
 
 impl std::fmt::Debug for PlannedView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -520,34 +523,37 @@ impl std::fmt::Debug for PlannedView {
     }
 }
 
-/// Adds the lake tables `provider` (a view) reads to `reads`; false when it reads anything
-/// else (the job store's live tables, a table at a past version, a table function), whose
-/// plan must not be kept.
+/// The lake tables `plan` reads (nested views' too, where planning left them as scans), or
+/// `None` when it reads anything else (the job store's live tables, a table at a past
+/// version, a table function), whose plan must not be kept.
 fn lake_reads(
-    provider: &Arc<dyn TableProvider>,
-    reads: &mut Vec<(String, Arc<dyn TableProvider>)>,
-) -> Result<bool, DataFusionError> {
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<Option<Reads>, DataFusionError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
-    let Some(view) = provider.downcast_ref::<ViewTable>() else {
-        return Ok(false);
-    };
-    let mut keep = true;
-    view.logical_plan().apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let source = datafusion::datasource::source_as_provider(&scan.source)?;
-            let table = scan.table_name.table();
-            if source.downcast_ref::<ViewTable>().is_some() {
-                keep &= lake_reads(&source, reads)?;
-            } else if names::ALL.contains(&table) {
-                reads.push((table.to_string(), source));
-            } else {
-                keep = false;
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+    let mut reads = Some(Vec::new());
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let source = datafusion::datasource::source_as_provider(&scan.source)?;
+        let table = scan.table_name.table();
+        let more = match source.downcast_ref::<ViewTable>() {
+            Some(view) => lake_reads(view.logical_plan())?,
+            None if names::ALL.contains(&table) => Some(vec![(table.to_string(), source)]),
+            None => None,
+        };
+        reads = reads.take().zip(more).map(|(mut r, m)| {
+            r.extend(m);
+            r
+        });
+        Ok(if reads.is_some() {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
     })?;
-    Ok(keep)
+    Ok(reads)
 }
 
 /// A lake table as [`LakeSchema`] keeps it.
@@ -605,44 +611,30 @@ impl LakeSchema {
         let external = |e: tributary_lake::Error| DataFusionError::External(Box::new(e));
         let table = match slot.take() {
             Some(mut c) => {
-                let before = c.table.version();
-                // Unchanged (the common case): no commit after the cached version, whose
-                // commit file is still the one read. Two `HEAD`s instead of a listing of
-                // the log and a snapshot update.
-                let next = before.map_or(0, |v| v + 1);
-                if c.commit.is_some()
-                    && commit_of(&c.table, next).await?.is_none()
-                    && commit_of(&c.table, before.unwrap_or(0)).await? == c.commit
-                {
+                let before = c.table.version().unwrap_or(0);
+                // The commit the cached state was read at must still be the one there;
+                // otherwise later commits belong to another table (a replaced log).
+                let same = c.commit.is_some() && commit_of(&c.table, before).await? == c.commit;
+                if !same {
+                    tracing::info!(
+                        table = name,
+                        "the table's log was replaced or cleaned up: reloading it"
+                    );
+                    self.lake.table(name).await.map_err(external)?
+                } else if commit_of(&c.table, before + 1).await?.is_none() {
+                    // Unchanged (the common case), told by two `HEAD`s instead of a listing
+                    // of the log and a snapshot update.
                     c.planned = now;
                     let provider = c.provider.clone();
                     *slot = Some(c);
                     return Ok(provider);
-                }
-                let updated = c.table.update_incremental(None).await;
-                // The commit the cached state was read at must still be the one there;
-                // otherwise the commits just applied belong to another table.
-                let same = updated.is_ok()
-                    && c.commit.is_some()
-                    && commit_of(&c.table, before.unwrap_or(0)).await? == c.commit;
-                match updated {
-                    Ok(()) if same && c.table.version() == before => {
-                        c.planned = now;
-                        let provider = c.provider.clone();
-                        *slot = Some(c);
-                        return Ok(provider);
-                    }
-                    Ok(()) if same => c.table,
-                    Ok(()) => {
-                        tracing::info!(
-                            table = name,
-                            "the table's log was replaced or cleaned up: reloading it"
-                        );
-                        self.lake.table(name).await.map_err(external)?
-                    }
-                    Err(e) => {
-                        tracing::debug!(table = name, error = %e, "reloading a lake table");
-                        self.lake.table(name).await.map_err(external)?
+                } else {
+                    match c.table.update_incremental(None).await {
+                        Ok(()) => c.table,
+                        Err(e) => {
+                            tracing::debug!(table = name, error = %e, "reloading a lake table");
+                            self.lake.table(name).await.map_err(external)?
+                        }
                     }
                 }
             }
@@ -714,9 +706,9 @@ impl SchemaProvider for LakeSchema {
                 return Ok(Some(view));
             }
             let plan = ctx.state().create_logical_plan(select).await?;
+            let reads = lake_reads(&plan)?;
             let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(select.clone())));
-            let mut reads = Vec::new();
-            if lake_reads(&view, &mut reads)? {
+            if let Some(reads) = reads {
                 let planned = PlannedView {
                     view: view.clone(),
                     reads,

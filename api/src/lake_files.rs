@@ -4,10 +4,10 @@
 //! table. Delta's own provider replays the snapshot's file list and statistics for every scan,
 //! a fixed cost per statement that dominated the short views.
 //!
-//! Only tables a plain Parquet reader reads correctly get this: reader protocol version 1 (no
-//! deletion vectors, no column mapping, no reader features at all) and every file inside the
-//! table's root. Any other table (one written by another engine with those features) is read
-//! through Delta's provider, as before.
+//! Only tables a plain Parquet scan reads exactly as Delta's provider does get this (see
+//! [`LakeFiles::of`]: reader protocol 1, flat columns, number or time partitions, every file
+//! under the table's root); any other table, as another engine may write it, is read through
+//! Delta's provider, as before.
 
 use std::sync::Arc;
 
@@ -115,6 +115,9 @@ impl LakeFiles {
 
         let log_store = table.log_store();
         let mut files = Vec::new();
+        let mut statistics = Statistics::new_unknown(table_schema.table_schema());
+        statistics.num_rows = Precision::Exact(0);
+        statistics.total_byte_size = Precision::Exact(0);
         let mut views_of = state.snapshot().file_views(log_store.as_ref(), None);
         while let Some(file) = views_of.try_next().await? {
             let path = file.path();
@@ -149,15 +152,9 @@ impl LakeFiles {
                 .num_records()
                 .map_or(Precision::Absent, Precision::Exact);
             stats.total_byte_size = Precision::Inexact(size as usize);
-            files.push(meta.with_statistics(Arc::new(stats)));
-        }
-        let mut statistics = Statistics::new_unknown(table_schema.table_schema());
-        statistics.num_rows = Precision::Exact(0);
-        statistics.total_byte_size = Precision::Exact(0);
-        for file in &files {
-            let stats = file.statistics.as_deref().expect("set above");
             statistics.num_rows = statistics.num_rows.add(&stats.num_rows);
             statistics.total_byte_size = statistics.total_byte_size.add(&stats.total_byte_size);
+            files.push(meta.with_statistics(Arc::new(stats)));
         }
         Ok(Some(Self {
             schema: Arc::new(delta),
@@ -215,10 +212,11 @@ impl TableProvider for LakeFiles {
             None => self.order.clone(),
         };
         if self.files.is_empty() {
-            let schema = self.schema.project(
-                projection.map_or(&(0..self.schema.fields().len()).collect::<Vec<_>>(), |p| p),
-            )?;
-            return Ok(Arc::new(EmptyExec::new(Arc::new(schema))));
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let runtime = state.runtime_env();
         if runtime.object_store(&self.url).is_err() {

@@ -828,7 +828,7 @@ impl async_graphql::OutputType for LineageNodes {
                     PlainField::Kind => Value::String(n.kind.to_string()),
                     PlainField::Depth => Value::Number(n.depth.into()),
                     PlainField::Block => Value::Number(n.block.into()),
-                    PlainField::Typename => Value::String("LineageNode".to_string()),
+                    PlainField::Typename => Value::String(LineageNode::type_name().into_owned()),
                 };
                 (key.clone(), value)
             });

@@ -38,6 +38,14 @@ fn contribution(i: u8, datanet: i64, who: u8, day: u8) -> Value {
     })
 }
 
+fn revocation(i: u8, block: u64, day: u8) -> Value {
+    json!({
+        "datanet_id": 1, "contribution_id": B256::repeat_byte(i).to_string(),
+        "revoked_by": "0xo", "reason": "duplicate", "tx_hash": format!("0x{}", i - 1),
+        "block_number": block, "revoked_at": format!("2026-11-{day:02}T12:00:00Z"),
+    })
+}
+
 fn edge(src: &str, dst: &str, kind: EdgeKind, weight: Option<f64>, pos: ChainPos) -> Edge {
     Edge {
         src: src.parse().unwrap(),
@@ -90,16 +98,7 @@ pub(crate) async fn fixture() -> Fixture {
         contribution(6, 2, 0xa3, 25),
     ];
     add(&lake, names::CONTRIBUTIONS, &second).await;
-    add(
-        &lake,
-        names::REVOCATIONS,
-        &[json!({
-            "datanet_id": 1, "contribution_id": B256::repeat_byte(2).to_string(),
-            "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x1", "block_number": 9,
-            "revoked_at": "2026-11-25T12:00:00Z",
-        })],
-    )
-    .await;
+    add(&lake, names::REVOCATIONS, &[revocation(2, 9, 25)]).await;
     // Adapter 0xad…'s attribution over its held-out set: 0xa1's contributions 1, 2 (revoked)
     // and 4 (consistently negative), 0xa2's 3 and 5 (negative on half the queries only).
     let attributed = |i: u8, who: u8, score: f64, negative: f64| {
@@ -398,16 +397,7 @@ async fn views_see_rows_written_after_the_session_opened() {
         [json!({"n": 1})],
         "planned once, asked again"
     );
-    add(
-        &f.lake,
-        names::REVOCATIONS,
-        &[json!({
-            "datanet_id": 1, "contribution_id": B256::repeat_byte(3).to_string(),
-            "revoked_by": "0xo", "reason": "duplicate", "tx_hash": "0x2", "block_number": 10,
-            "revoked_at": "2026-11-26T12:00:00Z",
-        })],
-    )
-    .await;
+    add(&f.lake, names::REVOCATIONS, &[revocation(3, 10, 26)]).await;
     assert_eq!(q(&a, revoked).await, [json!({"n": 2})]);
 }
 
