@@ -16,7 +16,8 @@
 //!    requests/s of `{ __typename }`.
 //!
 //! `TRIBUTARY_BENCH_SCALE` (default 1.0) scales the lake; the graph is the ancestry benchmark's.
-//! `TRIBUTARY_BENCH_ONLY=views` or `=graphql` runs that part alone.
+//! `TRIBUTARY_BENCH_ONLY=views` or `=graphql` runs that part alone;
+//! `TRIBUTARY_BENCH_VIEW=name` times that view alone and prints both sides' `EXPLAIN ANALYZE`.
 //! `TRIBUTARY_BENCH_SMOKE=1` (what `make test` runs, after the ancestry benchmark's smoke run):
 //! a lake of 2,000 contributions, one run per view, 4 clients for one second; checked the same
 //! way, and a missing graph is an error rather than a skipped row.
@@ -310,6 +311,22 @@ async fn theirs(ctx: &SessionContext, sql: &str) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
+/// Prints both sides' `EXPLAIN ANALYZE` of `sql`, after three warm-up runs of each.
+async fn explain(analyst: &Analyst, reference: &SessionContext, sql: &str) {
+    for _ in 0..3 {
+        ours(analyst, sql).await;
+        theirs(reference, sql).await;
+    }
+    let sql = format!("EXPLAIN ANALYZE {sql}");
+    let (_, batches) = analyst.stream(&sql).await.unwrap();
+    let ours: Vec<RecordBatch> = batches.map(|b| b.unwrap()).collect().await;
+    let theirs = reference.sql(&sql).await.unwrap().collect().await.unwrap();
+    for (side, batches) in [("ours", ours), ("theirs", theirs)] {
+        let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+        eprintln!("{side}:\n{text}");
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -333,8 +350,16 @@ async fn views(scale: f64) {
         .await
         .unwrap();
     let reference = reference(&root).await;
+    // `TRIBUTARY_BENCH_VIEW=name`: that view alone, with both sides' `EXPLAIN ANALYZE`.
+    let one = std::env::var("TRIBUTARY_BENCH_VIEW").ok();
     for (view, _) in VIEWS {
+        if one.as_deref().is_some_and(|v| v != *view) {
+            continue;
+        }
         let sql = format!("SELECT * FROM {view}");
+        if one.is_some() {
+            explain(&analyst, &reference, &sql).await;
+        }
         assert_eq!(
             ours(&analyst, &sql).await,
             theirs(&reference, &sql).await,

@@ -4,6 +4,12 @@
 //! table. Delta's own provider replays the snapshot's file list and statistics for every scan,
 //! a fixed cost per statement that dominated the short views.
 //!
+//! Statistics are a listing table's too: the first scan of a version reads each file's Parquet
+//! footer (rows, sizes, and each column's minimum, maximum and null count) through the
+//! session's file statistics cache, where a file's entry outlives the version, so the planner
+//! sizes joins and filters as it does for a plain Parquet table. With row counts alone it had
+//! judged a filtered side too big to collect and hash-partitioned both sides of every join.
+//!
 //! Only tables a plain Parquet scan reads exactly as Delta's provider does get this (see
 //! [`LakeFiles::of`]: reader protocol 1, flat columns, number or time partitions, every file
 //! under the table's root); any other table, as another engine may write it, is read through
@@ -22,12 +28,14 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::cache::cache_manager::CachedFileMetadata;
+use datafusion::execution::cache::{SchemaFingerprint, TableScopedPath};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use deltalake::DeltaTable;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 /// A provider for `table` at its loaded version: [`LakeFiles`] where a plain Parquet scan
 /// reads it right, Delta's own provider otherwise. `views`: read strings and binaries as
@@ -62,6 +70,9 @@ pub(crate) struct LakeFiles {
     files: Vec<PartitionedFile>,
     /// The whole table's: rows (from the files' log statistics) and bytes.
     statistics: Statistics,
+    /// `files` with their footers' statistics, and the table's from them: read on the first
+    /// scan that collects statistics (the session's `collect_statistics`, on by default).
+    footers: tokio::sync::OnceCell<(Vec<PartitionedFile>, Statistics)>,
 }
 
 impl LakeFiles {
@@ -164,7 +175,75 @@ impl LakeFiles {
             store: log_store.object_store(None),
             files,
             statistics,
+            footers: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// The files with their footers' statistics and the table's, as a listing table collects
+    /// them: from the session's file statistics cache (keyed by the table's store and the
+    /// file's path, checked against its size, time and schema), else read from the footer.
+    async fn footers(
+        &self,
+        state: &dyn Session,
+        format: &ParquetFormat,
+    ) -> Result<&(Vec<PartitionedFile>, Statistics), DataFusionError> {
+        self.footers
+            .get_or_try_init(|| async {
+                let cache = state.runtime_env().cache_manager.get_file_statistic_cache();
+                let file_schema = self.table_schema.file_schema().clone();
+                let fingerprint = Arc::new(SchemaFingerprint::from_schema(&file_schema));
+                let scope = datafusion::common::TableReference::bare(self.url.as_str());
+                let concurrency = state
+                    .config_options()
+                    .execution
+                    .meta_fetch_concurrency
+                    .get();
+                let (cache, fingerprint, scope) = (&cache, &fingerprint, &scope);
+                let (file_schema, store) = (&file_schema, &self.store);
+                let files: Vec<PartitionedFile> = futures::stream::iter(self.files.clone())
+                    .map(|mut file| async move {
+                        let meta = &file.object_meta;
+                        let key = TableScopedPath {
+                            table: Some(scope.clone()),
+                            path: meta.location.clone(),
+                        };
+                        let hit = cache
+                            .as_ref()
+                            .and_then(|c| c.get(&key))
+                            .filter(|c| c.is_valid_for(meta, fingerprint));
+                        let stats = match hit {
+                            Some(cached) => cached.statistics,
+                            None => {
+                                let stats = format
+                                    .infer_stats(state, store, file_schema.clone(), meta)
+                                    .await?;
+                                let stats = Arc::new(stats);
+                                if let Some(c) = &cache {
+                                    let entry = CachedFileMetadata::new(
+                                        meta.clone(),
+                                        fingerprint.clone(),
+                                        stats.clone(),
+                                        None,
+                                    );
+                                    c.put(&key, entry);
+                                }
+                                stats
+                            }
+                        };
+                        // `with_statistics` adds the partition columns' own.
+                        file.statistics = None;
+                        Ok::<_, DataFusionError>(file.with_statistics(stats))
+                    })
+                    .buffered(concurrency)
+                    .try_collect()
+                    .await?;
+                let statistics = Statistics::try_merge_iter(
+                    files.iter().filter_map(|f| f.statistics.as_deref()),
+                    self.table_schema.table_schema(),
+                )?;
+                Ok((files, statistics))
+            })
+            .await
     }
 }
 
@@ -222,15 +301,29 @@ impl TableProvider for LakeFiles {
         if runtime.object_store(&self.url).is_err() {
             runtime.register_object_store(self.url.as_ref(), self.store.clone());
         }
-        let groups =
-            FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let (files, statistics) = if state.config().collect_statistics() {
+            let (files, statistics) = self.footers(state, &format).await?;
+            (files.clone(), statistics.clone())
+        } else {
+            (self.files.clone(), self.statistics.clone())
+        };
+        let schema = self.table_schema.table_schema();
+        let groups = FileGroup::new(files)
+            .split_files(state.config().target_partitions())
+            .into_iter()
+            .map(|group| {
+                let stats = group.iter().filter_map(|f| f.statistics.as_deref());
+                let stats = Statistics::try_merge_iter(stats, schema)?;
+                Ok(group.with_statistics(Arc::new(stats)))
+            })
+            .collect::<Result<Vec<_>, DataFusionError>>()?;
         let config = FileScanConfigBuilder::new(
             self.url.clone(),
             format.file_source(self.table_schema.clone()),
         )
         .with_file_groups(groups)
-        .with_statistics(self.statistics.clone())
+        .with_statistics(statistics)
         .with_projection_indices(Some(columns))?
         .with_limit(limit)
         .build();
@@ -264,6 +357,63 @@ mod tests {
         let delta = provider(&table, true).await.unwrap();
         assert!(delta.downcast_ref::<LakeFiles>().is_none());
         assert_eq!(delta.schema(), plain.schema());
+    }
+
+    /// A scan's statistics are a listing table's: rows, and each column's minimum, maximum and
+    /// null count from the files' footers (the partition column's from its values), so the
+    /// planner can tell a filtered side small enough to collect for a join.
+    #[tokio::test]
+    async fn the_scan_knows_each_columns_range() {
+        use arrow::array::{Int64Array, RecordBatch};
+        use arrow::datatypes::DataType;
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("p", DataType::Int64, true),
+            Field::new("x", DataType::Int64, true),
+        ]));
+        let mut table = None;
+        for (p, xs) in [
+            (1, [Some(5), None, Some(9)]),
+            (2, [Some(-3), Some(4), Some(4)]),
+        ] {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![p; 3])),
+                    Arc::new(Int64Array::from(xs.to_vec())),
+                ],
+            )
+            .unwrap();
+            let t = DeltaTable::try_from_url(url.clone()).await.unwrap();
+            let written = t
+                .write(vec![batch])
+                .with_save_mode(deltalake::protocol::SaveMode::Append)
+                .with_partition_columns(["p"])
+                .await
+                .unwrap();
+            table = Some(written);
+        }
+        let files = provider(&table.unwrap(), true).await.unwrap();
+        assert!(files.downcast_ref::<LakeFiles>().is_some());
+        let ctx = datafusion::prelude::SessionContext::new();
+        let plan = files.scan(&ctx.state(), None, &[], None).await.unwrap();
+        use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        assert_eq!(stats.num_rows, Precision::Exact(6));
+        let column = |name: &str| {
+            let c = &stats.column_statistics[plan.schema().index_of(name).unwrap()];
+            let value = |v: &Precision<ScalarValue>| match v.get_value() {
+                Some(ScalarValue::Int64(Some(v))) => Some(*v),
+                _ => None,
+            };
+            let nulls = c.null_count.get_value().copied();
+            (value(&c.min_value), value(&c.max_value), nulls)
+        };
+        assert_eq!(column("x"), (Some(-3), Some(9), Some(1)));
+        assert_eq!(column("p"), (Some(1), Some(2), Some(0)));
     }
 
     /// Tables another engine made with columns Delta's reader presents differently (string
