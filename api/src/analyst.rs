@@ -28,7 +28,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -236,7 +236,8 @@ impl Analyst {
             views.insert(name.to_string(), select.to_string());
         }
         let planned = Arc::new(AtomicU64::new(0));
-        let schema = Arc::new(LakeSchema {
+        let schema = Arc::new_cyclic(|me| LakeSchema {
+            me: me.clone(),
             lake,
             store: store.clone(),
             views,
@@ -307,8 +308,7 @@ impl Analyst {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        // Every table this statement names is read at its version as of now (or later).
-        self.planned.fetch_add(1, Ordering::SeqCst);
+        self.begin_statement();
         self.ctx
             .sql_with_options(sql, options)
             .await
@@ -376,6 +376,13 @@ impl Analyst {
     /// statements).
     pub(crate) fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Starts a statement: every table it plans or scans is read at its version as of now
+    /// (or later). Plans made outside [`Analyst::plan`] (the PostgreSQL extended protocol's
+    /// prepared statements) call this before each execution.
+    pub(crate) fn begin_statement(&self) {
+        self.planned.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -485,6 +492,8 @@ enum At {
 /// once for good would keep the table versions of that moment forever).
 #[derive(Debug)]
 struct LakeSchema {
+    /// Itself, for the [`Fresh`] tables it hands out.
+    me: std::sync::Weak<LakeSchema>,
     lake: Lake,
     /// The job store: `jobs` and `job_runs` are read from it live.
     store: Store,
@@ -538,10 +547,14 @@ fn lake_reads(
         };
         let source = datafusion::datasource::source_as_provider(&scan.source)?;
         let table = scan.table_name.table();
-        let more = match source.downcast_ref::<ViewTable>() {
-            Some(view) => lake_reads(view.logical_plan())?,
-            None if names::ALL.contains(&table) => Some(vec![(table.to_string(), source)]),
-            None => None,
+        let more = if let Some(view) = source.downcast_ref::<ViewTable>() {
+            lake_reads(view.logical_plan())?
+        } else if let Some(fresh) = source.downcast_ref::<Fresh>()
+            && names::ALL.contains(&table)
+        {
+            Some(vec![(table.to_string(), fresh.planned.clone())])
+        } else {
+            None
         };
         reads = reads.take().zip(more).map(|(mut r, m)| {
             r.extend(m);
@@ -651,6 +664,25 @@ impl LakeSchema {
         Ok(provider)
     }
 
+    /// Table `name` as of the statement that scans it, planned over `planned`.
+    fn fresh(&self, name: &str, planned: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+        Arc::new(Fresh {
+            schema: self.me.clone(),
+            name: name.to_string(),
+            planned,
+            at: self.planned.load(Ordering::SeqCst),
+        })
+    }
+
+    /// Table `name` (of the lake, or the job store's) as of the current statement.
+    async fn current(&self, name: &str) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+        if STORE_TABLES.contains(&name) {
+            store_table(&self.store, name).await
+        } else {
+            self.latest(name).await
+        }
+    }
+
     /// View `name` as last planned, if every lake table it reads is unchanged since.
     async fn as_planned(
         &self,
@@ -719,7 +751,9 @@ impl SchemaProvider for LakeSchema {
             return Ok(Some(view));
         }
         if STORE_TABLES.contains(&name) {
-            return store_table(&self.store, name).await.map(Some);
+            return Ok(Some(
+                self.fresh(name, store_table(&self.store, name).await?),
+            ));
         }
         let (base, at) = Self::parse(name)?;
         if !names::ALL.contains(&base) {
@@ -727,7 +761,7 @@ impl SchemaProvider for LakeSchema {
         }
         let external = |e: tributary_lake::Error| DataFusionError::External(Box::new(e));
         if let At::Latest = at {
-            return self.latest(base).await.map(Some);
+            return Ok(Some(self.fresh(base, self.latest(base).await?)));
         }
         let mut table = self.lake.table(base).await.map_err(external)?;
         match at {
@@ -750,6 +784,77 @@ impl SchemaProvider for LakeSchema {
         STORE_TABLES.contains(&name)
             || self.views.contains_key(name)
             || Self::parse(name).is_ok_and(|(base, _)| names::ALL.contains(&base))
+    }
+}
+
+/// A table of the lake or the job store, read as it is when a statement runs. A plan can run
+/// long after it was made, and more than once: a prepared statement over the PostgreSQL
+/// extended protocol, executed again and again, or a kept view plan. Its scan reads the table
+/// as of the statement that runs it (what the plan was made over, when that is the same
+/// statement), its columns found by name; a removed or retyped column is refused.
+#[derive(Debug)]
+struct Fresh {
+    schema: std::sync::Weak<LakeSchema>,
+    name: String,
+    /// The table the plan was made over, in statement `at`.
+    planned: Arc<dyn TableProvider>,
+    at: u64,
+}
+
+#[async_trait]
+impl TableProvider for Fresh {
+    fn schema(&self) -> SchemaRef {
+        self.planned.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Inexact, whichever provider reads the table when the statement runs: the filters stay
+    /// in the plan above the scan.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let Some(schema) = self.schema.upgrade() else {
+            return plan_err!("the SQL session is closed");
+        };
+        let now = if schema.planned.load(Ordering::SeqCst) == self.at {
+            self.planned.clone()
+        } else {
+            schema.current(&self.name).await?
+        };
+        // The columns the plan reads, found by name (another engine may have added some).
+        let (planned, current) = (self.planned.schema(), now.schema());
+        let all: Vec<usize> = (0..planned.fields().len()).collect();
+        let columns = projection
+            .unwrap_or(&all)
+            .iter()
+            .map(|&i| {
+                let field = planned.field(i);
+                match current.index_of(field.name()) {
+                    Ok(j) if current.field(j).data_type() == field.data_type() => Ok(j),
+                    _ => plan_err!(
+                        "column {} of table {} was removed or changed type since this \
+                         statement was prepared: prepare it again",
+                        field.name(),
+                        self.name
+                    ),
+                }
+            })
+            .collect::<Result<Vec<_>, DataFusionError>>()?;
+        now.scan(state, Some(&columns), filters, limit).await
     }
 }
 

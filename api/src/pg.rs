@@ -8,9 +8,11 @@
 //!   datafusion-postgres's hooks, as tools expect of a PostgreSQL server.
 //! - Everything else (DDL, DML, `COPY`, grants…) is refused with SQLSTATE `25006`
 //!   (read_only_sql_transaction), over both the simple and the extended protocol.
-//! - Prepared statements (the extended protocol: JDBC, psycopg's server-side binding) are
-//!   planned and run by datafusion-postgres in the same session, so the memory pool applies;
-//!   their time limit is the client's `SET statement_timeout`.
+//! - Prepared statements (the extended protocol: sqlx, JDBC, psycopg's server-side binding)
+//!   are planned and run by datafusion-postgres in the same session, so the memory pool
+//!   applies; their time limit is the client's `SET statement_timeout`. Each execution reads
+//!   the tables as they are then, not as they were when the statement was prepared (drivers
+//!   keep prepared statements per connection and run them again and again).
 //!
 //! No password is asked: like the other read endpoints, it is meant for localhost or a trusted
 //! network.
@@ -207,7 +209,12 @@ impl QueryHook for ReadOnly {
     ) -> Option<PgWireResult<LogicalPlan>> {
         match kind(statement) {
             Kind::Refused(what) => Some(Err(pg_error(SqlError::ReadOnly(what)))),
-            Kind::Read | Kind::Session => None,
+            Kind::Read => {
+                // Planned over the tables as they are now.
+                self.analyst.begin_statement();
+                None
+            }
+            Kind::Session => None,
         }
     }
 
@@ -221,7 +228,14 @@ impl QueryHook for ReadOnly {
     ) -> Option<PgWireResult<Response>> {
         match kind(statement) {
             Kind::Refused(what) => Some(Err(pg_error(SqlError::ReadOnly(what)))),
-            Kind::Read | Kind::Session => None,
+            Kind::Read => {
+                // Each execution of a prepared statement is a statement of its own: its
+                // tables' scans read them as they are now, not as they were when it was
+                // prepared.
+                self.analyst.begin_statement();
+                None
+            }
+            Kind::Session => None,
         }
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use sqlx::Connection;
 use tributary_api::analyst::SqlLimits;
 
-use crate::sql::{analyst, fixture};
+use tributary_api::analyst::Analyst;
+use tributary_schemas::tables::names;
+
+use crate::sql::{add, analyst, contribution, fixture, table_dir};
 
 /// `psql` from `TRIBUTARY_PG_BIN` (set by scripts/setup.sh) or Debian's postgresql-15.
 fn psql_bin() -> PathBuf {
@@ -73,12 +76,7 @@ async fn psql_reads_views_and_writes_are_refused_over_both_protocols() {
         max_rows: 4,
     };
     let a = analyst(&f, limits).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tributary_api::pg::serve(listener, a.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (port, server) = Server::start(&a).await;
 
     // A view, through psql; the same rows as the analyst gives, and no row cap (4 here
     // applies to HTTP only: the fixture has 6 contributions).
@@ -169,10 +167,110 @@ async fn psql_reads_views_and_writes_are_refused_over_both_protocols() {
         "nothing was deleted"
     );
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server)
+    server.stop().await;
+}
+
+/// The wire-protocol server over an analyst, on a free local port.
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<tributary_api::Result<()>>,
+}
+
+impl Server {
+    async fn start(a: &Analyst) -> (u16, Self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tributary_api::pg::serve(listener, a.clone(), async {
+            let _ = stopped.await;
+        }));
+        (port, Self { stop, task })
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the server stops on shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// What another engine commits when it adds a nullable string column to the Delta table in
+/// `dir`: the table's metadata with one more field.
+fn add_column(dir: &std::path::Path, name: &str) {
+    let log = dir.join("_delta_log");
+    let commit = |v: usize| log.join(format!("{v:020}.json"));
+    let next = (0..).find(|&v| !commit(v).exists()).unwrap();
+    let first = std::fs::read_to_string(commit(0)).unwrap();
+    let mut meta: serde_json::Value = first
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a.get("metaData").is_some())
+        .expect("the first commit holds the table's metadata");
+    let text = meta["metaData"]["schemaString"].as_str().unwrap();
+    let mut schema: serde_json::Value = serde_json::from_str(text).unwrap();
+    let field =
+        serde_json::json!({"name": name, "type": "string", "nullable": true, "metadata": {}});
+    schema["fields"].as_array_mut().unwrap().push(field);
+    meta["metaData"]["schemaString"] = schema.to_string().into();
+    std::fs::write(commit(next), format!("{meta}\n")).unwrap();
+}
+
+/// `sql`'s one count, with 0 bound to its one parameter.
+async fn count(conn: &mut sqlx::PgConnection, sql: &'static str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(0_i64)
+        .fetch_one(conn)
         .await
-        .expect("the server stops on shutdown")
-        .unwrap()
         .unwrap();
+    n
+}
+
+/// A statement a driver prepared once and runs again (sqlx keeps prepared statements per
+/// connection, as JDBC and psycopg do) reads the tables as they are when it runs: rows
+/// committed after it was prepared are counted, in a table and through a view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_read_rows_committed_after_they_were_prepared() {
+    let f = fixture().await;
+    let a = analyst(&f, SqlLimits::default()).await;
+    let (port, server) = Server::start(&a).await;
+    let url = format!("postgres://analyst@127.0.0.1:{port}/tributary?sslmode=disable");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let table = "SELECT COUNT(*) FROM contributions WHERE datanet_id > $1";
+    let view = "SELECT COUNT(*) FROM contributor_leaderboard WHERE contributions > $1";
+    let mut counts = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            let new = [contribution(9, 1, 0xa9, 26)];
+            add(&f.lake, names::CONTRIBUTIONS, &new).await;
+        }
+        let (t, v) = (count(&mut conn, table).await, count(&mut conn, view).await);
+        counts.push((t, v));
+    }
+    let (before, after) = (counts[0], counts[1]);
+    assert_eq!(after.0, before.0 + 1, "the table's new row: {counts:?}");
+    assert_eq!(
+        after.1,
+        before.1 + 1,
+        "the view's new contributor: {counts:?}"
+    );
+
+    // Another engine adds a column: the prepared statements still answer, over its files.
+    let ids = "SELECT contribution_id FROM contributions WHERE datanet_id > $1 ORDER BY 1";
+    let read = async |conn: &mut sqlx::PgConnection| -> Vec<String> {
+        let rows: Vec<(String,)> = sqlx::query_as(ids)
+            .bind(0_i64)
+            .fetch_all(conn)
+            .await
+            .unwrap();
+        rows.into_iter().map(|(id,)| id).collect()
+    };
+    let listed = read(&mut conn).await;
+    add_column(&table_dir(&f, names::CONTRIBUTIONS), "note");
+    assert_eq!(read(&mut conn).await, listed);
+    assert_eq!(count(&mut conn, table).await, after.0);
+    drop(conn);
+    server.stop().await;
 }

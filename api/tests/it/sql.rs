@@ -28,7 +28,7 @@ fn rows(name: &str, values: &[Value]) -> RecordBatch {
     decoder.flush().unwrap().unwrap()
 }
 
-fn contribution(i: u8, datanet: i64, who: u8, day: u8) -> Value {
+pub(crate) fn contribution(i: u8, datanet: i64, who: u8, day: u8) -> Value {
     json!({
         "datanet_id": datanet, "contribution_id": B256::repeat_byte(i).to_string(),
         "contributor": Address::repeat_byte(who).to_string().to_lowercase(),
@@ -66,13 +66,13 @@ fn node(id: &str, kind: NodeKind, props: Value, pos: ChainPos) -> Node {
 }
 
 pub(crate) struct Fixture {
-    lake: Lake,
+    pub(crate) lake: Lake,
     store: Store,
     _dir: tempfile::TempDir,
 }
 
 /// Appends `values` to lake table `name` in one commit.
-async fn add(lake: &Lake, name: &str, values: &[Value]) {
+pub(crate) async fn add(lake: &Lake, name: &str, values: &[Value]) {
     lake.append(name)
         .batches(vec![rows(name, values)])
         .commit()
@@ -402,7 +402,7 @@ async fn views_see_rows_written_after_the_session_opened() {
 }
 
 /// Where lake table `name` of the fixture lies on disk.
-fn table_dir(f: &Fixture, name: &str) -> std::path::PathBuf {
+pub(crate) fn table_dir(f: &Fixture, name: &str) -> std::path::PathBuf {
     f.lake.root().to_file_path().unwrap().join(name)
 }
 
