@@ -22,6 +22,7 @@ OZ_MERKLE_VERSION=1.0.8           # interop tests: OpenZeppelin's StandardMerkle
 MOTO_VERSION=5.2.5                # object-storage tests: an S3-compatible server (moto_server)
 GRAPHIQL_VERSION=3.9.0            # the GraphiQL page's assets, served locally (no CDN needed)
 REACT_VERSION=18.3.1              # GraphiQL 3 runs on React 18's browser (UMD) builds
+DAGRE_VERSION=3.1.4               # the explorer's lineage picture: layered DAG layout, served locally
 SELENIUM_VERSION=4.38.0           # browser tests: drives headless Chromium (Debian's chromium)
 TRANSFORMERS_VERSION=5.24.0       # interop tests: Hugging Face checkpoints the trainer must load
 PEFT_VERSION=0.21.2               # interop tests: PEFT must load the adapters the trainer writes
@@ -59,6 +60,12 @@ if [ ! -f "$stamp" ]; then
   log "installing graphiql $GRAPHIQL_VERSION and react $REACT_VERSION into $tools (the GraphiQL page)"
   npm install --silent --no-audit --no-fund --prefix "$tools" "graphiql@$GRAPHIQL_VERSION" \
     "react@$REACT_VERSION" "react-dom@$REACT_VERSION" >&2
+  touch "$stamp"
+fi
+stamp="$tools/.installed-dagre-$DAGRE_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing @dagrejs/dagre $DAGRE_VERSION into $tools (the explorer's lineage picture)"
+  npm install --silent --no-audit --no-fund --prefix "$tools" "@dagrejs/dagre@$DAGRE_VERSION" >&2
   touch "$stamp"
 fi
 cast_bin=""

@@ -108,7 +108,7 @@ enum Command {
     /// OpenAI-compatible inference over the published adapters (/v1/completions,
     /// /v1/chat/completions, /v1/models), each answer with its ancestry and attribution. Lineage
     /// walks come from an in-memory index kept in the data dir (lineage-index-CHAIN.bin).
-    Serve(cmd::serve::Args),
+    Serve(Box<cmd::serve::Args>),
     /// Run a read-only SQL query over the lake's Delta tables and views.
     Sql(cmd::sql::Args),
     /// Scheduled training jobs: list them with their history, run one now, pause, resume.
@@ -173,7 +173,7 @@ fn main() -> std::process::ExitCode {
             Command::Rewards(a) => cmd::rewards::run(a).await.map(|()| true),
             Command::Index(a) => cmd::index::run(a).await.map(|()| true),
             Command::Deploy(a) => cmd::deploy::run(a).await.map(|()| true),
-            Command::Serve(a) => cmd::serve::run(a).await.map(|()| true),
+            Command::Serve(a) => cmd::serve::run(*a).await.map(|()| true),
             Command::Sql(a) => cmd::sql::run(a).await.map(|()| true),
             Command::Jobs(a) => cmd::jobs::run(a).await.map(|()| true),
             Command::Init(a) => cmd::init::run(a).map(|()| true),

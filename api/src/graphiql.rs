@@ -64,7 +64,7 @@ fn load() -> Option<Vec<Bytes>> {
         .collect()
 }
 
-fn node_modules() -> Option<PathBuf> {
+pub(crate) fn node_modules() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TRIBUTARY_NODE_MODULES").filter(|d| !d.is_empty()) {
         return Some(dir.into());
     }

@@ -1,4 +1,5 @@
-//! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL; SQL for analysts
+//! Tributary's API server: GraphQL (async-graphql) on axum, with GraphiQL and the explorer
+//! ([`explorer`]); SQL for analysts
 //! ([`analyst`]) over HTTP ([`sql_http`]) and the PostgreSQL wire protocol ([`pg`]).
 //!
 //! GraphQL answers questions about every node of the lineage graph (Datanets, contributions,
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod analyst;
+mod explorer;
 mod graphiql;
 mod graphql;
 mod lake_files;
@@ -23,6 +25,7 @@ pub mod pg;
 pub mod sql_http;
 pub mod v1;
 
+pub use explorer::{ExplorerChain, explorer};
 pub use graphql::{
     Limits, REORG_WINDOW, Subscription, TributarySchema, router, schema, schema_over,
 };

@@ -459,6 +459,7 @@ impl Demo {
             "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
         );
         println!("chain RPC: {}", chain.url());
+        println!("Explorer (lineage, proofs, attribution): http://{http}/");
         println!("Ctrl-C to stop.");
         let wire = tokio::spawn(tributary_api::pg::serve(
             pg_listener,
@@ -468,6 +469,7 @@ impl Demo {
         let served = tributary_api::serve(
             listener,
             tributary_api::router(self.schema.clone(), &tributary_api::Limits::default())
+                .merge(tributary_api::explorer(super::explorer_chain(chain, None)))
                 .merge(tributary_api::sql_http::router(self.analyst.clone()))
                 .merge(v1),
             super::shutdown_signal(),

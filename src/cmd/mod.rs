@@ -28,6 +28,24 @@ use crate::Common;
 
 /// Connects to the chain the flags name (starting anvil when none is given), to send
 /// transactions: a signer key is needed except on a local dev chain.
+/// What the explorer's pages read from the chain themselves: `rpc` if given, else the
+/// chain's RPC when it is on this machine (a remote one's URL may carry an API key, and is
+/// not handed to browsers unasked); and the Datanet registry.
+pub(crate) fn explorer_chain(
+    chain: &Chain,
+    rpc: Option<&url::Url>,
+) -> tributary_api::ExplorerChain {
+    let own = chain.url();
+    let local = matches!(own.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        && own.username().is_empty()
+        && own.query().is_none();
+    let rpc = rpc.or(local.then_some(own));
+    tributary_api::ExplorerChain {
+        rpc: rpc.map(|u| u.to_string()),
+        registry: Some(chain.deployment().datanet_registry.to_string()),
+    }
+}
+
 pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
     connect(chain_config(common)?).await
 }

@@ -47,6 +47,12 @@ pub(crate) struct Args {
     /// `/metrics`, `/healthz` and `/readyz` on.
     #[arg(long, env = "TRIBUTARY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The chain RPC URL the explorer's pages (at `/`) read Merkle roots from, in the
+    /// browser: it must be reachable from there and allow its origin (CORS). Default: the
+    /// chain's own RPC when it is on this machine; otherwise none, and proofs are checked
+    /// against the roots the indexer recorded.
+    #[arg(long, env = "TRIBUTARY_EXPLORER_RPC")]
+    explorer_rpc: Option<url::Url>,
     /// Address to serve SQL over the PostgreSQL wire protocol on (psql, DBeaver, Grafana,
     /// Metabase).
     #[arg(long, env = "TRIBUTARY_PG_LISTEN", default_value = "127.0.0.1:5433")]
@@ -409,10 +415,13 @@ async fn api_routes(
         max_body_bytes: args.graphql_max_body,
     };
     let schema = tributary_api::schema_over(index, Some(shared.lake.clone()));
+    let explorer = super::explorer_chain(&shared.chain, args.explorer_rpc.as_ref());
     let router = axum::Router::new()
         .merge(tributary_api::router(schema, &limits))
+        .merge(tributary_api::explorer(explorer))
         .merge(tributary_api::sql_http::router(analyst.clone()));
     let addr = shared.addr;
+    println!("Explorer (lineage, proofs, attribution): http://{addr}/");
     println!("GraphQL (GraphiQL in a browser): http://{addr}/graphql");
     println!("GraphQL subscriptions (graphql-transport-ws): ws://{addr}/graphql/ws");
     println!("SQL: POST http://{addr}/sql");

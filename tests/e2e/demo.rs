@@ -213,6 +213,10 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         288,
         "240 contributions, then a second wave of 48 for the scheduled job"
     );
+    let contribution = res["data"]["datanet"]["contributions"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Each contribution's Merkle proof, built by the server from the batch manifest in the
     // demo's lake, leads to the root its batch anchored on chain.
     let res = post_graphql(
@@ -324,6 +328,17 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             "{a}"
         );
     }
+
+    // The explorer: a contribution's page, in headless Chromium, checks the Merkle proof
+    // against the root it reads itself from the registry contract over the demo's chain RPC.
+    let explorer = after(&lines, "Explorer (lineage, proofs, attribution): ");
+    let page = browse(&format!("{explorer}#/contribution/{contribution}")).await;
+    assert_eq!(page["texts"]["proof-result"], "valid", "{page}");
+    let proof = page["texts"]["proof"].as_str().unwrap();
+    assert!(
+        proof.contains("read just now from the registry contract"),
+        "{proof}"
+    );
 
     // The printed psql command works: the real psql over the PostgreSQL wire protocol.
     let command = after(&lines, "SQL with psql: ");
@@ -518,6 +533,32 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::Exi
 }
 
 /// The JSON answer of a GraphQL `query` posted to `url`.
+/// What the explorer page at `url` shows in headless Chromium (`api/tests/browser/explorer.py`).
+async fn browse(url: &str) -> Value {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("{name} is not set: run `eval \"$(scripts/setup.sh)\"`"))
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/api/tests/browser/explorer.py");
+    let out = tokio::process::Command::new(env("TRIBUTARY_PYTHON"))
+        .args([script, url])
+        .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
+        .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
+        .env("SE_OFFLINE", "true")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 async fn post_graphql(url: &str, query: &str) -> Value {
     reqwest::Client::new()
         .post(url)

@@ -314,30 +314,8 @@ async fn graphiql_runs_a_typed_query_in_headless_chromium() {
         "GraphiQL's scripts must be served locally (scripts/setup.sh installs them): {html}"
     );
 
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| panic!("{name} is not set: run `eval \"$(scripts/setup.sh)\"`, which installs Chromium, its driver and selenium"))
-    };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/graphiql.py");
-    let browse = |url: String, query: &'static str| {
-        let mut command = tokio::process::Command::new(env("TRIBUTARY_PYTHON"));
-        command
-            .args([script, &url, query])
-            .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
-            .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
-            .env("SE_OFFLINE", "true")
-            .kill_on_drop(true);
-        async move {
-            let out = command.output().await.unwrap();
-            assert!(
-                out.status.success(),
-                "the browser run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()
-        }
+    let browse = |url: String, query: &'static str| async move {
+        crate::explorer::browser("graphiql.py", &[url, query.to_string()]).await
     };
     let query = "{ datanets { name domain } }";
     let v = browse(url.clone(), query).await;

@@ -1,0 +1,594 @@
+// Tributary's explorer: one page, routed by the URL's hash, reading only the public GraphQL
+// API at /graphql. Tables page on the server (cursors), the lineage picture asks for one
+// page of the walk, and Merkle proofs are checked here, with this file's own keccak-256.
+'use strict';
+
+// ---- GraphQL and small helpers ------------------------------------------------------------
+
+async function gql(query, variables = {}) {
+  const res = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await res.json();
+  if (body.errors && body.errors.length) {
+    throw new Error(body.errors.map((e) => e.message).join('\n'));
+  }
+  return body.data;
+}
+
+const esc = (v) =>
+  String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+const short = (id) => (id && id.length > 18 ? `${id.slice(0, 10)}…${id.slice(-6)}` : id ?? '');
+const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US'));
+const pct = (x) => `${(100 * x).toFixed(2)}%`;
+const view = () => document.getElementById('view');
+
+/// The explorer page of a lineage node id (`kind:key`), or of a bare id of that kind.
+function href(kind, key) {
+  const page = { contribution: 'contribution', adapter: 'adapter', answer: 'answer', inference: 'inference',
+    contributor: 'contributor', datanet: 'datanet', batch: 'batch', snapshot: 'lineage', training_run: 'lineage',
+    base_model: 'lineage', reward_epoch: 'lineage', validation: 'lineage', revocation: 'lineage' }[kind];
+  if (!page) return null;
+  return page === 'lineage' ? `#/lineage/${encodeURIComponent(`${kind}:${key}`)}` : `#/${page}/${encodeURIComponent(key)}`;
+}
+
+function nodeLink(nodeId, text) {
+  const i = nodeId.indexOf(':');
+  const target = href(nodeId.slice(0, i), nodeId.slice(i + 1));
+  const label = esc(text ?? `${nodeId.slice(0, i)} ${short(nodeId.slice(i + 1))}`);
+  return target ? `<a href="${target}">${label}</a>` : label;
+}
+
+const link = (kind, key, text) => `<a href="${href(kind, key)}" class="mono">${esc(text ?? short(String(key)))}</a>`;
+
+function facts(rows) {
+  return `<dl class="facts">${rows
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`)
+    .join('')}</dl>`;
+}
+
+function table(headers, rows, testid) {
+  const head = headers.map((h) => `<th class="${h.endsWith('#') ? 'num' : ''}">${esc(h.replace(/#$/, ''))}</th>`).join('');
+  const body = rows.length
+    ? rows.map((r) => `<tr>${r.map((c, i) => `<td class="${headers[i].endsWith('#') ? 'num' : ''}">${c}</td>`).join('')}</tr>`).join('')
+    : `<tr><td colspan="${headers.length}" class="muted">nothing yet</td></tr>`;
+  return `<table data-testid="${testid}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
+function showError(e) {
+  view().innerHTML = `<h1>Something went wrong</h1><p class="error" data-testid="error">${esc(e.message)}</p>`;
+}
+
+// ---- keccak-256 and OpenZeppelin Merkle proofs ----------------------------------------------
+
+const MASK = (1n << 64n) - 1n;
+const ROT = [[0, 36, 3, 41, 18], [1, 44, 10, 45, 2], [62, 6, 43, 15, 61], [28, 55, 25, 21, 56], [27, 20, 39, 8, 14]];
+const RC = (() => {
+  // The round constants from the spec's linear feedback shift register.
+  const out = [];
+  let r = 1;
+  for (let round = 0; round < 24; round++) {
+    let rc = 0n;
+    for (let j = 0; j < 7; j++) {
+      r = ((r << 1) ^ ((r >> 7) * 0x71)) % 256;
+      if (r & 2) rc ^= 1n << ((1n << BigInt(j)) - 1n);
+    }
+    out.push(rc);
+  }
+  return out;
+})();
+const rotl = (x, n) => (n === 0 ? x : ((x << BigInt(n)) | (x >> BigInt(64 - n))) & MASK);
+
+function keccakF(a) {
+  for (let round = 0; round < 24; round++) {
+    const c = [0, 1, 2, 3, 4].map((x) => a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20]);
+    for (let x = 0; x < 5; x++) {
+      const d = c[(x + 4) % 5] ^ rotl(c[(x + 1) % 5], 1);
+      for (let y = 0; y < 25; y += 5) a[x + y] ^= d;
+    }
+    const b = new Array(25);
+    for (let x = 0; x < 5; x++) {
+      for (let y = 0; y < 5; y++) b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(a[x + 5 * y], ROT[x][y]);
+    }
+    for (let x = 0; x < 5; x++) {
+      for (let y = 0; y < 25; y += 5) a[x + y] = b[x + y] ^ (~b[((x + 1) % 5) + y] & MASK & b[((x + 2) % 5) + y]);
+    }
+    a[0] ^= RC[round];
+  }
+}
+
+/// keccak-256 of `bytes` (a Uint8Array), as Ethereum uses it.
+function keccak256(bytes) {
+  const rate = 136;
+  const padded = new Uint8Array(Math.ceil((bytes.length + 1) / rate) * rate);
+  padded.set(bytes);
+  padded[bytes.length] ^= 0x01;
+  padded[padded.length - 1] ^= 0x80;
+  const a = new Array(25).fill(0n);
+  for (let off = 0; off < padded.length; off += rate) {
+    for (let i = 0; i < rate / 8; i++) {
+      let lane = 0n;
+      for (let k = 7; k >= 0; k--) lane = (lane << 8n) | BigInt(padded[off + 8 * i + k]);
+      a[i] ^= lane;
+    }
+    keccakF(a);
+  }
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 4; i++) {
+    for (let k = 0; k < 8; k++) out[8 * i + k] = Number((a[i] >> BigInt(8 * k)) & 0xffn);
+  }
+  return out;
+}
+
+const hex = (b) => `0x${Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('')}`;
+function bytes(h) {
+  const s = h.replace(/^0x/, '');
+  if (!/^[0-9a-fA-F]*$/.test(s) || s.length % 2) throw new Error(`not hex: ${h}`);
+  return Uint8Array.from(s.match(/../g) || [], (x) => parseInt(x, 16));
+}
+
+/// OpenZeppelin's StandardMerkleTree leaf of a bytes32 value: keccak(keccak(abi.encode(v))).
+const leafOf = (id) => keccak256(keccak256(bytes(id)));
+
+/// Folds `proof` into `leaf`, hashing each pair in ascending order (OpenZeppelin's
+/// MerkleProof.verify), and returns the root it leads to.
+function fold(leaf, proof) {
+  return proof.reduce((node, sibling) => {
+    const s = bytes(sibling);
+    const [lo, hi] = hex(node) <= hex(s) ? [node, s] : [s, node];
+    const pair = new Uint8Array(64);
+    pair.set(lo);
+    pair.set(hi, 32);
+    return keccak256(pair);
+  }, leaf);
+}
+
+/// The batch's Merkle root as the registry contract holds it (`batch(bytes32)`), read from
+/// the chain's RPC in this browser; `null` when the server names no chain.
+async function chainRoot(batchId) {
+  const config = await explorerConfig();
+  if (!config.rpc || !config.registry) return null;
+  const selector = hex(keccak256(new TextEncoder().encode('batch(bytes32)'))).slice(0, 10);
+  const data = selector + batchId.replace(/^0x/, '').padStart(64, '0');
+  const res = await fetch(config.rpc, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_call', params: [{ to: config.registry, data }, 'latest'] }),
+  });
+  const body = await res.json();
+  if (body.error) throw new Error(`the chain answered: ${body.error.message}`);
+  return `0x${body.result.replace(/^0x/, '').slice(64, 128)}`;
+}
+
+let configPromise;
+const explorerConfig = () => (configPromise ??= fetch('/app/config.json').then((r) => r.json()));
+
+// ---- pages ----------------------------------------------------------------------------------
+
+async function home() {
+  const d = await gql(`{ chainId datanets { id name domain owner block } }`);
+  const rows = d.datanets.map((n) => [
+    link('datanet', n.id, n.id), `<a href="#/datanet/${n.id}">${esc(n.name)}</a>`, esc(n.domain),
+    link('contributor', n.owner), num(n.block),
+  ]);
+  view().innerHTML = `<h1>Datanets <span class="muted">on chain ${d.chainId}</span></h1>
+    ${table(['id', 'name', 'domain', 'owner', 'block#'], rows, 'datanets')}`;
+}
+
+/// A Relay-connection table paged on the server: `fetchPage(after)` gives
+/// `{ nodes, pageInfo }`; earlier cursors are kept for "Previous".
+function pager(el, fetchPage, render) {
+  const cursors = [null];
+  const show = async () => {
+    const after = cursors[cursors.length - 1];
+    el.querySelector('.rows').innerHTML = '<p class="muted">Loading…</p>';
+    try {
+      const page = await fetchPage(after);
+      el.querySelector('.rows').innerHTML = render(page.nodes);
+      el.querySelector('.prev').disabled = cursors.length === 1;
+      const next = el.querySelector('.next');
+      next.disabled = !page.pageInfo.hasNextPage;
+      next.onclick = () => { cursors.push(page.pageInfo.endCursor); show(); };
+      el.querySelector('.where').textContent = `page ${cursors.length}`;
+    } catch (e) {
+      el.querySelector('.rows').innerHTML = `<p class="error">${esc(e.message)}</p>`;
+    }
+  };
+  el.querySelector('.prev').onclick = () => { cursors.pop(); show(); };
+  return {
+    reset: () => { cursors.length = 1; return show(); },
+  };
+}
+
+const pagerHtml = (controls = '') => `<div class="paged"><div class="controls">${controls}
+  <button class="prev" type="button">Previous</button><button class="next" type="button" data-testid="next">Next</button>
+  <span class="where muted"></span></div><div class="rows"></div></div>`;
+
+const PAGE = 25;
+const CONTRIBUTION_FIELDS = 'id contributor license status block batch';
+const contributionRows = (nodes) =>
+  table(['contribution', 'contributor', 'license', 'status', 'block#'], nodes.map((c) => [
+    link('contribution', c.id), link('contributor', c.contributor), esc(c.license),
+    `<span class="pill ${c.status === 'REVOKED' ? 'bad' : 'good'}">${c.status.toLowerCase()}</span>`, num(c.block),
+  ]), 'contributions');
+
+async function datanet(id) {
+  const d = await gql(`query($id: Int!) { datanet(id: $id) { id name domain owner schemaHash txHash block } }`, { id: Number(id) });
+  const n = d.datanet;
+  if (!n) throw new Error(`no Datanet ${id} is indexed`);
+  view().innerHTML = `<h1 data-testid="title">Datanet ${esc(n.name)}</h1>
+    ${facts([['id', n.id], ['domain', esc(n.domain)], ['owner', link('contributor', n.owner, n.owner)],
+      ['schema hash', `<span class="mono">${esc(n.schemaHash)}</span>`],
+      ['created in', `block ${num(n.block)}, tx <span class="mono">${esc(n.txHash)}</span>`],
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(`datanet:${n.id}`)}?dir=down">what was built from it</a>`]])}
+    <h2>Contributions</h2>
+    ${pagerHtml(`<input name="contributor" placeholder="contributor address" data-testid="filter-contributor">
+      <select name="status" data-testid="filter-status"><option value="">any status</option><option value="ANCHORED">anchored</option><option value="REVOKED">revoked</option></select>`)}`;
+  const el = view().querySelector('.paged');
+  const input = el.querySelector('[name=contributor]');
+  const status = el.querySelector('[name=status]');
+  const p = pager(el, async (after) => {
+    const q = `query($id: Int!, $after: String, $who: String, $status: ContributionStatus) {
+      datanet(id: $id) { contributions(first: ${PAGE}, after: $after, contributor: $who, status: $status) {
+        nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`;
+    const r = await gql(q, { id: n.id, after, who: input.value.trim() || null, status: status.value || null });
+    return r.datanet.contributions;
+  }, contributionRows);
+  input.onchange = () => p.reset();
+  status.onchange = () => p.reset();
+  await p.reset();
+}
+
+async function contribution(id) {
+  const d = await gql(`query($id: String!) { contribution(id: $id) {
+      id contributor contentHash license status block txHash batch nodeId
+      datanet { id name }
+      anchor { id merkleRoot count block txHash verified availability }
+      merkleProof { root leaf proof } } }`, { id });
+  const c = d.contribution;
+  if (!c) throw new Error(`no contribution ${id} is indexed`);
+  const a = c.anchor;
+  view().innerHTML = `<h1 data-testid="title">Contribution <span class="mono">${esc(c.id)}</span></h1>
+    ${facts([['contributor', link('contributor', c.contributor, c.contributor)],
+      ['Datanet', c.datanet ? link('datanet', c.datanet.id, c.datanet.name) : '—'],
+      ['license', esc(c.license)],
+      ['status', `<span class="pill ${c.status === 'REVOKED' ? 'bad' : 'good'}" data-testid="status">${c.status.toLowerCase()}</span>`],
+      ['content hash', `<span class="mono">${esc(c.contentHash)}</span>`],
+      ['anchored in', a ? `batch ${link('batch', a.id)} (${num(a.count)} contributions), block ${num(a.block)}, tx <span class="mono">${esc(a.txHash)}</span>` : '—'],
+      ['validation', a ? (a.verified ? '<span class="pill good">batch verified</span>' : '<span class="pill bad">batch not verified</span>') + ` <span class="muted">manifest ${esc(a.availability)}</span>` : '—'],
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(c.nodeId)}?dir=down">answers and adapters it shaped</a>`]])}
+    <h2>Merkle proof, checked in this browser</h2>
+    <div id="proof" data-testid="proof">Checking…</div>`;
+  const out = document.getElementById('proof');
+  try {
+    const leaf = leafOf(c.id);
+    const root = hex(fold(leaf, c.merkleProof.proof));
+    let onChain = null;
+    let source = 'the root the indexer recorded from the chain';
+    try {
+      onChain = await chainRoot(c.batch);
+      if (onChain) source = 'the root read just now from the registry contract over the chain RPC';
+    } catch (e) {
+      source = `the indexer's root (the chain RPC did not answer: ${esc(e.message)})`;
+    }
+    const expected = (onChain ?? a?.merkleRoot ?? '').toLowerCase();
+    const ok = expected !== '' && root.toLowerCase() === expected;
+    out.innerHTML = `<p><span class="pill ${ok ? 'good' : 'bad'}" data-testid="proof-result">${ok ? 'valid' : 'invalid'}</span>
+      ${ok ? 'The contribution id, hashed as a leaf and folded with the proof the lake holds, gives' : 'The proof does not lead to'} ${source}.</p>
+      ${facts([['leaf', `<span class="mono">${hex(leaf)}</span>`], ['computed root', `<span class="mono" data-testid="computed-root">${root}</span>`],
+        ['expected root', `<span class="mono" data-testid="expected-root">${esc(expected || 'none')}</span>`],
+        ['proof', c.merkleProof.proof.map((p) => `<div class="mono">${esc(p)}</div>`).join('') || '<span class="muted">(the batch has one leaf)</span>']])}`;
+  } catch (e) {
+    out.innerHTML = `<span class="pill bad" data-testid="proof-result">invalid</span> <span class="error">${esc(e.message)}</span>`;
+  }
+}
+
+async function contributor(address) {
+  const d = await gql(`query($a: String!) { contributor(address: $a) { address nodeId influence
+      rewards { epoch amount share block } } }`, { a: address });
+  const c = d.contributor;
+  const rewards = c.rewards.map((r) => [num(r.epoch), `<span class="mono">${esc(r.amount ?? '—')}</span>`, pct(r.share), num(r.block)]);
+  view().innerHTML = `<h1 data-testid="title">Contributor <span class="mono">${esc(c.address)}</span></h1>
+    ${facts([['influence', `<span data-testid="influence">${c.influence.toFixed(4)}</span> <span class="muted">(measured share of credit across answers)</span>`],
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(c.nodeId)}?dir=down">what their data shaped</a>`]])}
+    <h2>Rewards (token units, claimable by Merkle proof)</h2>
+    ${table(['epoch#', 'amount', 'share#', 'block#'], rewards, 'rewards')}
+    <h2>Contributions</h2>${pagerHtml()}`;
+  const p = pager(view().querySelector('.paged'), async (after) => {
+    const r = await gql(`query($a: String!, $after: String) { contributor(address: $a) {
+      contributions(first: ${PAGE}, after: $after) { nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`,
+    { a: address, after });
+    return r.contributor.contributions;
+  }, contributionRows);
+  await p.reset();
+}
+
+/// The loss curve as a small SVG line chart: `points` are [step, loss] pairs.
+function lossChart(points) {
+  if (!points.length) return '<p class="muted">no evaluation curve was recorded</p>';
+  const [w, h, m] = [560, 200, 36];
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => m + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * m);
+  const sy = (y) => h - m + 10 - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * m);
+  const path = points.map((p, i) => `${i ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
+  return `<svg class="chart" data-testid="loss-curve" width="${w}" height="${h}" role="img" aria-label="evaluation loss by step">
+    <path d="${path}" fill="none" stroke="#0b6bcb" stroke-width="2"/>
+    <text x="${m}" y="14" font-size="11">loss ${y1.toFixed(3)}</text><text x="${m}" y="${h - 4}" font-size="11">loss ${y0.toFixed(3)} · steps ${x0}–${x1}</text>
+  </svg>`;
+}
+
+async function adapter(id) {
+  const d = await gql(`query($id: String!) { adapter(id: $id) { id version line uri weightsHash configHash nodeId block txHash
+      baseModel { id architecture }
+      training { steps tokens seconds baseEvalLoss evalLoss perplexity device evalLossCurve }
+      parents { id version } children { id version } versions { id version block }
+      snapshot { id count contributionsRoot datanets { id name } } } }`, { id });
+  const a = d.adapter;
+  if (!a) throw new Error(`no adapter ${id} is indexed`);
+  const t = a.training;
+  const list = (xs) => xs.map((x) => link('adapter', x.id, `${x.version} ${short(x.id)}`)).join(', ') || '—';
+  view().innerHTML = `<h1 data-testid="title">Adapter ${esc(a.line)}@${esc(a.version)}</h1>
+    ${facts([['id', `<span class="mono">${esc(a.id)}</span>`], ['base model', a.baseModel ? `${esc(a.baseModel.architecture)} <span class="mono">${esc(short(a.baseModel.id))}</span>` : '—'],
+      ['trained on', a.snapshot ? `snapshot <a href="#/lineage/${encodeURIComponent(`snapshot:${a.snapshot.id}`)}" class="mono">${esc(short(a.snapshot.id))}</a>: ${num(a.snapshot.count)} contributions from ${a.snapshot.datanets.map((n) => link('datanet', n.id, n.name)).join(', ')}` : '—'],
+      ['parents', list(a.parents)], ['children', list(a.children)], ['versions of the line', list(a.versions)],
+      ['weights', `<span class="mono">${esc(a.uri)}</span> (hash <span class="mono">${esc(short(a.weightsHash))}</span>)`],
+      ['published', `block ${num(a.block)}, tx <span class="mono">${esc(a.txHash)}</span>`],
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(a.nodeId)}">ancestry</a> · <a href="#/lineage/${encodeURIComponent(a.nodeId)}?dir=down">answers served</a>`]])}
+    <h2>Training</h2>
+    ${t ? `<div class="cards">
+      <div class="card">steps<b>${num(t.steps)}</b></div><div class="card">tokens<b>${num(t.tokens)}</b></div>
+      <div class="card">held-out loss<b data-testid="eval-loss">${t.evalLoss?.toFixed(4) ?? '—'}</b><span class="muted">base model: ${t.baseEvalLoss?.toFixed(4) ?? '—'}</span></div>
+      <div class="card">perplexity<b>${t.perplexity?.toFixed(2) ?? '—'}</b></div>
+      <div class="card">device<b>${esc(t.device)}</b>${t.seconds ? `${t.seconds.toFixed(1)} s` : ''}</div></div>
+      <h2>Held-out loss during training</h2>${lossChart(t.evalLossCurve)}` : '<p class="muted">no training record</p>'}`;
+}
+
+/// An attribution's contributions and contributors, with where each share's money goes.
+function attributionHtml(at) {
+  const who = at.contributors.map((c) => [link('contributor', c.address, c.address), pct(c.share), num(c.contributions)]);
+  const what = at.contributions.slice(0, 50).map((c) => [link('contribution', c.id), link('contributor', c.contributor), pct(c.share)]);
+  return `<p class="muted">method: ${esc(at.method)}</p>
+    <h2>Who shaped it</h2>${table(['contributor', 'share#', 'contributions#'], who, 'attribution-contributors')}
+    <h2>Which contributions</h2>${table(['contribution', 'contributor', 'share#'], what, 'attribution-contributions')}
+    ${at.contributions.length > 50 ? `<p class="muted">and ${num(at.contributions.length - 50)} more</p>` : ''}`;
+}
+
+async function answer(id) {
+  const d = await gql(`query($id: String!) { answer(id: $id) { id nodeId tokens fee requestHash responseHash attributionRoot block txHash
+      adapter { id line version } batch { id }
+      attribution { method contributors { address share contributions } contributions { id contributor share } } } }`, { id });
+  const a = d.answer;
+  if (!a) throw new Error(`no answer ${id} is indexed (an answer appears once the batch that recorded it is indexed)`);
+  view().innerHTML = `<h1 data-testid="title">Answer <span class="mono">${esc(short(a.id))}</span></h1>
+    ${facts([['served by', a.adapter ? link('adapter', a.adapter.id, `${a.adapter.line}@${a.adapter.version}`) : '—'],
+      ['recorded in', a.batch ? link('inference', a.batch.id) : '—'], ['tokens', num(a.tokens)], ['fee', `<span class="mono">${esc(a.fee ?? '—')}</span>`],
+      ['request / response hash', `<span class="mono">${esc(a.requestHash)}</span><br><span class="mono">${esc(a.responseHash)}</span>`],
+      ['attribution root', `<span class="mono">${esc(a.attributionRoot)}</span>`],
+      ['recorded', `block ${num(a.block)}, tx <span class="mono">${esc(a.txHash)}</span>`],
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(a.nodeId)}">its ancestry</a>`]])}
+    ${attributionHtml(a.attribution)}`;
+}
+
+async function inference(id) {
+  const d = await gql(`query($id: String!) { inference(id: $id) { id count tokens fees verified merkleRoot block txHash nodeId
+      adapters { id line version } answers { id tokens adapter { id } }
+      attribution { method contributors { address share contributions } contributions { id contributor share } } } }`, { id });
+  const b = d.inference;
+  if (!b) throw new Error(`no inference batch ${id} is indexed`);
+  view().innerHTML = `<h1 data-testid="title">Inference batch <span class="mono">${esc(short(b.id))}</span></h1>
+    ${facts([['answers', num(b.count)], ['tokens', num(b.tokens)], ['fees', `<span class="mono">${esc(b.fees ?? '—')}</span>`],
+      ['verified', b.verified ? '<span class="pill good">yes</span>' : '<span class="pill bad">no</span>'],
+      ['adapters', b.adapters.map((x) => link('adapter', x.id, `${x.line}@${x.version}`)).join(', ')],
+      ['recorded', `block ${num(b.block)}, tx <span class="mono">${esc(b.txHash)}</span>`]])}
+    <h2>Answers</h2>${table(['answer', 'tokens#'], b.answers.map((x) => [link('answer', x.id), num(x.tokens)]), 'answers')}
+    ${attributionHtml(b.attribution)}`;
+}
+
+async function listPage(title, field, fields, row, headers) {
+  view().innerHTML = `<h1>${esc(title)}</h1>${pagerHtml()}`;
+  const p = pager(view().querySelector('.paged'), async (after) => {
+    const r = await gql(`query($after: String) { ${field}(first: ${PAGE}, after: $after) { nodes { ${fields} } pageInfo { hasNextPage endCursor } } }`, { after });
+    return r[field];
+  }, (nodes) => table(headers, nodes.map(row), field));
+  await p.reset();
+}
+
+const adapters = () => listPage('Adapters', 'adapters', 'id line version block training { evalLoss }',
+  (a) => [link('adapter', a.id), esc(`${a.line}@${a.version}`), a.training?.evalLoss?.toFixed(4) ?? '—', num(a.block)],
+  ['adapter', 'version', 'held-out loss#', 'block#']);
+const inferences = () => listPage('Inference batches', 'inferences', 'id count tokens block',
+  (b) => [link('inference', b.id), num(b.count), num(b.tokens), num(b.block)], ['batch', 'answers#', 'tokens#', 'block#']);
+
+async function batch(id) {
+  const d = await gql(`query($id: String!) { batch(id: $id) { id nodeId count merkleRoot manifestUri verified availability block txHash datanet { id name } } }`, { id });
+  const b = d.batch;
+  if (!b) throw new Error(`no batch ${id} is indexed`);
+  view().innerHTML = `<h1 data-testid="title">Batch <span class="mono">${esc(short(b.id))}</span></h1>
+    ${facts([['Datanet', b.datanet ? link('datanet', b.datanet.id, b.datanet.name) : '—'], ['contributions', num(b.count)],
+      ['Merkle root', `<span class="mono">${esc(b.merkleRoot)}</span>`], ['manifest', `<span class="mono">${esc(b.manifestUri)}</span> (${esc(b.availability)})`],
+      ['verified', b.verified ? '<span class="pill good">yes</span>' : '<span class="pill bad">no</span>'],
+      ['anchored', `block ${num(b.block)}, tx <span class="mono">${esc(b.txHash)}</span>`]])}
+    <h2>Contributions</h2>${pagerHtml()}`;
+  const p = pager(view().querySelector('.paged'), async (after) => {
+    const r = await gql(`query($id: String!, $after: String) { batch(id: $id) { contributions(first: ${PAGE}, after: $after) {
+      nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`, { id, after });
+    return r.batch.contributions;
+  }, contributionRows);
+  await p.reset();
+}
+
+// ---- the lineage picture --------------------------------------------------------------------
+
+const LINEAGE_FIRST = 150;
+
+async function lineage(nodeId, params) {
+  const dir = params.get('dir') === 'down' ? 'down' : 'up';
+  const depth = Math.min(Math.max(Number(params.get('depth') || 1), 1), 6);
+  const kinds = params.get('kinds') ? params.get('kinds').split(',') : null;
+  const field = dir === 'up' ? 'ancestry' : 'descendants';
+  const d = await gql(`query($id: String!, $depth: Int!, $kinds: [String!]) {
+      page: ${field}(id: $id, depth: $depth, first: ${LINEAGE_FIRST}, kinds: $kinds) {
+        seq totalCount edgeCount nodes { id kind depth } edges { src dst kind weight }
+        pageInfo { hasNextPage } summary { byKind { kind count } topContributors { address share contributions } } }
+      all: ${field}(id: $id, depth: $depth, first: 1) { summary { byKind { kind count } } } }`,
+  { id: nodeId, depth, kinds });
+  const page = d.page;
+  const url = (p) => {
+    const q = new URLSearchParams({ dir, depth, ...(kinds ? { kinds: kinds.join(',') } : {}), ...p });
+    if (q.get('kinds') === '') q.delete('kinds');
+    return `#/lineage/${encodeURIComponent(nodeId)}?${q}`;
+  };
+  const summary = page.summary.byKind.map((k) => `${num(k.count)} ${esc(k.kind.replace('_', ' '))}${k.count === 1 ? '' : 's'}`).join(', ');
+  const top = page.summary.topContributors.slice(0, 5).map((c) => `${link('contributor', c.address)} ${pct(c.share)}`).join(', ');
+  const kindBoxes = d.all.summary.byKind.map((k) => {
+    const on = !kinds || kinds.includes(k.kind);
+    const next = on ? (kinds ?? d.all.summary.byKind.map((x) => x.kind)).filter((x) => x !== k.kind) : [...(kinds ?? []), k.kind];
+    return `<a href="${url({ kinds: next.join(',') })}" class="pill ${on ? 'good' : ''}" data-testid="kind-${esc(k.kind)}">${on ? '☑' : '☐'} ${esc(k.kind)}</a>`;
+  }).join(' ');
+  view().innerHTML = `<h1 data-testid="title">Lineage of ${nodeLink(nodeId, nodeId)}</h1>
+    <div class="controls">
+      <a href="${url({ dir: 'up' })}" class="pill ${dir === 'up' ? 'good' : ''}" data-testid="dir-up">upstream (what it came from)</a>
+      <a href="${url({ dir: 'down' })}" class="pill ${dir === 'down' ? 'good' : ''}" data-testid="dir-down">downstream (what came of it)</a>
+      <label>depth <select id="depth" data-testid="depth">${[1, 2, 3, 4, 5, 6].map((n) => `<option ${n === depth ? 'selected' : ''}>${n}</option>`).join('')}</select></label>
+    </div>
+    <div class="controls">kinds: ${kindBoxes}</div>
+    <p data-testid="lineage-summary">${num(page.totalCount)} nodes and ${num(page.edgeCount)} edges within ${depth} hop${depth === 1 ? '' : 's'}${summary ? `: ${summary}` : ''}${top ? `; top contributors: ${top}` : ''}.
+      <span class="muted">(answer of index operation ${page.seq})</span></p>
+    ${page.pageInfo.hasNextPage ? `<p class="muted">The picture shows the first ${num(page.nodes.length)} nodes of the walk; narrow the kinds or the depth to see the rest, or export all with SQL <code>ancestry()</code>.</p>` : ''}
+    <div id="graph" data-testid="graph"></div><p id="lit" class="error" data-testid="lit"></p>`;
+  document.getElementById('depth').onchange = (e) => { location.hash = url({ depth: e.target.value }); };
+  draw(nodeId, page);
+}
+
+/// Lays the walk out with dagre (a layered DAG layout) and draws it as SVG: the centre node
+/// highlighted; hovering a node lights what it reaches upstream (orange) and downstream
+/// (green); clicking one opens its page.
+function draw(center, page) {
+  const box = document.getElementById('graph');
+  if (typeof dagre === 'undefined') {
+    box.innerHTML = '<p class="error">The graph layout library (dagre) did not load: run scripts/setup.sh on the server.</p>';
+    return;
+  }
+  const shown = new Map([[center, { id: center, kind: center.split(':')[0], depth: 0 }]]);
+  for (const n of page.nodes) shown.set(n.id, n);
+  const edges = page.edges.filter((e) => shown.has(e.src) && shown.has(e.dst));
+  const g = new dagre.graphlib.Graph({ multigraph: true });
+  g.setGraph({ rankdir: 'LR', nodesep: 14, ranksep: 60, marginx: 12, marginy: 12 });
+  g.setDefaultEdgeLabel(() => ({}));
+  const label = (n) => `${n.kind.replace('_', ' ')} ${short(n.id.slice(n.id.indexOf(':') + 1))}`;
+  for (const n of shown.values()) g.setNode(n.id, { width: Math.max(110, 6.4 * label(n).length), height: 28 });
+  edges.forEach((e, i) => g.setEdge(e.src, e.dst, {}, `e${i}`));
+  dagre.layout(g);
+  const { width, height } = g.graph();
+  const svgEdges = edges.map((e, i) => {
+    const pts = g.edge({ v: e.src, w: e.dst, name: `e${i}` }).points;
+    const path = pts.map((p, j) => `${j ? 'L' : 'M'}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ');
+    const mid = pts[Math.floor(pts.length / 2)];
+    return `<g class="edge" data-src="${esc(e.src)}" data-dst="${esc(e.dst)}"><path d="${path}" marker-end="url(#arrow)"/>
+      <text x="${mid.x.toFixed(1)}" y="${(mid.y - 3).toFixed(1)}">${esc(e.kind)}</text></g>`;
+  }).join('');
+  const svgNodes = [...shown.values()].map((n) => {
+    const p = g.node(n.id);
+    return `<g class="node${n.id === center ? ' center' : ''}" data-id="${esc(n.id)}" data-testid="node" transform="translate(${(p.x - p.width / 2).toFixed(1)},${(p.y - p.height / 2).toFixed(1)})">
+      <rect width="${p.width}" height="${p.height}"/><text x="8" y="18">${esc(label(n))}</text><title>${esc(n.id)}</title></g>`;
+  }).join('');
+  box.innerHTML = `<svg width="${width}" height="${height}"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#94a3b8"/></marker></defs>${svgEdges}${svgNodes}</svg>`;
+
+  // What a node reaches upstream and downstream is the API's own walk of it (edge kinds
+  // point either way: `contributed` from the contributor, `in` to the Datanet), asked once per
+  // node and kept.
+  const reached = new Map();
+  const reach = (id) => reached.get(id) ?? reached.set(id, gql(`query($id: String!) {
+      up: ancestry(id: $id, depth: 6, first: 1000) { nodes { id } }
+      down: descendants(id: $id, depth: 6, first: 1000) { nodes { id } } }`, { id })
+    .then((d) => ({ up: new Set(d.up.nodes.map((n) => n.id)), down: new Set(d.down.nodes.map((n) => n.id)) }))).get(id);
+  const svg = box.querySelector('svg');
+  let hovered = null;
+  for (const el of svg.querySelectorAll('.node')) {
+    const id = el.dataset.id;
+    el.onclick = () => {
+      const i = id.indexOf(':');
+      location.hash = href(id.slice(0, i), id.slice(i + 1)) ?? `#/lineage/${encodeURIComponent(id)}`;
+    };
+    el.onmouseenter = async () => {
+      hovered = id;
+      let walks;
+      try {
+        walks = await reach(id);
+      } catch (e) {
+        document.getElementById('lit').textContent = `could not walk from ${id}: ${e.message}`;
+        return;
+      }
+      const { up, down } = walks;
+      if (hovered !== id) return;
+      const side = (k) => (k === id ? 'self' : up.has(k) ? 'up' : down.has(k) ? 'down' : null);
+      for (const n of svg.querySelectorAll('.node')) {
+        const s = side(n.dataset.id);
+        n.classList.toggle('up', s === 'up');
+        n.classList.toggle('down', s === 'down');
+        n.classList.toggle('dim', s === null);
+      }
+      for (const e of svg.querySelectorAll('.edge')) {
+        const [a, b] = [side(e.dataset.src), side(e.dataset.dst)];
+        const on = (x) => (a === x || a === 'self') && (b === x || b === 'self');
+        e.classList.toggle('up', on('up'));
+        e.classList.toggle('down', on('down'));
+        e.classList.toggle('dim', !on('up') && !on('down'));
+      }
+      svg.dataset.lit = id;
+    };
+    el.onmouseleave = () => {
+      hovered = null;
+      delete svg.dataset.lit;
+      svg.querySelectorAll('.up,.down,.dim').forEach((x) => x.classList.remove('up', 'down', 'dim'));
+    };
+  }
+}
+
+// ---- routing --------------------------------------------------------------------------------
+
+const ROUTES = { '': home, datanet, contribution, contributor, adapter, answer, inference, batch, adapters, inferences, lineage };
+
+async function route() {
+  const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
+  const [page, ...rest] = path.split('/');
+  const arg = decodeURIComponent(rest.join('/'));
+  const render = ROUTES[page];
+  view().setAttribute('aria-busy', 'true');
+  try {
+    if (!render) throw new Error(`no page "${page}"`);
+    await render(arg, new URLSearchParams(query || ''));
+  } catch (e) {
+    showError(e);
+  } finally {
+    view().setAttribute('aria-busy', 'false');
+  }
+}
+
+/// The search box: a contributor address, a Datanet number, a `kind:key` node id, or a hash
+/// (tried as a contribution, an adapter, an answer and an inference batch, in that order).
+async function search(q) {
+  q = q.trim();
+  if (/^\d+$/.test(q)) return `#/datanet/${q}`;
+  if (/^0x[0-9a-fA-F]{40}$/.test(q)) return `#/contributor/${q}`;
+  if (/^[a-z_]+:/.test(q)) return `#/lineage/${encodeURIComponent(q)}`;
+  const d = await gql(`query($q: String!) { contribution(id: $q) { id } adapter(id: $q) { id } answer(id: $q) { id } inference(id: $q) { id } }`, { q });
+  for (const kind of ['contribution', 'adapter', 'answer', 'inference']) if (d[kind]) return `#/${kind}/${encodeURIComponent(q)}`;
+  throw new Error(`nothing indexed has the id ${q}`);
+}
+
+document.getElementById('search').onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    location.hash = await search(e.target.q.value);
+  } catch (err) {
+    showError(err);
+  }
+};
+window.addEventListener('hashchange', route);
+route();

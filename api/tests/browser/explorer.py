@@ -1,0 +1,89 @@
+"""Opens an explorer page in headless Chromium, optionally acts on it, and prints JSON of what
+the page shows once it has settled: the text of every element with a `data-testid`, the row
+count of every table (by its `data-testid`), the lineage picture's node count, and every
+resource the page loaded (so the caller can check nothing came from outside the server).
+
+Usage: explorer.py URL [ACTION...]   (TRIBUTARY_CHROMIUM and TRIBUTARY_CHROMEDRIVER name the
+binaries). An ACTION is `click:TESTID`, `fill:TESTID=TEXT` (types TEXT and sends a change
+event), `select:TESTID=VALUE`, or `hover-center` (the mouse on the lineage picture's centre
+node, until the picture has lit what it reaches); the page settles again after each.
+"""
+
+import json
+import os
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+SETTLED = """
+const view = document.querySelector('[data-testid=view]');
+if (!view || view.getAttribute('aria-busy') !== 'false') return false;
+const text = view.innerText;
+return !text.includes('Loading…') && !text.includes('Checking…');
+"""
+
+SHOWN = """
+const count = (css) => document.querySelectorAll(css).length;
+const out = { texts: {}, rows: {}, nodes: count('#graph .node'),
+  lit: { up: count('#graph .node.up'), down: count('#graph .node.down'), dim: count('#graph .node.dim') } };
+for (const el of document.querySelectorAll('[data-testid]')) {
+  const id = el.dataset.testid;
+  if (el.tagName === 'TABLE') {
+    out.rows[id] = [...el.querySelectorAll('tbody tr')].filter((r) => !r.querySelector('td.muted[colspan]')).length;
+  } else if (!(id in out.texts)) {
+    out.texts[id] = el.innerText;
+  }
+}
+out.resources = performance.getEntriesByType('resource').map((e) => e.name);
+return out;
+"""
+
+
+def main(url: str, actions: list[str]) -> None:
+    options = webdriver.ChromeOptions()
+    options.binary_location = os.environ["TRIBUTARY_CHROMIUM"]
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]:
+        options.add_argument(arg)
+    service = Service(executable_path=os.environ["TRIBUTARY_CHROMEDRIVER"])
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(url)
+        wait.until(lambda d: d.execute_script(SETTLED))
+        for action in actions:
+            if action == "hover-center":
+                center = driver.find_element(By.CSS_SELECTOR, "#graph .node.center")
+                ActionChains(driver).move_to_element(center).perform()
+                # Lit: the picture says whose reach it shows; or it says why it cannot.
+                wait.until(
+                    lambda d: d.execute_script(
+                        "return document.querySelector('#graph svg').dataset.lit"
+                        " || document.querySelector('[data-testid=lit]').textContent"
+                    )
+                )
+                continue
+            verb, _, rest = action.partition(":")
+            testid, _, value = rest.partition("=")
+            el = driver.find_element(By.CSS_SELECTOR, f"[data-testid='{testid}']")
+            if verb == "click":
+                el.click()
+            elif verb == "fill":
+                el.clear()
+                el.send_keys(value)
+                driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", el)
+            elif verb == "select":
+                Select(el).select_by_value(value)
+            else:
+                raise SystemExit(f"unknown action {action}")
+            wait.until(lambda d: d.execute_script(SETTLED))
+        print(json.dumps(driver.execute_script(SHOWN)))
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
