@@ -215,7 +215,45 @@ const contributionRows = (nodes) =>
     `<span class="pill ${c.status === 'REVOKED' ? 'bad' : 'good'}">${c.status.toLowerCase()}</span>`, num(c.block),
   ]), 'contributions');
 
-async function datanet(id) {
+async function sql(statement) {
+  const res = await fetch('/sql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: statement }) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(text || `POST /sql answered ${res.status}`);
+  return JSON.parse(text).rows;
+}
+
+/// The Datanet as of one Delta version of the `contributions` table: the versions its batches
+/// were committed at (from the `batches` table) on a slider, and the counts at the chosen one,
+/// read by SQL time travel (`"contributions@vN"`).
+async function asOf(el, id, chosen) {
+  let versions;
+  try {
+    versions = await sql(`SELECT lake_version AS v, CAST(anchored_at AS VARCHAR) AS at, count FROM batches WHERE datanet_id = ${id} ORDER BY lake_version`);
+  } catch (e) {
+    el.innerHTML = `<p class="muted" data-testid="asof-unavailable">Time travel reads the SQL endpoint (POST /sql), which this server does not answer: ${esc(e.message)}</p>`;
+    return;
+  }
+  if (!versions.length) {
+    el.innerHTML = '<p class="muted">no batches yet</p>';
+    return;
+  }
+  let i = versions.findIndex((r) => String(r.v) === chosen);
+  if (i < 0) i = versions.length - 1;
+  const v = versions[i];
+  const at = `"contributions@v${Number(v.v)}"`;
+  const [counts] = await sql(`SELECT COUNT(*) AS contributions, COUNT(DISTINCT contributor) AS contributors FROM ${at} WHERE datanet_id = ${id}`);
+  const licenses = await sql(`SELECT license, COUNT(*) AS n FROM ${at} WHERE datanet_id = ${id} GROUP BY license ORDER BY n DESC, license LIMIT 5`);
+  el.innerHTML = `<div class="controls"><input type="range" min="0" max="${versions.length - 1}" value="${i}" data-testid="version" style="flex:1">
+      <span>Delta version <b data-testid="asof-version">${num(v.v)}</b>, ${esc(v.at)} (batch ${i + 1} of ${versions.length})</span></div>
+    <div class="cards"><div class="card">contributions<b data-testid="asof-contributions">${num(counts.contributions)}</b></div>
+      <div class="card">contributors<b data-testid="asof-contributors">${num(counts.contributors)}</b></div>
+      <div class="card">licenses<b>${licenses.map((l) => `${esc(l.license)} ${num(l.n)}`).join(', ') || '—'}</b></div></div>`;
+  el.querySelector('input').onchange = (e) => {
+    location.hash = `#/datanet/${id}?v=${versions[Number(e.target.value)].v}`;
+  };
+}
+
+async function datanet(id, params) {
   const d = await gql(`query($id: Int!) { datanet(id: $id) { id name domain owner schemaHash txHash block } }`, { id: Number(id) });
   const n = d.datanet;
   if (!n) throw new Error(`no Datanet ${id} is indexed`);
@@ -224,6 +262,7 @@ async function datanet(id) {
       ['schema hash', `<span class="mono">${esc(n.schemaHash)}</span>`],
       ['created in', `block ${num(n.block)}, tx <span class="mono">${esc(n.txHash)}</span>`],
       ['lineage', `<a href="#/lineage/${encodeURIComponent(`datanet:${n.id}`)}?dir=down">what was built from it</a>`]])}
+    <h2>As of a version</h2><div id="asof" data-testid="asof">Loading…</div>
     <h2>Contributions</h2>
     ${pagerHtml(`<input name="contributor" placeholder="contributor address" data-testid="filter-contributor">
       <select name="status" data-testid="filter-status"><option value="">any status</option><option value="ANCHORED">anchored</option><option value="REVOKED">revoked</option></select>`)}`;
@@ -239,7 +278,7 @@ async function datanet(id) {
   }, contributionRows);
   input.onchange = () => p.reset();
   status.onchange = () => p.reset();
-  await p.reset();
+  await Promise.all([p.reset(), asOf(document.getElementById('asof'), n.id, params.get('v'))]);
 }
 
 async function contribution(id) {
@@ -332,7 +371,7 @@ async function adapter(id) {
   if (!a) throw new Error(`no adapter ${id} is indexed`);
   const t = a.training;
   const list = (xs) => xs.map((x) => link('adapter', x.id, `${x.version} ${short(x.id)}`)).join(', ') || '—';
-  view().innerHTML = `<h1 data-testid="title">Adapter ${esc(a.line)}@${esc(a.version)}</h1>
+  view().innerHTML = `<h1 data-testid="title">Adapter ${esc(a.version)}</h1>
     ${facts([['id', `<span class="mono">${esc(a.id)}</span>`], ['base model', a.baseModel ? `${esc(a.baseModel.architecture)} <span class="mono">${esc(short(a.baseModel.id))}</span>` : '—'],
       ['trained on', a.snapshot ? `snapshot <a href="#/lineage/${encodeURIComponent(`snapshot:${a.snapshot.id}`)}" class="mono">${esc(short(a.snapshot.id))}</a>: ${num(a.snapshot.count)} contributions from ${a.snapshot.datanets.map((n) => link('datanet', n.id, n.name)).join(', ')}` : '—'],
       ['parents', list(a.parents)], ['children', list(a.children)], ['versions of the line', list(a.versions)],
@@ -365,7 +404,7 @@ async function answer(id) {
   const a = d.answer;
   if (!a) throw new Error(`no answer ${id} is indexed (an answer appears once the batch that recorded it is indexed)`);
   view().innerHTML = `<h1 data-testid="title">Answer <span class="mono">${esc(short(a.id))}</span></h1>
-    ${facts([['served by', a.adapter ? link('adapter', a.adapter.id, `${a.adapter.line}@${a.adapter.version}`) : '—'],
+    ${facts([['served by', a.adapter ? link('adapter', a.adapter.id, a.adapter.version) : '—'],
       ['recorded in', a.batch ? link('inference', a.batch.id) : '—'], ['tokens', num(a.tokens)], ['fee', `<span class="mono">${esc(a.fee ?? '—')}</span>`],
       ['request / response hash', `<span class="mono">${esc(a.requestHash)}</span><br><span class="mono">${esc(a.responseHash)}</span>`],
       ['attribution root', `<span class="mono">${esc(a.attributionRoot)}</span>`],
@@ -383,7 +422,7 @@ async function inference(id) {
   view().innerHTML = `<h1 data-testid="title">Inference batch <span class="mono">${esc(short(b.id))}</span></h1>
     ${facts([['answers', num(b.count)], ['tokens', num(b.tokens)], ['fees', `<span class="mono">${esc(b.fees ?? '—')}</span>`],
       ['verified', b.verified ? '<span class="pill good">yes</span>' : '<span class="pill bad">no</span>'],
-      ['adapters', b.adapters.map((x) => link('adapter', x.id, `${x.line}@${x.version}`)).join(', ')],
+      ['adapters', b.adapters.map((x) => link('adapter', x.id, x.version)).join(', ')],
       ['recorded', `block ${num(b.block)}, tx <span class="mono">${esc(b.txHash)}</span>`]])}
     <h2>Answers</h2>${table(['answer', 'tokens#'], b.answers.map((x) => [link('answer', x.id), num(x.tokens)]), 'answers')}
     ${attributionHtml(b.attribution)}`;
@@ -399,7 +438,7 @@ async function listPage(title, field, fields, row, headers) {
 }
 
 const adapters = () => listPage('Adapters', 'adapters', 'id line version block training { evalLoss }',
-  (a) => [link('adapter', a.id), esc(`${a.line}@${a.version}`), a.training?.evalLoss?.toFixed(4) ?? '—', num(a.block)],
+  (a) => [link('adapter', a.id), esc(a.version), a.training?.evalLoss?.toFixed(4) ?? '—', num(a.block)],
   ['adapter', 'version', 'held-out loss#', 'block#']);
 const inferences = () => listPage('Inference batches', 'inferences', 'id count tokens block',
   (b) => [link('inference', b.id), num(b.count), num(b.tokens), num(b.block)], ['batch', 'answers#', 'tokens#', 'block#']);
@@ -424,7 +463,7 @@ async function batch(id) {
 
 // ---- the lineage picture --------------------------------------------------------------------
 
-const LINEAGE_FIRST = 150;
+const LINEAGE_FIRST = 250;
 
 async function lineage(nodeId, params) {
   const dir = params.get('dir') === 'down' ? 'down' : 'up';
@@ -462,26 +501,54 @@ async function lineage(nodeId, params) {
     ${page.pageInfo.hasNextPage ? `<p class="muted">The picture shows the first ${num(page.nodes.length)} nodes of the walk; narrow the kinds or the depth to see the rest, or export all with SQL <code>ancestry()</code>.</p>` : ''}
     <div id="graph" data-testid="graph"></div><p id="lit" class="error" data-testid="lit"></p>`;
   document.getElementById('depth').onchange = (e) => { location.hash = url({ depth: e.target.value }); };
-  draw(nodeId, page);
+  draw(nodeId, page, kinds, (kind) => url({ kinds: kind }));
 }
 
 /// Lays the walk out with dagre (a layered DAG layout) and draws it as SVG: the centre node
 /// highlighted; hovering a node lights what it reaches upstream (orange) and downstream
 /// (green); clicking one opens its page.
-function draw(center, page) {
+const GROUP_OVER = 8;
+
+function draw(center, page, kinds, kindUrl) {
   const box = document.getElementById('graph');
   if (typeof dagre === 'undefined') {
     box.innerHTML = '<p class="error">The graph layout library (dagre) did not load: run scripts/setup.sh on the server.</p>';
     return;
   }
+  // A kind with more nodes than a picture can show is one box saying how many the whole walk
+  // holds ("163 contributions"), unless it is the only kind asked for; clicking it asks for it.
+  const byKind = new Map();
+  for (const n of page.nodes) if (n.id !== center) (byKind.get(n.kind) ?? byKind.set(n.kind, []).get(n.kind)).push(n.id);
+  const members = new Map();
+  const groupOf = new Map();
+  for (const [kind, ids] of byKind) {
+    if (ids.length <= GROUP_OVER || (kinds && kinds.length === 1)) continue;
+    members.set(`group:${kind}`, ids);
+    for (const id of ids) groupOf.set(id, `group:${kind}`);
+  }
+  const total = new Map(page.summary.byKind.map((k) => [k.kind, k.count]));
   const shown = new Map([[center, { id: center, kind: center.split(':')[0], depth: 0 }]]);
-  for (const n of page.nodes) shown.set(n.id, n);
-  const edges = page.edges.filter((e) => shown.has(e.src) && shown.has(e.dst));
+  for (const n of page.nodes) {
+    const group = groupOf.get(n.id);
+    if (group) shown.set(group, { id: group, kind: n.kind, count: total.get(n.kind) ?? members.get(group).length });
+    else shown.set(n.id, n);
+  }
+  const edges = [];
+  const drawn = new Set();
+  for (const e of page.edges) {
+    const [src, dst] = [groupOf.get(e.src) ?? e.src, groupOf.get(e.dst) ?? e.dst];
+    const key = `${src} ${dst} ${e.kind}`;
+    if (!shown.has(src) || !shown.has(dst) || src === dst || drawn.has(key)) continue;
+    drawn.add(key);
+    edges.push({ ...e, src, dst });
+  }
   const g = new dagre.graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir: 'LR', nodesep: 14, ranksep: 60, marginx: 12, marginy: 12 });
   g.setDefaultEdgeLabel(() => ({}));
-  const label = (n) => `${n.kind.replace('_', ' ')} ${short(n.id.slice(n.id.indexOf(':') + 1))}`;
-  for (const n of shown.values()) g.setNode(n.id, { width: Math.max(110, 6.4 * label(n).length), height: 28 });
+  const label = (n) => (n.count !== undefined
+    ? `${num(n.count)} ${n.kind.replace('_', ' ')}s`
+    : `${n.kind.replace('_', ' ')} ${short(n.id.slice(n.id.indexOf(':') + 1))}`);
+  for (const n of shown.values()) g.setNode(n.id, { width: Math.max(110, 7 * label(n).length), height: 28 });
   edges.forEach((e, i) => g.setEdge(e.src, e.dst, {}, `e${i}`));
   dagre.layout(g);
   const { width, height } = g.graph();
@@ -494,7 +561,7 @@ function draw(center, page) {
   }).join('');
   const svgNodes = [...shown.values()].map((n) => {
     const p = g.node(n.id);
-    return `<g class="node${n.id === center ? ' center' : ''}" data-id="${esc(n.id)}" data-testid="node" transform="translate(${(p.x - p.width / 2).toFixed(1)},${(p.y - p.height / 2).toFixed(1)})">
+    return `<g class="node${n.id === center ? ' center' : ''}${n.count !== undefined ? ' group' : ''}" data-id="${esc(n.id)}" data-testid="node" transform="translate(${(p.x - p.width / 2).toFixed(1)},${(p.y - p.height / 2).toFixed(1)})">
       <rect width="${p.width}" height="${p.height}"/><text x="8" y="18">${esc(label(n))}</text><title>${esc(n.id)}</title></g>`;
   }).join('');
   box.innerHTML = `<svg width="${width}" height="${height}"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#94a3b8"/></marker></defs>${svgEdges}${svgNodes}</svg>`;
@@ -511,10 +578,13 @@ function draw(center, page) {
   let hovered = null;
   for (const el of svg.querySelectorAll('.node')) {
     const id = el.dataset.id;
+    const group = members.get(id);
     el.onclick = () => {
       const i = id.indexOf(':');
-      location.hash = href(id.slice(0, i), id.slice(i + 1)) ?? `#/lineage/${encodeURIComponent(id)}`;
+      location.hash = group ? kindUrl(id.slice(i + 1))
+        : href(id.slice(0, i), id.slice(i + 1)) ?? `#/lineage/${encodeURIComponent(id)}`;
     };
+    if (group) continue;
     el.onmouseenter = async () => {
       hovered = id;
       let walks;
@@ -526,7 +596,10 @@ function draw(center, page) {
       }
       const { up, down } = walks;
       if (hovered !== id) return;
-      const side = (k) => (k === id ? 'self' : up.has(k) ? 'up' : down.has(k) ? 'down' : null);
+      const side = (k) => {
+        const ids = members.get(k) ?? [k];
+        return k === id ? 'self' : ids.some((m) => up.has(m)) ? 'up' : ids.some((m) => down.has(m)) ? 'down' : null;
+      };
       for (const n of svg.querySelectorAll('.node')) {
         const s = side(n.dataset.id);
         n.classList.toggle('up', s === 'up');

@@ -123,21 +123,23 @@ fn after<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 async fn demo_answers_for_every_contribution_and_serves_graphql() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let mut child = tributary()
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--pg-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = Stopped(
+        tributary()
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--pg-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -332,13 +334,57 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     // The explorer: a contribution's page, in headless Chromium, checks the Merkle proof
     // against the root it reads itself from the registry contract over the demo's chain RPC.
     let explorer = after(&lines, "Explorer (lineage, proofs, attribution): ");
-    let page = browse(&format!("{explorer}#/contribution/{contribution}")).await;
+    let page = browse(
+        &format!("{explorer}#/contribution/{contribution}"),
+        "contribution",
+    )
+    .await;
     assert_eq!(page["texts"]["proof-result"], "valid", "{page}");
     let proof = page["texts"]["proof"].as_str().unwrap();
     assert!(
         proof.contains("read just now from the registry contract"),
         "{proof}"
     );
+
+    // The Datanet as of its first batch's Delta version, then as of now: SQL time travel.
+    let batches = post_sql(
+        &sql_url,
+        "SELECT MIN(lake_version) AS first FROM batches WHERE datanet_id = 1",
+    )
+    .await;
+    let first = batches["rows"][0]["first"].as_i64().unwrap();
+    let then = post_sql(
+        &sql_url,
+        &format!("SELECT COUNT(*) AS n FROM \"contributions@v{first}\" WHERE datanet_id = 1"),
+    )
+    .await;
+    let page = browse(&format!("{explorer}#/datanet/1?v={first}"), "datanet-then").await;
+    assert_eq!(page["texts"]["asof-version"], first.to_string(), "{page}");
+    assert_eq!(
+        page["texts"]["asof-contributions"],
+        then["rows"][0]["n"].to_string()
+    );
+    let page = browse(&format!("{explorer}#/datanet/1"), "").await;
+    assert_eq!(page["texts"]["asof-contributions"], "288", "{page}");
+    // An answer's lineage, two hops up, drawn; and the adapter that served it.
+    let res = post_graphql(
+        url,
+        "{ inferences(first: 1) { nodes { answers { nodeId adapter { id } } } } }",
+    )
+    .await;
+    let answer = &res["data"]["inferences"]["nodes"][0]["answers"][0];
+    let node = answer["nodeId"].as_str().unwrap();
+    let node: String = url::form_urlencoded::byte_serialize(node.as_bytes()).collect();
+    let page = browse(&format!("{explorer}#/lineage/{node}?depth=2"), "lineage").await;
+    assert!(page["nodes"].as_u64().unwrap() > 3, "{page}");
+    let adapter = answer["adapter"]["id"].as_str().unwrap();
+    let page = browse(&format!("{explorer}#/adapter/{adapter}"), "adapter").await;
+    assert!(
+        page["texts"].get("loss-curve").is_some(),
+        "the loss curve is drawn: {page}"
+    );
+    let title = page["texts"]["title"].as_str().unwrap();
+    assert!(title.starts_with("Adapter kitchen-assistant@1."), "{title}");
 
     // The printed psql command works: the real psql over the PostgreSQL wire protocol.
     let command = after(&lines, "SQL with psql: ");
@@ -518,6 +564,40 @@ fn demo_exit(data: &std::path::Path) -> Vec<String> {
     succeeded(&mut cmd).lines().map(str::to_string).collect()
 }
 
+/// The demo process, stopped as Ctrl-C stops it (then killed) when the test ends early, so a
+/// failed assertion leaves no demo and no anvil behind.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let start = std::time::Instant::now();
+            while matches!(self.0.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(20)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Stopped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
 fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
     let start = std::time::Instant::now();
     loop {
@@ -534,7 +614,10 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::Exi
 
 /// The JSON answer of a GraphQL `query` posted to `url`.
 /// What the explorer page at `url` shows in headless Chromium (`api/tests/browser/explorer.py`).
-async fn browse(url: &str) -> Value {
+/// With `TRIBUTARY_SCREENSHOTS` set to a folder, the page is saved there as `NAME.png` (the
+/// README's screenshots: `TRIBUTARY_SCREENSHOTS=docs/screenshots cargo test --test e2e demo`);
+/// an empty `name` takes none.
+async fn browse(url: &str, name: &str) -> Value {
     let env = |name: &str| {
         std::env::var(name)
             .ok()
@@ -542,7 +625,12 @@ async fn browse(url: &str) -> Value {
             .unwrap_or_else(|| panic!("{name} is not set: run `eval \"$(scripts/setup.sh)\"`"))
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/api/tests/browser/explorer.py");
-    let out = tokio::process::Command::new(env("TRIBUTARY_PYTHON"))
+    let mut command = tokio::process::Command::new(env("TRIBUTARY_PYTHON"));
+    if let Some(dir) = std::env::var_os("TRIBUTARY_SCREENSHOTS").filter(|_| !name.is_empty()) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        command.env("TRIBUTARY_SCREENSHOT", dir.join(format!("{name}.png")));
+    }
+    let out = command
         .args([script, url])
         .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
         .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))

@@ -6,7 +6,8 @@ resource the page loaded (so the caller can check nothing came from outside the 
 Usage: explorer.py URL [ACTION...]   (TRIBUTARY_CHROMIUM and TRIBUTARY_CHROMEDRIVER name the
 binaries). An ACTION is `click:TESTID`, `fill:TESTID=TEXT` (types TEXT and sends a change
 event), `select:TESTID=VALUE`, or `hover-center` (the mouse on the lineage picture's centre
-node, until the picture has lit what it reaches); the page settles again after each.
+node, until the picture has lit what it reaches); the page settles again after each. With
+TRIBUTARY_SCREENSHOT set to a path, the settled page is saved there as PNG (1280 wide).
 """
 
 import json
@@ -46,7 +47,8 @@ return out;
 def main(url: str, actions: list[str]) -> None:
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ["TRIBUTARY_CHROMIUM"]
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]:
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1000"]:
         options.add_argument(arg)
     service = Service(executable_path=os.environ["TRIBUTARY_CHROMEDRIVER"])
     driver = webdriver.Chrome(options=options, service=service)
@@ -80,6 +82,9 @@ def main(url: str, actions: list[str]) -> None:
             else:
                 raise SystemExit(f"unknown action {action}")
             wait.until(lambda d: d.execute_script(SETTLED))
+        shot = os.environ.get("TRIBUTARY_SCREENSHOT")
+        if shot:
+            driver.save_screenshot(shot)
         print(json.dumps(driver.execute_script(SHOWN)))
     finally:
         driver.quit()

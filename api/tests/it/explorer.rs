@@ -129,7 +129,7 @@ async fn the_explorer_pages_checks_proofs_and_draws_lineage_in_headless_chromium
         } else {
             "descendants"
         };
-        let q = format!("{{ {field}(id: \"{node}\", depth: 1, first: 150) {{ totalCount }} }}");
+        let q = format!("{{ {field}(id: \"{node}\", depth: 1, first: 250) {{ totalCount }} }}");
         let walk = post(&app, &q).await;
         let count = walk["data"][field]["totalCount"].as_u64().unwrap();
         let page = format!(
