@@ -1,6 +1,7 @@
-// Tributary's explorer: one page, routed by the URL's hash, reading only the public GraphQL
-// API at /graphql. Tables page on the server (cursors), the lineage picture asks for one
-// page of the walk, and Merkle proofs are checked here, with this file's own keccak-256.
+// Tributary's explorer: one page, routed by the URL's hash, reading only the public APIs:
+// GraphQL at /graphql, and SQL at /sql for time travel. Tables page on the server (cursors),
+// the lineage picture asks for one page of the walk, and Merkle proofs are checked here, with
+// this file's own keccak-256, against the root read from the chain.
 'use strict';
 
 // ---- GraphQL and small helpers ------------------------------------------------------------
@@ -148,9 +149,11 @@ function fold(leaf, proof) {
 
 /// The batch's Merkle root as the registry contract holds it (`batch(bytes32)`), read from
 /// the chain's RPC in this browser; `null` when the server names no chain.
-async function chainRoot(batchId) {
+async function chainRoot(batchId, chainId) {
   const config = await explorerConfig();
   if (!config.rpc || !config.registry) return null;
+  const served = await rpcChainId(config.rpc);
+  if (served !== chainId) throw new Error(`${config.rpc} serves chain ${served}, not chain ${chainId}`);
   const selector = hex(keccak256(new TextEncoder().encode('batch(bytes32)'))).slice(0, 10);
   const data = selector + batchId.replace(/^0x/, '').padStart(64, '0');
   const res = await fetch(config.rpc, {
@@ -160,7 +163,21 @@ async function chainRoot(batchId) {
   });
   const body = await res.json();
   if (body.error) throw new Error(`the chain answered: ${body.error.message}`);
-  return `0x${body.result.replace(/^0x/, '').slice(64, 128)}`;
+  const words = (body.result ?? '').replace(/^0x/, '');
+  if (words.length !== 192) throw new Error(`no registry at ${config.registry} answers batch(bytes32)`);
+  const root = `0x${words.slice(64, 128)}`;
+  if (/^0x0+$/.test(root)) throw new Error(`the registry holds no batch ${batchId}`);
+  return root;
+}
+
+/// The chain id the RPC at `url` serves.
+async function rpcChainId(url) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+  });
+  return Number((await res.json()).result);
 }
 
 let configPromise;
@@ -182,11 +199,16 @@ async function home() {
 /// `{ nodes, pageInfo }`; earlier cursors are kept for "Previous".
 function pager(el, fetchPage, render) {
   const cursors = [null];
+  let asked = 0;
   const show = async () => {
+    const mine = ++asked;
     const after = cursors[cursors.length - 1];
     el.querySelector('.rows').innerHTML = '<p class="muted">Loading…</p>';
+    el.querySelector('.prev').disabled = true;
+    el.querySelector('.next').disabled = true;
     try {
       const page = await fetchPage(after);
+      if (mine !== asked) return; // a later question (a filter changed) answers instead
       el.querySelector('.rows').innerHTML = render(page.nodes);
       el.querySelector('.prev').disabled = cursors.length === 1;
       const next = el.querySelector('.next');
@@ -194,7 +216,7 @@ function pager(el, fetchPage, render) {
       next.onclick = () => { cursors.push(page.pageInfo.endCursor); show(); };
       el.querySelector('.where').textContent = `page ${cursors.length}`;
     } catch (e) {
-      el.querySelector('.rows').innerHTML = `<p class="error">${esc(e.message)}</p>`;
+      if (mine === asked) el.querySelector('.rows').innerHTML = `<p class="error">${esc(e.message)}</p>`;
     }
   };
   el.querySelector('.prev').onclick = () => { cursors.pop(); show(); };
@@ -241,8 +263,15 @@ async function asOf(el, id, chosen) {
   if (i < 0) i = versions.length - 1;
   const v = versions[i];
   const at = `"contributions@v${Number(v.v)}"`;
-  const [counts] = await sql(`SELECT COUNT(*) AS contributions, COUNT(DISTINCT contributor) AS contributors FROM ${at} WHERE datanet_id = ${id}`);
-  const licenses = await sql(`SELECT license, COUNT(*) AS n FROM ${at} WHERE datanet_id = ${id} GROUP BY license ORDER BY n DESC, license LIMIT 5`);
+  let counts;
+  let licenses;
+  try {
+    [counts] = await sql(`SELECT COUNT(*) AS contributions, COUNT(DISTINCT contributor) AS contributors FROM ${at} WHERE datanet_id = ${id}`);
+    licenses = await sql(`SELECT license, COUNT(*) AS n FROM ${at} WHERE datanet_id = ${id} GROUP BY license ORDER BY n DESC, license LIMIT 5`);
+  } catch (e) {
+    el.innerHTML = `<p class="error" data-testid="asof-failed">Reading version ${num(v.v)}: ${esc(e.message)}</p>`;
+    return;
+  }
   el.innerHTML = `<div class="controls"><input type="range" min="0" max="${versions.length - 1}" value="${i}" data-testid="version" style="flex:1">
       <span>Delta version <b data-testid="asof-version">${num(v.v)}</b>, ${esc(v.at)} (batch ${i + 1} of ${versions.length})</span></div>
     <div class="cards"><div class="card">contributions<b data-testid="asof-contributions">${num(counts.contributions)}</b></div>
@@ -282,11 +311,10 @@ async function datanet(id, params) {
 }
 
 async function contribution(id) {
-  const d = await gql(`query($id: String!) { contribution(id: $id) {
+  const d = await gql(`query($id: String!) { chainId contribution(id: $id) {
       id contributor contentHash license status block txHash batch nodeId
       datanet { id name }
-      anchor { id merkleRoot count block txHash verified availability }
-      merkleProof { root leaf proof } } }`, { id });
+      anchor { id merkleRoot count block txHash verified availability } } }`, { id });
   const c = d.contribution;
   if (!c) throw new Error(`no contribution ${id} is indexed`);
   const a = c.anchor;
@@ -303,12 +331,15 @@ async function contribution(id) {
     <div id="proof" data-testid="proof">Checking…</div>`;
   const out = document.getElementById('proof');
   try {
+    // Asked apart: a missing manifest fails the proof, not the page.
+    const p = await gql(`query($id: String!) { contribution(id: $id) { merkleProof { proof } } }`, { id });
+    const proof = p.contribution.merkleProof.proof;
     const leaf = leafOf(c.id);
-    const root = hex(fold(leaf, c.merkleProof.proof));
+    const root = hex(fold(leaf, proof));
     let onChain = null;
     let source = 'the root the indexer recorded from the chain';
     try {
-      onChain = await chainRoot(c.batch);
+      onChain = await chainRoot(c.batch, d.chainId);
       if (onChain) source = 'the root read just now from the registry contract over the chain RPC';
     } catch (e) {
       source = `the indexer's root (the chain RPC did not answer: ${esc(e.message)})`;
@@ -319,7 +350,7 @@ async function contribution(id) {
       ${ok ? 'The contribution id, hashed as a leaf and folded with the proof the lake holds, gives' : 'The proof does not lead to'} ${source}.</p>
       ${facts([['leaf', `<span class="mono">${hex(leaf)}</span>`], ['computed root', `<span class="mono" data-testid="computed-root">${root}</span>`],
         ['expected root', `<span class="mono" data-testid="expected-root">${esc(expected || 'none')}</span>`],
-        ['proof', c.merkleProof.proof.map((p) => `<div class="mono">${esc(p)}</div>`).join('') || '<span class="muted">(the batch has one leaf)</span>']])}`;
+        ['proof', proof.map((x) => `<div class="mono">${esc(x)}</div>`).join('') || '<span class="muted">(the batch has one leaf)</span>']])}`;
   } catch (e) {
     out.innerHTML = `<span class="pill bad" data-testid="proof-result">invalid</span> <span class="error">${esc(e.message)}</span>`;
   }
@@ -467,7 +498,7 @@ const LINEAGE_FIRST = 250;
 
 async function lineage(nodeId, params) {
   const dir = params.get('dir') === 'down' ? 'down' : 'up';
-  const depth = Math.min(Math.max(Number(params.get('depth') || 1), 1), 6);
+  const depth = Math.min(Math.max(Number(params.get('depth')) || 1, 1), 6);
   const kinds = params.get('kinds') ? params.get('kinds').split(',') : null;
   const field = dir === 'up' ? 'ancestry' : 'descendants';
   const d = await gql(`query($id: String!, $depth: Int!, $kinds: [String!]) {
@@ -630,12 +661,11 @@ const ROUTES = { '': home, datanet, contribution, contributor, adapter, answer, 
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
   const [page, ...rest] = path.split('/');
-  const arg = decodeURIComponent(rest.join('/'));
   const render = ROUTES[page];
   view().setAttribute('aria-busy', 'true');
   try {
     if (!render) throw new Error(`no page "${page}"`);
-    await render(arg, new URLSearchParams(query || ''));
+    await render(decodeURIComponent(rest.join('/')), new URLSearchParams(query || ''));
   } catch (e) {
     showError(e);
   } finally {

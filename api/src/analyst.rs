@@ -671,6 +671,7 @@ impl LakeSchema {
             name: name.to_string(),
             planned,
             at: self.planned.load(Ordering::SeqCst),
+            read: std::sync::Mutex::new(None),
         })
     }
 
@@ -791,7 +792,8 @@ impl SchemaProvider for LakeSchema {
 /// long after it was made, and more than once: a prepared statement over the PostgreSQL
 /// extended protocol, executed again and again, or a kept view plan. Its scan reads the table
 /// as of the statement that runs it (what the plan was made over, when that is the same
-/// statement), its columns found by name; a removed or retyped column is refused.
+/// statement; one version for all of a statement's scans), its columns found by name; a
+/// removed or retyped column is refused.
 #[derive(Debug)]
 struct Fresh {
     schema: std::sync::Weak<LakeSchema>,
@@ -799,7 +801,13 @@ struct Fresh {
     /// The table the plan was made over, in statement `at`.
     planned: Arc<dyn TableProvider>,
     at: u64,
+    /// The table as the last statement to scan it read it, by that statement's start time:
+    /// every scan of one statement (a self-join, a view and its table) reads one version.
+    read: std::sync::Mutex<Option<ReadAt>>,
 }
+
+/// A table as a statement read it, by the statement's start time.
+type ReadAt = (chrono::DateTime<chrono::Utc>, Arc<dyn TableProvider>);
 
 #[async_trait]
 impl TableProvider for Fresh {
@@ -830,11 +838,16 @@ impl TableProvider for Fresh {
         let Some(schema) = self.schema.upgrade() else {
             return plan_err!("the SQL session is closed");
         };
-        let now = if schema.planned.load(Ordering::SeqCst) == self.at {
-            self.planned.clone()
-        } else {
-            schema.current(&self.name).await?
+        let started = state.execution_props().query_execution_start_time;
+        let kept = self.read.lock().expect("lock").clone();
+        let now = match kept.filter(|(t, _)| Some(*t) == started) {
+            Some((_, provider)) => provider,
+            None if schema.planned.load(Ordering::SeqCst) == self.at => self.planned.clone(),
+            None => schema.current(&self.name).await?,
         };
+        if let Some(t) = started {
+            *self.read.lock().expect("lock") = Some((t, now.clone()));
+        }
         // The columns the plan reads, found by name (another engine may have added some).
         let (planned, current) = (self.planned.schema(), now.schema());
         let all: Vec<usize> = (0..planned.fields().len()).collect();

@@ -1,5 +1,6 @@
 //! The explorer at `GET /`: one page (`api/app/`, built into the binary) that reads only the
-//! public GraphQL API, with the lineage picture laid out by dagre.
+//! public APIs (GraphQL, and `POST /sql` for time travel), with the lineage picture laid out
+//! by dagre.
 //!
 //! `scripts/setup.sh` installs `@dagrejs/dagre` from the npm registry next to GraphiQL's
 //! scripts; it is read once when the router is built and served at

@@ -26,18 +26,18 @@ use tributary_sql::Store;
 
 use crate::Common;
 
-/// Connects to the chain the flags name (starting anvil when none is given), to send
-/// transactions: a signer key is needed except on a local dev chain.
 /// What the explorer's pages read from the chain themselves: `rpc` if given, else the
-/// chain's RPC when it is on this machine (a remote one's URL may carry an API key, and is
-/// not handed to browsers unasked); and the Datanet registry.
+/// chain's RPC when it is plain HTTP on this machine (a remote one's URL may carry an API key,
+/// and is not handed to browsers unasked); and the Datanet registry.
 pub(crate) fn explorer_chain(
     chain: &Chain,
     rpc: Option<&url::Url>,
 ) -> tributary_api::ExplorerChain {
     let own = chain.url();
     let local = matches!(own.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        && matches!(own.scheme(), "http" | "https")
         && own.username().is_empty()
+        && own.password().is_none()
         && own.query().is_none();
     let rpc = rpc.or(local.then_some(own));
     tributary_api::ExplorerChain {
@@ -46,6 +46,8 @@ pub(crate) fn explorer_chain(
     }
 }
 
+/// Connects to the chain the flags name (starting anvil when none is given), to send
+/// transactions: a signer key is needed except on a local dev chain.
 pub(crate) async fn chain(common: &Common) -> anyhow::Result<Chain> {
     connect(chain_config(common)?).await
 }
