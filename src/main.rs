@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod factory;
 mod inference;
 
 use std::path::PathBuf;

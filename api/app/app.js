@@ -1,17 +1,17 @@
 // Tributary's explorer: one page, routed by the URL's hash, reading only the public APIs:
 // GraphQL at /graphql, and SQL at /sql for time travel. Tables page on the server (cursors),
 // the lineage picture asks for one page of the walk, and Merkle proofs are checked here, with
-// this file's own keccak-256, against the root read from the chain.
+// this file's own keccak-256, against the root read from the chain. The ModelFactory writes a
+// training job, previews its snapshot and starts it through GraphQL's mutations, with the
+// API token the person gives (kept in this tab's session storage only).
 'use strict';
 
 // ---- GraphQL and small helpers ------------------------------------------------------------
 
-async function gql(query, variables = {}) {
-  const res = await fetch('/graphql', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
+async function gql(query, variables = {}, token = null) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
   const body = await res.json();
   if (body.errors && body.errors.length) {
     throw new Error(body.errors.map((e) => e.message).join('\n'));
@@ -377,8 +377,8 @@ async function contributor(address) {
 }
 
 /// The loss curve as a small SVG line chart: `points` are [step, loss] pairs.
-function lossChart(points) {
-  if (!points.length) return '<p class="muted">no evaluation curve was recorded</p>';
+function lossChart(points, what = 'evaluation loss') {
+  if (!points.length) return `<p class="muted">no ${what} was recorded</p>`;
   const [w, h, m] = [560, 200, 36];
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
@@ -386,7 +386,7 @@ function lossChart(points) {
   const sx = (x) => m + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * m);
   const sy = (y) => h - m + 10 - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * m);
   const path = points.map((p, i) => `${i ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
-  return `<svg class="chart" data-testid="loss-curve" width="${w}" height="${h}" role="img" aria-label="evaluation loss by step">
+  return `<svg class="chart" data-testid="loss-curve" width="${w}" height="${h}" role="img" aria-label="${what} by step">
     <path d="${path}" fill="none" stroke="#0b6bcb" stroke-width="2"/>
     <text x="${m}" y="14" font-size="11">loss ${y1.toFixed(3)}</text><text x="${m}" y="${h - 4}" font-size="11">loss ${y0.toFixed(3)} · steps ${x0}–${x1}</text>
   </svg>`;
@@ -654,9 +654,188 @@ function draw(center, page, kinds, kindUrl) {
   }
 }
 
+// ---- ModelFactory: a training job from a form -------------------------------------------------
+
+const TOKEN_KEY = 'tributary-api-token';
+const tomlString = (v) => JSON.stringify(String(v)); // TOML basic strings take JSON's escapes
+const tomlFloat = (v) => (Number.isInteger(Number(v)) ? `${Number(v)}.0` : String(Number(v)));
+
+/// The `[[jobs]]` table the form describes, as a worker's tributary.toml would hold it.
+function jobToml(f) {
+  const targets = f.targets.value.split(/[\s,]+/).filter(Boolean);
+  const datanets = [...f.querySelectorAll('input[name=datanet]:checked')].map((c) => c.value);
+  return [
+    `name = ${tomlString(f.name.value.trim())}`,
+    `line = ${tomlString(f.line.value.trim())}`,
+    `datanets = [${datanets.map(tomlString).join(', ')}]`,
+    `use = ${tomlString(f.use.value)}`,
+    `base_model = ${tomlString(f.base.value.trim())}`,
+    `cron = ${tomlString(f.cron.value.trim())}`,
+    `min_new_contributions = ${Number(f.minNew.value)}`,
+    '',
+    '[lora]',
+    `rank = ${Number(f.rank.value)}`,
+    `alpha = ${tomlFloat(f.alpha.value)}`,
+    `targets = [${targets.map(tomlString).join(', ')}]`,
+    '',
+    '[train]',
+    `max_steps = ${Number(f.steps.value)}`,
+    `learning_rate = ${tomlFloat(f.lr.value)}`,
+    `batch_size = ${Number(f.batch.value)}`,
+    `seq_len = ${Number(f.seqLen.value)}`,
+    `eval_every = ${Math.max(1, Math.round(Number(f.steps.value) / 10))}`,
+    `patience = ${Number(f.patience.value)}`,
+  ].join('\n');
+}
+
+function previewHtml(p) {
+  const rows = p.licenses.map((l) => [esc(l.license), num(l.contributions),
+    l.allowed ? '<span class="pill good">allowed</span>' : `<span class="pill bad">refused</span> ${esc(l.reason)}`]);
+  return `<p><b data-testid="preview-contributions">${num(p.contributions)}</b> contributions from
+    <b data-testid="preview-contributors">${num(p.contributors)}</b> contributors would be frozen now.</p>
+    ${table(['license', 'contributions#', 'for this use'], rows, 'preview-licenses')}
+    ${p.allowed ? '<p class="pill good" data-testid="preview-verdict">every license allows this use</p>'
+      : `<p class="error" data-testid="preview-refusal">${esc(p.refusal)}</p>`}`;
+}
+
+async function factory() {
+  const d = await gql('{ datanets { id name domain } }');
+  const field = (label, input) => `<label>${esc(label)} ${input}</label>`;
+  const number = (name, value, step = 1) => `<input name="${name}" type="number" min="0" step="${step}" value="${value}" data-testid="${name}">`;
+  const stamp = new Date().toISOString().slice(0, 10).replaceAll('-', '');
+  view().innerHTML = `<h1>ModelFactory</h1>
+    <p class="muted">Train a LoRA adapter on Datanets without writing TOML: the form writes the training job
+    (the <code>[[jobs]]</code> table a worker's tributary.toml would hold), previews the snapshot it would freeze,
+    and starts it. A scheduler worker of this server trains it; its loss is shown as it trains.</p>
+    <form id="factory" class="form" autocomplete="off">
+      <fieldset><legend>What to train</legend>
+        ${field('job name', `<input name="name" value="factory-${stamp}" data-testid="name" required>`)}
+        ${field('model line', `<input name="line" value="factory" data-testid="line" required>`)}
+        <div class="choices" data-testid="datanets">Datanets: ${d.datanets.map((n, i) => `<label><input type="checkbox" name="datanet" value="${esc(n.name)}" data-testid="datanet-${n.id}"${i ? '' : ' checked'}> ${esc(n.name)} <span class="muted">(${esc(n.domain)})</span></label>`).join(' ')}</div>
+        ${field('for', `<select name="use" data-testid="use"><option value="commercial">commercial use</option><option value="research">research only</option></select>`)}
+        ${field('base model', `<input name="base" value="tiny" data-testid="base" title="tiny, or a Hugging Face checkpoint folder on the worker">`)}
+      </fieldset>
+      <fieldset><legend>LoRA</legend>
+        ${field('rank', number('rank', 8))} ${field('alpha', number('alpha', 16, 'any'))}
+        ${field('targets', '<input name="targets" value="q, v, o, up, down" data-testid="targets">')}
+      </fieldset>
+      <fieldset><legend>Training</legend>
+        ${field('steps', number('steps', 150))} ${field('learning rate', number('lr', 0.003, 'any'))}
+        ${field('batch', number('batch', 8))} ${field('sequence length', number('seqLen', 128))}
+        ${field('stop after evaluations without improvement (0: never)', number('patience', 3))}
+      </fieldset>
+      <fieldset><legend>Schedule (after the first run)</legend>
+        ${field('cron (UTC, seconds first)', '<input name="cron" value="0 0 3 * * *" data-testid="cron">')}
+        ${field('new contributions needed', number('minNew', 1))}
+      </fieldset>
+      <h2>The job it writes</h2><pre class="spec" data-testid="spec"></pre>
+      <div class="controls"><button type="button" data-testid="preview">Preview the snapshot</button></div>
+      <div data-testid="preview-result"></div>
+      <div class="controls">
+        ${field('API token', '<input name="token" type="password" data-testid="token" placeholder="the server\'s api-token">')}
+        <button type="submit" data-testid="create">Create and start</button></div>
+      <div data-testid="create-result"></div>
+    </form>`;
+  const f = document.getElementById('factory');
+  f.token.value = sessionStorage.getItem(TOKEN_KEY) ?? '';
+  const spec = f.querySelector('[data-testid=spec]');
+  const update = () => { spec.textContent = jobToml(f); };
+  f.addEventListener('input', update);
+  f.addEventListener('change', update);
+  update();
+  const datanets = () => [...f.querySelectorAll('input[name=datanet]:checked')].map((c) => c.value);
+  const out = (name) => f.querySelector(`[data-testid=${name}]`);
+  const busy = async (work) => {
+    view().setAttribute('aria-busy', 'true');
+    try { await work(); } finally { view().setAttribute('aria-busy', 'false'); }
+  };
+  f.querySelector('[data-testid=preview]').onclick = () => busy(async () => {
+    try {
+      const r = await gql(`query($d: [String!]!, $u: String) { snapshotPreview(datanets: $d, use: $u) {
+          contributions contributors allowed refusal licenses { license contributions allowed reason } } }`,
+      { d: datanets(), u: f.use.value });
+      out('preview-result').innerHTML = previewHtml(r.snapshotPreview);
+      out('preview-result').scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      out('preview-result').innerHTML = `<p class="error" data-testid="preview-error">${esc(e.message)}</p>`;
+    }
+  });
+  f.onsubmit = (e) => {
+    e.preventDefault();
+    return busy(async () => {
+      const token = f.token.value.trim();
+      sessionStorage.setItem(TOKEN_KEY, token);
+      try {
+        const r = await gql('mutation($s: String!) { createJob(spec: $s, start: true) { name } }', { s: jobToml(f) }, token);
+        location.hash = `#/job/${encodeURIComponent(r.createJob.name)}`;
+      } catch (err) {
+        out('create-result').innerHTML = `<p class="error" data-testid="create-error">${esc(err.message)}</p>`;
+      }
+    });
+  };
+}
+
+const JOB_FIELDS = `name cron line spec paused nextDue createdBy requested lastCheck
+  runs(first: 10) { seq trigger status startedAt finishedAt contributions newContributions adapterId version
+    evalLoss currentLoss message requestedBy losses { step loss } }`;
+
+/// A job and its runs; while a run trains (or one is asked for) the page asks again each second
+/// and redraws the latest run's loss curve.
+async function job(name) {
+  const here = location.hash;
+  const draw = (j) => {
+    const run = j.runs[0];
+    const status = run ? run.status : (j.requested ? 'requested' : 'no run yet');
+    const points = run ? run.losses.map((p) => [p.step, p.loss]) : [];
+    const rows = j.runs.map((r) => [num(r.seq), esc(r.trigger), `<span class="pill ${r.status === 'failed' ? 'bad' : 'good'}">${esc(r.status)}</span>`,
+      esc(r.startedAt), r.adapterId ? link('adapter', r.adapterId, r.version) : esc(r.version ?? '—'),
+      r.evalLoss?.toFixed(4) ?? '—', esc(r.message)]);
+    view().innerHTML = `<h1 data-testid="title">Job ${esc(j.name)}</h1>
+      ${facts([['model line', esc(j.line)], ['schedule', `<code>${esc(j.cron)}</code>, next ${esc(j.nextDue)}${j.paused ? ' (paused)' : ''}`],
+        ['made by', esc(j.createdBy ?? 'a worker\'s tributary.toml')], ['asked for', esc(j.requested ?? '—')],
+        ['last check', esc(j.lastCheck ?? '—')]])}
+      <h2>Latest run: <span class="pill ${status === 'failed' ? 'bad' : 'good'}" data-testid="run-status">${esc(status)}</span></h2>
+      ${run ? `<p data-testid="run-message">${esc(run.message)}</p>
+        ${run.adapterId ? `<p>adapter ${link('adapter', run.adapterId, `${run.version} ${short(run.adapterId)}`)}</p>` : ''}
+        <p class="muted" data-testid="loss-points">${num(points.length)} training steps recorded${run.requestedBy ? `; asked for by ${esc(run.requestedBy)}` : ''}</p>
+        ${lossChart(points, 'training loss')}` : ''}
+      <h2>Runs</h2>${table(['run#', 'trigger', 'status', 'started', 'adapter', 'held-out loss#', 'what happened'], rows, 'runs')}
+      <details><summary>Its full definition</summary><pre class="spec">${esc(JSON.stringify(JSON.parse(j.spec), null, 2))}</pre></details>`;
+    return status === 'running' || status === 'requested';
+  };
+  const load = async () => {
+    const d = await gql(`query($n: String!) { job(name: $n) { ${JOB_FIELDS} } }`, { n: name });
+    if (!d.job) throw new Error(`no job named ${name}`);
+    return d.job;
+  };
+  const poll = async () => {
+    let live = true;
+    while (live && location.hash === here) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (location.hash !== here) return;
+      try {
+        live = draw(await load());
+      } catch (e) {
+        // a missed poll: the next one tries again
+      }
+    }
+  };
+  if (draw(await load())) poll(); // the page is shown; it keeps itself current from here
+}
+
+async function jobs() {
+  const d = await gql('{ jobs { name line cron createdBy requested runs(first: 1) { status version } } }');
+  const rows = d.jobs.map((j) => [`<a href="#/job/${encodeURIComponent(j.name)}">${esc(j.name)}</a>`, esc(j.line),
+    `<code>${esc(j.cron)}</code>`, esc(j.createdBy ?? 'tributary.toml'),
+    esc(j.runs[0]?.status ?? (j.requested ? 'requested' : '—')), esc(j.runs[0]?.version ?? '—')]);
+  view().innerHTML = `<h1>Training jobs</h1><p><a href="#/factory">New job (ModelFactory)</a></p>
+    ${table(['job', 'line', 'schedule', 'made by', 'latest run', 'version'], rows, 'jobs')}`;
+}
+
 // ---- routing --------------------------------------------------------------------------------
 
-const ROUTES = { '': home, datanet, contribution, contributor, adapter, answer, inference, batch, adapters, inferences, lineage };
+const ROUTES = { '': home, datanet, contribution, contributor, adapter, answer, inference, batch, adapters, inferences, lineage,
+  factory, job, jobs };
 
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
@@ -666,6 +845,7 @@ async function route() {
   try {
     if (!render) throw new Error(`no page "${page}"`);
     await render(decodeURIComponent(rest.join('/')), new URLSearchParams(query || ''));
+    window.scrollTo(0, 0);
   } catch (e) {
     showError(e);
   } finally {

@@ -899,6 +899,7 @@ async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>
                 col("last_check_at", ts(), true),
                 col("last_check", DataType::Utf8, true),
                 col("spec", DataType::Utf8, false),
+                col("created_by", DataType::Utf8, true),
             ]),
             vec![
                 text(jobs.iter().map(|j| Some(j.name.clone())).collect()),
@@ -924,6 +925,7 @@ async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>
                         .collect(),
                 ),
                 text(jobs.iter().map(|j| Some(j.spec.to_string())).collect()),
+                text(jobs.iter().map(|j| j.created_by.clone()).collect()),
             ],
         )
     } else {
@@ -950,6 +952,7 @@ async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>
                 col("current_loss", DataType::Float64, true),
                 col("eval_loss", DataType::Float64, true),
                 col("message", DataType::Utf8, false),
+                col("requested_by", DataType::Utf8, true),
             ]),
             vec![
                 f(|r| Some(r.job.clone())),
@@ -973,6 +976,7 @@ async fn store_table(store: &Store, name: &str) -> Result<Arc<dyn TableProvider>
                     runs.iter().map(|r| r.eval_loss).collect::<Vec<_>>(),
                 )),
                 f(|r| Some(r.message.clone())),
+                f(|r| r.requested_by.clone()),
             ],
         )
     };

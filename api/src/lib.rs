@@ -27,7 +27,8 @@ pub mod v1;
 
 pub use explorer::{ExplorerChain, explorer};
 pub use graphql::{
-    Limits, REORG_WINDOW, Subscription, TributarySchema, router, schema, schema_over,
+    CheckedJob, Factory, LicenseCount, Limits, Mutation, REORG_WINDOW, SnapshotPreview,
+    Subscription, TributarySchema, Writes, router, schema, schema_over, schema_with,
 };
 
 /// Errors from the API server.

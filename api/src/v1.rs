@@ -165,8 +165,15 @@ impl ApiToken {
         format!("Bearer {}", self.0)
     }
 
+    /// Names this token in records without revealing it: `token:` and the first 8 hex digits
+    /// of its keccak-256.
+    pub fn fingerprint(&self) -> String {
+        let h = alloy::primitives::keccak256(self.0.as_bytes());
+        format!("token:{}", &alloy::hex::encode(h)[..8])
+    }
+
     /// `header` is `Bearer <this token>` (compared in constant time).
-    fn admits(&self, header: Option<&axum::http::HeaderValue>) -> bool {
+    pub(crate) fn admits(&self, header: Option<&axum::http::HeaderValue>) -> bool {
         let Some(given) = header
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))

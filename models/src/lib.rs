@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod job;
 pub mod schedule;
 pub mod serve;
+pub mod usage;
 
 pub use tributary_trainer::DeviceChoice;
 

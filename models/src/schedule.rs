@@ -14,6 +14,12 @@
 //! - a run is idempotent: an adapter of the same line on the same snapshot is never
 //!   published twice;
 //! - occurrences missed while no worker ran are caught up once, not once each.
+//!
+//! Jobs made through the API (the web app's ModelFactory; stored with the credential that
+//! made them) are taken up by every worker of the store on its next sweep, as are runs asked
+//! for there: a request is started by one worker (compare-and-set), whatever the schedule,
+//! threshold or pause say. Each run's training loss is written to the store step by step,
+//! so it can be watched while it trains.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +40,7 @@ use tributary_sql::{RunRow, RunStatus, Store};
 
 use crate::catalog;
 use crate::job::{self, Options, Outcome, Spec};
+use crate::usage::{self, Use};
 use crate::{DeviceChoice, Error, Result};
 use tributary_trainer::influence::InfluenceConfig;
 use tributary_trainer::lora::LoraConfig;
@@ -73,6 +80,11 @@ pub struct JobSpec {
     /// How the influence index is built (see the training spec's `[attribution]`).
     #[serde(default)]
     pub attribution: InfluenceConfig,
+    /// What its adapters are for (`commercial` or `research`): a run whose snapshot holds a
+    /// contribution whose license does not allow that use fails before freezing it (see
+    /// [`crate::usage`]). Not given: licenses are not checked.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Use>,
 }
 
 fn one() -> u64 {
@@ -246,7 +258,10 @@ pub struct Scheduler {
     chain: Arc<Chain>,
     lake: Lake,
     store: Store,
-    jobs: Vec<JobSpec>,
+    /// The config file's jobs, then those taken up from the API.
+    jobs: std::sync::RwLock<Vec<JobSpec>>,
+    /// How many of `jobs` come from the config file (they come first).
+    configured: usize,
     cfg: WorkerConfig,
     metrics: Option<JobMetrics>,
     lineage: Option<Emitter>,
@@ -259,7 +274,7 @@ impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
             .field("worker", &self.cfg.worker)
-            .field("jobs", &self.jobs.len())
+            .field("jobs", &self.jobs().len())
             .finish()
     }
 }
@@ -291,7 +306,8 @@ impl Scheduler {
             chain,
             lake,
             store,
-            jobs,
+            configured: jobs.len(),
+            jobs: std::sync::RwLock::new(jobs),
             cfg,
             metrics,
             lineage: None,
@@ -306,16 +322,51 @@ impl Scheduler {
         self
     }
 
-    /// The jobs this worker runs.
-    pub fn jobs(&self) -> &[JobSpec] {
-        &self.jobs
+    /// The jobs this worker runs: its config file's, then those taken up from the API.
+    pub fn jobs(&self) -> Vec<JobSpec> {
+        self.jobs.read().expect("jobs lock").clone()
+    }
+
+    fn configured(&self) -> Vec<JobSpec> {
+        self.jobs()[..self.configured].to_vec()
+    }
+
+    /// Takes up the jobs made through the API (stored with `created_by`; a config file's job
+    /// of the same name wins), and returns every stored job.
+    async fn adopt(&self) -> Result<Vec<tributary_sql::JobRow>> {
+        let rows = self.store.jobs().await.map_err(store_err)?;
+        let mut jobs = self.jobs.write().expect("jobs lock");
+        for r in rows.iter().filter(|r| r.created_by.is_some()) {
+            if jobs[..self.configured].iter().any(|j| j.name == r.name) {
+                continue;
+            }
+            let spec = match serde_json::from_value::<JobSpec>(r.spec.clone()) {
+                Ok(s) if s.name == r.name => s,
+                Ok(s) => {
+                    tracing::warn!(job = %r.name, "stored spec names job {:?}; not taken up", s.name);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %r.name, "stored spec does not parse ({e}); not taken up");
+                    continue;
+                }
+            };
+            match jobs.iter_mut().find(|j| j.name == spec.name) {
+                Some(j) => *j = spec,
+                None => {
+                    tracing::info!(job = %spec.name, by = ?r.created_by, "taking up a job made through the API");
+                    jobs.push(spec);
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// Writes the jobs to the store: new ones are first due at their next occurrence; known
     /// ones keep their due time (missed occurrences stay due) and paused state.
     pub async fn register(&self) -> Result<()> {
         let now = now_ms();
-        for j in &self.jobs {
+        for j in &self.configured() {
             let cron = Cron::parse(&j.cron).map_err(Error::InvalidInput)?;
             let spec = serde_json::to_value(j).expect("job spec is JSON");
             self.store
@@ -326,8 +377,9 @@ impl Scheduler {
         Ok(())
     }
 
-    fn job(&self, name: &str) -> Result<&JobSpec> {
-        self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+    fn job(&self, name: &str) -> Result<JobSpec> {
+        let jobs = self.jobs.read().expect("jobs lock");
+        jobs.iter().find(|j| j.name == name).cloned().ok_or_else(|| {
             Error::InvalidInput(format!(
                 "no job named {name:?} in this configuration: `tributary jobs list` shows the jobs"
             ))
@@ -348,7 +400,12 @@ impl Scheduler {
         let Ok(_busy) = self.busy.try_lock() else {
             return Ok(None);
         };
-        let spec = self.job(name)?;
+        self.tick_held(name).await
+    }
+
+    /// [`Scheduler::tick`], with `busy` held by the caller.
+    async fn tick_held(&self, name: &str) -> Result<Option<RunRow>> {
+        let spec = &self.job(name)?;
         let Some(row) = self.store.job(name).await.map_err(store_err)? else {
             return Ok(None);
         };
@@ -419,7 +476,7 @@ impl Scheduler {
     /// Runs `name` now, whatever its schedule, threshold or pause say.
     pub async fn run_now(&self, name: &str) -> Result<RunRow> {
         let _busy = self.busy.lock().await;
-        let spec = self.job(name)?;
+        let spec = &self.job(name)?;
         let fresh = self.new_contributions(spec).await.ok();
         let run = self
             .store
@@ -442,7 +499,9 @@ impl Scheduler {
         Ok(self.execute(spec, run).await)
     }
 
-    /// Takes over runs of this worker's jobs whose lease ran out, and finishes them.
+    /// Takes up jobs made through the API; takes over runs of this worker's jobs whose lease
+    /// ran out, and finishes them; starts the runs asked for through the API; runs the API's
+    /// jobs that are due.
     pub async fn sweep(&self) -> Result<Vec<RunRow>> {
         let mut done = Vec::new();
         if self.stopping.load(Ordering::SeqCst) {
@@ -451,6 +510,41 @@ impl Scheduler {
         let Ok(_busy) = self.busy.try_lock() else {
             return Ok(done);
         };
+        let rows = self.adopt().await?;
+        done.extend(self.take_over_expired().await?);
+        for row in &rows {
+            let (Some((at, by)), Ok(spec)) = (&row.requested, self.job(&row.name)) else {
+                continue;
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                return Ok(done);
+            }
+            let (now, lease) = (now_ms(), self.lease_until());
+            let started = self
+                .store
+                .start_requested_run(&row.name, (*at, by), &self.cfg.worker, now, lease)
+                .await
+                .map_err(store_err)?;
+            if let Some(run) = started {
+                tracing::info!(job = %row.name, seq = run.seq, by = %by, "starting a run asked for through the API");
+                done.push(self.execute(&spec, run).await);
+            }
+        }
+        for j in self.jobs()[self.configured..].to_vec() {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.tick_held(&j.name).await {
+                Ok(r) => done.extend(r),
+                Err(e) => tracing::error!(job = %j.name, "{e}"),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes over runs of this worker's jobs whose lease ran out, and finishes them.
+    async fn take_over_expired(&self) -> Result<Vec<RunRow>> {
+        let mut done = Vec::new();
         for run in self.store.expired_runs(now_ms()).await.map_err(store_err)? {
             let Ok(spec) = self.job(&run.job) else {
                 continue;
@@ -645,7 +739,16 @@ impl Scheduler {
             })?,
             None => {
                 let ids = self.datanet_ids(spec).await?;
-                let s = snapshot::snapshot(&self.chain, &self.lake, &ids, None).await?;
+                let on_chain =
+                    tributary_pipeline::chain_state::ChainState::read(&self.chain).await?;
+                let preview = snapshot::preview(&self.lake, &on_chain, &ids, None).await?;
+                if let Some(u) = spec.usage {
+                    let refused = usage::refused(u, &preview.licenses);
+                    if !refused.is_empty() {
+                        return Err(Error::InvalidInput(license_refusal(u, &refused)));
+                    }
+                }
+                let s = snapshot::commit(&self.chain, &self.lake, &preview.manifest).await?;
                 run.snapshot_id = Some(s.manifest.snapshot_id.to_string());
                 run.contributions = Some(s.manifest.contributions.len() as u64);
                 run.message = "snapshot committed; training".into();
@@ -709,6 +812,22 @@ impl Scheduler {
             })
                 as std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
         };
+        // Each step's training loss goes to the store as it comes, for whoever watches.
+        let (losses, mut steps) = tokio::sync::mpsc::unbounded_channel::<(u64, f64)>();
+        let recorder = {
+            let (store, job_name, seq) = (self.store.clone(), run.job.clone(), run.seq);
+            tokio::spawn(async move {
+                while let Some(first) = steps.recv().await {
+                    let mut points = vec![first];
+                    while let Ok(p) = steps.try_recv() {
+                        points.push(p);
+                    }
+                    if let Err(e) = store.record_losses(&job_name, seq, &points).await {
+                        tracing::warn!(job = %job_name, seq, "recording training losses: {e}");
+                    }
+                }
+            })
+        };
         let outcome = job::run_gated(
             &self.chain,
             &self.lake,
@@ -716,9 +835,12 @@ impl Scheduler {
             &opts,
             Some(spec.min_improvement),
             Some(&holds_lease),
-            Box::new(|_| {}),
+            Box::new(move |p| {
+                let _ = losses.send((p.step as u64, p.loss));
+            }),
         )
         .await;
+        let _ = recorder.await;
         let outcome = match outcome {
             Err(Error::LeaseLost(why)) => {
                 tracing::warn!(job = %run.job, seq = run.seq, "{why}");
@@ -783,7 +905,7 @@ impl Scheduler {
         };
         self.register().await?;
         let mut timers = JobScheduler::new().await.map_err(timer_err)?;
-        for j in &self.jobs {
+        for j in &self.configured() {
             let me = self.clone();
             let name = j.name.clone();
             let job = Job::new_async(j.cron.as_str(), move |_, _| {
@@ -813,7 +935,7 @@ impl Scheduler {
             if let Err(e) = me.sweep().await {
                 tracing::error!("sweeping for stopped runs: {e}");
             }
-            for j in me.jobs.clone() {
+            for j in me.configured() {
                 me.tick_logged(&j.name).await;
             }
         });
@@ -840,10 +962,23 @@ impl Scheduler {
         if !matches!(self.tick(name).await, Ok(Some(_))) {
             return;
         }
-        for j in &self.jobs {
+        for j in &self.configured() {
             self.tick_logged(&j.name).await;
         }
     }
+}
+
+/// Why a run of a job for `usage` stops: the `refused` licenses, each with its count.
+pub fn license_refusal(usage: Use, refused: &[(String, u64, String)]) -> String {
+    let list: Vec<String> = refused
+        .iter()
+        .map(|(_, n, why)| format!("{n} contribution(s) under {why}"))
+        .collect();
+    format!(
+        "the snapshot holds licenses that {} use does not allow: {}; train for another use, or on Datanets whose licenses allow it",
+        usage.as_str(),
+        list.join("; ")
+    )
 }
 
 /// A run's OpenLineage run id: a UUID derived from job, run number and attempt, so the

@@ -11,7 +11,7 @@
 //! and root), so a run that crashed after writing the manifest or after the transaction is
 //! finished by running it again.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use alloy::primitives::{Address, B256, TxHash, U256};
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
@@ -52,6 +52,25 @@ pub async fn freeze(
     datanets: &[u64],
     at: Option<u64>,
 ) -> Result<SnapshotManifest> {
+    Ok(preview(lake, on_chain, datanets, at).await?.manifest)
+}
+
+/// What a snapshot would hold ([`freeze`]), with the licenses its contributions carry.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The manifest [`freeze`] gives.
+    pub manifest: SnapshotManifest,
+    /// Contributions per SPDX license id.
+    pub licenses: BTreeMap<String, u64>,
+}
+
+/// [`freeze`], counting the contributions of each license. Nothing is written.
+pub async fn preview(
+    lake: &Lake,
+    on_chain: &ChainState,
+    datanets: &[u64],
+    at: Option<u64>,
+) -> Result<Preview> {
     let datanets: BTreeSet<u64> = datanets.iter().copied().collect();
     if datanets.is_empty() {
         return Err(Error::InvalidInput(
@@ -73,6 +92,7 @@ pub async fn freeze(
     let rejections = on_chain.rejections(lake).await?;
     let mut seen_datanets = BTreeSet::new();
     let mut entries = Vec::new();
+    let mut license_of = HashMap::new();
     for b in &rows {
         let datanet = b
             .column_by_name("datanet_id")
@@ -88,6 +108,10 @@ pub async fn freeze(
             .as_string::<i32>();
         let batch = b
             .column_by_name("batch_id")
+            .expect("declared column")
+            .as_string::<i32>();
+        let license = b
+            .column_by_name("license")
             .expect("declared column")
             .as_string::<i32>();
         for i in 0..b.num_rows() {
@@ -111,6 +135,7 @@ pub async fn freeze(
             {
                 continue;
             }
+            license_of.insert(cid, license.value(i));
             entries.push(SnapshotEntry {
                 id: cid,
                 datanet_id: d,
@@ -142,7 +167,11 @@ pub async fn freeze(
     let root = manifest.merkle_tree().root();
     manifest.snapshot_id =
         SnapshotManifest::id_of(&manifest.datanet_ids, &manifest.lake_versions, root);
-    Ok(manifest)
+    let mut licenses = BTreeMap::new();
+    for e in &manifest.contributions {
+        *licenses.entry(license_of[&e.id].to_string()).or_insert(0) += 1;
+    }
+    Ok(Preview { manifest, licenses })
 }
 
 /// Writes `manifest` to the lake and commits it on chain (`SnapshotCommitted`). The signer

@@ -24,6 +24,10 @@ pub struct JobRow {
     pub runs: u64,
     /// When a due occurrence was last checked without starting a run, and why not.
     pub last_check: Option<(i64, String)>,
+    /// The API credential that created it (`None`: a worker's tributary.toml).
+    pub created_by: Option<String>,
+    /// A run asked for through the API and not started yet: when, and by whom.
+    pub requested: Option<(i64, String)>,
 }
 
 /// Where a run stands.
@@ -104,11 +108,24 @@ pub struct RunRow {
     pub eval_loss: Option<f64>,
     /// What happened, in words.
     pub message: String,
+    /// Who asked for it through the API (runs with trigger `request`).
+    pub requested_by: Option<String>,
 }
 
 const RUN_COLUMNS: &str = "job, seq, trigger_kind, due_ms, status, worker, lease_until_ms, \
      attempts, started_ms, finished_ms, snapshot_id, contributions, new_contributions, \
-     adapter_id, version, current_loss, eval_loss, message";
+     adapter_id, version, current_loss, eval_loss, message, requested_by";
+
+/// How a run being started claims its occasion.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// The occurrence `.0`, moving the job on to `.1`.
+    Due(i64, i64),
+    /// The API request made at `.0`.
+    Request(i64),
+    /// Nothing: a run out of schedule (`jobs run`).
+    Manual,
+}
 
 fn run_row(r: &AnyRow) -> Result<RunRow> {
     let opt_u64 = |i: usize| r.get::<Option<i64>, _>(i).map(|v| v as u64);
@@ -131,6 +148,7 @@ fn run_row(r: &AnyRow) -> Result<RunRow> {
         current_loss: r.get(15),
         eval_loss: r.get(16),
         message: r.get(17),
+        requested_by: r.get(18),
     })
 }
 
@@ -138,6 +156,8 @@ fn job_row(r: &AnyRow) -> Result<JobRow> {
     let spec: String = r.get(2);
     let when: Option<i64> = r.get(6);
     let why: Option<String> = r.get(7);
+    let asked: Option<i64> = r.get(9);
+    let asker: Option<String> = r.get(10);
     Ok(JobRow {
         name: r.get(0),
         cron: r.get(1),
@@ -147,11 +167,13 @@ fn job_row(r: &AnyRow) -> Result<JobRow> {
         next_due_ms: r.get(4),
         runs: r.get::<i64, _>(5) as u64,
         last_check: when.zip(why),
+        created_by: r.get(8),
+        requested: asked.zip(asker),
     })
 }
 
-const JOB_COLUMNS: &str =
-    "name, cron, spec, paused, next_due_ms, runs, last_check_ms, last_check FROM jobs";
+const JOB_COLUMNS: &str = "name, cron, spec, paused, next_due_ms, runs, last_check_ms, \
+     last_check, created_by, requested_ms, requested_by FROM jobs";
 
 impl Store {
     /// Adds the job `name`, or updates its cron and spec. `first_due_ms` becomes its next due
@@ -180,6 +202,48 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Adds the job `name`, made through the API by `created_by`, first due at
+    /// `first_due_ms`; false (and nothing changes) when a job of that name exists.
+    pub async fn create_job(
+        &self,
+        name: &str,
+        cron: &str,
+        spec: &serde_json::Value,
+        first_due_ms: i64,
+        now_ms: i64,
+        created_by: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO jobs (name, cron, spec, paused, next_due_ms, runs, updated_ms, created_by) \
+             VALUES ($1, $2, $3, 0, $4, 0, $5, $6) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(cron)
+        .bind(spec.to_string())
+        .bind(first_due_ms)
+        .bind(now_ms)
+        .bind(created_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Asks for a run of `name` now, by `by`; a worker starts it on its next sweep, whatever
+    /// the schedule, threshold or pause say. A request not started yet stays as it was (one
+    /// run per request). False when there is no such job.
+    pub async fn request_run(&self, name: &str, by: &str, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET requested_ms = COALESCE(requested_ms, $1), \
+             requested_by = COALESCE(requested_by, $2) WHERE name = $3",
+        )
+        .bind(now_ms)
+        .bind(by)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Every job, by name.
@@ -249,20 +313,63 @@ impl Store {
         lease_until_ms: i64,
         new_contributions: Option<u64>,
     ) -> Result<Option<RunRow>> {
+        let claim = due.map_or(Claim::Manual, |(d, n)| Claim::Due(d, n));
+        let lease = (worker, now_ms, lease_until_ms);
+        self.start(name, claim, trigger, lease, new_contributions, None)
+            .await
+    }
+
+    /// Starts the run asked for at `requested_ms` (a [`JobRow::requested`]) by `by`, leased to
+    /// `worker`, with trigger `request`; `None` when another worker started it first.
+    pub async fn start_requested_run(
+        &self,
+        name: &str,
+        (requested_ms, by): (i64, &str),
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<RunRow>> {
+        let claim = Claim::Request(requested_ms);
+        let lease = (worker, now_ms, lease_until_ms);
+        self.start(name, claim, "request", lease, None, Some(by.to_string()))
+            .await
+    }
+
+    /// Claims the occasion and inserts the run, in one transaction.
+    async fn start(
+        &self,
+        name: &str,
+        claim: Claim,
+        trigger: &str,
+        (worker, now_ms, lease_until_ms): (&str, i64, i64),
+        new_contributions: Option<u64>,
+        requested_by: Option<String>,
+    ) -> Result<Option<RunRow>> {
         let mut tx = self.pool.begin().await?;
-        if let Some((due_ms, next_ms)) = due {
-            let took = sqlx::query(
-                "UPDATE jobs SET next_due_ms = $1, last_check_ms = NULL, last_check = NULL \
-                 WHERE name = $2 AND next_due_ms = $3",
-            )
-            .bind(next_ms)
-            .bind(name)
-            .bind(due_ms)
-            .execute(&mut *tx)
-            .await?;
-            if took.rows_affected() != 1 {
-                return Ok(None);
-            }
+        let took = match claim {
+            Claim::Due(due_ms, next_ms) => Some(
+                sqlx::query(
+                    "UPDATE jobs SET next_due_ms = $1, last_check_ms = NULL, last_check = NULL \
+                     WHERE name = $2 AND next_due_ms = $3",
+                )
+                .bind(next_ms)
+                .bind(name)
+                .bind(due_ms),
+            ),
+            Claim::Request(at) => Some(
+                sqlx::query(
+                    "UPDATE jobs SET requested_ms = NULL, requested_by = NULL \
+                     WHERE name = $1 AND requested_ms = $2",
+                )
+                .bind(name)
+                .bind(at),
+            ),
+            Claim::Manual => None,
+        };
+        if let Some(q) = took
+            && q.execute(&mut *tx).await?.rows_affected() != 1
+        {
+            return Ok(None);
         }
         let runs: Option<i64> = sqlx::query_scalar("SELECT runs FROM jobs WHERE name = $1")
             .bind(name)
@@ -286,7 +393,11 @@ impl Store {
             job: name.to_string(),
             seq: runs as u64 + 1,
             trigger: trigger.to_string(),
-            due_ms: due.map_or(now_ms, |d| d.0),
+            due_ms: match claim {
+                Claim::Due(due_ms, _) => due_ms,
+                Claim::Request(at) => at,
+                Claim::Manual => now_ms,
+            },
             status: RunStatus::Running,
             worker: worker.to_string(),
             lease_until_ms,
@@ -301,10 +412,11 @@ impl Store {
             current_loss: None,
             eval_loss: None,
             message: "started".into(),
+            requested_by,
         };
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO job_runs ({RUN_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         )))
         .bind(&run.job)
         .bind(run.seq as i64)
@@ -324,6 +436,7 @@ impl Store {
         .bind(run.current_loss)
         .bind(run.eval_loss)
         .bind(&run.message)
+        .bind(run.requested_by.clone())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -470,5 +583,40 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    /// Records training losses `(step, loss)` of run `seq` of `job` (a step recorded before,
+    /// by an earlier attempt of the run, is overwritten).
+    pub async fn record_losses(&self, job: &str, seq: u64, points: &[(u64, f64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for &(step, loss) in points {
+            sqlx::query(
+                "INSERT INTO job_run_losses (job, seq, step, loss) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (job, seq, step) DO UPDATE SET loss = excluded.loss",
+            )
+            .bind(job)
+            .bind(seq as i64)
+            .bind(step as i64)
+            .bind(loss)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Training losses of run `seq` of `job` recorded so far, by step.
+    pub async fn losses(&self, job: &str, seq: u64) -> Result<Vec<(u64, f64)>> {
+        let rows = sqlx::query(
+            "SELECT step, loss FROM job_run_losses WHERE job = $1 AND seq = $2 ORDER BY step",
+        )
+        .bind(job)
+        .bind(seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as u64, r.get::<f64, _>(1)))
+            .collect())
     }
 }

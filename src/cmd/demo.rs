@@ -184,7 +184,16 @@ impl Demo {
         )
         .await
         .context("opening the SQL session")?;
-        let schema = tributary_api::schema_over(index, Some(lake.clone()));
+        // The ModelFactory's mutations take the same API token as the `/v1` routes.
+        let (token, _) = super::api_token(None, &args.data_dir)?;
+        let writes = tributary_api::Writes {
+            token,
+            factory: std::sync::Arc::new(crate::factory::ModelFactory {
+                chain: chain.clone(),
+                lake: lake.clone(),
+            }),
+        };
+        let schema = tributary_api::schema_with(index, Some(lake.clone()), Some(writes));
         Ok(Demo {
             args,
             chain,
@@ -459,8 +468,12 @@ impl Demo {
             "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
         );
         println!("chain RPC: {}", chain.url());
+        println!(
+            "ModelFactory (train an adapter from a form; the API token is in {token_from}): http://{http}/#/factory"
+        );
         println!("Explorer (lineage, proofs, attribution): http://{http}/");
         println!("Ctrl-C to stop.");
+        let _background = self.follow()?;
         let wire = tokio::spawn(tributary_api::pg::serve(
             pg_listener,
             self.analyst.clone(),
@@ -478,6 +491,42 @@ impl Demo {
         wire.abort();
         served?;
         Ok(())
+    }
+}
+
+impl Demo {
+    /// While the demo serves: the indexer following the chain, and a scheduler worker running
+    /// the demo's job and the jobs made in the ModelFactory (what they publish is indexed and
+    /// shown). Both stop when the returned set is dropped.
+    fn follow(&self) -> anyhow::Result<tokio::task::JoinSet<()>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let (chain, store, lake) = (self.chain.clone(), self.store.clone(), self.lake.clone());
+        tasks.spawn(async move {
+            let indexer = Indexer::new(&chain, &store, &lake);
+            if let Err(e) = indexer.follow(std::future::pending()).await {
+                eprintln!("demo: the indexer stopped: {e}");
+            }
+        });
+        let mut worker = tributary_models::schedule::WorkerConfig::new(
+            &self.args.data_dir,
+            &tributary_trainer::base::default_cache(),
+        );
+        worker.worker = "demo".into();
+        let scheduler = std::sync::Arc::new(tributary_models::schedule::Scheduler::new(
+            self.chain.clone(),
+            self.lake.clone(),
+            self.store.clone(),
+            crate::config::parse(DEMO_CONFIG)?.jobs,
+            worker,
+            None,
+        )?);
+        tasks.spawn(async move {
+            let run = scheduler.run(std::future::pending(), std::time::Duration::ZERO);
+            if let Err(e) = run.await {
+                eprintln!("demo: the scheduler stopped: {e}");
+            }
+        });
+        Ok(tasks)
     }
 }
 

@@ -97,10 +97,11 @@ pub(crate) struct Args {
     /// stop working.
     #[arg(long)]
     no_introspection: bool,
-    /// File holding the bearer token that `/v1/completions` and `/v1/chat/completions` require
-    /// (they record every answer on chain); `TRIBUTARY_API_TOKEN` gives the token itself.
-    /// Default: `api-token` in the data directory, created with a random token on first start.
-    /// Reads (GraphQL queries, SQL, `/v1/models`) need none.
+    /// File holding the bearer token that `/v1/completions` and `/v1/chat/completions` (they
+    /// record every answer on chain) and GraphQL mutations (the ModelFactory's `createJob`,
+    /// `runJob`) require; `TRIBUTARY_API_TOKEN` gives the token itself. Default: `api-token` in
+    /// the data directory, created with a random token on first start. Reads (GraphQL
+    /// queries, SQL, `/v1/models`) need none.
     #[arg(long, env = "TRIBUTARY_API_TOKEN_FILE", value_name = "PATH")]
     api_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -414,7 +415,17 @@ async fn api_routes(
         timeout: Duration::from_secs_f64(args.graphql_timeout),
         max_body_bytes: args.graphql_max_body,
     };
-    let schema = tributary_api::schema_over(index, Some(shared.lake.clone()));
+    // The ModelFactory's mutations: holders of the API token make and start training jobs.
+    let (token, token_from) =
+        super::api_token(args.api_token_file.as_deref(), &args.common.data_dir)?;
+    let writes = tributary_api::Writes {
+        token,
+        factory: Arc::new(crate::factory::ModelFactory {
+            chain: shared.chain.clone(),
+            lake: shared.lake.clone(),
+        }),
+    };
+    let schema = tributary_api::schema_with(index, Some(shared.lake.clone()), Some(writes));
     let explorer = super::explorer_chain(&shared.chain, args.explorer_rpc.as_ref());
     let router = axum::Router::new()
         .merge(tributary_api::router(schema, &limits))
@@ -422,6 +433,9 @@ async fn api_routes(
         .merge(tributary_api::sql_http::router(analyst.clone()));
     let addr = shared.addr;
     println!("Explorer (lineage, proofs, attribution): http://{addr}/");
+    println!(
+        "ModelFactory (training jobs from a form; GraphQL mutations need the API token, {token_from}): http://{addr}/#/factory"
+    );
     println!("GraphQL (GraphiQL in a browser): http://{addr}/graphql");
     println!("GraphQL subscriptions (graphql-transport-ws): ws://{addr}/graphql/ws");
     println!("SQL: POST http://{addr}/sql");

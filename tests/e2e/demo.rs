@@ -331,6 +331,24 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
         );
     }
 
+    // The ModelFactory is served too: its preview of a job on the demo's Datanet.
+    let factory = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ModelFactory (")?.split_once("): "))
+        .map(|(_, u)| u)
+        .expect("the ModelFactory's URL");
+    assert!(factory.ends_with("/#/factory"), "{factory}");
+    let res = post_graphql(
+        url,
+        "{ snapshotPreview(datanets: [\"kitchen-conversions\"], use: \"commercial\") { contributions allowed } }",
+    )
+    .await;
+    assert_eq!(
+        res["data"]["snapshotPreview"],
+        serde_json::json!({"contributions": 288, "allowed": true}),
+        "{res}"
+    );
+
     // The explorer: a contribution's page, in headless Chromium, checks the Merkle proof
     // against the root it reads itself from the registry contract over the demo's chain RPC.
     let explorer = after(&lines, "Explorer (lineage, proofs, attribution): ");
@@ -618,6 +636,12 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> std::process::Exi
 /// README's screenshots: `TRIBUTARY_SCREENSHOTS=docs/screenshots cargo test --test e2e demo`);
 /// an empty `name` takes none.
 async fn browse(url: &str, name: &str) -> Value {
+    browse_with(url, name, &[]).await
+}
+
+/// [`browse`], acting on the page first (`explorer.py`'s actions: `click:TESTID`,
+/// `fill:TESTID=TEXT`, `wait:TESTID=TEXT`, …).
+pub(crate) async fn browse_with(url: &str, name: &str, actions: &[String]) -> Value {
     let env = |name: &str| {
         std::env::var(name)
             .ok()
@@ -632,6 +656,7 @@ async fn browse(url: &str, name: &str) -> Value {
     }
     let out = command
         .args([script, url])
+        .args(actions)
         .env("TRIBUTARY_CHROMIUM", env("TRIBUTARY_CHROMIUM"))
         .env("TRIBUTARY_CHROMEDRIVER", env("TRIBUTARY_CHROMEDRIVER"))
         .env("SE_OFFLINE", "true")

@@ -5,6 +5,7 @@ mod cli;
 mod datanets;
 mod demo;
 mod deployment;
+mod factory;
 mod index;
 mod jobs;
 mod s3;

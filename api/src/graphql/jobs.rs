@@ -5,7 +5,8 @@ use tributary_sql::{JobRow, RunRow};
 
 use super::load::{graph, internal};
 
-/// A scheduled training job (a `[[jobs]]` table of a worker's tributary.toml).
+/// A scheduled training job (a `[[jobs]]` table of a worker's tributary.toml, or made
+/// through the `createJob` mutation).
 pub(crate) struct Job(pub(crate) JobRow);
 
 /// Milliseconds since the epoch as RFC 3339 UTC.
@@ -42,6 +43,19 @@ impl Job {
     async fn next_due(&self) -> String {
         time(self.0.next_due_ms)
     }
+    /// The API credential that made it (`token:` and a fingerprint); null for a job of a
+    /// worker's tributary.toml.
+    async fn created_by(&self) -> Option<&str> {
+        self.0.created_by.as_deref()
+    }
+    /// A run asked for (`runJob`) that no worker has started yet: when (RFC 3339, UTC) and
+    /// by whom.
+    async fn requested(&self) -> Option<String> {
+        self.0
+            .requested
+            .as_ref()
+            .map(|(t, by)| format!("{} by {by}", time(*t)))
+    }
     /// When a due occurrence was last passed over without a run, and why.
     async fn last_check(&self) -> Option<String> {
         self.0
@@ -66,6 +80,7 @@ impl Job {
 
 /// One run of a job.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub(crate) struct JobRun {
     /// The job.
     job: String,
@@ -101,6 +116,34 @@ pub(crate) struct JobRun {
     eval_loss: Option<f64>,
     /// What happened.
     message: String,
+    /// Who asked for it through the API (trigger `request`).
+    requested_by: Option<String>,
+}
+
+/// A training step's loss.
+#[derive(SimpleObject)]
+pub(crate) struct LossPoint {
+    /// Optimizer steps done.
+    step: u64,
+    /// Training loss of that step.
+    loss: f64,
+}
+
+#[async_graphql::ComplexObject]
+impl JobRun {
+    /// Its training loss per optimizer step, as recorded so far: it grows while the run
+    /// trains.
+    async fn losses(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<LossPoint>> {
+        let points = graph(ctx)
+            .store
+            .losses(&self.job, self.seq)
+            .await
+            .map_err(internal)?;
+        Ok(points
+            .into_iter()
+            .map(|(step, loss)| LossPoint { step, loss })
+            .collect())
+    }
 }
 
 impl From<RunRow> for JobRun {
@@ -123,6 +166,7 @@ impl From<RunRow> for JobRun {
             current_loss: r.current_loss,
             eval_loss: r.eval_loss,
             message: r.message,
+            requested_by: r.requested_by,
         }
     }
 }

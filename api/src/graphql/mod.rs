@@ -3,6 +3,7 @@
 //! every request runs under.
 
 mod documents;
+mod factory;
 mod jobs;
 mod live;
 mod load;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, EmptyMutation, Object, Schema, ServerError, SimpleObject};
+use async_graphql::{Context, Object, Schema, ServerError, SimpleObject};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLSubscription};
 use axum::Router;
 use axum::extract::State;
@@ -28,10 +29,11 @@ use objects::{
     Datanet, Inference, RewardEpoch, Snapshot, TrainingRun,
 };
 
+pub use factory::{CheckedJob, Factory, LicenseCount, Mutation, SnapshotPreview, Writes};
 pub use live::Subscription;
 
 /// The GraphQL schema.
-pub type TributarySchema = Schema<Query, EmptyMutation, Subscription>;
+pub type TributarySchema = Schema<Query, Mutation, Subscription>;
 
 /// Most items one list returns.
 const MAX_FIRST: u32 = 1000;
@@ -78,14 +80,29 @@ const PARSED_QUERIES: usize = 1024;
 pub const REORG_WINDOW: u64 = 64;
 
 /// Builds the schema over the store and chain of `index`, which answers the lineage walks.
+/// It takes no writes: every mutation is refused.
 pub fn schema_over(index: LineageIndex, lake: Option<tributary_lake::Lake>) -> TributarySchema {
+    schema_with(index, lake, None)
+}
+
+/// [`schema_over`], taking the ModelFactory's writes (jobs made and started through the
+/// mutations) from holders of `writes.token`.
+pub fn schema_with(
+    index: LineageIndex,
+    lake: Option<tributary_lake::Lake>,
+    writes: Option<Writes>,
+) -> TributarySchema {
     let graph = load::Graph {
         store: index.store().clone(),
         chain_id: index.chain_id(),
         index,
     };
     let (graph, manifests) = objects::loaders(graph, lake);
-    Schema::build(Query, EmptyMutation, Subscription)
+    let mut builder = Schema::build(Query, Mutation, Subscription);
+    if let Some(w) = writes {
+        builder = builder.data(w);
+    }
+    builder
         .data(graph)
         .data(manifests)
         .data(live::Poll(Duration::from_millis(250)))
@@ -124,14 +141,17 @@ async fn execute(
         limits,
         documents,
     }): State<Handler>,
+    headers: axum::http::HeaderMap,
     request: GraphQLBatchRequest,
 ) -> GraphQLResponse {
     let mut request = request.into_inner();
     if !limits.introspection {
         request = request.disable_introspection();
     }
+    let auth = factory::Authorization(headers.get(axum::http::header::AUTHORIZATION).cloned());
     for r in request.iter_mut() {
         documents.prepare(r);
+        r.data.insert(auth.clone());
     }
     match tokio::time::timeout(limits.timeout, schema.execute_batch(request)).await {
         Ok(response) => response.into(),
@@ -165,6 +185,28 @@ impl Query {
     async fn jobs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<jobs::Job>> {
         let rows = graph(ctx).store.jobs().await.map_err(internal)?;
         Ok(rows.into_iter().map(jobs::Job).collect())
+    }
+
+    /// The training job `name`, if there is one.
+    async fn job(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<Option<jobs::Job>> {
+        let row = graph(ctx).store.job(&name).await.map_err(internal)?;
+        Ok(row.map(jobs::Job))
+    }
+
+    /// What a job training on `datanets` (names or ids) would freeze now: contributions,
+    /// contributors, licenses; with `use` (`commercial` or `research`), which licenses that
+    /// use does not allow (a job for it is refused). Needs a server with its chain and lake.
+    async fn snapshot_preview(
+        &self,
+        ctx: &Context<'_>,
+        datanets: Vec<String>,
+        #[graphql(name = "use")] usage: Option<String>,
+    ) -> async_graphql::Result<SnapshotPreview> {
+        factory::preview(ctx, &datanets, usage.as_deref()).await
     }
 
     /// Runs of every job (or of `job`), newest first.

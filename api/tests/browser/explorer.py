@@ -5,14 +5,17 @@ resource the page loaded (so the caller can check nothing came from outside the 
 
 Usage: explorer.py URL [ACTION...]   (TRIBUTARY_CHROMIUM and TRIBUTARY_CHROMEDRIVER name the
 binaries). An ACTION is `click:TESTID`, `fill:TESTID=TEXT` (types TEXT and sends a change
-event), `select:TESTID=VALUE`, or `hover-center` (the mouse on the lineage picture's centre
-node, until the picture has lit what it reaches); the page settles again after each. With
+event), `select:TESTID=VALUE`, `hover-center` (the mouse on the lineage picture's centre
+node, until the picture has lit what it reaches), or `wait:TESTID=TEXT` (until that element
+shows TEXT; it fails when it shows `failed`, or when the page has not changed for 5 minutes:
+a slow machine that keeps making progress passes); the page settles again after each. With
 TRIBUTARY_SCREENSHOT set to a path, the settled page is saved there as PNG (1280 wide).
 """
 
 import json
 import os
 import sys
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -44,6 +47,25 @@ return out;
 """
 
 
+def wait_for_text(driver, testid: str, text: str, stall: float = 300.0) -> None:
+    """Waits until the element `testid` shows `text`; fails when it shows `failed` or when the
+    page stays the same for `stall` seconds."""
+    shown = f"const e = document.querySelector('[data-testid={testid}]'); return e ? e.innerText : null;"
+    seen, moved = None, time.monotonic()
+    while True:
+        now = driver.execute_script(shown)
+        if now == text:
+            return
+        page = driver.execute_script("return document.querySelector('[data-testid=view]').innerText")
+        if now == "failed":
+            raise SystemExit(f"{testid} shows failed:\n{page}")
+        if page != seen:
+            seen, moved = page, time.monotonic()
+        if time.monotonic() - moved > stall:
+            raise SystemExit(f"{testid} is {now!r}, not {text!r}, and the page has not changed for {stall} s:\n{page}")
+        time.sleep(0.5)
+
+
 def main(url: str, actions: list[str]) -> None:
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ["TRIBUTARY_CHROMIUM"]
@@ -70,6 +92,10 @@ def main(url: str, actions: list[str]) -> None:
                 continue
             verb, _, rest = action.partition(":")
             testid, _, value = rest.partition("=")
+            if verb == "wait":
+                wait_for_text(driver, testid, value)
+                wait.until(lambda d: d.execute_script(SETTLED))
+                continue
             el = driver.find_element(By.CSS_SELECTOR, f"[data-testid='{testid}']")
             if verb == "click":
                 el.click()

@@ -625,6 +625,35 @@ async fn lineage_comes_in_pages_with_a_summary_and_stays_fresh() {
     assert!(d["seq"].as_u64().unwrap() > one["data"]["ancestry"]["seq"].as_u64().unwrap());
 }
 
+/// A schema built without writes refuses every mutation, and says where writes are taken.
+#[tokio::test]
+async fn a_schema_without_writes_refuses_mutations() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = tributary_api::schema(fixture(dir.path(), 0).await, None, CHAIN);
+    for m in [
+        "mutation { createJob(spec: \"name = 'x'\") { name } }",
+        "mutation { runJob(name: \"x\") { name } }",
+    ] {
+        let r = schema.execute(m).await;
+        assert_eq!(r.errors.len(), 1, "{m}");
+        assert!(
+            r.errors[0]
+                .message
+                .contains("this server has no ModelFactory"),
+            "{}",
+            r.errors[0].message
+        );
+    }
+    let r = schema
+        .execute("{ snapshotPreview(datanets: [\"1\"]) { contributions } }")
+        .await;
+    assert!(
+        r.errors[0].message.contains("no ModelFactory"),
+        "{:?}",
+        r.errors
+    );
+}
+
 /// The SDL in `schemas/graphql/schema.graphql` is the schema's; `TRIBUTARY_BLESS=1` rewrites it.
 #[tokio::test]
 async fn the_exported_sdl_matches_the_schema() {

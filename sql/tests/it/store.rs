@@ -218,6 +218,73 @@ async fn suite(store: &Store) {
     assert_eq!(store.mirror_progress(chain, "other").await.unwrap(), None);
     let id = store.store_id().await.unwrap();
     assert_eq!(store.store_id().await.unwrap(), id, "stable");
+    factory_jobs(store).await;
+}
+
+/// Jobs made through the API: made once per name, a run asked for starts once (two workers
+/// race for it), who made and asked is kept, and training losses are recorded by step.
+async fn factory_jobs(store: &Store) {
+    let spec = json!({"name": "f", "line": "l"});
+    assert!(
+        store
+            .create_job("f", "0 0 3 * * *", &spec, 50, 10, "token:aa")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_job("f", "* * * * * *", &spec, 1, 11, "token:bb")
+            .await
+            .unwrap(),
+        "a name is taken once"
+    );
+    let j = store.job("f").await.unwrap().unwrap();
+    assert_eq!(
+        (j.cron.as_str(), j.created_by.as_deref()),
+        ("0 0 3 * * *", Some("token:aa"))
+    );
+    assert_eq!(j.requested, None);
+    assert!(!store.request_run("missing", "token:aa", 12).await.unwrap());
+    assert!(store.request_run("f", "token:aa", 12).await.unwrap());
+    assert!(store.request_run("f", "token:cc", 13).await.unwrap());
+    let j = store.job("f").await.unwrap().unwrap();
+    assert_eq!(
+        j.requested,
+        Some((12, "token:aa".to_string())),
+        "the first request stays"
+    );
+    let (one, two) = tokio::join!(
+        store.start_requested_run("f", (12, "token:aa"), "w1", 14, 99),
+        store.start_requested_run("f", (12, "token:aa"), "w2", 14, 99),
+    );
+    let started: Vec<_> = [one.unwrap(), two.unwrap()].into_iter().flatten().collect();
+    assert_eq!(started.len(), 1, "one worker starts a request");
+    let run = &started[0];
+    assert_eq!(
+        (run.seq, run.trigger.as_str(), run.due_ms),
+        (1, "request", 12)
+    );
+    assert_eq!(run.requested_by.as_deref(), Some("token:aa"));
+    assert_eq!(store.job("f").await.unwrap().unwrap().requested, None);
+    assert_eq!(
+        store.runs(Some("f"), 5).await.unwrap()[0],
+        *run,
+        "as stored"
+    );
+    store
+        .record_losses("f", 1, &[(1, 2.5), (2, 2.0)])
+        .await
+        .unwrap();
+    store
+        .record_losses("f", 1, &[(2, 1.75), (3, 1.5)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.losses("f", 1).await.unwrap(),
+        vec![(1, 2.5), (2, 1.75), (3, 1.5)],
+        "a step recorded again (a run taken over) is overwritten"
+    );
+    assert!(store.losses("f", 2).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -1,0 +1,91 @@
+//! The ModelFactory's checks and previews for the API ([`tributary_api::Factory`]): a job is
+//! parsed and checked as a scheduler worker checks a `[[jobs]]` table, and a snapshot is
+//! previewed from the chain and the lake as a run would freeze it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tributary_api::{CheckedJob, Factory, LicenseCount, SnapshotPreview};
+use tributary_chain::Chain;
+use tributary_lake::Lake;
+use tributary_models::schedule::{Cron, JobSpec, license_refusal, now_ms};
+use tributary_models::usage::{self, Use};
+use tributary_pipeline::chain_state::ChainState;
+use tributary_pipeline::{datanet, snapshot};
+
+/// Checks and previews over one chain and lake.
+pub(crate) struct ModelFactory {
+    pub(crate) chain: Arc<Chain>,
+    pub(crate) lake: Lake,
+}
+
+#[async_trait::async_trait]
+impl Factory for ModelFactory {
+    fn check(&self, toml: &str) -> Result<CheckedJob, String> {
+        let spec: JobSpec = toml::from_str(toml)
+            .map_err(|e| format!("the job spec is not a valid [[jobs]] table: {e}"))?;
+        spec.check().map_err(|e| e.to_string())?;
+        let cron = Cron::parse(&spec.cron)?;
+        Ok(CheckedJob {
+            name: spec.name.clone(),
+            cron: spec.cron.clone(),
+            first_due_ms: cron.next_after(now_ms()),
+            spec: serde_json::to_value(&spec).map_err(|e| e.to_string())?,
+            datanets: spec.datanets.clone(),
+            usage: spec.usage.map(|u| u.as_str().to_string()),
+        })
+    }
+
+    async fn preview(
+        &self,
+        datanets: &[String],
+        usage: Option<&str>,
+    ) -> Result<SnapshotPreview, String> {
+        let usage = usage.map(Use::parse).transpose()?;
+        if datanets.is_empty() {
+            return Err("no Datanet given: name at least one to train on".into());
+        }
+        let mut ids = Vec::new();
+        for d in datanets {
+            let found = datanet::load(&self.chain, &self.lake, d).await;
+            ids.push(found.map_err(|e| e.to_string())?.id);
+        }
+        let on_chain = ChainState::read(&self.chain)
+            .await
+            .map_err(|e| e.to_string())?;
+        let p = snapshot::preview(&self.lake, &on_chain, &ids, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let contributors: HashSet<_> = p
+            .manifest
+            .contributions
+            .iter()
+            .map(|e| e.contributor)
+            .collect();
+        let licenses = p
+            .licenses
+            .iter()
+            .map(|(license, n)| {
+                let reason = usage.and_then(|u| u.allows(license).err());
+                LicenseCount {
+                    license: license.clone(),
+                    contributions: *n,
+                    allowed: reason.is_none(),
+                    reason,
+                }
+            })
+            .collect();
+        let refusal = usage.and_then(|u| {
+            let refused = usage::refused(u, &p.licenses);
+            (!refused.is_empty()).then(|| license_refusal(u, &refused))
+        });
+        Ok(SnapshotPreview {
+            datanets: p.manifest.datanet_ids.clone(),
+            contributions: p.manifest.contributions.len() as u64,
+            contributors: contributors.len() as u64,
+            licenses,
+            allowed: refusal.is_none(),
+            refusal,
+        })
+    }
+}
