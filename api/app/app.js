@@ -783,9 +783,12 @@ const JOB_FIELDS = `name cron line spec paused nextDue createdBy requested lastC
 /// and redraws the latest run's loss curve.
 async function job(name) {
   const here = location.hash;
-  const draw = (j) => {
+  const draw = (j, workers) => {
     const run = j.runs[0];
-    const status = run ? run.status : (j.requested ? 'requested' : 'no run yet');
+    // A run asked for waits while the latest one runs; after that it is what comes next.
+    const waiting = j.requested && run?.status !== 'running';
+    const status = waiting ? 'requested' : (run ? run.status : 'no run yet');
+    const live = status === 'running' || status === 'requested';
     const points = run ? run.losses.map((p) => [p.step, p.loss]) : [];
     const rows = j.runs.map((r) => [num(r.seq), esc(r.trigger), `<span class="pill ${r.status === 'failed' ? 'bad' : 'good'}">${esc(r.status)}</span>`,
       esc(r.startedAt), r.adapterId ? link('adapter', r.adapterId, r.version) : esc(r.version ?? '—'),
@@ -795,18 +798,21 @@ async function job(name) {
         ['made by', esc(j.createdBy ?? 'a worker\'s tributary.toml')], ['asked for', esc(j.requested ?? '—')],
         ['last check', esc(j.lastCheck ?? '—')]])}
       <h2>Latest run: <span class="pill ${status === 'failed' ? 'bad' : 'good'}" data-testid="run-status">${esc(status)}</span></h2>
+      ${live && !workers.length ? `<p class="error" data-testid="no-worker">No scheduler worker has swept this server's job
+        store in the last minute, so nothing will start or finish this run: start one (<code>tributary serve</code>, or
+        <code>tributary serve --only scheduler</code> on the same store).</p>` : ''}
       ${run ? `<p data-testid="run-message">${esc(run.message)}</p>
         ${run.adapterId ? `<p>adapter ${link('adapter', run.adapterId, `${run.version} ${short(run.adapterId)}`)}</p>` : ''}
         <p class="muted" data-testid="loss-points">${num(points.length)} training steps recorded${run.requestedBy ? `; asked for by ${esc(run.requestedBy)}` : ''}</p>
         ${lossChart(points, 'training loss')}` : ''}
       <h2>Runs</h2>${table(['run#', 'trigger', 'status', 'started', 'adapter', 'held-out loss#', 'what happened'], rows, 'runs')}
       <details><summary>Its full definition</summary><pre class="spec">${esc(JSON.stringify(JSON.parse(j.spec), null, 2))}</pre></details>`;
-    return status === 'running' || status === 'requested';
+    return live;
   };
   const load = async () => {
-    const d = await gql(`query($n: String!) { job(name: $n) { ${JOB_FIELDS} } }`, { n: name });
+    const d = await gql(`query($n: String!) { job(name: $n) { ${JOB_FIELDS} } schedulerWorkers { name } }`, { n: name });
     if (!d.job) throw new Error(`no job named ${name}`);
-    return d.job;
+    return [d.job, d.schedulerWorkers];
   };
   const poll = async () => {
     let live = true;
@@ -814,13 +820,13 @@ async function job(name) {
       await new Promise((r) => setTimeout(r, 1000));
       if (location.hash !== here) return;
       try {
-        live = draw(await load());
+        live = draw(...(await load()));
       } catch (e) {
         // a missed poll: the next one tries again
       }
     }
   };
-  if (draw(await load())) poll(); // the page is shown; it keeps itself current from here
+  if (draw(...(await load()))) poll(); // the page is shown; it keeps itself current from here
 }
 
 async function jobs() {

@@ -95,8 +95,10 @@ impl JobSpec {
     /// Checks the job; errors name the job, the key and the fix.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(format!("job {:?}: {m}", self.name)));
-        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
-            return bad("name must be non-empty, without spaces".into());
+        for (key, value) in [("name", &self.name), ("line", &self.line)] {
+            if let Err(why) = plain_name(value) {
+                return bad(format!("{key} {value:?} {why}"));
+            }
         }
         Cron::parse(&self.cron)
             .map_err(|e| Error::InvalidInput(format!("job {:?}: {e}", self.name)))?;
@@ -130,6 +132,22 @@ impl JobSpec {
             train: self.train.clone(),
             attribution: self.attribution.clone(),
         }
+    }
+}
+
+/// Job names and model lines name folders (`adapters/LINE@job-NAME-SEQ`): letters, digits,
+/// `.`, `_` and `-`, starting with a letter or digit, never `..`. The error says so.
+pub fn plain_name(s: &str) -> std::result::Result<(), &'static str> {
+    let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !s.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must be letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. \"kitchen-weekly\")",
+        )
     }
 }
 
@@ -476,6 +494,9 @@ impl Scheduler {
     /// Runs `name` now, whatever its schedule, threshold or pause say.
     pub async fn run_now(&self, name: &str) -> Result<RunRow> {
         let _busy = self.busy.lock().await;
+        if self.job(name).is_err() {
+            self.adopt().await?; // a job made through the API since this worker started
+        }
         let spec = &self.job(name)?;
         let fresh = self.new_contributions(spec).await.ok();
         let run = self
@@ -499,14 +520,17 @@ impl Scheduler {
         Ok(self.execute(spec, run).await)
     }
 
-    /// Takes up jobs made through the API; takes over runs of this worker's jobs whose lease
-    /// ran out, and finishes them; starts the runs asked for through the API; runs the API's
-    /// jobs that are due.
+    /// Notes this worker as seen; takes up jobs made through the API; takes over runs of this
+    /// worker's jobs whose lease ran out, and finishes them; starts the runs asked for through
+    /// the API (one at a time per job); runs the jobs that are due.
     pub async fn sweep(&self) -> Result<Vec<RunRow>> {
         let mut done = Vec::new();
         if self.stopping.load(Ordering::SeqCst) {
             return Ok(done);
         }
+        // Alive, busy or not: the API tells people when no worker is there.
+        let seen = self.store.worker_seen(&self.cfg.worker, now_ms()).await;
+        seen.map_err(store_err)?;
         let Ok(_busy) = self.busy.try_lock() else {
             return Ok(done);
         };
@@ -530,7 +554,9 @@ impl Scheduler {
                 done.push(self.execute(&spec, run).await);
             }
         }
-        for j in self.jobs()[self.configured..].to_vec() {
+        // Every job that fell due, the config file's included: a cron timer that fired while
+        // this worker was busy found it busy and did nothing.
+        for j in self.jobs() {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
@@ -816,13 +842,16 @@ impl Scheduler {
         let (losses, mut steps) = tokio::sync::mpsc::unbounded_channel::<(u64, f64)>();
         let recorder = {
             let (store, job_name, seq) = (self.store.clone(), run.job.clone(), run.seq);
+            let worker = run.worker.clone();
             tokio::spawn(async move {
                 while let Some(first) = steps.recv().await {
                     let mut points = vec![first];
                     while let Ok(p) = steps.try_recv() {
                         points.push(p);
                     }
-                    if let Err(e) = store.record_losses(&job_name, seq, &points).await {
+                    // Not written once the run is another worker's (its lease was lost).
+                    let recorded = store.record_losses(&job_name, seq, &worker, &points).await;
+                    if let Err(e) = recorded {
                         tracing::warn!(job = %job_name, seq, "recording training losses: {e}");
                     }
                 }

@@ -116,6 +116,17 @@ const RUN_COLUMNS: &str = "job, seq, trigger_kind, due_ms, status, worker, lease
      attempts, started_ms, finished_ms, snapshot_id, contributions, new_contributions, \
      adapter_id, version, current_loss, eval_loss, message, requested_by";
 
+/// Whether a run of `job` is running.
+async fn running(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &str) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM job_runs WHERE job = $1 AND status = 'running' LIMIT 1",
+    )
+    .bind(job)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// How a run being started claims its occasion.
 #[derive(Clone, Copy)]
 enum Claim {
@@ -176,7 +187,8 @@ const JOB_COLUMNS: &str = "name, cron, spec, paused, next_due_ms, runs, last_che
      last_check, created_by, requested_ms, requested_by FROM jobs";
 
 impl Store {
-    /// Adds the job `name`, or updates its cron and spec. `first_due_ms` becomes its next due
+    /// Adds the job `name` of a worker's config file, or updates its cron and spec (a job of
+    /// that name made through the API becomes the config file's). `first_due_ms` becomes its next due
     /// time when it is new or its cron changed; otherwise the stored one stays (so occurrences
     /// missed while no worker ran are still due, and caught up once).
     pub async fn upsert_job(
@@ -191,6 +203,7 @@ impl Store {
             "INSERT INTO jobs (name, cron, spec, paused, next_due_ms, runs, updated_ms) \
              VALUES ($1, $2, $3, 0, $4, 0, $5) \
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_ms = excluded.updated_ms, \
+             created_by = NULL, \
              next_due_ms = CASE WHEN jobs.cron = excluded.cron THEN jobs.next_due_ms ELSE excluded.next_due_ms END, \
              cron = excluded.cron",
         )
@@ -320,7 +333,8 @@ impl Store {
     }
 
     /// Starts the run asked for at `requested_ms` (a [`JobRow::requested`]) by `by`, leased to
-    /// `worker`, with trigger `request`; `None` when another worker started it first.
+    /// `worker`, with trigger `request`; `None` when another worker started it first, or while
+    /// a run of the job is running (the request stays, for when it ends).
     pub async fn start_requested_run(
         &self,
         name: &str,
@@ -369,6 +383,12 @@ impl Store {
         if let Some(q) = took
             && q.execute(&mut *tx).await?.rows_affected() != 1
         {
+            return Ok(None);
+        }
+        // One run per job at a time: a request waits for the running one to end (dropping
+        // the transaction keeps it asked for). Checked after the claim's write, so SQLite
+        // takes its write lock first and two workers cannot deadlock upgrading a read lock.
+        if matches!(claim, Claim::Request(_)) && running(&mut tx, name).await? {
             return Ok(None);
         }
         let runs: Option<i64> = sqlx::query_scalar("SELECT runs FROM jobs WHERE name = $1")
@@ -527,6 +547,12 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(None);
         }
+        // The losses of the attempt before: the new attempt trains again from its snapshot.
+        sqlx::query("DELETE FROM job_run_losses WHERE job = $1 AND seq = $2")
+            .bind(&run.job)
+            .bind(run.seq as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(Some(RunRow {
             worker: worker.to_string(),
             lease_until_ms: until_ms,
@@ -585,24 +611,64 @@ impl Store {
         row.as_ref().map(run_row).transpose()
     }
 
-    /// Records training losses `(step, loss)` of run `seq` of `job` (a step recorded before,
-    /// by an earlier attempt of the run, is overwritten).
-    pub async fn record_losses(&self, job: &str, seq: u64, points: &[(u64, f64)]) -> Result<()> {
+    /// Records training losses `(step, loss)` of run `seq` of `job`, trained by `worker`: only
+    /// while `worker` holds the run (false otherwise, and nothing is written), so a worker that
+    /// lost its lease cannot mix its steps into the next attempt's.
+    pub async fn record_losses(
+        &self,
+        job: &str,
+        seq: u64,
+        worker: &str,
+        points: &[(u64, f64)],
+    ) -> Result<bool> {
+        // Each insert checks the lease itself, so the transaction's first statement writes
+        // (on SQLite it takes the write lock at once, never upgrading a read lock).
         let mut tx = self.pool.begin().await?;
         for &(step, loss) in points {
-            sqlx::query(
-                "INSERT INTO job_run_losses (job, seq, step, loss) VALUES ($1, $2, $3, $4) \
+            let done = sqlx::query(
+                "INSERT INTO job_run_losses (job, seq, step, loss) SELECT $1, $2, $3, $4 \
+                 WHERE EXISTS (SELECT 1 FROM job_runs WHERE job = $1 AND seq = $2 \
+                 AND worker = $5 AND status = 'running') \
                  ON CONFLICT (job, seq, step) DO UPDATE SET loss = excluded.loss",
             )
             .bind(job)
             .bind(seq as i64)
             .bind(step as i64)
             .bind(loss)
+            .bind(worker)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
         }
         tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Notes that scheduler `worker` swept the store at `now_ms`.
+    pub async fn worker_seen(&self, worker: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO job_workers (worker, seen_ms) VALUES ($1, $2) \
+             ON CONFLICT (worker) DO UPDATE SET seen_ms = excluded.seen_ms",
+        )
+        .bind(worker)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Scheduler workers that swept the store at `since_ms` or later, with when they last did,
+    /// latest first.
+    pub async fn workers_seen_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT worker, seen_ms FROM job_workers WHERE seen_ms >= $1 ORDER BY seen_ms DESC",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Training losses of run `seq` of `job` recorded so far, by step.

@@ -188,10 +188,11 @@ impl Demo {
         let (token, _) = super::api_token(None, &args.data_dir)?;
         let writes = tributary_api::Writes {
             token,
-            factory: std::sync::Arc::new(crate::factory::ModelFactory {
-                chain: chain.clone(),
-                lake: lake.clone(),
-            }),
+            factory: std::sync::Arc::new(crate::factory::ModelFactory::new(
+                chain.clone(),
+                lake.clone(),
+                &args.data_dir,
+            )),
         };
         let schema = tributary_api::schema_with(index, Some(lake.clone()), Some(writes));
         Ok(Demo {

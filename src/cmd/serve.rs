@@ -420,10 +420,11 @@ async fn api_routes(
         super::api_token(args.api_token_file.as_deref(), &args.common.data_dir)?;
     let writes = tributary_api::Writes {
         token,
-        factory: Arc::new(crate::factory::ModelFactory {
-            chain: shared.chain.clone(),
-            lake: shared.lake.clone(),
-        }),
+        factory: Arc::new(crate::factory::ModelFactory::new(
+            shared.chain.clone(),
+            shared.lake.clone(),
+            &args.common.data_dir,
+        )),
     };
     let schema = tributary_api::schema_with(index, Some(shared.lake.clone()), Some(writes));
     let explorer = super::explorer_chain(&shared.chain, args.explorer_rpc.as_ref());

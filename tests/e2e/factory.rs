@@ -136,6 +136,30 @@ async fn a_job_made_in_the_model_factory_trains_live_and_publishes() {
     let bad = spec("bad-cron", "kitchen-conversions", "commercial").replace("0 0 3 * * *", "daily");
     let r = gql(&base, CREATE, json!({ "s": bad }), Some(token)).await;
     assert!(error(&r).contains("cron \"daily\" is not valid"), "{r}");
+    // A job made through the API says what it is for, names no path as its base model, and
+    // has a name and line that are plain folder names.
+    let kitchen = spec("k", "kitchen-conversions", "commercial");
+    for (bad, why) in [
+        (
+            kitchen.replace("use = \"commercial\"\n", ""),
+            "say what its adapters are for",
+        ),
+        (
+            kitchen.replace("cron =", "base_model = \"/etc\"\ncron ="),
+            "base_model \"/etc\": give \"tiny\"",
+        ),
+        (
+            kitchen.replace("name = \"k\"", "name = \"../k\""),
+            "must be letters, digits",
+        ),
+        (
+            kitchen.replace("line = \"k-line\"", "line = \"/tmp/x\""),
+            "line \"/tmp/x\" must be",
+        ),
+    ] {
+        let r = gql(&base, CREATE, json!({ "s": bad }), Some(token)).await;
+        assert!(error(&r).contains(why), "{why}: {r}");
+    }
     // Research-only data: the preview says a commercial job may not use it, and one is refused.
     let preview = "query($u: String) { snapshotPreview(datanets: [\"pantry-research\"], use: $u) { \
         contributions contributors allowed refusal licenses { license contributions allowed } } }";
@@ -192,13 +216,24 @@ async fn a_job_made_in_the_model_factory_trains_live_and_publishes() {
             let q = format!(
                 "{{ job(name: \"{name}\") {{ runs(first: 1) {{ status losses {{ step }} }} }} }}"
             );
-            let mut seen = Vec::new();
+            let mut seen: Vec<(String, usize)> = Vec::new();
+            let mut moved = Instant::now();
             loop {
+                // Fails only when the run makes no progress for 5 minutes (a slow machine that
+                // keeps training passes).
+                assert!(
+                    moved.elapsed() < Duration::from_secs(300),
+                    "the run made no progress for 5 minutes: {seen:?}"
+                );
                 let r = gql(&base, &q, json!({}), None).await;
                 if let Some(run) = r["data"]["job"]["runs"].get(0) {
                     let status = run["status"].as_str().unwrap().to_string();
                     let done = status != "running";
-                    seen.push((status, run["losses"].as_array().unwrap().len()));
+                    let now = (status, run["losses"].as_array().unwrap().len());
+                    if seen.last() != Some(&now) {
+                        moved = Instant::now();
+                    }
+                    seen.push(now);
                     if done {
                         return seen;
                     }
@@ -270,6 +305,12 @@ async fn a_job_made_in_the_model_factory_trains_live_and_publishes() {
     assert_eq!(steps, (1..=20).collect::<Vec<_>>());
     let r = gql(&base, "{ jobs { name } }", json!({}), None).await;
     assert_eq!(r["data"]["jobs"], json!([{ "name": name }]), "{r}");
+    let r = gql(&base, "{ schedulerWorkers { name } }", json!({}), None).await;
+    assert_eq!(
+        r["data"]["schedulerWorkers"].as_array().map(Vec::len),
+        Some(1),
+        "{r}"
+    );
 
     // The indexer brings the adapter into the graph, trained on the kitchen Datanet.
     let adapter = run["adapterId"].as_str().unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, SimpleObject};
 
-use super::jobs::Job;
+use super::jobs::{Job, now_ms};
 use super::load::{graph, internal};
 use crate::v1::ApiToken;
 
@@ -183,12 +183,7 @@ impl Mutation {
 
 async fn load_job(ctx: &Context<'_>, name: &str) -> async_graphql::Result<Job> {
     let row = graph(ctx).store.job(name).await.map_err(internal)?;
-    Ok(Job(row.ok_or("the job is gone")?))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    Ok(Job(row.ok_or_else(|| {
+        format!("job {name:?} was removed from the store meanwhile")
+    })?))
 }

@@ -120,6 +120,32 @@ pub(crate) struct JobRun {
     requested_by: Option<String>,
 }
 
+/// A scheduler worker, as last seen sweeping the job store.
+#[derive(SimpleObject)]
+pub(crate) struct SchedulerWorker {
+    /// Its name (host and process id, unless configured).
+    name: String,
+    /// When it last swept (RFC 3339, UTC).
+    last_seen: String,
+}
+
+impl From<(String, i64)> for SchedulerWorker {
+    fn from((name, ms): (String, i64)) -> Self {
+        Self {
+            name,
+            last_seen: time(ms),
+        }
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// A training step's loss.
 #[derive(SimpleObject)]
 pub(crate) struct LossPoint {

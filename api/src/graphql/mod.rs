@@ -197,6 +197,22 @@ impl Query {
         Ok(row.map(jobs::Job))
     }
 
+    /// Scheduler workers that swept the job store in the last `within_seconds` (each sweeps
+    /// every few seconds, busy or not), latest first. None: nothing starts the runs asked for.
+    async fn scheduler_workers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 60)] within_seconds: u32,
+    ) -> async_graphql::Result<Vec<jobs::SchedulerWorker>> {
+        let since = jobs::now_ms() - i64::from(within_seconds) * 1000;
+        let rows = graph(ctx)
+            .store
+            .workers_seen_since(since)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(jobs::SchedulerWorker::from).collect())
+    }
+
     /// What a job training on `datanets` (names or ids) would freeze now: contributions,
     /// contributors, licenses; with `use` (`commercial` or `research`), which licenses that
     /// use does not allow (a job for it is refused). Needs a server with its chain and lake.

@@ -271,20 +271,54 @@ async fn factory_jobs(store: &Store) {
         *run,
         "as stored"
     );
-    store
-        .record_losses("f", 1, &[(1, 2.5), (2, 2.0)])
-        .await
-        .unwrap();
-    store
-        .record_losses("f", 1, &[(2, 1.75), (3, 1.5)])
-        .await
-        .unwrap();
+    // Losses are written by the worker holding the run, and only by it.
+    let w1 = run.worker.clone();
+    let record = |w: &str, points: &[(u64, f64)]| {
+        let (w, points) = (w.to_string(), points.to_vec());
+        async move { store.record_losses("f", 1, &w, &points).await.unwrap() }
+    };
+    assert!(record(&w1, &[(1, 2.5), (2, 2.0)]).await);
+    assert!(record(&w1, &[(2, 1.75), (3, 1.5)]).await);
+    let other = if w1 == "w1" { "w2" } else { "w1" };
+    assert!(!record(other, &[(4, 9.0)]).await);
     assert_eq!(
         store.losses("f", 1).await.unwrap(),
         vec![(1, 2.5), (2, 1.75), (3, 1.5)],
-        "a step recorded again (a run taken over) is overwritten"
+        "a step recorded again is overwritten; another worker's are not written"
     );
     assert!(store.losses("f", 2).await.unwrap().is_empty());
+    // A request while the run is running waits for it to end: one run per job at a time.
+    assert!(store.request_run("f", "token:cc", 15).await.unwrap());
+    let waiting = store.start_requested_run("f", (15, "token:cc"), "w3", 16, 99);
+    assert!(waiting.await.unwrap().is_none());
+    let asked = store.job("f").await.unwrap().unwrap().requested;
+    assert_eq!(asked, Some((15, "token:cc".to_string())));
+    // A takeover starts the run again: the losses of the attempt before are cleared.
+    let mine = store.take_over(run, "w3", 120).await.unwrap().unwrap();
+    assert!(store.losses("f", 1).await.unwrap().is_empty());
+    let mut done = mine.clone();
+    done.status = tributary_sql::RunStatus::Published;
+    assert!(store.save_run(&done).await.unwrap());
+    let second = store.start_requested_run("f", (15, "token:cc"), "w3", 17, 99);
+    assert_eq!(
+        second.await.unwrap().map(|r| r.seq),
+        Some(2),
+        "now it starts"
+    );
+    // Workers are seen when they sweep.
+    store.worker_seen("w1", 100).await.unwrap();
+    store.worker_seen("w2", 200).await.unwrap();
+    store.worker_seen("w1", 300).await.unwrap();
+    assert_eq!(
+        store.workers_seen_since(150).await.unwrap(),
+        vec![("w1".to_string(), 300), ("w2".to_string(), 200)]
+    );
+    // A config file's job of an API job's name becomes the config file's.
+    store
+        .upsert_job("f", "0 0 3 * * *", &spec, 50, 400)
+        .await
+        .unwrap();
+    assert_eq!(store.job("f").await.unwrap().unwrap().created_by, None);
 }
 
 #[tokio::test]
