@@ -328,7 +328,37 @@ async function contribution(id) {
       ['validation', a ? (a.verified ? '<span class="pill good">batch verified</span>' : '<span class="pill bad">batch not verified</span>') + ` <span class="muted">manifest ${esc(a.availability)}</span>` : '—'],
       ['lineage', `<a href="#/lineage/${encodeURIComponent(c.nodeId)}?dir=down">answers and adapters it shaped</a>`]])}
     <h2>Merkle proof, checked in this browser</h2>
-    <div id="proof" data-testid="proof">Checking…</div>`;
+    <div id="proof" data-testid="proof">Checking…</div>
+    <h2>Content, checked against the hash its contributor signed</h2>
+    <div id="content" data-testid="content">Checking…</div>`;
+  await Promise.all([proofBox(c, a, d.chainId), contentBox(c)]);
+}
+
+/// The contribution's content as the lake holds it (SQL), with keccak-256 of its canonical
+/// bytes computed here and compared with the signed content hash.
+async function contentBox(c) {
+  const box = document.getElementById('content');
+  try {
+    if (!/^0x[0-9a-fA-F]{64}$/.test(c.id)) throw new Error(`${c.id} is not a contribution id`);
+    const rows = await sql(`SELECT content FROM contributions WHERE contribution_id = '${c.id}'`);
+    if (!rows.length) throw new Error('the lake holds no row for this contribution');
+    const text = rows[0].content;
+    const hash = hex(keccak256(new TextEncoder().encode(text)));
+    const ok = hash === c.contentHash.toLowerCase();
+    let pretty = text;
+    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* shown as stored */ }
+    box.innerHTML = `<p><span class="pill ${ok ? 'good' : 'bad'}" data-testid="content-check">${ok ? 'matches' : 'does not match'}</span>
+      keccak-256 of the lake's canonical content, computed in this browser (<span class="mono">${esc(hash)}</span>),
+      ${ok ? 'equals' : 'differs from'} the content hash in the signed contribution.</p>
+      <pre class="spec" data-testid="content-text">${esc(pretty)}</pre>`;
+  } catch (e) {
+    box.innerHTML = `<p class="muted" data-testid="content-check">content not shown: ${esc(e.message)}</p>`;
+  }
+}
+
+/// The Merkle proof of `c` in its batch `a`, folded here and compared with the root on chain.
+async function proofBox(c, a, chainId) {
+  const id = c.id;
   const out = document.getElementById('proof');
   try {
     // Asked apart: a missing manifest fails the proof, not the page.
@@ -339,7 +369,7 @@ async function contribution(id) {
     let onChain = null;
     let source = 'the root the indexer recorded from the chain';
     try {
-      onChain = await chainRoot(c.batch, d.chainId);
+      onChain = await chainRoot(c.batch, chainId);
       if (onChain) source = 'the root read just now from the registry contract over the chain RPC';
     } catch (e) {
       source = `the indexer's root (the chain RPC did not answer: ${esc(e.message)})`;

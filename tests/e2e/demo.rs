@@ -358,6 +358,10 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     )
     .await;
     assert_eq!(page["texts"]["proof-result"], "valid", "{page}");
+    // Its content, read from the lake over SQL, hashes in the browser to the signed hash.
+    assert_eq!(page["texts"]["content-check"], "matches", "{page}");
+    let content = page["texts"]["content-text"].as_str().unwrap();
+    assert!(content.contains("\"question\""), "{content}");
     let proof = page["texts"]["proof"].as_str().unwrap();
     assert!(
         proof.contains("read just now from the registry contract"),
