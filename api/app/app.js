@@ -291,6 +291,7 @@ async function datanet(id, params) {
       ['schema hash', `<span class="mono">${esc(n.schemaHash)}</span>`],
       ['created in', `block ${num(n.block)}, tx <span class="mono">${esc(n.txHash)}</span>`],
       ['lineage', `<a href="#/lineage/${encodeURIComponent(`datanet:${n.id}`)}?dir=down">what was built from it</a>`]])}
+    <h2>Rules</h2><div id="rules" data-testid="rules">Checking…</div>
     <h2>As of a version</h2><div id="asof" data-testid="asof">Loading…</div>
     <h2>Contributions</h2>
     ${pagerHtml(`<input name="contributor" placeholder="contributor address" data-testid="filter-contributor">
@@ -307,7 +308,32 @@ async function datanet(id, params) {
   }, contributionRows);
   input.onchange = () => p.reset();
   status.onchange = () => p.reset();
-  await Promise.all([p.reset(), asOf(document.getElementById('asof'), n.id, params.get('v'))]);
+  await Promise.all([p.reset(), asOf(document.getElementById('asof'), n.id, params.get('v')), rules(n.id)]);
+}
+
+/// The Datanet's manifest (asked apart: a lake without it fails this box, not the page),
+/// which the API has checked against the schema hash on chain.
+async function rules(id) {
+  const box = document.getElementById('rules');
+  try {
+    const d = await gql('query($id: Int!) { datanet(id: $id) { manifest } }', { id });
+    const m = JSON.parse(d.datanet.manifest);
+    const field = ([name, f]) => [esc(name), esc(f.type), f.required ? 'yes' : 'no',
+      esc([f.min_length !== undefined ? `at least ${f.min_length}` : '', f.max_length !== undefined ? `at most ${f.max_length}` : '']
+        .filter(Boolean).join(', ') || '—'),
+      f.pattern ? `<code>${esc(f.pattern)}</code>` : (f.labels?.length ? esc(f.labels.join(', ')) : '—')];
+    const access = m.access ?? {};
+    const submitters = typeof access.submitters === 'string' ? access.submitters : JSON.stringify(access.submitters ?? 'anyone');
+    box.innerHTML = `${m.description ? `<p>${esc(m.description)}</p>` : ''}
+      ${facts([['licenses', `<span data-testid="rules-licenses">${esc((m.licenses ?? []).join(', '))}</span>`],
+        ['largest record', `${num(m.max_record_bytes)} bytes`],
+        ['duplicates', esc(m.dedup ? `exact ${m.dedup.exact ? 'refused' : 'allowed'}${m.dedup.near_threshold ? `, near (similarity ≥ ${m.dedup.near_threshold}) refused` : ''}` : '—')],
+        ['who may submit', esc(submitters)], ['validators', num((access.validators ?? []).length)],
+        ['manifest', '<span class="pill good">hashes to the schema hash on chain</span>']])}
+      ${table(['field', 'type', 'required', 'length', 'pattern or labels'], Object.entries(m.fields ?? {}).map(field), 'rules-fields')}`;
+  } catch (e) {
+    box.innerHTML = `<p class="muted">rules not shown: ${esc(e.message)}</p>`;
+  }
 }
 
 async function contribution(id) {

@@ -389,6 +389,12 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     assert_eq!(shown(&page), then["rows"][0]["n"].to_string(), "{page}");
     let page = browse(&format!("{explorer}#/datanet/1"), "").await;
     assert_eq!(shown(&page), "288", "{page}");
+    // Its rules: the manifest from the lake, checked against the schema hash on chain.
+    assert_eq!(
+        page["texts"]["rules-licenses"], "CC-BY-4.0, CC0-1.0",
+        "{page}"
+    );
+    assert_eq!(page["rows"]["rules-fields"], 2, "{page}");
     // An answer's lineage, two hops up, drawn; and the adapter that served it.
     let res = post_graphql(
         url,
@@ -454,6 +460,14 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
             && (text.contains(" published ") || text.contains(" not_promoted ")),
         "{text}"
     );
+
+    // A Datanet manifest altered in the lake is refused, not shown as its rules.
+    let manifest = data.join("lake/artifacts/datanets/kitchen-conversions.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"CC0-1.0\"", "\"CC-BY-NC-4.0\"")).unwrap();
+    let res = post_graphql(url, "{ datanet(id: 1) { manifest } }").await;
+    let error = res["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("it was altered"), "{res}");
 
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();

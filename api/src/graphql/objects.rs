@@ -149,6 +149,38 @@ impl Datanet {
     async fn block(&self) -> u64 {
         self.0.pos.block_number
     }
+    /// Its manifest, the rules contributions must meet (fields, licenses, size, deduplication,
+    /// who may submit and validate), as canonical JSON: read from the lake at the Datanet's
+    /// key (`artifacts/datanets/NAME.json`, never a location the chain names) and checked to
+    /// hash to the schema hash registered on chain. An error says when the lake lacks it or it
+    /// was altered.
+    async fn manifest(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let manifests = ctx.data_unchecked::<DataLoader<Manifests>>();
+        let Some(lake) = &manifests.loader().0 else {
+            return Err("this server has no lake to read Datanet manifests from".into());
+        };
+        let name = self.0.props["name"].as_str().unwrap_or_default();
+        let key = format!(
+            "{}datanets/{name}.json",
+            tributary_schemas::manifest::ARTIFACTS
+        );
+        let uri = lake.root().join(&key).map_err(|e| format!("{key}: {e}"))?;
+        let bytes = lake.get(uri.as_str()).await.map_err(|e| {
+            tracing::warn!(%uri, error = %e, "Datanet manifest unavailable");
+            format!("the lake holds no manifest for Datanet {name:?} at {key}")
+        })?;
+        let registered = self.0.props["schema_hash"].as_str().unwrap_or_default();
+        if !alloy::primitives::keccak256(&bytes)
+            .to_string()
+            .eq_ignore_ascii_case(registered)
+        {
+            return Err(format!(
+                "the manifest of Datanet {name:?} in the lake does not hash to its schema hash on chain: it was altered"
+            )
+            .into());
+        }
+        Ok(String::from_utf8(bytes).map_err(|_| "the manifest is not UTF-8 text")?)
+    }
     /// This Datanet's contributions, oldest first, as a Relay connection: `first` (at most
     /// 1000) after the cursor `after`, narrowed by contributor, anchoring block range and
     /// status.
