@@ -11,10 +11,8 @@ use std::sync::Arc;
 use tributary_api::{CheckedJob, Factory, LicenseCount, SnapshotPreview};
 use tributary_chain::Chain;
 use tributary_lake::Lake;
-use tributary_models::schedule::{Cron, JobSpec, license_refusal, now_ms, plain_name};
+use tributary_models::schedule::{self, Cron, JobSpec, license_refusal, now_ms, plain_name};
 use tributary_models::usage::{self, Use};
-use tributary_pipeline::chain_state::ChainState;
-use tributary_pipeline::{datanet, snapshot};
 
 /// Checks and previews over one chain and lake.
 pub(crate) struct ModelFactory {
@@ -77,15 +75,7 @@ impl Factory for ModelFactory {
         if datanets.is_empty() {
             return Err("no Datanet given: name at least one to train on".into());
         }
-        let mut ids = Vec::new();
-        for d in datanets {
-            let found = datanet::load(&self.chain, &self.lake, d).await;
-            ids.push(found.map_err(|e| e.to_string())?.id);
-        }
-        let on_chain = ChainState::read(&self.chain)
-            .await
-            .map_err(|e| e.to_string())?;
-        let p = snapshot::preview(&self.lake, &on_chain, &ids, None)
+        let p = schedule::preview(&self.chain, &self.lake, datanets)
             .await
             .map_err(|e| e.to_string())?;
         let contributors: HashSet<_> = p

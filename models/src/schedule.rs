@@ -764,10 +764,7 @@ impl Scheduler {
                 Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
             })?,
             None => {
-                let ids = self.datanet_ids(spec).await?;
-                let on_chain =
-                    tributary_pipeline::chain_state::ChainState::read(&self.chain).await?;
-                let preview = snapshot::preview(&self.lake, &on_chain, &ids, None).await?;
+                let preview = preview(&self.chain, &self.lake, &spec.datanets).await?;
                 if let Some(u) = spec.usage {
                     let refused = usage::refused(u, &preview.licenses);
                     if !refused.is_empty() {
@@ -995,6 +992,17 @@ impl Scheduler {
             self.tick_logged(&j.name).await;
         }
     }
+}
+
+/// What a run of a job on `datanets` (names or ids) would freeze now, with its licenses
+/// ([`snapshot::preview`]). Nothing is written.
+pub async fn preview(chain: &Chain, lake: &Lake, datanets: &[String]) -> Result<snapshot::Preview> {
+    let mut ids = Vec::new();
+    for d in datanets {
+        ids.push(datanet::load(chain, lake, d).await?.id);
+    }
+    let on_chain = tributary_pipeline::chain_state::ChainState::read(chain).await?;
+    Ok(snapshot::preview(lake, &on_chain, &ids, None).await?)
 }
 
 /// Why a run of a job for `usage` stops: the `refused` licenses, each with its count.

@@ -52,10 +52,7 @@ pub async fn create(chain: &Chain, spec: &DatanetSpec) -> Result<u64> {
 
 /// Where a Datanet's manifest lives in the lake.
 pub fn manifest_key(name: &str) -> String {
-    format!(
-        "{}datanets/{name}.json",
-        tributary_schemas::manifest::ARTIFACTS
-    )
+    tributary_schemas::datanet::DatanetManifest::key(name)
 }
 
 /// Registers the Datanet a manifest describes (idempotent by name): stores the canonical

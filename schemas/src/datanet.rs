@@ -251,4 +251,10 @@ impl DatanetManifest {
     pub fn schema_hash(&self) -> B256 {
         content_hash(&serde_json::to_value(self).expect("manifest serialises"))
     }
+
+    /// Where the manifest of the Datanet `name` lives, relative to the lake root (under
+    /// [`crate::manifest::ARTIFACTS`]).
+    pub fn key(name: &str) -> String {
+        format!("{}datanets/{name}.json", crate::manifest::ARTIFACTS)
+    }
 }

@@ -160,10 +160,7 @@ impl Datanet {
             return Err("this server has no lake to read Datanet manifests from".into());
         };
         let name = self.0.props["name"].as_str().unwrap_or_default();
-        let key = format!(
-            "{}datanets/{name}.json",
-            tributary_schemas::manifest::ARTIFACTS
-        );
+        let key = tributary_schemas::datanet::DatanetManifest::key(name);
         let uri = lake.root().join(&key).map_err(|e| format!("{key}: {e}"))?;
         let bytes = lake.get(uri.as_str()).await.map_err(|e| {
             tracing::warn!(%uri, error = %e, "Datanet manifest unavailable");
