@@ -54,7 +54,7 @@ function facts(rows) {
 function table(headers, rows, testid) {
   const head = headers.map((h) => `<th class="${h.endsWith('#') ? 'num' : ''}">${esc(h.replace(/#$/, ''))}</th>`).join('');
   const body = rows.length
-    ? rows.map((r) => `<tr>${r.map((c, i) => `<td class="${headers[i].endsWith('#') ? 'num' : ''}">${c}</td>`).join('')}</tr>`).join('')
+    ? rows.map((r, j) => `<tr>${r.map((c, i) => `<td class="${headers[i].endsWith('#') ? 'num' : ''}"${i + j === 0 ? ` data-testid="${testid}-first"` : ''}>${c}</td>`).join('')}</tr>`).join('')
     : `<tr><td colspan="${headers.length}" class="muted">nothing yet</td></tr>`;
   return `<table data-testid="${testid}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
@@ -195,8 +195,8 @@ async function home() {
     ${table(['id', 'name', 'domain', 'owner', 'block#'], rows, 'datanets')}`;
 }
 
-/// A Relay-connection table paged on the server: `fetchPage(after)` gives
-/// `{ nodes, pageInfo }`; earlier cursors are kept for "Previous".
+/// A Relay-connection table paged and sorted on the server: `fetchPage(after, order)` gives
+/// `{ nodes, pageInfo }`; earlier cursors are kept for "Previous"; the order select starts over.
 function pager(el, fetchPage, render) {
   const cursors = [null];
   let asked = 0;
@@ -207,7 +207,7 @@ function pager(el, fetchPage, render) {
     el.querySelector('.prev').disabled = true;
     el.querySelector('.next').disabled = true;
     try {
-      const page = await fetchPage(after);
+      const page = await fetchPage(after, el.querySelector('[name=order]').value);
       if (mine !== asked) return; // a later question (a filter changed) answers instead
       el.querySelector('.rows').innerHTML = render(page.nodes);
       el.querySelector('.prev').disabled = cursors.length === 1;
@@ -220,12 +220,13 @@ function pager(el, fetchPage, render) {
     }
   };
   el.querySelector('.prev').onclick = () => { cursors.pop(); show(); };
-  return {
-    reset: () => { cursors.length = 1; return show(); },
-  };
+  const reset = () => { cursors.length = 1; return show(); };
+  el.querySelector('[name=order]').onchange = reset;
+  return { reset };
 }
 
 const pagerHtml = (controls = '') => `<div class="paged"><div class="controls">${controls}
+  <select name="order" data-testid="order"><option value="OLDEST_FIRST">oldest first</option><option value="NEWEST_FIRST">newest first</option></select>
   <button class="prev" type="button">Previous</button><button class="next" type="button" data-testid="next">Next</button>
   <span class="where muted"></span></div><div class="rows"></div></div>`;
 
@@ -299,11 +300,11 @@ async function datanet(id, params) {
   const el = view().querySelector('.paged');
   const input = el.querySelector('[name=contributor]');
   const status = el.querySelector('[name=status]');
-  const p = pager(el, async (after) => {
-    const q = `query($id: Int!, $after: String, $who: String, $status: ContributionStatus) {
-      datanet(id: $id) { contributions(first: ${PAGE}, after: $after, contributor: $who, status: $status) {
+  const p = pager(el, async (after, order) => {
+    const q = `query($id: Int!, $after: String, $who: String, $status: ContributionStatus, $order: Order) {
+      datanet(id: $id) { contributions(first: ${PAGE}, after: $after, contributor: $who, status: $status, order: $order) {
         nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`;
-    const r = await gql(q, { id: n.id, after, who: input.value.trim() || null, status: status.value || null });
+    const r = await gql(q, { id: n.id, after, who: input.value.trim() || null, status: status.value || null, order });
     return r.datanet.contributions;
   }, contributionRows);
   input.onchange = () => p.reset();
@@ -414,23 +415,28 @@ async function proofBox(c, a, chainId) {
 
 async function contributor(address) {
   const d = await gql(`query($a: String!) { contributor(address: $a) { address nodeId influence
-      rewards { epoch amount share block } } }`, { a: address });
+      rewards { epoch amount share block claim { block txHash } } } }`, { a: address });
   const c = d.contributor;
-  const rewards = c.rewards.map((r) => [num(r.epoch), `<span class="mono">${esc(r.amount ?? '—')}</span>`, pct(r.share), num(r.block)]);
+  const rewards = c.rewards.map((r) => [num(r.epoch), `<span class="mono">${esc(r.amount ?? '—')}</span>`, pct(r.share), num(r.block), claimHtml(r.claim)]);
   view().innerHTML = `<h1 data-testid="title">Contributor <span class="mono">${esc(c.address)}</span></h1>
     ${facts([['influence', `<span data-testid="influence">${c.influence.toFixed(4)}</span> <span class="muted">(measured share of credit across answers)</span>`],
       ['lineage', `<a href="#/lineage/${encodeURIComponent(c.nodeId)}?dir=down">what their data shaped</a>`]])}
     <h2>Rewards (token units, claimable by Merkle proof)</h2>
-    ${table(['epoch#', 'amount', 'share#', 'block#'], rewards, 'rewards')}
+    ${table(['epoch#', 'amount', 'share#', 'block#', 'claim'], rewards, 'rewards')}
     <h2>Contributions</h2>${pagerHtml()}`;
-  const p = pager(view().querySelector('.paged'), async (after) => {
-    const r = await gql(`query($a: String!, $after: String) { contributor(address: $a) {
-      contributions(first: ${PAGE}, after: $after) { nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`,
-    { a: address, after });
+  const p = pager(view().querySelector('.paged'), async (after, order) => {
+    const r = await gql(`query($a: String!, $after: String, $order: Order) { contributor(address: $a) {
+      contributions(first: ${PAGE}, after: $after, order: $order) { nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`,
+    { a: address, after, order });
     return r.contributor.contributions;
   }, contributionRows);
   await p.reset();
 }
+
+/// A reward's claim: when it was claimed, or that it is still to claim.
+const claimHtml = (claim) => (claim
+  ? `<span data-testid="claim"><span class="pill good">claimed</span> block ${num(claim.block)}, tx <span class="mono">${esc(short(claim.txHash))}</span></span>`
+  : '<span data-testid="claim"><span class="pill warn">to claim</span> <code>tributary rewards claim</code></span>');
 
 /// The loss curve as a small SVG line chart: `points` are [step, loss] pairs.
 function lossChart(points, what = 'evaluation loss') {
@@ -496,8 +502,72 @@ async function answer(id) {
       ['request / response hash', `<span class="mono">${esc(a.requestHash)}</span><br><span class="mono">${esc(a.responseHash)}</span>`],
       ['attribution root', `<span class="mono">${esc(a.attributionRoot)}</span>`],
       ['recorded', `block ${num(a.block)}, tx <span class="mono">${esc(a.txHash)}</span>`],
-      ['lineage', `<a href="#/lineage/${encodeURIComponent(a.nodeId)}">its ancestry</a>`]])}
+      ['lineage', `<a href="#/lineage/${encodeURIComponent(a.nodeId)}">its ancestry</a>`],
+      ['money', `<a href="#/money/${encodeURIComponent(a.id)}" data-testid="follow-money">follow the money</a>: its fee to the contributions it credits, to their contributors' claims`]])}
     ${attributionHtml(a.attribution)}`;
+}
+
+/// Follow the money: an answer's fee, the contributors' part of it under the epoch's policy,
+/// divided by the answer's recorded credit; per contribution, what its row in the epoch paid
+/// (`reward_allocations`, over SQL: every answer of the epoch that credited it); per
+/// contributor, the epoch's leaf they claim against and whether they have claimed it.
+async function money(id) {
+  const d = await gql(`query($id: String!) { answer(id: $id) { id fee tokens adapter { id version }
+      batch { id settledIn { epoch block txHash policy { contributors } } }
+      attribution { contributors { address share } contributions { id contributor share } } } }`, { id });
+  const a = d.answer;
+  if (!a) throw new Error(`no answer ${id} is indexed (an answer appears once the batch that recorded it is indexed)`);
+  const epoch = a.batch?.settledIn;
+  const fee = BigInt(a.fee ?? '0');
+  const head = `<h1 data-testid="title">Follow the money: answer <span class="mono">${esc(short(a.id))}</span></h1>`;
+  if (!epoch) {
+    view().innerHTML = `${head}${facts([['fee', `<span class="mono">${esc(a.fee ?? '—')}</span>`]])}
+      <p class="muted" data-testid="money-epoch">not settled yet: its batch is paid out by the next \`tributary rewards settle\`</p>
+      ${attributionHtml(a.attribution)}`;
+    return;
+  }
+  const bps = epoch.policy?.contributors;
+  const part = bps === undefined ? null : (fee * BigInt(bps)) / 10000n;
+  const shown = a.attribution.contributions.slice(0, 50);
+  const people = [...new Set(a.attribution.contributors.map((c) => c.address))];
+  // What each credited contribution's row paid in the epoch, and each contributor's leaf.
+  let rows = [];
+  let sqlNote = '';
+  try {
+    const ids = shown.map((c) => `'${c.id.toLowerCase().replace(/[^0-9a-fx]/g, '')}'`).join(', ');
+    rows = ids ? await sql(`SELECT contribution_id AS contribution, CAST(SUM(amount) AS VARCHAR) AS amount, SUM(inferences) AS answers
+      FROM reward_allocations WHERE epoch = ${Number(epoch.epoch)} AND role = 'contributor' AND contribution_id IN (${ids})
+      GROUP BY contribution_id`) : [];
+  } catch (e) {
+    sqlNote = `<p class="muted">per-contribution rows need the SQL endpoint (POST /sql): ${esc(e.message)}</p>`;
+  }
+  const paid = new Map(rows.map((r) => [String(r.contribution).toLowerCase(), r]));
+  const leaves = await Promise.all(people.map((p) => gql(`query($a: String!) { contributor(address: $a) {
+      rewards { epoch amount claim { block txHash } } } }`, { a: p })));
+  const leaf = new Map(people.map((p, i) => [p, leaves[i].contributor.rewards.find((r) => r.epoch === epoch.epoch)]));
+  const units = (x) => (part === null ? '—' : `≈ ${num(Math.round(Number(part) * x))}`);
+  const what = shown.map((c) => {
+    const r = paid.get(c.id.toLowerCase());
+    return [link('contribution', c.id), link('contributor', c.contributor), pct(c.share), units(c.share),
+      r ? `<span class="mono">${esc(r.amount)}</span> <span class="muted">over ${num(r.answers)} answers</span>` : '—'];
+  });
+  const who = a.attribution.contributors.map((c) => {
+    const l = leaf.get(c.address);
+    return [link('contributor', c.address, c.address), pct(c.share), units(c.share),
+      `<span class="mono">${esc(l?.amount ?? '—')}</span>`, l ? claimHtml(l.claim) : '—'];
+  });
+  view().innerHTML = `${head}
+    ${facts([['served by', a.adapter ? link('adapter', a.adapter.id, a.adapter.version) : '—'],
+      ['fee', `<span class="mono" data-testid="money-fee">${esc(a.fee ?? '—')}</span> token units`],
+      ['settled in', `<span data-testid="money-epoch">epoch ${num(epoch.epoch)}</span>, block ${num(epoch.block)}, tx <span class="mono">${esc(short(epoch.txHash))}</span>`],
+      ['contributors\' part', bps === undefined ? '—' : `<span data-testid="money-part">${esc(String(part))}</span> (${(bps / 100).toFixed(2)}% of the fee under the epoch's policy), divided by the answer's credit`]])}
+    <h2>Contributions credited</h2>
+    ${table(['contribution', 'contributor', 'credit#', 'from this answer#', 'the epoch paid for it'], what, 'money-contributions')}
+    ${a.attribution.contributions.length > 50 ? `<p class="muted">and ${num(a.attribution.contributions.length - 50)} more</p>` : ''}${sqlNote}
+    <h2>Contributors</h2>
+    ${table(['contributor', 'credit#', 'from this answer#', 'epoch total (their leaf)', 'claim'], who, 'money-contributors')}
+    <p class="muted">An answer's part is exact only over the epoch: each row is rounded once, over every answer it sums
+    (see <code>tributary rewards show</code>).</p>`;
 }
 
 async function inference(id) {
@@ -517,8 +587,8 @@ async function inference(id) {
 
 async function listPage(title, field, fields, row, headers) {
   view().innerHTML = `<h1>${esc(title)}</h1>${pagerHtml()}`;
-  const p = pager(view().querySelector('.paged'), async (after) => {
-    const r = await gql(`query($after: String) { ${field}(first: ${PAGE}, after: $after) { nodes { ${fields} } pageInfo { hasNextPage endCursor } } }`, { after });
+  const p = pager(view().querySelector('.paged'), async (after, order) => {
+    const r = await gql(`query($after: String, $order: Order) { ${field}(first: ${PAGE}, after: $after, order: $order) { nodes { ${fields} } pageInfo { hasNextPage endCursor } } }`, { after, order });
     return r[field];
   }, (nodes) => table(headers, nodes.map(row), field));
   await p.reset();
@@ -897,7 +967,7 @@ async function jobs() {
 // ---- routing --------------------------------------------------------------------------------
 
 const ROUTES = { '': home, datanet, contribution, contributor, adapter, answer, inference, batch, adapters, inferences, lineage,
-  factory, job, jobs };
+  money, factory, job, jobs };
 
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');

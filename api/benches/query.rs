@@ -16,7 +16,9 @@
 //!    requests/s of `{ __typename }`.
 //!
 //! `TRIBUTARY_BENCH_SCALE` (default 1.0) scales the lake; the graph is the ancestry benchmark's.
-//! `TRIBUTARY_BENCH_ONLY=views` or `=graphql` runs that part alone;
+//! 3. **The explorer's paged tables** over the same graph (see [`pages`]).
+//!
+//! `TRIBUTARY_BENCH_ONLY=views`, `=graphql` or `=pages` runs that part alone;
 //! `TRIBUTARY_BENCH_VIEW=name` times that view alone and prints both sides' `EXPLAIN ANALYZE`.
 //! `TRIBUTARY_BENCH_SMOKE=1` (what `make test` runs, after the ancestry benchmark's smoke run):
 //! a lake of 2,000 contributions, one run per view, 4 clients for one second; checked the same
@@ -477,7 +479,7 @@ async fn graphql() {
         "{path} holds no graph: run the ancestry benchmark first (cargo bench -p tributary-sql --bench ancestry)"
     );
     let answers: Vec<String> = store
-        .nodes_of_kind(CHAIN, NodeKind::Answer, (None, None), None, 1000)
+        .nodes_of_kind(CHAIN, NodeKind::Answer, (None, None), (None, Default::default()), 1000)
         .await
         .unwrap()
         .into_iter()
@@ -565,18 +567,153 @@ async fn graphql() {
     }
 }
 
+/// What an explorer page's answer must hold: no errors, and a list of nodes somewhere.
+fn page_nodes(b: &[u8]) -> Option<usize> {
+    let v: Value = serde_json::from_slice(b).ok()?;
+    if v.get("errors").is_some() {
+        return None;
+    }
+    fn find(v: &Value) -> Option<usize> {
+        match v {
+            Value::Object(m) => m
+                .get("nodes")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .or_else(|| m.values().find_map(find)),
+            _ => None,
+        }
+    }
+    find(&v["data"])
+}
+
+/// 3. **The explorer's paged tables at ~1M contributions.** Each table query the web app
+///    sends (a page of 25 rows, as `api/app/app.js` asks for it), over HTTP against the graph
+///    the ancestry benchmark loads, next to `{ __typename }` on the same server: a Datanet's
+///    contributions oldest and newest first, a page 40 pages in (after a cursor), narrowed to
+///    one contributor, narrowed to revoked ones (there are none: the whole Datanet is
+///    searched), a contributor's page, and every contribution newest first. Issue 23's goal:
+///    pages stay usable (p95 under 100 ms with 4 clients on this machine's cores).
+async fn pages() {
+    let Ok(path) = std::env::var("TRIBUTARY_BENCH_DB") else {
+        assert!(!smoke(), "the smoke run needs TRIBUTARY_BENCH_DB (make test sets it)");
+        println!("| explorer pages | skipped: set TRIBUTARY_BENCH_DB (make bench does) |");
+        return;
+    };
+    let store = Store::connect(&format!("sqlite://{path}")).await.unwrap();
+    let contributions = store
+        .contributions(CHAIN, &Default::default(), (None, Default::default()), 1)
+        .await
+        .unwrap();
+    assert!(!contributions.is_empty(), "{path} holds no contributions: run the ancestry benchmark first");
+    let (nodes, _) = store.counts(CHAIN).await.unwrap();
+    let people: Vec<String> = store
+        .nodes_of_kind(CHAIN, NodeKind::Contributor, (None, None), (None, Default::default()), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.key().to_string())
+        .collect();
+    let datanets = store.datanets(CHAIN).await.unwrap().len() as u64;
+    let index = tributary_sql::LineageIndex::new(store.clone(), CHAIN, None, tributary_api::REORG_WINDOW);
+    let app = tributary_api::router(
+        tributary_api::schema_over(index, None),
+        &tributary_api::Limits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let fields = "nodes { id contributor license status block batch } pageInfo { hasNextPage endCursor }";
+    let datanet_page = format!(
+        "query($id: Int!, $after: String, $who: String, $status: ContributionStatus, $order: Order) {{ \
+         datanet(id: $id) {{ contributions(first: 25, after: $after, contributor: $who, status: $status, order: $order) {{ {fields} }} }} }}"
+    );
+    // The cursor 40 pages into a Datanet (1,000 rows), as "Next" would reach it.
+    let deep: Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"query": "{ datanet(id: 1) { contributions(first: 1000) { pageInfo { endCursor } } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deep = deep["data"]["datanet"]["contributions"]["pageInfo"]["endCursor"].clone();
+    assert!(deep.is_string(), "{deep}");
+
+    let (clients, secs) = if smoke() { (2, 0.5) } else { (4, 5.0) };
+    let (cheap_rps, cheap) = load(
+        &url,
+        clients,
+        secs,
+        |_| json!({"query": "{ __typename }"}).to_string(),
+        |b| b == br#"{"data":{"__typename":"Query"}}"#,
+    )
+    .await;
+    let d = move |pick: u64| pick % datanets;
+    let who = move |pick: u64| people[pick as usize % people.len()].clone();
+    type Body = Box<dyn Fn(u64) -> String + Send + Sync>;
+    let q = datanet_page.clone();
+    let cases: Vec<(&str, Body, fn(usize) -> bool)> = vec![
+        ("a Datanet's contributions, oldest first", {
+            let q = q.clone();
+            Box::new(move |p| json!({"query": q, "variables": {"id": d(p)}}).to_string())
+        }, |n| n == 25),
+        ("the same, newest first", {
+            let q = q.clone();
+            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "order": "NEWEST_FIRST"}}).to_string())
+        }, |n| n == 25),
+        ("the same, 40 pages in (after a cursor)", {
+            let q = q.clone();
+            let deep = deep.clone();
+            Box::new(move |_| json!({"query": q, "variables": {"id": 1, "after": deep}}).to_string())
+        }, |n| n == 25),
+        ("a Datanet's contributions by one contributor", {
+            let q = q.clone();
+            let who = who.clone();
+            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "who": who(p / 7)}}).to_string())
+        }, |n| n <= 25),
+        ("a Datanet's revoked contributions (none: the whole Datanet searched)", {
+            let q = q.clone();
+            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "status": "REVOKED"}}).to_string())
+        }, |n| n <= 25),
+        ("a contributor's contributions, newest first", {
+            let who = who.clone();
+            let q = format!("query($a: String!) {{ contributor(address: $a) {{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }} }}");
+            Box::new(move |p| json!({"query": q, "variables": {"a": who(p)}}).to_string())
+        }, |n| n <= 25),
+        ("every contribution, newest first", {
+            let q = format!("{{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }}");
+            Box::new(move |_| json!({"query": q}).to_string())
+        }, |n| n == 25),
+    ];
+    for (what, body, rows) in cases {
+        eprintln!("query: {clients} clients asking for {what}");
+        let (rps, lat) = load(&url, clients, secs, body, move |b| page_nodes(b).is_some_and(rows)).await;
+        println!(
+            "| Explorer page: {what}, 25 rows, graph of {nodes} nodes, {clients} clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms | {:.3}x |",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            percentile(&cheap, 0.5),
+            rps / cheap_rps
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let scale: f64 = std::env::var("TRIBUTARY_BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if smoke() { 0.002 } else { 1.0 });
-    // `TRIBUTARY_BENCH_ONLY=views` or `=graphql`: that part alone.
+    // `TRIBUTARY_BENCH_ONLY=views`, `=graphql` or `=pages`: that part alone.
     let only = std::env::var("TRIBUTARY_BENCH_ONLY").ok();
     if only.as_deref() != Some("graphql") {
         views(scale).await;
     }
-    if only.as_deref() != Some("views") {
+    if only.is_none() || only.as_deref() == Some("graphql") {
         graphql().await;
+    }
+    if only.is_none() || only.as_deref() == Some("pages") {
+        pages().await;
     }
 }

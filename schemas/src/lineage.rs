@@ -271,6 +271,9 @@ pub mod prop {
     /// A reward epoch's per-account totals: `{"0x…" (lowercase): "units"}`, integer token
     /// units as decimal strings (exact; the `rewarded` edges' weights are only shares).
     pub const AMOUNTS: &str = "amounts";
+    /// A reward epoch's fee split in basis points, as its manifest states it:
+    /// `{"platform", "owner", "stakers", "contributors"}`.
+    pub const POLICY: &str = "policy";
 }
 
 /// Kinds of edges (downstream direction).
@@ -307,6 +310,10 @@ pub enum EdgeKind {
     AttributedTo,
     /// reward epoch -> contributor (weighted by amount).
     Rewarded,
+    /// reward epoch -> inference batch (the batches whose fees it paid out).
+    Settles,
+    /// contributor -> reward epoch (the account claimed its reward of that epoch).
+    Claimed,
 }
 
 impl EdgeKind {
@@ -327,6 +334,8 @@ impl EdgeKind {
             EdgeKind::RecordedIn => "recorded_in",
             EdgeKind::AttributedTo => "attributed_to",
             EdgeKind::Rewarded => "rewarded",
+            EdgeKind::Settles => "settles",
+            EdgeKind::Claimed => "claimed",
         }
     }
 
@@ -353,6 +362,8 @@ impl EdgeKind {
                 (&[N::Answer, N::Adapter], &[N::Contribution, N::Contributor])
             }
             EdgeKind::Rewarded => (&[N::RewardEpoch], &[N::Contributor]),
+            EdgeKind::Settles => (&[N::RewardEpoch], &[N::Inference]),
+            EdgeKind::Claimed => (&[N::Contributor], &[N::RewardEpoch]),
         }
     }
 }

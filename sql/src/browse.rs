@@ -33,6 +33,40 @@ impl NodeKey {
     }
 }
 
+/// Which end of a list comes first, by chain order (block, log index, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    OldestFirst,
+    /// Newest first.
+    NewestFirst,
+}
+
+impl Order {
+    /// The keyset condition "strictly past the key `(b, l, id)`" in this order, over the
+    /// columns of table alias `t` (`"c."`, or `""` for none).
+    pub(crate) fn past(self, t: &str, (b, l, id): (&str, &str, &str)) -> String {
+        let cmp = match self {
+            Order::OldestFirst => ">",
+            Order::NewestFirst => "<",
+        };
+        format!(
+            "({t}block_number {cmp} {b} OR ({t}block_number = {b} AND ({t}log_index {cmp} {l} \
+             OR ({t}log_index = {l} AND {t}id {cmp} {id}))))"
+        )
+    }
+
+    /// The `ORDER BY` list of this order over the columns of table alias `t`.
+    pub(crate) fn by(self, t: &str) -> String {
+        let dir = match self {
+            Order::OldestFirst => "",
+            Order::NewestFirst => " DESC",
+        };
+        format!("{t}block_number{dir}, {t}log_index{dir}, {t}id{dir}")
+    }
+}
+
 /// The end of an edge a lookup matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum End {
@@ -43,14 +77,15 @@ pub enum End {
 }
 
 impl Store {
-    /// Nodes of `kind` in chain order (block, log index, id), made in blocks `from..=to`
-    /// where given, strictly after `after` where given, at most `limit`.
+    /// Nodes of `kind` in chain order (block, log index, id), oldest or newest first, made
+    /// in blocks `from..=to` where given, strictly after `after` (in that order) where given,
+    /// at most `limit`.
     pub async fn nodes_of_kind(
         &self,
         chain_id: u64,
         kind: NodeKind,
         (from, to): (Option<u64>, Option<u64>),
-        after: Option<&NodeKey>,
+        (after, order): (Option<&NodeKey>, Order),
         limit: u32,
     ) -> Result<Vec<Node>> {
         let mut sql = format!(
@@ -58,14 +93,9 @@ impl Store {
              AND block_number BETWEEN $3 AND $4 "
         );
         if after.is_some() {
-            sql.push_str(
-                "AND (block_number > $5 OR (block_number = $5 AND (log_index > $6 \
-                 OR (log_index = $6 AND id > $7)))) ",
-            );
+            sql.push_str(&format!("AND {} ", order.past("", ("$5", "$6", "$7"))));
         }
-        sql.push_str(&format!(
-            "ORDER BY block_number, log_index, id LIMIT {limit}"
-        ));
+        sql.push_str(&format!("ORDER BY {} LIMIT {limit}", order.by("")));
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(chain_id as i64)
             .bind(kind.as_str())

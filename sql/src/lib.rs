@@ -36,7 +36,7 @@ mod index;
 mod jobs;
 mod store;
 
-pub use browse::{End, NodeKey};
+pub use browse::{End, NodeKey, Order};
 
 pub use graph::{ContributorShare, Direction, Subgraph, upstream_end};
 pub use index::{IndexStats, LineageIndex, Page, PageRequest, WalkEdge, WalkNode, WalkSummary};

@@ -4,6 +4,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tributary_schemas::lineage::{ChainPos, Edge, Node, NodeId, NodeKind, prop};
 
+use crate::browse::Order;
 use crate::{Error, Result};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -550,16 +551,18 @@ impl Store {
             datanet: Some(datanet_id),
             ..ContributionFilter::default()
         };
-        self.contributions(chain_id, &filter, None, limit).await
+        self.contributions(chain_id, &filter, (None, Order::OldestFirst), limit)
+            .await
     }
 
-    /// Contributions matching `filter`, oldest first (by anchoring block, log index, id),
-    /// strictly after `after` when given, at most `limit`: one page of a keyset pagination.
+    /// Contributions matching `filter`, oldest or newest first (by anchoring block, log
+    /// index, id), strictly after `after` (in that order) when given, at most `limit`: one
+    /// page of a keyset pagination.
     pub async fn contributions(
         &self,
         chain_id: u64,
         filter: &ContributionFilter,
-        after: Option<&ContributionKey>,
+        (after, order): (Option<&ContributionKey>, Order),
         limit: u32,
     ) -> Result<Vec<ContributionRow>> {
         let mut sql = String::from(
@@ -623,15 +626,10 @@ impl Store {
                 arg(Val::Int(k.log_index as i64)),
                 arg(Val::Text(NodeKind::Contribution.id(&k.id).into())),
             );
-            sql.push_str(&format!(
-                "AND (c.block_number > {b} OR (c.block_number = {b} AND (c.log_index > {l} \
-                 OR (c.log_index = {l} AND c.id > {id})))) "
-            ));
+            sql.push_str(&format!("AND {} ", order.past("c.", (&b, &l, &id))));
         }
         let n = arg(Val::Int(limit as i64));
-        sql.push_str(&format!(
-            "ORDER BY c.block_number, c.log_index, c.id LIMIT {n}"
-        ));
+        sql.push_str(&format!("ORDER BY {} LIMIT {n}", order.by("c.")));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for v in args {
             q = match v {

@@ -398,7 +398,8 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     // An answer's lineage, two hops up, drawn; and the adapter that served it.
     let res = post_graphql(
         url,
-        "{ inferences(first: 1) { nodes { answers { nodeId adapter { id } } } } }",
+        "{ inferences(first: 1) { nodes { answers { id nodeId fee adapter { id } \
+         batch { settledIn { epoch } } attribution { contributors { address } contributions { id } } } } } }",
     )
     .await;
     let answer = &res["data"]["inferences"]["nodes"][0]["answers"][0];
@@ -414,6 +415,66 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     );
     let title = page["texts"]["title"].as_str().unwrap();
     assert!(title.starts_with("Adapter kitchen-assistant@1."), "{title}");
+
+    // Follow the money: the answer's fee, settled in epoch 1, the contributors' half of it
+    // divided by the answer's credit, to each contributor's leaf and claim. The demo's claim
+    // (`claimed … for 0xWHO in tx 0xTX`) shows on its contributor's page, in GraphQL and in
+    // SQL; another credited contributor's reward is still to claim.
+    assert_eq!(answer["batch"]["settledIn"]["epoch"], 1, "{answer}");
+    let page = browse(
+        &format!("{explorer}#/money/{}", answer["id"].as_str().unwrap()),
+        "money",
+    )
+    .await;
+    let fee: u128 = answer["fee"].as_str().unwrap().parse().unwrap();
+    assert_eq!(page["texts"]["money-epoch"], "epoch 1", "{page}");
+    assert_eq!(page["texts"]["money-fee"], fee.to_string(), "{page}");
+    assert_eq!(page["texts"]["money-part"], (fee / 2).to_string(), "{page}");
+    let credited = |k: &str| answer["attribution"][k].as_array().unwrap().len();
+    assert_eq!(page["rows"]["money-contributors"], credited("contributors"), "{page}");
+    assert_eq!(
+        page["rows"]["money-contributions"],
+        credited("contributions").min(50),
+        "{page}"
+    );
+    let claimed = after(&lines, "claimed ");
+    let who = claimed.split(" for ").nth(1).unwrap().split(' ').next().unwrap();
+    let tx = claimed.rsplit(' ').next().unwrap();
+    let page = browse(&format!("{explorer}#/contributor/{who}"), "").await;
+    let claim = page["texts"]["claim"].as_str().unwrap();
+    assert!(
+        claim.starts_with("claimed") && claim.contains(&tx[tx.len() - 6..]),
+        "{page}"
+    );
+    let res = post_graphql(
+        url,
+        &format!("{{ contributor(address: \"{who}\") {{ rewards {{ epoch claim {{ txHash }} }} }} }}"),
+    )
+    .await;
+    assert_eq!(
+        res["data"]["contributor"]["rewards"][0]["claim"]["txHash"], tx,
+        "{res}"
+    );
+    let other = answer["attribution"]["contributors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["address"].as_str().unwrap())
+        .find(|a| !a.eq_ignore_ascii_case(who))
+        .expect("the answer credits more than one contributor");
+    let page = browse(&format!("{explorer}#/contributor/{other}"), "").await;
+    let claim = page["texts"]["claim"].as_str().unwrap();
+    assert!(claim.starts_with("to claim"), "{page}");
+    let res = post_sql(
+        &sql_url,
+        "SELECT contributor, claimed_tx FROM reward_ledger WHERE claimed_tx IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        res["rows"],
+        serde_json::json!([{"contributor": format!("contributor:{}", who.to_lowercase()), "claimed_tx": tx}]),
+        "{res}"
+    );
 
     // The printed psql command works: the real psql over the PostgreSQL wire protocol.
     let command = after(&lines, "SQL with psql: ");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_graphql::{Context, Subscription as GqlSubscription};
 use futures::Stream;
 use tributary_schemas::lineage::{Node, NodeKind};
-use tributary_sql::{NodeKey, OpKind};
+use tributary_sql::{NodeKey, OpKind, Order};
 
 use super::load::{graph, internal};
 use super::objects::{Adapter, Batch, Inference};
@@ -108,7 +108,7 @@ impl Follow {
                 let mut after: Option<NodeKey> = None;
                 loop {
                     let page = store
-                        .nodes_of_kind(*chain_id, self.kind, blocks, after.as_ref(), 1000)
+                        .nodes_of_kind(*chain_id, self.kind, blocks, (after.as_ref(), Order::OldestFirst), 1000)
                         .await?;
                     let full = page.len() == 1000;
                     after = page.last().map(NodeKey::of);

@@ -168,10 +168,23 @@ async fn execute(
 /// Root query.
 pub struct Query;
 
-/// `first` and `after` of a Relay connection.
-pub(crate) struct ContributionArgs {
+/// `first`, `after` and `order` of a Relay connection.
+pub(crate) struct PageArgs {
     pub(crate) first: u32,
     pub(crate) after: Option<String>,
+    pub(crate) order: Order,
+}
+
+/// Which end of a list comes first: lists sort by where their items were made on chain
+/// (block, log index, id), a contribution's by where it was anchored.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Default)]
+#[graphql(remote = "tributary_sql::Order")]
+pub(crate) enum Order {
+    /// Oldest first (the default).
+    #[default]
+    OldestFirst,
+    /// Newest first.
+    NewestFirst,
 }
 
 #[Object]
@@ -273,7 +286,7 @@ impl Query {
             .map(Datanet))
     }
 
-    /// Contributions across Datanets, oldest first, as a Relay connection: `first` (at most
+    /// Contributions across Datanets, as a Relay connection (oldest first unless `order` says newest): `first` (at most
     /// 1000) after the cursor `after`, narrowed by Datanet, contributor, anchoring block
     /// range and status.
     #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
@@ -282,6 +295,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         datanet: Option<u64>,
         contributor: Option<String>,
         from_block: Option<u64>,
@@ -296,7 +310,7 @@ impl Query {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+        contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
 
     /// A contributor by address (whether or not anything of theirs is indexed).
@@ -312,16 +326,17 @@ impl Query {
         typed_node(ctx, NodeKind::Batch, &id).await
     }
 
-    /// Anchored batches, oldest first, as a Relay connection, narrowed by block range.
+    /// Anchored batches, as a Relay connection (oldest first unless `order` says newest), narrowed by block range.
     async fn batches(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Batch>> {
-        node_page(ctx, NodeKind::Batch, (from_block, to_block), first, after).await
+        node_page(ctx, NodeKind::Batch, (from_block, to_block), PageArgs { first, after, order }).await
     }
 
     /// One snapshot by id.
@@ -333,22 +348,17 @@ impl Query {
         typed_node(ctx, NodeKind::Snapshot, &id).await
     }
 
-    /// Snapshots, oldest first, as a Relay connection, narrowed by block range.
+    /// Snapshots, as a Relay connection (oldest first unless `order` says newest), narrowed by block range.
     async fn snapshots(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Snapshot>> {
-        node_page(
-            ctx,
-            NodeKind::Snapshot,
-            (from_block, to_block),
-            first,
-            after,
-        )
+        node_page(ctx, NodeKind::Snapshot, (from_block, to_block), PageArgs { first, after, order })
         .await
     }
 
@@ -370,14 +380,15 @@ impl Query {
         typed_node(ctx, NodeKind::BaseModel, &id).await
     }
 
-    /// Base models, oldest first, as a Relay connection.
+    /// Base models, as a Relay connection (oldest first unless `order` says newest).
     async fn base_models(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
     ) -> async_graphql::Result<Connection<String, BaseModel>> {
-        node_page(ctx, NodeKind::BaseModel, (None, None), first, after).await
+        node_page(ctx, NodeKind::BaseModel, (None, None), PageArgs { first, after, order }).await
     }
 
     /// One adapter, by `id` or by `version` (`line@semver`, as published).
@@ -408,16 +419,17 @@ impl Query {
         }
     }
 
-    /// Adapters, oldest first, as a Relay connection, narrowed by block range.
+    /// Adapters, as a Relay connection (oldest first unless `order` says newest), narrowed by block range.
     async fn adapters(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Adapter>> {
-        node_page(ctx, NodeKind::Adapter, (from_block, to_block), first, after).await
+        node_page(ctx, NodeKind::Adapter, (from_block, to_block), PageArgs { first, after, order }).await
     }
 
     /// One recorded inference batch by id.
@@ -435,23 +447,18 @@ impl Query {
         typed_node(ctx, NodeKind::Answer, &id).await
     }
 
-    /// Recorded inference batches, oldest first, as a Relay connection, narrowed by block
+    /// Recorded inference batches, as a Relay connection (oldest first unless `order` says newest), narrowed by block
     /// range.
     async fn inferences(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Inference>> {
-        node_page(
-            ctx,
-            NodeKind::Inference,
-            (from_block, to_block),
-            first,
-            after,
-        )
+        node_page(ctx, NodeKind::Inference, (from_block, to_block), PageArgs { first, after, order })
         .await
     }
 
@@ -464,14 +471,15 @@ impl Query {
         objects::one(ctx, g::reward_epoch_id(epoch), NodeKind::RewardEpoch).await
     }
 
-    /// Reward epochs, oldest first, as a Relay connection.
+    /// Reward epochs, as a Relay connection (oldest first unless `order` says newest).
     async fn reward_epochs(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
     ) -> async_graphql::Result<Connection<String, RewardEpoch>> {
-        node_page(ctx, NodeKind::RewardEpoch, (None, None), first, after).await
+        node_page(ctx, NodeKind::RewardEpoch, (None, None), PageArgs { first, after, order }).await
     }
 
     /// How the credit for `subject` (a node id: `answer:0x…`, `adapter:0x…`,
@@ -504,7 +512,7 @@ impl Query {
         let gr = graph(ctx);
         let rows = gr
             .store
-            .contributions(gr.chain_id, &filter, None, 1)
+            .contributions(gr.chain_id, &filter, (None, Default::default()), 1)
             .await
             .map_err(internal)?;
         Ok(rows.into_iter().next().map(Contribution::from))
@@ -642,8 +650,11 @@ async fn node_page<T: From<Node> + async_graphql::OutputType>(
     ctx: &Context<'_>,
     kind: NodeKind,
     blocks: (Option<u64>, Option<u64>),
-    first: u32,
-    after: Option<String>,
+    PageArgs {
+        first,
+        after,
+        order,
+    }: PageArgs,
 ) -> async_graphql::Result<Connection<String, T>> {
     check_first(first)?;
     let after = after
@@ -659,7 +670,7 @@ async fn node_page<T: From<Node> + async_graphql::OutputType>(
     let gr = graph(ctx);
     let mut nodes = gr
         .store
-        .nodes_of_kind(gr.chain_id, kind, blocks, after.as_ref(), first + 1)
+        .nodes_of_kind(gr.chain_id, kind, blocks, (after.as_ref(), order.into()), first + 1)
         .await
         .map_err(internal)?;
     let more = nodes.len() > first as usize;
@@ -945,7 +956,11 @@ impl From<tributary_sql::WalkEdge> for LineageEdge {
 pub(crate) async fn contribution_page(
     ctx: &Context<'_>,
     filter: ContributionFilter,
-    ContributionArgs { first, after }: ContributionArgs,
+    PageArgs {
+        first,
+        after,
+        order,
+    }: PageArgs,
 ) -> async_graphql::Result<Connection<String, Contribution>> {
     check_first(first)?;
     if let Some(who) = &filter.contributor {
@@ -964,7 +979,7 @@ pub(crate) async fn contribution_page(
     let gr = graph(ctx);
     let mut rows = gr
         .store
-        .contributions(gr.chain_id, &filter, after.as_ref(), first + 1)
+        .contributions(gr.chain_id, &filter, (after.as_ref(), order.into()), first + 1)
         .await
         .map_err(internal)?;
     let more = rows.len() > first as usize;

@@ -20,7 +20,7 @@ use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
 use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
 
 use super::load::{self, edges, graph, internal, linked, node};
-use super::{ContributionArgs, contribution_page};
+use super::{Order, PageArgs, contribution_page};
 
 /// `props[key]` as text ("" when absent).
 fn text<'a>(n: &'a Node, key: &str) -> &'a str {
@@ -178,7 +178,7 @@ impl Datanet {
         }
         Ok(String::from_utf8(bytes).map_err(|_| "the manifest is not UTF-8 text")?)
     }
-    /// This Datanet's contributions, oldest first, as a Relay connection: `first` (at most
+    /// This Datanet's contributions, as a Relay connection (oldest first unless `order` says newest): `first` (at most
     /// 1000) after the cursor `after`, narrowed by contributor, anchoring block range and
     /// status.
     #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
@@ -187,6 +187,7 @@ impl Datanet {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         contributor: Option<String>,
         from_block: Option<u64>,
         to_block: Option<u64>,
@@ -200,7 +201,7 @@ impl Datanet {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+        contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
 }
 
@@ -421,18 +422,38 @@ pub(crate) struct RewardAllocation {
     share: f64,
     /// The block that settled the epoch.
     block: u64,
+    /// Their claim of it (`Claimed`), whoever sent it; null while it is still to claim.
+    claim: Option<Claim>,
+}
+
+/// A reward claimed on chain: the whole amount of the account's leaf went to the account.
+#[derive(SimpleObject)]
+pub(crate) struct Claim {
+    /// The block of the claim.
+    block: u64,
+    /// Its transaction.
+    tx_hash: String,
 }
 
 impl RewardAllocation {
-    /// The allocation a `rewarded` edge records, with the amount from its epoch's node.
-    fn of(epoch: &Node, e: &Edge) -> Self {
+    /// The allocation a `rewarded` edge records, with the amount from its epoch's node and
+    /// the claim among `claims` (`claimed` edges) made by the same account of the same epoch.
+    fn of(epoch: &Node, e: &Edge, claims: &[Edge]) -> Self {
         let contributor = e.dst.key().to_string();
+        let claim = claims
+            .iter()
+            .find(|c| c.src == e.dst && c.dst == e.src)
+            .map(|c| Claim {
+                block: c.pos.block_number,
+                tx_hash: c.pos.tx_hash.to_string(),
+            });
         Self {
             epoch: key(epoch).parse().unwrap_or_default(),
             amount: amount(&epoch.props[prop::AMOUNTS], &contributor),
             contributor,
             share: e.weight.unwrap_or_default(),
             block: e.pos.block_number,
+            claim,
         }
     }
 }
@@ -447,7 +468,7 @@ impl Contributor {
     async fn node_id(&self) -> String {
         NodeKind::Contributor.id(&self.address).into()
     }
-    /// Their contributions, oldest first, as a Relay connection, narrowed by Datanet,
+    /// Their contributions, as a Relay connection (oldest first unless `order` says newest), narrowed by Datanet,
     /// anchoring block range and status.
     #[allow(clippy::too_many_arguments)] // a resolver's arguments are the field's arguments
     async fn contributions(
@@ -455,6 +476,7 @@ impl Contributor {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
         datanet: Option<u64>,
         from_block: Option<u64>,
         to_block: Option<u64>,
@@ -468,7 +490,7 @@ impl Contributor {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+        contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
     /// Their influence on answers: the credit recorded for them (their contributions'
     /// shares, and their summed credit past an answer's listed contributions), summed over
@@ -491,15 +513,18 @@ impl Contributor {
             .filter_map(|e| e.weight)
             .sum())
     }
-    /// What reward epochs paid them, oldest first.
+    /// What reward epochs paid them, oldest first, each with its claim (or none yet).
     async fn rewards(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
         let id = NodeKind::Contributor.id(&self.address);
-        let paid = edges(ctx, &id, End::Dst, EdgeKind::Rewarded).await?;
+        let (paid, claims) = futures::try_join!(
+            edges(ctx, &id, End::Dst, EdgeKind::Rewarded),
+            edges(ctx, &id, End::Src, EdgeKind::Claimed)
+        )?;
         let epochs = try_join_all(paid.iter().map(|e| node(ctx, e.src.to_string()))).await?;
         Ok(paid
             .iter()
             .zip(epochs)
-            .filter_map(|(e, epoch)| Some(RewardAllocation::of(&epoch?, e)))
+            .filter_map(|(e, epoch)| Some(RewardAllocation::of(&epoch?, e, &claims)))
             .collect())
     }
 }
@@ -563,12 +588,13 @@ impl Batch {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
     ) -> async_graphql::Result<Connection<String, Contribution>> {
         let filter = ContributionFilter {
             batch: Some(key(&self.0).to_string()),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+        contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
     /// Validators' attestations of it.
     async fn validations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Validation>> {
@@ -647,12 +673,13 @@ impl Snapshot {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
+        #[graphql(default)] order: Order,
     ) -> async_graphql::Result<Connection<String, Contribution>> {
         let filter = ContributionFilter {
             snapshot: Some(key(&self.0).to_string()),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, ContributionArgs { first, after }).await
+        contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
     /// Training runs on it.
     async fn training_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TrainingRun>> {
@@ -872,6 +899,11 @@ impl Inference {
     async fn fees(&self) -> Option<TokenAmount> {
         amount(&self.0.props, "fees")
     }
+    /// The reward epoch that paid out its fees; null until one has.
+    async fn settled_in(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<RewardEpoch>> {
+        let e = linked(ctx, &self.0.id, End::Dst, EdgeKind::Settles).await?;
+        Ok(typed(e, NodeKind::RewardEpoch).pop())
+    }
     /// The answers it recorded (verified batches).
     async fn answers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Answer>> {
         let a = linked(ctx, &self.0.id, End::Dst, EdgeKind::RecordedIn).await?;
@@ -949,15 +981,41 @@ impl RewardEpoch {
         // From the event's uint256, always decimal digits.
         TokenAmount(text(&self.0, prop::TOTAL).to_string())
     }
-    /// Per-contributor allocations, as recorded in the graph.
+    /// Per-contributor allocations, as recorded in the graph, each with its claim.
     async fn allocations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {
-        Ok(edges(ctx, &self.0.id, End::Src, EdgeKind::Rewarded)
-            .await?
+        let (paid, claims) = futures::try_join!(
+            edges(ctx, &self.0.id, End::Src, EdgeKind::Rewarded),
+            edges(ctx, &self.0.id, End::Dst, EdgeKind::Claimed)
+        )?;
+        Ok(paid
             .iter()
-            .map(|e| RewardAllocation::of(&self.0, e))
+            .map(|e| RewardAllocation::of(&self.0, e, &claims))
             .collect())
     }
+    /// How the epoch split each answer's fee, in basis points (of 10,000), as its manifest
+    /// states; null when the manifest was not verified.
+    async fn policy(&self) -> Option<RewardPolicy> {
+        serde_json::from_value(self.0.props[prop::POLICY].clone()).ok()
+    }
+    /// The inference batches whose fees it paid out.
+    async fn batches(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Inference>> {
+        let b = linked(ctx, &self.0.id, End::Src, EdgeKind::Settles).await?;
+        Ok(typed(b, NodeKind::Inference))
+    }
 }
+}
+
+/// How an epoch split each answer's fee, in basis points (they sum to 10,000).
+#[derive(SimpleObject, serde::Deserialize)]
+pub(crate) struct RewardPolicy {
+    /// To the platform.
+    platform: u32,
+    /// To the adapter's publisher.
+    owner: u32,
+    /// To the stakers.
+    stakers: u32,
+    /// To the data contributors, divided by each answer's recorded credit.
+    contributors: u32,
 }
 
 /// How a subject's credit divides among contributions and contributors.

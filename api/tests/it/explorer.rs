@@ -95,6 +95,24 @@ async fn the_explorer_pages_checks_proofs_and_draws_lineage_in_headless_chromium
     assert_eq!(v["rows"]["contributions"], 15, "{v}");
     let v = shown(&base, "datanet/1", &["select:filter-status=REVOKED"]).await;
     assert_eq!(v["rows"]["contributions"], 0, "{v}");
+    // Sorted on the server: newest first starts with what oldest first ends with.
+    let ends = post(
+        &app,
+        "{ a: contributions(first: 1) { nodes { id } } \
+           z: contributions(first: 1, order: NEWEST_FIRST) { nodes { id } } }",
+    )
+    .await;
+    let short = |k: &str| {
+        let id = ends["data"][k]["nodes"][0]["id"].as_str().unwrap();
+        format!("{}…{}", &id[..10], &id[id.len() - 6..])
+    };
+    let v = shown(&base, "datanet/1", &[]).await;
+    assert_eq!(v["texts"]["contributions-first"], short("a"), "{v}");
+    let v = shown(&base, "datanet/1", &["select:order=NEWEST_FIRST"]).await;
+    assert_eq!(v["texts"]["contributions-first"], short("z"), "{v}");
+    assert_ne!(short("a"), short("z"));
+    let v = shown(&base, "datanet/1", &["select:order=NEWEST_FIRST", "click:next"]).await;
+    assert_eq!(v["rows"]["contributions"], 5, "{v}");
 
     // The proof, folded in the page with its own keccak, reaches the batch's root.
     let id = B256::repeat_byte(3).to_string();

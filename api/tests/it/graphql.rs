@@ -175,23 +175,17 @@ async fn contributions_of_a_datanet_with_contributor_batch_and_anchor() {
     assert_eq!(v["data"]["datanets"], json!([{"name": "kitchen"}]));
 }
 
-/// Relay pagination: pages of `first` follow `endCursor` to the end without loss or repeat;
-/// filters narrow; a made-up cursor is a clear error.
-#[tokio::test]
-async fn contributions_page_by_cursor_and_filter() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = tributary_api::router(
-        tributary_api::schema(fixture(dir.path(), 7).await, None, CHAIN),
-        &tributary_api::Limits::default(),
-    );
+/// Every page of Datanet 1's contributions in `order`, 3 at a time by `endCursor`: how many
+/// pages, and the ids in the order they came.
+async fn walk_pages(app: &axum::Router, order: &str) -> (usize, Vec<String>) {
     let mut seen = Vec::new();
     let mut after = String::new();
     let mut pages = 0;
     loop {
         let v = post(
-            &app,
+            app,
             &format!(
-                r#"{{ contributions(datanet: 1, first: 3{after}) {{ edges {{ cursor node {{ id }} }} pageInfo {{ hasNextPage hasPreviousPage endCursor }} }} }}"#
+                r#"{{ contributions(datanet: 1, first: 3, order: {order}{after}) {{ edges {{ cursor node {{ id }} }} pageInfo {{ hasNextPage hasPreviousPage endCursor }} }} }}"#
             ),
         )
         .await;
@@ -203,19 +197,37 @@ async fn contributions_page_by_cursor_and_filter() {
             seen.push(e["node"]["id"].as_str().unwrap().to_string());
         }
         if page["pageInfo"]["hasNextPage"] == false {
-            break;
+            return (pages, seen);
         }
         after = format!(
             r#", after: "{}""#,
             page["pageInfo"]["endCursor"].as_str().unwrap()
         );
     }
-    let all: Vec<String> = (0..7).map(|i| B256::repeat_byte(i).to_string()).collect();
-    assert_eq!(
-        (pages, &seen),
-        (3, &all),
-        "7 contributions in pages of 3, in order"
+}
+
+/// Relay pagination: pages of `first` follow `endCursor` to the end without loss or repeat,
+/// oldest or newest first; filters narrow; a made-up cursor is a clear error.
+#[tokio::test]
+async fn contributions_page_by_cursor_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tributary_api::router(
+        tributary_api::schema(fixture(dir.path(), 7).await, None, CHAIN),
+        &tributary_api::Limits::default(),
     );
+    let all: Vec<String> = (0..7).map(|i| B256::repeat_byte(i).to_string()).collect();
+    for (order, expected) in [
+        ("OLDEST_FIRST", all.clone()),
+        ("NEWEST_FIRST", all.iter().rev().cloned().collect()),
+    ] {
+        let (pages, seen) = walk_pages(&app, order).await;
+        assert_eq!(
+            (pages, &seen),
+            (3, &expected),
+            "7 contributions in pages of 3, {order}"
+        );
+    }
+
 
     // The same through the Datanet, narrowed to one contributor: the even-numbered four.
     let who = g::hex_lower(Address::repeat_byte(1).as_slice());

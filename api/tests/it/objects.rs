@@ -261,6 +261,7 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         json!({
             "merkle_root": hash(0x4e).to_string(), "total": "9007199254741193",
             "amounts": {who(1): "9007199254740993", who(2): "200"},
+            "policy": {"platform": 1000, "owner": 2000, "stakers": 2000, "contributors": 5000},
         }),
         9,
         4,
@@ -276,6 +277,19 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         g::contributor_id(Address::repeat_byte(2)),
         EdgeKind::Rewarded,
         Some(0.0),
+    ));
+    // The epoch paid out inference batch 0x1f…; 0x01… has claimed it, 0x02… not yet.
+    edges.push((
+        g::reward_epoch_id(1),
+        g::inference_id(hash(0x1f)),
+        EdgeKind::Settles,
+        None,
+    ));
+    edges.push((
+        g::contributor_id(Address::repeat_byte(1)),
+        g::reward_epoch_id(1),
+        EdgeKind::Claimed,
+        None,
     ));
     apply(&store, 9, nodes, edges).await;
     store
@@ -297,10 +311,12 @@ const MODEL_QUERY: &str = r#"{
     versions { version }
   }
   firstTwo: adapters(first: 2) { nodes { version } pageInfo { hasNextPage } }
+  lastTwo: adapters(first: 2, order: NEWEST_FIRST) { nodes { version } pageInfo { hasNextPage } }
   inference(id: "0x1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f") {
     id count tokens fees verified reason adapters { version }
     attribution { method contributors { address share contributions } contributions { id contributor share } }
     answers { id }
+    settledIn { epoch }
   }
   answer(id: "0x2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b") {
     id tokens fee requestHash batch { id } adapter { version }
@@ -312,9 +328,10 @@ const MODEL_QUERY: &str = r#"{
   byCount: attribution(subject: "adapter:0xa2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2") {
     method contributors { address share contributions }
   }
-  rewardEpochs { nodes { epoch total merkleRoot allocations { contributor amount share } } }
+  rewardEpochs { nodes { epoch total merkleRoot allocations { contributor amount share claim { block } }
+    policy { platform owner stakers contributors } batches { id } } }
   contributor(address: "0x0101010101010101010101010101010101010101") {
-    address nodeId influence rewards { epoch amount share }
+    address nodeId influence rewards { epoch amount share claim { block txHash } }
     contributions(first: 10) { nodes { id status } }
   }
   batch(id: "0xbabababababababababababababababababababababababababababababababa") {

@@ -220,6 +220,18 @@ pub(crate) async fn fixture() -> Fixture {
         edge(&answer, &c(3), EdgeKind::AttributedTo, Some(0.25), pos),
         edge(&epoch, &who(0xa1), EdgeKind::Rewarded, Some(0.0), pos),
         edge(&epoch, &who(0xa2), EdgeKind::Rewarded, Some(1.0), pos),
+        // 0xa1 has claimed epoch 1 (in a transaction of its own); 0xa2 has not.
+        edge(
+            &who(0xa1),
+            &epoch,
+            EdgeKind::Claimed,
+            None,
+            ChainPos {
+                tx_hash: B256::repeat_byte(0xc1),
+                log_index: 1,
+                ..pos
+            },
+        ),
     ];
     let event = RawEvent {
         address: "0x00".into(),

@@ -9,7 +9,9 @@
 //! in the lake (`artifacts/snapshots/ID.json`: id, Datanets, versions, count, root) and brings
 //! its contributions in as `included_in` edges. An `EpochAllocated` is checked against
 //! `rewards/epoch-N.json` (the Merkle root over its per-account totals) and brings one
-//! weighted `rewarded` edge per account.
+//! weighted `rewarded` edge per account, a `settles` edge to each inference batch it settled,
+//! and its fee split (`policy`, basis points); a `Claimed` brings a `claimed` edge from the
+//! account to the epoch, at the claim's transaction.
 
 use std::collections::BTreeMap;
 
@@ -330,8 +332,16 @@ pub(super) async fn reward_distributor(
                 "total": e.total.to_string(),
             });
             match check_epoch(epoch, e.merkleRoot, lake).await {
-                Ok(totals) => {
+                Ok(Settled {
+                    totals,
+                    batches,
+                    policy,
+                }) => {
                     props[prop::VERIFIED] = json!(true);
+                    props[prop::POLICY] = policy;
+                    for b in batches {
+                        edge(out, &id, &g::inference_id(b), EdgeKind::Settles, pos);
+                    }
                     // Exact amounts as decimal strings in the node; the edges carry each
                     // account's share of the total, a float fit for drawing, not for paying.
                     let total: f64 = totals.iter().map(|(_, n)| *n as f64).sum();
@@ -363,15 +373,29 @@ pub(super) async fn reward_distributor(
             node(out, id, props, pos);
             "EpochAllocated"
         }
-        Rewards::Claimed(_) => "Claimed",
+        Rewards::Claimed(e) => {
+            let epoch = g::reward_epoch_id(e.epoch.to::<u64>());
+            edge(out, &g::contributor_id(e.account), &epoch, EdgeKind::Claimed, pos);
+            "Claimed"
+        }
         Rewards::RoleGranted(_) => "RoleGranted",
         Rewards::RoleRevoked(_) => "RoleRevoked",
     }
 }
 
+/// What a verified epoch manifest brings into the graph.
+struct Settled {
+    /// Per account, the total it may claim.
+    totals: Vec<(Address, u128)>,
+    /// The inference batches it settled.
+    batches: Vec<B256>,
+    /// Its fee split, as the manifest states it.
+    policy: serde_json::Value,
+}
+
 /// Reads epoch `n`'s manifest (`rewards/epoch-N.json`) and checks its per-account totals
-/// against the root on chain; returns the totals.
-async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u128)>, String> {
+/// against the root on chain; returns them with the batches it settled and its policy.
+async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Settled, String> {
     let uri = lake
         .root()
         .join(&format!("rewards/epoch-{n}.json"))
@@ -411,5 +435,14 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Vec<(Address, u1
     if tributary_schemas::merkle::MerkleTree::new(leaves).root() != root {
         return Err("Merkle root differs from the chain".into());
     }
-    Ok(totals.into_iter().collect())
+    let batches = v["batches"]
+        .as_array()
+        .map(|b| b.iter().map(|b| b.as_str().and_then(|s| s.parse().ok())).collect())
+        .unwrap_or(Some(vec![]))
+        .ok_or("manifest has a bad batch id")?;
+    Ok(Settled {
+        totals: totals.into_iter().collect(),
+        batches,
+        policy: v["policy"].clone(),
+    })
 }

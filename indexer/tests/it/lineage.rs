@@ -880,13 +880,14 @@ pub(crate) async fn table_rows(lake: &Lake, table: &str, key: &str) -> Vec<Value
 }
 
 /// A settled epoch's amounts reach the graph exactly, however large: the epoch node keeps each
-/// account's total as a decimal string (the leaf it claims against); the `rewarded` edges
-/// carry only shares.
+/// account's total as a decimal string (the leaf it claims against) and its policy; the
+/// `rewarded` edges carry only shares; a `settles` edge goes to each batch it paid out, and a
+/// claim sent by someone else than the account becomes the account's `claimed` edge.
 #[tokio::test]
 async fn reward_amounts_are_indexed_exactly() {
     use std::collections::HashSet;
     use tributary_pipeline::rewards::{
-        Accounts, EpochManifest, Paid, Policy, allocate, publish, totals, tree,
+        Accounts, EpochManifest, Paid, Policy, allocate, claim, publish, totals, tree,
     };
     use tributary_schemas::lineage::{self as g, EdgeKind, prop};
 
@@ -914,7 +915,7 @@ async fn reward_amounts_are_indexed_exactly() {
         epoch: 1,
         policy: Policy::default(),
         accounts,
-        batches: vec![],
+        batches: vec![B256::repeat_byte(0xbb)],
         pool: fee.to_string(),
         root: tree(&sums).root(),
         allocations: rows,
@@ -924,6 +925,8 @@ async fn reward_amounts_are_indexed_exactly() {
         .await
         .unwrap();
     publish(&env.chain, &env.lake, m).await.unwrap();
+    // The chain's own signer sends 0x11's claim; the tokens go to 0x11.
+    let (_, claim_tx) = claim(&env.chain, &env.lake, 1, who(0x11)).await.unwrap();
 
     let s = env.store("rewards.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
@@ -952,5 +955,31 @@ async fn reward_amounts_are_indexed_exactly() {
     assert!(
         (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
         "{shares:?}"
+    );
+    assert_eq!(node.props[prop::POLICY]["contributors"], 5_000, "{}", node.props);
+    let of = |kind: EdgeKind| -> Vec<(String, String, B256)> {
+        edges
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| (e.src.to_string(), e.dst.to_string(), e.pos.tx_hash))
+            .collect()
+    };
+    let settles = of(EdgeKind::Settles);
+    assert_eq!(settles.len(), 1, "{settles:?}");
+    assert_eq!(
+        (settles[0].0.as_str(), settles[0].1.as_str()),
+        (
+            epoch.as_str(),
+            g::inference_id(B256::repeat_byte(0xbb)).as_str()
+        )
+    );
+    assert_eq!(
+        of(EdgeKind::Claimed),
+        vec![(
+            g::contributor_id(who(0x11)).to_string(),
+            epoch.to_string(),
+            claim_tx
+        )],
+        "one claim, by 0x11's account, at the claim's transaction; 0x22 has not claimed"
     );
 }

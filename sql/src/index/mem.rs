@@ -27,7 +27,7 @@ pub(crate) const NO_EDGE: u32 = u32::MAX;
 pub(crate) const UNKNOWN_KIND: u8 = u8::MAX;
 
 /// Every edge kind, by its number in [`Link::kind`].
-pub(crate) const EDGE_KINDS: [EdgeKind; 14] = [
+pub(crate) const EDGE_KINDS: [EdgeKind; 16] = [
     EdgeKind::Contributed,
     EdgeKind::In,
     EdgeKind::AnchoredIn,
@@ -42,11 +42,13 @@ pub(crate) const EDGE_KINDS: [EdgeKind; 14] = [
     EdgeKind::RecordedIn,
     EdgeKind::AttributedTo,
     EdgeKind::Rewarded,
+    EdgeKind::Settles,
+    EdgeKind::Claimed,
 ];
 
 /// Per edge kind code: whether its source is its upstream end (`None`: no lineage), looked
 /// up once instead of per walked edge.
-static UPSTREAM_AT_SRC: std::sync::LazyLock<[Option<bool>; 14]> =
+static UPSTREAM_AT_SRC: std::sync::LazyLock<[Option<bool>; 16]> =
     std::sync::LazyLock::new(|| EDGE_KINDS.map(|k| upstream_end(k.as_str())));
 
 /// The number of edge kind `k` (its place in [`EDGE_KINDS`]).
