@@ -24,6 +24,8 @@ const esc = (v) =>
 const short = (id) => (id && id.length > 18 ? `${id.slice(0, 10)}…${id.slice(-6)}` : id ?? '');
 const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US'));
 const pct = (x) => `${(100 * x).toFixed(2)}%`;
+/// An exact token amount (a decimal string) with thousands separators, still exact.
+const units = (s) => (/^\d+$/.test(String(s ?? '')) ? BigInt(s).toLocaleString('en-US') : (s ?? '—'));
 const view = () => document.getElementById('view');
 
 /// The explorer page of a lineage node id (`kind:key`), or of a bare id of that kind.
@@ -542,30 +544,32 @@ async function money(id) {
     sqlNote = `<p class="muted">per-contribution rows need the SQL endpoint (POST /sql): ${esc(e.message)}</p>`;
   }
   const paid = new Map(rows.map((r) => [String(r.contribution).toLowerCase(), r]));
-  const leaves = await Promise.all(people.map((p) => gql(`query($a: String!) { contributor(address: $a) {
-      rewards { epoch amount claim { block txHash } } } }`, { a: p })));
-  const leaf = new Map(people.map((p, i) => [p, leaves[i].contributor.rewards.find((r) => r.epoch === epoch.epoch)]));
-  const units = (x) => (part === null ? '—' : `≈ ${num(Math.round(Number(part) * x))}`);
+  // Every credited contributor's rewards in one query (one alias each).
+  const vars = Object.fromEntries(people.map((p, i) => [`a${i}`, p]));
+  const leaves = people.length ? await gql(`query(${people.map((_, i) => `$a${i}: String!`).join(', ')}) {
+      ${people.map((_, i) => `c${i}: contributor(address: $a${i}) { rewards { epoch amount claim { block txHash } } }`).join('\n')} }`, vars) : {};
+  const leaf = new Map(people.map((p, i) => [p, leaves[`c${i}`].rewards.find((r) => r.epoch === epoch.epoch)]));
+  const fromAnswer = (x) => (part === null ? '—' : `≈ ${num(Math.round(Number(part) * x))}`);
   const what = shown.map((c) => {
     const r = paid.get(c.id.toLowerCase());
-    return [link('contribution', c.id), link('contributor', c.contributor), pct(c.share), units(c.share),
-      r ? `<span class="mono">${esc(r.amount)}</span> <span class="muted">over ${num(r.answers)} answers</span>` : '—'];
+    return [link('contribution', c.id), link('contributor', c.contributor), pct(c.share), fromAnswer(c.share),
+      r ? `${units(r.amount)} <span class="muted">over ${num(r.answers)} answer${Number(r.answers) === 1 ? '' : 's'}</span>` : '—'];
   });
   const who = a.attribution.contributors.map((c) => {
     const l = leaf.get(c.address);
-    return [link('contributor', c.address, c.address), pct(c.share), units(c.share),
-      `<span class="mono">${esc(l?.amount ?? '—')}</span>`, l ? claimHtml(l.claim) : '—'];
+    return [link('contributor', c.address, c.address), pct(c.share), fromAnswer(c.share),
+      esc(units(l?.amount)), l ? claimHtml(l.claim) : '—'];
   });
   view().innerHTML = `${head}
     ${facts([['served by', a.adapter ? link('adapter', a.adapter.id, a.adapter.version) : '—'],
-      ['fee', `<span class="mono" data-testid="money-fee">${esc(a.fee ?? '—')}</span> token units`],
+      ['fee', `<span data-testid="money-fee">${esc(units(a.fee))}</span> token units`],
       ['settled in', `<span data-testid="money-epoch">epoch ${num(epoch.epoch)}</span>, block ${num(epoch.block)}, tx <span class="mono">${esc(short(epoch.txHash))}</span>`],
-      ['contributors\' part', bps === undefined ? '—' : `<span data-testid="money-part">${esc(String(part))}</span> (${(bps / 100).toFixed(2)}% of the fee under the epoch's policy), divided by the answer's credit`]])}
+      ['contributors\' part', bps === undefined ? '—' : `<span data-testid="money-part">${esc(units(part))}</span> (${(bps / 100).toFixed(2)}% of the fee under the epoch's policy), divided by the answer's credit`]])}
     <h2>Contributions credited</h2>
-    ${table(['contribution', 'contributor', 'credit#', 'from this answer#', 'the epoch paid for it'], what, 'money-contributions')}
+    ${table(['contribution', 'contributor', 'credit#', 'from this answer#', 'the epoch paid for it#'], what, 'money-contributions')}
     ${a.attribution.contributions.length > 50 ? `<p class="muted">and ${num(a.attribution.contributions.length - 50)} more</p>` : ''}${sqlNote}
     <h2>Contributors</h2>
-    ${table(['contributor', 'credit#', 'from this answer#', 'epoch total (their leaf)', 'claim'], who, 'money-contributors')}
+    ${table(['contributor', 'credit#', 'from this answer#', 'epoch total (their leaf)#', 'claim'], who, 'money-contributors')}
     <p class="muted">An answer's part is exact only over the epoch: each row is rounded once, over every answer it sums
     (see <code>tributary rewards show</code>).</p>`;
 }
