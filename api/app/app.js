@@ -295,6 +295,7 @@ async function datanet(id, params) {
       ['created in', `block ${num(n.block)}, tx <span class="mono">${esc(n.txHash)}</span>`],
       ['lineage', `<a href="#/lineage/${encodeURIComponent(`datanet:${n.id}`)}?dir=down">what was built from it</a>`]])}
     <h2>Rules</h2><div id="rules" data-testid="rules">Checking…</div>
+    <h2>Over time</h2><div id="stats" data-testid="stats">Loading…</div>
     <h2>As of a version</h2><div id="asof" data-testid="asof">Loading…</div>
     <h2>Contributions</h2>
     ${pagerHtml(`<input name="contributor" placeholder="contributor address" data-testid="filter-contributor">
@@ -311,7 +312,39 @@ async function datanet(id, params) {
   }, contributionRows);
   input.onchange = () => p.reset();
   status.onchange = () => p.reset();
-  await Promise.all([p.reset(), asOf(document.getElementById('asof'), n.id, params.get('v')), rules(n.id)]);
+  await Promise.all([p.reset(), asOf(document.getElementById('asof'), n.id, params.get('v')), rules(n.id),
+    overTime(document.getElementById('stats'), n.id)]);
+}
+
+/// The Datanet day by day (SQL's `datanet_stats_over_time`: records accepted and rejected,
+/// contributors, the total to date, drawn as a curve) and its largest contributors, both
+/// counted by the SQL endpoint over the lake.
+async function overTime(el, id) {
+  let days;
+  let top;
+  try {
+    [days, top] = await Promise.all([
+      sql(`SELECT CAST(day AS VARCHAR) AS day, accepted, rejected, contributors, accepted_to_date
+        FROM datanet_stats_over_time WHERE datanet_id = ${Number(id)} ORDER BY day DESC LIMIT 60`),
+      sql(`SELECT contributor, COUNT(*) AS n FROM contributions WHERE datanet_id = ${Number(id)}
+        GROUP BY contributor ORDER BY n DESC, contributor LIMIT 10`),
+    ]);
+  } catch (e) {
+    el.innerHTML = `<p class="muted">Stats over time read the SQL endpoint (POST /sql): ${esc(e.message)}</p>`;
+    return;
+  }
+  if (!days.length) {
+    el.innerHTML = '<p class="muted">nothing ingested yet</p>';
+    return;
+  }
+  const curve = days.slice().reverse().map((d, i) => [i + 1, Number(d.accepted_to_date)]);
+  el.innerHTML = `<p>${num(days[0].accepted_to_date)} records accepted to date
+      (<b data-testid="stats-total">${num(days[0].accepted_to_date)}</b>), over ${num(days.length)} day${days.length === 1 ? '' : 's'}${days.length === 60 ? ' shown (the latest 60)' : ''}.</p>
+    ${curve.length > 1 ? lineChart(curve, 'records accepted to date', { y: 'records', x: 'days', testid: 'stats-curve', digits: 0 }) : ''}
+    ${table(['day', 'accepted#', 'rejected#', 'contributors#', 'to date#'], days.slice(0, 14).map((d) => [esc(d.day.slice(0, 10)),
+      num(d.accepted), num(d.rejected), num(d.contributors), num(d.accepted_to_date)]), 'stats-days')}
+    <h3>Largest contributors</h3>
+    ${table(['contributor', 'records#'], top.map((t) => [link('contributor', t.contributor, t.contributor), num(t.n)]), 'top-contributors')}`;
 }
 
 /// The Datanet's manifest (asked apart: a lake without it fails this box, not the page),
@@ -440,8 +473,8 @@ const claimHtml = (claim) => (claim
   ? `<span data-testid="claim"><span class="pill good">claimed</span> block ${num(claim.block)}, tx <span class="mono">${esc(short(claim.txHash))}</span></span>`
   : '<span data-testid="claim"><span class="pill warn">to claim</span> <code>tributary rewards claim</code></span>');
 
-/// The loss curve as a small SVG line chart: `points` are [step, loss] pairs.
-function lossChart(points, what = 'evaluation loss') {
+/// A small SVG line chart of [x, y] `points`: `what` names the curve, `y` and `x` its axes.
+function lineChart(points, what = 'evaluation loss', { y = 'loss', x = 'steps', testid = 'loss-curve', digits = 3 } = {}) {
   if (!points.length) return `<p class="muted">no ${what} was recorded</p>`;
   const [w, h, m] = [560, 200, 36];
   const xs = points.map((p) => p[0]);
@@ -450,9 +483,9 @@ function lossChart(points, what = 'evaluation loss') {
   const sx = (x) => m + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * m);
   const sy = (y) => h - m + 10 - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * m);
   const path = points.map((p, i) => `${i ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
-  return `<svg class="chart" data-testid="loss-curve" width="${w}" height="${h}" role="img" aria-label="${what} by step">
+  return `<svg class="chart" data-testid="${testid}" width="${w}" height="${h}" role="img" aria-label="${what} by ${x}">
     <path d="${path}" fill="none" stroke="#0b6bcb" stroke-width="2"/>
-    <text x="${m}" y="14" font-size="11">loss ${y1.toFixed(3)}</text><text x="${m}" y="${h - 4}" font-size="11">loss ${y0.toFixed(3)} · steps ${x0}–${x1}</text>
+    <text x="${m}" y="14" font-size="11">${y} ${y1.toFixed(digits)}</text><text x="${m}" y="${h - 4}" font-size="11">${y} ${y0.toFixed(digits)} · ${x} ${x0}–${x1}</text>
   </svg>`;
 }
 
@@ -479,7 +512,7 @@ async function adapter(id) {
       <div class="card">held-out loss<b data-testid="eval-loss">${t.evalLoss?.toFixed(4) ?? '—'}</b><span class="muted">base model: ${t.baseEvalLoss?.toFixed(4) ?? '—'}</span></div>
       <div class="card">perplexity<b>${t.perplexity?.toFixed(2) ?? '—'}</b></div>
       <div class="card">device<b>${esc(t.device)}</b>${t.seconds ? `${t.seconds.toFixed(1)} s` : ''}</div></div>
-      <h2>Held-out loss during training</h2>${lossChart(t.evalLossCurve)}` : '<p class="muted">no training record</p>'}`;
+      <h2>Held-out loss during training</h2>${lineChart(t.evalLossCurve)}` : '<p class="muted">no training record</p>'}`;
 }
 
 /// An attribution's contributions and contributors, with where each share's money goes.
@@ -524,14 +557,13 @@ async function money(id) {
   const head = `<h1 data-testid="title">Follow the money: answer <span class="mono">${esc(short(a.id))}</span></h1>`;
   if (!epoch) {
     view().innerHTML = `${head}${facts([['fee', `<span class="mono">${esc(a.fee ?? '—')}</span>`]])}
-      <p class="muted" data-testid="money-epoch">not settled yet: its batch is paid out by the next \`tributary rewards settle\`</p>
+      <p class="muted" data-testid="money-epoch">not settled yet: its batch is paid out by the next <code>tributary rewards settle</code></p>
       ${attributionHtml(a.attribution)}`;
     return;
   }
   const bps = epoch.policy?.contributors;
   const part = bps === undefined ? null : (fee * BigInt(bps)) / 10000n;
   const shown = a.attribution.contributions.slice(0, 50);
-  const people = [...new Set(a.attribution.contributors.map((c) => c.address))];
   // What each credited contribution's row paid in the epoch, and each contributor's leaf.
   let rows = [];
   let sqlNote = '';
@@ -544,7 +576,9 @@ async function money(id) {
     sqlNote = `<p class="muted">per-contribution rows need the SQL endpoint (POST /sql): ${esc(e.message)}</p>`;
   }
   const paid = new Map(rows.map((r) => [String(r.contribution).toLowerCase(), r]));
-  // Every credited contributor's rewards in one query (one alias each).
+  // The credited contributors' rewards in one query, one alias each (an epoch's allocations
+  // can be every contributor it paid; an answer credits far fewer).
+  const people = [...new Set(a.attribution.contributors.map((c) => c.address.toLowerCase()))];
   const vars = Object.fromEntries(people.map((p, i) => [`a${i}`, p]));
   const leaves = people.length ? await gql(`query(${people.map((_, i) => `$a${i}: String!`).join(', ')}) {
       ${people.map((_, i) => `c${i}: contributor(address: $a${i}) { rewards { epoch amount claim { block txHash } } }`).join('\n')} }`, vars) : {};
@@ -553,10 +587,10 @@ async function money(id) {
   const what = shown.map((c) => {
     const r = paid.get(c.id.toLowerCase());
     return [link('contribution', c.id), link('contributor', c.contributor), pct(c.share), fromAnswer(c.share),
-      r ? `${units(r.amount)} <span class="muted">over ${num(r.answers)} answer${Number(r.answers) === 1 ? '' : 's'}</span>` : '—'];
+      r ? `${esc(units(r.amount))} <span class="muted">over ${num(r.answers)} answer${Number(r.answers) === 1 ? '' : 's'}</span>` : '—'];
   });
   const who = a.attribution.contributors.map((c) => {
-    const l = leaf.get(c.address);
+    const l = leaf.get(c.address.toLowerCase());
     return [link('contributor', c.address, c.address), pct(c.share), fromAnswer(c.share),
       esc(units(l?.amount)), l ? claimHtml(l.claim) : '—'];
   });
@@ -614,9 +648,9 @@ async function batch(id) {
       ['verified', b.verified ? '<span class="pill good">yes</span>' : '<span class="pill bad">no</span>'],
       ['anchored', `block ${num(b.block)}, tx <span class="mono">${esc(b.txHash)}</span>`]])}
     <h2>Contributions</h2>${pagerHtml()}`;
-  const p = pager(view().querySelector('.paged'), async (after) => {
-    const r = await gql(`query($id: String!, $after: String) { batch(id: $id) { contributions(first: ${PAGE}, after: $after) {
-      nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`, { id, after });
+  const p = pager(view().querySelector('.paged'), async (after, order) => {
+    const r = await gql(`query($id: String!, $after: String, $order: Order) { batch(id: $id) { contributions(first: ${PAGE}, after: $after, order: $order) {
+      nodes { ${CONTRIBUTION_FIELDS} } pageInfo { hasNextPage endCursor } } } }`, { id, after, order });
     return r.batch.contributions;
   }, contributionRows);
   await p.reset();
@@ -934,7 +968,7 @@ async function job(name) {
       ${run ? `<p data-testid="run-message">${esc(run.message)}</p>
         ${run.adapterId ? `<p>adapter ${link('adapter', run.adapterId, `${run.version} ${short(run.adapterId)}`)}</p>` : ''}
         <p class="muted" data-testid="loss-points">${num(points.length)} training steps recorded${run.requestedBy ? `; asked for by ${esc(run.requestedBy)}` : ''}</p>
-        ${lossChart(points, 'training loss')}` : ''}
+        ${lineChart(points, 'training loss')}` : ''}
       <h2>Runs</h2>${table(['run#', 'trigger', 'status', 'started', 'adapter', 'held-out loss#', 'what happened'], rows, 'runs')}
       <details><summary>Its full definition</summary><pre class="spec">${esc(JSON.stringify(JSON.parse(j.spec), null, 2))}</pre></details>`;
     return live;

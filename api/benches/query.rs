@@ -4,7 +4,8 @@
 //!    contributions (20 Datanets, 20,000 contributors, 30 days), 10,000 revocations, 50,000
 //!    rejections and a 250,000-node lineage graph; every view of `sql/views/` answered by the
 //!    [`Analyst`] (Delta tables, limits, read-only planning) and by a plain DataFusion session
-//!    that reads the tables' Parquet files directly as listing tables, with the same view SQL.
+//!    that reads the tables' Parquet files directly as listing tables, with the same view SQL;
+//!    then the SQL the explorer's Datanet page sends (issue 23), the same way.
 //!    Issue 8's goal: at least 0.8x the reference's speed.
 //! 2. **GraphQL ancestry vs `{ __typename }`, 64 concurrent clients.** The first page (100
 //!    nodes) of the ancestry (depth 6) of random answers in the 1,100,000-node graph that
@@ -19,7 +20,8 @@
 //! 3. **The explorer's paged tables** over the same graph (see [`pages`]).
 //!
 //! `TRIBUTARY_BENCH_ONLY=views`, `=graphql` or `=pages` runs that part alone;
-//! `TRIBUTARY_BENCH_VIEW=name` times that view alone and prints both sides' `EXPLAIN ANALYZE`.
+//! `TRIBUTARY_BENCH_VIEW=name` times the views whose name starts with it (`explorer:` the
+//! explorer's own statements, timed after the views) and prints both sides' `EXPLAIN ANALYZE`.
 //! `TRIBUTARY_BENCH_SMOKE=1` (what `make test` runs, after the ancestry benchmark's smoke run):
 //! a lake of 2,000 contributions, one run per view, 4 clients for one second; checked the same
 //! way, and a missing graph is an error rather than a skipped row.
@@ -352,13 +354,17 @@ async fn views(scale: f64) {
         .await
         .unwrap();
     let reference = reference(&root).await;
-    // `TRIBUTARY_BENCH_VIEW=name`: that view alone, with both sides' `EXPLAIN ANALYZE`.
+    // `TRIBUTARY_BENCH_VIEW=name`: the views (or explorer statements) whose name starts with
+    // it, with both sides' `EXPLAIN ANALYZE`.
     let one = std::env::var("TRIBUTARY_BENCH_VIEW").ok();
-    for (view, _) in VIEWS {
-        if one.as_deref().is_some_and(|v| v != *view) {
+    let statements = VIEWS
+        .iter()
+        .map(|(view, _)| (view.to_string(), format!("SELECT * FROM {view}")))
+        .chain(EXPLORER_SQL.iter().map(|(what, sql)| (what.to_string(), sql.to_string())));
+    for (view, sql) in statements {
+        if one.as_deref().is_some_and(|v| !view.starts_with(v)) {
             continue;
         }
-        let sql = format!("SELECT * FROM {view}");
         if one.is_some() {
             explain(&analyst, &reference, &sql).await;
         }
@@ -384,6 +390,26 @@ async fn views(scale: f64) {
         );
     }
 }
+
+/// The explorer's Datanet page asks these of `POST /sql` (`api/app/app.js`: `overTime`,
+/// `asOf` at the latest version), timed beside the views.
+const EXPLORER_SQL: [(&str, &str); 3] = [
+    (
+        "explorer: a Datanet day by day",
+        "SELECT CAST(day AS VARCHAR) AS day, accepted, rejected, contributors, accepted_to_date \
+         FROM datanet_stats_over_time WHERE datanet_id = 1 ORDER BY day DESC LIMIT 60",
+    ),
+    (
+        "explorer: a Datanet's largest contributors",
+        "SELECT contributor, COUNT(*) AS n FROM contributions WHERE datanet_id = 1 \
+         GROUP BY contributor ORDER BY n DESC, contributor LIMIT 10",
+    ),
+    (
+        "explorer: a Datanet's counts and licenses",
+        "SELECT license, COUNT(*) AS n, COUNT(DISTINCT contributor) AS contributors \
+         FROM contributions WHERE datanet_id = 1 GROUP BY license ORDER BY n DESC, license LIMIT 5",
+    ),
+];
 
 /// Runs `clients` concurrent loops of `body` against `url` for `secs`; every answer must pass
 /// `check`. Returns (requests/s, sorted latencies in ms).
@@ -627,10 +653,12 @@ async fn pages() {
         "query($id: Int!, $after: String, $who: String, $status: ContributionStatus, $order: Order) {{ \
          datanet(id: $id) {{ contributions(first: 25, after: $after, contributor: $who, status: $status, order: $order) {{ {fields} }} }} }}"
     );
-    // The cursor 40 pages into a Datanet (1,000 rows), as "Next" would reach it.
+    // The cursor 40 pages into a Datanet (1,000 rows; the smoke run's Datanets hold about 90,
+    // so 1 page there), as "Next" would reach it.
+    let skip = if smoke() { 25 } else { 1000 };
     let deep: Value = reqwest::Client::new()
         .post(&url)
-        .json(&json!({"query": "{ datanet(id: 1) { contributions(first: 1000) { pageInfo { endCursor } } } }"}))
+        .json(&json!({"query": format!("{{ datanet(id: 1) {{ contributions(first: {skip}) {{ pageInfo {{ endCursor }} }} }} }}")}))
         .send()
         .await
         .unwrap()
@@ -662,7 +690,7 @@ async fn pages() {
             let q = q.clone();
             Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "order": "NEWEST_FIRST"}}).to_string())
         }, |n| n == 25),
-        ("the same, 40 pages in (after a cursor)", {
+        ("the same, 40 pages in (after a cursor; 1 in the smoke run)", {
             let q = q.clone();
             let deep = deep.clone();
             Box::new(move |_| json!({"query": q, "variables": {"id": 1, "after": deep}}).to_string())
@@ -707,7 +735,7 @@ async fn main() {
         .unwrap_or(if smoke() { 0.002 } else { 1.0 });
     // `TRIBUTARY_BENCH_ONLY=views`, `=graphql` or `=pages`: that part alone.
     let only = std::env::var("TRIBUTARY_BENCH_ONLY").ok();
-    if only.as_deref() != Some("graphql") {
+    if only.is_none() || only.as_deref() == Some("views") {
         views(scale).await;
     }
     if only.is_none() || only.as_deref() == Some("graphql") {

@@ -389,6 +389,10 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     assert_eq!(shown(&page), then["rows"][0]["n"].to_string(), "{page}");
     let page = browse(&format!("{explorer}#/datanet/1"), "").await;
     assert_eq!(shown(&page), "288", "{page}");
+    // Day by day and its largest contributors, counted over SQL: 288 to date, 6 people.
+    assert_eq!(page["texts"]["stats-total"], "288", "{page}");
+    assert!(page["rows"]["stats-days"].as_u64().unwrap() >= 1, "{page}");
+    assert_eq!(page["rows"]["top-contributors"], 6, "{page}");
     // Its rules: the manifest from the lake, checked against the schema hash on chain.
     assert_eq!(
         page["texts"]["rules-licenses"], "CC-BY-4.0, CC0-1.0",

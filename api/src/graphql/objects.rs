@@ -422,7 +422,8 @@ pub(crate) struct RewardAllocation {
     share: f64,
     /// The block that settled the epoch.
     block: u64,
-    /// Their claim of it (`Claimed`), whoever sent it; null while it is still to claim.
+    /// Their claim of it (`Claimed`), whoever sent it; null while it is still to claim (or,
+    /// in a store indexed before claims were kept, until it is indexed again).
     claim: Option<Claim>,
 }
 
@@ -993,11 +994,13 @@ impl RewardEpoch {
             .collect())
     }
     /// How the epoch split each answer's fee, in basis points (of 10,000), as its manifest
-    /// states; null when the manifest was not verified.
+    /// states it (the root on chain covers the amounts paid, not this statement); null when
+    /// the manifest was not verified or the epoch was indexed before policies were kept.
     async fn policy(&self) -> Option<RewardPolicy> {
         serde_json::from_value(self.0.props[prop::POLICY].clone()).ok()
     }
-    /// The inference batches whose fees it paid out.
+    /// The inference batches whose fees it paid out, as its manifest lists them (the root on
+    /// chain covers the amounts paid, not this list).
     async fn batches(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Inference>> {
         let b = linked(ctx, &self.0.id, End::Src, EdgeKind::Settles).await?;
         Ok(typed(b, NodeKind::Inference))

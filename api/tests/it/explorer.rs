@@ -95,7 +95,8 @@ async fn the_explorer_pages_checks_proofs_and_draws_lineage_in_headless_chromium
     assert_eq!(v["rows"]["contributions"], 15, "{v}");
     let v = shown(&base, "datanet/1", &["select:filter-status=REVOKED"]).await;
     assert_eq!(v["rows"]["contributions"], 0, "{v}");
-    // Sorted on the server: newest first starts with what oldest first ends with.
+    // Sorted on the server: each order's first row is GraphQL's first in that order (they
+    // differ), and newest first pages on to the other 5 as oldest first does.
     let ends = post(
         &app,
         "{ a: contributions(first: 1) { nodes { id } } \

@@ -443,6 +443,43 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
 }
 
 /// An id that is not there, a bad version and a bad subject are clear answers.
+/// Node lists page by cursor in either order: one adapter a page, oldest first and newest
+/// first, each the other reversed (three adapters in one block, told apart by log index).
+#[tokio::test]
+async fn node_lists_page_by_cursor_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = model_fixture(dir.path()).await;
+    let app = tributary_api::router(
+        tributary_api::schema(store, None, CHAIN),
+        &Limits::default(),
+    );
+    let mut walks = Vec::new();
+    for order in ["OLDEST_FIRST", "NEWEST_FIRST"] {
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let v = post(
+                &app,
+                &format!("{{ adapters(first: 1, order: {order}{after}) {{ nodes {{ version }} pageInfo {{ hasNextPage endCursor }} }} }}"),
+            )
+            .await;
+            let page = &v["data"]["adapters"];
+            seen.push(page["nodes"][0]["version"].as_str().unwrap().to_string());
+            if page["pageInfo"]["hasNextPage"] == false {
+                break;
+            }
+            after = format!(", after: {}", page["pageInfo"]["endCursor"]);
+        }
+        walks.push(seen);
+    }
+    assert_eq!(
+        walks[0],
+        ["kitchen@1.0.0", "kitchen@1.10.0", "kitchen@1.9.0"],
+        "{walks:?}"
+    );
+    walks[1].reverse();
+    assert_eq!(walks[0], walks[1]);
+}
+
 #[tokio::test]
 async fn lookups_of_missing_or_malformed_ids() {
     let dir = tempfile::tempdir().unwrap();

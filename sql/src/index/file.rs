@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::mem::{Interner, Link, Mem};
+use super::mem::{EDGE_KINDS, Interner, Link, Mem};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"TRIBLIX1";
@@ -115,7 +115,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, Mem), String> {
             dst: r.u32()?,
             kind: r.take(1)?[0],
         };
-        if link.src as usize >= n || link.dst as usize >= n || link.kind as usize >= 14 {
+        if link.src as usize >= n || link.dst as usize >= n || link.kind as usize >= EDGE_KINDS.len() {
             return Err("an edge names a node or kind that is not there".into());
         }
         edges.push(link);
