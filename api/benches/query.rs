@@ -515,30 +515,9 @@ async fn graphql() {
         !answers.is_empty(),
         "{path} holds no answers: remove it and run the ancestry benchmark again"
     );
-    let index = tributary_sql::LineageIndex::new(store, CHAIN, None, tributary_api::REORG_WINDOW);
-    let t = Instant::now();
-    index.fresh().await.unwrap();
-    eprintln!(
-        "query: lineage index built from the store in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let app = tributary_api::router(
-        tributary_api::schema_over(index, None),
-        &tributary_api::Limits::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let url = serve(store).await;
     let (clients, secs) = if smoke() { (4, 1.0) } else { (64, 15.0) };
-    let (cheap_rps, cheap) = load(
-        &url,
-        clients,
-        secs,
-        |_| json!({"query": "{ __typename }"}).to_string(),
-        |b| b == br#"{"data":{"__typename":"Query"}}"#,
-    )
-    .await;
+    let (cheap_rps, cheap) = cheapest(&url, clients, secs).await;
     // The page as an explorer asks for it, then two smaller selections of the same walk, to
     // see what the fields cost next to the walk: the node ids only, and no nodes (`seq`).
     // The id goes in a variable, as clients send it (GraphiQL, Apollo, urql: one query text,
@@ -593,6 +572,38 @@ async fn graphql() {
     }
 }
 
+/// Serves GraphQL over `store`'s graph (its lineage index built first, as `serve` does) on a
+/// local port, in this process; returns the endpoint's URL.
+async fn serve(store: Store) -> String {
+    let index = tributary_sql::LineageIndex::new(store, CHAIN, None, tributary_api::REORG_WINDOW);
+    let t = Instant::now();
+    index.fresh().await.unwrap();
+    eprintln!(
+        "query: lineage index built from the store in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let app = tributary_api::router(
+        tributary_api::schema_over(index, None),
+        &tributary_api::Limits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The reference of the GraphQL rows: `{ __typename }`, the cheapest query, on the same server.
+async fn cheapest(url: &str, clients: usize, secs: f64) -> (f64, Vec<f64>) {
+    load(
+        url,
+        clients,
+        secs,
+        |_| json!({"query": "{ __typename }"}).to_string(),
+        |b| b == br#"{"data":{"__typename":"Query"}}"#,
+    )
+    .await
+}
+
 /// What an explorer page's answer must hold: no errors, and a list of nodes somewhere.
 fn page_nodes(b: &[u8]) -> Option<usize> {
     let v: Value = serde_json::from_slice(b).ok()?;
@@ -640,14 +651,7 @@ async fn pages() {
         .map(|n| n.id.key().to_string())
         .collect();
     let datanets = store.datanets(CHAIN).await.unwrap().len() as u64;
-    let index = tributary_sql::LineageIndex::new(store.clone(), CHAIN, None, tributary_api::REORG_WINDOW);
-    let app = tributary_api::router(
-        tributary_api::schema_over(index, None),
-        &tributary_api::Limits::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = serve(store).await;
     let fields = "nodes { id contributor license status block batch } pageInfo { hasNextPage endCursor }";
     let datanet_page = format!(
         "query($id: Int!, $after: String, $who: String, $status: ContributionStatus, $order: Order) {{ \
@@ -656,27 +660,25 @@ async fn pages() {
     // The cursor 40 pages into a Datanet (1,000 rows; the smoke run's Datanets hold about 90,
     // so 1 page there), as "Next" would reach it.
     let skip = if smoke() { 25 } else { 1000 };
-    let deep: Value = reqwest::Client::new()
+    let query = format!(
+        "{{ datanet(id: 1) {{ contributions(first: {skip}) {{ pageInfo {{ endCursor }} }} }} }}"
+    );
+    let deep = reqwest::Client::new()
         .post(&url)
-        .json(&json!({"query": format!("{{ datanet(id: 1) {{ contributions(first: {skip}) {{ pageInfo {{ endCursor }} }} }} }}")}))
+        .header("content-type", "application/json")
+        .body(json!({ "query": query }).to_string())
         .send()
         .await
         .unwrap()
-        .json()
+        .bytes()
         .await
         .unwrap();
+    let deep: Value = serde_json::from_slice(&deep).unwrap();
     let deep = deep["data"]["datanet"]["contributions"]["pageInfo"]["endCursor"].clone();
     assert!(deep.is_string(), "{deep}");
 
     let (clients, secs) = if smoke() { (2, 0.5) } else { (4, 5.0) };
-    let (cheap_rps, cheap) = load(
-        &url,
-        clients,
-        secs,
-        |_| json!({"query": "{ __typename }"}).to_string(),
-        |b| b == br#"{"data":{"__typename":"Query"}}"#,
-    )
-    .await;
+    let (cheap_rps, cheap) = cheapest(&url, clients, secs).await;
     let d = move |pick: u64| pick % datanets;
     let who = move |pick: u64| people[pick as usize % people.len()].clone();
     type Body = Box<dyn Fn(u64) -> String + Send + Sync>;

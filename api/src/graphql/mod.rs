@@ -168,15 +168,16 @@ async fn execute(
 /// Root query.
 pub struct Query;
 
-/// `first`, `after` and `order` of a Relay connection.
+/// `first`, `after` and `order` (none: oldest first) of a Relay connection.
 pub(crate) struct PageArgs {
     pub(crate) first: u32,
     pub(crate) after: Option<String>,
-    pub(crate) order: Order,
+    pub(crate) order: Option<Order>,
 }
 
 /// Which end of a list comes first: lists sort by where their items were made on chain
-/// (block, log index, id), a contribution's by where it was anchored.
+/// (block, log index, id), a contribution's by where it was anchored. A list's `order`
+/// left out or null is oldest first.
 #[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq, Default)]
 #[graphql(remote = "tributary_sql::Order")]
 pub(crate) enum Order {
@@ -295,7 +296,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         datanet: Option<u64>,
         contributor: Option<String>,
         from_block: Option<u64>,
@@ -332,7 +333,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Batch>> {
@@ -354,7 +355,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Snapshot>> {
@@ -386,7 +387,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, BaseModel>> {
         node_page(ctx, NodeKind::BaseModel, (None, None), PageArgs { first, after, order }).await
     }
@@ -425,7 +426,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Adapter>> {
@@ -454,7 +455,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Inference>> {
@@ -477,7 +478,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, RewardEpoch>> {
         node_page(ctx, NodeKind::RewardEpoch, (None, None), PageArgs { first, after, order }).await
     }
@@ -670,7 +671,13 @@ async fn node_page<T: From<Node> + async_graphql::OutputType>(
     let gr = graph(ctx);
     let mut nodes = gr
         .store
-        .nodes_of_kind(gr.chain_id, kind, blocks, (after.as_ref(), order.into()), first + 1)
+        .nodes_of_kind(
+            gr.chain_id,
+            kind,
+            blocks,
+            (after.as_ref(), order.unwrap_or_default().into()),
+            first + 1,
+        )
         .await
         .map_err(internal)?;
     let more = nodes.len() > first as usize;
@@ -979,7 +986,12 @@ pub(crate) async fn contribution_page(
     let gr = graph(ctx);
     let mut rows = gr
         .store
-        .contributions(gr.chain_id, &filter, (after.as_ref(), order.into()), first + 1)
+        .contributions(
+            gr.chain_id,
+            &filter,
+            (after.as_ref(), order.unwrap_or_default().into()),
+            first + 1,
+        )
         .await
         .map_err(internal)?;
     let more = rows.len() > first as usize;

@@ -187,7 +187,7 @@ impl Datanet {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         contributor: Option<String>,
         from_block: Option<u64>,
         to_block: Option<u64>,
@@ -477,7 +477,7 @@ impl Contributor {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
         datanet: Option<u64>,
         from_block: Option<u64>,
         to_block: Option<u64>,
@@ -589,7 +589,7 @@ impl Batch {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, Contribution>> {
         let filter = ContributionFilter {
             batch: Some(key(&self.0).to_string()),
@@ -674,7 +674,7 @@ impl Snapshot {
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u32,
         after: Option<String>,
-        #[graphql(default)] order: Order,
+        order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, Contribution>> {
         let filter = ContributionFilter {
             snapshot: Some(key(&self.0).to_string()),

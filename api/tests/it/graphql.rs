@@ -227,6 +227,18 @@ async fn contributions_page_by_cursor_and_filter() {
             "7 contributions in pages of 3, {order}"
         );
     }
+    // A client that declares `$order` and leaves it out (as the explorer's oldest-first
+    // pages may) gets oldest first.
+    let v = post_with(
+        &app,
+        "query($order: Order) { contributions(first: 1, order: $order) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["contributions"]["nodes"][0]["id"], all[0],
+        "{v}"
+    );
 
 
     // The same through the Datanet, narrowed to one contributor: the even-numbered four.
