@@ -45,16 +45,14 @@ pub enum Order {
 
 impl Order {
     /// The keyset condition "strictly past the key `(b, l, id)`" in this order, over the
-    /// columns of table alias `t` (`"c."`, or `""` for none).
+    /// columns of table alias `t` (`"c."`, or `""` for none): a row-value comparison, which
+    /// SQLite and PostgreSQL both answer with a seek into an index in that order.
     pub(crate) fn past(self, t: &str, (b, l, id): (&str, &str, &str)) -> String {
         let cmp = match self {
             Order::OldestFirst => ">",
             Order::NewestFirst => "<",
         };
-        format!(
-            "({t}block_number {cmp} {b} OR ({t}block_number = {b} AND ({t}log_index {cmp} {l} \
-             OR ({t}log_index = {l} AND {t}id {cmp} {id}))))"
-        )
+        format!("({t}block_number, {t}log_index, {t}id) {cmp} ({b}, {l}, {id})")
     }
 
     /// The `ORDER BY` list of this order over the columns of table alias `t`.
