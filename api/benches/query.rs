@@ -627,9 +627,9 @@ fn page_nodes(b: &[u8]) -> Option<usize> {
 ///    sends (a page of 25 rows, as `api/app/app.js` asks for it), over HTTP against the graph
 ///    the ancestry benchmark loads, next to `{ __typename }` on the same server: a Datanet's
 ///    contributions oldest and newest first, a page 40 pages in (after a cursor), narrowed to
-///    one contributor, narrowed to revoked ones (there are none: the whole Datanet is
-///    searched), a contributor's page, and every contribution newest first. Issue 23's goal:
-///    pages stay usable (p95 under 100 ms with 4 clients on this machine's cores).
+///    one contributor, narrowed to revoked ones (none in this graph), a contributor's page,
+///    and every contribution newest first. Issue 23's goal: pages stay usable (p95 under
+///    100 ms with 4 clients on this machine's cores).
 async fn pages() {
     let Ok(path) = std::env::var("TRIBUTARY_BENCH_DB") else {
         assert!(!smoke(), "the smoke run needs TRIBUTARY_BENCH_DB (make test sets it)");
@@ -702,7 +702,7 @@ async fn pages() {
             let who = who.clone();
             Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "who": who(p / 7)}}).to_string())
         }, |n| n <= 25),
-        ("a Datanet's revoked contributions (none: the whole Datanet searched)", {
+        ("a Datanet's revoked contributions (none in this graph)", {
             let q = q.clone();
             Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "status": "REVOKED"}}).to_string())
         }, |n| n <= 25),

@@ -68,7 +68,7 @@ pub struct DatanetRow {
 /// and sorted); a larger one by reading contributions in page order and keeping its own,
 /// which finds a page of 25 among about 25 / (its share of all contributions) rows. The two
 /// cost the same near 3 x sqrt(all contributions): 3,000 at a million.
-pub const SMALL_DATANET: u64 = 5_000;
+pub(crate) const SMALL_DATANET: u64 = 5_000;
 
 /// A contribution with its contributor and anchoring.
 #[derive(Debug, Clone, PartialEq)]
@@ -561,16 +561,19 @@ impl Store {
             .await
     }
 
-    /// The number of contributions in Datanet node `datanet` (its `in` edges).
-    async fn in_edges(&self, chain_id: u64, datanet: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM lineage_edges WHERE chain_id = $1 AND dst = $2 AND kind = 'in'",
-        )
+    /// Whether Datanet node `datanet` holds at most [`SMALL_DATANET`] contributions (counting
+    /// its `in` edges no further than one past that).
+    async fn small_datanet(&self, chain_id: u64, datanet: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM lineage_edges WHERE chain_id = $1 AND dst = $2 \
+             AND kind = 'in' LIMIT {}) AS e",
+            SMALL_DATANET + 1
+        )))
         .bind(chain_id as i64)
         .bind(datanet)
         .fetch_one(&self.pool)
         .await?;
-        Ok(n as u64)
+        Ok(n as u64 <= SMALL_DATANET)
     }
 
     /// Contributions matching `filter`, oldest or newest first (by anchoring block, log
@@ -602,7 +605,7 @@ impl Store {
         } else if filter.revoked == Some(true) {
             "r"
         } else if let Some(d) = &datanet
-            && self.in_edges(chain_id, d).await? <= SMALL_DATANET
+            && self.small_datanet(chain_id, d).await?
         {
             "i"
         } else {
