@@ -360,7 +360,11 @@ async fn views(scale: f64) {
     let statements = VIEWS
         .iter()
         .map(|(view, _)| (view.to_string(), format!("SELECT * FROM {view}")))
-        .chain(EXPLORER_SQL.iter().map(|(what, sql)| (what.to_string(), sql.to_string())));
+        .chain(
+            EXPLORER_SQL
+                .iter()
+                .map(|(what, sql)| (what.to_string(), sql.to_string())),
+        );
     for (view, sql) in statements {
         if one.as_deref().is_some_and(|v| !view.starts_with(v)) {
             continue;
@@ -505,7 +509,13 @@ async fn graphql() {
         "{path} holds no graph: run the ancestry benchmark first (cargo bench -p tributary-sql --bench ancestry)"
     );
     let answers: Vec<String> = store
-        .nodes_of_kind(CHAIN, NodeKind::Answer, (None, None), (None, Default::default()), 1000)
+        .nodes_of_kind(
+            CHAIN,
+            NodeKind::Answer,
+            (None, None),
+            (None, Default::default()),
+            1000,
+        )
         .await
         .unwrap()
         .into_iter()
@@ -632,7 +642,10 @@ fn page_nodes(b: &[u8]) -> Option<usize> {
 ///    100 ms with 4 clients on this machine's cores).
 async fn pages() {
     let Ok(path) = std::env::var("TRIBUTARY_BENCH_DB") else {
-        assert!(!smoke(), "the smoke run needs TRIBUTARY_BENCH_DB (make test sets it)");
+        assert!(
+            !smoke(),
+            "the smoke run needs TRIBUTARY_BENCH_DB (make test sets it)"
+        );
         println!("| explorer pages | skipped: set TRIBUTARY_BENCH_DB (make bench does) |");
         return;
     };
@@ -641,10 +654,19 @@ async fn pages() {
         .contributions(CHAIN, &Default::default(), (None, Default::default()), 1)
         .await
         .unwrap();
-    assert!(!contributions.is_empty(), "{path} holds no contributions: run the ancestry benchmark first");
+    assert!(
+        !contributions.is_empty(),
+        "{path} holds no contributions: run the ancestry benchmark first"
+    );
     let (nodes, _) = store.counts(CHAIN).await.unwrap();
     let people: Vec<String> = store
-        .nodes_of_kind(CHAIN, NodeKind::Contributor, (None, None), (None, Default::default()), 1000)
+        .nodes_of_kind(
+            CHAIN,
+            NodeKind::Contributor,
+            (None, None),
+            (None, Default::default()),
+            1000,
+        )
         .await
         .unwrap()
         .into_iter()
@@ -652,7 +674,8 @@ async fn pages() {
         .collect();
     let datanets = store.datanets(CHAIN).await.unwrap().len() as u64;
     let url = serve(store).await;
-    let fields = "nodes { id contributor license status block batch } pageInfo { hasNextPage endCursor }";
+    let fields =
+        "nodes { id contributor license status block batch } pageInfo { hasNextPage endCursor }";
     let datanet_page = format!(
         "query($id: Int!, $after: String, $who: String, $status: ContributionStatus, $order: Order) {{ \
          datanet(id: $id) {{ contributions(first: 25, after: $after, contributor: $who, status: $status, order: $order) {{ {fields} }} }} }}"
@@ -681,44 +704,92 @@ async fn pages() {
     let (cheap_rps, cheap) = cheapest(&url, clients, secs).await;
     let d = move |pick: u64| pick % datanets;
     let who = move |pick: u64| people[pick as usize % people.len()].clone();
-    type Body = Box<dyn Fn(u64) -> String + Send + Sync>;
+    // (what, the request body for a random pick, how many rows the answer must hold)
+    type Case = (
+        &'static str,
+        Box<dyn Fn(u64) -> String + Send + Sync>,
+        fn(usize) -> bool,
+    );
     let q = datanet_page.clone();
-    let cases: Vec<(&str, Body, fn(usize) -> bool)> = vec![
-        ("a Datanet's contributions, oldest first", {
-            let q = q.clone();
-            Box::new(move |p| json!({"query": q, "variables": {"id": d(p)}}).to_string())
-        }, |n| n == 25),
-        ("the same, newest first", {
-            let q = q.clone();
-            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "order": "NEWEST_FIRST"}}).to_string())
-        }, |n| n == 25),
-        ("the same, 40 pages in (after a cursor; 1 in the smoke run)", {
-            let q = q.clone();
-            let deep = deep.clone();
-            Box::new(move |_| json!({"query": q, "variables": {"id": 1, "after": deep}}).to_string())
-        }, |n| n == 25),
-        ("a Datanet's contributions by one contributor", {
-            let q = q.clone();
-            let who = who.clone();
-            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "who": who(p / 7)}}).to_string())
-        }, |n| n <= 25),
-        ("a Datanet's revoked contributions (none in this graph)", {
-            let q = q.clone();
-            Box::new(move |p| json!({"query": q, "variables": {"id": d(p), "status": "REVOKED"}}).to_string())
-        }, |n| n <= 25),
-        ("a contributor's contributions, newest first", {
-            let who = who.clone();
-            let q = format!("query($a: String!) {{ contributor(address: $a) {{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }} }}");
-            Box::new(move |p| json!({"query": q, "variables": {"a": who(p)}}).to_string())
-        }, |n| n <= 25),
-        ("every contribution, newest first", {
-            let q = format!("{{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }}");
-            Box::new(move |_| json!({"query": q}).to_string())
-        }, |n| n == 25),
+    let cases: Vec<Case> = vec![
+        (
+            "a Datanet's contributions, oldest first",
+            {
+                let q = q.clone();
+                Box::new(move |p| json!({"query": q, "variables": {"id": d(p)}}).to_string())
+            },
+            |n| n == 25,
+        ),
+        (
+            "the same, newest first",
+            {
+                let q = q.clone();
+                Box::new(move |p| {
+                    json!({"query": q, "variables": {"id": d(p), "order": "NEWEST_FIRST"}})
+                        .to_string()
+                })
+            },
+            |n| n == 25,
+        ),
+        (
+            "the same, 40 pages in (after a cursor; 1 in the smoke run)",
+            {
+                let q = q.clone();
+                let deep = deep.clone();
+                Box::new(move |_| {
+                    json!({"query": q, "variables": {"id": 1, "after": deep}}).to_string()
+                })
+            },
+            |n| n == 25,
+        ),
+        (
+            "a Datanet's contributions by one contributor",
+            {
+                let q = q.clone();
+                let who = who.clone();
+                Box::new(move |p| {
+                    json!({"query": q, "variables": {"id": d(p), "who": who(p / 7)}}).to_string()
+                })
+            },
+            |n| n <= 25,
+        ),
+        (
+            "a Datanet's revoked contributions (none in this graph)",
+            {
+                let q = q.clone();
+                Box::new(move |p| {
+                    json!({"query": q, "variables": {"id": d(p), "status": "REVOKED"}}).to_string()
+                })
+            },
+            |n| n <= 25,
+        ),
+        (
+            "a contributor's contributions, newest first",
+            {
+                let who = who.clone();
+                let q = format!(
+                    "query($a: String!) {{ contributor(address: $a) {{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }} }}"
+                );
+                Box::new(move |p| json!({"query": q, "variables": {"a": who(p)}}).to_string())
+            },
+            |n| n <= 25,
+        ),
+        (
+            "every contribution, newest first",
+            {
+                let q =
+                    format!("{{ contributions(first: 25, order: NEWEST_FIRST) {{ {fields} }} }}");
+                Box::new(move |_| json!({"query": q}).to_string())
+            },
+            |n| n == 25,
+        ),
     ];
     for (what, body, rows) in cases {
         eprintln!("query: {clients} clients asking for {what}");
-        let (rps, lat) = load(&url, clients, secs, body, move |b| page_nodes(b).is_some_and(rows)).await;
+        let (rps, lat) = load(&url, clients, secs, body, move |b| {
+            page_nodes(b).is_some_and(rows)
+        })
+        .await;
         println!(
             "| Explorer page: {what}, 25 rows, graph of {nodes} nodes, {clients} clients | {rps:.1} req/s, p50 {:.1} ms, p95 {:.1} ms | `{{ __typename }}` {cheap_rps:.0} req/s, p50 {:.2} ms | {:.3}x |",
             percentile(&lat, 0.5),

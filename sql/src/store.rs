@@ -658,7 +658,9 @@ impl Store {
             let s = arg(Val::Text(NodeKind::Snapshot.id(s.to_lowercase()).into()));
             tables.push((
                 "lineage_edges s",
-                format!("s.chain_id = $1 AND s.src = c.id AND s.kind = 'included_in' AND s.dst = {s}"),
+                format!(
+                    "s.chain_id = $1 AND s.src = c.id AND s.kind = 'included_in' AND s.dst = {s}"
+                ),
             ));
         }
         match filter.revoked {

@@ -436,14 +436,24 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     assert_eq!(exact("money-fee"), fee.to_string(), "{page}");
     assert_eq!(exact("money-part"), (fee / 2).to_string(), "{page}");
     let credited = |k: &str| answer["attribution"][k].as_array().unwrap().len();
-    assert_eq!(page["rows"]["money-contributors"], credited("contributors"), "{page}");
+    assert_eq!(
+        page["rows"]["money-contributors"],
+        credited("contributors"),
+        "{page}"
+    );
     assert_eq!(
         page["rows"]["money-contributions"],
         credited("contributions").min(50),
         "{page}"
     );
     let claimed = after(&lines, "claimed ");
-    let who = claimed.split(" for ").nth(1).unwrap().split(' ').next().unwrap();
+    let who = claimed
+        .split(" for ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
     let tx = claimed.rsplit(' ').next().unwrap();
     let page = browse(&format!("{explorer}#/contributor/{who}"), "").await;
     let claim = page["texts"]["claim"].as_str().unwrap();
@@ -453,7 +463,9 @@ async fn demo_answers_for_every_contribution_and_serves_graphql() {
     );
     let res = post_graphql(
         url,
-        &format!("{{ contributor(address: \"{who}\") {{ rewards {{ epoch claim {{ txHash }} }} }} }}"),
+        &format!(
+            "{{ contributor(address: \"{who}\") {{ rewards {{ epoch claim {{ txHash }} }} }} }}"
+        ),
     )
     .await;
     assert_eq!(

@@ -108,7 +108,13 @@ impl Follow {
                 let mut after: Option<NodeKey> = None;
                 loop {
                     let page = store
-                        .nodes_of_kind(*chain_id, self.kind, blocks, (after.as_ref(), Order::OldestFirst), 1000)
+                        .nodes_of_kind(
+                            *chain_id,
+                            self.kind,
+                            blocks,
+                            (after.as_ref(), Order::OldestFirst),
+                            1000,
+                        )
                         .await?;
                     let full = page.len() == 1000;
                     after = page.last().map(NodeKey::of);

@@ -311,7 +311,16 @@ impl Query {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, PageArgs { first, after, order }).await
+        contribution_page(
+            ctx,
+            filter,
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 
     /// A contributor by address (whether or not anything of theirs is indexed).
@@ -337,7 +346,17 @@ impl Query {
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Batch>> {
-        node_page(ctx, NodeKind::Batch, (from_block, to_block), PageArgs { first, after, order }).await
+        node_page(
+            ctx,
+            NodeKind::Batch,
+            (from_block, to_block),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 
     /// One snapshot by id.
@@ -359,7 +378,16 @@ impl Query {
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Snapshot>> {
-        node_page(ctx, NodeKind::Snapshot, (from_block, to_block), PageArgs { first, after, order })
+        node_page(
+            ctx,
+            NodeKind::Snapshot,
+            (from_block, to_block),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
         .await
     }
 
@@ -389,7 +417,17 @@ impl Query {
         after: Option<String>,
         order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, BaseModel>> {
-        node_page(ctx, NodeKind::BaseModel, (None, None), PageArgs { first, after, order }).await
+        node_page(
+            ctx,
+            NodeKind::BaseModel,
+            (None, None),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 
     /// One adapter, by `id` or by `version` (`line@semver`, as published).
@@ -430,7 +468,17 @@ impl Query {
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Adapter>> {
-        node_page(ctx, NodeKind::Adapter, (from_block, to_block), PageArgs { first, after, order }).await
+        node_page(
+            ctx,
+            NodeKind::Adapter,
+            (from_block, to_block),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 
     /// One recorded inference batch by id.
@@ -459,7 +507,16 @@ impl Query {
         from_block: Option<u64>,
         to_block: Option<u64>,
     ) -> async_graphql::Result<Connection<String, Inference>> {
-        node_page(ctx, NodeKind::Inference, (from_block, to_block), PageArgs { first, after, order })
+        node_page(
+            ctx,
+            NodeKind::Inference,
+            (from_block, to_block),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
         .await
     }
 
@@ -480,7 +537,17 @@ impl Query {
         after: Option<String>,
         order: Option<Order>,
     ) -> async_graphql::Result<Connection<String, RewardEpoch>> {
-        node_page(ctx, NodeKind::RewardEpoch, (None, None), PageArgs { first, after, order }).await
+        node_page(
+            ctx,
+            NodeKind::RewardEpoch,
+            (None, None),
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 
     /// How the credit for `subject` (a node id: `answer:0x…`, `adapter:0x…`,

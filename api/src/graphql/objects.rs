@@ -201,7 +201,16 @@ impl Datanet {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, PageArgs { first, after, order }).await
+        contribution_page(
+            ctx,
+            filter,
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
 }
 
@@ -491,7 +500,16 @@ impl Contributor {
             revoked: status.map(|s| s == ContributionStatus::Revoked),
             ..ContributionFilter::default()
         };
-        contribution_page(ctx, filter, PageArgs { first, after, order }).await
+        contribution_page(
+            ctx,
+            filter,
+            PageArgs {
+                first,
+                after,
+                order,
+            },
+        )
+        .await
     }
     /// Their influence on answers: the credit recorded for them (their contributions'
     /// shares, and their summed credit past an answer's listed contributions), summed over

@@ -112,7 +112,12 @@ async fn the_explorer_pages_checks_proofs_and_draws_lineage_in_headless_chromium
     let v = shown(&base, "datanet/1", &["select:order=NEWEST_FIRST"]).await;
     assert_eq!(v["texts"]["contributions-first"], short("z"), "{v}");
     assert_ne!(short("a"), short("z"));
-    let v = shown(&base, "datanet/1", &["select:order=NEWEST_FIRST", "click:next"]).await;
+    let v = shown(
+        &base,
+        "datanet/1",
+        &["select:order=NEWEST_FIRST", "click:next"],
+    )
+    .await;
     assert_eq!(v["rows"]["contributions"], 5, "{v}");
 
     // The proof, folded in the page with its own keccak, reaches the batch's root.

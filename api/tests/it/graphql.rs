@@ -235,11 +235,7 @@ async fn contributions_page_by_cursor_and_filter() {
         json!({}),
     )
     .await;
-    assert_eq!(
-        v["data"]["contributions"]["nodes"][0]["id"], all[0],
-        "{v}"
-    );
-
+    assert_eq!(v["data"]["contributions"]["nodes"][0]["id"], all[0], "{v}");
 
     // The same through the Datanet, narrowed to one contributor: the even-numbered four.
     let who = g::hex_lower(Address::repeat_byte(1).as_slice());

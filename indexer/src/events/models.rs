@@ -375,7 +375,13 @@ pub(super) async fn reward_distributor(
         }
         Rewards::Claimed(e) => {
             let epoch = g::reward_epoch_id(e.epoch.to::<u64>());
-            edge(out, &g::contributor_id(e.account), &epoch, EdgeKind::Claimed, pos);
+            edge(
+                out,
+                &g::contributor_id(e.account),
+                &epoch,
+                EdgeKind::Claimed,
+                pos,
+            );
             "Claimed"
         }
         Rewards::RoleGranted(_) => "RoleGranted",
@@ -437,7 +443,11 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Settled, String>
     }
     let batches = v["batches"]
         .as_array()
-        .map(|b| b.iter().map(|b| b.as_str().and_then(|s| s.parse().ok())).collect())
+        .map(|b| {
+            b.iter()
+                .map(|b| b.as_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
         .unwrap_or(Some(vec![]))
         .ok_or("manifest has a bad batch id")?;
     Ok(Settled {

@@ -956,7 +956,12 @@ async fn reward_amounts_are_indexed_exactly() {
         (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
         "{shares:?}"
     );
-    assert_eq!(node.props[prop::POLICY]["contributors"], 5_000, "{}", node.props);
+    assert_eq!(
+        node.props[prop::POLICY]["contributors"],
+        5_000,
+        "{}",
+        node.props
+    );
     let of = |kind: EdgeKind| -> Vec<(String, String, B256)> {
         edges
             .iter()

@@ -115,7 +115,10 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, Mem), String> {
             dst: r.u32()?,
             kind: r.take(1)?[0],
         };
-        if link.src as usize >= n || link.dst as usize >= n || link.kind as usize >= EDGE_KINDS.len() {
+        if link.src as usize >= n
+            || link.dst as usize >= n
+            || link.kind as usize >= EDGE_KINDS.len()
+        {
             return Err("an edge names a node or kind that is not there".into());
         }
         edges.push(link);
