@@ -67,7 +67,8 @@ pub struct DatanetRow {
 /// A Datanet of at most this many contributions is paged from its own `in` edges (read whole
 /// and sorted); a larger one by reading contributions in page order and keeping its own,
 /// which finds a page of 25 among about 25 / (its share of all contributions) rows. The two
-/// cost the same near 3 x sqrt(all contributions): 3,000 at a million.
+/// cost about the same near 3 x sqrt(all contributions), 3,000 at a million; the limit leans
+/// to the first, whose cost does not grow with the graph (5,000 sorted rows: a few ms).
 pub(crate) const SMALL_DATANET: u64 = 5_000;
 
 /// A contribution with its contributor and anchoring.
@@ -664,13 +665,20 @@ impl Store {
             ));
         }
         match filter.revoked {
-            // One revocation per contribution (its id is the contribution's); its source's id
-            // starts `revocation:`, a range of the edges' primary key to start from.
+            // One revocation per contribution (the chain refuses a second; its id is the
+            // contribution's). On SQLite, where text compares byte by byte, every revocation's
+            // id lies in the primary-key range `revocation:`..`revocation;`, which it starts
+            // from; PostgreSQL's collation may order `;` before `:`, and plans without it.
             Some(true) => tables.push((
                 "lineage_edges r",
-                "r.chain_id = $1 AND r.dst = c.id AND r.kind = 'revokes' \
-                 AND r.src >= 'revocation:' AND r.src < 'revocation;'"
-                    .into(),
+                format!(
+                    "r.chain_id = $1 AND r.dst = c.id AND r.kind = 'revokes'{}",
+                    if self.sqlite {
+                        " AND r.src >= 'revocation:' AND r.src < 'revocation;'"
+                    } else {
+                        ""
+                    }
+                ),
             )),
             Some(false) => tables[0].1.push_str(
                 " AND NOT EXISTS (SELECT 1 FROM lineage_edges r WHERE r.chain_id = c.chain_id \

@@ -92,6 +92,10 @@ impl Postgres {
                 "--no-sync",
                 "-E",
                 "UTF8",
+                // Text sorted as most deployments sort it (a language's collation, not
+                // bytes): a query that assumes byte order fails here as it would there.
+                "--locale-provider=icu",
+                "--icu-locale=en-US",
             ],
         );
         let opts = format!(

@@ -219,10 +219,134 @@ async fn suite(store: &Store) {
     let id = store.store_id().await.unwrap();
     assert_eq!(store.store_id().await.unwrap(), id, "stable");
     factory_jobs(store).await;
+    contribution_pages(store).await;
 }
 
 /// Jobs made through the API: made once per name, a run asked for starts once (two workers
 /// race for it), who made and asked is kept, and training losses are recorded by step.
+/// Pages of contributions under each filter, in both orders, on chain 7: three in blocks
+/// 3, 4 and 5, the first and last by 0xaa, the middle one by 0xbb and revoked.
+async fn contribution_pages(store: &Store) {
+    use tributary_sql::{ContributionFilter, Order};
+    let chain = 7;
+    let c = |i: u8| B256::repeat_byte(i);
+    let who = |i: u8| alloy::primitives::Address::repeat_byte(i);
+    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    let edge = |src: g::NodeId, dst: g::NodeId, kind, block| Edge {
+        src,
+        dst,
+        kind,
+        weight: None,
+        pos: pos(block, 0),
+    };
+    for (i, by, block) in [(1u8, 0xaau8, 3u64), (2, 0xbb, 4), (3, 0xaa, 5)] {
+        nodes.push(Node {
+            id: g::contribution_id(c(i)),
+            kind: NodeKind::Contribution,
+            props: json!({"content_hash": "0x01", "license": "MIT"}),
+            pos: pos(block, 0),
+        });
+        edges.push(edge(
+            g::contributor_id(who(by)),
+            g::contribution_id(c(i)),
+            EdgeKind::Contributed,
+            block,
+        ));
+        edges.push(edge(
+            g::contribution_id(c(i)),
+            g::datanet_id(1),
+            EdgeKind::In,
+            block,
+        ));
+        edges.push(edge(
+            g::contribution_id(c(i)),
+            g::batch_id(c(0xba)),
+            EdgeKind::AnchoredIn,
+            block,
+        ));
+    }
+    nodes.push(Node {
+        id: g::revocation_id(c(2)),
+        kind: NodeKind::Revocation,
+        props: json!({}),
+        pos: pos(6, 0),
+    });
+    edges.push(edge(
+        g::revocation_id(c(2)),
+        g::contribution_id(c(2)),
+        EdgeKind::Revokes,
+        6,
+    ));
+    let rows = Rows {
+        events: &[],
+        nodes: &nodes,
+        edges: &edges,
+        blocks_seen: &[],
+    };
+    let cp = Checkpoint {
+        block_number: 6,
+        block_hash: B256::with_last_byte(6).to_string(),
+    };
+    store.apply(chain, "lineage", rows, &cp).await.unwrap();
+    let ids = |filter: ContributionFilter, order: Order| async move {
+        store
+            .contributions(chain, &filter, (None, order), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    let all = ContributionFilter::default();
+    let of = |xs: &[u8]| xs.iter().map(|&i| c(i).to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(all.clone(), Order::OldestFirst).await, of(&[1, 2, 3]));
+    assert_eq!(ids(all.clone(), Order::NewestFirst).await, of(&[3, 2, 1]));
+    let revoked = ContributionFilter {
+        revoked: Some(true),
+        ..all.clone()
+    };
+    assert_eq!(ids(revoked, Order::OldestFirst).await, of(&[2]));
+    let counting = ContributionFilter {
+        revoked: Some(false),
+        datanet: Some(1),
+        ..all.clone()
+    };
+    assert_eq!(ids(counting, Order::NewestFirst).await, of(&[3, 1]));
+    let theirs = ContributionFilter {
+        contributor: Some(g::hex_lower(who(0xaa).as_slice())),
+        datanet: Some(1),
+        ..all.clone()
+    };
+    assert_eq!(ids(theirs, Order::NewestFirst).await, of(&[3, 1]));
+    let batch = ContributionFilter {
+        batch: Some(c(0xba).to_string()),
+        from_block: Some(4),
+        ..all.clone()
+    };
+    assert_eq!(ids(batch, Order::OldestFirst).await, of(&[2, 3]));
+    // After a cursor, either way.
+    let key = store
+        .contributions(chain, &all, (None, Order::OldestFirst), 1)
+        .await
+        .unwrap()[0]
+        .key();
+    let after = |order| {
+        let key = key.clone();
+        let all = all.clone();
+        async move {
+            store
+                .contributions(chain, &all, (Some(&key), order), 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(after(Order::OldestFirst).await, of(&[2, 3]));
+    assert_eq!(after(Order::NewestFirst).await, Vec::<String>::new());
+}
+
 async fn factory_jobs(store: &Store) {
     let spec = json!({"name": "f", "line": "l"});
     assert!(
