@@ -447,12 +447,12 @@ pub(crate) struct Claim {
 
 impl RewardAllocation {
     /// The allocation a `rewarded` edge records, with the amount from its epoch's node and
-    /// the claim among `claims` (`claimed` edges) made by the same account of the same epoch.
-    fn of(epoch: &Node, e: &Edge, claims: &[Edge]) -> Self {
+    /// the claim among `claims` (`claimed` edges by account and epoch, see [`Self::claims`])
+    /// made by the same account of the same epoch.
+    fn of(epoch: &Node, e: &Edge, claims: &HashMap<(&str, &str), &Edge>) -> Self {
         let contributor = e.dst.key().to_string();
         let claim = claims
-            .iter()
-            .find(|c| c.src == e.dst && c.dst == e.src)
+            .get(&(e.dst.as_str(), e.src.as_str()))
             .map(|c| Claim {
                 block: c.pos.block_number,
                 tx_hash: c.pos.tx_hash.to_string(),
@@ -465,6 +465,15 @@ impl RewardAllocation {
             block: e.pos.block_number,
             claim,
         }
+    }
+
+    /// `claimed` edges by (account, epoch): one lookup per allocation, however many an
+    /// epoch pays.
+    fn claims(claims: &[Edge]) -> HashMap<(&str, &str), &Edge> {
+        claims
+            .iter()
+            .map(|c| ((c.src.as_str(), c.dst.as_str()), c))
+            .collect()
     }
 }
 
@@ -540,10 +549,11 @@ impl Contributor {
             edges(ctx, &id, End::Src, EdgeKind::Claimed)
         )?;
         let epochs = try_join_all(paid.iter().map(|e| node(ctx, e.src.to_string()))).await?;
+        let by_pair = RewardAllocation::claims(&claims);
         Ok(paid
             .iter()
             .zip(epochs)
-            .filter_map(|(e, epoch)| Some(RewardAllocation::of(&epoch?, e, &claims)))
+            .filter_map(|(e, epoch)| Some(RewardAllocation::of(&epoch?, e, &by_pair)))
             .collect())
     }
 }
@@ -1006,9 +1016,10 @@ impl RewardEpoch {
             edges(ctx, &self.0.id, End::Src, EdgeKind::Rewarded),
             edges(ctx, &self.0.id, End::Dst, EdgeKind::Claimed)
         )?;
+        let by_pair = RewardAllocation::claims(&claims);
         Ok(paid
             .iter()
-            .map(|e| RewardAllocation::of(&self.0, e, &claims))
+            .map(|e| RewardAllocation::of(&self.0, e, &by_pair))
             .collect())
     }
     /// How the epoch split each answer's fee, in basis points (of 10,000), as its manifest
