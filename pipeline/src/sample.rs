@@ -43,23 +43,42 @@ const AMOUNTS: &[(f64, &str)] = &[
 /// How many distinct sample records there are (12 × 8 × 3).
 pub const MAX_RECORDS: usize = 288;
 
-/// The first `n` sample records (at most [`MAX_RECORDS`] distinct ones).
+/// The first `n` sample records (at most [`MAX_RECORDS`] distinct ones). Each
+/// (ingredient, amount) gives three: its weight in grams, its volume in tablespoons, and the
+/// amount back from the grams. Questions come in one of three wordings (as different
+/// contributors would ask them); answers in one form per kind.
 pub fn records(n: usize) -> Vec<Value> {
     let mut out = Vec::new();
-    for (ingredient, per_cup) in INGREDIENTS {
-        for (cups, label) in AMOUNTS {
+    for (i, (ingredient, per_cup)) in INGREDIENTS.iter().enumerate() {
+        for (a, (cups, label)) in AMOUNTS.iter().enumerate() {
             let grams = (per_cup * cups).round();
             let tbsp = cups * 16.0;
+            let wording = (i + a) % 3;
+            let grams_q = match wording {
+                0 => format!("How many grams is {label} of {ingredient}?"),
+                1 => format!("What does {label} of {ingredient} weigh?"),
+                _ => format!("How heavy is {label} of {ingredient} in grams?"),
+            };
+            let tbsp_q = match wording {
+                0 => format!("How many tablespoons are in {label} of {ingredient}?"),
+                1 => format!("How many tablespoons is {label} of {ingredient}?"),
+                _ => format!("{label} of {ingredient} is how many tablespoons?"),
+            };
+            let cups_q = match wording {
+                0 => format!("I have {grams} grams of {ingredient}. How many cups is that?"),
+                1 => format!("How many cups is {grams} grams of {ingredient}?"),
+                _ => format!("{grams} grams of {ingredient} is how many cups?"),
+            };
             out.push(json!({
-                "question": format!("How many grams is {label} of {ingredient}?"),
+                "question": grams_q,
                 "answer": format!("{label} of {ingredient} weighs about {grams} grams."),
             }));
             out.push(json!({
-                "question": format!("How many tablespoons are in {label} of {ingredient}?"),
+                "question": tbsp_q,
                 "answer": format!("{label} of {ingredient} is {tbsp} tablespoons."),
             }));
             out.push(json!({
-                "question": format!("I have {grams} grams of {ingredient}. How many cups is that?"),
+                "question": cups_q,
                 "answer": format!("{grams} grams of {ingredient} is about {label}."),
             }));
         }

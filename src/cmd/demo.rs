@@ -281,7 +281,7 @@ impl Demo {
     /// shaped one of its answers, and each contributor's influence.
     async fn train_and_attribute(&self) -> anyhow::Result<()> {
         println!(
-            "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute)"
+            "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute and a half)"
         );
         let spec = tributary_models::job::Spec::parse(TRAIN)?;
         let out = self
@@ -466,7 +466,7 @@ impl Demo {
             format!("$(cat {token_from})")
         };
         println!(
-            "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many cups is 500 ml?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
+            "Inference (OpenAI-compatible): curl http://{http}/v1/completions -H 'content-type: application/json' -H \"Authorization: Bearer {bearer}\" -d '{{\"model\": \"kitchen-assistant@1.0.0\", \"prompt\": \"question: How many grams is 1 cup of butter?\\nanswer:\", \"temperature\": 0, \"stop\": [\"\\n\"]}}'"
         );
         println!("chain RPC: {}", chain.url());
         println!(

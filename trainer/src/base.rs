@@ -2,10 +2,12 @@
 //! pretrained here on general text the project generates, with a byte-level BPE tokenizer
 //! trained on the same text. Tests and the demo use it so nothing is downloaded.
 //!
-//! The text ([`corpus`]) is templated English about places, people, animals, cooking,
-//! measures and arithmetic, with questions and answers, but no kitchen unit conversions:
-//! the demo's Datanet teaches those (grams and tablespoons per cup of an ingredient), so an
-//! adapter's gain over the base is real and measurable.
+//! The text ([`corpus`]) is templated English about places, people, animals, cooking and
+//! arithmetic, and questions converting quantities ("1 1/2 hours of music") to smaller units,
+//! asked several ways, whose answers repeat the question's quantity: what the model learns
+//! from them (copy a quantity and a name, read which unit is asked for) is what answering
+//! the demo's Datanet needs. There are no kitchen unit conversions: the Datanet teaches those
+//! (grams and tablespoons per cup of an ingredient), so an adapter's gain is real.
 //!
 //! Building is deterministic for a [`Recipe`] on one machine. The result is written in
 //! Hugging Face's layout (`config.json`, `model.safetensors`, `tokenizer.json`), so
@@ -49,7 +51,8 @@ pub struct Recipe {
 
 impl Recipe {
     /// The tiny model tests and the demo use: 4 layers, width 192, 6 heads over 2 key/value
-    /// heads, SwiGLU 512, a 1024-token vocabulary, 256 positions (about 1.8M parameters).
+    /// heads, SwiGLU 512, a 1024-token vocabulary, 256 positions (about 1.8M parameters),
+    /// 500 steps of 16 x 128 tokens (about a minute and a half on two cores).
     pub fn tiny() -> Self {
         Recipe {
             config: Config {
@@ -68,7 +71,7 @@ impl Recipe {
             },
             documents: 6000,
             vocab_size: 1024,
-            steps: 300,
+            steps: 500,
             batch_size: 16,
             seq_len: 128,
             learning_rate: 3e-3,
@@ -87,7 +90,7 @@ impl Recipe {
 }
 
 /// Bumped whenever [`corpus`] changes what it writes.
-const CORPUS_VERSION: u32 = 2;
+const CORPUS_VERSION: u32 = 4;
 
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +173,14 @@ const FOODS: &[&str] = &[
     "apples",
     "cheese",
     "tea",
+    "brown sugar",
+    "rolled oats",
+    "all-purpose flour",
+    "granulated sugar",
+    "cocoa powder",
+    "powdered sugar",
+    "brown rice",
+    "whole milk",
 ];
 /// (unit, plural, smaller unit's plural, how many of the smaller make one)
 const MEASURES: &[(&str, &str, &str, f64)] = &[
@@ -181,7 +192,86 @@ const MEASURES: &[(&str, &str, &str, f64)] = &[
     ("week", "weeks", "days", 7.0),
     ("kilogram", "kilograms", "grams", 1000.0),
     ("liter", "liters", "milliliters", 1000.0),
+    ("foot", "feet", "inches", 12.0),
+    ("yard", "yards", "feet", 3.0),
+    // The same units to other smaller ones: the question's unit decides the answer.
+    ("hour", "hours", "seconds", 3600.0),
+    ("day", "days", "minutes", 1440.0),
+    ("week", "weeks", "hours", 168.0),
+    ("meter", "meters", "millimeters", 1000.0),
+    ("yard", "yards", "inches", 36.0),
+    ("liter", "liters", "centiliters", 100.0),
 ];
+
+/// Quantities as written: quarters, halves and whole numbers.
+const QUANTITIES: &[(f64, &str)] = &[
+    (0.25, "1/4"),
+    (0.5, "1/2"),
+    (0.75, "3/4"),
+    (1.0, "1"),
+    (1.5, "1 1/2"),
+    (2.0, "2"),
+    (2.5, "2 1/2"),
+    (3.0, "3"),
+    (4.0, "4"),
+    (5.0, "5"),
+    (6.0, "6"),
+    (8.0, "8"),
+];
+const THINGS: &[&str] = &[
+    "music", "rope", "road", "rain", "walking", "fabric", "cable", "sleep", "practice", "ribbon",
+    "soup", "sand", "gravel", "clay", "juice", "paint",
+];
+
+/// A question and answer converting a quantity between a unit and a smaller one, asked one
+/// of several ways; the answer repeats the question's quantity, as the demo's Datanet does.
+fn measure(rng: &mut Rng) -> String {
+    let (one, many, smalls, factor) = *rng.pick(MEASURES);
+    let (n, written) = *rng.pick(QUANTITIES);
+    let label = format!("{written} {}", if n <= 1.0 { one } else { many });
+    let total = n * factor;
+    let is = if smalls == "grams" {
+        "weighs about"
+    } else {
+        "is"
+    };
+    let thing = if rng.below(3) == 0 {
+        String::new()
+    } else {
+        format!(" of {}", rng.pick(THINGS))
+    };
+    let (q, a) = match rng.below(7) {
+        0 => (
+            format!("How many {smalls} are in {label}{thing}?"),
+            format!("{label}{thing} {is} {total} {smalls}."),
+        ),
+        1 => (
+            format!("What is {label}{thing} in {smalls}?"),
+            format!("{label}{thing} is about {total} {smalls}."),
+        ),
+        2 => (
+            format!("{label}{thing} is how many {smalls}?"),
+            format!("{label}{thing} {is} {total} {smalls}."),
+        ),
+        3 => (
+            format!("How many {smalls} does {label}{thing} make?"),
+            format!("{label}{thing} makes {total} {smalls}."),
+        ),
+        4 => (
+            format!("I have {total} {smalls}{thing}. How many {many} is that?"),
+            format!("{total} {smalls}{thing} is about {label}."),
+        ),
+        5 => (
+            format!("How many {many} are {total} {smalls}{thing}?"),
+            format!("{total} {smalls}{thing} is {label}."),
+        ),
+        _ => (
+            format!("Convert {label}{thing} to {smalls}."),
+            format!("{label}{thing} {is} {total} {smalls}."),
+        ),
+    };
+    format!("question: {q}\nanswer: {a}")
+}
 
 fn sentence(rng: &mut Rng) -> String {
     let name = rng.pick(NAMES);
@@ -206,21 +296,7 @@ fn sentence(rng: &mut Rng) -> String {
             let (a, b) = (2 + rng.below(9), 2 + rng.below(9));
             format!("{a} times {b} is {}.", a * b)
         }
-        4 | 5 => {
-            let (one, many, smalls, factor) = *rng.pick(MEASURES);
-            let n = 1 + rng.below(9);
-            let unit = if n == 1 { one } else { many };
-            let total = n as f64 * factor;
-            if rng.below(2) == 0 {
-                format!(
-                    "question: How many {smalls} are in {n} {unit}?\nanswer: {n} {unit} is {total} {smalls}."
-                )
-            } else {
-                format!(
-                    "question: How long is {total} {smalls} in {many}?\nanswer: {total} {smalls} is {n} {unit}."
-                )
-            }
-        }
+        4 | 5 => measure(rng),
         6 if rng.below(2) == 0 => format!(
             "{name} and {} met at {} {}.",
             rng.pick(NAMES),

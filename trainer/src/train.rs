@@ -1,13 +1,14 @@
 //! The LoRA training loop: AdamW over the adapter weights only, linear warmup then cosine
 //! decay, gradient clipping and accumulation, a held-out split with eval loss and perplexity,
-//! early stopping (the best adapter by eval loss is kept), and fixed seeds so the same data,
-//! config and seed give the same adapter on the same machine.
+//! early stopping (the best adapter by eval loss is kept, or the last one), and fixed seeds
+//! so the same data, config and seed give the same adapter on the same machine.
 //!
 //! Data comes in as token sequences, one per document (a contribution). Documents are split
 //! into train and held-out by a hash of their index (the same for every seed), then each
-//! side is packed into one stream (documents joined by the end-of-text token) and cut into
-//! windows of `seq_len + 1` tokens: the model reads the first `seq_len` and predicts the last
-//! `seq_len`. Training starts fresh or from a parent adapter (continued training).
+//! side becomes rows of `seq_len + 1` tokens ([`Packing`]): joined into one stream (documents
+//! separated by the end-of-text token) and cut, or packed whole and padded (padding is not
+//! predicted). The model reads the first `seq_len` and predicts the last `seq_len`. Training
+//! starts fresh or from a parent adapter (continued training).
 
 use std::time::Instant;
 
@@ -60,6 +61,43 @@ pub struct TrainConfig {
     /// everything they compute, at the cost of a second forward pass (long sequences).
     #[serde(skip_serializing_if = "is_default")]
     pub gradient_checkpointing: bool,
+    /// The adapter a run keeps: `best` (the evaluation with the lowest held-out loss) or
+    /// `last` (the last step's).
+    #[serde(skip_serializing_if = "is_default")]
+    pub keep: Keep,
+    /// How documents become rows: `stream` (joined and cut) or `documents` (whole, padded).
+    #[serde(skip_serializing_if = "is_default")]
+    pub packing: Packing,
+}
+
+/// How a run cuts its documents into rows of `seq_len + 1` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// Every document joined into one stream (each followed by the end-of-text token) and
+    /// cut into rows once; each pass takes the rows in a new order. Nothing is padded, but a
+    /// document may be cut across rows and is read after whatever preceded it (text corpora).
+    #[default]
+    Stream,
+    /// Whole documents packed into rows (a document longer than a row is cut), the rest of a
+    /// row padded and not predicted; each pass packs the documents again in a new order. A
+    /// document starts a row or follows an end-of-text token, whole, after different
+    /// neighbours each pass (records such as questions and answers).
+    Documents,
+}
+
+/// Which of a run's adapters it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The evaluation with the lowest held-out loss.
+    #[default]
+    Best,
+    /// The last step's. For data whose held-out part cannot be learnt from the training part
+    /// (each record a fact of its own, like a table of conversions), the held-out loss rises
+    /// while the training facts are being learnt, and `best` keeps an adapter that has not
+    /// learnt them yet.
+    Last,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -84,6 +122,8 @@ impl Default for TrainConfig {
             seed: 0,
             precision: Precision::Auto,
             gradient_checkpointing: false,
+            keep: Keep::Best,
+            packing: Packing::Stream,
         }
     }
 }
@@ -116,9 +156,9 @@ pub struct TrainReport {
     pub base_eval_loss: f64,
     /// Eval loss where training started: the parent adapter's, or the base's.
     pub start_eval_loss: f64,
-    /// Eval loss of the adapter kept (the best evaluated).
+    /// Eval loss of the adapter kept.
     pub eval_loss_best: f64,
-    /// The step whose adapter was kept (0: none beat the start).
+    /// The step whose adapter was kept (the last step under [`Keep::Last`]).
     pub best_step: usize,
     /// `exp(eval_loss_best)`.
     pub perplexity: f64,
@@ -185,7 +225,7 @@ pub fn held_out(i: usize, eval_fraction: f64) -> bool {
     Rng((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)).next() < threshold
 }
 
-/// Windows of `seq_len + 1` tokens cut from the documents joined by `eot`.
+/// Rows of `seq_len + 1` tokens cut from the documents joined by `eot` ([`Packing::Stream`]).
 fn windows(docs: &[&[i64]], eot: i64, seq_len: i64) -> Vec<Vec<i64>> {
     let mut stream = Vec::new();
     for d in docs {
@@ -196,6 +236,42 @@ fn windows(docs: &[&[i64]], eot: i64, seq_len: i64) -> Vec<Vec<i64>> {
         .chunks_exact(seq_len as usize + 1)
         .map(|c| c.to_vec())
         .collect()
+}
+
+/// Padding in a packed row: read as token 0, and its targets are left out of the loss (the
+/// index `nll_loss` ignores).
+const PAD: i64 = -100;
+
+/// Rows of `seq_len + 1` tokens packed from whole documents taken in `order` ([`Packing::Documents`]), each followed
+/// by `eot`: a document goes on the current row if it fits, else it starts the next one and
+/// the rest of the row is padding. A document longer than a row fills rows of its own and
+/// its tail starts the next. So no document is cut unless it is longer than a row.
+fn pack(docs: &[&[i64]], order: &[usize], eot: i64, seq_len: i64) -> Vec<Vec<i64>> {
+    let w = seq_len as usize + 1;
+    let mut rows = Vec::new();
+    let mut row: Vec<i64> = Vec::with_capacity(w);
+    let mut finish = |row: &mut Vec<i64>| {
+        // A row needs two tokens to predict anything.
+        if row.len() >= 2 {
+            row.resize(w, PAD);
+            rows.push(std::mem::replace(row, Vec::with_capacity(w)));
+        }
+        row.clear();
+    };
+    for &i in order {
+        let doc: Vec<i64> = docs[i].iter().copied().chain([eot]).collect();
+        for piece in doc.chunks(w) {
+            if row.len() + piece.len() > w {
+                finish(&mut row);
+            }
+            row.extend_from_slice(piece);
+            if row.len() == w {
+                finish(&mut row);
+            }
+        }
+    }
+    finish(&mut row);
+    rows
 }
 
 /// The learning rate at `step` (from 0): linear warmup, then cosine to a tenth of the peak.
@@ -246,6 +322,12 @@ impl TrainConfig {
                 self.seq_len, model.max_positions
             ));
         }
+        if self.keep == Keep::Last && self.patience > 0 {
+            return bad(format!(
+                "keep = \"last\" runs every step, but patience {} would stop early: set patience = 0",
+                self.patience
+            ));
+        }
         if !(self.eval_fraction > 0.0 && self.eval_fraction < 1.0) {
             return bad(format!(
                 "eval_fraction {} must be in (0, 1)",
@@ -279,18 +361,28 @@ fn window_loss(
     w: &Tensor,
     train: bool,
 ) -> Result<(Tensor, i64)> {
-    let t = w.size()[1] - 1;
-    let input = w.narrow(1, 0, t);
-    let target = w.narrow(1, 1, t);
+    let (input, target) = split_row(w);
     let logits = match lora {
         Some(l) => l.logits(model, &input, train)?,
         None => model.logits(&input)?,
     };
-    Ok((cross_entropy(&logits, &target), target.numel() as i64))
+    Ok((cross_entropy(&logits, &target), predicted(&target)))
+}
+
+/// A batch of rows `[b, seq_len + 1]` as the model's input (padding read as token 0) and
+/// the targets (padding kept, for the loss to ignore).
+fn split_row(w: &Tensor) -> (Tensor, Tensor) {
+    let t = w.size()[1] - 1;
+    (w.narrow(1, 0, t).clamp_min(0), w.narrow(1, 1, t))
+}
+
+/// The targets that are not padding.
+fn predicted(target: &Tensor) -> i64 {
+    target.ne(PAD).sum(tch::Kind::Int64).int64_value(&[])
 }
 
 /// Mean next-token cross-entropy of `logits` `[b, t, vocab]` against `target` `[b, t]`, in
-/// float32.
+/// float32, over the targets that are not padding.
 pub(crate) fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
     let v = logits.size()[2];
     logits
@@ -332,8 +424,7 @@ fn checkpointed_backward(
     weight: f64,
     seed: i64,
 ) -> Result<(f64, i64)> {
-    let t = w.size()[1] - 1;
-    let (input, target) = (w.narrow(1, 0, t), w.narrow(1, 1, t));
+    let (input, target) = split_row(w);
     let layers = model.blocks.len();
     // Reseeding touches the process's generators: only when dropout draws from them.
     let reseed = |i: usize| {
@@ -369,12 +460,12 @@ fn checkpointed_backward(
             grad = x.grad();
         }
     }
-    Ok((loss.double_value(&[]), target.numel() as i64))
+    Ok((loss.double_value(&[]), predicted(&target)))
 }
 
 /// Trains adapters for `model` on `docs` (token ids per document; `eot` joins them), fresh
-/// or continuing from `parent`, calling `progress` after every step. Returns the best
-/// adapter by eval loss.
+/// or continuing from `parent`, calling `progress` after every step. Returns the adapter
+/// [`TrainConfig::keep`] keeps.
 pub fn train(
     model: &Model,
     docs: &[Vec<i64>],
@@ -422,11 +513,18 @@ pub fn train_with_checkpoints(
         }
         .push(d.as_slice());
     }
-    let train_windows = windows(&train_docs, eot, cfg.seq_len);
-    let eval_windows = windows(&eval_docs, eot, cfg.seq_len);
+    let in_order = |docs: &[&[i64]]| (0..docs.len()).collect::<Vec<_>>();
+    let rows_of = |docs: &[&[i64]], order: &[usize]| match cfg.packing {
+        Packing::Stream => windows(docs, eot, cfg.seq_len),
+        Packing::Documents => pack(docs, order, eot, cfg.seq_len),
+    };
+    // Stream rows are cut once (each pass takes them in a new order); documents are packed
+    // anew each pass, so these rows only check there is something to train on.
+    let train_windows = rows_of(&train_docs, &in_order(&train_docs));
+    let eval_windows = rows_of(&eval_docs, &in_order(&eval_docs));
     if train_windows.is_empty() || eval_windows.is_empty() {
         return Err(Error::InvalidInput(format!(
-            "not enough text: {} training and {} held-out windows of {} tokens; add data, lower seq_len or change eval_fraction",
+            "not enough text: {} training and {} held-out rows of {} tokens; add data, lower seq_len or change eval_fraction",
             train_windows.len(),
             eval_windows.len(),
             cfg.seq_len + 1
@@ -467,7 +565,10 @@ pub fn train_with_checkpoints(
     let mut best: Option<Vec<Tensor>> = None;
     let mut checkpoints = Vec::new();
     let mut since_best = 0;
+    // This pass's rows, taken from the end: indices of the stream's rows in a new order, or
+    // the documents packed anew.
     let mut order: Vec<usize> = Vec::new();
+    let mut packed: Vec<Vec<i64>> = Vec::new();
     let started = Instant::now();
     let _train = tracing::info_span!("train", max_steps = cfg.max_steps).entered();
     // One span per group of steps between evaluations.
@@ -481,12 +582,22 @@ pub fn train_with_checkpoints(
         let mut step_loss = 0.0;
         for _ in 0..cfg.grad_accum {
             let picked: Vec<Vec<i64>> = (0..cfg.batch_size)
-                .map(|_| {
-                    if order.is_empty() {
-                        order = (0..train_windows.len()).collect();
-                        rng.shuffle(&mut order);
+                .map(|_| match cfg.packing {
+                    Packing::Stream => {
+                        if order.is_empty() {
+                            order = (0..train_windows.len()).collect();
+                            rng.shuffle(&mut order);
+                        }
+                        train_windows[order.pop().expect("refilled")].clone()
                     }
-                    train_windows[order.pop().expect("refilled")].clone()
+                    Packing::Documents => {
+                        if packed.is_empty() {
+                            let mut docs = in_order(&train_docs);
+                            rng.shuffle(&mut docs);
+                            packed = pack(&train_docs, &docs, eot, cfg.seq_len);
+                        }
+                        packed.pop().expect("refilled")
+                    }
                 })
                 .collect();
             let weight = 1.0 / cfg.grad_accum as f64;
@@ -539,10 +650,53 @@ pub fn train_with_checkpoints(
         }
     }
     let mut lora = lora;
-    if let Some(best) = best {
-        lora.set_weights(&best);
+    match (cfg.keep, best, report.eval_loss.last()) {
+        (Keep::Best, Some(best), _) => lora.set_weights(&best),
+        (Keep::Last, _, Some(&(step, loss))) => {
+            // The last evaluation is the last step's (a run stops right after one).
+            (report.best_step, report.eval_loss_best) = (step, loss);
+        }
+        _ => {}
     }
     report.perplexity = report.eval_loss_best.exp();
     report.seconds = started.elapsed().as_secs_f64();
     Ok((lora, report, checkpoints))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_packed_whole_and_only_a_longer_one_is_cut() {
+        let docs: Vec<Vec<i64>> = vec![vec![1; 3], vec![2; 5], vec![3; 12], vec![4; 2], vec![]];
+        let docs: Vec<&[i64]> = docs.iter().map(Vec::as_slice).collect();
+        // Rows of 8 tokens; 0 ends each document.
+        let rows = pack(&docs, &[0, 1, 2, 3, 4], 0, 7);
+        let p = PAD;
+        assert_eq!(
+            rows,
+            vec![
+                // The second document does not fit the four places left.
+                vec![1, 1, 1, 0, p, p, p, p],
+                vec![2, 2, 2, 2, 2, 0, p, p],
+                // Thirteen tokens: a full row, then the tail with the next document.
+                vec![3; 8],
+                vec![3, 3, 3, 3, 0, 4, 4, 0],
+                // The empty document's lone end-of-text predicts nothing: no row.
+            ]
+        );
+        // A document exactly a row long (with its end) fills one.
+        let row = [5; 7];
+        assert_eq!(
+            pack(&[&row], &[0], 0, 7),
+            vec![vec![5, 5, 5, 5, 5, 5, 5, 0]]
+        );
+        // Another order, other rows: each document still starts a row or follows an end.
+        let rows = pack(&docs, &[3, 0, 1], 0, 7);
+        assert_eq!(
+            rows,
+            vec![vec![4, 4, 0, 1, 1, 1, 0, p], vec![2, 2, 2, 2, 2, 0, p, p]]
+        );
+    }
 }

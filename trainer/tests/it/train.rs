@@ -6,7 +6,9 @@
 use tch::Device;
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::{Model, Precision};
-use tributary_trainer::train::{TrainConfig, learning_rate, micro_batch, train};
+use tributary_trainer::train::{
+    Keep, Packing, TrainConfig, learning_rate, micro_batch, train, train_with_checkpoints,
+};
 
 use crate::hf::reference;
 use crate::lora::run_peft;
@@ -91,6 +93,38 @@ fn training_lowers_held_out_loss_leaves_the_base_alone_and_repeats_exactly() {
 }
 
 #[test]
+fn keep_last_keeps_the_last_steps_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("gpt2-scaled", dir.path());
+    let model = Model::load(dir.path(), Device::Cpu).unwrap();
+    let cfg = TrainConfig {
+        max_steps: 45,
+        keep: Keep::Last,
+        patience: 0,
+        packing: Packing::Documents,
+        ..config(1)
+    };
+    let (lora, report, checkpoints) =
+        train_with_checkpoints(&model, &domain(), 0, &cfg, None, &mut |_| {}).unwrap();
+    let last = checkpoints.last().unwrap();
+    assert_eq!((report.steps, report.best_step, last.step), (45, 45, 45));
+    assert_eq!(report.eval_loss_best, report.eval_loss.last().unwrap().1);
+    for (w, l) in lora.weights().iter().zip(&last.weights) {
+        assert!(w.equal(l), "the kept adapter is the last step's");
+    }
+    // The default keeps the best evaluated, which need not be the last.
+    let (best, report, checkpoints) =
+        train_with_checkpoints(&model, &domain(), 0, &config(1), None, &mut |_| {}).unwrap();
+    let kept = checkpoints
+        .iter()
+        .find(|c| c.step == report.best_step)
+        .unwrap();
+    for (w, k) in best.weights().iter().zip(&kept.weights) {
+        assert!(w.equal(k), "the kept adapter is the best evaluated");
+    }
+}
+
+#[test]
 fn the_schedule_warms_up_then_decays_to_a_tenth() {
     let c = config(1);
     assert!((learning_rate(&c, 0) - 6e-3).abs() < 1e-12);
@@ -126,6 +160,13 @@ fn bad_configs_and_mismatched_data_are_refused_before_work() {
     let mut c = config(1);
     c.warmup_steps = 150;
     assert!(err(c, &docs).contains("warmup_steps"));
+    let mut c = config(1);
+    c.keep = Keep::Last;
+    let e = err(c, &docs);
+    assert!(
+        e.contains("keep = \"last\"") && e.contains("patience = 0"),
+        "{e}"
+    );
     let e = err(config(1), &[vec![5, 500]]);
     assert!(e.contains("token id 500") && e.contains("tokenizer"), "{e}");
     let e = err(config(1), &[vec![5, 6]]);
