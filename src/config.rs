@@ -343,9 +343,9 @@ namespace = "tributary"
 # min_new_contributions = 50
 # min_improvement = 0.01
 # base_model = "tiny"
-# [jobs.lora]
-# rank = 8
-# targets = ["q", "v"]
+# [jobs.lora]                 # a child keeps its parent's shape (the demo's, here)
+# rank = 16
+# targets = ["q", "k", "v", "o", "gate", "up", "down"]
 # [jobs.train]
 # max_steps = 200
 "#;

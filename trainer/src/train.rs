@@ -34,7 +34,7 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     /// Optimizer steps at most; the rate decays to a tenth of the peak along a cosine by then.
     pub max_steps: usize,
-    /// Windows per micro-batch.
+    /// Rows per micro-batch.
     pub batch_size: usize,
     /// Micro-batches per optimizer step.
     pub grad_accum: usize,
@@ -164,7 +164,7 @@ pub struct TrainReport {
     pub perplexity: f64,
     /// Stopped before `max_steps` because the eval loss stopped improving.
     pub stopped_early: bool,
-    /// Training tokens processed.
+    /// Training tokens predicted (padding left out).
     pub tokens: u64,
     /// Wall time.
     pub seconds: f64,

@@ -152,7 +152,7 @@ fn reworded(answer: &str, k: usize) -> String {
     } else {
         (subject(" is about "), "cups")
     };
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         format!("Convert {subject} to {unit}.")
     } else {
         format!("What is {subject} in {unit}?")
