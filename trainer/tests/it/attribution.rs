@@ -95,7 +95,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
 
     // Gradient method: held-out documents of each sub-domain, top-1 contributor by credit.
     let acc = planted::accuracy(&model, &lora, &index, &tok, K, 5, 99).unwrap();
-    // The goal is 90% (chance: 1 in 8); with the curvature correction it is 40 of 40 here.
+    // The goal is 90% (chance: 1 in 8); 37 of 40 here (2026-12-06).
     eprintln!("accuracy {acc:?}");
     assert!(acc.top1 * 10 >= acc.queries * 9, "{acc:?}");
 
@@ -138,8 +138,9 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
 /// 3(i + 1) shared-vocabulary documents; a uniform held-out set of 6 per sub-domain; over three
 /// training seeds, the mean Spearman correlation of each contributor's credit (TracIn as
 /// Tributary pays it) with the rise of the total held-out loss when retrained without them.
-/// The goal is 0.8; this run measures 0.73 (DataInf, the comparison, 0.62), so what
-/// is asserted is a floor against regressions, not the goal (BENCHMARKS.md).
+/// The goal is 0.8 for credit as paid; this run measures 0.74 (DataInf, the
+/// comparison, 0.80), so what is asserted is a floor against regressions, not the goal
+/// (BENCHMARKS.md).
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let dir = tiny();
