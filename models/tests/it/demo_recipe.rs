@@ -142,6 +142,19 @@ impl Trained {
     }
 }
 
+impl Score {
+    /// Issue 22's measure: at least 80% right, none repeating.
+    fn meets_the_goal(&self, what: &str) {
+        assert!(
+            self.right * 5 >= self.asked * 4,
+            "{} of {} {what} right",
+            self.right,
+            self.asked
+        );
+        assert_eq!(self.repeating, 0, "answers repeat themselves");
+    }
+}
+
 /// `answer`'s fact asked in a wording no sample record uses (two per kind, by `k`).
 fn reworded(answer: &str, k: usize) -> String {
     let subject = |sep: &str| answer.split_once(sep).unwrap().0.to_string();
@@ -167,14 +180,8 @@ fn the_demo_adapter_answers_its_datanets_questions() {
         .iter()
         .filter(|r| !r.2)
         .map(|(q, a, _)| (q.clone(), a.as_str()));
-    let s = t.score("trained", trained_on);
-    assert!(
-        s.right * 5 >= s.asked * 4,
-        "{} of {} of the Datanet's own questions right",
-        s.right,
-        s.asked
-    );
-    assert_eq!(s.repeating, 0, "answers repeat themselves");
+    t.score("trained", trained_on)
+        .meets_the_goal("of the Datanet's own questions");
     // The question the demo asks and prints.
     let demo = t.answer("How many grams is 1 cup of butter?");
     assert_eq!(last_quantity(&demo), Some(227.0), "{demo:?}");
@@ -198,11 +205,5 @@ fn the_demo_adapter_answers_held_out_conversions() {
         .filter(|r| r.2)
         .map(|(q, a, _)| (q.clone(), a.as_str()));
     t.score("records held out (not the measure)", unseen);
-    assert!(
-        s.right * 5 >= s.asked * 4,
-        "{} of {} held-out questions right",
-        s.right,
-        s.asked
-    );
-    assert_eq!(s.repeating, 0, "answers repeat themselves");
+    s.meets_the_goal("held-out questions");
 }
