@@ -25,7 +25,7 @@ use crate::influence::{
 use crate::lora::Lora;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-use crate::train::{TrainConfig, held_out, train, train_with_checkpoints};
+use crate::train::{TrainConfig, held_out, train_split, train_with_checkpoints};
 use crate::{Error, Result};
 
 /// Sub-domains: nouns and qualities of their own ([`datanet`] uses all of them; the
@@ -294,7 +294,8 @@ pub fn loss(model: &Model, lora: &Lora, tokens: &[i64]) -> Result<f64> {
 /// The plain leave-one-contributor-out validation, per training seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
-    /// Per seed and contributor: the rise in total held-out loss when retrained without them.
+    /// Per seed and contributor: the rise in total held-out loss when retrained without them
+    /// (the mean over the retrainings).
     pub loss_rise: Vec<Vec<f64>>,
     /// Per seed and contributor: TracIn credit as Tributary pays it (the sum of their
     /// documents' shares), summed over the held-out queries.
@@ -322,7 +323,7 @@ impl Validation {
 /// (`cfg.seed`, `cfg.seed + 1`, …): per seed, an adapter trained on all of `docs` is asked
 /// for each contributor's credit (TracIn through its influence index, and DataInf), and the
 /// plain metric is the rise of the total held-out loss when retrained without them, for the
-/// same number of passes over the data kept.
+/// same number of passes over the data kept, averaged over `retrains` training seeds.
 #[allow(clippy::too_many_arguments)]
 pub fn validate(
     model: &Model,
@@ -334,6 +335,7 @@ pub fn validate(
     per_domain: usize,
     seed: u64,
     seeds: u64,
+    retrains: u64,
 ) -> Result<Validation> {
     let mut g = Gen(seed);
     let mut held = Vec::new();
@@ -348,6 +350,12 @@ pub fn validate(
             .sum::<Result<f64>>()
     };
     let all: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
+    let eval: Vec<&[i64]> = docs
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| held_out(i, cfg.eval_fraction))
+        .map(|(_, d)| d.tokens.as_slice())
+        .collect();
     let mut out = Validation {
         loss_rise: vec![],
         tracin: vec![],
@@ -396,22 +404,47 @@ pub fn validate(
         for row in datainf(model, &full, &tokens, &held, icfg)? {
             add(&mut di, &row);
         }
-        let base = total_loss(&full)?;
+        // Only the contributor's documents leave: every other document stays on its side of
+        // the full run's split (a split by position would move a different tenth of everyone
+        // else's documents out of training with each contributor left out), and model
+        // selection sees the same held-out documents.
+        let without = |left_out: Option<usize>| -> Vec<&[i64]> {
+            docs.iter()
+                .enumerate()
+                .filter(|&(i, d)| !held_out(i, cfg.eval_fraction) && Some(d.owner) != left_out)
+                .map(|(_, d)| d.tokens.as_slice())
+                .collect()
+        };
+        // The rise is averaged over `retrains` training seeds, as TRAK's datamodeling score
+        // averages retrained models: one retraining's batch order alone moves a rise by
+        // about as much as a small contributor's whole effect. Retrain 0 pairs with the
+        // adapter credited above.
         let mut rise = vec![0.0; k];
-        for (left_out, r) in rise.iter_mut().enumerate() {
-            let kept: Vec<Vec<i64>> = docs
-                .iter()
-                .filter(|d| d.owner != left_out)
-                .map(|d| d.tokens.clone())
-                .collect();
-            // The same number of passes over the data kept: with a fixed step count, leaving
-            // a large contributor out would give everyone else more passes.
-            let epochs = TrainConfig {
-                max_steps: (cfg.max_steps * kept.len()).div_ceil(all.len()),
+        for r in 0..retrains.max(1) {
+            let seeded = TrainConfig {
+                seed: cfg.seed + 1000 * r,
                 ..cfg.clone()
             };
-            let (lora, _) = train(model, &kept, tok.eot(), &epochs, None, &mut |_| {})?;
-            *r = total_loss(&lora)? - base;
+            let base = if r == 0 {
+                total_loss(&full)?
+            } else {
+                let all = without(None);
+                let (lora, _, _) =
+                    train_split(model, &all, &eval, tok.eot(), &seeded, None, &mut |_| {})?;
+                total_loss(&lora)?
+            };
+            for (left_out, x) in rise.iter_mut().enumerate() {
+                let kept = without(Some(left_out));
+                // The same number of passes over the data kept: with a fixed step count,
+                // leaving a large contributor out would give everyone else more passes.
+                let epochs = TrainConfig {
+                    max_steps: (cfg.max_steps * kept.len()).div_ceil(trained.len()),
+                    ..seeded.clone()
+                };
+                let (lora, _, _) =
+                    train_split(model, &kept, &eval, tok.eot(), &epochs, None, &mut |_| {})?;
+                *x += (total_loss(&lora)? - base) / retrains.max(1) as f64;
+            }
         }
         out.loss_rise.push(rise);
         out.tracin.push(tracin);

@@ -486,22 +486,6 @@ pub fn train_with_checkpoints(
     parent: Option<&Lora>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(Lora, TrainReport, Vec<Checkpoint>)> {
-    cfg.validate(&model.config)?;
-    let vocab = model.config.vocab_size;
-    if let Some(t) = docs
-        .iter()
-        .flatten()
-        .chain([&eot])
-        .find(|&&t| t < 0 || t >= vocab)
-    {
-        return Err(Error::InvalidInput(format!(
-            "token id {t} is outside the base model's vocabulary of {vocab}: the tokenizer does not match the model"
-        )));
-    }
-    let mut rng = Rng(cfg.seed);
-    // Dropout's seeds under gradient checkpointing: a stream of their own, so the batch
-    // order is the same with and without checkpointing.
-    let mut dropout_seeds = Rng(cfg.seed ^ 0x6a09_e667_f3bc_c908);
     // The split depends on each document's index only: every seed, and a child continuing
     // from its parent, is evaluated on the same held-out documents.
     let (mut train_docs, mut eval_docs) = (Vec::new(), Vec::new());
@@ -513,6 +497,38 @@ pub fn train_with_checkpoints(
         }
         .push(d.as_slice());
     }
+    train_split(model, &train_docs, &eval_docs, eot, cfg, parent, progress)
+}
+
+/// [`train_with_checkpoints`] on a split given by the caller: trains on `train_docs`,
+/// evaluates on `eval_docs` (`cfg.eval_fraction` is not used). A leave-one-out retraining
+/// uses it to keep every other document on the side of the split it was on.
+pub fn train_split(
+    model: &Model,
+    train_docs: &[&[i64]],
+    eval_docs: &[&[i64]],
+    eot: i64,
+    cfg: &TrainConfig,
+    parent: Option<&Lora>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Lora, TrainReport, Vec<Checkpoint>)> {
+    cfg.validate(&model.config)?;
+    let vocab = model.config.vocab_size;
+    if let Some(t) = train_docs
+        .iter()
+        .chain(eval_docs)
+        .flat_map(|d| d.iter())
+        .chain([&eot])
+        .find(|&&t| t < 0 || t >= vocab)
+    {
+        return Err(Error::InvalidInput(format!(
+            "token id {t} is outside the base model's vocabulary of {vocab}: the tokenizer does not match the model"
+        )));
+    }
+    let mut rng = Rng(cfg.seed);
+    // Dropout's seeds under gradient checkpointing: a stream of their own, so the batch
+    // order is the same with and without checkpointing.
+    let mut dropout_seeds = Rng(cfg.seed ^ 0x6a09_e667_f3bc_c908);
     let in_order = |docs: &[&[i64]]| (0..docs.len()).collect::<Vec<_>>();
     let rows_of = |docs: &[&[i64]], order: &[usize]| match cfg.packing {
         Packing::Stream => windows(docs, eot, cfg.seq_len),
@@ -520,8 +536,8 @@ pub fn train_with_checkpoints(
     };
     // Stream rows are cut once (each pass takes them in a new order); documents are packed
     // anew each pass, so these rows only check there is something to train on.
-    let train_windows = rows_of(&train_docs, &in_order(&train_docs));
-    let eval_windows = rows_of(&eval_docs, &in_order(&eval_docs));
+    let train_windows = rows_of(train_docs, &in_order(train_docs));
+    let eval_windows = rows_of(eval_docs, &in_order(eval_docs));
     if train_windows.is_empty() || eval_windows.is_empty() {
         return Err(Error::InvalidInput(format!(
             "not enough text: {} training and {} held-out rows of {} tokens; add data, lower seq_len or change eval_fraction",
@@ -592,9 +608,9 @@ pub fn train_with_checkpoints(
                     }
                     Packing::Documents => {
                         if packed.is_empty() {
-                            let mut docs = in_order(&train_docs);
+                            let mut docs = in_order(train_docs);
                             rng.shuffle(&mut docs);
-                            packed = pack(&train_docs, &docs, eot, cfg.seq_len);
+                            packed = pack(train_docs, &docs, eot, cfg.seq_len);
                         }
                         packed.pop().expect("refilled")
                     }

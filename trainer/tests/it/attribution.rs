@@ -99,6 +99,11 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     eprintln!("accuracy {acc:?}");
     assert!(acc.top1 * 10 >= acc.queries * 9, "{acc:?}");
 
+    // The benchmark's 80 queries (10 per sub-domain, the same seed): printed for the
+    // record, not the goal's measure here (70 of 80 on 2026-12-06; BENCHMARKS.md).
+    let wide = planted::accuracy(&model, &lora, &index, &tok, K, 10, 99).unwrap();
+    eprintln!("accuracy over 80 queries {wide:?}");
+
     // Shares are non-negative, sum to 1, and do not depend on the order of contributions.
     let query = tok.encode(&Gen(5).shared_document(3)).unwrap();
     let a = index.scores(&model, &lora, &query).unwrap();
@@ -138,15 +143,20 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
 /// 3(i + 1) shared-vocabulary documents; a uniform held-out set of 6 per sub-domain; over three
 /// training seeds, the mean Spearman correlation of each contributor's credit (TracIn as
 /// Tributary pays it) with the rise of the total held-out loss when retrained without them.
-/// The goal is 0.8 for credit as paid; this run measures 0.74 (DataInf, the
-/// comparison, 0.80), so what is asserted is a floor against regressions, not the goal
-/// (BENCHMARKS.md).
+/// Each rise is one retraining here (`TRIBUTARY_LOO_RETRAINS=3` averages three, the figure
+/// BENCHMARKS.md quotes: TracIn 0.802, DataInf 0.921, contributor size alone 0.881, six and a
+/// half minutes). One retraining's rises are noisy (0.722 here), so what is asserted is a
+/// floor against regressions, not the goal of 0.8.
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let dir = tiny();
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let sizes: Vec<usize> = (1..=K).map(|i| 3 * i).collect();
+    let retrains = std::env::var("TRIBUTARY_LOO_RETRAINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let docs = planted::shared_datanet(&tok, &sizes, 7).unwrap();
     let v = planted::validate(
         &model,
@@ -161,16 +171,19 @@ fn leaving_a_contributor_out_costs_what_their_credit_says() {
         6,
         11,
         3,
+        retrains,
     )
     .unwrap();
     eprintln!("{v:?}");
-    let (tracin, net, datainf) = (
+    let by_size = vec![sizes.iter().map(|&n| n as f64).collect::<Vec<_>>(); 3];
+    let (tracin, net, datainf, size) = (
         v.spearman(&v.tracin),
         v.spearman(&v.tracin_net),
         v.spearman(&v.datainf),
+        v.spearman(&by_size),
     );
     eprintln!(
-        "plain LOCO Spearman, mean of 3 seeds: TracIn as paid {tracin:.3}, TracIn netted {net:.3}, DataInf {datainf:.3}"
+        "plain LOCO Spearman, mean of 3 seeds, rises averaged over {retrains} retrainings: TracIn as paid {tracin:.3}, TracIn netted {net:.3}, DataInf {datainf:.3}, contributor size alone {size:.3}"
     );
     assert!(tracin >= 0.6, "{v:?}");
 }
