@@ -320,10 +320,14 @@ impl Validation {
 
 /// Leave-one-contributor-out on a held-out set of `per_domain` fresh shared-vocabulary
 /// documents of each of the `k` sub-domains (uniform), for `seeds` training seeds
-/// (`cfg.seed`, `cfg.seed + 1`, …): per seed, an adapter trained on all of `docs` is asked
-/// for each contributor's credit (TracIn through its influence index, and DataInf), and the
-/// plain metric is the rise of the total held-out loss when retrained without them, for the
-/// same number of passes over the data kept, averaged over `retrains` training seeds.
+/// (`cfg.seed`, `cfg.seed + 1`, …): per seed, an adapter trained on the training side of
+/// `docs` (`cfg.eval_fraction` holds the rest out) is asked for each contributor's credit
+/// (TracIn through its influence index, and DataInf), and the plain metric is the rise of the
+/// total held-out loss when retrained without them, for the same number of passes over the
+/// data kept, averaged over `retrains` retrainings (at least one; retraining `r` of seed `s`
+/// uses training seed `cfg.seed + s + 1000 r`, both with and without the contributor; `r = 0`
+/// is the adapter credited). The contributor's held-out documents stay in the evaluation that
+/// picks the kept adapter, so every run is selected on the same documents.
 #[allow(clippy::too_many_arguments)]
 pub fn validate(
     model: &Model,

@@ -501,8 +501,9 @@ pub fn train_with_checkpoints(
 }
 
 /// [`train_with_checkpoints`] on a split given by the caller: trains on `train_docs`,
-/// evaluates on `eval_docs` (`cfg.eval_fraction` is not used). A leave-one-out retraining
-/// uses it to keep every other document on the side of the split it was on.
+/// evaluates on `eval_docs` (the split does not come from `cfg.eval_fraction`, though it is
+/// still checked). A leave-one-out retraining uses it to keep every other document on the
+/// side of the split it was on.
 pub fn train_split(
     model: &Model,
     train_docs: &[&[i64]],

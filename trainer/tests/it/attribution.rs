@@ -55,13 +55,13 @@ struct Trained {
     index: InfluenceIndex,
 }
 
-/// Trains an adapter on `per_contributor` planted documents of each contributor and builds
-/// its influence index.
-fn trained(per_contributor: usize, cfg: &TrainConfig) -> Trained {
+/// Trains an adapter on `per_contributor` planted documents of each contributor (planted seed
+/// `seed`) and builds its influence index.
+fn trained(per_contributor: usize, cfg: &TrainConfig, seed: u64) -> Trained {
     let dir = tiny();
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
-    let docs = planted::shared_datanet(&tok, &[per_contributor; K], 7).unwrap();
+    let docs = planted::shared_datanet(&tok, &[per_contributor; K], seed).unwrap();
     let ids: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
     let (lora, report, checkpoints) =
         train_with_checkpoints(&model, &ids, tok.eot(), cfg, None, &mut |_| {}).unwrap();
@@ -91,7 +91,7 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
         lora,
         index,
         ..
-    } = trained(40, &config(500));
+    } = trained(40, &config(500), 7);
 
     // Gradient method: held-out documents of each sub-domain, top-1 contributor by credit.
     let acc = planted::accuracy(&model, &lora, &index, &tok, K, 5, 99).unwrap();
@@ -139,6 +139,24 @@ fn planted_sub_domains_are_attributed_to_their_contributors() {
     }
 }
 
+/// Top-1 over five planted Datanets (seeds 7 to 11), 80 queries each, as the goal's measure
+/// wants it: one Datanet's 40 or 80 queries move by several points from one seed to the next.
+/// Measured 2026-12-06: 70, 70, 76, 71 and 65 of 80, 352 of 400 (88.0%; goal 90%). Four
+/// minutes, so not in `make test`.
+#[test]
+#[ignore = "issue 21: 352 of 400 (88.0%) measured 2026-12-06, goal 90%; 4 minutes"]
+fn planted_accuracy_over_five_datanets() {
+    let (mut top1, mut top3, mut asked) = (0, 0, 0);
+    for (seed, queries) in [(7, 99), (8, 100), (9, 101), (10, 102), (11, 103)] {
+        let t = trained(40, &config(500), seed);
+        let acc = planted::accuracy(&t.model, &t.lora, &t.index, &t.tok, K, 10, queries).unwrap();
+        eprintln!("planted seed {seed}: {acc:?}");
+        (top1, top3, asked) = (top1 + acc.top1, top3 + acc.top3, asked + acc.queries);
+    }
+    eprintln!("top-1 {top1} of {asked}, top-3 {top3} of {asked}");
+    assert!(top1 * 10 >= asked * 9, "top-1 {top1} of {asked}");
+}
+
 /// The plain validation, reduced (`make bench` runs the full one): contributor i gives
 /// 3(i + 1) shared-vocabulary documents; a uniform held-out set of 6 per sub-domain; over three
 /// training seeds, the mean Spearman correlation of each contributor's credit (TracIn as
@@ -153,10 +171,12 @@ fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let sizes: Vec<usize> = (1..=K).map(|i| 3 * i).collect();
-    let retrains = std::env::var("TRIBUTARY_LOO_RETRAINS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let retrains: u64 = std::env::var("TRIBUTARY_LOO_RETRAINS").map_or(1, |v| {
+        v.parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .expect("TRIBUTARY_LOO_RETRAINS must be a whole number of at least 1")
+    });
     let docs = planted::shared_datanet(&tok, &sizes, 7).unwrap();
     let v = planted::validate(
         &model,
