@@ -110,7 +110,9 @@ if [ "$tests" = 1 ]; then
     "openlineage-python==$OPENLINEAGE_VERSION" "jsonschema==$JSONSCHEMA_VERSION" \
     "rfc3339-validator==0.1.4" "rfc3986-validator==0.1.1"
 fi
-torch_lib=$("$venv/bin/python" -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
+# Found without importing torch: the import warns on stderr where numpy is not installed
+# (`--demo` installs torch alone).
+torch_lib=$("$venv/bin/python" -c 'import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin),"lib"))')
 
 # --- PostgreSQL server binaries (tests start a private server) ---------------------------
 if ! pg_bin=$(dirname "$(dpkg -L postgresql-15 2>/dev/null | grep '/bin/initdb$' | head -1)" 2>/dev/null) || [ ! -x "$pg_bin/initdb" ]; then
