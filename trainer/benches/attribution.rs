@@ -5,7 +5,7 @@
 //!    contributor accuracy over 80 held-out queries. Then the plain leave-one-contributor-out
 //!    validation ([`planted::validate`]): contributor i gives 5(i + 1) documents, 10 held-out
 //!    documents per sub-domain, three training seeds, each contributor's rise the mean of three
-//!    retrainings without them (26 trainings per seed); the mean Spearman correlation of credit
+//!    retrainings without them (27 trainings per seed); the mean Spearman correlation of credit
 //!    with the rise in held-out loss, TracIn (as paid, and netted per contributor) side by side
 //!    with DataInf and with contributor size alone.
 //! 2. Gradient method at scale: query latency p50/p95 over an index of 100,000 contributions.

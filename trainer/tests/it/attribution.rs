@@ -1,7 +1,8 @@
 //! Attribution against ground truth on a planted Datanet ([`tributary_trainer::planted`]):
 //! eight contributors, each owning a sub-domain of generated facts that shares vocabulary and
 //! sentence shapes with the others. An adapter trained on all of it attributes held-out text
-//! of sub-domain i to contributor i in at least 90% of queries (gradient method); the plain
+//! of sub-domain i to contributor i in at least 90% of one Datanet's 40 queries (gradient
+//! method; over five Datanets, the goal's measure, 88.0%: an ignored test); the plain
 //! leave-one-contributor-out check correlates credit with the rise in held-out loss (a reduced
 //! run; `make bench` runs the full one); a passage copied verbatim from one contribution is
 //! found in that contribution (span method); shares are non-negative, sum to 1 and do not
@@ -171,12 +172,14 @@ fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let model = Model::load(&dir, Device::Cpu).unwrap();
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
     let sizes: Vec<usize> = (1..=K).map(|i| 3 * i).collect();
-    let retrains: u64 = std::env::var("TRIBUTARY_LOO_RETRAINS").map_or(1, |v| {
-        v.parse()
+    let retrains: u64 = match std::env::var("TRIBUTARY_LOO_RETRAINS") {
+        Err(std::env::VarError::NotPresent) => 1,
+        v => v
             .ok()
+            .and_then(|v| v.parse().ok())
             .filter(|n| *n >= 1)
-            .expect("TRIBUTARY_LOO_RETRAINS must be a whole number of at least 1")
-    });
+            .expect("TRIBUTARY_LOO_RETRAINS must be a whole number of at least 1"),
+    };
     let docs = planted::shared_datanet(&tok, &sizes, 7).unwrap();
     let v = planted::validate(
         &model,
