@@ -212,14 +212,13 @@ fn leave_one_out(model: &Model, tok: &Tokenizer, cfg: &TrainConfig, icfg: &Influ
         model, tok, &unequal, K, &plain, icfg, held, 11, seeds, retrains,
     )
     .unwrap();
-    let by_size = vec![sizes.iter().map(|&n| n as f64).collect::<Vec<_>>(); seeds as usize];
     println!(
         "plain leave-one-contributor-out ({seeds} seeds, each rise the mean of {retrains} retrainings, {:.0} s), mean Spearman of credit and held-out loss rise: TracIn as paid {:.3}, TracIn netted per contributor {:.3}, DataInf {:.3}, contributor size alone {:.3}\n  {v:.2?}",
         started.elapsed().as_secs_f64(),
         v.spearman(&v.tracin),
         v.spearman(&v.tracin_net),
         v.spearman(&v.datainf),
-        v.spearman(&by_size),
+        v.size_spearman(&sizes),
     );
 }
 

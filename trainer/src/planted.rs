@@ -25,7 +25,7 @@ use crate::influence::{
 use crate::lora::Lora;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-use crate::train::{TrainConfig, held_out, train_split, train_with_checkpoints};
+use crate::train::{TrainConfig, held_out, train_split};
 use crate::{Error, Result};
 
 /// Sub-domains: nouns and qualities of their own ([`datanet`] uses all of them; the
@@ -307,6 +307,13 @@ pub struct Validation {
 }
 
 impl Validation {
+    /// The baseline an estimator should beat: [`Validation::spearman`] of the contributors'
+    /// sizes (documents given), the same for every seed.
+    pub fn size_spearman(&self, sizes: &[usize]) -> f64 {
+        let sizes: Vec<f64> = sizes.iter().map(|&n| n as f64).collect();
+        self.spearman(&vec![sizes; self.loss_rise.len()])
+    }
+
     /// Mean over seeds of Spearman's correlation of an estimator's credit with the loss rise.
     pub fn spearman(&self, credit: &[Vec<f64>]) -> f64 {
         let all: Vec<f64> = credit
@@ -353,13 +360,28 @@ pub fn validate(
             .map(|q| loss(model, lora, q))
             .sum::<Result<f64>>()
     };
-    let all: Vec<Vec<i64>> = docs.iter().map(|d| d.tokens.clone()).collect();
+    // One split for every run, the full run's: leaving a contributor out removes only their
+    // documents, every other document stays on its side (a split by position would move a
+    // different tenth of everyone else's documents out of training with each contributor left
+    // out), and model selection sees the same held-out documents.
     let eval: Vec<&[i64]> = docs
         .iter()
         .enumerate()
         .filter(|&(i, _)| held_out(i, cfg.eval_fraction))
         .map(|(_, d)| d.tokens.as_slice())
         .collect();
+    let without = |left_out: Option<usize>| -> Vec<&[i64]> {
+        docs.iter()
+            .enumerate()
+            .filter(|&(i, d)| !held_out(i, cfg.eval_fraction) && Some(d.owner) != left_out)
+            .map(|(_, d)| d.tokens.as_slice())
+            .collect()
+    };
+    let fit = |train: &[&[i64]], cfg: &TrainConfig| {
+        train_split(model, train, &eval, tok.eot(), cfg, None, &mut |_| {})
+    };
+    let trained = trained(docs, cfg.eval_fraction);
+    let tokens: Vec<Vec<i64>> = trained.iter().map(|(_, t)| t.clone()).collect();
     let mut out = Validation {
         loss_rise: vec![],
         tracin: vec![],
@@ -371,9 +393,7 @@ pub fn validate(
             seed: cfg.seed + s,
             ..cfg.clone()
         };
-        let (full, report, checkpoints) =
-            train_with_checkpoints(model, &all, tok.eot(), &cfg, None, &mut |_| {})?;
-        let trained = trained(docs, cfg.eval_fraction);
+        let (full, report, checkpoints) = fit(&without(None), &cfg)?;
         let picked = pick(checkpoints, report.best_step, icfg.checkpoints);
         let index = build(model, &full, picked, &trained, icfg)?;
         let owners: Vec<usize> = trained
@@ -404,21 +424,9 @@ pub fn validate(
                 }
             }
         }
-        let tokens: Vec<Vec<i64>> = trained.iter().map(|(_, t)| t.clone()).collect();
         for row in datainf(model, &full, &tokens, &held, icfg)? {
             add(&mut di, &row);
         }
-        // Only the contributor's documents leave: every other document stays on its side of
-        // the full run's split (a split by position would move a different tenth of everyone
-        // else's documents out of training with each contributor left out), and model
-        // selection sees the same held-out documents.
-        let without = |left_out: Option<usize>| -> Vec<&[i64]> {
-            docs.iter()
-                .enumerate()
-                .filter(|&(i, d)| !held_out(i, cfg.eval_fraction) && Some(d.owner) != left_out)
-                .map(|(_, d)| d.tokens.as_slice())
-                .collect()
-        };
         // The rise is averaged over `retrains` training seeds, as TRAK's datamodeling score
         // averages retrained models: one retraining's batch order alone moves a rise by
         // about as much as a small contributor's whole effect. Retrain 0 pairs with the
@@ -432,10 +440,7 @@ pub fn validate(
             let base = if r == 0 {
                 total_loss(&full)?
             } else {
-                let all = without(None);
-                let (lora, _, _) =
-                    train_split(model, &all, &eval, tok.eot(), &seeded, None, &mut |_| {})?;
-                total_loss(&lora)?
+                total_loss(&fit(&without(None), &seeded)?.0)?
             };
             for (left_out, x) in rise.iter_mut().enumerate() {
                 let kept = without(Some(left_out));
@@ -445,9 +450,7 @@ pub fn validate(
                     max_steps: (cfg.max_steps * kept.len()).div_ceil(trained.len()),
                     ..seeded.clone()
                 };
-                let (lora, _, _) =
-                    train_split(model, &kept, &eval, tok.eot(), &epochs, None, &mut |_| {})?;
-                *x += (total_loss(&lora)? - base) / retrains.max(1) as f64;
+                *x += (total_loss(&fit(&kept, &epochs)?.0)? - base) / retrains.max(1) as f64;
             }
         }
         out.loss_rise.push(rise);

@@ -198,12 +198,11 @@ fn leaving_a_contributor_out_costs_what_their_credit_says() {
     )
     .unwrap();
     eprintln!("{v:?}");
-    let by_size = vec![sizes.iter().map(|&n| n as f64).collect::<Vec<_>>(); 3];
     let (tracin, net, datainf, size) = (
         v.spearman(&v.tracin),
         v.spearman(&v.tracin_net),
         v.spearman(&v.datainf),
-        v.spearman(&by_size),
+        v.size_spearman(&sizes),
     );
     eprintln!(
         "plain LOCO Spearman, mean of 3 seeds, rises averaged over {retrains} retrainings: TracIn as paid {tracin:.3}, TracIn netted {net:.3}, DataInf {datainf:.3}, contributor size alone {size:.3}"
