@@ -36,7 +36,8 @@ pub struct TrainConfig {
     pub max_steps: usize,
     /// Rows per micro-batch.
     pub batch_size: usize,
-    /// Micro-batches per optimizer step.
+    /// Micro-batches per optimizer step, each weighing by its predicted tokens: the step's
+    /// loss is the mean over all its tokens, as one batch of `batch_size x grad_accum` rows.
     pub grad_accum: usize,
     /// Clip the adapters' gradient norm to this (0: no clipping).
     pub clip_norm: f64,
@@ -596,33 +597,39 @@ pub fn train_split(
             _group = Some(tracing::info_span!("train_steps", first = step + 1).entered());
         }
         opt.set_lr(learning_rate(cfg, step));
+        // The step's micro-batches, picked first: each counts by its predicted tokens, so the
+        // step's loss (and gradient) is the mean over every token of the step, as one batch
+        // of `batch_size x grad_accum` rows would give, however unevenly padding fills them.
+        let mut pick = || match cfg.packing {
+            Packing::Stream => {
+                if order.is_empty() {
+                    order = (0..train_windows.len()).collect();
+                    rng.shuffle(&mut order);
+                }
+                train_windows[order.pop().expect("refilled")].clone()
+            }
+            Packing::Documents => {
+                if packed.is_empty() {
+                    let mut docs = in_order(train_docs);
+                    rng.shuffle(&mut docs);
+                    packed = pack(train_docs, &docs, eot, cfg.seq_len);
+                }
+                packed.pop().expect("refilled")
+            }
+        };
+        let micro: Vec<Tensor> = (0..cfg.grad_accum)
+            .map(|_| as_tensor(&(0..cfg.batch_size).map(|_| pick()).collect::<Vec<_>>()))
+            .collect();
+        let counts: Vec<i64> = micro.iter().map(|w| predicted(&split_row(w).1)).collect();
+        let total = counts.iter().sum::<i64>().max(1) as f64;
         let mut step_loss = 0.0;
-        for _ in 0..cfg.grad_accum {
-            let picked: Vec<Vec<i64>> = (0..cfg.batch_size)
-                .map(|_| match cfg.packing {
-                    Packing::Stream => {
-                        if order.is_empty() {
-                            order = (0..train_windows.len()).collect();
-                            rng.shuffle(&mut order);
-                        }
-                        train_windows[order.pop().expect("refilled")].clone()
-                    }
-                    Packing::Documents => {
-                        if packed.is_empty() {
-                            let mut docs = in_order(train_docs);
-                            rng.shuffle(&mut docs);
-                            packed = pack(train_docs, &docs, eot, cfg.seq_len);
-                        }
-                        packed.pop().expect("refilled")
-                    }
-                })
-                .collect();
-            let weight = 1.0 / cfg.grad_accum as f64;
+        for (w, &n) in micro.iter().zip(&counts) {
+            let weight = n as f64 / total;
             let seed = dropout_seeds.next() as i64;
             let (loss, tokens) = micro_batch(
                 model,
                 &lora,
-                &as_tensor(&picked),
+                w,
                 weight,
                 cfg.gradient_checkpointing.then_some(seed),
             )?;

@@ -124,6 +124,48 @@ fn keep_last_keeps_the_last_steps_adapter() {
     }
 }
 
+/// Gradient accumulation counts every predicted token once: a step of two micro-batches of
+/// two rows gives the loss and the adapter of one batch of four rows, however unevenly the
+/// documents' padding fills them (each micro-batch weighs by its tokens, not by half).
+#[test]
+fn accumulated_micro_batches_count_every_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("gpt2-scaled", dir.path());
+    let model = Model::load(dir.path(), Device::Cpu).unwrap();
+    // Documents of 3, 8, 13 or 18 tokens, packed whole into rows of 25: rows fill unevenly.
+    let docs: Vec<Vec<i64>> = (0..40)
+        .map(|d| {
+            (0..3 + (d * 5) % 20)
+                .map(|i| 10 + (d * 7 + i * 3) % 32)
+                .collect()
+        })
+        .collect();
+    let cfg = |batch_size, grad_accum| TrainConfig {
+        max_steps: 8,
+        batch_size,
+        grad_accum,
+        packing: Packing::Documents,
+        eval_every: 8,
+        keep: Keep::Last,
+        patience: 0,
+        ..config(1)
+    };
+    let (split, split_report) = train(&model, &docs, 0, &cfg(2, 2), None, &mut |_| {}).unwrap();
+    let (whole, whole_report) = train(&model, &docs, 0, &cfg(4, 1), None, &mut |_| {}).unwrap();
+    assert_eq!(split_report.tokens, whole_report.tokens);
+    assert_eq!(split_report.train_loss.len(), 8);
+    assert_eq!(whole_report.train_loss.len(), 8);
+    for (&(step, a), &(_, b)) in split_report.train_loss.iter().zip(&whole_report.train_loss) {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs(),
+            "step {step}: loss {a} in two micro-batches, {b} in one batch"
+        );
+    }
+    for (a, b) in split.weights().iter().zip(&whole.weights()) {
+        assert!(a.allclose(b, 1e-4, 1e-6, false), "the adapters differ");
+    }
+}
+
 #[test]
 fn the_schedule_warms_up_then_decays_to_a_tenth() {
     let c = config(1);
