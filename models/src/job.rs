@@ -533,28 +533,43 @@ struct Base {
     tokenizer: Tokenizer,
 }
 
-async fn resolve_base(spec: &Spec, opts: &Options) -> Result<Base> {
+/// Whether `spec`'s adapter (or merge) fits a base model of shape `config`.
+fn check_shape(spec: &Spec, config: &Config) -> Result<()> {
     let cfg = spec.train_config();
-    let check = |config: &Config| -> Result<()> {
-        if spec.merge_only {
-            Ok(cfg.lora.validate(config)?)
-        } else {
-            Ok(cfg.validate(config)?)
-        }
-    };
-    let folder = if spec.base_model == "tiny" {
-        let recipe = Recipe::tiny();
-        // The shape is known before the model is built: check first.
-        check(&recipe.config)?;
-        let cache = opts.model_cache.clone();
-        tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut |_| {}))
-            .await
-            .map_err(Error::joined)??
+    if spec.merge_only {
+        Ok(cfg.lora.validate(config)?)
     } else {
-        PathBuf::from(&spec.base_model)
-    };
+        Ok(cfg.validate(config)?)
+    }
+}
+
+/// The tiny base model's folder when `spec` trains on it (`base_model = "tiny"`), pretrained
+/// into `cache` first if it is not there (once per machine, about a minute and a half on two
+/// cores), `progress` seeing each pretraining step; `None` for any other base model. The
+/// spec, and its shape against the tiny model's, are checked before anything is built. A
+/// caller that shows progress runs it before [`run`], which then finds the model cached.
+pub fn pretrain_tiny(
+    spec: &Spec,
+    cache: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<PathBuf>> {
+    if spec.base_model != "tiny" {
+        return Ok(None);
+    }
+    spec.check()?;
+    let recipe = Recipe::tiny();
+    check_shape(spec, &recipe.config)?;
+    Ok(Some(base::build_cached(&recipe, cache, progress)?))
+}
+
+async fn resolve_base(spec: &Spec, opts: &Options) -> Result<Base> {
+    let (tiny, cache) = (spec.clone(), opts.model_cache.clone());
+    let folder = tokio::task::spawn_blocking(move || pretrain_tiny(&tiny, &cache, &mut |_| {}))
+        .await
+        .map_err(Error::joined)??
+        .unwrap_or_else(|| PathBuf::from(&spec.base_model));
     let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
-    check(&config)?;
+    check_shape(spec, &config)?;
     let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
     tokenizer.check(&config)?;
     Ok(Base {

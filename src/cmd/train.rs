@@ -1,9 +1,11 @@
 //! `tributary train`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tributary_models::job::{self, Options, Spec};
+use tributary_trainer::train::Progress;
 use tributary_trainer::{DeviceChoice, base};
 
 use crate::Common;
@@ -44,8 +46,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a training job with a progress bar on stderr; with `rename`, the local folder is
-/// renamed `LINE@VERSION` after the version actually published.
+/// Runs a training job with a progress bar on stderr (pretraining the tiny base model first
+/// when the spec uses it and this machine has not built it yet); with `rename`, the local
+/// folder is renamed `LINE@VERSION` after the version actually published.
 pub(crate) async fn train(
     chain: &tributary_chain::Chain,
     lake: &tributary_lake::Lake,
@@ -59,26 +62,25 @@ pub(crate) async fn train(
         out,
         model_cache: base::default_cache(),
     };
-    let bar = ProgressBar::new(spec.train.max_steps as u64);
-    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(ProgressStyle::with_template(
-        "training [{bar:30}] step {pos}/{len} {msg} ETA {eta}",
-    )?);
-    let b = bar.clone();
-    let progress = Box::new(move |p: &tributary_trainer::train::Progress| {
-        b.set_length(p.max_steps as u64);
-        b.set_position(p.step as u64);
-        b.set_message(format!(
-            "loss {:.3}, {:.0} tokens/s",
-            p.loss, p.tokens_per_second
-        ));
-    });
+    // What fails without costly work fails before the pretraining: the device, the lineage
+    // emitter's settings (the job checks the spec and its shape before building).
+    device.device()?;
+    let lineage = super::lineage()?;
+    let (bar, mut pretraining) = progress_bar("pretraining the tiny base model")?;
+    let (job_spec, cache) = (spec.clone(), opts.model_cache.clone());
+    let built = tokio::task::spawn_blocking(move || {
+        job::pretrain_tiny(&job_spec, &cache, &mut *pretraining)
+    })
+    .await;
+    bar.finish_and_clear();
+    built??;
+    let (bar, progress) = progress_bar("training")?;
     let input = match spec.snapshot {
         Some(id) => tributary_schemas::manifest::SnapshotManifest::key(id),
         None => tributary_schemas::tables::names::CONTRIBUTIONS.to_string(),
     };
     let result = tributary_pipeline::openlineage::observe(
-        super::lineage()?.as_ref(),
+        lineage.as_ref(),
         &format!("train.{}", spec.line),
         vec![super::dataset(lake, &input)],
         |p: &job::Published| {
@@ -107,6 +109,34 @@ pub(crate) async fn train(
         });
     }
     Ok(published)
+}
+
+/// What a job calls after each step.
+type Report = Box<dyn FnMut(&Progress) + Send>;
+
+/// Progress of `what`, a run of steps, on stderr: a bar on a terminal; elsewhere (a log, a
+/// pipe) a line at every tenth of the steps, so a slow machine shows it is working.
+fn progress_bar(what: &'static str) -> anyhow::Result<(ProgressBar, Report)> {
+    let bar = ProgressBar::new(0);
+    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(ProgressStyle::with_template(&format!(
+        "{what} [{{bar:30}}] step {{pos}}/{{len}} {{msg}} ETA {{eta}}"
+    ))?);
+    let plain = !std::io::stderr().is_terminal();
+    let mut tenths = 0;
+    let b = bar.clone();
+    let report = Box::new(move |p: &Progress| {
+        let message = format!("loss {:.3}, {:.0} tokens/s", p.loss, p.tokens_per_second);
+        b.set_length(p.max_steps as u64);
+        b.set_position(p.step as u64);
+        let now = p.step * 10 / p.max_steps.max(1);
+        if plain && now > tenths {
+            tenths = now;
+            eprintln!("{what}: step {}/{}, {message}", p.step, p.max_steps);
+        }
+        b.set_message(message);
+    });
+    Ok((bar, report))
 }
 
 /// Prints what a job did.
