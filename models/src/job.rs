@@ -544,14 +544,14 @@ fn check_shape(spec: &Spec, config: &Config) -> Result<()> {
 }
 
 /// The tiny base model's folder when `spec` trains on it (`base_model = "tiny"`), pretrained
-/// into `cache` first if it is not there (once per machine, about a minute and a half on two
-/// cores), `progress` seeing each pretraining step; `None` for any other base model. The
-/// spec, and its shape against the tiny model's, are checked before anything is built. A
-/// caller that shows progress runs it before [`run`], which then finds the model cached.
-pub fn pretrain_tiny(
+/// into `cache` first (on a worker thread) if it is not there: once per machine, about a minute
+/// and a half on two cores, `progress` seeing each pretraining step; `None` for any other base
+/// model. The spec, and its shape against the tiny model's, are checked before anything is
+/// built. A caller that shows progress runs it before [`run`], which then finds it cached.
+pub async fn pretrain_tiny(
     spec: &Spec,
     cache: &Path,
-    progress: &mut dyn FnMut(&Progress),
+    mut progress: Box<dyn FnMut(&Progress) + Send>,
 ) -> Result<Option<PathBuf>> {
     if spec.base_model != "tiny" {
         return Ok(None);
@@ -559,14 +559,17 @@ pub fn pretrain_tiny(
     spec.check()?;
     let recipe = Recipe::tiny();
     check_shape(spec, &recipe.config)?;
-    Ok(Some(base::build_cached(&recipe, cache, progress)?))
+    let cache = cache.to_path_buf();
+    let built =
+        tokio::task::spawn_blocking(move || base::build_cached(&recipe, &cache, &mut *progress))
+            .await
+            .map_err(Error::joined)??;
+    Ok(Some(built))
 }
 
 async fn resolve_base(spec: &Spec, opts: &Options) -> Result<Base> {
-    let (tiny, cache) = (spec.clone(), opts.model_cache.clone());
-    let folder = tokio::task::spawn_blocking(move || pretrain_tiny(&tiny, &cache, &mut |_| {}))
-        .await
-        .map_err(Error::joined)??
+    let folder = pretrain_tiny(spec, &opts.model_cache, Box::new(|_| {}))
+        .await?
         .unwrap_or_else(|| PathBuf::from(&spec.base_model));
     let config = Config::from_hf(&read_json(&folder.join("config.json"))?)?;
     check_shape(spec, &config)?;

@@ -66,14 +66,10 @@ pub(crate) async fn train(
     // emitter's settings (the job checks the spec and its shape before building).
     device.device()?;
     let lineage = super::lineage()?;
-    let (bar, mut pretraining) = progress_bar("pretraining the tiny base model")?;
-    let (job_spec, cache) = (spec.clone(), opts.model_cache.clone());
-    let built = tokio::task::spawn_blocking(move || {
-        job::pretrain_tiny(&job_spec, &cache, &mut *pretraining)
-    })
-    .await;
+    let (bar, pretraining) = progress_bar("pretraining the tiny base model")?;
+    let built = job::pretrain_tiny(spec, &opts.model_cache, pretraining).await;
     bar.finish_and_clear();
-    built??;
+    built?;
     let (bar, progress) = progress_bar("training")?;
     let input = match spec.snapshot {
         Some(id) => tributary_schemas::manifest::SnapshotManifest::key(id),

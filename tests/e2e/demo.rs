@@ -717,10 +717,11 @@ impl std::ops::DerefMut for Stopped {
 }
 
 /// How long the demo may go without printing a line while neither the tests nor a process
-/// they started spends CPU time, before a test takes it as stuck. Progress, not a time limit: a loaded
-/// machine that keeps working passes (the first demo on a fresh machine pretrains the base
-/// model and trains, printing nothing, for many minutes under load, or waits on another
-/// test's demo pretraining it); a demo idle on a lost wait fails here instead of hanging CI.
+/// they started spends CPU time, before a test takes it as stuck. Progress, not a time limit:
+/// a loaded machine that keeps working passes (the first demo on a fresh machine pretrains
+/// the base model and trains, printing nothing, for many minutes under load, or waits on
+/// another test's demo pretraining it); a demo idle on a lost wait fails here instead of
+/// hanging CI.
 const STALL: Duration = Duration::from_secs(300);
 
 /// CPU time (`utime + stime` of `/proc/PID/stat`, in clock ticks: USER_HZ, 100 per second on
@@ -746,16 +747,13 @@ fn descendants_cpu() -> std::collections::HashMap<u32, u64> {
             parent_ticks.push((pid, ppid as u32, user + system));
         }
     }
-    let me = std::process::id();
-    let mut out: std::collections::HashMap<u32, u64> = parent_ticks
-        .iter()
-        .filter(|t| t.0 == me)
-        .map(|t| (me, t.2))
-        .collect();
-    let mut frontier = vec![me];
+    let mut out = std::collections::HashMap::new();
+    let mut frontier = vec![std::process::id()];
     while let Some(p) = frontier.pop() {
         for &(pid, ppid, ticks) in &parent_ticks {
-            if ppid == p && out.insert(pid, ticks).is_none() {
+            if pid == p {
+                out.insert(pid, ticks);
+            } else if ppid == p {
                 frontier.push(pid);
             }
         }

@@ -617,25 +617,34 @@ pub fn train_split(
                 packed.pop().expect("refilled")
             }
         };
-        let micro: Vec<Tensor> = (0..cfg.grad_accum)
-            .map(|_| as_tensor(&(0..cfg.batch_size).map(|_| pick()).collect::<Vec<_>>()))
+        let micro: Vec<Vec<Vec<i64>>> = (0..cfg.grad_accum)
+            .map(|_| (0..cfg.batch_size).map(|_| pick()).collect())
             .collect();
-        let counts: Vec<i64> = micro.iter().map(|w| predicted(&split_row(w).1)).collect();
-        let total = counts.iter().sum::<i64>().max(1) as f64;
+        // Predicted tokens: each row's targets (all but its first token) that are not padding.
+        let counts: Vec<usize> = micro
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| &r[1..])
+                    .filter(|&&t| t != PAD)
+                    .count()
+            })
+            .collect();
+        let total: usize = counts.iter().sum();
         let mut step_loss = 0.0;
-        for (w, &n) in micro.iter().zip(&counts) {
-            let weight = n as f64 / total;
+        for (rows, &n) in micro.iter().zip(&counts) {
+            let weight = n as f64 / total.max(1) as f64;
             let seed = dropout_seeds.next() as i64;
-            let (loss, tokens) = micro_batch(
+            let (loss, _) = micro_batch(
                 model,
                 &lora,
-                w,
+                &as_tensor(rows),
                 weight,
                 cfg.gradient_checkpointing.then_some(seed),
             )?;
             step_loss += loss * weight;
-            report.tokens += tokens as u64;
         }
+        report.tokens += total as u64;
         if cfg.clip_norm > 0.0 {
             opt.clip_grad_norm(cfg.clip_norm);
         }
