@@ -113,40 +113,45 @@ pub async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf>
     if dir.join("config.json").exists() {
         return Ok(dir);
     }
-    let part = cache.join(format!("base-{id}.partial"));
-    std::fs::create_dir_all(&part).map_err(|e| Error::Io(part.display().to_string(), e))?;
+    // Fetched aside, one folder per call: processes fetching the same base model at once (two
+    // commands on one machine) each fetch and check their own, and the first rename wins.
+    let io = |e| Error::Io(cache.display().to_string(), e);
+    std::fs::create_dir_all(cache).map_err(io)?;
+    let fetched = tempfile::Builder::new()
+        .prefix(&format!(".base-{id}-"))
+        .tempdir_in(cache)
+        .map_err(io)?;
+    let part = fetched.path();
     let uri = lake
         .root()
         .join(&format!("models/{id}/"))
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    fetch_files(
-        lake,
-        uri.as_str(),
-        &["config.json", "tokenizer.json"],
-        &part,
-    )
-    .await?;
+    fetch_files(lake, uri.as_str(), &["config.json", "tokenizer.json"], part).await?;
     // One weights file, or a sharded checkpoint's index and then the shards it names.
-    match fetch_files(lake, uri.as_str(), &["model.safetensors"], &part).await {
+    match fetch_files(lake, uri.as_str(), &["model.safetensors"], part).await {
         Ok(()) => {}
         Err(Error::Lake(e)) if e.is_not_found() => {
             let index = "model.safetensors.index.json";
-            fetch_files(lake, uri.as_str(), &[index], &part).await?;
+            fetch_files(lake, uri.as_str(), &[index], part).await?;
             let text = std::fs::read_to_string(part.join(index))
                 .map_err(|e| Error::Io(part.join(index).display().to_string(), e))?;
             let shards = tributary_trainer::model::shard_names(&text, index)?;
             let names: Vec<&str> = shards.iter().map(String::as_str).collect();
-            fetch_files(lake, uri.as_str(), &names, &part).await?;
+            fetch_files(lake, uri.as_str(), &names, part).await?;
         }
         Err(e) => return Err(e),
     }
-    let got = B256::from(base::checkpoint_hash(&part)?);
+    let got = B256::from(base::checkpoint_hash(part)?);
     if got != id {
         return Err(Error::InvalidInput(format!(
             "the base model in the lake hashes to {got}, not its id {id}: the lake copy is damaged"
         )));
     }
-    std::fs::rename(&part, &dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+    if let Err(e) = std::fs::rename(part, &dir)
+        && !dir.join("config.json").exists()
+    {
+        return Err(Error::Io(dir.display().to_string(), e));
+    }
     Ok(dir)
 }
 

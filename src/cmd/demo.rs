@@ -281,7 +281,7 @@ impl Demo {
     /// shaped one of its answers, and each contributor's influence.
     async fn train_and_attribute(&self) -> anyhow::Result<()> {
         println!(
-            "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about a minute and a half)"
+            "\ntraining (examples/kitchen-train.toml; the tiny base model is pretrained once per machine, about 75 s on two cores)"
         );
         let spec = tributary_models::job::Spec::parse(TRAIN)?;
         let out = self

@@ -9,6 +9,7 @@ use alloy::transports::http::reqwest;
 use serde_json::Value;
 
 use crate::cli::{succeeded, tributary};
+use crate::wait;
 
 /// The demo's first full answer (the Datanet's contributions).
 fn answer(lines: &[String]) -> Value {
@@ -716,71 +717,17 @@ impl std::ops::DerefMut for Stopped {
     }
 }
 
-/// How long the demo may go without printing a line while neither the tests nor a process
-/// they started spends CPU time, before a test takes it as stuck. Progress, not a time limit:
-/// a loaded machine that keeps working passes (the first demo on a fresh machine pretrains
-/// the base model and trains, printing nothing, for many minutes under load, or waits on
-/// another test's demo pretraining it); a demo idle on a lost wait fails here instead of
-/// hanging CI.
-const STALL: Duration = Duration::from_secs(300);
-
-/// CPU time (`utime + stime` of `/proc/PID/stat`, in clock ticks: USER_HZ, 100 per second on
-/// Linux) of this test process and every live process descended from it, by pid. Linux only,
-/// as the suite is (anvil, PostgreSQL and libtorch are installed for Linux): elsewhere the map
-/// is empty and a stall is any 300 s without a line.
-fn descendants_cpu() -> std::collections::HashMap<u32, u64> {
-    let mut parent_ticks = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // After the command's closing parenthesis: state (3), ppid (4), …, utime (14), stime (15).
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-        if let (Some(ppid), Some(user), Some(system)) = (num(1), num(11), num(12)) {
-            parent_ticks.push((pid, ppid as u32, user + system));
-        }
-    }
-    let mut out = std::collections::HashMap::new();
-    let mut frontier = vec![std::process::id()];
-    while let Some(p) = frontier.pop() {
-        for &(pid, ppid, ticks) in &parent_ticks {
-            if pid == p {
-                out.insert(pid, ticks);
-            } else if ppid == p {
-                frontier.push(pid);
-            }
-        }
-    }
-    out
-}
-
-/// Polls `done` (every `poll` it is given) until it returns a value; panics with `what` when
-/// for [`STALL`] it has not, and the test process and those it started (see
-/// [`descendants_cpu`]) have spent under a second of CPU time between them.
+/// Polls `done` (every `poll` it is given) until it returns a value, for as long as the
+/// test's processes make progress ([`wait::Progress`]): the first demo on a fresh machine
+/// pretrains the base model and trains, printing nothing, for many minutes under load, or
+/// waits on another test's demo pretraining it.
 fn while_working<T>(what: &str, mut done: impl FnMut(Duration) -> Option<T>) -> T {
-    let (mut seen, mut spent, mut moved) = (descendants_cpu(), 0, std::time::Instant::now());
+    let mut progress = wait::Progress::new();
     loop {
         if let Some(out) = done(Duration::from_secs(5)) {
             return out;
         }
-        let now = descendants_cpu();
-        spent += now
-            .iter()
-            .map(|(pid, &t)| t.saturating_sub(seen.get(pid).copied().unwrap_or(0)))
-            .sum::<u64>();
-        seen = now;
-        if spent >= 100 {
-            (spent, moved) = (0, std::time::Instant::now());
-        } else if moved.elapsed() > STALL {
-            panic!("{what}: no progress (no line, under a second of CPU time) for {STALL:?}");
-        }
+        progress.check(what);
     }
 }
 
@@ -799,7 +746,7 @@ fn next_line(rx: &std::sync::mpsc::Receiver<String>, lines: &[String]) -> String
     })
 }
 
-/// The child's exit status, waiting for as long as it makes progress (see [`STALL`]).
+/// The child's exit status, waiting for as long as it makes progress (see [`wait::Progress`]).
 fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
     while_working("the demo, stopping", |poll| {
         let start = std::time::Instant::now();

@@ -122,7 +122,7 @@ fn an_existing_deployment_is_indexed_and_served_without_a_key() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        w.wait_ready(&http, 120).await;
+        w.wait_ready(&http).await;
         let gql: serde_json::Value = http
             .post(format!("{base}/graphql"))
             .json(&serde_json::json!({"query": "{ chainId datanets { name } }"}))

@@ -8,12 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cli::tributary;
 use crate::datanets::{Setup, records, setup};
+use crate::wait;
 
 #[path = "../../sql/tests/it/pg.rs"]
 mod pg;
@@ -64,11 +65,11 @@ impl Worker {
             .to_string()
     }
 
-    /// Waits until `/readyz` says 200 (at most `secs`, else fails with its last answer), and
-    /// checks the indexer is at the head.
-    pub(crate) async fn wait_ready(&self, http: &reqwest::Client, secs: u64) {
+    /// Waits until `/readyz` says 200 (for as long as there is progress, else fails with its
+    /// last answer), and checks the indexer is at the head.
+    pub(crate) async fn wait_ready(&self, http: &reqwest::Client) {
         let base = self.base();
-        let start = Instant::now();
+        let mut progress = wait::Progress::new();
         loop {
             let r = http.get(format!("{base}/readyz")).send().await.unwrap();
             let code = r.status();
@@ -78,24 +79,25 @@ impl Worker {
                 return;
             }
             assert_eq!(code, 503, "{body}");
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "not ready within {secs} s: {body}"
-            );
+            progress.check(format_args!("ready: {body}"));
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 
-    /// Waits until a stderr line contains `text` (at most `secs`).
-    fn wait_log(&self, text: &str, secs: u64) {
-        let start = Instant::now();
-        while !self.log.lock().unwrap().iter().any(|l| l.contains(text)) {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "no log line with {text:?} within {secs} s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    /// Waits until a stderr line contains `text` (for as long as there is progress).
+    fn wait_log(&self, text: &str) {
+        wait::until(
+            format_args!("a log line with {text:?}"),
+            Duration::from_millis(200),
+            || {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.contains(text))
+                    .then_some(())
+            },
+        );
     }
 }
 
@@ -248,49 +250,48 @@ fn runs(s: &Setup, store: Option<&str>) -> Vec<Value> {
 }
 
 /// Polls until `done` holds on the runs. Waits on progress, not on the clock: it fails only
-/// when the jobs' state (runs, their lease heartbeats, the scheduler's last check) has not
-/// changed for `secs`, so a slow, loaded machine that keeps working passes.
-fn wait_runs(
-    s: &Setup,
-    store: Option<&str>,
-    secs: u64,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
+/// when for [`wait::STALL`] no run changed (its status, attempts, snapshot, outcome; not
+/// lease heartbeats, which an idle or stuck worker also renews) and the test's processes did
+/// no work ([`wait::Progress`]), so a slow, loaded machine that keeps working passes.
+fn wait_runs(s: &Setup, store: Option<&str>, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut seen = Value::Null;
-    let mut moved = Instant::now();
+    let mut progress = wait::Progress::new();
     loop {
-        let state = Value::Array(jobs(s, store));
         let r = runs(s, store);
         if done(&r) {
             return r;
         }
+        let state: Value = r
+            .iter()
+            .map(|run| {
+                let mut run = run.clone();
+                run.as_object_mut().unwrap().remove("lease_until");
+                run
+            })
+            .collect();
         if state != seen {
-            (seen, moved) = (state, Instant::now());
+            seen = state;
+            progress.moved();
         }
-        assert!(
-            moved.elapsed() < Duration::from_secs(secs),
-            "no progress for {secs} s; runs: {r:#?}"
-        );
+        progress.check(format_args!("runs: {r:#?}"));
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
 /// Waits until the scheduler has checked the job `n` more times (its `last_check` moved), so
-/// a test sees what real checks decided however slow the machine is; fails only when no
-/// check comes for 60 s.
+/// a test sees what real checks decided however slow the machine is.
 fn wait_checks(s: &Setup, store: Option<&str>, n: usize) {
     let at = || jobs(s, store)[0]["last_check"]["at"].clone();
-    let (mut last, mut seen, mut moved) = (at(), 0, Instant::now());
+    let (mut last, mut seen) = (at(), 0);
+    let mut progress = wait::Progress::new();
     while seen < n {
         std::thread::sleep(Duration::from_millis(300));
         let now = at();
         if now != last {
-            (last, seen, moved) = (now, seen + 1, Instant::now());
+            (last, seen) = (now, seen + 1);
+            progress.moved();
         }
-        assert!(
-            moved.elapsed() < Duration::from_secs(60),
-            "the scheduler made no check for 60 s"
-        );
+        progress.check(format_args!("the scheduler's checks ({seen} of {n})"));
     }
 }
 
@@ -325,19 +326,11 @@ pub(crate) fn sigterm(child: &Child) {
     assert!(ok.success());
 }
 
-/// Waits for `child` to exit (at most `secs`); its exit status.
-fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "did not exit within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Waits for `child` to exit (for as long as there is progress); its exit status.
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    wait::until("the worker exiting", Duration::from_millis(200), || {
+        child.try_wait().unwrap()
+    })
 }
 
 #[test]
@@ -395,7 +388,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
 
     // 40 new: exactly one run, which publishes the line's first version.
     contribute(20, 20, "b.jsonl");
-    let r = wait_runs(&s, None, 180, |r| !r.is_empty() && r.iter().all(finished));
+    let r = wait_runs(&s, None, |r| !r.is_empty() && r.iter().all(finished));
     assert_eq!(r.len(), 1, "{r:#?}");
     assert_eq!(r[0]["status"], "published", "{r:#?}");
     assert_eq!(r[0]["version"], "pantry@1.0.0");
@@ -408,7 +401,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
 
     // 30 more: a second run trains from 1.0.0 and is not 90% better: recorded, not published.
     contribute(40, 30, "c.jsonl");
-    let r = wait_runs(&s, None, 180, |r| r.len() == 2 && r.iter().all(finished));
+    let r = wait_runs(&s, None, |r| r.len() == 2 && r.iter().all(finished));
     let second = &r[1];
     assert_eq!(second["status"], "not_promoted", "{second:#}");
     assert_eq!(second["new_contributions"], 30);
@@ -436,7 +429,7 @@ fn a_schedule_runs_once_per_enough_new_data_and_publishes_only_improvements() {
     assert_eq!(jobs(&s, None)[0]["paused"], true);
 
     sigterm(&w.child);
-    assert!(wait_exit(&mut w.child, 30).success());
+    assert!(wait_exit(&mut w.child).success());
 
     // OpenLineage: every event valid against the spec; each ingest and each job run a START
     // then a COMPLETE, with its outputs; the HTTP consumer got the worker's events too.
@@ -500,10 +493,10 @@ fn occurrences_missed_while_down_are_caught_up_once() {
     let config = s.dir().join("tributary.toml");
     std::fs::write(&config, job("pantry-catch-up", 5, 0.0, 10)).unwrap();
     let mut w = worker(&s, &config, None);
-    let r = wait_runs(&s, None, 120, |r| !r.is_empty() && r.iter().all(finished));
+    let r = wait_runs(&s, None, |r| !r.is_empty() && r.iter().all(finished));
     assert_eq!(r[0]["status"], "published", "{r:#?}");
     sigterm(&w.child);
-    assert!(wait_exit(&mut w.child, 30).success());
+    assert!(wait_exit(&mut w.child).success());
     drop(w);
 
     // Down for several occurrences (every 2 s, lease 3 s) while new data arrives.
@@ -511,14 +504,14 @@ fn occurrences_missed_while_down_are_caught_up_once() {
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(runs(&s, None).len(), 1);
     let mut w = worker(&s, &config, None);
-    let r = wait_runs(&s, None, 120, |r| r.len() == 2 && r.iter().all(finished));
+    let r = wait_runs(&s, None, |r| r.len() == 2 && r.iter().all(finished));
     assert_eq!(r[1]["trigger"], "catch-up", "{r:#?}");
     assert_eq!(r[1]["new_contributions"], 10, "{r:#?}");
     // Once, not once per missed occurrence.
     wait_checks(&s, None, 2);
     assert_eq!(runs(&s, None).len(), 2);
     sigterm(&w.child);
-    assert!(wait_exit(&mut w.child, 30).success());
+    assert!(wait_exit(&mut w.child).success());
 }
 
 /// The worker holding a run is stalled (SIGSTOP) past its lease: the other takes the run over
@@ -541,7 +534,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
     let pids = [a.child.id(), b.child.id()];
 
     // One of them takes the due occurrence.
-    let r = wait_runs(&s, Some(&pg.url), 60, |r| !r.is_empty());
+    let r = wait_runs(&s, Some(&pg.url), |r| !r.is_empty());
     assert_eq!(r.len(), 1, "{r:#?}");
     let holder: u32 = r[0]["worker"]
         .as_str()
@@ -553,7 +546,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
         .unwrap();
     assert!(pids.contains(&holder), "{holder} not in {pids:?}");
     // Stall it once training is under way (its snapshot recorded).
-    let r = wait_runs(&s, Some(&pg.url), 60, |r| r[0]["snapshot_id"].is_string());
+    let r = wait_runs(&s, Some(&pg.url), |r| r[0]["snapshot_id"].is_string());
     let (stalled, alive) = if a.child.id() == holder {
         (&mut a, &mut b)
     } else {
@@ -570,7 +563,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
     let snapshot = r[0]["snapshot_id"].clone();
 
     // The other takes it over when the lease runs out and finishes it, on the same snapshot.
-    let r = wait_runs(&s, Some(&pg.url), 300, |r| r.iter().all(finished));
+    let r = wait_runs(&s, Some(&pg.url), |r| r.iter().all(finished));
     assert_eq!(r.len(), 1, "every due job runs exactly once: {r:#?}");
     let run = &r[0];
     assert_eq!(run["status"], "published", "{run:#}");
@@ -585,7 +578,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
 
     // Resumed, the stalled worker trains on to the end and stops at the publishing step.
     signal("-CONT", &stalled.child);
-    stalled.wait_log("not publishing", 600);
+    stalled.wait_log("not publishing");
     assert_eq!(published_pantry(&s), ["pantry@1.0.0"]);
     let r1 = runs(&s, Some(&pg.url));
     assert_eq!(r1.len(), 1, "{r1:#?}");
@@ -598,7 +591,7 @@ fn two_workers_on_postgres_run_a_due_job_once_and_a_stalled_one_never_publishes(
     assert_eq!(runs(&s, Some(&pg.url)).len(), 1);
     for w in [stalled, alive] {
         sigterm(&w.child);
-        assert!(wait_exit(&mut w.child, 30).success());
+        assert!(wait_exit(&mut w.child).success());
     }
 }
 
@@ -631,7 +624,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
         let health = http.get(format!("{base}/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200);
         // Ready once the indexer has reached the head.
-        w.wait_ready(&http, 60).await;
+        w.wait_ready(&http).await;
         let gql: Value = http
             .post(format!("{base}/graphql"))
             .json(&serde_json::json!({"query": "{ chainId datanets { name } jobs { name } }"}))
@@ -680,7 +673,7 @@ fn serve_on_a_fresh_folder_answers_every_endpoint_and_stops_on_sigterm() {
         }
     });
     sigterm(&w.child);
-    let st = wait_exit(&mut w.child, 30);
+    let st = wait_exit(&mut w.child);
     assert!(st.success(), "{st}");
 }
 
@@ -715,7 +708,7 @@ fn ready_on_an_idle_chain() {
             .await
             .unwrap();
         let http = reqwest::Client::new();
-        w.wait_ready(&http, 120).await;
+        w.wait_ready(&http).await;
         let metrics = http
             .get(format!("{base}/metrics"))
             .send()

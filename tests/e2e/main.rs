@@ -11,3 +11,4 @@ mod jobs;
 mod s3;
 mod serve;
 mod train;
+mod wait;

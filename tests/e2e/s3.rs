@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait;
 
 pub(crate) struct Moto {
     child: Child,
@@ -30,18 +32,20 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let moto = Self {
+        let mut moto = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(
+            format_args!("moto_server listening on {port}"),
+            Duration::from_millis(100),
+            || {
+                if let Some(st) = moto.child.try_wait().unwrap() {
+                    panic!("moto_server ({bin}) exited before listening: {st}");
+                }
+                TcpStream::connect(("127.0.0.1", port)).ok()
+            },
+        );
         // CreateBucket: moto accepts an unsigned request.
         let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(

@@ -6,8 +6,10 @@
 //! arithmetic, and questions converting quantities ("1 1/2 hours of music") to smaller units,
 //! asked several ways, whose answers repeat the question's quantity: what the model learns
 //! from them (copy a quantity and a name, read which unit is asked for) is what answering
-//! the demo's Datanet needs. There are no kitchen unit conversions: the Datanet teaches those
-//! (grams and tablespoons per cup of an ingredient), so an adapter's gain is real.
+//! the demo's Datanet needs. It also converts kitchen quantities (cups to grams, grams to cups,
+//! cups to tablespoons), asked the ways people ask them, but only of ingredients of its own
+//! ([`PANTRY`]): the Datanet's facts (grams per cup of its ingredients) come from the Datanet,
+//! so an adapter's gain is real.
 //!
 //! Building is deterministic for a [`Recipe`] on one machine. The result is written in
 //! Hugging Face's layout (`config.json`, `model.safetensors`, `tokenizer.json`), so
@@ -52,7 +54,7 @@ pub struct Recipe {
 impl Recipe {
     /// The tiny model tests and the demo use: 4 layers, width 192, 6 heads over 2 key/value
     /// heads, SwiGLU 512, a 1024-token vocabulary, 256 positions (about 1.8M parameters),
-    /// 500 steps of 16 x 128 tokens (about a minute and a half on two cores).
+    /// 500 steps of 16 x 128 tokens (about 75 s on two cores).
     pub fn tiny() -> Self {
         Recipe {
             config: Config {
@@ -90,7 +92,7 @@ impl Recipe {
 }
 
 /// Bumped whenever [`corpus`] changes what it writes.
-const CORPUS_VERSION: u32 = 4;
+const CORPUS_VERSION: u32 = 7;
 
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,9 +275,92 @@ fn measure(rng: &mut Rng) -> String {
     format!("question: {q}\nanswer: {a}")
 }
 
+/// Kitchen ingredients and their grams per cup, for the base model's own kitchen conversions.
+/// None shares a word with an ingredient of the sample Datanet (`tributary_pipeline::sample`),
+/// and no weight is within 10% of one of its weights (a test in `tributary-models` checks
+/// both), so the base model learns how kitchen conversions are asked and answered but none of
+/// the Datanet's facts, nor a number that would pass for one: an adapter learns those.
+pub const PANTRY: &[(&str, f64)] = &[
+    ("cornflakes", 30.0),
+    ("parsley", 40.0),
+    ("panko", 50.0),
+    ("shredded coconut", 70.0),
+    ("parmesan", 100.0),
+    ("cornstarch", 140.0),
+    ("peanuts", 145.0),
+    ("raisins", 150.0),
+    ("cornmeal", 155.0),
+    ("chocolate chips", 160.0),
+    ("lentils", 165.0),
+    ("yogurt", 275.0),
+    ("tahini", 280.0),
+    ("maple syrup", 300.0),
+];
+
+/// Cups as the sample Datanet writes them.
+const CUPS: &[(f64, &str)] = &[
+    (0.25, "1/4 cup"),
+    (0.5, "1/2 cup"),
+    (0.75, "3/4 cup"),
+    (1.0, "1 cup"),
+    (1.5, "1 1/2 cups"),
+    (2.0, "2 cups"),
+    (3.0, "3 cups"),
+    (4.0, "4 cups"),
+];
+
+/// A kitchen conversion (cups to grams, grams to cups, cups to tablespoons) of a [`PANTRY`]
+/// ingredient, asked one of several ways, answered in the sample Datanet's form.
+fn kitchen(rng: &mut Rng) -> String {
+    let (food, per_cup) = *rng.pick(PANTRY);
+    let (cups, label) = *rng.pick(CUPS);
+    let grams = (per_cup * cups).round();
+    let x = format!("{label} of {food}");
+    let (q, a) = match rng.below(3) {
+        0 => (
+            match rng.below(7) {
+                0 => format!("How many grams is {x}?"),
+                1 => format!("What does {x} weigh?"),
+                2 => format!("How heavy is {x} in grams?"),
+                3 => format!("Convert {x} to grams."),
+                4 => format!("What is {x} in grams?"),
+                5 => format!("How many grams are in {x}?"),
+                _ => format!("{x} is how many grams?"),
+            },
+            format!("{x} weighs about {grams} grams."),
+        ),
+        1 => {
+            let g = format!("{grams} grams of {food}");
+            (
+                match rng.below(6) {
+                    0 => format!("I have {g}. How many cups is that?"),
+                    1 => format!("How many cups is {g}?"),
+                    2 => format!("{g} is how many cups?"),
+                    3 => format!("Convert {g} to cups."),
+                    4 => format!("What is {g} in cups?"),
+                    _ => format!("How many cups are {g}?"),
+                },
+                format!("{g} is about {label}."),
+            )
+        }
+        _ => (
+            match rng.below(6) {
+                0 => format!("How many tablespoons are in {x}?"),
+                1 => format!("How many tablespoons is {x}?"),
+                2 => format!("{x} is how many tablespoons?"),
+                3 => format!("Convert {x} to tablespoons."),
+                4 => format!("What is {x} in tablespoons?"),
+                _ => format!("How many tablespoons does {x} make?"),
+            },
+            format!("{x} is {} tablespoons.", cups * 16.0),
+        ),
+    };
+    format!("question: {q}\nanswer: {a}")
+}
+
 fn sentence(rng: &mut Rng) -> String {
     let name = rng.pick(NAMES);
-    match rng.below(8) {
+    match rng.below(9) {
         0 => format!(
             "{name} {} {} {}.",
             rng.pick(VERBS),
@@ -296,7 +381,8 @@ fn sentence(rng: &mut Rng) -> String {
             let (a, b) = (2 + rng.below(9), 2 + rng.below(9));
             format!("{a} times {b} is {}.", a * b)
         }
-        4 | 5 => measure(rng),
+        4 => measure(rng),
+        5 | 8 => kitchen(rng),
         6 if rng.below(2) == 0 => format!(
             "{name} and {} met at {} {}.",
             rng.pick(NAMES),

@@ -1,7 +1,9 @@
 //! tributary-models against a real anvil (embedded), a Delta lake on disk and the tiny base
 //! model: a train job publishes once, the catalog finds what it published (also from a copy
-//! of the lake), and serving answers and credits the same contributors as `attribute`.
+//! of the lake), serving answers and credits the same contributors as `attribute`, and
+//! concurrent first uses of a base model each get it whole from the lake.
 
+mod catalog;
 mod demo_recipe;
 mod jobs;
 
