@@ -113,14 +113,7 @@ pub async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf>
     if dir.join("config.json").exists() {
         return Ok(dir);
     }
-    // Fetched aside, one folder per call: processes fetching the same base model at once (two
-    // commands on one machine) each fetch and check their own, and the first rename wins.
-    let io = |e| Error::Io(cache.display().to_string(), e);
-    std::fs::create_dir_all(cache).map_err(io)?;
-    let fetched = tempfile::Builder::new()
-        .prefix(&format!(".base-{id}-"))
-        .tempdir_in(cache)
-        .map_err(io)?;
+    let fetched = aside(cache, &format!("base-{id}"))?;
     let part = fetched.path();
     let uri = lake
         .root()
@@ -147,12 +140,33 @@ pub async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf>
             "the base model in the lake hashes to {got}, not its id {id}: the lake copy is damaged"
         )));
     }
-    if let Err(e) = std::fs::rename(part, &dir)
-        && !dir.join("config.json").exists()
-    {
-        return Err(Error::Io(dir.display().to_string(), e));
-    }
+    into_place(fetched, &dir, "config.json")?;
     Ok(dir)
+}
+
+/// A temporary folder in `cache` to fetch `name` into, one per call: processes fetching the
+/// same thing at once (two commands on one machine) each fetch and check their own, then
+/// [`into_place`] keeps the first.
+pub(crate) fn aside(cache: &Path, name: &str) -> Result<tempfile::TempDir> {
+    let io = |e| Error::Io(cache.display().to_string(), e);
+    std::fs::create_dir_all(cache).map_err(io)?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}-"))
+        .tempdir_in(cache)
+        .map_err(io)
+}
+
+/// Renames a folder fetched [`aside`] to `dir`, which is whole once it holds `marker`. When
+/// another process got there first, theirs stands and this one is removed.
+pub(crate) fn into_place(fetched: tempfile::TempDir, dir: &Path, marker: &str) -> Result<()> {
+    if dir.exists() && !dir.join(marker).exists() {
+        // Left half-written by an older version or a crash.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match std::fs::rename(fetched.path(), dir) {
+        Err(e) if !dir.join(marker).exists() => Err(Error::Io(dir.display().to_string(), e)),
+        _ => Ok(()),
+    }
 }
 
 /// Contribution ids revoked on chain, by whichever wallet (see `tributary_pipeline::chain_state`).

@@ -443,13 +443,10 @@ impl Server {
             .cache_dir
             .join(format!("adapter-{}", on_chain.id));
         if !dir.join("manifest.json").exists() {
-            // Fetched aside (one folder per request, so concurrent first requests do not
-            // collide), then renamed into place; the manifest marks a complete folder.
+            // Fetched aside (so concurrent first requests do not collide), then renamed into
+            // place; the manifest marks a complete folder.
             let io = |e| Error::Io(self.config.cache_dir.display().to_string(), e);
-            let part = tempfile::Builder::new()
-                .prefix(".adapter-")
-                .tempdir_in(&self.config.cache_dir)
-                .map_err(io)?;
+            let part = catalog::aside(&self.config.cache_dir, "adapter")?;
             let mut names = vec!["adapter_model.safetensors", "adapter_config.json"];
             if manifest.metrics.is_some() {
                 names.extend(["influence.safetensors", "influence.json"]);
@@ -462,15 +459,7 @@ impl Server {
                 serde_json::to_vec(&manifest).unwrap_or_default(),
             )
             .map_err(io)?;
-            if dir.exists() && !dir.join("manifest.json").exists() {
-                // Left half-written by an older version or a crash.
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            if let Err(e) = std::fs::rename(part.path(), &dir)
-                && !dir.join("manifest.json").exists()
-            {
-                return Err(io(e));
-            }
+            catalog::into_place(part, &dir, "manifest.json")?;
         }
         let entries = if manifest.snapshot_id == B256::ZERO {
             BTreeMap::new()
