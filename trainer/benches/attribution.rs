@@ -15,8 +15,9 @@
 //!    values: one query gradient per checkpoint and a `[rows, dim]` product).
 //! 3. Span method at scale: a suffix array over `TRIBUTARY_BENCH_SPAN_TOKENS` tokens (default
 //!    50,000,000) of the base model's generated corpus, tokenized: build time, bytes per token
-//!    as stored, contribution ids included (infini-gram reports about 7) and query latency p50/p95 (half the queries copy a contribution, half are fresh text, up to
-//!    64 tokens). `TRIBUTARY_BENCH_ONLY=spans` runs this part alone;
+//!    as stored, contribution ids included (infini-gram reports about 7) and query latency
+//!    p50/p95 (half the queries copy a contribution, half are fresh text, up to 64 tokens);
+//!    then the same for the same tokens moved into a Qwen-sized vocabulary (151,936). `TRIBUTARY_BENCH_ONLY=spans` runs this part alone;
 //!    `TRIBUTARY_BENCH_ONLY=gradient` runs part 2 (after part 1's training and accuracy,
 //!    without the leave-one-out validation).
 
@@ -241,33 +242,54 @@ fn span_method(tok: &Tokenizer) {
         seed += 1;
     }
     let generate_s = started.elapsed().as_secs_f64();
+    println!(
+        "span method: {total} tokens in {} contributions, generated and tokenized in {generate_s:.0} s",
+        stream.len()
+    );
+    let fresh: Vec<Vec<i64>> = base::corpus(400, 999_999)
+        .iter()
+        .map(|text| tok.encode(text).unwrap().into_iter().take(64).collect())
+        .collect();
+    span_queries("the tiny model's vocabulary", &stream, tok.eot(), &fresh);
+    // The same text in Qwen2.5's vocabulary of 151,936 tokens: every id moved up so that the
+    // largest sits at its top (18 bits), as a real tokenizer's rare tokens would.
+    let up = 151_936 - tok.vocab_size() as i64;
+    for (_, t) in stream.iter_mut() {
+        t.iter_mut().for_each(|x| *x += up);
+    }
+    let fresh: Vec<Vec<i64>> = fresh
+        .into_iter()
+        .map(|q| q.into_iter().map(|x| x + up).collect())
+        .collect();
+    span_queries("a Qwen-sized vocabulary", &stream, tok.eot() + up, &fresh);
+}
+
+/// Builds a span index over `stream` and queries it 400 times: half the queries a
+/// contribution copied whole, half fresh text.
+fn span_queries(label: &str, stream: &[(String, Vec<i64>)], eot: i64, fresh: &[Vec<i64>]) {
     let started = Instant::now();
-    let spans = SpanIndex::build(&stream, tok.eot()).unwrap();
+    let spans = SpanIndex::build(stream, eot).unwrap();
     let build_s = started.elapsed().as_secs_f64();
     let bytes_per_token = spans.bytes() as f64 / spans.len() as f64;
     let mut times = Vec::new();
     let mut found = 0;
-    let fresh = base::corpus(400, 999_999);
     for i in 0..400 {
-        // Half the queries are a contribution copied whole; half are fresh text.
-        let query: Vec<i64> = if i % 2 == 0 {
-            stream[(i * 104_729) % stream.len()].1.clone()
+        let query = if i % 2 == 0 {
+            &stream[(i * 104_729) % stream.len()].1
         } else {
-            tok.encode(&fresh[i])
-                .unwrap()
-                .into_iter()
-                .take(64)
-                .collect()
+            &fresh[i]
         };
         let started = Instant::now();
-        let hits = spans.find(&query, 8);
+        let hits = spans.find(query, 8);
         times.push(started.elapsed().as_secs_f64());
         found += usize::from(!hits.is_empty());
     }
     let (p50, p95) = percentiles(times);
+    let (token_bits, position_bits) = spans.widths();
+    // What the format before packing stored: u16 or u32 tokens, i32 positions and starts.
+    let width = if token_bits > 16 { 4 } else { 2 };
+    let whole = (spans.len() * (width + 4) + stream.len() * (4 + 32)) as f64 / spans.len() as f64;
     println!(
-        "span method, {} tokens in {} contributions (generated and tokenized in {generate_s:.0} s): build {build_s:.1} s, {bytes_per_token:.2} bytes/token with the id table (infini-gram: about 7), query p50 {p50:.2} ms, p95 {p95:.2} ms ({found}/400 queries with a span of 8+ tokens)",
-        spans.len(),
-        stream.len()
+        "span method, {label}: build {build_s:.1} s, {bytes_per_token:.2} bytes/token with the id table ({token_bits}-bit tokens, {position_bits}-bit positions; whole bytes, as before: {whole:.2}; infini-gram: about 7), query p50 {p50:.2} ms, p95 {p95:.2} ms ({found}/400 queries with a span of 8+ tokens)"
     );
 }

@@ -4,11 +4,12 @@
 //! maximal spans of at least `n` tokens that occur in the training data, with the
 //! contributions holding them and how often.
 //!
-//! Suffix positions are i32 and tokens u16 where the vocabulary fits (6 bytes per token, plus
-//! the contributions' starts and ids; infini-gram reports about 7), u32 where it does not
-//! (Llama 3, Qwen: 8 bytes per token). Contribution ids that are 32-byte hashes (`0x` and 64
-//! lowercase hex digits, as Tributary's are) are stored as 32 bytes each, others as JSON.
-//! Streams above 2^31 tokens are refused with a clear error.
+//! Tokens, suffix positions and the contributions' starts are bit-packed, each as narrow as
+//! its largest value allows: a token takes 17 bits for Llama 3's vocabulary and 18 for Qwen's,
+//! a position 26 bits in a stream of 50 million tokens (infini-gram stores u16 tokens and whole
+//! bytes per position, about 7 bytes per token). Contribution ids that are 32-byte hashes
+//! (`0x` and 64 lowercase hex digits, as Tributary's are) are stored as 32 bytes each, others
+//! as JSON. Streams above 2^31 tokens are refused with a clear error.
 
 use std::path::Path;
 
@@ -16,46 +17,88 @@ use libsais::SuffixArrayConstruction;
 
 use crate::{Error, Result};
 
-/// A snapshot's token stream, as narrow as its largest token allows.
-enum Tokens {
-    U16(Vec<u16>),
-    U32(Vec<u32>),
+/// Unsigned integers of `bits` bits each (1 to 32), packed end to end into little-endian
+/// 64-bit words, followed by one zero word so that reading any value takes two whole words.
+struct Packed {
+    bits: u32,
+    len: usize,
+    words: Vec<u64>,
 }
 
-impl Tokens {
+impl Packed {
+    fn new(bits: u32, values: impl ExactSizeIterator<Item = u64>) -> Self {
+        let len = values.len();
+        let mut words = vec![0u64; (len * bits as usize).div_ceil(64) + 1];
+        for (i, v) in values.enumerate() {
+            debug_assert!(v >> bits == 0, "{v} does not fit {bits} bits");
+            let at = i * bits as usize;
+            let (w, s) = (at / 64, at % 64);
+            words[w] |= v << s;
+            if s + bits as usize > 64 {
+                words[w + 1] |= v >> (64 - s);
+            }
+        }
+        Packed { bits, len, words }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        let at = i * self.bits as usize;
+        let (w, s) = (at / 64, at % 64);
+        let two = (u128::from(self.words[w + 1]) << 64) | u128::from(self.words[w]);
+        (two >> s) as u64 & ((1u64 << self.bits) - 1)
+    }
+
     fn len(&self) -> usize {
-        match self {
-            Tokens::U16(t) => t.len(),
-            Tokens::U32(t) => t.len(),
-        }
+        self.len
     }
 
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Bytes as stored: the bits rounded up to a whole byte.
+    fn bytes(&self) -> usize {
+        (self.len * self.bits as usize).div_ceil(8)
     }
 
-    fn get(&self, i: usize) -> Option<u32> {
-        match self {
-            Tokens::U16(t) => t.get(i).map(|&x| u32::from(x)),
-            Tokens::U32(t) => t.get(i).copied(),
-        }
+    fn write(&self, out: &mut Vec<u8>) {
+        let stored = self.bytes();
+        out.extend(self.words.iter().flat_map(|w| w.to_le_bytes()).take(stored));
     }
 
-    /// Bytes per token.
-    fn width(&self) -> usize {
-        match self {
-            Tokens::U16(_) => 2,
-            Tokens::U32(_) => 4,
+    /// Reads what [`Packed::write`] wrote; `None` unless `bytes` holds exactly that.
+    fn read(bits: u32, len: usize, bytes: &[u8]) -> Option<Self> {
+        if !(1..=32).contains(&bits) || (len * bits as usize).div_ceil(8) != bytes.len() {
+            return None;
         }
+        let mut words = vec![0u64; (len * bits as usize).div_ceil(64) + 1];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        Some(Packed { bits, len, words })
     }
+
+    /// Values stored whole, `width` little-endian bytes each (the formats before packing).
+    fn from_bytes(width: usize, bytes: &[u8]) -> Self {
+        let values = bytes.chunks_exact(width).map(|c| {
+            let mut b = [0u8; 8];
+            b[..width].copy_from_slice(c);
+            u64::from_le_bytes(b)
+        });
+        Packed::new(8 * width as u32, values)
+    }
+}
+
+/// The bits that hold every value up to `largest` (at least one).
+fn bits_for(largest: u64) -> u32 {
+    (u64::BITS - largest.leading_zeros()).max(1)
 }
 
 /// A suffix array over a snapshot's tokens.
 pub struct SpanIndex {
-    tokens: Tokens,
-    sa: Vec<i32>,
+    tokens: Packed,
+    /// Suffix positions, in the suffixes' order.
+    sa: Packed,
     /// Where each contribution starts in `tokens`, ascending.
-    starts: Vec<u32>,
+    starts: Packed,
     /// Contribution ids, in order.
     pub ids: Vec<String>,
 }
@@ -81,6 +124,11 @@ fn token(t: i64) -> Result<u32> {
         .ok_or_else(|| Error::InvalidInput(format!("token id {t} is not a vocabulary index")))
 }
 
+/// The first word of a packed `spans.bin`; earlier formats start with the token count.
+const PACKED: u64 = u64::from_le_bytes(*b"spans/v3");
+/// The packed format's header: six little-endian u64 words.
+const HEADER: usize = 48;
+
 impl SpanIndex {
     /// Builds the index over `docs` (id, token ids), joined by `eot`.
     pub fn build(docs: &[(String, Vec<i64>)], eot: i64) -> Result<Self> {
@@ -88,43 +136,45 @@ impl SpanIndex {
         let mut stream: Vec<u32> = Vec::new();
         let mut starts = Vec::with_capacity(docs.len());
         for (_, ids) in docs {
-            starts.push(u32::try_from(stream.len()).map_err(|_| too_long())?);
+            starts.push(stream.len() as u64);
             for &t in ids {
                 stream.push(token(t)?);
             }
             stream.push(eot);
-        }
-        if stream.len() >= i32::MAX as usize {
-            return Err(too_long());
+            if stream.len() >= i32::MAX as usize {
+                return Err(too_long());
+            }
         }
         let suffixes = |e: libsais::LibsaisError| Error::Internal(format!("suffix array: {e:?}"));
         let largest = stream.iter().copied().max().unwrap_or(0);
-        let (tokens, sa) = if stream.is_empty() {
-            (Tokens::U16(Vec::new()), Vec::new())
+        let sa = if stream.is_empty() {
+            Vec::new()
         } else if largest <= u32::from(u16::MAX) {
             let narrow: Vec<u16> = stream.iter().map(|&t| t as u16).collect();
-            let sa = SuffixArrayConstruction::for_text(&narrow)
+            SuffixArrayConstruction::for_text(&narrow)
                 .in_owned_buffer32()
                 .single_threaded()
                 .run()
                 .map_err(suffixes)?
-                .into_vec();
-            (Tokens::U16(narrow), sa)
+                .into_vec()
         } else {
             // Large alphabets sort as i32 symbols (libsais restores the text afterwards).
             let mut wide: Vec<i32> = stream.iter().map(|&t| t as i32).collect();
-            let sa = SuffixArrayConstruction::for_text_mut(&mut wide)
+            SuffixArrayConstruction::for_text_mut(&mut wide)
                 .in_owned_buffer32()
                 .single_threaded()
                 .run()
                 .map_err(suffixes)?
-                .into_vec();
-            (Tokens::U32(stream), sa)
+                .into_vec()
         };
+        let position = bits_for(stream.len().saturating_sub(1) as u64);
         Ok(SpanIndex {
-            tokens,
-            sa,
-            starts,
+            tokens: Packed::new(
+                bits_for(u64::from(largest)),
+                stream.iter().map(|&t| u64::from(t)),
+            ),
+            sa: Packed::new(position, sa.iter().map(|&p| p as u64)),
+            starts: Packed::new(position, starts.into_iter()),
             ids: docs.iter().map(|(id, _)| id.clone()).collect(),
         })
     }
@@ -136,18 +186,23 @@ impl SpanIndex {
 
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.len() == 0
     }
 
-    /// Bytes the index takes as stored, less the 32-byte header: tokens, suffix array,
-    /// boundaries and the contribution ids.
+    /// Bytes the index takes as stored, less the header: tokens, suffix array, boundaries and
+    /// the contribution ids.
     pub fn bytes(&self) -> usize {
         let ids = if self.ids.iter().all(|id| hash_of(id).is_some()) {
             self.ids.len() * 32
         } else {
             self.ids_json().len()
         };
-        self.tokens.len() * self.tokens.width() + self.sa.len() * 4 + self.starts.len() * 4 + ids
+        self.tokens.bytes() + self.sa.bytes() + self.starts.bytes() + ids
+    }
+
+    /// Bits per token and per position, as stored.
+    pub fn widths(&self) -> (u32, u32) {
+        (self.tokens.bits, self.sa.bits)
     }
 
     fn ids_json(&self) -> Vec<u8> {
@@ -159,13 +214,15 @@ impl SpanIndex {
         self.ids.iter().map(|id| hash_of(id)).collect()
     }
 
+    /// The token at `p` in the stream, `None` past its end.
+    fn token_at(&self, p: usize) -> Option<u32> {
+        (p < self.tokens.len()).then(|| self.tokens.get(p) as u32)
+    }
+
     /// The suffix-array range whose suffixes start with `prefix[..depth]` followed by `t`,
     /// within `[lo, hi)` (where all share `prefix[..depth]`).
     fn narrow(&self, lo: usize, hi: usize, depth: usize, t: u32) -> (usize, usize) {
-        let at = |i: usize| {
-            let p = self.sa[i] as usize + depth;
-            self.tokens.get(p)
-        };
+        let at = |i: usize| self.token_at(self.sa.get(i) as usize + depth);
         // Suffixes too short to have a token at `depth` sort first (None < Some).
         let l = first_not(lo, hi, |i| at(i) < Some(t));
         let h = first_not(l, hi, |i| at(i) == Some(t));
@@ -203,8 +260,9 @@ impl SpanIndex {
 
     fn holders(&self, lo: usize, hi: usize) -> Vec<(usize, u64)> {
         let mut counts = std::collections::BTreeMap::new();
-        for &p in &self.sa[lo..hi] {
-            let doc = self.starts.partition_point(|&s| s as usize <= p as usize) - 1;
+        for i in lo..hi {
+            let p = self.sa.get(i);
+            let doc = first_not(0, self.starts.len(), |d| self.starts.get(d) <= p) - 1;
             *counts.entry(doc).or_insert(0u64) += 1;
         }
         let mut v: Vec<(usize, u64)> = counts.into_iter().collect();
@@ -212,28 +270,28 @@ impl SpanIndex {
         v
     }
 
-    /// Writes `spans.bin`: a header of four little-endian u64 (tokens, contributions, bytes
-    /// per token, bytes per id: 32, or 0 when the ids are in `spans.json`), then tokens,
-    /// suffix array, starts and the ids as hashes. `spans.json` holds the ids only when they
-    /// are not all hashes.
+    /// Writes `spans.bin`: a header of six little-endian u64 words (`spans/v3`, tokens,
+    /// contributions, bits per token, bits per position, bytes per id: 32, or 0 when the ids
+    /// are in `spans.json`), then the packed tokens, suffix array and starts, each padded to
+    /// a whole byte, and the ids as hashes. `spans.json` holds the ids only when they are not
+    /// all hashes.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let hashes = self.hashes();
         let id_bytes = if hashes.is_some() { 32 } else { 0 };
-        let mut buf = Vec::with_capacity(self.bytes() + 32);
+        let mut buf = Vec::with_capacity(self.bytes() + HEADER);
+        buf.extend_from_slice(&PACKED.to_le_bytes());
         for n in [
             self.tokens.len(),
             self.starts.len(),
-            self.tokens.width(),
+            self.tokens.bits as usize,
+            self.sa.bits as usize,
             id_bytes,
         ] {
             buf.extend_from_slice(&(n as u64).to_le_bytes());
         }
-        match &self.tokens {
-            Tokens::U16(t) => buf.extend(t.iter().flat_map(|t| t.to_le_bytes())),
-            Tokens::U32(t) => buf.extend(t.iter().flat_map(|t| t.to_le_bytes())),
-        }
-        buf.extend(self.sa.iter().flat_map(|t| t.to_le_bytes()));
-        buf.extend(self.starts.iter().flat_map(|t| t.to_le_bytes()));
+        self.tokens.write(&mut buf);
+        self.sa.write(&mut buf);
+        self.starts.write(&mut buf);
         let write = |name: &str, bytes: &[u8]| {
             let p = dir.join(name);
             std::fs::write(&p, bytes).map_err(|e| Error::Io(p.display().to_string(), e))
@@ -255,8 +313,10 @@ impl SpanIndex {
         write("spans.bin", &buf)
     }
 
-    /// Reads what [`SpanIndex::save`] wrote, or the earlier format (a two-word header, u16
-    /// tokens, ids in `spans.json`) that adapters published before it carry.
+    /// Reads what [`SpanIndex::save`] wrote, or the two earlier formats that adapters
+    /// published before it carry: whole-byte values after a header of four words (tokens,
+    /// contributions, bytes per token, bytes per id) or, first, two (u16 tokens, ids in
+    /// `spans.json`); in both, i32 suffix positions and u32 starts.
     pub fn load(dir: &Path) -> Result<Self> {
         let read = |name: &str| {
             let p = dir.join(name);
@@ -273,49 +333,67 @@ impl SpanIndex {
             let b = buf.get(i * 8..i * 8 + 8).ok_or_else(bad)?;
             Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
         };
-        let (n, docs) = (word(0)?, word(1)?);
-        let size = |header: usize, width: usize, id_bytes: usize| {
-            let per_doc = docs.checked_mul(4 + id_bytes)?;
-            n.checked_mul(width + 4)?.checked_add(header + per_doc)
-        };
-        let (body, width, id_bytes) = if size(16, 2, 0) == Some(buf.len()) {
-            (&buf[16..], 2, 0)
-        } else {
-            let (width, id_bytes) = (word(2)?, word(3)?);
-            if !matches!(width, 2 | 4)
-                || !matches!(id_bytes, 0 | 32)
-                || size(32, width, id_bytes) != Some(buf.len())
-            {
+        let (tokens, sa, starts, docs, id_bytes, hashes) = if word(0)? as u64 == PACKED {
+            let (n, docs) = (word(1)?, word(2)?);
+            let (token_bits, position_bits, id_bytes) = (word(3)?, word(4)?, word(5)?);
+            let packed = |bits: usize, len: usize| len.checked_mul(bits).map(|b| b.div_ceil(8));
+            let sizes = [
+                packed(token_bits, n),
+                packed(position_bits, n),
+                packed(position_bits, docs),
+                docs.checked_mul(id_bytes),
+            ];
+            let total = sizes
+                .iter()
+                .try_fold(HEADER, |sum, s| sum.checked_add((*s)?));
+            if !matches!(id_bytes, 0 | 32) || total != Some(buf.len()) {
                 return Err(bad());
             }
-            (&buf[32..], width, id_bytes)
-        };
-        let (tokens, rest) = body.split_at(n * width);
-        let (sa, rest) = rest.split_at(n * 4);
-        let (starts, hashes) = rest.split_at(docs * 4);
-        let tokens = if width == 2 {
-            Tokens::U16(
-                tokens
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
+            let [t, p, s, _] = sizes.map(|s| s.expect("summed above"));
+            let (tokens, rest) = buf[HEADER..].split_at(t);
+            let (sa, rest) = rest.split_at(p);
+            let (starts, hashes) = rest.split_at(s);
+            let part = |bits: usize, len: usize, b: &[u8]| {
+                Packed::read(u32::try_from(bits).unwrap_or(0), len, b).ok_or_else(bad)
+            };
+            (
+                part(token_bits, n, tokens)?,
+                part(position_bits, n, sa)?,
+                part(position_bits, docs, starts)?,
+                docs,
+                id_bytes,
+                hashes,
             )
         } else {
-            Tokens::U32(
-                tokens
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
-                    .collect(),
+            let (n, docs) = (word(0)?, word(1)?);
+            let size = |header: usize, width: usize, id_bytes: usize| {
+                let per_doc = docs.checked_mul(4 + id_bytes)?;
+                n.checked_mul(width + 4)?.checked_add(header + per_doc)
+            };
+            let (body, width, id_bytes) = if size(16, 2, 0) == Some(buf.len()) {
+                (&buf[16..], 2, 0)
+            } else {
+                let (width, id_bytes) = (word(2)?, word(3)?);
+                if !matches!(width, 2 | 4)
+                    || !matches!(id_bytes, 0 | 32)
+                    || size(32, width, id_bytes) != Some(buf.len())
+                {
+                    return Err(bad());
+                }
+                (&buf[32..], width, id_bytes)
+            };
+            let (tokens, rest) = body.split_at(n * width);
+            let (sa, rest) = rest.split_at(n * 4);
+            let (starts, hashes) = rest.split_at(docs * 4);
+            (
+                Packed::from_bytes(width, tokens),
+                Packed::from_bytes(4, sa),
+                Packed::from_bytes(4, starts),
+                docs,
+                id_bytes,
+                hashes,
             )
         };
-        let sa = sa
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().expect("4")))
-            .collect();
-        let starts = starts
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
-            .collect();
         let ids: Vec<String> = if id_bytes == 32 {
             hashes
                 .chunks_exact(32)
@@ -411,8 +489,10 @@ mod tests {
         idx.save(dir.path()).unwrap();
         let back = SpanIndex::load(dir.path()).unwrap();
         assert_eq!(back.find(&[1, 2, 3, 6], 2), idx.find(&[1, 2, 3, 6], 2));
-        // 16 tokens and 3 separators at 2 + 4 bytes, 3 starts, and the ids as JSON.
-        assert_eq!(idx.bytes(), 19 * 6 + 3 * 4 + r#"["a","b","c"]"#.len());
+        // 16 tokens and 3 separators at 4 bits (the largest is 9) and 5 bits per position (19
+        // of them), 3 starts at 5 bits, and the ids as JSON.
+        assert_eq!(idx.widths(), (4, 5));
+        assert_eq!(idx.bytes(), 10 + 12 + 2 + r#"["a","b","c"]"#.len());
         assert_eq!(
             std::fs::metadata(dir.path().join("spans.bin"))
                 .unwrap()
@@ -420,13 +500,13 @@ mod tests {
                 + std::fs::metadata(dir.path().join("spans.json"))
                     .unwrap()
                     .len() as usize,
-            idx.bytes() + 32,
+            idx.bytes() + HEADER,
             "bytes() is what is stored, less the header"
         );
     }
 
     #[test]
-    fn a_vocabulary_past_u16_is_indexed_with_u32_tokens() {
+    fn a_vocabulary_past_u16_is_indexed_with_wider_tokens() {
         // Llama 3 and Qwen have over 128,000 tokens: the same data shifted past 2^16 finds the
         // same spans.
         let shift = |d: Vec<(String, Vec<i64>)>| -> Vec<(String, Vec<i64>)> {
@@ -439,10 +519,11 @@ mod tests {
         let query = [4, 6, 7, 8, 9, 1, 2, 3];
         let shifted: Vec<i64> = query.iter().map(|x| x + 150_000).collect();
         assert_eq!(large.find(&shifted, 2), small.find(&query, 2));
+        // 150,009 takes 18 bits, 9 takes 4.
+        assert_eq!(large.widths(), (18, 5));
         assert_eq!(
             large.bytes() - small.bytes(),
-            19 * 2,
-            "2 more bytes per token"
+            (19 * 18_usize).div_ceil(8) - 10
         );
         let dir = tempfile::tempdir().unwrap();
         large.save(dir.path()).unwrap();
@@ -462,7 +543,7 @@ mod tests {
             .map(|(i, (_, t))| (id(i as u8 + 0xa0), t))
             .collect();
         let idx = SpanIndex::build(&hashed, 0).unwrap();
-        assert_eq!(idx.bytes(), 19 * 6 + 3 * 4 + 3 * 32);
+        assert_eq!(idx.bytes(), 10 + 12 + 2 + 3 * 32);
         let dir = tempfile::tempdir().unwrap();
         // A JSON id table from an earlier save of other ids is removed.
         SpanIndex::build(&docs(), 0)
@@ -480,18 +561,80 @@ mod tests {
     }
 
     #[test]
-    fn an_index_in_the_earlier_format_still_loads() {
-        // Adapters published before the width word: two u64 counts, then u16 tokens.
+    fn packed_values_read_back_at_every_width() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for bits in 1..=32 {
+            let values: Vec<u64> = (0..203)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (x >> 7) & ((1u64 << bits) - 1)
+                })
+                .collect();
+            let p = Packed::new(bits, values.iter().copied());
+            assert!(
+                (0..values.len()).all(|i| p.get(i) == values[i]),
+                "{bits} bits"
+            );
+            let mut stored = Vec::new();
+            p.write(&mut stored);
+            assert_eq!(stored.len(), (203 * bits as usize).div_ceil(8));
+            let back = Packed::read(bits, values.len(), &stored).unwrap();
+            assert!(
+                (0..values.len()).all(|i| back.get(i) == values[i]),
+                "{bits} bits"
+            );
+            assert!(Packed::read(bits, values.len() + 8, &stored).is_none());
+        }
+        assert_eq!(
+            (bits_for(0), bits_for(1), bits_for(2), bits_for(255)),
+            (1, 1, 2, 8)
+        );
+        assert_eq!(bits_for(151_935), 18);
+    }
+
+    /// `idx` as the formats before packing stored it: whole bytes per value, a header of
+    /// `words` words (2: u16 tokens, ids in `spans.json`; 4: `width`-byte tokens).
+    fn unpacked(idx: &SpanIndex, words: usize, width: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let header = [idx.tokens.len(), idx.starts.len(), width, 0];
+        for n in &header[..words] {
+            buf.extend_from_slice(&(*n as u64).to_le_bytes());
+        }
+        for i in 0..idx.tokens.len() {
+            buf.extend_from_slice(&idx.tokens.get(i).to_le_bytes()[..width]);
+        }
+        for i in 0..idx.sa.len() {
+            buf.extend_from_slice(&(idx.sa.get(i) as i32).to_le_bytes());
+        }
+        for i in 0..idx.starts.len() {
+            buf.extend_from_slice(&(idx.starts.get(i) as u32).to_le_bytes());
+        }
+        buf
+    }
+
+    #[test]
+    fn an_index_in_the_earlier_formats_still_loads() {
+        // Adapters published before packing: u16 tokens after two words, then u16 or u32
+        // tokens after four.
         let idx = SpanIndex::build(&docs(), 0).unwrap();
         let dir = tempfile::tempdir().unwrap();
         idx.save(dir.path()).unwrap();
         let bin = dir.path().join("spans.bin");
-        let mut old = std::fs::read(&bin).unwrap();
-        old.drain(16..32);
-        std::fs::write(&bin, old).unwrap();
-        let back = SpanIndex::load(dir.path()).unwrap();
-        assert_eq!(back.find(&[6, 7, 8, 9], 2), idx.find(&[6, 7, 8, 9], 2));
+        for (words, width) in [(2, 2), (4, 2), (4, 4)] {
+            std::fs::write(&bin, unpacked(&idx, words, width)).unwrap();
+            let back = SpanIndex::load(dir.path()).unwrap();
+            assert_eq!(
+                back.find(&[6, 7, 8, 9], 2),
+                idx.find(&[6, 7, 8, 9], 2),
+                "{words} words, {width}-byte tokens"
+            );
+        }
         std::fs::write(&bin, b"not an index").unwrap();
+        assert!(SpanIndex::load(dir.path()).is_err());
+        // A packed index cut short is refused, not read past its end.
+        idx.save(dir.path()).unwrap();
+        let whole = std::fs::read(&bin).unwrap();
+        std::fs::write(&bin, &whole[..whole.len() - 1]).unwrap();
         assert!(SpanIndex::load(dir.path()).is_err());
     }
 }
