@@ -17,7 +17,8 @@
 //!    50,000,000) of the base model's generated corpus, tokenized: build time, bytes per token
 //!    as stored, contribution ids included (infini-gram reports about 7) and query latency
 //!    p50/p95 (half the queries copy a contribution, half are fresh text, up to 64 tokens);
-//!    then the same for the same tokens moved into a Qwen-sized vocabulary (151,936). `TRIBUTARY_BENCH_ONLY=spans` runs this part alone;
+//!    then the same for the same tokens moved into a Qwen-sized vocabulary (151,936).
+//!    `TRIBUTARY_BENCH_ONLY=spans` runs this part alone;
 //!    `TRIBUTARY_BENCH_ONLY=gradient` runs part 2 (after part 1's training and accuracy,
 //!    without the leave-one-out validation).
 

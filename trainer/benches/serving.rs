@@ -8,7 +8,7 @@
 //! waiting, and computes their gradient influence in batched passes, each row with its own
 //! adapter's index (`influence::scores_batch`); a request counts as done when its
 //! attribution is. Each adapter has an influence index over 4 random 64-token documents at
-//! 2 checkpoints (projection 256, the defaults).
+//! the default settings (8 checkpoints, projection 256).
 //!
 //! The base is a Llama-shaped model with random weights, at two widths: hidden 512 (8 layers,
 //! 8 heads over 4 key/value heads, SwiGLU 1408, vocabulary 4096: 26M parameters, where 100
@@ -152,8 +152,11 @@ fn adapters(model: &Model, n: usize, root: &std::path::Path) -> Vec<(AdapterId, 
                 learning_rate: 1e-3,
                 weights: w.iter().map(|t| t * scale).collect(),
             };
-            let cps = vec![at(1, 0.5), at(2, 1.0)];
-            influence::build(model, &lora, cps, &docs, &InfluenceConfig::default())
+            // As many checkpoints as the default index keeps, the last one the adapter.
+            let icfg = InfluenceConfig::default();
+            let n = icfg.checkpoints;
+            let cps = (1..=n).map(|s| at(s, s as f64 / n as f64)).collect();
+            influence::build(model, &lora, cps, &docs, &icfg)
                 .unwrap()
                 .save(&dir)
                 .unwrap();

@@ -19,8 +19,8 @@
 //! `H = G^T G / n + λ I` over the contributions' centred gradients, and both sides are
 //! multiplied by `H^(-1/2)`, so the score is `g_q^T H^(-1) g_d` up to normalisation (TRAK's
 //! form). It discounts directions that many contributions share (sentence shapes common to
-//! the whole Datanet) in favour of what sets one contribution apart. On the planted-Datanet
-//! test it lifts top-1 accuracy from 34 to 40 of 40 queries.
+//! the whole Datanet) in favour of what sets one contribution apart; without it, top-1
+//! accuracy on the planted Datanet fell to 41 of 80 queries (base corpus v4, two checkpoints).
 //!
 //! The index is small (contributions x checkpoints x `dim` float32, plus one `dim x dim`
 //! matrix per checkpoint) and lies in the lake next to the adapter (`influence.safetensors`
@@ -60,9 +60,10 @@ impl Default for InfluenceConfig {
     fn default() -> Self {
         InfluenceConfig {
             dim: 256,
-            // On the planted-Datanet test, with the curvature correction, 1, 2 and 4
-            // checkpoints all attribute 40 of 40 queries right; without it 34, 37 and 40.
-            checkpoints: 2,
+            // Top-1 over five planted shared-vocabulary Datanets (400 queries, 2026-12-06):
+            // 2 checkpoints 345, 4 364, 8 381, 20 387. Each checkpoint costs one gradient
+            // pass per contribution when the index is built and per answer when attributed.
+            checkpoints: 8,
             seed: 0,
             max_tokens: 256,
             damping: 0.01,

@@ -368,7 +368,9 @@ impl SpanIndex {
             let (n, docs) = (word(0)?, word(1)?);
             let size = |header: usize, width: usize, id_bytes: usize| {
                 let per_doc = docs.checked_mul(4 + id_bytes)?;
-                n.checked_mul(width + 4)?.checked_add(header + per_doc)
+                n.checked_mul(width + 4)?
+                    .checked_add(per_doc)?
+                    .checked_add(header)
             };
             let (body, width, id_bytes) = if size(16, 2, 0) == Some(buf.len()) {
                 (&buf[16..], 2, 0)
@@ -402,7 +404,9 @@ impl SpanIndex {
         } else {
             serde_json::from_slice(&read("spans.json")?).map_err(|_| bad())?
         };
-        if ids.len() != docs {
+        // Every position must fall in a contribution: the first starts at 0.
+        let first = (starts.len() > 0).then(|| starts.get(0));
+        if ids.len() != docs || (tokens.len() > 0 && first != Some(0)) {
             return Err(bad());
         }
         Ok(SpanIndex {
@@ -593,10 +597,13 @@ mod tests {
     }
 
     /// `idx` as the formats before packing stored it: whole bytes per value, a header of
-    /// `words` words (2: u16 tokens, ids in `spans.json`; 4: `width`-byte tokens).
+    /// `words` words (2: u16 tokens, ids in `spans.json`; 4: `width`-byte tokens, and the ids
+    /// as 32-byte hashes when they all are).
     fn unpacked(idx: &SpanIndex, words: usize, width: usize) -> Vec<u8> {
         let mut buf = Vec::new();
-        let header = [idx.tokens.len(), idx.starts.len(), width, 0];
+        let hashes = idx.hashes().filter(|_| words == 4);
+        let id_bytes = if hashes.is_some() { 32 } else { 0 };
+        let header = [idx.tokens.len(), idx.starts.len(), width, id_bytes];
         for n in &header[..words] {
             buf.extend_from_slice(&(*n as u64).to_le_bytes());
         }
@@ -609,6 +616,7 @@ mod tests {
         for i in 0..idx.starts.len() {
             buf.extend_from_slice(&(idx.starts.get(i) as u32).to_le_bytes());
         }
+        buf.extend(hashes.iter().flatten().flatten());
         buf
     }
 
@@ -629,7 +637,34 @@ mod tests {
                 "{words} words, {width}-byte tokens"
             );
         }
+        // The four-word format with the ids as hashes (and no `spans.json`).
+        let id = |n: usize| format!("0x{}", format!("{:02x}", n + 0xa0).repeat(32));
+        let hashed: Vec<(String, Vec<i64>)> = docs()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, t))| (id(i), t))
+            .collect();
+        let hashed = SpanIndex::build(&hashed, 0).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("spans.bin"), unpacked(&hashed, 4, 2)).unwrap();
+        let back = SpanIndex::load(other.path()).unwrap();
+        assert_eq!(back.ids, hashed.ids);
+        assert_eq!(back.find(&[6, 7, 8], 3), hashed.find(&[6, 7, 8], 3));
         std::fs::write(&bin, b"not an index").unwrap();
+        assert!(SpanIndex::load(dir.path()).is_err());
+        // Counts whose sizes overflow, and starts that leave the first tokens outside every
+        // contribution, are refused rather than read.
+        let mut huge = Vec::new();
+        for w in [1u64, 0x3fff_ffff_ffff_ffff] {
+            huge.extend_from_slice(&w.to_le_bytes());
+        }
+        huge.extend_from_slice(&[0, 0]);
+        std::fs::write(&bin, huge).unwrap();
+        assert!(SpanIndex::load(dir.path()).is_err());
+        let mut late = unpacked(&idx, 4, 2);
+        let first_start = 32 + 19 * 6;
+        late[first_start] = 1;
+        std::fs::write(&bin, late).unwrap();
         assert!(SpanIndex::load(dir.path()).is_err());
         // A packed index cut short is refused, not read past its end.
         idx.save(dir.path()).unwrap();
