@@ -973,7 +973,11 @@ mod tests {
         // `[attribution]`: keys left out keep their defaults; bad ones name the key.
         let ok = |t: &str| Spec::parse(&format!("line = \"k\"\ndatanets=[\"a\"]\n{t}"));
         let s = ok("[attribution]\ndim = 64").unwrap();
-        assert_eq!((s.attribution.dim, s.attribution.checkpoints), (64, 2));
+        let defaults = InfluenceConfig::default();
+        assert_eq!(
+            (s.attribution.dim, s.attribution.checkpoints),
+            (64, defaults.checkpoints)
+        );
         let bad = |t: &str| ok(t).unwrap_err().to_string();
         assert!(bad("[attribution]\ndim = 0").contains("attribution.dim 0"));
         assert!(bad("[attribution]\ndamping = -1.0").contains("attribution.damping"));
