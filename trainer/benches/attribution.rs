@@ -9,7 +9,7 @@
 //!    with the rise in held-out loss, TracIn (as paid, and netted per contributor) side by side
 //!    with DataInf and with contributor size alone.
 //! 2. Gradient method at scale: query latency p50/p95 over an index of 100,000 contributions.
-//!    Computing 100,000 real gradients takes hours on two cores, so the index is built from
+//!    Computing 100,000 real gradients takes about an hour on two cores, so the index is built from
 //!    `TRIBUTARY_BENCH_INDEX_DOCS` real planted contributions (default 2,000; its build rate is
 //!    reported) and its rows are repeated up to 100,000 (a query's cost does not depend on the
 //!    values: one query gradient per checkpoint and a `[rows, dim]` product).

@@ -12,7 +12,7 @@
 //!
 //! The base is a Llama-shaped model with random weights, at two widths: hidden 512 (8 layers,
 //! 8 heads over 4 key/value heads, SwiGLU 1408, vocabulary 4096: 26M parameters, where 100
-//! adapters hold more weights than the base) and hidden 1024 (80M parameters); adapters are
+//! adapters hold more weights than the base) and hidden 1024 (99M parameters); adapters are
 //! rank 8 on q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
 //! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
 //! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default

@@ -112,10 +112,12 @@ impl Loaded {
         })
     }
 
-    /// Bytes held in memory: the adapter and its influence index (the span index is mapped
-    /// from its file).
+    /// Bytes held in memory: the adapter, its influence index and its span index (read whole
+    /// from its file; counted as stored).
     pub fn bytes(&self) -> i64 {
-        4 * self.lora.num_parameters() + self.influence.as_ref().map_or(0, |i| i.bytes())
+        4 * self.lora.num_parameters()
+            + self.influence.as_ref().map_or(0, |i| i.bytes())
+            + self.spans.as_ref().map_or(0, |s| s.bytes() as i64)
     }
 }
 

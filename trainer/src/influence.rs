@@ -22,9 +22,10 @@
 //! the whole Datanet) in favour of what sets one contribution apart; without it, top-1
 //! accuracy on the planted Datanet fell to 41 of 80 queries (base corpus v4, two checkpoints).
 //!
-//! The index is small (contributions x checkpoints x `dim` float32, plus one `dim x dim`
-//! matrix per checkpoint) and lies in the lake next to the adapter (`influence.safetensors`
-//! + `influence.json`).
+//! The index holds, per checkpoint, the adapter's weights at that point (a query's gradient is
+//! taken there), `contributions x dim` float32 and one `dim x dim` matrix, and lies in the
+//! lake next to the adapter (`influence.safetensors` + `influence.json`). With the default 8
+//! checkpoints it weighs eight adapters plus the rows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,7 +85,7 @@ impl InfluenceConfig {
         }
         if !(1..=64).contains(&self.checkpoints) {
             return bad(format!(
-                "attribution.checkpoints {} must be 1 to 64 (2 is the default)",
+                "attribution.checkpoints {} must be 1 to 64 (8 is the default)",
                 self.checkpoints
             ));
         }

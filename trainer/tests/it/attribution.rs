@@ -166,8 +166,9 @@ fn planted_accuracy_over_five_datanets() {
 /// Tributary pays it) with the rise of the total held-out loss when retrained without them.
 /// Each rise is one retraining here (`TRIBUTARY_LOO_RETRAINS=3` averages three, the figure
 /// BENCHMARKS.md quotes: TracIn 0.857, DataInf 0.810, contributor size alone 0.897, six
-/// minutes). One retraining's rises are noisy (0.730 here), so what is asserted is a
-/// floor against regressions, not the goal of 0.8.
+/// minutes; 150 steps evaluated every 25, so the index keeps at most 6 checkpoints). One
+/// retraining's rises are noisy (0.730 here), so what is asserted is a floor against
+/// regressions, not the goal of 0.8.
 #[test]
 fn leaving_a_contributor_out_costs_what_their_credit_says() {
     let dir = tiny();
