@@ -92,11 +92,12 @@ pub struct Loaded {
 
 impl Loaded {
     /// Loads an adapter folder with its indexes (`influence.*`, `spans.*`; either may be
-    /// absent).
+    /// absent). The influence index's checkpoint weights go to `model`'s device, where
+    /// answers are scored.
     pub fn load(model: &Model, dir: &Path) -> Result<Self> {
         let lora = Lora::load_peft(model, dir)?;
         let influence = if dir.join("influence.safetensors").exists() {
-            Some(InfluenceIndex::load(dir)?)
+            Some(InfluenceIndex::load(dir)?.to_device(model.device()))
         } else {
             None
         };
@@ -112,8 +113,9 @@ impl Loaded {
         })
     }
 
-    /// Bytes held in memory: the adapter, its influence index and its span index (read whole
-    /// from its file; counted as stored).
+    /// Bytes held in memory (on the model's device for the influence index's checkpoint
+    /// weights): the adapter, its influence index and its span index (read whole from its
+    /// file; counted as stored).
     pub fn bytes(&self) -> i64 {
         4 * self.lora.num_parameters()
             + self.influence.as_ref().map_or(0, |i| i.bytes())

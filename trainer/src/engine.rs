@@ -151,6 +151,12 @@ pub struct Request<S> {
     pub sink: S,
 }
 
+/// An admitted request before its prefill.
+struct Starting<S> {
+    prompt: Vec<i64>,
+    seq: Running<S>,
+}
+
 struct Running<S> {
     adapter: Option<Rc<ServedAdapter>>,
     slot: i64,
@@ -372,6 +378,9 @@ pub struct Engine<S: Sink> {
     /// Batches with at most this many distinct adapters run one matmul pair per adapter;
     /// more run the per-row gather (default 8).
     pub group_limit: usize,
+    /// Prompt tokens prefilled in one pass at most, counted as rows times the longest
+    /// prompt (a longer prompt goes alone; default 8192).
+    pub prefill_tokens: usize,
     /// Tokens generated since the engine started.
     pub tokens: u64,
 }
@@ -396,6 +405,7 @@ impl<S: Sink> Engine<S> {
             running: Vec::new(),
             gathered: None,
             group_limit: 8,
+            prefill_tokens: 8192,
             tokens: 0,
         }
     }
@@ -433,14 +443,30 @@ impl<S: Sink> Engine<S> {
         self.running.len()
     }
 
-    /// Starts waiting requests while slots are free (each prompt's prefill), then runs one
-    /// decoding step for every running sequence.
+    /// Starts waiting requests while slots are free (their prompts prefilled together, see
+    /// [`Engine::prefill_tokens`]), then runs one decoding step for every running sequence.
     pub fn step(&mut self) -> Result<()> {
         tch::no_grad(|| {
+            let mut starting = Vec::new();
             while !self.free.is_empty()
                 && let Some(r) = self.waiting.pop_front()
             {
-                self.start(r)?;
+                if let Some(s) = self.admit(r) {
+                    starting.push(s);
+                }
+            }
+            let mut starting = starting.into_iter().peekable();
+            while starting.peek().is_some() {
+                // Arrival order, as many prompts as fit in one pass (at least one).
+                let mut batch = vec![starting.next().expect("peeked")];
+                while let Some(next) = starting.peek() {
+                    let len = batch.iter().chain([next]).map(|s| s.prompt.len()).max();
+                    if len.unwrap_or(0) * (batch.len() + 1) > self.prefill_tokens {
+                        break;
+                    }
+                    batch.push(starting.next().expect("peeked"));
+                }
+                self.prefill(batch)?;
             }
             self.decode()
         })
@@ -465,7 +491,9 @@ impl<S: Sink> Engine<S> {
         Ok(())
     }
 
-    fn start(&mut self, mut r: Request<S>) -> Result<()> {
+    /// Checks a waiting request and takes its adapter and a cache slot; `None` when it ended
+    /// here (refused, or its adapter failed to load).
+    fn admit(&mut self, mut r: Request<S>) -> Option<Starting<S>> {
         let max_pos = self.model.config.max_positions as usize;
         if r.prompt.is_empty() || r.prompt.len() >= max_pos {
             r.sink.send(Event::Refused(format!(
@@ -473,7 +501,7 @@ impl<S: Sink> Engine<S> {
                 r.prompt.len(),
                 max_pos - 1
             )));
-            return Ok(());
+            return None;
         }
         let adapter = match &r.adapter {
             None => None,
@@ -481,44 +509,86 @@ impl<S: Sink> Engine<S> {
                 Ok(a) => Some(a),
                 Err(e) => {
                     r.sink.send(Event::Failed(e.to_string()));
-                    return Ok(());
+                    return None;
                 }
             },
         };
         let slot = self.free.pop().expect("a free slot");
-        let ids = Tensor::from_slice(&r.prompt)
-            .to_device(self.model.device())
-            .unsqueeze(0);
-        let g = Gathered::build(&[adapter.as_deref()], self.options(), self.group_limit);
-        let logits =
-            self.model
-                .forward_cached(&ids, &[slot], &[0], &mut self.kv, &|l, role, lin, x| {
-                    g.project(l, role, lin, x)
-                })?;
-        let last = logits.get(0).get(r.prompt.len() as i64 - 1);
-        let row = Vec::<f32>::try_from(&last.to_kind(Kind::Float).to_device(Device::Cpu))?;
-        let mut seq = Running {
-            adapter,
-            slot,
-            len: r.prompt.len() as i64,
-            next: 0,
-            generated: 0,
-            max_tokens: r.max_tokens,
-            sampling: r.sampling,
-            rng: Rng(r.sampling.seed),
-            sink: r.sink,
-        };
-        if seq.max_tokens == 0 {
-            seq.sink.send(Event::Done(Finish::Length));
-            self.free.push(slot);
-            return Ok(());
+        Some(Starting {
+            prompt: r.prompt,
+            seq: Running {
+                adapter,
+                slot,
+                len: 0,
+                next: 0,
+                generated: 0,
+                max_tokens: r.max_tokens,
+                sampling: r.sampling,
+                rng: Rng(r.sampling.seed),
+                sink: r.sink,
+            },
+        })
+    }
+
+    /// Prefills admitted prompts in one pass (right-padded to the longest: a padded
+    /// position's keys and values sit past the row's end, where its next decoding step
+    /// overwrites them before anything attends to them) and picks each one's first token.
+    fn prefill(&mut self, batch: Vec<Starting<S>>) -> Result<()> {
+        let longest = batch.iter().map(|s| s.prompt.len()).max().unwrap_or(0);
+        let mut ids = vec![0i64; batch.len() * longest];
+        for (i, s) in batch.iter().enumerate() {
+            ids[i * longest..i * longest + s.prompt.len()].copy_from_slice(&s.prompt);
         }
-        let token = pick(&row, &seq.sampling, &mut seq.rng);
-        if let Some(finish) = self.emit(&mut seq, token) {
-            seq.sink.send(Event::Done(finish));
-            self.free.push(slot);
-        } else {
-            self.running.push(seq);
+        let device = self.model.device();
+        let ids = Tensor::from_slice(&ids)
+            .view([batch.len() as i64, longest as i64])
+            .to_device(device);
+        let slots: Vec<i64> = batch.iter().map(|s| s.seq.slot).collect();
+        let rows: Vec<Option<&ServedAdapter>> =
+            batch.iter().map(|s| s.seq.adapter.as_deref()).collect();
+        let g = Gathered::build(&rows, self.options(), self.group_limit);
+        let h = self.model.hidden_cached(
+            &ids,
+            &slots,
+            &vec![0; batch.len()],
+            &mut self.kv,
+            &|l, role, lin, x| g.project(l, role, lin, x),
+        )?;
+        // Each row's last prompt position, through the output projection.
+        let last: Vec<i64> = batch.iter().map(|s| s.prompt.len() as i64 - 1).collect();
+        let last = Tensor::from_slice(&last).to_device(device);
+        let h = h
+            .gather(
+                1,
+                &last.view([-1, 1, 1]).expand([-1, 1, h.size()[2]], false),
+                false,
+            )
+            .squeeze_dim(1);
+        let logits = self
+            .model
+            .head(&h)
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        let vocab = logits.size()[1] as usize;
+        let logits = Vec::<f32>::try_from(&logits.flatten(0, -1))?;
+        for (i, Starting { prompt, mut seq }) in batch.into_iter().enumerate() {
+            seq.len = prompt.len() as i64;
+            if seq.max_tokens == 0 {
+                seq.sink.send(Event::Done(Finish::Length));
+                self.free.push(seq.slot);
+                continue;
+            }
+            let token = pick(
+                &logits[i * vocab..(i + 1) * vocab],
+                &seq.sampling,
+                &mut seq.rng,
+            );
+            if let Some(finish) = self.emit(&mut seq, token) {
+                seq.sink.send(Event::Done(finish));
+                self.free.push(seq.slot);
+            } else {
+                self.running.push(seq);
+            }
         }
         Ok(())
     }

@@ -121,8 +121,11 @@ pub struct IndexMeta {
 pub struct InfluenceIndex {
     /// Ids, settings and checkpoint steps.
     pub meta: IndexMeta,
-    /// The adapter weights at each checkpoint.
-    weights: Vec<Vec<Tensor>>,
+    /// The adapter weights at each checkpoint, flat ([`Lora::flat`]): on the device that
+    /// scores answers (see [`InfluenceIndex::to_device`]).
+    weights: Vec<Tensor>,
+    /// The shapes of the adapter's weight tensors, in flat order.
+    shapes: Vec<Vec<i64>>,
     /// `[contributions, dim]` per checkpoint.
     grads: Vec<Tensor>,
     /// `[dim]` per checkpoint: the mean projected gradient, removed before normalising.
@@ -369,7 +372,8 @@ pub fn build(
                 .map(|c| (c.step, c.learning_rate))
                 .collect(),
         },
-        weights: checkpoints.into_iter().map(|c| c.weights).collect(),
+        shapes: checkpoints[0].weights.iter().map(Tensor::size).collect(),
+        weights: checkpoints.iter().map(|c| Lora::flat(&c.weights)).collect(),
         grads,
         means,
         whiten,
@@ -431,33 +435,23 @@ fn scores_group(model: &Model, queries: &[Query<'_>], group: &[usize]) -> Result
             Tensor::zeros([n], (Kind::Double, tch::Device::Cpu))
         })
         .collect();
-    // The group's distinct adapters, and which one each query uses.
-    let mut distinct: Vec<&InfluenceIndex> = Vec::new();
-    let slot: Vec<usize> = group
-        .iter()
-        .map(|&i| {
-            let ix = queries[i].index;
-            distinct
-                .iter()
-                .position(|d| std::ptr::eq(*d, ix))
-                .unwrap_or_else(|| {
-                    distinct.push(ix);
-                    distinct.len() - 1
-                })
-        })
-        .collect();
-    for c in 0..first.index.weights.len() {
-        // Each adapter's weights at checkpoint c, once per adapter.
-        let flats: Vec<Tensor> = distinct
-            .iter()
-            .map(|ix| Lora::flat(&ix.weights[c]).to_device(device))
-            .collect();
-        let rows: Vec<&Tensor> = slot.iter().map(|&s| &flats[s]).collect();
-        let g = projected(model, first.lora, &rows, &seqs, config.max_tokens, &p)?;
+    // One row per checkpoint and answer, each at its adapter's weights at that checkpoint,
+    // so few answers still fill a pass.
+    let checkpoints = first.index.weights.len();
+    let mut rows = Vec::with_capacity(checkpoints * group.len());
+    for c in 0..checkpoints {
+        rows.extend(group.iter().map(|&i| &queries[i].index.weights[c]));
+    }
+    let rows: Vec<Tensor> = rows.into_iter().map(|w| w.to_device(device)).collect();
+    let rows: Vec<&Tensor> = rows.iter().collect();
+    let seqs = seqs.repeat(checkpoints);
+    let g = projected(model, first.lora, &rows, &seqs, config.max_tokens, &p)?;
+    for c in 0..checkpoints {
         for (row, (&i, total)) in group.iter().zip(&mut totals).enumerate() {
             let ix = queries[i].index;
-            let q = unit(&(g.get(row as i64) - &ix.means[c]).matmul(&ix.whiten[c]));
-            *total += ix.grads[c].matmul(&q).to_kind(Kind::Double) * ix.meta.checkpoints[c].1;
+            let q = (g.get((c * group.len() + row) as i64) - &ix.means[c]).matmul(&ix.whiten[c]);
+            *total +=
+                ix.grads[c].matmul(&unit(&q)).to_kind(Kind::Double) * ix.meta.checkpoints[c].1;
         }
     }
     totals
@@ -481,7 +475,7 @@ impl InfluenceIndex {
     /// Bytes the index holds in memory.
     pub fn bytes(&self) -> i64 {
         let size = |t: &Tensor| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64;
-        self.weights.iter().flatten().map(size).sum::<i64>()
+        self.weights.iter().map(size).sum::<i64>()
             + self
                 .grads
                 .iter()
@@ -501,7 +495,31 @@ impl InfluenceIndex {
             .map(|(&(step, learning_rate), w)| Checkpoint {
                 step,
                 learning_rate,
-                weights: w.iter().map(Tensor::copy).collect(),
+                weights: self.unflat(w),
+            })
+            .collect()
+    }
+
+    /// Moves the checkpoints' adapter weights (what every answer's gradient passes read) to
+    /// `device`; the rest stays on the CPU.
+    pub fn to_device(mut self, device: tch::Device) -> Self {
+        for w in &mut self.weights {
+            *w = w.to_device(device);
+        }
+        self
+    }
+
+    /// One checkpoint's flat weights as the adapter's tensors (copies, on the CPU).
+    fn unflat(&self, flat: &Tensor) -> Vec<Tensor> {
+        let flat = flat.to_device(tch::Device::Cpu);
+        let mut at = 0;
+        self.shapes
+            .iter()
+            .map(|shape| {
+                let n: i64 = shape.iter().product();
+                let t = flat.narrow(0, at, n).reshape(shape.as_slice()).copy();
+                at += n;
+                t
             })
             .collect()
     }
@@ -513,8 +531,8 @@ impl InfluenceIndex {
             named.push((format!("c{c}.grads"), g.shallow_clone()));
             named.push((format!("c{c}.mean"), self.means[c].shallow_clone()));
             named.push((format!("c{c}.whiten"), self.whiten[c].shallow_clone()));
-            for (i, t) in w.iter().enumerate() {
-                named.push((format!("c{c}.w{i}"), t.to_device(tch::Device::Cpu)));
+            for (i, t) in self.unflat(w).into_iter().enumerate() {
+                named.push((format!("c{c}.w{i}"), t));
             }
         }
         Tensor::write_safetensors(&named, dir.join("influence.safetensors"))?;
@@ -534,6 +552,7 @@ impl InfluenceIndex {
                 .into_iter()
                 .collect();
         let mut weights = Vec::new();
+        let mut shapes = Vec::new();
         let mut grads = Vec::new();
         let mut means = Vec::new();
         let mut whiten = Vec::new();
@@ -550,11 +569,21 @@ impl InfluenceIndex {
             while let Some(t) = tensors.remove(&format!("c{c}.w{}", w.len())) {
                 w.push(t);
             }
-            weights.push(w);
+            let these: Vec<Vec<i64>> = w.iter().map(Tensor::size).collect();
+            if c == 0 {
+                shapes = these;
+            } else if these != shapes {
+                return Err(Error::InvalidInput(format!(
+                    "influence.safetensors: checkpoint {c}'s adapter weights differ in shape \
+                     from checkpoint 0's (the file is damaged)"
+                )));
+            }
+            weights.push(Lora::flat(&w));
         }
         Ok(InfluenceIndex {
             meta,
             weights,
+            shapes,
             grads,
             means,
             whiten,

@@ -644,10 +644,24 @@ impl Model {
     /// Logits `[batch, seq, vocab]` for `seq` new tokens of each row, with the keys and
     /// values of earlier tokens taken from `cache` and this step's written into it. Row `b`
     /// lives in cache slot `slots[b]` and its new tokens sit at positions `start[b]..`, so
-    /// rows of different lengths decode together (a prompt's prefill is one row with
-    /// `start = 0`). `project` computes each projection as in [`Model::forward_with`].
-    #[allow(clippy::assign_op_pattern)]
+    /// rows of different lengths decode together (prompts' prefill: rows with `start = 0`).
+    /// `project` computes each projection as in [`Model::forward_with`].
     pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        slots: &[i64],
+        start: &[i64],
+        cache: &mut KvCache,
+        project: &dyn Fn(usize, &str, &Linear, &Tensor) -> Tensor,
+    ) -> Result<Tensor> {
+        Ok(self.head(&self.hidden_cached(ids, slots, start, cache, project)?))
+    }
+
+    /// [`Model::forward_cached`] without the final norm and output projection: the last
+    /// block's hidden states `[batch, seq, hidden]` (for [`Model::head`] over the positions
+    /// wanted).
+    #[allow(clippy::assign_op_pattern)]
+    pub fn hidden_cached(
         &self,
         ids: &Tensor,
         slots: &[i64],
@@ -726,7 +740,7 @@ impl Model {
             let a = a.transpose(1, 2).contiguous().view([b, t, cfg.hidden]);
             h = self.finish(i, &h, &a, project);
         }
-        Ok(self.head(&h))
+        Ok(h)
     }
 }
 

@@ -168,6 +168,24 @@ fn adapters_batched_together_decode_as_each_alone() {
         gathered, together,
         "per-row gather and per-adapter groups agree"
     );
+
+    // Each prompt prefilled alone (the four above were prefilled in one padded pass).
+    engine.group_limit = 8;
+    engine.prefill_tokens = 1;
+    let alone = generate(
+        &mut engine,
+        &[
+            job(Some((id(1), &da)), &p1),
+            job(Some((id(2), &db)), &p2),
+            job(None, &p2),
+            job(Some((id(2), &db)), &p2),
+        ],
+        max,
+    );
+    assert_eq!(
+        alone, together,
+        "padded prefill and one prompt at a time agree"
+    );
 }
 
 #[test]
