@@ -77,7 +77,7 @@ pub struct Spec {
     #[serde(default)]
     pub train: TrainConfig,
     /// How the adapter's influence index is built (`[attribution]`: `dim`, `checkpoints`,
-    /// `damping`, `max_tokens`, `seed`). It does not shape the weights, so it is not part of
+    /// `passes`, `damping`, `max_tokens`, `seed`). It does not shape the weights, so it is not part of
     /// the config hash; the index records the settings it was built with.
     #[serde(default)]
     pub attribution: InfluenceConfig,
@@ -982,6 +982,7 @@ mod tests {
         assert!(bad("[attribution]\ndim = 0").contains("attribution.dim 0"));
         assert!(bad("[attribution]\ndamping = -1.0").contains("attribution.damping"));
         assert!(bad("[attribution]\ncheckpoints = 0").contains("attribution.checkpoints"));
+        assert!(bad("[attribution]\npasses = 65").contains("attribution.passes"));
         assert!(bad("[attribution]\nprojection = 8").contains("unknown field `projection`"));
     }
 

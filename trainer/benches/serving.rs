@@ -188,6 +188,13 @@ fn attribution_thread(
             .iter()
             .map(|d| Loaded::load(&model, d).unwrap())
             .collect();
+        let bytes: i64 = loaded.iter().map(Loaded::bytes).sum();
+        println!(
+            "attribution holds {} adapters with their indexes: {:.0} MiB (`tributary serve \
+             --attribution-cache-mb` must be at least this to keep them all)",
+            loaded.len(),
+            bytes as f64 / (1 << 20) as f64
+        );
         reply.send(usize::MAX).unwrap();
         while let Ok(first) = inbox.recv() {
             let mut batch = vec![first];

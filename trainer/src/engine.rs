@@ -8,7 +8,8 @@
 //! shared by many rows is read once per step.
 //! Keys and values live in a fixed pool of cache slots, one per running sequence, so a new
 //! request joins the running batch at the next step (continuous batching) and a finished one
-//! frees its slot at once.
+//! frees its slot at once. Requests that arrive together are prefilled together: their
+//! prompts right-padded into one pass, each row with its own adapter.
 //!
 //! Adapters are kept in an LRU cache bounded by bytes. A sequence holds its adapter (an
 //! `Rc`), so evicting one that is still decoding frees its memory when that sequence ends.
@@ -466,7 +467,13 @@ impl<S: Sink> Engine<S> {
                     }
                     batch.push(starting.next().expect("peeked"));
                 }
-                self.prefill(batch)?;
+                if let Err(e) = self.prefill(batch) {
+                    // The batch's requests have ended; so do those admitted after it.
+                    for rest in starting {
+                        self.abandon(rest.seq, &e);
+                    }
+                    return Err(e);
+                }
             }
             self.decode()
         })
@@ -533,7 +540,42 @@ impl<S: Sink> Engine<S> {
     /// Prefills admitted prompts in one pass (right-padded to the longest: a padded
     /// position's keys and values sit past the row's end, where its next decoding step
     /// overwrites them before anything attends to them) and picks each one's first token.
+    /// When the pass fails, its requests end `Failed` and free their slots.
     fn prefill(&mut self, batch: Vec<Starting<S>>) -> Result<()> {
+        let (logits, vocab) = match self.first_logits(&batch) {
+            Ok(l) => l,
+            Err(e) => {
+                for s in batch {
+                    self.abandon(s.seq, &e);
+                }
+                return Err(e);
+            }
+        };
+        for (i, Starting { prompt, mut seq }) in batch.into_iter().enumerate() {
+            seq.len = prompt.len() as i64;
+            if seq.max_tokens == 0 {
+                seq.sink.send(Event::Done(Finish::Length));
+                self.free.push(seq.slot);
+                continue;
+            }
+            let token = pick(
+                &logits[i * vocab..(i + 1) * vocab],
+                &seq.sampling,
+                &mut seq.rng,
+            );
+            if let Some(finish) = self.emit(&mut seq, token) {
+                seq.sink.send(Event::Done(finish));
+                self.free.push(seq.slot);
+            } else {
+                self.running.push(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// The logits of each prompt's last position, `[rows x vocab]` flat on the host, and
+    /// the vocabulary size: [`Engine::prefill`]'s pass.
+    fn first_logits(&mut self, batch: &[Starting<S>]) -> Result<(Vec<f32>, usize)> {
         let longest = batch.iter().map(|s| s.prompt.len()).max().unwrap_or(0);
         let mut ids = vec![0i64; batch.len() * longest];
         for (i, s) in batch.iter().enumerate() {
@@ -570,27 +612,13 @@ impl<S: Sink> Engine<S> {
             .to_kind(Kind::Float)
             .to_device(Device::Cpu);
         let vocab = logits.size()[1] as usize;
-        let logits = Vec::<f32>::try_from(&logits.flatten(0, -1))?;
-        for (i, Starting { prompt, mut seq }) in batch.into_iter().enumerate() {
-            seq.len = prompt.len() as i64;
-            if seq.max_tokens == 0 {
-                seq.sink.send(Event::Done(Finish::Length));
-                self.free.push(seq.slot);
-                continue;
-            }
-            let token = pick(
-                &logits[i * vocab..(i + 1) * vocab],
-                &seq.sampling,
-                &mut seq.rng,
-            );
-            if let Some(finish) = self.emit(&mut seq, token) {
-                seq.sink.send(Event::Done(finish));
-                self.free.push(seq.slot);
-            } else {
-                self.running.push(seq);
-            }
-        }
-        Ok(())
+        Ok((Vec::<f32>::try_from(&logits.flatten(0, -1))?, vocab))
+    }
+
+    /// Ends an admitted request that will not run: `Failed` with the error, its slot freed.
+    fn abandon(&mut self, mut seq: Running<S>, e: &Error) {
+        seq.sink.send(Event::Failed(format!("prefill failed: {e}")));
+        self.free.push(seq.slot);
     }
 
     /// Delivers `token` to `seq`; `Some` when the sequence is over.

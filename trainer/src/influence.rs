@@ -7,7 +7,8 @@
 //! ([`Checkpoint`](crate::train::Checkpoint)).
 //! [`build`] then takes up to `checkpoints` of them, evenly spaced up to the adapter kept,
 //! and for each contribution computes the gradient of its mean next-token loss with respect
-//! to the adapter weights at each checkpoint, projects it to `dim` numbers with a fixed
+//! to the adapter weights at each checkpoint (see below for how passes are shared), projects
+//! it to `dim` numbers with a fixed
 //! Rademacher matrix (seeded, so every query uses the same one), removes the mean over the
 //! contributions (the direction every contribution shares: the move from the base model to
 //! the dataset's general style), applies a curvature correction, and normalises it to unit
@@ -21,6 +22,19 @@
 //! form). It discounts directions that many contributions share (sentence shapes common to
 //! the whole Datanet) in favour of what sets one contribution apart; without it, top-1
 //! accuracy on the planted Datanet fell to 41 of 80 queries (base corpus v4, two checkpoints).
+//!
+//! A LoRA factor's gradient needs only two signals of a forward and backward pass: each
+//! adapted projection's input `X` and the loss's gradient `Δ` at its output, from which
+//! `dA = s (Δ B)ᵀ X` and `dB = s Δᵀ (X Aᵀ)` for any factors `A`, `B`. So `passes` (by
+//! default one per checkpoint) can split the checkpoints into fewer consecutive groups, runs one pass per group at its last
+//! checkpoint, and takes every checkpoint's gradient in the group from that pass's `X` and
+//! `Δ` with the checkpoint's own factors: exact at the pass's checkpoint, an approximation at
+//! the others (their activations are the later checkpoint's). Contributions and answers are
+//! treated the same way (the index records its passes). On five planted Datanets with 8
+//! checkpoints (400 queries, 2026-12-07), top-1: 8 passes 381, 4 passes 377, 2 passes 361,
+//! 1 pass 340 (and make test's planted Datanet, 40 of 40 with 8 passes, 35 with 4: under
+//! its 90%, so the default stays exact); one shared pass on the answers' side alone, against
+//! exact contributions, fell to 208: both sides must be taken alike.
 //!
 //! The index holds, per checkpoint, the adapter's weights at that point (a query's gradient is
 //! taken there), `contributions x dim` float32 and one `dim x dim` matrix, and lies in the
@@ -47,6 +61,11 @@ pub struct InfluenceConfig {
     pub dim: i64,
     /// Checkpoints used (at most).
     pub checkpoints: usize,
+    /// Forward and backward passes per contribution or answer: the checkpoints are split into
+    /// this many consecutive groups, and a group's gradients all come from one pass at its
+    /// last checkpoint, each checkpoint with its own factors. 0 (the default), or as many as
+    /// `checkpoints` or more, is one pass per checkpoint: each gradient exact.
+    pub passes: usize,
     /// Seed of the projection.
     pub seed: u64,
     /// Longest token sequence per contribution or query (the rest is cut).
@@ -65,6 +84,10 @@ impl Default for InfluenceConfig {
             // 2 checkpoints 345, 4 364, 8 381, 20 387. Each checkpoint costs one gradient
             // pass per contribution when the index is built and per answer when attributed.
             checkpoints: 8,
+            // One per checkpoint. Top-1 over the same Datanets with 8 checkpoints
+            // (2026-12-07): 8 passes 381, 4 passes 377 (but 35 of make test's 40, under its
+            // 36), 2 passes 361, 1 pass 340; 4 checkpoints in 4 passes: 364.
+            passes: 0,
             seed: 0,
             max_tokens: 256,
             damping: 0.01,
@@ -87,6 +110,13 @@ impl InfluenceConfig {
             return bad(format!(
                 "attribution.checkpoints {} must be 1 to 64 (8 is the default)",
                 self.checkpoints
+            ));
+        }
+        if self.passes > 64 {
+            return bad(format!(
+                "attribution.passes {} must be 0 to 64 (0, the default, is one pass per \
+                 checkpoint)",
+                self.passes
             ));
         }
         if self.max_tokens < 2 {
@@ -115,6 +145,17 @@ pub struct IndexMeta {
     pub ids: Vec<String>,
     /// (step, learning rate) of each checkpoint.
     pub checkpoints: Vec<(usize, f64)>,
+    /// Passes each gradient was taken in ([`InfluenceConfig::passes`] as built; 0 in indexes
+    /// built before passes were shared: one per checkpoint). Answers are scored the same way.
+    #[serde(default)]
+    pub passes: usize,
+}
+
+impl IndexMeta {
+    /// The checkpoints' groups, each taken from one pass (see [`InfluenceConfig::passes`]).
+    fn groups(&self) -> Vec<(usize, usize)> {
+        groups(self.checkpoints.len(), self.passes)
+    }
 }
 
 /// Projected, normalised per-contribution gradients at a few checkpoints.
@@ -200,94 +241,172 @@ fn pass_bytes(device: tch::Device) -> i64 {
     }
 }
 
-/// Rows of `tokens` tokens that fit in one pass of [`gradients`] for adapters of `params`
-/// parameters.
-fn rows_per_pass(model: &Model, params: i64, tokens: i64) -> usize {
+/// Rows of `tokens` tokens that fit in one pass of [`gradients_at`] giving `copies`
+/// gradients each for adapters of `params` parameters.
+fn rows_per_pass(model: &Model, params: i64, copies: i64, tokens: i64) -> usize {
     let c = &model.config;
-    let per_row = 4 * (3 * params + tokens * (2 * c.vocab_size + 16 * c.hidden * c.layers));
+    // Per row: the weights and gradient of each copy plus the pass's weights; logits (and
+    // their log-softmax); activations, with each adapted projection's input and output
+    // kept for the factor gradients.
+    let per_row =
+        4 * ((2 * copies + 1) * params + tokens * (2 * c.vocab_size + 28 * c.hidden * c.layers));
     (pass_bytes(model.device()) / per_row.max(1)).max(1) as usize
 }
 
-/// Per-row adapter gradients `[rows, num_parameters]` in one forward and one backward pass:
-/// row `b` is the gradient of the mean next-token loss of `seqs[b]` with respect to the flat
-/// adapter weights `weights[b]` (`lora`'s layout, see [`Lora::row_projector`]). Sequences
-/// are right-padded (causal attention keeps the padding out of the real tokens) and the
-/// padding is left out of the loss; a sequence of fewer than two tokens gets a zero row.
-fn gradients(model: &Model, lora: &Lora, weights: Tensor, seqs: &[&[i64]]) -> Result<Tensor> {
-    let device = model.device();
-    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-    if len < 2 {
-        return Ok(weights.zeros_like());
+/// The checkpoints `0..checkpoints` split into `passes` consecutive groups `(first, end)`
+/// (as even as can be, later groups the larger); 0 passes (indexes built before passes were
+/// shared) is one per checkpoint.
+fn groups(checkpoints: usize, passes: usize) -> Vec<(usize, usize)> {
+    let n = if passes == 0 {
+        checkpoints
+    } else {
+        passes.min(checkpoints)
+    };
+    (0..n)
+        .map(|i| (i * checkpoints / n, (i + 1) * checkpoints / n))
+        .collect()
+}
+
+/// A batch of token sequences for a gradient pass: right-padded ids `[rows, len]`, the mask
+/// of real next-token targets `[rows, len - 1]` and each row's target count.
+struct Batch {
+    ids: Tensor,
+    mask: Tensor,
+    counts: Tensor,
+}
+
+impl Batch {
+    /// `None` when no sequence has two tokens (no next-token target anywhere).
+    fn new(seqs: &[&[i64]], device: tch::Device) -> Option<Batch> {
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if len < 2 {
+            return None;
+        }
+        let (b, t) = (seqs.len() as i64, len as i64 - 1);
+        let mut ids = vec![0i64; seqs.len() * len];
+        let mut mask = vec![0f32; seqs.len() * (len - 1)];
+        let mut counts = Vec::with_capacity(seqs.len());
+        for (i, s) in seqs.iter().enumerate() {
+            ids[i * len..i * len + s.len()].copy_from_slice(s);
+            let n = s.len().saturating_sub(1);
+            mask[i * (len - 1)..i * (len - 1) + n].fill(1.0);
+            counts.push(n.max(1) as f32);
+        }
+        Some(Batch {
+            ids: Tensor::from_slice(&ids)
+                .view([b, len as i64])
+                .to_device(device),
+            mask: Tensor::from_slice(&mask).view([b, t]).to_device(device),
+            counts: Tensor::from_slice(&counts).to_device(device),
+        })
     }
-    let (b, t) = (seqs.len() as i64, len as i64 - 1);
-    let mut ids = vec![0i64; seqs.len() * len];
-    let mut mask = vec![0f32; seqs.len() * (len - 1)];
-    let mut counts = Vec::with_capacity(seqs.len());
-    for (i, s) in seqs.iter().enumerate() {
-        ids[i * len..i * len + s.len()].copy_from_slice(s);
-        let n = s.len().saturating_sub(1);
-        mask[i * (len - 1)..i * (len - 1) + n].fill(1.0);
-        counts.push(n.max(1) as f32);
-    }
-    let ids = Tensor::from_slice(&ids)
-        .view([b, len as i64])
-        .to_device(device);
-    let mask = Tensor::from_slice(&mask).view([b, t]).to_device(device);
-    let counts = Tensor::from_slice(&counts).to_device(device);
-    tch::with_grad(|| {
-        let leaf = weights.detach().set_requires_grad(true);
-        let logits = model.forward_with(&ids.narrow(1, 0, t), &lora.row_projector(&leaf))?;
+
+    /// The sum over rows of each row's mean next-token loss, through `project`.
+    fn loss(
+        &self,
+        model: &Model,
+        project: &dyn Fn(usize, &str, &crate::model::Linear, &Tensor) -> Tensor,
+    ) -> Result<Tensor> {
+        let t = self.mask.size()[1];
+        let logits = model.forward_with(&self.ids.narrow(1, 0, t), project)?;
         let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
         let nll = -logp
-            .gather(2, &ids.narrow(1, 1, t).unsqueeze(-1), false)
+            .gather(2, &self.ids.narrow(1, 1, t).unsqueeze(-1), false)
             .squeeze_dim(-1);
-        let per_row = (nll * mask).sum_dim_intlist([1].as_slice(), false, Kind::Float) / counts;
-        per_row.sum(Kind::Float).backward();
-        Ok(leaf.grad())
+        let per_row =
+            (nll * &self.mask).sum_dim_intlist([1].as_slice(), false, Kind::Float) / &self.counts;
+        Ok(per_row.sum(Kind::Float))
+    }
+}
+
+/// Per-row adapter gradients `[rows, num_parameters]`, one tensor for each of `at`, from one
+/// forward and one backward pass with row `b` at the flat adapter weights `pass[b]`
+/// (`lora`'s layout, see [`Lora::row_projector`]): row `b` of the result for `at[i]` is the
+/// gradient of the mean next-token loss of `seqs[b]` with respect to the factors `at[i][b]`,
+/// taken through the pass's activations ([`Lora::factor_gradients`]; exact where `at[i]` is
+/// `pass`). Sequences are right-padded (causal attention keeps the padding out of the real
+/// tokens) and the padding is left out of the loss; a sequence of fewer than two tokens
+/// gets zero rows.
+fn gradients_at(
+    model: &Model,
+    lora: &Lora,
+    pass: &Tensor,
+    at: &[Tensor],
+    seqs: &[&[i64]],
+) -> Result<Vec<Tensor>> {
+    let Some(batch) = Batch::new(seqs, model.device()) else {
+        return Ok(at.iter().map(Tensor::zeros_like).collect());
+    };
+    tch::with_grad(|| {
+        let sites = std::cell::RefCell::new(BTreeMap::new());
+        batch
+            .loss(model, &lora.probed_projector(pass, &sites))?
+            .backward();
+        let sites = sites.into_inner();
+        at.iter()
+            .map(|w| lora.factor_gradients(&sites, w))
+            .collect()
     })
 }
 
-/// Projected gradients `[seqs, dim]` (on the CPU) of token sequences, each cut to
-/// `max_tokens + 1`, row `b` taken at the flat adapter weights `weights[b]` (on the model's
-/// device). Sequences run in passes of similar lengths, as many rows as fit in one.
+/// Projected gradients of token sequences at each checkpoint: for checkpoint `c`, `[seqs,
+/// dim]` on the CPU, row `b` at the flat adapter weights `weights(b, c)` (on the model's
+/// device). Each group of checkpoints ([`groups`]) takes its gradients from one pass at the
+/// group's last checkpoint ([`gradients_at`]). Sequences are cut to `max_tokens + 1` and run
+/// in passes of similar lengths, as many rows as fit in one.
 fn projected(
     model: &Model,
     lora: &Lora,
-    weights: &[&Tensor],
+    weights: &dyn Fn(usize, usize) -> Tensor,
+    groups: &[(usize, usize)],
     seqs: &[&[i64]],
     max_tokens: usize,
     p: &Tensor,
-) -> Result<Tensor> {
+) -> Result<Vec<Tensor>> {
+    let checkpoints = groups.last().map_or(0, |g| g.1);
+    let widest = groups.iter().map(|(a, b)| b - a).max().unwrap_or(1) as i64;
     let seqs: Vec<&[i64]> = seqs
         .iter()
         .map(|s| &s[..s.len().min(max_tokens + 1)])
         .collect();
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
-    let mut parts = Vec::new();
+    let mut parts: Vec<Vec<Tensor>> = (0..checkpoints).map(|_| Vec::new()).collect();
     let mut at = 0;
     while at < order.len() {
         let longest = seqs[order[at]].len() as i64;
-        let n = rows_per_pass(model, lora.num_parameters(), longest).min(order.len() - at);
+        let n = rows_per_pass(model, lora.num_parameters(), widest, longest).min(order.len() - at);
         let chunk = &order[at..at + n];
-        let rows: Vec<&Tensor> = chunk.iter().map(|&i| weights[i]).collect();
+        let stack = |c: usize| {
+            let rows: Vec<Tensor> = chunk.iter().map(|&i| weights(i, c)).collect();
+            Tensor::stack(&rows, 0)
+        };
         let batch: Vec<&[i64]> = chunk.iter().map(|&i| seqs[i]).collect();
-        let g = gradients(model, lora, Tensor::stack(&rows, 0), &batch)?;
-        parts.push(g.matmul(p).to_device(tch::Device::Cpu));
+        for &(first, end) in groups {
+            let each: Vec<Tensor> = (first..end).map(stack).collect();
+            let g = gradients_at(model, lora, &each[each.len() - 1], &each, &batch)?;
+            for (c, g) in (first..end).zip(g) {
+                parts[c].push(g.matmul(p).to_device(tch::Device::Cpu));
+            }
+        }
         at += n;
-    }
-    if parts.is_empty() {
-        return Ok(Tensor::zeros(
-            [0, p.size()[1]],
-            (Kind::Float, tch::Device::Cpu),
-        ));
     }
     // Back to the callers' order.
     let mut back = vec![0i64; order.len()];
     for (sorted, &i) in order.iter().enumerate() {
         back[i] = sorted as i64;
     }
-    Ok(Tensor::cat(&parts, 0).index_select(0, &Tensor::from_slice(&back)))
+    let back = Tensor::from_slice(&back);
+    Ok(parts
+        .into_iter()
+        .map(|parts| {
+            if parts.is_empty() {
+                Tensor::zeros([0, p.size()[1]], (Kind::Float, tch::Device::Cpu))
+            } else {
+                Tensor::cat(&parts, 0).index_select(0, &back)
+            }
+        })
+        .collect())
 }
 
 /// `(G^T G / n + λ I)^(-1/2)` for centred projected gradients `G` (`[n, k]`), with `λ` the
@@ -315,7 +434,8 @@ fn unit(x: &Tensor) -> Tensor {
     x / norm
 }
 
-/// [`projected`] with every row at the same adapter weights (taken with [`Lora::weights`]).
+/// [`projected`] of one checkpoint, every row at the same adapter weights (taken with
+/// [`Lora::weights`]).
 fn projected_at(
     model: &Model,
     lora: &Lora,
@@ -325,7 +445,16 @@ fn projected_at(
     p: &Tensor,
 ) -> Result<Tensor> {
     let flat = Lora::flat(weights).to_device(model.device());
-    projected(model, lora, &vec![&flat; seqs.len()], seqs, max_tokens, p)
+    let mut g = projected(
+        model,
+        lora,
+        &|_, _| flat.shallow_clone(),
+        &[(0, 1)],
+        seqs,
+        max_tokens,
+        p,
+    )?;
+    Ok(g.remove(0))
 }
 
 /// Builds the index of `docs` (id, token ids) for adapters of `lora`'s layout trained on
@@ -351,11 +480,25 @@ pub fn build(
         model.device(),
     );
     let seqs: Vec<&[i64]> = docs.iter().map(|(_, ids)| ids.as_slice()).collect();
+    let device = model.device();
+    let flats: Vec<Tensor> = checkpoints
+        .iter()
+        .map(|c| Lora::flat(&c.weights).to_device(device))
+        .collect();
+    let groups = groups(checkpoints.len(), config.passes);
+    let all = projected(
+        model,
+        lora,
+        &|_, c| flats[c].shallow_clone(),
+        &groups,
+        &seqs,
+        config.max_tokens,
+        &p,
+    )?;
     let mut grads = Vec::with_capacity(checkpoints.len());
     let mut means = Vec::with_capacity(checkpoints.len());
     let mut whiten = Vec::with_capacity(checkpoints.len());
-    for c in &checkpoints {
-        let g = projected_at(model, lora, &c.weights, &seqs, config.max_tokens, &p)?;
+    for g in all {
         let mean = g.mean_dim(0, false, Kind::Float);
         let centred = g - &mean;
         let w = whitening(&centred, config.damping);
@@ -371,6 +514,7 @@ pub fn build(
                 .iter()
                 .map(|c| (c.step, c.learning_rate))
                 .collect(),
+            passes: groups.len(),
         },
         shapes: checkpoints[0].weights.iter().map(Tensor::size).collect(),
         weights: checkpoints.iter().map(|c| Lora::flat(&c.weights)).collect(),
@@ -393,12 +537,12 @@ pub struct Query<'a> {
 
 impl Query<'_> {
     /// Whether two queries can share gradient passes: adapters of one layout, indexes of the
-    /// same projection, token cut and number of checkpoints.
+    /// same projection, token cut, checkpoints and passes.
     fn fits(&self, other: &Query<'_>) -> bool {
         let (a, b) = (&self.index.meta.config, &other.index.meta.config);
         self.lora.same_layout(other.lora)
             && (a.dim, a.seed, a.max_tokens) == (b.dim, b.seed, b.max_tokens)
-            && self.index.weights.len() == other.index.weights.len()
+            && self.index.meta.groups() == other.index.meta.groups()
     }
 }
 
@@ -435,21 +579,20 @@ fn scores_group(model: &Model, queries: &[Query<'_>], group: &[usize]) -> Result
             Tensor::zeros([n], (Kind::Double, tch::Device::Cpu))
         })
         .collect();
-    // One row per checkpoint and answer, each at its adapter's weights at that checkpoint,
-    // so few answers still fill a pass.
     let checkpoints = first.index.weights.len();
-    let mut rows = Vec::with_capacity(checkpoints * group.len());
-    for c in 0..checkpoints {
-        rows.extend(group.iter().map(|&i| &queries[i].index.weights[c]));
-    }
-    let rows: Vec<Tensor> = rows.into_iter().map(|w| w.to_device(device)).collect();
-    let rows: Vec<&Tensor> = rows.iter().collect();
-    let seqs = seqs.repeat(checkpoints);
-    let g = projected(model, first.lora, &rows, &seqs, config.max_tokens, &p)?;
-    for c in 0..checkpoints {
+    let all = projected(
+        model,
+        first.lora,
+        &|row, c| queries[group[row]].index.weights[c].to_device(device),
+        &first.index.meta.groups(),
+        &seqs,
+        config.max_tokens,
+        &p,
+    )?;
+    for (c, g) in all.iter().enumerate().take(checkpoints) {
         for (row, (&i, total)) in group.iter().zip(&mut totals).enumerate() {
             let ix = queries[i].index;
-            let q = (g.get((c * group.len() + row) as i64) - &ix.means[c]).matmul(&ix.whiten[c]);
+            let q = (g.get(row as i64) - &ix.means[c]).matmul(&ix.whiten[c]);
             *total +=
                 ix.grads[c].matmul(&unit(&q)).to_kind(Kind::Double) * ix.meta.checkpoints[c].1;
         }
@@ -764,7 +907,10 @@ mod tests {
         // One row per sequence, each with its adapter's weights.
         let flat: Vec<Tensor> = weights.iter().map(|w| Lora::flat(w)).collect();
         let refs: Vec<&[i64]> = seqs.iter().map(Vec::as_slice).collect();
-        let batched = gradients(&model, &lora, Tensor::stack(&flat, 0), &refs).unwrap();
+        let stacked = Tensor::stack(&flat, 0);
+        let batched = gradients_at(&model, &lora, &stacked, &[stacked.copy()], &refs)
+            .unwrap()
+            .remove(0);
         // Against one sequence at a time through the adapter itself.
         for (row, (seq, w)) in seqs.iter().zip(weights).enumerate() {
             lora.set_weights(w);
@@ -787,10 +933,25 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_split_into_passes_and_older_indexes_keep_one_each() {
+        assert_eq!(groups(8, 4), [(0, 2), (2, 4), (4, 6), (6, 8)]);
+        assert_eq!(groups(5, 2), [(0, 2), (2, 5)]);
+        assert_eq!(groups(3, 8), [(0, 1), (1, 2), (2, 3)]);
+        assert_eq!(groups(3, 0), [(0, 1), (1, 2), (2, 3)]);
+        // influence.json as written before passes were shared.
+        let old = r#"{"config": {"dim": 16, "checkpoints": 2, "seed": 0, "max_tokens": 256,
+            "damping": 0.01}, "ids": ["a"], "checkpoints": [[1, 0.1], [2, 0.1]]}"#;
+        let meta: IndexMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(meta.groups(), [(0, 1), (1, 2)]);
+    }
+
+    #[test]
     fn answers_of_several_adapters_score_together_as_alone() {
         let (model, lora, a, b) = tiny();
+        // Both checkpoints' gradients from one pass.
         let config = InfluenceConfig {
             dim: 16,
+            passes: 1,
             ..InfluenceConfig::default()
         };
         let docs: Vec<(String, Vec<i64>)> = (0..6)
@@ -830,6 +991,45 @@ mod tests {
             }
         }
         assert_ne!(together[0], together[1], "the two indexes differ");
+    }
+
+    #[test]
+    fn a_saved_index_loads_with_the_same_checkpoints_and_scores() {
+        let (model, lora, a, b) = tiny();
+        let config = InfluenceConfig {
+            dim: 16,
+            ..InfluenceConfig::default()
+        };
+        let docs: Vec<(String, Vec<i64>)> = (0..5)
+            .map(|i| {
+                (
+                    format!("d{i}"),
+                    (0..4 + i).map(|t| (t * 7 + i) % 97).collect(),
+                )
+            })
+            .collect();
+        let at = |w: &Vec<Tensor>, step| Checkpoint {
+            step,
+            learning_rate: 0.05 * step as f64,
+            weights: w.iter().map(Tensor::copy).collect(),
+        };
+        let index = build(&model, &lora, vec![at(&a, 1), at(&b, 3)], &docs, &config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        index.save(dir.path()).unwrap();
+        let loaded = InfluenceIndex::load(dir.path()).unwrap();
+        assert_eq!(loaded.meta, index.meta);
+        assert_eq!(loaded.bytes(), index.bytes());
+        for (c, w) in loaded.checkpoints().iter().zip([&a, &b]) {
+            assert_eq!(c.weights.len(), w.len());
+            for (x, y) in c.weights.iter().zip(w) {
+                assert!(x.equal(y), "checkpoint weights come back as trained");
+            }
+        }
+        let query: Vec<i64> = (0..9).map(|t| (t * 5 + 1) % 97).collect();
+        assert_eq!(
+            loaded.scores(&model, &lora, &query).unwrap(),
+            index.scores(&model, &lora, &query).unwrap()
+        );
     }
 
     #[test]

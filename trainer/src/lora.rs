@@ -484,6 +484,72 @@ impl Lora {
         }
     }
 
+    /// [`Lora::row_projector`] that also records, at every adapted projection, its input
+    /// and a zero tensor added to its output that gradients reach (`sites`, by pair in
+    /// [`Lora::weights`] order): after a backward pass, [`Lora::factor_gradients`] gives
+    /// each row's factor gradients at any weights from these.
+    pub fn probed_projector<'a>(
+        &'a self,
+        rows: &Tensor,
+        sites: &'a std::cell::RefCell<BTreeMap<usize, (Tensor, Tensor)>>,
+    ) -> impl Fn(usize, &str, &Linear, &Tensor) -> Tensor + 'a {
+        let inner = self.row_projector(rows);
+        let order: BTreeMap<(usize, String), usize> = self
+            .pairs
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        move |layer, role, base: &Linear, x| {
+            let y = inner(layer, role, base, x);
+            match order.get(&(layer, role.to_string())) {
+                None => y,
+                Some(&i) => {
+                    let probe = y.zeros_like().set_requires_grad(true);
+                    let y = y + &probe;
+                    sites.borrow_mut().insert(i, (x.detach(), probe));
+                    y
+                }
+            }
+        }
+    }
+
+    /// Per-row factor gradients `[rows, num_parameters]` at the flat weights `at` (`[rows,
+    /// num_parameters]`, this layout), from a pass through [`Lora::probed_projector`]: with
+    /// `X` a projection's inputs and `Δ` the loss's gradient at its output, `dA = s (Δ B)ᵀ X`
+    /// and `dB = s Δᵀ (X Aᵀ)`. Exact at the weights the pass ran with; at other weights it
+    /// keeps that pass's activations.
+    pub fn factor_gradients(
+        &self,
+        sites: &BTreeMap<usize, (Tensor, Tensor)>,
+        at: &Tensor,
+    ) -> Result<Tensor> {
+        let scale = self.config.scale();
+        let b = at.size()[0];
+        let parts = at.split_with_sizes(&self.sizes, 1);
+        let mut out = Vec::with_capacity(parts.len());
+        for (i, ((a, bf), p)) in self.pairs.values().zip(parts.chunks(2)).enumerate() {
+            let (x, probe) = sites.get(&i).ok_or_else(|| {
+                Error::Internal(format!("adapter projection {i} was not run in the pass"))
+            })?;
+            let x = x.to_kind(Kind::Float);
+            let d = probe.grad();
+            let d = if d.defined() {
+                d.to_kind(Kind::Float)
+            } else {
+                Tensor::zeros(probe.size(), (Kind::Float, probe.device()))
+            };
+            let (sa, sb) = (a.size(), bf.size());
+            let fa = p[0].view([b, sa[0], sa[1]]); // [rows, r, in]
+            let fb = p[1].view([b, sb[0], sb[1]]); // [rows, out, r]
+            let da = d.bmm(&fb).transpose(1, 2).bmm(&x) * scale;
+            let db = d.transpose(1, 2).bmm(&x.bmm(&fa.transpose(1, 2))) * scale;
+            out.push(da.flatten(1, -1));
+            out.push(db.flatten(1, -1));
+        }
+        Ok(Tensor::cat(&out, 1))
+    }
+
     /// Writes the adapters in PEFT's format into `dir`: `adapter_model.safetensors` (tensor
     /// names as PEFT saves them) and `adapter_config.json` (`base_model` names the base).
     pub fn save_peft(&self, model: &Model, dir: &Path, base_model: &str) -> Result<()> {
