@@ -122,9 +122,10 @@ pub(crate) struct Inference {
     /// Memory for adapters kept loaded, in MiB; the least recently used are unloaded first.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     adapter_cache_mb: i64,
-    /// Memory for the adapters and influence indexes attribution keeps loaded, in MiB, on the
-    /// serving device (GPU memory on a GPU; at least those of the answers it is scoring); the
-    /// least recently used go first.
+    /// Memory for the adapters and influence indexes attribution keeps loaded, in MiB (at
+    /// least those of the answers it is scoring); the least recently used go first. The
+    /// adapters and their indexes' checkpoint weights, most of it, live on the serving device
+    /// (GPU memory on a GPU); the rest in host memory.
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     attribution_cache_mb: i64,
     /// Fee per token (prompt and answer) in integer token units (10^18 units = 1 token).

@@ -467,13 +467,7 @@ impl<S: Sink> Engine<S> {
                     }
                     batch.push(starting.next().expect("peeked"));
                 }
-                if let Err(e) = self.prefill(batch) {
-                    // The batch's requests have ended; so do those admitted after it.
-                    for rest in starting {
-                        self.abandon(rest.seq, &e);
-                    }
-                    return Err(e);
-                }
+                self.prefill(batch);
             }
             self.decode()
         })
@@ -499,7 +493,7 @@ impl<S: Sink> Engine<S> {
     }
 
     /// Checks a waiting request and takes its adapter and a cache slot; `None` when it ended
-    /// here (refused, or its adapter failed to load).
+    /// here (refused, nothing to generate, or its adapter failed to load).
     fn admit(&mut self, mut r: Request<S>) -> Option<Starting<S>> {
         let max_pos = self.model.config.max_positions as usize;
         if r.prompt.is_empty() || r.prompt.len() >= max_pos {
@@ -508,6 +502,10 @@ impl<S: Sink> Engine<S> {
                 r.prompt.len(),
                 max_pos - 1
             )));
+            return None;
+        }
+        if r.max_tokens == 0 {
+            r.sink.send(Event::Done(Finish::Length));
             return None;
         }
         let adapter = match &r.adapter {
@@ -540,24 +538,23 @@ impl<S: Sink> Engine<S> {
     /// Prefills admitted prompts in one pass (right-padded to the longest: a padded
     /// position's keys and values sit past the row's end, where its next decoding step
     /// overwrites them before anything attends to them) and picks each one's first token.
-    /// When the pass fails, its requests end `Failed` and free their slots.
-    fn prefill(&mut self, batch: Vec<Starting<S>>) -> Result<()> {
+    /// When the pass fails, its requests end `Failed` and free their slots; the running
+    /// sequences and other batches go on.
+    fn prefill(&mut self, batch: Vec<Starting<S>>) {
         let (logits, vocab) = match self.first_logits(&batch) {
             Ok(l) => l,
             Err(e) => {
-                for s in batch {
-                    self.abandon(s.seq, &e);
+                for mut s in batch {
+                    s.seq
+                        .sink
+                        .send(Event::Failed(format!("prefill failed: {e}")));
+                    self.free.push(s.seq.slot);
                 }
-                return Err(e);
+                return;
             }
         };
         for (i, Starting { prompt, mut seq }) in batch.into_iter().enumerate() {
             seq.len = prompt.len() as i64;
-            if seq.max_tokens == 0 {
-                seq.sink.send(Event::Done(Finish::Length));
-                self.free.push(seq.slot);
-                continue;
-            }
             let token = pick(
                 &logits[i * vocab..(i + 1) * vocab],
                 &seq.sampling,
@@ -570,7 +567,6 @@ impl<S: Sink> Engine<S> {
                 self.running.push(seq);
             }
         }
-        Ok(())
     }
 
     /// The logits of each prompt's last position, `[rows x vocab]` flat on the host, and
@@ -613,12 +609,6 @@ impl<S: Sink> Engine<S> {
             .to_device(Device::Cpu);
         let vocab = logits.size()[1] as usize;
         Ok((Vec::<f32>::try_from(&logits.flatten(0, -1))?, vocab))
-    }
-
-    /// Ends an admitted request that will not run: `Failed` with the error, its slot freed.
-    fn abandon(&mut self, mut seq: Running<S>, e: &Error) {
-        seq.sink.send(Event::Failed(format!("prefill failed: {e}")));
-        self.free.push(seq.slot);
     }
 
     /// Delivers `token` to `seq`; `Some` when the sequence is over.

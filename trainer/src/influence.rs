@@ -26,10 +26,10 @@
 //! A LoRA factor's gradient needs only two signals of a forward and backward pass: each
 //! adapted projection's input `X` and the loss's gradient `Δ` at its output, from which
 //! `dA = s (Δ B)ᵀ X` and `dB = s Δᵀ (X Aᵀ)` for any factors `A`, `B`. So `passes` (by
-//! default one per checkpoint) can split the checkpoints into fewer consecutive groups, runs one pass per group at its last
-//! checkpoint, and takes every checkpoint's gradient in the group from that pass's `X` and
-//! `Δ` with the checkpoint's own factors: exact at the pass's checkpoint, an approximation at
-//! the others (their activations are the later checkpoint's). Contributions and answers are
+//! default one per checkpoint) can split the checkpoints into fewer consecutive groups: one
+//! pass per group at its last checkpoint, every checkpoint's gradient in the group from that
+//! pass's `X` and `Δ` with the checkpoint's own factors: exact at the pass's checkpoint, an
+//! approximation at the others (their activations are the later checkpoint's). Contributions and answers are
 //! treated the same way (the index records its passes). On five planted Datanets with 8
 //! checkpoints (400 queries, 2026-12-07), top-1: 8 passes 381, 4 passes 377, 2 passes 361,
 //! 1 pass 340 (and make test's planted Datanet, 40 of 40 with 8 passes, 35 with 4: under
@@ -64,7 +64,9 @@ pub struct InfluenceConfig {
     /// Forward and backward passes per contribution or answer: the checkpoints are split into
     /// this many consecutive groups, and a group's gradients all come from one pass at its
     /// last checkpoint, each checkpoint with its own factors. 0 (the default), or as many as
-    /// `checkpoints` or more, is one pass per checkpoint: each gradient exact.
+    /// `checkpoints` or more, is one pass per checkpoint: each gradient exact. (Left out of
+    /// `influence.json` when 0, so binaries from before it read such indexes.)
+    #[serde(skip_serializing_if = "is_zero")]
     pub passes: usize,
     /// Seed of the projection.
     pub seed: u64,
@@ -147,8 +149,12 @@ pub struct IndexMeta {
     pub checkpoints: Vec<(usize, f64)>,
     /// Passes each gradient was taken in ([`InfluenceConfig::passes`] as built; 0 in indexes
     /// built before passes were shared: one per checkpoint). Answers are scored the same way.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub passes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl IndexMeta {
@@ -248,8 +254,9 @@ fn rows_per_pass(model: &Model, params: i64, copies: i64, tokens: i64) -> usize 
     // Per row: the weights and gradient of each copy plus the pass's weights; logits (and
     // their log-softmax); activations, with each adapted projection's input and output
     // kept for the factor gradients.
-    let per_row =
-        4 * ((2 * copies + 1) * params + tokens * (2 * c.vocab_size + 28 * c.hidden * c.layers));
+    let per_row = 4
+        * ((2 * copies + 1) * params
+            + tokens * (2 * c.vocab_size + (20 * c.hidden + 4 * c.intermediate) * c.layers));
     (pass_bytes(model.device()) / per_row.max(1)).max(1) as usize
 }
 
@@ -458,8 +465,8 @@ fn projected_at(
 }
 
 /// Builds the index of `docs` (id, token ids) for adapters of `lora`'s layout trained on
-/// `model`, from `checkpoints` (see [`pick`]): each checkpoint's gradients come in batched
-/// passes ([`gradients`]).
+/// `model`, from `checkpoints` (see [`pick`]): the gradients come in batched passes, one per
+/// group of checkpoints (`config.passes`, [`gradients_at`]).
 pub fn build(
     model: &Model,
     lora: &Lora,
@@ -548,8 +555,8 @@ impl Query<'_> {
 
 /// TracIn scores of every contribution of each query's index (row order of its `meta.ids`),
 /// in batches: queries that fit together ([`Query::fits`]: answers of one adapter, or of
-/// adapters of one layout) share one forward and backward pass per checkpoint, each row
-/// with its own adapter's weights at that checkpoint.
+/// adapters of one layout) share each forward and backward pass (one per group of
+/// checkpoints, see [`InfluenceConfig::passes`]), each row with its own adapter's weights.
 pub fn scores_batch(model: &Model, queries: &[Query<'_>]) -> Result<Vec<Vec<f64>>> {
     let mut out = vec![Vec::new(); queries.len()];
     let mut left: Vec<usize> = (0..queries.len()).collect();
@@ -711,6 +718,9 @@ impl InfluenceIndex {
             let mut w = Vec::new();
             while let Some(t) = tensors.remove(&format!("c{c}.w{}", w.len())) {
                 w.push(t);
+            }
+            if w.is_empty() {
+                return Err(missing(&format!("c{c}.w0")));
             }
             let these: Vec<Vec<i64>> = w.iter().map(Tensor::size).collect();
             if c == 0 {

@@ -186,6 +186,19 @@ fn adapters_batched_together_decode_as_each_alone() {
         alone, together,
         "padded prefill and one prompt at a time agree"
     );
+
+    // Nothing to generate: done at once, no slot taken, the others unaffected.
+    let empty = Shared::default();
+    engine.submit(Request {
+        adapter: Some((id(1), Some(da.clone()))),
+        prompt: p1.clone(),
+        max_tokens: 0,
+        sampling: Sampling::GREEDY,
+        sink: empty.clone(),
+    });
+    let after = generate(&mut engine, &[job(Some((id(2), &db)), &p2)], max);
+    assert_eq!(*empty.0.borrow(), [Event::Done(Finish::Length)]);
+    assert_eq!(after[0], ref_b);
 }
 
 #[test]
