@@ -136,16 +136,13 @@ fn adapters_batched_together_decode_as_each_alone() {
     );
 
     // Together, with the base model in the same batch, and with different prompt lengths.
-    let together = generate(
-        &mut engine,
-        &[
-            job(Some((id(1), &da)), &p1),
-            job(Some((id(2), &db)), &p2),
-            job(None, &p2),
-            job(Some((id(2), &db)), &p2),
-        ],
-        max,
-    );
+    let mixed = [
+        job(Some((id(1), &da)), &p1),
+        job(Some((id(2), &db)), &p2),
+        job(None, &p2),
+        job(Some((id(2), &db)), &p2),
+    ];
+    let together = generate(&mut engine, &mixed, max);
     assert_eq!(together[0], ref_a);
     assert_eq!(together[1], ref_b);
     assert_eq!(together[2], ref_base);
@@ -154,16 +151,7 @@ fn adapters_batched_together_decode_as_each_alone() {
 
     // The same batch through the per-row gather (the path for many distinct adapters).
     engine.group_limit = 0;
-    let gathered = generate(
-        &mut engine,
-        &[
-            job(Some((id(1), &da)), &p1),
-            job(Some((id(2), &db)), &p2),
-            job(None, &p2),
-            job(Some((id(2), &db)), &p2),
-        ],
-        max,
-    );
+    let gathered = generate(&mut engine, &mixed, max);
     assert_eq!(
         gathered, together,
         "per-row gather and per-adapter groups agree"
@@ -172,16 +160,7 @@ fn adapters_batched_together_decode_as_each_alone() {
     // Each prompt prefilled alone (the four above were prefilled in one padded pass).
     engine.group_limit = 8;
     engine.prefill_tokens = 1;
-    let alone = generate(
-        &mut engine,
-        &[
-            job(Some((id(1), &da)), &p1),
-            job(Some((id(2), &db)), &p2),
-            job(None, &p2),
-            job(Some((id(2), &db)), &p2),
-        ],
-        max,
-    );
+    let alone = generate(&mut engine, &mixed, max);
     assert_eq!(
         alone, together,
         "padded prefill and one prompt at a time agree"
