@@ -123,8 +123,11 @@ for ckpt in 0 1; do
 done
 
 say "step 5: serving: 100 requests over 1, 10 and 100 adapters vs merged vs swap-per-request"
-if [ "$device" = cpu ]; then export TRIBUTARY_BENCH_REQUESTS=8 TRIBUTARY_BENCH_SWAP=2 TRIBUTARY_BENCH_ROUNDS=1; fi
-timeout 300 "$bin/gpu" serve "$qwen" "$device" 2>>"$log" | tee -a "$log" "$out/serving.md"
+if [ "$device" = cpu ]; then export TRIBUTARY_BENCH_REQUESTS=8 TRIBUTARY_BENCH_SWAP=2 TRIBUTARY_BENCH_ROUNDS=1 TRIBUTARY_BENCH_ADAPTERS=10; fi
+timeout 420 "$bin/gpu" serve "$qwen" "$device" 2>>"$log" | tee -a "$log" "$out/serving.md"
+rc=${PIPESTATUS[0]}
+echo "{\"serving\": \"exit $rc\"}" >> "$results"
+[ "$rc" = 0 ] || say "serving failed (exit $rc; 124 is the 420 s limit)"
 
 if [ -x "$bin/tributary" ]; then
   say "step 6: the whole demo with training and serving on the $device: sign, ingest, anchor, index, train, publish, serve one answer"
@@ -167,6 +170,8 @@ for ck in (0, 1):
 for r in rows:
     if "tests" in r:
         w(f"tests ({r['tests']}): exit {r['exit']}")
+    if "serving" in r:
+        w(f"serving: {r['serving']}")
     if "demo" in r:
         w(f"demo: {r['demo']}, adapter trained on {r['trained_on']}")
 PY

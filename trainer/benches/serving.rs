@@ -15,7 +15,8 @@
 //! adapters hold more weights than the base) and hidden 1024 (99M parameters); adapters are
 //! rank 8 on q, v, o, up and down with random factors, saved and loaded as PEFT folders. Every request
 //! has a 32-token prompt and generates 32 tokens (greedy, no end-of-text). Environment:
-//! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_SWAP` (swap requests, default
+//! `TRIBUTARY_BENCH_REQUESTS` (default 100), `TRIBUTARY_BENCH_ADAPTERS` (the most distinct
+//! adapters, default 100; the GPU check's CPU rehearsal uses fewer), `TRIBUTARY_BENCH_SWAP` (swap requests, default
 //! 10), `TRIBUTARY_BENCH_THREADS` (default 2), `TRIBUTARY_BENCH_ROUNDS` (interleaved rounds of
 //! the batched configurations, median reported; default 3). `TRIBUTARY_BENCH_DEVICE` (cpu
 //! or cuda) and `TRIBUTARY_BENCH_CHECKPOINT` (a Hugging Face checkpoint folder, loaded in its
@@ -386,22 +387,23 @@ pub(crate) fn main() {
     let requests = env("TRIBUTARY_BENCH_REQUESTS", if smoke { 8 } else { 100 });
     let swaps = env("TRIBUTARY_BENCH_SWAP", if smoke { 2 } else { 10 });
     let rounds = env("TRIBUTARY_BENCH_ROUNDS", if smoke { 1 } else { 3 }).max(1);
+    let most = env("TRIBUTARY_BENCH_ADAPTERS", 100).max(1);
     let widths: &[i64] = match std::env::var("TRIBUTARY_BENCH_CHECKPOINT") {
         Ok(_) => &[0],
         Err(_) if smoke => &[128],
         Err(_) => &[512, 1024],
     };
     for &hidden in widths {
-        shape(hidden, requests, swaps, threads, rounds);
+        shape(hidden, requests, swaps, threads, rounds, most);
     }
 }
 
-fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize) {
+fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize, most: usize) {
     let dir = tempfile::tempdir().unwrap();
     let base = base_model(7, hidden);
     let hidden = base.config.hidden;
     let params: i64 = base.parameters().iter().map(|t| t.numel() as i64).sum();
-    let all = adapters(&base, 100, dir.path());
+    let all = adapters(&base, most, dir.path());
     let adapter_params: i64 = ServedAdapter::load(&base, all[0].0, &all[0].1)
         .unwrap()
         .bytes()
@@ -453,7 +455,7 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize
     let mut runs: Vec<Vec<Run>> = (0..5).map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         runs[0].push(batched(&mut merged_engine, &[], &prompts, None));
-        for (i, k) in [1usize, 10, 100].into_iter().enumerate() {
+        for (i, k) in [1, 10.min(most), most].into_iter().enumerate() {
             runs[i + 1].push(batched(&mut engine, &all[..k], &prompts, None));
         }
         runs[4].push(batched(&mut engine, &all, &prompts, Some(&attribution)));
@@ -465,14 +467,14 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize
     let mut runs = runs.into_iter();
     let merged = median(runs.next().unwrap());
     let rows: Vec<(String, Run)> = [
-        "1 adapter(s), batched",
-        "10 adapter(s), batched",
-        "100 adapter(s), batched",
-        "100 adapter(s), batched, attribution on",
+        "1 adapter(s), batched".to_string(),
+        format!("{} adapter(s), batched", 10.min(most)),
+        format!("{most} adapter(s), batched"),
+        format!("{most} adapter(s), batched, attribution on"),
     ]
     .into_iter()
     .zip(runs)
-    .map(|(name, r)| (name.to_string(), median(r)))
+    .map(|(name, r)| (name, median(r)))
     .collect();
     let mut swap_engine: Engine<Clock> = Engine::new(base_model(7, hidden), eot, 1, i64::MAX);
     let swapped = swap(&mut swap_engine, &all, &prompts[..swaps.min(requests)]);
@@ -505,7 +507,7 @@ fn shape(hidden: i64, requests: usize, swaps: usize, threads: i32, rounds: usize
     );
     let (hundred, attributed) = (&rows[2].1, &rows[3].1);
     println!(
-        "hidden {hidden}, 100 adapters: {:.2}x the merged model (goal >= 0.8x), {:.1}x the swap baseline (goal >= 5x); attribution on: {:.2}x the tokens/s with it off (goal >= 0.7x)",
+        "hidden {hidden}, {most} adapters: {:.2}x the merged model (goal >= 0.8x), {:.1}x the swap baseline (goal >= 5x); attribution on: {:.2}x the tokens/s with it off (goal >= 0.7x)",
         hundred.tokens_per_s / merged.tokens_per_s,
         hundred.tokens_per_s / swapped.tokens_per_s,
         attributed.tokens_per_s / hundred.tokens_per_s
