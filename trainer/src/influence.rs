@@ -488,10 +488,10 @@ pub fn build(
     );
     let seqs: Vec<&[i64]> = docs.iter().map(|(_, ids)| ids.as_slice()).collect();
     let device = model.device();
-    let flats: Vec<Tensor> = checkpoints
-        .iter()
-        .map(|c| Lora::flat(&c.weights).to_device(device))
-        .collect();
+    // Each checkpoint flattened once: kept in the index, and on the model's device for the
+    // passes.
+    let kept: Vec<Tensor> = checkpoints.iter().map(|c| Lora::flat(&c.weights)).collect();
+    let flats: Vec<Tensor> = kept.iter().map(|f| f.to_device(device)).collect();
     let groups = groups(checkpoints.len(), config.passes);
     let all = projected(
         model,
@@ -524,7 +524,7 @@ pub fn build(
             passes: groups.len(),
         },
         shapes: checkpoints[0].weights.iter().map(Tensor::size).collect(),
-        weights: checkpoints.iter().map(|c| Lora::flat(&c.weights)).collect(),
+        weights: kept,
         grads,
         means,
         whiten,
