@@ -181,7 +181,8 @@ pub fn score_batch(
         })
         .collect();
     let mut scores: Vec<Option<Result<Vec<f64>>>> = (0..answers.len()).map(|_| None).collect();
-    match influence::scores_batch(model, &queries) {
+    // A panic inside libtorch (a CUDA out-of-memory) fails these answers, not the caller.
+    match crate::guarded(|| influence::scores_batch(model, &queries)) {
         Ok(all) => {
             for (&i, s) in asked.iter().zip(all) {
                 scores[i] = Some(Ok(s));

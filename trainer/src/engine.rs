@@ -446,6 +446,10 @@ impl<S: Sink> Engine<S> {
 
     /// Starts waiting requests while slots are free (their prompts prefilled together, see
     /// [`Engine::prefill_tokens`]), then runs one decoding step for every running sequence.
+    /// A pass that fails (an error, or a panic inside libtorch such as a CUDA out-of-memory:
+    /// see [`crate::guarded`]) ends the requests in it `Failed` and frees their slots; the
+    /// engine goes on with the others and with the requests still waiting. A failed decoding
+    /// step is also returned as the error, for the caller to log.
     pub fn step(&mut self) -> Result<()> {
         tch::no_grad(|| {
             let mut starting = Vec::new();
@@ -473,17 +477,6 @@ impl<S: Sink> Engine<S> {
         })
     }
 
-    /// Ends every running and waiting request with `Failed(message)`.
-    pub fn fail_all(&mut self, message: &str) {
-        for mut r in self.waiting.drain(..) {
-            r.sink.send(Event::Failed(message.to_string()));
-        }
-        for mut s in self.running.drain(..) {
-            s.sink.send(Event::Failed(message.to_string()));
-            self.free.push(s.slot);
-        }
-    }
-
     /// Runs until every submitted request has finished.
     pub fn run_to_end(&mut self) -> Result<()> {
         while !self.idle() {
@@ -504,19 +497,30 @@ impl<S: Sink> Engine<S> {
             )));
             return None;
         }
+        let vocab = self.model.config.vocab_size;
+        if let Some(t) = r.prompt.iter().find(|&&t| !(0..vocab).contains(&t)) {
+            r.sink.send(Event::Refused(format!(
+                "the prompt has token id {t}, outside the model's vocabulary of {vocab} (ids 0 \
+                 to {}): encode it with the model's own tokenizer",
+                vocab - 1
+            )));
+            return None;
+        }
         if r.max_tokens == 0 {
             r.sink.send(Event::Done(Finish::Length));
             return None;
         }
         let adapter = match &r.adapter {
             None => None,
-            Some((id, dir)) => match self.adapters.get(&self.model, *id, dir.as_deref()) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    r.sink.send(Event::Failed(e.to_string()));
-                    return None;
+            Some((id, dir)) => {
+                match crate::guarded(|| self.adapters.get(&self.model, *id, dir.as_deref())) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        r.sink.send(Event::Failed(e.to_string()));
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let slot = self.free.pop().expect("a free slot");
         Some(Starting {
@@ -541,7 +545,7 @@ impl<S: Sink> Engine<S> {
     /// When the pass fails, its requests end `Failed` and free their slots; the running
     /// sequences and other batches go on.
     fn prefill(&mut self, batch: Vec<Starting<S>>) {
-        let (logits, vocab) = match self.first_logits(&batch) {
+        let (logits, vocab) = match crate::guarded(|| self.first_logits(&batch)) {
             Ok(l) => l,
             Err(e) => {
                 for mut s in batch {
@@ -633,10 +637,54 @@ impl<S: Sink> Engine<S> {
         (self.model.kind(), self.model.device())
     }
 
+    /// One decoding step for every running sequence; when its pass fails, they all end
+    /// `Failed` (slots freed) and the error is returned.
     fn decode(&mut self) -> Result<()> {
         if self.running.is_empty() {
             return Ok(());
         }
+        let (greedy, sampled, rows, vocab) = match crate::guarded(|| self.next_logits()) {
+            Ok(next) => next,
+            Err(e) => {
+                for mut seq in std::mem::take(&mut self.running) {
+                    seq.sink
+                        .send(Event::Failed(format!("decoding failed: {e}")));
+                    self.free.push(seq.slot);
+                }
+                return Err(e);
+            }
+        };
+        let mut done = Vec::new();
+        let mut running = std::mem::take(&mut self.running);
+        for (i, seq) in running.iter_mut().enumerate() {
+            seq.len += 1;
+            let token = match sampled.binary_search(&(i as i64)) {
+                Ok(j) => pick(
+                    &rows[j * vocab..(j + 1) * vocab],
+                    &seq.sampling,
+                    &mut seq.rng,
+                ),
+                Err(_) => greedy[i],
+            };
+            if let Some(finish) = self.emit(seq, token) {
+                done.push((i, finish));
+            }
+        }
+        for (i, finish) in done.into_iter().rev() {
+            let mut seq = running.remove(i);
+            seq.sink.send(Event::Done(finish));
+            self.free.push(seq.slot);
+        }
+        self.running = running;
+        Ok(())
+    }
+
+    /// [`Engine::decode`]'s pass: every running sequence's next position through the model.
+    /// Returns the device's argmax of every row (the first maximum, as [`pick`]), the rows
+    /// that sample, their logits flat on the host (only those travel), and the vocabulary
+    /// size.
+    #[allow(clippy::type_complexity)]
+    fn next_logits(&mut self) -> Result<(Vec<i64>, Vec<i64>, Vec<f32>, usize)> {
         let key: Vec<Option<AdapterId>> = self
             .running
             .iter()
@@ -665,8 +713,6 @@ impl<S: Sink> Engine<S> {
                 })?;
         let logits = logits.squeeze_dim(1);
         let vocab = logits.size()[1] as usize;
-        // Greedy rows take the device's argmax (the first maximum, as `pick`); only sampled
-        // rows' logits travel to the host.
         let greedy = Vec::<i64>::try_from(&logits.argmax(-1, false).to_device(Device::Cpu))?;
         let sampled: Vec<i64> = (0..self.running.len() as i64)
             .filter(|&i| self.running[i as usize].sampling.temperature > 0.0)
@@ -683,29 +729,7 @@ impl<S: Sink> Engine<S> {
                     .flatten(0, -1),
             )?
         };
-        let mut done = Vec::new();
-        let mut running = std::mem::take(&mut self.running);
-        for (i, seq) in running.iter_mut().enumerate() {
-            seq.len += 1;
-            let token = match sampled.binary_search(&(i as i64)) {
-                Ok(j) => pick(
-                    &rows[j * vocab..(j + 1) * vocab],
-                    &seq.sampling,
-                    &mut seq.rng,
-                ),
-                Err(_) => greedy[i],
-            };
-            if let Some(finish) = self.emit(seq, token) {
-                done.push((i, finish));
-            }
-        }
-        for (i, finish) in done.into_iter().rev() {
-            let mut seq = running.remove(i);
-            seq.sink.send(Event::Done(finish));
-            self.free.push(seq.slot);
-        }
-        self.running = running;
-        Ok(())
+        Ok((greedy, sampled, rows, vocab))
     }
 }
 

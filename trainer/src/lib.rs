@@ -52,6 +52,23 @@ pub enum Error {
     Io(String, std::io::Error),
 }
 
+/// Runs `pass` (work on the model's tensors), turning a panic inside it into an error: tch's
+/// infallible operations panic when libtorch throws (a CUDA out-of-memory, a shape its
+/// kernels refuse), and a failed pass must fail only the requests in it, not the thread
+/// that serves them. Tensors the pass held are freed as it unwinds; a gradient mode the pass
+/// set is not restored (callers set it for each pass: the engine's step and the influence
+/// passes do), and the panic is still printed to standard error by the panic hook.
+pub fn guarded<T>(pass: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(Error::Internal(format!("the pass stopped: {message}")))
+    })
+}
+
 /// A keccak256 digest: content ids of checkpoints and adapter weights (the chain's `bytes32`;
 /// `tributary-models` turns them into alloy's `B256`).
 pub type Hash = [u8; 32];

@@ -1,6 +1,6 @@
 //! The serving engine: adapters batched together decode exactly as each alone, the KV cache
-//! matches full recomputation, sampling is reproducible per seed, and the adapter cache
-//! evicts under its budget and reloads.
+//! matches full recomputation, sampling is reproducible per seed, the adapter cache
+//! evicts under its budget and reloads, and a pass that fails fails only its own requests.
 
 use tch::{Device, Tensor};
 use tributary_trainer::attribute::greedy;
@@ -303,4 +303,81 @@ fn the_adapter_cache_evicts_under_its_budget_and_reloads() {
     // An adapter in use is not dropped from under its sequence when evicted.
     let got = generate(&mut engine, &[job(1), job(2), job(0)], 12);
     assert_eq!(got, vec![refs[1].clone(), refs[2].clone(), refs[0].clone()]);
+}
+
+#[test]
+fn a_failed_pass_fails_only_its_requests_and_the_engine_goes_on() {
+    let dir = tiny();
+    let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
+    let (p, q) = (
+        tok.encode("Once upon a time").unwrap(),
+        tok.encode("question: what is bread?\nanswer:").unwrap(),
+    );
+    // Two slots.
+    let mut engine: Engine<Shared> =
+        Engine::new(Model::load(&dir, Device::Cpu).unwrap(), -1, 2, i64::MAX);
+    let job = || Job {
+        adapter: None,
+        prompt: p.clone(),
+        sampling: Sampling::GREEDY,
+    };
+    let reference = generate(&mut engine, &[job()], 8).remove(0);
+    let submit = |engine: &mut Engine<Shared>, prompt: &[i64]| {
+        let sink = Shared::default();
+        engine.submit(Request {
+            adapter: None,
+            prompt: prompt.to_vec(),
+            max_tokens: 8,
+            sampling: Sampling::GREEDY,
+            sink: sink.clone(),
+        });
+        sink
+    };
+    let failure = |sink: &Shared| match sink.0.borrow().as_slice() {
+        [.., Event::Failed(m)] => m.clone(),
+        other => panic!("expected a failure, got {other:?}"),
+    };
+
+    // A token id outside the vocabulary is refused at admission, naming it.
+    let vocab = engine.model().config.vocab_size;
+    let refused = submit(&mut engine, &[p[0], vocab + 5]);
+    engine.run_to_end().unwrap();
+    match refused.0.borrow().as_slice() {
+        [Event::Refused(m)] => assert!(m.contains(&format!("token id {}", vocab + 5)), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // A weight of the wrong shape makes libtorch throw inside the passes (as a CUDA
+    // out-of-memory would): the running sequence fails in its decoding step, the request
+    // admitted in the same step fails in its prefill, the request waiting for a slot stays
+    // waiting, and nothing panics out of the engine.
+    let running = submit(&mut engine, &q);
+    engine.step().unwrap();
+    assert_eq!(engine.running(), 1);
+    let mut up = engine.model().blocks[0].mlp["up"].weight.shallow_clone();
+    let good = up.copy();
+    up.set_data(&Tensor::zeros([3, 3], (tch::Kind::Float, Device::Cpu)));
+    let starting = submit(&mut engine, &q);
+    let waiting = submit(&mut engine, &p);
+    let err = engine.step().unwrap_err().to_string();
+    assert!(err.contains("the pass stopped"), "{err}");
+    assert!(failure(&running).starts_with("decoding failed"));
+    assert!(failure(&starting).starts_with("prefill failed"));
+    assert!(
+        waiting.0.borrow().is_empty(),
+        "the waiting request is untouched"
+    );
+    assert_eq!(engine.running(), 0);
+
+    // Mended, the engine serves the waiting request, and every slot is free again.
+    up.set_data(&good);
+    engine.run_to_end().unwrap();
+    assert_eq!(tokens(&waiting.0.borrow()).0, reference);
+    let sinks = [submit(&mut engine, &p), submit(&mut engine, &p)];
+    engine.step().unwrap();
+    assert_eq!(engine.running(), 2, "both slots were freed");
+    engine.run_to_end().unwrap();
+    for sink in &sinks {
+        assert_eq!(tokens(&sink.0.borrow()).0, reference);
+    }
 }
