@@ -18,7 +18,9 @@
 #
 # GPU_CHECK_DEVICE=cpu GPU_CHECK_LAYERS=2 rehearses `run` on a machine without a GPU (two
 # blocks per checkpoint, short sequences), so the script is known to work before GPU time
-# is spent on it.
+# is spent on it. GPU_CHECK_STEPS picks steps (default "1 2 3 4 5 6"; steps 3 to 5 prepare
+# the checkpoints of step 2 when an earlier call has not), so a run that would not fit one
+# call's time limit can be split in two calls on the same warm machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -49,7 +51,7 @@ for l in sys.stdin:
   done
   exit 0
 fi
-[ "$mode" = run ] || { sed -n '2,19p' "$0"; exit 2; }
+[ "$mode" = run ] || { sed -n '2,23p' "$0"; exit 2; }
 
 out=${2:-$bundle/out}
 mkdir -p "$out"
@@ -58,11 +60,14 @@ log="$out/log.txt"; : > "$log"
 device=${GPU_CHECK_DEVICE:-cuda}
 layers=${GPU_CHECK_LAYERS:-0}
 py=${TRIBUTARY_PYTHON:-python3}
+steps=" ${GPU_CHECK_STEPS:-1 2 3 4 5 6} "
+want() { [[ "$steps" == *" $1 "* ]]; }
 say() { echo "== $*" | tee -a "$log" >&2; }
 started=$(date +%s)
 
 bin=/tmp/tributary-gpu-bin; work=/tmp/tributary-gpu-work
-rm -rf "$bin" "$work"; mkdir -p "$bin" "$work"
+qwen="$work/ckpt/qwen2.5-0.5b-bfloat16"
+rm -rf "$bin"; mkdir -p "$bin" "$work"
 names="gpu it"
 [ -f "$bundle/tributary.xz" ] && [ -f "$bundle/anvil.xz" ] && names="$names tributary anvil"
 for name in $names; do
@@ -104,34 +109,51 @@ measured() { # name cmd...: runs cmd (its JSON lines go to results) and records 
 }
 
 [ "$device" = cpu ] && export TRIBUTARY_GPU_TESTS_ON_CPU=1
-say "step 1: tests on the GPU (trainer test binary: gpu and hf modules)"
-timeout 300 "$bin/it" gpu:: hf:: --test-threads 2 --nocapture 2>&1 | tee -a "$log" | grep -E "^test |SKIPPED|result:|held-out|influence" >&2
-echo "{\"tests\": \"gpu hf\", \"exit\": ${PIPESTATUS[0]}}" >> "$results"
+if want 1; then
+  say "step 1: tests on the GPU (trainer test binary: gpu and hf modules)"
+  timeout 300 "$bin/it" gpu:: hf:: --test-threads 2 --nocapture 2>&1 | tee -a "$log" | grep -E "^test |SKIPPED|result:|held-out|influence" >&2
+  echo "{\"tests\": \"gpu hf\", \"exit\": ${PIPESTATUS[0]}}" >> "$results"
+fi
 
-say "step 2: checkpoints at published shapes (random weights, sharded) and transformers' logits"
-timeout 300 "$py" trainer/benches/gpu_reference.py prepare "$work/ckpt" "$device" "$layers" 2>>"$log" | tee -a "$log"
+# Checkpoints an earlier call prepared completely are marked by $work/ckpt.done.
+if want 2 || { { want 3 || want 4 || want 5; } && [ ! -f "$work/ckpt.done" ]; }; then
+  say "step 2: checkpoints at published shapes (random weights, sharded) and transformers' logits"
+  rm -rf "$work/ckpt" "$work/ckpt.done"
+  timeout 300 "$py" trainer/benches/gpu_reference.py prepare "$work/ckpt" "$device" "$layers" 2>>"$log" | tee -a "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] && touch "$work/ckpt.done"
+fi
 
-say "step 3: our logits vs transformers', each checkpoint in its stored precision"
-timeout 180 "$bin/gpu" logits "$work"/ckpt/* 2>>"$log" | tee -a "$results"
+if want 3; then
+  say "step 3: our logits vs transformers', each checkpoint in its stored precision"
+  timeout 180 "$bin/gpu" logits "$work"/ckpt/* 2>>"$log" | tee -a "$results"
+fi
 
-say "step 4: LoRA training steps: bf16 base, rank 16, q k v o gate up down, side by side"
-if [ "$device" = cpu ]; then set -- 1 64 1 2; else set -- 8 1024 3 10; fi
-qwen="$work/ckpt/qwen2.5-0.5b-bfloat16"
-for ckpt in 0 1; do
-  measured "peft-ckpt$ckpt" timeout 300 "$py" trainer/benches/gpu_reference.py train "$qwen" "$device" "$@" 16 $ckpt
-  measured "tributary-ckpt$ckpt" timeout 300 "$bin/gpu" train "$qwen" "$device" "$@" 16 $ckpt
-done
+if want 4; then
+  say "step 4: LoRA training steps: bf16 base, rank 16, q k v o gate up down, side by side"
+  if [ "$device" = cpu ]; then set -- 1 64 1 2; else set -- 8 1024 3 10; fi
+  for ckpt in 0 1; do
+    measured "peft-ckpt$ckpt" timeout 300 "$py" trainer/benches/gpu_reference.py train "$qwen" "$device" "$@" 16 $ckpt
+    measured "tributary-ckpt$ckpt" timeout 300 "$bin/gpu" train "$qwen" "$device" "$@" 16 $ckpt
+  done
+fi
 
-say "step 5: serving: 100 requests over 1, 10 and 100 adapters vs merged vs swap-per-request"
-if [ "$device" = cpu ]; then export TRIBUTARY_BENCH_REQUESTS=8 TRIBUTARY_BENCH_SWAP=2 TRIBUTARY_BENCH_ROUNDS=1 TRIBUTARY_BENCH_ADAPTERS=10; fi
-timeout 420 "$bin/gpu" serve "$qwen" "$device" 2>>"$log" | tee -a "$log" "$out/serving.md"
-rc=${PIPESTATUS[0]}
-echo "{\"serving\": \"exit $rc\"}" >> "$results"
-[ "$rc" = 0 ] || say "serving failed (exit $rc; 124 is the 420 s limit)"
+if want 5; then
+  if [ "$device" = cpu ]; then
+    export TRIBUTARY_BENCH_REQUESTS=8 TRIBUTARY_BENCH_SWAP=2 TRIBUTARY_BENCH_ROUNDS=1 TRIBUTARY_BENCH_ADAPTERS=10 \
+      TRIBUTARY_BENCH_WAVES=1 TRIBUTARY_BENCH_PASSES=${TRIBUTARY_BENCH_PASSES:-0,1}
+  fi
+  export TRIBUTARY_BENCH_PASSES=${TRIBUTARY_BENCH_PASSES:-0,4,2,1}
+  say "step 5: serving: 100 requests over 1, 10 and 100 adapters vs merged vs swap-per-request; attribution under sustained load at passes $TRIBUTARY_BENCH_PASSES (0: one per checkpoint)"
+  timeout 420 "$bin/gpu" serve "$qwen" "$device" 2>>"$log" | tee -a "$log" "$out/serving.md"
+  rc=${PIPESTATUS[0]}
+  echo "{\"serving\": \"exit $rc\"}" >> "$results"
+  [ "$rc" = 0 ] || say "serving failed (exit $rc; 124 is the 420 s limit)"
+fi
 
-if [ -x "$bin/tributary" ]; then
+if want 6 && [ -x "$bin/tributary" ]; then
   say "step 6: the whole demo with training and serving on the $device: sign, ingest, anchor, index, train, publish, serve one answer"
   export TRIBUTARY_ANVIL="$bin/anvil"
+  rm -rf "$work/demo"
   timeout 900 "$bin/tributary" demo --exit --records 60 --data-dir "$work/demo" > "$out/demo.txt" 2>>"$log"
   rc=$?
   # The adapter's training device, as the demo's GraphQL answer reports it.
