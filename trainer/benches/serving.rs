@@ -242,31 +242,29 @@ fn attribution_thread(
     std::thread::spawn(move || {
         tch::set_num_threads(threads);
         let model = base_model(7, hidden);
-        let (loras, saved): (Vec<Lora>, Vec<InfluenceIndex>) = dirs
+        let loaded: Vec<Loaded> = dirs
             .iter()
-            .map(|d| {
-                let l = Loaded::load(&model, d).unwrap();
-                (l.lora, l.influence.unwrap())
-            })
-            .unzip();
-        let held = |set: &[InfluenceIndex]| {
-            4 * loras.iter().map(Lora::num_parameters).sum::<i64>()
-                + set.iter().map(InfluenceIndex::bytes).sum::<i64>()
-        };
+            .map(|d| Loaded::load(&model, d).unwrap())
+            .collect();
+        let bytes: i64 = loaded.iter().map(Loaded::bytes).sum();
         println!(
             "attribution holds {} adapters with their indexes: {:.0} MiB (`tributary serve \
              --attribution-cache-mb` must be at least this to keep them all)",
-            loras.len(),
-            held(&saved) as f64 / (1 << 20) as f64
+            loaded.len(),
+            bytes as f64 / (1 << 20) as f64
         );
+        let (loras, saved): (Vec<Lora>, Vec<InfluenceIndex>) = loaded
+            .into_iter()
+            .map(|l| (l.lora, l.influence.unwrap()))
+            .unzip();
         let mut rebuilt: Option<Vec<InfluenceIndex>> = None;
         reply.send(usize::MAX).unwrap();
         while let Ok(job) = inbox.recv() {
             let first = match job {
                 Job::Passes(p) => {
-                    rebuilt = None;
-                    if p != 0 {
-                        let set = loras
+                    drop(rebuilt.take()); // the last row's set goes before the next is built
+                    rebuilt = (p != 0).then(|| {
+                        loras
                             .iter()
                             .zip(&saved)
                             .map(|(lora, ix)| {
@@ -278,9 +276,8 @@ fn attribution_thread(
                                     .unwrap()
                                     .to_device(model.device())
                             })
-                            .collect();
-                        rebuilt = Some(set);
-                    }
+                            .collect()
+                    });
                     reply.send(usize::MAX).unwrap();
                     continue;
                 }

@@ -548,12 +548,10 @@ impl<S: Sink> Engine<S> {
         let (logits, vocab) = match crate::guarded(|| self.first_logits(&batch)) {
             Ok(l) => l,
             Err(e) => {
-                for mut s in batch {
-                    s.seq
-                        .sink
-                        .send(Event::Failed(format!("prefill failed: {e}")));
-                    self.free.push(s.seq.slot);
-                }
+                self.fail(
+                    batch.into_iter().map(|s| s.seq),
+                    &format!("prefill failed: {e}"),
+                );
                 return;
             }
         };
@@ -643,14 +641,14 @@ impl<S: Sink> Engine<S> {
         if self.running.is_empty() {
             return Ok(());
         }
-        let (greedy, sampled, rows, vocab) = match crate::guarded(|| self.next_logits()) {
+        let sampled: Vec<i64> = (0..self.running.len() as i64)
+            .filter(|&i| self.running[i as usize].sampling.temperature > 0.0)
+            .collect();
+        let (greedy, rows, vocab) = match crate::guarded(|| self.next_logits(&sampled)) {
             Ok(next) => next,
             Err(e) => {
-                for mut seq in std::mem::take(&mut self.running) {
-                    seq.sink
-                        .send(Event::Failed(format!("decoding failed: {e}")));
-                    self.free.push(seq.slot);
-                }
+                let running = std::mem::take(&mut self.running);
+                self.fail(running, &format!("decoding failed: {e}"));
                 return Err(e);
             }
         };
@@ -679,12 +677,19 @@ impl<S: Sink> Engine<S> {
         Ok(())
     }
 
+    /// Ends sequences whose pass failed with `Failed(message)` and frees their slots.
+    fn fail(&mut self, seqs: impl IntoIterator<Item = Running<S>>, message: &str) {
+        for mut seq in seqs {
+            seq.sink.send(Event::Failed(message.to_string()));
+            self.free.push(seq.slot);
+        }
+    }
+
     /// [`Engine::decode`]'s pass: every running sequence's next position through the model.
-    /// Returns the device's argmax of every row (the first maximum, as [`pick`]), the rows
-    /// that sample, their logits flat on the host (only those travel), and the vocabulary
+    /// Returns the device's argmax of every row (the first maximum, as [`pick`]), the logits
+    /// of the rows in `sampled` flat on the host (only those travel), and the vocabulary
     /// size.
-    #[allow(clippy::type_complexity)]
-    fn next_logits(&mut self) -> Result<(Vec<i64>, Vec<i64>, Vec<f32>, usize)> {
+    fn next_logits(&mut self, sampled: &[i64]) -> Result<(Vec<i64>, Vec<f32>, usize)> {
         let key: Vec<Option<AdapterId>> = self
             .running
             .iter()
@@ -714,13 +719,10 @@ impl<S: Sink> Engine<S> {
         let logits = logits.squeeze_dim(1);
         let vocab = logits.size()[1] as usize;
         let greedy = Vec::<i64>::try_from(&logits.argmax(-1, false).to_device(Device::Cpu))?;
-        let sampled: Vec<i64> = (0..self.running.len() as i64)
-            .filter(|&i| self.running[i as usize].sampling.temperature > 0.0)
-            .collect();
         let rows = if sampled.is_empty() {
             Vec::new()
         } else {
-            let idx = Tensor::from_slice(&sampled).to_device(self.model.device());
+            let idx = Tensor::from_slice(sampled).to_device(self.model.device());
             Vec::<f32>::try_from(
                 &logits
                     .index_select(0, &idx)
@@ -729,7 +731,7 @@ impl<S: Sink> Engine<S> {
                     .flatten(0, -1),
             )?
         };
-        Ok((greedy, sampled, rows, vocab))
+        Ok((greedy, rows, vocab))
     }
 }
 

@@ -1,14 +1,19 @@
 //! The serving engine: adapters batched together decode exactly as each alone, the KV cache
 //! matches full recomputation, sampling is reproducible per seed, the adapter cache
-//! evicts under its budget and reloads, and a pass that fails fails only its own requests.
+//! evicts under its budget and reloads, and a pass that fails (decoding or attributing)
+//! fails only its own requests.
 
+use std::collections::HashSet;
 use tch::{Device, Tensor};
-use tributary_trainer::attribute::greedy;
+
+use tributary_trainer::attribute::{Answer, Loaded, greedy, score_batch};
 use tributary_trainer::engine::AdapterId;
 use tributary_trainer::engine::{Engine, Event, Finish, Request, Sampling};
+use tributary_trainer::influence::{self, InfluenceConfig};
 use tributary_trainer::lora::{Lora, LoraConfig};
 use tributary_trainer::model::Model;
 use tributary_trainer::tokenizer::Tokenizer;
+use tributary_trainer::train::Checkpoint;
 
 use crate::base::tiny;
 
@@ -347,16 +352,13 @@ fn a_failed_pass_fails_only_its_requests_and_the_engine_goes_on() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 
-    // A weight of the wrong shape makes libtorch throw inside the passes (as a CUDA
-    // out-of-memory would): the running sequence fails in its decoding step, the request
+    // libtorch throws inside the passes ([`Fault`]): the running sequence fails in its decoding step, the request
     // admitted in the same step fails in its prefill, the request waiting for a slot stays
     // waiting, and nothing panics out of the engine.
     let running = submit(&mut engine, &q);
     engine.step().unwrap();
     assert_eq!(engine.running(), 1);
-    let mut up = engine.model().blocks[0].mlp["up"].weight.shallow_clone();
-    let good = up.copy();
-    up.set_data(&Tensor::zeros([3, 3], (tch::Kind::Float, Device::Cpu)));
+    let fault = Fault::inject(engine.model());
     let starting = submit(&mut engine, &q);
     let waiting = submit(&mut engine, &p);
     let err = engine.step().unwrap_err().to_string();
@@ -370,7 +372,7 @@ fn a_failed_pass_fails_only_its_requests_and_the_engine_goes_on() {
     assert_eq!(engine.running(), 0);
 
     // Mended, the engine serves the waiting request, and every slot is free again.
-    up.set_data(&good);
+    fault.mend();
     engine.run_to_end().unwrap();
     assert_eq!(tokens(&waiting.0.borrow()).0, reference);
     let sinks = [submit(&mut engine, &p), submit(&mut engine, &p)];
@@ -379,5 +381,84 @@ fn a_failed_pass_fails_only_its_requests_and_the_engine_goes_on() {
     engine.run_to_end().unwrap();
     for sink in &sinks {
         assert_eq!(tokens(&sink.0.borrow()).0, reference);
+    }
+}
+
+/// Block 0's `up` projection given a weight of the wrong shape, in place, so libtorch throws
+/// inside any pass over the model (as a CUDA out-of-memory would); [`Fault::mend`] puts the
+/// weight back.
+struct Fault {
+    weight: Tensor,
+    good: Tensor,
+}
+
+impl Fault {
+    fn inject(model: &Model) -> Fault {
+        let mut weight = model.blocks[0].mlp["up"].weight.shallow_clone();
+        let good = weight.copy();
+        weight.set_data(&Tensor::zeros([3, 3], (tch::Kind::Float, Device::Cpu)));
+        Fault { weight, good }
+    }
+
+    fn mend(mut self) {
+        self.weight.set_data(&self.good);
+    }
+}
+
+#[test]
+fn a_failed_attribution_pass_fails_its_answers_and_scoring_goes_on() {
+    let dir = tiny();
+    let model = Model::load(&dir, Device::Cpu).unwrap();
+    let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
+    let lora = adapter(&model, 5, 8, &["q", "v"]);
+    let docs: Vec<(String, Vec<i64>)> = ["bread needs flour", "soup needs water"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("doc{i}"), tok.encode(t).unwrap()))
+        .collect();
+    let checkpoints = vec![Checkpoint {
+        step: 1,
+        learning_rate: 1e-3,
+        weights: lora.weights(),
+    }];
+    let index = influence::build(
+        &model,
+        &lora,
+        checkpoints,
+        &docs,
+        &InfluenceConfig::default(),
+    )
+    .unwrap();
+    let loaded = Loaded {
+        lora,
+        influence: Some(index),
+        spans: None,
+    };
+    let revoked = HashSet::new();
+    let answer = |output| Answer {
+        prompt: "question: what does bread need?\nanswer:",
+        output,
+        revoked: &revoked,
+        min_span: 4,
+        influence: true,
+    };
+    let answers = [answer(" flour"), answer(" water")];
+    let pairs: Vec<(&Loaded, &Answer<'_>)> = answers.iter().map(|a| (&loaded, a)).collect();
+
+    // The pass throws inside libtorch: each answer of the batch gets the error, and the
+    // caller (serving's attribution thread) is not unwound.
+    let fault = Fault::inject(&model);
+    for found in score_batch(&model, &tok, &pairs) {
+        let e = found.unwrap_err().to_string();
+        assert!(
+            e.contains("attribution failed") && e.contains("the pass stopped"),
+            "{e}"
+        );
+    }
+
+    // Mended, the same answers score every contribution.
+    fault.mend();
+    for found in score_batch(&model, &tok, &pairs) {
+        assert_eq!(found.unwrap().scored.len(), docs.len());
     }
 }
