@@ -144,21 +144,88 @@ pub async fn base_folder(lake: &Lake, id: B256, cache: &Path) -> Result<PathBuf>
     Ok(dir)
 }
 
+/// A folder in the cache being fetched into by a live process: [`aside`] makes it, and
+/// [`into_place`] renames it to its final name. Beside the folder lies a lock file held
+/// (`flock`) for the life of its process, so the folders of a process that was killed
+/// mid-fetch (no destructor ran) can be told from those still being written, and are removed
+/// by the next [`aside`] in that cache.
+pub struct Aside {
+    dir: Option<tempfile::TempDir>,
+    lock: PathBuf,
+    _held: std::fs::File,
+}
+
+impl Aside {
+    /// The folder to fetch into.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("held until dropped").path()
+    }
+}
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        // The folder first (gone, or renamed into place), then its lock file.
+        drop(self.dir.take());
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// Prefix of the folders [`aside`] makes, and of their lock files.
+const ASIDE: &str = ".aside-";
+
 /// A temporary folder in `cache` to fetch `name` into, one per call: processes fetching the
 /// same thing at once (two commands on one machine) each fetch and check their own, then
-/// [`into_place`] keeps the first.
-pub(crate) fn aside(cache: &Path, name: &str) -> Result<tempfile::TempDir> {
+/// [`into_place`] keeps the first. First it removes the folders of processes that died while
+/// fetching (their lock files are free), all under one lock on the cache so that no folder is
+/// taken for dead between being made and being locked.
+pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
     let io = |e| Error::Io(cache.display().to_string(), e);
     std::fs::create_dir_all(cache).map_err(io)?;
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}-"))
+    let cache_lock = std::fs::File::create(cache.join(".aside.lock")).map_err(io)?;
+    cache_lock.lock().map_err(io)?;
+    for entry in std::fs::read_dir(cache).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !file.starts_with(ASIDE) {
+            continue;
+        }
+        let folder = cache.join(file.strip_suffix(".lock").unwrap_or(file));
+        let lock = lock_of(&folder);
+        // No lock file: made, but its process died before locking it (made and locked under
+        // the cache lock, which this process holds).
+        let dead = match std::fs::File::open(&lock) {
+            Ok(f) => f.try_lock().is_ok(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(&folder);
+            let _ = std::fs::remove_file(&lock);
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{ASIDE}{name}-"))
         .tempdir_in(cache)
-        .map_err(io)
+        .map_err(io)?;
+    let lock = lock_of(dir.path());
+    let held = std::fs::File::create(&lock).map_err(io)?;
+    held.lock().map_err(io)?;
+    Ok(Aside {
+        dir: Some(dir),
+        lock,
+        _held: held,
+    })
+}
+
+/// The lock file beside an [`aside`] folder.
+fn lock_of(folder: &Path) -> PathBuf {
+    let mut lock = folder.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
 }
 
 /// Renames a folder fetched [`aside`] to `dir`, which is whole once it holds `marker`. When
 /// another process got there first, theirs stands and this one is removed.
-pub(crate) fn into_place(fetched: tempfile::TempDir, dir: &Path, marker: &str) -> Result<()> {
+pub fn into_place(fetched: Aside, dir: &Path, marker: &str) -> Result<()> {
     if dir.exists() && !dir.join(marker).exists() {
         // Left half-written by an older version or a crash.
         let _ = std::fs::remove_dir_all(dir);
