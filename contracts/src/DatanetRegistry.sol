@@ -81,6 +81,7 @@ contract DatanetRegistry {
     error NotContributorOrOwner(uint256 id, bytes32 contributionId, address account);
     error EmptyBatch();
     error BatchAlreadyAnchored(bytes32 batchId);
+    error BatchIdMismatch(bytes32 batchId, bytes32 expected);
     error UnknownBatch(bytes32 batchId);
     error AlreadyRevoked(bytes32 contributionId);
     error NotInBatch(bytes32 batchId, bytes32 contributionId);
@@ -131,7 +132,9 @@ contract DatanetRegistry {
     }
 
     /// @notice Anchors a batch: the Merkle root over its contribution ids. A batch id is
-    /// anchored at most once, which makes retries after a crash safe.
+    /// anchored at most once, which makes retries after a crash safe, and is
+    /// `batchIdOf(datanetId, merkleRoot)`: it names one Datanet's batch, so an anchorer of
+    /// another Datanet cannot anchor it first (and so block it, or validate it as theirs).
     function anchorBatch(
         uint256 datanetId,
         bytes32 batchId,
@@ -144,9 +147,17 @@ contract DatanetRegistry {
         if (_datanets[datanetId].owner == address(0)) revert UnknownDatanet(datanetId);
         if (!isAnchorer[datanetId][msg.sender]) revert NotAnchorer(datanetId, msg.sender);
         if (count == 0) revert EmptyBatch();
+        bytes32 expected = batchIdOf(datanetId, merkleRoot);
+        if (batchId != expected) revert BatchIdMismatch(batchId, expected);
         if (_batches[batchId].count != 0) revert BatchAlreadyAnchored(batchId);
         _batches[batchId] = Batch({datanetId: datanetId, merkleRoot: merkleRoot, count: count});
         emit BatchAnchored(datanetId, batchId, merkleRoot, count, manifestURI, manifestHash, lakeVersion);
+    }
+
+    /// @notice The id of the batch of Datanet `datanetId` whose contribution ids have Merkle
+    /// root `merkleRoot`.
+    function batchIdOf(uint256 datanetId, bytes32 merkleRoot) public pure returns (bytes32) {
+        return keccak256(abi.encode(datanetId, merkleRoot));
     }
 
     function batch(bytes32 batchId) external view returns (uint256 datanetId, bytes32 merkleRoot, uint256 count) {

@@ -29,6 +29,7 @@ use tributary_chain::{Chain, ChainConfig};
 use tributary_indexer::Indexer;
 use tributary_lake::Lake;
 use tributary_schemas::contribution::Contribution;
+use tributary_schemas::manifest::BatchManifest;
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_sql::Store;
 
@@ -230,7 +231,7 @@ async fn anchor_revocable(chain: &Chain, blocks: u64) -> (B256, MerkleTree) {
             .map(|b| leaf_bytes32(bench_contribution(b).id()))
             .collect(),
     );
-    let id = keccak256("bench-batch");
+    let id = BatchManifest::batch_id_at(1, tree.root());
     let registry = chain.datanet_registry();
     let call = registry.anchorBatch(
         U256::from(1),

@@ -263,7 +263,9 @@ async fn finish(
     Ok(report)
 }
 
-/// Anchors the batch unless it already is; returns the anchoring tx and block either way.
+/// Anchors the batch unless it already is; returns the anchoring tx and block either way. A
+/// batch of that id anchored for another Datanet or root is an error, not ours (a registry
+/// that predates `batchIdOf` lets another Datanet's anchorer take an id first).
 async fn anchor(
     chain: &Chain,
     m: &BatchManifest,
@@ -271,11 +273,14 @@ async fn anchor(
     uri: &str,
 ) -> Result<(TxHash, u64, bool)> {
     let registry = chain.datanet_registry();
-    let already = registry
-        .batch(m.batch_id)
-        .call()
-        .await
-        .map_err(tributary_chain::Error::from)?;
+    let stored = async || {
+        registry
+            .batch(m.batch_id)
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)
+    };
+    let mut already = stored().await?;
     if already.count == U256::ZERO {
         let call = registry.anchorBatch(
             U256::from(m.datanet_id),
@@ -293,9 +298,21 @@ async fn anchor(
                 if matches!(
                     e.revert::<DatanetRegistry::DatanetRegistryErrors>(),
                     Some(DatanetRegistry::DatanetRegistryErrors::BatchAlreadyAnchored(_))
-                ) => {}
+                ) =>
+            {
+                already = stored().await?
+            }
             Err(e) => return Err(e.into()),
         }
+    }
+    if (already.datanetId, already.merkleRoot) != (U256::from(m.datanet_id), root) {
+        return Err(Error::InvalidInput(format!(
+            "batch {} is anchored on chain for Datanet {} with Merkle root {}, not for Datanet \
+             {} with root {}: this DatanetRegistry predates batch ids bound to their Datanet \
+             (`batchIdOf`), and an anchorer of another Datanet took the id first; deploy the \
+             current contracts (`tributary deploy`) and ingest into them",
+            m.batch_id, already.datanetId, already.merkleRoot, m.datanet_id, root
+        )));
     }
     let found = registry
         .BatchAnchored_filter()

@@ -6,7 +6,8 @@
 //! [`InferenceManifest`] (`InferencesRecorded`), [`SnapshotManifest`] (`SnapshotCommitted`)
 //! and [`AdapterManifest`] (`AdapterPublished`), all under [`ARTIFACTS`].
 
-use alloy::primitives::{Address, B256, keccak256};
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::sol_types::SolValue;
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{MerkleTree, leaf_bytes32};
@@ -36,7 +37,7 @@ pub struct ManifestEntry {
 pub struct BatchManifest {
     /// On-chain Datanet id.
     pub datanet_id: u64,
-    /// Deterministic batch id: keccak256 over the sorted contribution ids.
+    /// Deterministic batch id: [`BatchManifest::batch_id_of`] its Datanet and contribution ids.
     pub batch_id: B256,
     /// The Delta table the rows were committed to.
     pub table: String,
@@ -52,16 +53,19 @@ impl BatchManifest {
         format!("manifests/batches/{batch_id}.json")
     }
 
-    /// The deterministic batch id for a set of contribution ids (order does not matter).
+    /// The deterministic batch id of the contributions `ids` of Datanet `datanet_id` (their
+    /// order does not matter): [`BatchManifest::batch_id_at`] their Merkle root.
     pub fn batch_id_of(datanet_id: u64, ids: &[B256]) -> B256 {
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable();
-        let mut buf = Vec::with_capacity(8 + 32 * sorted.len());
-        buf.extend_from_slice(&datanet_id.to_be_bytes());
-        for id in &sorted {
-            buf.extend_from_slice(id.as_slice());
-        }
-        keccak256(buf)
+        let tree = MerkleTree::new(ids.iter().map(|id| leaf_bytes32(*id)).collect());
+        Self::batch_id_at(datanet_id, tree.root())
+    }
+
+    /// The id of the batch of Datanet `datanet_id` whose Merkle root is `root`:
+    /// `keccak256(abi.encode(datanetId, root))`, which the registry's `anchorBatch` requires
+    /// (`batchIdOf`), so an id names one Datanet's batch and no other Datanet's anchorer can
+    /// anchor it first.
+    pub fn batch_id_at(datanet_id: u64, root: B256) -> B256 {
+        keccak256((U256::from(datanet_id), root).abi_encode())
     }
 
     /// The Merkle tree over the contribution ids.

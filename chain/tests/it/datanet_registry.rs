@@ -2,6 +2,7 @@ use alloy::primitives::{B256, U256, keccak256};
 use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryErrors as E};
 use tributary_chain::send;
 use tributary_schemas::contribution::{Contribution, domain};
+use tributary_schemas::manifest::BatchManifest;
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 
 use crate::common::{ALICE, BOB, env, event, revert};
@@ -54,13 +55,23 @@ async fn datanets_batches_validations_and_their_access_rules() {
     ));
     let id = U256::from(1);
 
-    // anchor: only anchorers; a batch id once; never empty; only known Datanets
+    // anchor: only anchorers; a batch id once; never empty; only known Datanets. Batch `n`
+    // has root `n` and the id `batchIdOf` gives it.
+    let batch = |n: u8| BatchManifest::batch_id_at(1, B256::repeat_byte(n));
+    assert_eq!(
+        reg.batchIdOf(id, B256::repeat_byte(1))
+            .call()
+            .await
+            .unwrap(),
+        batch(1),
+        "the registry derives batch ids as the pipeline does"
+    );
     macro_rules! anchor {
         ($r:expr, $batch:expr, $count:expr) => {
             $r.anchorBatch(
                 id,
+                batch($batch),
                 B256::repeat_byte($batch),
-                B256::repeat_byte(0xee),
                 U256::from($count),
                 "uri".into(),
                 B256::repeat_byte(3),
@@ -86,8 +97,8 @@ async fn datanets_batches_validations_and_their_access_rules() {
         ),
         (
             id,
+            batch(1),
             B256::repeat_byte(1),
-            B256::repeat_byte(0xee),
             U256::from(5),
             "uri",
             B256::repeat_byte(3),
@@ -137,7 +148,7 @@ async fn datanets_batches_validations_and_their_access_rules() {
         ($r:expr, $batch:expr) => {
             $r.recordValidation(
                 id,
-                B256::repeat_byte($batch),
+                batch($batch),
                 B256::repeat_byte(9),
                 U256::from(4),
                 U256::from(1),
@@ -168,13 +179,76 @@ async fn datanets_batches_validations_and_their_access_rules() {
         ),
         (
             id,
-            B256::repeat_byte(1),
+            batch(1),
             alice,
             B256::repeat_byte(9),
             U256::from(4),
             U256::from(1)
         )
     );
+}
+
+/// A batch id names one Datanet's batch (`batchIdOf(datanetId, merkleRoot)`): whoever runs
+/// another Datanet (anyone may create one, and anchors its batches) cannot anchor an id read
+/// from a lake manifest or the mempool first, which would block the real batch or let them
+/// record verdicts on it as their own.
+#[tokio::test]
+async fn another_datanets_anchorer_cannot_take_a_batch_id() {
+    let env = env().await;
+    let reg = env.chain.datanet_registry();
+    let (alice_p, alice) = env.as_key(ALICE);
+    let as_alice = DatanetRegistry::new(*reg.address(), alice_p);
+    send(reg.createDatanet("a".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    send(as_alice.createDatanet("b".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    send(as_alice.setValidator(U256::from(2), alice, true))
+        .await
+        .unwrap();
+    let (a, b) = (U256::from(1), U256::from(2));
+    let root = B256::repeat_byte(0x51);
+    let (ours, hers) = (
+        BatchManifest::batch_id_at(1, root),
+        BatchManifest::batch_id_at(2, root),
+    );
+    macro_rules! anchor {
+        ($r:expr, $d:expr, $batch:expr, $root:expr) => {
+            $r.anchorBatch($d, $batch, $root, U256::from(3), "".into(), B256::ZERO, 0)
+        };
+    }
+    // Alice anchors Datanet A's batch id under her Datanet B: with its root or another.
+    for r in [root, B256::repeat_byte(0x66)] {
+        match revert::<E, _>(send(anchor!(as_alice, b, ours, r)).await) {
+            E::BatchIdMismatch(e) => {
+                assert_eq!(
+                    (e.batchId, e.expected),
+                    (ours, BatchManifest::batch_id_at(2, r))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The same contributions in her own Datanet make another id, which does not collide.
+    send(anchor!(as_alice, b, hers, root)).await.unwrap();
+    send(anchor!(reg, a, ours, root))
+        .await
+        .expect("Datanet A's batch is anchored by A's anchorer");
+    let stored = reg.batch(ours).call().await.unwrap();
+    assert_eq!((stored.datanetId, stored.merkleRoot), (a, root));
+    // Her verdicts reach only her own Datanet's batches.
+    let validate =
+        |d, batch| as_alice.recordValidation(d, batch, B256::ZERO, U256::ZERO, U256::from(3));
+    assert!(matches!(
+        revert::<E, _>(send(validate(b, ours)).await),
+        E::UnknownBatch(_)
+    ));
+    assert!(matches!(
+        revert::<E, _>(send(validate(a, ours)).await),
+        E::NotValidator(_)
+    ));
+    send(validate(b, hers)).await.unwrap();
 }
 
 #[tokio::test]
@@ -184,15 +258,12 @@ async fn proofs_verify_on_chain_and_forgeries_do_not() {
     send(reg.createDatanet("d".into(), "x".into(), B256::ZERO, "".into()))
         .await
         .unwrap();
-    for (n, size) in [1usize, 2, 3, 7, 33, 100, 513, 1025]
-        .into_iter()
-        .enumerate()
-    {
+    for size in [1usize, 2, 3, 7, 33, 100, 513, 1025] {
         let ids: Vec<B256> = (0..size)
             .map(|i| keccak256(format!("{size}/{i}")))
             .collect();
         let tree = MerkleTree::new(ids.iter().map(|id| leaf_bytes32(*id)).collect());
-        let batch = B256::with_last_byte(n as u8 + 1);
+        let batch = BatchManifest::batch_id_at(1, tree.root());
         send(reg.anchorBatch(
             U256::from(1),
             batch,
@@ -274,7 +345,7 @@ async fn contributors_and_owners_revoke_others_cannot() {
 
     // Both are anchored in a batch of Datanet A.
     let tree = MerkleTree::new(vec![leaf_bytes32(mine.id()), leaf_bytes32(other.id())]);
-    let batch_a = B256::repeat_byte(0xa1);
+    let batch_a = BatchManifest::batch_id_at(1, tree.root());
     send(reg.anchorBatch(
         a,
         batch_a,
@@ -298,7 +369,7 @@ async fn contributors_and_owners_revoke_others_cannot() {
         }
         other => panic!("{other:?}"),
     }
-    let batch_b = B256::repeat_byte(0xb1);
+    let batch_b = BatchManifest::batch_id_at(2, leaf_bytes32(mine.id()));
     send(as_alice.anchorBatch(
         b,
         batch_b,
@@ -399,7 +470,7 @@ async fn a_transaction_that_lost_a_race_reports_the_contracts_error() {
     let anchor = |n: u64| {
         reg.anchorBatch(
             U256::from(1),
-            B256::repeat_byte(9),
+            BatchManifest::batch_id_at(1, B256::repeat_byte(1)),
             B256::repeat_byte(1),
             U256::from(1),
             "".into(),
@@ -414,8 +485,18 @@ async fn a_transaction_that_lost_a_race_reports_the_contracts_error() {
         .await
         .unwrap();
     let (first, second) = (send(anchor(nonce)), send(anchor(nonce + 1)));
+    // Mined once both are in the mempool (the pending nonce counts them), however long that
+    // takes on a busy machine.
     let mine = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        while p
+            .get_transaction_count(env.chain.signer())
+            .pending()
+            .await
+            .unwrap()
+            < nonce + 2
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
     };
     let (first, second, ()) = tokio::join!(first, second, mine);
