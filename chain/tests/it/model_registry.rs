@@ -27,6 +27,26 @@ async fn models_snapshots_adapters_and_publisher_role() {
         revert::<E, _>(send(as_alice.grantRole(publisher, alice)).await),
         E::MissingRole(_)
     ));
+    // Snapshots and adapters too: nothing enters the lineage from outside the role.
+    for refused in [
+        send(as_alice.commitSnapshot(h(3), vec![], vec![], h(4), U256::from(1))).await,
+        send(as_alice.publishAdapter(
+            h(5),
+            h(1),
+            vec![],
+            h(3),
+            h(6),
+            h(7),
+            "u".into(),
+            "line@1.0.0".into(),
+        ))
+        .await,
+    ] {
+        match revert::<E, _>(refused) {
+            E::MissingRole(e) => assert_eq!((e.role, e.account), (publisher, alice)),
+            other => panic!("{other:?}"),
+        }
+    }
 
     let r = send(reg.registerBaseModel(h(1), h(2), "gpt2".into(), "file:///base".into()))
         .await

@@ -4,7 +4,7 @@ use tributary_chain::bindings::RewardToken::{self, RewardTokenErrors as TE};
 use tributary_chain::send;
 use tributary_schemas::merkle::{MerkleTree, leaf_account_amount};
 
-use crate::common::{ALICE, env, event, revert};
+use crate::common::{ALICE, BOB, env, event, revert};
 
 #[tokio::test]
 async fn epochs_pay_claims_with_proofs_once_and_refuse_forgeries() {
@@ -100,13 +100,51 @@ async fn epochs_pay_claims_with_proofs_once_and_refuse_forgeries() {
         TE::MissingRole(e) => assert_eq!((e.role, e.account), (minter, alice)),
         other => panic!("{other:?}"),
     }
+    // Nor does anyone but the admin grant or revoke the minter role.
+    let admin = token.ADMIN_ROLE().call().await.unwrap();
+    for refused in [
+        send(as_alice_token.grantRole(minter, alice)).await,
+        send(as_alice_token.revokeRole(minter, *dist.address())).await,
+    ] {
+        match revert::<TE, _>(refused) {
+            TE::MissingRole(e) => assert_eq!((e.role, e.account), (admin, alice)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Another account moves Alice's tokens only within what she approved.
+    let (bob_p, bob) = env.as_key(BOB);
+    let as_bob_token = RewardToken::new(*token.address(), bob_p);
+    match revert::<TE, _>(send(as_bob_token.transferFrom(alice, bob, U256::from(1))).await) {
+        TE::InsufficientAllowance(e) => {
+            assert_eq!(
+                (e.spender, e.allowance, e.needed),
+                (bob, U256::ZERO, U256::from(1))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    send(as_alice_token.approve(bob, U256::from(1)))
+        .await
+        .unwrap();
     assert!(matches!(
-        revert::<TE, _>(send(as_alice_token.transfer(stranger, U256::from(8))).await),
+        revert::<TE, _>(send(as_bob_token.transferFrom(alice, bob, U256::from(2))).await),
+        TE::InsufficientAllowance(_)
+    ));
+    send(as_bob_token.transferFrom(alice, bob, U256::from(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        token.allowance(alice, bob).call().await.unwrap(),
+        U256::ZERO
+    );
+    assert_eq!(token.balanceOf(bob).call().await.unwrap(), U256::from(1));
+    assert!(matches!(
+        revert::<TE, _>(send(as_alice_token.transfer(stranger, U256::from(7))).await),
         TE::InsufficientBalance(_)
     ));
-    let r = send(as_alice_token.transfer(stranger, U256::from(7)))
+    let r = send(as_alice_token.transfer(stranger, U256::from(6)))
         .await
         .unwrap();
     let ev: RewardToken::Transfer = event(&r);
-    assert_eq!((ev.from, ev.to, ev.value), (alice, stranger, U256::from(7)));
+    assert_eq!((ev.from, ev.to, ev.value), (alice, stranger, U256::from(6)));
 }

@@ -760,3 +760,57 @@ async fn contribute_reads_only_its_own_datanets_files() {
     let r = run(&env, &env.chain, &cfg, &[input]).await;
     assert_eq!((r.accepted, r.rejected_total()), (3, 0), "{r:#?}");
 }
+
+/// A Datanet that lists its submitters: a listed contributor's records land, an unlisted
+/// one's are refused by name (`not_a_submitter`, kept in `rejections`), whether pre-signed
+/// (in the same run as the listed one's) or signed by `contribute` with the unlisted key.
+#[tokio::test]
+async fn only_listed_submitters_contribute() {
+    let (alice, bob) = (dev_contributor(1), dev_contributor(2));
+    let manifest = MANIFEST.replace(
+        r#"submitters = "anyone""#,
+        &format!(r#"submitters = ["{}"]"#, alice.address()),
+    );
+    let env = common::env(Start::Manifest(&manifest)).await;
+    let (d, id, far) = (env.domain(), env.datanet, u64::MAX / 2);
+    let mut cfg = config(&env, None, 4);
+    cfg.rules = Rules::new(DatanetManifest::from_toml(&manifest).unwrap()).unwrap();
+
+    let presigned = [
+        envelope(&alice, &d, id, good(1), "CC0-1.0", 0, far),
+        envelope(&bob, &d, id, good(2), "CC0-1.0", 0, far),
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    let presigned = write(env.dir.path(), "presigned.jsonl", presigned.as_bytes());
+    let report = run(&env, &env.chain, &cfg, &[presigned]).await;
+    assert_eq!(report.accepted, 1, "{report:#?}");
+    assert_eq!(
+        report.rejected,
+        BTreeMap::from([("not_a_submitter", 1)]),
+        "{report:#?}"
+    );
+
+    let plain = write(
+        env.dir.path(),
+        "plain.jsonl",
+        good(3).to_string().as_bytes(),
+    );
+    cfg.signer = Some(bob.clone());
+    let report = run(&env, &env.chain, &cfg, &[plain]).await;
+    assert_eq!(report.accepted, 0, "{report:#?}");
+    assert_eq!(report.rejected, BTreeMap::from([("not_a_submitter", 1)]));
+
+    assert_eq!(count(&table_rows(&env.lake, names::CONTRIBUTIONS).await), 1);
+    let kept = table_rows(&env.lake, names::REJECTIONS).await;
+    let codes: Vec<String> = kept
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("reason_code").unwrap().as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(codes, ["not_a_submitter", "not_a_submitter"]);
+}
