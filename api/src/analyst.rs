@@ -272,6 +272,12 @@ impl Analyst {
         &self.limits
     }
 
+    /// Statements executing on this session's runtime now (with the tasks they spawned): a
+    /// query stopped by its timeout stops counting once its abort lands.
+    pub fn running(&self) -> usize {
+        self.cpu.handle().metrics().num_alive_tasks()
+    }
+
     /// Runs one read-only statement on the session's runtime, so the timeout answers on time
     /// even while operators compute without yielding; the query is aborted then.
     pub async fn query(&self, sql: &str) -> Result<Answer, SqlError> {

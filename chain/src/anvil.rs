@@ -116,7 +116,9 @@ impl Drop for LocalAnvil {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: signalling our own child process by pid; the worst case is ESRCH.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        for _ in 0..50 {
+        // Up to a minute to write its state on exit (a large chain on a busy machine): killed
+        // sooner, the chain since the last periodic dump would be lost.
+        for _ in 0..600 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
@@ -162,12 +164,19 @@ fn wait_listening(child: &mut Child) -> std::result::Result<(), String> {
         }
         let _ = etx.send(Vec::from(tail).join("\n"));
     });
-    match rx.recv_timeout(Duration::from_secs(30)) {
+    // Anvil that exits early ends the wait at once (the reader's channel closes); this
+    // bounds only one that neither listens nor exits (a busy machine loading a large state
+    // takes a while).
+    match rx.recv_timeout(Duration::from_secs(300)) {
         Ok(r) => r,
-        Err(_) => {
+        Err(e) => {
             let _ = child.kill();
             let stderr = erx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
-            Err(format!("no \"Listening on\" within 30 s; stderr: {stderr}"))
+            let what = match e {
+                mpsc::RecvTimeoutError::Timeout => "no \"Listening on\" within 300 s",
+                mpsc::RecvTimeoutError::Disconnected => "exited before listening",
+            };
+            Err(format!("{what}; stderr: {stderr}"))
         }
     }
 }

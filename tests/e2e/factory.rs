@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tributary_trainer::base::{self, Recipe};
 
 use crate::datanets::{dev_key, records, setup};
 use crate::demo::browse_with;
@@ -208,6 +209,15 @@ async fn a_job_made_in_the_model_factory_trains_live_and_publishes() {
             .contains("datanets = [\"kitchen-conversions\"]"),
         "{page}"
     );
+
+    // The run trains on the tiny base model, pretrained on first use (minutes on a busy
+    // machine, while the job's page does not change): built first, outside the page's wait.
+    tokio::task::spawn_blocking(|| {
+        base::build_cached(&Recipe::tiny(), &base::default_cache(), &mut |_| {})
+    })
+    .await
+    .unwrap()
+    .unwrap();
 
     // Meanwhile, a reader watches the run through the public API.
     let name = "factory-kitchen";

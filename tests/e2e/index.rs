@@ -138,7 +138,7 @@ async fn over_websocket_the_follower_wakes_on_new_heads_and_serves_metrics() {
         .port();
     // Polling every 10 minutes: only the node's newHeads notifications can wake it in time.
     let child = crate::cli::tributary()
-        .args(["index", "--follow", "--poll", "600", "--metrics"])
+        .args(["index", "--follow", "--poll", "86400", "--metrics"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(&s.data)
@@ -171,13 +171,13 @@ async fn over_websocket_the_follower_wakes_on_new_heads_and_serves_metrics() {
     .head()
     .await
     .unwrap();
-    // The property under test is a time: new heads wake the follower, so it catches up long
-    // before its 600 s poll would (60 s is a loaded machine's margin, not a tuned limit).
+    // New heads wake the follower: it polls once a day, so catching up at all proves it (the
+    // 600 s bound only ends a test whose follower was never woken).
     let woken = std::time::Instant::now();
     while scrape(port, "tributary_index_checkpoint_block").is_none_or(|c| c < head) {
         assert!(
-            woken.elapsed() < Duration::from_secs(60),
-            "new heads did not wake the follower (it polls every 600 s)"
+            woken.elapsed() < Duration::from_secs(600),
+            "new heads did not wake the follower (it polls once a day)"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

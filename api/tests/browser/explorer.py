@@ -75,7 +75,7 @@ def main(url: str, actions: list[str]) -> None:
     service = Service(executable_path=os.environ["TRIBUTARY_CHROMEDRIVER"])
     driver = webdriver.Chrome(options=options, service=service)
     try:
-        wait = WebDriverWait(driver, 60)
+        wait = WebDriverWait(driver, 300)  # a failsafe: each wait ends at its DOM condition
         driver.get(url)
         wait.until(lambda d: d.execute_script(SETTLED))
         for action in actions:

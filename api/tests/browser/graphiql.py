@@ -29,7 +29,7 @@ def main(url: str, query: str) -> None:
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.get(url)
-        wait = WebDriverWait(driver, 30)
+        wait = WebDriverWait(driver, 300)  # a failsafe: each wait ends at its DOM condition
         editor = wait.until(
             lambda d: d.find_element(By.CSS_SELECTOR, ".graphiql-query-editor .CodeMirror")
         )

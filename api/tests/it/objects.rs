@@ -565,18 +565,63 @@ async fn subscribers_get_new_adapters_over_websocket() {
         "payload": {"query": "subscription { adapters { version parents { version } baseModel { architecture } } }"}})))
         .await
         .unwrap();
-    // Let the subscription start at the current head before the store gains an adapter.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (nodes, edges) = adapter(0xa4, "kitchen@2.0.0", &[0xa2], 0, 10);
-    apply(&store, 10, nodes, edges).await;
-    let msg = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws))
-        .await
-        .expect("the new adapter arrives within 10 s");
-    assert_eq!(msg["type"], "next", "{msg}");
+    // The subscription starts at the store's latest change when the server gets to it, which
+    // a client cannot see: adapters are published one after another until one arrives, each
+    // waited for a little longer (only the pace depends on time, not the outcome). What
+    // arrives is a new one (the fixture's are never sent), with its relations; then every
+    // adapter published after it, in order.
+    let mut published = 0u8;
+    let first = loop {
+        assert!(published < 60, "no new adapter arrived in 60 publications");
+        let version = format!("kitchen@2.0.{published}");
+        let (nodes, edges) = adapter(
+            0xa4 + published,
+            &version,
+            &[0xa2],
+            0,
+            10 + published as u64,
+        );
+        apply(&store, 10 + published as u64, nodes, edges).await;
+        let wait = Duration::from_millis(500 * (published as u64 + 1)).min(Duration::from_secs(10));
+        published += 1;
+        if let Ok(msg) = tokio::time::timeout(wait, next_json(&mut ws)).await {
+            break msg;
+        }
+    };
+    assert_eq!(first["type"], "next", "{first}");
+    let data = &first["payload"]["data"]["adapters"];
     assert_eq!(
-        msg["payload"]["data"]["adapters"],
-        json!({"version": "kitchen@2.0.0", "parents": [{"version": "kitchen@1.10.0"}], "baseModel": {"architecture": "gpt2"}})
+        (&data["parents"], &data["baseModel"]),
+        (
+            &json!([{"version": "kitchen@1.10.0"}]),
+            &json!({"architecture": "gpt2"})
+        ),
+        "{first}"
     );
+    let patch = |m: &Value| -> u8 {
+        let v = m["payload"]["data"]["adapters"]["version"]
+            .as_str()
+            .unwrap_or_default();
+        v.strip_prefix("kitchen@2.0.")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not an adapter published after subscribing: {m}"))
+    };
+    let (nodes, edges) = adapter(
+        0xa4 + published,
+        &format!("kitchen@2.0.{published}"),
+        &[0xa2],
+        0,
+        10 + published as u64,
+    );
+    apply(&store, 10 + published as u64, nodes, edges).await;
+    let mut last = patch(&first);
+    while last < published {
+        let msg = tokio::time::timeout(Duration::from_secs(600), next_json(&mut ws))
+            .await
+            .expect("the adapters published after the first arrives follow it");
+        assert_eq!(patch(&msg), last + 1, "in order, none skipped: {msg}");
+        last += 1;
+    }
 }
 
 async fn next_json<S>(ws: &mut S) -> Value

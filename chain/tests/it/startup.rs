@@ -151,7 +151,7 @@ async fn a_request_rate_spaces_requests_and_websocket_urls_connect() {
         .raw_request("evm_mine".into(), ())
         .await
         .unwrap();
-    let next = tokio::time::timeout(std::time::Duration::from_secs(10), heads.next())
+    let next = tokio::time::timeout(std::time::Duration::from_secs(120), heads.next())
         .await
         .expect("a new head is announced")
         .unwrap();

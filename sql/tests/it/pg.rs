@@ -111,6 +111,8 @@ impl Postgres {
                 "-o",
                 &opts,
                 "-w",
+                "-t",
+                "600", // a failsafe (the default is 60 s): a busy machine starts it slowly
                 "-l",
                 &format!("{d}/../log"),
                 "start",
