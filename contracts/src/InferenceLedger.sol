@@ -17,6 +17,7 @@ contract InferenceLedger is AccessRoles {
 
     error BatchAlreadyRecorded(bytes32 batchId);
     error EmptyBatch();
+    error EmptyRoot();
 
     constructor(address admin) AccessRoles(admin) {
         _grant(RECORDER_ROLE, admin);
@@ -30,6 +31,8 @@ contract InferenceLedger is AccessRoles {
         string calldata manifestURI
     ) external onlyRole(RECORDER_ROLE) {
         if (count == 0) revert EmptyBatch();
+        // A zero root would read as "not recorded", so the batch could be recorded again.
+        if (merkleRoot == bytes32(0)) revert EmptyRoot();
         if (batchRoot[batchId] != bytes32(0)) revert BatchAlreadyRecorded(batchId);
         batchRoot[batchId] = merkleRoot;
         emit InferencesRecorded(batchId, adapterIds, merkleRoot, count, manifestURI);

@@ -29,6 +29,7 @@ contract RewardDistributor is AccessRoles {
     error AlreadyClaimed(uint256 epoch, address account);
     error InvalidProof();
     error ExceedsEpochTotal(uint256 epoch);
+    error EmptyRoot();
 
     constructor(address admin, RewardToken token_) AccessRoles(admin) {
         token = token_;
@@ -36,7 +37,10 @@ contract RewardDistributor is AccessRoles {
     }
 
     /// @notice Allocates an epoch: mints `total` to this contract for later claims.
+    /// A zero root is refused: it would mint `total` for claims nobody can prove, and leave
+    /// the epoch open to be allocated (and minted) again.
     function allocateEpoch(uint256 epoch, bytes32 merkleRoot, uint256 total) external onlyRole(DISTRIBUTOR_ROLE) {
+        if (merkleRoot == bytes32(0)) revert EmptyRoot();
         if (epochs[epoch].merkleRoot != bytes32(0)) revert EpochExists(epoch);
         epochs[epoch] = Epoch({merkleRoot: merkleRoot, total: total, claimed: 0});
         token.mint(address(this), total);

@@ -9,7 +9,7 @@
 //! [`published_adapters`] likewise reads the ModelRegistry's `AdapterPublished` events: the
 //! one reader of published adapters for the catalog (`tributary-models`) and settlement.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
@@ -126,14 +126,16 @@ impl ChainState {
         self.revoked.contains(id)
     }
 
-    /// What validators' on-chain verdicts exclude. A verdict counts only when the validator
-    /// recorded its root on chain: the `validations` rows of that (batch, validator) must
-    /// hash to the recorded root. A validation that rejected something but whose verdicts
-    /// the lake does not hold (or holds altered) holds its whole batch back: which
-    /// contributions it rejected cannot be known, and none is let through unchecked.
+    /// What validators' on-chain verdicts exclude: each validator's latest verdict on a
+    /// batch (a later attestation supersedes its earlier ones). A verdict counts only when
+    /// the validator recorded its root on chain: the `validations` rows of that (batch,
+    /// validator, root) must hash to the recorded root. A validation that rejected something
+    /// but whose verdicts the lake does not hold (or holds altered) holds its whole batch
+    /// back: which contributions it rejected cannot be known, and none is let through
+    /// unchecked.
     pub async fn rejections(&self, lake: &Lake) -> Result<Rejections> {
-        // (batch, validator) -> verdicts in the lake
-        let mut verdicts: HashMap<(B256, Address), Vec<(B256, bool)>> = HashMap::new();
+        // (batch, validator, root) -> verdicts in the lake (a rerun's rows repeat them)
+        let mut verdicts: HashMap<(B256, Address, B256), BTreeMap<B256, bool>> = HashMap::new();
         for b in lake.read(names::VALIDATIONS, None).await? {
             let col = |n: &str| {
                 b.column_by_name(n)
@@ -141,38 +143,48 @@ impl ChainState {
                     .as_string::<i32>()
                     .clone()
             };
-            let (batch, who, id, verdict) = (
+            let (batch, who, id, verdict, root) = (
                 col("batch_id"),
                 col("validator"),
                 col("contribution_id"),
                 col("verdict"),
+                col("verdicts_root"),
             );
             for i in 0..b.num_rows() {
-                if let (Ok(batch), Ok(who), Ok(id)) = (
+                if let (Ok(batch), Ok(who), Ok(id), Ok(root)) = (
                     batch.value(i).parse::<B256>(),
                     who.value(i).parse::<Address>(),
                     id.value(i).parse::<B256>(),
+                    root.value(i).parse::<B256>(),
                 ) {
                     verdicts
-                        .entry((batch, who))
+                        .entry((batch, who, root))
                         .or_default()
-                        .push((id, verdict.value(i) != REJECTED));
+                        .insert(id, verdict.value(i) != REJECTED);
                 }
             }
         }
-        let mut out = Rejections::default();
+        // In chain order: the last of each (batch, validator) stands.
+        let mut latest: HashMap<(B256, Address), &Validation> = HashMap::new();
         for v in &self.validations {
+            latest.insert((v.batch_id, v.validator), v);
+        }
+        let mut out = Rejections::default();
+        for v in latest.into_values() {
             if v.rejected == 0 {
                 continue;
             }
-            let known = verdicts.get(&(v.batch_id, v.validator)).filter(|list| {
-                MerkleTree::new(list.iter().map(|(id, ok)| verdict_leaf(*id, *ok)).collect()).root()
-                    == v.verdicts_root
-            });
+            let known = verdicts
+                .get(&(v.batch_id, v.validator, v.verdicts_root))
+                .filter(|list| {
+                    MerkleTree::new(list.iter().map(|(id, ok)| verdict_leaf(*id, *ok)).collect())
+                        .root()
+                        == v.verdicts_root
+                });
             match known {
                 Some(list) => out
                     .contributions
-                    .extend(list.iter().filter(|(_, ok)| !ok).map(|(id, _)| *id)),
+                    .extend(list.iter().filter(|(_, ok)| !**ok).map(|(id, _)| *id)),
                 None => {
                     tracing::warn!(
                         batch = %v.batch_id,

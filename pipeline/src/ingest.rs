@@ -188,7 +188,9 @@ pub async fn commit_keyed(
 }
 
 /// Finishes every batch that was committed to the lake but whose anchoring did not complete
-/// (a crash between the Delta commit and the `batches` row). Returns the batches it finished.
+/// (a crash between the Delta commit and the `batches` row), of the Datanets the chain signer
+/// may anchor; another Datanet's batch is left to its anchorers (logged), so it never stops
+/// this signer's work. Returns the batches it finished.
 pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
     let finished: HashSet<String> = lake
         .app_transactions(names::BATCHES)
@@ -208,6 +210,16 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
             .parse()
             .map_err(|_| Error::InvalidInput(format!("bad batch id in the lake: {batch}")))?;
         let (datanet_id, entries) = batch_entries(lake, version, batch).await?;
+        let may_anchor = chain
+            .datanet_registry()
+            .isAnchorer(U256::from(datanet_id), chain.signer())
+            .call()
+            .await
+            .map_err(tributary_chain::Error::from)?;
+        if !may_anchor {
+            tracing::warn!(%batch_id, datanet_id, signer = %chain.signer(), "a batch committed before a crash waits for an anchorer of its Datanet (its next `contribute` finishes it)");
+            continue;
+        }
         tracing::warn!(%batch_id, version, "finishing a batch committed before a crash");
         let mut report = finish(chain, lake, datanet_id, batch_id, version, entries, None).await?;
         report.newly_committed = false;
@@ -291,18 +303,24 @@ async fn anchor(
             m.hash(),
             m.lake_version,
         );
+        use DatanetRegistry::DatanetRegistryErrors as E;
         match send(call).await {
             Ok(r) => return Ok((r.transaction_hash, r.block_number.unwrap_or_default(), true)),
-            // Another process anchored it between our check and our transaction.
-            Err(e)
-                if matches!(
-                    e.revert::<DatanetRegistry::DatanetRegistryErrors>(),
-                    Some(DatanetRegistry::DatanetRegistryErrors::BatchAlreadyAnchored(_))
-                ) =>
-            {
-                already = stored().await?
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => match e.revert::<E>() {
+                // Another process anchored it between our check and our transaction.
+                Some(E::BatchAlreadyAnchored(_)) => already = stored().await?,
+                Some(E::NotAnchorer(_)) => {
+                    return Err(Error::InvalidInput(format!(
+                        "{} may not anchor batches of Datanet {}: its owner appoints anchorers \
+                         (`setAnchorer`); batch {} is committed to the lake and the next \
+                         `contribute` by an anchorer of the Datanet anchors it",
+                        chain.signer(),
+                        m.datanet_id,
+                        m.batch_id
+                    )));
+                }
+                _ => return Err(e.into()),
+            },
         }
     }
     if (already.datanetId, already.merkleRoot) != (U256::from(m.datanet_id), root) {

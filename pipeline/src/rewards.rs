@@ -412,7 +412,13 @@ async fn manifest(lake: &Lake, n: u64) -> Result<Option<EpochManifest>> {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::InvalidInput(format!("{uri}: not an epoch manifest: {e}"))),
-        Err(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        // Not "never settled": taken so, `settle` would write this epoch again over the
+        // manifest its claims are proven against.
+        Err(e) => Err(Error::InvalidInput(format!(
+            "reward epoch {n}'s manifest could not be read ({e}): nothing was settled or \
+             paid; fix the lake's access and run the command again"
+        ))),
     }
 }
 

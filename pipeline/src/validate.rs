@@ -1,6 +1,7 @@
 //! Validator attestations: a validator of a Datanet reviews an anchored batch and records its
 //! verdict on every contribution in it — a Merkle root of the verdicts and the counts on chain
-//! (`ValidationRecorded`), one row per contribution in the `validations` table.
+//! (`ValidationRecorded`), one row per contribution in the `validations` table. A validator's
+//! latest verdict on a batch supersedes its earlier ones.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -77,25 +78,44 @@ pub async fn attest(
     let accepted = verdicts.iter().filter(|(_, ok)| *ok).count();
 
     let registry = chain.datanet_registry();
-    let call = registry.recordValidation(
-        U256::from(manifest.datanet_id),
-        batch_id,
-        root,
-        U256::from(accepted),
-        U256::from(rejected.len()),
-    );
-    let receipt = send(call).await.map_err(|e| match e.revert::<E>() {
-        Some(E::NotValidator(_)) => Error::InvalidInput(format!(
-            "{} is not a validator of Datanet {}: the owner appoints validators (manifest [access] validators)",
-            chain.signer(),
-            manifest.datanet_id
-        )),
-        _ => e.into(),
-    })?;
-    let (tx, block) = (
-        receipt.transaction_hash,
-        receipt.block_number.unwrap_or_default(),
-    );
+    // This validator's latest verdict on the batch, when it is this one, is not recorded
+    // again: a run that died after its transaction and before its rows is finished here,
+    // and a rerun adds nothing.
+    let earlier = registry
+        .ValidationRecorded_filter()
+        .topic2(batch_id)
+        .topic3(chain.signer().into_word())
+        .from_block(chain.deployment().start_block)
+        .query()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    let (tx, block) = match earlier.last() {
+        Some((e, log)) if e.verdictsRoot == root => (
+            log.transaction_hash.unwrap_or_default(),
+            log.block_number.unwrap_or_default(),
+        ),
+        _ => {
+            let call = registry.recordValidation(
+                U256::from(manifest.datanet_id),
+                batch_id,
+                root,
+                U256::from(accepted),
+                U256::from(rejected.len()),
+            );
+            let receipt = send(call).await.map_err(|e| match e.revert::<E>() {
+                Some(E::NotValidator(_)) => Error::InvalidInput(format!(
+                    "{} is not a validator of Datanet {}: the owner appoints validators (manifest [access] validators)",
+                    chain.signer(),
+                    manifest.datanet_id
+                )),
+                _ => e.into(),
+            })?;
+            (
+                receipt.transaction_hash,
+                receipt.block_number.unwrap_or_default(),
+            )
+        }
+    };
     let rows = rows(
         manifest.datanet_id,
         batch_id,
@@ -119,10 +139,12 @@ pub async fn attest(
     })
 }
 
-/// The verdicts recorded on contribution `id`: (validator, verdict).
+/// The verdicts recorded on contribution `id`: (validator, verdict), each validator's latest
+/// (a later attestation of the batch supersedes its earlier ones).
 pub async fn verdicts_on(lake: &Lake, id: B256) -> Result<Vec<(String, String)>> {
     let want = id.to_string();
-    let mut out = Vec::new();
+    // validator -> (block, verdict)
+    let mut latest: std::collections::BTreeMap<String, (i64, String)> = Default::default();
     for b in lake.read(names::VALIDATIONS, None).await? {
         let col = |n: &str| {
             b.column_by_name(n)
@@ -131,11 +153,18 @@ pub async fn verdicts_on(lake: &Lake, id: B256) -> Result<Vec<(String, String)>>
                 .clone()
         };
         let (ids, who, verdict) = (col("contribution_id"), col("validator"), col("verdict"));
+        let blocks = b
+            .column_by_name("block_number")
+            .expect("validations schema")
+            .as_primitive::<arrow::datatypes::Int64Type>();
         for i in (0..b.num_rows()).filter(|&i| ids.value(i) == want) {
-            out.push((who.value(i).to_string(), verdict.value(i).to_string()));
+            let seen = latest.entry(who.value(i).to_string()).or_default();
+            if blocks.value(i) >= seen.0 {
+                *seen = (blocks.value(i), verdict.value(i).to_string());
+            }
         }
     }
-    Ok(out)
+    Ok(latest.into_iter().map(|(who, (_, v))| (who, v)).collect())
 }
 
 async fn batch_manifest(lake: &Lake, batch_id: B256) -> Result<BatchManifest> {

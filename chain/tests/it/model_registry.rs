@@ -234,4 +234,10 @@ async fn inference_batches_and_recorder_role() {
         revert::<LE, _>(send(record!(ledger, 2, 0)).await),
         LE::EmptyBatch(_)
     ));
+    // A zero root would read as never recorded (and could be recorded again).
+    let zero = ledger.recordInferences(h(2), vec![], B256::ZERO, U256::from(1), "".into());
+    assert!(matches!(
+        revert::<LE, _>(send(zero).await),
+        LE::EmptyRoot(_)
+    ));
 }

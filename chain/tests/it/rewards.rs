@@ -1,4 +1,4 @@
-use alloy::primitives::{Address, U256, keccak256};
+use alloy::primitives::{Address, B256, U256, keccak256};
 use tributary_chain::bindings::RewardDistributor::{self, RewardDistributorErrors as E};
 use tributary_chain::bindings::RewardToken::{self, RewardTokenErrors as TE};
 use tributary_chain::send;
@@ -31,6 +31,11 @@ async fn epochs_pay_claims_with_proofs_once_and_refuse_forgeries() {
         E::MissingRole(e) => assert_eq!((e.role, e.account), (role, alice)),
         other => panic!("{other:?}"),
     }
+    // A zero root: tokens minted for claims nobody could prove, and the epoch left open.
+    assert!(matches!(
+        revert::<E, _>(send(dist.allocateEpoch(U256::from(1), B256::ZERO, total)).await),
+        E::EmptyRoot(_)
+    ));
     let r = send(dist.allocateEpoch(U256::from(1), tree.root(), total))
         .await
         .unwrap();

@@ -2,9 +2,12 @@
 //! the client gets it; a background task posts the journal in batches — every `batch_size`
 //! answers or every `interval` — as a manifest in the lake (`inferences/BATCH.json`), rows
 //! in the `inferences` table and `InferencesRecorded` on chain, then drops them from the
-//! journal. The batch id is the hash of its answers' ids, and each step is idempotent (the
-//! lake append by batch id, the chain call by `BatchAlreadyRecorded`), so a crash at any
-//! point is repaired by the next start: nothing lost, nothing posted twice.
+//! journal. A batch is sealed before it is posted: the journal is rewritten, in one atomic
+//! rename, with the batch on its first line and the answers after it below, so a crash
+//! leaves the journal before or after the seal, never between. The batch id is the hash of
+//! its answers' ids, and each step of posting is idempotent (the lake append by batch id,
+//! the chain call by `BatchAlreadyRecorded`), so a crash at any point is repaired by the
+//! next start: nothing lost, nothing posted twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,29 +57,58 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("pending.jsonl")
 }
 
-/// The batch being posted.
-fn sealed_path(journal: &Path) -> PathBuf {
+/// Where versions before the seal line kept the batch being posted (read once, at start).
+fn legacy_sealed_path(journal: &Path) -> PathBuf {
     journal.with_file_name("sealed.jsonl")
 }
 
-fn read_journal(path: &Path) -> Result<Vec<InferenceEntry>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(Error::Io(path.display().to_string(), e)),
-    };
-    // A crash mid-append leaves at most one partial last line: it was never acknowledged.
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+/// The journal's first line while a batch is sealed and not yet posted.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Seal {
+    sealed: Vec<InferenceEntry>,
 }
 
-fn write_journal(path: &Path, entries: &[InferenceEntry]) -> Result<()> {
+/// What the journal holds: the sealed batch (empty when none) and the answers after it.
+#[derive(Default)]
+struct Journal {
+    sealed: Vec<InferenceEntry>,
+    pending: Vec<InferenceEntry>,
+}
+
+fn read_journal(path: &Path) -> Result<Journal> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::default()),
+        Err(e) => return Err(Error::Io(path.display().to_string(), e)),
+    };
+    let mut journal = Journal::default();
+    for (i, line) in text.lines().enumerate() {
+        if i == 0
+            && let Ok(seal) = serde_json::from_str::<Seal>(line)
+        {
+            journal.sealed = seal.sealed;
+        } else if let Ok(entry) = serde_json::from_str(line) {
+            journal.pending.push(entry);
+        }
+        // Else a partial last line, left by a crash mid-append: never acknowledged.
+    }
+    Ok(journal)
+}
+
+/// Rewrites the journal (to a temporary file, synced, renamed over it): the sealed batch on
+/// the first line when there is one, then the answers after it.
+fn write_journal(path: &Path, sealed: &[InferenceEntry], pending: &[InferenceEntry]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let io = |e| Error::Io(tmp.display().to_string(), e);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    for e in entries {
+    if !sealed.is_empty() {
+        let seal = Seal {
+            sealed: sealed.to_vec(),
+        };
+        serde_json::to_writer(&mut f, &seal).expect("a seal serialises");
+        f.write_all(b"\n").map_err(io)?;
+    }
+    for e in pending {
         serde_json::to_writer(&mut f, e).expect("an entry serialises");
         f.write_all(b"\n").map_err(io)?;
     }
@@ -84,14 +116,35 @@ fn write_journal(path: &Path, entries: &[InferenceEntry]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.display().to_string(), e))
 }
 
+/// Reads the journal at start, taking in a batch that a version before the seal line left
+/// in `sealed.jsonl`: if the journal still lists that batch's answers first (that version
+/// died between writing the two files), they are the batch's, not answers to post again.
+fn open_journal(path: &Path) -> Result<Journal> {
+    let mut journal = read_journal(path)?;
+    let legacy = legacy_sealed_path(path);
+    if !legacy.exists() {
+        return Ok(journal);
+    }
+    let sealed = read_journal(&legacy)?.pending;
+    if journal.sealed.is_empty() && !sealed.is_empty() {
+        if journal.pending.starts_with(&sealed) {
+            journal.pending.drain(..sealed.len());
+        }
+        journal.sealed = sealed;
+    }
+    write_journal(path, &journal.sealed, &journal.pending)?;
+    std::fs::remove_file(&legacy).map_err(|e| Error::Io(legacy.display().to_string(), e))?;
+    Ok(journal)
+}
+
 impl Ledger {
     /// Starts the ledger task; answers left in the journal by an earlier run are posted.
     pub fn start(chain: Arc<Chain>, lake: Lake, config: LedgerConfig, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
         let path = journal_path(dir);
-        let pending = read_journal(&path)?;
+        let journal = open_journal(&path)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(chain, lake, config, path, pending, rx));
+        tokio::spawn(run(chain, lake, config, path, journal, rx));
         Ok(Ledger { tx })
     }
 
@@ -121,9 +174,13 @@ async fn run(
     lake: Lake,
     config: LedgerConfig,
     path: PathBuf,
-    mut pending: Vec<InferenceEntry>,
+    journal: Journal,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
+    let Journal {
+        mut sealed,
+        mut pending,
+    } = journal;
     let mut file = match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -159,34 +216,30 @@ async fn run(
         let mut posted = Vec::new();
         let mut failed = None;
         loop {
-            // A batch is sealed (its answers moved from the journal to `sealed.jsonl`)
-            // before it is posted, so a retry after a crash posts the same batch.
-            let mut sealed = match read_journal(&sealed_path(&path)) {
-                Ok(s) => s,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            };
             if sealed.is_empty() {
                 if pending.is_empty() {
                     break;
                 }
                 let n = pending.len().min(config.batch_size);
-                sealed = pending[..n].to_vec();
-                let sealing = write_journal(&sealed_path(&path), &sealed)
-                    .and_then(|()| write_journal(&path, &pending[n..]));
-                if let Err(e) = sealing {
+                if let Err(e) = write_journal(&path, &pending[..n], &pending[n..]) {
                     failed = Some(e);
                     break;
                 }
-                pending.drain(..n);
+                sealed = pending.drain(..n).collect();
                 file = std::fs::OpenOptions::new().append(true).open(&path).ok();
             }
             match inferences::record(&chain, &lake, &sealed).await {
                 Ok(id) => {
                     posted.push(id);
-                    let _ = std::fs::remove_file(sealed_path(&path));
+                    sealed.clear();
+                    // The seal line goes; should this fail or the process die first, the
+                    // next seal or start posts the same batch again, which is idempotent.
+                    let unsealed = write_journal(&path, &[], &pending);
+                    file = std::fs::OpenOptions::new().append(true).open(&path).ok();
+                    if let Err(e) = unsealed {
+                        failed = Some(e);
+                        break;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying later");

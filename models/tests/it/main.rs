@@ -1,11 +1,13 @@
 //! tributary-models against a real anvil (embedded), a Delta lake on disk and the tiny base
 //! model: a train job publishes once, the catalog finds what it published (also from a copy
 //! of the lake), serving answers and credits the same contributors as `attribute`, and
-//! concurrent first uses of a base model each get it whole from the lake.
+//! concurrent first uses of a base model each get it whole from the lake; the inference ledger
+//! posts what a crash left, once.
 
 mod catalog;
 mod demo_recipe;
 mod jobs;
+mod ledger;
 
 use std::sync::Arc;
 

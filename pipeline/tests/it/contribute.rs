@@ -390,7 +390,12 @@ async fn a_batch_committed_but_not_anchored_is_finished_by_the_next_run() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("contract call failed"), "{err}");
+    assert!(err.to_string().contains("may not anchor"), "{err}");
+    // Nor does it stop that signer's next run: the batch waits for an anchorer.
+    assert!(
+        run(&env, &stranger, &cfg, &[]).await.batches.is_empty(),
+        "left to an anchorer"
+    );
     let rows = table_rows(&env.lake, names::CONTRIBUTIONS).await;
     assert_eq!(count(&rows), 3, "committed");
     let id = rows[0]
@@ -586,6 +591,52 @@ async fn validators_attest_to_batches_and_statuses_follow() {
         (batch, a.verdicts_root, validator.signer())
     );
     assert_eq!(count(&table_rows(&env.lake, names::VALIDATIONS).await), 3);
+
+    // The validator changes its verdict (rejecting ids[1] instead of ids[0]) and its run
+    // dies after the transaction, before the rows: the verdict on chain is unknown to the
+    // lake, so the batch is held back whole.
+    use tributary_pipeline::chain_state::ChainState;
+    use tributary_pipeline::validate::{attest, verdict_leaf};
+    let leaves = [(0, true), (1, false), (2, true)].map(|(i, ok)| verdict_leaf(ids[i], ok));
+    let root = tributary_schemas::merkle::MerkleTree::new(leaves.to_vec()).root();
+    tributary_chain::send(validator.datanet_registry().recordValidation(
+        U256::from(env.datanet),
+        batch,
+        root,
+        U256::from(2),
+        U256::from(1),
+    ))
+    .await
+    .unwrap();
+    let rejections = || async {
+        let state = ChainState::read(&env.chain).await.unwrap();
+        state.rejections(&env.lake).await.unwrap()
+    };
+    assert!(rejections().await.batches.contains(&batch));
+    let recorded = || async {
+        let registry = env.chain.datanet_registry();
+        let filter = registry.ValidationRecorded_filter().from_block(0);
+        filter.query().await.unwrap().len()
+    };
+    // Run again, it records nothing new: it writes the rows of the verdict on chain. The
+    // latest verdict stands (ids[0] is accepted again); once more, nothing changes.
+    for _ in 0..2 {
+        let again = attest(&validator, &env.lake, batch, &[ids[1]])
+            .await
+            .unwrap();
+        assert_eq!(again.verdicts_root, root);
+        let r = rejections().await;
+        assert!(r.batches.is_empty(), "{:?}", r.batches);
+        assert_eq!(r.contributions, std::collections::HashSet::from([ids[1]]));
+        assert_eq!(recorded().await, 2);
+        assert_eq!(count(&table_rows(&env.lake, names::VALIDATIONS).await), 6);
+    }
+    let mut statuses = Vec::new();
+    for i in [0, 1] {
+        let p = prove(&env.chain, &env.lake, ids[i]).await.unwrap();
+        statuses.push(p.status());
+    }
+    assert_eq!(statuses, ["accepted", "rejected"]);
 }
 
 /// A record signed by a standard wallet library (Python's eth-account, `sign_typed_data`),

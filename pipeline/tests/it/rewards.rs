@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use alloy::primitives::{Address, B256, U256};
 use proptest::prelude::*;
 use tributary_pipeline::rewards::{
-    Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, publish, totals, tree,
+    Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, epochs, publish, settle, totals,
+    tree,
 };
 
 use crate::common::{Env, Start, env};
@@ -230,10 +231,7 @@ fn splits_one_answer_by_policy_and_share() {
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_pay_out_once_and_forged_proofs_revert() {
     let Env {
-        dir: _dir,
-        chain,
-        lake,
-        ..
+        dir, chain, lake, ..
     } = env(Start::Bare).await;
     let alice = Address::repeat_byte(0x11);
     let bob = Address::repeat_byte(0x22);
@@ -315,4 +313,25 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nothing to claim"), "{err}");
+
+    // A settled epoch's manifest that cannot be read (a symlink loop here, as an I/O error
+    // would be) is an error, not an epoch never settled: settling would write epoch 1 anew
+    // over the manifest Bob's and Alice's claims were proven against.
+    let file = dir.path().join("lake").join(EpochManifest::key(1));
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&file, &file).unwrap();
+    let err = epochs(&lake).await.unwrap_err().to_string();
+    assert!(err.contains("could not be read"), "{err}");
+    let err = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("could not be read"), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&file)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "left as it was"
+    );
 }

@@ -1,0 +1,117 @@
+//! The inference ledger after a crash: what a restart finds in its folder is posted once,
+//! every answer in exactly one row, whichever moment the earlier process died at.
+
+use std::sync::Arc;
+
+use alloy::primitives::B256;
+use arrow::array::AsArray;
+use tributary_chain::{Chain, ChainConfig};
+use tributary_lake::Lake;
+use tributary_models::serve::ledger::{Ledger, LedgerConfig, journal_path};
+use tributary_schemas::manifest::InferenceEntry;
+use tributary_schemas::tables::names;
+
+fn answer(i: u8) -> InferenceEntry {
+    InferenceEntry {
+        adapter_id: B256::repeat_byte(0xad),
+        request_hash: B256::repeat_byte(i),
+        response_hash: B256::repeat_byte(i ^ 0x80),
+        attribution_root: B256::ZERO,
+        tokens: 4,
+        fee: 40,
+        attribution: vec![],
+    }
+}
+
+fn lines(entries: &[InferenceEntry]) -> String {
+    entries
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect()
+}
+
+/// The `inferences` table's answer ids, and the answers `InferencesRecorded` counted.
+async fn posted(chain: &Chain, lake: &Lake) -> (Vec<String>, u64) {
+    let mut ids: Vec<String> = lake
+        .read(names::INFERENCES, None)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("inference_id").unwrap().as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    let events = chain
+        .inference_ledger()
+        .InferencesRecorded_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap();
+    let counted = events
+        .iter()
+        .map(|(e, _)| e.count.saturating_to::<u64>())
+        .sum();
+    (ids, counted)
+}
+
+fn ids(entries: &[InferenceEntry]) -> Vec<String> {
+    let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_posts_what_it_finds_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Arc::new(
+        Chain::connect(ChainConfig::embedded(dir.path()))
+            .await
+            .unwrap(),
+    );
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let config = LedgerConfig {
+        batch_size: 4,
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let all: Vec<InferenceEntry> = (0..8).map(answer).collect();
+
+    // A version before the seal line died between its two writes: the batch of answers 0
+    // and 1 in `sealed.jsonl`, and the journal still listing them first. (Posting that batch
+    // and then the journal's first four, as it did, paid answers 0 and 1 twice.)
+    let folder = dir.path().join("ledger");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("sealed.jsonl"), lines(&all[..2])).unwrap();
+    std::fs::write(journal_path(&folder), lines(&all[..5])).unwrap();
+    let ledger = Ledger::start(chain.clone(), lake.clone(), config.clone(), &folder).unwrap();
+    let batches = ledger.flush().await.unwrap();
+    assert_eq!(batches.len(), 2, "the sealed batch, then answers 2 to 4");
+    assert_eq!(posted(&chain, &lake).await, (ids(&all[..5]), 5));
+    assert!(!folder.join("sealed.jsonl").exists());
+    drop(ledger);
+
+    // This version died after posting a sealed batch, before taking the seal line out of
+    // the journal: the batch is posted again (the same id: nothing new), then the rest.
+    let second = tributary_pipeline::inferences::record(&chain, &lake, &all[5..7])
+        .await
+        .unwrap();
+    let seal = serde_json::json!({ "sealed": &all[5..7] }).to_string() + "\n";
+    std::fs::write(journal_path(&folder), seal + &lines(&all[7..])).unwrap();
+    let ledger = Ledger::start(chain.clone(), lake.clone(), config, &folder).unwrap();
+    let batches = ledger.flush().await.unwrap();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(
+        batches[0], second,
+        "the sealed batch first, under its own id"
+    );
+    assert_eq!(posted(&chain, &lake).await, (ids(&all), 8));
+    assert_eq!(
+        std::fs::read_to_string(journal_path(&folder)).unwrap(),
+        "",
+        "nothing left to post"
+    );
+}
