@@ -272,8 +272,8 @@ impl Analyst {
         &self.limits
     }
 
-    /// Statements executing on this session's runtime now (with the tasks they spawned): a
-    /// query stopped by its timeout stops counting once its abort lands.
+    /// Tasks alive on this session's query runtime: the statements executing and the tasks
+    /// they spawned (a query stopped by its timeout stops counting once its abort lands).
     pub fn running(&self) -> usize {
         self.cpu.handle().metrics().num_alive_tasks()
     }

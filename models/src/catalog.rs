@@ -183,6 +183,7 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
     std::fs::create_dir_all(cache).map_err(io)?;
     let cache_lock = std::fs::File::create(cache.join(".aside.lock")).map_err(io)?;
     cache_lock.lock().map_err(io)?;
+    let mut dead_folders = Vec::new();
     for entry in std::fs::read_dir(cache).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -198,7 +199,12 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
             Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         };
         if dead {
-            let _ = std::fs::remove_dir_all(&folder);
+            // Renamed out of the way now, deleted once the cache lock is let go (a base
+            // model's folder takes a while).
+            if let Ok(tmp) = tempfile::Builder::new().prefix(".dead-").tempdir_in(cache) {
+                let _ = std::fs::rename(&folder, tmp.path().join("x"));
+                dead_folders.push(tmp);
+            }
             let _ = std::fs::remove_file(&lock);
         }
     }
@@ -209,6 +215,14 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
     let lock = lock_of(dir.path());
     let held = std::fs::File::create(&lock).map_err(io)?;
     held.lock().map_err(io)?;
+    drop(cache_lock);
+    // Outside the lock: the dead folders, and any that a process killed while deleting left.
+    drop(dead_folders);
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".dead-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     Ok(Aside {
         dir: Some(dir),
         lock,

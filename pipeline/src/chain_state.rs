@@ -40,6 +40,20 @@ pub struct Validation {
     pub accepted: u64,
     /// Contributions rejected.
     pub rejected: u64,
+    /// The recording transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
+}
+
+/// A validator's latest verdict on a batch (see [`ChainState::verdicts`]).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The validation on chain.
+    pub validation: Validation,
+    /// Its per-contribution verdicts (accepted or not) from the lake, when the lake's rows of
+    /// its root hash to that root; `None` when the lake does not hold them.
+    pub known: Option<BTreeMap<B256, bool>>,
 }
 
 /// The registry's state, as its events tell it.
@@ -114,6 +128,8 @@ impl ChainState {
                         verdicts_root: e.verdictsRoot,
                         accepted: e.accepted.saturating_to(),
                         rejected: e.rejected.saturating_to(),
+                        tx: log.transaction_hash.unwrap_or_default(),
+                        block: log.block_number.unwrap_or_default(),
                     });
                 }
             }
@@ -126,16 +142,12 @@ impl ChainState {
         self.revoked.contains(id)
     }
 
-    /// What validators' on-chain verdicts exclude: each validator's latest verdict on a
-    /// batch (a later attestation supersedes its earlier ones). A verdict counts only when
-    /// the validator recorded its root on chain: the `validations` rows of that (batch,
-    /// validator, root) must hash to the recorded root. A validation that rejected something
-    /// but whose verdicts the lake does not hold (or holds altered) holds its whole batch
-    /// back: which contributions it rejected cannot be known, and none is let through
-    /// unchecked.
-    pub async fn rejections(&self, lake: &Lake) -> Result<Rejections> {
+    /// Each validator's latest verdict on each batch, in chain order (a later attestation
+    /// supersedes its earlier ones), with its per-contribution verdicts when the lake holds
+    /// rows of that (batch, validator, root) that hash to the root recorded on chain.
+    pub async fn verdicts(&self, lake: &Lake) -> Result<Vec<Verdict>> {
         // (batch, validator, root) -> verdicts in the lake (a rerun's rows repeat them)
-        let mut verdicts: HashMap<(B256, Address, B256), BTreeMap<B256, bool>> = HashMap::new();
+        let mut rows: HashMap<(B256, Address, B256), BTreeMap<B256, bool>> = HashMap::new();
         for b in lake.read(names::VALIDATIONS, None).await? {
             let col = |n: &str| {
                 b.column_by_name(n)
@@ -157,30 +169,52 @@ impl ChainState {
                     id.value(i).parse::<B256>(),
                     root.value(i).parse::<B256>(),
                 ) {
-                    verdicts
-                        .entry((batch, who, root))
+                    rows.entry((batch, who, root))
                         .or_default()
                         .insert(id, verdict.value(i) != REJECTED);
                 }
             }
         }
-        // In chain order: the last of each (batch, validator) stands.
-        let mut latest: HashMap<(B256, Address), &Validation> = HashMap::new();
+        // In order of each (batch, validator)'s first verdict, holding its last.
+        let mut latest: Vec<&Validation> = Vec::new();
+        let mut at: HashMap<(B256, Address), usize> = HashMap::new();
         for v in &self.validations {
-            latest.insert((v.batch_id, v.validator), v);
+            match at.get(&(v.batch_id, v.validator)) {
+                Some(&i) => latest[i] = v,
+                None => {
+                    at.insert((v.batch_id, v.validator), latest.len());
+                    latest.push(v);
+                }
+            }
         }
+        Ok(latest
+            .into_iter()
+            .map(|v| Verdict {
+                validation: v.clone(),
+                known: rows
+                    .remove(&(v.batch_id, v.validator, v.verdicts_root))
+                    .filter(|list| {
+                        let leaves = list.iter().map(|(id, ok)| verdict_leaf(*id, *ok));
+                        MerkleTree::new(leaves.collect()).root() == v.verdicts_root
+                    }),
+            })
+            .collect())
+    }
+
+    /// What validators' latest verdicts ([`ChainState::verdicts`]) exclude. A validation that
+    /// rejected something but whose verdicts the lake does not hold (or holds altered) holds
+    /// its whole batch back: which contributions it rejected cannot be known, and none is let
+    /// through unchecked.
+    pub async fn rejections(&self, lake: &Lake) -> Result<Rejections> {
         let mut out = Rejections::default();
-        for v in latest.into_values() {
+        for Verdict {
+            validation: v,
+            known,
+        } in self.verdicts(lake).await?
+        {
             if v.rejected == 0 {
                 continue;
             }
-            let known = verdicts
-                .get(&(v.batch_id, v.validator, v.verdicts_root))
-                .filter(|list| {
-                    MerkleTree::new(list.iter().map(|(id, ok)| verdict_leaf(*id, *ok)).collect())
-                        .root()
-                        == v.verdicts_root
-                });
             match known {
                 Some(list) => out
                     .contributions

@@ -156,12 +156,14 @@ pub async fn commit_keyed(
 ) -> Result<BatchReport> {
     keyed.sort_unstable_by_key(|(id, _)| *id);
     let ids: Vec<B256> = keyed.iter().map(|(id, _)| *id).collect();
-    let batch_id = BatchManifest::batch_id_of(datanet_id, &ids);
-    // The Merkle root depends only on the ids: computed on another core while this one builds
-    // the rows and commits them.
+    // The batch id commits to the Merkle root (`batchIdOf`): the root first, off the async
+    // threads.
     let root = tokio::task::spawn_blocking(move || {
         MerkleTree::new(ids.into_iter().map(leaf_bytes32).collect()).root()
-    });
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("computing the Merkle root: {e}")))?;
+    let batch_id = BatchManifest::batch_id_at(datanet_id, root);
     let rows = contribution_rows(datanet_id, batch_id, &keyed)?;
     let appended = lake
         .append(names::CONTRIBUTIONS)
@@ -169,9 +171,6 @@ pub async fn commit_keyed(
         .idempotent(format!("{BATCH_TXN}{batch_id}"), 0)
         .commit()
         .await?;
-    let root = root
-        .await
-        .map_err(|e| Error::Internal(format!("computing the Merkle root: {e}")))?;
     let entries = keyed.iter().map(|(id, s)| entry(*id, s)).collect();
     let mut report = finish(
         chain,
@@ -221,9 +220,20 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
             continue;
         }
         tracing::warn!(%batch_id, version, "finishing a batch committed before a crash");
-        let mut report = finish(chain, lake, datanet_id, batch_id, version, entries, None).await?;
-        report.newly_committed = false;
-        done.push(report);
+        let ids: Vec<B256> = entries.iter().map(|e| e.id).collect();
+        let current = BatchManifest::batch_id_of(datanet_id, &ids) == batch_id;
+        match finish(chain, lake, datanet_id, batch_id, version, entries, None).await {
+            Ok(mut report) => {
+                report.newly_committed = false;
+                done.push(report);
+            }
+            // Committed by a version before batch ids were bound to their Datanet: a registry
+            // that checks `batchIdOf` never takes it, and it must not stop new batches.
+            Err(e) if !current => {
+                tracing::warn!(%batch_id, error = %e, "a batch committed under an older batch id cannot be anchored in this registry; left as it is");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(done)
 }
@@ -309,6 +319,13 @@ async fn anchor(
             Err(e) => match e.revert::<E>() {
                 // Another process anchored it between our check and our transaction.
                 Some(E::BatchAlreadyAnchored(_)) => already = stored().await?,
+                Some(E::BatchIdMismatch(x)) => {
+                    return Err(Error::InvalidInput(format!(
+                        "the registry requires batch id {} for Datanet {} and root {root}, not \
+                         {} (ids bound to their Datanet, `batchIdOf`)",
+                        x.expected, m.datanet_id, m.batch_id
+                    )));
+                }
                 Some(E::NotAnchorer(_)) => {
                     return Err(Error::InvalidInput(format!(
                         "{} may not anchor batches of Datanet {}: its owner appoints anchorers \

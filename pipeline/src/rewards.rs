@@ -579,13 +579,25 @@ pub async fn settle(
             ))
         })?;
     let allocations = allocate(&policy, &accounts, &paid, &context.revoked);
+    let root = tree(&totals(&allocations)).root();
+    if pool == 0 || root == B256::ZERO {
+        // Nothing to mint or claim (the distributor refuses a zero root); the batches stay
+        // unsettled and are paid with the next epoch that has fees.
+        return Err(Error::InvalidInput(format!(
+            "the {} answer(s) recorded since epoch {} pay no fees (served with \
+             --fee-per-token 0): nothing to settle; they are settled with the next answers \
+             that pay",
+            paid.len(),
+            epoch_no - 1
+        )));
+    }
     let m = EpochManifest {
         epoch: epoch_no,
         policy,
         accounts,
         batches,
         pool: pool.to_string(),
-        root: tree(&totals(&allocations)).root(),
+        root,
         allocations,
     };
     lake.put(

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use alloy::primitives::{B256, TxHash, U256, keccak256};
-use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use tributary_chain::bindings::DatanetRegistry::DatanetRegistryErrors as E;
 use tributary_chain::{Chain, send};
@@ -17,12 +17,15 @@ use tributary_schemas::manifest::BatchManifest;
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_schemas::tables::{self, names};
 
+use crate::chain_state::ChainState;
 use crate::{Error, Result};
 
 /// Verdict strings in the `validations` table.
 pub const ACCEPTED: &str = "accepted";
 /// See [`ACCEPTED`].
 pub const REJECTED: &str = "rejected";
+/// A verdict that rejected something the lake does not say (see [`verdicts_on`]).
+pub const UNKNOWN: &str = "unknown";
 
 /// What an attestation recorded.
 #[derive(Debug, Clone)]
@@ -81,19 +84,13 @@ pub async fn attest(
     // This validator's latest verdict on the batch, when it is this one, is not recorded
     // again: a run that died after its transaction and before its rows is finished here,
     // and a rerun adds nothing.
-    let earlier = registry
-        .ValidationRecorded_filter()
-        .topic2(batch_id)
-        .topic3(chain.signer().into_word())
-        .from_block(chain.deployment().start_block)
-        .query()
-        .await
-        .map_err(tributary_chain::Error::from)?;
-    let (tx, block) = match earlier.last() {
-        Some((e, log)) if e.verdictsRoot == root => (
-            log.transaction_hash.unwrap_or_default(),
-            log.block_number.unwrap_or_default(),
-        ),
+    let state = ChainState::read(chain).await?;
+    let latest = state
+        .validations
+        .iter()
+        .rfind(|v| (v.batch_id, v.validator) == (batch_id, chain.signer()));
+    let (tx, block) = match latest {
+        Some(v) if v.verdicts_root == root => (v.tx, v.block),
         _ => {
             let call = registry.recordValidation(
                 U256::from(manifest.datanet_id),
@@ -139,32 +136,37 @@ pub async fn attest(
     })
 }
 
-/// The verdicts recorded on contribution `id`: (validator, verdict), each validator's latest
-/// (a later attestation of the batch supersedes its earlier ones).
-pub async fn verdicts_on(lake: &Lake, id: B256) -> Result<Vec<(String, String)>> {
-    let want = id.to_string();
-    // validator -> (block, verdict)
-    let mut latest: std::collections::BTreeMap<String, (i64, String)> = Default::default();
-    for b in lake.read(names::VALIDATIONS, None).await? {
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .expect("validations schema")
-                .as_string::<i32>()
-                .clone()
-        };
-        let (ids, who, verdict) = (col("contribution_id"), col("validator"), col("verdict"));
-        let blocks = b
-            .column_by_name("block_number")
-            .expect("validations schema")
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        for i in (0..b.num_rows()).filter(|&i| ids.value(i) == want) {
-            let seen = latest.entry(who.value(i).to_string()).or_default();
-            if blocks.value(i) >= seen.0 {
-                *seen = (blocks.value(i), verdict.value(i).to_string());
-            }
-        }
-    }
-    Ok(latest.into_iter().map(|(who, (_, v))| (who, v)).collect())
+/// Each validator's latest verdict on contribution `id` of batch `batch` ([`ChainState::verdicts`]):
+/// (validator, `accepted` or `rejected`), or `unknown` when that verdict rejected something
+/// and the lake does not hold which (its batch is held back).
+pub async fn verdicts_on(
+    state: &ChainState,
+    lake: &Lake,
+    batch: B256,
+    id: B256,
+) -> Result<Vec<(String, String)>> {
+    Ok(state
+        .verdicts(lake)
+        .await?
+        .into_iter()
+        .filter(|v| v.validation.batch_id == batch)
+        .map(|v| {
+            let ok = match &v.known {
+                _ if v.validation.rejected == 0 => Some(true),
+                Some(list) => Some(list.get(&id).copied().unwrap_or(true)),
+                None => None,
+            };
+            let verdict = match ok {
+                Some(true) => ACCEPTED,
+                Some(false) => REJECTED,
+                None => UNKNOWN,
+            };
+            (
+                hex_lower(v.validation.validator.as_slice()),
+                verdict.to_string(),
+            )
+        })
+        .collect())
 }
 
 async fn batch_manifest(lake: &Lake, batch_id: B256) -> Result<BatchManifest> {

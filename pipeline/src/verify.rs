@@ -52,17 +52,18 @@ impl Proof {
         self.failure.is_none()
     }
 
-    /// The contribution's status: `revoked`, `rejected` (by any validator), `accepted` (by at
-    /// least one validator), else `pending`.
+    /// The contribution's status: `revoked`, `rejected` (by any validator's latest verdict),
+    /// `held` (a latest verdict rejected contributions of its batch and the lake does not
+    /// say which: snapshots leave the batch out), `accepted` (by at least one validator),
+    /// else `pending`.
     pub fn status(&self) -> &'static str {
+        let any = |verdict: &str| self.verdicts.iter().any(|(_, v)| v == verdict);
         if self.revoked {
             "revoked"
-        } else if self
-            .verdicts
-            .iter()
-            .any(|(_, v)| v == crate::validate::REJECTED)
-        {
+        } else if any(crate::validate::REJECTED) {
             "rejected"
+        } else if any(crate::validate::UNKNOWN) {
+            "held"
         } else if self.verdicts.is_empty() {
             "pending"
         } else {
@@ -135,7 +136,13 @@ pub async fn prove(chain: &Chain, lake: &Lake, id: B256) -> Result<Proof> {
         manifest_uri: lake.uri(&manifest_uri).to_string(),
         revoked,
         failure,
-        verdicts: crate::validate::verdicts_on(lake, id).await?,
+        verdicts: crate::validate::verdicts_on(
+            &crate::chain_state::ChainState::read(chain).await?,
+            lake,
+            stored.batch_id,
+            id,
+        )
+        .await?,
     })
 }
 

@@ -73,6 +73,9 @@ struct Seal {
 struct Journal {
     sealed: Vec<InferenceEntry>,
     pending: Vec<InferenceEntry>,
+    /// A line did not parse (a crash mid-append leaves a partial last line): the file must
+    /// be rewritten before anything is appended, or the next answer joins that line.
+    torn: bool,
 }
 
 fn read_journal(path: &Path) -> Result<Journal> {
@@ -81,7 +84,10 @@ fn read_journal(path: &Path) -> Result<Journal> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::default()),
         Err(e) => return Err(Error::Io(path.display().to_string(), e)),
     };
-    let mut journal = Journal::default();
+    let mut journal = Journal {
+        torn: !text.is_empty() && !text.ends_with('\n'),
+        ..Journal::default()
+    };
     for (i, line) in text.lines().enumerate() {
         if i == 0
             && let Ok(seal) = serde_json::from_str::<Seal>(line)
@@ -89,8 +95,10 @@ fn read_journal(path: &Path) -> Result<Journal> {
             journal.sealed = seal.sealed;
         } else if let Ok(entry) = serde_json::from_str(line) {
             journal.pending.push(entry);
+        } else {
+            // A partial last line, left by a crash mid-append: never acknowledged.
+            journal.torn = true;
         }
-        // Else a partial last line, left by a crash mid-append: never acknowledged.
     }
     Ok(journal)
 }
@@ -113,7 +121,13 @@ fn write_journal(path: &Path, sealed: &[InferenceEntry], pending: &[InferenceEnt
         f.write_all(b"\n").map_err(io)?;
     }
     f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.display().to_string(), e))
+    let dir_io = |e| Error::Io(path.display().to_string(), e);
+    std::fs::rename(&tmp, path).map_err(dir_io)?;
+    // The rename itself made durable: a power cut must not bring back the journal before it.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(dir_io)
 }
 
 /// Reads the journal at start, taking in a batch that a version before the seal line left
@@ -123,6 +137,9 @@ fn open_journal(path: &Path) -> Result<Journal> {
     let mut journal = read_journal(path)?;
     let legacy = legacy_sealed_path(path);
     if !legacy.exists() {
+        if journal.torn {
+            write_journal(path, &journal.sealed, &journal.pending)?;
+        }
         return Ok(journal);
     }
     let sealed = read_journal(&legacy)?.pending;
@@ -180,6 +197,7 @@ async fn run(
     let Journal {
         mut sealed,
         mut pending,
+        ..
     } = journal;
     let mut file = match std::fs::OpenOptions::new()
         .create(true)
@@ -192,10 +210,16 @@ async fn run(
             None
         }
     };
-    let mut tick = tokio::time::interval(config.interval);
+    let start = tokio::time::Instant::now() + config.interval;
+    let mut tick = tokio::time::interval_at(start, config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What an earlier run left is posted first, before any answer is taken.
+    let mut starting = true;
     loop {
-        let flush_reply = tokio::select! {
+        let flush_reply = if std::mem::take(&mut starting) {
+            None
+        } else {
+            tokio::select! {
             msg = rx.recv() => match msg {
                 None => return,
                 Some(Msg::Record(entry, reply)) => {
@@ -212,6 +236,7 @@ async fn run(
                 Some(Msg::Flush(reply)) => Some(reply),
             },
             _ = tick.tick() => None,
+            }
         };
         let mut posted = Vec::new();
         let mut failed = None;

@@ -94,9 +94,26 @@ fn hold_aside_until_killed() {
     }
 }
 
+/// A child process, killed when dropped (so a failing test leaves none parked).
+struct Killed(Child);
+
+impl Killed {
+    /// SIGKILL, and reaped.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A child process of this test binary holding a folder aside in `cache`; the folder, once
 /// it says it holds it.
-fn holder(cache: &Path) -> (Child, PathBuf) {
+fn holder(cache: &Path) -> (Killed, PathBuf) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "catalog::hold_aside_until_killed", "--nocapture"])
         .env(HOLD, cache)
@@ -109,7 +126,7 @@ fn holder(cache: &Path) -> (Child, PathBuf) {
         .map(|l| l.unwrap())
         .find_map(|l| l.strip_prefix("ASIDE ").map(PathBuf::from))
         .expect("the child holds a folder aside");
-    (child, folder)
+    (Killed(child), folder)
 }
 
 #[test]
@@ -121,8 +138,7 @@ fn a_fetch_killed_midway_leaves_nothing_once_the_next_one_runs() {
     let cache = tmp.path().join("cache");
     let (mut killed, dead) = holder(&cache);
     let (mut live, alive) = holder(&cache);
-    killed.kill().unwrap(); // SIGKILL: its folder and lock file stay behind
-    killed.wait().unwrap();
+    killed.kill(); // SIGKILL: its folder and lock file stay behind
     assert!(dead.join("config.json").exists());
 
     let lake = Lake::open(root).unwrap();
@@ -139,8 +155,7 @@ fn a_fetch_killed_midway_leaves_nothing_once_the_next_one_runs() {
         "a fetch still going keeps its folder"
     );
 
-    live.kill().unwrap();
-    live.wait().unwrap();
+    live.kill();
     drop(catalog::aside(&cache, "adapter").unwrap());
     assert_eq!(
         listing(&cache),

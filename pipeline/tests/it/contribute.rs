@@ -613,6 +613,8 @@ async fn validators_attest_to_batches_and_statuses_follow() {
         state.rejections(&env.lake).await.unwrap()
     };
     assert!(rejections().await.batches.contains(&batch));
+    let held = prove(&env.chain, &env.lake, ids[2]).await.unwrap();
+    assert_eq!(held.status(), "held", "{:?}", held.verdicts);
     let recorded = || async {
         let registry = env.chain.datanet_registry();
         let filter = registry.ValidationRecorded_filter().from_block(0);

@@ -335,3 +335,51 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
         "left as it was"
     );
 }
+
+/// Answers served without a fee settle nothing (the distributor refuses an epoch with
+/// nothing to claim): an error that says so, and nothing written; they are settled with the
+/// next answers that pay.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_without_fees_wait_for_an_epoch_that_pays() {
+    let Env {
+        dir: _dir,
+        chain,
+        lake,
+        ..
+    } = env(Start::Bare).await;
+    let answer = |i: u8, fee: u128| tributary_schemas::manifest::InferenceEntry {
+        adapter_id: B256::repeat_byte(0xad),
+        request_hash: B256::repeat_byte(i),
+        response_hash: B256::repeat_byte(i ^ 0x80),
+        attribution_root: B256::ZERO,
+        tokens: 4,
+        fee,
+        attribution: vec![],
+    };
+    let free = [answer(1, 0), answer(2, 0)];
+    tributary_pipeline::inferences::record(&chain, &lake, &free)
+        .await
+        .unwrap();
+    let err = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pay no fees"), "{err}");
+    assert!(epochs(&lake).await.unwrap().is_empty(), "nothing written");
+
+    tributary_pipeline::inferences::record(&chain, &lake, &[answer(3, 1000)])
+        .await
+        .unwrap();
+    let settled = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            settled.manifest.epoch,
+            settled.pool,
+            settled.manifest.batches.len()
+        ),
+        (1, 1000, 2)
+    );
+    assert!(settled.tx.is_some());
+}
