@@ -172,6 +172,8 @@ impl Drop for Aside {
 
 /// Prefix of the folders [`aside`] makes, and of their lock files.
 const ASIDE: &str = ".aside-";
+/// Prefix of dead aside folders, moved out of the way to be deleted.
+const DEAD: &str = ".dead-";
 
 /// A temporary folder in `cache` to fetch `name` into, one per call: processes fetching the
 /// same thing at once (two commands on one machine) each fetch and check their own, then
@@ -183,7 +185,6 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
     std::fs::create_dir_all(cache).map_err(io)?;
     let cache_lock = std::fs::File::create(cache.join(".aside.lock")).map_err(io)?;
     cache_lock.lock().map_err(io)?;
-    let mut dead_folders = Vec::new();
     for entry in std::fs::read_dir(cache).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -199,12 +200,10 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
             Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         };
         if dead {
-            // Renamed out of the way now, deleted once the cache lock is let go (a base
-            // model's folder takes a while).
-            if let Ok(tmp) = tempfile::Builder::new().prefix(".dead-").tempdir_in(cache) {
-                let _ = std::fs::rename(&folder, tmp.path().join("x"));
-                dead_folders.push(tmp);
-            }
+            // Moved out of the way now, deleted below once the cache lock is let go (a base
+            // model's folder takes a while). Aside names are unique, so dead names are too.
+            let name = folder.file_name().unwrap_or_default().to_string_lossy();
+            let _ = std::fs::rename(&folder, cache.join(format!("{DEAD}{name}")));
             let _ = std::fs::remove_file(&lock);
         }
     }
@@ -216,10 +215,9 @@ pub fn aside(cache: &Path, name: &str) -> Result<Aside> {
     let held = std::fs::File::create(&lock).map_err(io)?;
     held.lock().map_err(io)?;
     drop(cache_lock);
-    // Outside the lock: the dead folders, and any that a process killed while deleting left.
-    drop(dead_folders);
+    // Outside the lock: the dead folders (also any a process killed while deleting left).
     for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".dead-") {
+        if entry.file_name().to_string_lossy().starts_with(DEAD) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -179,7 +179,7 @@ pub async fn commit_keyed(
         batch_id,
         appended.version,
         entries,
-        Some(root),
+        root,
     )
     .await?;
     report.newly_committed = appended.newly_committed;
@@ -220,9 +220,9 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
             continue;
         }
         tracing::warn!(%batch_id, version, "finishing a batch committed before a crash");
-        let ids: Vec<B256> = entries.iter().map(|e| e.id).collect();
-        let current = BatchManifest::batch_id_of(datanet_id, &ids) == batch_id;
-        match finish(chain, lake, datanet_id, batch_id, version, entries, None).await {
+        let root = MerkleTree::new(entries.iter().map(|e| leaf_bytes32(e.id)).collect()).root();
+        let current = BatchManifest::batch_id_at(datanet_id, root) == batch_id;
+        match finish(chain, lake, datanet_id, batch_id, version, entries, root).await {
             Ok(mut report) => {
                 report.newly_committed = false;
                 done.push(report);
@@ -239,7 +239,7 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
 }
 
 /// Writes the manifest, anchors the batch (unless it already is), and records it in `batches`.
-/// `merkle_root`, when given, must be the root over the entries' ids.
+/// `merkle_root` is the root over the entries' ids.
 async fn finish(
     chain: &Chain,
     lake: &Lake,
@@ -247,7 +247,7 @@ async fn finish(
     batch_id: B256,
     lake_version: u64,
     mut contributions: Vec<ManifestEntry>,
-    merkle_root: Option<B256>,
+    merkle_root: B256,
 ) -> Result<BatchReport> {
     contributions.sort_by_key(|c| c.id);
     let manifest = BatchManifest {
@@ -257,7 +257,6 @@ async fn finish(
         lake_version,
         contributions,
     };
-    let merkle_root = merkle_root.unwrap_or_else(|| manifest.merkle_tree().root());
     // The lake and the chain record the manifest by its key, relative to the lake root: a
     // copied or synced lake still finds it.
     let manifest_uri = BatchManifest::key(batch_id);

@@ -151,10 +151,10 @@ pub async fn verdicts_on(
         .into_iter()
         .filter(|v| v.validation.batch_id == batch)
         .map(|v| {
-            let ok = match &v.known {
-                _ if v.validation.rejected == 0 => Some(true),
-                Some(list) => Some(list.get(&id).copied().unwrap_or(true)),
-                None => None,
+            // Nothing rejected: every contribution accepted, whatever rows the lake holds.
+            let ok = match v.validation.rejected {
+                0 => Some(true),
+                _ => v.known.map(|list| list.get(&id).copied().unwrap_or(true)),
             };
             let verdict = match ok {
                 Some(true) => ACCEPTED,
