@@ -138,3 +138,90 @@ async fn bad_records_are_rejected_with_reasons_and_the_rest_land() {
     );
     assert_eq!(rows(&env.lake).await, 3);
 }
+
+/// A DatanetRegistry deployed before batch ids were bound to their Datanet (its bytecode as
+/// this project shipped it until 2026-12-07), named by configuration as someone else's
+/// deployment: an anchorer of another Datanet anchors a batch's id first, straight from a
+/// wallet, and ingesting that batch is an error that says so, never taken for its own anchor.
+#[tokio::test]
+async fn on_an_older_registry_a_batch_id_another_datanet_took_is_an_error() {
+    use alloy::network::TransactionBuilder;
+    use alloy::providers::Provider;
+    use tributary_chain::bindings::DatanetRegistry;
+    use tributary_chain::{Chain, ChainConfig, send};
+
+    let base = common::env(Start::Bare).await;
+    let code: alloy::primitives::Bytes =
+        include_str!("fixtures/DatanetRegistry-before-batchIdOf.hex")
+            .trim()
+            .parse()
+            .unwrap();
+    let deploy = alloy::rpc::types::TransactionRequest::default().with_deploy_code(code);
+    let receipt = base
+        .chain
+        .provider()
+        .send_transaction(deploy)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let mut deployment = base.chain.deployment().clone();
+    deployment.datanet_registry = receipt.contract_address.unwrap();
+    let chain = Chain::connect(ChainConfig {
+        deployment: Some(deployment),
+        ..ChainConfig::rpc(base.chain.url().clone(), base.dir.path().join("theirs"))
+    })
+    .await
+    .unwrap();
+
+    // Datanet 1 is ours; Datanet 2 is Alice's, who anchors the id our batch will have.
+    let registry = chain.datanet_registry();
+    send(registry.createDatanet("ours".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    let alice = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+        .parse()
+        .unwrap();
+    let as_alice = DatanetRegistry::new(*registry.address(), chain.with_signer(alice));
+    send(as_alice.createDatanet("hers".into(), "x".into(), B256::ZERO, "".into()))
+        .await
+        .unwrap();
+    let d = tributary_schemas::contribution::domain(chain.chain_id(), *registry.address());
+    let input: Vec<Signed> = sample::records(3)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| sign_record(&dev_contributor(i), &d, 1, r, "CC0-1.0", i as u64, u64::MAX))
+        .collect();
+    let ids: Vec<B256> = input.iter().map(|s| s.contribution.id()).collect();
+    let taken = tributary_schemas::manifest::BatchManifest::batch_id_of(1, &ids);
+    send(as_alice.anchorBatch(
+        U256::from(2),
+        taken,
+        B256::repeat_byte(0xee),
+        U256::from(1),
+        "".into(),
+        B256::ZERO,
+        0,
+    ))
+    .await
+    .expect("the older registry lets her");
+
+    let err = ingest(&chain, &base.lake, 1, input)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is anchored on chain for Datanet 2") && err.contains("deploy the current"),
+        "{err}"
+    );
+    assert!(
+        base.lake
+            .read(names::BATCHES, None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.num_rows() == 0),
+        "not recorded as anchored"
+    );
+}
