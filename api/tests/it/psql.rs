@@ -11,7 +11,7 @@ use tributary_api::analyst::SqlLimits;
 use tributary_api::analyst::Analyst;
 use tributary_schemas::tables::names;
 
-use crate::sql::{add, analyst, contribution, fixture, table_dir};
+use crate::sql::{add, analyst, contribution, fixture, stopped, table_dir};
 
 /// `psql` from `TRIBUTARY_PG_BIN` (set by scripts/setup.sh) or Debian's postgresql-15.
 fn psql_bin() -> PathBuf {
@@ -144,14 +144,7 @@ async fn psql_reads_views_and_writes_are_refused_over_both_protocols() {
     refused_with(&o, "57014");
     // The stopped query is really gone from its runtime (counted, not timed), and the server
     // keeps answering.
-    let stopping = std::time::Instant::now();
-    while short.running() > 0 {
-        assert!(
-            stopping.elapsed() < Duration::from_secs(600),
-            "the stopped query still runs after 600 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stopped(&short).await;
     let n = stdout_lines(&psql(short_port, "SELECT 6").await);
     assert_eq!(n, vec!["6"]);
     short_server.stop().await;

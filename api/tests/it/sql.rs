@@ -725,16 +725,22 @@ async fn writes_are_refused_and_limits_hold() {
     );
     // The stopped query no longer occupies the query runtime (its join yields, so the abort
     // lands): waited for by the runtime's count, not a time.
-    let stopping = std::time::Instant::now();
-    while slow.running() > 0 {
+    stopped(&slow).await;
+    // And the session answers again (a constant: planned in milliseconds, well within 2 s).
+    assert_eq!(q(&slow, "SELECT 6 AS n").await[0]["n"], 6);
+}
+
+/// Waits until nothing runs on `a`'s query runtime: a query stopped by its timeout is gone
+/// once its abort lands (counted, not timed; 600 s is only a failsafe).
+pub(crate) async fn stopped(a: &Analyst) {
+    let since = std::time::Instant::now();
+    while a.running() > 0 {
         assert!(
-            stopping.elapsed() < Duration::from_secs(600),
+            since.elapsed() < Duration::from_secs(600),
             "the stopped query still runs after 600 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // And the session answers again (a constant: planned in milliseconds, well within 2 s).
-    assert_eq!(q(&slow, "SELECT 6 AS n").await[0]["n"], 6);
 }
 
 async fn post(app: &axum::Router, uri: &str, body: &str) -> (StatusCode, String, Vec<u8>) {
