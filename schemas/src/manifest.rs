@@ -135,13 +135,19 @@ pub struct InferenceEntry {
     /// The answer's credit: every contribution with a share, largest first (past
     /// `tributary_models::attribute::LISTED`, the rest summed per contributor).
     pub attribution: Vec<AttributionShare>,
+    /// Random, drawn by the server for this answer: two identical answers (the same request
+    /// answered the same by the same adapter, as greedy decoding does) are two entries with
+    /// two ids, each recorded and paid. Zero in entries written before it existed, whose ids
+    /// leave it out.
+    #[serde(default, skip_serializing_if = "B256::is_zero")]
+    pub nonce: B256,
 }
 
 impl InferenceEntry {
     /// The entry's Merkle leaf value: keccak256 over every field the chain commits to, so any
-    /// change to a listed answer changes the batch's root.
+    /// change to a listed answer changes the batch's root (the nonce last, when set).
     pub fn id(&self) -> B256 {
-        let mut buf = Vec::with_capacity(32 * 4 + 8 + 16);
+        let mut buf = Vec::with_capacity(32 * 5 + 8 + 16);
         for h in [
             self.adapter_id,
             self.request_hash,
@@ -152,6 +158,9 @@ impl InferenceEntry {
         }
         buf.extend_from_slice(&self.tokens.to_be_bytes());
         buf.extend_from_slice(&self.fee.to_be_bytes());
+        if !self.nonce.is_zero() {
+            buf.extend_from_slice(self.nonce.as_slice());
+        }
         keccak256(buf)
     }
 }
@@ -354,5 +363,50 @@ impl AdapterManifest {
     /// Pretty JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a manifest always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> InferenceEntry {
+        InferenceEntry {
+            adapter_id: B256::repeat_byte(1),
+            request_hash: B256::repeat_byte(2),
+            response_hash: B256::repeat_byte(3),
+            attribution_root: B256::repeat_byte(4),
+            tokens: 5,
+            fee: 60,
+            attribution: vec![],
+            nonce: B256::ZERO,
+        }
+    }
+
+    #[test]
+    fn identical_answers_differ_by_their_nonce_and_old_entries_keep_their_ids() {
+        // An entry journaled or recorded before the nonce existed: no `nonce` in its JSON,
+        // and its id is the hash it was recorded under.
+        let json = r#"{"adapter_id":"0x0101010101010101010101010101010101010101010101010101010101010101",
+            "request_hash":"0x0202020202020202020202020202020202020202020202020202020202020202",
+            "response_hash":"0x0303030303030303030303030303030303030303030303030303030303030303",
+            "attribution_root":"0x0404040404040404040404040404040404040404040404040404040404040404",
+            "tokens":5,"fee":60,"attribution":[]}"#;
+        let old: InferenceEntry = serde_json::from_str(json).unwrap();
+        assert_eq!(old, answer());
+        assert!(!serde_json::to_string(&old).unwrap().contains("nonce"));
+        let mut bytes = [[1u8; 32], [2; 32], [3; 32], [4; 32]].concat();
+        bytes.extend_from_slice(&5u64.to_be_bytes());
+        bytes.extend_from_slice(&60u128.to_be_bytes());
+        assert_eq!(old.id(), keccak256(&bytes));
+
+        let (mut a, mut b) = (answer(), answer());
+        a.nonce = B256::repeat_byte(7);
+        b.nonce = B256::repeat_byte(8);
+        assert_ne!(a.id(), b.id());
+        assert_ne!(a.id(), old.id());
+        let back: InferenceEntry =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back.id(), a.id());
     }
 }

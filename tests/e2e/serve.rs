@@ -273,12 +273,25 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     );
     let v = client(&s, &server.base, "pantry@1.0.0");
     check_answers(&v, &first, "pantry@1.0.0");
+    // The same question twice, answered the same (greedy): two answers, two records, each
+    // paid (with one id, the second was lost whenever it was posted in a batch of its own).
+    let prompt = "question: How many grams is 1 cup of flour?\nanswer:";
+    let (a, b) = (
+        ask("pantry@1.0.0", prompt.into()),
+        ask("pantry@1.0.0", prompt.into()),
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert_eq!(a.1["choices"][0]["text"], b.1["choices"][0]["text"]);
+    assert_ne!(
+        a.1["inference"]["id"], b.1["inference"]["id"],
+        "{a:?} {b:?}"
+    );
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     let journal = s.data.join("ledger/pending.jsonl");
     assert_eq!(
         std::fs::read_to_string(&journal).unwrap().lines().count(),
-        5
+        7
     );
     assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 0);
 
@@ -294,13 +307,13 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     let v = client(&s, &server.base, &second);
     check_answers(&v, &second, "larder@1.0.0");
     wait::until(
-        "the ledger posting ten answers",
+        "the ledger posting twelve answers",
         Duration::from_millis(500),
-        || (sql_count(&s, "SELECT count(*) FROM inferences") >= 10).then_some(()),
+        || (sql_count(&s, "SELECT count(*) FROM inferences") >= 12).then_some(()),
     );
 
     // One credit, the same through every surface: the answer's `/v1` attribution equals its
-    // record in the graph (GraphQL, once the server's indexer has all ten answers), and
+    // record in the graph (GraphQL, once the server's indexer has all twelve answers), and
     // below in SQL, from `tributary attribute` and in what settlement pays.
     let c = &v["completion"];
     let answer = c["inference"]["id"].as_str().unwrap().to_string();
@@ -323,7 +336,7 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
             .iter()
             .map(|n| n["count"].as_u64().unwrap())
             .sum();
-        if indexed == 10 {
+        if indexed == 12 {
             break d;
         }
         progress.check(format_args!(
@@ -370,12 +383,12 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     );
     assert_eq!(
         sql_count(&s, "SELECT count(DISTINCT inference_id) FROM inferences"),
-        10,
+        12,
         "no answer twice"
     );
-    assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 10);
+    assert_eq!(sql_count(&s, "SELECT count(*) FROM inferences"), 12);
     // The answers' credit is in `attributions` (subject `inference`): every positive share of
-    // each of the 10 answers (more than their top 5), each row naming a recorded answer.
+    // each of the 12 answers (more than their top 5), each row naming a recorded answer.
     let rows = sql_count(
         &s,
         "SELECT count(*) FROM attributions WHERE subject_kind = 'inference'",
@@ -421,7 +434,7 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
             &s,
             "SELECT count(*) FROM lineage_nodes WHERE kind = 'answer'"
         ),
-        10
+        12
     );
     // The adapter's held-out credit: GraphQL and SQL's contribution_influence agree.
     let held_out: Vec<(String, f64)> = sql_rows(

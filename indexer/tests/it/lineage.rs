@@ -470,6 +470,7 @@ async fn inference_batches_are_checked_against_their_manifests() {
                 score: None,
             })
             .collect(),
+        nonce: B256::ZERO,
     };
     let manifest = |batch: u8| InferenceManifest {
         batch_id: id(batch),

@@ -55,6 +55,7 @@ impl Server {
             tokens: a.completion_tokens as u64,
             fee,
             attribution: shares,
+            nonce: B256::random(),
         };
         let id = entry.id();
         self.ledger.record(entry.clone()).await?;

@@ -20,6 +20,7 @@ fn answer(i: u8) -> InferenceEntry {
         tokens: 4,
         fee: 40,
         attribution: vec![],
+        nonce: B256::ZERO,
     }
 }
 

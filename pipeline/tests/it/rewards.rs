@@ -355,6 +355,7 @@ async fn answers_without_fees_wait_for_an_epoch_that_pays() {
         tokens: 4,
         fee,
         attribution: vec![],
+        nonce: B256::ZERO,
     };
     let free = [answer(1, 0), answer(2, 0)];
     tributary_pipeline::inferences::record(&chain, &lake, &free)
