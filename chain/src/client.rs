@@ -1,6 +1,7 @@
 //! A connection to a chain with Tributary's contracts deployed on it.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 
 use alloy::contract::CallBuilder;
 use alloy::network::{Ethereum, EthereumWallet};
@@ -87,9 +88,16 @@ pub struct Chain {
     signer: Address,
     deployment: Deployment,
     url: Url,
+    /// The most blocks one `eth_getLogs` asks for now (see [`Chain::logs_matching`]).
+    log_span: AtomicU64,
     // Declared last: dropped after the provider, which stops the node.
     anvil: Option<LocalAnvil>,
 }
+
+/// The most blocks one `eth_getLogs` request covers at first. Public endpoints cap a
+/// request's blocks (some at 1,000) or its results (10,000 logs): a range refused is halved,
+/// down to one block, and the span that worked is used from then on.
+pub const LOG_SPAN: u64 = 50_000;
 
 impl Chain {
     /// Connects (starting anvil when no URL is given), then uses the configured deployment
@@ -209,6 +217,7 @@ impl Chain {
             signer: address.unwrap_or_default(),
             deployment,
             url,
+            log_span: AtomicU64::new(LOG_SPAN),
             anvil,
         })
     }
@@ -298,6 +307,50 @@ impl Chain {
             .from_block(from)
             .to_block(to);
         Ok(self.provider.get_logs(&filter).await?)
+    }
+
+    /// The logs matching `filter` (its addresses and topics; its block range is replaced) in
+    /// blocks `from..=to`, in chain order, read in ranges the endpoint accepts: at most the
+    /// current span per request (first [`LOG_SPAN`] blocks), halved whenever the endpoint
+    /// answers a range with a JSON-RPC error (public endpoints cap a request's blocks or
+    /// results), down to one block. Failures the retry layer gives up on are returned as they
+    /// are.
+    pub async fn logs_matching(&self, filter: &Filter, mut from: u64, to: u64) -> Result<Vec<Log>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut logs = Vec::new();
+        while from <= to {
+            let span = self.log_span.load(Relaxed).max(1);
+            let end = to.min(from.saturating_add(span - 1));
+            let range = filter.clone().from_block(from).to_block(end);
+            match self.provider.get_logs(&range).await {
+                Ok(found) => {
+                    logs.extend(found);
+                    from = end + 1;
+                }
+                Err(alloy::transports::RpcError::ErrorResp(e)) if end > from => {
+                    let half = (end - from + 1) / 2;
+                    tracing::info!(from, to = end, half, error = %e, "eth_getLogs refused; halving the range");
+                    self.log_span.store(half, Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(logs)
+    }
+
+    /// Every event `E` matching `filter` (a contract binding's `*_filter()`, narrowed by
+    /// topics) from the deployment's start block to the head, decoded, with its log, in chain
+    /// order; read as [`Chain::logs_matching`] reads.
+    pub async fn events<E: alloy::sol_types::SolEvent>(
+        &self,
+        filter: &Filter,
+    ) -> Result<Vec<(E, Log)>> {
+        let head = self.head().await?;
+        self.logs_matching(filter, self.deployment.start_block, head)
+            .await?
+            .into_iter()
+            .map(|log| Ok((E::decode_log(&log.inner)?.data, log)))
+            .collect()
     }
 
     /// DatanetRegistry, called from the signer.

@@ -37,7 +37,7 @@ pub mod deployment;
 pub mod keys;
 mod ratelimit;
 
-pub use client::{Chain, ChainConfig, send};
+pub use client::{Chain, ChainConfig, LOG_SPAN, send};
 pub use deployment::Deployment;
 
 /// Errors from talking to the chain.
@@ -74,6 +74,9 @@ pub enum Error {
     /// The deployment record is not valid JSON.
     #[error("deployment record: {0}")]
     Json(#[from] serde_json::Error),
+    /// A contract's log did not decode as the event it was filtered for.
+    #[error("event log does not decode: {0}")]
+    Event(#[from] alloy::sol_types::Error),
 }
 
 impl Error {

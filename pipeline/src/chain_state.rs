@@ -24,9 +24,6 @@ use tributary_schemas::tables::names;
 use crate::Result;
 use crate::validate::{REJECTED, verdict_leaf};
 
-/// Blocks per `eth_getLogs` request (public RPCs cap the range of one request).
-const LOG_SPAN: u64 = 50_000;
-
 /// One `ValidationRecorded` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validation {
@@ -79,29 +76,18 @@ impl ChainState {
     }
 
     /// Applies the DatanetRegistry events of blocks `from..=to` (none when `from > to`), so
-    /// a reader keeps its state up to date by reading only the blocks it has not seen.
-    pub async fn extend(&mut self, chain: &Chain, mut from: u64, to: u64) -> Result<()> {
-        use alloy::providers::Provider;
-        while from <= to {
-            let end = to.min(from + LOG_SPAN - 1);
-            let filter = Filter::new()
-                .address(chain.deployment().datanet_registry)
-                .event_signature(vec![
-                    DatanetRegistry::BatchAnchored::SIGNATURE_HASH,
-                    DatanetRegistry::ContributionRevoked::SIGNATURE_HASH,
-                    DatanetRegistry::ValidationRecorded::SIGNATURE_HASH,
-                ])
-                .from_block(from)
-                .to_block(end);
-            let logs = chain
-                .provider()
-                .get_logs(&filter)
-                .await
-                .map_err(tributary_chain::Error::from)?;
-            for log in &logs {
-                self.apply(log);
-            }
-            from = end + 1;
+    /// a reader keeps its state up to date by reading only the blocks it has not seen. Read
+    /// in ranges the endpoint accepts ([`Chain::logs_matching`]).
+    pub async fn extend(&mut self, chain: &Chain, from: u64, to: u64) -> Result<()> {
+        let filter = Filter::new()
+            .address(chain.deployment().datanet_registry)
+            .event_signature(vec![
+                DatanetRegistry::BatchAnchored::SIGNATURE_HASH,
+                DatanetRegistry::ContributionRevoked::SIGNATURE_HASH,
+                DatanetRegistry::ValidationRecorded::SIGNATURE_HASH,
+            ]);
+        for log in &chain.logs_matching(&filter, from, to).await? {
+            self.apply(log);
         }
         Ok(())
     }
@@ -263,13 +249,10 @@ pub struct PublishedAdapter {
 
 /// Every adapter published on this chain, in publishing order, whoever sent the transaction.
 pub async fn published_adapters(chain: &Chain) -> Result<Vec<PublishedAdapter>> {
+    let filter = chain.model_registry().AdapterPublished_filter().filter;
     let found = chain
-        .model_registry()
-        .AdapterPublished_filter()
-        .from_block(chain.deployment().start_block)
-        .query()
-        .await
-        .map_err(tributary_chain::Error::from)?;
+        .events::<tributary_chain::bindings::ModelRegistry::AdapterPublished>(&filter)
+        .await?;
     Ok(found
         .into_iter()
         .map(|(e, log)| PublishedAdapter {

@@ -348,13 +348,10 @@ async fn anchor(
             m.batch_id, already.datanetId, already.merkleRoot, m.datanet_id, root
         )));
     }
-    let found = registry
-        .BatchAnchored_filter()
-        .topic2(m.batch_id)
-        .from_block(chain.deployment().start_block)
-        .query()
-        .await
-        .map_err(tributary_chain::Error::from)?;
+    let filter = registry.BatchAnchored_filter().topic2(m.batch_id).filter;
+    let found = chain
+        .events::<DatanetRegistry::BatchAnchored>(&filter)
+        .await?;
     let (_, log) = found.first().ok_or_else(|| {
         Error::InvalidInput(format!(
             "batch {} is anchored but its event was not found",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use alloy::primitives::{B256, TxHash};
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
+use tributary_chain::bindings::DatanetRegistry;
 use tributary_chain::bindings::DatanetRegistry::DatanetRegistryErrors as E;
 use tributary_chain::{Chain, send};
 use tributary_lake::Lake;
@@ -47,13 +48,10 @@ pub async fn revoke(chain: &Chain, lake: &Lake, id: B256, reason: &str) -> Resul
         Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
         Err(e) => match e.revert::<E>() {
             Some(E::AlreadyRevoked(_)) => {
-                let found = registry
-                    .ContributionRevoked_filter()
-                    .topic2(id)
-                    .from_block(chain.deployment().start_block)
-                    .query()
-                    .await
-                    .map_err(tributary_chain::Error::from)?;
+                let filter = registry.ContributionRevoked_filter().topic2(id).filter;
+                let found = chain
+                    .events::<DatanetRegistry::ContributionRevoked>(&filter)
+                    .await?;
                 let (_, log) = found
                     .first()
                     .ok_or_else(|| Error::NotFound(format!("revocation event of {id}")))?;

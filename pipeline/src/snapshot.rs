@@ -17,6 +17,7 @@ use alloy::primitives::{Address, B256, TxHash, U256};
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int64Type;
+use tributary_chain::bindings::ModelRegistry;
 use tributary_chain::bindings::ModelRegistry::ModelRegistryErrors as E;
 use tributary_chain::{Chain, send};
 use tributary_lake::Lake;
@@ -199,13 +200,10 @@ pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> 
         Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
         Err(e) => match e.revert::<E>() {
             Some(E::AlreadyRegistered(_)) => {
-                let found = registry
-                    .SnapshotCommitted_filter()
-                    .topic1(id)
-                    .from_block(chain.deployment().start_block)
-                    .query()
-                    .await
-                    .map_err(tributary_chain::Error::from)?;
+                let filter = registry.SnapshotCommitted_filter().topic1(id).filter;
+                let found = chain
+                    .events::<ModelRegistry::SnapshotCommitted>(&filter)
+                    .await?;
                 let (_, log) = found
                     .first()
                     .ok_or_else(|| Error::NotFound(format!("SnapshotCommitted event of {id}")))?;

@@ -4,4 +4,5 @@ mod common;
 mod contribute;
 mod ingest;
 mod layout;
+mod public_rpc;
 mod rewards;

@@ -1,0 +1,185 @@
+//! Through an endpoint with a public provider's limits: `eth_getLogs` over more than 1,000
+//! blocks is refused (several providers cap a request's range so). Every read of past events
+//! — a rerun of `ingest`, a second `revoke`, a snapshot committed again, the registry's state,
+//! the published adapters — is read in ranges the endpoint accepts, and finds what a direct
+//! read finds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy::primitives::B256;
+use alloy::providers::{DynProvider, Provider};
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use tributary_chain::keys::dev_contributor;
+use tributary_chain::{Chain, ChainConfig, send};
+use tributary_pipeline::chain_state::{ChainState, published_adapters};
+use tributary_pipeline::datanet::DatanetSpec;
+use tributary_pipeline::ingest::ingest;
+use tributary_pipeline::revoke::revoke;
+use tributary_pipeline::{sample, snapshot};
+
+use crate::common::{self, Start, sign_record};
+
+/// The most blocks one `eth_getLogs` may cover.
+const CAP: u64 = 1_000;
+
+struct Capped {
+    upstream: DynProvider,
+    refused: AtomicU64,
+}
+
+/// A JSON-RPC endpoint in front of `upstream` that answers `eth_getLogs` over more than
+/// [`CAP`] blocks with an error, as a public provider does, and forwards everything else
+/// (errors included, so reverts read the same).
+async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
+    let state = Arc::new(Capped {
+        upstream,
+        refused: AtomicU64::new(0),
+    });
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(answer))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url.parse().unwrap(), state)
+}
+
+async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> Json<Value> {
+    assert!(req.is_object(), "alloy sends no batches here: {req}");
+    let method = req["method"].as_str().unwrap().to_string();
+    let params = req.get("params").cloned().unwrap_or_else(|| json!([]));
+    if method == "eth_getLogs" {
+        let head = c.upstream.get_block_number().await.unwrap();
+        let block = |key: &str| match params[0][key].as_str() {
+            Some("earliest") => 0,
+            Some(h) if h.starts_with("0x") => u64::from_str_radix(&h[2..], 16).unwrap(),
+            _ => head,
+        };
+        if block("toBlock").saturating_sub(block("fromBlock")) >= CAP {
+            c.refused.fetch_add(1, Ordering::SeqCst);
+            let message =
+                format!("You can make eth_getLogs requests with up to a {CAP} block range.");
+            return Json(json!({
+                "jsonrpc": "2.0",
+                "id": req["id"],
+                "error": {"code": -32600, "message": message},
+            }));
+        }
+    }
+    let raw = serde_json::value::to_raw_value(&params).unwrap();
+    let outcome = match c.upstream.raw_request_dyn(method.into(), &raw).await {
+        Ok(result) => (
+            "result",
+            serde_json::from_str::<Value>(result.get()).unwrap(),
+        ),
+        Err(alloy::transports::RpcError::ErrorResp(e)) => {
+            ("error", serde_json::to_value(e).unwrap())
+        }
+        Err(e) => panic!("anvil failed: {e}"),
+    };
+    Json(json!({"jsonrpc": "2.0", "id": req["id"], outcome.0: outcome.1}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
+    let spec = DatanetSpec {
+        name: "k".into(),
+        domain: "cooking".into(),
+        schema_hash: B256::ZERO,
+        metadata_uri: String::new(),
+    };
+    let env = common::env(Start::Spec(&spec)).await;
+    let d = env.domain();
+    let input: Vec<_> = sample::records(6)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = dev_contributor(i % 3);
+            sign_record(&key, &d, env.datanet, r, "CC0-1.0", i as u64, u64::MAX)
+        })
+        .collect();
+
+    // Written straight to the node: a batch, a revocation, a snapshot, an adapter.
+    let first = ingest(&env.chain, &env.lake, env.datanet, input.clone())
+        .await
+        .unwrap()
+        .batch;
+    let gone = input[0].contribution.id();
+    let revoked = revoke(&env.chain, &env.lake, gone, "withdrawn")
+        .await
+        .unwrap();
+    let snap = snapshot::snapshot(&env.chain, &env.lake, &[env.datanet], None)
+        .await
+        .unwrap();
+    let models = env.chain.model_registry();
+    let base = B256::repeat_byte(0xba);
+    send(models.registerBaseModel(base, B256::ZERO, "gpt2".into(), String::new()))
+        .await
+        .unwrap();
+    send(models.publishAdapter(
+        B256::repeat_byte(0xad),
+        base,
+        vec![],
+        snap.manifest.snapshot_id,
+        B256::ZERO,
+        B256::ZERO,
+        "artifacts/adapters/x/".into(),
+        "pantry@1.0.0".into(),
+    ))
+    .await
+    .unwrap();
+    // The chain goes on: the deployment's blocks are more than one request may cover.
+    let _: Value = env
+        .chain
+        .provider()
+        .raw_request("anvil_mine".into(), (3 * CAP,))
+        .await
+        .unwrap();
+
+    let (url, endpoint) = capped(env.chain.provider().clone()).await;
+    let public = Chain::connect(ChainConfig {
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(url, env.dir.path().join("public"))
+    })
+    .await
+    .unwrap();
+    let before = endpoint.refused.load(Ordering::SeqCst);
+
+    // Each rerun finds its earlier transaction in the logs, through the capped endpoint.
+    let again = ingest(&public, &env.lake, env.datanet, input)
+        .await
+        .unwrap()
+        .batch;
+    assert_eq!(
+        (again.batch_id, again.anchor_tx, again.newly_anchored),
+        (first.batch_id, first.anchor_tx, false)
+    );
+    let twice = revoke(&public, &env.lake, gone, "withdrawn").await.unwrap();
+    assert_eq!((twice.tx, twice.newly_revoked), (revoked.tx, false));
+    let recommitted = snapshot::commit(&public, &env.lake, &snap.manifest)
+        .await
+        .unwrap();
+    assert_eq!(
+        (recommitted.tx, recommitted.newly_committed),
+        (snap.tx, false)
+    );
+
+    let (theirs, ours) = (
+        ChainState::read(&public).await.unwrap(),
+        ChainState::read(&env.chain).await.unwrap(),
+    );
+    assert_eq!(
+        (theirs.anchored, theirs.revoked, theirs.validations),
+        (ours.anchored, ours.revoked, ours.validations)
+    );
+    let adapters = published_adapters(&public).await.unwrap();
+    assert_eq!(adapters, published_adapters(&env.chain).await.unwrap());
+    assert_eq!(adapters.len(), 1);
+    assert!(
+        endpoint.refused.load(Ordering::SeqCst) > before,
+        "the endpoint never refused a range: the test did not meet its cap"
+    );
+}
