@@ -746,9 +746,21 @@ impl Context {
     }
 }
 
+/// A claim of one epoch's reward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Token units paid to the account.
+    pub amount: u128,
+    /// The claiming transaction.
+    pub tx: B256,
+    /// False when the account had claimed already (an earlier run, or anyone's transaction).
+    pub newly_claimed: bool,
+}
+
 /// Claims `account`'s reward of epoch `n` (anyone may send the claim; the token goes to the
-/// account). Returns the amount and the transaction.
-pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Result<(u128, B256)> {
+/// account). Claiming again finds the earlier claim on chain and returns it, as after a run
+/// that died before it could report its transaction.
+pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Result<Claimed> {
     let m = epoch(lake, n).await?;
     let (amount, proof) = m.claim(account).ok_or_else(|| {
         Error::NotFound(format!(
@@ -758,11 +770,28 @@ pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Resu
     let distributor = chain.reward_distributor();
     let call = distributor.claim(U256::from(n), account, U256::from(amount), proof);
     match send(call).await {
-        Ok(r) => Ok((amount, r.transaction_hash)),
+        Ok(r) => Ok(Claimed {
+            amount,
+            tx: r.transaction_hash,
+            newly_claimed: true,
+        }),
         Err(e) => match e.revert::<RewardDistributor::RewardDistributorErrors>() {
-            Some(RewardDistributor::RewardDistributorErrors::AlreadyClaimed(_)) => Err(
-                Error::InvalidInput(format!("{account} already claimed epoch {n}")),
-            ),
+            Some(RewardDistributor::RewardDistributorErrors::AlreadyClaimed(_)) => {
+                let filter = distributor
+                    .Claimed_filter()
+                    .topic1(U256::from(n))
+                    .topic2(account.into_word())
+                    .filter;
+                let found = chain.events::<RewardDistributor::Claimed>(&filter).await?;
+                let (paid, log) = found.first().ok_or_else(|| {
+                    Error::NotFound(format!("the Claimed event of {account} in epoch {n}"))
+                })?;
+                Ok(Claimed {
+                    amount: paid.amount.saturating_to(),
+                    tx: log.transaction_hash.unwrap_or_default(),
+                    newly_claimed: false,
+                })
+            }
             _ => Err(e.into()),
         },
     }

@@ -361,10 +361,11 @@ impl Demo {
         .await?;
         println!("\nrewards: tributary rewards settle");
         super::rewards::print_settled(&settled);
-        let (amount, tx) = tributary_pipeline::rewards::claim(chain, lake, 1, who).await?;
+        let c = tributary_pipeline::rewards::claim(chain, lake, 1, who).await?;
         println!(
-            "\nrewards: tributary rewards claim --epoch 1 --account {who}\nclaimed {} tokens for {who} in tx {tx}",
-            super::rewards::tokens(amount)
+            "\nrewards: tributary rewards claim --epoch 1 --account {who}\nclaimed {} tokens for {who} in tx {}",
+            super::rewards::tokens(c.amount),
+            c.tx
         );
         println!("\nrewards: tributary rewards show --contributor {who}");
         let (rows, balance) = tributary_pipeline::rewards::show(chain, lake, who).await?;

@@ -18,7 +18,7 @@ enum Sub {
     /// `reward_allocations`, the epoch's Merkle tree, and post `EpochAllocated`.
     Settle(Settle),
     /// Claim an account's reward of an epoch (anyone may send it; the token goes to the
-    /// account).
+    /// account). An epoch claimed already is reported with its claim's transaction.
     Claim(Claim),
     /// List what an account earned, per epoch, role, adapter and contribution, and why.
     Show(Show),
@@ -109,11 +109,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let chain = super::chain(&a.common).await?;
             let lake = super::lake(&a.common).await?;
             let account = a.account.unwrap_or(chain.signer());
-            let (amount, tx) = rewards::claim(&chain, &lake, a.epoch, account).await?;
+            let c = rewards::claim(&chain, &lake, a.epoch, account).await?;
             println!(
-                "claimed {} tokens ({amount} units) for {account} from epoch {} in tx {tx}",
-                tokens(amount),
-                a.epoch
+                "{} {} tokens ({} units) for {account} from epoch {} in tx {}",
+                if c.newly_claimed {
+                    "claimed"
+                } else {
+                    "already claimed"
+                },
+                tokens(c.amount),
+                c.amount,
+                a.epoch,
+                c.tx
             );
         }
         Sub::Show(a) => {

@@ -593,12 +593,16 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         shown.contains(&format!("balance on chain {earned}")) && shown.contains("(claimed)"),
         "{shown}"
     );
-    let again = s
-        .cmd(&["rewards", "claim", "--epoch", "1", "--account", &who])
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already claimed"));
+    let again = run(&s, &["rewards", "claim", "--epoch", "1", "--account", &who]);
+    let tx = |text: &str| {
+        text.lines()
+            .find_map(|l| Some(l.split_once(" in tx ")?.1.trim().to_string()))
+            .unwrap_or_default()
+    };
+    assert!(
+        again.contains(&format!("already claimed {earned} tokens")) && tx(&again) == tx(&claimed),
+        "a second claim reports the first: {again}"
+    );
     let none = s.cmd(&["rewards", "settle"]).output().unwrap();
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no inference batch was recorded"));
