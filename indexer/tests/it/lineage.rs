@@ -927,7 +927,7 @@ async fn reward_amounts_are_indexed_exactly() {
         .unwrap();
     publish(&env.chain, &env.lake, m).await.unwrap();
     // The chain's own signer sends 0x11's claim; the tokens go to 0x11.
-    let (_, claim_tx) = claim(&env.chain, &env.lake, 1, who(0x11)).await.unwrap();
+    let claim_tx = claim(&env.chain, &env.lake, 1, who(0x11)).await.unwrap().tx;
 
     let s = env.store("rewards.db").await;
     Indexer::new(&env.chain, &s, &env.lake)
