@@ -16,7 +16,7 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
     match ev {
         Ev::DatanetCreated(e) => {
             out.nodes.push(Node {
-                id: g::datanet_id(e.id.to::<u64>()),
+                id: g::datanet_id(e.id.saturating_to::<u64>()),
                 kind: NodeKind::Datanet,
                 props: json!({
                     "name": e.name,
@@ -48,7 +48,7 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
                 id,
                 kind: NodeKind::Revocation,
                 props: json!({
-                    "datanet_id": e.datanetId.to::<u64>(),
+                    "datanet_id": e.datanetId.saturating_to::<u64>(),
                     "by": g::hex_lower(e.by.as_slice()),
                     "reason": e.reason,
                 }),
@@ -69,11 +69,11 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
                 id,
                 kind: NodeKind::Validation,
                 props: json!({
-                    "datanet_id": e.datanetId.to::<u64>(),
+                    "datanet_id": e.datanetId.saturating_to::<u64>(),
                     "validator": g::hex_lower(e.validator.as_slice()),
                     "verdicts_root": e.verdictsRoot.to_string(),
-                    "accepted": e.accepted.to::<u64>(),
-                    "rejected": e.rejected.to::<u64>(),
+                    "accepted": e.accepted.saturating_to::<u64>(),
+                    "rejected": e.rejected.saturating_to::<u64>(),
                 }),
                 pos,
             });
@@ -92,9 +92,9 @@ async fn batch_anchored(
 ) {
     let anchor = Anchor {
         batch_id: e.batchId,
-        datanet_id: e.datanetId.to::<u64>(),
+        datanet_id: e.datanetId.saturating_to::<u64>(),
         merkle_root: e.merkleRoot,
-        count: e.count.to::<u64>(),
+        count: e.count.saturating_to::<u64>(),
         manifest_uri: e.manifestURI,
         manifest_hash: e.manifestHash,
         lake_version: e.lakeVersion,

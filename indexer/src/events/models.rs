@@ -55,7 +55,11 @@ pub(super) async fn model_registry(
         }
         Models::SnapshotCommitted(e) => {
             let snapshot = g::snapshot_id(e.id);
-            let datanets: Vec<u64> = e.datanetIds.iter().map(|d| d.to::<u64>()).collect();
+            let datanets: Vec<u64> = e
+                .datanetIds
+                .iter()
+                .map(|d| d.saturating_to::<u64>())
+                .collect();
             for d in &datanets {
                 edge(out, &snapshot, &g::datanet_id(*d), EdgeKind::DrawnFrom, pos);
             }
@@ -64,7 +68,7 @@ pub(super) async fn model_registry(
                 "datanet_ids": datanets,
                 "lake_versions": e.lakeVersions,
                 "contributions_root": e.contributionsRoot.to_string(),
-                "count": e.count.to::<u64>(),
+                "count": e.count.saturating_to::<u64>(),
                 "verified": checked.is_ok(),
             });
             match checked {
@@ -197,7 +201,7 @@ async fn inferences_recorded(
     let mut props = json!({
         "adapter_ids": e.adapterIds.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "merkle_root": e.merkleRoot.to_string(),
-        "count": e.count.to::<u64>(),
+        "count": e.count.saturating_to::<u64>(),
         "manifest_uri": e.manifestURI,
         "verified": checked.is_ok(),
     });
@@ -270,7 +274,7 @@ async fn check_snapshot(
     if manifest.datanet_ids != datanets || manifest.lake_versions != e.lakeVersions {
         return Err("manifest Datanets or versions differ from the chain".into());
     }
-    if manifest.contributions.len() as u64 != e.count.to::<u64>() {
+    if manifest.contributions.len() as u64 != e.count.saturating_to::<u64>() {
         return Err("manifest count differs from the chain".into());
     }
     if manifest.merkle_tree().root() != e.contributionsRoot {
@@ -298,7 +302,7 @@ async fn check_inferences(
     if manifest.batch_id != e.batchId {
         return Err("manifest names another batch".into());
     }
-    if manifest.inferences.len() as u64 != e.count.to::<u64>() {
+    if manifest.inferences.len() as u64 != e.count.saturating_to::<u64>() {
         return Err("manifest count differs from the chain".into());
     }
     if let Some(i) = manifest
@@ -325,7 +329,7 @@ pub(super) async fn reward_distributor(
 ) -> &'static str {
     match ev {
         Rewards::EpochAllocated(e) => {
-            let epoch = e.epoch.to::<u64>();
+            let epoch = e.epoch.saturating_to::<u64>();
             let id = g::reward_epoch_id(epoch);
             let mut props = json!({
                 "merkle_root": e.merkleRoot.to_string(),
@@ -374,7 +378,7 @@ pub(super) async fn reward_distributor(
             "EpochAllocated"
         }
         Rewards::Claimed(e) => {
-            let epoch = g::reward_epoch_id(e.epoch.to::<u64>());
+            let epoch = g::reward_epoch_id(e.epoch.saturating_to::<u64>());
             edge(
                 out,
                 &g::contributor_id(e.account),

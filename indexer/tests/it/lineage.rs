@@ -989,3 +989,62 @@ async fn reward_amounts_are_indexed_exactly() {
         "one claim, by 0x11's account, at the claim's transaction; 0x22 has not claimed"
     );
 }
+
+/// Counts are whatever a wallet sends: anyone may create a Datanet, anchor its batches and
+/// validate them, with counts past 64 bits. The indexer records them (saturated) and goes on;
+/// before, converting them panicked and stopped it (and `serve`) on every start.
+#[tokio::test]
+async fn counts_past_64_bits_sent_from_a_wallet_do_not_stop_the_indexer() {
+    use alloy::primitives::U256;
+    use tributary_chain::send;
+    use tributary_schemas::lineage::validation_id;
+    use tributary_schemas::manifest::BatchManifest;
+
+    let env = env().await;
+    let id = env.datanet().await;
+    send_validator(&env, id).await;
+    let registry = env.chain.datanet_registry();
+    let root = B256::repeat_byte(0x5e);
+    let batch = BatchManifest::batch_id_at(id, root);
+    send(registry.anchorBatch(
+        U256::from(id),
+        batch,
+        root,
+        U256::MAX,
+        "nowhere".into(),
+        B256::ZERO,
+        0,
+    ))
+    .await
+    .unwrap();
+    send(registry.recordValidation(
+        U256::from(id),
+        batch,
+        B256::repeat_byte(0x0f),
+        U256::from(1u8) << 200,
+        U256::MAX,
+    ))
+    .await
+    .unwrap();
+    let report = contribute(&env, 3, 1).await;
+
+    let s = env.store("t.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let (nodes, _) = s.graph(env.chain.chain_id()).await.unwrap();
+    let node = |id: &str| nodes.iter().find(|n| n.id == id).unwrap();
+    let theirs = node(&batch_id(batch));
+    assert_eq!(theirs.props["count"], u64::MAX, "{}", theirs.props);
+    assert_eq!(theirs.props["verified"], false, "{}", theirs.props);
+    let verdict = node(&validation_id(batch, env.chain.signer()));
+    assert_eq!(
+        (&verdict.props["accepted"], &verdict.props["rejected"]),
+        (&u64::MAX.into(), &u64::MAX.into())
+    );
+    assert_eq!(
+        node(&batch_id(report.batch.batch_id)).props["verified"],
+        true
+    );
+}
