@@ -180,13 +180,18 @@ impl Chain {
         };
 
         let deployment = match config.deployment {
-            Some(d) => {
+            Some(mut d) => {
                 if !d.is_live_on(&provider).await? {
                     return Err(Error::Config(format!(
                         "the configured deployment ([chain] or --deployment) is not on chain {chain_id} at {url}: \
                          no DatanetRegistry code at {} (or another chain id or start block); fix the addresses or the RPC URL",
                         d.datanet_registry
                     )));
+                }
+                // `[chain]` may leave the chain id out: it is the node's (the EIP-712 domain
+                // of every signature, and the graph's key, need the real one).
+                if d.chain_id == 0 {
+                    d.chain_id = chain_id;
                 }
                 d
             }
@@ -328,7 +333,8 @@ impl Chain {
                     from = end + 1;
                 }
                 Err(alloy::transports::RpcError::ErrorResp(e)) if end > from => {
-                    let half = (end - from + 1) / 2;
+                    let blocks = end - from + 1;
+                    let half = blocks / 2;
                     tracing::info!(from, to = end, half, error = %e, "eth_getLogs refused; halving the range");
                     self.log_span.store(half, Relaxed);
                 }

@@ -101,12 +101,34 @@ fn named(e: &alloy::contract::Error) -> String {
         e.as_decoded_interface_error::<E>()
             .map(|x| format!("reverted with {x:?}"))
     }
+    if let Some(m) = e.as_decoded_error::<ModelRegistry::MissingRole>() {
+        return missing_role(m.role, m.account);
+    }
     as_::<DatanetRegistry::DatanetRegistryErrors>(e)
         .or_else(|| as_::<ModelRegistry::ModelRegistryErrors>(e))
         .or_else(|| as_::<InferenceLedger::InferenceLedgerErrors>(e))
         .or_else(|| as_::<RewardDistributor::RewardDistributorErrors>(e))
         .or_else(|| as_::<RewardToken::RewardTokenErrors>(e))
         .unwrap_or_else(|| e.to_string())
+}
+
+/// `MissingRole` (every contract's roles revert with it) by the role's name, the contract
+/// that holds it and how it is granted.
+fn missing_role(role: alloy::primitives::B256, account: alloy::primitives::Address) -> String {
+    let (name, contract) = [
+        ("PUBLISHER_ROLE", "the ModelRegistry"),
+        ("RECORDER_ROLE", "the InferenceLedger"),
+        ("DISTRIBUTOR_ROLE", "the RewardDistributor"),
+        ("MINTER_ROLE", "the RewardToken"),
+        ("ADMIN_ROLE", "the contract"),
+    ]
+    .into_iter()
+    .find(|(name, _)| alloy::primitives::keccak256(name) == role)
+    .unwrap_or(("an unknown role", "the contract"));
+    format!(
+        "reverted with MissingRole({role}, {account}): {account} lacks {name} on {contract}; an \
+         account with ADMIN_ROLE there grants it: grantRole(keccak256(\"{name}\"), {account})"
+    )
 }
 
 /// Result alias for this crate.

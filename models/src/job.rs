@@ -337,6 +337,31 @@ async fn base_model(
     }
 }
 
+/// Refuses a signer without the ModelRegistry's publisher role at once, not after training.
+async fn may_publish(chain: &Chain) -> Result<()> {
+    let registry = chain.model_registry();
+    let role = registry
+        .PUBLISHER_ROLE()
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    let signer = chain.signer();
+    if registry
+        .hasRole(role, signer)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?
+    {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "{signer} may not publish adapters: it lacks PUBLISHER_ROLE on the ModelRegistry at {}; \
+         an account with ADMIN_ROLE there grants it (grantRole(keccak256(\"PUBLISHER_ROLE\"), \
+         {signer})), or sign with a publisher's key",
+        registry.address()
+    )))
+}
+
 fn arch_name(a: Arch) -> &'static str {
     match a {
         Arch::Gpt2 => "gpt2",
@@ -416,6 +441,7 @@ pub async fn run_gated(
     let device = opts.device.device()?;
 
     // Resolve: everything that can be checked, before any costly work.
+    may_publish(chain).await?;
     let base = resolve_base(spec, opts).await?;
     let all = published(chain).await?;
     let parents = spec

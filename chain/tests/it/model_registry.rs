@@ -17,9 +17,16 @@ async fn models_snapshots_adapters_and_publisher_role() {
     let as_alice = ModelRegistry::new(*reg.address(), alice_p);
     let publisher = reg.PUBLISHER_ROLE().call().await.unwrap();
 
-    match revert::<E, _>(
-        send(as_alice.registerBaseModel(h(1), h(2), "gpt2".into(), "u".into())).await,
-    ) {
+    let refused = send(as_alice.registerBaseModel(h(1), h(2), "gpt2".into(), "u".into())).await;
+    // The message names the role, where it is held and how it is granted.
+    let message = refused.as_ref().unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("{alice} lacks PUBLISHER_ROLE"))
+            && message.contains("on the ModelRegistry")
+            && message.contains("grantRole"),
+        "{message}"
+    );
+    match revert::<E, _>(refused) {
         E::MissingRole(e) => assert_eq!((e.role, e.account), (publisher, alice)),
         other => panic!("{other:?}"),
     }

@@ -113,6 +113,11 @@ async fn a_foreign_chain_uses_the_configured_deployment_and_deploys_only_when_as
         chain.deployment().datanet_registry,
         deployed.datanet_registry
     );
+    assert_eq!(
+        (chain.chain_id(), chain.deployment().chain_id),
+        (7, 7),
+        "the node's chain id, not 0: signatures' EIP-712 domain needs it"
+    );
     assert_eq!(chain.signer(), alloy::primitives::Address::ZERO);
     assert!(
         Deployment::load(reader.path()).unwrap().is_none(),

@@ -52,6 +52,27 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
         model_cache: base::default_cache(),
     };
 
+    // A signer without the publisher role is refused before anything is trained.
+    let alice = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+        .parse()
+        .unwrap();
+    let as_alice = tributary_chain::Chain::connect(tributary_chain::ChainConfig {
+        signer: Some(alice),
+        deployment: Some(env.chain.deployment().clone()),
+        ..tributary_chain::ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
+    })
+    .await
+    .unwrap();
+    let err = job::run(&as_alice, &env.lake, &spec, &opts, Box::new(|_| {}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("may not publish adapters") && err.contains("PUBLISHER_ROLE"),
+        "{err}"
+    );
+    assert!(!opts.out.exists(), "nothing trained");
+
     // Published once: the same spec on the same Datanet is the same adapter.
     let first = job::run(&env.chain, &env.lake, &spec, &opts, Box::new(|_| {}))
         .await
