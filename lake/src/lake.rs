@@ -339,12 +339,18 @@ impl Lake {
     /// keys that would leave the root (a leading `/`, a `..` segment).
     pub fn key_of(&self, reference: &str) -> Option<String> {
         let key = if reference.contains("://") {
-            reference.strip_prefix(self.root.as_str())?
+            // A URI's path is percent-encoded (a key "a b.json" is ".../a%20b.json"); a key
+            // is not.
+            let encoded = reference.strip_prefix(self.root.as_str())?;
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .ok()?
+                .into_owned()
         } else {
-            reference
+            reference.to_string()
         };
         let escapes = key.starts_with('/') || key.split('/').any(|part| part == "..");
-        (!escapes).then(|| key.to_string())
+        (!escapes).then_some(key)
     }
 
     /// Where the object `reference` names lives in this lake, or at `canonical` (the key
@@ -358,7 +364,11 @@ impl Lake {
     /// The absolute URI of `key` (for people and tools outside the lake; the lake and the
     /// chain record keys).
     pub fn uri(&self, key: &str) -> Url {
-        self.root.join(key).expect("keys are valid URL paths")
+        // Joining escapes spaces and the like, not `%`: escaped here, so that
+        // [`Lake::key_of`] decodes every key back as it was.
+        self.root
+            .join(&key.replace('%', "%25"))
+            .expect("keys are valid URL paths")
     }
 
     /// Keys (relative to the root) of the objects right under `prefix` (a folder key ending in

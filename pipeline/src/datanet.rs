@@ -133,11 +133,7 @@ pub async fn load(
         )));
     }
     let (owner, schema_hash, name) = registered(chain, id).await?;
-    let uri = lake
-        .root()
-        .join(&manifest_key(&name))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let bytes = lake.get(uri.as_str()).await.map_err(|e| {
+    let bytes = lake.get(&manifest_key(&name)).await.map_err(|e| {
         Error::InvalidInput(format!(
             "Datanet {name:?} has no manifest in this lake ({e}): is --data-dir right?"
         ))

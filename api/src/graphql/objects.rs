@@ -161,9 +161,8 @@ impl Datanet {
         };
         let name = self.0.props["name"].as_str().unwrap_or_default();
         let key = tributary_schemas::datanet::DatanetManifest::key(name);
-        let uri = lake.root().join(&key).map_err(|e| format!("{key}: {e}"))?;
-        let bytes = lake.get(uri.as_str()).await.map_err(|e| {
-            tracing::warn!(%uri, error = %e, "Datanet manifest unavailable");
+        let bytes = lake.get(&key).await.map_err(|e| {
+            tracing::warn!(%key, error = %e, "Datanet manifest unavailable");
             format!("the lake holds no manifest for Datanet {name:?} at {key}")
         })?;
         let registered = self.0.props["schema_hash"].as_str().unwrap_or_default();

@@ -182,6 +182,16 @@ async fn objects_round_trip_and_foreign_uris_are_refused() {
             .await
             .is_err()
     );
+    // A key with a space (a Datanet's name): its URI is percent-encoded, its key is not.
+    let key = "artifacts/datanets/Medical QA 100%.json";
+    let uri = lake.put(key, b"{}".to_vec()).await.unwrap();
+    assert!(
+        uri.as_str().ends_with("Medical%20QA%20100%25.json"),
+        "{uri}"
+    );
+    assert_eq!(lake.get(uri.as_str()).await.unwrap(), b"{}");
+    assert_eq!(lake.get(key).await.unwrap(), b"{}");
+    assert_eq!(lake.locate(uri.as_str(), "other"), key);
 }
 
 #[tokio::test]

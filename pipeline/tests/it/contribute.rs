@@ -867,3 +867,18 @@ async fn only_listed_submitters_contribute() {
         .collect();
     assert_eq!(codes, ["not_a_submitter", "not_a_submitter"]);
 }
+
+/// A Datanet whose name has a space (its manifest's key has one, its URI `%20`) loads by
+/// name; before, the lake looked for the URI's escaped form and found nothing.
+#[tokio::test]
+async fn a_datanet_named_with_spaces_loads() {
+    let manifest = MANIFEST.replace(r#"name = "recipes""#, r#"name = "Medical QA""#);
+    let env = common::env(Start::Manifest(&manifest)).await;
+    let loaded = tributary_pipeline::datanet::load(&env.chain, &env.lake, "Medical QA")
+        .await
+        .unwrap();
+    assert_eq!(
+        (loaded.id, loaded.manifest.name.as_str()),
+        (env.datanet, "Medical QA")
+    );
+}
