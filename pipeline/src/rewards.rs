@@ -484,6 +484,22 @@ pub async fn settle(
         .flat_map(|m| m.batches.iter().copied())
         .collect();
     let epoch_no = done.len() as u64 + 1;
+    // The lake's epochs must be the chain's: an epoch posted whose manifest this lake lacks
+    // (restored from an older backup, or a copy) is never settled anew over the one its
+    // claims are proven against.
+    let on_chain = distributor
+        .epochs(U256::from(epoch_no))
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    if on_chain.merkleRoot != B256::ZERO {
+        return Err(Error::InvalidInput(format!(
+            "epoch {epoch_no} is settled on chain (root {}) but this lake has no {}: restore it \
+             from the lake it was settled in (claims are proven against it; is --lake right?)",
+            on_chain.merkleRoot,
+            EpochManifest::key(epoch_no)
+        )));
+    }
 
     // The answers of unsettled batches that the chain recorded.
     let rows = lake.read(names::INFERENCES, None).await?;
@@ -677,6 +693,23 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
                 Some(RewardDistributor::RewardDistributorErrors::EpochExists(_))
             ) =>
         {
+            // Posted by an earlier run: of this manifest, else the lake and the chain differ.
+            let posted = distributor
+                .epochs(U256::from(m.epoch))
+                .call()
+                .await
+                .map_err(tributary_chain::Error::from)?
+                .merkleRoot;
+            if posted != m.root {
+                return Err(Error::InvalidInput(format!(
+                    "epoch {} was posted with root {posted}, not this manifest's {}: the lake's \
+                     {} is not the one settled (another settle run, or another lake); restore \
+                     the settled manifest",
+                    m.epoch,
+                    m.root,
+                    EpochManifest::key(m.epoch)
+                )));
+            }
             None
         }
         Err(e) => return Err(e.into()),
@@ -708,9 +741,18 @@ impl Context {
                     .get_transaction_by_hash(e.tx)
                     .await
                     .map_err(tributary_chain::Error::from)?;
-                if let Some(t) = t {
-                    owners.insert(e.id, t.inner.signer());
-                }
+                // Without it the owner's part would go to no one (the zero address, which
+                // can never claim): refused, naming the fix.
+                let t = t.ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "the node does not return transaction {} that published adapter {} \
+                         (pruned, or not yet indexed): its sender is the adapter's owner; use a \
+                         node that keeps every transaction (an archive node, or one with the full \
+                         transaction index) and settle again",
+                        e.tx, e.version
+                    ))
+                })?;
+                owners.insert(e.id, t.inner.signer());
             }
             let manifest_uri = lake
                 .root()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +18,9 @@ use tributary_pipeline::chain_state::{ChainState, published_adapters};
 use tributary_pipeline::datanet::DatanetSpec;
 use tributary_pipeline::ingest::ingest;
 use tributary_pipeline::revoke::revoke;
+use tributary_pipeline::rewards::{Accounts, Policy, Role, settle};
 use tributary_pipeline::{sample, snapshot};
+use tributary_schemas::manifest::InferenceEntry;
 
 use crate::common::{self, Start, sign_record};
 
@@ -28,6 +30,8 @@ const CAP: u64 = 1_000;
 struct Capped {
     upstream: DynProvider,
     refused: AtomicU64,
+    /// Answer `eth_getTransactionByHash` with null, as a node that pruned its transactions.
+    pruned: std::sync::atomic::AtomicBool,
 }
 
 /// A JSON-RPC endpoint in front of `upstream` that answers `eth_getLogs` over more than
@@ -37,6 +41,7 @@ async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
     let state = Arc::new(Capped {
         upstream,
         refused: AtomicU64::new(0),
+        pruned: Default::default(),
     });
     let app = axum::Router::new()
         .route("/", axum::routing::post(answer))
@@ -51,6 +56,9 @@ async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> Json<Va
     assert!(req.is_object(), "alloy sends no batches here: {req}");
     let method = req["method"].as_str().unwrap().to_string();
     let params = req.get("params").cloned().unwrap_or_else(|| json!([]));
+    if method == "eth_getTransactionByHash" && c.pruned.load(Ordering::SeqCst) {
+        return Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": null}));
+    }
     if method == "eth_getLogs" {
         let head = c.upstream.get_block_number().await.unwrap();
         let block = |key: &str| match params[0][key].as_str() {
@@ -182,4 +190,41 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
         endpoint.refused.load(Ordering::SeqCst) > before,
         "the endpoint never refused a range: the test did not meet its cap"
     );
+
+    // Settling needs the adapter's publishing transaction (its sender is the owner paid): a
+    // node that pruned it is an error that says so, not a share paid to the zero address.
+    let answer = InferenceEntry {
+        adapter_id: B256::repeat_byte(0xad),
+        request_hash: B256::repeat_byte(1),
+        response_hash: B256::repeat_byte(2),
+        attribution_root: B256::ZERO,
+        tokens: 4,
+        fee: 1_000,
+        attribution: vec![],
+        nonce: B256::repeat_byte(3),
+    };
+    tributary_pipeline::inferences::record(&env.chain, &env.lake, &[answer])
+        .await
+        .unwrap();
+    let accounts = || Accounts {
+        platform: Address::repeat_byte(0x01),
+        stakers: Address::repeat_byte(0x02),
+    };
+    endpoint.pruned.store(true, Ordering::SeqCst);
+    let err = settle(&public, &env.lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not return transaction"), "{err}");
+    endpoint.pruned.store(false, Ordering::SeqCst);
+    let settled = settle(&public, &env.lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    let owner = settled
+        .manifest
+        .allocations
+        .iter()
+        .find(|a| a.role == Role::ModelOwner)
+        .unwrap();
+    assert_eq!(owner.account, env.chain.signer(), "the publisher is paid");
 }

@@ -354,6 +354,20 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
     );
 }
 
+/// Answer `i` of adapter 0xad…, with `fee`.
+fn answer(i: u8, fee: u128) -> tributary_schemas::manifest::InferenceEntry {
+    tributary_schemas::manifest::InferenceEntry {
+        adapter_id: B256::repeat_byte(0xad),
+        request_hash: B256::repeat_byte(i),
+        response_hash: B256::repeat_byte(i ^ 0x80),
+        attribution_root: B256::ZERO,
+        tokens: 4,
+        fee,
+        attribution: vec![],
+        nonce: B256::ZERO,
+    }
+}
+
 /// Answers served without a fee settle nothing (the distributor refuses an epoch with
 /// nothing to claim): an error that says so, and nothing written; they are settled with the
 /// next answers that pay.
@@ -365,16 +379,6 @@ async fn answers_without_fees_wait_for_an_epoch_that_pays() {
         lake,
         ..
     } = env(Start::Bare).await;
-    let answer = |i: u8, fee: u128| tributary_schemas::manifest::InferenceEntry {
-        adapter_id: B256::repeat_byte(0xad),
-        request_hash: B256::repeat_byte(i),
-        response_hash: B256::repeat_byte(i ^ 0x80),
-        attribution_root: B256::ZERO,
-        tokens: 4,
-        fee,
-        attribution: vec![],
-        nonce: B256::ZERO,
-    };
     let free = [answer(1, 0), answer(2, 0)];
     tributary_pipeline::inferences::record(&chain, &lake, &free)
         .await
@@ -401,4 +405,41 @@ async fn answers_without_fees_wait_for_an_epoch_that_pays() {
         (1, 1000, 2)
     );
     assert!(settled.tx.is_some());
+}
+
+/// An epoch the chain holds is never settled again: with its manifest missing from the lake
+/// (a lake restored from a backup older than the epoch, or a copy), settling is refused and
+/// nothing is written (before, epoch 1 was written anew over the posted one, its claims' proofs
+/// no longer matched the root on chain, and its new batches counted as paid). A manifest whose
+/// root is not the posted one is refused by `publish` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_epoch_the_chain_holds_is_never_settled_again() {
+    let Env {
+        dir, chain, lake, ..
+    } = env(Start::Bare).await;
+    tributary_pipeline::inferences::record(&chain, &lake, &[answer(1, 1000)])
+        .await
+        .unwrap();
+    let first = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    tributary_pipeline::inferences::record(&chain, &lake, &[answer(2, 500)])
+        .await
+        .unwrap();
+    let file = dir.path().join("lake").join(EpochManifest::key(1));
+    std::fs::remove_file(&file).unwrap();
+    let err = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("epoch 1 is settled on chain") && err.contains("restore"),
+        "{err}"
+    );
+    assert!(!file.exists(), "nothing written");
+
+    let mut other = first.manifest.clone();
+    other.root = B256::repeat_byte(0x77);
+    let err = publish(&chain, &lake, other).await.unwrap_err().to_string();
+    assert!(err.contains("posted with root"), "{err}");
 }
