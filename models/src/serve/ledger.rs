@@ -2,12 +2,13 @@
 //! the client gets it; a background task posts the journal in batches — every `batch_size`
 //! answers or every `interval` — as a manifest in the lake (`inferences/BATCH.json`), rows
 //! in the `inferences` table and `InferencesRecorded` on chain, then drops them from the
-//! journal. A batch is sealed before it is posted: the journal is rewritten, in one atomic
-//! rename, with the batch on its first line and the answers after it below, so a crash
-//! leaves the journal before or after the seal, never between. The batch id is the hash of
-//! its answers' ids, and each step of posting is idempotent (the lake append by batch id,
-//! the chain call by `BatchAlreadyRecorded`), so a crash at any point is repaired by the
-//! next start: nothing lost, nothing posted twice.
+//! journal. Answers are journaled while a batch is being posted: a chain that stops mining
+//! delays their records, never the answers. A batch is sealed before it is posted: the
+//! journal is rewritten, in one atomic rename, with the batch on its first line and the
+//! answers after it below, so a crash leaves the journal before or after the seal, never
+//! between. The batch id is the hash of its answers' ids, and each step of posting is
+//! idempotent (the lake append by batch id, the chain call by `BatchAlreadyRecorded`), so a
+//! crash at any point is repaired by the next start: nothing lost, nothing posted twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ impl Default for LedgerConfig {
 }
 
 enum Msg {
-    Record(InferenceEntry, oneshot::Sender<Result<()>>),
+    Record(Box<InferenceEntry>, oneshot::Sender<Result<()>>),
     Flush(oneshot::Sender<Result<Vec<B256>>>),
 }
 
@@ -169,7 +170,7 @@ impl Ledger {
     pub async fn record(&self, entry: InferenceEntry) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Record(entry, tx))
+            .send(Msg::Record(Box::new(entry), tx))
             .map_err(|_| Error::Internal("the ledger has stopped".into()))?;
         rx.await
             .map_err(|_| Error::Internal("the ledger has stopped".into()))?
@@ -186,6 +187,10 @@ impl Ledger {
     }
 }
 
+/// Posting one sealed batch ([`inferences::record`]).
+type Posting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = tributary_pipeline::Result<B256>> + Send>>;
+
 async fn run(
     chain: Arc<Chain>,
     lake: Lake,
@@ -199,85 +204,140 @@ async fn run(
         mut pending,
         ..
     } = journal;
-    let mut file = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "the ledger journal cannot be opened");
-            None
-        }
-    };
+    let mut file = reopen(&path, true);
+    if file.is_none() {
+        tracing::error!(path = %path.display(), "the ledger journal cannot be opened");
+    }
     let start = tokio::time::Instant::now() + config.interval;
     let mut tick = tokio::time::interval_at(start, config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // What an earlier run left is posted first, before any answer is taken.
-    let mut starting = true;
+    // A round posts what is journaled, a batch at a time, until nothing waits; answers are
+    // journaled meanwhile (a chain that stops mining delays their records, never them).
+    let mut posting: Option<Posting> = None;
+    // Flushes waiting for the round to end, and the batches the round posted.
+    let mut flushes: Vec<oneshot::Sender<Result<Vec<B256>>>> = Vec::new();
+    let mut posted: Vec<B256> = Vec::new();
+    // What an earlier run left is posted first.
+    let mut round = true;
     loop {
-        let flush_reply = if std::mem::take(&mut starting) {
-            None
-        } else {
-            tokio::select! {
+        if round && posting.is_none() {
+            round = false;
+            match seal_next(
+                &path,
+                &mut sealed,
+                &mut pending,
+                &mut file,
+                config.batch_size,
+            ) {
+                Ok(true) => {
+                    let (chain, lake, batch) = (chain.clone(), lake.clone(), sealed.clone());
+                    posting = Some(Box::pin(async move {
+                        inferences::record(&chain, &lake, &batch).await
+                    }));
+                }
+                Ok(false) => answer(&mut flushes, Ok(std::mem::take(&mut posted))),
+                Err(e) => {
+                    answer(&mut flushes, Err(e));
+                    posted.clear();
+                }
+            }
+        }
+        tokio::select! {
             msg = rx.recv() => match msg {
                 None => return,
                 Some(Msg::Record(entry, reply)) => {
                     let done = append(file.as_mut(), &path, &entry);
                     if done.is_ok() {
-                        pending.push(entry);
+                        pending.push(*entry);
                     }
                     let _ = reply.send(done);
-                    if pending.len() < config.batch_size {
-                        continue;
-                    }
-                    None
+                    round |= pending.len() >= config.batch_size;
                 }
-                Some(Msg::Flush(reply)) => Some(reply),
+                Some(Msg::Flush(reply)) => {
+                    flushes.push(reply);
+                    round = true;
+                }
             },
-            _ = tick.tick() => None,
-            }
-        };
-        let mut posted = Vec::new();
-        let mut failed = None;
-        loop {
-            if sealed.is_empty() {
-                if pending.is_empty() {
-                    break;
-                }
-                let n = pending.len().min(config.batch_size);
-                if let Err(e) = write_journal(&path, &pending[..n], &pending[n..]) {
-                    failed = Some(e);
-                    break;
-                }
-                sealed = pending.drain(..n).collect();
-                file = std::fs::OpenOptions::new().append(true).open(&path).ok();
-            }
-            match inferences::record(&chain, &lake, &sealed).await {
-                Ok(id) => {
-                    posted.push(id);
-                    sealed.clear();
-                    // The seal line goes; should this fail or the process die first, the
-                    // next seal or start posts the same batch again, which is idempotent.
-                    let unsealed = write_journal(&path, &[], &pending);
-                    file = std::fs::OpenOptions::new().append(true).open(&path).ok();
-                    if let Err(e) = unsealed {
-                        failed = Some(e);
-                        break;
+            _ = tick.tick() => round = true,
+            result = async { posting.as_mut().expect("guarded").await }, if posting.is_some() => {
+                posting = None;
+                match result {
+                    Ok(id) => {
+                        posted.push(id);
+                        sealed.clear();
+                        // The seal line goes; should this fail or the process die first, the
+                        // next seal or start posts the same batch again, which is idempotent.
+                        let unsealed = write_journal(&path, &[], &pending);
+                        file = reopen(&path, false);
+                        match unsealed {
+                            // The round goes on with what waits.
+                            Ok(()) => round = true,
+                            Err(e) => answer(&mut flushes, Err(e)),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying later");
+                        answer(&mut flushes, Err(e.into()));
+                        // Retried at the next tick, not at once.
+                        round = false;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying later");
-                    failed = Some(e.into());
-                    break;
+                if !round {
+                    posted.clear();
                 }
             }
         }
-        if let Some(reply) = flush_reply {
-            let _ = reply.send(match failed {
-                None => Ok(posted),
-                Some(e) => Err(e),
-            });
+    }
+}
+
+/// Seals the next batch when none is: up to `size` waiting answers, written as the
+/// journal's first line. False when nothing waits.
+fn seal_next(
+    path: &Path,
+    sealed: &mut Vec<InferenceEntry>,
+    pending: &mut Vec<InferenceEntry>,
+    file: &mut Option<std::fs::File>,
+    size: usize,
+) -> Result<bool> {
+    if sealed.is_empty() {
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let n = pending.len().min(size);
+        write_journal(path, &pending[..n], &pending[n..])?;
+        *sealed = pending.drain(..n).collect();
+        *file = reopen(path, false);
+    }
+    Ok(true)
+}
+
+/// The journal, opened to append to (after each rewrite: the rename replaced the file).
+fn reopen(path: &Path, create: bool) -> Option<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(create)
+        .append(true)
+        .open(path)
+        .ok()
+}
+
+/// Answers the flushes waiting for the round that ended (an error reaches the first as it is,
+/// the others by its message).
+fn answer(flushes: &mut Vec<oneshot::Sender<Result<Vec<B256>>>>, outcome: Result<Vec<B256>>) {
+    match outcome {
+        Ok(ids) => {
+            for reply in flushes.drain(..) {
+                let _ = reply.send(Ok(ids.clone()));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let mut first = Some(e);
+            for reply in flushes.drain(..) {
+                let e = first
+                    .take()
+                    .unwrap_or_else(|| Error::Internal(message.clone()));
+                let _ = reply.send(Err(e));
+            }
         }
     }
 }

@@ -127,3 +127,72 @@ async fn a_restart_posts_what_it_finds_once() {
     want.push(late);
     assert_eq!(posted(&chain, &lake).await, (ids(&want), 9));
 }
+
+/// A chain that stops mining delays the records, never the answers: while a batch's
+/// transaction waits for a block, later answers are journaled at once (before, each waited
+/// for that post, up to the 5-minute receipt timeout). Once blocks come again, everything
+/// is posted, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_journaled_while_the_chain_mines_nothing() {
+    use alloy::providers::Provider;
+    use serde_json::Value;
+
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Arc::new(
+        Chain::connect(ChainConfig::embedded(dir.path()))
+            .await
+            .unwrap(),
+    );
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let node = chain.provider().clone();
+    let _: Value = node
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let config = LedgerConfig {
+        batch_size: 1,
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let ledger = Ledger::start(
+        chain.clone(),
+        lake.clone(),
+        config,
+        &dir.path().join("ledger"),
+    )
+    .unwrap();
+    let all: Vec<InferenceEntry> = (0..4).map(answer).collect();
+    ledger.record(all[0].clone()).await.unwrap();
+    // Its batch's transaction reaches the node, which mines nothing.
+    let mut polls = 0;
+    loop {
+        let pool: Value = node
+            .raw_request("txpool_status".into(), Vec::<Value>::new())
+            .await
+            .unwrap();
+        if pool["pending"].as_str() != Some("0x0") {
+            break;
+        }
+        polls += 1;
+        assert!(polls < 6000, "the first batch was never sent: {pool}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for a in &all[1..] {
+        // A failsafe far above one synced append, far below the receipt timeout.
+        tokio::time::timeout(std::time::Duration::from_secs(60), ledger.record(a.clone()))
+            .await
+            .expect("the answer waited for the chain")
+            .unwrap();
+    }
+    assert_eq!(posted(&chain, &lake).await.1, 0, "nothing mined yet");
+
+    let _: Value = node
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = node
+        .raw_request("evm_mine".into(), Vec::<Value>::new())
+        .await
+        .unwrap();
+    ledger.flush().await.unwrap();
+    assert_eq!(posted(&chain, &lake).await, (ids(&all), 4));
+}
