@@ -54,6 +54,8 @@ pub struct Recheck {
 
 const RECHECK_FIRST: Duration = Duration::from_secs(1);
 const RECHECK_MAX: Duration = Duration::from_secs(300);
+/// The longest pause between tries of a step that failed (an outage).
+const OUTAGE_PAUSE_MAX: Duration = Duration::from_secs(60);
 
 /// A progress report: the stats so far and the chain's head.
 pub type Progress<'a> = dyn Fn(&IndexStats, u64) + Sync + 'a;
@@ -243,7 +245,9 @@ impl<'a> Indexer<'a> {
     /// interval; over WebSocket each new head announced by the node (`newHeads`) wakes it at
     /// once, with the poll interval kept as a fallback. Stopping waits for the current step to
     /// end; being killed anywhere loses nothing either, since each step is committed whole and
-    /// the mirror catches up on the next start.
+    /// the mirror catches up on the next start. A step that fails on the node, the store or the
+    /// lake (an outage past the retries) is logged and tried again after a pause that doubles
+    /// up to a minute: following outlives an outage. A reorg too deep to roll back ends it.
     pub async fn follow(&self, stop: impl std::future::Future<Output = ()>) -> Result<IndexStats> {
         use futures::StreamExt;
         let mut stats = self.start_stats().await?;
@@ -254,10 +258,31 @@ impl<'a> Indexer<'a> {
         // doubling to every 5 minutes while some stay unreachable. With none waiting, the store
         // is asked again only every 5 minutes (another process may have indexed some).
         let (mut recheck_at, mut recheck_every) = (std::time::Instant::now(), RECHECK_FIRST);
+        let mut failed = 0u32;
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
             let seen = stats.unreachable;
-            let step = self.step(&mut stats).await?;
+            let step = match self.step(&mut stats).await {
+                Ok(step) => {
+                    failed = 0;
+                    step
+                }
+                Err(
+                    e @ (Error::Chain(_) | Error::Store(_) | Error::Lake(_) | Error::Mirror(_)),
+                ) => {
+                    failed += 1;
+                    let pause = (self.poll.max(Duration::from_millis(100))
+                        * 2u32.pow(failed.min(10)))
+                    .min(OUTAGE_PAUSE_MAX);
+                    tracing::warn!(error = %e, failed, retry_in = ?pause, "indexing step failed; trying again");
+                    tokio::select! {
+                        biased;
+                        () = &mut stop => return Ok(stats),
+                        () = tokio::time::sleep(pause) => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let now = std::time::Instant::now();
             if stats.unreachable > seen {
                 recheck_at = recheck_at.min(now + recheck_every);

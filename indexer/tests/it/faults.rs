@@ -28,6 +28,10 @@ struct Faults {
     quiet: AtomicBool,
     /// When set, the next `eth_blockNumber` first reorgs this many blocks and mines one more.
     reorg_before_head: AtomicU64,
+    /// An outage: every request is answered 503 while set.
+    down: AtomicBool,
+    /// Requests answered 503 by the outage.
+    refused: AtomicU64,
 }
 
 impl Faults {
@@ -140,6 +144,12 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
             let mine = br#"{"jsonrpc":"2.0","id":1,"method":"evm_mine","params":[]}"#;
             forward(upstream, mine).await?;
         }
+    }
+    if f.down.load(Ordering::SeqCst) {
+        f.refused.fetch_add(1, Ordering::SeqCst);
+        conn.write_all(&response("503 Service Unavailable", "", b"down"))
+            .await?;
+        return conn.shutdown().await;
     }
     let roll = f.roll(&method);
     let reply = match roll {
@@ -290,4 +300,75 @@ async fn a_reorg_between_the_checkpoint_check_and_the_next_blocks_is_rolled_back
     );
     assert_eq!(nodes, want_nodes);
     assert_eq!(edges, want_edges);
+}
+
+/// An outage longer than the client's retries: the follower logs the failed steps, waits and
+/// tries again, and indexes what happened meanwhile once the endpoint is back (before, the
+/// first failed step ended `follow`, and with it `serve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_outlives_an_outage() {
+    let env = env().await;
+    build_history(&env).await;
+    let faults = Arc::new(Faults::default());
+    faults.quiet.store(true, Ordering::SeqCst);
+    let url = proxy(env.chain.url().authority().to_string(), faults.clone()).await;
+    let config = ChainConfig {
+        max_retries: 1,
+        backoff_ms: 10,
+        ..ChainConfig::rpc(url, env.dir.path())
+    };
+    let via_proxy = Chain::connect(config).await.unwrap();
+    let store = env.store("outage.db").await;
+    let chain_id = env.chain.chain_id();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let indexer = Indexer::new(&via_proxy, &store, &env.lake)
+        .with_mirror(false)
+        .with_poll_interval(Duration::from_millis(20));
+    let follow = indexer.follow(async {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(follow);
+    let indexed = |head: u64| {
+        let store = &store;
+        async move {
+            store
+                .checkpoint(chain_id, "lineage")
+                .await
+                .unwrap()
+                .is_some_and(|c| c.block_number == head)
+        }
+    };
+    let drive = async {
+        let head = env.chain.head().await.unwrap();
+        while !indexed(head).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Down for long enough that several steps fail (each spends two tries).
+        faults.down.store(true, Ordering::SeqCst);
+        while faults.refused.load(Ordering::SeqCst) < 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let late = env.datanet().await;
+        faults.down.store(false, Ordering::SeqCst);
+        let head = env.chain.head().await.unwrap();
+        while !indexed(head).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        late
+    };
+    // The waits above follow progress; this only keeps a hung run from hanging CI.
+    let drive = tokio::time::timeout(Duration::from_secs(600), drive);
+    let late = tokio::select! {
+        stopped = &mut follow => panic!("the follower stopped during the outage: {stopped:?}"),
+        late = drive => late.expect("no progress for 10 minutes"),
+    };
+    let _ = stop_tx.send(());
+    follow.await.unwrap();
+    let (nodes, _) = store.graph(chain_id).await.unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.id == tributary_schemas::lineage::datanet_id(late)),
+        "the Datanet created during the outage is indexed"
+    );
 }
