@@ -246,7 +246,9 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/completions", server.base))
             .bearer_auth(token(&s).trim())
-            .json(&serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 4}))
+            .json(&serde_json::json!({
+                "model": model, "prompt": prompt, "max_tokens": 4, "temperature": 0
+            }))
             .send();
         let r = rt.block_on(r).unwrap();
         let status = r.status().as_u16();
@@ -273,8 +275,9 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     );
     let v = client(&s, &server.base, "pantry@1.0.0");
     check_answers(&v, &first, "pantry@1.0.0");
-    // The same question twice, answered the same (greedy): two answers, two records, each
-    // paid (with one id, the second was lost whenever it was posted in a batch of its own).
+    // The same question twice, answered the same (greedy, temperature 0): two answers, two
+    // records, each paid (with one id, the second was lost whenever it was posted in a batch
+    // of its own).
     let prompt = "question: How many grams is 1 cup of flour?\nanswer:";
     let (a, b) = (
         ask("pantry@1.0.0", prompt.into()),
