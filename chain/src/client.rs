@@ -318,11 +318,13 @@ impl Chain {
     /// blocks `from..=to`, in chain order, read in ranges the endpoint accepts: at most the
     /// current span per request (first [`LOG_SPAN`] blocks), halved whenever the endpoint
     /// answers a range with a JSON-RPC error (public endpoints cap a request's blocks or
-    /// results), down to one block. Failures the retry layer gives up on are returned as they
-    /// are.
+    /// results), down to one block, and doubled again after 8 ranges in a row succeed (so a
+    /// refusal for another reason, such as a lagging node, does not shrink it for good).
+    /// Failures the retry layer gives up on are returned as they are.
     pub async fn logs_matching(&self, filter: &Filter, mut from: u64, to: u64) -> Result<Vec<Log>> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut logs = Vec::new();
+        let mut streak = 0;
         while from <= to {
             let span = self.log_span.load(Relaxed).max(1);
             let end = to.min(from.saturating_add(span - 1));
@@ -331,12 +333,23 @@ impl Chain {
                 Ok(found) => {
                     logs.extend(found);
                     from = end + 1;
+                    streak += 1;
+                    if streak == 8 && span < LOG_SPAN {
+                        streak = 0;
+                        let _ = self.log_span.compare_exchange(
+                            span,
+                            (span * 2).min(LOG_SPAN),
+                            Relaxed,
+                            Relaxed,
+                        );
+                    }
                 }
                 Err(alloy::transports::RpcError::ErrorResp(e)) if end > from => {
                     let blocks = end - from + 1;
                     let half = blocks / 2;
                     tracing::info!(from, to = end, half, error = %e, "eth_getLogs refused; halving the range");
-                    self.log_span.store(half, Relaxed);
+                    self.log_span.fetch_min(half, Relaxed);
+                    streak = 0;
                 }
                 Err(e) => return Err(e.into()),
             }
