@@ -267,9 +267,7 @@ impl<'a> Indexer<'a> {
                     failed = 0;
                     step
                 }
-                Err(
-                    e @ (Error::Chain(_) | Error::Store(_) | Error::Lake(_) | Error::Mirror(_)),
-                ) => {
+                Err(e) if e.is_outage() => {
                     failed += 1;
                     let pause = (self.poll.max(Duration::from_millis(100))
                         * 2u32.pow(failed.min(10)))
@@ -288,12 +286,18 @@ impl<'a> Indexer<'a> {
                 recheck_at = recheck_at.min(now + recheck_every);
             }
             if matches!(step, Step::AtHead) && now >= recheck_at {
-                let r = self.recheck().await?;
-                (recheck_every, recheck_at) = if r.unreachable > 0 {
-                    let every = (recheck_every * 2).min(RECHECK_MAX);
-                    (every, now + every)
-                } else {
-                    (RECHECK_FIRST, now + RECHECK_MAX)
+                (recheck_every, recheck_at) = match self.recheck().await {
+                    Ok(r) if r.unreachable > 0 => {
+                        let every = (recheck_every * 2).min(RECHECK_MAX);
+                        (every, now + every)
+                    }
+                    Ok(_) => (RECHECK_FIRST, now + RECHECK_MAX),
+                    Err(e) if e.is_outage() => {
+                        tracing::warn!(error = %e, "recheck failed; trying again later");
+                        let every = (recheck_every * 2).min(RECHECK_MAX);
+                        (every, now + every)
+                    }
+                    Err(e) => return Err(e),
                 };
             }
             let pause = if matches!(step, Step::AtHead) {

@@ -88,5 +88,16 @@ pub enum Error {
     Mirror(String),
 }
 
+impl Error {
+    /// A failure of the node, the store or the lake (an outage past the retries), which a
+    /// follower waits out; not a reorg too deep to roll back.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Error::Chain(_) | Error::Store(_) | Error::Lake(_) | Error::Mirror(_)
+        )
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
