@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use deltalake::DeltaTableError;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
 use crate::{Error, Lake, Result};
@@ -88,9 +89,12 @@ impl AppendBuilder {
             }
             props = props.with_application_transaction(Transaction::new(app_id, *version));
         }
+        // Merged, not cast: a column another engine added (Spark's `ADD COLUMNS`) is left
+        // null in these rows instead of refusing every append.
         let written = table
             .write(self.batches.clone())
             .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
             .with_commit_properties(props)
             .await?;
         let version = written.version().unwrap_or(0) as u64;

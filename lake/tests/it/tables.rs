@@ -204,3 +204,34 @@ async fn unknown_tables_are_named() {
         "{err}"
     );
 }
+
+/// A column another engine added to a table (Spark's `ALTER TABLE ... ADD COLUMNS`) does not
+/// stop Tributary's appends (before, every append failed casting its rows to the table's
+/// schema): the rows land with it null, and reads keep Tributary's columns.
+#[tokio::test]
+async fn a_column_another_engine_added_does_not_stop_appends() {
+    use deltalake::kernel::{DataType, StructField};
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    lake.append(names::CONTRIBUTIONS)
+        .batches(vec![rows(1, &["a"])])
+        .commit()
+        .await
+        .unwrap();
+    lake.table(names::CONTRIBUTIONS)
+        .await
+        .unwrap()
+        .add_columns()
+        .with_fields([StructField::new("note", DataType::STRING, true)])
+        .await
+        .unwrap();
+    lake.append(names::CONTRIBUTIONS)
+        .batches(vec![rows(1, &["b"])])
+        .commit()
+        .await
+        .unwrap();
+    let read = lake.read(names::CONTRIBUTIONS, None).await.unwrap();
+    assert_eq!(count(&read), 2);
+    assert!(read.iter().all(|b| b.column_by_name("note").is_none()));
+}
