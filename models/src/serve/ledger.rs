@@ -205,41 +205,49 @@ async fn run(
         ..
     } = journal;
     let mut file = reopen(&path, true);
-    if file.is_none() {
-        tracing::error!(path = %path.display(), "the ledger journal cannot be opened");
-    }
     let start = tokio::time::Instant::now() + config.interval;
     let mut tick = tokio::time::interval_at(start, config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // A round posts what is journaled, a batch at a time, until nothing waits; answers are
-    // journaled meanwhile (a chain that stops mining delays their records, never them).
+    // A round posts the answers journaled when it starts (or when a flush asks during it), a
+    // batch at a time; answers are journaled meanwhile and wait for the next round (a chain
+    // that stops mining delays their records, never them).
     let mut posting: Option<Posting> = None;
-    // Flushes waiting for the round to end, and the batches the round posted.
+    // Answers the round still posts, the sealed batch in flight included.
+    let mut owed = 0;
+    // A round is asked for: at start (what an earlier run left), every tick, at batch size.
+    let mut asked = true;
+    // After a failed post, batch size no longer asks: the next tick (or a flush) retries.
+    let mut backing_off = false;
+    // Flushes waiting for the round to end, and the batches it posted.
     let mut flushes: Vec<oneshot::Sender<Result<Vec<B256>>>> = Vec::new();
     let mut posted: Vec<B256> = Vec::new();
-    // What an earlier run left is posted first.
-    let mut round = true;
     loop {
-        if round && posting.is_none() {
-            round = false;
-            match seal_next(
-                &path,
-                &mut sealed,
-                &mut pending,
-                &mut file,
-                config.batch_size,
-            ) {
-                Ok(true) => {
-                    let (chain, lake, batch) = (chain.clone(), lake.clone(), sealed.clone());
-                    posting = Some(Box::pin(async move {
-                        inferences::record(&chain, &lake, &batch).await
-                    }));
+        if posting.is_none() {
+            if std::mem::take(&mut asked) {
+                owed = sealed.len() + pending.len();
+            }
+            if owed > 0 {
+                match seal_next(
+                    &path,
+                    &mut sealed,
+                    &mut pending,
+                    &mut file,
+                    config.batch_size,
+                ) {
+                    Ok(()) => {
+                        let (chain, lake, batch) = (chain.clone(), lake.clone(), sealed.clone());
+                        posting = Some(Box::pin(async move {
+                            inferences::record(&chain, &lake, &batch).await
+                        }));
+                    }
+                    Err(e) => {
+                        owed = 0;
+                        finish(&mut flushes, &mut posted, Some(e));
+                    }
                 }
-                Ok(false) => answer(&mut flushes, Ok(std::mem::take(&mut posted))),
-                Err(e) => {
-                    answer(&mut flushes, Err(e));
-                    posted.clear();
-                }
+            }
+            if owed == 0 {
+                finish(&mut flushes, &mut posted, None);
             }
         }
         tokio::select! {
@@ -251,39 +259,46 @@ async fn run(
                         pending.push(*entry);
                     }
                     let _ = reply.send(done);
-                    round |= pending.len() >= config.batch_size;
+                    asked |= pending.len() >= config.batch_size && !backing_off;
                 }
                 Some(Msg::Flush(reply)) => {
                     flushes.push(reply);
-                    round = true;
+                    backing_off = false;
+                    if posting.is_some() {
+                        // Everything journaled now, in this round.
+                        owed = sealed.len() + pending.len();
+                    } else {
+                        asked = true;
+                    }
                 }
             },
-            _ = tick.tick() => round = true,
+            _ = tick.tick() => {
+                backing_off = false;
+                asked = true;
+            }
             result = async { posting.as_mut().expect("guarded").await }, if posting.is_some() => {
                 posting = None;
                 match result {
                     Ok(id) => {
                         posted.push(id);
+                        owed = owed.saturating_sub(sealed.len());
                         sealed.clear();
                         // The seal line goes; should this fail or the process die first, the
                         // next seal or start posts the same batch again, which is idempotent.
                         let unsealed = write_journal(&path, &[], &pending);
                         file = reopen(&path, false);
-                        match unsealed {
-                            // The round goes on with what waits.
-                            Ok(()) => round = true,
-                            Err(e) => answer(&mut flushes, Err(e)),
+                        if let Err(e) = unsealed {
+                            owed = 0;
+                            finish(&mut flushes, &mut posted, Some(e));
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying later");
-                        answer(&mut flushes, Err(e.into()));
-                        // Retried at the next tick, not at once.
-                        round = false;
+                        tracing::warn!(error = %e, waiting = pending.len() + sealed.len(), "posting inferences failed; retrying at the next tick");
+                        owed = 0;
+                        asked = false;
+                        backing_off = true;
+                        finish(&mut flushes, &mut posted, Some(e.into()));
                     }
-                }
-                if !round {
-                    posted.clear();
                 }
             }
         }
@@ -291,24 +306,23 @@ async fn run(
 }
 
 /// Seals the next batch when none is: up to `size` waiting answers, written as the
-/// journal's first line. False when nothing waits.
+/// journal's first line (the caller has answers owed).
 fn seal_next(
     path: &Path,
     sealed: &mut Vec<InferenceEntry>,
     pending: &mut Vec<InferenceEntry>,
     file: &mut Option<std::fs::File>,
     size: usize,
-) -> Result<bool> {
+) -> Result<()> {
     if sealed.is_empty() {
-        if pending.is_empty() {
-            return Ok(false);
-        }
         let n = pending.len().min(size);
-        write_journal(path, &pending[..n], &pending[n..])?;
-        *sealed = pending.drain(..n).collect();
+        let written = write_journal(path, &pending[..n], &pending[n..]);
+        // Reopened either way: the rename may have happened before a later step failed.
         *file = reopen(path, false);
+        written?;
+        *sealed = pending.drain(..n).collect();
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The journal, opened to append to (after each rewrite: the rename replaced the file).
@@ -317,28 +331,33 @@ fn reopen(path: &Path, create: bool) -> Option<std::fs::File> {
         .create(create)
         .append(true)
         .open(path)
+        .inspect_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "the ledger journal cannot be opened: answers are refused");
+        })
         .ok()
 }
 
-/// Answers the flushes waiting for the round that ended (an error reaches the first as it is,
-/// the others by its message).
-fn answer(flushes: &mut Vec<oneshot::Sender<Result<Vec<B256>>>>, outcome: Result<Vec<B256>>) {
-    match outcome {
-        Ok(ids) => {
-            for reply in flushes.drain(..) {
-                let _ = reply.send(Ok(ids.clone()));
-            }
+/// Ends a round: answers the flushes waiting for it with the batches it posted, or with its
+/// error (the first as it is, the others by its message).
+fn finish(
+    flushes: &mut Vec<oneshot::Sender<Result<Vec<B256>>>>,
+    posted: &mut Vec<B256>,
+    error: Option<Error>,
+) {
+    let ids = std::mem::take(posted);
+    let Some(e) = error else {
+        for reply in flushes.drain(..) {
+            let _ = reply.send(Ok(ids.clone()));
         }
-        Err(e) => {
-            let message = e.to_string();
-            let mut first = Some(e);
-            for reply in flushes.drain(..) {
-                let e = first
-                    .take()
-                    .unwrap_or_else(|| Error::Internal(message.clone()));
-                let _ = reply.send(Err(e));
-            }
-        }
+        return;
+    };
+    let message = e.to_string();
+    let mut first = Some(e);
+    for reply in flushes.drain(..) {
+        let e = first
+            .take()
+            .unwrap_or_else(|| Error::Internal(message.clone()));
+        let _ = reply.send(Err(e));
     }
 }
 

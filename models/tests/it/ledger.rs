@@ -60,6 +60,13 @@ async fn posted(chain: &Chain, lake: &Lake) -> (Vec<String>, u64) {
     (ids, counted)
 }
 
+/// An embedded anvil with the contracts, and a lake, in `dir`.
+async fn chain_and_lake(dir: &std::path::Path) -> (Arc<Chain>, Lake) {
+    let chain = Chain::connect(ChainConfig::embedded(dir)).await.unwrap();
+    let lake = Lake::open(dir.join("lake").to_str().unwrap()).unwrap();
+    (Arc::new(chain), lake)
+}
+
 fn ids(entries: &[InferenceEntry]) -> Vec<String> {
     let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
     ids.sort();
@@ -69,12 +76,7 @@ fn ids(entries: &[InferenceEntry]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_posts_what_it_finds_once() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = Arc::new(
-        Chain::connect(ChainConfig::embedded(dir.path()))
-            .await
-            .unwrap(),
-    );
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let (chain, lake) = chain_and_lake(dir.path()).await;
     let config = LedgerConfig {
         batch_size: 4,
         interval: std::time::Duration::from_secs(3600),
@@ -138,12 +140,7 @@ async fn answers_are_journaled_while_the_chain_mines_nothing() {
     use serde_json::Value;
 
     let dir = tempfile::tempdir().unwrap();
-    let chain = Arc::new(
-        Chain::connect(ChainConfig::embedded(dir.path()))
-            .await
-            .unwrap(),
-    );
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let (chain, lake) = chain_and_lake(dir.path()).await;
     let node = chain.provider().clone();
     let _: Value = node
         .raw_request("evm_setAutomine".into(), (false,))
