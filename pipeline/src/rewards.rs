@@ -273,8 +273,15 @@ pub fn allocate(
             whole * bps(policy.platform),
             None,
         );
+        // An adapter not published on this chain has no owner to pay: the platform holds
+        // that part (the zero address could never claim it).
+        let owner = if p.owner.is_zero() {
+            accounts.platform
+        } else {
+            p.owner
+        };
         add(
-            (p.owner, Role::ModelOwner, p.adapter, None),
+            (owner, Role::ModelOwner, p.adapter, None),
             whole * bps(policy.owner),
             None,
         );
@@ -468,16 +475,11 @@ pub async fn settle(
     accounts: Accounts,
 ) -> Result<Settled> {
     let done = epochs(lake).await?;
-    let distributor = chain.reward_distributor();
-    if let Some(last) = done.last() {
-        let on_chain = distributor
-            .epochs(U256::from(last.epoch))
-            .call()
-            .await
-            .map_err(tributary_chain::Error::from)?;
-        if on_chain.merkleRoot == B256::ZERO {
-            return publish(chain, lake, last.clone()).await;
-        }
+    if let Some(last) = done.last()
+        && posted_root(chain, last.epoch).await? != last.root
+    {
+        // Not posted yet (resumed), or posted with another root (refused).
+        return publish(chain, lake, last.clone()).await;
     }
     let settled: HashSet<B256> = done
         .iter()
@@ -487,16 +489,12 @@ pub async fn settle(
     // The lake's epochs must be the chain's: an epoch posted whose manifest this lake lacks
     // (restored from an older backup, or a copy) is never settled anew over the one its
     // claims are proven against.
-    let on_chain = distributor
-        .epochs(U256::from(epoch_no))
-        .call()
-        .await
-        .map_err(tributary_chain::Error::from)?;
-    if on_chain.merkleRoot != B256::ZERO {
+    let on_chain = posted_root(chain, epoch_no).await?;
+    if on_chain != B256::ZERO {
         return Err(Error::InvalidInput(format!(
-            "epoch {epoch_no} is settled on chain (root {}) but this lake has no {}: restore it \
-             from the lake it was settled in (claims are proven against it; is --lake right?)",
-            on_chain.merkleRoot,
+            "epoch {epoch_no} is settled on chain (root {on_chain}) but this lake has no {}: \
+             restore it from the lake it was settled in (claims are proven against it; is --lake \
+             right?)",
             EpochManifest::key(epoch_no)
         )));
     }
@@ -630,9 +628,36 @@ fn bad_row(column: &str) -> Error {
     ))
 }
 
+/// The Merkle root epoch `n` was posted with (zero when it was not).
+async fn posted_root(chain: &Chain, n: u64) -> Result<B256> {
+    Ok(chain
+        .reward_distributor()
+        .epochs(U256::from(n))
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?
+        .merkleRoot)
+}
+
+/// Epoch `m` was posted with another root than its manifest's.
+fn posted_otherwise(m: &EpochManifest, posted: B256) -> Error {
+    Error::InvalidInput(format!(
+        "epoch {} was posted with root {posted}, not this manifest's {}: the lake's {} is not \
+         the one settled (another settle run, or another lake); restore the settled manifest",
+        m.epoch,
+        m.root,
+        EpochManifest::key(m.epoch)
+    ))
+}
+
 /// Writes the epoch's rows (once) and posts `EpochAllocated` (once); `settle` calls it, and
-/// it resumes an epoch whose manifest is in the lake.
+/// it resumes an epoch whose manifest is in the lake. A manifest whose root is not the one
+/// posted for its epoch is refused before anything is written.
 pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Settled> {
+    let posted = posted_root(chain, m.epoch).await?;
+    if posted != B256::ZERO && posted != m.root {
+        return Err(posted_otherwise(&m, posted));
+    }
     let n = m.allocations.len();
     let rows = &m.allocations;
     // Every amount is within the pool, which settle kept within MAX_AMOUNT.
@@ -685,34 +710,26 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         .map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
     let distributor = chain.reward_distributor();
     let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
-    let tx = match send(call).await {
-        Ok(r) => Some(r.transaction_hash),
-        Err(e)
-            if matches!(
-                e.revert::<RewardDistributor::RewardDistributorErrors>(),
-                Some(RewardDistributor::RewardDistributorErrors::EpochExists(_))
-            ) =>
-        {
-            // Posted by an earlier run: of this manifest, else the lake and the chain differ.
-            let posted = distributor
-                .epochs(U256::from(m.epoch))
-                .call()
-                .await
-                .map_err(tributary_chain::Error::from)?
-                .merkleRoot;
-            if posted != m.root {
-                return Err(Error::InvalidInput(format!(
-                    "epoch {} was posted with root {posted}, not this manifest's {}: the lake's \
-                     {} is not the one settled (another settle run, or another lake); restore \
-                     the settled manifest",
-                    m.epoch,
-                    m.root,
-                    EpochManifest::key(m.epoch)
-                )));
+    let tx = if posted != B256::ZERO {
+        None // posted by an earlier run
+    } else {
+        match send(call).await {
+            Ok(r) => Some(r.transaction_hash),
+            Err(e)
+                if matches!(
+                    e.revert::<RewardDistributor::RewardDistributorErrors>(),
+                    Some(RewardDistributor::RewardDistributorErrors::EpochExists(_))
+                ) =>
+            {
+                // Posted meanwhile, by another run: of this manifest, or the lakes differ.
+                let posted = posted_root(chain, m.epoch).await?;
+                if posted != m.root {
+                    return Err(posted_otherwise(&m, posted));
+                }
+                None
             }
-            None
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     Ok(Settled {
         manifest: m,

@@ -426,6 +426,16 @@ async fn an_epoch_the_chain_holds_is_never_settled_again() {
     tributary_pipeline::inferences::record(&chain, &lake, &[answer(2, 500)])
         .await
         .unwrap();
+    // Adapter 0xad… was never published here: its owner's part is the platform's, never the
+    // zero address's (which could not claim it).
+    let owners: Vec<Address> = first
+        .manifest
+        .allocations
+        .iter()
+        .filter(|a| a.role == Role::ModelOwner)
+        .map(|a| a.account)
+        .collect();
+    assert_eq!(owners, [PLATFORM]);
     let file = dir.path().join("lake").join(EpochManifest::key(1));
     std::fs::remove_file(&file).unwrap();
     let err = settle(&chain, &lake, Policy::default(), accounts())
@@ -440,6 +450,17 @@ async fn an_epoch_the_chain_holds_is_never_settled_again() {
 
     let mut other = first.manifest.clone();
     other.root = B256::repeat_byte(0x77);
-    let err = publish(&chain, &lake, other).await.unwrap_err().to_string();
+    let err = publish(&chain, &lake, other.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("posted with root"), "{err}");
+    // The same manifest in the lake (another lake's, settled concurrently): settling stops at
+    // it instead of going on to epoch 2 as if epoch 1 were this one.
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let err = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("posted with root"), "{err}");
 }
