@@ -23,24 +23,31 @@ pub struct DatanetSpec {
 }
 
 /// Registers `spec` and returns its id; when a Datanet of that name exists, returns its id
-/// (so a re-run is harmless).
+/// (so a re-run is harmless), also when it was created between our read and our send.
 pub async fn create(chain: &Chain, spec: &DatanetSpec) -> Result<u64> {
-    let registry = chain.datanet_registry();
-    let existing = registry
-        .datanetIdByName(keccak256(spec.name.as_bytes()))
-        .call()
-        .await
-        .map_err(tributary_chain::Error::from)?;
-    if existing != U256::ZERO {
-        return Ok(existing.to::<u64>());
+    if let Some(id) = by_name(chain, &spec.name).await? {
+        return Ok(id);
     }
-    let receipt = send(registry.createDatanet(
+    let registry = chain.datanet_registry();
+    let receipt = match send(registry.createDatanet(
         spec.name.clone(),
         spec.domain.clone(),
         spec.schema_hash,
         spec.metadata_uri.clone(),
     ))
-    .await?;
+    .await
+    {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                e.revert::<DatanetRegistry::DatanetRegistryErrors>(),
+                Some(DatanetRegistry::DatanetRegistryErrors::NameTaken(_))
+            ) =>
+        {
+            return by_name(chain, &spec.name).await?.ok_or_else(|| e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     receipt
         .inner
         .logs()
@@ -48,6 +55,17 @@ pub async fn create(chain: &Chain, spec: &DatanetSpec) -> Result<u64> {
         .find_map(|log| DatanetRegistry::DatanetCreated::decode_log(&log.inner).ok())
         .map(|ev| ev.data.id.to::<u64>())
         .ok_or_else(|| Error::InvalidInput("createDatanet emitted no DatanetCreated event".into()))
+}
+
+/// The id of the Datanet named `name`, when there is one.
+async fn by_name(chain: &Chain, name: &str) -> Result<Option<u64>> {
+    let id = chain
+        .datanet_registry()
+        .datanetIdByName(keccak256(name.as_bytes()))
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    Ok((id != U256::ZERO).then(|| id.saturating_to()))
 }
 
 /// Where a Datanet's manifest lives in the lake.
@@ -66,21 +84,34 @@ pub async fn create_from_manifest(
     manifest.check()?;
     // Recorded on chain by its key, relative to the lake root.
     let key = manifest_key(&manifest.name);
-    lake.put(&key, manifest.to_canonical_json().into_bytes())
-        .await?;
     let spec = DatanetSpec {
         name: manifest.name.clone(),
         domain: manifest.domain.clone(),
         schema_hash: manifest.schema_hash(),
-        metadata_uri: key,
+        metadata_uri: key.clone(),
     };
-    let id = create(chain, &spec).await?;
-    let (_, on_chain_hash, _) = registered(chain, id).await?;
-    if on_chain_hash != spec.schema_hash {
-        return Err(Error::InvalidInput(format!(
-            "a Datanet named {:?} already exists (id {id}) with other rules; choose another name",
+    // A Datanet of that name with other rules is refused before anything is written (its
+    // manifest in a shared lake is not overwritten); with these rules, this is a rerun.
+    let other_rules = |id: u64, owner| {
+        Error::InvalidInput(format!(
+            "a Datanet named {:?} already exists (id {id}, owned by {owner}) with other rules; \
+             choose another name",
             manifest.name
-        )));
+        ))
+    };
+    if let Some(id) = by_name(chain, &manifest.name).await? {
+        let (owner, on_chain_hash, _) = registered(chain, id).await?;
+        if on_chain_hash != spec.schema_hash {
+            return Err(other_rules(id, owner));
+        }
+    }
+    lake.put(&key, manifest.to_canonical_json().into_bytes())
+        .await?;
+    let id = create(chain, &spec).await?;
+    let (owner, on_chain_hash, _) = registered(chain, id).await?;
+    if on_chain_hash != spec.schema_hash {
+        // Created by someone else between the check above and ours.
+        return Err(other_rules(id, owner));
     }
     let registry = chain.datanet_registry();
     for v in &manifest.access.validators {
@@ -90,6 +121,13 @@ pub async fn create_from_manifest(
             .await
             .map_err(tributary_chain::Error::from)?
         {
+            if owner != chain.signer() {
+                return Err(Error::InvalidInput(format!(
+                    "Datanet {:?} (id {id}) is owned by {owner}, and only its owner appoints \
+                     validators ({v} is not one yet): sign with the owner's key",
+                    manifest.name
+                )));
+            }
             send(registry.setValidator(U256::from(id), *v, true)).await?;
         }
     }

@@ -882,3 +882,58 @@ async fn a_datanet_named_with_spaces_loads() {
         (env.datanet, "Medical QA")
     );
 }
+
+/// A name another account holds is left as it is: Alice's `datanet create` of a manifest with
+/// that name and other rules is refused before anything is written (before, her manifest
+/// replaced the owner's in a shared lake, which then no longer matched the schema hash on
+/// chain); with the same rules, appointing a validator the owner removed is the owner's, and
+/// she is told so.
+#[tokio::test]
+async fn a_datanet_name_another_account_holds_is_left_as_it_is() {
+    use tributary_pipeline::datanet::{create_from_manifest, load};
+
+    let env = env().await;
+    let as_alice = Chain::connect(ChainConfig {
+        signer: Some(dev_contributor(2)),
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
+    })
+    .await
+    .unwrap();
+    let other = MANIFEST.replace("max_record_bytes = 400", "max_record_bytes = 500");
+    let err = create_from_manifest(
+        &as_alice,
+        &env.lake,
+        &DatanetManifest::from_toml(&other).unwrap(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("already exists") && err.contains("other rules"),
+        "{err}"
+    );
+    let kept = load(&env.chain, &env.lake, "recipes").await.unwrap();
+    assert_eq!(kept.manifest, DatanetManifest::from_toml(MANIFEST).unwrap());
+
+    let validator = DatanetManifest::from_toml(MANIFEST)
+        .unwrap()
+        .access
+        .validators[0];
+    tributary_chain::send(env.chain.datanet_registry().setValidator(
+        U256::from(env.datanet),
+        validator,
+        false,
+    ))
+    .await
+    .unwrap();
+    let err = create_from_manifest(
+        &as_alice,
+        &env.lake,
+        &DatanetManifest::from_toml(MANIFEST).unwrap(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only its owner appoints validators"), "{err}");
+}
