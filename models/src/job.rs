@@ -346,6 +346,13 @@ async fn may_publish(chain: &Chain) -> Result<()> {
         .await
         .map_err(tributary_chain::Error::from)?;
     let signer = chain.signer();
+    if signer.is_zero() {
+        return Err(Error::InvalidInput(
+            "publishing an adapter needs a signer key with PUBLISHER_ROLE: TRIBUTARY_PRIVATE_KEY \
+             or --key-file"
+                .into(),
+        ));
+    }
     if registry
         .hasRole(role, signer)
         .call()

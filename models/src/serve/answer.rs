@@ -100,6 +100,7 @@ impl Server {
                 "response_hash": entry.response_hash.to_string(),
                 "attribution_root": entry.attribution_root.to_string(),
                 "fee": entry.fee.to_string(),
+                "nonce": entry.nonce.to_string(),
             },
         });
         if !a.attribution {
