@@ -214,17 +214,22 @@ async fn run(
     let mut posting: Option<Posting> = None;
     // Answers the round still posts, the sealed batch in flight included.
     let mut owed = 0;
-    // A round is asked for: at start (what an earlier run left), every tick, at batch size.
+    // A round is asked for: at start (what an earlier run left), every tick, at batch size;
+    // it starts when the one under way has ended.
     let mut asked = true;
-    // After a failed post, batch size no longer asks: the next tick (or a flush) retries.
+    // After a failure, batch size no longer asks: the next tick (or a flush) retries.
     let mut backing_off = false;
     // Flushes waiting for the round to end, and the batches it posted.
     let mut flushes: Vec<oneshot::Sender<Result<Vec<B256>>>> = Vec::new();
     let mut posted: Vec<B256> = Vec::new();
     loop {
         if posting.is_none() {
-            if std::mem::take(&mut asked) {
-                owed = sealed.len() + pending.len();
+            if owed == 0 {
+                // The round (if any) has ended: its flushes are answered.
+                finish(&mut flushes, &mut posted, None);
+                if std::mem::take(&mut asked) {
+                    owed = sealed.len() + pending.len();
+                }
             }
             if owed > 0 {
                 match seal_next(
@@ -242,18 +247,19 @@ async fn run(
                     }
                     Err(e) => {
                         owed = 0;
+                        backing_off = true;
                         finish(&mut flushes, &mut posted, Some(e));
                     }
                 }
-            }
-            if owed == 0 {
-                finish(&mut flushes, &mut posted, None);
             }
         }
         tokio::select! {
             msg = rx.recv() => match msg {
                 None => return,
                 Some(Msg::Record(entry, reply)) => {
+                    if file.is_none() {
+                        file = reopen(&path, true);
+                    }
                     let done = append(file.as_mut(), &path, &entry);
                     if done.is_ok() {
                         pending.push(*entry);
@@ -262,14 +268,10 @@ async fn run(
                     asked |= pending.len() >= config.batch_size && !backing_off;
                 }
                 Some(Msg::Flush(reply)) => {
+                    // Everything journaled now, in this round (or one starting now).
                     flushes.push(reply);
                     backing_off = false;
-                    if posting.is_some() {
-                        // Everything journaled now, in this round.
-                        owed = sealed.len() + pending.len();
-                    } else {
-                        asked = true;
-                    }
+                    owed = sealed.len() + pending.len();
                 }
             },
             _ = tick.tick() => {
@@ -289,6 +291,7 @@ async fn run(
                         file = reopen(&path, false);
                         if let Err(e) = unsealed {
                             owed = 0;
+                            backing_off = true;
                             finish(&mut flushes, &mut posted, Some(e));
                         }
                     }
@@ -367,6 +370,12 @@ fn append(file: Option<&mut std::fs::File>, path: &Path, e: &InferenceEntry) -> 
         .ok_or_else(|| Error::Internal(format!("{}: the journal is not open", path.display())))?;
     let mut line = serde_json::to_vec(e).expect("an entry serialises");
     line.push(b'\n');
-    f.write_all(&line).map_err(io)?;
-    f.sync_data().map_err(io)
+    let end = f.metadata().map_err(io)?.len();
+    if let Err(err) = f.write_all(&line).and_then(|()| f.sync_data()) {
+        // A partial line must not stay: the next answer would join it, and a restart would
+        // drop both.
+        let _ = f.set_len(end);
+        return Err(io(err));
+    }
+    Ok(())
 }
