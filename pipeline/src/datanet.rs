@@ -105,14 +105,16 @@ pub async fn create_from_manifest(
             return Err(other_rules(id, owner));
         }
     }
-    lake.put(&key, manifest.to_canonical_json().into_bytes())
-        .await?;
     let id = create(chain, &spec).await?;
     let (owner, on_chain_hash, _) = registered(chain, id).await?;
     if on_chain_hash != spec.schema_hash {
         // Created by someone else between the check above and ours.
         return Err(other_rules(id, owner));
     }
+    // Written once the chain holds these rules under this name (a crash before it is
+    // repaired by a rerun, which finds the same rules).
+    lake.put(&key, manifest.to_canonical_json().into_bytes())
+        .await?;
     let registry = chain.datanet_registry();
     for v in &manifest.access.validators {
         if !registry

@@ -290,8 +290,25 @@ pub fn allocate(
             whole * bps(policy.stakers),
             None,
         );
-        let split = parts(&p.shares, revoked);
-        if split.is_empty() {
+        // A contribution whose contributor is unknown here (an adapter whose manifest this
+        // lake lacks) is paid to no one: the platform holds its part.
+        let (split, unknown): (Vec<_>, Vec<_>) = parts(&p.shares, revoked)
+            .into_iter()
+            .partition(|(_, a, _)| !a.is_zero());
+        let unknown: u128 = unknown.iter().map(|(_, _, n)| n).sum();
+        if unknown > 0 {
+            add(
+                (
+                    accounts.platform,
+                    Role::Platform,
+                    p.adapter,
+                    Some(B256::ZERO),
+                ),
+                U256::from(p.fee) * bps(policy.contributors) * U256::from(unknown),
+                None,
+            );
+        }
+        if split.is_empty() && unknown == 0 {
             // Nobody to credit: the contributors' part goes to the platform.
             add(
                 (
@@ -333,7 +350,8 @@ pub fn allocate(
             let pct = |bps: u32| bps as f64 / 100.0;
             let reason = match (role, contribution) {
                 (Role::Platform, Some(_)) => format!(
-                    "the contributors' {}% of {n} answer(s) that credited no live contribution",
+                    "the contributors' {}% of {n} answer(s) that credited no live contribution, \
+                     or one whose contributor is unknown here",
                     pct(policy.contributors)
                 ),
                 (Role::Platform, None) => format!("the platform's {}% of {n} answer(s)", pct(policy.platform)),
@@ -771,11 +789,17 @@ impl Context {
                 })?;
                 owners.insert(e.id, t.inner.signer());
             }
-            let manifest_uri = lake
-                .root()
-                .join(&tributary_schemas::manifest::AdapterManifest::key(e.id))
-                .map_err(|err| Error::InvalidInput(err.to_string()))?;
-            if let Ok(bytes) = lake.get(manifest_uri.as_str()).await
+            // An adapter whose manifest this lake lacks has no known contributors (their part
+            // goes to the platform); any other failure to read it stops settlement.
+            let bytes = match lake
+                .get(&tributary_schemas::manifest::AdapterManifest::key(e.id))
+                .await
+            {
+                Ok(bytes) => Some(bytes),
+                Err(err) if err.is_not_found() => None,
+                Err(err) => return Err(err.into()),
+            };
+            if let Some(bytes) = bytes
                 && let Ok(m) =
                     serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
                 && m.snapshot_id != B256::ZERO

@@ -10,7 +10,7 @@ use tributary_schemas::tables::names;
 use crate::common::{self, Env, Start, sign_record};
 
 /// A fresh anvil and lake with Datanet "k".
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let spec = DatanetSpec {
         name: "k".into(),
         domain: "cooking".into(),

@@ -15,14 +15,13 @@ use serde_json::{Value, json};
 use tributary_chain::keys::dev_contributor;
 use tributary_chain::{Chain, ChainConfig, send};
 use tributary_pipeline::chain_state::{ChainState, published_adapters};
-use tributary_pipeline::datanet::DatanetSpec;
 use tributary_pipeline::ingest::ingest;
 use tributary_pipeline::revoke::revoke;
 use tributary_pipeline::rewards::{Accounts, Policy, Role, settle};
 use tributary_pipeline::{sample, snapshot};
 use tributary_schemas::manifest::InferenceEntry;
 
-use crate::common::{self, Start, sign_record};
+use crate::common::sign_record;
 
 /// The most blocks one `eth_getLogs` may cover.
 const CAP: u64 = 1_000;
@@ -93,13 +92,7 @@ async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> Json<Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
-    let spec = DatanetSpec {
-        name: "k".into(),
-        domain: "cooking".into(),
-        schema_hash: B256::ZERO,
-        metadata_uri: String::new(),
-    };
-    let env = common::env(Start::Spec(&spec)).await;
+    let env = crate::ingest::env().await;
     let d = env.domain();
     let input: Vec<_> = sample::records(6)
         .into_iter()

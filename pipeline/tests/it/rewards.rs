@@ -178,6 +178,19 @@ fn splits_one_answer_by_policy_and_share() {
             .any(|r| r.reason.contains("credited no live contribution"))
     );
 
+    // A contribution whose contributor is unknown here, and an adapter without a known
+    // owner: their parts are the platform's, never the zero address's (which cannot claim).
+    let unknown = vec![Paid {
+        owner: Address::ZERO,
+        shares: vec![c1, (contribution(2), Address::ZERO, 0.25)],
+        ..paid[0].clone()
+    }];
+    let rows = allocate(&Policy::default(), &accounts(), &unknown, &HashSet::new());
+    let t = totals(&rows);
+    assert!(!t.contains_key(&Address::ZERO), "{rows:?}");
+    assert_eq!(t[&PLATFORM], 100 + 200 + 125);
+    assert_eq!(t[&Address::repeat_byte(1)], 375);
+
     // Thirds of 100 units: 33 + 33 + 34 (the remainder goes by largest remainder, then
     // account order), the same every time.
     let thirds = vec![Paid {
