@@ -339,12 +339,6 @@ async fn base_model(
 
 /// Refuses a signer without the ModelRegistry's publisher role at once, not after training.
 async fn may_publish(chain: &Chain) -> Result<()> {
-    let registry = chain.model_registry();
-    let role = registry
-        .PUBLISHER_ROLE()
-        .call()
-        .await
-        .map_err(tributary_chain::Error::from)?;
     let signer = chain.signer();
     if signer.is_zero() {
         return Err(Error::InvalidInput(
@@ -353,6 +347,12 @@ async fn may_publish(chain: &Chain) -> Result<()> {
                 .into(),
         ));
     }
+    let registry = chain.model_registry();
+    let role = registry
+        .PUBLISHER_ROLE()
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
     if registry
         .hasRole(role, signer)
         .call()

@@ -727,10 +727,10 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         .parse()
         .map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
     let distributor = chain.reward_distributor();
-    let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
     let tx = if posted != B256::ZERO {
         None // posted by an earlier run
     } else {
+        let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
         match send(call).await {
             Ok(r) => Some(r.transaction_hash),
             Err(e)
