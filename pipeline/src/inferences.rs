@@ -25,6 +25,41 @@ pub fn batch_id(entries: &[InferenceEntry]) -> B256 {
     keccak256(buf)
 }
 
+/// Fetches a recorded batch's manifest and checks it against its `InferencesRecorded` event
+/// ([`InferenceManifest::check`]), as the indexer does. `Ok(Err(reason))` when
+/// the manifest is missing or differs; `Err` when the lake could not be read.
+pub async fn check(
+    e: &InferenceLedger::InferencesRecorded,
+    lake: &Lake,
+) -> Result<std::result::Result<InferenceManifest, String>> {
+    // By the key (or, from older lakes, the URI) on chain; a lake moved or migrated since
+    // keeps it at the batch's own key.
+    let key = InferenceManifest::key(e.batchId);
+    let bytes = match lake.get(&lake.locate(&e.manifestURI, &key)).await {
+        Err(err) if err.is_not_found() => lake.get(&key).await,
+        other => other,
+    };
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(err) if err.is_not_found() => {
+            return Ok(Err(format!("manifest missing from the lake ({key})")));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let manifest: InferenceManifest = match serde_json::from_slice(&bytes) {
+        Ok(m) => m,
+        Err(err) => return Ok(Err(format!("manifest is not valid: {err}"))),
+    };
+    Ok(manifest
+        .check(
+            e.batchId,
+            e.count.saturating_to(),
+            &e.adapterIds,
+            e.merkleRoot,
+        )
+        .map(|()| manifest))
+}
+
 /// Records one batch of answers: its manifest in the lake (`InferenceManifest::key`), its
 /// rows in the `inferences` table, the answers' attribution in `attributions` (subject
 /// `inference`) and `InferencesRecorded` on chain. Each step is

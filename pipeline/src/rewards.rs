@@ -19,7 +19,9 @@
 //! sum exactly to the pool, and the result does not depend on the order of the answers (both
 //! property-tested).
 //!
-//! [`settle`] gathers the unsettled batches the chain recorded, adapter owners from the
+//! [`settle`] gathers the unsettled batches the chain recorded (`InferencesRecorded`), each
+//! paid as its lake manifest lists it once checked against the chain's root (a batch whose
+//! manifest is missing or differs is left unsettled and named), adapter owners from the
 //! senders of the `AdapterPublished` transactions and contributors from snapshot manifests,
 //! writes `rewards/epoch-N.json`, then the
 //! `reward_allocations` rows (idempotent per epoch) and `allocateEpoch` (`EpochExists` counts
@@ -31,10 +33,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
-use arrow::array::{Array, AsArray, Decimal128Array, Int64Array, StringArray};
+use arrow::array::{Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tributary_chain::bindings::RewardDistributor;
+use tributary_chain::bindings::{InferenceLedger, RewardDistributor};
 use tributary_chain::{Chain, send};
 use tributary_lake::Lake;
 use tributary_schemas::lineage::hex_lower;
@@ -474,13 +477,10 @@ pub struct Settled {
     pub pool: u128,
     /// The `EpochAllocated` transaction (`None` when an earlier run had posted it).
     pub tx: Option<B256>,
-}
-
-fn decimal(c: &dyn Array, column: &str) -> Result<Vec<u128>> {
-    c.as_any()
-        .downcast_ref::<Decimal128Array>()
-        .and_then(tables::read_amounts)
-        .ok_or_else(|| bad_row(column))
+    /// Batches the chain recorded that this epoch leaves unsettled, and why: their manifest
+    /// is missing from the lake or differs from what the chain recorded. Settled with a later
+    /// epoch once the manifest is restored.
+    pub unverified: Vec<(B256, String)>,
 }
 
 /// Settles the next epoch: the fees of every inference batch recorded on chain and not yet
@@ -517,84 +517,69 @@ pub async fn settle(
         )));
     }
 
-    // The answers of unsettled batches that the chain recorded.
-    let rows = lake.read(names::INFERENCES, None).await?;
+    // The batches the chain recorded and no epoch settled, each paid as its manifest lists
+    // it once checked against the chain (never from the `inferences` rows: rows copied,
+    // appended twice or altered by another engine would change what is paid).
     let ledger = chain.inference_ledger();
-    let mut recorded: HashMap<B256, bool> = HashMap::new();
-    let mut answers: Vec<(B256, B256, u128, String)> = Vec::new();
-    for b in &rows {
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .expect("inferences schema")
-                .as_string::<i32>()
-                .clone()
-        };
-        let (batch, adapter, attribution) =
-            (col("batch_id"), col("adapter_id"), col("attribution"));
-        let fees = decimal(
-            b.column_by_name("fee").expect("inferences schema").as_ref(),
-            "fee",
-        )?;
-        for (i, &fee) in fees.iter().enumerate() {
-            let batch_id: B256 = batch.value(i).parse().map_err(|_| bad_row("batch_id"))?;
-            if settled.contains(&batch_id) {
-                continue;
-            }
-            let on_chain = match recorded.get(&batch_id) {
-                Some(&known) => known,
-                None => {
-                    let root = ledger
-                        .batchRoot(batch_id)
-                        .call()
-                        .await
-                        .map_err(tributary_chain::Error::from)?;
-                    recorded.insert(batch_id, root != B256::ZERO);
-                    root != B256::ZERO
-                }
-            };
-            if !on_chain {
-                continue;
-            }
-            answers.push((
-                batch_id,
-                adapter
-                    .value(i)
-                    .parse()
-                    .map_err(|_| bad_row("adapter_id"))?,
-                fee,
-                attribution.value(i).to_string(),
-            ));
+    let recorded = chain
+        .events::<InferenceLedger::InferencesRecorded>(&ledger.InferencesRecorded_filter().filter)
+        .await?;
+    let mut seen = HashSet::new();
+    let unsettled = recorded
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| !settled.contains(&e.batchId) && seen.insert(e.batchId));
+    let checked: Vec<_> = futures::stream::iter(unsettled)
+        .map(|e| async move { (e.batchId, crate::inferences::check(&e, lake).await) })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut manifests = Vec::new();
+    let mut unverified = Vec::new();
+    for (batch, checked) in checked {
+        match checked? {
+            Ok(m) => manifests.push(m),
+            Err(reason) => unverified.push((batch, reason)),
         }
     }
-    if answers.is_empty() {
+    let left_out = || {
+        unverified
+            .iter()
+            .map(|(b, why)| format!("; batch {b} left unsettled: {why}"))
+            .collect::<String>()
+    };
+    if manifests.is_empty() {
         return Err(Error::InvalidInput(format!(
-            "no inference batch was recorded on chain since epoch {}: serve some answers (the ledger posts them) and settle again",
-            epoch_no - 1
+            "no inference batch was recorded on chain since epoch {}: serve some answers (the \
+             ledger posts them) and settle again{}",
+            epoch_no - 1,
+            left_out()
         )));
     }
     let context = Context::load(chain, lake).await?;
-    let mut paid = Vec::with_capacity(answers.len());
+    let mut paid = Vec::new();
     let mut batches: Vec<B256> = Vec::new();
-    for (batch, adapter, fee, attribution) in answers {
-        batches.push(batch);
-        let listed: Vec<tributary_schemas::manifest::AttributionShare> =
-            serde_json::from_str(&attribution).map_err(|_| bad_row("attribution"))?;
-        let shares: Vec<(B256, Address, f64)> = listed
-            .iter()
-            .map(|a| {
-                let who = match a.contributor {
-                    Some(who) if a.is_rest() => who,
-                    _ => context.contributor(a.contribution),
-                };
-                (a.contribution, who, a.share)
-            })
-            .collect();
-        paid.push(Paid {
-            adapter,
-            owner: context.owner(adapter),
-            fee,
-            shares,
-        });
+    for m in &manifests {
+        batches.push(m.batch_id);
+        for answer in &m.inferences {
+            let shares: Vec<(B256, Address, f64)> = answer
+                .attribution
+                .iter()
+                .map(|a| {
+                    let who = match a.contributor {
+                        Some(who) if a.is_rest() => who,
+                        _ => context.contributor(a.contribution),
+                    };
+                    (a.contribution, who, a.share)
+                })
+                .collect();
+            paid.push(Paid {
+                adapter: answer.adapter_id,
+                owner: context.owner(answer.adapter_id),
+                fee: answer.fee,
+                shares,
+            });
+        }
     }
     batches.sort();
     batches.dedup();
@@ -618,9 +603,10 @@ pub async fn settle(
         return Err(Error::InvalidInput(format!(
             "the {} answer(s) recorded since epoch {} pay no fees (served with \
              --fee-per-token 0): nothing to settle; they are settled with the next answers \
-             that pay",
+             that pay{}",
             paid.len(),
-            epoch_no - 1
+            epoch_no - 1,
+            left_out()
         )));
     }
     let m = EpochManifest {
@@ -637,13 +623,9 @@ pub async fn settle(
         serde_json::to_vec_pretty(&m).expect("serialises"),
     )
     .await?;
-    publish(chain, lake, m).await
-}
-
-fn bad_row(column: &str) -> Error {
-    Error::InvalidInput(format!(
-        "the inferences table has a bad {column} value: the lake copy is damaged"
-    ))
+    let mut out = publish(chain, lake, m).await?;
+    out.unverified = unverified;
+    Ok(out)
 }
 
 /// The Merkle root epoch `n` was posted with (zero when it was not).
@@ -753,6 +735,7 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         manifest: m,
         pool,
         tx,
+        unverified: Vec::new(),
     })
 }
 

@@ -115,6 +115,29 @@ impl AttributionShare {
     pub fn is_rest(&self) -> bool {
         self.contribution == B256::ZERO
     }
+
+    /// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
+    /// parts per billion, u64 big-endian)` (for a contributor's summed credit past the listed
+    /// contributions, the contributor's address instead of the contribution); zero when there
+    /// are none. An [`InferenceEntry`] commits to it, so the chain's batch root covers the
+    /// credit each answer pays.
+    pub fn root(shares: &[AttributionShare]) -> B256 {
+        if shares.is_empty() {
+            return B256::ZERO;
+        }
+        let leaves = shares
+            .iter()
+            .map(|a| {
+                let mut buf = match a.contributor {
+                    Some(who) if a.is_rest() => who.to_vec(),
+                    _ => a.contribution.to_vec(),
+                };
+                buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
+                leaf_bytes32(keccak256(buf))
+            })
+            .collect();
+        MerkleTree::new(leaves).root()
+    }
 }
 
 /// One served answer as listed in an inference batch manifest.
@@ -195,6 +218,49 @@ impl InferenceManifest {
     /// The manifest's bytes as written to the lake (compact JSON).
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a manifest always serialises")
+    }
+
+    /// Checks the manifest against what `InferencesRecorded` recorded: batch id, count,
+    /// adapters, the Merkle root over the listed answers, and each answer's credit against
+    /// the attribution root it commits to. So what is shown and paid for a batch is exactly
+    /// what the chain recorded. The error says what differs.
+    pub fn check(
+        &self,
+        batch_id: B256,
+        count: u64,
+        adapter_ids: &[B256],
+        root: B256,
+    ) -> Result<(), String> {
+        if self.batch_id != batch_id {
+            return Err("manifest names another batch".into());
+        }
+        if self.inferences.len() as u64 != count {
+            return Err("manifest count differs from the chain".into());
+        }
+        if let Some(i) = self
+            .inferences
+            .iter()
+            .find(|i| !adapter_ids.contains(&i.adapter_id))
+        {
+            return Err(format!(
+                "manifest lists adapter {} that the chain does not",
+                i.adapter_id
+            ));
+        }
+        if self.merkle_tree().root() != root {
+            return Err("Merkle root differs from the chain".into());
+        }
+        if let Some(i) = self
+            .inferences
+            .iter()
+            .find(|i| AttributionShare::root(&i.attribution) != i.attribution_root)
+        {
+            return Err(format!(
+                "answer {}'s listed credit differs from the attribution root it commits to",
+                i.id()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -90,10 +90,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let s = tributary_pipeline::openlineage::observe(
                 super::lineage()?.as_ref(),
                 "settle",
-                vec![
-                    super::dataset(&lake, names::INFERENCES),
-                    super::dataset(&lake, names::ATTRIBUTIONS),
-                ],
+                vec![super::dataset(&lake, names::INFERENCES)],
                 |s: &rewards::Settled| {
                     vec![
                         super::dataset(&lake, names::REWARD_ALLOCATIONS),
@@ -151,6 +148,9 @@ pub(crate) fn print_settled(s: &rewards::Settled) {
     );
     for (account, amount) in &totals {
         println!("  {account}  {}", tokens(*amount));
+    }
+    for (batch, why) in &s.unverified {
+        println!("  left unsettled: batch {batch}: {why} (restore its manifest and settle again)");
     }
 }
 

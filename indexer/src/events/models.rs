@@ -283,8 +283,8 @@ async fn check_snapshot(
     Ok(manifest)
 }
 
-/// Fetches an inference batch's manifest and checks it against the event: batch id, count,
-/// adapters and the Merkle root over the listed answers.
+/// Fetches an inference batch's manifest and checks it against the event
+/// ([`InferenceManifest::check`]).
 async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
@@ -299,25 +299,12 @@ async fn check_inferences(
     .map_err(|err| format!("manifest unavailable: {err}"))?;
     let manifest: InferenceManifest =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
-    if manifest.batch_id != e.batchId {
-        return Err("manifest names another batch".into());
-    }
-    if manifest.inferences.len() as u64 != e.count.saturating_to::<u64>() {
-        return Err("manifest count differs from the chain".into());
-    }
-    if let Some(i) = manifest
-        .inferences
-        .iter()
-        .find(|i| !e.adapterIds.contains(&i.adapter_id))
-    {
-        return Err(format!(
-            "manifest lists adapter {} that the chain does not",
-            i.adapter_id
-        ));
-    }
-    if manifest.merkle_tree().root() != e.merkleRoot {
-        return Err("Merkle root differs from the chain".into());
-    }
+    manifest.check(
+        e.batchId,
+        e.count.saturating_to(),
+        &e.adapterIds,
+        e.merkleRoot,
+    )?;
     Ok(manifest)
 }
 

@@ -4,7 +4,6 @@
 use alloy::primitives::{B256, keccak256};
 use serde_json::{Value, json};
 use tributary_schemas::manifest::{AttributionShare, InferenceEntry};
-use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 
 use super::{Served, Server};
 use crate::attribute;
@@ -51,7 +50,7 @@ impl Server {
             adapter_id: s.on_chain.id,
             request_hash: keccak256(serde_json::to_vec(a.request).unwrap_or_default()),
             response_hash: keccak256(a.text.as_bytes()),
-            attribution_root: attribution_root(&shares),
+            attribution_root: AttributionShare::root(&shares),
             tokens: a.completion_tokens as u64,
             fee,
             attribution: shares,
@@ -108,26 +107,4 @@ impl Server {
         }
         Ok(v)
     }
-}
-
-/// Merkle root over an answer's attribution records, `keccak256(contribution ‖ share in
-/// parts per billion, u64 big-endian)` (for a contributor's summed credit past the listed
-/// contributions, the contributor's address instead of the contribution); zero when there
-/// are none.
-pub fn attribution_root(shares: &[AttributionShare]) -> B256 {
-    if shares.is_empty() {
-        return B256::ZERO;
-    }
-    let leaves = shares
-        .iter()
-        .map(|a| {
-            let mut buf = match a.contributor {
-                Some(who) if a.is_rest() => who.to_vec(),
-                _ => a.contribution.to_vec(),
-            };
-            buf.extend_from_slice(&((a.share * 1e9).round() as u64).to_be_bytes());
-            leaf_bytes32(keccak256(buf))
-        })
-        .collect();
-    MerkleTree::new(leaves).root()
 }

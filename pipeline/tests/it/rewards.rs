@@ -477,3 +477,90 @@ async fn an_epoch_the_chain_holds_is_never_settled_again() {
         .to_string();
     assert!(err.contains("posted with root"), "{err}");
 }
+
+/// Settlement pays what the chain recorded, whatever else the lake's `inferences` rows say:
+/// rows appended twice (another engine copying them, or a retry that lost its transaction
+/// id) are paid once, and a batch whose manifest differs from the chain's root (a fee
+/// raised) or from an answer's attribution root (credit redirected) is left unsettled and
+/// named, then paid once its manifest is restored. Before, every row of a recorded batch was
+/// paid: twice for rows appended twice, and as altered.
+#[tokio::test(flavor = "multi_thread")]
+async fn settlement_pays_what_the_chain_recorded_not_the_rows() {
+    use tributary_schemas::manifest::{AttributionShare, InferenceManifest};
+    use tributary_schemas::tables::names;
+    let Env {
+        dir, chain, lake, ..
+    } = env(Start::Bare).await;
+    let record = |entries: Vec<tributary_schemas::manifest::InferenceEntry>| {
+        let (chain, lake) = (&chain, &lake);
+        async move {
+            tributary_pipeline::inferences::record(chain, lake, &entries)
+                .await
+                .unwrap()
+        }
+    };
+    let a = record(vec![answer(1, 1000)]).await;
+    let b = record(vec![answer(2, 500)]).await;
+    let mut credited = answer(3, 300);
+    credited.attribution = vec![AttributionShare {
+        contribution: B256::repeat_byte(0xc1),
+        share: 1.0,
+        contributor: None,
+        datanet_id: None,
+        score: None,
+    }];
+    credited.attribution_root = AttributionShare::root(&credited.attribution);
+    let c = record(vec![credited]).await;
+
+    // Every row again, as another engine would append them.
+    let rows = lake.read(names::INFERENCES, None).await.unwrap();
+    lake.append(names::INFERENCES)
+        .batches(rows)
+        .commit()
+        .await
+        .unwrap();
+    // b's fee raised, c's credit redirected, in their manifests.
+    let path = |id: B256| dir.path().join("lake").join(InferenceManifest::key(id));
+    let original_b = std::fs::read(path(b)).unwrap();
+    let original_c = std::fs::read(path(c)).unwrap();
+    let alter = |id: B256, f: &dyn Fn(&mut InferenceManifest)| {
+        let mut m: InferenceManifest =
+            serde_json::from_slice(&std::fs::read(path(id)).unwrap()).unwrap();
+        f(&mut m);
+        std::fs::write(path(id), m.to_bytes()).unwrap();
+    };
+    alter(b, &|m| m.inferences[0].fee = 1_000_000);
+    alter(c, &|m| {
+        m.inferences[0].attribution[0].contribution = B256::repeat_byte(0xc2);
+    });
+
+    let first = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!((first.pool, &first.manifest.batches[..]), (1000, &[a][..]));
+    let mut left: Vec<(B256, String)> = first.unverified.clone();
+    left.sort();
+    let mut expected = vec![
+        (b, "Merkle root differs from the chain"),
+        (c, "listed credit differs from the attribution root"),
+    ];
+    expected.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    for ((batch, why), (want, says)) in left.iter().zip(&expected) {
+        assert_eq!(batch, want);
+        assert!(why.contains(says), "{why}");
+    }
+
+    // Restored, they are paid with the next epoch, once.
+    std::fs::write(path(b), original_b).unwrap();
+    std::fs::write(path(c), original_c).unwrap();
+    let second = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    let mut paid = second.manifest.batches.clone();
+    paid.sort();
+    let mut want = vec![b, c];
+    want.sort();
+    assert_eq!((second.manifest.epoch, second.pool, paid), (2, 800, want));
+    assert!(second.unverified.is_empty());
+}
