@@ -479,8 +479,20 @@ fn is_nonce_race(e: &alloy::contract::Error) -> bool {
     .any(|m| text.contains(m))
 }
 
-/// How long [`send`] waits for a receipt before giving up.
-const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long [`send`] waits for a receipt before giving up: `TRIBUTARY_RECEIPT_TIMEOUT`
+/// seconds (a congested chain may need longer), 300 by default.
+fn receipt_timeout() -> Result<std::time::Duration> {
+    match std::env::var("TRIBUTARY_RECEIPT_TIMEOUT") {
+        Err(_) => Ok(std::time::Duration::from_secs(300)),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
+            _ => Err(Error::Config(format!(
+                "TRIBUTARY_RECEIPT_TIMEOUT={v:?} is not a whole number of seconds above 0 \
+                 (how long a sent transaction may wait to be mined; unset, 300)"
+            ))),
+        },
+    }
+}
 
 /// Sends a contract call, waits for its receipt, and fails when it reverted.
 ///
@@ -491,6 +503,7 @@ where
     P: Provider<Ethereum>,
     D: alloy::contract::CallDecoder,
 {
+    let timeout = receipt_timeout()?;
     // Several processes may send from one key: a nonce taken by another between our read and
     // our send is retried with a fresh one.
     let mut attempt = 0u32;
@@ -521,8 +534,8 @@ where
             }
             return Ok(receipt);
         }
-        if started.elapsed() > RECEIPT_TIMEOUT {
-            return Err(Error::ReceiptTimeout(hash));
+        if started.elapsed() > timeout {
+            return Err(Error::ReceiptTimeout(hash, timeout.as_secs()));
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(std::time::Duration::from_secs(1));

@@ -108,29 +108,49 @@ async fn block_hash(provider: &DynProvider, number: u64) -> Result<Option<B256>>
 pub async fn deploy_all(provider: &DynProvider, deployer: Address) -> Result<Deployment> {
     let chain_id = provider.get_chain_id().await?;
 
-    let registry = DatanetRegistry::deploy(provider.clone()).await?;
+    // Each deployment waits for its receipt as `send` does, so a chain that mines nothing
+    // fails within the receipt timeout instead of hanging.
+    let deployed = |receipt: alloy::rpc::types::TransactionReceipt| {
+        receipt.contract_address.ok_or_else(|| {
+            Error::Config(format!(
+                "transaction {} deployed no contract",
+                receipt.transaction_hash
+            ))
+        })
+    };
+    let registry = deployed(send(DatanetRegistry::deploy_builder(provider.clone())).await?)?;
     let start_block = provider.get_block_number().await?;
     let start_block_hash = block_hash(provider, start_block)
         .await?
         .ok_or_else(|| Error::Config(format!("the node has no block {start_block}")))?;
-    let models = ModelRegistry::deploy(provider.clone(), deployer).await?;
-    let ledger = InferenceLedger::deploy(provider.clone(), deployer).await?;
-    let token = RewardToken::deploy(provider.clone(), deployer).await?;
-    let distributor =
-        RewardDistributor::deploy(provider.clone(), deployer, *token.address()).await?;
+    let models = deployed(send(ModelRegistry::deploy_builder(provider.clone(), deployer)).await?)?;
+    let ledger =
+        deployed(send(InferenceLedger::deploy_builder(provider.clone(), deployer)).await?)?;
+    let token = RewardToken::new(
+        deployed(send(RewardToken::deploy_builder(provider.clone(), deployer)).await?)?,
+        provider.clone(),
+    );
+    let distributor = deployed(
+        send(RewardDistributor::deploy_builder(
+            provider.clone(),
+            deployer,
+            *token.address(),
+        ))
+        .await?,
+    )?;
     let minter = token.MINTER_ROLE().call().await?;
-    send(token.grantRole(minter, *distributor.address())).await?;
+    send(token.grantRole(minter, distributor)).await?;
 
     let d = Deployment {
         chain_id,
         start_block_hash,
         deployer,
         start_block,
-        datanet_registry: *registry.address(),
-        model_registry: *models.address(),
-        inference_ledger: *ledger.address(),
+        datanet_registry: registry,
+        model_registry: models,
+        inference_ledger: ledger,
         reward_token: *token.address(),
-        reward_distributor: *distributor.address(),
+        reward_distributor: distributor,
     };
     tracing::info!(chain_id, registry = %d.datanet_registry, "contracts deployed");
     Ok(d)

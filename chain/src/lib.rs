@@ -57,9 +57,13 @@ pub enum Error {
     /// A transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(alloy::primitives::TxHash),
-    /// A sent transaction was not mined in time.
-    #[error("transaction {0} was not mined within 5 minutes")]
-    ReceiptTimeout(alloy::primitives::TxHash),
+    /// A sent transaction was not mined within the receipt timeout (seconds).
+    #[error(
+        "transaction {0} was not mined within {1} s: is the chain producing blocks (or is a \
+         transaction of this account stuck ahead of it, or its gas price too low)? Wait longer \
+         with TRIBUTARY_RECEIPT_TIMEOUT=SECONDS"
+    )]
+    ReceiptTimeout(alloy::primitives::TxHash, u64),
     /// The RPC endpoint failed (after retries).
     #[error("rpc: {0}")]
     Rpc(#[from] alloy::transports::TransportError),

@@ -140,3 +140,57 @@ fn an_existing_deployment_is_indexed_and_served_without_a_key() {
     });
     sigterm(&w.child);
 }
+
+/// `tributary deploy` on a chain that mines nothing fails within the receipt timeout
+/// (`TRIBUTARY_RECEIPT_TIMEOUT`), naming the transaction and the fix, and records no
+/// deployment; before, it waited for the first contract's receipt forever. A timeout that is
+/// not a number is refused by name.
+#[test]
+fn deploy_on_a_chain_that_mines_nothing_fails_in_time() {
+    let anvil = LocalAnvil::start(&AnvilOptions {
+        chain_id: Some(4343),
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mined: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(anvil.url().as_str())
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "evm_setAutomine", "params": [false]
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert!(mined.get("error").is_none(), "{mined}");
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = |timeout: &str| {
+        output(
+            tributary()
+                .args(["deploy", "--data-dir"])
+                .arg(dir.path())
+                .arg("--rpc-url")
+                .arg(anvil.url().as_str())
+                .env("TRIBUTARY_PRIVATE_KEY", ANVIL_DEV_KEY)
+                .env("TRIBUTARY_RECEIPT_TIMEOUT", timeout)
+                .env_remove("TRIBUTARY_DEPLOYMENT")
+                .current_dir(dir.path()),
+        )
+    };
+    let (ok, _, err) = deploy("2");
+    assert!(!ok);
+    assert!(
+        err.contains("was not mined within 2 s") && err.contains("TRIBUTARY_RECEIPT_TIMEOUT"),
+        "{err}"
+    );
+    assert!(!dir.path().join("deployment.json").exists());
+    let (ok, _, err) = deploy("soon");
+    assert!(
+        !ok && err.contains("TRIBUTARY_RECEIPT_TIMEOUT=\"soon\""),
+        "{err}"
+    );
+}
