@@ -5,7 +5,8 @@
 //! list goes to the lake as a [`SnapshotManifest`] (`artifacts/snapshots/ID.json`) and its
 //! Merkle root, count and versions on chain (`SnapshotCommitted`). Training reads a snapshot
 //! through Delta time travel ([`read`]): the rows of `contributions` at the pinned version
-//! whose ids the manifest lists, never "whatever is there now".
+//! whose ids the manifest lists, never "whatever is there now" (once that history is vacuumed,
+//! the same rows from the latest version, each checked against its id).
 //!
 //! Taking the same snapshot twice gives the same id (it is derived from the Datanets, versions
 //! and root), so a run that crashed after writing the manifest or after the transaction is
@@ -259,7 +260,11 @@ pub async fn load(lake: &Lake, id: B256) -> Result<SnapshotManifest> {
 }
 
 /// The snapshot's contribution rows, read at the pinned version (Delta time travel), in the
-/// `contributions` schema.
+/// `contributions` schema. When that history is gone (another engine's `VACUUM` after an
+/// `OPTIMIZE` deleted the files, or log cleanup the version), the rows are read from the
+/// latest version instead, each kept only when it hashes to its id (contributions are
+/// immutable: the id is the signed struct's hash, which covers the content's hash), so the
+/// snapshot trains on the same rows either way.
 pub async fn read(lake: &Lake, manifest: &SnapshotManifest) -> Result<Vec<RecordBatch>> {
     let want: HashSet<String> = manifest
         .contributions
@@ -267,30 +272,104 @@ pub async fn read(lake: &Lake, manifest: &SnapshotManifest) -> Result<Vec<Record
         .map(|c| c.id.to_string())
         .collect();
     let versions: BTreeSet<u64> = manifest.lake_versions.iter().copied().collect();
-    let mut out = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for v in versions {
-        for b in lake.read(&manifest.table, Some(v)).await? {
-            let ids = b
-                .column_by_name("contribution_id")
-                .expect("declared column")
-                .as_string::<i32>();
-            let keep: BooleanArray = (0..b.num_rows())
-                .map(|i| Some(want.contains(ids.value(i)) && seen.insert(ids.value(i).to_string())))
-                .collect();
-            let kept = filter_record_batch(&b, &keep)?;
-            if kept.num_rows() > 0 {
-                out.push(kept);
+    let pinned = async {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for v in &versions {
+            for b in lake.read(&manifest.table, Some(*v)).await? {
+                out.extend(keep(&b, &want, &mut seen, false)?);
             }
         }
+        Ok::<_, Error>((out, seen.len()))
+    };
+    let why = match pinned.await {
+        Ok((out, found)) if found == want.len() => return Ok(out),
+        Ok((_, found)) => format!("they hold {found} of them"),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(
+        snapshot = %manifest.snapshot_id,
+        reason = %why,
+        "the snapshot's pinned versions cannot be read (history vacuumed or cleaned up); \
+         reading its contributions from the latest version, each checked against its id"
+    );
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for b in lake.read(&manifest.table, None).await? {
+        out.extend(keep(&b, &want, &mut seen, true)?);
     }
-    let found = seen.len();
-    if found != want.len() {
+    if seen.len() != want.len() {
         return Err(Error::InvalidInput(format!(
-            "snapshot {} lists {} contributions but the lake has {found} of them at its versions: the table's history was vacuumed or rewritten",
+            "snapshot {} lists {} contributions; at its pinned versions {versions:?} of `{}` \
+             {why}, and the latest version holds {} of them unaltered: the table's history was \
+             vacuumed or rewritten; restore the missing contributions (a backup of the table) \
+             to train on this snapshot",
             manifest.snapshot_id,
-            want.len()
+            want.len(),
+            manifest.table,
+            seen.len()
         )));
     }
     Ok(out)
+}
+
+/// The rows of `b` that `want` lists and `seen` lacks (added to it); with `check`, only rows
+/// that hash to their id.
+fn keep(
+    b: &RecordBatch,
+    want: &HashSet<String>,
+    seen: &mut HashSet<String>,
+    check: bool,
+) -> Result<Option<RecordBatch>> {
+    let ids = b
+        .column_by_name("contribution_id")
+        .expect("declared column")
+        .as_string::<i32>();
+    let keep: BooleanArray = (0..b.num_rows())
+        .map(|i| {
+            let id = ids.value(i);
+            Some(
+                want.contains(id)
+                    && !seen.contains(id)
+                    && (!check || genuine(b, i))
+                    && seen.insert(id.to_string()),
+            )
+        })
+        .collect();
+    let kept = filter_record_batch(b, &keep)?;
+    Ok((kept.num_rows() > 0).then_some(kept))
+}
+
+/// Row `i` of a `contributions` batch is the contribution its id names: the signed struct
+/// hashes to the id and the content to the struct's content hash.
+fn genuine(b: &RecordBatch, i: usize) -> bool {
+    let text = |c: &str| {
+        b.column_by_name(c)
+            .expect("declared column")
+            .as_string::<i32>()
+            .value(i)
+    };
+    let int = |c: &str| {
+        b.column_by_name(c)
+            .expect("declared column")
+            .as_primitive::<Int64Type>()
+            .value(i)
+    };
+    let (Ok(contributor), Ok(content_hash), Ok(id)) = (
+        text("contributor").parse(),
+        text("content_hash").parse::<B256>(),
+        text("contribution_id").parse::<B256>(),
+    ) else {
+        return false;
+    };
+    let c = tributary_schemas::contribution::Contribution {
+        datanetId: U256::from(int("datanet_id") as u64),
+        contributor,
+        contentHash: content_hash,
+        license: text("license").to_string(),
+        timestamp: int("timestamp") as u64,
+        nonce: int("nonce") as u64,
+        deadline: int("deadline") as u64,
+    };
+    c.id() == id && alloy::primitives::keccak256(text("content").as_bytes()) == content_hash
 }
