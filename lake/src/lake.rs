@@ -313,6 +313,24 @@ impl Lake {
         Ok(self.uri(key))
     }
 
+    /// Writes an object at `key` only when none is there (a conditional put, `If-None-Match:
+    /// *` on S3): `false`, and nothing written, when another writer put it first.
+    pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<bool> {
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.object_path(key), bytes.into(), create)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads the object `reference` names: a key relative to the root (what the lake and the
     /// chain record, so a lake copied or synced elsewhere still resolves), or an absolute URI
     /// under this root. A URI under another root, or a key that would leave the root, is an

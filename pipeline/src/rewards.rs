@@ -618,11 +618,17 @@ pub async fn settle(
         root,
         allocations,
     };
-    lake.put(
-        &EpochManifest::key(epoch_no),
-        serde_json::to_vec_pretty(&m).expect("serialises"),
-    )
-    .await?;
+    let written = lake
+        .put_new(
+            &EpochManifest::key(epoch_no),
+            serde_json::to_vec_pretty(&m).expect("serialises"),
+        )
+        .await?;
+    if !written {
+        // Another settle run wrote this epoch first: its manifest is the epoch (posted or
+        // about to be), never overwritten; finish it as a resumed run would.
+        return publish(chain, lake, epoch(lake, epoch_no).await?).await;
+    }
     let mut out = publish(chain, lake, m).await?;
     out.unverified = unverified;
     Ok(out)

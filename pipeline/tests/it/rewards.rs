@@ -564,3 +564,50 @@ async fn settlement_pays_what_the_chain_recorded_not_the_rows() {
     assert_eq!((second.manifest.epoch, second.pool, paid), (2, 800, want));
     assert!(second.unverified.is_empty());
 }
+
+/// Settle runs at once on one lake, with different policies, settle one epoch: the first to
+/// write epoch 1's manifest holds it (a conditional put), the others finish that epoch
+/// instead of overwriting it, so the manifest in the lake is the one whose root the chain
+/// holds and every claim proves against it. Before, a loser's manifest could replace the
+/// winner's after the winner posted its root.
+#[tokio::test(flavor = "multi_thread")]
+async fn settle_runs_at_once_settle_one_epoch() {
+    let Env { chain, lake, .. } = env(Start::Bare).await;
+    tributary_pipeline::inferences::record(&chain, &lake, &[answer(1, 1000), answer(2, 700)])
+        .await
+        .unwrap();
+    // The stakers' part differs, so each run's epoch has another root.
+    let policy = |stakers: u32| Policy {
+        platform: 1000,
+        owner: 2000,
+        stakers,
+        contributors: 7000 - stakers,
+    };
+    let runs = futures::future::join_all(
+        [1000, 2000, 3000, 4000, 5000, 6000].map(|p| settle(&chain, &lake, policy(p), accounts())),
+    )
+    .await;
+    let settled = epochs(&lake).await.unwrap();
+    assert_eq!(settled.len(), 1);
+    let posted = chain
+        .reward_distributor()
+        .epochs(U256::from(1))
+        .call()
+        .await
+        .unwrap()
+        .merkleRoot;
+    assert_eq!(
+        settled[0].root, posted,
+        "the lake's epoch 1 is the one posted"
+    );
+    for run in runs {
+        match run {
+            Ok(s) => assert_eq!((s.manifest.epoch, s.manifest.root), (1, posted)),
+            // Started once epoch 1 was settled: nothing left for epoch 2.
+            Err(e) => assert!(e.to_string().contains("no inference batch"), "{e}"),
+        }
+    }
+    // The platform's claim proves against the root on chain.
+    let paid = claim(&chain, &lake, 1, PLATFORM).await.unwrap();
+    assert!(paid.newly_claimed && paid.amount > 0);
+}
