@@ -461,9 +461,16 @@ pub fn batch_id(id: B256) -> NodeId {
     NodeKind::Batch.id(id)
 }
 
-/// Node id of a validator's attestation of a batch.
-pub fn validation_id(batch: B256, validator: Address) -> NodeId {
-    NodeKind::Validation.id(format_args!("{batch}:{}", hex_lower(validator.as_slice())))
+/// Node id of a validator's verdict on a batch, one per `ValidationRecorded` (a validator may
+/// record again; its latest counts, the earlier ones are history): keyed by batch, validator
+/// and the event's position.
+pub fn validation_id(batch: B256, validator: Address, pos: &ChainPos) -> NodeId {
+    NodeKind::Validation.id(format_args!(
+        "{batch}:{}:{}:{}",
+        hex_lower(validator.as_slice()),
+        pos.block_number,
+        pos.log_index
+    ))
 }
 
 /// Node id of a contribution's revocation.
@@ -540,11 +547,17 @@ mod tests {
         assert_eq!(NodeKind::Datanet.key_of("datanet:3"), Some("3"));
         assert_eq!(NodeKind::Datanet.key_of("datanets:3"), None);
         assert_eq!(NodeKind::Batch.key_of("datanet:3"), None);
-        let v = validation_id(B256::ZERO, Address::ZERO);
+        let at = ChainPos {
+            block_number: 7,
+            block_hash: B256::ZERO,
+            tx_hash: B256::ZERO,
+            log_index: 2,
+        };
+        let v = validation_id(B256::ZERO, Address::ZERO, &at);
         assert_eq!(v.kind(), NodeKind::Validation);
         assert!(
             v.key()
-                .ends_with(":0x0000000000000000000000000000000000000000")
+                .ends_with(":0x0000000000000000000000000000000000000000:7:2")
         );
         // Serialized as the string; a string that is not an id is refused with the fix.
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"datanet:3\"");

@@ -611,7 +611,12 @@ async fn the_lake_on_s3_takes_two_writers_at_once() {
     // overwrite on this server too.
     let lake = s.lake();
     assert!(lake.put_new("probe/once", b"first".to_vec()).await.unwrap());
-    assert!(!lake.put_new("probe/once", b"second".to_vec()).await.unwrap());
+    assert!(
+        !lake
+            .put_new("probe/once", b"second".to_vec())
+            .await
+            .unwrap()
+    );
     assert_eq!(lake.get("probe/once").await.unwrap(), b"first");
 }
 

@@ -624,10 +624,28 @@ impl Batch {
         };
         contribution_page(ctx, filter, PageArgs { first, after, order }).await
     }
-    /// Validators' attestations of it.
-    async fn validations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Validation>> {
-        let v = linked(ctx, &self.0.id, End::Dst, EdgeKind::Validates).await?;
-        Ok(typed(v, NodeKind::Validation))
+    /// Validators' verdicts on it: each validator's latest, which is what snapshots and
+    /// `verify` count; with `all: true` every verdict recorded (a validator may record
+    /// again), oldest first.
+    async fn validations(
+        &self,
+        ctx: &Context<'_>,
+        all: Option<bool>,
+    ) -> async_graphql::Result<Vec<Validation>> {
+        let mut v: Vec<Node> = linked(ctx, &self.0.id, End::Dst, EdgeKind::Validates)
+            .await?
+            .into_iter()
+            .filter(|n| n.kind == NodeKind::Validation)
+            .collect();
+        v.sort_by_key(|n| (n.pos.block_number, n.pos.log_index));
+        if !all.unwrap_or(false) {
+            // The last of each validator's, in the order they were recorded.
+            let mut seen = std::collections::HashSet::new();
+            v.reverse();
+            v.retain(|n| seen.insert(text(n, "validator").to_string()));
+            v.reverse();
+        }
+        Ok(v.into_iter().map(Validation).collect())
     }
 }
 }

@@ -137,7 +137,9 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
     let store = fixture(dir, 3).await;
     let batch = g::batch_id(hash(0xba));
     let c = |i: u8| g::contribution_id(hash(i));
-    let validation = g::validation_id(hash(0xba), Address::repeat_byte(0x77));
+    let validation = g::validation_id(hash(0xba), Address::repeat_byte(0x77), &pos(8, 0));
+    // The validator's second verdict on the batch: the one that counts.
+    let second = g::validation_id(hash(0xba), Address::repeat_byte(0x77), &pos(8, 9));
     let nodes = vec![
         node(
             validation.clone(),
@@ -145,6 +147,13 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
             json!({"datanet_id": 1, "validator": who(0x77), "verdicts_root": hash(0x7e).to_string(), "accepted": 3, "rejected": 0}),
             8,
             0,
+        ),
+        node(
+            second.clone(),
+            NodeKind::Validation,
+            json!({"datanet_id": 1, "validator": who(0x77), "verdicts_root": hash(0x7d).to_string(), "accepted": 2, "rejected": 1}),
+            8,
+            9,
         ),
         node(
             g::revocation_id(hash(2)),
@@ -170,6 +179,7 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
     ];
     let edges = vec![
         (validation, batch.clone(), EdgeKind::Validates, None),
+        (second, batch.clone(), EdgeKind::Validates, None),
         (g::revocation_id(hash(2)), c(2), EdgeKind::Revokes, None),
         (
             g::snapshot_id(hash(0x5a)),
@@ -337,6 +347,7 @@ const MODEL_QUERY: &str = r#"{
   batch(id: "0xbabababababababababababababababababababababababababababababababa") {
     id count verified lakeVersion datanet { name }
     validations { validator accepted rejected verdictsRoot batch { id } }
+    allValidations: validations(all: true) { accepted rejected block }
     contributions(first: 10) { nodes { id status by { address } anchor { id } merkleProof { valid proof } } }
   }
   revoked: contributions(status: REVOKED) { nodes { id status datanet { name } } }
@@ -423,6 +434,20 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
         "9007199254740993"
     );
     assert_eq!(d["rewardEpochs"]["nodes"][0]["total"], "9007199254741193");
+    // A validator's latest verdict counts; all of them on asking, oldest first.
+    let verdicts = &d["batch"]["validations"];
+    assert_eq!(verdicts.as_array().unwrap().len(), 1, "{verdicts}");
+    assert_eq!(
+        (&verdicts[0]["accepted"], &verdicts[0]["rejected"]),
+        (&2.into(), &1.into())
+    );
+    let all: Vec<u64> = d["batch"]["allValidations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["accepted"].as_u64().unwrap())
+        .collect();
+    assert_eq!(all, [3, 2]);
     assert_eq!(d["revoked"]["nodes"][0]["id"], hash(2).to_string());
     assert_eq!(d["anchored"]["nodes"].as_array().unwrap().len(), 2);
 

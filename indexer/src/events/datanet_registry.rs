@@ -57,7 +57,7 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
             "ContributionRevoked"
         }
         Ev::ValidationRecorded(e) => {
-            let id = g::validation_id(e.batchId, e.validator);
+            let id = g::validation_id(e.batchId, e.validator, &pos);
             out.edges.push(Edge {
                 src: id.clone(),
                 dst: g::batch_id(e.batchId),

@@ -1038,7 +1038,16 @@ async fn counts_past_64_bits_sent_from_a_wallet_do_not_stop_the_indexer() {
     let theirs = node(&batch_id(batch));
     assert_eq!(theirs.props["count"], u64::MAX, "{}", theirs.props);
     assert_eq!(theirs.props["verified"], false, "{}", theirs.props);
-    let verdict = node(&validation_id(batch, env.chain.signer()));
+    let verdicts: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Validation)
+        .collect();
+    assert_eq!(verdicts.len(), 1);
+    let verdict = verdicts[0];
+    assert_eq!(
+        verdict.id,
+        validation_id(batch, env.chain.signer(), &verdict.pos)
+    );
     assert_eq!(
         (&verdict.props["accepted"], &verdict.props["rejected"]),
         (&u64::MAX.into(), &u64::MAX.into())
@@ -1047,4 +1056,60 @@ async fn counts_past_64_bits_sent_from_a_wallet_do_not_stop_the_indexer() {
         node(&batch_id(report.batch.batch_id)).props["verified"],
         true
     );
+}
+
+/// A validator that records a second verdict on a batch (sent from its wallet: it changed its
+/// mind) has both in the graph, in chain order, each a node of its own; before, the second
+/// had the first's node id and was dropped, so the graph and GraphQL showed a verdict that no
+/// longer counted (snapshots and `verify` count the latest).
+#[tokio::test]
+async fn a_validators_second_verdict_reaches_the_graph() {
+    use alloy::primitives::U256;
+    use tributary_chain::send;
+
+    let env = env().await;
+    let report = contribute(&env, 3, 1).await;
+    let id = env.datanet_named("k").await;
+    send_validator(&env, id).await;
+    let registry = env.chain.datanet_registry();
+    for (root, accepted, rejected) in [(0x01u8, 3u8, 0u8), (0x02, 2, 1)] {
+        send(registry.recordValidation(
+            U256::from(id),
+            report.batch.batch_id,
+            B256::repeat_byte(root),
+            U256::from(accepted),
+            U256::from(rejected),
+        ))
+        .await
+        .unwrap();
+    }
+    let s = env.store("t.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let (nodes, edges) = s.graph(env.chain.chain_id()).await.unwrap();
+    let mut verdicts: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Validation)
+        .collect();
+    verdicts.sort_by_key(|n| (n.pos.block_number, n.pos.log_index));
+    let seen: Vec<(u64, u64)> = verdicts
+        .iter()
+        .map(|n| {
+            (
+                n.props["accepted"].as_u64().unwrap(),
+                n.props["rejected"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(3, 0), (2, 1)]);
+    let batch = batch_id(report.batch.batch_id);
+    for v in verdicts {
+        assert!(
+            edges.iter().any(|e| e.src == v.id && e.dst == batch),
+            "{} validates the batch",
+            v.id
+        );
+    }
 }
