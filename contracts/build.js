@@ -17,9 +17,14 @@ const srcDir = path.join(here, "src");
 const outDir = path.join(here, "out");
 const check = process.argv.includes("--check");
 
+// src/: the deployed contracts; test/: contracts only the tests deploy (keyed `test/…`).
+const testDir = path.join(here, "test");
 const sources = {};
-for (const f of fs.readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {
-  sources[f] = { content: fs.readFileSync(path.join(srcDir, f), "utf8") };
+for (const [dir, prefix] of [[srcDir, ""], [testDir, "test/"]]) {
+  if (!fs.existsSync(dir)) continue;
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".sol")).sort()) {
+    sources[prefix + f] = { content: fs.readFileSync(path.join(dir, f), "utf8") };
+  }
 }
 const input = {
   language: "Solidity",
@@ -41,7 +46,7 @@ for (const [file, contracts] of Object.entries(output.contracts)) {
     if (!c.evm.bytecode.object || c.abi.length === 0) continue; // abstract contracts, internal libraries
     const artifact = {
       contractName: name,
-      sourceName: `contracts/src/${file}`,
+      sourceName: file.startsWith("test/") ? `contracts/${file}` : `contracts/src/${file}`,
       compiler: `solc-js ${solc.version()}`,
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,

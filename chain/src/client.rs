@@ -257,6 +257,20 @@ impl Chain {
         self.anvil.is_some()
     }
 
+    /// The account that published adapter `id` as the ModelRegistry records it
+    /// (`publisherOf`: the contract account itself for a Safe, a forwarder or a smart account,
+    /// not whoever relayed the transaction); `None` for an id it does not know, or from a
+    /// registry deployed before it recorded publishers (the call reverts there).
+    pub async fn publisher_of(&self, id: alloy::primitives::B256) -> Result<Option<Address>> {
+        match self.model_registry().publisherOf(id).call().await {
+            Ok(a) => Ok((a != Address::ZERO).then_some(a)),
+            Err(e) if e.as_revert_data().is_some() || e.to_string().contains("reverted") => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The latest block number.
     pub async fn head(&self) -> Result<u64> {
         Ok(self.provider.get_block_number().await?)

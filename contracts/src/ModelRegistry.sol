@@ -15,6 +15,10 @@ contract ModelRegistry is AccessRoles {
     /// @notice The adapter published under each version string (keccak256 of `line@x.y.z`):
     /// a version names one adapter, so two workers cannot both publish the same one.
     mapping(bytes32 versionHash => bytes32 id) public adapterByVersion;
+    /// @notice The account that published each adapter: `msg.sender`, so a Safe, a forwarder
+    /// or a smart account that holds the role, not whoever relayed its transaction. The model
+    /// owner's part of the adapter's fees is paid to it.
+    mapping(bytes32 id => address) public publisherOf;
 
     event BaseModelRegistered(bytes32 indexed id, bytes32 weightsHash, string architecture, string uri);
     event SnapshotCommitted(
@@ -82,6 +86,7 @@ contract ModelRegistry is AccessRoles {
             if (!isAdapter[parentIds[i]]) revert UnknownAdapter(parentIds[i]);
         }
         isAdapter[id] = true;
+        publisherOf[id] = msg.sender;
         emit AdapterPublished(id, baseModelId, parentIds, snapshotId, configHash, weightsHash, uri, version);
     }
 

@@ -21,8 +21,9 @@
 //!
 //! [`settle`] gathers the unsettled batches the chain recorded (`InferencesRecorded`), each
 //! paid as its lake manifest lists it once checked against the chain's root (a batch whose
-//! manifest is missing or differs is left unsettled and named), adapter owners from the
-//! senders of the `AdapterPublished` transactions and contributors from snapshot manifests,
+//! manifest is missing or differs is left unsettled and named), adapter owners as the
+//! registry records them (`publisherOf`; from a registry deployed before it, the sender of
+//! the `AdapterPublished` transaction) and contributors from snapshot manifests,
 //! writes `rewards/epoch-N.json`, then the
 //! `reward_allocations` rows (idempotent per epoch) and `allocateEpoch` (`EpochExists` counts
 //! as done). An epoch whose manifest is written but not on chain is resumed, never
@@ -754,11 +755,15 @@ struct Context {
 
 impl Context {
     async fn load(chain: &Chain, lake: &Lake) -> Result<Self> {
-        // Adapter publishers: the sender of each AdapterPublished transaction.
+        // Adapter publishers: as the registry records them (`publisherOf`), or, from a
+        // registry deployed before it recorded them, the sender of the AdapterPublished
+        // transaction.
         let mut owners = HashMap::new();
         let mut contributors = HashMap::new();
         for e in crate::chain_state::published_adapters(chain).await? {
-            if e.tx != B256::ZERO {
+            if let Some(publisher) = chain.publisher_of(e.id).await? {
+                owners.insert(e.id, publisher);
+            } else if e.tx != B256::ZERO {
                 use alloy::providers::Provider;
                 let t = chain
                     .provider()

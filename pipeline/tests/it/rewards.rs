@@ -611,3 +611,91 @@ async fn settle_runs_at_once_settle_one_epoch() {
     let paid = claim(&chain, &lake, 1, PLATFORM).await.unwrap();
     assert!(paid.newly_claimed && paid.amount > 0);
 }
+
+alloy::sol!(
+    #[sol(rpc)]
+    Relay,
+    "../contracts/out/Relay.json"
+);
+
+/// The model owner's part goes to the account that published the adapter as the registry
+/// records it (`publisherOf`): a contract account holding the publisher role (a Safe, a
+/// forwarder, an ERC-4337 account) is paid, not the key that sent its transaction (which,
+/// for a Safe's executor or a bundler, is somebody else). Before, the transaction's sender
+/// was paid. A registry deployed before it recorded publishers answers `None`, and the
+/// sender is paid as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_paid_is_the_contract_account_that_published() {
+    use alloy::sol_types::SolCall;
+    use tributary_chain::bindings::ModelRegistry;
+    use tributary_chain::{Chain, ChainConfig, send};
+
+    let Env {
+        dir, chain, lake, ..
+    } = env(Start::Bare).await;
+    let relay = Relay::new(
+        send(Relay::deploy_builder(
+            chain.provider().clone(),
+            chain.signer(),
+        ))
+        .await
+        .unwrap()
+        .contract_address
+        .unwrap(),
+        chain.provider().clone(),
+    );
+    let models = chain.model_registry();
+    let role = models.PUBLISHER_ROLE().call().await.unwrap();
+    send(models.grantRole(role, *relay.address()))
+        .await
+        .unwrap();
+    let base = B256::repeat_byte(0xba);
+    send(models.registerBaseModel(base, B256::ZERO, "gpt2".into(), String::new()))
+        .await
+        .unwrap();
+    // Adapter 0xad…, the one `answer` serves, published through the relay.
+    let adapter = B256::repeat_byte(0xad);
+    let publish = ModelRegistry::publishAdapterCall {
+        id: adapter,
+        baseModelId: base,
+        parentIds: vec![],
+        snapshotId: B256::ZERO,
+        configHash: B256::ZERO,
+        weightsHash: B256::ZERO,
+        uri: "artifacts/adapters/relayed/".into(),
+        version: "relayed@1.0.0".into(),
+    };
+    send(relay.execute(*models.address(), publish.abi_encode().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        chain.publisher_of(adapter).await.unwrap(),
+        Some(*relay.address())
+    );
+
+    tributary_pipeline::inferences::record(&chain, &lake, &[answer(1, 1000)])
+        .await
+        .unwrap();
+    let settled = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    let owners: Vec<Address> = settled
+        .manifest
+        .allocations
+        .iter()
+        .filter(|a| a.role == Role::ModelOwner)
+        .map(|a| a.account)
+        .collect();
+    assert_eq!(owners, [*relay.address()]);
+
+    // A registry without `publisherOf` (here: another contract at its address) says so.
+    let mut older = chain.deployment().clone();
+    older.model_registry = older.inference_ledger;
+    let older = Chain::connect(ChainConfig {
+        deployment: Some(older),
+        ..ChainConfig::rpc(chain.url().clone(), dir.path().join("older"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(older.publisher_of(adapter).await.unwrap(), None);
+}
