@@ -126,7 +126,8 @@ impl Chain {
             (None, None) => unreachable!("anvil is started when no URL is given"),
         };
 
-        // Retries outside, the rate limit inside: every attempt waits for its slot.
+        // Retries outside, the rate limit inside: every attempt waits for its slot; innermost,
+        // a resent transaction the node holds already reads as sent (`resend`).
         let layers = ClientBuilder::default()
             .layer(RetryBackoffLayer::new_with_policy(
                 config.max_retries,
@@ -136,7 +137,8 @@ impl Chain {
                     backoff_ms: config.backoff_ms,
                 },
             ))
-            .layer(RateLimitLayer::new(config.max_requests_per_second));
+            .layer(RateLimitLayer::new(config.max_requests_per_second))
+            .layer(crate::resend::KnownTxLayer);
         let client = match url.scheme() {
             "ws" | "wss" => layers.ws(WsConnect::new(url.as_str())).await?,
             "http" | "https" => {
@@ -480,17 +482,14 @@ impl alloy::transports::layers::RetryPolicy for TransientErrors {
     }
 }
 
-/// True for the node's answers to a nonce that another sender took first.
+/// True for the node's answers to a nonce that another sender took first (a resend of our
+/// own transaction never gets here: `resend` answers it with the hash).
 fn is_nonce_race(e: &alloy::contract::Error) -> bool {
-    let text = e.to_string().to_lowercase();
-    [
-        "nonce too low",
-        "already known",
-        "replacement transaction underpriced",
-        "nonce has already been used",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
+    let text = e.to_string();
+    crate::resend::is_nonce_used(&text)
+        || text
+            .to_lowercase()
+            .contains("replacement transaction underpriced")
 }
 
 /// How long [`send`] waits for a receipt before giving up: `TRIBUTARY_RECEIPT_TIMEOUT`

@@ -36,6 +36,7 @@ mod client;
 pub mod deployment;
 pub mod keys;
 mod ratelimit;
+mod resend;
 
 pub use client::{Chain, ChainConfig, LOG_SPAN, send};
 pub use deployment::Deployment;

@@ -31,6 +31,11 @@ struct Capped {
     refused: AtomicU64,
     /// Answer `eth_getTransactionByHash` with null, as a node that pruned its transactions.
     pruned: std::sync::atomic::AtomicBool,
+    /// Lose the reply to the first `eth_sendRawTransaction` of each transaction (forwarded,
+    /// then answered 502, as a proxy that timed out), counting them.
+    lose_send_reply: std::sync::atomic::AtomicBool,
+    lost: AtomicU64,
+    sent: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A JSON-RPC endpoint in front of `upstream` that answers `eth_getLogs` over more than
@@ -41,6 +46,9 @@ async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
         upstream,
         refused: AtomicU64::new(0),
         pruned: Default::default(),
+        lose_send_reply: Default::default(),
+        lost: AtomicU64::new(0),
+        sent: Default::default(),
     });
     let app = axum::Router::new()
         .route("/", axum::routing::post(answer))
@@ -51,7 +59,20 @@ async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
     (url.parse().unwrap(), state)
 }
 
-async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> Json<Value> {
+async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let first_send = req["method"] == "eth_sendRawTransaction"
+        && c.lose_send_reply.load(Ordering::SeqCst)
+        && c.sent.lock().unwrap().insert(req["params"].to_string());
+    let reply = forward(&c, req).await;
+    if first_send {
+        c.lost.fetch_add(1, Ordering::SeqCst);
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    }
+    reply.into_response()
+}
+
+async fn forward(c: &Capped, req: Value) -> Json<Value> {
     assert!(req.is_object(), "alloy sends no batches here: {req}");
     let method = req["method"].as_str().unwrap().to_string();
     let params = req.get("params").cloned().unwrap_or_else(|| json!([]));
@@ -184,8 +205,8 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
         "the endpoint never refused a range: the test did not meet its cap"
     );
 
-    // Settling needs the adapter's publishing transaction (its sender is the owner paid): a
-    // node that pruned it is an error that says so, not a share paid to the zero address.
+    // The registry records the adapter's publisher: a node that pruned the publishing
+    // transaction settles the same (before, it was needed for its sender).
     let answer = InferenceEntry {
         adapter_id: B256::repeat_byte(0xad),
         request_hash: B256::repeat_byte(1),
@@ -204,12 +225,6 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
         stakers: Address::repeat_byte(0x02),
     };
     endpoint.pruned.store(true, Ordering::SeqCst);
-    let err = settle(&public, &env.lake, Policy::default(), accounts())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("does not return transaction"), "{err}");
-    endpoint.pruned.store(false, Ordering::SeqCst);
     let settled = settle(&public, &env.lake, Policy::default(), accounts())
         .await
         .unwrap();
@@ -220,4 +235,43 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
         .find(|a| a.role == Role::ModelOwner)
         .unwrap();
     assert_eq!(owner.account, env.chain.signer(), "the publisher is paid");
+}
+
+/// A transaction whose reply was lost after the node took it (a proxy's 502, a timeout) runs
+/// once: the retried send finds it known (or mined) and waits for it. Before, the node's
+/// "nonce too low" read as a nonce race and the call was signed again with the next nonce,
+/// running twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_reply_was_lost_runs_once() {
+    use alloy::primitives::U256;
+
+    let env = crate::ingest::env().await;
+    let (url, endpoint) = capped(env.chain.provider().clone()).await;
+    let public = Chain::connect(ChainConfig {
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(url, env.dir.path().join("public"))
+    })
+    .await
+    .unwrap();
+    let signer = public.signer();
+    let nonce = || async {
+        env.chain
+            .provider()
+            .get_transaction_count(signer)
+            .await
+            .unwrap()
+    };
+    let before = nonce().await;
+    endpoint.lose_send_reply.store(true, Ordering::SeqCst);
+    // Succeeds however often it runs: only the nonce tells.
+    let receipt = send(public.datanet_registry().setValidator(
+        U256::from(env.datanet),
+        Address::repeat_byte(0x5a),
+        true,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(endpoint.lost.load(Ordering::SeqCst), 1, "a reply was lost");
+    assert_eq!(nonce().await, before + 1, "one transaction, not two");
+    assert!(receipt.status());
 }
