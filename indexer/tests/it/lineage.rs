@@ -452,14 +452,8 @@ async fn inference_batches_are_checked_against_their_manifests() {
 
     let env = env().await;
     let id = |b: u8| B256::repeat_byte(b);
-    let answer = |tokens: u64, attribution: &[(u8, f64)]| InferenceEntry {
-        adapter_id: id(0xad),
-        request_hash: id(tokens as u8),
-        response_hash: id(0x70 + tokens as u8),
-        attribution_root: id(0x0a),
-        tokens,
-        fee: 1_000 * tokens as u128,
-        attribution: attribution
+    let answer = |tokens: u64, attribution: &[(u8, f64)]| {
+        let attribution: Vec<AttributionShare> = attribution
             .iter()
             // Contribution 0: a contributor's summed credit past the listed contributions.
             .map(|(c, share)| AttributionShare {
@@ -469,8 +463,17 @@ async fn inference_batches_are_checked_against_their_manifests() {
                 datanet_id: None,
                 score: None,
             })
-            .collect(),
-        nonce: B256::ZERO,
+            .collect();
+        InferenceEntry {
+            adapter_id: id(0xad),
+            request_hash: id(tokens as u8),
+            response_hash: id(0x70 + tokens as u8),
+            attribution_root: AttributionShare::root(&attribution),
+            tokens,
+            fee: 1_000 * tokens as u128,
+            attribution,
+            nonce: B256::ZERO,
+        }
     };
     let manifest = |batch: u8| InferenceManifest {
         batch_id: id(batch),
