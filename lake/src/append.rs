@@ -81,9 +81,12 @@ impl AppendBuilder {
                 .transaction_version(&*table.log_store(), app_id)
                 .await?;
             if done.is_some_and(|v| v >= *version) {
+                // Its commit's version; once log cleanup (Spark's, after a checkpoint) removed
+                // that commit file, the current version, which holds the rows too (appends
+                // are never rewritten). Before, 0: a version without them.
                 let at = committed_version(&table, app_id).await?;
                 return Ok(Appended {
-                    version: at.unwrap_or(0),
+                    version: at.or(table.version().map(|v| v as u64)).unwrap_or(0),
                     newly_committed: false,
                 });
             }

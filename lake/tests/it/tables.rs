@@ -235,3 +235,54 @@ async fn a_column_another_engine_added_does_not_stop_appends() {
     assert_eq!(count(&read), 2);
     assert!(read.iter().all(|b| b.column_by_name("note").is_none()));
 }
+
+/// An idempotent append retried after another engine's log cleanup (a checkpoint, then the
+/// commit files before it removed, as Spark does after 30 days) reports a version that holds
+/// its rows: the current one, since its own commit file is gone. Before, version 0, which
+/// holds none of them (and whose log is gone too).
+#[tokio::test]
+async fn a_retried_append_after_log_cleanup_names_a_version_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let append = |ids: &'static [&'static str], app: &'static str| {
+        let lake = lake.clone();
+        async move {
+            lake.append(names::CONTRIBUTIONS)
+                .batches(vec![rows(1, ids)])
+                .idempotent(app, 0)
+                .commit()
+                .await
+                .unwrap()
+        }
+    };
+    let first = append(&["a"], "batch-a").await;
+    assert!(first.newly_committed);
+    append(&["b"], "batch-b").await;
+    let last = append(&["c"], "batch-c").await;
+    let table = lake.table(names::CONTRIBUTIONS).await.unwrap();
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .unwrap();
+    let far_future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
+        last.version,
+        &*table.log_store(),
+        far_future,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(removed > 0, "the log before the checkpoint is gone");
+
+    let again = append(&["a"], "batch-a").await;
+    assert!(!again.newly_committed);
+    let at = lake
+        .read(names::CONTRIBUTIONS, Some(again.version))
+        .await
+        .unwrap();
+    assert_eq!(count(&at), 3, "read at version {}", again.version);
+}
