@@ -259,6 +259,10 @@ impl<'a> Indexer<'a> {
         // is asked again only every 5 minutes (another process may have indexed some).
         let (mut recheck_at, mut recheck_every) = (std::time::Instant::now(), RECHECK_FIRST);
         let mut failed = 0u32;
+        // A failed step or recheck may have written the store but not the lake mirror: at the
+        // head the mirror is brought up to date again, so an idle chain (no new block to
+        // step on) does not leave it behind.
+        let mut mirror_behind = false;
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
             let seen = stats.unreachable;
@@ -269,6 +273,7 @@ impl<'a> Indexer<'a> {
                 }
                 Err(e) if e.is_outage() => {
                     failed += 1;
+                    mirror_behind = true;
                     let pause = (self.poll.max(Duration::from_millis(100))
                         * 2u32.pow(failed.min(10)))
                     .min(OUTAGE_PAUSE_MAX);
@@ -294,11 +299,21 @@ impl<'a> Indexer<'a> {
                     Ok(_) => (RECHECK_FIRST, now + RECHECK_MAX),
                     Err(e) if e.is_outage() => {
                         tracing::warn!(error = %e, "recheck failed; trying again later");
+                        mirror_behind = true;
                         let every = (recheck_every * 2).min(RECHECK_MAX);
                         (every, now + every)
                     }
                     Err(e) => return Err(e),
                 };
+            }
+            if matches!(step, Step::AtHead) && mirror_behind {
+                match self.catch_up_mirror().await {
+                    Ok(()) => mirror_behind = false,
+                    Err(e) if e.is_outage() => {
+                        tracing::warn!(error = %e, "the lake mirror is behind the store; trying again");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let pause = if matches!(step, Step::AtHead) {
                 self.poll

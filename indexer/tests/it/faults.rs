@@ -372,3 +372,97 @@ async fn following_outlives_an_outage() {
         "the Datanet created during the outage is indexed"
     );
 }
+
+/// A lake outage while following an idle chain: a step indexes a new block into the store but
+/// cannot write the lake mirror; once the lake is back, the mirror catches up without another
+/// block. Before, only the next block (or a restart) mirrored it, so on an idle chain the
+/// lake's lineage tables stayed behind the store indefinitely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_catches_up_after_a_lake_outage_on_an_idle_chain() {
+    use tributary_schemas::tables::names;
+
+    let env = env().await;
+    env.datanet().await;
+    let faults = Arc::new(Faults::default());
+    faults.quiet.store(true, Ordering::SeqCst);
+    let url = proxy(env.chain.url().authority().to_string(), faults.clone()).await;
+    let via_proxy = Chain::connect(ChainConfig::rpc(url, env.dir.path()))
+        .await
+        .unwrap();
+    let store = env.store("mirror.db").await;
+    let chain_id = env.chain.chain_id();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let indexer =
+        Indexer::new(&via_proxy, &store, &env.lake).with_poll_interval(Duration::from_millis(20));
+    let follow = indexer.follow(async {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(follow);
+    let indexed = |head: u64| {
+        let store = &store;
+        async move {
+            store
+                .checkpoint(chain_id, "lineage")
+                .await
+                .unwrap()
+                .is_some_and(|c| c.block_number == head)
+        }
+    };
+    // Mirrored: the lake's node rows are the store's.
+    let mirrored = || {
+        let (store, lake) = (&store, &env.lake);
+        async move {
+            let in_store = store.graph(chain_id).await.unwrap().0.len();
+            let in_lake: usize = match lake.read(names::LINEAGE_NODES, None).await {
+                Ok(rows) => rows.iter().map(|b| b.num_rows()).sum(),
+                Err(_) => return false,
+            };
+            in_lake == in_store
+        }
+    };
+    let log = env
+        .dir
+        .path()
+        .join("lake")
+        .join(names::LINEAGE_NODES)
+        .join("_delta_log");
+    let aside = log.with_extension("aside");
+    let drive = async {
+        let head = env.chain.head().await.unwrap();
+        while !(indexed(head).await && mirrored().await) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The lake's table cannot be read or written: its log is a file, not a folder.
+        std::fs::rename(&log, &aside).unwrap();
+        std::fs::write(&log, b"not a Delta log").unwrap();
+        env.datanet().await;
+        let head = env.chain.head().await.unwrap();
+        while !indexed(head).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The step that indexed the block has tried (and failed) to mirror it once the
+        // follower is asking the node again.
+        let asked = faults.forwarded.load(Ordering::SeqCst);
+        while faults.forwarded.load(Ordering::SeqCst) < asked + 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !mirrored().await,
+            "the mirror is behind while the lake is down"
+        );
+        std::fs::remove_file(&log).unwrap();
+        std::fs::rename(&aside, &log).unwrap();
+        // No new block from here on.
+        while !mirrored().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // The waits above follow progress; this only keeps a hung run from hanging CI.
+    let drive = tokio::time::timeout(Duration::from_secs(600), drive);
+    tokio::select! {
+        stopped = &mut follow => panic!("the follower stopped during the outage: {stopped:?}"),
+        caught_up = drive => caught_up.expect("the mirror did not catch up in 10 minutes"),
+    }
+    let _ = stop_tx.send(());
+    follow.await.unwrap();
+}
