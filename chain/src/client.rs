@@ -106,6 +106,9 @@ impl Chain {
     /// anvil, a dev chain with id 31337, or [`ChainConfig::allow_deploy`]); anywhere else an
     /// unknown deployment is an error that says how to name one.
     pub async fn connect(config: ChainConfig) -> Result<Self> {
+        // Refused at the start, not at the first transaction (a server would run without
+        // recording anything).
+        receipt_timeout()?;
         let anvil = match &config.rpc_url {
             Some(_) => None,
             None => {
@@ -126,8 +129,9 @@ impl Chain {
             (None, None) => unreachable!("anvil is started when no URL is given"),
         };
 
-        // Retries outside, the rate limit inside: every attempt waits for its slot; innermost,
-        // a resent transaction the node holds already reads as sent (`resend`).
+        // Retries outside, the rate limit inside: every attempt waits for its slot. Between
+        // them, a resent transaction the node holds already reads as sent (`resend`; its
+        // lookups wait for their slots too).
         let layers = ClientBuilder::default()
             .layer(RetryBackoffLayer::new_with_policy(
                 config.max_retries,
@@ -137,8 +141,8 @@ impl Chain {
                     backoff_ms: config.backoff_ms,
                 },
             ))
-            .layer(RateLimitLayer::new(config.max_requests_per_second))
-            .layer(crate::resend::KnownTxLayer);
+            .layer(crate::resend::KnownTxLayer)
+            .layer(RateLimitLayer::new(config.max_requests_per_second));
         let client = match url.scheme() {
             "ws" | "wss" => layers.ws(WsConnect::new(url.as_str())).await?,
             "http" | "https" => {
@@ -496,7 +500,10 @@ fn is_nonce_race(e: &alloy::contract::Error) -> bool {
 /// seconds (a congested chain may need longer), 300 by default.
 fn receipt_timeout() -> Result<std::time::Duration> {
     match std::env::var("TRIBUTARY_RECEIPT_TIMEOUT") {
-        Err(_) => Ok(std::time::Duration::from_secs(300)),
+        Err(std::env::VarError::NotPresent) => Ok(std::time::Duration::from_secs(300)),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::Config(format!(
+            "TRIBUTARY_RECEIPT_TIMEOUT={v:?} is not a whole number of seconds above 0"
+        ))),
         Ok(v) => match v.trim().parse::<u64>() {
             Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s)),
             _ => Err(Error::Config(format!(

@@ -4,7 +4,8 @@
 //! once mined, that their nonce is used. Either answer would read as a nonce race, and the
 //! call be signed again with the next nonce: run twice. This layer, under the retry layer,
 //! answers such a resend with the transaction's hash (keccak256 of the bytes) when the node
-//! holds that very transaction.
+//! holds that very transaction. A node that keeps no transaction index (it answers null for a
+//! mined transaction) cannot tell; there a resend mined already still reads as a nonce race.
 
 use std::task::{Context, Poll};
 
@@ -104,7 +105,8 @@ where
             }
             if is_nonce_used(message) {
                 // Ours, mined already, or another transaction with its nonce.
-                let lookup = Request::new("eth_getTransactionByHash", Id::Number(0), [hash])
+                let lookup_id = Id::String(format!("tributary-resent-{hash}"));
+                let lookup = Request::new("eth_getTransactionByHash", lookup_id, [hash])
                     .serialize()
                     .expect("a hash serialises");
                 let found = inner.call(RequestPacket::Single(lookup)).await?;

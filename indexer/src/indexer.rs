@@ -263,6 +263,7 @@ impl<'a> Indexer<'a> {
         // head the mirror is brought up to date again, so an idle chain (no new block to
         // step on) does not leave it behind.
         let mut mirror_behind = false;
+        let (mut mirror_at, mut mirror_every) = (std::time::Instant::now(), self.poll);
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
             let seen = stats.unreachable;
@@ -306,11 +307,18 @@ impl<'a> Indexer<'a> {
                     Err(e) => return Err(e),
                 };
             }
-            if matches!(step, Step::AtHead) && mirror_behind {
+            if matches!(step, Step::AtHead) && mirror_behind && now >= mirror_at {
                 match self.catch_up_mirror().await {
-                    Ok(()) => mirror_behind = false,
+                    Ok(()) => {
+                        mirror_behind = false;
+                        mirror_every = self.poll;
+                    }
                     Err(e) if e.is_outage() => {
-                        tracing::warn!(error = %e, "the lake mirror is behind the store; trying again");
+                        mirror_every = (mirror_every * 2)
+                            .max(Duration::from_millis(100))
+                            .min(OUTAGE_PAUSE_MAX);
+                        mirror_at = now + mirror_every;
+                        tracing::warn!(error = %e, retry_in = ?mirror_every, "the lake mirror is behind the store; trying again");
                     }
                     Err(e) => return Err(e),
                 }

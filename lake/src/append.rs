@@ -86,7 +86,7 @@ impl AppendBuilder {
                 // are never rewritten). Before, 0: a version without them.
                 let at = committed_version(&table, app_id).await?;
                 return Ok(Appended {
-                    version: at.or(table.version().map(|v| v as u64)).unwrap_or(0),
+                    version: at.or(table.version()).unwrap_or(0),
                     newly_committed: false,
                 });
             }

@@ -250,6 +250,12 @@ async fn finish(
     merkle_root: B256,
 ) -> Result<BatchReport> {
     contributions.sort_by_key(|c| c.id);
+    // A batch anchored already (a rerun after a crash) keeps the lake version it was anchored
+    // with, so the manifest written again is byte for byte the one whose hash the chain holds
+    // (the version its commit was found at can differ once log cleanup removed that commit).
+    let lake_version = anchored_version(chain, batch_id)
+        .await?
+        .unwrap_or(lake_version);
     let manifest = BatchManifest {
         datanet_id,
         batch_id,
@@ -282,6 +288,24 @@ async fn finish(
         .await?;
     tracing::info!(%batch_id, count = report.count, %anchor_tx, "batch anchored");
     Ok(report)
+}
+
+/// The lake version batch `batch_id` was anchored with, `None` while it is not anchored.
+async fn anchored_version(chain: &Chain, batch_id: B256) -> Result<Option<u64>> {
+    let registry = chain.datanet_registry();
+    let stored = registry
+        .batch(batch_id)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    if stored.count == U256::ZERO {
+        return Ok(None);
+    }
+    let filter = registry.BatchAnchored_filter().topic2(batch_id).filter;
+    let found = chain
+        .events::<DatanetRegistry::BatchAnchored>(&filter)
+        .await?;
+    Ok(found.first().map(|(e, _)| e.lakeVersion))
 }
 
 /// Anchors the batch unless it already is; returns the anchoring tx and block either way. A

@@ -510,6 +510,10 @@ pub async fn settle(
     // claims are proven against.
     let on_chain = posted_root(chain, epoch_no).await?;
     if on_chain != B256::ZERO {
+        // Another settle run may have written and posted it since this one listed the epochs.
+        if let Some(m) = manifest(lake, epoch_no).await? {
+            return publish(chain, lake, m).await;
+        }
         return Err(Error::InvalidInput(format!(
             "epoch {epoch_no} is settled on chain (root {on_chain}) but this lake has no {}: \
              restore it from the lake it was settled in (claims are proven against it; is --lake \
@@ -625,12 +629,13 @@ pub async fn settle(
             serde_json::to_vec_pretty(&m).expect("serialises"),
         )
         .await?;
-    if !written {
+    let mut out = if written {
+        publish(chain, lake, m).await?
+    } else {
         // Another settle run wrote this epoch first: its manifest is the epoch (posted or
         // about to be), never overwritten; finish it as a resumed run would.
-        return publish(chain, lake, epoch(lake, epoch_no).await?).await;
-    }
-    let mut out = publish(chain, lake, m).await?;
+        publish(chain, lake, epoch(lake, epoch_no).await?).await?
+    };
     out.unverified = unverified;
     Ok(out)
 }

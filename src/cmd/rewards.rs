@@ -90,7 +90,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let s = tributary_pipeline::openlineage::observe(
                 super::lineage()?.as_ref(),
                 "settle",
-                vec![super::dataset(&lake, names::INFERENCES)],
+                // The inference batches' manifests, each checked against the chain.
+                vec![super::dataset(&lake, "artifacts/inferences/")],
                 |s: &rewards::Settled| {
                     vec![
                         super::dataset(&lake, names::REWARD_ALLOCATIONS),

@@ -308,3 +308,68 @@ async fn a_snapshot_reads_the_same_rows_after_optimize_and_vacuum() {
     let after = id_and_content(&snapshot::read(&env.lake, &snap).await.unwrap());
     assert_eq!(after, before);
 }
+
+/// An ingest run again after another engine's log cleanup (a checkpoint, then the commit
+/// files before it removed) finds its batch anchored and writes the manifest the chain holds
+/// the hash of: with the lake version the batch was anchored at, not the version its commit
+/// is found at now (its commit file is gone). Before, the manifest was rewritten with another
+/// version, its hash no longer matched the chain's, and the batch read as altered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_after_log_cleanup_keeps_the_manifest_the_chain_holds() {
+    use tributary_chain::bindings::DatanetRegistry;
+    use tributary_schemas::manifest::BatchManifest;
+
+    let env = env().await;
+    let input = signed(&env, 8);
+    let first = ingest(&env.chain, &env.lake, env.datanet, input[..4].to_vec())
+        .await
+        .unwrap()
+        .batch;
+    let second = ingest(&env.chain, &env.lake, env.datanet, input[4..].to_vec())
+        .await
+        .unwrap()
+        .batch;
+    assert!(second.lake_version > first.lake_version);
+    let table = env.lake.table(names::CONTRIBUTIONS).await.unwrap();
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .unwrap();
+    let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
+        second.lake_version,
+        &*table.log_store(),
+        far_future,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(removed > 0, "the log before the checkpoint is gone");
+
+    let again = ingest(&env.chain, &env.lake, env.datanet, input[..4].to_vec())
+        .await
+        .unwrap()
+        .batch;
+    assert_eq!(
+        (again.batch_id, again.newly_anchored, again.lake_version),
+        (first.batch_id, false, first.lake_version)
+    );
+    let registry = env.chain.datanet_registry();
+    let filter = registry
+        .BatchAnchored_filter()
+        .topic2(first.batch_id)
+        .filter;
+    let (anchored, _) = env
+        .chain
+        .events::<DatanetRegistry::BatchAnchored>(&filter)
+        .await
+        .unwrap()
+        .remove(0);
+    let stored: BatchManifest = serde_json::from_slice(
+        &env.lake
+            .get(&BatchManifest::key(first.batch_id))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored.hash(), anchored.manifestHash);
+}
