@@ -379,6 +379,16 @@ impl Lake {
             .unwrap_or_else(|| canonical.to_string())
     }
 
+    /// Reads an object the chain or the lake recorded as `reference` (a key, or a URI from
+    /// before keys were recorded): where [`Lake::locate`] puts it, or at `canonical` when not
+    /// found there (a lake migrated since keeps it at its own key).
+    pub async fn get_recorded(&self, reference: &str, canonical: &str) -> Result<Vec<u8>> {
+        match self.get(&self.locate(reference, canonical)).await {
+            Err(err) if err.is_not_found() => self.get(canonical).await,
+            other => other,
+        }
+    }
+
     /// The absolute URI of `key` (for people and tools outside the lake; the lake and the
     /// chain record keys).
     pub fn uri(&self, key: &str) -> Url {

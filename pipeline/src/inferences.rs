@@ -32,14 +32,8 @@ pub async fn check(
     e: &InferenceLedger::InferencesRecorded,
     lake: &Lake,
 ) -> Result<std::result::Result<InferenceManifest, String>> {
-    // By the key (or, from older lakes, the URI) on chain; a lake moved or migrated since
-    // keeps it at the batch's own key.
     let key = InferenceManifest::key(e.batchId);
-    let bytes = match lake.get(&lake.locate(&e.manifestURI, &key)).await {
-        Err(err) if err.is_not_found() => lake.get(&key).await,
-        other => other,
-    };
-    let bytes = match bytes {
+    let bytes = match lake.get_recorded(&e.manifestURI, &key).await {
         Ok(bytes) => bytes,
         Err(err) if err.is_not_found() => {
             return Ok(Err(format!("manifest missing from the lake ({key})")));

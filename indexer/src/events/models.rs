@@ -289,14 +289,10 @@ async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
 ) -> Result<InferenceManifest, String> {
-    // By the key (or, from older lakes, the URI) on chain; a lake moved or migrated since
-    // keeps it at the batch's own key.
-    let key = InferenceManifest::key(e.batchId);
-    let bytes = match lake.get(&lake.locate(&e.manifestURI, &key)).await {
-        Err(err) if err.is_not_found() => lake.get(&key).await,
-        other => other,
-    }
-    .map_err(|err| format!("manifest unavailable: {err}"))?;
+    let bytes = lake
+        .get_recorded(&e.manifestURI, &InferenceManifest::key(e.batchId))
+        .await
+        .map_err(|err| format!("manifest unavailable: {err}"))?;
     let manifest: InferenceManifest =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
     manifest.check(
