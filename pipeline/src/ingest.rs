@@ -253,9 +253,8 @@ async fn finish(
     // A batch anchored already (a rerun after a crash) keeps the lake version it was anchored
     // with, so the manifest written again is byte for byte the one whose hash the chain holds
     // (the version its commit was found at can differ once log cleanup removed that commit).
-    let lake_version = anchored_version(chain, batch_id)
-        .await?
-        .unwrap_or(lake_version);
+    let already = anchored(chain, batch_id).await?;
+    let lake_version = already.as_ref().map_or(lake_version, |a| a.lake_version);
     let manifest = BatchManifest {
         datanet_id,
         batch_id,
@@ -268,7 +267,7 @@ async fn finish(
     let manifest_uri = BatchManifest::key(batch_id);
     lake.put(&manifest_uri, manifest.to_bytes()).await?;
     let (anchor_tx, anchor_block, newly_anchored) =
-        anchor(chain, &manifest, merkle_root, &manifest_uri).await?;
+        anchor(chain, &manifest, merkle_root, &manifest_uri, already).await?;
     let report = BatchReport {
         datanet_id,
         batch_id,
@@ -290,8 +289,18 @@ async fn finish(
     Ok(report)
 }
 
-/// The lake version batch `batch_id` was anchored with, `None` while it is not anchored.
-async fn anchored_version(chain: &Chain, batch_id: B256) -> Result<Option<u64>> {
+/// How a batch is anchored on chain, from its `BatchAnchored` event.
+struct Anchored {
+    datanet_id: U256,
+    root: B256,
+    lake_version: u64,
+    tx: TxHash,
+    block: u64,
+}
+
+/// How batch `batch_id` is anchored, `None` while it is not (one call; the event is read only
+/// for an anchored batch).
+async fn anchored(chain: &Chain, batch_id: B256) -> Result<Option<Anchored>> {
     let registry = chain.datanet_registry();
     let stored = registry
         .batch(batch_id)
@@ -305,88 +314,88 @@ async fn anchored_version(chain: &Chain, batch_id: B256) -> Result<Option<u64>> 
     let found = chain
         .events::<DatanetRegistry::BatchAnchored>(&filter)
         .await?;
-    Ok(found.first().map(|(e, _)| e.lakeVersion))
+    let (e, log) = found.into_iter().next().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "batch {batch_id} is anchored but its event was not found"
+        ))
+    })?;
+    Ok(Some(Anchored {
+        datanet_id: e.datanetId,
+        root: e.merkleRoot,
+        lake_version: e.lakeVersion,
+        tx: log.transaction_hash.unwrap_or_default(),
+        block: log.block_number.unwrap_or_default(),
+    }))
 }
 
-/// Anchors the batch unless it already is; returns the anchoring tx and block either way. A
-/// batch of that id anchored for another Datanet or root is an error, not ours (a registry
-/// that predates `batchIdOf` lets another Datanet's anchorer take an id first).
+/// Anchors the batch unless `already` says it is; returns the anchoring tx and block either
+/// way. A batch of that id anchored for another Datanet or root is an error, not ours (a
+/// registry that predates `batchIdOf` lets another Datanet's anchorer take an id first).
 async fn anchor(
     chain: &Chain,
     m: &BatchManifest,
     root: B256,
     uri: &str,
+    already: Option<Anchored>,
 ) -> Result<(TxHash, u64, bool)> {
     let registry = chain.datanet_registry();
-    let stored = async || {
-        registry
-            .batch(m.batch_id)
-            .call()
-            .await
-            .map_err(tributary_chain::Error::from)
-    };
-    let mut already = stored().await?;
-    if already.count == U256::ZERO {
-        let call = registry.anchorBatch(
-            U256::from(m.datanet_id),
-            m.batch_id,
-            root,
-            U256::from(m.contributions.len()),
-            uri.to_string(),
-            m.hash(),
-            m.lake_version,
-        );
-        use DatanetRegistry::DatanetRegistryErrors as E;
-        match send(call).await {
-            Ok(r) => return Ok((r.transaction_hash, r.block_number.unwrap_or_default(), true)),
-            Err(e) => match e.revert::<E>() {
-                // Another process anchored it between our check and our transaction.
-                Some(E::BatchAlreadyAnchored(_)) => already = stored().await?,
-                Some(E::BatchIdMismatch(x)) => {
-                    return Err(Error::InvalidInput(format!(
-                        "the registry requires batch id {} for Datanet {} and root {root}, not \
-                         {} (ids bound to their Datanet, `batchIdOf`)",
-                        x.expected, m.datanet_id, m.batch_id
-                    )));
-                }
-                Some(E::NotAnchorer(_)) => {
-                    return Err(Error::InvalidInput(format!(
-                        "{} may not anchor batches of Datanet {}: its owner appoints anchorers \
-                         (`setAnchorer`); batch {} is committed to the lake and the next \
-                         `contribute` by an anchorer of the Datanet anchors it",
-                        chain.signer(),
-                        m.datanet_id,
-                        m.batch_id
-                    )));
-                }
-                _ => return Err(e.into()),
-            },
+    let already = match already {
+        Some(a) => a,
+        None => {
+            let call = registry.anchorBatch(
+                U256::from(m.datanet_id),
+                m.batch_id,
+                root,
+                U256::from(m.contributions.len()),
+                uri.to_string(),
+                m.hash(),
+                m.lake_version,
+            );
+            use DatanetRegistry::DatanetRegistryErrors as E;
+            match send(call).await {
+                Ok(r) => return Ok((r.transaction_hash, r.block_number.unwrap_or_default(), true)),
+                Err(e) => match e.revert::<E>() {
+                    // Another process anchored it between our check and our transaction.
+                    Some(E::BatchAlreadyAnchored(_)) => {
+                        anchored(chain, m.batch_id).await?.ok_or_else(|| {
+                            Error::Internal(format!(
+                                "the registry refused batch {} as anchored but holds no such batch",
+                                m.batch_id
+                            ))
+                        })?
+                    }
+                    Some(E::BatchIdMismatch(x)) => {
+                        return Err(Error::InvalidInput(format!(
+                            "the registry requires batch id {} for Datanet {} and root {root}, not \
+                             {} (ids bound to their Datanet, `batchIdOf`)",
+                            x.expected, m.datanet_id, m.batch_id
+                        )));
+                    }
+                    Some(E::NotAnchorer(_)) => {
+                        return Err(Error::InvalidInput(format!(
+                            "{} may not anchor batches of Datanet {}: its owner appoints anchorers \
+                             (`setAnchorer`); batch {} is committed to the lake and the next \
+                             `contribute` by an anchorer of the Datanet anchors it",
+                            chain.signer(),
+                            m.datanet_id,
+                            m.batch_id
+                        )));
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
         }
-    }
-    if (already.datanetId, already.merkleRoot) != (U256::from(m.datanet_id), root) {
+    };
+    if (already.datanet_id, already.root) != (U256::from(m.datanet_id), root) {
         return Err(Error::InvalidInput(format!(
             "batch {} is anchored on chain for Datanet {} with Merkle root {}, not for Datanet \
              {} with root {}: this DatanetRegistry predates batch ids bound to their Datanet \
              (`batchIdOf`), and an anchorer of another Datanet took the id first; deploy the \
              current contracts (`tributary deploy`) and ingest into them",
-            m.batch_id, already.datanetId, already.merkleRoot, m.datanet_id, root
+            m.batch_id, already.datanet_id, already.root, m.datanet_id, root
         )));
     }
-    let filter = registry.BatchAnchored_filter().topic2(m.batch_id).filter;
-    let found = chain
-        .events::<DatanetRegistry::BatchAnchored>(&filter)
-        .await?;
-    let (_, log) = found.first().ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "batch {} is anchored but its event was not found",
-            m.batch_id
-        ))
-    })?;
-    Ok((
-        log.transaction_hash.unwrap_or_default(),
-        log.block_number.unwrap_or_default(),
-        false,
-    ))
+    Ok((already.tx, already.block, false))
 }
 
 fn entry(id: B256, s: &Signed) -> ManifestEntry {
