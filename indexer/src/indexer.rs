@@ -262,8 +262,7 @@ impl<'a> Indexer<'a> {
         // A failed step or recheck may have written the store but not the lake mirror: at the
         // head the mirror is brought up to date again, so an idle chain (no new block to
         // step on) does not leave it behind.
-        let mut mirror_behind = false;
-        let (mut mirror_at, mut mirror_every) = (std::time::Instant::now(), self.poll);
+        let (mut mirror_due, mut mirror_every) = (None, self.poll);
         loop {
             // A step runs to its end (store, then mirror): stopping happens between steps.
             let seen = stats.unreachable;
@@ -274,7 +273,7 @@ impl<'a> Indexer<'a> {
                 }
                 Err(e) if e.is_outage() => {
                     failed += 1;
-                    mirror_behind = true;
+                    mirror_due.get_or_insert_with(std::time::Instant::now);
                     let pause = (self.poll.max(Duration::from_millis(100))
                         * 2u32.pow(failed.min(10)))
                     .min(OUTAGE_PAUSE_MAX);
@@ -300,24 +299,24 @@ impl<'a> Indexer<'a> {
                     Ok(_) => (RECHECK_FIRST, now + RECHECK_MAX),
                     Err(e) if e.is_outage() => {
                         tracing::warn!(error = %e, "recheck failed; trying again later");
-                        mirror_behind = true;
+                        mirror_due.get_or_insert(now);
                         let every = (recheck_every * 2).min(RECHECK_MAX);
                         (every, now + every)
                     }
                     Err(e) => return Err(e),
                 };
             }
-            if matches!(step, Step::AtHead) && mirror_behind && now >= mirror_at {
+            if matches!(step, Step::AtHead) && mirror_due.is_some_and(|at| now >= at) {
                 match self.catch_up_mirror().await {
                     Ok(()) => {
-                        mirror_behind = false;
+                        mirror_due = None;
                         mirror_every = self.poll;
                     }
                     Err(e) if e.is_outage() => {
                         mirror_every = (mirror_every * 2)
                             .max(Duration::from_millis(100))
                             .min(OUTAGE_PAUSE_MAX);
-                        mirror_at = now + mirror_every;
+                        mirror_due = Some(now + mirror_every);
                         tracing::warn!(error = %e, retry_in = ?mirror_every, "the lake mirror is behind the store; trying again");
                     }
                     Err(e) => return Err(e),

@@ -529,11 +529,11 @@ pub async fn settle(
     let recorded = chain
         .events::<InferenceLedger::InferencesRecorded>(&ledger.InferencesRecorded_filter().filter)
         .await?;
-    let mut seen = HashSet::new();
+    // The ledger records a batch id once (`BatchAlreadyRecorded`).
     let unsettled = recorded
         .into_iter()
         .map(|(e, _)| e)
-        .filter(|e| !settled.contains(&e.batchId) && seen.insert(e.batchId));
+        .filter(|e| !settled.contains(&e.batchId));
     let checked: Vec<_> = futures::stream::iter(unsettled)
         .map(|e| async move { (e.batchId, crate::inferences::check(&e, lake).await) })
         .buffered(16)
