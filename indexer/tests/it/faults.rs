@@ -192,6 +192,15 @@ async fn serve(mut conn: TcpStream, upstream: &str, f: &Faults) -> std::io::Resu
     conn.shutdown().await
 }
 
+/// Whether `store` has indexed chain `chain_id` up to block `head`.
+async fn indexed_to(store: &tributary_sql::Store, chain_id: u64, head: u64) -> bool {
+    store
+        .checkpoint(chain_id, "lineage")
+        .await
+        .unwrap()
+        .is_some_and(|c| c.block_number == head)
+}
+
 async fn build_history(env: &Env) {
     for i in 0..12 {
         if i % 3 == 0 {
@@ -328,16 +337,7 @@ async fn following_outlives_an_outage() {
         let _ = stop_rx.await;
     });
     tokio::pin!(follow);
-    let indexed = |head: u64| {
-        let store = &store;
-        async move {
-            store
-                .checkpoint(chain_id, "lineage")
-                .await
-                .unwrap()
-                .is_some_and(|c| c.block_number == head)
-        }
-    };
+    let indexed = |head: u64| indexed_to(&store, chain_id, head);
     let drive = async {
         let head = env.chain.head().await.unwrap();
         while !indexed(head).await {
@@ -398,16 +398,7 @@ async fn the_mirror_catches_up_after_a_lake_outage_on_an_idle_chain() {
         let _ = stop_rx.await;
     });
     tokio::pin!(follow);
-    let indexed = |head: u64| {
-        let store = &store;
-        async move {
-            store
-                .checkpoint(chain_id, "lineage")
-                .await
-                .unwrap()
-                .is_some_and(|c| c.block_number == head)
-        }
-    };
+    let indexed = |head: u64| indexed_to(&store, chain_id, head);
     // Mirrored: the lake's node rows are the store's.
     let mirrored = || {
         let (store, lake) = (&store, &env.lake);

@@ -31,10 +31,12 @@ struct Capped {
     refused: AtomicU64,
     /// Answer `eth_getTransactionByHash` with null, as a node that pruned its transactions.
     pruned: std::sync::atomic::AtomicBool,
-    /// Lose the reply to the first `eth_sendRawTransaction` of each transaction (forwarded,
-    /// then answered 502, as a proxy that timed out), counting them.
+    /// Lose the reply to the first `eth_sendRawTransaction` of each transaction
+    /// ([`lose_first_reply`]), counting them.
     lose_send_reply: std::sync::atomic::AtomicBool,
     lost: AtomicU64,
+    /// Copies sent again, answered as geth answers them.
+    resent: AtomicU64,
     sent: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -48,6 +50,7 @@ async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
         pruned: Default::default(),
         lose_send_reply: Default::default(),
         lost: AtomicU64::new(0),
+        resent: AtomicU64::new(0),
         sent: Default::default(),
     });
     let app = axum::Router::new()
@@ -59,17 +62,64 @@ async fn capped(upstream: DynProvider) -> (url::Url, Arc<Capped>) {
     (url.parse().unwrap(), state)
 }
 
+/// `env`'s deployment through the endpoint at `url`, with its own data directory `name`.
+async fn through(env: &crate::common::Env, url: url::Url, name: &str) -> Chain {
+    Chain::connect(ChainConfig {
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(url, env.dir.path().join(name))
+    })
+    .await
+    .unwrap()
+}
+
 async fn answer(State(c): State<Arc<Capped>>, Json(req): Json<Value>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let first_send = req["method"] == "eth_sendRawTransaction"
-        && c.lose_send_reply.load(Ordering::SeqCst)
-        && c.sent.lock().unwrap().insert(req["params"].to_string());
-    let reply = forward(&c, req).await;
-    if first_send {
-        c.lost.fetch_add(1, Ordering::SeqCst);
-        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    if req["method"] == "eth_sendRawTransaction" && c.lose_send_reply.load(Ordering::SeqCst) {
+        return lose_first_reply(&c, req).await;
     }
-    reply.into_response()
+    forward(&c, req).await.into_response()
+}
+
+/// The first copy of a raw transaction is forwarded and its reply lost (502); with automine
+/// on, once it is mined. A copy sent again is answered as geth answers a transaction it
+/// holds: "already known" while it is pending, "nonce too low" once it is mined.
+async fn lose_first_reply(c: &Capped, req: Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let raw: alloy::primitives::Bytes = req["params"][0].as_str().unwrap().parse().unwrap();
+    let hash = alloy::primitives::keccak256(&raw);
+    if !c.sent.lock().unwrap().insert(raw.to_string()) {
+        let mined = c
+            .upstream
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .is_some();
+        c.resent.fetch_add(1, Ordering::SeqCst);
+        let message = if mined {
+            "nonce too low"
+        } else {
+            "already known"
+        };
+        let error = json!({"code": -32000, "message": message});
+        return Json(json!({"jsonrpc": "2.0", "id": req["id"], "error": error})).into_response();
+    }
+    let _ = forward(c, req).await;
+    let automine: bool = c
+        .upstream
+        .raw_request("anvil_getAutomine".into(), ())
+        .await
+        .unwrap();
+    while automine
+        && c.upstream
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .is_none()
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    c.lost.fetch_add(1, Ordering::SeqCst);
+    axum::http::StatusCode::BAD_GATEWAY.into_response()
 }
 
 async fn forward(c: &Capped, req: Value) -> Json<Value> {
@@ -162,12 +212,7 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
         .unwrap();
 
     let (url, endpoint) = capped(env.chain.provider().clone()).await;
-    let public = Chain::connect(ChainConfig {
-        deployment: Some(env.chain.deployment().clone()),
-        ..ChainConfig::rpc(url, env.dir.path().join("public"))
-    })
-    .await
-    .unwrap();
+    let public = through(&env, url, "public").await;
     let before = endpoint.refused.load(Ordering::SeqCst);
 
     // Each rerun finds its earlier transaction in the logs, through the capped endpoint.
@@ -238,40 +283,53 @@ async fn past_events_are_read_in_ranges_a_public_endpoint_accepts() {
 }
 
 /// A transaction whose reply was lost after the node took it (a proxy's 502, a timeout) runs
-/// once: the retried send finds it known (or mined) and waits for it. Before, the node's
-/// "nonce too low" read as a nonce race and the call was signed again with the next nonce,
-/// running twice.
+/// once: the retried send finds it mined (the node says its nonce is used) or still pending
+/// (the node says it knows it) and waits for it. Before, either answer read as a nonce race
+/// and the call was signed again with the next nonce, running twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_whose_reply_was_lost_runs_once() {
     use alloy::primitives::U256;
 
     let env = crate::ingest::env().await;
     let (url, endpoint) = capped(env.chain.provider().clone()).await;
-    let public = Chain::connect(ChainConfig {
-        deployment: Some(env.chain.deployment().clone()),
-        ..ChainConfig::rpc(url, env.dir.path().join("public"))
-    })
-    .await
-    .unwrap();
+    let public = through(&env, url, "public").await;
     let signer = public.signer();
-    let nonce = || async {
-        env.chain
-            .provider()
-            .get_transaction_count(signer)
-            .await
-            .unwrap()
+    let provider = env.chain.provider();
+    let nonce = || async { provider.get_transaction_count(signer).await.unwrap() };
+    // Succeeds however often it runs: only the nonce tells.
+    let registry = public.datanet_registry();
+    let set_validator = |who: u8| {
+        send(registry.setValidator(U256::from(env.datanet), Address::repeat_byte(who), true))
     };
     let before = nonce().await;
     endpoint.lose_send_reply.store(true, Ordering::SeqCst);
-    // Succeeds however often it runs: only the nonce tells.
-    let receipt = send(public.datanet_registry().setValidator(
-        U256::from(env.datanet),
-        Address::repeat_byte(0x5a),
-        true,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(endpoint.lost.load(Ordering::SeqCst), 1, "a reply was lost");
+
+    // Mined at once: the resend hears "nonce too low".
+    let receipt = set_validator(0x5a).await.unwrap();
+    assert_eq!(
+        (
+            endpoint.lost.load(Ordering::SeqCst),
+            endpoint.resent.load(Ordering::SeqCst)
+        ),
+        (1, 1),
+        "a reply was lost, and the transaction sent again"
+    );
     assert_eq!(nonce().await, before + 1, "one transaction, not two");
     assert!(receipt.status());
+
+    // Still in the pool when resent: the node says it knows it. Mined once that answer is
+    // given.
+    let _: Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let mine = async {
+        while endpoint.resent.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    };
+    let (receipt, ()) = tokio::join!(set_validator(0x5b), mine);
+    assert!(receipt.unwrap().status());
+    assert_eq!(nonce().await, before + 2, "one transaction, not two");
 }

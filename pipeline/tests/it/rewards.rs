@@ -367,6 +367,15 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
     );
 }
 
+/// The accounts an epoch pays the model owner's part to.
+fn owners(m: &EpochManifest) -> Vec<Address> {
+    m.allocations
+        .iter()
+        .filter(|a| a.role == Role::ModelOwner)
+        .map(|a| a.account)
+        .collect()
+}
+
 /// Answer `i` of adapter 0xad…, with `fee`.
 fn answer(i: u8, fee: u128) -> tributary_schemas::manifest::InferenceEntry {
     tributary_schemas::manifest::InferenceEntry {
@@ -441,13 +450,7 @@ async fn an_epoch_the_chain_holds_is_never_settled_again() {
         .unwrap();
     // Adapter 0xad… was never published here: its owner's part is the platform's, never the
     // zero address's (which could not claim it).
-    let owners: Vec<Address> = first
-        .manifest
-        .allocations
-        .iter()
-        .filter(|a| a.role == Role::ModelOwner)
-        .map(|a| a.account)
-        .collect();
+    let owners = owners(&first.manifest);
     assert_eq!(owners, [PLATFORM]);
     let file = dir.path().join("lake").join(EpochManifest::key(1));
     std::fs::remove_file(&file).unwrap();
@@ -679,13 +682,7 @@ async fn the_owner_paid_is_the_contract_account_that_published() {
     let settled = settle(&chain, &lake, Policy::default(), accounts())
         .await
         .unwrap();
-    let owners: Vec<Address> = settled
-        .manifest
-        .allocations
-        .iter()
-        .filter(|a| a.role == Role::ModelOwner)
-        .map(|a| a.account)
-        .collect();
+    let owners = owners(&settled.manifest);
     assert_eq!(owners, [*relay.address()]);
 
     // A registry without `publisherOf` (here: another contract at its address) says so.
