@@ -1,5 +1,8 @@
+use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::engine::arrow_data::ArrowEngineData;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use deltalake::DeltaTableError;
@@ -81,12 +84,10 @@ impl AppendBuilder {
                 .transaction_version(&*table.log_store(), app_id)
                 .await?;
             if done.is_some_and(|v| v >= *version) {
-                // Its commit's version; once log cleanup (Spark's, after a checkpoint) removed
-                // that commit file, the current version, which holds the rows too (appends
-                // are never rewritten). Before, 0: a version without them.
-                let at = committed_version(&table, app_id).await?;
+                // A version with its rows, found without the commit files log cleanup (Spark's,
+                // after a checkpoint) removes. Before, 0 then: a version without them.
                 return Ok(Appended {
-                    version: at.or(table.version()).unwrap_or(0),
+                    version: committed_version(&table, app_id).await?,
                     newly_committed: false,
                 });
             }
@@ -122,35 +123,107 @@ fn is_conflict(e: &DeltaTableError) -> bool {
     )
 }
 
-/// The version whose commit holds the application transaction `app_id`, searching the log
-/// newest first (only on the rare path of a retried append).
-async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Result<Option<u64>> {
+/// The version that holds the rows of the application transaction `app_id`, which the table
+/// is known to hold (only on rare paths: a retried append, a recovered batch): its commit's
+/// version when that commit is after the latest checkpoint, else the checkpoint's version,
+/// whose snapshot holds those rows too (appends are never rewritten). So the search reads at
+/// most the commits since the checkpoint, however long the log, and needs no commit file that
+/// log cleanup removes.
+pub(crate) async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Result<u64> {
+    let checkpoint =
+        with_kernel_snapshot(table, |s, _| Ok(s.log_segment().checkpoint_version)).await?;
+    let oldest = checkpoint.flatten().unwrap_or(0);
     let log = table.log_store();
     let latest = table.version().unwrap_or(0);
-    for version in (0..=latest).rev() {
-        if txn_app_ids(&*log, version)
-            .await?
-            .iter()
-            .any(|id| id == app_id)
-        {
-            return Ok(Some(version));
+    for version in (oldest + 1..=latest).rev() {
+        let Some(ids) = txn_app_ids(&*log, version).await? else {
+            // Removed by a cleanup that ran after this snapshot's listing.
+            return Ok(version + 1);
+        };
+        if ids.iter().any(|id| id == app_id) {
+            return Ok(version);
         }
     }
-    Ok(None)
+    Ok(oldest)
 }
 
-/// The application transaction ids committed in `version` of a table's log.
-pub(crate) async fn txn_app_ids(
+/// Every application transaction id of `table`'s snapshot: the `txn` actions of its checkpoint
+/// and of the commits after it.
+pub(crate) async fn app_ids(table: &deltalake::DeltaTable) -> Result<BTreeSet<String>> {
+    let ids = with_kernel_snapshot(table, |snapshot, engine| {
+        let kernel = |e: delta_kernel::Error| Error::Delta(DeltaTableError::from(e));
+        let mut ids = BTreeSet::new();
+        let actions = snapshot
+            .log_segment()
+            .read_actions(engine, delta_kernel::actions::LOG_TXN_SCHEMA.clone())
+            .map_err(kernel)?;
+        for batch in actions {
+            let data = ArrowEngineData::try_from_engine_data(batch.map_err(kernel)?.actions)
+                .map_err(kernel)?;
+            let rows = data.record_batch();
+            let Some(txn) = rows.column_by_name("txn").and_then(|c| c.as_struct_opt()) else {
+                continue;
+            };
+            let Some(app) = txn
+                .column_by_name("appId")
+                .and_then(|c| c.as_string_opt::<i32>())
+            else {
+                continue;
+            };
+            for i in 0..rows.num_rows() {
+                if txn.is_valid(i) && app.is_valid(i) {
+                    ids.insert(app.value(i).to_string());
+                }
+            }
+        }
+        Ok(ids)
+    })
+    .await?;
+    Ok(ids.unwrap_or_default())
+}
+
+/// Runs `f` on deltalake's own kernel's snapshot of `table` at its loaded version (`None` when
+/// the table has no commit), off the async threads: the kernel's reads block.
+async fn with_kernel_snapshot<T: Send + 'static>(
+    table: &deltalake::DeltaTable,
+    f: impl FnOnce(&delta_kernel::Snapshot, &dyn delta_kernel::Engine) -> Result<T> + Send + 'static,
+) -> Result<Option<T>> {
+    let Some(version) = table.version() else {
+        return Ok(None);
+    };
+    let log = table.log_store();
+    let engine = log.engine(None);
+    // The kernel joins paths onto the root: it must end in '/'.
+    let mut root = log.root_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    tokio::task::spawn_blocking(move || {
+        let snapshot = delta_kernel::Snapshot::builder_for(root)
+            .at_version(version)
+            .build(engine.as_ref())
+            .map_err(|e| Error::Delta(DeltaTableError::from(e)))?;
+        f(&snapshot, engine.as_ref()).map(Some)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("reading the Delta log: {e}")))?
+}
+
+/// The application transaction ids committed in `version` of a table's log, `None` when that
+/// commit file is gone (log cleanup).
+async fn txn_app_ids(
     log: &dyn deltalake::logstore::LogStore,
     version: u64,
-) -> Result<Vec<String>> {
+) -> Result<Option<Vec<String>>> {
     let Some(commit) = log.read_commit_entry(version).await? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    Ok(commit
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .filter_map(|action| action["txn"]["appId"].as_str().map(str::to_string))
-        .collect())
+    Ok(Some(
+        commit
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+            .filter_map(|action| action["txn"]["appId"].as_str().map(str::to_string))
+            .collect(),
+    ))
 }

@@ -167,19 +167,30 @@ impl Lake {
         Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
     }
 
-    /// Every application transaction committed to table `name`, with the version that holds
-    /// it, oldest first: what idempotent appends have landed.
-    pub async fn app_transactions(&self, name: &str) -> Result<Vec<(String, u64)>> {
+    /// The application transaction ids table `name` holds (what idempotent appends have
+    /// landed), from its latest snapshot: the checkpoint's `txn` column and the commits after
+    /// it, the reads a table load makes anyway, however long the log. Ids whose commit files log
+    /// cleanup removed are there too, kept by the checkpoint.
+    pub async fn app_ids(&self, name: &str) -> Result<std::collections::BTreeSet<String>> {
+        crate::append::app_ids(&self.table(name).await?).await
+    }
+
+    /// A version of table `name` that holds the rows of its application transaction `app_id`:
+    /// its commit's version when that commit is after the latest checkpoint, else the
+    /// checkpoint's (appends are never rewritten, so it holds those rows too). `None` when the
+    /// table does not hold `app_id`.
+    pub async fn committed_at(&self, name: &str, app_id: &str) -> Result<Option<u64>> {
         let table = self.table(name).await?;
-        let log = table.log_store();
-        let latest = table.version().unwrap_or(0);
-        let mut out = Vec::new();
-        for version in 0..=latest {
-            for id in crate::append::txn_app_ids(&*log, version).await? {
-                out.push((id, version));
-            }
+        let held = table
+            .snapshot()?
+            .transaction_version(&*table.log_store(), app_id)
+            .await?;
+        match held {
+            Some(_) => crate::append::committed_version(&table, app_id)
+                .await
+                .map(Some),
+            None => Ok(None),
         }
-        Ok(out)
     }
 
     /// The current version of table `name`, `None` when it has no commit yet.

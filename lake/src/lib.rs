@@ -9,8 +9,9 @@
 //!   same batch twice adds nothing ([`Lake::append`]); a commit that loses a race with another
 //!   writer is retried on a freshly loaded table (up to 8 tries, doubling pause), so an
 //!   idempotent append lands once even when two processes finish the same batch;
-//! - list the application transactions that landed ([`Lake::app_transactions`], what recovery
-//!   reads);
+//! - list the application transactions that landed ([`Lake::app_ids`], from the snapshot's
+//!   checkpoint and the commits after it, what recovery reads) and find the version holding
+//!   one ([`Lake::committed_at`]);
 //! - read a table as of any version (time travel, [`Lake::read`]), in the declared schema's
 //!   types;
 //! - put and get objects by keys relative to the root ([`Lake::put`], [`Lake::get`]);

@@ -191,20 +191,26 @@ pub async fn commit_keyed(
 /// may anchor; another Datanet's batch is left to its anchorers (logged), so it never stops
 /// this signer's work. Returns the batches it finished.
 pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
+    // Both lists come from the tables' snapshots (checkpoint plus the commits after it), so
+    // this costs the same on a long log as on a short one, and sees batches whose commit files
+    // log cleanup removed.
     let finished: HashSet<String> = lake
-        .app_transactions(names::BATCHES)
+        .app_ids(names::BATCHES)
         .await?
         .into_iter()
-        .filter_map(|(id, _)| id.strip_prefix(ANCHOR_TXN).map(str::to_string))
+        .filter_map(|id| id.strip_prefix(ANCHOR_TXN).map(str::to_string))
         .collect();
     let mut done = Vec::new();
-    for (app_id, version) in lake.app_transactions(names::CONTRIBUTIONS).await? {
+    for app_id in lake.app_ids(names::CONTRIBUTIONS).await? {
         let Some(batch) = app_id.strip_prefix(BATCH_TXN) else {
             continue;
         };
         if finished.contains(batch) {
             continue;
         }
+        let Some(version) = lake.committed_at(names::CONTRIBUTIONS, &app_id).await? else {
+            continue;
+        };
         let batch_id: B256 = batch
             .parse()
             .map_err(|_| Error::InvalidInput(format!("bad batch id in the lake: {batch}")))?;

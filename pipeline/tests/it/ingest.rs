@@ -373,3 +373,83 @@ async fn a_rerun_after_log_cleanup_keeps_the_manifest_the_chain_holds() {
     .unwrap();
     assert_eq!(stored.hash(), anchored.manifestHash);
 }
+
+/// A batch committed to the lake but never anchored (its anchoring failed, as after a crash) is
+/// found and finished by `recover` after another engine checkpointed the table and cleaned up
+/// the log, removing the commit file that holds it: recovery lists the snapshot's application
+/// transactions (checkpoint plus the commits after it). Before, it read every commit file from
+/// version 0, one request each on every `contribute`, and missed this batch.
+#[tokio::test]
+async fn a_batch_left_unanchored_is_recovered_after_log_cleanup() {
+    use tributary_chain::{Chain, ChainConfig};
+    use tributary_pipeline::ingest::recover;
+
+    let env = env().await;
+    let input = signed(&env, 8);
+    // Alice may not anchor in this Datanet: her batch is committed, then its anchoring fails.
+    let as_alice = Chain::connect(ChainConfig {
+        signer: Some(dev_contributor(2)),
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
+    })
+    .await
+    .unwrap();
+    let err = ingest(&as_alice, &env.lake, env.datanet, input[..4].to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rows(&env.lake).await,
+        4,
+        "committed before it failed: {err}"
+    );
+    let later = ingest(&env.chain, &env.lake, env.datanet, input[4..].to_vec())
+        .await
+        .unwrap()
+        .batch;
+    let table = env.lake.table(names::CONTRIBUTIONS).await.unwrap();
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .unwrap();
+    let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
+        later.lake_version,
+        &*table.log_store(),
+        far_future,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(removed > 0, "the log before the checkpoint is gone");
+
+    let done = recover(&env.chain, &env.lake).await.unwrap();
+    assert_eq!(done.len(), 1, "the unanchored batch is found");
+    let batch = &done[0];
+    assert_eq!((batch.count, batch.newly_anchored), (4, true));
+    let stored = env
+        .chain
+        .datanet_registry()
+        .batch(batch.batch_id)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(stored.count, U256::from(4));
+    // The manifest's lake version holds the batch's rows (the checkpoint's, its commit gone).
+    let at = env
+        .lake
+        .read(names::CONTRIBUTIONS, Some(batch.lake_version))
+        .await
+        .unwrap();
+    let held = id_and_content(&at)
+        .into_iter()
+        .filter(|(id, _)| {
+            input[..4]
+                .iter()
+                .any(|s| format!("{:#x}", s.contribution.id()) == *id)
+        })
+        .count();
+    assert_eq!(held, 4, "read at version {}", batch.lake_version);
+    assert!(
+        recover(&env.chain, &env.lake).await.unwrap().is_empty(),
+        "finished once"
+    );
+}
