@@ -73,6 +73,8 @@ pub struct Indexer<'a> {
     parallel: usize,
     poll: Duration,
     mirror: bool,
+    /// Whether the mirrored tables were checked to be the ones their progress belongs to.
+    mirror_checked: std::sync::atomic::AtomicBool,
     progress: Option<&'a Progress<'a>>,
 }
 
@@ -117,6 +119,7 @@ impl<'a> Indexer<'a> {
             parallel: 4,
             poll: Duration::from_secs(1),
             mirror: true,
+            mirror_checked: false.into(),
             progress: None,
         }
     }
@@ -353,9 +356,19 @@ impl<'a> Indexer<'a> {
         })
     }
 
+    /// Brings the lake mirror up to the store. The first time in this indexer, each mirrored
+    /// table is checked to be the one its progress was recorded for (a table replaced while
+    /// the indexer stopped is refilled); later, between steps, the progress is trusted.
     async fn catch_up_mirror(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
         if self.mirror {
-            mirror::sync(self.store, self.lake, self.chain.chain_id()).await?;
+            let tables = if self.mirror_checked.load(Ordering::Relaxed) {
+                mirror::Tables::Trusted
+            } else {
+                mirror::Tables::Check
+            };
+            mirror::sync(self.store, self.lake, self.chain.chain_id(), tables).await?;
+            self.mirror_checked.store(true, Ordering::Relaxed);
         }
         Ok(())
     }

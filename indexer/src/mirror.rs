@@ -8,8 +8,9 @@
 //! (`tributary-index-CHAIN-STORE`, seq), so a replay after a crash adds nothing; a rollback deletes
 //! the rows above the fork point, which is harmless to repeat. Progress per table is kept in the
 //! store after each op, so a crash anywhere leaves the mirror behind, never wrong. A table
-//! mirrored for the first time from this store is cleared of the chain's rows and filled by
-//! replaying every op from the first.
+//! mirrored for the first time from this store, or found to be another Delta table than the
+//! one its progress belongs to (its `metaData.id`: created again, or another lake root), is
+//! cleared of the chain's rows and filled by replaying every op from the first.
 
 use std::sync::Arc;
 
@@ -23,21 +24,63 @@ use tributary_schemas::lineage::{Edge, Node};
 
 use crate::{Error, Result, entities};
 
+/// Whether [`sync`] checks that each mirrored table is still the Delta table its progress was
+/// recorded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tables {
+    /// Check each table's id (one table load each): at an indexer's start, and for callers that
+    /// do not know what happened to the lake since the last sync.
+    Check,
+    /// Trust the progress: between steps of a running indexer, which checked at its start.
+    Trusted,
+}
+
 /// Replays every op of `chain_id` each mirrored table has not seen; returns the ops replayed
 /// (counted once per table). Each op's rows are read from the store once for all tables.
-pub async fn sync(store: &Store, lake: &Lake, chain_id: u64) -> Result<u64> {
+///
+/// With [`Tables::Check`], a table that is not the Delta table its progress was recorded for
+/// (dropped and created again by another engine, or the lake moved to a new root while the
+/// store stayed) is filled from the last op its own log says this store appended (none: it is
+/// cleared of the chain's rows and filled from the first op); before, it was taken to hold the
+/// ops of the old table's progress. A copied lake keeps its tables' ids, and so its progress.
+pub async fn sync(store: &Store, lake: &Lake, chain_id: u64, tables: Tables) -> Result<u64> {
     let app_id = format!("tributary-index-{chain_id}-{}", store.store_id().await?);
     let mut done = Vec::with_capacity(names::MIRRORED.len());
     for table in names::MIRRORED {
-        done.push(match store.mirror_progress(chain_id, table).await? {
-            Some(seq) => seq,
-            None => {
-                // First sync of this table from this store: the mirror becomes a copy of it, so
-                // rows another store (an earlier index of this chain) left there go first.
-                lake.delete(table, &format!("chain_id = {chain_id}"))
-                    .await?;
-                store.set_mirror_progress(chain_id, table, 0).await?;
-                0
+        let progress = store.mirror_progress(chain_id, table).await?;
+        done.push(match (progress, tables) {
+            (Some((seq, _)), Tables::Trusted) => seq,
+            (progress, _) => {
+                let id = lake.table_id(table).await?;
+                match progress {
+                    Some((seq, Some(was))) if was == id => seq,
+                    Some((seq, None)) => {
+                        // Recorded before tables were told apart: adopt the one found.
+                        store.set_mirror_table(chain_id, table, &id, seq).await?;
+                        seq
+                    }
+                    other => {
+                        // A table new to this progress. Its own record of this store's appends
+                        // (the application transaction's version: the last op that added rows)
+                        // says where it stands: a table this store filled before (a lake root
+                        // used again) goes on from there. Otherwise it becomes a copy of this
+                        // store from the first op, so rows another store (an earlier index of
+                        // this chain) left there go first.
+                        let from = match lake.txn_version(table, &app_id).await? {
+                            Some(seq) => seq.max(0) as u64,
+                            None => {
+                                lake.delete(table, &format!("chain_id = {chain_id}"))
+                                    .await?;
+                                0
+                            }
+                        };
+                        if other.is_some() {
+                            tracing::warn!(table, chain_id, from, "the mirrored table is not the one this store's progress belongs to (created again, or another lake root): filling it from its own progress");
+                        }
+                        store.set_mirror_table(chain_id, table, &id, from).await?;
+                        from
+                    }
+                }
             }
         });
     }

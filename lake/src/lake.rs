@@ -175,6 +175,16 @@ impl Lake {
         crate::append::app_ids(&self.table(name).await?).await
     }
 
+    /// The version table `name` records for its application transaction `app_id` (what an
+    /// idempotent append passed), `None` when it holds none.
+    pub async fn txn_version(&self, name: &str, app_id: &str) -> Result<Option<i64>> {
+        let table = self.table(name).await?;
+        Ok(table
+            .snapshot()?
+            .transaction_version(&*table.log_store(), app_id)
+            .await?)
+    }
+
     /// A version of table `name` that holds the rows of its application transaction `app_id`:
     /// its commit's version when that commit is after the latest checkpoint, else the
     /// checkpoint's (appends are never rewritten, so it holds those rows too). `None` when the
@@ -191,6 +201,33 @@ impl Lake {
                 .map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The id of table `name` (Delta's `metaData.id`, created with it if missing): fixed when
+    /// the table is created and kept by copies, so a table dropped and created again, or
+    /// another root's table, has another.
+    pub async fn table_id(&self, name: &str) -> Result<String> {
+        Ok(self
+            .table(name)
+            .await?
+            .snapshot()?
+            .metadata()
+            .id()
+            .to_string())
+    }
+
+    /// Whether the root holds any of Tributary's tables (`datanet create` makes them all; an
+    /// indexer's mirror makes its own): false for a root nothing has set up, a mistyped one.
+    pub async fn is_set_up(&self) -> Result<bool> {
+        for name in tables::names::ALL {
+            let log = self.object_path(&format!("{name}/_delta_log/"));
+            match self.store.list(Some(&log)).try_next().await {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 
     /// The current version of table `name`, `None` when it has no commit yet.

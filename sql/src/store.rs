@@ -443,20 +443,26 @@ impl Store {
         )
     }
 
-    /// The last op of `chain_id` that the mirrored table `table` has replayed: `None` when
-    /// the mirror of that table has never been started from this store.
-    pub async fn mirror_progress(&self, chain_id: u64, table: &str) -> Result<Option<u64>> {
-        let seq: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM mirror_progress WHERE chain_id = $1 AND table_name = $2",
+    /// The last op of `chain_id` that the mirrored table `table` has replayed, and the id of
+    /// the Delta table that progress belongs to (`None` when recorded before ids were kept):
+    /// `None` when the mirror of that table has never been started from this store.
+    pub async fn mirror_progress(
+        &self,
+        chain_id: u64,
+        table: &str,
+    ) -> Result<Option<(u64, Option<String>)>> {
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT seq, table_id FROM mirror_progress WHERE chain_id = $1 AND table_name = $2",
         )
         .bind(chain_id as i64)
         .bind(table)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(seq.map(|s| s as u64))
+        Ok(row.map(|(seq, id)| (seq as u64, id)))
     }
 
-    /// Records that the mirrored table `table` has replayed the ops of `chain_id` up to `seq`.
+    /// Records that the mirrored table `table` has replayed the ops of `chain_id` up to `seq`
+    /// (the Delta table it belongs to is kept).
     pub async fn set_mirror_progress(&self, chain_id: u64, table: &str, seq: u64) -> Result<()> {
         sqlx::query(
             "INSERT INTO mirror_progress (chain_id, table_name, seq) VALUES ($1, $2, $3) \
@@ -465,6 +471,30 @@ impl Store {
         .bind(chain_id as i64)
         .bind(table)
         .bind(seq as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the mirrored table `table` is the Delta table `table_id` and has replayed
+    /// the ops of `chain_id` up to `seq`: a mirror started, restarted on a new table, or an
+    /// older progress adopting the table it found.
+    pub async fn set_mirror_table(
+        &self,
+        chain_id: u64,
+        table: &str,
+        table_id: &str,
+        seq: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mirror_progress (chain_id, table_name, seq, table_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (chain_id, table_name) \
+             DO UPDATE SET seq = excluded.seq, table_id = excluded.table_id",
+        )
+        .bind(chain_id as i64)
+        .bind(table)
+        .bind(seq as i64)
+        .bind(table_id)
         .execute(&self.pool)
         .await?;
         Ok(())

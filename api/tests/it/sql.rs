@@ -250,9 +250,14 @@ pub(crate) async fn fixture() -> Fixture {
         blocks_seen: &[],
     };
     store.apply(CHAIN, "lineage", rows, &cp).await.unwrap();
-    tributary_indexer::mirror::sync(&store, &lake, CHAIN)
-        .await
-        .unwrap();
+    tributary_indexer::mirror::sync(
+        &store,
+        &lake,
+        CHAIN,
+        tributary_indexer::mirror::Tables::Check,
+    )
+    .await
+    .unwrap();
     Fixture {
         lake,
         store,

@@ -458,3 +458,83 @@ async fn the_mirror_catches_up_after_a_lake_outage_on_an_idle_chain() {
     let _ = stop_tx.send(());
     follow.await.unwrap();
 }
+
+/// Rows of table `table` in `lake`.
+async fn mirrored_rows(lake: &tributary_lake::Lake, table: &str) -> usize {
+    lake.read(table, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+/// A mirrored table that another engine dropped and created again while the indexer was
+/// stopped, or a new lake root indexed from the same store, is filled again from the first op
+/// at the indexer's next start: each table's progress belongs to one Delta table (its
+/// `metaData.id`). Before, the store's progress was taken as the new table's, which then held
+/// only the blocks indexed after it.
+#[tokio::test]
+async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
+    use tributary_schemas::tables::names;
+
+    let env = env().await;
+    build_history(&env).await;
+    let store = env.store("refill.db").await;
+    let chain_id = env.chain.chain_id();
+    Indexer::new(&env.chain, &store, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let in_store = || async { store.graph(chain_id).await.unwrap().0.len() };
+    assert_eq!(
+        mirrored_rows(&env.lake, names::LINEAGE_NODES).await,
+        in_store().await
+    );
+    let events = mirrored_rows(&env.lake, names::CHAIN_EVENTS).await;
+
+    // Another engine drops `lineage_nodes` and creates it again, empty; a block follows.
+    let dir = env.dir.path().join("lake").join(names::LINEAGE_NODES);
+    std::fs::remove_dir_all(&dir).unwrap();
+    env.lake.table(names::LINEAGE_NODES).await.unwrap();
+    env.datanet().await;
+    Indexer::new(&env.chain, &store, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert_eq!(
+        mirrored_rows(&env.lake, names::LINEAGE_NODES).await,
+        in_store().await,
+        "the table created again holds every node"
+    );
+    let more_events = mirrored_rows(&env.lake, names::CHAIN_EVENTS).await;
+    assert!(
+        more_events > events,
+        "the untouched table took the new block"
+    );
+
+    // The same store mirrored into another lake root: every table is filled there too.
+    let moved = tributary_lake::Lake::open(env.dir.path().join("moved").to_str().unwrap()).unwrap();
+    Indexer::new(&env.chain, &store, &moved)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert_eq!(
+        mirrored_rows(&moved, names::LINEAGE_NODES).await,
+        in_store().await
+    );
+    assert_eq!(
+        mirrored_rows(&moved, names::CHAIN_EVENTS).await,
+        more_events
+    );
+    // Back on the first root: the progress followed the other root's tables, so these are
+    // refilled, each row once.
+    Indexer::new(&env.chain, &store, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert_eq!(
+        mirrored_rows(&env.lake, names::CHAIN_EVENTS).await,
+        more_events
+    );
+}

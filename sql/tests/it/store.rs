@@ -214,7 +214,20 @@ async fn suite(store: &Store) {
         vec![(1, B256::with_last_byte(1).to_string())]
     );
     store.set_mirror_progress(chain, "t", 3).await.unwrap();
-    assert_eq!(store.mirror_progress(chain, "t").await.unwrap(), Some(3));
+    assert_eq!(
+        store.mirror_progress(chain, "t").await.unwrap(),
+        Some((3, None))
+    );
+    store
+        .set_mirror_table(chain, "t", "uuid-1", 0)
+        .await
+        .unwrap();
+    store.set_mirror_progress(chain, "t", 4).await.unwrap();
+    assert_eq!(
+        store.mirror_progress(chain, "t").await.unwrap(),
+        Some((4, Some("uuid-1".to_string()))),
+        "progress keeps the table's id"
+    );
     assert_eq!(store.mirror_progress(chain, "other").await.unwrap(), None);
     let id = store.store_id().await.unwrap();
     assert_eq!(store.store_id().await.unwrap(), id, "stable");
