@@ -209,9 +209,7 @@ impl Chain {
                             "deploying the contracts needs a signer key: TRIBUTARY_PRIVATE_KEY or --key-file".into(),
                         )
                     })?;
-                    let d = deploy_all(&provider, deployer).await?;
-                    d.save(&config.data_dir)?;
-                    d
+                    deploy_all(&provider, deployer, &config.data_dir).await?
                 }
                 _ => {
                     return Err(Error::Config(format!(

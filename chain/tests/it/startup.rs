@@ -173,3 +173,89 @@ async fn an_rpc_url_of_another_scheme_is_a_clear_error() {
         .to_string();
     assert!(err.contains("ftp") && err.contains("ws(s)://"), "{err}");
 }
+
+/// A deployment stopped part way (a kill, or a receipt that timed out) is taken up where it
+/// stopped by the next connect that may deploy: the contracts it had deployed are kept, and
+/// only the rest (plus at most the one whose receipt it was waiting for) are sent. Before, a
+/// rerun deployed all five again, leaving the first ones behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_stopped_part_way_is_taken_up_where_it_stopped() {
+    use std::time::Duration;
+    use tributary_chain::bindings::RewardToken;
+    use tributary_chain::keys::{ANVIL_DEV_KEY, parse_key};
+
+    let node = LocalAnvil::start(&AnvilOptions {
+        chain_id: Some(9),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = parse_key(ANVIL_DEV_KEY).unwrap();
+    let deployer = key.address();
+    let mut c = ChainConfig::rpc(node.url().clone(), dir.path());
+    c.signer = Some(key);
+    c.allow_deploy = true;
+    let rpc = alloy::providers::ProviderBuilder::new().connect_http(node.url().clone());
+    let _: serde_json::Value = rpc
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let partial = dir.path().join("deployment.partial.json");
+    let recorded = || -> Vec<String> {
+        std::fs::read(&partial)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| {
+                v["contracts"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+            })
+            .unwrap_or_default()
+    };
+
+    // The first two contracts are mined as each reaches the mempool, and recorded.
+    let deploying = tokio::spawn(Chain::connect(c.clone()));
+    for n in 1..=2u64 {
+        while rpc.get_transaction_count(deployer).pending().await.unwrap() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _: serde_json::Value = rpc.raw_request("evm_mine".into(), ()).await.unwrap();
+        while recorded().len() < n as usize {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Stopped while it waits for the third one's receipt, as a kill would stop it.
+    deploying.abort();
+    let _ = deploying.await;
+    let kept = recorded();
+    let _: serde_json::Value = rpc
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+
+    let chain = Chain::connect(c).await.unwrap();
+    let d = chain.deployment().clone();
+    assert_eq!(
+        [d.datanet_registry, d.model_registry].map(|a| a.to_string().to_lowercase()),
+        [kept[0].to_lowercase(), kept[1].to_lowercase()],
+        "the contracts deployed before the stop are kept"
+    );
+    assert_eq!(Deployment::load(dir.path()).unwrap(), Some(d.clone()));
+    assert!(!partial.exists(), "the partial record is gone once done");
+    // Five contracts and the role grant, and at most the one in flight at the stop again.
+    let sent = rpc.get_transaction_count(deployer).await.unwrap();
+    assert!(
+        sent <= 7,
+        "{sent} transactions: contracts were deployed again"
+    );
+    let token = RewardToken::new(d.reward_token, chain.provider().clone());
+    let minter = token.MINTER_ROLE().call().await.unwrap();
+    assert!(
+        token
+            .hasRole(minter, d.reward_distributor)
+            .call()
+            .await
+            .unwrap(),
+        "the distributor may mint"
+    );
+}
