@@ -107,6 +107,29 @@ pub(crate) async fn lake(common: &Common) -> anyhow::Result<Lake> {
     Ok(lake)
 }
 
+/// [`lake`] for commands that read what Tributary wrote there (`sql`, `verify`): a root that
+/// holds no Tributary tables (a mistyped `--lake`, or nothing set up yet) is an error that says
+/// so, instead of empty answers, "not found" verdicts and empty tables made at that root.
+pub(crate) async fn existing_lake(common: &Common) -> anyhow::Result<Lake> {
+    let root = match &common.lake {
+        Some(root) => root.clone(),
+        None => common.data_dir.join("lake").to_string_lossy().into_owned(),
+    };
+    let hint = "check --lake (TRIBUTARY_LAKE, or `lake =` in tributary.toml); `tributary datanet create` sets a lake up";
+    if !root.contains("://") && !std::path::Path::new(&root).exists() {
+        anyhow::bail!("no Tributary lake at {root}: the directory does not exist; {hint}");
+    }
+    let lake = lake(common).await?;
+    if !lake
+        .is_set_up()
+        .await
+        .with_context(|| format!("reading the lake at {root}"))?
+    {
+        anyhow::bail!("no Tributary lake at {root}: it holds none of its tables; {hint}");
+    }
+    Ok(lake)
+}
+
 /// Opens the index store the flags name (SQLite in the data directory by default).
 pub(crate) async fn store(common: &Common) -> anyhow::Result<Store> {
     let url = match &common.store {

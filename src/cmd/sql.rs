@@ -39,7 +39,7 @@ enum Output {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let lake = super::lake(&args.common).await?;
+    let lake = super::existing_lake(&args.common).await?;
     let store = super::store(&args.common).await?;
     let chain_id = Deployment::load(&args.common.data_dir)?
         .map(|d| d.chain_id)

@@ -15,8 +15,8 @@ pub(crate) struct Args {
 /// reason printed); `Err` when the checks could not run (exit 2).
 pub(crate) async fn run(args: Args) -> anyhow::Result<bool> {
     let id = super::parse_id(&args.contribution)?;
+    let lake = super::existing_lake(&args.common).await?;
     let chain = super::chain_read_only(&args.common).await?;
-    let lake = super::lake(&args.common).await?;
     let p = match tributary_pipeline::verify::prove(&chain, &lake, id).await {
         Ok(p) => p,
         Err(tributary_pipeline::Error::NotFound(what)) => {

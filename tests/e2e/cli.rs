@@ -85,3 +85,41 @@ fn serve_refuses_a_fee_no_amount_column_holds() {
         "{err}"
     );
 }
+
+/// `sql` and `verify` on a lake root that holds no Tributary tables (a mistyped `--lake`) say
+/// so and name the fix, instead of answering from empty tables made there (or "NOT VERIFIED").
+#[test]
+fn reading_commands_refuse_a_lake_root_nothing_set_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("lkae");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let id = format!("0x{}", "ab".repeat(32));
+    for root in [&typo, &empty] {
+        for args in [
+            vec!["sql", "SELECT count(*) FROM contributions"],
+            vec!["verify", id.as_str()],
+        ] {
+            let out = tributary()
+                .args(&args)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .arg("--lake")
+                .arg(root)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} at {}", root.display());
+            assert!(
+                err.contains("no Tributary lake at") && err.contains("check --lake"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert!(!typo.exists(), "nothing is made at a mistyped root");
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "nor in an empty one"
+    );
+}
