@@ -5,12 +5,13 @@
 //! The store numbers every change to a chain's graph (`index_ops`: a block range applied, or a
 //! rollback above a fork point). Each mirrored table replays the ops it has not seen, in order:
 //! an apply appends the rows of its block range with the Delta application transaction
-//! (`tributary-index-CHAIN-STORE`, seq), so a replay after a crash adds nothing; a rollback deletes
+//! (`tributary-index-CHAIN-STORE`, with a suffix of its own for a table filled again; version:
+//! the op's seq), so a replay after a crash adds nothing; a rollback deletes
 //! the rows above the fork point, which is harmless to repeat. Progress per table is kept in the
 //! store after each op, so a crash anywhere leaves the mirror behind, never wrong. A table
 //! mirrored for the first time from this store, or found to be another Delta table than the
-//! one its progress belongs to (its `metaData.id`: created again, or another lake root), is
-//! cleared of the chain's rows and filled by replaying every op from the first.
+//! one its progress belongs to (its `metaData.id`: created again, replaced, or another lake
+//! root), is cleared of the chain's rows and filled by replaying every op from the first.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use tributary_lake::Lake;
 use tributary_schemas::tables::{self, names};
-use tributary_sql::{OpKind, RawEvent, Store};
+use tributary_sql::{MirrorProgress, OpKind, RawEvent, Store};
 
 use tributary_schemas::lineage::{Edge, Node};
 
@@ -31,66 +32,83 @@ pub enum Tables {
     /// Check each table's id (one table load each): at an indexer's start, and for callers that
     /// do not know what happened to the lake since the last sync.
     Check,
-    /// Trust the progress: between steps of a running indexer, which checked at its start.
+    /// Trust the progress: between steps of a running indexer, which checked at its start. A
+    /// table replaced meanwhile is still found, by the id its next append reports.
     Trusted,
 }
 
 /// Replays every op of `chain_id` each mirrored table has not seen; returns the ops replayed
 /// (counted once per table). Each op's rows are read from the store once for all tables.
 ///
-/// With [`Tables::Check`], a table that is not the Delta table its progress was recorded for
-/// (dropped and created again by another engine, or the lake moved to a new root while the
-/// store stayed) is filled from the last op its own log says this store appended (none: it is
-/// cleared of the chain's rows and filled from the first op); before, it was taken to hold the
-/// ops of the old table's progress. A copied lake keeps its tables' ids, and so its progress.
+/// A table that is not the Delta table its progress was recorded for (dropped and created
+/// again or replaced in place by another engine, or the lake moved to a new root while the
+/// store stayed) is cleared of the chain's rows and refilled from the first op; before, it was
+/// taken to hold the old table's ops. [`Tables::Check`] compares every table's id first; an
+/// append into a table whose id changed (replaced while the indexer runs) does it too. A copied
+/// lake keeps its tables' ids, and so its progress.
 pub async fn sync(store: &Store, lake: &Lake, chain_id: u64, tables: Tables) -> Result<u64> {
-    let app_id = format!("tributary-index-{chain_id}-{}", store.store_id().await?);
-    let mut done = Vec::with_capacity(names::MIRRORED.len());
+    let original = format!("tributary-index-{chain_id}-{}", store.store_id().await?);
+    let mut replayed = 0;
+    let mut tables = tables;
+    // A table replaced under a pass ends it; the next pass checks every id and refills it.
+    for _ in 0..3 {
+        let (n, replaced) = sync_pass(store, lake, chain_id, tables, &original).await?;
+        replayed += n;
+        if !replaced {
+            return Ok(replayed);
+        }
+        tables = Tables::Check;
+    }
+    Err(Error::Mirror(
+        "a mirrored table was replaced again during each of 3 refills: stop whatever keeps \
+         replacing it, then index again"
+            .into(),
+    ))
+}
+
+/// One pass of [`sync`]: the ops replayed, and whether a table was found replaced under it.
+async fn sync_pass(
+    store: &Store,
+    lake: &Lake,
+    chain_id: u64,
+    tables: Tables,
+    original: &str,
+) -> Result<(u64, bool)> {
+    let mut progress = Vec::with_capacity(names::MIRRORED.len());
     for table in names::MIRRORED {
-        let progress = store.mirror_progress(chain_id, table).await?;
-        done.push(match (progress, tables) {
-            (Some((seq, _)), Tables::Trusted) => seq,
-            (progress, _) => {
+        let recorded = store.mirror_progress(chain_id, table).await?;
+        progress.push(match (recorded, tables) {
+            (Some(p), Tables::Trusted) => p,
+            (recorded, _) => {
                 let id = lake.table_id(table).await?;
-                match progress {
-                    Some((seq, Some(was))) if was == id => seq,
-                    Some((seq, None)) => {
+                match recorded {
+                    Some(p) if p.table_id.as_deref() == Some(id.as_str()) => p,
+                    Some(p) if p.table_id.is_none() => {
                         // Recorded before tables were told apart: adopt the one found.
-                        store.set_mirror_table(chain_id, table, &id, seq).await?;
-                        seq
+                        let p = MirrorProgress {
+                            table_id: Some(id),
+                            ..p
+                        };
+                        store.set_mirror_table(chain_id, table, &p).await?;
+                        p
                     }
                     other => {
-                        // A table new to this progress. Its own record of this store's appends
-                        // (the application transaction's version: the last op that added rows)
-                        // says where it stands: a table this store filled before (a lake root
-                        // used again) goes on from there. Otherwise it becomes a copy of this
-                        // store from the first op, so rows another store (an earlier index of
-                        // this chain) left there go first.
-                        let from = match lake.txn_version(table, &app_id).await? {
-                            Some(seq) => seq.max(0) as u64,
-                            None => {
-                                lake.delete(table, &format!("chain_id = {chain_id}"))
-                                    .await?;
-                                0
-                            }
-                        };
                         if other.is_some() {
-                            tracing::warn!(table, chain_id, from, "the mirrored table is not the one this store's progress belongs to (created again, or another lake root): filling it from its own progress");
+                            tracing::warn!(table, chain_id, "the mirrored table is not the one this store filled (created again, replaced, or another lake root): refilling it from the first op");
                         }
-                        store.set_mirror_table(chain_id, table, &id, from).await?;
-                        from
+                        start(store, lake, chain_id, table, id, original).await?
                     }
                 }
             }
         });
     }
-    let oldest = done.iter().copied().min().unwrap_or_default();
+    let oldest = progress.iter().map(|p| p.seq).min().unwrap_or_default();
     let mut replayed = 0;
     for op in store.ops_after(chain_id, oldest).await? {
         let mut held = None;
         let mut manifests = entities::Manifests::default();
-        for (table, done) in names::MIRRORED.iter().zip(&mut done) {
-            if op.seq <= *done {
+        for (table, p) in names::MIRRORED.iter().zip(&mut progress) {
+            if op.seq <= p.seq {
                 continue;
             }
             match op.kind {
@@ -109,11 +127,23 @@ pub async fn sync(store: &Store, lake: &Lake, chain_id: u64, tables: Tables) -> 
                         rows(chain_id, table, events, nodes, edges)?
                     };
                     if batch.num_rows() > 0 {
-                        lake.append(table)
+                        let appended = lake
+                            .append(table)
                             .batches(vec![batch])
-                            .idempotent(app_id.clone(), op.seq as i64)
+                            .idempotent(p.app_id.as_deref().unwrap_or(original), op.seq as i64)
                             .commit()
                             .await?;
+                        if p.table_id
+                            .as_ref()
+                            .is_some_and(|id| *id != appended.table_id)
+                        {
+                            tracing::warn!(
+                                table,
+                                chain_id,
+                                "the mirrored table was replaced while indexing: refilling it from the first op"
+                            );
+                            return Ok((replayed, true));
+                        }
                     }
                 }
                 OpKind::Rollback => {
@@ -125,11 +155,37 @@ pub async fn sync(store: &Store, lake: &Lake, chain_id: u64, tables: Tables) -> 
                 }
             }
             store.set_mirror_progress(chain_id, table, op.seq).await?;
-            *done = op.seq;
+            p.seq = op.seq;
             replayed += 1;
         }
     }
-    Ok(replayed)
+    Ok((replayed, false))
+}
+
+/// Starts the mirror of `table` (the Delta table `table_id`) over: the chain's rows there go
+/// (another store's, or an earlier fill's), and its appends carry a transaction id of their
+/// own, so a table that keeps an earlier fill's transactions (replaced in place) is refilled.
+async fn start(
+    store: &Store,
+    lake: &Lake,
+    chain_id: u64,
+    table: &str,
+    table_id: String,
+    original: &str,
+) -> Result<MirrorProgress> {
+    lake.delete(table, &format!("chain_id = {chain_id}"))
+        .await?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let p = MirrorProgress {
+        seq: 0,
+        table_id: Some(table_id),
+        app_id: Some(format!("{original}-{nanos:x}")),
+    };
+    store.set_mirror_table(chain_id, table, &p).await?;
+    Ok(p)
 }
 
 /// The rows of graph table `table` among `events`, `nodes` and `edges` (one op's block range).

@@ -13,12 +13,14 @@ use deltalake::protocol::SaveMode;
 use crate::{Error, Lake, Result};
 
 /// The outcome of an append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// The table version holding the rows.
     pub version: u64,
     /// False when the same application transaction was already committed: nothing was added.
     pub newly_committed: bool,
+    /// The id of the Delta table appended to (its `metaData.id`, see [`Lake::table_id`]).
+    pub table_id: String,
 }
 
 /// An append to one table, built with [`Lake::append`].
@@ -89,6 +91,7 @@ impl AppendBuilder {
                 return Ok(Appended {
                     version: committed_version(&table, app_id).await?,
                     newly_committed: false,
+                    table_id: table.snapshot()?.metadata().id().to_string(),
                 });
             }
             props = props.with_application_transaction(Transaction::new(app_id, *version));
@@ -106,6 +109,7 @@ impl AppendBuilder {
         Ok(Appended {
             version,
             newly_committed: true,
+            table_id: written.snapshot()?.metadata().id().to_string(),
         })
     }
 }
@@ -125,26 +129,25 @@ fn is_conflict(e: &DeltaTableError) -> bool {
 
 /// The version that holds the rows of the application transaction `app_id`, which the table
 /// is known to hold (only on rare paths: a retried append, a recovered batch): its commit's
-/// version when that commit is after the latest checkpoint, else the checkpoint's version,
-/// whose snapshot holds those rows too (appends are never rewritten). So the search reads at
-/// most the commits since the checkpoint, however long the log, and needs no commit file that
-/// log cleanup removes.
+/// version when that commit is after the latest checkpoint, else the table's loaded version,
+/// which holds those rows too (appends are never rewritten). So the search reads at most the
+/// commits since the checkpoint, however long the log, and needs no commit file that log
+/// cleanup removes.
 pub(crate) async fn committed_version(table: &deltalake::DeltaTable, app_id: &str) -> Result<u64> {
     let checkpoint =
         with_kernel_snapshot(table, |s, _| Ok(s.log_segment().checkpoint_version)).await?;
-    let oldest = checkpoint.flatten().unwrap_or(0);
     let log = table.log_store();
     let latest = table.version().unwrap_or(0);
-    for version in (oldest + 1..=latest).rev() {
-        let Some(ids) = txn_app_ids(&*log, version).await? else {
+    let after = checkpoint.flatten().map_or(0, |c| c + 1);
+    for version in (after..=latest).rev() {
+        match txn_app_ids(&*log, version).await? {
+            Some(ids) if ids.iter().any(|id| id == app_id) => return Ok(version),
+            Some(_) => {}
             // Removed by a cleanup that ran after this snapshot's listing.
-            return Ok(version + 1);
-        };
-        if ids.iter().any(|id| id == app_id) {
-            return Ok(version);
+            None => break,
         }
     }
-    Ok(oldest)
+    Ok(latest)
 }
 
 /// Every application transaction id of `table`'s snapshot: the `txn` actions of its checkpoint
@@ -161,15 +164,22 @@ pub(crate) async fn app_ids(table: &deltalake::DeltaTable) -> Result<BTreeSet<St
             let data = ArrowEngineData::try_from_engine_data(batch.map_err(kernel)?.actions)
                 .map_err(kernel)?;
             let rows = data.record_batch();
-            let Some(txn) = rows.column_by_name("txn").and_then(|c| c.as_struct_opt()) else {
-                continue;
+            let shape = || {
+                Error::Config(format!(
+                    "the Delta log's txn actions came back as {:?}, not a struct with appId",
+                    rows.schema()
+                ))
             };
-            let Some(app) = txn
-                .column_by_name("appId")
-                .and_then(|c| c.as_string_opt::<i32>())
-            else {
-                continue;
-            };
+            let txn = rows
+                .column_by_name("txn")
+                .and_then(|c| c.as_struct_opt())
+                .ok_or_else(shape)?;
+            // Any string type the kernel reads it as (Utf8, LargeUtf8, Utf8View).
+            let app = arrow::compute::cast(
+                txn.column_by_name("appId").ok_or_else(shape)?,
+                &arrow::datatypes::DataType::Utf8,
+            )?;
+            let app = app.as_string::<i32>();
             for i in 0..rows.num_rows() {
                 if txn.is_valid(i) && app.is_valid(i) {
                     ids.insert(app.value(i).to_string());

@@ -169,26 +169,16 @@ impl Lake {
 
     /// The application transaction ids table `name` holds (what idempotent appends have
     /// landed), from its latest snapshot: the checkpoint's `txn` column and the commits after
-    /// it, the reads a table load makes anyway, however long the log. Ids whose commit files log
-    /// cleanup removed are there too, kept by the checkpoint.
+    /// it (at most a checkpoint interval of them), not every commit since version 0. Ids whose
+    /// commit files log cleanup removed are there too, kept by the checkpoint.
     pub async fn app_ids(&self, name: &str) -> Result<std::collections::BTreeSet<String>> {
         crate::append::app_ids(&self.table(name).await?).await
     }
 
-    /// The version table `name` records for its application transaction `app_id` (what an
-    /// idempotent append passed), `None` when it holds none.
-    pub async fn txn_version(&self, name: &str, app_id: &str) -> Result<Option<i64>> {
-        let table = self.table(name).await?;
-        Ok(table
-            .snapshot()?
-            .transaction_version(&*table.log_store(), app_id)
-            .await?)
-    }
-
     /// A version of table `name` that holds the rows of its application transaction `app_id`:
-    /// its commit's version when that commit is after the latest checkpoint, else the
-    /// checkpoint's (appends are never rewritten, so it holds those rows too). `None` when the
-    /// table does not hold `app_id`.
+    /// its commit's version when that commit is after the latest checkpoint, else the current
+    /// one (appends are never rewritten, so it holds those rows too). `None` when the table
+    /// does not hold `app_id`.
     pub async fn committed_at(&self, name: &str, app_id: &str) -> Result<Option<u64>> {
         let table = self.table(name).await?;
         let held = table

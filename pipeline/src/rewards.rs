@@ -494,11 +494,18 @@ pub async fn settle(
     accounts: Accounts,
 ) -> Result<Settled> {
     let done = epochs(lake).await?;
-    if let Some(last) = done.last()
-        && posted_root(chain, last.epoch).await? != last.root
-    {
-        // Not posted yet (resumed), or posted with another root (refused).
-        return publish(chain, lake, last.clone()).await;
+    if let Some(last) = done.last() {
+        let (root, total) = posted(chain, last.epoch).await?;
+        if root != last.root {
+            // Not posted yet (resumed), or posted with another root (refused).
+            return publish(chain, lake, last.clone()).await;
+        }
+        // Posted by hand with another total: nothing on chain can change it, so it is said
+        // on every run and the next epochs are settled all the same.
+        let pool = last.pool.parse().unwrap_or(u128::MAX);
+        if let Err(e) = check_posted(last, pool, root, total) {
+            tracing::warn!(epoch = last.epoch, "{e}");
+        }
     }
     let settled: HashSet<B256> = done
         .iter()
@@ -642,13 +649,49 @@ pub async fn settle(
 
 /// The Merkle root epoch `n` was posted with (zero when it was not).
 async fn posted_root(chain: &Chain, n: u64) -> Result<B256> {
-    Ok(chain
+    Ok(posted(chain, n).await?.0)
+}
+
+/// Epoch `n` as posted: its root (zero while not posted) and the total minted for it.
+async fn posted(chain: &Chain, n: u64) -> Result<(B256, U256)> {
+    let e = chain
         .reward_distributor()
         .epochs(U256::from(n))
         .call()
         .await
-        .map_err(tributary_chain::Error::from)?
-        .merkleRoot)
+        .map_err(tributary_chain::Error::from)?;
+    Ok((e.merkleRoot, e.total))
+}
+
+/// Checks epoch `m`, posted with `root` and `total`, against its manifest: the root, and the
+/// total minted against the pool the allocations share (an epoch posted by hand, say from a
+/// multisig when the settling key lacks the role, with another total: its last claims would
+/// fail on `ExceedsEpochTotal`, or tokens beyond the allocations would be minted).
+fn check_posted(m: &EpochManifest, pool: u128, root: B256, total: U256) -> Result<()> {
+    if root != m.root {
+        return Err(posted_otherwise(m, root));
+    }
+    if total != U256::from(pool) {
+        let pool = U256::from(pool);
+        return Err(Error::InvalidInput(format!(
+            "epoch {} was posted with this manifest's root but a total of {total}, not its pool \
+             of {pool}: {}",
+            m.epoch,
+            if total < pool {
+                format!(
+                    "its claims fail (ExceedsEpochTotal) once {total} is claimed; pay the {} \
+                     short in a later epoch",
+                    pool - total
+                )
+            } else {
+                format!(
+                    "{} more was minted than its allocations hand out",
+                    total - pool
+                )
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// Epoch `m` was posted with another root than its manifest's.
@@ -666,9 +709,13 @@ fn posted_otherwise(m: &EpochManifest, posted: B256) -> Error {
 /// it resumes an epoch whose manifest is in the lake. A manifest whose root is not the one
 /// posted for its epoch is refused before anything is written.
 pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Settled> {
-    let posted = posted_root(chain, m.epoch).await?;
-    if posted != B256::ZERO && posted != m.root {
-        return Err(posted_otherwise(&m, posted));
+    let pool: u128 = m
+        .pool
+        .parse()
+        .map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
+    let (root, total) = posted(chain, m.epoch).await?;
+    if root != B256::ZERO {
+        check_posted(&m, pool, root, total)?;
     }
     let n = m.allocations.len();
     let rows = &m.allocations;
@@ -716,12 +763,8 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         .idempotent(format!("tributary-rewards-{}", m.epoch), 0)
         .commit()
         .await?;
-    let pool: u128 = m
-        .pool
-        .parse()
-        .map_err(|_| Error::InvalidInput("epoch manifest: bad pool".into()))?;
     let distributor = chain.reward_distributor();
-    let tx = if posted != B256::ZERO {
+    let tx = if root != B256::ZERO {
         None // posted by an earlier run
     } else {
         let call = distributor.allocateEpoch(U256::from(m.epoch), m.root, U256::from(pool));
@@ -734,10 +777,8 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
                 ) =>
             {
                 // Posted meanwhile, by another run: of this manifest, or the lakes differ.
-                let posted = posted_root(chain, m.epoch).await?;
-                if posted != m.root {
-                    return Err(posted_otherwise(&m, posted));
-                }
+                let (root, total) = posted(chain, m.epoch).await?;
+                check_posted(&m, pool, root, total)?;
                 None
             }
             Err(e) => return Err(e.into()),

@@ -42,8 +42,8 @@ pub use graph::{ContributorShare, Direction, Subgraph, upstream_end};
 pub use index::{IndexStats, LineageIndex, Page, PageRequest, WalkEdge, WalkNode, WalkSummary};
 pub use jobs::{JobRow, RunRow, RunStatus};
 pub use store::{
-    Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, Op, OpKind,
-    RawEvent, Rows, Store,
+    Checkpoint, ContributionFilter, ContributionKey, ContributionRow, DatanetRow, MirrorProgress,
+    Op, OpKind, RawEvent, Rows, Store,
 };
 
 /// Errors from the store.

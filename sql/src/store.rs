@@ -27,6 +27,19 @@ pub struct Checkpoint {
     pub block_hash: String,
 }
 
+/// How far one mirrored Delta table has replayed a chain's ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorProgress {
+    /// The last op replayed.
+    pub seq: u64,
+    /// The Delta table replayed into (its `metaData.id`); `None` when recorded before tables
+    /// were told apart.
+    pub table_id: Option<String>,
+    /// The application transaction the appends carry (op seq as its version); `None`: the
+    /// store's original one, `tributary-index-CHAIN-STORE`.
+    pub app_id: Option<String>,
+}
+
 /// A chain log as stored in `chain_events`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawEvent {
@@ -443,22 +456,26 @@ impl Store {
         )
     }
 
-    /// The last op of `chain_id` that the mirrored table `table` has replayed, and the id of
-    /// the Delta table that progress belongs to (`None` when recorded before ids were kept):
-    /// `None` when the mirror of that table has never been started from this store.
+    /// How far the mirrored table `table` has replayed the ops of `chain_id`: `None` when the
+    /// mirror of that table has never been started from this store.
     pub async fn mirror_progress(
         &self,
         chain_id: u64,
         table: &str,
-    ) -> Result<Option<(u64, Option<String>)>> {
-        let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT seq, table_id FROM mirror_progress WHERE chain_id = $1 AND table_name = $2",
+    ) -> Result<Option<MirrorProgress>> {
+        let row: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT seq, table_id, app_id FROM mirror_progress \
+             WHERE chain_id = $1 AND table_name = $2",
         )
         .bind(chain_id as i64)
         .bind(table)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(seq, id)| (seq as u64, id)))
+        Ok(row.map(|(seq, table_id, app_id)| MirrorProgress {
+            seq: seq as u64,
+            table_id,
+            app_id,
+        }))
     }
 
     /// Records that the mirrored table `table` has replayed the ops of `chain_id` up to `seq`
@@ -476,25 +493,25 @@ impl Store {
         Ok(())
     }
 
-    /// Records that the mirrored table `table` is the Delta table `table_id` and has replayed
-    /// the ops of `chain_id` up to `seq`: a mirror started, restarted on a new table, or an
-    /// older progress adopting the table it found.
+    /// Records the mirrored table `table`'s progress whole: started, restarted on a new Delta
+    /// table, or adopting the table found for progress recorded before tables were told apart.
     pub async fn set_mirror_table(
         &self,
         chain_id: u64,
         table: &str,
-        table_id: &str,
-        seq: u64,
+        progress: &MirrorProgress,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO mirror_progress (chain_id, table_name, seq, table_id) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (chain_id, table_name) \
-             DO UPDATE SET seq = excluded.seq, table_id = excluded.table_id",
+            "INSERT INTO mirror_progress (chain_id, table_name, seq, table_id, app_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain_id, table_name) \
+             DO UPDATE SET seq = excluded.seq, table_id = excluded.table_id, \
+             app_id = excluded.app_id",
         )
         .bind(chain_id as i64)
         .bind(table)
-        .bind(seq as i64)
-        .bind(table_id)
+        .bind(progress.seq as i64)
+        .bind(&progress.table_id)
+        .bind(&progress.app_id)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -96,37 +96,39 @@ pub(crate) fn chain_config(common: &Common) -> anyhow::Result<ChainConfig> {
 /// Opens the lake the flags name (`lake` in the data directory by default), moving artifacts a
 /// lake written by an earlier version kept inside table folders to `artifacts/` first.
 pub(crate) async fn lake(common: &Common) -> anyhow::Result<Lake> {
-    let root = match &common.lake {
-        Some(root) => root.clone(),
-        None => common.data_dir.join("lake").to_string_lossy().into_owned(),
-    };
-    let lake = Lake::open(&root).with_context(|| format!("opening the lake at {root}"))?;
-    tributary_pipeline::layout::migrate(&lake)
-        .await
-        .with_context(|| format!("moving the artifacts of the lake at {root} to artifacts/"))?;
-    Ok(lake)
+    open_lake(common, false).await
 }
 
-/// [`lake`] for commands that read what Tributary wrote there (`sql`, `verify`): a root that
-/// holds no Tributary tables (a mistyped `--lake`, or nothing set up yet) is an error that says
-/// so, instead of empty answers, "not found" verdicts and empty tables made at that root.
+/// [`lake`] for commands that read what Tributary wrote there (`sql`, `verify`): a root named
+/// by `--lake` (or `TRIBUTARY_LAKE`, `lake =` in tributary.toml) that holds none of Tributary's
+/// tables (a mistyped one) is an error that says so, before anything is written there, instead
+/// of empty answers, "not found" verdicts and empty tables made at that root. The data
+/// directory's own lake is opened as [`lake`] opens it.
 pub(crate) async fn existing_lake(common: &Common) -> anyhow::Result<Lake> {
+    open_lake(common, common.lake.is_some()).await
+}
+
+async fn open_lake(common: &Common, must_exist: bool) -> anyhow::Result<Lake> {
     let root = match &common.lake {
         Some(root) => root.clone(),
         None => common.data_dir.join("lake").to_string_lossy().into_owned(),
     };
     let hint = "check --lake (TRIBUTARY_LAKE, or `lake =` in tributary.toml); `tributary datanet create` sets a lake up";
-    if !root.contains("://") && !std::path::Path::new(&root).exists() {
+    if must_exist && !root.contains("://") && !std::path::Path::new(&root).exists() {
         anyhow::bail!("no Tributary lake at {root}: the directory does not exist; {hint}");
     }
-    let lake = lake(common).await?;
-    if !lake
-        .is_set_up()
-        .await
-        .with_context(|| format!("reading the lake at {root}"))?
+    let lake = Lake::open(&root).with_context(|| format!("opening the lake at {root}"))?;
+    if must_exist
+        && !lake
+            .is_set_up()
+            .await
+            .with_context(|| format!("reading the lake at {root}"))?
     {
         anyhow::bail!("no Tributary lake at {root}: it holds none of its tables; {hint}");
     }
+    tributary_pipeline::layout::migrate(&lake)
+        .await
+        .with_context(|| format!("moving the artifacts of the lake at {root} to artifacts/"))?;
     Ok(lake)
 }
 

@@ -215,12 +215,20 @@ async fn a_deployment_stopped_part_way_is_taken_up_where_it_stopped() {
 
     // The first two contracts are mined as each reaches the mempool, and recorded.
     let deploying = tokio::spawn(Chain::connect(c.clone()));
+    // Waits on progress; a deployment that ended (an error) fails the test instead of hanging.
+    let wait = |done: bool, what: &str| {
+        assert!(!deploying.is_finished(), "the deployment ended early, {what}");
+        !done
+    };
     for n in 1..=2u64 {
-        while rpc.get_transaction_count(deployer).pending().await.unwrap() < n {
+        while wait(
+            rpc.get_transaction_count(deployer).pending().await.unwrap() >= n,
+            "before sending",
+        ) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _: serde_json::Value = rpc.raw_request("evm_mine".into(), ()).await.unwrap();
-        while recorded().len() < n as usize {
+        while wait(recorded().len() >= n as usize, "before recording") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -318,7 +318,7 @@ pub(super) async fn reward_distributor(
                 "merkle_root": e.merkleRoot.to_string(),
                 "total": e.total.to_string(),
             });
-            match check_epoch(epoch, e.merkleRoot, lake).await {
+            match check_epoch(epoch, e.merkleRoot, e.total, lake).await {
                 Ok(Settled {
                     totals,
                     batches,
@@ -387,8 +387,15 @@ struct Settled {
 }
 
 /// Reads epoch `n`'s manifest (`rewards/epoch-N.json`) and checks its per-account totals
-/// against the root on chain; returns them with the batches it settled and its policy.
-async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Settled, String> {
+/// against the root on chain, and its pool against the total minted (posted by hand with
+/// another total, its last claims fail); returns them with the batches it settled and its
+/// policy.
+async fn check_epoch(
+    n: u64,
+    root: B256,
+    total: alloy::primitives::U256,
+    lake: &Lake,
+) -> Result<Settled, String> {
     let uri = lake
         .root()
         .join(&format!("rewards/epoch-{n}.json"))
@@ -427,6 +434,15 @@ async fn check_epoch(n: u64, root: B256, lake: &Lake) -> Result<Settled, String>
         .collect();
     if tributary_schemas::merkle::MerkleTree::new(leaves).root() != root {
         return Err("Merkle root differs from the chain".into());
+    }
+    let pool = v["pool"]
+        .as_str()
+        .and_then(|p| p.parse::<alloy::primitives::U256>().ok())
+        .ok_or("manifest has no pool")?;
+    if pool != total {
+        return Err(format!(
+            "total minted on chain ({total}) differs from the manifest's pool ({pool})"
+        ));
     }
     let batches = v["batches"]
         .as_array()

@@ -469,23 +469,38 @@ async fn mirrored_rows(lake: &tributary_lake::Lake, table: &str) -> usize {
         .sum()
 }
 
-/// A mirrored table that another engine dropped and created again while the indexer was
-/// stopped, or a new lake root indexed from the same store, is filled again from the first op
-/// at the indexer's next start: each table's progress belongs to one Delta table (its
-/// `metaData.id`). Before, the store's progress was taken as the new table's, which then held
-/// only the blocks indexed after it.
+/// Another engine replaces `table` in place (a `CREATE OR REPLACE`: a new table id in the same
+/// log, which keeps the old table's application transactions), empty.
+async fn replace_in_place(lake: &tributary_lake::Lake, table: &str) {
+    let old = lake.table(table).await.unwrap();
+    let state = old.snapshot().unwrap();
+    let columns: Vec<_> = state.schema().fields().cloned().collect();
+    let partitions = state.metadata().partition_columns().to_vec();
+    old.create()
+        .with_columns(columns)
+        .with_partition_columns(partitions)
+        .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+        .await
+        .unwrap();
+}
+
+/// A mirrored table that another engine replaced is cleared of the chain's rows and filled
+/// again from the store: dropped and created again while the indexer ran (found by the id its
+/// next append reports), replaced in place while it was stopped (found at its start; the
+/// refill's appends carry a transaction id of their own, since the replaced table keeps the old
+/// one's), and a new lake root indexed from the same store. Each table's progress belongs to
+/// one Delta table (its `metaData.id`). Before, the old table's progress was taken as the new
+/// table's, which then held only the blocks indexed after it.
 #[tokio::test]
-async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
+async fn a_mirrored_table_replaced_by_another_engine_is_filled_again() {
     use tributary_schemas::tables::names;
 
     let env = env().await;
     build_history(&env).await;
     let store = env.store("refill.db").await;
     let chain_id = env.chain.chain_id();
-    Indexer::new(&env.chain, &store, &env.lake)
-        .run_to_head()
-        .await
-        .unwrap();
+    let running = Indexer::new(&env.chain, &store, &env.lake);
+    running.run_to_head().await.unwrap();
     let in_store = || async { store.graph(chain_id).await.unwrap().0.len() };
     assert_eq!(
         mirrored_rows(&env.lake, names::LINEAGE_NODES).await,
@@ -493,15 +508,12 @@ async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
     );
     let events = mirrored_rows(&env.lake, names::CHAIN_EVENTS).await;
 
-    // Another engine drops `lineage_nodes` and creates it again, empty; a block follows.
+    // Dropped and created again under the running indexer; a block follows.
     let dir = env.dir.path().join("lake").join(names::LINEAGE_NODES);
     std::fs::remove_dir_all(&dir).unwrap();
     env.lake.table(names::LINEAGE_NODES).await.unwrap();
     env.datanet().await;
-    Indexer::new(&env.chain, &store, &env.lake)
-        .run_to_head()
-        .await
-        .unwrap();
+    running.run_to_head().await.unwrap();
     assert_eq!(
         mirrored_rows(&env.lake, names::LINEAGE_NODES).await,
         in_store().await,
@@ -511,6 +523,19 @@ async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
     assert!(
         more_events > events,
         "the untouched table took the new block"
+    );
+
+    // Replaced in place while no indexer runs; the next one starts.
+    replace_in_place(&env.lake, names::CHAIN_EVENTS).await;
+    assert_eq!(mirrored_rows(&env.lake, names::CHAIN_EVENTS).await, 0);
+    Indexer::new(&env.chain, &store, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert_eq!(
+        mirrored_rows(&env.lake, names::CHAIN_EVENTS).await,
+        more_events,
+        "the table replaced in place holds every event again"
     );
 
     // The same store mirrored into another lake root: every table is filled there too.
@@ -528,7 +553,7 @@ async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
         more_events
     );
     // Back on the first root: the progress followed the other root's tables, so these are
-    // refilled, each row once.
+    // filled again, each row once.
     Indexer::new(&env.chain, &store, &env.lake)
         .run_to_head()
         .await
@@ -536,5 +561,9 @@ async fn a_mirrored_table_created_again_is_refilled_at_the_next_start() {
     assert_eq!(
         mirrored_rows(&env.lake, names::CHAIN_EVENTS).await,
         more_events
+    );
+    assert_eq!(
+        mirrored_rows(&env.lake, names::LINEAGE_NODES).await,
+        in_store().await
     );
 }

@@ -928,7 +928,29 @@ async fn reward_amounts_are_indexed_exactly() {
         .put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
         .await
         .unwrap();
+    // Epoch 2, the same allocations, posted by hand (as from a multisig) with its root but one
+    // unit short: `publish` names it, and the graph does not vouch for it.
+    let m2 = EpochManifest { epoch: 2, ..m.clone() };
+    env.lake
+        .put(&EpochManifest::key(2), serde_json::to_vec(&m2).unwrap())
+        .await
+        .unwrap();
     publish(&env.chain, &env.lake, m).await.unwrap();
+    tributary_chain::send(env.chain.reward_distributor().allocateEpoch(
+        alloy::primitives::U256::from(2),
+        m2.root,
+        alloy::primitives::U256::from(fee - 1),
+    ))
+    .await
+    .unwrap();
+    let err = publish(&env.chain, &env.lake, m2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("a total of {}", fee - 1)) && err.contains("ExceedsEpochTotal"),
+        "{err}"
+    );
     // The chain's own signer sends 0x11's claim; the tokens go to 0x11.
     let claim_tx = claim(&env.chain, &env.lake, 1, who(0x11)).await.unwrap().tx;
 
@@ -941,6 +963,18 @@ async fn reward_amounts_are_indexed_exactly() {
     let epoch = g::reward_epoch_id(1);
     let node = &s.nodes(chain_id, &[epoch.to_string()]).await.unwrap()[0];
     assert_eq!(node.props[prop::VERIFIED], true, "{}", node.props);
+    let short = &s
+        .nodes(chain_id, &[g::reward_epoch_id(2).to_string()])
+        .await
+        .unwrap()[0];
+    assert_eq!(short.props[prop::VERIFIED], false, "{}", short.props);
+    assert!(
+        short.props["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("differs from the manifest's pool")),
+        "{}",
+        short.props
+    );
     assert_eq!(node.props[prop::TOTAL], fee.to_string());
     for (account, amount) in &sums {
         assert_eq!(

@@ -433,7 +433,7 @@ async fn a_batch_left_unanchored_is_recovered_after_log_cleanup() {
         .await
         .unwrap();
     assert_eq!(stored.count, U256::from(4));
-    // The manifest's lake version holds the batch's rows (the checkpoint's, its commit gone).
+    // The manifest's lake version holds the batch's rows (the current one, its commit gone).
     let at = env
         .lake
         .read(names::CONTRIBUTIONS, Some(batch.lake_version))

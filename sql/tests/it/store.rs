@@ -214,19 +214,26 @@ async fn suite(store: &Store) {
         vec![(1, B256::with_last_byte(1).to_string())]
     );
     store.set_mirror_progress(chain, "t", 3).await.unwrap();
+    let legacy = tributary_sql::MirrorProgress {
+        seq: 3,
+        table_id: None,
+        app_id: None,
+    };
     assert_eq!(
         store.mirror_progress(chain, "t").await.unwrap(),
-        Some((3, None))
+        Some(legacy)
     );
-    store
-        .set_mirror_table(chain, "t", "uuid-1", 0)
-        .await
-        .unwrap();
+    let started = tributary_sql::MirrorProgress {
+        seq: 0,
+        table_id: Some("uuid-1".into()),
+        app_id: Some("app-1".into()),
+    };
+    store.set_mirror_table(chain, "t", &started).await.unwrap();
     store.set_mirror_progress(chain, "t", 4).await.unwrap();
     assert_eq!(
         store.mirror_progress(chain, "t").await.unwrap(),
-        Some((4, Some("uuid-1".to_string()))),
-        "progress keeps the table's id"
+        Some(tributary_sql::MirrorProgress { seq: 4, ..started }),
+        "progress keeps the table's id and transaction"
     );
     assert_eq!(store.mirror_progress(chain, "other").await.unwrap(), None);
     let id = store.store_id().await.unwrap();
