@@ -211,7 +211,10 @@ pub async fn recover(chain: &Chain, lake: &Lake) -> Result<Vec<BatchReport>> {
         let Some(version) = lake.committed_at(names::CONTRIBUTIONS, &app_id).await? else {
             // Listed by the snapshot, but expired for Delta (a table property another engine
             // set, `delta.setTransactionRetentionDuration`).
-            tracing::warn!(batch, "a batch committed before a crash has an expired Delta transaction (delta.setTransactionRetentionDuration on `contributions`): left unanchored");
+            tracing::warn!(
+                batch,
+                "a batch committed before a crash has an expired Delta transaction (delta.setTransactionRetentionDuration on `contributions`): left unanchored"
+            );
             continue;
         };
         let batch_id: B256 = batch

@@ -217,7 +217,10 @@ async fn a_deployment_stopped_part_way_is_taken_up_where_it_stopped() {
     let deploying = tokio::spawn(Chain::connect(c.clone()));
     // Waits on progress; a deployment that ended (an error) fails the test instead of hanging.
     let wait = |done: bool, what: &str| {
-        assert!(!deploying.is_finished(), "the deployment ended early, {what}");
+        assert!(
+            !deploying.is_finished(),
+            "the deployment ended early, {what}"
+        );
         !done
     };
     for n in 1..=2u64 {
