@@ -930,7 +930,10 @@ async fn reward_amounts_are_indexed_exactly() {
         .unwrap();
     // Epoch 2, the same allocations, posted by hand (as from a multisig) with its root but one
     // unit short: `publish` names it, and the graph does not vouch for it.
-    let m2 = EpochManifest { epoch: 2, ..m.clone() };
+    let m2 = EpochManifest {
+        epoch: 2,
+        ..m.clone()
+    };
     env.lake
         .put(&EpochManifest::key(2), serde_json::to_vec(&m2).unwrap())
         .await
