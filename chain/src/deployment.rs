@@ -54,15 +54,7 @@ impl Deployment {
 
     /// Writes the record atomically (temp file + rename).
     pub fn save(&self, data_dir: &Path) -> Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = path.with_extension("json.tmp");
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(data_dir).map_err(io)?;
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        save_json(data_dir, &Self::path(data_dir), self)
     }
 
     /// All contract addresses, for log filters.
@@ -93,6 +85,18 @@ impl Deployment {
             .await?
             .is_empty())
     }
+}
+
+/// Writes `value` as pretty JSON to `path` in `data_dir` atomically (temp file + rename).
+fn save_json(data_dir: &Path, path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Hash of block `number` of `provider`'s chain, if it has one.
@@ -158,17 +162,8 @@ impl Partial {
         Ok(Some(p))
     }
 
-    /// Writes the record atomically (temp file + rename).
     fn save(&self, data_dir: &Path) -> Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = path.with_extension("json.tmp");
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(data_dir).map_err(io)?;
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        save_json(data_dir, &Self::path(data_dir), self)
     }
 }
 

@@ -184,7 +184,35 @@ pub async fn record(chain: &Chain, lake: &Lake, entries: &[InferenceEntry]) -> R
             if matches!(
                 e.revert::<InferenceLedger::InferenceLedgerErrors>(),
                 Some(InferenceLedger::InferenceLedgerErrors::BatchAlreadyRecorded(_))
-            ) => {}
+            ) =>
+        {
+            // Recorded already: by an earlier attempt (a retry after a crash), or by another
+            // recorder that took this id first. Only the first is done: the chain must hold
+            // what this manifest says, or its answers would never settle.
+            let filter = ledger.InferencesRecorded_filter().topic1(id).filter;
+            let found = chain
+                .events::<InferenceLedger::InferencesRecorded>(&filter)
+                .await?;
+            let (held, log) = found.first().ok_or_else(|| {
+                Error::NotFound(format!("the InferencesRecorded event of batch {id}"))
+            })?;
+            manifest
+                .check(
+                    id,
+                    held.count.saturating_to(),
+                    &held.adapterIds,
+                    held.merkleRoot,
+                )
+                .map_err(|why| {
+                    Error::InvalidInput(format!(
+                        "batch {id} is recorded on chain already (tx {}) with other contents: \
+                         {why}; another recorder took this batch id, so these answers cannot \
+                         be recorded under it: find who holds RECORDER_ROLE on the \
+                         InferenceLedger",
+                        log.transaction_hash.unwrap_or_default()
+                    ))
+                })?;
+        }
         Err(e) => return Err(e.into()),
     }
     tracing::info!(batch = %id, answers = n, "inferences recorded");

@@ -226,6 +226,25 @@ async fn on_an_older_registry_a_batch_id_another_datanet_took_is_an_error() {
     );
 }
 
+/// Another engine checkpoints `contributions` and cleans up its log up to `version` (Spark's
+/// or delta-rs' log retention, run as if it had expired).
+async fn checkpoint_and_clean_up(lake: &Lake, version: u64) {
+    let table = lake.table(names::CONTRIBUTIONS).await.unwrap();
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .unwrap();
+    let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
+        version,
+        &*table.log_store(),
+        far_future,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(removed > 0, "the log before the checkpoint is gone");
+}
+
 /// (contribution id, content) of every row, sorted.
 fn id_and_content(rows: &[arrow::record_batch::RecordBatch]) -> Vec<(String, String)> {
     use arrow::array::AsArray;
@@ -330,20 +349,7 @@ async fn a_rerun_after_log_cleanup_keeps_the_manifest_the_chain_holds() {
         .unwrap()
         .batch;
     assert!(second.lake_version > first.lake_version);
-    let table = env.lake.table(names::CONTRIBUTIONS).await.unwrap();
-    deltalake::checkpoints::create_checkpoint(&table, None)
-        .await
-        .unwrap();
-    let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
-    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
-        second.lake_version,
-        &*table.log_store(),
-        far_future,
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(removed > 0, "the log before the checkpoint is gone");
+    checkpoint_and_clean_up(&env.lake, second.lake_version).await;
 
     let again = ingest(&env.chain, &env.lake, env.datanet, input[..4].to_vec())
         .await
@@ -406,20 +412,7 @@ async fn a_batch_left_unanchored_is_recovered_after_log_cleanup() {
         .await
         .unwrap()
         .batch;
-    let table = env.lake.table(names::CONTRIBUTIONS).await.unwrap();
-    deltalake::checkpoints::create_checkpoint(&table, None)
-        .await
-        .unwrap();
-    let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
-    let removed = deltalake::checkpoints::cleanup_expired_logs_for(
-        later.lake_version,
-        &*table.log_store(),
-        far_future,
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(removed > 0, "the log before the checkpoint is gone");
+    checkpoint_and_clean_up(&env.lake, later.lake_version).await;
 
     let done = recover(&env.chain, &env.lake).await.unwrap();
     assert_eq!(done.len(), 1, "the unanchored batch is found");

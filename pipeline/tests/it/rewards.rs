@@ -390,6 +390,50 @@ fn answer(i: u8, fee: u128) -> tributary_schemas::manifest::InferenceEntry {
     }
 }
 
+/// A batch id another recorder took first, with other contents (sent straight to the ledger),
+/// is refused by name: those answers would never settle under it. Before, the "already
+/// recorded" revert was taken as this batch's own earlier attempt. A batch recorded again by
+/// its own retry still passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_id_another_recorder_took_with_other_contents_is_refused() {
+    use tributary_pipeline::inferences::{batch_id, record};
+    let Env {
+        dir: _dir,
+        chain,
+        lake,
+        ..
+    } = env(Start::Bare).await;
+    let answers = [answer(1, 1000)];
+    let id = batch_id(&answers);
+    tributary_chain::send(chain.inference_ledger().recordInferences(
+        id,
+        vec![answers[0].adapter_id],
+        B256::repeat_byte(9),
+        U256::from(1),
+        "elsewhere".into(),
+    ))
+    .await
+    .unwrap();
+    let err = record(&chain, &lake, &answers)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("other contents") && err.contains("Merkle root differs"),
+        "{err}"
+    );
+    let other = [answer(2, 1000)];
+    assert_eq!(
+        record(&chain, &lake, &other).await.unwrap(),
+        batch_id(&other)
+    );
+    assert_eq!(
+        record(&chain, &lake, &other).await.unwrap(),
+        batch_id(&other),
+        "a retry of the same batch"
+    );
+}
+
 /// Answers served without a fee settle nothing (the distributor refuses an epoch with
 /// nothing to claim): an error that says so, and nothing written; they are settled with the
 /// next answers that pay.
