@@ -515,7 +515,7 @@ pub async fn settle(
     // The lake's epochs must be the chain's: an epoch posted whose manifest this lake lacks
     // (restored from an older backup, or a copy) is never settled anew over the one its
     // claims are proven against.
-    let on_chain = posted_root(chain, epoch_no).await?;
+    let (on_chain, _) = posted(chain, epoch_no).await?;
     if on_chain != B256::ZERO {
         // Another settle run may have written and posted it since this one listed the epochs.
         if let Some(m) = manifest(lake, epoch_no).await? {
@@ -648,10 +648,6 @@ pub async fn settle(
 }
 
 /// The Merkle root epoch `n` was posted with (zero when it was not).
-async fn posted_root(chain: &Chain, n: u64) -> Result<B256> {
-    Ok(posted(chain, n).await?.0)
-}
-
 /// Epoch `n` as posted: its root (zero while not posted) and the total minted for it.
 async fn posted(chain: &Chain, n: u64) -> Result<(B256, U256)> {
     let e = chain
