@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{Value, json};
 use tributary_lake::Lake;
 use tributary_schemas::lineage::{Node, NodeKind, adapter_id};
-use tributary_schemas::manifest::AdapterManifest;
+use tributary_schemas::manifest::{AdapterManifest, AdapterRecord};
 use tributary_schemas::tables::{self, names};
 
 use crate::{Error, Result};
@@ -132,14 +132,14 @@ fn json_text(v: &Value) -> Option<String> {
     (!v.is_null()).then(|| v.to_string())
 }
 
-/// Adapter `key`'s manifest from the lake, if it is there and agrees with the chain's
-/// `props` on the adapter, its weights and its configuration.
+/// Adapter `key`'s manifest from the lake, if it is there and the chain's `props` vouch for
+/// it ([`vouched`]).
 async fn manifest(lake: &Lake, key: &str, props: &Value) -> Option<AdapterManifest> {
     vouched(lake, key, props).await.ok()
 }
 
 /// Adapter `key`'s manifest from the lake when the chain vouches for it (it agrees with the
-/// chain's `props` on the adapter, its weights and its configuration); else why not: `None`
+/// chain's `props` on everything that made it: [`AdapterManifest::check`]); else why not: `None`
 /// when this lake has no manifest for it, the reason when it is unreadable or disagrees.
 pub(crate) async fn vouched(
     lake: &Lake,
@@ -158,17 +158,30 @@ pub(crate) async fn vouched(
         tracing::warn!(adapter = key, error = %e, "adapter manifest does not parse");
         Some(format!("the adapter's manifest does not parse: {e}"))
     })?;
-    let same = m.adapter_id == id
-        && props["weights_hash"].as_str() == Some(m.weights_hash.to_string().as_str())
-        && props["config_hash"].as_str() == Some(m.config_hash.to_string().as_str());
-    if !same {
+    let hash = |k: &str| {
+        props[k]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    };
+    let on_chain = AdapterRecord {
+        id,
+        base_model_id: hash("base_model_id"),
+        snapshot_id: hash("snapshot_id"),
+        parent_ids: props["parent_ids"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p.as_str()?.parse().ok()).collect())
+            .unwrap_or_default(),
+        config_hash: hash("config_hash"),
+        weights_hash: hash("weights_hash"),
+    };
+    m.check(&on_chain).map_err(|reason| {
         tracing::warn!(
             adapter = %adapter_id(id),
+            %reason,
             "adapter manifest disagrees with the chain: its measurements are left out"
         );
-        return Err(Some(
-            "the adapter's manifest names other weights or settings than the chain".into(),
-        ));
-    }
+        Some(reason)
+    })?;
     Ok(m)
 }

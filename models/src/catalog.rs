@@ -36,13 +36,52 @@ pub fn find<'a>(all: &'a [OnChain], name: &str, what: &str) -> Result<&'a OnChai
     })
 }
 
-/// The latest version of `line` (by semantic version), if any.
-pub fn latest<'a>(all: &'a [OnChain], line: &str) -> Option<&'a OnChain> {
+/// The latest version of `line` (by semantic version) that this lake can continue from: its
+/// manifest is here and the chain's record vouches for it ([`AdapterManifest::check`]). A
+/// later version without one (published straight to the registry, or from another lake) is
+/// passed over with a warning; a lake that does not answer is an error, never a skip.
+pub async fn latest<'a>(
+    lake: &Lake,
+    all: &'a [OnChain],
+    line: &str,
+) -> Result<Option<&'a OnChain>> {
     let prefix = format!("{line}@");
-    all.iter()
+    let mut versions: Vec<([u64; 3], &OnChain)> = all
+        .iter()
         .filter_map(|a| Some((semver(a.version.strip_prefix(&prefix)?).ok()?, a)))
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, a)| a)
+        .collect();
+    versions.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
+    for (_, a) in versions {
+        match vouched(lake, a).await? {
+            Ok(_) => return Ok(Some(a)),
+            Err(reason) => tracing::warn!(
+                adapter = %a.id,
+                version = %a.version,
+                %reason,
+                "passed over as the line's latest version: published on chain, but nothing in this lake to continue from"
+            ),
+        }
+    }
+    Ok(None)
+}
+
+/// Adapter `a`'s manifest from this lake when the chain's record vouches for it
+/// ([`AdapterManifest::check`]); else why not (no manifest here, one that does not parse or
+/// disagrees). A lake that does not answer is the outer error.
+pub async fn vouched(
+    lake: &Lake,
+    a: &OnChain,
+) -> Result<std::result::Result<AdapterManifest, String>> {
+    let key = AdapterManifest::key(a.id);
+    let bytes = match lake.get(&key).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Ok(Err(format!("this lake has no {key}"))),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match serde_json::from_slice::<AdapterManifest>(&bytes) {
+        Ok(m) => m.check(&a.record()).map(|()| m),
+        Err(e) => Err(format!("its manifest does not parse: {e}")),
+    })
 }
 
 /// `major.minor.patch`, numeric.

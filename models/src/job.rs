@@ -244,7 +244,14 @@ fn next_version(all: &[OnChain], line: &str, wanted: Option<&str>) -> Result<Str
         .filter_map(|v| semver(v).ok())
         .max();
     Ok(match latest {
-        Some([major, minor, _]) => format!("{major}.{}.0", minor + 1),
+        Some([major, minor, _]) => {
+            let next = minor.checked_add(1).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{line}@{major}.{minor}.x has no next minor version: give `version` in the spec"
+                ))
+            })?;
+            format!("{major}.{next}.0")
+        }
         None => "1.0.0".into(),
     })
 }
@@ -487,7 +494,9 @@ pub async fn run_gated(
     );
     let adapter_id = manifest.adapter_id;
     if let Some(done) = all.iter().find(|a| a.id == adapter_id) {
-        // The same training of the same data: already published.
+        // The same training of the same data: already published (by an earlier run, unless
+        // another publisher took its id with other contents).
+        same_record(&manifest, done)?;
         let m = load_manifest(lake, adapter_id).await?;
         return Ok(Outcome::Published {
             current_loss: None,
@@ -824,6 +833,15 @@ async fn publish(
                     "adapter {adapter_id} is registered but its event was not found"
                 ))
             })?;
+            same_record(m, a)?;
+            if a.version != full_version {
+                return Err(Error::InvalidInput(format!(
+                    "adapter {adapter_id} was published as {} by transaction {} while this run \
+                     published it as {full_version}: it is that version; its manifest in the \
+                     lake names {full_version}",
+                    a.version, a.tx
+                )));
+            }
             (a.tx, a.block, false)
         }
         Err(e) => {
@@ -838,6 +856,19 @@ async fn publish(
     };
     tracing::info!(%adapter_id, version = %full_version, tx = %published.0, "adapter published");
     Ok(published)
+}
+
+/// Refuses adapter `m` when the chain records its id with other contents: the registry does
+/// not derive ids, so another publisher may take this one first with another lineage.
+fn same_record(m: &AdapterManifest, on_chain: &OnChain) -> Result<()> {
+    m.check(&on_chain.record()).map_err(|differs| {
+        Error::InvalidInput(format!(
+            "adapter {} was published by transaction {} with other contents ({differs}): \
+             nothing was published; ask who holds the ModelRegistry's publisher role, and train \
+             with another `[train] seed` to get a new id",
+            m.adapter_id, on_chain.tx
+        ))
+    })
 }
 
 fn metrics(r: &TrainReport, documents: (u64, u64)) -> TrainingMetrics {
@@ -984,7 +1015,6 @@ fn train_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::latest;
 
     #[test]
     fn specs_parse_with_defaults_and_bad_ones_say_how_to_fix_them() {
@@ -1048,14 +1078,20 @@ mod tests {
             version: v.into(),
             uri: String::new(),
             snapshot: B256::ZERO,
+            base_model: B256::ZERO,
+            parents: vec![],
+            config_hash: B256::ZERO,
+            weights_hash: B256::ZERO,
             tx: B256::ZERO,
             block: 0,
         };
         let all = [a("k@1.0.0"), a("k@1.10.0"), a("k@1.9.3"), a("other@7.0.0")];
         assert_eq!(next_version(&all, "k", None).unwrap(), "1.11.0");
-        assert_eq!(latest(&all, "k").unwrap().version, "k@1.10.0");
-        assert!(latest(&all, "new").is_none());
         assert_eq!(next_version(&all, "new", None).unwrap(), "1.0.0");
         assert_eq!(next_version(&all, "k", Some("2.0.0")).unwrap(), "2.0.0");
+        // A version anyone may publish straight to the registry: no next minor, said plainly.
+        let top = [a(&format!("k@1.{}.0", u64::MAX))];
+        let e = next_version(&top, "k", None).unwrap_err().to_string();
+        assert!(e.contains("no next minor") && e.contains("version"), "{e}");
     }
 }

@@ -608,9 +608,14 @@ impl Scheduler {
             Some(id) => Some(id.parse::<B256>().map_err(|_| {
                 Error::InvalidInput(format!("stored snapshot id {id:?} is malformed"))
             })?),
-            None => catalog::latest(&catalog::published(&self.chain).await?, &spec.line)
-                .map(|a| a.snapshot)
-                .filter(|s| !s.is_zero()),
+            None => catalog::latest(
+                &self.lake,
+                &catalog::published(&self.chain).await?,
+                &spec.line,
+            )
+            .await?
+            .map(|a| a.snapshot)
+            .filter(|s| !s.is_zero()),
         };
         let before = match baseline {
             Some(id) => snapshot::load(&self.lake, id)
@@ -782,10 +787,18 @@ impl Scheduler {
         // 2. Same line, same snapshot: published already (by an earlier attempt).
         let all = catalog::published(&self.chain).await?;
         let prefix = format!("{}@", spec.line);
-        if let Some(a) = all
+        let mut earlier = None;
+        for a in all
             .iter()
-            .find(|a| a.snapshot == snapshot_id && a.version.starts_with(&prefix))
+            .filter(|a| a.snapshot == snapshot_id && a.version.starts_with(&prefix))
         {
+            // Only one this lake vouches for: not one published straight to the registry.
+            if catalog::vouched(&self.lake, a).await?.is_ok() {
+                earlier = Some(a);
+                break;
+            }
+        }
+        if let Some(a) = earlier {
             run.adapter_id = Some(a.id.to_string());
             run.version = Some(a.version.clone());
             if run.attempts > 1 {
@@ -801,7 +814,9 @@ impl Scheduler {
             return Ok(());
         }
         // 3. Train from the current version, evaluate, publish if it beats it.
-        let parent = catalog::latest(&all, &spec.line).map(|a| a.version.clone());
+        let parent = catalog::latest(&self.lake, &all, &spec.line)
+            .await?
+            .map(|a| a.version.clone());
         let train_spec = spec.spec(snapshot_id, parent.clone());
         let opts = Options {
             device: self.cfg.device,

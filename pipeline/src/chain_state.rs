@@ -18,6 +18,7 @@ use arrow::array::AsArray;
 use tributary_chain::Chain;
 use tributary_chain::bindings::DatanetRegistry;
 use tributary_lake::Lake;
+use tributary_schemas::manifest::AdapterRecord;
 use tributary_schemas::merkle::MerkleTree;
 use tributary_schemas::tables::names;
 
@@ -241,10 +242,33 @@ pub struct PublishedAdapter {
     pub uri: String,
     /// The snapshot it was trained on (zero for a merge).
     pub snapshot: B256,
+    /// Its base model.
+    pub base_model: B256,
+    /// Its parents, in order.
+    pub parents: Vec<B256>,
+    /// keccak256 of its settings.
+    pub config_hash: B256,
+    /// keccak256 over its weights.
+    pub weights_hash: B256,
     /// The publishing transaction.
     pub tx: B256,
     /// Its block.
     pub block: u64,
+}
+
+impl PublishedAdapter {
+    /// What the chain records of its making, to check a manifest against
+    /// ([`AdapterManifest::check`](tributary_schemas::manifest::AdapterManifest::check)).
+    pub fn record(&self) -> AdapterRecord {
+        AdapterRecord {
+            id: self.id,
+            base_model_id: self.base_model,
+            snapshot_id: self.snapshot,
+            parent_ids: self.parents.clone(),
+            config_hash: self.config_hash,
+            weights_hash: self.weights_hash,
+        }
+    }
 }
 
 /// Every adapter published on this chain, in publishing order, whoever sent the transaction.
@@ -260,6 +284,10 @@ pub async fn published_adapters(chain: &Chain) -> Result<Vec<PublishedAdapter>> 
             version: e.version,
             uri: e.uri,
             snapshot: e.snapshotId,
+            base_model: e.baseModelId,
+            parents: e.parentIds,
+            config_hash: e.configHash,
+            weights_hash: e.weightsHash,
             tx: log.transaction_hash.unwrap_or_default(),
             block: log.block_number.unwrap_or_default(),
         })

@@ -177,7 +177,8 @@ pub async fn preview(
 }
 
 /// Writes `manifest` to the lake and commits it on chain (`SnapshotCommitted`). The signer
-/// needs the ModelRegistry's publisher role.
+/// needs the ModelRegistry's publisher role. A snapshot already committed (by an earlier run) is
+/// found; its id committed by another publisher with other contents is refused.
 pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> Result<Committed> {
     let id = manifest.snapshot_id;
     let root = manifest.merkle_tree().root();
@@ -205,14 +206,24 @@ pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> 
                 let found = chain
                     .events::<ModelRegistry::SnapshotCommitted>(&filter)
                     .await?;
-                let (_, log) = found
+                let (e, log) = found
                     .first()
                     .ok_or_else(|| Error::NotFound(format!("SnapshotCommitted event of {id}")))?;
-                (
-                    log.transaction_hash.unwrap_or_default(),
-                    log.block_number.unwrap_or_default(),
-                    false,
-                )
+                let tx = log.transaction_hash.unwrap_or_default();
+                // This manifest's earlier commit, or another publisher's under its id.
+                let datanets: Vec<u64> = e.datanetIds.iter().map(|d| d.saturating_to()).collect();
+                if let Err(differs) = manifest.check(
+                    id,
+                    &datanets,
+                    &e.lakeVersions,
+                    e.count.saturating_to(),
+                    e.contributionsRoot,
+                ) {
+                    return Err(Error::InvalidInput(format!(
+                        "snapshot {id} was committed by transaction {tx} with other contents                          ({differs}): training on this manifest would not match the chain's                          record; ask who holds the ModelRegistry's publisher role, and snapshot                          a later lake version to get a new id"
+                    )));
+                }
+                (tx, log.block_number.unwrap_or_default(), false)
             }
             Some(E::MissingRole(_)) => {
                 return Err(Error::InvalidInput(format!(

@@ -325,6 +325,51 @@ impl SnapshotManifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a manifest always serialises")
     }
+
+    /// Checks the manifest against what `SnapshotCommitted` recorded: id, Datanets and
+    /// versions, count, and the Merkle root over the contribution ids. The chain does not
+    /// derive the id, so another publisher may commit this id with other contents; the error
+    /// says what differs.
+    pub fn check(
+        &self,
+        id: B256,
+        datanet_ids: &[u64],
+        lake_versions: &[u64],
+        count: u64,
+        root: B256,
+    ) -> Result<(), String> {
+        if self.snapshot_id != id {
+            return Err("manifest names another snapshot".into());
+        }
+        if self.datanet_ids != datanet_ids || self.lake_versions != lake_versions {
+            return Err("manifest Datanets or versions differ from the chain".into());
+        }
+        if self.contributions.len() as u64 != count {
+            return Err("manifest count differs from the chain".into());
+        }
+        if self.merkle_tree().root() != root {
+            return Err("Merkle root differs from the chain".into());
+        }
+        Ok(())
+    }
+}
+
+/// What `AdapterPublished` records of an adapter's making (its id's preimage, which the chain
+/// does not check): compared with a manifest by [`AdapterManifest::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterRecord {
+    /// Adapter id.
+    pub id: B256,
+    /// Base model id.
+    pub base_model_id: B256,
+    /// Snapshot id (zero for a merge).
+    pub snapshot_id: B256,
+    /// Parent adapter ids, in order.
+    pub parent_ids: Vec<B256>,
+    /// Config hash.
+    pub config_hash: B256,
+    /// Weights hash.
+    pub weights_hash: B256,
 }
 
 /// A published adapter's manifest: everything that made it. It lies in the lake at
@@ -430,6 +475,30 @@ impl AdapterManifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a manifest always serialises")
     }
+
+    /// Checks the manifest against what the chain recorded of the adapter: id, base model,
+    /// snapshot, parents, config and weights. Any publisher may publish an id, so the chain's
+    /// record vouches for this manifest (its lineage, measurements and credit) only when all
+    /// of them agree; the error names the first that differs.
+    pub fn check(&self, on_chain: &AdapterRecord) -> Result<(), String> {
+        let parents: Vec<B256> = self.parents.iter().map(|p| p.id).collect();
+        let differs = if self.adapter_id != on_chain.id {
+            "names another adapter"
+        } else if self.base_model_id != on_chain.base_model_id {
+            "names another base model"
+        } else if self.snapshot_id != on_chain.snapshot_id {
+            "names another snapshot"
+        } else if parents != on_chain.parent_ids {
+            "names other parents"
+        } else if self.weights_hash != on_chain.weights_hash {
+            "names other weights"
+        } else if self.config_hash != on_chain.config_hash {
+            "names other settings"
+        } else {
+            return Ok(());
+        };
+        Err(format!("the adapter's manifest {differs} than the chain"))
+    }
 }
 
 #[cfg(test)]
@@ -474,5 +543,51 @@ mod tests {
         let back: InferenceEntry =
             serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(back.id(), a.id());
+    }
+
+    #[test]
+    fn an_adapter_record_vouches_for_a_manifest_only_when_every_field_agrees() {
+        let h = B256::repeat_byte;
+        let m = AdapterManifest {
+            adapter_id: h(1),
+            line: "l".into(),
+            version: "1.0.0".into(),
+            base_model_id: h(2),
+            architecture: "gpt2".into(),
+            snapshot_id: h(3),
+            parents: vec![AdapterParent {
+                id: h(4),
+                weight: 1.0,
+            }],
+            config: serde_json::json!({}),
+            config_hash: h(5),
+            weights_hash: h(6),
+            metrics: None,
+            device: "cpu".into(),
+            code_version: "0".into(),
+        };
+        let record = AdapterRecord {
+            id: h(1),
+            base_model_id: h(2),
+            snapshot_id: h(3),
+            parent_ids: vec![h(4)],
+            config_hash: h(5),
+            weights_hash: h(6),
+        };
+        assert_eq!(m.check(&record), Ok(()));
+        let edits: [(fn(&mut AdapterRecord), &str); 6] = [
+            (|r| r.id = B256::ZERO, "another adapter"),
+            (|r| r.base_model_id = B256::ZERO, "another base model"),
+            (|r| r.snapshot_id = B256::ZERO, "another snapshot"),
+            (|r| r.parent_ids.clear(), "other parents"),
+            (|r| r.config_hash = B256::ZERO, "other settings"),
+            (|r| r.weights_hash = B256::ZERO, "other weights"),
+        ];
+        for (edit, says) in edits {
+            let mut r = record.clone();
+            edit(&mut r);
+            let err = m.check(&r).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

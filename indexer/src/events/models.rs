@@ -252,7 +252,7 @@ async fn inferences_recorded(
 }
 
 /// Fetches a snapshot's manifest (at its fixed key in the lake) and checks it against the
-/// event: id, Datanets, versions, count and the Merkle root over the contribution ids.
+/// event ([`SnapshotManifest::check`]).
 async fn check_snapshot(
     e: &tributary_chain::bindings::ModelRegistry::SnapshotCommitted,
     datanets: &[u64],
@@ -268,18 +268,13 @@ async fn check_snapshot(
         .map_err(|err| format!("manifest unavailable: {err}"))?;
     let manifest: SnapshotManifest =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
-    if manifest.snapshot_id != e.id {
-        return Err("manifest names another snapshot".into());
-    }
-    if manifest.datanet_ids != datanets || manifest.lake_versions != e.lakeVersions {
-        return Err("manifest Datanets or versions differ from the chain".into());
-    }
-    if manifest.contributions.len() as u64 != e.count.saturating_to::<u64>() {
-        return Err("manifest count differs from the chain".into());
-    }
-    if manifest.merkle_tree().root() != e.contributionsRoot {
-        return Err("Merkle root differs from the chain".into());
-    }
+    manifest.check(
+        e.id,
+        datanets,
+        &e.lakeVersions,
+        e.count.saturating_to(),
+        e.contributionsRoot,
+    )?;
     Ok(manifest)
 }
 

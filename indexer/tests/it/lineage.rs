@@ -199,7 +199,8 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     .await
     .unwrap();
 
-    // Adapter 3's manifest agrees with the chain; adapter 4's names other weights.
+    // Adapter 3's manifest agrees with the chain; adapter 4's has the chain's weights,
+    // settings and parent but another snapshot (the chain does not check an id's preimage).
     let manifest = AdapterManifest {
         adapter_id: id(3),
         line: "l".into(),
@@ -228,8 +229,13 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
     };
     let other = AdapterManifest {
         adapter_id: id(4),
+        snapshot_id: id(9),
+        parents: vec![tributary_schemas::manifest::AdapterParent {
+            id: id(3),
+            weight: 1.0,
+        }],
         config_hash: id(0xc4),
-        weights_hash: id(0xee),
+        weights_hash: id(0xd4),
         ..manifest.clone()
     };
     let merge = AdapterManifest {
@@ -415,7 +421,9 @@ async fn models_adapters_inferences_and_revocations_join_the_graph() {
             .any(|e| e.kind == g::EdgeKind::AttributedTo && e.src == g::adapter_id(id(4)))
     );
     assert!(
-        adapter.props["credit_unavailable"].is_string(),
+        adapter.props["credit_unavailable"]
+            .as_str()
+            .is_some_and(|r| r.contains("names another snapshot")),
         "{}",
         adapter.props
     );
@@ -692,6 +700,26 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         (again.manifest.snapshot_id, again.tx),
         (old.snapshot_id, c.tx)
     );
+    // Another publisher commits the id of a snapshot not committed yet, with another root
+    // (the chain does not derive the id): committing that snapshot is refused by name, not
+    // taken for an earlier commit of its own.
+    tributary_chain::send(env.chain.model_registry().commitSnapshot(
+        now.snapshot_id,
+        vec![alloy::primitives::U256::from(id)],
+        now.lake_versions.clone(),
+        B256::repeat_byte(0xee),
+        alloy::primitives::U256::from(now.contributions.len()),
+    ))
+    .await
+    .unwrap();
+    let e = snapshot::commit(&env.chain, &env.lake, &now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("other contents") && e.contains("Merkle root differs"),
+        "{e}"
+    );
 
     // Training reads the pinned version: the rows of the listed ids, however the table grew.
     let rows = snapshot::read(
@@ -744,6 +772,12 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         .await
         .unwrap()[0];
     assert_eq!(n.props["verified"], true, "{}", n.props);
+    let taken = &s
+        .nodes(chain_id, &[g::snapshot_id(now.snapshot_id).to_string()])
+        .await
+        .unwrap()[0];
+    assert_eq!(taken.props["verified"], false, "{}", taken.props);
+    assert_eq!(taken.props["reason"], "Merkle root differs from the chain");
     let included = s
         .edges_at(
             chain_id,

@@ -106,7 +106,14 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
         Err(Error::NotFound(m)) => assert!(m.contains("pantry@9.0.0"), "{m}"),
         other => panic!("expected NotFound, got {:?}", other.map(|a| a.id)),
     }
-    assert_eq!(catalog::latest(&all, "pantry").unwrap().id, id);
+    assert_eq!(
+        catalog::latest(&env.lake, &all, "pantry")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
 
     // A copy of the lake elsewhere serves the same manifest: adapters are found by id under
     // the lake's own root, not by the URI published on chain.
@@ -301,4 +308,115 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
         let s = later.top.iter().find(|s| s.contribution == id).unwrap();
         assert!(s.revoked && s.share == 0.0, "{s:?}");
     }
+}
+
+/// The registry neither derives adapter ids nor knows which versions have files: an adapter
+/// published straight to it by another publisher is never taken for this run's own, nor
+/// continued from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use alloy::primitives::B256;
+    use tributary_schemas::manifest::AdapterManifest;
+
+    let env = env(24).await;
+    let text = JOB
+        .replace("max_steps = 30", "max_steps = 6")
+        .replace("eval_every = 10", "eval_every = 3");
+    let spec = Spec::parse(&text).unwrap();
+    let opts = Options {
+        device: DeviceChoice::Cpu,
+        out: env.dir.path().join("out"),
+        model_cache: base::default_cache(),
+    };
+    // Right before this run publishes (its files are in the lake by then), another publisher
+    // takes its adapter id with another lineage: no snapshot.
+    let (chain, out) = (env.chain.clone(), opts.out.clone());
+    let front_run =
+        move || -> Pin<Box<dyn Future<Output = tributary_models::Result<()>> + Send>> {
+            let (chain, out) = (chain.clone(), out.clone());
+            Box::pin(async move {
+                let m: AdapterManifest =
+                    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap())
+                        .unwrap();
+                tributary_chain::send(chain.model_registry().publishAdapter(
+                    m.adapter_id,
+                    m.base_model_id,
+                    vec![],
+                    B256::ZERO,
+                    m.config_hash,
+                    m.weights_hash,
+                    "elsewhere/".into(),
+                    "pantry@7.0.0".into(),
+                ))
+                .await
+                .unwrap();
+                Ok(())
+            })
+        };
+    let err = job::run_gated(
+        &env.chain,
+        &env.lake,
+        &spec,
+        &opts,
+        None,
+        Some(&front_run),
+        Box::new(|_| {}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("other contents") && err.contains("names another snapshot"),
+        "{err}"
+    );
+    // Run again, the id is found published: still not this run's, and said so.
+    let err = job::run(&env.chain, &env.lake, &spec, &opts, Box::new(|_| {}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("other contents") && err.contains("seed"),
+        "{err}"
+    );
+    // The line's latest is one this lake can continue from: not that one.
+    let all = catalog::published(&env.chain).await.unwrap();
+    assert!(
+        catalog::latest(&env.lake, &all, "pantry")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Another seed is another adapter: published after the taken version.
+    let seeded = Spec::parse(&text.replace("patience = 0", "patience = 0\nseed = 1")).unwrap();
+    let ours = job::run(&env.chain, &env.lake, &seeded, &opts, Box::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(ours.newly_published);
+    assert_eq!(ours.manifest.version, "7.1.0");
+    // A later version published straight to the registry, with no files in this lake, is
+    // passed over: the line continues from ours.
+    let m = &ours.manifest;
+    tributary_chain::send(env.chain.model_registry().publishAdapter(
+        B256::repeat_byte(0xbb),
+        m.base_model_id,
+        vec![],
+        m.snapshot_id,
+        m.config_hash,
+        m.weights_hash,
+        "elsewhere/".into(),
+        "pantry@7.5.0".into(),
+    ))
+    .await
+    .unwrap();
+    let all = catalog::published(&env.chain).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let latest = catalog::latest(&env.lake, &all, "pantry")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, ours.manifest.adapter_id);
 }
