@@ -29,6 +29,7 @@
 //! as done). An epoch whose manifest is written but not on chain is resumed, never
 //! recomputed. The indexer checks each `EpochAllocated` against that manifest.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -482,6 +483,20 @@ pub struct Settled {
     /// is missing from the lake or differs from what the chain recorded. Settled with a later
     /// epoch once the manifest is restored.
     pub unverified: Vec<(B256, String)>,
+    /// Answers this epoch's batches list that an earlier batch listed (this epoch's or one
+    /// settled before): paid there, not again.
+    pub repeated: Vec<Repeated>,
+}
+
+/// An answer listed by more than one recorded batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeated {
+    /// The answer's id.
+    pub answer: B256,
+    /// The batch that listed it again.
+    pub batch: B256,
+    /// The batch it is paid in.
+    pub paid_in: B256,
 }
 
 /// Settles the next epoch: the fees of every inference batch recorded on chain and not yet
@@ -536,22 +551,32 @@ pub async fn settle(
     let recorded = chain
         .events::<InferenceLedger::InferencesRecorded>(&ledger.InferencesRecorded_filter().filter)
         .await?;
-    // The ledger records a batch id once (`BatchAlreadyRecorded`).
-    let unsettled = recorded
-        .into_iter()
-        .map(|(e, _)| e)
-        .filter(|e| !settled.contains(&e.batchId));
-    let checked: Vec<_> = futures::stream::iter(unsettled)
+    // The ledger records a batch id once (`BatchAlreadyRecorded`), not an answer: one listed
+    // again under another batch id (a recorder that regrouped its journal, or another
+    // recorder) is paid once, where it was first settled. So the answers of every batch
+    // settled before are read too (one manifest per batch, 16 at a time).
+    let checked: Vec<_> = futures::stream::iter(recorded.into_iter().map(|(e, _)| e))
         .map(|e| async move { (e.batchId, crate::inferences::check(&e, lake).await) })
         .buffered(16)
         .collect()
         .await;
+    let mut paid_in: HashMap<B256, B256> = HashMap::new();
     let mut manifests = Vec::new();
     let mut unverified = Vec::new();
     for (batch, checked) in checked {
-        match checked? {
-            Ok(m) => manifests.push(m),
-            Err(reason) => unverified.push((batch, reason)),
+        match (checked?, settled.contains(&batch)) {
+            (Ok(m), true) => {
+                for answer in &m.inferences {
+                    paid_in.entry(answer.id()).or_insert(batch);
+                }
+            }
+            (Err(reason), true) => tracing::warn!(
+                %batch,
+                %reason,
+                "a settled batch's answers cannot be read: an answer it paid, listed again in a new batch, would be paid again"
+            ),
+            (Ok(m), false) => manifests.push(m),
+            (Err(reason), false) => unverified.push((batch, reason)),
         }
     }
     let left_out = || {
@@ -571,9 +596,23 @@ pub async fn settle(
     let context = Context::load(chain, lake).await?;
     let mut paid = Vec::new();
     let mut batches: Vec<B256> = Vec::new();
+    let mut repeated = Vec::new();
     for m in &manifests {
         batches.push(m.batch_id);
         for answer in &m.inferences {
+            match paid_in.entry(answer.id()) {
+                Entry::Occupied(first) => {
+                    repeated.push(Repeated {
+                        answer: answer.id(),
+                        batch: m.batch_id,
+                        paid_in: *first.get(),
+                    });
+                    continue;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(m.batch_id);
+                }
+            }
             let shares: Vec<(B256, Address, f64)> = answer
                 .attribution
                 .iter()
@@ -615,9 +654,17 @@ pub async fn settle(
         return Err(Error::InvalidInput(format!(
             "the {} answer(s) recorded since epoch {} pay no fees (served with \
              --fee-per-token 0): nothing to settle; they are settled with the next answers \
-             that pay{}",
+             that pay{}{}",
             paid.len(),
             epoch_no - 1,
+            if repeated.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} more were listed again and paid in earlier batches",
+                    repeated.len()
+                )
+            },
             left_out()
         )));
     }
@@ -644,6 +691,10 @@ pub async fn settle(
         publish(chain, lake, epoch(lake, epoch_no).await?).await?
     };
     out.unverified = unverified;
+    for r in &repeated {
+        tracing::warn!(answer = %r.answer, batch = %r.batch, paid_in = %r.paid_in, "answer listed again in another batch: paid once");
+    }
+    out.repeated = repeated;
     Ok(out)
 }
 
@@ -785,6 +836,7 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         pool,
         tx,
         unverified: Vec::new(),
+        repeated: Vec::new(),
     })
 }
 

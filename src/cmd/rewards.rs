@@ -153,6 +153,12 @@ pub(crate) fn print_settled(s: &rewards::Settled) {
     for (batch, why) in &s.unverified {
         println!("  left unsettled: batch {batch}: {why} (restore its manifest and settle again)");
     }
+    for r in &s.repeated {
+        println!(
+            "  paid once: answer {} is listed again by batch {}; it is paid in batch {}",
+            r.answer, r.batch, r.paid_in
+        );
+    }
 }
 
 /// Prints what an account earned.

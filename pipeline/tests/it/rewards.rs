@@ -434,6 +434,57 @@ async fn a_batch_id_another_recorder_took_with_other_contents_is_refused() {
     );
 }
 
+/// An answer is paid once, whichever batches list it. The ledger refuses a batch id twice,
+/// not an answer listed again under another id (a recorder that regrouped its journal after
+/// a crash, or another recorder): before, such an answer was paid with each batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_listed_by_two_batches_is_paid_once() {
+    use tributary_pipeline::inferences::record;
+    let Env {
+        dir: _dir,
+        chain,
+        lake,
+        ..
+    } = env(Start::Bare).await;
+    let first = record(&chain, &lake, &[answer(1, 1000)]).await.unwrap();
+    let one = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!(one.pool, 1000);
+    assert!(one.repeated.is_empty());
+
+    // Answer 1 again (settled in epoch 1), and answer 2 in two new batches.
+    let again = record(&chain, &lake, &[answer(1, 1000), answer(2, 500)])
+        .await
+        .unwrap();
+    let third = record(&chain, &lake, &[answer(2, 500), answer(3, 300)])
+        .await
+        .unwrap();
+    let two = settle(&chain, &lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!((two.manifest.epoch, two.pool), (2, 800));
+    let mut listed = two.manifest.batches.clone();
+    listed.sort();
+    let mut want = vec![again, third];
+    want.sort();
+    assert_eq!(listed, want, "both batches are settled");
+    let repeated: Vec<(B256, B256, B256)> = two
+        .repeated
+        .iter()
+        .map(|r| (r.answer, r.batch, r.paid_in))
+        .collect();
+    assert_eq!(
+        repeated,
+        vec![
+            (answer(1, 1000).id(), again, first),
+            (answer(2, 500).id(), third, again)
+        ]
+    );
+    let paid: u128 = two.manifest.allocations.iter().map(|a| a.amount).sum();
+    assert_eq!(paid, 800);
+}
+
 /// Answers served without a fee settle nothing (the distributor refuses an epoch with
 /// nothing to claim): an error that says so, and nothing written; they are settled with the
 /// next answers that pay.
