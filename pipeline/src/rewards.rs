@@ -416,6 +416,12 @@ pub struct EpochManifest {
     pub allocations: Vec<Allocation>,
     /// Merkle root over the per-account totals.
     pub root: B256,
+    /// Posted straight to the distributor by someone else (an airdrop, say) and recorded so
+    /// by [`record_foreign`]: Tributary settled nothing in it. `root` and `pool` are the
+    /// chain's; it has no batches and no allocations, and its policy and accounts are
+    /// defaults that mean nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 impl EpochManifest {
@@ -539,7 +545,8 @@ pub async fn settle(
         return Err(Error::InvalidInput(format!(
             "epoch {epoch_no} is settled on chain (root {on_chain}) but this lake has no {}: \
              restore it from the lake it was settled in (claims are proven against it; is --lake \
-             right?)",
+             right?); or, if someone else posted it straight to the distributor (an airdrop), \
+             record it as theirs with `tributary rewards settle --foreign-epoch {epoch_no}`",
             EpochManifest::key(epoch_no)
         )));
     }
@@ -676,6 +683,7 @@ pub async fn settle(
         pool: pool.to_string(),
         root,
         allocations,
+        foreign: false,
     };
     let written = lake
         .put_new(
@@ -696,6 +704,69 @@ pub async fn settle(
     }
     out.repeated = repeated;
     Ok(out)
+}
+
+/// Records epoch `n`, posted on chain by someone else (straight to the distributor: an
+/// airdrop, say), as foreign, so that [`settle`] goes on with epoch `n + 1` instead of
+/// stopping there. Only the next epoch this lake has not settled, posted on chain, qualifies,
+/// and only a signer that may post epochs (`DISTRIBUTOR_ROLE`) may say so. An epoch Tributary
+/// settled whose manifest was lost must be restored instead: recorded as foreign, its
+/// batches would be paid again.
+pub async fn record_foreign(chain: &Chain, lake: &Lake, n: u64) -> Result<EpochManifest> {
+    let distributor = chain.reward_distributor();
+    let role = distributor
+        .DISTRIBUTOR_ROLE()
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    let signer = chain.signer();
+    let may = distributor
+        .hasRole(role, signer)
+        .call()
+        .await
+        .map_err(tributary_chain::Error::from)?;
+    if !may {
+        return Err(Error::InvalidInput(format!(
+            "{signer} may not record reward epochs: only a holder of the RewardDistributor's \
+             DISTRIBUTOR_ROLE may (the key that settles)"
+        )));
+    }
+    let next = epochs(lake).await?.len() as u64 + 1;
+    if n != next {
+        return Err(Error::InvalidInput(format!(
+            "epoch {n} is not the next one to settle in this lake ({next}): only that one can \
+             be recorded as posted by someone else"
+        )));
+    }
+    let (root, total) = posted(chain, n).await?;
+    if root == B256::ZERO {
+        return Err(Error::InvalidInput(format!(
+            "epoch {n} is not posted on chain: there is nothing foreign to record; \
+             `tributary rewards settle` settles it"
+        )));
+    }
+    let m = EpochManifest {
+        epoch: n,
+        policy: Policy::default(),
+        accounts: Accounts {
+            platform: Address::ZERO,
+            stakers: Address::ZERO,
+        },
+        batches: vec![],
+        pool: total.to_string(),
+        allocations: vec![],
+        root,
+        foreign: true,
+    };
+    let bytes = serde_json::to_vec_pretty(&m).expect("serialises");
+    if !lake.put_new(&EpochManifest::key(n), bytes).await? {
+        return Err(Error::InvalidInput(format!(
+            "epoch {n}'s manifest was written meanwhile (a settle run): nothing recorded; \
+             run `tributary rewards settle` again"
+        )));
+    }
+    tracing::info!(epoch = n, %root, %total, "epoch recorded as posted by someone else");
+    Ok(m)
 }
 
 /// The Merkle root epoch `n` was posted with (zero when it was not).
@@ -933,6 +1004,12 @@ pub struct Claimed {
 /// that died before it could report its transaction.
 pub async fn claim(chain: &Chain, lake: &Lake, n: u64, account: Address) -> Result<Claimed> {
     let m = epoch(lake, n).await?;
+    if m.foreign {
+        return Err(Error::NotFound(format!(
+            "epoch {n} was posted straight to the distributor by someone else (recorded as \
+             foreign): its claims and proofs are theirs, not Tributary's"
+        )));
+    }
     let (amount, proof) = m.claim(account).ok_or_else(|| {
         Error::NotFound(format!(
             "{account} has nothing to claim in epoch {n}: `tributary rewards show --contributor {account}` lists what it earned"

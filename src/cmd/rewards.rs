@@ -41,6 +41,13 @@ struct Settle {
     /// The stakers' pool account (default: the platform's).
     #[arg(long)]
     stakers: Option<Address>,
+    /// First record epoch N, posted straight to the RewardDistributor by someone else (an
+    /// airdrop, say), as not Tributary's, so settling goes on with N + 1. Only the next epoch
+    /// to settle, posted on chain with no manifest in this lake, qualifies. An epoch Tributary
+    /// settled whose manifest was lost must be restored instead, or its batches are paid
+    /// again.
+    #[arg(long, value_name = "N")]
+    foreign_epoch: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +93,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 platform,
                 stakers: a.stakers.unwrap_or(platform),
             };
+            if let Some(n) = a.foreign_epoch {
+                let m = rewards::record_foreign(&chain, &lake, n).await?;
+                println!(
+                    "epoch {n}: recorded as posted by someone else (root {}, total {} units): not Tributary's to pay",
+                    m.root, m.pool
+                );
+            }
             use tributary_schemas::tables::names;
             let s = tributary_pipeline::openlineage::observe(
                 super::lineage()?.as_ref(),

@@ -401,6 +401,13 @@ async fn check_epoch(
         .map_err(|err| format!("manifest unavailable: {err}"))?;
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+    if v["foreign"] == true {
+        return Err(
+            "posted straight to the distributor by someone else: Tributary settled \
+                    nothing in it (recorded as foreign)"
+                .into(),
+        );
+    }
     let mut totals: BTreeMap<Address, u128> = BTreeMap::new();
     for a in v["allocations"]
         .as_array()

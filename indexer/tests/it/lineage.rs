@@ -957,6 +957,7 @@ async fn reward_amounts_are_indexed_exactly() {
         pool: fee.to_string(),
         root: tree(&sums).root(),
         allocations: rows,
+        foreign: false,
     };
     env.lake
         .put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
@@ -988,6 +989,18 @@ async fn reward_amounts_are_indexed_exactly() {
         err.contains(&format!("a total of {}", fee - 1)) && err.contains("ExceedsEpochTotal"),
         "{err}"
     );
+    // Epoch 3, an airdrop posted straight to the distributor, recorded as foreign: the
+    // graph shows it, and does not vouch for it as Tributary's.
+    tributary_chain::send(env.chain.reward_distributor().allocateEpoch(
+        alloy::primitives::U256::from(3),
+        B256::repeat_byte(0xa1),
+        alloy::primitives::U256::from(5000),
+    ))
+    .await
+    .unwrap();
+    tributary_pipeline::rewards::record_foreign(&env.chain, &env.lake, 3)
+        .await
+        .unwrap();
     // The chain's own signer sends 0x11's claim; the tokens go to 0x11.
     let claim_tx = claim(&env.chain, &env.lake, 1, who(0x11)).await.unwrap().tx;
 
@@ -1011,6 +1024,18 @@ async fn reward_amounts_are_indexed_exactly() {
             .is_some_and(|r| r.contains("differs from the manifest's pool")),
         "{}",
         short.props
+    );
+    let airdrop = &s
+        .nodes(chain_id, &[g::reward_epoch_id(3).to_string()])
+        .await
+        .unwrap()[0];
+    assert_eq!(airdrop.props[prop::VERIFIED], false, "{}", airdrop.props);
+    assert!(
+        airdrop.props["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("someone else")),
+        "{}",
+        airdrop.props
     );
     assert_eq!(node.props[prop::TOTAL], fee.to_string());
     for (account, amount) in &sums {

@@ -56,6 +56,13 @@ pub(crate) async fn env(start: Start<'_>) -> Env {
 }
 
 impl Env {
+    /// This chain, with `key` signing (funded by anvil only if it is one of anvil's keys).
+    pub(crate) async fn as_signer(&self, key: PrivateKeySigner) -> Chain {
+        let mut c = ChainConfig::rpc(self.chain.url().clone(), self.dir.path());
+        c.signer = Some(key);
+        Chain::connect(c).await.unwrap()
+    }
+
     /// The EIP-712 domain of this chain's Datanet registry.
     pub(crate) fn domain(&self) -> Eip712Domain {
         domain(

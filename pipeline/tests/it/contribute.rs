@@ -378,9 +378,7 @@ async fn a_batch_committed_but_not_anchored_is_finished_by_the_next_run() {
         "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
             .parse()
             .unwrap();
-    let mut c = ChainConfig::rpc(env.chain.url().clone(), env.dir.path());
-    c.signer = Some(alice);
-    let stranger = Chain::connect(c).await.unwrap();
+    let stranger = env.as_signer(alice).await;
     let err = contribute(
         &stranger,
         &env.lake,

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use alloy::primitives::{Address, B256, U256};
 use proptest::prelude::*;
 use tributary_pipeline::rewards::{
-    Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, epochs, publish, settle, totals,
-    tree,
+    Accounts, EpochManifest, Paid, Policy, Role, allocate, claim, epochs, publish, record_foreign,
+    settle, totals, tree,
 };
 
 use crate::common::{Env, Start, env};
@@ -263,6 +263,7 @@ async fn claims_pay_out_once_and_forged_proofs_revert() {
         pool: "1000000".into(),
         root: tree(&totals(&rows)).root(),
         allocations: rows,
+        foreign: false,
     };
     lake.put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
         .await
@@ -483,6 +484,80 @@ async fn an_answer_listed_by_two_batches_is_paid_once() {
     );
     let paid: u128 = two.manifest.allocations.iter().map(|a| a.amount).sum();
     assert_eq!(paid, 800);
+}
+
+/// An epoch posted straight to the distributor by someone else (an airdrop from the admin's
+/// wallet) stops settling, as an epoch whose manifest was lost does, and the error names the
+/// way on: recorded as foreign, settling goes on with the next number and pays the batches
+/// recorded meanwhile; the foreign epoch's claims are not Tributary's. Only a signer that may
+/// post epochs may record it, only the next epoch, and only one that is posted. Before, the
+/// only way on was a new distributor.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_epoch_someone_else_posted_is_recorded_as_foreign_and_settling_goes_on() {
+    use tributary_pipeline::inferences::record;
+    let env = env(Start::Bare).await;
+    let (chain, lake) = (&env.chain, &env.lake);
+    record(chain, lake, &[answer(1, 1000)]).await.unwrap();
+    let e = record_foreign(chain, lake, 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not posted on chain"), "{e}");
+
+    // The airdrop, from the admin's wallet.
+    let airdrop = B256::repeat_byte(0xa1);
+    tributary_chain::send(chain.reward_distributor().allocateEpoch(
+        U256::from(1),
+        airdrop,
+        U256::from(5000),
+    ))
+    .await
+    .unwrap();
+    let e = settle(chain, lake, Policy::default(), accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--foreign-epoch 1"), "{e}");
+    for (n, says) in [(2, "not the next one"), (0, "not the next one")] {
+        let e = record_foreign(chain, lake, n)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    let alice = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+        .parse()
+        .unwrap();
+    let e = record_foreign(&env.as_signer(alice).await, lake, 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("may not record") && e.contains("DISTRIBUTOR_ROLE"),
+        "{e}"
+    );
+    assert!(epochs(lake).await.unwrap().is_empty(), "nothing written");
+
+    let foreign = record_foreign(chain, lake, 1).await.unwrap();
+    assert!(foreign.foreign && foreign.allocations.is_empty());
+    assert_eq!((foreign.root, foreign.pool.as_str()), (airdrop, "5000"));
+    let two = settle(chain, lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!((two.manifest.epoch, two.pool), (2, 1000));
+    assert!(two.tx.is_some() && !two.manifest.foreign);
+    let e = claim(chain, lake, 1, PLATFORM)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("someone else"), "{e}");
+    claim(chain, lake, 2, PLATFORM).await.unwrap();
+    // Settling again goes past both.
+    record(chain, lake, &[answer(2, 500)]).await.unwrap();
+    let three = settle(chain, lake, Policy::default(), accounts())
+        .await
+        .unwrap();
+    assert_eq!((three.manifest.epoch, three.pool), (3, 500));
 }
 
 /// Answers served without a fee settle nothing (the distributor refuses an epoch with
