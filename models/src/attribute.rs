@@ -353,7 +353,7 @@ pub fn recorded(sorted: &[Scored]) -> (Vec<AttributionShare>, Vec<(Address, f64)
 pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> Result<Attribution> {
     let all = catalog::published(chain).await?;
     let a = catalog::find(&all, &q.adapter, "adapter")?.clone();
-    let manifest = catalog::load_manifest(lake, a.id).await?;
+    let manifest = catalog::load_manifest(lake, &a).await?;
     if manifest.metrics.is_none() {
         return Err(Error::InvalidInput(format!(
             "{} is a merge without training of its own: attribute its parents instead",

@@ -95,15 +95,26 @@ pub(crate) fn semver(v: &str) -> Result<[u64; 3]> {
     }
 }
 
-/// An adapter's manifest from the lake.
-pub async fn load_manifest(lake: &Lake, id: B256) -> Result<AdapterManifest> {
+/// Adapter `a`'s manifest from this lake, checked against the chain's record of it
+/// ([`AdapterManifest::check`]): what serving, attribution and training read, so the
+/// ancestry they disclose and the files they use are the ones the chain vouches for.
+pub async fn load_manifest(lake: &Lake, a: &OnChain) -> Result<AdapterManifest> {
     let uri = lake
         .root()
-        .join(&AdapterManifest::key(id))
+        .join(&AdapterManifest::key(a.id))
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let bytes = lake.get(uri.as_str()).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::InvalidInput(format!("{uri}: not an adapter manifest: {e}")))
+    let m: AdapterManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{uri}: not an adapter manifest: {e}")))?;
+    m.check(&a.record()).map_err(|reason| {
+        Error::InvalidInput(format!(
+            "{} ({}): {reason}: the chain does not vouch for this lake's manifest (another \
+             publisher took its id, or the manifest was altered), so it is neither served nor \
+             trained from",
+            a.version, a.id
+        ))
+    })?;
+    Ok(m)
 }
 
 /// The lake URI of adapter `id`'s folder, found by its id under this lake's root (not by the

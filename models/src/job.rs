@@ -301,14 +301,18 @@ pub fn render(template: Option<&str>, content: &str) -> Result<String> {
 }
 
 /// The base model folder and its registry id; registers it (and stores it in the lake) the
-/// first time.
+/// first time. Registered already, its record must name these weights and architecture: the
+/// registry does not derive ids, so another publisher may have taken this one first.
 async fn base_model(
     chain: &Chain,
     lake: &Lake,
     dir: &Path,
     arch: Arch,
 ) -> Result<(B256, String, bool)> {
-    let id = B256::from(base::checkpoint_hash(dir)?);
+    let files = base::checkpoint_file_hashes(dir)?;
+    let id = B256::from(base::checkpoint_id(&files));
+    let weights_hash = B256::from(base::weights_hash(&files));
+    let arch = arch_name(arch);
     let folder = format!("models/{id}/");
     // Recorded on chain and in adapter_config.json by its key, relative to the lake root.
     let uri = folder.clone();
@@ -319,29 +323,51 @@ async fn base_model(
         .await
         .map_err(tributary_chain::Error::from)?
     {
+        same_base(chain, id, weights_hash, arch).await?;
         return Ok((id, uri, false));
     }
-    // The weights hash: of model.safetensors, or over the hashes of a sharded checkpoint's
-    // index and shards in order.
-    let mut weights = Vec::new();
-    let mut single = None;
-    for name in base::checkpoint_files(dir)? {
-        let p = dir.join(&name);
+    for (name, _) in &files {
+        let p = dir.join(name);
         let bytes = std::fs::read(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
-        if name == "model.safetensors" {
-            single = Some(keccak256(&bytes));
-        } else if name != "config.json" && name != "tokenizer.json" {
-            weights.extend_from_slice(keccak256(&bytes).as_slice());
-        }
         lake.put(&format!("{folder}{name}"), bytes).await?;
     }
-    let weights_hash = single.unwrap_or_else(|| keccak256(&weights));
-    let call = registry.registerBaseModel(id, weights_hash, arch_name(arch).into(), uri.clone());
+    let call = registry.registerBaseModel(id, weights_hash, arch.into(), uri.clone());
     match tributary_chain::send(call).await {
         Ok(_) => Ok((id, uri, true)),
-        Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => Ok((id, uri, false)),
+        Err(e) if matches!(e.revert::<E>(), Some(E::AlreadyRegistered(_))) => {
+            same_base(chain, id, weights_hash, arch).await?;
+            Ok((id, uri, false))
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Refuses base model `id` when the chain registered it with other weights or another
+/// architecture than this folder's.
+async fn same_base(chain: &Chain, id: B256, weights_hash: B256, arch: &str) -> Result<()> {
+    let filter = chain
+        .model_registry()
+        .BaseModelRegistered_filter()
+        .topic1(id)
+        .filter;
+    let found = chain
+        .events::<tributary_chain::bindings::ModelRegistry::BaseModelRegistered>(&filter)
+        .await?;
+    let (e, log) = found
+        .first()
+        .ok_or_else(|| Error::NotFound(format!("the BaseModelRegistered event of {id}")))?;
+    if e.weightsHash != weights_hash || e.architecture != arch {
+        return Err(Error::InvalidInput(format!(
+            "base model {id} was registered by transaction {} with other contents (weights {}, \
+             architecture {:?}; this folder's: weights {weights_hash}, {arch:?}): adapters \
+             trained on it would name weights the chain does not hold; ask who holds the \
+             ModelRegistry's publisher role",
+            log.transaction_hash.unwrap_or_default(),
+            e.weightsHash,
+            e.architecture
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a signer without the ModelRegistry's publisher role at once, not after training.
@@ -497,7 +523,7 @@ pub async fn run_gated(
         // The same training of the same data: already published (by an earlier run, unless
         // another publisher took its id with other contents).
         same_record(&manifest, done)?;
-        let m = load_manifest(lake, adapter_id).await?;
+        let m = load_manifest(lake, done).await?;
         return Ok(Outcome::Published {
             current_loss: None,
             published: Published {
@@ -836,9 +862,9 @@ async fn publish(
             same_record(m, a)?;
             if a.version != full_version {
                 return Err(Error::InvalidInput(format!(
-                    "adapter {adapter_id} was published as {} by transaction {} while this run \
-                     published it as {full_version}: it is that version; its manifest in the \
-                     lake names {full_version}",
+                    "adapter {adapter_id} is already published as {} (transaction {}), not as \
+                     {full_version} as this run meant to: it keeps that version (its manifest in \
+                     the lake says {full_version}; the chain's version is the one shown)",
                     a.version, a.tx
                 )));
             }
@@ -889,7 +915,7 @@ fn metrics(r: &TrainReport, documents: (u64, u64)) -> TrainingMetrics {
 /// Downloads a published adapter's PEFT files into a temporary folder, checking that it was
 /// trained on `base`.
 async fn fetch_adapter(lake: &Lake, a: &OnChain, base: B256) -> Result<tempfile::TempDir> {
-    let m = catalog::load_manifest(lake, a.id).await?;
+    let m = catalog::load_manifest(lake, a).await?;
     if m.base_model_id != base {
         return Err(Error::InvalidInput(format!(
             "parent {} ({}) was trained on base model {}, not {base}: use the same base_model",

@@ -650,18 +650,49 @@ pub fn build_cached(
 /// weight files (`model.safetensors`, or the index and every shard it names) and
 /// `tokenizer.json` (the base model's id on chain).
 pub fn checkpoint_hash(dir: &Path) -> Result<Hash> {
+    Ok(checkpoint_id(&checkpoint_file_hashes(dir)?))
+}
+
+/// keccak256 of each file of a checkpoint folder, in hashing order ([`checkpoint_files`]).
+pub fn checkpoint_file_hashes(dir: &Path) -> Result<Vec<(String, Hash)>> {
+    checkpoint_files(dir)?
+        .into_iter()
+        .map(|name| {
+            let p = dir.join(&name);
+            let bytes = std::fs::read(&p).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "{}: {e}: a base model folder needs config.json, model.safetensors (or a sharded checkpoint) and tokenizer.json",
+                    p.display()
+                ))
+            })?;
+            Ok((name, keccak256(&bytes)))
+        })
+        .collect()
+}
+
+/// [`checkpoint_hash`] from the files' hashes ([`checkpoint_file_hashes`]).
+pub fn checkpoint_id(files: &[(String, Hash)]) -> Hash {
     let mut buf = b"tributary-base-model".to_vec();
-    for name in checkpoint_files(dir)? {
-        let p = dir.join(&name);
-        let bytes = std::fs::read(&p).map_err(|e| {
-            Error::InvalidInput(format!(
-                "{}: {e}: a base model folder needs config.json, model.safetensors (or a sharded checkpoint) and tokenizer.json",
-                p.display()
-            ))
-        })?;
-        buf.extend_from_slice(&keccak256(&bytes));
+    for (_, h) in files {
+        buf.extend_from_slice(h);
     }
-    Ok(keccak256(buf))
+    keccak256(buf)
+}
+
+/// The weights hash a base model is registered with, from its files' hashes: that of
+/// `model.safetensors`, or keccak256 over a sharded checkpoint's index and shards' hashes in
+/// order.
+pub fn weights_hash(files: &[(String, Hash)]) -> Hash {
+    if let Some((_, h)) = files.iter().find(|(n, _)| n == "model.safetensors") {
+        return *h;
+    }
+    let mut buf = Vec::new();
+    for (name, h) in files {
+        if name != "config.json" && name != "tokenizer.json" {
+            buf.extend_from_slice(h);
+        }
+    }
+    keccak256(buf)
 }
 
 /// The files of a base model folder, in hashing order: `config.json`, the weight files (see

@@ -437,7 +437,7 @@ impl Server {
         if let Some(s) = self.served.lock().await.get(&on_chain.id) {
             return Ok(s.clone());
         }
-        let manifest = catalog::load_manifest(&self.lake, on_chain.id).await?;
+        let manifest = catalog::load_manifest(&self.lake, &on_chain).await?;
         let dir = self
             .config
             .cache_dir
@@ -513,7 +513,8 @@ impl Server {
         };
         let mut parents = Vec::new();
         for p in &m.parents {
-            let pm = catalog::load_manifest(&self.lake, p.id).await?;
+            let pa = catalog::find(&all, &p.id.to_string(), "parent adapter")?;
+            let pm = catalog::load_manifest(&self.lake, pa).await?;
             let up = Box::pin(self.ancestry(&pm)).await?;
             parents.push(json!({
                 "id": p.id.to_string(),

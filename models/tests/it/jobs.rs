@@ -120,7 +120,12 @@ async fn a_job_publishes_once_and_serving_credits_what_attribute_credits() {
     let moved = env.dir.path().join("moved-lake");
     copy_dir(&env.dir.path().join("lake"), &moved);
     let copy = Lake::open(moved.to_str().unwrap()).unwrap();
-    let m = catalog::load_manifest(&copy, id).await.unwrap();
+    let m = catalog::load_manifest(
+        &copy,
+        catalog::find(&all, &id.to_string(), "adapter").unwrap(),
+    )
+    .await
+    .unwrap();
     // (Compared by its hashes: serde_json reads a float back within one ulp, not exactly.)
     assert_eq!(
         (m.adapter_id, m.weights_hash, m.config_hash, m.snapshot_id),
@@ -390,6 +395,26 @@ async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
             .is_none()
     );
 
+    // Nor is it served or attributed: the lake's manifest is not the one the chain records.
+    let serve_dir = env.dir.path().join("serve");
+    let server = Server::start(
+        env.chain.clone(),
+        env.lake.clone(),
+        ServeConfig::new(&serve_dir, &serve_dir.join("cache")),
+    )
+    .await
+    .unwrap();
+    let err = server
+        .adapter("pantry@7.0.0")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("names another snapshot") && err.contains("does not vouch"),
+        "{err}"
+    );
+
     // Another seed is another adapter: published after the taken version.
     let seeded = Spec::parse(&text.replace("patience = 0", "patience = 0\nseed = 1")).unwrap();
     let ours = job::run(&env.chain, &env.lake, &seeded, &opts, Box::new(|_| {}))
@@ -419,4 +444,50 @@ async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
         .unwrap()
         .unwrap();
     assert_eq!(latest.id, ours.manifest.adapter_id);
+}
+
+/// A base model id registered first by another publisher with other weights is refused
+/// before training, with the transaction that took it: adapters trained on it would name
+/// weights the chain does not hold. Before, any registration of the id was taken as this
+/// folder's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_model_id_registered_with_other_weights_is_refused() {
+    use alloy::primitives::B256;
+
+    let env = env(8).await;
+    let spec = Spec::parse(JOB).unwrap();
+    let opts = Options {
+        device: DeviceChoice::Cpu,
+        out: env.dir.path().join("out"),
+        model_cache: base::default_cache(),
+    };
+    let folder = job::pretrain_tiny(&spec, &opts.model_cache, Box::new(|_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let files = base::checkpoint_file_hashes(&folder).unwrap();
+    let id = B256::from(base::checkpoint_id(&files));
+    assert_eq!(id, B256::from(base::checkpoint_hash(&folder).unwrap()));
+    tributary_chain::send(env.chain.model_registry().registerBaseModel(
+        id,
+        B256::repeat_byte(0xee),
+        "llama".into(),
+        "elsewhere/".into(),
+    ))
+    .await
+    .unwrap();
+    let err = job::run(&env.chain, &env.lake, &spec, &opts, Box::new(|_| {}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("base model {id} was registered"))
+            && err.contains("other contents")
+            && err.contains(&B256::from(base::weights_hash(&files)).to_string()),
+        "{err}"
+    );
+    assert!(
+        !opts.out.join("adapter_model.safetensors").exists(),
+        "nothing trained"
+    );
 }
