@@ -158,23 +158,7 @@ pub(crate) async fn vouched(
         tracing::warn!(adapter = key, error = %e, "adapter manifest does not parse");
         Some(format!("the adapter's manifest does not parse: {e}"))
     })?;
-    let hash = |k: &str| {
-        props[k]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default()
-    };
-    let on_chain = AdapterRecord {
-        id,
-        base_model_id: hash("base_model_id"),
-        snapshot_id: hash("snapshot_id"),
-        parent_ids: props["parent_ids"]
-            .as_array()
-            .map(|ps| ps.iter().filter_map(|p| p.as_str()?.parse().ok()).collect())
-            .unwrap_or_default(),
-        config_hash: hash("config_hash"),
-        weights_hash: hash("weights_hash"),
-    };
+    let on_chain = AdapterRecord::from_props(id, props);
     m.check(&on_chain).map_err(|reason| {
         tracing::warn!(
             adapter = %adapter_id(id),

@@ -377,7 +377,7 @@ pub async fn attribute(chain: &Chain, lake: &Lake, q: &Query, cache: &Path) -> R
     .await?;
     let tokenizer = Tokenizer::load(&folder.join("tokenizer.json"))?;
     catalog::fetch_spans(lake, &adapter_folder, files.path()).await?;
-    let snap = snapshot::load(lake, manifest.snapshot_id).await?;
+    let snap = snapshot::load_committed(chain, lake, manifest.snapshot_id).await?;
     let entries = entries(&snap);
     let gone = catalog::revoked(chain).await?;
 

@@ -661,18 +661,7 @@ async fn resolve_snapshot(
         return Ok(None);
     }
     if let Some(id) = spec.snapshot {
-        let known = chain
-            .model_registry()
-            .isSnapshot(id)
-            .call()
-            .await
-            .map_err(tributary_chain::Error::from)?;
-        if !known {
-            return Err(Error::InvalidInput(format!(
-                "snapshot {id} is not committed on this chain: run `tributary snapshot --datanet …` and use the id it prints"
-            )));
-        }
-        return Ok(Some(snapshot::load(lake, id).await?));
+        return Ok(Some(snapshot::load_committed(chain, lake, id).await?));
     }
     let mut ids = Vec::new();
     for d in &spec.datanets {

@@ -817,6 +817,15 @@ impl Scheduler {
         let parent = catalog::latest(&self.lake, &all, &spec.line)
             .await?
             .map(|a| a.version.clone());
+        if parent.is_none() && all.iter().any(|a| a.version.starts_with(&prefix)) {
+            // Trained as the line's first version, it would be published with nothing to beat.
+            return Err(Error::InvalidInput(format!(
+                "{} has versions on chain but none this lake can continue from (each one's \
+                 manifest is missing here or not the chain's record; the warnings name them): \
+                 not trained; check --lake, or restore the line's adapters to this lake",
+                spec.line
+            )));
+        }
         let train_spec = spec.spec(snapshot_id, parent.clone());
         let opts = Options {
             device: self.cfg.device,

@@ -492,6 +492,10 @@ pub struct Settled {
     /// Answers this epoch's batches list that an earlier batch listed (this epoch's or one
     /// settled before): paid there, not again.
     pub repeated: Vec<Repeated>,
+    /// Batches settled before whose manifests could not be read now (missing from the lake,
+    /// or no longer what the chain recorded), and why: an answer they paid, listed again by
+    /// a new batch, cannot be recognised as a repeat. Restore them and settle again.
+    pub unread: Vec<(B256, String)>,
 }
 
 /// An answer listed by more than one recorded batch.
@@ -540,6 +544,11 @@ pub async fn settle(
     if on_chain != B256::ZERO {
         // Another settle run may have written and posted it since this one listed the epochs.
         if let Some(m) = manifest(lake, epoch_no).await? {
+            if m.foreign {
+                return Err(Error::InvalidInput(format!(
+                    "epoch {epoch_no} was recorded as someone else's meanwhile: settle again"
+                )));
+            }
             return publish(chain, lake, m).await;
         }
         return Err(Error::InvalidInput(format!(
@@ -570,18 +579,15 @@ pub async fn settle(
     let mut paid_in: HashMap<B256, B256> = HashMap::new();
     let mut manifests = Vec::new();
     let mut unverified = Vec::new();
+    let mut unread = Vec::new();
     for (batch, checked) in checked {
         match (checked?, settled.contains(&batch)) {
             (Ok(m), true) => {
-                for answer in &m.inferences {
+                for answer in m.inferences.iter().filter(|a| !a.nonce.is_zero()) {
                     paid_in.entry(answer.id()).or_insert(batch);
                 }
             }
-            (Err(reason), true) => tracing::warn!(
-                %batch,
-                %reason,
-                "a settled batch's answers cannot be read: an answer it paid, listed again in a new batch, would be paid again"
-            ),
+            (Err(reason), true) => unread.push((batch, reason)),
             (Ok(m), false) => manifests.push(m),
             (Err(reason), false) => unverified.push((batch, reason)),
         }
@@ -607,8 +613,12 @@ pub async fn settle(
     for m in &manifests {
         batches.push(m.batch_id);
         for answer in &m.inferences {
-            match paid_in.entry(answer.id()) {
-                Entry::Occupied(first) => {
+            // An answer recorded before answers had a nonce has no id of its own (identical
+            // answers share one, each paid): those are never taken for repeats.
+            let entry = (!answer.nonce.is_zero()).then(|| paid_in.entry(answer.id()));
+            match entry {
+                None => {}
+                Some(Entry::Occupied(first)) => {
                     repeated.push(Repeated {
                         answer: answer.id(),
                         batch: m.batch_id,
@@ -616,7 +626,7 @@ pub async fn settle(
                     });
                     continue;
                 }
-                Entry::Vacant(v) => {
+                Some(Entry::Vacant(v)) => {
                     v.insert(m.batch_id);
                 }
             }
@@ -699,6 +709,10 @@ pub async fn settle(
         publish(chain, lake, epoch(lake, epoch_no).await?).await?
     };
     out.unverified = unverified;
+    for (batch, reason) in &unread {
+        tracing::warn!(%batch, %reason, "a settled batch's answers cannot be read: an answer it paid, listed again in a new batch, is paid again");
+    }
+    out.unread = unread;
     for r in &repeated {
         tracing::warn!(answer = %r.answer, batch = %r.batch, paid_in = %r.paid_in, "answer listed again in another batch: paid once");
     }
@@ -731,6 +745,17 @@ pub async fn record_foreign(chain: &Chain, lake: &Lake, n: u64) -> Result<EpochM
              DISTRIBUTOR_ROLE may (the key that settles)"
         )));
     }
+    let (root, total) = posted(chain, n).await?;
+    if let Some(m) = manifest(lake, n).await? {
+        // Recorded by an earlier run of this command (whose settle then stopped).
+        if m.foreign && m.root == root {
+            return Ok(m);
+        }
+        return Err(Error::InvalidInput(format!(
+            "epoch {n} was settled by Tributary in this lake ({}): it is not someone else's",
+            EpochManifest::key(n)
+        )));
+    }
     let next = epochs(lake).await?.len() as u64 + 1;
     if n != next {
         return Err(Error::InvalidInput(format!(
@@ -738,11 +763,24 @@ pub async fn record_foreign(chain: &Chain, lake: &Lake, n: u64) -> Result<EpochM
              be recorded as posted by someone else"
         )));
     }
-    let (root, total) = posted(chain, n).await?;
     if root == B256::ZERO {
         return Err(Error::InvalidInput(format!(
             "epoch {n} is not posted on chain: there is nothing foreign to record; \
              `tributary rewards settle` settles it"
+        )));
+    }
+    // A settle run writes the epoch's allocation rows before it posts the root: rows of
+    // epoch `n` mean Tributary settled it and its manifest was lost.
+    if lake
+        .app_ids(names::REWARD_ALLOCATIONS)
+        .await?
+        .contains(&allocations_txn(n))
+    {
+        return Err(Error::InvalidInput(format!(
+            "epoch {n} was settled by Tributary (the lake's reward_allocations hold its rows) and \
+             its manifest is lost: restore {} from a backup; recorded as foreign, its batches \
+             would be paid again",
+            EpochManifest::key(n)
         )));
     }
     let m = EpochManifest {
@@ -767,6 +805,11 @@ pub async fn record_foreign(chain: &Chain, lake: &Lake, n: u64) -> Result<EpochM
     }
     tracing::info!(epoch = n, %root, %total, "epoch recorded as posted by someone else");
     Ok(m)
+}
+
+/// The Delta transaction id epoch `n`'s `reward_allocations` rows are appended under.
+fn allocations_txn(n: u64) -> String {
+    format!("tributary-rewards-{n}")
 }
 
 /// The Merkle root epoch `n` was posted with (zero when it was not).
@@ -878,7 +921,7 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
     )?;
     lake.append(names::REWARD_ALLOCATIONS)
         .batches(vec![batch])
-        .idempotent(format!("tributary-rewards-{}", m.epoch), 0)
+        .idempotent(allocations_txn(m.epoch), 0)
         .commit()
         .await?;
     let distributor = chain.reward_distributor();
@@ -908,6 +951,7 @@ pub async fn publish(chain: &Chain, lake: &Lake, m: EpochManifest) -> Result<Set
         tx,
         unverified: Vec::new(),
         repeated: Vec::new(),
+        unread: Vec::new(),
     })
 }
 
@@ -925,6 +969,7 @@ impl Context {
         // transaction.
         let mut owners = HashMap::new();
         let mut contributors = HashMap::new();
+        let mut snapshots = HashSet::new();
         for e in crate::chain_state::published_adapters(chain).await? {
             if let Some(publisher) = chain.publisher_of(e.id).await? {
                 owners.insert(e.id, publisher);
@@ -948,27 +993,25 @@ impl Context {
                 })?;
                 owners.insert(e.id, t.inner.signer());
             }
-            // An adapter whose manifest this lake lacks has no known contributors (their part
-            // goes to the platform); any other failure to read it stops settlement.
-            let bytes = match lake
-                .get(&tributary_schemas::manifest::AdapterManifest::key(e.id))
-                .await
-            {
-                Ok(bytes) => Some(bytes),
-                Err(err) if err.is_not_found() => None,
-                Err(err) => return Err(err.into()),
-            };
-            if let Some(bytes) = bytes
-                && let Ok(m) =
-                    serde_json::from_slice::<tributary_schemas::manifest::AdapterManifest>(&bytes)
-                && m.snapshot_id != B256::ZERO
-            {
-                for c in crate::snapshot::load(lake, m.snapshot_id)
-                    .await?
-                    .contributions
-                {
-                    contributors.insert(c.id, c.contributor);
+            // Contributors by the snapshot the chain says the adapter was trained on, from its
+            // manifest checked against the chain's record. One this lake lacks, or that is not
+            // the chain's record, has no known contributors (their part goes to the platform);
+            // a lake or chain that does not answer stops settlement.
+            if e.snapshot.is_zero() || !snapshots.insert(e.snapshot) {
+                continue;
+            }
+            match crate::snapshot::vouched(chain, lake, e.snapshot).await? {
+                Ok(m) => {
+                    for c in m.contributions {
+                        contributors.insert(c.id, c.contributor);
+                    }
                 }
+                Err(reason) => tracing::warn!(
+                    adapter = %e.id,
+                    snapshot = %e.snapshot,
+                    %reason,
+                    "the adapter's contributors are unknown: their part goes to the platform"
+                ),
             }
         }
         let revoked = crate::chain_state::ChainState::read(chain).await?.revoked;

@@ -177,15 +177,30 @@ pub async fn preview(
 }
 
 /// Writes `manifest` to the lake and commits it on chain (`SnapshotCommitted`). The signer
-/// needs the ModelRegistry's publisher role. A snapshot already committed (by an earlier run) is
-/// found; its id committed by another publisher with other contents is refused.
+/// needs the ModelRegistry's publisher role. A snapshot already committed (by an earlier run)
+/// is found; its id committed by another publisher with other contents is refused, and then
+/// nothing is written.
 pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> Result<Committed> {
     let id = manifest.snapshot_id;
     let root = manifest.merkle_tree().root();
-    let uri = lake
-        .put(&SnapshotManifest::key(id), manifest.to_bytes())
-        .await?
-        .to_string();
+    let done = |uri: String, tx, block| Committed {
+        manifest: manifest.clone(),
+        manifest_uri: uri,
+        root,
+        tx,
+        block,
+        newly_committed: false,
+    };
+    // Checked before anything is written: a manifest the chain's record contradicts never
+    // lands at the id's key.
+    if let Some(r) = record(chain, id).await? {
+        agrees(manifest, &r)?;
+        // Written again: the same bytes, or restored to a lake that lost them.
+        let uri = put(lake, manifest).await?;
+        return Ok(done(uri, r.tx, r.block));
+    }
+    // The manifest first, so the chain never names one the lake lacks.
+    let uri = put(lake, manifest).await?;
     let registry = chain.model_registry();
     let call = registry.commitSnapshot(
         id,
@@ -198,50 +213,117 @@ pub async fn commit(chain: &Chain, lake: &Lake, manifest: &SnapshotManifest) -> 
         root,
         U256::from(manifest.contributions.len()),
     );
-    let (tx, block, newly_committed) = match send(call).await {
-        Ok(r) => (r.transaction_hash, r.block_number.unwrap_or_default(), true),
+    match send(call).await {
+        Ok(r) => Ok(Committed {
+            newly_committed: true,
+            ..done(uri, r.transaction_hash, r.block_number.unwrap_or_default())
+        }),
         Err(e) => match e.revert::<E>() {
+            // Committed meanwhile, by another run of this snapshot or another publisher.
             Some(E::AlreadyRegistered(_)) => {
-                let filter = registry.SnapshotCommitted_filter().topic1(id).filter;
-                let found = chain
-                    .events::<ModelRegistry::SnapshotCommitted>(&filter)
-                    .await?;
-                let (e, log) = found
-                    .first()
+                let r = record(chain, id)
+                    .await?
                     .ok_or_else(|| Error::NotFound(format!("SnapshotCommitted event of {id}")))?;
-                let tx = log.transaction_hash.unwrap_or_default();
-                // This manifest's earlier commit, or another publisher's under its id.
-                let datanets: Vec<u64> = e.datanetIds.iter().map(|d| d.saturating_to()).collect();
-                if let Err(differs) = manifest.check(
-                    id,
-                    &datanets,
-                    &e.lakeVersions,
-                    e.count.saturating_to(),
-                    e.contributionsRoot,
-                ) {
-                    return Err(Error::InvalidInput(format!(
-                        "snapshot {id} was committed by transaction {tx} with other contents                          ({differs}): training on this manifest would not match the chain's                          record; ask who holds the ModelRegistry's publisher role, and snapshot                          a later lake version to get a new id"
-                    )));
-                }
-                (tx, log.block_number.unwrap_or_default(), false)
+                agrees(manifest, &r)?;
+                Ok(done(uri, r.tx, r.block))
             }
-            Some(E::MissingRole(_)) => {
-                return Err(Error::InvalidInput(format!(
-                    "{} may not commit snapshots: the ModelRegistry's admin grants the publisher role",
-                    chain.signer()
-                )));
-            }
-            _ => return Err(e.into()),
+            Some(E::MissingRole(_)) => Err(Error::InvalidInput(format!(
+                "{} may not commit snapshots: the ModelRegistry's admin grants the publisher role",
+                chain.signer()
+            ))),
+            _ => Err(e.into()),
         },
+    }
+}
+
+async fn put(lake: &Lake, manifest: &SnapshotManifest) -> Result<String> {
+    let key = SnapshotManifest::key(manifest.snapshot_id);
+    Ok(lake.put(&key, manifest.to_bytes()).await?.to_string())
+}
+
+/// What the chain recorded of a snapshot (`SnapshotCommitted`), with its transaction.
+struct Record {
+    event: ModelRegistry::SnapshotCommitted,
+    tx: B256,
+    block: u64,
+}
+
+/// Snapshot `id`'s record on chain, if it is committed.
+async fn record(chain: &Chain, id: B256) -> Result<Option<Record>> {
+    let filter = chain
+        .model_registry()
+        .SnapshotCommitted_filter()
+        .topic1(id)
+        .filter;
+    let found = chain
+        .events::<ModelRegistry::SnapshotCommitted>(&filter)
+        .await?;
+    Ok(found.into_iter().next().map(|(event, log)| Record {
+        event,
+        tx: log.transaction_hash.unwrap_or_default(),
+        block: log.block_number.unwrap_or_default(),
+    }))
+}
+
+/// Refuses `manifest` when the chain committed its id with other contents (the registry does
+/// not derive snapshot ids, so another publisher may take one first).
+fn agrees(manifest: &SnapshotManifest, r: &Record) -> Result<()> {
+    let e = &r.event;
+    let datanets: Vec<u64> = e.datanetIds.iter().map(|d| d.saturating_to()).collect();
+    manifest
+        .check(
+            e.id,
+            &datanets,
+            &e.lakeVersions,
+            e.count.saturating_to(),
+            e.contributionsRoot,
+        )
+        .map_err(|differs| {
+            Error::InvalidInput(format!(
+                "snapshot {} was committed by transaction {} with other contents ({differs}): \
+                 this manifest is not the chain's record of it; ask who holds the \
+                 ModelRegistry's publisher role, and snapshot a later lake version for a new id",
+                e.id, r.tx
+            ))
+        })
+}
+
+/// Snapshot `id`'s manifest from the lake, checked against what the chain recorded of it
+/// ([`SnapshotManifest::check`]): what training and serving read.
+pub async fn load_committed(chain: &Chain, lake: &Lake, id: B256) -> Result<SnapshotManifest> {
+    let r = record(chain, id).await?.ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "snapshot {id} is not committed on this chain: run `tributary snapshot --datanet …` \
+             and use the id it prints"
+        ))
+    })?;
+    let m = load(lake, id).await?;
+    agrees(&m, &r)?;
+    Ok(m)
+}
+
+/// [`load_committed`], with what makes a snapshot unusable as the inner error (its manifest
+/// missing from this lake, unreadable, or not the chain's record); the outer error is a lake
+/// or chain that did not answer.
+pub async fn vouched(
+    chain: &Chain,
+    lake: &Lake,
+    id: B256,
+) -> Result<std::result::Result<SnapshotManifest, String>> {
+    let key = SnapshotManifest::key(id);
+    let bytes = match lake.get(&key).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Ok(Err(format!("this lake has no {key}"))),
+        Err(e) => return Err(e.into()),
     };
-    Ok(Committed {
-        manifest: manifest.clone(),
-        manifest_uri: uri,
-        root,
-        tx,
-        block,
-        newly_committed,
-    })
+    let m: SnapshotManifest = match serde_json::from_slice(&bytes) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(format!("{key} does not parse: {e}"))),
+    };
+    let Some(r) = record(chain, id).await? else {
+        return Ok(Err(format!("snapshot {id} is not committed on this chain")));
+    };
+    Ok(agrees(&m, &r).map(|()| m).map_err(|e| e.to_string()))
 }
 
 /// [`freeze`], then [`commit`].

@@ -372,6 +372,32 @@ pub struct AdapterRecord {
     pub weights_hash: B256,
 }
 
+impl AdapterRecord {
+    /// The record an adapter node's props hold: the indexer keeps every field of
+    /// `AdapterPublished` there, hashes as hex strings and `parent_ids` as an array of them.
+    /// A missing or malformed field reads as zero (or no parents), so it disagrees with any
+    /// real manifest.
+    pub fn from_props(id: B256, props: &serde_json::Value) -> Self {
+        let hash = |k: &str| {
+            props[k]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default()
+        };
+        Self {
+            id,
+            base_model_id: hash("base_model_id"),
+            snapshot_id: hash("snapshot_id"),
+            parent_ids: props["parent_ids"]
+                .as_array()
+                .map(|ps| ps.iter().filter_map(|p| p.as_str()?.parse().ok()).collect())
+                .unwrap_or_default(),
+            config_hash: hash("config_hash"),
+            weights_hash: hash("weights_hash"),
+        }
+    }
+}
+
 /// A published adapter's manifest: everything that made it. It lies in the lake at
 /// [`AdapterManifest::key`] next to the adapter's PEFT files; `AdapterPublished` carries its
 /// id, base model, parents, snapshot, config hash, weights hash and folder URI.

@@ -167,6 +167,11 @@ pub(crate) fn print_settled(s: &rewards::Settled) {
     for (batch, why) in &s.unverified {
         println!("  left unsettled: batch {batch}: {why} (restore its manifest and settle again)");
     }
+    for (batch, why) in &s.unread {
+        println!(
+            "  not read: settled batch {batch}: {why} (an answer it paid, listed again by a new batch, is paid again; restore its manifest)"
+        );
+    }
     for r in &s.repeated {
         println!(
             "  paid once: answer {} is listed again by batch {}; it is paid in batch {}",

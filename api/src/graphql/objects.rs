@@ -15,7 +15,7 @@ use async_graphql::{
 };
 use futures::future::try_join_all;
 use tributary_schemas::lineage::{self as g, Edge, EdgeKind, Node, NodeKind, prop};
-use tributary_schemas::manifest::{AdapterManifest, BatchManifest};
+use tributary_schemas::manifest::{AdapterManifest, AdapterRecord, BatchManifest};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32, verify};
 use tributary_sql::{ContributionFilter, ContributionRow, DatanetRow, End};
 
@@ -839,7 +839,9 @@ impl Adapter {
         text(&self.0, "config_hash")
     }
     /// How it was trained (settings and measurements), from its manifest in the lake; null
-    /// when this server has no lake or the manifest is not there.
+    /// when this server has no lake or the manifest is not there; an error when the manifest
+    /// is not what the chain recorded of this adapter (base model, snapshot, parents,
+    /// settings, weights).
     async fn training(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AdapterTraining>> {
         let Some(lake) = &ctx.data_unchecked::<DataLoader<Manifests>>().loader().0 else {
             return Ok(None);
@@ -856,6 +858,9 @@ impl Adapter {
             tracing::error!(%uri, error = %e, "adapter manifest does not parse");
             async_graphql::Error::new("the adapter's manifest in the lake does not parse")
         })?;
+        let id = key(&self.0).parse().unwrap_or_default();
+        m.check(&AdapterRecord::from_props(id, &self.0.props))
+            .map_err(async_graphql::Error::new)?;
         Ok(Some(AdapterTraining::from(m)))
     }
     /// The base model.

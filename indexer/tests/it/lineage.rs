@@ -720,6 +720,18 @@ async fn snapshots_freeze_exactly_the_contributions_that_count() {
         e.contains("other contents") && e.contains("Merkle root differs"),
         "{e}"
     );
+    assert!(
+        snapshot::load(&env.lake, now.snapshot_id).await.is_err(),
+        "nothing written"
+    );
+    // The refused manifest put in the lake by hand: the graph does not vouch for it either.
+    env.lake
+        .put(
+            &tributary_schemas::manifest::SnapshotManifest::key(now.snapshot_id),
+            now.to_bytes(),
+        )
+        .await
+        .unwrap();
 
     // Training reads the pinned version: the rows of the listed ids, however the table grew.
     let rows = snapshot::read(

@@ -464,7 +464,7 @@ impl Server {
         let entries = if manifest.snapshot_id == B256::ZERO {
             BTreeMap::new()
         } else {
-            snapshot::load(&self.lake, manifest.snapshot_id)
+            snapshot::load_committed(&self.chain, &self.lake, manifest.snapshot_id)
                 .await?
                 .contributions
                 .iter()
@@ -502,7 +502,7 @@ impl Server {
         let snapshot = if m.snapshot_id == B256::ZERO {
             Value::Null
         } else {
-            let s = snapshot::load(&self.lake, m.snapshot_id).await?;
+            let s = snapshot::load_committed(&self.chain, &self.lake, m.snapshot_id).await?;
             json!({
                 "id": s.snapshot_id.to_string(),
                 "contributions": s.contributions.len(),

@@ -447,7 +447,12 @@ async fn an_answer_listed_by_two_batches_is_paid_once() {
         lake,
         ..
     } = env(Start::Bare).await;
-    let first = record(&chain, &lake, &[answer(1, 1000)]).await.unwrap();
+    // Answers as serving records them now: each with a nonce of its own.
+    let fresh = |i: u8, fee: u128| tributary_schemas::manifest::InferenceEntry {
+        nonce: B256::repeat_byte(i),
+        ..answer(i, fee)
+    };
+    let first = record(&chain, &lake, &[fresh(1, 1000)]).await.unwrap();
     let one = settle(&chain, &lake, Policy::default(), accounts())
         .await
         .unwrap();
@@ -455,21 +460,26 @@ async fn an_answer_listed_by_two_batches_is_paid_once() {
     assert!(one.repeated.is_empty());
 
     // Answer 1 again (settled in epoch 1), and answer 2 in two new batches.
-    let again = record(&chain, &lake, &[answer(1, 1000), answer(2, 500)])
+    let again = record(&chain, &lake, &[fresh(1, 1000), fresh(2, 500)])
         .await
         .unwrap();
-    let third = record(&chain, &lake, &[answer(2, 500), answer(3, 300)])
+    let third = record(&chain, &lake, &[fresh(2, 500), fresh(3, 300)])
+        .await
+        .unwrap();
+    // Two identical answers recorded before answers had a nonce share one id: both are paid,
+    // as they were before.
+    let legacy = record(&chain, &lake, &[answer(4, 70), answer(4, 70)])
         .await
         .unwrap();
     let two = settle(&chain, &lake, Policy::default(), accounts())
         .await
         .unwrap();
-    assert_eq!((two.manifest.epoch, two.pool), (2, 800));
+    assert_eq!((two.manifest.epoch, two.pool), (2, 940));
     let mut listed = two.manifest.batches.clone();
     listed.sort();
-    let mut want = vec![again, third];
+    let mut want = vec![again, third, legacy];
     want.sort();
-    assert_eq!(listed, want, "both batches are settled");
+    assert_eq!(listed, want, "every batch is settled");
     let repeated: Vec<(B256, B256, B256)> = two
         .repeated
         .iter()
@@ -478,12 +488,13 @@ async fn an_answer_listed_by_two_batches_is_paid_once() {
     assert_eq!(
         repeated,
         vec![
-            (answer(1, 1000).id(), again, first),
-            (answer(2, 500).id(), third, again)
+            (fresh(1, 1000).id(), again, first),
+            (fresh(2, 500).id(), third, again)
         ]
     );
     let paid: u128 = two.manifest.allocations.iter().map(|a| a.amount).sum();
-    assert_eq!(paid, 800);
+    assert_eq!(paid, 940);
+    assert!(two.unread.is_empty());
 }
 
 /// An epoch posted straight to the distributor by someone else (an airdrop from the admin's
@@ -541,6 +552,8 @@ async fn an_epoch_someone_else_posted_is_recorded_as_foreign_and_settling_goes_o
     let foreign = record_foreign(chain, lake, 1).await.unwrap();
     assert!(foreign.foreign && foreign.allocations.is_empty());
     assert_eq!((foreign.root, foreign.pool.as_str()), (airdrop, "5000"));
+    // Run again (its settle stopped, say): the same record.
+    assert_eq!(record_foreign(chain, lake, 1).await.unwrap(), foreign);
     let two = settle(chain, lake, Policy::default(), accounts())
         .await
         .unwrap();
@@ -552,6 +565,20 @@ async fn an_epoch_someone_else_posted_is_recorded_as_foreign_and_settling_goes_o
         .to_string();
     assert!(e.contains("someone else"), "{e}");
     claim(chain, lake, 2, PLATFORM).await.unwrap();
+    // Tributary's own epoch with its manifest lost is never taken for someone else's: its
+    // allocation rows say it was settled here.
+    let file = env.dir.path().join("lake").join(EpochManifest::key(2));
+    let kept = std::fs::read(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let e = record_foreign(chain, lake, 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("settled by Tributary") && e.contains("restore"),
+        "{e}"
+    );
+    std::fs::write(&file, kept).unwrap();
     // Settling again goes past both.
     record(chain, lake, &[answer(2, 500)]).await.unwrap();
     let three = settle(chain, lake, Policy::default(), accounts())
