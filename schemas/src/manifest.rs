@@ -601,7 +601,8 @@ mod tests {
             weights_hash: h(6),
         };
         assert_eq!(m.check(&record), Ok(()));
-        let edits: [(fn(&mut AdapterRecord), &str); 6] = [
+        type Edit = fn(&mut AdapterRecord);
+        let edits: [(Edit, &str); 6] = [
             (|r| r.id = B256::ZERO, "another adapter"),
             (|r| r.base_model_id = B256::ZERO, "another base model"),
             (|r| r.snapshot_id = B256::ZERO, "another snapshot"),
