@@ -523,7 +523,15 @@ pub async fn run_gated(
         // The same training of the same data: already published (by an earlier run, unless
         // another publisher took its id with other contents).
         same_record(&manifest, done)?;
-        let m = load_manifest(lake, done).await?;
+        let mut m = load_manifest(lake, done).await?;
+        // Its version is the one on chain, whatever the manifest says (a run that found its
+        // id published under another version stored its own before it stopped).
+        if let Some((line, version)) = done.version.split_once('@')
+            && (m.line.as_str(), m.version.as_str()) != (line, version)
+        {
+            tracing::warn!(%adapter_id, on_chain = %done.version, manifest = %format!("{}@{}", m.line, m.version), "the adapter's manifest names another version than the chain: the chain's is reported");
+            (m.line, m.version) = (line.to_string(), version.to_string());
+        }
         return Ok(Outcome::Published {
             current_loss: None,
             published: Published {

@@ -338,8 +338,10 @@ async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
     };
     // Right before this run publishes (its files are in the lake by then), another publisher
     // takes its adapter id with another lineage: no snapshot.
-    let (chain, out) = (env.chain.clone(), opts.out.clone());
-    let front_run =
+    // Another publisher's transaction, sent right before this run publishes: this run's
+    // adapter id under `version`, with its lineage or (`same` false) without a snapshot.
+    let front_run = |same: bool, version: &'static str| {
+        let (chain, out) = (env.chain.clone(), opts.out.clone());
         move || -> Pin<Box<dyn Future<Output = tributary_models::Result<()>> + Send>> {
             let (chain, out) = (chain.clone(), out.clone());
             Box::pin(async move {
@@ -349,25 +351,26 @@ async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
                 tributary_chain::send(chain.model_registry().publishAdapter(
                     m.adapter_id,
                     m.base_model_id,
-                    vec![],
-                    B256::ZERO,
+                    m.parents.iter().map(|p| p.id).collect(),
+                    if same { m.snapshot_id } else { B256::ZERO },
                     m.config_hash,
                     m.weights_hash,
                     "elsewhere/".into(),
-                    "pantry@7.0.0".into(),
+                    version.into(),
                 ))
                 .await
                 .unwrap();
                 Ok(())
             })
-        };
+        }
+    };
     let err = job::run_gated(
         &env.chain,
         &env.lake,
         &spec,
         &opts,
         None,
-        Some(&front_run),
+        Some(&front_run(false, "pantry@7.0.0")),
         Box::new(|_| {}),
     )
     .await
@@ -444,6 +447,34 @@ async fn adapters_another_publisher_put_on_chain_are_checked_not_trusted() {
         .unwrap()
         .unwrap();
     assert_eq!(latest.id, ours.manifest.adapter_id);
+
+    // This run's very adapter published first by another under another version: refused
+    // with the version it has, and a rerun reports it as that version (not the manifest's).
+    let other = Spec::parse(&text.replace("patience = 0", "patience = 0\nseed = 2")).unwrap();
+    let err = job::run_gated(
+        &env.chain,
+        &env.lake,
+        &other,
+        &opts,
+        None,
+        Some(&front_run(true, "pantry@9.0.0")),
+        Box::new(|_| {}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("already published as pantry@9.0.0"), "{err}");
+    let again = job::run(&env.chain, &env.lake, &other, &opts, Box::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(!again.newly_published);
+    assert_eq!(
+        (
+            again.manifest.line.as_str(),
+            again.manifest.version.as_str()
+        ),
+        ("pantry", "9.0.0")
+    );
 }
 
 /// A base model id registered first by another publisher with other weights is refused
