@@ -29,7 +29,6 @@
 //! as done). An epoch whose manifest is written but not on chain is resumed, never
 //! recomputed. The indexer checks each `EpochAllocated` against that manifest.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -615,20 +614,16 @@ pub async fn settle(
         for answer in &m.inferences {
             // An answer recorded before answers had a nonce has no id of its own (identical
             // answers share one, each paid): those are never taken for repeats.
-            let entry = (!answer.nonce.is_zero()).then(|| paid_in.entry(answer.id()));
-            match entry {
-                None => {}
-                Some(Entry::Occupied(first)) => {
+            if !answer.nonce.is_zero() {
+                if let Some(first) = paid_in.get(&answer.id()) {
                     repeated.push(Repeated {
                         answer: answer.id(),
                         batch: m.batch_id,
-                        paid_in: *first.get(),
+                        paid_in: *first,
                     });
                     continue;
                 }
-                Some(Entry::Vacant(v)) => {
-                    v.insert(m.batch_id);
-                }
+                paid_in.insert(answer.id(), m.batch_id);
             }
             let shares: Vec<(B256, Address, f64)> = answer
                 .attribution

@@ -29,7 +29,7 @@ use tributary_chain::Chain;
 use tributary_lake::Lake;
 use tributary_pipeline::chain_state::ChainState;
 use tributary_pipeline::snapshot;
-use tributary_schemas::manifest::AdapterManifest;
+use tributary_schemas::manifest::{AdapterManifest, SnapshotManifest};
 
 use crate::attribute::{self, Found};
 use crate::catalog::{self, OnChain};
@@ -461,17 +461,13 @@ impl Server {
             .map_err(io)?;
             catalog::into_place(part, &dir, "manifest.json")?;
         }
-        let entries = if manifest.snapshot_id == B256::ZERO {
-            BTreeMap::new()
-        } else {
-            snapshot::load_committed(&self.chain, &self.lake, manifest.snapshot_id)
-                .await?
-                .contributions
-                .iter()
-                .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
-                .collect()
-        };
-        let ancestry = self.ancestry(&manifest).await?;
+        let snap = self.snapshot_of(&manifest).await?;
+        let entries: BTreeMap<_, _> = snap
+            .iter()
+            .flat_map(|s| &s.contributions)
+            .map(|c| (c.id.to_string(), (c.contributor, c.datanet_id)))
+            .collect();
+        let ancestry = self.ancestry(&manifest, snap.as_ref()).await?;
         let prior = match manifest.metrics {
             None => Some(Arc::new(
                 attribute::merge_prior(&self.lake, &manifest).await?,
@@ -490,8 +486,23 @@ impl Server {
         Ok(s)
     }
 
-    /// adapter -> parents (recursively) -> base model; snapshot -> Datanets.
-    async fn ancestry(&self, m: &AdapterManifest) -> Result<Value> {
+    /// The snapshot adapter `m` was trained on, checked against the chain (none for a merge).
+    async fn snapshot_of(&self, m: &AdapterManifest) -> Result<Option<SnapshotManifest>> {
+        if m.snapshot_id == B256::ZERO {
+            return Ok(None);
+        }
+        Ok(Some(
+            snapshot::load_committed(&self.chain, &self.lake, m.snapshot_id).await?,
+        ))
+    }
+
+    /// adapter -> parents (recursively) -> base model; snapshot (`snap`, `m`'s: read once by
+    /// the caller) -> Datanets.
+    async fn ancestry(
+        &self,
+        m: &AdapterManifest,
+        snap: Option<&SnapshotManifest>,
+    ) -> Result<Value> {
         let all = self.published.lock().await.clone();
         let version = |id: B256| {
             all.iter()
@@ -499,23 +510,22 @@ impl Server {
                 .map(|a| a.version.clone())
                 .unwrap_or_default()
         };
-        let snapshot = if m.snapshot_id == B256::ZERO {
-            Value::Null
-        } else {
-            let s = snapshot::load_committed(&self.chain, &self.lake, m.snapshot_id).await?;
-            json!({
+        let snapshot = match snap {
+            None => Value::Null,
+            Some(s) => json!({
                 "id": s.snapshot_id.to_string(),
                 "contributions": s.contributions.len(),
                 "datanets": s.datanet_ids.iter().zip(&s.lake_versions)
                     .map(|(d, v)| json!({"id": d, "lake_version": v}))
                     .collect::<Vec<_>>(),
-            })
+            }),
         };
         let mut parents = Vec::new();
         for p in &m.parents {
             let pa = catalog::find(&all, &p.id.to_string(), "parent adapter")?;
             let pm = catalog::load_manifest(&self.lake, pa).await?;
-            let up = Box::pin(self.ancestry(&pm)).await?;
+            let ps = self.snapshot_of(&pm).await?;
+            let up = Box::pin(self.ancestry(&pm, ps.as_ref())).await?;
             parents.push(json!({
                 "id": p.id.to_string(),
                 "version": version(p.id),
