@@ -124,6 +124,16 @@ impl<'a> Indexer<'a> {
         }
     }
 
+    /// The DatanetRegistry's EIP-712 domain separator: a batch's entries must be signed under
+    /// it by their contributors.
+    fn signing(&self) -> B256 {
+        tributary_schemas::contribution::domain(
+            self.chain.chain_id(),
+            self.chain.deployment().datanet_registry,
+        )
+        .separator()
+    }
+
     /// Blocks per `eth_getLogs` request.
     /// The range adapts: it halves when the node refuses or times out a request (too many
     /// results, limits) and grows back on success, never above this.
@@ -216,7 +226,7 @@ impl<'a> Indexer<'a> {
                 tracing::warn!(batch = %node.id, "batch node without its anchor's fields: not rechecked");
                 continue;
             };
-            let checked = check_manifest(&anchor, self.lake).await;
+            let checked = check_manifest(&anchor, self.lake, self.signing()).await;
             let mut changes = Changes::default();
             match &checked {
                 Err((Availability::Unreachable, _)) => {
@@ -524,6 +534,7 @@ impl<'a> Indexer<'a> {
         let known: std::collections::HashMap<u64, B256> = blocks.iter().copied().collect();
         let mut changes = Changes::default();
         let mut raw = Vec::with_capacity(logs.len());
+        let signing = self.signing();
         for log in logs {
             let pos = position(log)?;
             if pos.block_number > end
@@ -533,7 +544,7 @@ impl<'a> Indexer<'a> {
             {
                 return Ok(Step::Retry);
             }
-            let name = events::apply(log, pos, self.lake, &mut changes).await;
+            let name = events::apply(log, pos, self.lake, signing, &mut changes).await;
             raw.push(RawEvent {
                 address: log.address().to_string(),
                 name: name.to_string(),

@@ -18,10 +18,12 @@
 //! delete by block number.
 //!
 //! `BatchAnchored` is checked against the data-availability layer: the manifest is fetched
-//! from the lake by its URI, its hash and Merkle root are recomputed, and only a batch that
-//! matches the chain brings its contributions into the graph; otherwise the batch node is
-//! marked `verified: false` with the reason and its [`Availability`] (`da`): `missing` or
-//! `mismatch` are flagged for good, `unreachable` (the lake failed, timed out or refused
+//! from the lake by its URI, its hash and Merkle root are recomputed, each entry must be a
+//! contribution its contributor signed for the batch's Datanet (its fields give back its id,
+//! its signature recovers to the contributor), and only a batch that passes brings its
+//! contributions into the graph; otherwise the batch node is marked `verified: false` with the
+//! reason and its [`Availability`] (`da`): `missing`, `mismatch` or `unsigned` are flagged for
+//! good, `unreachable` (the lake failed, timed out or refused
 //! access, after three tries) is checked again by [`Indexer::recheck`] on every run and, while
 //! following, with backoff; a batch that becomes readable brings its contributions in then,
 //! without a re-index ([`tributary_sql::Store::amend`], at the batch's own block, so the lake

@@ -19,7 +19,7 @@ use tributary_lake::Lake;
 use tributary_schemas::canonical::{content_hash, to_canonical_json};
 use tributary_schemas::contribution::domain;
 use tributary_schemas::lineage::hex_lower;
-use tributary_schemas::manifest::{BatchManifest, ManifestEntry};
+use tributary_schemas::manifest::{BatchManifest, EntryProof, ManifestEntry};
 use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_schemas::tables::{self, names};
 
@@ -267,13 +267,21 @@ async fn finish(
     // (the version its commit was found at can differ once log cleanup removed that commit).
     let already = anchored(chain, batch_id).await?;
     let lake_version = already.as_ref().map_or(lake_version, |a| a.lake_version);
-    let manifest = BatchManifest {
+    let mut manifest = BatchManifest {
         datanet_id,
         batch_id,
         table: names::CONTRIBUTIONS.to_string(),
         lake_version,
         contributions,
     };
+    if let Some(a) = &already {
+        // Anchored by a version whose entries carried no proofs (a crash, then an upgrade):
+        // that form is the one whose hash the chain holds.
+        let legacy = manifest.without_proofs();
+        if manifest.hash() != a.manifest_hash && legacy.hash() == a.manifest_hash {
+            manifest = legacy;
+        }
+    }
     // The lake and the chain record the manifest by its key, relative to the lake root: a
     // copied or synced lake still finds it.
     let manifest_uri = BatchManifest::key(batch_id);
@@ -306,6 +314,7 @@ struct Anchored {
     datanet_id: U256,
     root: B256,
     lake_version: u64,
+    manifest_hash: B256,
     tx: TxHash,
     block: u64,
 }
@@ -335,6 +344,7 @@ async fn anchored(chain: &Chain, batch_id: B256) -> Result<Option<Anchored>> {
         datanet_id: e.datanetId,
         root: e.merkleRoot,
         lake_version: e.lakeVersion,
+        manifest_hash: e.manifestHash,
         tx: log.transaction_hash.unwrap_or_default(),
         block: log.block_number.unwrap_or_default(),
     }))
@@ -417,6 +427,11 @@ fn entry(id: B256, s: &Signed) -> ManifestEntry {
         content_hash: s.contribution.contentHash,
         license: s.contribution.license.clone(),
         timestamp: s.contribution.timestamp,
+        proof: Some(EntryProof {
+            nonce: s.contribution.nonce,
+            deadline: s.contribution.deadline,
+            signature: s.signature.as_bytes().to_vec().into(),
+        }),
     }
 }
 
@@ -435,23 +450,26 @@ async fn batch_entries(
                 .as_string::<i32>()
                 .clone()
         };
-        let (ids, who, hashes, licenses, batches) = (
+        let (ids, who, hashes, licenses, signatures, batches) = (
             col("contribution_id"),
             col("contributor"),
             col("content_hash"),
             col("license"),
+            col("signature"),
             col("batch_id"),
         );
-        let ts = b
-            .column_by_name("timestamp")
-            .expect("schema")
-            .as_primitive::<Int64Type>()
-            .clone();
-        let dn = b
-            .column_by_name("datanet_id")
-            .expect("schema")
-            .as_primitive::<Int64Type>()
-            .clone();
+        let int = |name: &str| {
+            b.column_by_name(name)
+                .expect("contributions schema")
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (ts, dn, nonces, deadlines) = (
+            int("timestamp"),
+            int("datanet_id"),
+            int("nonce"),
+            int("deadline"),
+        );
         for i in (0..b.num_rows()).filter(|&i| batches.value(i) == batch) {
             let parse_err =
                 |what: &str| Error::InvalidInput(format!("bad {what} in the lake, batch {batch}"));
@@ -468,6 +486,14 @@ async fn batch_entries(
                     .map_err(|_| parse_err("content hash"))?,
                 license: licenses.value(i).to_string(),
                 timestamp: ts.value(i) as u64,
+                proof: Some(EntryProof {
+                    nonce: nonces.value(i) as u64,
+                    deadline: deadlines.value(i) as u64,
+                    signature: signatures
+                        .value(i)
+                        .parse()
+                        .map_err(|_| parse_err("signature"))?,
+                }),
             });
         }
     }

@@ -191,6 +191,9 @@ impl Stored {
             && e.content_hash == c.contentHash
             && e.license == c.license
             && e.timestamp == c.timestamp
+            && e.proof.as_ref().is_none_or(|p| {
+                (p.nonce, p.deadline, &p.signature) == (c.nonce, c.deadline, &self.signature)
+            })
     }
 }
 

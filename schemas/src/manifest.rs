@@ -6,7 +6,7 @@
 //! [`InferenceManifest`] (`InferencesRecorded`), [`SnapshotManifest`] (`SnapshotCommitted`)
 //! and [`AdapterManifest`] (`AdapterPublished`), all under [`ARTIFACTS`].
 
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, keccak256};
 use alloy::sol_types::SolValue;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,58 @@ pub struct ManifestEntry {
     pub license: String,
     /// Contributor's timestamp, seconds since the Unix epoch.
     pub timestamp: u64,
+    /// What else the contributor signed, and the signature: with the batch's Datanet they give
+    /// the id back, so anyone can check the entry from the manifest alone
+    /// ([`ManifestEntry::check`]). `None` in manifests written before entries carried it;
+    /// the batch's `contributions` rows in the lake hold it for those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<EntryProof>,
+}
+
+/// The part of a signed contribution a manifest entry needs besides its listed fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryProof {
+    /// The contributor's nonce.
+    pub nonce: u64,
+    /// The signature's deadline, seconds since the Unix epoch.
+    pub deadline: u64,
+    /// The contributor's EIP-712 signature, 65 bytes (`r ‖ s ‖ v`).
+    pub signature: Bytes,
+}
+
+impl ManifestEntry {
+    /// Checks that this entry is a contribution its contributor signed for Datanet
+    /// `datanet_id`: its fields, with that Datanet and `proof`, hash to its id, and the
+    /// signature (low-s) recovers to the contributor under the registry's domain
+    /// (`domain_separator`, see [`crate::contribution::domain`]). The error says which.
+    pub fn check(
+        &self,
+        datanet_id: u64,
+        proof: &EntryProof,
+        domain_separator: B256,
+    ) -> Result<(), String> {
+        let c = crate::contribution::Contribution {
+            datanetId: U256::from(datanet_id),
+            contributor: self.contributor,
+            contentHash: self.content_hash,
+            license: self.license.clone(),
+            timestamp: self.timestamp,
+            nonce: proof.nonce,
+            deadline: proof.deadline,
+        };
+        let id = c.id();
+        if id != self.id {
+            return Err(format!(
+                "entry {} is not a contribution to Datanet {datanet_id}: its fields hash to {id} \
+                 (altered, or signed for another Datanet)",
+                self.id
+            ));
+        }
+        let signature = Signature::try_from(proof.signature.as_ref())
+            .map_err(|e| format!("entry {}: malformed signature: {e}", self.id))?;
+        c.verify_prehashed(id, domain_separator, &signature)
+            .map_err(|e| format!("entry {} is not signed by its contributor: {e}", self.id))
+    }
 }
 
 /// A batch of contributions committed to the lake in one Delta commit.
@@ -86,6 +138,15 @@ impl BatchManifest {
     /// keccak256 of [`Self::to_bytes`].
     pub fn hash(&self) -> B256 {
         keccak256(self.to_bytes())
+    }
+
+    /// This manifest as written before entries carried their [`EntryProof`]s.
+    pub fn without_proofs(&self) -> Self {
+        let mut m = self.clone();
+        for c in &mut m.contributions {
+            c.proof = None;
+        }
+        m
     }
 }
 

@@ -596,7 +596,9 @@ impl Batch {
         self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }
     /// The data-availability check: `verified`; `unreachable` (the lake did not serve the
-    /// manifest: checked again on every index run); `missing` or `mismatch` (flagged).
+    /// manifest: checked again on every index run); `missing`, `mismatch` (the manifest
+    /// differs from the chain) or `unsigned` (it lists an entry its contributor did not sign
+    /// for this Datanet), all flagged.
     async fn availability(&self) -> &str {
         self.0.props[prop::DA].as_str().unwrap_or_else(|| {
             if self.0.props[prop::VERIFIED].as_bool().unwrap_or(false) {

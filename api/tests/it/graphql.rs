@@ -27,6 +27,7 @@ pub(crate) async fn fixture(dir: &std::path::Path, n: u8) -> Store {
                 content_hash: B256::repeat_byte(i),
                 license: "MIT".into(),
                 timestamp: 1_700_000_000,
+                proof: None,
             })
             .collect(),
     };

@@ -1,18 +1,32 @@
 //! DatanetRegistry: Datanets, anchored batches (checked against their lake manifests), and
 //! the contributions they bring into the graph.
 
-use alloy::primitives::{B256, keccak256};
+use std::collections::HashMap;
+
+use alloy::primitives::{B256, Bytes, keccak256};
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use futures::TryStreamExt;
 use serde_json::json;
 use tributary_chain::bindings::DatanetRegistry::{self, DatanetRegistryEvents as Ev};
 use tributary_lake::Lake;
 use tributary_schemas::lineage::{
     self as g, ChainPos, Edge, EdgeKind, Node, NodeId, NodeKind, prop,
 };
-use tributary_schemas::manifest::BatchManifest;
+use tributary_schemas::manifest::{BatchManifest, EntryProof};
+use tributary_schemas::tables::names;
 
 use super::Changes;
 
-pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes) -> &'static str {
+/// Applies one DatanetRegistry event; `signing` is the registry's EIP-712 domain separator,
+/// under which a batch's entries must be signed.
+pub(super) async fn apply(
+    ev: Ev,
+    pos: ChainPos,
+    lake: &Lake,
+    signing: B256,
+    out: &mut Changes,
+) -> &'static str {
     match ev {
         Ev::DatanetCreated(e) => {
             out.nodes.push(Node {
@@ -30,7 +44,7 @@ pub(super) async fn apply(ev: Ev, pos: ChainPos, lake: &Lake, out: &mut Changes)
             "DatanetCreated"
         }
         Ev::BatchAnchored(e) => {
-            batch_anchored(e, pos, lake, out).await;
+            batch_anchored(e, pos, lake, signing, out).await;
             "BatchAnchored"
         }
         Ev::ContributionRevoked(e) => {
@@ -88,6 +102,7 @@ async fn batch_anchored(
     e: DatanetRegistry::BatchAnchored,
     pos: ChainPos,
     lake: &Lake,
+    signing: B256,
     out: &mut Changes,
 ) {
     let anchor = Anchor {
@@ -99,7 +114,7 @@ async fn batch_anchored(
         manifest_hash: e.manifestHash,
         lake_version: e.lakeVersion,
     };
-    let checked = check_manifest(&anchor, lake).await;
+    let checked = check_manifest(&anchor, lake, signing).await;
     let props = anchor.props(&checked);
     if let Ok(manifest) = &checked {
         contributions(&anchor, manifest, pos, out);
@@ -112,10 +127,11 @@ async fn batch_anchored(
     });
 }
 
-/// What a batch's data-availability check found: its manifest `verified` against the chain;
-/// `unreachable` (the lake did not answer, failed or refused access: checked again later);
-/// `missing` (the lake has no such object) or `mismatch` (it differs from the chain), both
-/// flagged for good.
+/// What a batch's data-availability check found: its manifest `verified` against the chain
+/// and its contributors' signatures; `unreachable` (the lake did not answer, failed or refused
+/// access: checked again later); `missing` (the lake has no such object), `mismatch` (it
+/// differs from the chain) or `unsigned` (it lists an entry its contributor did not sign for
+/// the batch's Datanet), flagged for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {
     /// The manifest matches the chain.
@@ -126,6 +142,9 @@ pub enum Availability {
     Missing,
     /// The manifest differs from the chain.
     Mismatch,
+    /// An entry is not a contribution its contributor signed for the batch's Datanet: the
+    /// anchorer listed what no contributor signed, altered it, or took it from another Datanet.
+    Unsigned,
 }
 
 impl Availability {
@@ -136,6 +155,7 @@ impl Availability {
             Availability::Unreachable => "unreachable",
             Availability::Missing => "missing",
             Availability::Mismatch => "mismatch",
+            Availability::Unsigned => "unsigned",
         }
     }
 }
@@ -257,8 +277,10 @@ async fn fetch(uri: &str, lake: &Lake) -> Result<Vec<u8>, (Availability, String)
     }
 }
 
-/// Fetches the manifest and checks it against the event: hash, Datanet, count, Merkle root.
-pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake) -> Checked {
+/// Fetches the manifest and checks it against the event (hash, Datanet, count, Merkle root),
+/// then each entry against its contributor's signature under `signing`, the registry's
+/// EIP-712 domain separator (see [`check_entries`]).
+pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake, signing: B256) -> Checked {
     // The chain records a key; a lake written before recorded absolute URIs, which lead
     // nowhere once the lake moves: then the manifest is at its canonical key.
     let at = lake.locate(&a.manifest_uri, &BatchManifest::key(a.batch_id));
@@ -280,5 +302,93 @@ pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake) -> Checked {
             "Merkle root of the manifest differs from the chain".into(),
         ));
     }
-    Ok(manifest)
+    let stored = stored_proofs(&manifest, lake).await?;
+    // An ecrecover per entry: off the async threads.
+    tokio::task::spawn_blocking(move || check_entries(manifest, &stored, signing))
+        .await
+        .map_err(|e| mismatch(format!("checking the entries' signatures failed: {e}")))?
+}
+
+/// Checks that every entry is a contribution its contributor signed for the batch's Datanet
+/// ([`tributary_schemas::manifest::ManifestEntry::check`]): the chain holds only a Merkle root
+/// the anchorer chose, so without this an anchorer (anyone may create a Datanet and anchor its
+/// batches) could list entries no contributor signed, or another Datanet's contributions. An
+/// entry without its proof (a manifest written before entries carried one) takes it from
+/// `stored`, the batch's rows in the lake.
+fn check_entries(m: BatchManifest, stored: &HashMap<B256, EntryProof>, signing: B256) -> Checked {
+    for e in &m.contributions {
+        let Some(proof) = e.proof.as_ref().or_else(|| stored.get(&e.id)) else {
+            return Err((
+                Availability::Unsigned,
+                format!(
+                    "entry {} carries no signature and the lake holds no row of this batch for it, \
+                     so nothing shows that {} signed it",
+                    e.id, e.contributor
+                ),
+            ));
+        };
+        e.check(m.datanet_id, proof, signing).map_err(|why| {
+            (
+                Availability::Unsigned,
+                format!("{why}; the batch's anchorer listed it, so none of the batch is trusted"),
+            )
+        })?;
+    }
+    Ok(m)
+}
+
+/// The proofs of `m`'s entries that carry none, from the batch's rows in the lake's
+/// `contributions` table (ingest has always kept each signature there); empty, without a read,
+/// when every entry carries its own.
+async fn stored_proofs(
+    m: &BatchManifest,
+    lake: &Lake,
+) -> Result<HashMap<B256, EntryProof>, (Availability, String)> {
+    let mut proofs = HashMap::new();
+    if m.contributions.iter().all(|e| e.proof.is_some()) {
+        return Ok(proofs);
+    }
+    let unreachable = |e: tributary_lake::Error| {
+        (
+            Availability::Unreachable,
+            format!("the batch's signatures could not be read from the lake: {e}"),
+        )
+    };
+    let filter = format!(
+        "datanet_id = {} AND batch_id = '{}'",
+        m.datanet_id, m.batch_id
+    );
+    let columns = ["contribution_id", "nonce", "deadline", "signature"];
+    let mut rows = lake
+        .scan(names::CONTRIBUTIONS, None, &columns, Some(&filter))
+        .await
+        .map_err(unreachable)?;
+    while let Some(b) = rows.try_next().await.map_err(unreachable)? {
+        let (ids, signatures) = (
+            b.column(0).as_string::<i32>(),
+            b.column(3).as_string::<i32>(),
+        );
+        let (nonces, deadlines) = (
+            b.column(1).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            // A row that does not parse proves nothing: its entry is reported unsigned.
+            let (Ok(id), Ok(signature)) = (
+                ids.value(i).parse::<B256>(),
+                signatures.value(i).parse::<Bytes>(),
+            ) else {
+                continue;
+            };
+            proofs.insert(
+                id,
+                EntryProof {
+                    nonce: nonces.value(i) as u64,
+                    deadline: deadlines.value(i) as u64,
+                    signature,
+                },
+            );
+        }
+    }
+    Ok(proofs)
 }

@@ -20,12 +20,19 @@ pub struct Changes {
 }
 
 /// Applies one log to `changes` and returns the event's name (`unknown` when no contract of
-/// Tributary's declares it; such logs are kept raw only).
-pub async fn apply(log: &Log, pos: ChainPos, lake: &Lake, changes: &mut Changes) -> &'static str {
+/// Tributary's declares it; such logs are kept raw only). `signing` is the DatanetRegistry's
+/// EIP-712 domain separator, which contributions are signed under.
+pub async fn apply(
+    log: &Log,
+    pos: ChainPos,
+    lake: &Lake,
+    signing: alloy::primitives::B256,
+    changes: &mut Changes,
+) -> &'static str {
     use alloy::sol_types::SolEventInterface;
     let inner = &log.inner;
     if let Ok(ev) = DatanetRegistry::DatanetRegistryEvents::decode_log(inner) {
-        return datanet_registry::apply(ev.data, pos, lake, changes).await;
+        return datanet_registry::apply(ev.data, pos, lake, signing, changes).await;
     }
     if let Ok(ev) = ModelRegistry::ModelRegistryEvents::decode_log(inner) {
         return models::model_registry(ev.data, pos, lake, changes).await;

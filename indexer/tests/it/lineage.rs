@@ -1224,3 +1224,229 @@ async fn a_validators_second_verdict_reaches_the_graph() {
         );
     }
 }
+
+/// `signed` as its batch manifest lists it, with its proof or (`proof: false`) as manifests
+/// were written before entries carried one.
+fn listed(
+    signed: &tributary_pipeline::sign::Signed,
+    proof: bool,
+) -> tributary_schemas::manifest::ManifestEntry {
+    let c = &signed.contribution;
+    tributary_schemas::manifest::ManifestEntry {
+        id: c.id(),
+        contributor: c.contributor,
+        content_hash: c.contentHash,
+        license: c.license.clone(),
+        timestamp: c.timestamp,
+        proof: proof.then(|| tributary_schemas::manifest::EntryProof {
+            nonce: c.nonce,
+            deadline: c.deadline,
+            signature: signed.signature.as_bytes().to_vec().into(),
+        }),
+    }
+}
+
+/// A manifest of `entries` for Datanet `datanet`, written to the lake and anchored by
+/// `registry`'s signer straight from its wallet, as any anchorer of a Datanet may; its batch id.
+async fn anchor_by_hand(
+    lake: &Lake,
+    registry: &tributary_chain::bindings::DatanetRegistry::DatanetRegistryInstance<
+        alloy::providers::DynProvider,
+    >,
+    datanet: u64,
+    mut entries: Vec<tributary_schemas::manifest::ManifestEntry>,
+) -> B256 {
+    use alloy::primitives::U256;
+    use tributary_schemas::manifest::BatchManifest;
+    entries.sort_by_key(|e| e.id);
+    let ids: Vec<B256> = entries.iter().map(|e| e.id).collect();
+    let m = BatchManifest {
+        datanet_id: datanet,
+        batch_id: BatchManifest::batch_id_of(datanet, &ids),
+        table: names::CONTRIBUTIONS.into(),
+        lake_version: 0,
+        contributions: entries,
+    };
+    let key = BatchManifest::key(m.batch_id);
+    lake.put(&key, m.to_bytes()).await.unwrap();
+    tributary_chain::send(registry.anchorBatch(
+        U256::from(datanet),
+        m.batch_id,
+        m.merkle_tree().root(),
+        U256::from(ids.len()),
+        key,
+        m.hash(),
+        0,
+    ))
+    .await
+    .unwrap();
+    m.batch_id
+}
+
+/// Anyone may create a Datanet and anchor its batches from a wallet, with a manifest of their
+/// own making: the chain holds only the Merkle root they chose. A manifest that lists what a
+/// contributor did not sign for that Datanet (a contribution copied from another Datanet, one
+/// altered, one signed by the anchorer in someone else's name, one with no signature at all)
+/// marks its batch `unsigned` with the reason, and none of that batch joins the graph: the
+/// copied contribution keeps its own Datanet and no one is named a contributor of what they
+/// never signed. Honest batches of the same Datanet join, including one whose manifest was
+/// written before entries carried their signatures (checked against the batch's lake rows).
+#[tokio::test]
+async fn batches_listing_contributions_their_contributors_did_not_sign_are_not_trusted() {
+    use alloy::signers::local::PrivateKeySigner;
+    use tributary_chain::bindings::DatanetRegistry;
+    use tributary_pipeline::ingest::contribution_rows;
+    use tributary_pipeline::sign::{Terms, sign};
+    use tributary_schemas::contribution::domain;
+    use tributary_schemas::lineage::{EdgeKind, contribution_id, datanet_id};
+    use tributary_schemas::manifest::BatchManifest;
+
+    let env = env().await;
+    let honest = contribute(&env, 3, 3).await;
+    let ours = honest.batch.datanet_id;
+    let copied = {
+        let bytes = env.lake.get(&honest.batch.manifest_uri).await.unwrap();
+        let m: BatchManifest = serde_json::from_slice(&bytes).unwrap();
+        assert!(m.contributions.iter().all(|e| e.proof.is_some()));
+        m.contributions[0].clone()
+    };
+
+    // Mallory (anvil's second account) creates her Datanet and anchors its batches herself.
+    let mallory: PrivateKeySigner =
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+            .parse()
+            .unwrap();
+    let registry = DatanetRegistry::new(
+        env.chain.deployment().datanet_registry,
+        env.chain.with_signer(mallory.clone()),
+    );
+    tributary_chain::send(registry.createDatanet(
+        "mallory".into(),
+        "x".into(),
+        B256::ZERO,
+        "".into(),
+    ))
+    .await
+    .unwrap();
+    let hers = env
+        .chain
+        .datanet_registry()
+        .datanetCount()
+        .call()
+        .await
+        .unwrap()
+        .to::<u64>();
+    let d = domain(
+        env.chain.chain_id(),
+        env.chain.deployment().datanet_registry,
+    );
+    let terms = |nonce| Terms {
+        datanet_id: hers,
+        license: "CC0-1.0".into(),
+        timestamp: 1,
+        nonce,
+        deadline: u64::MAX,
+    };
+    let record = |i: usize| sample::records(10).swap_remove(i);
+    let victim = dev_contributor(1);
+
+    // 1. Another Datanet's contribution, copied with its real signature.
+    let copy = anchor_by_hand(&env.lake, &registry, hers, vec![copied.clone()]).await;
+    // 2. Signed by Mallory, naming the victim as its contributor.
+    let mut forged = listed(&sign(&mallory, &d, &terms(1), record(4)).unwrap(), true);
+    let forged_id = {
+        let mut c = sign(&mallory, &d, &terms(1), record(4))
+            .unwrap()
+            .contribution;
+        c.contributor = victim.address();
+        c.id()
+    };
+    forged.contributor = victim.address();
+    forged.id = forged_id;
+    let forge = anchor_by_hand(&env.lake, &registry, hers, vec![forged]).await;
+    // 3. The victim's real signature, the licence altered.
+    let mut altered = listed(&sign(&victim, &d, &terms(2), record(5)).unwrap(), true);
+    altered.license = "MIT".into();
+    let alter = anchor_by_hand(&env.lake, &registry, hers, vec![altered.clone()]).await;
+    // 4. No signature, and no lake row to take one from.
+    let mut bare = listed(&sign(&victim, &d, &terms(3), record(6)).unwrap(), false);
+    bare.id = B256::repeat_byte(0x66);
+    let unsigned = anchor_by_hand(&env.lake, &registry, hers, vec![bare]).await;
+    // 5. Honest: contributions signed for her Datanet by their contributors, one by Mallory.
+    let good = [
+        sign(&victim, &d, &terms(7), record(7)).unwrap(),
+        sign(&mallory, &d, &terms(8), record(8)).unwrap(),
+    ];
+    let fine = anchor_by_hand(
+        &env.lake,
+        &registry,
+        hers,
+        good.iter().map(|s| listed(s, true)).collect(),
+    )
+    .await;
+    // 6. Honest, with a manifest as written before entries carried their proofs: the batch's
+    //    rows in the lake hold the signatures.
+    let old = sign(&victim, &d, &terms(9), record(9)).unwrap();
+    let keyed = vec![(old.contribution.id(), old.clone())];
+    let legacy_batch = BatchManifest::batch_id_of(hers, &[keyed[0].0]);
+    env.lake
+        .append(names::CONTRIBUTIONS)
+        .batches(vec![contribution_rows(hers, legacy_batch, &keyed).unwrap()])
+        .commit()
+        .await
+        .unwrap();
+    let legacy = anchor_by_hand(&env.lake, &registry, hers, vec![listed(&old, false)]).await;
+    assert_eq!(legacy, legacy_batch);
+
+    let s = env.store("t.db").await;
+    Indexer::new(&env.chain, &s, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    let (nodes, edges) = s.graph(env.chain.chain_id()).await.unwrap();
+    let node = |id: &str| nodes.iter().find(|n| n.id == id);
+    for (batch, why) in [
+        (copy, format!("not a contribution to Datanet {hers}")),
+        (forge, "not signed by its contributor".to_string()),
+        (alter, "fields hash to".to_string()),
+        (unsigned, "carries no signature".to_string()),
+    ] {
+        let p = &node(&batch_id(batch)).unwrap().props;
+        assert_eq!(
+            (&p["verified"], &p["da"]),
+            (&false.into(), &"unsigned".into()),
+            "{p}"
+        );
+        assert!(p["reason"].as_str().unwrap().contains(&why), "{why}: {p}");
+    }
+    for batch in [fine, legacy, honest.batch.batch_id] {
+        let p = &node(&batch_id(batch)).unwrap().props;
+        assert_eq!(p["verified"], true, "{p}");
+    }
+    // The copied contribution is in its own Datanet only; the rest never joined.
+    let c = contribution_id(copied.id);
+    assert_eq!(node(&c).unwrap().props["datanet_id"], ours);
+    let datanets_of_copy: Vec<_> = edges
+        .iter()
+        .filter(|e| e.src == c && e.kind == EdgeKind::In)
+        .map(|e| e.dst.to_string())
+        .collect();
+    assert_eq!(datanets_of_copy, vec![datanet_id(ours).to_string()]);
+    for id in [forged_id, altered.id, B256::repeat_byte(0x66)] {
+        assert!(
+            node(&contribution_id(id)).is_none(),
+            "{id} joined the graph"
+        );
+    }
+    let joined: Vec<B256> = good
+        .iter()
+        .chain([&old])
+        .map(|s| s.contribution.id())
+        .collect();
+    for id in joined {
+        assert_eq!(
+            node(&contribution_id(id)).unwrap().props["datanet_id"],
+            hers
+        );
+    }
+}
