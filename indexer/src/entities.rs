@@ -13,6 +13,7 @@ use tributary_schemas::lineage::{Node, NodeKind, adapter_id};
 use tributary_schemas::manifest::{AdapterManifest, AdapterRecord};
 use tributary_schemas::tables::{self, names};
 
+use crate::events::datanet_registry::{Availability, fetch};
 use crate::{Error, Result};
 
 /// The kind of node whose rows fill `table`, if it is an entity table.
@@ -140,23 +141,25 @@ async fn manifest(lake: &Lake, key: &str, props: &Value) -> Option<AdapterManife
 
 /// Adapter `key`'s manifest from the lake when the chain vouches for it (it agrees with the
 /// chain's `props` on everything that made it: [`AdapterManifest::check`]); else why not: `None`
-/// when this lake has no manifest for it, the reason when it is unreadable or disagrees.
+/// when this lake has no manifest for it, else its availability (`unreachable` when the lake
+/// failed, `mismatch` when it does not parse or disagrees) and the reason.
 pub(crate) async fn vouched(
     lake: &Lake,
     key: &str,
     props: &Value,
-) -> std::result::Result<AdapterManifest, Option<String>> {
+) -> std::result::Result<AdapterManifest, Option<(Availability, String)>> {
+    let mismatch = |why: String| Some((Availability::Mismatch, why));
     let id = key
         .parse()
-        .map_err(|_| Some(format!("{key:?} is not an adapter id")))?;
-    let bytes = match lake.get(&AdapterManifest::key(id)).await {
+        .map_err(|_| mismatch(format!("{key:?} is not an adapter id")))?;
+    let bytes = match fetch(&AdapterManifest::key(id), lake).await {
         Ok(b) => b,
-        Err(e) if e.is_not_found() => return Err(None),
-        Err(e) => return Err(Some(format!("the adapter's manifest is unreadable: {e}"))),
+        Err((Availability::Missing, _)) => return Err(None),
+        Err((da, why)) => return Err(Some((da, format!("the adapter's {why}")))),
     };
     let m: AdapterManifest = serde_json::from_slice(&bytes).map_err(|e| {
         tracing::warn!(adapter = key, error = %e, "adapter manifest does not parse");
-        Some(format!("the adapter's manifest does not parse: {e}"))
+        mismatch(format!("the adapter's manifest does not parse: {e}"))
     })?;
     let on_chain = AdapterRecord::from_props(id, props);
     m.check(&on_chain).map_err(|reason| {
@@ -165,7 +168,7 @@ pub(crate) async fn vouched(
             %reason,
             "adapter manifest disagrees with the chain: its measurements are left out"
         );
-        Some(reason)
+        mismatch(reason)
     })?;
     Ok(m)
 }

@@ -35,20 +35,20 @@ pub struct IndexStats {
     /// The last step found nothing left to index up to the confirmed head (also on an idle
     /// chain, where no new block ever arrives).
     pub at_head: bool,
-    /// Batches indexed whose manifest the lake could not serve (rechecked later).
+    /// Nodes indexed whose manifest the lake could not serve (rechecked later).
     pub unreachable: u64,
 }
 
-/// What a recheck of unreachable manifests found.
+/// What a recheck of the manifests a store waits for found ([`Indexer::recheck`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recheck {
-    /// Batches checked.
+    /// Nodes checked.
     pub checked: u64,
-    /// Now verified: their contributions joined the graph.
+    /// Now verified: what their manifest brings joined the graph.
     pub recovered: u64,
     /// Now missing or different from the chain: flagged.
     pub flagged: u64,
-    /// Still unreachable.
+    /// Still waiting: unreachable (or a reward epoch's manifest still missing).
     pub unreachable: u64,
 }
 
@@ -195,55 +195,88 @@ impl<'a> Indexer<'a> {
         Ok(stats)
     }
 
-    /// Checks again every batch whose manifest the lake could not serve when it was indexed
-    /// (`da: unreachable`). One that is readable now and matches the chain gets its
-    /// contributions into the graph at the batch's own block (so a reorg still removes them),
-    /// one that is missing or differs is flagged; the rest wait for the next recheck. Changed
-    /// batches reach the lake mirror by a replay of their blocks.
+    /// Ids of the nodes whose manifest this store waits for: any node (batch, snapshot,
+    /// inference batch, reward epoch, adapter) whose manifest the lake could not serve when it
+    /// was indexed (`da: unreachable`), and reward epochs whose manifest was missing (an epoch
+    /// posted straight to the distributor is recorded as foreign after it is posted).
+    pub async fn waiting(&self) -> Result<Vec<String>> {
+        use events::datanet_registry::Availability;
+        let chain_id = self.chain.chain_id();
+        let mut ids = Vec::new();
+        for kind in [
+            NodeKind::Batch,
+            NodeKind::Snapshot,
+            NodeKind::Adapter,
+            NodeKind::Inference,
+            NodeKind::RewardEpoch,
+        ] {
+            ids.extend(
+                self.store
+                    .node_ids_with(
+                        chain_id,
+                        kind.as_str(),
+                        prop::DA,
+                        Availability::Unreachable.as_str(),
+                    )
+                    .await?,
+            );
+        }
+        ids.extend(
+            self.store
+                .node_ids_with(
+                    chain_id,
+                    NodeKind::RewardEpoch.as_str(),
+                    prop::DA,
+                    Availability::Missing.as_str(),
+                )
+                .await?,
+        );
+        Ok(ids)
+    }
+
+    /// Checks again every manifest this store waits for ([`Indexer::waiting`]) by applying
+    /// the node's event again, from its raw log in `chain_events`. A node whose manifest is
+    /// readable now and matches the chain gets what it brings into the graph (a batch's
+    /// contributions, an inference batch's answers, an epoch's rewards, an adapter's credit)
+    /// at the node's own block, so a reorg still removes it; one that is missing or differs is
+    /// flagged; the rest wait for the next recheck. Changed nodes reach the lake mirror by a
+    /// replay of their blocks.
     #[tracing::instrument(name = "recheck", skip_all)]
     pub async fn recheck(&self) -> Result<Recheck> {
-        use events::datanet_registry::{Anchor, Availability, check_manifest, contributions};
         let chain_id = self.chain.chain_id();
-        let ids = self
-            .store
-            .node_ids_with(
-                chain_id,
-                NodeKind::Batch.as_str(),
-                prop::DA,
-                Availability::Unreachable.as_str(),
-            )
-            .await?;
+        let ids = self.waiting().await?;
+        let signing = self.signing();
         let mut r = Recheck::default();
         for node in self.store.nodes(chain_id, &ids).await? {
             r.checked += 1;
-            let Some(batch_id) = NodeKind::Batch
-                .key_of(&node.id)
-                .and_then(|b| b.parse::<B256>().ok())
-            else {
+            let Some(log) = self.store.event_at(chain_id, &node.pos).await?.and_then(|raw| {
+                raw_log(&raw).or_else(|| {
+                    tracing::warn!(node = %node.id, "the raw log of a node waiting for its manifest does not decode: not rechecked");
+                    None
+                })
+            }) else {
+                r.unreachable += 1;
                 continue;
             };
-            let Some(anchor) = Anchor::from_props(batch_id, &node.props) else {
-                tracing::warn!(batch = %node.id, "batch node without its anchor's fields: not rechecked");
-                continue;
-            };
-            let checked = check_manifest(&anchor, self.lake, self.signing()).await;
             let mut changes = Changes::default();
-            match &checked {
-                Err((Availability::Unreachable, _)) => {
-                    r.unreachable += 1;
-                    continue;
-                }
-                Ok(manifest) => {
-                    contributions(&anchor, manifest, node.pos, &mut changes);
-                    r.recovered += 1;
-                }
-                Err(_) => r.flagged += 1,
-            }
-            tracing::info!(batch = %batch_id, da = ?checked.as_ref().err().map(|e| e.0.as_str()).unwrap_or("verified"), "batch rechecked");
-            let amended = tributary_schemas::lineage::Node {
-                props: anchor.props(&checked),
-                ..node
+            events::apply(&log, node.pos, self.lake, signing, &mut changes).await;
+            let Some(at) = changes.nodes.iter().position(|n| n.id == node.id) else {
+                tracing::warn!(node = %node.id, "applying its event again did not give the node: not rechecked");
+                r.unreachable += 1;
+                continue;
             };
+            let amended = changes.nodes.swap_remove(at);
+            let p = &amended.props;
+            if amended.props == node.props || p[prop::DA] == "unreachable" {
+                r.unreachable += 1;
+                continue;
+            }
+            if p.get(prop::REASON).is_some() || p.get("credit_unavailable").is_some() {
+                r.flagged += 1;
+            } else {
+                r.recovered += 1;
+            }
+            tracing::info!(node = %node.id, da = p[prop::DA].as_str().unwrap_or("verified"), "manifest rechecked");
             self.store
                 .amend(chain_id, STREAM, &amended, &changes.nodes, &changes.edges)
                 .await?;
@@ -589,9 +622,7 @@ impl<'a> Indexer<'a> {
             .nodes
             .iter()
             .filter(|n| {
-                n.kind == tributary_schemas::lineage::NodeKind::Batch
-                    && n.props[prop::DA]
-                        == events::datanet_registry::Availability::Unreachable.as_str()
+                n.props[prop::DA] == events::datanet_registry::Availability::Unreachable.as_str()
             })
             .count() as u64;
         stats.to_block = end;
@@ -627,6 +658,21 @@ impl<'a> Indexer<'a> {
             window: self.window,
         })
     }
+}
+
+/// The log a `chain_events` row keeps (address, topics and data, position), as read from the
+/// node; `None` when the row does not decode.
+fn raw_log(raw: &RawEvent) -> Option<Log> {
+    let topics: Vec<B256> = serde_json::from_value(raw.data["topics"].clone()).ok()?;
+    let data: alloy::primitives::Bytes = raw.data["data"].as_str()?.parse().ok()?;
+    Some(Log {
+        inner: alloy::primitives::Log::new(raw.address.parse().ok()?, topics, data)?,
+        block_hash: Some(raw.pos.block_hash),
+        block_number: Some(raw.pos.block_number),
+        transaction_hash: Some(raw.pos.tx_hash),
+        log_index: Some(raw.pos.log_index),
+        ..Default::default()
+    })
 }
 
 fn position(log: &Log) -> Result<ChainPos> {

@@ -28,7 +28,10 @@
 //! following, with backoff; a batch that becomes readable brings its contributions in then,
 //! without a re-index ([`tributary_sql::Store::amend`], at the batch's own block, so the lake
 //! mirror replays it). `InferencesRecorded` is checked the same way against its inference
-//! manifest, and only a verified batch brings its attribution edges.
+//! manifest, and only a verified batch brings its attribution edges. Snapshots, inference
+//! batches, reward epochs and adapters' manifests the lake could not serve are marked
+//! `unreachable` too, and rechecked alike: the recheck applies the node's event again from
+//! its raw log in the store.
 //!
 //! - [`mirror`]: the store's numbered changes replayed into the lake's Delta tables.
 //! - `entities`: typed rows for `datanets`, `snapshots`, `training_runs` and `adapters`.

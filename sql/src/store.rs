@@ -517,6 +517,28 @@ impl Store {
         Ok(())
     }
 
+    /// The raw log of `chain_id` at `at` (its block hash and log index), if stored.
+    pub async fn event_at(&self, chain_id: u64, at: &ChainPos) -> Result<Option<RawEvent>> {
+        sqlx::query(
+            "SELECT address, name, data, block_number, block_hash, tx_hash, log_index FROM chain_events \
+             WHERE chain_id = $1 AND block_hash = $2 AND log_index = $3",
+        )
+        .bind(chain_id as i64)
+        .bind(at.block_hash.to_string())
+        .bind(at.log_index as i64)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(RawEvent {
+                address: r.get(0),
+                name: r.get(1),
+                data: json(r.get(2))?,
+                pos: pos(&r, 3)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Events, nodes and edges of `chain_id` from blocks `from..=to`, in a stable order.
     pub async fn rows_between(
         &self,

@@ -41,9 +41,11 @@ pub(crate) struct Args {
     /// lineage_edges, datanets, snapshots, training_runs, adapters).
     #[arg(long)]
     no_mirror: bool,
-    /// Only check again the batches whose manifests the lake could not serve when indexed (a
-    /// plain run does this too, after reaching the head): readable ones bring their
-    /// contributions into the graph, missing or different ones are flagged.
+    /// Only check again the manifests the lake could not serve when indexed (batches,
+    /// snapshots, inference batches, reward epochs, adapters' credit; and reward epochs whose
+    /// manifest was missing, as one recorded as foreign after it was posted): a plain run does
+    /// this too, after reaching the head. Readable ones bring what they hold into the graph,
+    /// missing or different ones are flagged.
     #[arg(long, conflicts_with = "follow")]
     recheck: bool,
 }
@@ -100,7 +102,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.recheck {
         let r = indexer.recheck().await?;
         println!(
-            "rechecked {} batch(es) whose manifest was unreachable: {} now verified, {} flagged (missing or different from the chain), {} still unreachable",
+            "rechecked {} manifest(s) the lake had not served: {} now verified, {} flagged (missing or different from the chain), {} still waiting",
             r.checked, r.recovered, r.flagged, r.unreachable
         );
         return Ok(());
@@ -115,13 +117,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "indexed blocks {}..={}: {} events, {} reorgs rolled back; graph has {nodes} nodes, {edges} edges",
         stats.from_block, stats.to_block, stats.events, stats.reorgs
     );
-    let waiting = store
-        .node_ids_with(chain.chain_id(), "batch", "da", "unreachable")
-        .await?
-        .len();
+    let waiting = indexer.waiting().await?.len();
     if waiting > 0 {
         println!(
-            "{waiting} batch(es) wait for their manifest (the lake did not serve it): checked again on every run, or now with `tributary index --recheck`"
+            "{waiting} node(s) wait for their manifest (the lake did not serve it): checked again on every run, or now with `tributary index --recheck`"
         );
     }
     Ok(())

@@ -123,16 +123,13 @@ fn unreachable_manifests_are_rechecked_and_their_lineage_appears() {
 
     let text = index(&[]);
     assert!(gate.refused.load(Ordering::SeqCst) > 0);
-    assert!(
-        text.contains("2 batch(es) wait for their manifest"),
-        "{text}"
-    );
+    assert!(text.contains("2 node(s) wait for their manifest"), "{text}");
     assert_eq!(count(&s, "batch", "\"da\":\"unreachable\""), 2);
     assert_eq!(count(&s, "contribution", ""), 0);
     // Still closed: a later run checks again and changes nothing.
     let text = index(&["--recheck"]);
     assert!(
-        text.contains("0 now verified") && text.contains("2 still unreachable"),
+        text.contains("0 now verified") && text.contains("2 still waiting"),
         "{text}"
     );
 
@@ -161,10 +158,10 @@ fn unreachable_manifests_are_rechecked_and_their_lineage_appears() {
 
     let text = index(&["--recheck"]);
     assert!(
-        text.contains("rechecked 2 batch(es)")
+        text.contains("rechecked 2 manifest(s)")
             && text.contains("1 now verified")
             && text.contains("1 flagged")
-            && text.contains("0 still unreachable"),
+            && text.contains("0 still waiting"),
         "{text}"
     );
     assert_eq!(count(&s, "batch", "\"da\":\"verified\""), 1);

@@ -609,4 +609,49 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
     let none = s.cmd(&["rewards", "settle"]).output().unwrap();
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no inference batch was recorded"));
+
+    // Epoch 2 posted straight to the distributor by its admin (an airdrop): settling stops and
+    // names the way on; `--foreign-epoch 2` records it as not Tributary's; a claim on it is
+    // refused.
+    rt.block_on(async {
+        let chain = tributary_chain::Chain::connect(tributary_chain::ChainConfig::rpc(
+            s.rpc_url().clone(),
+            &s.data,
+        ))
+        .await
+        .unwrap();
+        tributary_chain::send(chain.reward_distributor().allocateEpoch(
+            alloy::primitives::U256::from(2),
+            alloy::primitives::B256::repeat_byte(0xa1),
+            alloy::primitives::U256::from(5_000),
+        ))
+        .await
+        .unwrap();
+    });
+    let stopped = s.cmd(&["rewards", "settle"]).output().unwrap();
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        !stopped.status.success() && err.contains("--foreign-epoch 2"),
+        "{err}"
+    );
+    let out = s
+        .cmd(&["rewards", "settle", "--foreign-epoch", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("epoch 2: recorded as posted by someone else"),
+        "{text}"
+    );
+    // Recorded; then nothing new to settle.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no inference batch was recorded"));
+    let refused = s
+        .cmd(&["rewards", "claim", "--epoch", "2", "--account", &who])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("not Tributary's"),
+        "{err}"
+    );
 }

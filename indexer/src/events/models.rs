@@ -27,6 +27,26 @@ use tributary_schemas::lineage::{
 use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
+use super::datanet_registry::{Availability, fetch};
+
+/// Reads manifest `at` ([`fetch`]) and checks it with `check`: what the check gives, else
+/// the manifest's availability (`mismatch` when the check fails) and the reason.
+async fn read_checked<T>(
+    at: &str,
+    lake: &Lake,
+    check: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, (Availability, String)> {
+    let bytes = fetch(at, lake).await?;
+    check(&bytes).map_err(|why| (Availability::Mismatch, why))
+}
+
+/// Marks a node's `props` not verified, with its manifest's availability (`da`: an
+/// `unreachable` one is read again by `Indexer::recheck`) and the reason.
+fn not_verified(props: &mut serde_json::Value, (da, reason): (Availability, String)) {
+    props[prop::VERIFIED] = json!(false);
+    props[prop::DA] = json!(da.as_str());
+    props[prop::REASON] = json!(reason);
+}
 
 fn node(out: &mut Changes, id: NodeId, props: serde_json::Value, pos: ChainPos) {
     out.nodes.push(Node::new(id, props, pos));
@@ -84,9 +104,9 @@ pub(super) async fn model_registry(
                         );
                     }
                 }
-                Err(reason) => {
-                    tracing::warn!(snapshot = %e.id, %reason, "snapshot not verified against the lake");
-                    props["reason"] = json!(reason);
+                Err(why) => {
+                    tracing::warn!(snapshot = %e.id, reason = %why.1, "snapshot not verified against the lake");
+                    not_verified(&mut props, why);
                 }
             }
             node(out, snapshot, props, pos);
@@ -137,10 +157,17 @@ pub(super) async fn model_registry(
             // Its held-out credit, as written in the lake when it was trained (a merge: its
             // parents', by merge weight, from a manifest the chain vouches for).
             let credit = match crate::entities::vouched(lake, &e.id.to_string(), &props).await {
-                Ok(m) => lake.credit_of(&m).await.map_err(|err| err.to_string()),
+                Ok(m) => lake.credit_of(&m).await.map_err(|err| {
+                    let da = if err.is_not_found() {
+                        Availability::Missing
+                    } else {
+                        Availability::Unreachable
+                    };
+                    (da, err.to_string())
+                }),
                 // No manifest in this lake: nothing to credit from.
                 Err(None) => Ok(vec![]),
-                Err(Some(reason)) => Err(reason),
+                Err(Some(why)) => Err(why),
             };
             match credit {
                 Ok(rows) => {
@@ -158,9 +185,12 @@ pub(super) async fn model_registry(
                         }
                     }
                 }
-                Err(reason) => {
+                Err((da, reason)) => {
                     tracing::warn!(adapter = %e.id, %reason, "the adapter's held-out credit is unreadable");
                     props["credit_unavailable"] = json!(reason);
+                    if da == Availability::Unreachable {
+                        props[prop::DA] = json!(da.as_str());
+                    }
                 }
             }
             node(out, adapter, props, pos);
@@ -206,9 +236,9 @@ async fn inferences_recorded(
         "verified": checked.is_ok(),
     });
     match checked {
-        Err(reason) => {
-            tracing::warn!(batch = %e.batchId, %reason, "inference batch not verified against the lake");
-            props["reason"] = json!(reason);
+        Err(why) => {
+            tracing::warn!(batch = %e.batchId, reason = %why.1, "inference batch not verified against the lake");
+            not_verified(&mut props, why);
         }
         Ok(manifest) => {
             // Each answer, with the credit serving recorded for it.
@@ -257,25 +287,20 @@ async fn check_snapshot(
     e: &tributary_chain::bindings::ModelRegistry::SnapshotCommitted,
     datanets: &[u64],
     lake: &Lake,
-) -> Result<SnapshotManifest, String> {
-    let uri = lake
-        .root()
-        .join(&SnapshotManifest::key(e.id))
-        .map_err(|err| format!("manifest location: {err}"))?;
-    let bytes = lake
-        .get(uri.as_str())
-        .await
-        .map_err(|err| format!("manifest unavailable: {err}"))?;
-    let manifest: SnapshotManifest =
-        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
-    manifest.check(
-        e.id,
-        datanets,
-        &e.lakeVersions,
-        e.count.saturating_to(),
-        e.contributionsRoot,
-    )?;
-    Ok(manifest)
+) -> Result<SnapshotManifest, (Availability, String)> {
+    read_checked(&SnapshotManifest::key(e.id), lake, |bytes| {
+        let manifest: SnapshotManifest =
+            serde_json::from_slice(bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+        manifest.check(
+            e.id,
+            datanets,
+            &e.lakeVersions,
+            e.count.saturating_to(),
+            e.contributionsRoot,
+        )?;
+        Ok(manifest)
+    })
+    .await
 }
 
 /// Fetches an inference batch's manifest and checks it against the event
@@ -283,20 +308,20 @@ async fn check_snapshot(
 async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
-) -> Result<InferenceManifest, String> {
-    let bytes = lake
-        .get_recorded(&e.manifestURI, &InferenceManifest::key(e.batchId))
-        .await
-        .map_err(|err| format!("manifest unavailable: {err}"))?;
-    let manifest: InferenceManifest =
-        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
-    manifest.check(
-        e.batchId,
-        e.count.saturating_to(),
-        &e.adapterIds,
-        e.merkleRoot,
-    )?;
-    Ok(manifest)
+) -> Result<InferenceManifest, (Availability, String)> {
+    let at = lake.locate(&e.manifestURI, &InferenceManifest::key(e.batchId));
+    read_checked(&at, lake, |bytes| {
+        let manifest: InferenceManifest =
+            serde_json::from_slice(bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+        manifest.check(
+            e.batchId,
+            e.count.saturating_to(),
+            &e.adapterIds,
+            e.merkleRoot,
+        )?;
+        Ok(manifest)
+    })
+    .await
 }
 
 pub(super) async fn reward_distributor(
@@ -313,7 +338,11 @@ pub(super) async fn reward_distributor(
                 "merkle_root": e.merkleRoot.to_string(),
                 "total": e.total.to_string(),
             });
-            match check_epoch(epoch, e.merkleRoot, e.total, lake).await {
+            let key = format!("rewards/epoch-{epoch}.json");
+            let checked = read_checked(&key, lake, |bytes| {
+                check_epoch(e.merkleRoot, e.total, bytes)
+            });
+            match checked.await {
                 Ok(Settled {
                     totals,
                     batches,
@@ -346,10 +375,9 @@ pub(super) async fn reward_distributor(
                         });
                     }
                 }
-                Err(reason) => {
-                    tracing::warn!(epoch, %reason, "reward epoch not verified against the lake");
-                    props["verified"] = json!(false);
-                    props["reason"] = json!(reason);
+                Err(why) => {
+                    tracing::warn!(epoch, reason = %why.1, "reward epoch not verified against the lake");
+                    not_verified(&mut props, why);
                 }
             }
             node(out, id, props, pos);
@@ -381,26 +409,17 @@ struct Settled {
     policy: serde_json::Value,
 }
 
-/// Reads epoch `n`'s manifest (`rewards/epoch-N.json`) and checks its per-account totals
+/// Checks an epoch's manifest (`rewards/epoch-N.json`, `bytes`): its per-account totals
 /// against the root on chain, and its pool against the total minted (posted by hand with
 /// another total, its last claims fail); returns them with the batches it settled and its
 /// policy.
-async fn check_epoch(
-    n: u64,
+fn check_epoch(
     root: B256,
     total: alloy::primitives::U256,
-    lake: &Lake,
+    bytes: &[u8],
 ) -> Result<Settled, String> {
-    let uri = lake
-        .root()
-        .join(&format!("rewards/epoch-{n}.json"))
-        .map_err(|err| format!("manifest location: {err}"))?;
-    let bytes = lake
-        .get(uri.as_str())
-        .await
-        .map_err(|err| format!("manifest unavailable: {err}"))?;
     let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
+        serde_json::from_slice(bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
     if v["foreign"] == true {
         return Err(
             "posted straight to the distributor by someone else: Tributary settled \

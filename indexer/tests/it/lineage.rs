@@ -561,12 +561,15 @@ async fn inference_batches_are_checked_against_their_manifests() {
         "{}",
         by_id(0xb2)
     );
-    assert_eq!(by_id(0xb3)["verified"], false);
+    assert_eq!(
+        (&by_id(0xb3)["verified"], &by_id(0xb3)["da"]),
+        (&false.into(), &"missing".into())
+    );
     assert!(
         by_id(0xb3)["reason"]
             .as_str()
             .unwrap()
-            .contains("unavailable"),
+            .contains("manifest missing"),
         "{}",
         by_id(0xb3)
     );
@@ -1449,4 +1452,229 @@ async fn batches_listing_contributions_their_contributors_did_not_sign_are_not_t
             hers
         );
     }
+}
+
+/// Makes the lake's object at `key` unreadable (a symbolic link to itself: every read fails
+/// with "too many levels of symbolic links", a failure, not a missing object) and returns its
+/// bytes for [`mend`].
+fn break_object(env: &Env, key: &str) -> Vec<u8> {
+    let path = env.dir.path().join("lake").join(key);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(path.file_name().unwrap(), &path).unwrap();
+    bytes
+}
+
+/// Puts `bytes` back at `key` (see [`break_object`]).
+fn mend(env: &Env, key: &str, bytes: Vec<u8>) {
+    let path = env.dir.path().join("lake").join(key);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// A transient lake failure while indexing loses nothing, whatever the manifest: a snapshot,
+/// an adapter's manifest (its credit), an inference batch and a reward epoch the lake could
+/// not serve are indexed `da: unreachable`, and once the lake serves them a recheck brings in
+/// what they hold, so the graph equals a fresh index. An epoch posted straight to the
+/// distributor is indexed `missing` and rechecked too: recorded as foreign afterwards, it is
+/// flagged as not Tributary's.
+#[tokio::test]
+async fn manifests_the_lake_could_not_serve_are_read_again_whatever_their_kind() {
+    use alloy::primitives::U256;
+    use tributary_chain::send;
+    use tributary_pipeline::chain_state::ChainState;
+    use tributary_pipeline::rewards::{
+        Accounts, EpochManifest, Paid, Policy, allocate, publish, record_foreign, totals, tree,
+    };
+    use tributary_pipeline::snapshot;
+    use tributary_schemas::lineage::{self as g, prop};
+    use tributary_schemas::manifest::{
+        AttributionShare, InferenceEntry, InferenceManifest, SnapshotManifest,
+    };
+
+    let env = env().await;
+    let id = |b: u8| B256::repeat_byte(b);
+    let dn = contribute(&env, 3, 1).await.batch.datanet_id;
+    let on_chain = ChainState::read(&env.chain).await.unwrap();
+    let frozen = snapshot::freeze(&env.lake, &on_chain, &[dn], None)
+        .await
+        .unwrap();
+    let snap = frozen.snapshot_id;
+    snapshot::commit(&env.chain, &env.lake, &frozen)
+        .await
+        .unwrap();
+
+    let models = env.chain.model_registry();
+    send(models.registerBaseModel(id(1), id(0xa1), "gpt2".into(), "lake://base".into()))
+        .await
+        .unwrap();
+    let adapter = AdapterManifest {
+        adapter_id: id(3),
+        line: "l".into(),
+        version: "l@1.0.0".into(),
+        base_model_id: id(1),
+        architecture: "gpt2".into(),
+        snapshot_id: snap,
+        parents: vec![],
+        config: serde_json::json!({"lora": {"rank": 4}}),
+        config_hash: id(0xc3),
+        weights_hash: id(0xd3),
+        metrics: None,
+        device: "cpu".into(),
+        code_version: "0.1.0".into(),
+    };
+    env.lake
+        .put(
+            &AdapterManifest::key(id(3)),
+            serde_json::to_vec(&adapter).unwrap(),
+        )
+        .await
+        .unwrap();
+    send(models.publishAdapter(
+        id(3),
+        id(1),
+        vec![],
+        snap,
+        id(0xc3),
+        id(0xd3),
+        "u3".into(),
+        "l@1.0.0".into(),
+    ))
+    .await
+    .unwrap();
+
+    let share = AttributionShare {
+        contribution: frozen.contributions[0].id,
+        share: 1.0,
+        contributor: None,
+        datanet_id: None,
+        score: None,
+    };
+    let answers = InferenceManifest {
+        batch_id: id(0xb1),
+        inferences: vec![InferenceEntry {
+            adapter_id: id(3),
+            request_hash: id(0x51),
+            response_hash: id(0x52),
+            attribution_root: AttributionShare::root(std::slice::from_ref(&share)),
+            tokens: 4,
+            fee: 4_000,
+            attribution: vec![share],
+            nonce: id(0x53),
+        }],
+    };
+    env.lake
+        .put(&InferenceManifest::key(id(0xb1)), answers.to_bytes())
+        .await
+        .unwrap();
+    send(env.chain.inference_ledger().recordInferences(
+        id(0xb1),
+        vec![id(3)],
+        answers.merkle_tree().root(),
+        U256::from(1),
+        InferenceManifest::key(id(0xb1)),
+    ))
+    .await
+    .unwrap();
+
+    let who = Address::repeat_byte;
+    let accounts = Accounts {
+        platform: who(0xa0),
+        stakers: who(0xb0),
+    };
+    let paid = vec![Paid {
+        adapter: id(3),
+        owner: who(0xc0),
+        fee: 4_000,
+        shares: vec![(frozen.contributions[0].id, who(0x11), 1.0)],
+    }];
+    let rows = allocate(&Policy::default(), &accounts, &paid, &Default::default());
+    let sums = totals(&rows);
+    let epoch = EpochManifest {
+        epoch: 1,
+        policy: Policy::default(),
+        accounts,
+        batches: vec![id(0xb1)],
+        pool: "4000".into(),
+        root: tree(&sums).root(),
+        allocations: rows,
+        foreign: false,
+    };
+    env.lake
+        .put(&EpochManifest::key(1), serde_json::to_vec(&epoch).unwrap())
+        .await
+        .unwrap();
+    publish(&env.chain, &env.lake, epoch).await.unwrap();
+    // Epoch 2: an airdrop, posted straight to the distributor; recorded as foreign later.
+    send(
+        env.chain
+            .reward_distributor()
+            .allocateEpoch(U256::from(2), id(0xa2), U256::from(5_000)),
+    )
+    .await
+    .unwrap();
+
+    let keys = [
+        SnapshotManifest::key(snap),
+        AdapterManifest::key(id(3)),
+        InferenceManifest::key(id(0xb1)),
+        EpochManifest::key(1),
+    ];
+    let kept: Vec<Vec<u8>> = keys.iter().map(|k| break_object(&env, k)).collect();
+    let s = env.store("t.db").await;
+    let indexer = Indexer::new(&env.chain, &s, &env.lake);
+    let stats = indexer.run_to_head().await.unwrap();
+    assert_eq!(stats.unreachable, 4, "{stats:?}");
+    let chain_id = env.chain.chain_id();
+    let waiting = [
+        g::snapshot_id(snap),
+        g::adapter_id(id(3)),
+        g::inference_id(id(0xb1)),
+        g::reward_epoch_id(1),
+        g::reward_epoch_id(2),
+    ];
+    let props = |nodes: &[tributary_schemas::lineage::Node], n: &g::NodeId| {
+        nodes.iter().find(|x| x.id == *n).unwrap().props.clone()
+    };
+    let (nodes, edges) = s.graph(chain_id).await.unwrap();
+    for n in &waiting[..4] {
+        assert_eq!(props(&nodes, n)[prop::DA], "unreachable", "{n}");
+    }
+    assert_eq!(props(&nodes, &waiting[4])[prop::DA], "missing");
+    assert!(!edges.iter().any(|e| e.kind == g::EdgeKind::IncludedIn));
+    assert_eq!(indexer.waiting().await.unwrap().len(), 5);
+
+    // Still failing: nothing changes.
+    let r = indexer.recheck().await.unwrap();
+    assert_eq!((r.checked, r.unreachable), (5, 5), "{r:?}");
+
+    for (k, bytes) in keys.iter().zip(kept) {
+        mend(&env, k, bytes);
+    }
+    record_foreign(&env.chain, &env.lake, 2).await.unwrap();
+    let r = indexer.recheck().await.unwrap();
+    assert_eq!(
+        (r.checked, r.recovered, r.flagged, r.unreachable),
+        (5, 4, 1, 0),
+        "{r:?}"
+    );
+    assert!(indexer.waiting().await.unwrap().is_empty());
+    let (nodes, _) = s.graph(chain_id).await.unwrap();
+    let epoch2 = props(&nodes, &waiting[4]);
+    assert!(
+        epoch2[prop::REASON].as_str().unwrap().contains("foreign"),
+        "{epoch2}"
+    );
+    assert_eq!(props(&nodes, &waiting[3])[prop::VERIFIED], true);
+
+    // The same graph as a fresh index of this chain and lake.
+    let fresh = env.store("fresh.db").await;
+    Indexer::new(&env.chain, &fresh, &env.lake)
+        .run_to_head()
+        .await
+        .unwrap();
+    assert_eq!(
+        s.graph(chain_id).await.unwrap(),
+        fresh.graph(chain_id).await.unwrap()
+    );
 }
