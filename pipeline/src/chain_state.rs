@@ -54,11 +54,22 @@ pub struct Verdict {
     pub known: Option<BTreeMap<B256, bool>>,
 }
 
+/// What a `BatchAnchored` event commits a batch to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchored {
+    /// Merkle root over its contribution ids.
+    pub merkle_root: B256,
+    /// keccak256 of its manifest's bytes.
+    pub manifest_hash: B256,
+    /// Where its manifest was written (a key, or a URI under the lake it was written to).
+    pub manifest_uri: String,
+}
+
 /// The registry's state, as its events tell it.
 #[derive(Debug, Clone, Default)]
 pub struct ChainState {
-    /// Batches anchored on chain.
-    pub anchored: HashSet<B256>,
+    /// Batches anchored on chain, by id.
+    pub anchored: HashMap<B256, Anchored>,
     /// Contributions revoked on chain.
     pub revoked: HashSet<B256>,
     /// Validations recorded on chain, in chain order.
@@ -99,7 +110,14 @@ impl ChainState {
         match raw.topics().first() {
             Some(&BatchAnchored::SIGNATURE_HASH) => {
                 if let Ok(e) = BatchAnchored::decode_log(raw) {
-                    self.anchored.insert(e.batchId);
+                    self.anchored.insert(
+                        e.batchId,
+                        Anchored {
+                            merkle_root: e.merkleRoot,
+                            manifest_hash: e.manifestHash,
+                            manifest_uri: e.manifestURI.clone(),
+                        },
+                    );
                 }
             }
             Some(&ContributionRevoked::SIGNATURE_HASH) => {

@@ -1,7 +1,9 @@
 //! Snapshots: frozen training sets. A snapshot pins the `contributions` table at one Delta
 //! version and lists, from the Datanets asked for, the contributions that count at the moment
 //! it is taken: anchored on chain, not rejected by a verdict a validator recorded on chain, not
-//! revoked on chain (see [`crate::chain_state`]: a revocation sent from a wallet counts). The
+//! revoked on chain (see [`crate::chain_state`]: a revocation sent from a wallet counts), and
+//! as anchored: each row must hash to its id, and a batch's rows must be the ids its anchor
+//! committed to (else only those its manifest lists count), whatever engine wrote the table. The
 //! list goes to the lake as a [`SnapshotManifest`] (`artifacts/snapshots/ID.json`) and its
 //! Merkle root, count and versions on chain (`SnapshotCommitted`). Training reads a snapshot
 //! through Delta time travel ([`read`]): the rows of `contributions` at the pinned version
@@ -95,6 +97,8 @@ pub async fn preview(
     let mut seen_datanets = BTreeSet::new();
     let mut entries = Vec::new();
     let mut license_of = HashMap::new();
+    // The ids of each anchored batch's genuine rows, for the check against its anchor.
+    let mut members: HashMap<B256, Vec<B256>> = HashMap::new();
     for b in &rows {
         let datanet = b
             .column_by_name("datanet_id")
@@ -130,21 +134,39 @@ pub async fn preview(
                 cid.parse().map_err(|_| bad())?,
                 batch.value(i).parse().map_err(|_| bad())?,
             );
-            if !on_chain.anchored.contains(&batch)
-                || rejections.batches.contains(&batch)
+            if !on_chain.anchored.contains_key(&batch) {
+                continue;
+            }
+            // Another engine may have rewritten the table: a row whose contributor, license or
+            // content no longer hashes to its id is not the contribution that was signed.
+            if !genuine(b, i) {
+                tracing::warn!(contribution = %cid, %batch, "a contributions row does not hash to its id (altered in the lake): left out of the snapshot");
+                continue;
+            }
+            members.entry(batch).or_default().push(cid);
+            if rejections.batches.contains(&batch)
                 || on_chain.is_revoked(&cid)
                 || rejections.contributions.contains(&cid)
             {
                 continue;
             }
             license_of.insert(cid, license.value(i));
-            entries.push(SnapshotEntry {
-                id: cid,
-                datanet_id: d,
-                contributor: who.value(i).parse::<Address>().map_err(|_| bad())?,
-            });
+            entries.push((
+                batch,
+                SnapshotEntry {
+                    id: cid,
+                    datanet_id: d,
+                    contributor: who.value(i).parse::<Address>().map_err(|_| bad())?,
+                },
+            ));
         }
     }
+    let listed = listed_where_rows_differ(lake, on_chain, members).await?;
+    let mut entries: Vec<SnapshotEntry> = entries
+        .into_iter()
+        .filter(|(batch, e)| listed.get(batch).is_none_or(|ids| ids.contains(&e.id)))
+        .map(|(_, e)| e)
+        .collect();
     if let Some(missing) = datanets.iter().find(|d| !seen_datanets.contains(d)) {
         return Err(Error::InvalidInput(format!(
             "Datanet {missing} has no contributions in the lake at version {version}: check the Datanet, or snapshot a later version"
@@ -174,6 +196,52 @@ pub async fn preview(
         *licenses.entry(license_of[&e.id].to_string()).or_insert(0) += 1;
     }
     Ok(Preview { manifest, licenses })
+}
+
+/// For each batch of `members` (the ids of its rows that hash to their ids) whose rows are not
+/// the batch its anchor committed to (their Merkle root is not the chain's: rows added under
+/// its id, or removed, by another engine), the ids its manifest lists (the manifest checked
+/// against the chain's hash; none when it is missing or differs): only those rows count.
+/// Batches whose rows match their anchor are not in the map, and cost no read.
+async fn listed_where_rows_differ(
+    lake: &Lake,
+    on_chain: &ChainState,
+    members: HashMap<B256, Vec<B256>>,
+) -> Result<HashMap<B256, HashSet<B256>>> {
+    use tributary_schemas::manifest::BatchManifest;
+    use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
+    let mut out = HashMap::new();
+    for (batch, mut ids) in members {
+        let anchor = &on_chain.anchored[&batch];
+        ids.sort_unstable();
+        ids.dedup();
+        let root = MerkleTree::new(ids.iter().map(|id| leaf_bytes32(*id)).collect()).root();
+        if root == anchor.merkle_root {
+            continue;
+        }
+        let at = lake.locate(&anchor.manifest_uri, &BatchManifest::key(batch));
+        let listed: HashSet<B256> = match lake.get(&at).await {
+            Ok(bytes) if alloy::primitives::keccak256(&bytes) == anchor.manifest_hash => {
+                serde_json::from_slice::<BatchManifest>(&bytes)
+                    .map(|m| m.contributions.iter().map(|c| c.id).collect())
+                    .unwrap_or_default()
+            }
+            Ok(_) => HashSet::new(),
+            Err(e) if e.is_not_found() => HashSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let foreign = ids.iter().filter(|id| !listed.contains(*id)).count();
+        tracing::warn!(
+            %batch,
+            rows = ids.len(),
+            listed = listed.len(),
+            left_out = foreign,
+            "the lake's rows of an anchored batch are not what its anchor committed to (rows added, \
+             removed or rewritten by another engine): only rows its manifest lists are taken"
+        );
+        out.insert(batch, listed);
+    }
+    Ok(out)
 }
 
 /// Writes `manifest` to the lake and commits it on chain (`SnapshotCommitted`). The signer

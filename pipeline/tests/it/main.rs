@@ -6,3 +6,4 @@ mod ingest;
 mod layout;
 mod public_rpc;
 mod rewards;
+mod snapshot;
