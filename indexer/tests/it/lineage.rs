@@ -932,16 +932,49 @@ pub(crate) async fn table_rows(lake: &Lake, table: &str, key: &str) -> Vec<Value
     rows
 }
 
+/// Epoch 1's manifest paying `paid` for `batches` by the default policy (platform 0xa0…,
+/// stakers 0xb0…), its pool the fees, written to the lake (not posted).
+async fn epoch_one(
+    env: &Env,
+    paid: &[tributary_pipeline::rewards::Paid],
+    batches: Vec<B256>,
+) -> tributary_pipeline::rewards::EpochManifest {
+    use tributary_pipeline::rewards::{Accounts, EpochManifest, Policy, allocate, totals, tree};
+    let accounts = Accounts {
+        platform: Address::repeat_byte(0xa0),
+        stakers: Address::repeat_byte(0xb0),
+    };
+    let rows = allocate(&Policy::default(), &accounts, paid, &Default::default());
+    let sums = totals(&rows);
+    assert_eq!(
+        sums.values().sum::<u128>(),
+        paid.iter().map(|p| p.fee).sum::<u128>(),
+        "the pool is paid exactly"
+    );
+    let m = EpochManifest {
+        epoch: 1,
+        policy: Policy::default(),
+        accounts,
+        batches,
+        pool: sums.values().sum::<u128>().to_string(),
+        root: tree(&sums).root(),
+        allocations: rows,
+        foreign: false,
+    };
+    env.lake
+        .put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
+        .await
+        .unwrap();
+    m
+}
+
 /// A settled epoch's amounts reach the graph exactly, however large: the epoch node keeps each
 /// account's total as a decimal string (the leaf it claims against) and its policy; the
 /// `rewarded` edges carry only shares; a `settles` edge goes to each batch it paid out, and a
 /// claim sent by someone else than the account becomes the account's `claimed` edge.
 #[tokio::test]
 async fn reward_amounts_are_indexed_exactly() {
-    use std::collections::HashSet;
-    use tributary_pipeline::rewards::{
-        Accounts, EpochManifest, Paid, Policy, allocate, claim, publish, totals, tree,
-    };
+    use tributary_pipeline::rewards::{EpochManifest, Paid, claim, publish};
     use tributary_schemas::lineage::{self as g, EdgeKind, prop};
 
     let env = env().await;
@@ -957,27 +990,9 @@ async fn reward_amounts_are_indexed_exactly() {
             (B256::repeat_byte(2), who(0x22), 0.3),
         ],
     }];
-    let accounts = Accounts {
-        platform: who(0xa0),
-        stakers: who(0xb0),
-    };
-    let rows = allocate(&Policy::default(), &accounts, &paid, &HashSet::new());
-    let sums = totals(&rows);
-    assert_eq!(sums.values().sum::<u128>(), fee, "the pool is paid exactly");
-    let m = EpochManifest {
-        epoch: 1,
-        policy: Policy::default(),
-        accounts,
-        batches: vec![B256::repeat_byte(0xbb)],
-        pool: fee.to_string(),
-        root: tree(&sums).root(),
-        allocations: rows,
-        foreign: false,
-    };
-    env.lake
-        .put(&EpochManifest::key(1), serde_json::to_vec(&m).unwrap())
-        .await
-        .unwrap();
+    let m = epoch_one(&env, &paid, vec![B256::repeat_byte(0xbb)]).await;
+    assert_eq!(m.pool, fee.to_string());
+    let sums = tributary_pipeline::rewards::totals(&m.allocations);
     // Epoch 2, the same allocations, posted by hand (as from a multisig) with its root but one
     // unit short: `publish` names it, and the graph does not vouch for it.
     let m2 = EpochManifest {
@@ -1483,9 +1498,7 @@ async fn manifests_the_lake_could_not_serve_are_read_again_whatever_their_kind()
     use alloy::primitives::U256;
     use tributary_chain::send;
     use tributary_pipeline::chain_state::ChainState;
-    use tributary_pipeline::rewards::{
-        Accounts, EpochManifest, Paid, Policy, allocate, publish, record_foreign, totals, tree,
-    };
+    use tributary_pipeline::rewards::{EpochManifest, Paid, publish, record_foreign};
     use tributary_pipeline::snapshot;
     use tributary_schemas::lineage::{self as g, prop};
     use tributary_schemas::manifest::{
@@ -1577,33 +1590,13 @@ async fn manifests_the_lake_could_not_serve_are_read_again_whatever_their_kind()
     .await
     .unwrap();
 
-    let who = Address::repeat_byte;
-    let accounts = Accounts {
-        platform: who(0xa0),
-        stakers: who(0xb0),
-    };
-    let paid = vec![Paid {
+    let paid = [Paid {
         adapter: id(3),
-        owner: who(0xc0),
+        owner: Address::repeat_byte(0xc0),
         fee: 4_000,
-        shares: vec![(frozen.contributions[0].id, who(0x11), 1.0)],
+        shares: vec![(frozen.contributions[0].id, Address::repeat_byte(0x11), 1.0)],
     }];
-    let rows = allocate(&Policy::default(), &accounts, &paid, &Default::default());
-    let sums = totals(&rows);
-    let epoch = EpochManifest {
-        epoch: 1,
-        policy: Policy::default(),
-        accounts,
-        batches: vec![id(0xb1)],
-        pool: "4000".into(),
-        root: tree(&sums).root(),
-        allocations: rows,
-        foreign: false,
-    };
-    env.lake
-        .put(&EpochManifest::key(1), serde_json::to_vec(&epoch).unwrap())
-        .await
-        .unwrap();
+    let epoch = epoch_one(&env, &paid, vec![id(0xb1)]).await;
     publish(&env.chain, &env.lake, epoch).await.unwrap();
     // Epoch 2: an airdrop, posted straight to the distributor; recorded as foreign later.
     send(
