@@ -49,7 +49,7 @@ pub struct Recheck {
     /// Now missing or different from the chain: flagged.
     pub flagged: u64,
     /// Still waiting: unreachable (or a reward epoch's manifest still missing).
-    pub unreachable: u64,
+    pub waiting: u64,
 }
 
 const RECHECK_FIRST: Duration = Duration::from_secs(1);
@@ -243,6 +243,7 @@ impl<'a> Indexer<'a> {
     /// replay of their blocks.
     #[tracing::instrument(name = "recheck", skip_all)]
     pub async fn recheck(&self) -> Result<Recheck> {
+        use events::datanet_registry::Availability;
         let chain_id = self.chain.chain_id();
         let ids = self.waiting().await?;
         let signing = self.signing();
@@ -255,20 +256,25 @@ impl<'a> Indexer<'a> {
                     None
                 })
             }) else {
-                r.unreachable += 1;
+                r.waiting += 1;
                 continue;
             };
             let mut changes = Changes::default();
             events::apply(&log, node.pos, self.lake, signing, &mut changes).await;
             let Some(at) = changes.nodes.iter().position(|n| n.id == node.id) else {
                 tracing::warn!(node = %node.id, "applying its event again did not give the node: not rechecked");
-                r.unreachable += 1;
+                r.waiting += 1;
                 continue;
             };
             let amended = changes.nodes.swap_remove(at);
             let p = &amended.props;
-            if amended.props == node.props || p[prop::DA] == "unreachable" {
-                r.unreachable += 1;
+            // Still waiting: unreachable, or an epoch's manifest still missing (compared by
+            // availability, not by the reason, whose text may carry a request id).
+            if p[prop::DA] == Availability::Unreachable.as_str()
+                || (p[prop::DA] == node.props[prop::DA]
+                    && p[prop::DA] == Availability::Missing.as_str())
+            {
+                r.waiting += 1;
                 continue;
             }
             if p.get(prop::REASON).is_some() || p.get("credit_unavailable").is_some() {
@@ -338,7 +344,7 @@ impl<'a> Indexer<'a> {
             }
             if matches!(step, Step::AtHead) && now >= recheck_at {
                 (recheck_every, recheck_at) = match self.recheck().await {
-                    Ok(r) if r.unreachable > 0 => {
+                    Ok(r) if r.waiting > 0 => {
                         let every = (recheck_every * 2).min(RECHECK_MAX);
                         (every, now + every)
                     }

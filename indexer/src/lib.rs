@@ -23,7 +23,8 @@
 //! its signature recovers to the contributor), and only a batch that passes brings its
 //! contributions into the graph; otherwise the batch node is marked `verified: false` with the
 //! reason and its [`Availability`] (`da`): `missing`, `mismatch` or `unsigned` are flagged for
-//! good, `unreachable` (the lake failed, timed out or refused
+//! good (but a reward epoch's `missing` manifest is rechecked: one posted straight to the
+//! distributor is recorded as foreign after it is posted), `unreachable` (the lake failed, timed out or refused
 //! access, after three tries) is checked again by [`Indexer::recheck`] on every run and, while
 //! following, with backoff; a batch that becomes readable brings its contributions in then,
 //! without a re-index ([`tributary_sql::Store::amend`], at the batch's own block, so the lake

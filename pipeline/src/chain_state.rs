@@ -68,6 +68,9 @@ pub struct Anchored {
 /// The registry's state, as its events tell it.
 #[derive(Debug, Clone, Default)]
 pub struct ChainState {
+    /// The registry's EIP-712 domain separator, which contributions are signed under (set
+    /// by [`ChainState::extend`]).
+    pub signing: B256,
     /// Batches anchored on chain, by id.
     pub anchored: HashMap<B256, Anchored>,
     /// Contributions revoked on chain.
@@ -91,6 +94,11 @@ impl ChainState {
     /// a reader keeps its state up to date by reading only the blocks it has not seen. Read
     /// in ranges the endpoint accepts ([`Chain::logs_matching`]).
     pub async fn extend(&mut self, chain: &Chain, from: u64, to: u64) -> Result<()> {
+        self.signing = tributary_schemas::contribution::domain(
+            chain.chain_id(),
+            chain.deployment().datanet_registry,
+        )
+        .separator();
         let filter = Filter::new()
             .address(chain.deployment().datanet_registry)
             .event_signature(vec![

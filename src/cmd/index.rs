@@ -102,8 +102,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.recheck {
         let r = indexer.recheck().await?;
         println!(
-            "rechecked {} manifest(s) the lake had not served: {} now verified, {} flagged (missing or different from the chain), {} still waiting",
-            r.checked, r.recovered, r.flagged, r.unreachable
+            "rechecked {} manifest(s) the lake had not served: {} now verified, {} flagged (missing, different from the chain, unsigned, or not Tributary's), {} still waiting",
+            r.checked, r.recovered, r.flagged, r.waiting
         );
         return Ok(());
     }
@@ -120,7 +120,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let waiting = indexer.waiting().await?.len();
     if waiting > 0 {
         println!(
-            "{waiting} node(s) wait for their manifest (the lake did not serve it): checked again on every run, or now with `tributary index --recheck`"
+            "{waiting} node(s) wait for their manifest (the lake did not serve it, or a reward epoch's is missing): checked again on every run, or now with `tributary index --recheck`"
         );
     }
     Ok(())

@@ -628,6 +628,9 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         .await
         .unwrap();
     });
+    // Indexed before it is recorded: its manifest is missing, and the index waits for it.
+    let indexed = run(&s, &["index"]);
+    assert!(indexed.contains("wait for their manifest"), "{indexed}");
     let stopped = s.cmd(&["rewards", "settle"]).output().unwrap();
     let err = String::from_utf8_lossy(&stopped.stderr);
     assert!(
@@ -644,7 +647,20 @@ fn serve_answers_with_ancestry_then_settle_and_claim() {
         "{text}"
     );
     // Recorded; then nothing new to settle.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no inference batch was recorded"));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("no inference batch was recorded")
+    );
+    // The next index run reads the epoch's record and shows it as not Tributary's.
+    run(&s, &["index"]);
+    assert_eq!(
+        sql_count(
+            &s,
+            "SELECT count(*) FROM lineage_nodes WHERE kind = 'reward_epoch' \
+             AND props LIKE '%recorded as foreign%' AND props LIKE '%\"verified\":false%'"
+        ),
+        1
+    );
     let refused = s
         .cmd(&["rewards", "claim", "--epoch", "2", "--account", &who])
         .output()

@@ -590,8 +590,9 @@ impl Batch {
     async fn lake_version(&self) -> u64 {
         number(&self.0, "lake_version")
     }
-    /// Whether the manifest in the lake matched the chain when indexed (only verified
-    /// batches bring their contributions into the graph).
+    /// Whether the manifest in the lake matched the chain, and its entries their
+    /// contributors' signatures, when last checked (indexed, or rechecked after the lake
+    /// failed to serve it); only verified batches bring their contributions into the graph.
     async fn verified(&self) -> bool {
         self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }
@@ -936,7 +937,8 @@ impl Inference {
     async fn manifest_uri(&self) -> &str {
         text(&self.0, prop::MANIFEST_URI)
     }
-    /// Whether the manifest matched the chain when indexed.
+    /// Whether the manifest matched the chain when last checked (indexed, or rechecked after
+    /// the lake failed to serve it).
     async fn verified(&self) -> bool {
         self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }

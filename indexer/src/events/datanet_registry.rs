@@ -127,11 +127,14 @@ async fn batch_anchored(
     });
 }
 
-/// What a batch's data-availability check found: its manifest `verified` against the chain
-/// and its contributors' signatures; `unreachable` (the lake did not answer, failed or refused
-/// access: checked again later); `missing` (the lake has no such object), `mismatch` (it
-/// differs from the chain) or `unsigned` (it lists an entry its contributor did not sign for
-/// the batch's Datanet), flagged for good.
+/// What a manifest's data-availability check found: `verified` against the chain (for a
+/// batch, its contributors' signatures too); `unreachable` (the lake did not answer, failed or
+/// refused access: checked again later); `missing` (the lake has no such object), `mismatch`
+/// (it differs from the chain) or `unsigned` (a batch lists an entry its contributor did not
+/// sign for its Datanet), flagged for good, except a reward epoch's `missing` manifest, checked
+/// again (an epoch posted straight to the distributor is recorded as foreign after it is
+/// posted). The signatures' nonces and deadlines are not checked here: `contribute` refuses
+/// an expired signature and a reused nonce when it ingests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {
     /// The manifest matches the chain.
@@ -265,14 +268,28 @@ pub(crate) async fn fetch(uri: &str, lake: &Lake) -> Result<Vec<u8>, (Availabili
     }
 }
 
+/// [`fetch`] of an object the chain recorded as `reference` (a key, or a URI from before keys
+/// were recorded) where [`Lake::locate`] puts it, else at `canonical`, its own key (a lake
+/// migrated since keeps it there).
+pub(crate) async fn fetch_recorded(
+    reference: &str,
+    canonical: &str,
+    lake: &Lake,
+) -> Result<Vec<u8>, (Availability, String)> {
+    let at = lake.locate(reference, canonical);
+    match fetch(&at, lake).await {
+        Err((Availability::Missing, _)) if at != canonical => fetch(canonical, lake).await,
+        other => other,
+    }
+}
+
 /// Fetches the manifest and checks it against the event (hash, Datanet, count, Merkle root),
 /// then each entry against its contributor's signature under `signing`, the registry's
 /// EIP-712 domain separator (see [`check_entries`]).
 pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake, signing: B256) -> Checked {
     // The chain records a key; a lake written before recorded absolute URIs, which lead
     // nowhere once the lake moves: then the manifest is at its canonical key.
-    let at = lake.locate(&a.manifest_uri, &BatchManifest::key(a.batch_id));
-    let bytes = fetch(&at, lake).await?;
+    let bytes = fetch_recorded(&a.manifest_uri, &BatchManifest::key(a.batch_id), lake).await?;
     let mismatch = |why: String| (Availability::Mismatch, why);
     if keccak256(&bytes) != a.manifest_hash {
         return Err(mismatch("manifest hash differs from the chain".into()));
@@ -294,7 +311,12 @@ pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake, signing: B256) -> Ch
     // An ecrecover per entry: off the async threads.
     tokio::task::spawn_blocking(move || check_entries(manifest, &stored, signing))
         .await
-        .map_err(|e| mismatch(format!("checking the entries' signatures failed: {e}")))?
+        .map_err(|e| {
+            (
+                Availability::Unreachable,
+                format!("checking the entries' signatures did not finish: {e}"),
+            )
+        })?
 }
 
 /// Checks that every entry is a contribution its contributor signed for the batch's Datanet
@@ -303,33 +325,50 @@ pub(crate) async fn check_manifest(a: &Anchor, lake: &Lake, signing: B256) -> Ch
 /// batches) could list entries no contributor signed, or another Datanet's contributions. An
 /// entry without its proof (a manifest written before entries carried one) takes it from
 /// `stored`, the batch's rows in the lake.
-fn check_entries(m: BatchManifest, stored: &HashMap<B256, EntryProof>, signing: B256) -> Checked {
+fn check_entries(
+    m: BatchManifest,
+    stored: &HashMap<B256, Vec<EntryProof>>,
+    signing: B256,
+) -> Checked {
     let check = |e: &tributary_schemas::manifest::ManifestEntry| -> Result<(), String> {
-        let Some(proof) = e.proof.as_ref().or_else(|| stored.get(&e.id)) else {
-            return Err(format!(
-                "entry {} carries no signature and the lake holds no row of this batch for it, \
-                 so nothing shows that {} signed it",
-                e.id, e.contributor
-            ));
-        };
-        e.check(m.datanet_id, proof, signing).map_err(|why| {
-            format!("{why}; the batch's anchorer listed it, so none of the batch is trusted")
-        })
+        let blame =
+            |why| format!("{why}; the batch's anchorer listed it, so none of the batch is trusted");
+        if let Some(proof) = &e.proof {
+            return e.check(m.datanet_id, proof, signing).map_err(blame);
+        }
+        // A legacy entry: any of its rows' proofs will do (another engine may have added
+        // rows with the same id).
+        let mut why = format!(
+            "entry {} carries no signature and the lake holds no row of this batch for it, so \
+             nothing shows that {} signed it",
+            e.id, e.contributor
+        );
+        for proof in stored.get(&e.id).into_iter().flatten() {
+            match e.check(m.datanet_id, proof, signing) {
+                Ok(()) => return Ok(()),
+                Err(w) => why = blame(w),
+            }
+        }
+        Err(why)
     };
     // About 32 µs per entry (one ecrecover): a large batch is spread over the cores; the
     // first failing entry in manifest order is the one reported.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = m.contributions.len().div_ceil(cores).max(512);
-    let failed = std::thread::scope(|s| {
-        let parts: Vec<_> = m
-            .contributions
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().find_map(|e| check(e).err())))
-            .collect();
-        parts
-            .into_iter()
-            .find_map(|p| p.join().expect("checking entries does not panic"))
-    });
+    let failed = if m.contributions.len() <= chunk {
+        m.contributions.iter().find_map(|e| check(e).err())
+    } else {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = m
+                .contributions
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().find_map(|e| check(e).err())))
+                .collect();
+            parts
+                .into_iter()
+                .find_map(|p| p.join().expect("checking entries does not panic"))
+        })
+    };
     match failed {
         Some(why) => Err((Availability::Unsigned, why)),
         None => Ok(m),
@@ -342,7 +381,7 @@ fn check_entries(m: BatchManifest, stored: &HashMap<B256, EntryProof>, signing: 
 async fn stored_proofs(
     m: &BatchManifest,
     lake: &Lake,
-) -> Result<HashMap<B256, EntryProof>, (Availability, String)> {
+) -> Result<HashMap<B256, Vec<EntryProof>>, (Availability, String)> {
     let mut proofs = HashMap::new();
     if m.contributions.iter().all(|e| e.proof.is_some()) {
         return Ok(proofs);
@@ -379,14 +418,11 @@ async fn stored_proofs(
             ) else {
                 continue;
             };
-            proofs.insert(
-                id,
-                EntryProof {
-                    nonce: nonces.value(i) as u64,
-                    deadline: deadlines.value(i) as u64,
-                    signature,
-                },
-            );
+            proofs.entry(id).or_insert_with(Vec::new).push(EntryProof {
+                nonce: nonces.value(i) as u64,
+                deadline: deadlines.value(i) as u64,
+                signature,
+            });
         }
     }
     Ok(proofs)

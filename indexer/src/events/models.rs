@@ -27,17 +27,16 @@ use tributary_schemas::lineage::{
 use tributary_schemas::manifest::{InferenceManifest, SnapshotManifest};
 
 use super::Changes;
-use super::datanet_registry::{Availability, fetch};
+use super::datanet_registry::{Availability, fetch, fetch_recorded};
 
-/// Reads manifest `at` ([`fetch`]) and checks it with `check`: what the check gives, else
-/// the manifest's availability (`mismatch` when the check fails) and the reason.
-async fn read_checked<T>(
-    at: &str,
-    lake: &Lake,
+/// Checks manifest `bytes` with `check`: what the check gives, else the manifest's
+/// availability (`missing` or `unreachable` as read, `mismatch` when the check fails) and the
+/// reason.
+fn checked<T>(
+    bytes: Result<Vec<u8>, (Availability, String)>,
     check: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<T, (Availability, String)> {
-    let bytes = fetch(at, lake).await?;
-    check(&bytes).map_err(|why| (Availability::Mismatch, why))
+    check(&bytes?).map_err(|why| (Availability::Mismatch, why))
 }
 
 /// Marks a node's `props` not verified, with its manifest's availability (`da`: an
@@ -288,7 +287,7 @@ async fn check_snapshot(
     datanets: &[u64],
     lake: &Lake,
 ) -> Result<SnapshotManifest, (Availability, String)> {
-    read_checked(&SnapshotManifest::key(e.id), lake, |bytes| {
+    checked(fetch(&SnapshotManifest::key(e.id), lake).await, |bytes| {
         let manifest: SnapshotManifest =
             serde_json::from_slice(bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
         manifest.check(
@@ -300,7 +299,6 @@ async fn check_snapshot(
         )?;
         Ok(manifest)
     })
-    .await
 }
 
 /// Fetches an inference batch's manifest and checks it against the event
@@ -309,8 +307,8 @@ async fn check_inferences(
     e: &tributary_chain::bindings::InferenceLedger::InferencesRecorded,
     lake: &Lake,
 ) -> Result<InferenceManifest, (Availability, String)> {
-    let at = lake.locate(&e.manifestURI, &InferenceManifest::key(e.batchId));
-    read_checked(&at, lake, |bytes| {
+    let bytes = fetch_recorded(&e.manifestURI, &InferenceManifest::key(e.batchId), lake).await;
+    checked(bytes, |bytes| {
         let manifest: InferenceManifest =
             serde_json::from_slice(bytes).map_err(|err| format!("manifest is not valid: {err}"))?;
         manifest.check(
@@ -321,7 +319,6 @@ async fn check_inferences(
         )?;
         Ok(manifest)
     })
-    .await
 }
 
 pub(super) async fn reward_distributor(
@@ -338,11 +335,8 @@ pub(super) async fn reward_distributor(
                 "merkle_root": e.merkleRoot.to_string(),
                 "total": e.total.to_string(),
             });
-            let key = format!("rewards/epoch-{epoch}.json");
-            let checked = read_checked(&key, lake, |bytes| {
-                check_epoch(e.merkleRoot, e.total, bytes)
-            });
-            match checked.await {
+            let bytes = fetch(&format!("rewards/epoch-{epoch}.json"), lake).await;
+            match checked(bytes, |bytes| check_epoch(e.merkleRoot, e.total, bytes)) {
                 Ok(Settled {
                     totals,
                     batches,

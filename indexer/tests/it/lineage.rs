@@ -1639,7 +1639,7 @@ async fn manifests_the_lake_could_not_serve_are_read_again_whatever_their_kind()
 
     // Still failing: nothing changes.
     let r = indexer.recheck().await.unwrap();
-    assert_eq!((r.checked, r.unreachable), (5, 5), "{r:?}");
+    assert_eq!((r.checked, r.waiting), (5, 5), "{r:?}");
 
     for (k, bytes) in keys.iter().zip(kept) {
         mend(&env, k, bytes);
@@ -1647,7 +1647,7 @@ async fn manifests_the_lake_could_not_serve_are_read_again_whatever_their_kind()
     record_foreign(&env.chain, &env.lake, 2).await.unwrap();
     let r = indexer.recheck().await.unwrap();
     assert_eq!(
-        (r.checked, r.recovered, r.flagged, r.unreachable),
+        (r.checked, r.recovered, r.flagged, r.waiting),
         (5, 4, 1, 0),
         "{r:?}"
     );

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use tributary_chain::keys::dev_contributor;
 use tributary_pipeline::chain_state::ChainState;
 use tributary_pipeline::ingest::{contribution_rows, ingest};
 use tributary_pipeline::sample;
 use tributary_pipeline::snapshot;
+use tributary_schemas::manifest::BatchManifest;
+use tributary_schemas::merkle::{MerkleTree, leaf_bytes32};
 use tributary_schemas::tables::names;
 
 use crate::common::sign_record;
@@ -74,12 +76,46 @@ async fn snapshots_take_only_rows_their_batch_was_anchored_with() {
         .await
         .unwrap();
 
+    // A batch anchored with a row whose signature is not its contributor's (written by an
+    // engine that skipped the checks `contribute` makes).
+    let mut forged = sign_record(
+        &dev_contributor(3),
+        &d,
+        env.datanet,
+        records[5].clone(),
+        "CC0-1.0",
+        50,
+        u64::MAX,
+    );
+    forged.contribution.contributor = dev_contributor(4).address();
+    let forged_id = forged.contribution.id();
+    let forged_batch = BatchManifest::batch_id_of(env.datanet, &[forged_id]);
+    env.lake
+        .append(names::CONTRIBUTIONS)
+        .batches(vec![
+            contribution_rows(env.datanet, forged_batch, &[(forged_id, forged)]).unwrap(),
+        ])
+        .commit()
+        .await
+        .unwrap();
+    tributary_chain::send(env.chain.datanet_registry().anchorBatch(
+        U256::from(env.datanet),
+        forged_batch,
+        MerkleTree::new(vec![leaf_bytes32(forged_id)]).root(),
+        U256::from(1),
+        "nowhere".into(),
+        B256::ZERO,
+        0,
+    ))
+    .await
+    .unwrap();
+
     let on_chain = ChainState::read(&env.chain).await.unwrap();
     let m = snapshot::freeze(&env.lake, &on_chain, &[env.datanet], None)
         .await
         .unwrap();
     let ids: BTreeSet<B256> = m.contributions.iter().map(|c| c.id).collect();
-    assert_eq!(ids, ours, "the stray row is left out");
+    assert_eq!(ids, ours, "the stray and the forged rows are left out");
     assert!(
         m.contributions
             .iter()
@@ -102,4 +138,13 @@ async fn snapshots_take_only_rows_their_batch_was_anchored_with() {
     let mut want = ours.clone();
     want.remove(&gone);
     assert_eq!(ids, want);
+
+    // Without the batch's manifest, rows that differ from its anchor cannot be told apart:
+    // none of them is taken.
+    std::fs::remove_file(env.dir.path().join("lake").join(BatchManifest::key(batch))).unwrap();
+    let err = snapshot::freeze(&env.lake, &on_chain, &[env.datanet], None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nothing to freeze"), "{err}");
 }
