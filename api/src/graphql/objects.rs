@@ -61,6 +61,19 @@ macro_rules! node_object {
     };
 }
 
+/// What the check of a node's manifest found (`da` in its props): `verified`, `unreachable`
+/// (checked again), or `missing`, `mismatch`, `unsigned` (flagged); for a node indexed before
+/// `da` was kept, `verified` or `mismatch` by its `verified` prop.
+fn availability(n: &Node) -> &str {
+    n.props[prop::DA].as_str().unwrap_or_else(|| {
+        if n.props[prop::VERIFIED].as_bool().unwrap_or(false) {
+            "verified"
+        } else {
+            "mismatch"
+        }
+    })
+}
+
 /// Wraps the nodes of `kind` among `nodes` as `T`.
 fn typed<T: From<Node>>(nodes: Vec<Node>, kind: NodeKind) -> Vec<T> {
     nodes
@@ -601,13 +614,7 @@ impl Batch {
     /// differs from the chain) or `unsigned` (it lists an entry its contributor did not sign
     /// for this Datanet), all flagged.
     async fn availability(&self) -> &str {
-        self.0.props[prop::DA].as_str().unwrap_or_else(|| {
-            if self.0.props[prop::VERIFIED].as_bool().unwrap_or(false) {
-                "verified"
-            } else {
-                "mismatch"
-            }
-        })
+        availability(&self.0)
     }
     /// Why it was not verified.
     async fn reason(&self) -> Option<&str> {
@@ -715,6 +722,20 @@ impl Snapshot {
     /// Number of contributions.
     async fn count(&self) -> u64 {
         number(&self.0, "count")
+    }
+    /// Whether its manifest in the lake matched the chain when last checked (indexed, or
+    /// rechecked after the lake failed to serve it); only then are its contributions linked.
+    async fn verified(&self) -> bool {
+        self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
+    }
+    /// The manifest check: `verified`; `unreachable` (the lake did not serve it: checked
+    /// again on every index run); `missing` or `mismatch` (flagged).
+    async fn availability(&self) -> &str {
+        availability(&self.0)
+    }
+    /// Why it was not verified.
+    async fn reason(&self) -> Option<&str> {
+        self.0.props[prop::REASON].as_str()
     }
     /// Its contributions as a Relay connection (once the snapshot's manifest has linked them).
     async fn contributions(
@@ -841,6 +862,12 @@ impl Adapter {
     async fn config_hash(&self) -> &str {
         text(&self.0, "config_hash")
     }
+    /// Why its held-out credit is not in the graph (its manifest differs from the chain, or
+    /// the lake did not serve it or its credit: then checked again on every index run); null
+    /// when the credit is linked, or there is none to link.
+    async fn credit_unavailable(&self) -> Option<&str> {
+        self.0.props["credit_unavailable"].as_str()
+    }
     /// How it was trained (settings and measurements), from its manifest in the lake; null
     /// when this server has no lake or the manifest is not there; an error when the manifest
     /// is not what the chain recorded of this adapter (base model, snapshot, parents,
@@ -942,6 +969,11 @@ impl Inference {
     async fn verified(&self) -> bool {
         self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
     }
+    /// The manifest check: `verified`; `unreachable` (the lake did not serve it: checked
+    /// again on every index run); `missing` or `mismatch` (flagged).
+    async fn availability(&self) -> &str {
+        availability(&self.0)
+    }
     /// Why it was not verified.
     async fn reason(&self) -> Option<&str> {
         self.0.props["reason"].as_str()
@@ -1035,6 +1067,21 @@ impl RewardEpoch {
     async fn total(&self) -> TokenAmount {
         // From the event's uint256, always decimal digits.
         TokenAmount(text(&self.0, prop::TOTAL).to_string())
+    }
+    /// Whether its manifest (`rewards/epoch-N.json`) matched the chain when last checked: a
+    /// Tributary settlement whose amounts are the root's. False for an epoch posted straight
+    /// to the distributor by someone else (see `reason`).
+    async fn verified(&self) -> bool {
+        self.0.props[prop::VERIFIED].as_bool().unwrap_or(false)
+    }
+    /// The manifest check: `verified`; `unreachable` (the lake did not serve it) or `missing`
+    /// (not recorded yet), both checked again on every index run; `mismatch` (flagged).
+    async fn availability(&self) -> &str {
+        availability(&self.0)
+    }
+    /// Why it was not verified.
+    async fn reason(&self) -> Option<&str> {
+        self.0.props[prop::REASON].as_str()
     }
     /// Per-contributor allocations, as recorded in the graph, each with its claim.
     async fn allocations(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RewardAllocation>> {

@@ -172,7 +172,8 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         node(
             g::snapshot_id(hash(0x5a)),
             NodeKind::Snapshot,
-            json!({"datanet_ids": [1], "lake_versions": [1], "contributions_root": hash(0x55).to_string(), "count": 2}),
+            json!({"datanet_ids": [1], "lake_versions": [1], "contributions_root": hash(0x55).to_string(), "count": 2,
+                   "verified": false, "da": "unreachable", "reason": "manifest unreachable after 3 attempts: access denied"}),
             8,
             3,
         ),
@@ -269,7 +270,7 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
         NodeKind::RewardEpoch,
         // 2^53 + 1 units to 0x01…: exact only as a decimal string.
         json!({
-            "merkle_root": hash(0x4e).to_string(), "total": "9007199254741193",
+            "merkle_root": hash(0x4e).to_string(), "total": "9007199254741193", "verified": true,
             "amounts": {who(1): "9007199254740993", who(2): "200"},
             "policy": {"platform": 1000, "owner": 2000, "stakers": 2000, "contributors": 5000},
         }),
@@ -308,12 +309,12 @@ async fn model_fixture(dir: &std::path::Path) -> Store {
 const MODEL_QUERY: &str = r#"{
   baseModels { nodes { id architecture adapters { version } } }
   line: adapter(version: "kitchen@1.10.0") {
-    id nodeId version line uri weightsHash configHash block txHash
+    id nodeId version line uri weightsHash configHash creditUnavailable block txHash
     baseModel { id weightsHash uri }
     parents { version }
     children { version }
     snapshot {
-      id count lakeVersions contributionsRoot datanets { name }
+      id count lakeVersions contributionsRoot verified availability reason datanets { name }
       contributions(first: 10) { nodes { id } }
       trainingRuns { id }
     }
@@ -323,7 +324,7 @@ const MODEL_QUERY: &str = r#"{
   firstTwo: adapters(first: 2) { nodes { version } pageInfo { hasNextPage } }
   lastTwo: adapters(first: 2, order: NEWEST_FIRST) { nodes { version } pageInfo { hasNextPage } }
   inference(id: "0x1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f") {
-    id count tokens fees verified reason adapters { version }
+    id count tokens fees verified availability reason adapters { version }
     attribution { method contributors { address share contributions } contributions { id contributor share } }
     answers { id }
     settledIn { epoch }
@@ -338,7 +339,8 @@ const MODEL_QUERY: &str = r#"{
   byCount: attribution(subject: "adapter:0xa2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2") {
     method contributors { address share contributions }
   }
-  rewardEpochs { nodes { epoch total merkleRoot allocations { contributor amount share claim { block } }
+  rewardEpochs { nodes { epoch total merkleRoot verified availability reason
+    allocations { contributor amount share claim { block } }
     policy { platform owner stakers contributors } batches { id } } }
   contributor(address: "0x0101010101010101010101010101010101010101") {
     address nodeId influence rewards { epoch amount share claim { block txHash } }
@@ -434,6 +436,16 @@ async fn every_node_kind_answers_as_in_the_snapshot() {
         "9007199254740993"
     );
     assert_eq!(d["rewardEpochs"]["nodes"][0]["total"], "9007199254741193");
+    // Each manifest's check, as the indexer recorded it: one the lake did not serve waits.
+    let snapshot = &d["line"]["snapshot"];
+    assert_eq!(
+        (&snapshot["verified"], &snapshot["availability"]),
+        (&false.into(), &"unreachable".into()),
+        "{snapshot}"
+    );
+    assert!(snapshot["reason"].as_str().unwrap().contains("unreachable"));
+    assert_eq!(d["inference"]["availability"], "verified");
+    assert_eq!(d["rewardEpochs"]["nodes"][0]["availability"], "verified");
     // A validator's latest verdict counts; all of them on asking, oldest first.
     let verdicts = &d["batch"]["validations"];
     assert_eq!(verdicts.as_array().unwrap().len(), 1, "{verdicts}");

@@ -380,6 +380,67 @@ async fn a_rerun_after_log_cleanup_keeps_the_manifest_the_chain_holds() {
     assert_eq!(stored.hash(), anchored.manifestHash);
 }
 
+/// A batch an earlier version anchored with a manifest whose entries carried no proofs, which
+/// then crashed before recording the batch, is finished by `recover` with that manifest: the
+/// one whose hash the chain holds, byte for byte (the current form, with proofs, would differ
+/// from the chain and the indexer would flag the batch).
+#[tokio::test]
+async fn a_batch_anchored_by_an_earlier_version_keeps_its_manifest_on_recovery() {
+    use tributary_chain::{Chain, ChainConfig, send};
+    use tributary_pipeline::ingest::recover;
+    use tributary_schemas::manifest::BatchManifest;
+
+    let env = env().await;
+    let input = signed(&env, 4);
+    // Committed to the lake, its anchoring refused (Alice may not anchor here).
+    let as_alice = Chain::connect(ChainConfig {
+        signer: Some(dev_contributor(2)),
+        deployment: Some(env.chain.deployment().clone()),
+        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
+    })
+    .await
+    .unwrap();
+    ingest(&as_alice, &env.lake, env.datanet, input)
+        .await
+        .unwrap_err();
+    let ids: Vec<B256> = {
+        let rows = env.lake.read(names::CONTRIBUTIONS, None).await.unwrap();
+        id_and_content(&rows)
+            .into_iter()
+            .map(|(id, _)| id.parse().unwrap())
+            .collect()
+    };
+    let key = BatchManifest::key(BatchManifest::batch_id_of(env.datanet, &ids));
+    let current: BatchManifest =
+        serde_json::from_slice(&env.lake.get(&key).await.unwrap()).unwrap();
+    assert!(current.contributions.iter().all(|e| e.proof.is_some()));
+    // The earlier version wrote and anchored the form without proofs, then crashed; the lake
+    // lost its manifest since.
+    let legacy = current.without_proofs();
+    send(env.chain.datanet_registry().anchorBatch(
+        U256::from(env.datanet),
+        legacy.batch_id,
+        legacy.merkle_tree().root(),
+        U256::from(legacy.contributions.len()),
+        key.clone(),
+        legacy.hash(),
+        legacy.lake_version,
+    ))
+    .await
+    .unwrap();
+    std::fs::remove_file(env.dir.path().join("lake").join(&key)).unwrap();
+
+    let done = recover(&env.chain, &env.lake).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(!done[0].newly_anchored);
+    let written = env.lake.get(&key).await.unwrap();
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        String::from_utf8(legacy.to_bytes()).unwrap(),
+        "the form the chain's hash names"
+    );
+}
+
 /// A batch committed to the lake but never anchored (its anchoring failed, as after a crash) is
 /// found and finished by `recover` after another engine checkpointed the table and cleaned up
 /// the log, removing the commit file that holds it: recovery lists the snapshot's application
