@@ -891,13 +891,7 @@ async fn a_datanet_name_another_account_holds_is_left_as_it_is() {
     use tributary_pipeline::datanet::{create_from_manifest, load};
 
     let env = env().await;
-    let as_alice = Chain::connect(ChainConfig {
-        signer: Some(dev_contributor(2)),
-        deployment: Some(env.chain.deployment().clone()),
-        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
-    })
-    .await
-    .unwrap();
+    let as_alice = env.as_signer(dev_contributor(2)).await;
     let other = MANIFEST.replace("max_record_bytes = 400", "max_record_bytes = 500");
     let err = create_from_manifest(
         &as_alice,

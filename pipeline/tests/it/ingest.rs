@@ -386,20 +386,14 @@ async fn a_rerun_after_log_cleanup_keeps_the_manifest_the_chain_holds() {
 /// from the chain and the indexer would flag the batch).
 #[tokio::test]
 async fn a_batch_anchored_by_an_earlier_version_keeps_its_manifest_on_recovery() {
-    use tributary_chain::{Chain, ChainConfig, send};
+    use tributary_chain::send;
     use tributary_pipeline::ingest::recover;
     use tributary_schemas::manifest::BatchManifest;
 
     let env = env().await;
     let input = signed(&env, 4);
     // Committed to the lake, its anchoring refused (Alice may not anchor here).
-    let as_alice = Chain::connect(ChainConfig {
-        signer: Some(dev_contributor(2)),
-        deployment: Some(env.chain.deployment().clone()),
-        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
-    })
-    .await
-    .unwrap();
+    let as_alice = env.as_signer(dev_contributor(2)).await;
     ingest(&as_alice, &env.lake, env.datanet, input)
         .await
         .unwrap_err();
@@ -448,19 +442,12 @@ async fn a_batch_anchored_by_an_earlier_version_keeps_its_manifest_on_recovery()
 /// version 0, one request each on every `contribute`, and missed this batch.
 #[tokio::test]
 async fn a_batch_left_unanchored_is_recovered_after_log_cleanup() {
-    use tributary_chain::{Chain, ChainConfig};
     use tributary_pipeline::ingest::recover;
 
     let env = env().await;
     let input = signed(&env, 8);
     // Alice may not anchor in this Datanet: her batch is committed, then its anchoring fails.
-    let as_alice = Chain::connect(ChainConfig {
-        signer: Some(dev_contributor(2)),
-        deployment: Some(env.chain.deployment().clone()),
-        ..ChainConfig::rpc(env.chain.url().clone(), env.dir.path().join("alice"))
-    })
-    .await
-    .unwrap();
+    let as_alice = env.as_signer(dev_contributor(2)).await;
     let err = ingest(&as_alice, &env.lake, env.datanet, input[..4].to_vec())
         .await
         .unwrap_err();
